@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hosted port. A thread registers as a CPU by claiming a slot with a CAS
+ * (acquire), and gives it back with a release store, so everything the last
+ * owner did with the slot's per-CPU data happens-before the next owner.
+ */
+#define _GNU_SOURCE
+#include <cairn/error.h>
+#include <cairn/host.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define HOST_MAX_CPUS 256
+
+static unsigned char *mem_base;
+static cairn_phys_t mem_phys;
+static uint64_t mem_size;
+static unsigned max_cpus = 1;
+static _Atomic unsigned char slot_taken[HOST_MAX_CPUS];
+static _Thread_local int this_cpu = -1;
+static atomic_uint_fast64_t report_count;
+static atomic_int report_quiet;
+
+int cairn_host_init(unsigned cpus, cairn_phys_t phys_base, uint64_t size)
+{
+	if (cpus == 0 || cpus > HOST_MAX_CPUS || size == 0 ||
+	    (phys_base | size) & 0xfff)
+		return CAIRN_EINVAL;
+	if (mem_base)
+		return CAIRN_EEXIST;
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return CAIRN_ENOMEM;
+	mem_base = p;
+	mem_phys = phys_base;
+	mem_size = size;
+	max_cpus = cpus;
+	return 0;
+}
+
+int cairn_host_hole(cairn_phys_t phys, uint64_t size)
+{
+	if (phys < mem_phys || phys + size > mem_phys + mem_size ||
+	    (phys | size) & 0xfff)
+		return CAIRN_ERANGE;
+	return mprotect(mem_base + (phys - mem_phys), size, PROT_NONE) ? CAIRN_EINVAL : 0;
+}
+
+int cairn_host_cpu_register(void)
+{
+	if (this_cpu >= 0)
+		return this_cpu;
+	for (unsigned i = 0; i < max_cpus; i++) {
+		unsigned char expect = 0;
+		if (atomic_compare_exchange_strong_explicit(&slot_taken[i], &expect, 1,
+							    memory_order_acquire,
+							    memory_order_relaxed)) {
+			this_cpu = (int)i;
+			return (int)i;
+		}
+	}
+	return CAIRN_ENOSPC;
+}
+
+int cairn_host_cpu_bind(unsigned cpu)
+{
+	unsigned char expect = 0;
+	if (cpu >= max_cpus)
+		return CAIRN_EINVAL;
+	if (!atomic_compare_exchange_strong_explicit(&slot_taken[cpu], &expect, 1,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		return CAIRN_EBUSY;
+	this_cpu = (int)cpu;
+	return 0;
+}
+
+void cairn_host_cpu_unregister(void)
+{
+	if (this_cpu < 0)
+		return;
+	atomic_store_explicit(&slot_taken[this_cpu], 0, memory_order_release);
+	this_cpu = -1;
+}
+
+uint64_t cairn_host_reports(void)
+{
+	return atomic_load(&report_count);
+}
+
+void cairn_host_reports_quiet(int quiet)
+{
+	atomic_store(&report_quiet, quiet);
+}
+
+/* ---- the port ---- */
+
+unsigned cairn_port_cpu(void)
+{
+	return this_cpu < 0 ? 0 : (unsigned)this_cpu;
+}
+
+unsigned cairn_port_cpu_count(void)
+{
+	return max_cpus;
+}
+
+unsigned long cairn_port_local_enter(void)
+{
+	return 0;
+}
+
+void cairn_port_local_leave(unsigned long state)
+{
+	(void)state;
+}
+
+void *cairn_port_phys_to_virt(cairn_phys_t phys)
+{
+	return mem_base + (phys - mem_phys);
+}
+
+cairn_phys_t cairn_port_virt_to_phys(const void *virt)
+{
+	return mem_phys + (cairn_phys_t)((const unsigned char *)virt - mem_base);
+}
+
+int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
+{
+	/* Map the frames' pages of the shared mapping again at `virt`. */
+	if ((virt | phys | len) & 0xfff || phys < mem_phys ||
+	    phys + len > mem_phys + mem_size)
+		return CAIRN_EINVAL;
+	void *p = mremap(cairn_port_phys_to_virt(phys), 0, len,
+			 MREMAP_MAYMOVE | MREMAP_FIXED, (void *)virt);
+	return p == MAP_FAILED ? CAIRN_ENOMEM : 0;
+}
+
+int cairn_port_unmap(uintptr_t virt, size_t len)
+{
+	if ((virt | len) & 0xfff)
+		return CAIRN_EINVAL;
+	/* Leave the range reserved but inaccessible rather than unmapped, so
+	 * nothing else in the process can land there. */
+	void *p = mmap((void *)virt, len, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? CAIRN_EINVAL : 0;
+}
+
+void cairn_port_report(int err, const char *what, uint64_t a, uint64_t b)
+{
+	atomic_fetch_add(&report_count, 1);
+	if (!atomic_load(&report_quiet))
+		fprintf(stderr, "cairn: %s (%s) %#llx %#llx\n", what,
+			cairn_strerror(err), (unsigned long long)a,
+			(unsigned long long)b);
+}
+
+void cairn_port_log(const char *line)
+{
+	fprintf(stderr, "%s\n", line);
+}
+
+void cairn_port_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	sched_yield();
+#endif
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn frames: a lock-free bitmap buddy allocator of physical frames.
+ *
+ * Blocks of 2^order frames (order 0..18: 4 KiB..1 GiB), naturally aligned,
+ * optionally aligned further. Every update is a compare-and-swap on a
+ * metadata word; nothing in alloc/free takes a lock. See docs/design.md.
+ *
+ * Addresses are physical and in bytes. An instance lives in its metadata
+ * memory; several instances can coexist (no global state).
+ */
+#ifndef CAIRN_FRAMES_H
+#define CAIRN_FRAMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cairn/error.h>
+#include <cairn/port.h>
+
+#define CAIRN_FRAME_SHIFT 12
+#define CAIRN_FRAME_SIZE (1ull << CAIRN_FRAME_SHIFT)
+#define CAIRN_HUGE_ORDER 9  /* 2 MiB: one chunk */
+#define CAIRN_MAX_ORDER 18  /* 1 GiB */
+#define CAIRN_MAX_REGIONS 64
+
+/* Memory areas, by physical address. A region never straddles a boundary. */
+enum cairn_area {
+	CAIRN_AREA_LOW16M = 0, /* below 16 MiB (ISA DMA) */
+	CAIRN_AREA_LOW4G = 1,  /* below 4 GiB (32-bit DMA) */
+	CAIRN_AREA_HIGH = 2,   /* everything above */
+	CAIRN_AREAS = 3
+};
+
+/* Request flags: which areas are acceptable (any mix), and options.
+ * Allocation tries the accepted areas from the highest down, so scarce low
+ * memory is used only by requests that accept nothing else, or when the
+ * higher areas are exhausted. No area bit at all means "any". */
+#define CAIRN_F_LOW16M (1u << CAIRN_AREA_LOW16M)
+#define CAIRN_F_LOW4G (1u << CAIRN_AREA_LOW4G)
+#define CAIRN_F_HIGH (1u << CAIRN_AREA_HIGH)
+#define CAIRN_F_ANY (CAIRN_F_LOW16M | CAIRN_F_LOW4G | CAIRN_F_HIGH)
+#define CAIRN_F_ZERO (1u << 8) /* zero the block through the identity map */
+
+/* A usable physical range from the firmware memory map (bytes). */
+struct cairn_mem_range {
+	cairn_phys_t base;
+	uint64_t size;
+};
+
+struct cairn_frames_config {
+	unsigned ncpus;  /* CPU slots; 0 = cairn_port_cpu_count() */
+	void *meta;      /* NULL: carve the metadata from the managed memory */
+	size_t meta_size;
+};
+
+struct cairn_frames;
+
+/* Bytes of metadata cairn_frames_init needs for this map. */
+size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
+			      unsigned ncpus);
+
+/* Create an instance over the usable ranges of `map` (need not be sorted or
+ * aligned; partial frames are dropped, ranges are split at area boundaries).
+ * With cfg->meta == NULL the metadata is carved from the managed memory and
+ * those frames are allocated (reserved) from the start. */
+int cairn_frames_init(struct cairn_frames **out,
+		      const struct cairn_mem_range *map, size_t n,
+		      const struct cairn_frames_config *cfg);
+
+/* Allocate a block of 2^order frames, naturally aligned. */
+int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
+		       cairn_phys_t *out);
+
+/* Allocate 2^order frames aligned to 2^align_order frames (align_order >=
+ * order); only 2^order frames are taken, nothing around the block is lost. */
+int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
+			       unsigned align_order, unsigned flags,
+			       cairn_phys_t *out);
+
+/* Allocate exactly the block at `phys` (aligned to its order): EBUSY if any
+ * of its frames is in use. */
+int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys,
+			  unsigned order);
+
+/* Free a block; the order must be the one it was allocated with. */
+int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys,
+		      unsigned order);
+
+/* Order-0 bulk operations. alloc_bulk returns how many frames it stored in
+ * out[] (0 when nothing is free). free_bulk frees all or, on the first bad
+ * frame, stops and returns its error; frames before it are freed and
+ * *done (if not NULL) says how many. */
+size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
+			       cairn_phys_t *out, size_t n);
+int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
+			   size_t n, size_t *done);
+
+/* Reserve every frame of [phys, phys+size) (frame aligned), all or nothing:
+ * EBUSY and no change if any frame is in use. Reserved frames are order-0
+ * allocations; unreserve frees them, again all or nothing. */
+int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys,
+			 uint64_t size);
+int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys,
+			   uint64_t size);
+
+/* Hand over more memory at run time (e.g. a 2 MiB or 1 GiB chunk from a
+ * hypervisor). meta == NULL carves the region's metadata from the region
+ * itself; such a region can never be removed. */
+size_t cairn_frames_region_meta_size(cairn_phys_t base, uint64_t size);
+int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base,
+			    uint64_t size, void *meta, size_t meta_size);
+
+/* Take a region back; EBUSY unless every frame of it is free. Its metadata
+ * memory may be reused once no CPU can still be inside the allocator. */
+int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base);
+
+struct cairn_frames_stats {
+	uint64_t total_frames[CAIRN_AREAS];
+	uint64_t free_frames[CAIRN_AREAS];
+	/* free memory as maximal naturally aligned free blocks, per order */
+	uint64_t free_blocks[CAIRN_AREAS][CAIRN_MAX_ORDER + 1];
+	uint64_t meta_bytes; /* metadata of instance and regions */
+	unsigned regions;
+};
+
+/* A snapshot; exact only when no operation is in flight. */
+void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st);
+
+/* Check every invariant (quiescent instance). 0 or CAIRN_ECORRUPT, with the
+ * first violation reported through cairn_port_report. */
+int cairn_frames_validate(struct cairn_frames *f);
+
+/* Print regions, chunk states and counters through cairn_port_log. */
+void cairn_frames_dump(struct cairn_frames *f);
+
+/* Is [phys, phys + 2^order frames) allocated as one block of this order? */
+bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys,
+			       unsigned order);
+
+#endif /* CAIRN_FRAMES_H */

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hosted port (arch/host): Linux threads stand in for CPUs and one
+ * anonymous shared mapping stands in for physical memory.
+ *
+ * Physical address p lives at virtual host_base + (p - phys_base). Holes in a
+ * simulated memory map are made inaccessible (PROT_NONE) so that touching
+ * memory the allocator does not manage faults at once.
+ */
+#ifndef CAIRN_HOST_H
+#define CAIRN_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cairn/port.h>
+
+/* Create the simulated physical memory [phys_base, phys_base + size) and
+ * allow up to max_cpus CPU slots. Call once, before any allocator. */
+int cairn_host_init(unsigned max_cpus, cairn_phys_t phys_base, uint64_t size);
+
+/* Make [phys, phys + size) inaccessible (a hole in the memory map). */
+int cairn_host_hole(cairn_phys_t phys, uint64_t size);
+
+/* Bind the calling thread to a free CPU slot (returns its index, or a
+ * negative error when every slot is taken) and release it again. A thread
+ * that never registered runs as CPU 0. */
+int cairn_host_cpu_register(void);
+void cairn_host_cpu_unregister(void);
+
+/* Bind the calling thread to slot `cpu` (tests that need a fixed mapping). */
+int cairn_host_cpu_bind(unsigned cpu);
+
+/* Misuse reports: count them, and optionally stay quiet (tests that plant
+ * bad input). Returns the number of reports so far. */
+uint64_t cairn_host_reports(void);
+void cairn_host_reports_quiet(int quiet);
+
+#endif /* CAIRN_HOST_H */

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The port: everything cairn needs from the system that embeds it.
+ *
+ * An embedder (a kernel, or arch/host on Linux) defines these functions; the
+ * library calls nothing else: no libc, no threads, no allocator. They are
+ * link-time symbols rather than a table of pointers because the hot ones
+ * (cairn_port_cpu) sit on every fast path.
+ *
+ * Two implementations ship: arch/host (threads registered as CPUs, a shared
+ * mapping standing in for physical memory) and arch/x86_64 (the test kernel).
+ */
+#ifndef CAIRN_PORT_H
+#define CAIRN_PORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint64_t cairn_phys_t;
+
+/* Index of the CPU executing the caller, in [0, cairn_port_cpu_count()).
+ * Stable for the caller while it is inside a CPU-local section. */
+unsigned cairn_port_cpu(void);
+
+/* Upper bound on CPU indices; fixed once the first allocator is created. */
+unsigned cairn_port_cpu_count(void);
+
+/* Enter/leave a CPU-local section: in a kernel, interrupts (or preemption)
+ * off so that per-CPU data cannot be touched by another context on the same
+ * CPU; on the host a registered thread owns its slot, so nothing to do.
+ * Sections nest; enter returns the state that leave restores. */
+unsigned long cairn_port_local_enter(void);
+void cairn_port_local_leave(unsigned long state);
+
+/* The identity-mapped (direct) region: every managed frame is reachable at
+ * cairn_port_phys_to_virt(phys) for as long as it is managed. */
+void *cairn_port_phys_to_virt(cairn_phys_t phys);
+cairn_phys_t cairn_port_virt_to_phys(const void *virt);
+
+/* Map `len` bytes of frames starting at `phys` at virtual address `virt`
+ * (both 4 KiB aligned), and undo it. Used by arenas that back address space.
+ * Return 0 or a negative cairn error code. */
+int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len);
+int cairn_port_unmap(uintptr_t virt, size_t len);
+
+/* Misuse detected (double free, foreign pointer, corrupted metadata...).
+ * `err` is a cairn error code, `what` a constant string, `a`/`b` the values
+ * involved. The port decides whether to log, count or halt. */
+void cairn_port_report(int err, const char *what, uint64_t a, uint64_t b);
+
+/* A line of diagnostic text (no newline needed). */
+void cairn_port_log(const char *line);
+
+/* Spin-wait hint (pause on x86). */
+void cairn_port_pause(void);
+
+#endif /* CAIRN_PORT_H */
