@@ -1,0 +1,704 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-frames: the frame allocator measured the LLFree way (Wrenger et al.,
+ * USENIX ATC 2023), against a single-lock buddy allocator in the same run.
+ *
+ *   bulk    each thread allocates its share of half of memory, one block at
+ *           a time, then frees all of it: ns per alloc and ns per free
+ *   repeat  fill half of memory, then each thread frees and reallocates one
+ *           block in a loop: ns per (free + alloc) pair
+ *   rand    like bulk, but between the phases the blocks are shuffled across
+ *           the threads, so each thread frees blocks others allocated:
+ *           ns per alloc and ns per free
+ *
+ * Orders 0 and 9 (4 KiB, 2 MiB), several thread counts, threads pinned. The
+ * two implementations run interleaved (run r of cairn, then run r of the
+ * baseline, ...) so that a noisy stretch of the machine hits both alike.
+ * Each run starts from a fresh instance over the same simulated memory, and
+ * every allocation result is checked: a failed allocation where memory must
+ * be available, or memory not all free and coalesced at the end of a run,
+ * fails the program.
+ */
+#define _GNU_SOURCE
+#include "baseline_buddy.h"
+#include "harness.h"
+
+#include <cairn/frames.h>
+#include <cairn/host.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Simulated memory starts at 4 GiB, so it is one region in one area, as the
+ * bulk of a large machine's memory is. */
+#define PHYS_BASE (4ull << 30)
+#define MAX_ORDER_LIST 8
+
+enum impl { IMPL_CAIRN, IMPL_BASELINE, NIMPL };
+static const char *const impl_name[NIMPL] = { "cairn", "baseline" };
+
+enum test { TEST_BULK, TEST_REPEAT, TEST_RAND, NTEST };
+static const char *const test_name[NTEST] = { "bulk", "repeat", "rand" };
+
+/* ---- options ---- */
+
+static uint64_t mem_mib;
+static unsigned orders[MAX_ORDER_LIST] = { 0, 9 };
+static unsigned norders = 2;
+static uint64_t repeat_iters;
+
+static bool set_mem(const char *v)
+{
+	char *end;
+	mem_mib = strtoull(v, &end, 10);
+	return !*end && mem_mib >= 8 && mem_mib <= (1ull << 20);
+}
+
+static bool set_orders(const char *v)
+{
+	if (!bench_parse_list(v, orders, &norders, MAX_ORDER_LIST))
+		return false;
+	for (unsigned i = 0; i < norders; i++)
+		if (orders[i] > CAIRN_MAX_ORDER)
+			return false;
+	return true;
+}
+
+static bool set_iters(const char *v)
+{
+	char *end;
+	repeat_iters = strtoull(v, &end, 10);
+	return !*end && repeat_iters > 0;
+}
+
+static const struct bench_option options[] = {
+	{ "mem", true, "simulated memory in MiB (4096; quick: 64)", set_mem },
+	{ "orders", true, "block orders, comma separated (0,9)", set_orders },
+	{ "iters", true, "repeat: pairs per thread (200000; quick: 2000)",
+	  set_iters },
+	{ 0 }
+};
+
+/* ---- the two allocators behind one interface ---- */
+
+static uint64_t mem_size, nframes;
+static struct cairn_frames *cf;
+static void *cairn_meta;
+static size_t cairn_meta_size;
+static struct baseline_buddy *bb;
+static struct cairn_mem_range map;
+
+/* Misuse reports the self-check planted on purpose. */
+static uint64_t reports_expected;
+
+/* The free state right after creation: every later run must end there. */
+static uint64_t fresh_blocks[NIMPL][CAIRN_MAX_ORDER + 1];
+
+/* A switch rather than a function pointer: the branch is perfectly
+ * predicted and the compiler inlines the calls, so neither side pays for
+ * the indirection. */
+static inline int do_alloc(enum impl im, unsigned order, uint64_t *out)
+{
+	if (im == IMPL_CAIRN)
+		return cairn_frames_alloc(cf, order, CAIRN_F_ANY, out);
+	return baseline_alloc(bb, order, out);
+}
+
+static inline int do_free(enum impl im, uint64_t phys, unsigned order)
+{
+	if (im == IMPL_CAIRN)
+		return cairn_frames_free(cf, phys, order);
+	return baseline_free(bb, phys, order);
+}
+
+static uint64_t free_state(enum impl im, uint64_t blocks[CAIRN_MAX_ORDER + 1])
+{
+	if (im == IMPL_BASELINE)
+		return baseline_free_frames(bb, blocks);
+	struct cairn_frames_stats st;
+	cairn_frames_stats(cf, &st);
+	uint64_t frames = 0;
+	for (unsigned o = 0; o <= CAIRN_MAX_ORDER; o++)
+		blocks[o] = 0;
+	for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+		frames += st.free_frames[a];
+		for (unsigned o = 0; o <= CAIRN_MAX_ORDER; o++)
+			blocks[o] += st.free_blocks[a][o];
+	}
+	return frames;
+}
+
+/* A fresh instance over the whole simulated memory, everything free. */
+static void fresh(enum impl im)
+{
+	if (im == IMPL_BASELINE) {
+		baseline_reset(bb);
+		return;
+	}
+	struct cairn_frames_config cfg = {
+		.ncpus = 0, .meta = cairn_meta, .meta_size = cairn_meta_size
+	};
+	int rc = cairn_frames_init(&cf, &map, 1, &cfg);
+	BENCH_CHECK(rc == 0, "cairn_frames_init: %s", cairn_strerror(rc));
+}
+
+/* Everything free again, every invariant holding, and the free memory
+ * coalesced back into the blocks a fresh instance starts with. */
+static void check_all_free(enum impl im, const char *when)
+{
+	uint64_t blocks[CAIRN_MAX_ORDER + 1];
+	uint64_t frames = free_state(im, blocks);
+	BENCH_CHECK(frames == nframes, "%s %s: %llu of %llu frames free",
+		    impl_name[im], when, (unsigned long long)frames,
+		    (unsigned long long)nframes);
+	if (im == IMPL_CAIRN)
+		BENCH_CHECK(cairn_frames_validate(cf) == 0,
+			    "cairn %s: validate failed", when);
+	else
+		BENCH_CHECK(baseline_validate(bb) == 0,
+			    "baseline %s: validate failed", when);
+	for (unsigned o = 0; o <= CAIRN_MAX_ORDER; o++)
+		BENCH_CHECK(blocks[o] == fresh_blocks[im][o],
+			    "%s %s: %llu free order-%u blocks, fresh has %llu "
+			    "(not coalesced)", impl_name[im], when,
+			    (unsigned long long)blocks[o], o,
+			    (unsigned long long)fresh_blocks[im][o]);
+	if (im == IMPL_CAIRN)
+		BENCH_CHECK(cairn_host_reports() == reports_expected,
+			    "cairn %s: %llu unexpected misuse reports", when,
+			    (unsigned long long)(cairn_host_reports() -
+						 reports_expected));
+}
+
+/* ---- one run ---- */
+
+struct run {
+	enum impl impl;
+	enum test test;
+	unsigned order;
+	unsigned nthreads;
+	bool check;
+	uint64_t share;     /* blocks per thread in the allocation phase */
+	uint64_t iters;     /* repeat: pairs per thread */
+	uint64_t limit_ns;  /* a timed phase stops after this long */
+	uint64_t *blocks;   /* thread t owns blocks[t * share ...]; 0 = none */
+	_Atomic unsigned char *owner; /* check: one flag per block slot */
+	struct bench_barrier bar;
+	atomic_bool cut;    /* some phase hit the time limit */
+	uint64_t filled[BENCH_MAX_THREADS]; /* blocks a thread allocated */
+	double ns[2][BENCH_MAX_THREADS];  /* [phase][thread]: wall ns/op */
+	double cpu[2][BENCH_MAX_THREADS]; /* thread CPU ns/op */
+};
+
+/* A block's slot in the owner flags; also checks range and alignment. */
+static uint64_t slot_of(const struct run *r, uint64_t phys)
+{
+	uint64_t off = phys - PHYS_BASE;
+	BENCH_CHECK(phys >= PHYS_BASE && off < mem_size &&
+			    !(off & ((CAIRN_FRAME_SIZE << r->order) - 1)),
+		    "%s returned %#llx: outside memory or not aligned to "
+		    "order %u", impl_name[r->impl], (unsigned long long)phys,
+		    r->order);
+	return off >> (CAIRN_FRAME_SHIFT + r->order);
+}
+
+static void claim(struct run *r, uint64_t phys)
+{
+	BENCH_CHECK(!atomic_exchange_explicit(&r->owner[slot_of(r, phys)], 1,
+					      memory_order_relaxed),
+		    "%s handed out block %#llx twice", impl_name[r->impl],
+		    (unsigned long long)phys);
+}
+
+static void release(struct run *r, uint64_t phys)
+{
+	atomic_store_explicit(&r->owner[slot_of(r, phys)], 0,
+			      memory_order_relaxed);
+}
+
+/* Past the phase's deadline? Looked at every 64 operations only, so that
+ * reading the clock costs nothing measurable. */
+static inline bool over_time(struct run *r, uint64_t i, uint64_t deadline)
+{
+	if ((i & 63) != 63 || bench_now_ns() <= deadline)
+		return false;
+	atomic_store_explicit(&r->cut, true, memory_order_relaxed);
+	return true;
+}
+
+static void record(struct run *r, int phase, unsigned tid, uint64_t ops,
+		   uint64_t t0, uint64_t t1, uint64_t c0, uint64_t c1)
+{
+	ops = ops ? ops : 1;
+	r->ns[phase][tid] = (double)(t1 - t0) / (double)ops;
+	r->cpu[phase][tid] = (double)(c1 - c0) / (double)ops;
+}
+
+/* Allocate this thread's share: phase 0 of bulk and rand, the untimed fill
+ * of repeat. Every allocation must succeed: at most half of memory is ever
+ * asked for. */
+static void alloc_share(struct run *r, unsigned tid, uint64_t *mine)
+{
+	const enum impl im = r->impl;
+	const unsigned order = r->order;
+	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
+	uint64_t deadline = t0 + r->limit_ns, i;
+	for (i = 0; i < r->share; i++) {
+		if (over_time(r, i, deadline))
+			break;
+		int rc = do_alloc(im, order, &mine[i]);
+		BENCH_CHECK(rc == 0, "%s: order-%u alloc %llu of %llu failed "
+			    "(%d) with half of memory still free",
+			    impl_name[im], order, (unsigned long long)i,
+			    (unsigned long long)r->share, rc);
+	}
+	uint64_t t1 = bench_now_ns(), c1 = bench_thread_cpu_ns();
+	r->filled[tid] = i;
+	record(r, 0, tid, i, t0, t1, c0, c1);
+	if (r->check)
+		for (uint64_t k = 0; k < i; k++)
+			claim(r, mine[k]);
+}
+
+/* Free a slice of the block list (phase 1 of bulk and rand). Empty slots,
+ * left by an allocation phase that was cut short, are skipped. */
+static void free_slice(struct run *r, unsigned tid, uint64_t *list,
+		       uint64_t n)
+{
+	const enum impl im = r->impl;
+	const unsigned order = r->order;
+	uint64_t ops = 0;
+	if (r->check)
+		for (uint64_t i = 0; i < n; i++)
+			if (list[i])
+				release(r, list[i]);
+	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
+	uint64_t deadline = t0 + r->limit_ns;
+	for (uint64_t i = 0; i < n; i++) {
+		if (over_time(r, i, deadline))
+			break;
+		if (!list[i])
+			continue;
+		int rc = do_free(im, list[i], order);
+		BENCH_CHECK(rc == 0, "%s: free of %#llx order %u failed (%d)",
+			    impl_name[im], (unsigned long long)list[i], order,
+			    rc);
+		list[i] = 0;
+		ops++;
+	}
+	uint64_t t1 = bench_now_ns(), c1 = bench_thread_cpu_ns();
+	record(r, 1, tid, ops, t0, t1, c0, c1);
+}
+
+static void repeat_loop(struct run *r, unsigned tid, uint64_t *mine)
+{
+	const enum impl im = r->impl;
+	const unsigned order = r->order;
+	BENCH_CHECK(r->filled[tid] > 0, "repeat: the fill was cut short "
+		    "before its first block; raise --limit");
+	/* Free and reallocate the most recent block: the allocator sees the
+	 * same block come and go, the pattern per-CPU caches are built for. */
+	uint64_t *b = &mine[r->filled[tid] - 1];
+	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
+	uint64_t deadline = t0 + r->limit_ns, i;
+	for (i = 0; i < r->iters; i++) {
+		if (over_time(r, i, deadline))
+			break;
+		if (r->check)
+			release(r, *b);
+		int rc = do_free(im, *b, order);
+		BENCH_CHECK(rc == 0, "%s: repeat free of %#llx failed (%d)",
+			    impl_name[im], (unsigned long long)*b, rc);
+		rc = do_alloc(im, order, b);
+		BENCH_CHECK(rc == 0, "%s: repeat alloc failed (%d)",
+			    impl_name[im], rc);
+		if (r->check)
+			claim(r, *b);
+	}
+	uint64_t t1 = bench_now_ns(), c1 = bench_thread_cpu_ns();
+	record(r, 0, tid, i, t0, t1, c0, c1);
+}
+
+static void worker(unsigned tid, void *arg)
+{
+	struct run *r = arg;
+	uint64_t *mine = r->blocks + tid * r->share;
+	if (r->impl == IMPL_CAIRN)
+		BENCH_CHECK(cairn_host_cpu_register() >= 0,
+			    "no CPU slot for thread %u", tid);
+
+	bench_barrier_wait(&r->bar);
+	alloc_share(r, tid, mine);
+	bench_barrier_wait(&r->bar);
+	switch (r->test) {
+	case TEST_BULK:
+		free_slice(r, tid, mine, r->share);
+		break;
+	case TEST_REPEAT:
+		repeat_loop(r, tid, mine);
+		break;
+	case TEST_RAND:
+		if (tid == 0) {
+			/* Fisher-Yates over all threads' blocks: afterwards
+			 * a thread's slice is mostly other threads' blocks. */
+			uint64_t n = r->share * r->nthreads, seed = 42 + n;
+			for (uint64_t i = n - 1; i > 0; i--) {
+				uint64_t j = bench_rand(&seed) % (i + 1);
+				uint64_t t = r->blocks[i];
+				r->blocks[i] = r->blocks[j];
+				r->blocks[j] = t;
+			}
+		}
+		bench_barrier_wait(&r->bar);
+		free_slice(r, tid, mine, r->share);
+		break;
+	default:
+		break;
+	}
+	if (r->impl == IMPL_CAIRN)
+		cairn_host_cpu_unregister();
+}
+
+static void run_once(struct run *r)
+{
+	uint64_t n = r->share * r->nthreads;
+	memset(r->blocks, 0, n * sizeof(r->blocks[0]));
+	fresh(r->impl);
+	bench_barrier_init(&r->bar, r->nthreads);
+	atomic_init(&r->cut, false);
+	bench_run_threads(r->nthreads, worker, r);
+
+	/* Whatever is still allocated (repeat's fill, phases cut short) is
+	 * freed here by one thread, untimed, then the allocator must be back
+	 * to its fresh state. */
+	for (uint64_t i = 0; i < n; i++) {
+		if (!r->blocks[i])
+			continue;
+		if (r->check)
+			release(r, r->blocks[i]);
+		int rc = do_free(r->impl, r->blocks[i], r->order);
+		BENCH_CHECK(rc == 0, "%s: cleanup free of %#llx failed (%d)",
+			    impl_name[r->impl],
+			    (unsigned long long)r->blocks[i], rc);
+	}
+	char when[64];
+	snprintf(when, sizeof(when), "after %s order %u x%u",
+		 test_name[r->test], r->order, r->nthreads);
+	check_all_free(r->impl, when);
+}
+
+/* ---- self-check: exhaust, no overlap, free, all coalesced ---- */
+
+static void self_check(enum impl im, _Atomic unsigned char *owner,
+		       uint64_t *list)
+{
+	/* Mixed orders until nothing at all is left: every frame must be
+	 * handed out exactly once. */
+	static const unsigned mix[] = { 9, 0, 3, 0, 0, 5, 1, 0 };
+	uint64_t n = 0, frames = 0;
+	fresh(im);
+	for (unsigned k = 0;; k++) {
+		unsigned o = mix[k % 8];
+		uint64_t p;
+		if (do_alloc(im, o, &p)) {
+			/* Nothing of this order left: finish with order 0
+			 * until that fails too. */
+			o = 0;
+			if (do_alloc(im, 0, &p))
+				break;
+		}
+		BENCH_CHECK(p >= PHYS_BASE && p - PHYS_BASE < mem_size &&
+				    !((p - PHYS_BASE) &
+				      ((CAIRN_FRAME_SIZE << o) - 1)),
+			    "%s self-check: bad block %#llx order %u",
+			    impl_name[im], (unsigned long long)p, o);
+		uint64_t f = (p - PHYS_BASE) >> CAIRN_FRAME_SHIFT;
+		for (uint64_t i = 0; i < (1ull << o); i++)
+			BENCH_CHECK(!atomic_exchange(&owner[f + i], 1),
+				    "%s self-check: frame %#llx handed out "
+				    "twice", impl_name[im],
+				    (unsigned long long)(p + i * CAIRN_FRAME_SIZE));
+		BENCH_CHECK(n < nframes, "%s self-check: more blocks than "
+			    "frames", impl_name[im]);
+		list[n++] = p | o; /* the order rides in the low bits */
+		frames += 1ull << o;
+	}
+	BENCH_CHECK(frames == nframes, "%s self-check: only %llu of %llu "
+		    "frames could be allocated", impl_name[im],
+		    (unsigned long long)frames, (unsigned long long)nframes);
+
+	/* Bad frees are refused and change nothing. */
+	uint64_t p0 = list[0] & ~0xfffull;
+	unsigned o0 = list[0] & 0xfff;
+	if (im == IMPL_CAIRN)
+		cairn_host_reports_quiet(1);
+	BENCH_CHECK(do_free(im, p0, o0 + 1) != 0,
+		    "%s self-check: free with the wrong order accepted",
+		    impl_name[im]);
+	if (o0 > 0)
+		BENCH_CHECK(do_free(im, p0 + CAIRN_FRAME_SIZE, 0) != 0,
+			    "%s self-check: free inside a block accepted",
+			    impl_name[im]);
+
+	/* Free everything in random order. */
+	uint64_t seed = 7;
+	for (uint64_t i = n - 1; i > 0; i--) {
+		uint64_t j = bench_rand(&seed) % (i + 1), t = list[i];
+		list[i] = list[j];
+		list[j] = t;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p = list[i] & ~0xfffull;
+		unsigned o = list[i] & 0xfff;
+		BENCH_CHECK(do_free(im, p, o) == 0, "%s self-check: free of "
+			    "%#llx order %u failed", impl_name[im],
+			    (unsigned long long)p, o);
+		uint64_t f = (p - PHYS_BASE) >> CAIRN_FRAME_SHIFT;
+		for (uint64_t k = 0; k < (1ull << o); k++)
+			atomic_store(&owner[f + k], 0);
+	}
+	BENCH_CHECK(do_free(im, p0, o0) != 0,
+		    "%s self-check: double free accepted", impl_name[im]);
+	if (im == IMPL_CAIRN) {
+		cairn_host_reports_quiet(0);
+		/* The planted misuse was reported; from now on no report
+		 * is expected. */
+		BENCH_CHECK(cairn_host_reports() > reports_expected,
+			    "cairn self-check: misuse not reported");
+		reports_expected = cairn_host_reports();
+	}
+	check_all_free(im, "self-check");
+}
+
+/* ---- targets of the frames issue ---- */
+
+static void verdict(const struct bench_opts *o, bool *all, bool ok,
+		    const char *fmt, double a, double b)
+{
+	char what[160];
+	snprintf(what, sizeof(what), fmt, a, b);
+	bench_note(o, "  %-6s %s", ok ? "met" : "MISSED", what);
+	*all = *all && ok;
+}
+
+static void targets(const struct bench_opts *o)
+{
+	bool all = true, any = false;
+	const char *ops[] = { "alloc", "free", "pair" };
+	bench_note(o, "\ntargets (cairn, medians):");
+
+	for (unsigned k = 0; k < 2; k++) {
+		double v = bench_find("bulk", "cairn", ops[k], 0, 1);
+		if (v < 0)
+			continue;
+		char fmt[96];
+		snprintf(fmt, sizeof(fmt), "bulk order 0, 1 thread, %s: "
+			 "%%.1f ns < %%.0f ns", ops[k]);
+		verdict(o, &all, v < 60, fmt, v, 60);
+		any = true;
+	}
+	for (unsigned t = 0; t < NTEST; t++)
+		for (unsigned oi = 0; oi < norders; oi++)
+			for (unsigned k = 0; k < 3; k++) {
+				double one = bench_find(test_name[t], "cairn",
+							ops[k], orders[oi], 1);
+				double two = bench_find(test_name[t], "cairn",
+							ops[k], orders[oi], 2);
+				if (one < 0 || two < 0)
+					continue;
+				char fmt[128];
+				snprintf(fmt, sizeof(fmt), "%s order %u %s: "
+					 "2 threads %%.1f ns <= 1 thread "
+					 "%%.1f ns", test_name[t], orders[oi],
+					 ops[k]);
+				verdict(o, &all, two <= one, fmt, two, one);
+				any = true;
+			}
+	for (unsigned t = 0; t < NTEST; t++)
+		for (unsigned ti = 0; ti < o->nthreads; ti++)
+			for (unsigned k = 0; k < 3; k++) {
+				unsigned th = o->threads[ti];
+				double z = bench_find(test_name[t], "cairn",
+						      ops[k], 0, th);
+				double n = bench_find(test_name[t], "cairn",
+						      ops[k], 9, th);
+				if (z < 0 || n < 0)
+					continue;
+				char fmt[128];
+				snprintf(fmt, sizeof(fmt), "%s %s x%u: order 9 "
+					 "%%.1f ns <= 2 x order 0 %%.1f ns",
+					 test_name[t], ops[k], th);
+				verdict(o, &all, n <= 2 * z, fmt, n, z);
+				any = true;
+			}
+	for (unsigned t = 0; t < NTEST; t++)
+		for (unsigned oi = 0; oi < norders; oi++)
+			for (unsigned ti = 0; ti < o->nthreads; ti++)
+				for (unsigned k = 0; k < 3; k++) {
+					unsigned th = o->threads[ti];
+					double c = bench_find(test_name[t],
+							      "cairn", ops[k],
+							      orders[oi], th);
+					double b = bench_find(test_name[t],
+							      "baseline",
+							      ops[k],
+							      orders[oi], th);
+					if (c < 0 || b < 0)
+						continue;
+					char fmt[128];
+					snprintf(fmt, sizeof(fmt),
+						 "%s order %u %s x%u: cairn "
+						 "%%.1f ns < baseline %%.1f ns",
+						 test_name[t], orders[oi],
+						 ops[k], th);
+					verdict(o, &all, c < b, fmt, c, b);
+					any = true;
+				}
+	if (any)
+		bench_note(o, "all targets %s", all ? "met" : "NOT met");
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_opts o;
+	bench_parse(&o, argc, argv, options);
+	if (!mem_mib)
+		mem_mib = o.quick ? 64 : 4096;
+	if (!repeat_iters)
+		repeat_iters = o.quick ? 2000 : 200000;
+	mem_size = mem_mib << 20;
+	nframes = mem_size >> CAIRN_FRAME_SHIFT;
+
+	unsigned maxt = 1;
+	for (unsigned i = 0; i < o.nthreads; i++)
+		maxt = o.threads[i] > maxt ? o.threads[i] : maxt;
+
+	char what[640];
+	snprintf(what, sizeof(what),
+		 "ns per operation and thread, frame allocator, LLFree method\n"
+		 "  bulk:   each thread allocates its share of half of memory, "
+		 "one block at a time, then frees it all (alloc, free)\n"
+		 "  repeat: half of memory allocated, then each thread frees "
+		 "and reallocates one block in a loop (pair = free + alloc)\n"
+		 "  rand:   as bulk, but the blocks are shuffled across threads "
+		 "before the frees (alloc, free)\n"
+		 "impls: cairn, baseline (free-list buddy, one MCS lock); "
+		 "memory: %llu MiB simulated", (unsigned long long)mem_mib);
+	bench_header(&o, "bench-frames: the frame allocator against a "
+		     "single-lock buddy", what);
+
+	int rc = cairn_host_init(maxt, PHYS_BASE, mem_size);
+	BENCH_CHECK(rc == 0, "cairn_host_init: %s", cairn_strerror(rc));
+	map = (struct cairn_mem_range){ PHYS_BASE, mem_size };
+	cairn_meta_size = cairn_frames_meta_size(&map, 1, maxt);
+	cairn_meta = aligned_alloc(4096, (cairn_meta_size + 4095) & ~4095ull);
+	bb = baseline_create(PHYS_BASE, mem_size);
+	BENCH_CHECK(cairn_meta && bb, "out of memory for metadata");
+
+	for (unsigned im = 0; im < NIMPL; im++) {
+		fresh(im);
+		uint64_t frames = free_state(im, fresh_blocks[im]);
+		BENCH_CHECK(frames == nframes, "%s: fresh instance has %llu of "
+			    "%llu frames free", impl_name[im],
+			    (unsigned long long)frames,
+			    (unsigned long long)nframes);
+	}
+
+	/* Block lists, written once now so that no timed loop takes a page
+	 * fault on its own bookkeeping. */
+	uint64_t *blocks = malloc(nframes * sizeof(*blocks));
+	_Atomic unsigned char *owner = malloc(nframes);
+	BENCH_CHECK(blocks && owner, "out of memory");
+	memset(blocks, 0, nframes * sizeof(*blocks));
+	for (uint64_t i = 0; i < nframes; i++)
+		atomic_init(&owner[i], 0);
+
+	if (o.check)
+		for (unsigned im = 0; im < NIMPL; im++)
+			if (bench_selected(o.impls, impl_name[im])) {
+				self_check(im, owner, blocks);
+				bench_note(&o, "self-check %s: every frame "
+					   "handed out once, all coalesced "
+					   "back", impl_name[im]);
+			}
+
+	static struct run r;
+	for (unsigned t = 0; t < NTEST; t++) {
+		if (!bench_selected(o.tests, test_name[t]))
+			continue;
+		for (unsigned oi = 0; oi < norders; oi++) {
+			for (unsigned ti = 0; ti < o.nthreads; ti++) {
+				unsigned order = orders[oi], nt = o.threads[ti];
+				uint64_t share = ((nframes / 2) >> order) / nt;
+				if (share == 0) {
+					bench_note(&o, "skip %s order %u x%u: "
+						   "memory too small",
+						   test_name[t], order, nt);
+					continue;
+				}
+				struct bench_samples s[NIMPL][2][2];
+				unsigned cut[NIMPL] = { 0 };
+				memset(s, 0, sizeof(s));
+				for (unsigned run = 0; run < o.runs; run++)
+					for (unsigned im = 0; im < NIMPL; im++) {
+						if (!bench_selected(o.impls,
+								    impl_name[im]))
+							continue;
+						r = (struct run){
+							.impl = im, .test = t,
+							.order = order,
+							.nthreads = nt,
+							.check = o.check,
+							.share = share,
+							.iters = repeat_iters,
+							.limit_ns = o.limit_ms * 1000000ull,
+							.blocks = blocks,
+							.owner = owner,
+						};
+						run_once(&r);
+						cut[im] += atomic_load(&r.cut);
+						unsigned phases =
+							t == TEST_REPEAT ? 1 : 2;
+						for (unsigned ph = 0; ph < phases; ph++) {
+							double w = 0, c = 0;
+							for (unsigned i = 0; i < nt; i++) {
+								w += r.ns[ph][i];
+								c += r.cpu[ph][i];
+							}
+							bench_sample(&s[im][ph][0], w / nt);
+							bench_sample(&s[im][ph][1], c / nt);
+						}
+					}
+				for (unsigned im = 0; im < NIMPL; im++) {
+					if (!bench_selected(o.impls, impl_name[im]))
+						continue;
+					unsigned phases = t == TEST_REPEAT ? 1 : 2;
+					for (unsigned ph = 0; ph < phases; ph++) {
+						struct bench_row row = {
+							.suite = "frames",
+							.test = test_name[t],
+							.impl = impl_name[im],
+							.op = t == TEST_REPEAT ? "pair" :
+							      ph ? "free" : "alloc",
+							.param = "order",
+							.value = order,
+							.threads = nt,
+							.ns = s[im][ph][0],
+							.cpu_ns = s[im][ph][1],
+							.cut = cut[im],
+						};
+						bench_report(&o, &row);
+					}
+				}
+			}
+		}
+	}
+	if (!o.quick)
+		targets(&o);
+	free(blocks);
+	free(owner);
+	free(cairn_meta);
+	baseline_destroy(bb);
+	return 0;
+}
