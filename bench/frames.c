@@ -473,90 +473,123 @@ static void self_check(enum impl im, _Atomic unsigned char *owner,
 
 /* ---- targets of the frames issue ---- */
 
-static void verdict(const struct bench_opts *o, bool *all, bool ok,
-		    const char *fmt, double a, double b)
+static const char *const op_name[] = { "alloc", "free", "pair" };
+
+struct target {
+	const char *title;
+	unsigned rows, missed;
+};
+
+static void target_begin(const struct bench_opts *o, struct target *t,
+			 const char *title)
 {
-	char what[160];
-	snprintf(what, sizeof(what), fmt, a, b);
-	bench_note(o, "  %-6s %s", ok ? "met" : "MISSED", what);
-	*all = *all && ok;
+	*t = (struct target){ .title = title };
+	bench_note(o, "  %s", title);
 }
 
+static void target_row(const struct bench_opts *o, struct target *t, bool ok,
+		       const char *row, double got, double bound)
+{
+	t->rows++;
+	if (ok)
+		return;
+	t->missed++;
+	bench_note(o, "    MISSED %-28s %10.1f ns vs %10.1f ns", row, got,
+		   bound);
+}
+
+static bool target_end(const struct bench_opts *o, const struct target *t)
+{
+	if (t->rows)
+		bench_note(o, "    %s: %u of %u rows", t->missed ? "missed" :
+			   "met", t->rows - t->missed, t->rows);
+	else
+		bench_note(o, "    (no rows measured)");
+	return !t->missed;
+}
+
+/* Judge cairn's medians against the issue's targets. Rows measured with
+ * more threads than cores are judged too, but read them with the header's
+ * note in mind. */
 static void targets(const struct bench_opts *o)
 {
-	bool all = true, any = false;
-	const char *ops[] = { "alloc", "free", "pair" };
-	bench_note(o, "\ntargets (cairn, medians):");
+	struct target t;
+	char row[64];
+	bool all = true;
+	bench_note(o, "\ntargets (cairn medians, wall ns/op):");
 
+	target_begin(o, &t, "bulk order 0, 1 thread: alloc and free each "
+		     "below 60 ns");
 	for (unsigned k = 0; k < 2; k++) {
-		double v = bench_find("bulk", "cairn", ops[k], 0, 1);
+		double v = bench_find("bulk", "cairn", op_name[k], 0, 1);
 		if (v < 0)
 			continue;
-		char fmt[96];
-		snprintf(fmt, sizeof(fmt), "bulk order 0, 1 thread, %s: "
-			 "%%.1f ns < %%.0f ns", ops[k]);
-		verdict(o, &all, v < 60, fmt, v, 60);
-		any = true;
+		snprintf(row, sizeof(row), "bulk o0 x1 %s", op_name[k]);
+		target_row(o, &t, v < 60, row, v, 60);
 	}
-	for (unsigned t = 0; t < NTEST; t++)
+	all &= target_end(o, &t);
+
+	target_begin(o, &t, "2 threads no slower per op than 1 "
+		     "(x2 vs x1)");
+	for (unsigned ts = 0; ts < NTEST; ts++)
 		for (unsigned oi = 0; oi < norders; oi++)
 			for (unsigned k = 0; k < 3; k++) {
-				double one = bench_find(test_name[t], "cairn",
-							ops[k], orders[oi], 1);
-				double two = bench_find(test_name[t], "cairn",
-							ops[k], orders[oi], 2);
+				double one = bench_find(test_name[ts], "cairn",
+							op_name[k], orders[oi], 1);
+				double two = bench_find(test_name[ts], "cairn",
+							op_name[k], orders[oi], 2);
 				if (one < 0 || two < 0)
 					continue;
-				char fmt[128];
-				snprintf(fmt, sizeof(fmt), "%s order %u %s: "
-					 "2 threads %%.1f ns <= 1 thread "
-					 "%%.1f ns", test_name[t], orders[oi],
-					 ops[k]);
-				verdict(o, &all, two <= one, fmt, two, one);
-				any = true;
+				snprintf(row, sizeof(row), "%s o%u %s",
+					 test_name[ts], orders[oi], op_name[k]);
+				target_row(o, &t, two <= one, row, two, one);
 			}
-	for (unsigned t = 0; t < NTEST; t++)
+	all &= target_end(o, &t);
+
+	target_begin(o, &t, "order 9 within 2x of order 0 "
+		     "(o9 vs 2 x o0)");
+	for (unsigned ts = 0; ts < NTEST; ts++)
 		for (unsigned ti = 0; ti < o->nthreads; ti++)
 			for (unsigned k = 0; k < 3; k++) {
 				unsigned th = o->threads[ti];
-				double z = bench_find(test_name[t], "cairn",
-						      ops[k], 0, th);
-				double n = bench_find(test_name[t], "cairn",
-						      ops[k], 9, th);
+				double z = bench_find(test_name[ts], "cairn",
+						      op_name[k], 0, th);
+				double n = bench_find(test_name[ts], "cairn",
+						      op_name[k], 9, th);
 				if (z < 0 || n < 0)
 					continue;
-				char fmt[128];
-				snprintf(fmt, sizeof(fmt), "%s %s x%u: order 9 "
-					 "%%.1f ns <= 2 x order 0 %%.1f ns",
-					 test_name[t], ops[k], th);
-				verdict(o, &all, n <= 2 * z, fmt, n, z);
-				any = true;
+				snprintf(row, sizeof(row), "%s %s x%u%s",
+					 test_name[ts], op_name[k], th,
+					 th > bench_cpus() ? "*" : "");
+				target_row(o, &t, n <= 2 * z, row, n, 2 * z);
 			}
-	for (unsigned t = 0; t < NTEST; t++)
+	all &= target_end(o, &t);
+
+	target_begin(o, &t, "cairn faster than the baseline on every row "
+		     "(cairn vs baseline)");
+	for (unsigned ts = 0; ts < NTEST; ts++)
 		for (unsigned oi = 0; oi < norders; oi++)
 			for (unsigned ti = 0; ti < o->nthreads; ti++)
 				for (unsigned k = 0; k < 3; k++) {
 					unsigned th = o->threads[ti];
-					double c = bench_find(test_name[t],
-							      "cairn", ops[k],
+					double c = bench_find(test_name[ts],
+							      "cairn", op_name[k],
 							      orders[oi], th);
-					double b = bench_find(test_name[t],
+					double b = bench_find(test_name[ts],
 							      "baseline",
-							      ops[k],
+							      op_name[k],
 							      orders[oi], th);
 					if (c < 0 || b < 0)
 						continue;
-					char fmt[128];
-					snprintf(fmt, sizeof(fmt),
-						 "%s order %u %s x%u: cairn "
-						 "%%.1f ns < baseline %%.1f ns",
-						 test_name[t], orders[oi],
-						 ops[k], th);
-					verdict(o, &all, c < b, fmt, c, b);
-					any = true;
+					snprintf(row, sizeof(row),
+						 "%s o%u %s x%u%s",
+						 test_name[ts], orders[oi],
+						 op_name[k], th,
+						 th > bench_cpus() ? "*" : "");
+					target_row(o, &t, c < b, row, c, b);
 				}
-	if (any)
-		bench_note(o, "all targets %s", all ? "met" : "NOT met");
+	all &= target_end(o, &t);
+	bench_note(o, "all targets %s", all ? "met" : "NOT met");
 }
 
 int main(int argc, char **argv)
