@@ -207,6 +207,11 @@ void bench_header(const struct bench_opts *o, const char *title,
 	fprintf(out, "machine: %ld online cores, %u usable by this process; "
 		"median of %u run%s%s\n", online, bench_cpus(), o->runs,
 		o->runs == 1 ? "" : "s", o->quick ? " (quick: tiny sizes)" : "");
+	double load[3];
+	if (getloadavg(load, 3) == 3)
+		fprintf(out, "load average at start: %.2f %.2f %.2f (other "
+			"work on the machine shows up as wall > cpu ns/op)\n",
+			load[0], load[1], load[2]);
 	if (maxt > bench_cpus())
 		fprintf(out, "note: runs with more threads than usable cores are "
 			"oversubscribed (marked *): wall ns/op then includes time "
@@ -311,6 +316,57 @@ void bench_run_threads(unsigned n, void (*fn)(unsigned tid, void *arg),
 	free(ts);
 }
 
+/* ---- machine control ---- */
+
+#define CONTROL_WORDS (128 * 1024 / 8)
+
+struct control {
+	struct bench_barrier bar;
+	uint64_t iters;
+	double ns[BENCH_MAX_THREADS], cpu[BENCH_MAX_THREADS];
+};
+
+static void control_thread(unsigned tid, void *arg)
+{
+	struct control *c = arg;
+	/* Each thread's own array, allocated by the thread: nothing shared,
+	 * not even a cache line. */
+	_Atomic uint64_t *w = aligned_alloc(64, CONTROL_WORDS * sizeof(*w));
+	BENCH_CHECK(w, "out of memory");
+	for (unsigned i = 0; i < CONTROL_WORDS; i++)
+		atomic_init(&w[i], 0);
+	bench_barrier_wait(&c->bar);
+	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
+	for (uint64_t i = 0; i < c->iters; i++) {
+		_Atomic uint64_t *p = &w[i % CONTROL_WORDS];
+		uint64_t v = atomic_load_explicit(p, memory_order_relaxed);
+		uint64_t bit = 1ull << (i / CONTROL_WORDS % 64);
+		while (!atomic_compare_exchange_weak_explicit(p, &v, v ^ bit,
+				memory_order_acq_rel, memory_order_relaxed))
+			;
+	}
+	uint64_t t1 = bench_now_ns(), c1 = bench_thread_cpu_ns();
+	c->ns[tid] = (double)(t1 - t0) / (double)c->iters;
+	c->cpu[tid] = (double)(c1 - c0) / (double)c->iters;
+	free((void *)w);
+}
+
+double bench_control(unsigned n, uint64_t iters, double *cpu_ns)
+{
+	static struct control c;
+	c.iters = iters ? iters : 1;
+	bench_barrier_init(&c.bar, n);
+	bench_run_threads(n, control_thread, &c);
+	double ns = 0, cpu = 0;
+	for (unsigned i = 0; i < n; i++) {
+		ns += c.ns[i];
+		cpu += c.cpu[i];
+	}
+	if (cpu_ns)
+		*cpu_ns = cpu / n;
+	return ns / n;
+}
+
 /* ---- statistics ---- */
 
 void bench_sample(struct bench_samples *s, double v)
@@ -390,26 +446,34 @@ void bench_report(const struct bench_opts *o, const struct bench_row *r)
 					   r->threads, med };
 
 	if (o->json) {
+		char param[80] = "";
+		if (r->param)
+			snprintf(param, sizeof(param), "\"%s\":%ld,", r->param,
+				 r->value);
 		printf("{\"suite\":\"%s\",\"test\":\"%s\",\"impl\":\"%s\","
-		       "\"%s\":%ld,\"threads\":%u,\"op\":\"%s\","
+		       "%s\"threads\":%u,\"op\":\"%s\","
 		       "\"ns_per_op\":%.2f,\"min\":%.2f,\"max\":%.2f,"
 		       "\"cpu_ns_per_op\":%.2f,\"runs\":%u,\"cores\":%u,"
 		       "\"oversubscribed\":%s,\"cut_runs\":%u}\n",
-		       r->suite, r->test, r->impl, r->param, r->value,
-		       r->threads, r->op, med, bench_min(&r->ns),
+		       r->suite, r->test, r->impl, param, r->threads, r->op, med, bench_min(&r->ns),
 		       bench_max(&r->ns), cpu, r->ns.n, bench_cpus(),
 		       over ? "true" : "false", r->cut);
 		fflush(stdout);
 		return;
 	}
 	if (!header_done) {
+		/* The parameter column is named after the first row that
+		 * has one; a suite keeps to one parameter. */
 		printf("%-8s %-8s %-9s %6s %8s %-6s %10s %10s %10s %10s\n",
-		       "suite", "test", "impl", r->param, "threads", "op",
-		       "ns/op", "min", "max", "cpu ns/op");
+		       "suite", "test", "impl", r->param ? r->param : "",
+		       "threads", "op", "ns/op", "min", "max", "cpu ns/op");
 		header_done = true;
 	}
-	printf("%-8s %-8s %-9s %6ld %7u%c %-6s %10.1f %10.1f %10.1f %10.1f%s\n",
-	       r->suite, r->test, r->impl, r->value, r->threads,
+	char value[24] = "-";
+	if (r->param)
+		snprintf(value, sizeof(value), "%ld", r->value);
+	printf("%-8s %-8s %-9s %6s %7u%c %-6s %10.1f %10.1f %10.1f %10.1f%s\n",
+	       r->suite, r->test, r->impl, value, r->threads,
 	       over ? '*' : ' ', r->op, med, bench_min(&r->ns),
 	       bench_max(&r->ns), cpu, r->cut ? " !" : "");
 	fflush(stdout);

@@ -116,6 +116,16 @@ double bench_median(const struct bench_samples *s);
 double bench_min(const struct bench_samples *s);
 double bench_max(const struct bench_samples *s);
 
+/* ---- machine control ---- */
+
+/* What the machine itself does when threads are added: n pinned threads
+ * each run `iters` compare-and-swaps over their own private 128 KiB array
+ * (the access pattern of a bitmap allocator, with nothing shared). Returns
+ * the mean per-thread wall ns per CAS; its CPU time per CAS in *cpu_ns.
+ * If this climbs from 1 to 2 threads, so will every allocator: the cores
+ * share something (SMT siblings behind the virtual CPUs, a memory bus). */
+double bench_control(unsigned n, uint64_t iters, double *cpu_ns);
+
 /* ---- results ---- */
 
 /* One reported figure: the median of `ns` (wall, per op and thread) and of
@@ -125,7 +135,8 @@ struct bench_row {
 	const char *test;
 	const char *impl;
 	const char *op;
-	const char *param;   /* name of the size-like parameter, e.g. "order" */
+	const char *param;   /* name of the size-like parameter, e.g. "order";
+				NULL when the row has none */
 	long value;          /* its value */
 	unsigned threads;
 	struct bench_samples ns;
