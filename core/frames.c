@@ -35,6 +35,16 @@ static inline bool cas_strong(_Atomic uint64_t *p, uint64_t old, uint64_t new)
 	return atomic_compare_exchange_strong_explicit(p, &old, new, ACQ_REL, RELAXED);
 }
 
+/* Set bits of a word. Not __builtin_popcount: without -mpopcnt it becomes
+ * a libgcc call, and the freestanding library links no runtime. */
+static inline unsigned bit_count(uint64_t v)
+{
+	v = v - ((v >> 1) & 0x5555555555555555ull);
+	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((v * 0x0101010101010101ull) >> 56);
+}
+
 /* n low bits set, n <= 32 */
 static inline uint64_t run_mask(unsigned n)
 {
@@ -212,7 +222,7 @@ static unsigned bits_take_many(_Atomic uint64_t *w, uint64_t frame0, uint64_t n,
 		}
 		if (!cas(&w[wi], &v, v | m | ((uint64_t)m << 32)))
 			continue;
-		n -= (unsigned)__builtin_popcount(m);
+		n -= (unsigned)bit_count(m);
 		for (; m; m &= m - 1)
 			*out++ = (frame0 + wi * WORD_FRAMES + (unsigned)__builtin_ctz(m))
 				 << CAIRN_FRAME_SHIFT;
@@ -609,7 +619,7 @@ int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
 				break;
 			}
 			if (cas(w, &v, v & ~(m | m << 32))) {
-				chunk_unclaim(&r->chunk[c], (uint64_t)__builtin_popcountll(m));
+				chunk_unclaim(&r->chunk[c], (uint64_t)bit_count(m));
 				i = j;
 				break;
 			}
