@@ -501,7 +501,7 @@ static void target_row(const struct bench_opts *o, struct target *t, bool ok,
 static bool target_end(const struct bench_opts *o, const struct target *t)
 {
 	if (t->rows)
-		bench_note(o, "    %s: %u of %u rows meet it",
+		bench_note(o, "    %s (%u of %u rows meet it)",
 			   t->missed ? "missed" : "met", t->rows - t->missed,
 			   t->rows);
 	else
@@ -512,18 +512,20 @@ static bool target_end(const struct bench_opts *o, const struct target *t)
 /* Judge cairn's medians against the issue's targets. Rows measured with
  * more threads than cores are judged too, but read them with the header's
  * note in mind. */
-static void targets(const struct bench_opts *o)
+static void targets(const struct bench_opts *o, bool cpu)
 {
 	struct target t;
 	char row[64];
 	bool all = true;
 	unsigned judged = 0;
-	bench_note(o, "\ntargets (cairn medians, wall ns/op):");
+	bench_note(o, "\ntargets, judged on cairn's median %s:",
+		   cpu ? "thread CPU ns/op (time descheduled left out)" :
+			 "wall ns/op");
 
 	target_begin(o, &t, "bulk order 0, 1 thread: alloc and free each "
 		     "below 60 ns");
 	for (unsigned k = 0; k < 2; k++) {
-		double v = bench_find("bulk", "cairn", op_name[k], 0, 1);
+		double v = bench_find("bulk", "cairn", op_name[k], 0, 1, cpu);
 		if (v < 0)
 			continue;
 		snprintf(row, sizeof(row), "bulk o0 x1 %s", op_name[k]);
@@ -538,9 +540,9 @@ static void targets(const struct bench_opts *o)
 		for (unsigned oi = 0; oi < norders; oi++)
 			for (unsigned k = 0; k < 3; k++) {
 				double one = bench_find(test_name[ts], "cairn",
-							op_name[k], orders[oi], 1);
+							op_name[k], orders[oi], 1, cpu);
 				double two = bench_find(test_name[ts], "cairn",
-							op_name[k], orders[oi], 2);
+							op_name[k], orders[oi], 2, cpu);
 				if (one < 0 || two < 0)
 					continue;
 				snprintf(row, sizeof(row), "%s o%u %s",
@@ -549,8 +551,8 @@ static void targets(const struct bench_opts *o)
 			}
 	all &= target_end(o, &t);
 	judged += t.rows;
-	double c1 = bench_find("control", "machine", "cas", 0, 1);
-	double c2 = bench_find("control", "machine", "cas", 0, 2);
+	double c1 = bench_find("control", "machine", "cas", 0, 1, cpu);
+	double c2 = bench_find("control", "machine", "cas", 0, 2, cpu);
 	if (c1 > 0 && c2 > 0)
 		bench_note(o, "    (machine control, private CAS per thread: "
 			   "x2 %.1f ns vs x1 %.1f ns, %+.0f%%)", c2, c1,
@@ -563,9 +565,9 @@ static void targets(const struct bench_opts *o)
 			for (unsigned k = 0; k < 3; k++) {
 				unsigned th = o->threads[ti];
 				double z = bench_find(test_name[ts], "cairn",
-						      op_name[k], 0, th);
+						      op_name[k], 0, th, cpu);
 				double n = bench_find(test_name[ts], "cairn",
-						      op_name[k], 9, th);
+						      op_name[k], 9, th, cpu);
 				if (z < 0 || n < 0)
 					continue;
 				snprintf(row, sizeof(row), "%s %s x%u%s",
@@ -585,11 +587,11 @@ static void targets(const struct bench_opts *o)
 					unsigned th = o->threads[ti];
 					double c = bench_find(test_name[ts],
 							      "cairn", op_name[k],
-							      orders[oi], th);
+							      orders[oi], th, cpu);
 					double b = bench_find(test_name[ts],
 							      "baseline",
 							      op_name[k],
-							      orders[oi], th);
+							      orders[oi], th, cpu);
 					if (c < 0 || b < 0)
 						continue;
 					snprintf(row, sizeof(row),
@@ -764,8 +766,12 @@ int main(int argc, char **argv)
 			bench_report(&o, &row);
 		}
 	}
-	if (!o.quick)
-		targets(&o);
+	/* Judged twice: on wall time, what the issue asks for, and on thread
+	 * CPU time, which a busy shared machine distorts far less. */
+	if (!o.quick) {
+		targets(&o, false);
+		targets(&o, true);
+	}
 	free(blocks);
 	free(owner);
 	free(cairn_meta);

@@ -413,7 +413,7 @@ struct kept_row {
 	const char *test, *impl, *op;
 	long value;
 	unsigned threads;
-	double median;
+	double median, cpu;
 };
 
 static struct kept_row *kept;
@@ -421,13 +421,13 @@ static size_t nkept, capkept;
 static bool header_done;
 
 double bench_find(const char *test, const char *impl, const char *op,
-		  long value, unsigned threads)
+		  long value, unsigned threads, bool cpu)
 {
 	for (size_t i = 0; i < nkept; i++)
 		if (!strcmp(kept[i].test, test) && !strcmp(kept[i].impl, impl) &&
 		    !strcmp(kept[i].op, op) && kept[i].value == value &&
 		    kept[i].threads == threads)
-			return kept[i].median;
+			return cpu ? kept[i].cpu : kept[i].median;
 	return -1;
 }
 
@@ -443,7 +443,7 @@ void bench_report(const struct bench_opts *o, const struct bench_row *r)
 		BENCH_CHECK(kept, "out of memory");
 	}
 	kept[nkept++] = (struct kept_row){ r->test, r->impl, r->op, r->value,
-					   r->threads, med };
+					   r->threads, med, cpu };
 
 	if (o->json) {
 		char param[80] = "";

@@ -147,9 +147,10 @@ struct bench_row {
 /* Print a row (table line or JSON object) and keep it for bench_find. */
 void bench_report(const struct bench_opts *o, const struct bench_row *r);
 
-/* A reported row's median wall ns/op, or a negative value if none. */
+/* A reported row's median ns/op (wall, or thread CPU time when `cpu`), or
+ * a negative value if there is no such row. */
 double bench_find(const char *test, const char *impl, const char *op,
-		  long value, unsigned threads);
+		  long value, unsigned threads, bool cpu);
 
 /* Print a free-form line below the table (stderr with --json). */
 void bench_note(const struct bench_opts *o, const char *fmt, ...)
