@@ -29,6 +29,7 @@ struct baseline_buddy {
 	_Alignas(64) uint32_t head[ORDERS];
 	uint64_t nr_free[ORDERS]; /* free blocks per order */
 	uint64_t base_pfn, end_pfn;
+	uint64_t cap_pfn; /* end of the range the arrays were sized for */
 	uint8_t *meta;
 	struct link *link;
 };
@@ -69,14 +70,14 @@ struct baseline_buddy *baseline_create(uint64_t phys_base, uint64_t size)
 		return NULL;
 	memset(b, 0, sizeof(*b));
 	b->base_pfn = first;
-	b->end_pfn = end;
+	b->end_pfn = b->cap_pfn = end;
 	b->meta = malloc(end - first);
 	b->link = malloc((end - first) * sizeof(*b->link));
 	if (!b->meta || !b->link) {
 		baseline_destroy(b);
 		return NULL;
 	}
-	baseline_reset(b);
+	baseline_reset(b, 0);
 	return b;
 }
 
@@ -89,8 +90,11 @@ void baseline_destroy(struct baseline_buddy *b)
 	free(b);
 }
 
-void baseline_reset(struct baseline_buddy *b)
+void baseline_reset(struct baseline_buddy *b, uint64_t size)
 {
+	uint64_t frames = size >> BASELINE_FRAME_SHIFT;
+	b->end_pfn = frames && b->base_pfn + frames < b->cap_pfn
+			     ? b->base_pfn + frames : b->cap_pfn;
 	ck_spinlock_mcs_init(&b->lock);
 	memset(b->meta, 0, b->end_pfn - b->base_pfn);
 	for (unsigned o = 0; o < ORDERS; o++) {

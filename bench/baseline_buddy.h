@@ -38,9 +38,10 @@ struct baseline_buddy;
 struct baseline_buddy *baseline_create(uint64_t phys_base, uint64_t size);
 void baseline_destroy(struct baseline_buddy *b);
 
-/* Make every frame free again: the state baseline_create left (a fresh
- * instance without reallocating the metadata). Not concurrent with use. */
-void baseline_reset(struct baseline_buddy *b);
+/* A fresh instance over the first `size` bytes of the range it was created
+ * with (size 0: all of it), every frame free, reusing the metadata arrays.
+ * Not concurrent with use. */
+void baseline_reset(struct baseline_buddy *b, uint64_t size);
 
 /* Allocate 2^order frames, naturally aligned: 0 and *out, or -1 when
  * nothing large enough is free. */

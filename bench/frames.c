@@ -47,6 +47,7 @@ static uint64_t mem_mib;
 static unsigned orders[MAX_ORDER_LIST] = { 0, 9 };
 static unsigned norders = 2;
 static uint64_t repeat_iters;
+static uint64_t min_blocks;
 
 static bool set_mem(const char *v)
 {
@@ -72,8 +73,17 @@ static bool set_iters(const char *v)
 	return !*end && repeat_iters > 0;
 }
 
+static bool set_blocks(const char *v)
+{
+	char *end;
+	min_blocks = strtoull(v, &end, 10);
+	return !*end && min_blocks >= 2 && min_blocks <= (1ull << 24);
+}
+
 static const struct bench_option options[] = {
 	{ "mem", true, "simulated memory in MiB (4096; quick: 64)", set_mem },
+	{ "blocks", true, "at least this many blocks of the order in memory, "
+	  "which grows for large orders (16384; quick: 64)", set_blocks },
 	{ "orders", true, "block orders, comma separated (0,9)", set_orders },
 	{ "iters", true, "repeat: pairs per thread (200000; quick: 2000)",
 	  set_iters },
@@ -82,6 +92,10 @@ static const struct bench_option options[] = {
 
 /* ---- the two allocators behind one interface ---- */
 
+/* The memory of the configuration being measured: [PHYS_BASE, +mem_size).
+ * A large order gets more memory than --mem (see memory_for), so that its
+ * runs do thousands of operations too; the simulated memory is the largest
+ * of these, and smaller configurations use a prefix of it. */
 static uint64_t mem_size, nframes;
 static struct cairn_frames *cf;
 static void *cairn_meta;
@@ -129,18 +143,39 @@ static uint64_t free_state(enum impl im, uint64_t blocks[CAIRN_MAX_ORDER + 1])
 	return frames;
 }
 
-/* A fresh instance over the whole simulated memory, everything free. */
+static uint64_t memory_for(unsigned order)
+{
+	uint64_t mem = mem_mib << 20;
+	uint64_t want = (min_blocks << order) << CAIRN_FRAME_SHIFT;
+	return want > mem ? want : mem;
+}
+
+static void use_memory(uint64_t size)
+{
+	mem_size = size;
+	nframes = size >> CAIRN_FRAME_SHIFT;
+	map = (struct cairn_mem_range){ PHYS_BASE, size };
+}
+
+/* A fresh instance over the configuration's memory, everything free; its
+ * free blocks are what every run must coalesce back to. */
 static void fresh(enum impl im)
 {
 	if (im == IMPL_BASELINE) {
-		baseline_reset(bb);
-		return;
+		baseline_reset(bb, mem_size);
+	} else {
+		struct cairn_frames_config cfg = {
+			.ncpus = 0, .meta = cairn_meta,
+			.meta_size = cairn_meta_size
+		};
+		int rc = cairn_frames_init(&cf, &map, 1, &cfg);
+		BENCH_CHECK(rc == 0, "cairn_frames_init: %s",
+			    cairn_strerror(rc));
 	}
-	struct cairn_frames_config cfg = {
-		.ncpus = 0, .meta = cairn_meta, .meta_size = cairn_meta_size
-	};
-	int rc = cairn_frames_init(&cf, &map, 1, &cfg);
-	BENCH_CHECK(rc == 0, "cairn_frames_init: %s", cairn_strerror(rc));
+	uint64_t frames = free_state(im, fresh_blocks[im]);
+	BENCH_CHECK(frames == nframes, "%s: fresh instance has %llu of %llu "
+		    "frames free", impl_name[im], (unsigned long long)frames,
+		    (unsigned long long)nframes);
 }
 
 /* Everything free again, every invariant holding, and the free memory
@@ -181,11 +216,10 @@ struct run {
 	bool check;
 	uint64_t share;     /* blocks per thread in the allocation phase */
 	uint64_t iters;     /* repeat: pairs per thread */
-	uint64_t limit_ns;  /* a timed phase stops after this long */
 	uint64_t *blocks;   /* thread t owns blocks[t * share ...]; 0 = none */
 	_Atomic unsigned char *owner; /* check: one flag per block slot */
 	struct bench_barrier bar;
-	atomic_bool cut;    /* some phase hit the time limit */
+	struct bench_limit limit; /* phase 0: allocation, 1: the second */
 	uint64_t filled[BENCH_MAX_THREADS]; /* blocks a thread allocated */
 	double ns[2][BENCH_MAX_THREADS];  /* [phase][thread]: wall ns/op */
 	double cpu[2][BENCH_MAX_THREADS]; /* thread CPU ns/op */
@@ -217,16 +251,6 @@ static void release(struct run *r, uint64_t phys)
 			      memory_order_relaxed);
 }
 
-/* Past the phase's deadline? Looked at every 64 operations only, so that
- * reading the clock costs nothing measurable. */
-static inline bool over_time(struct run *r, uint64_t i, uint64_t deadline)
-{
-	if ((i & 63) != 63 || bench_now_ns() <= deadline)
-		return false;
-	atomic_store_explicit(&r->cut, true, memory_order_relaxed);
-	return true;
-}
-
 static void record(struct run *r, int phase, unsigned tid, uint64_t ops,
 		   uint64_t t0, uint64_t t1, uint64_t c0, uint64_t c1)
 {
@@ -242,10 +266,12 @@ static void alloc_share(struct run *r, unsigned tid, uint64_t *mine)
 {
 	const enum impl im = r->impl;
 	const unsigned order = r->order;
-	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
-	uint64_t deadline = t0 + r->limit_ns, i;
+	bench_phase_begin(&r->limit, 0);
+	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns(), i;
 	for (i = 0; i < r->share; i++) {
-		if (over_time(r, i, deadline))
+		/* At least one block each, whatever the limit: repeat needs
+		 * one to cycle. */
+		if (i && bench_phase_stop(&r->limit, 0))
 			break;
 		int rc = do_alloc(im, order, &mine[i]);
 		BENCH_CHECK(rc == 0, "%s: order-%u alloc %llu of %llu failed "
@@ -273,10 +299,10 @@ static void free_slice(struct run *r, unsigned tid, uint64_t *list,
 		for (uint64_t i = 0; i < n; i++)
 			if (list[i])
 				release(r, list[i]);
+	bench_phase_begin(&r->limit, 1);
 	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
-	uint64_t deadline = t0 + r->limit_ns;
 	for (uint64_t i = 0; i < n; i++) {
-		if (over_time(r, i, deadline))
+		if (bench_phase_stop(&r->limit, 1))
 			break;
 		if (!list[i])
 			continue;
@@ -300,10 +326,10 @@ static void repeat_loop(struct run *r, unsigned tid, uint64_t *mine)
 	/* Free and reallocate the most recent block: the allocator sees the
 	 * same block come and go, the pattern per-CPU caches are built for. */
 	uint64_t *b = &mine[r->filled[tid] - 1];
-	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
-	uint64_t deadline = t0 + r->limit_ns, i;
+	bench_phase_begin(&r->limit, 1);
+	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns(), i;
 	for (i = 0; i < r->iters; i++) {
-		if (over_time(r, i, deadline))
+		if (bench_phase_stop(&r->limit, 1))
 			break;
 		if (r->check)
 			release(r, *b);
@@ -366,8 +392,7 @@ static void run_once(struct run *r)
 	memset(r->blocks, 0, n * sizeof(r->blocks[0]));
 	fresh(r->impl);
 	bench_barrier_init(&r->bar, r->nthreads);
-	atomic_init(&r->cut, false);
-	bench_run_threads(r->nthreads, worker, r);
+	bench_run_threads(r->nthreads, worker, r, &r->limit);
 
 	/* Whatever is still allocated (repeat's fill, phases cut short) is
 	 * freed here by one thread, untimed, then the allocator must be back
@@ -615,8 +640,22 @@ int main(int argc, char **argv)
 		mem_mib = o.quick ? 64 : 4096;
 	if (!repeat_iters)
 		repeat_iters = o.quick ? 2000 : 200000;
-	mem_size = mem_mib << 20;
-	nframes = mem_size >> CAIRN_FRAME_SHIFT;
+	if (!min_blocks)
+		min_blocks = o.quick ? 64 : 16384;
+
+	/* The simulated memory is the largest any configuration needs. The
+	 * block list holds half of a configuration's blocks; the owner flags
+	 * one per block slot, and one per frame for the self-check. */
+	uint64_t host_size = mem_mib << 20, list_len = 0;
+	uint64_t slots = host_size >> CAIRN_FRAME_SHIFT;
+	for (unsigned i = 0; i < norders; i++) {
+		uint64_t m = memory_for(orders[i]);
+		uint64_t n = m >> (CAIRN_FRAME_SHIFT + orders[i]);
+		host_size = m > host_size ? m : host_size;
+		list_len = n / 2 > list_len ? n / 2 : list_len;
+		slots = n > slots ? n : slots;
+	}
+	list_len = slots > list_len ? slots : list_len;
 
 	unsigned maxt = 1;
 	for (unsigned i = 0; i < o.nthreads; i++)
@@ -634,36 +673,31 @@ int main(int argc, char **argv)
 		 "  control: no allocator, each thread CASes its own private "
 		 "array: how the machine scales\n"
 		 "impls: cairn, baseline (free-list buddy, one MCS lock); "
-		 "memory: %llu MiB simulated", (unsigned long long)mem_mib);
+		 "memory: %llu MiB simulated, more for large orders so that "
+		 "memory holds %llu blocks (order 9: %llu MiB)",
+		 (unsigned long long)mem_mib, (unsigned long long)min_blocks,
+		 (unsigned long long)(memory_for(9) >> 20));
 	bench_header(&o, "bench-frames: the frame allocator against a "
 		     "single-lock buddy", what);
 
-	int rc = cairn_host_init(maxt, PHYS_BASE, mem_size);
+	int rc = cairn_host_init(maxt, PHYS_BASE, host_size);
 	BENCH_CHECK(rc == 0, "cairn_host_init: %s", cairn_strerror(rc));
-	map = (struct cairn_mem_range){ PHYS_BASE, mem_size };
+	use_memory(host_size);
 	cairn_meta_size = cairn_frames_meta_size(&map, 1, maxt);
 	cairn_meta = aligned_alloc(4096, (cairn_meta_size + 4095) & ~4095ull);
-	bb = baseline_create(PHYS_BASE, mem_size);
+	bb = baseline_create(PHYS_BASE, host_size);
 	BENCH_CHECK(cairn_meta && bb, "out of memory for metadata");
-
-	for (unsigned im = 0; im < NIMPL; im++) {
-		fresh(im);
-		uint64_t frames = free_state(im, fresh_blocks[im]);
-		BENCH_CHECK(frames == nframes, "%s: fresh instance has %llu of "
-			    "%llu frames free", impl_name[im],
-			    (unsigned long long)frames,
-			    (unsigned long long)nframes);
-	}
 
 	/* Block lists, written once now so that no timed loop takes a page
 	 * fault on its own bookkeeping. */
-	uint64_t *blocks = malloc(nframes * sizeof(*blocks));
-	_Atomic unsigned char *owner = malloc(nframes);
+	uint64_t *blocks = malloc(list_len * sizeof(*blocks));
+	_Atomic unsigned char *owner = malloc(slots);
 	BENCH_CHECK(blocks && owner, "out of memory");
-	memset(blocks, 0, nframes * sizeof(*blocks));
-	for (uint64_t i = 0; i < nframes; i++)
+	memset(blocks, 0, list_len * sizeof(*blocks));
+	for (uint64_t i = 0; i < slots; i++)
 		atomic_init(&owner[i], 0);
 
+	use_memory(mem_mib << 20);
 	if (o.check)
 		for (unsigned im = 0; im < NIMPL; im++)
 			if (bench_selected(o.impls, impl_name[im])) {
@@ -680,6 +714,7 @@ int main(int argc, char **argv)
 		for (unsigned oi = 0; oi < norders; oi++) {
 			for (unsigned ti = 0; ti < o.nthreads; ti++) {
 				unsigned order = orders[oi], nt = o.threads[ti];
+				use_memory(memory_for(order));
 				uint64_t share = ((nframes / 2) >> order) / nt;
 				if (share == 0) {
 					bench_note(&o, "skip %s order %u x%u: "
@@ -702,12 +737,13 @@ int main(int argc, char **argv)
 							.check = o.check,
 							.share = share,
 							.iters = repeat_iters,
-							.limit_ns = o.limit_ms * 1000000ull,
 							.blocks = blocks,
 							.owner = owner,
 						};
+						bench_limit_init(&r.limit,
+							o.limit_ms * 1000000ull);
 						run_once(&r);
-						cut[im] += atomic_load(&r.cut);
+						cut[im] += atomic_load(&r.limit.hit);
 						unsigned phases =
 							t == TEST_REPEAT ? 1 : 2;
 						for (unsigned ph = 0; ph < phases; ph++) {

@@ -278,28 +278,65 @@ void bench_barrier_wait(struct bench_barrier *b)
 	}
 }
 
+void bench_limit_init(struct bench_limit *l, uint64_t limit_ns)
+{
+	for (unsigned i = 0; i < BENCH_MAX_PHASES; i++) {
+		atomic_init(&l->stop[i], false);
+		atomic_init(&l->begun[i], 0);
+	}
+	atomic_init(&l->hit, false);
+	l->limit_ns = limit_ns;
+}
+
 struct thread_start {
 	pthread_t th;
 	unsigned tid;
 	void (*fn)(unsigned tid, void *arg);
 	void *arg;
+	atomic_uint *finished;
 };
 
 static void *thread_main(void *p)
 {
 	struct thread_start *s = p;
 	s->fn(s->tid, s->arg);
+	atomic_fetch_add_explicit(s->finished, 1, memory_order_release);
 	return NULL;
 }
 
+/* Wait for the threads, stopping every phase that overran the limit. */
+static void watch(struct bench_limit *l, atomic_uint *finished, unsigned n)
+{
+	const struct timespec tick = { 0, 1000000 }; /* 1 ms */
+	while (atomic_load_explicit(finished, memory_order_acquire) < n) {
+		nanosleep(&tick, NULL);
+		uint64_t now = bench_now_ns();
+		for (unsigned i = 0; i < BENCH_MAX_PHASES; i++) {
+			uint64_t t0 = atomic_load_explicit(&l->begun[i],
+							   memory_order_relaxed);
+			if (t0 && now - t0 > l->limit_ns &&
+			    !atomic_load_explicit(&l->stop[i],
+						  memory_order_relaxed)) {
+				atomic_store_explicit(&l->stop[i], true,
+						      memory_order_relaxed);
+				atomic_store_explicit(&l->hit, true,
+						      memory_order_relaxed);
+			}
+		}
+	}
+}
+
 void bench_run_threads(unsigned n, void (*fn)(unsigned tid, void *arg),
-		       void *arg)
+		       void *arg, struct bench_limit *limit)
 {
 	struct thread_start *ts = calloc(n, sizeof(*ts));
 	BENCH_CHECK(ts, "out of memory for %u threads", n);
+	atomic_uint finished;
+	atomic_init(&finished, 0);
 	unsigned ncpu = bench_cpus();
 	for (unsigned i = 0; i < n; i++) {
-		ts[i] = (struct thread_start){ .tid = i, .fn = fn, .arg = arg };
+		ts[i] = (struct thread_start){ .tid = i, .fn = fn, .arg = arg,
+					       .finished = &finished };
 		pthread_attr_t attr;
 		cpu_set_t set;
 		pthread_attr_init(&attr);
@@ -311,6 +348,8 @@ void bench_run_threads(unsigned n, void (*fn)(unsigned tid, void *arg),
 		pthread_attr_destroy(&attr);
 		BENCH_CHECK(rc == 0, "pthread_create: %s", strerror(rc));
 	}
+	if (limit)
+		watch(limit, &finished, n);
 	for (unsigned i = 0; i < n; i++)
 		pthread_join(ts[i].th, NULL);
 	free(ts);
@@ -356,7 +395,7 @@ double bench_control(unsigned n, uint64_t iters, double *cpu_ns)
 	static struct control c;
 	c.iters = iters ? iters : 1;
 	bench_barrier_init(&c.bar, n);
-	bench_run_threads(n, control_thread, &c);
+	bench_run_threads(n, control_thread, &c, NULL);
 	double ns = 0, cpu = 0;
 	for (unsigned i = 0; i < n; i++) {
 		ns += c.ns[i];

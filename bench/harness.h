@@ -99,10 +99,43 @@ struct bench_barrier {
 void bench_barrier_init(struct bench_barrier *b, unsigned n);
 void bench_barrier_wait(struct bench_barrier *b);
 
+/* The time limit of timed phases. A thread marks a phase begun, and checks
+ * bench_phase_stop once per operation: one relaxed load of a line nobody
+ * writes until the limit is hit, so it costs next to nothing. The thread
+ * that waits in bench_run_threads is the watchdog: it raises the stop flag
+ * of a phase that has run longer than the limit. (Reading the clock in the
+ * loop instead would either cost more than the operations or, when an
+ * operation takes milliseconds, look too rarely.) */
+#define BENCH_MAX_PHASES 4
+
+struct bench_limit {
+	_Alignas(64) atomic_bool stop[BENCH_MAX_PHASES];
+	_Alignas(64) _Atomic uint64_t begun[BENCH_MAX_PHASES]; /* ns, 0: not */
+	atomic_bool hit;     /* some phase was stopped */
+	uint64_t limit_ns;
+};
+
+void bench_limit_init(struct bench_limit *l, uint64_t limit_ns);
+
+static inline void bench_phase_begin(struct bench_limit *l, unsigned phase)
+{
+	uint64_t none = 0;
+	atomic_compare_exchange_strong_explicit(&l->begun[phase], &none,
+						bench_now_ns(),
+						memory_order_relaxed,
+						memory_order_relaxed);
+}
+
+static inline bool bench_phase_stop(struct bench_limit *l, unsigned phase)
+{
+	return atomic_load_explicit(&l->stop[phase], memory_order_relaxed);
+}
+
 /* Run fn(tid, arg) on n threads, thread tid pinned to the (tid mod CPUs)-th
- * CPU of the affinity mask, and wait for all of them. */
+ * CPU of the affinity mask, and wait for all of them, enforcing `limit` if
+ * it is not NULL. */
 void bench_run_threads(unsigned n, void (*fn)(unsigned tid, void *arg),
-		       void *arg);
+		       void *arg, struct bench_limit *limit);
 
 /* ---- statistics ---- */
 
