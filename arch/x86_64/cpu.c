@@ -312,8 +312,9 @@ void ap_entry(unsigned idx)
 {
 	cpu_local_init(idx);
 	/* Release: everything this CPU set up is visible to whoever sees it
-	 * online; the BSP then reuses the trampoline slots. */
-	atomic_store_explicit(&percpu[idx].online, 1, memory_order_release);
+	 * started; the BSP then reuses the trampoline slots. */
+	atomic_store_explicit(&percpu[idx].online, 1, memory_order_relaxed);
+	atomic_store_explicit(&percpu[idx].started, 1, memory_order_release);
 	ap_main(idx);
 	for (;;)
 		__asm__ volatile("cli; hlt");
@@ -342,14 +343,14 @@ void smp_boot(unsigned want)
 		for (int sipi = 0; sipi < 2; sipi++) {
 			ipi(id, 0x4600 | (TRAMP_BASE >> 12)); /* STARTUP */
 			for (int t = 0; t < 2000; t++) {
-				if (atomic_load_explicit(&percpu[i].online, memory_order_acquire))
+				if (atomic_load_explicit(&percpu[i].started, memory_order_acquire))
 					break;
 				udelay(100);
 			}
-			if (atomic_load_explicit(&percpu[i].online, memory_order_acquire))
+			if (atomic_load_explicit(&percpu[i].started, memory_order_acquire))
 				break;
 		}
-		if (!atomic_load_explicit(&percpu[i].online, memory_order_acquire))
+		if (!atomic_load_explicit(&percpu[i].started, memory_order_acquire))
 			panic("cpu %u (apic id %u) did not start", i, id);
 	}
 	ncpus = want;

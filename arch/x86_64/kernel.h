@@ -98,7 +98,8 @@ struct percpu {
 	unsigned apic_id;
 	uintptr_t stack_top;
 	_Atomic uint64_t tlb_acks;  /* shootdown IPIs this CPU has handled */
-	_Atomic int online;
+	_Atomic int started;  /* checked in from the trampoline */
+	_Atomic int online;   /* takes part in shootdowns (interrupts on) */
 	/* test results, written by the CPU itself, read by CPU 0 after a barrier */
 	uint64_t ops;
 	uint64_t cycles;

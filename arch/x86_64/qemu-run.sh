@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Boot the cairn test kernel under QEMU (TCG, never KVM) and say how it went.
+#
+#   qemu-run.sh KERNEL [--smp N] [--mem M] [--map NAME] [--cpu MODEL]
+#               [--timeout S] [--expect-fail] [--expect-output REGEX]
+#               -- CMDLINE...
+#
+# The console streams to stdout. The last line is one of
+#   qemu-run: PASS ...                         guest verdict PASS
+#   qemu-run: FAIL: guest reported a failure   a check failed (exit value 0x11)
+#   qemu-run: FAIL: guest trapped              unexpected exception (0x12)
+#   qemu-run: FAIL: guest could not boot       (0x13)
+#   qemu-run: FAIL: triple fault or reset      QEMU exited 0 under -no-reboot
+#   qemu-run: FAIL: hung                       killed by the timeout
+# With --expect-fail the run passes only if the guest failed by itself (exit
+# 0x11 or 0x12, verdict FAIL on the console) and, with --expect-output, the
+# console matches REGEX: a planted fault must be seen, and seen for what it is.
+#
+# isa-debug-exit makes QEMU exit with (value << 1) | 1, so the guest's
+# success value 0x10 arrives as 33; no guest value can produce 0, which is
+# what a triple fault gives under -no-reboot.
+#
+# Memory maps (--map):
+#   plain    -m as given (the firmware's usual map: a hole below 1 MiB and
+#            reserved ACPI/BIOS ranges at the top of low RAM)
+#   pcihole  -m 3584M: the pc machine puts RAM at 0-3 GiB and 4-4.5 GiB
+#            around the PCI hole; the kernel hands the RAM above 4 GiB to
+#            cairn at run time (QEMU allocates guest RAM lazily, so this
+#            costs only what the guest touches)
+#   holes    -m 512M plus holes= on the command line: the kernel removes
+#            those ranges from the map (one straddles the 16 MiB area
+#            boundary, one is 2 MiB aligned and so unmapped as well)
+set -u
+
+usage() {
+	sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+[ $# -ge 1 ] || usage
+kernel=$1
+shift
+smp=1 mem=256M map=plain cpu= timeout_s=90 expect_fail=0 expect_output=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--smp) smp=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--map) map=$2; shift 2 ;;
+	--cpu) cpu=$2; shift 2 ;;
+	--timeout) timeout_s=$2; shift 2 ;;
+	--expect-fail) expect_fail=1; shift ;;
+	--expect-output) expect_output=$2; shift 2 ;;
+	--) shift; break ;;
+	*) usage ;;
+	esac
+done
+append="$*"
+
+case $map in
+plain) ;;
+pcihole) mem=3584M ;;
+holes)
+	mem=512M
+	append="$append holes=0xe00000-0x1300000,0x4000000-0x4800000,0x9100000-0xc000000"
+	;;
+*) echo "qemu-run: unknown memory map '$map'" >&2; exit 2 ;;
+esac
+
+[ -f "$kernel" ] || { echo "qemu-run: no kernel at $kernel" >&2; exit 2; }
+qemu=${QEMU:-qemu-system-x86_64}
+command -v "$qemu" >/dev/null || { echo "qemu-run: $qemu not installed" >&2; exit 2; }
+
+cmd=("$qemu" -machine pc -accel tcg -smp "$smp" -m "$mem" -nodefaults -no-reboot
+	-display none -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+[ -n "$cpu" ] && cmd+=(-cpu "$cpu")
+cmd+=(-kernel "$kernel" -append "$append")
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+echo "qemu-run: -smp $smp -m $mem map $map${cpu:+ -cpu $cpu}: $append"
+start=$(date +%s.%N)
+# stdin closed: QEMU must never wait for a terminal.
+timeout --kill-after=5 "$timeout_s" "${cmd[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$log"
+status=${PIPESTATUS[0]}
+secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+
+verdict_pass=0 verdict_fail=0
+grep -q '^verdict: PASS' "$log" && verdict_pass=1
+grep -q '^verdict: FAIL' "$log" && verdict_fail=1
+
+case $status in
+33) what="guest verdict PASS" ok=$verdict_pass ;;
+35) what="guest reported a failure" ok=0 ;;
+37) what="guest trapped" ok=0 ;;
+39) what="guest could not boot" ok=0 ;;
+0) what="triple fault or reset (QEMU exited 0 under -no-reboot)" ok=0 ;;
+124|137) what="hung: killed after ${timeout_s} s" ok=0 ;;
+*) what="QEMU failed (exit status $status)" ok=0 ;;
+esac
+
+if [ "$expect_fail" = 1 ]; then
+	if [ "$status" != 35 ] && [ "$status" != 37 ]; then
+		echo "qemu-run: FAIL: expected the guest to report a failure, got: $what (${secs} s)"
+		exit 1
+	fi
+	if [ "$verdict_fail" != 1 ]; then
+		echo "qemu-run: FAIL: guest failed ($what) without a verdict line (${secs} s)"
+		exit 1
+	fi
+	if [ -n "$expect_output" ] && ! grep -Eq "$expect_output" "$log"; then
+		echo "qemu-run: FAIL: guest failed ($what) but the console lacks /$expect_output/ (${secs} s)"
+		exit 1
+	fi
+	echo "qemu-run: PASS (failure expected and seen: $what) (${secs} s)"
+	exit 0
+fi
+
+if [ "$status" = 33 ] && [ "$ok" = 1 ]; then
+	echo "qemu-run: PASS ($what) (${secs} s)"
+	exit 0
+fi
+[ "$status" = 33 ] && what="exit value PASS but no 'verdict: PASS' line"
+echo "qemu-run: FAIL: $what (${secs} s)"
+exit 1
