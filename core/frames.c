@@ -1,0 +1,817 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn frames: allocation and free. The metadata and its invariants are
+ * described in frames_layout.h; read that first.
+ *
+ * Memory ordering. Frame contents pass from a freeing CPU to the next
+ * allocating CPU through the metadata: every read-modify-write that gives
+ * frames back is a release, every one that takes frames is an acquire, and
+ * both are acq_rel so a CAS on a word that carries both (a bitmap word shared
+ * by several blocks) orders correctly in either direction. A taker's CAS
+ * reads from the freer's CAS (or from a later RMW in its release sequence),
+ * so what the freer wrote to the frames happens-before the taker's use. On
+ * x86 every such RMW is one locked instruction, whatever the order argument.
+ * Hints are relaxed: a stale hint costs a failed attempt, never correctness.
+ */
+#include "frames_layout.h"
+
+#define ACQ_REL memory_order_acq_rel
+#define ACQUIRE memory_order_acquire
+#define RELEASE memory_order_release
+#define RELAXED memory_order_relaxed
+
+static inline uint64_t ld(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, RELAXED);
+}
+
+static inline bool cas(_Atomic uint64_t *p, uint64_t *old, uint64_t new)
+{
+	return atomic_compare_exchange_weak_explicit(p, old, new, ACQ_REL, RELAXED);
+}
+
+static inline bool cas_strong(_Atomic uint64_t *p, uint64_t old, uint64_t new)
+{
+	return atomic_compare_exchange_strong_explicit(p, &old, new, ACQ_REL, RELAXED);
+}
+
+/* Set bits of a word. Not __builtin_popcount: without -mpopcnt it becomes
+ * a libgcc call, and the freestanding library links no runtime. */
+static inline unsigned bit_count(uint64_t v)
+{
+	v = v - ((v >> 1) & 0x5555555555555555ull);
+	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((v * 0x0101010101010101ull) >> 56);
+}
+
+/* n low bits set, n <= 32 */
+static inline uint64_t run_mask(unsigned n)
+{
+	return n >= 32 ? ALLOC_HALF : (1ull << n) - 1;
+}
+
+/* Bit positions in a word that are multiples of 2^a frames (a <= 5). */
+static const uint32_t align_positions[6] = {
+	0xffffffffu, 0x55555555u, 0x11111111u, 0x01010101u, 0x00010001u, 0x00000001u,
+};
+
+static inline unsigned this_cpu(const struct cairn_frames *f)
+{
+	return cairn_port_cpu() % f->ncpus;
+}
+
+static inline uint64_t hint_pack(unsigned region, unsigned word, uint64_t chunk)
+{
+	return ((uint64_t)(region + 1) << 40) | ((uint64_t)word << 32) | (chunk & 0xffffffffu);
+}
+
+static int misuse(int err, const char *what, cairn_phys_t phys, unsigned order)
+{
+	cairn_port_report(err, what, phys, order);
+	return err;
+}
+
+static void zero_frames(cairn_phys_t phys, uint64_t frames)
+{
+	/* A plain loop: the freestanding build forbids turning it into memset. */
+	uint64_t *p = cairn_port_phys_to_virt(phys);
+	for (uint64_t i = 0; i < frames * (CAIRN_FRAME_SIZE / 8); i++)
+		p[i] = 0;
+}
+
+/* ---- regions ---- */
+
+struct region *frames_region_of(struct cairn_frames *f, uint64_t frame)
+{
+	uint32_t n = atomic_load_explicit(&f->nregions, ACQUIRE);
+	for (uint32_t i = 0; i < n; i++) {
+		struct region *r = &f->region[i];
+		if (atomic_load_explicit(&r->state, ACQUIRE) == REGION_ACTIVE &&
+		    frame >= r->first && frame < r->end)
+			return r;
+	}
+	return NULL;
+}
+
+static inline struct region *active_region(struct cairn_frames *f, unsigned i)
+{
+	if (i >= atomic_load_explicit(&f->nregions, ACQUIRE))
+		return NULL;
+	struct region *r = &f->region[i];
+	return atomic_load_explicit(&r->state, ACQUIRE) == REGION_ACTIVE ? r : NULL;
+}
+
+/* ---- chunk counters ---- */
+
+/* Claim between `min` and `max` frames of a chunk's FREE count. `strict`
+ * skips chunks another CPU prefers and makes an unowned chunk ours.
+ * Returns the number claimed (0: nothing) and whether we took ownership. */
+static uint64_t chunk_claim(_Atomic uint64_t *ce, uint64_t min, uint64_t max,
+			    unsigned me1, bool strict, bool *owned)
+{
+	uint64_t e = ld(ce), ne, take;
+	do {
+		if ((e & CE_HUGE) || ce_free(e) < min)
+			return 0;
+		unsigned owner = ce_owner(e);
+		if (strict && owner != 0 && owner != me1)
+			return 0;
+		take = ce_free(e) < max ? ce_free(e) : max;
+		ne = e - take;
+		*owned = strict && owner == 0;
+		if (*owned)
+			ne |= (uint64_t)me1 << CE_OWNER_SHIFT;
+	} while (!cas(ce, &e, ne));
+	return take;
+}
+
+static void chunk_unclaim(_Atomic uint64_t *ce, uint64_t n)
+{
+	atomic_fetch_add_explicit(ce, n, ACQ_REL);
+}
+
+/* Drop our soft ownership of a chunk we are moving away from. */
+static void chunk_disown(_Atomic uint64_t *ce, unsigned me1)
+{
+	uint64_t e = ld(ce);
+	while (ce_owner(e) == me1 && !(e & CE_HUGE))
+		if (cas(ce, &e, e & ~CE_OWNER_MASK))
+			break;
+}
+
+/* ---- bitmap: taking blocks (FREE already claimed) ---- */
+
+/* Take the order-k block at frame offset `off` of a chunk, if all free. */
+static bool bits_take_at(_Atomic uint64_t *w, unsigned off, unsigned k)
+{
+	unsigned wi = off / WORD_FRAMES, p = off % WORD_FRAMES;
+	if (k <= 5) {
+		uint64_t mask = run_mask(1u << k) << p;
+		uint64_t v = ld(&w[wi]);
+		while (!(v & mask))
+			if (cas(&w[wi], &v, v | mask | (1ull << (32 + p))))
+				return true;
+		return false;
+	}
+	/* 2..8 whole words: take them in order, undo on the first conflict.
+	 * The words are entirely ours once taken, so undo is a plain store. */
+	unsigned nw = 1u << (k - 5);
+	for (unsigned j = 0; j < nw; j++)
+		if (ld(&w[wi + j]) != 0)
+			return false;
+	for (unsigned j = 0; j < nw; j++) {
+		if (!cas_strong(&w[wi + j], 0, ALLOC_HALF | (j == 0 ? 1ull << 32 : 0))) {
+			while (j--)
+				atomic_store_explicit(&w[wi + j], 0, RELEASE);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Find and take an order-k block aligned to 2^a frames (k <= a <= 8) in a
+ * chunk, starting at word `start`. Returns the frame offset or -1. */
+static int bits_take(_Atomic uint64_t *w, unsigned k, unsigned a, unsigned start)
+{
+	if (a <= 5) {
+		unsigned n = 1u << k;
+		for (unsigned i = 0; i < CHUNK_WORDS; i++) {
+			unsigned wi = (start + i) % CHUNK_WORDS;
+			uint64_t v = ld(&w[wi]);
+			for (;;) {
+				/* m: positions p where frames p..p+n-1 are all free */
+				uint32_t m = ~(uint32_t)v;
+				for (unsigned s = 1; s < n; s <<= 1)
+					m &= m >> s;
+				m &= align_positions[a];
+				if (!m)
+					break;
+				unsigned p = (unsigned)__builtin_ctz(m);
+				uint64_t nv = v | (run_mask(n) << p) | (1ull << (32 + p));
+				if (cas(&w[wi], &v, nv))
+					return (int)(wi * WORD_FRAMES + p);
+			}
+		}
+		return -1;
+	}
+	unsigned step = 1u << (a - 5);
+	for (unsigned wi = 0; wi < CHUNK_WORDS; wi += step)
+		if (bits_take_at(w, wi * WORD_FRAMES, k))
+			return (int)(wi * WORD_FRAMES);
+	return -1;
+}
+
+/* Take `n` order-0 frames anywhere in a chunk (n already claimed, so they
+ * exist: the loop only retries lost CAS races). */
+static unsigned bits_take_many(_Atomic uint64_t *w, uint64_t frame0, uint64_t n,
+			       unsigned start, cairn_phys_t *out)
+{
+	unsigned wi = start;
+	while (n) {
+		uint64_t v = ld(&w[wi]);
+		uint32_t avail = ~(uint32_t)v;
+		if (!avail) {
+			wi = (wi + 1) % CHUNK_WORDS;
+			continue;
+		}
+		uint32_t m = 0, t = avail;
+		for (uint64_t i = 0; i < n && t; i++) {
+			m |= t & -t;
+			t &= t - 1;
+		}
+		if (!cas(&w[wi], &v, v | m | ((uint64_t)m << 32)))
+			continue;
+		n -= (unsigned)bit_count(m);
+		for (; m; m &= m - 1)
+			*out++ = (frame0 + wi * WORD_FRAMES + (unsigned)__builtin_ctz(m))
+				 << CAIRN_FRAME_SHIFT;
+	}
+	return wi;
+}
+
+/* ---- allocation ---- */
+
+struct request {
+	unsigned k, a;      /* order, alignment order */
+	unsigned me, me1;   /* CPU index, and index + 1 for owner fields */
+	cairn_phys_t *out;  /* where frames go */
+	size_t want;        /* blocks wanted (> 1 only for order-0 bulk) */
+	size_t got;
+};
+
+/* Allocate from chunk c of region ri; true if the request is now complete. */
+static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
+			struct request *q, bool strict, unsigned word)
+{
+	struct region *r = &f->region[ri];
+	_Atomic uint64_t *ce = &r->chunk[c];
+	uint64_t n = 1ull << q->k, frame0 = (r->chunk0 + c) << CHUNK_SHIFT;
+	bool owned = false;
+	struct cpu_hint *h = &f->cpu[q->me];
+
+	if (q->want > 1) { /* order-0 bulk: take what the chunk has */
+		uint64_t got = chunk_claim(ce, 1, q->want - q->got, q->me1, strict, &owned);
+		if (!got)
+			return false;
+		word = bits_take_many(chunk_words(r, c), frame0, got, word, q->out + q->got);
+		q->got += got;
+	} else {
+		if (!chunk_claim(ce, n, n, q->me1, strict, &owned))
+			return false;
+		int off = bits_take(chunk_words(r, c), q->k, q->a, word);
+		if (off < 0) { /* enough frames, but fragmented */
+			chunk_unclaim(ce, n);
+			if (owned)
+				chunk_disown(ce, q->me1);
+			return false;
+		}
+		q->out[q->got++] = (frame0 + (unsigned)off) << CAIRN_FRAME_SHIFT;
+		word = (unsigned)off / WORD_FRAMES;
+	}
+	/* Remember where we are; give up our claim on the chunk we leave. */
+	enum cairn_area area = (enum cairn_area)r->area;
+	uint64_t old = atomic_load_explicit(&h->small[area], RELAXED);
+	uint64_t new = hint_pack(ri, word, c);
+	if ((old & ~(0xffull << 32)) != (new & ~(0xffull << 32)) && old) {
+		struct region *or = active_region(f, (unsigned)(old >> 40) - 1);
+		if (or && (old & 0xffffffffu) < or->nchunks)
+			chunk_disown(&or->chunk[old & 0xffffffffu], q->me1);
+	}
+	atomic_store_explicit(&h->small[area], new, RELAXED);
+	return q->got == q->want;
+}
+
+/* Small blocks (order <= 8, alignment <= 8) from one area: the CPU's current
+ * chunk first, then chunks nobody prefers, then any chunk. Each CPU starts
+ * its search at its own share of the region so CPUs spread out. */
+static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
+			     struct request *q)
+{
+	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
+	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
+	uint64_t hc = hint & 0xffffffffu;
+	struct region *r = hint ? active_region(f, hr) : NULL;
+	if (r && hc < r->nchunks &&
+	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint >> 32) & 0xff))
+		return true;
+
+	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
+	for (int strict = 1; strict >= 0; strict--) {
+		for (unsigned ri = 0; ri < nr; ri++) {
+			r = active_region(f, ri);
+			if (!r || r->area != area)
+				continue;
+			uint64_t nc = r->nchunks, start = q->me * nc / f->ncpus;
+			for (uint64_t i = 0; i < nc; i++) {
+				uint64_t c = (start + i) % nc;
+				uint64_t e = ld(&r->chunk[c]);
+				if ((e & CE_HUGE) || ce_free(e) < (q->want > 1 ? 1 : 1ull << q->k))
+					continue;
+				if (strict && ce_owner(e) && ce_owner(e) != q->me1)
+					continue;
+				if (chunk_alloc(f, ri, c, q, strict, 0))
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Take chunks [c, c + 2^(k-9)) of r as one huge block, or nothing. */
+static bool chunks_take(struct region *r, uint64_t c, unsigned k)
+{
+	uint64_t nc = 1ull << (k - CAIRN_HUGE_ORDER);
+	for (uint64_t j = 0; j < nc; j++) {
+		uint64_t e = ld(&r->chunk[c + j]);
+		if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
+			return false;
+	}
+	for (uint64_t j = 0; j < nc; j++) {
+		uint64_t e = ld(&r->chunk[c + j]);
+		uint64_t ne = CE_HUGE | (j == 0 ? CE_HEAD | ((uint64_t)k << CE_ORDER_SHIFT) : 0);
+		/* FREE == 512 means nothing is in flight in the chunk; only the
+		 * owner hint may change under us, so retry on that alone. */
+		while (!((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)) {
+			if (cas(&r->chunk[c + j], &e, ne))
+				goto taken;
+		}
+		while (j--) /* ours alone while HUGE: a store undoes it */
+			atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
+		return false;
+taken:;
+	}
+	return true;
+}
+
+/* A small block at the start of chunk c (alignment >= 2 MiB). */
+static bool chunk_head_take(struct region *r, uint64_t c, unsigned k)
+{
+	bool owned;
+	uint64_t n = 1ull << k;
+	if (chunk_capacity(r, c) != CHUNK_FRAMES ||
+	    !chunk_claim(&r->chunk[c], n, n, 0, false, &owned))
+		return false;
+	if (bits_take_at(chunk_words(r, c), 0, k))
+		return true;
+	chunk_unclaim(&r->chunk[c], n);
+	return false;
+}
+
+/* Blocks that are whole chunks, or aligned to 2 MiB or more: walk aligned
+ * candidates from the CPU's huge hint; each candidate is O(1) to reject via
+ * its first chunk entry, so no bits are ever scanned one by one. */
+static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
+			      struct request *q)
+{
+	unsigned k = q->k, a = q->a;
+	uint64_t nc = k >= CAIRN_HUGE_ORDER ? 1ull << (k - CAIRN_HUGE_ORDER) : 1;
+	uint64_t step = 1ull << (a - CAIRN_HUGE_ORDER);
+	_Atomic uint64_t *hp = &f->cpu[q->me].huge[area];
+	uint64_t hint = atomic_load_explicit(hp, RELAXED);
+	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
+	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
+
+	for (unsigned i = 0; i < nr; i++) {
+		/* the hinted region first, then the others in order */
+		unsigned ri = i == 0 && hr < nr ? hr : (i <= hr && hr < nr ? i - 1 : i);
+		struct region *r = active_region(f, ri);
+		if (!r || r->area != area)
+			continue;
+		uint64_t c0 = ((r->chunk0 + step - 1) & ~(step - 1)) - r->chunk0;
+		if (c0 >= r->nchunks || r->nchunks - c0 < nc)
+			continue;
+		uint64_t count = (r->nchunks - c0 - nc) / step + 1;
+		uint64_t s = ri == hr ? (hint & 0xffffffffu) % count : q->me * count / f->ncpus;
+		for (uint64_t j = 0; j < count; j++) {
+			uint64_t idx = (s + j) % count, c = c0 + idx * step;
+			if (!(k >= CAIRN_HUGE_ORDER ? chunks_take(r, c, k) : chunk_head_take(r, c, k)))
+				continue;
+			q->out[q->got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
+			atomic_store_explicit(hp, hint_pack(ri, 0, idx + 1), RELAXED);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Areas in fallback order: highest first, so low memory is kept for the
+ * requests that need it. */
+static const enum cairn_area area_order[CAIRN_AREAS] = {
+	CAIRN_AREA_HIGH, CAIRN_AREA_LOW4G, CAIRN_AREA_LOW16M,
+};
+
+static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request *q)
+{
+	unsigned areas = flags & CAIRN_F_ANY ? flags & CAIRN_F_ANY : CAIRN_F_ANY;
+	q->me = this_cpu(f);
+	q->me1 = q->me + 1;
+	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
+		enum cairn_area area = area_order[i];
+		if (!(areas & (1u << area)))
+			continue;
+		bool done = q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q)
+						      : area_alloc_small(f, area, q);
+		if (done)
+			return true;
+	}
+	return false;
+}
+
+int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
+			       unsigned align_order, unsigned flags,
+			       cairn_phys_t *out)
+{
+	if (order > CAIRN_MAX_ORDER || align_order > CAIRN_MAX_ORDER ||
+	    align_order < order || (flags & ~(CAIRN_F_ANY | CAIRN_F_ZERO)))
+		return CAIRN_EINVAL;
+	struct request q = { .k = order, .a = align_order, .out = out, .want = 1 };
+	if (!alloc_request(f, flags, &q))
+		return CAIRN_ENOMEM;
+	if (flags & CAIRN_F_ZERO)
+		zero_frames(*out, 1ull << order);
+	return 0;
+}
+
+int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
+		       cairn_phys_t *out)
+{
+	return cairn_frames_alloc_aligned(f, order, order, flags, out);
+}
+
+size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
+			       cairn_phys_t *out, size_t n)
+{
+	if (n == 0 || (flags & ~(CAIRN_F_ANY | CAIRN_F_ZERO)))
+		return 0;
+	struct request q = { .k = 0, .a = 0, .out = out, .want = n };
+	alloc_request(f, flags, &q);
+	if (flags & CAIRN_F_ZERO)
+		for (size_t i = 0; i < q.got; i++)
+			zero_frames(out[i], 1);
+	return q.got;
+}
+
+/* ---- free ---- */
+
+/* Check the block [off, off + 2^k) of a chunk is one allocated block of
+ * order k given the words' current values, or say what it is instead. */
+static int check_block_word(uint64_t v, unsigned p, unsigned n, uint64_t next_cont)
+{
+	uint64_t mask = run_mask(n) << p;
+	if (!(v & (1ull << (32 + p))))
+		return v & (1ull << p) ? CAIRN_EORDER : CAIRN_EFREE;
+	if ((v & mask) != mask || ((v >> 32) & mask & ~(1ull << p)))
+		return CAIRN_EORDER; /* a smaller block starts here */
+	if (next_cont)
+		return CAIRN_EORDER; /* the block goes on: it is larger */
+	return 0;
+}
+
+/* Is frame offset `off` of the chunk a continuation (allocated, not head)? */
+static inline uint64_t is_continuation(_Atomic uint64_t *w, unsigned off)
+{
+	if (off >= CHUNK_FRAMES)
+		return 0; /* blocks never cross a chunk: nothing continues into it */
+	uint64_t v = ld(&w[off / WORD_FRAMES]);
+	unsigned p = off % WORD_FRAMES;
+	return (v >> p) & 1 && !((v >> (32 + p)) & 1);
+}
+
+static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
+{
+	_Atomic uint64_t *w = chunk_words(r, c);
+	unsigned wi = off / WORD_FRAMES, p = off % WORD_FRAMES, n = 1u << k;
+	uint64_t next_cont = is_continuation(w, off + n);
+
+	if (k <= 5) {
+		uint64_t v = ld(&w[wi]);
+		uint64_t clear = (run_mask(n) << p) | (1ull << (32 + p));
+		for (;;) {
+			if (p + n < WORD_FRAMES)
+				next_cont = (v >> (p + n)) & 1 && !((v >> (32 + p + n)) & 1);
+			int err = check_block_word(v, p, n, next_cont);
+			if (err)
+				return err;
+			if (cas(&w[wi], &v, v & ~clear))
+				return 0;
+		}
+	}
+	/* Multi-word block: the tail words are stable while the block is
+	 * allocated; the head word's CAS is the linearisation point, so of two
+	 * racing frees exactly one wins and the other sees EFREE. */
+	unsigned nw = n / WORD_FRAMES;
+	uint64_t v = ld(&w[wi]);
+	for (;;) {
+		int err = check_block_word(v, 0, WORD_FRAMES, 0);
+		if (err)
+			return err;
+		for (unsigned j = 1; j < nw; j++)
+			if (ld(&w[wi + j]) != ALLOC_HALF)
+				return CAIRN_EORDER;
+		if (next_cont)
+			return CAIRN_EORDER;
+		if (cas(&w[wi], &v, 0))
+			break;
+	}
+	for (unsigned j = 1; j < nw; j++)
+		atomic_store_explicit(&w[wi + j], 0, RELEASE);
+	return 0;
+}
+
+/* Return a huge block whose head chunk is c. */
+static int chunks_free(struct region *r, uint64_t c, unsigned k)
+{
+	uint64_t e = ld(&r->chunk[c]);
+	do {
+		if (!(e & CE_HUGE))
+			return CAIRN_EFREE;
+		if (!(e & CE_HEAD) || ce_order(e) != k)
+			return CAIRN_EORDER;
+	} while (!cas(&r->chunk[c], &e, CHUNK_FRAMES));
+	for (uint64_t j = 1; j < 1ull << (k - CAIRN_HUGE_ORDER); j++)
+		atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
+	return 0;
+}
+
+/* Common argument checks; on success rp, cp and offp locate the block. */
+static int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned order,
+		  struct region **rp, uint64_t *cp, unsigned *offp)
+{
+	if (order > CAIRN_MAX_ORDER)
+		return CAIRN_EINVAL;
+	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+	if (phys & (CAIRN_FRAME_SIZE - 1) || frame & ((1ull << order) - 1))
+		return CAIRN_EALIGN;
+	struct region *r = frames_region_of(f, frame);
+	if (!r || frame + (1ull << order) > r->end)
+		return CAIRN_ERANGE;
+	*rp = r;
+	*cp = (frame >> CHUNK_SHIFT) - r->chunk0;
+	*offp = (unsigned)(frame % CHUNK_FRAMES);
+	return 0;
+}
+
+int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+{
+	struct region *r;
+	uint64_t c;
+	unsigned off;
+	int err = locate(f, phys, order, &r, &c, &off);
+	if (err)
+		return err;
+	uint64_t e = ld(&r->chunk[c]);
+	if (e & CE_HUGE) {
+		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
+	} else if (order >= CAIRN_HUGE_ORDER) {
+		err = is_continuation(chunk_words(r, c), 0) ||
+		      (ld(&chunk_words(r, c)[0]) & 1) ? CAIRN_EORDER : CAIRN_EFREE;
+	} else {
+		err = bits_free(r, c, off, order);
+		if (!err)
+			chunk_unclaim(&r->chunk[c], 1ull << order);
+	}
+	if (err)
+		return misuse(err, err == CAIRN_EFREE ? "frames: double free"
+						      : "frames: free with wrong order",
+			      phys, order);
+	return 0;
+}
+
+int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
+			   size_t n, size_t *done)
+{
+	size_t i = 0;
+	int err = 0;
+	while (i < n) {
+		/* Batch the run of frames that share a bitmap word. */
+		struct region *r;
+		uint64_t c;
+		unsigned off;
+		err = locate(f, frames[i], 0, &r, &c, &off);
+		if (err)
+			break;
+		unsigned wi = off / WORD_FRAMES;
+		uint64_t m = 1ull << (off % WORD_FRAMES);
+		size_t j = i + 1;
+		for (; j < n; j++) {
+			uint64_t fr = frames[j] >> CAIRN_FRAME_SHIFT;
+			if (frames[j] & (CAIRN_FRAME_SIZE - 1) ||
+			    fr / WORD_FRAMES != (frames[i] >> CAIRN_FRAME_SHIFT) / WORD_FRAMES ||
+			    fr < r->first || fr >= r->end || (m >> (fr % WORD_FRAMES)) & 1)
+				break;
+			m |= 1ull << (fr % WORD_FRAMES);
+		}
+		_Atomic uint64_t *w = &chunk_words(r, c)[wi];
+		uint64_t v = ld(w);
+		for (;;) {
+			/* every frame an order-0 block: allocated head, and the
+			 * frame after it no continuation */
+			uint64_t cont = v & ALLOC_HALF & ~(v >> 32);
+			bool ok = (v & m) == m && ((v >> 32) & m) == m && !((m << 1) & cont & ALLOC_HALF);
+			if (ok && (m >> 31) & 1)
+				ok = !is_continuation(chunk_words(r, c), (wi + 1) * WORD_FRAMES);
+			if (!ok) {
+				/* one by one, to free the good ones and name the bad one */
+				for (; i < j; i++)
+					if ((err = cairn_frames_free(f, frames[i], 0)))
+						goto out;
+				break;
+			}
+			if (cas(w, &v, v & ~(m | m << 32))) {
+				chunk_unclaim(&r->chunk[c], (uint64_t)bit_count(m));
+				i = j;
+				break;
+			}
+		}
+	}
+out:
+	if (done)
+		*done = i;
+	return err;
+}
+
+/* ---- specific blocks and ranges ---- */
+
+int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+{
+	struct region *r;
+	uint64_t c;
+	unsigned off;
+	int err = locate(f, phys, order, &r, &c, &off);
+	if (err)
+		return err;
+	if (order >= CAIRN_HUGE_ORDER) {
+		for (uint64_t j = 0; j < 1ull << (order - CAIRN_HUGE_ORDER); j++)
+			if (chunk_capacity(r, c + j) != CHUNK_FRAMES)
+				return CAIRN_ERANGE;
+		return chunks_take(r, c, order) ? 0 : CAIRN_EBUSY;
+	}
+	bool owned;
+	uint64_t n = 1ull << order;
+	if (!chunk_claim(&r->chunk[c], n, n, 0, false, &owned))
+		return CAIRN_EBUSY;
+	if (bits_take_at(chunk_words(r, c), off, order))
+		return 0;
+	chunk_unclaim(&r->chunk[c], n);
+	return CAIRN_EBUSY;
+}
+
+/* Set (reserve) or clear (unreserve) frames [lo, hi) of one chunk, as
+ * order-0 blocks. Reserving claims FREE first, then each word requires its
+ * frames free; a conflict undoes this chunk and fails. */
+static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
+{
+	bool owned;
+	_Atomic uint64_t *w = chunk_words(r, c);
+	if (!chunk_claim(&r->chunk[c], hi - lo, hi - lo, 0, false, &owned))
+		return false;
+	for (unsigned at = lo; at < hi;) {
+		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
+		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
+		uint64_t m = run_mask(n) << p, v = ld(&w[wi]);
+		bool ok = false;
+		while (!(v & m))
+			if ((ok = cas(&w[wi], &v, v | m | m << 32)))
+				break;
+		if (!ok) {
+			for (unsigned u = lo; u < at;) { /* undo the words done */
+				unsigned uw = u / WORD_FRAMES, up = u % WORD_FRAMES;
+				unsigned un = at - u < WORD_FRAMES - up ? at - u : WORD_FRAMES - up;
+				uint64_t um = run_mask(un) << up;
+				atomic_fetch_and_explicit(&w[uw], ~(um | um << 32), ACQ_REL);
+				u += un;
+			}
+			chunk_unclaim(&r->chunk[c], hi - lo);
+			return false;
+		}
+		at += n;
+	}
+	return true;
+}
+
+static void piece_unreserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
+{
+	_Atomic uint64_t *w = chunk_words(r, c);
+	for (unsigned at = lo; at < hi;) {
+		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
+		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
+		uint64_t m = run_mask(n) << p;
+		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
+		at += n;
+	}
+	chunk_unclaim(&r->chunk[c], hi - lo);
+}
+
+/* Walk [first, end) chunk piece by chunk piece across regions. */
+struct piece_walk {
+	struct region *r;
+	uint64_t c;
+	unsigned lo, hi;
+};
+
+static bool piece_next(struct cairn_frames *f, uint64_t *at, uint64_t end,
+		       struct piece_walk *pw)
+{
+	if (*at >= end)
+		return false;
+	pw->r = frames_region_of(f, *at);
+	uint64_t stop = ((*at >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT;
+	if (stop > end)
+		stop = end;
+	if (stop > pw->r->end)
+		stop = pw->r->end;
+	pw->c = (*at >> CHUNK_SHIFT) - pw->r->chunk0;
+	pw->lo = (unsigned)(*at % CHUNK_FRAMES);
+	pw->hi = pw->lo + (unsigned)(stop - *at);
+	*at = stop;
+	return true;
+}
+
+static int range_check(struct cairn_frames *f, cairn_phys_t phys, uint64_t size,
+		       uint64_t *first, uint64_t *end)
+{
+	if (size == 0 || phys + size < phys)
+		return CAIRN_EINVAL;
+	if ((phys | size) & (CAIRN_FRAME_SIZE - 1))
+		return CAIRN_EALIGN;
+	*first = phys >> CAIRN_FRAME_SHIFT;
+	*end = (phys + size) >> CAIRN_FRAME_SHIFT;
+	for (uint64_t at = *first; at < *end;) { /* covered by regions, no hole */
+		struct region *r = frames_region_of(f, at);
+		if (!r)
+			return CAIRN_ERANGE;
+		at = r->end;
+	}
+	return 0;
+}
+
+int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t size)
+{
+	uint64_t first, end, at;
+	int err = range_check(f, phys, size, &first, &end);
+	if (err)
+		return err;
+	struct piece_walk pw;
+	for (at = first; piece_next(f, &at, end, &pw);) {
+		if (piece_reserve(pw.r, pw.c, pw.lo, pw.hi))
+			continue;
+		/* undo every piece before the failed one */
+		uint64_t stop = at - (pw.hi - pw.lo);
+		for (at = first; at < stop && piece_next(f, &at, stop, &pw);)
+			piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
+		return CAIRN_EBUSY;
+	}
+	return 0;
+}
+
+int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t size)
+{
+	uint64_t first, end, at;
+	int err = range_check(f, phys, size, &first, &end);
+	if (err)
+		return err;
+	struct piece_walk pw;
+	/* check everything first: all or nothing */
+	for (at = first; piece_next(f, &at, end, &pw);) {
+		if (ld(&pw.r->chunk[pw.c]) & CE_HUGE)
+			return misuse(CAIRN_EORDER, "frames: unreserve of a huge block", phys, 0);
+		_Atomic uint64_t *w = chunk_words(pw.r, pw.c);
+		for (unsigned o = pw.lo; o < pw.hi; o++) {
+			uint64_t v = ld(&w[o / WORD_FRAMES]);
+			unsigned p = o % WORD_FRAMES;
+			if (!((v >> p) & 1))
+				return misuse(CAIRN_EFREE, "frames: unreserve of a free frame",
+					      (pw.r->chunk0 + pw.c) * CHUNK_FRAMES + o, 0);
+			if (!((v >> (32 + p)) & 1) || is_continuation(w, o + 1))
+				return misuse(CAIRN_EORDER, "frames: unreserve inside a block",
+					      (pw.r->chunk0 + pw.c) * CHUNK_FRAMES + o, 0);
+		}
+	}
+	for (at = first; piece_next(f, &at, end, &pw);)
+		piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
+	return 0;
+}
+
+bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+{
+	struct region *r;
+	uint64_t c;
+	unsigned off;
+	if (locate(f, phys, order, &r, &c, &off))
+		return false;
+	uint64_t e = ld(&r->chunk[c]);
+	if (e & CE_HUGE)
+		return (e & CE_HEAD) && ce_order(e) == order;
+	if (order >= CAIRN_HUGE_ORDER)
+		return false;
+	_Atomic uint64_t *w = chunk_words(r, c);
+	unsigned n = 1u << order, wi = off / WORD_FRAMES;
+	if (order <= 5)
+		return check_block_word(ld(&w[wi]), off % WORD_FRAMES, n,
+					is_continuation(w, off + n)) == 0;
+	for (unsigned j = 1; j < n / WORD_FRAMES; j++)
+		if (ld(&w[wi + j]) != ALLOC_HALF)
+			return false;
+	return check_block_word(ld(&w[wi]), 0, WORD_FRAMES, is_continuation(w, off + n)) == 0;
+}

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn frames: statistics, the invariant checker and a dump. All of these
+ * read a quiescent instance; on a live one they see a plausible snapshot.
+ */
+#include "fmt.h"
+#include "frames_layout.h"
+
+static inline uint64_t ld(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, memory_order_acquire);
+}
+
+static bool frame_free(struct region *r, uint64_t c, unsigned off)
+{
+	return !((ld(&chunk_words(r, c)[off / WORD_FRAMES]) >> (off % WORD_FRAMES)) & 1);
+}
+
+/* Count [off, off + 2^k) of chunk c as maximal aligned free blocks. */
+static void count_bits(struct region *r, uint64_t c, unsigned off, unsigned k,
+		       uint64_t *blocks)
+{
+	bool all = true;
+	for (unsigned i = 0; i < (1u << k) && all; i++)
+		all = frame_free(r, c, off + i);
+	if (all)
+		blocks[k]++;
+	else if (k > 0) {
+		count_bits(r, c, off, k - 1, blocks);
+		count_bits(r, c, off + (1u << (k - 1)), k - 1, blocks);
+	}
+}
+
+/* The same over chunk numbers [cn, cn + 2^(k-9)) for k >= 9. */
+static void count_chunks(struct region *r, uint64_t cn, unsigned k, uint64_t *blocks)
+{
+	uint64_t nc = 1ull << (k - CAIRN_HUGE_ORDER);
+	if (cn + nc <= r->chunk0 || cn >= r->chunk0 + r->nchunks)
+		return;
+	bool all = cn >= r->chunk0 && cn + nc <= r->chunk0 + r->nchunks;
+	for (uint64_t j = 0; j < nc && all; j++) {
+		uint64_t e = ld(&r->chunk[cn - r->chunk0 + j]);
+		all = !(e & CE_HUGE) && ce_free(e) == CHUNK_FRAMES;
+	}
+	if (all) {
+		blocks[k]++;
+	} else if (k > CAIRN_HUGE_ORDER) {
+		count_chunks(r, cn, k - 1, blocks);
+		count_chunks(r, cn + nc / 2, k - 1, blocks);
+	} else if (!(ld(&r->chunk[cn - r->chunk0]) & CE_HUGE)) {
+		count_bits(r, cn - r->chunk0, 0, CAIRN_HUGE_ORDER - 1, blocks);
+		count_bits(r, cn - r->chunk0, CHUNK_FRAMES / 2, CAIRN_HUGE_ORDER - 1, blocks);
+	}
+}
+
+void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st)
+{
+	*st = (struct cairn_frames_stats){ .meta_bytes = f->meta_bytes };
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
+	for (uint32_t i = 0; i < n; i++) {
+		struct region *r = &f->region[i];
+		if (atomic_load_explicit(&r->state, memory_order_acquire) != REGION_ACTIVE)
+			continue;
+		st->regions++;
+		st->meta_bytes += r->meta_bytes;
+		st->total_frames[r->area] += r->end - r->first;
+		for (uint64_t c = 0; c < r->nchunks; c++)
+			st->free_frames[r->area] += ce_free(ld(&r->chunk[c]));
+		uint64_t step = 1ull << (CAIRN_MAX_ORDER - CAIRN_HUGE_ORDER);
+		for (uint64_t cn = r->chunk0 & ~(step - 1); cn < r->chunk0 + r->nchunks; cn += step)
+			count_chunks(r, cn, CAIRN_MAX_ORDER, st->free_blocks[r->area]);
+	}
+}
+
+static int broken(const char *what, uint64_t a, uint64_t b)
+{
+	cairn_port_report(CAIRN_ECORRUPT, what, a, b);
+	return CAIRN_ECORRUPT;
+}
+
+/* One small (non-huge) chunk: bits agree with the counter, absent frames
+ * are allocated heads, every block is a naturally aligned power of two. */
+static int check_chunk(struct cairn_frames *f, struct region *r, uint64_t c)
+{
+	uint64_t e = ld(&r->chunk[c]), base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0;
+	_Atomic uint64_t *w = chunk_words(r, c);
+	if (e & (CE_HEAD | CE_ORDER_MASK))
+		return broken("frames: head/order on a small chunk", base, e);
+	if (ce_owner(e) > f->ncpus)
+		return broken("frames: chunk owner out of range", base, e);
+	unsigned head = 0, len = 0; /* the block being walked */
+	for (unsigned o = 0; o <= CHUNK_FRAMES; o++) {
+		uint64_t v = o < CHUNK_FRAMES ? ld(&w[o / WORD_FRAMES]) : 0;
+		unsigned p = o % WORD_FRAMES;
+		bool alloc = (v >> p) & 1, is_head = (v >> (32 + p)) & 1;
+		uint64_t fr = base + o;
+		if (o < CHUNK_FRAMES && (fr < r->first || fr >= r->end)) {
+			if (!alloc || !is_head)
+				return broken("frames: absent frame not marked", fr, v);
+			alloc = false; /* ends any block, like a free frame */
+			is_head = false;
+		} else if (o < CHUNK_FRAMES && !alloc) {
+			free++;
+			if (is_head)
+				return broken("frames: head bit on a free frame", fr, v);
+		}
+		if (len && (!alloc || is_head)) { /* the previous block ended */
+			if (len & (len - 1) || head % len)
+				return broken("frames: block not a power of two or misaligned",
+					      base + head, len);
+			len = 0;
+		}
+		if (o < CHUNK_FRAMES && alloc && !is_head && !len)
+			return broken("frames: continuation without a head", fr, v);
+		if (o < CHUNK_FRAMES && alloc && is_head && !(fr < r->first || fr >= r->end)) {
+			head = o;
+			len = 1;
+		} else if (o < CHUNK_FRAMES && alloc && !is_head) {
+			len++;
+		}
+	}
+	if (free != ce_free(e))
+		return broken("frames: chunk counter differs from its bitmap", base, ce_free(e));
+	return 0;
+}
+
+int cairn_frames_validate(struct cairn_frames *f)
+{
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
+	if (n > CAIRN_MAX_REGIONS)
+		return broken("frames: region count", n, 0);
+	for (uint32_t i = 0; i < n; i++) {
+		struct region *r = &f->region[i];
+		if (atomic_load_explicit(&r->state, memory_order_acquire) != REGION_ACTIVE)
+			continue;
+		if (r->first >= r->end || r->area != area_of(r->first) ||
+		    area_of(r->end - 1) != r->area)
+			return broken("frames: region bounds", r->first, r->end);
+		for (uint32_t j = 0; j < i; j++)
+			if (atomic_load_explicit(&f->region[j].state, memory_order_acquire) ==
+				    REGION_ACTIVE &&
+			    f->region[j].first < r->end && r->first < f->region[j].end)
+				return broken("frames: regions overlap", r->first, f->region[j].first);
+		uint64_t tail = 0; /* chunks still owed to the last huge head */
+		for (uint64_t c = 0; c < r->nchunks; c++) {
+			uint64_t e = ld(&r->chunk[c]), cn = r->chunk0 + c;
+			if (!(e & CE_HUGE)) {
+				if (tail)
+					return broken("frames: huge block cut short", cn, tail);
+				int err = check_chunk(f, r, c);
+				if (err)
+					return err;
+				continue;
+			}
+			for (unsigned wi = 0; wi < CHUNK_WORDS; wi++)
+				if (ld(&chunk_words(r, c)[wi]))
+					return broken("frames: bits set in a huge chunk", cn, wi);
+			if (ce_free(e) || chunk_capacity(r, c) != CHUNK_FRAMES)
+				return broken("frames: huge chunk count/capacity", cn, e);
+			if (e & CE_HEAD) {
+				unsigned k = ce_order(e);
+				if (tail || k < CAIRN_HUGE_ORDER || k > CAIRN_MAX_ORDER ||
+				    cn & ((1ull << (k - CAIRN_HUGE_ORDER)) - 1))
+					return broken("frames: bad huge head", cn, e);
+				tail = (1ull << (k - CAIRN_HUGE_ORDER)) - 1;
+			} else if (!tail) {
+				return broken("frames: huge chunk without a head", cn, e);
+			} else {
+				tail--;
+			}
+		}
+		if (tail)
+			return broken("frames: huge block past the region", r->end, tail);
+	}
+	return 0;
+}
+
+void cairn_frames_dump(struct cairn_frames *f)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	struct fmt_line l = { .n = 0 };
+	fmt_str(&l, "cairn frames: ");
+	fmt_dec(&l, st.regions);
+	fmt_str(&l, " regions, metadata ");
+	fmt_dec(&l, st.meta_bytes);
+	fmt_str(&l, " bytes, ");
+	fmt_dec(&l, f->ncpus);
+	fmt_str(&l, " cpus");
+	cairn_port_log(l.s);
+	static const char *const names[CAIRN_AREAS] = { "low16m", "low4g", "high" };
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
+	for (uint32_t i = 0; i < n; i++) {
+		struct region *r = &f->region[i];
+		uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
+		l.n = 0;
+		fmt_str(&l, "  region ");
+		fmt_dec(&l, i);
+		fmt_str(&l, state == REGION_ACTIVE ? " " : " (removed) ");
+		fmt_hex(&l, r->first << CAIRN_FRAME_SHIFT);
+		fmt_str(&l, "-");
+		fmt_hex(&l, r->end << CAIRN_FRAME_SHIFT);
+		fmt_str(&l, " ");
+		fmt_str(&l, names[r->area]);
+		uint64_t free = 0, huge = 0, full = 0;
+		for (uint64_t c = 0; state == REGION_ACTIVE && c < r->nchunks; c++) {
+			uint64_t e = ld(&r->chunk[c]);
+			free += ce_free(e);
+			huge += !!(e & CE_HUGE);
+			full += !(e & CE_HUGE) && ce_free(e) == 0;
+		}
+		fmt_str(&l, " free ");
+		fmt_dec(&l, free);
+		fmt_str(&l, "/");
+		fmt_dec(&l, r->end - r->first);
+		fmt_str(&l, " chunks ");
+		fmt_dec(&l, r->nchunks);
+		fmt_str(&l, " (huge ");
+		fmt_dec(&l, huge);
+		fmt_str(&l, ", full ");
+		fmt_dec(&l, full);
+		fmt_str(&l, ")");
+		cairn_port_log(l.s);
+	}
+	for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+		if (!st.total_frames[a])
+			continue;
+		l.n = 0;
+		fmt_str(&l, "  ");
+		fmt_str(&l, names[a]);
+		fmt_str(&l, " free blocks by order:");
+		for (unsigned k = 0; k <= CAIRN_MAX_ORDER; k++) {
+			fmt_str(&l, " ");
+			fmt_dec(&l, st.free_blocks[a][k]);
+		}
+		cairn_port_log(l.s);
+	}
+}

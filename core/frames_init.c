@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn frames: bootstrap from a memory map, and regions added or removed at
+ * run time.
+ *
+ * Metadata placement: the instance (header, per-CPU hints, region table)
+ * followed by each region's chunk entries and bitmap, in one block. Carved,
+ * the block is the top of the highest range that can hold it (low memory is
+ * scarce), and its frames are marked allocated before anything is published,
+ * so no allocator can ever see them free.
+ */
+#include "frames_layout.h"
+
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+#define FRAMES_16M ((16ull << 20) >> CAIRN_FRAME_SHIFT)
+#define FRAMES_4G ((4ull << 30) >> CAIRN_FRAME_SHIFT)
+
+struct span {
+	uint64_t first, end; /* frame numbers */
+};
+
+uint64_t frames_region_meta_bytes(uint64_t first, uint64_t end)
+{
+	uint64_t nchunks = ((end - 1) >> CHUNK_SHIFT) - (first >> CHUNK_SHIFT) + 1;
+	return ALIGN_UP(nchunks * sizeof(uint64_t), 64) +
+	       nchunks * CHUNK_WORDS * sizeof(uint64_t);
+}
+
+static uint64_t instance_bytes(unsigned ncpus)
+{
+	return ALIGN_UP(sizeof(struct cairn_frames), 64) + (uint64_t)ncpus * sizeof(struct cpu_hint);
+}
+
+/* Trim to whole frames, sort, reject overlaps, merge neighbours, split at the
+ * area boundaries. Returns the number of spans or a negative error. */
+static int normalise(const struct cairn_mem_range *map, size_t n, struct span *out)
+{
+	int m = 0;
+	if (!map || n == 0)
+		return CAIRN_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (map[i].base + map[i].size < map[i].base)
+			return CAIRN_EINVAL;
+		uint64_t first = ALIGN_UP(map[i].base, CAIRN_FRAME_SIZE) >> CAIRN_FRAME_SHIFT;
+		uint64_t end = (map[i].base + map[i].size) >> CAIRN_FRAME_SHIFT;
+		if (end <= first)
+			continue;
+		if (m == CAIRN_MAX_REGIONS)
+			return CAIRN_ENOSPC;
+		int j = m++;
+		for (; j > 0 && out[j - 1].first > first; j--) /* insertion sort */
+			out[j] = out[j - 1];
+		out[j] = (struct span){ first, end };
+	}
+	int k = 0;
+	for (int i = 0; i < m; i++) {
+		if (k && out[k - 1].end > out[i].first)
+			return CAIRN_EEXIST;
+		if (k && out[k - 1].end == out[i].first)
+			out[k - 1].end = out[i].end;
+		else
+			out[k++] = out[i];
+	}
+	static const uint64_t cuts[2] = { FRAMES_16M, FRAMES_4G };
+	for (int c = 0; c < 2; c++) {
+		for (int i = 0; i < k; i++) {
+			if (out[i].first < cuts[c] && out[i].end > cuts[c]) {
+				if (k == CAIRN_MAX_REGIONS)
+					return CAIRN_ENOSPC;
+				for (int j = k++; j > i + 1; j--)
+					out[j] = out[j - 1];
+				out[i + 1] = (struct span){ cuts[c], out[i].end };
+				out[i].end = cuts[c];
+			}
+		}
+	}
+	if (k == 0)
+		return CAIRN_EINVAL;
+	return k;
+}
+
+/* Lay a region out in `meta` with every in-region frame free, except
+ * [busy_first, busy_end) which start allocated (the carved metadata). */
+static void region_init(struct region *r, struct span s, void *meta,
+			uint64_t busy_first, uint64_t busy_end)
+{
+	r->area = area_of(s.first);
+	r->first = s.first;
+	r->end = s.end;
+	r->chunk0 = s.first >> CHUNK_SHIFT;
+	r->nchunks = ((s.end - 1) >> CHUNK_SHIFT) - r->chunk0 + 1;
+	r->chunk = meta;
+	r->bits = (_Atomic uint64_t *)((char *)meta + ALIGN_UP(r->nchunks * sizeof(uint64_t), 64));
+	r->meta_bytes = frames_region_meta_bytes(s.first, s.end);
+	for (uint64_t c = 0; c < r->nchunks; c++) {
+		uint64_t base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0;
+		for (unsigned wi = 0; wi < CHUNK_WORDS; wi++) {
+			uint64_t v = 0;
+			for (unsigned p = 0; p < WORD_FRAMES; p++) {
+				uint64_t fr = base + wi * WORD_FRAMES + p;
+				bool absent = fr < s.first || fr >= s.end;
+				if (absent || (fr >= busy_first && fr < busy_end))
+					v |= (1ull << p) | (1ull << (32 + p));
+				else
+					free++;
+			}
+			atomic_init(&r->bits[c * CHUNK_WORDS + wi], v);
+		}
+		atomic_init(&r->chunk[c], free);
+	}
+}
+
+size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n, unsigned ncpus)
+{
+	struct span s[CAIRN_MAX_REGIONS];
+	int k = normalise(map, n, s);
+	if (k < 0)
+		return 0;
+	if (ncpus == 0)
+		ncpus = cairn_port_cpu_count();
+	/* + 64: room to align a caller's buffer up to a cache line */
+	uint64_t bytes = 64 + instance_bytes(ncpus ? ncpus : 1);
+	for (int i = 0; i < k; i++)
+		bytes += ALIGN_UP(frames_region_meta_bytes(s[i].first, s[i].end), 64);
+	return (size_t)bytes;
+}
+
+int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *map,
+		      size_t n, const struct cairn_frames_config *cfg)
+{
+	struct span s[CAIRN_MAX_REGIONS];
+	unsigned ncpus = cfg && cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
+	if (!out || ncpus == 0 || ncpus > 0xfffe)
+		return CAIRN_EINVAL;
+	int k = normalise(map, n, s);
+	if (k < 0)
+		return k;
+	uint64_t bytes = cairn_frames_meta_size(map, n, ncpus);
+	uint64_t busy_first = 0, busy_end = 0;
+	char *meta;
+	if (cfg && cfg->meta) {
+		if (cfg->meta_size < bytes)
+			return CAIRN_EINVAL;
+		meta = (char *)ALIGN_UP((uintptr_t)cfg->meta, 64);
+	} else {
+		/* Carve from the top of the highest span that holds it. */
+		uint64_t frames = ALIGN_UP(bytes, CAIRN_FRAME_SIZE) >> CAIRN_FRAME_SHIFT;
+		int i = k - 1;
+		while (i >= 0 && s[i].end - s[i].first <= frames)
+			i--;
+		if (i < 0)
+			return CAIRN_ENOMEM;
+		busy_end = s[i].end;
+		busy_first = busy_end - frames;
+		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
+	}
+
+	struct cairn_frames *f = (struct cairn_frames *)meta;
+	f->ncpus = ncpus;
+	atomic_init(&f->nregions, 0);
+	atomic_init(&f->table_lock, 0);
+	f->meta_bytes = instance_bytes(ncpus);
+	f->cpu = (struct cpu_hint *)(meta + ALIGN_UP(sizeof(struct cairn_frames), 64));
+	for (unsigned c = 0; c < ncpus; c++)
+		for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+			atomic_init(&f->cpu[c].small[a], 0);
+			atomic_init(&f->cpu[c].huge[a], 0);
+		}
+	for (unsigned i = 0; i < CAIRN_MAX_REGIONS; i++)
+		atomic_init(&f->region[i].state, REGION_UNUSED);
+
+	char *at = meta + f->meta_bytes;
+	for (int i = 0; i < k; i++) {
+		struct region *r = &f->region[i];
+		region_init(r, s[i], at, busy_first, busy_end);
+		r->self_meta = !(cfg && cfg->meta) && busy_first >= s[i].first &&
+			       busy_first < s[i].end;
+		at += ALIGN_UP(r->meta_bytes, 64);
+		atomic_store_explicit(&r->state, REGION_ACTIVE, memory_order_relaxed);
+	}
+	/* Publication to other CPUs is the caller's (it hands them *out). */
+	atomic_store_explicit(&f->nregions, (uint32_t)k, memory_order_release);
+	*out = f;
+	return 0;
+}
+
+/* ---- regions at run time (rare: a spin flag keeps adders apart) ---- */
+
+static void table_lock(struct cairn_frames *f)
+{
+	uint32_t z = 0;
+	while (!atomic_compare_exchange_weak_explicit(&f->table_lock, &z, 1,
+						      memory_order_acquire,
+						      memory_order_relaxed)) {
+		z = 0;
+		cairn_port_pause();
+	}
+}
+
+static void table_unlock(struct cairn_frames *f)
+{
+	atomic_store_explicit(&f->table_lock, 0, memory_order_release);
+}
+
+size_t cairn_frames_region_meta_size(cairn_phys_t base, uint64_t size)
+{
+	uint64_t first = ALIGN_UP(base, CAIRN_FRAME_SIZE) >> CAIRN_FRAME_SHIFT;
+	uint64_t end = (base + size) >> CAIRN_FRAME_SHIFT;
+	return end > first ? (size_t)frames_region_meta_bytes(first, end) + 64 : 0;
+}
+
+int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t size,
+			    void *meta, size_t meta_size)
+{
+	struct cairn_mem_range one = { base, size };
+	struct span s[CAIRN_MAX_REGIONS];
+	int k = normalise(&one, 1, s);
+	if (k < 0)
+		return k;
+	if (k != 1)
+		return CAIRN_EINVAL; /* straddles an area boundary: add each part */
+	uint64_t bytes = frames_region_meta_bytes(s[0].first, s[0].end);
+	uint64_t busy_first = 0, busy_end = 0;
+	if (meta) {
+		if (meta_size < bytes + 64)
+			return CAIRN_EINVAL;
+		meta = (void *)ALIGN_UP((uintptr_t)meta, 64);
+	} else {
+		uint64_t frames = ALIGN_UP(bytes, CAIRN_FRAME_SIZE) >> CAIRN_FRAME_SHIFT;
+		if (frames >= s[0].end - s[0].first)
+			return CAIRN_ENOMEM;
+		busy_end = s[0].end;
+		busy_first = busy_end - frames;
+	}
+
+	table_lock(f);
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_relaxed);
+	for (uint32_t i = 0; i < n; i++) {
+		struct region *r = &f->region[i];
+		if (atomic_load_explicit(&r->state, memory_order_relaxed) == REGION_ACTIVE &&
+		    r->first < s[0].end && s[0].first < r->end) {
+			table_unlock(f);
+			return CAIRN_EEXIST;
+		}
+	}
+	if (n == CAIRN_MAX_REGIONS) {
+		table_unlock(f);
+		return CAIRN_ENOSPC;
+	}
+	struct region *r = &f->region[n];
+	if (!meta)
+		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
+	region_init(r, s[0], meta, busy_first, busy_end);
+	r->self_meta = busy_end != 0;
+	/* Publish: fields before state, state before the count. */
+	atomic_store_explicit(&r->state, REGION_ACTIVE, memory_order_release);
+	atomic_store_explicit(&f->nregions, n + 1, memory_order_release);
+	table_unlock(f);
+	return 0;
+}
+
+int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
+{
+	uint64_t first = base >> CAIRN_FRAME_SHIFT;
+	int err = CAIRN_ERANGE;
+	table_lock(f);
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_relaxed);
+	for (uint32_t i = 0; i < n; i++) {
+		struct region *r = &f->region[i];
+		if (atomic_load_explicit(&r->state, memory_order_relaxed) != REGION_ACTIVE ||
+		    r->first != first || (base & (CAIRN_FRAME_SIZE - 1)))
+			continue;
+		err = 0;
+		if (r->self_meta) {
+			err = CAIRN_EBUSY;
+			break;
+		}
+		/* Take every chunk as if allocating it whole: FREE == capacity
+		 * means no frame is allocated and nothing is in flight. */
+		uint64_t c;
+		for (c = 0; c < r->nchunks; c++) {
+			uint64_t e = atomic_load_explicit(&r->chunk[c], memory_order_relaxed);
+			uint64_t cap = chunk_capacity(r, c);
+			bool ok = false;
+			while (!(e & CE_HUGE) && ce_free(e) == cap)
+				if ((ok = atomic_compare_exchange_weak_explicit(
+					     &r->chunk[c], &e, CE_HUGE, memory_order_acq_rel,
+					     memory_order_relaxed)))
+					break;
+			if (!ok)
+				break;
+		}
+		if (c < r->nchunks) {
+			while (c--)
+				atomic_store_explicit(&r->chunk[c], chunk_capacity(r, c),
+						      memory_order_release);
+			err = CAIRN_EBUSY;
+			break;
+		}
+		atomic_store_explicit(&r->state, REGION_DEAD, memory_order_release);
+		break;
+	}
+	table_unlock(f);
+	return err;
+}

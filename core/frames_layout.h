@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The metadata of a cairn frames instance, and the rules that hold for it.
+ *
+ * Two levels, both plain arrays in the metadata memory:
+ *
+ *  bitmap word (64 bits) covers 32 frames: the low half has one ALLOCATED
+ *      bit per frame, the high half one HEAD bit per frame. A block of 2^k
+ *      frames (k <= 8) is its first frame with ALLOCATED|HEAD, followed by
+ *      2^k - 1 frames with ALLOCATED only ("continuations"). So a block's
+ *      order is recorded by where the next head or free frame is, which is
+ *      what lets free() reject a wrong order or an interior frame. Blocks of
+ *      order <= 5 live in one word and change with one CAS.
+ *
+ *  chunk entry (64 bits) covers 512 frames (2 MiB, 16 bitmap words):
+ *      FREE   free frames in the chunk not yet claimed by an allocator
+ *      HUGE   the chunk belongs to a block of order >= 9 (or to a region
+ *             being removed); its bitmap words are then all zero
+ *      HEAD   first chunk of such a block, ORDER its order (9..18)
+ *      OWNER  CPU index + 1 that prefers this chunk for small allocations
+ *             (a soft reservation: others use it only when nothing else fits)
+ *
+ * Counting rule (the core invariant): FREE never exceeds the number of free
+ * bits in the chunk minus the frames that in-flight allocators have claimed.
+ * Allocators decrement FREE first (claim) and then set bits; free() clears
+ * bits first and then increments FREE. Hence a claimed order-0 frame always
+ * exists, and FREE == 512 means no operation is in flight in the chunk, which
+ * is what makes the chunk-level CAS of a huge allocation safe.
+ *
+ * Frames of a partial chunk that lie outside the region are marked
+ * ALLOCATED|HEAD forever and never counted; every entry point checks region
+ * bounds first, so they are never freed.
+ *
+ * Metadata cost: 2 bits per frame plus 8 bytes per 2 MiB chunk.
+ */
+#ifndef CAIRN_FRAMES_LAYOUT_H
+#define CAIRN_FRAMES_LAYOUT_H
+
+#include <cairn/frames.h>
+
+#include <stdatomic.h>
+
+#define WORD_FRAMES 32u
+#define CHUNK_WORDS 16u
+#define CHUNK_FRAMES 512u
+#define CHUNK_SHIFT 9u
+#define ALLOC_HALF 0xffffffffull
+
+#define CE_FREE_MASK 0x3ffull
+#define CE_HUGE (1ull << 10)
+#define CE_HEAD (1ull << 11)
+#define CE_ORDER_SHIFT 12
+#define CE_ORDER_MASK (0x1full << CE_ORDER_SHIFT)
+#define CE_OWNER_SHIFT 32
+#define CE_OWNER_MASK (0xffffull << CE_OWNER_SHIFT)
+
+static inline uint64_t ce_free(uint64_t e) { return e & CE_FREE_MASK; }
+static inline unsigned ce_order(uint64_t e) { return (unsigned)((e & CE_ORDER_MASK) >> CE_ORDER_SHIFT); }
+static inline unsigned ce_owner(uint64_t e) { return (unsigned)(e >> CE_OWNER_SHIFT) & 0xffff; }
+
+enum region_state { REGION_UNUSED = 0, REGION_ACTIVE = 1, REGION_DEAD = 2 };
+
+/* Immutable once `state` is published ACTIVE (release); readers load state
+ * with acquire before touching anything else. Slots are never reused. */
+struct region {
+	_Atomic uint32_t state;
+	uint32_t area;
+	uint64_t first, end;    /* frame numbers [first, end) */
+	uint64_t chunk0;        /* chunk number of chunk[0] = first >> 9 */
+	uint64_t nchunks;
+	_Atomic uint64_t *chunk;  /* nchunks entries */
+	_Atomic uint64_t *bits;   /* nchunks * CHUNK_WORDS words */
+	uint64_t meta_bytes;
+	bool self_meta;           /* metadata carved from the region itself */
+};
+
+/* Per-CPU search hints; written only by their CPU (relaxed atomics keep the
+ * host TSan build honest when a slot passes from one thread to another). */
+struct cpu_hint {
+	_Atomic uint64_t small[CAIRN_AREAS]; /* region+1 << 40 | word << 32 | chunk */
+	_Atomic uint64_t huge[CAIRN_AREAS];  /* region+1 << 40 | chunk */
+} __attribute__((aligned(64)));
+
+struct cairn_frames {
+	unsigned ncpus;
+	_Atomic uint32_t nregions;   /* slots [0, nregions) may be in use */
+	_Atomic uint32_t table_lock; /* serialises add/remove region only */
+	uint64_t meta_bytes;         /* instance part */
+	struct cpu_hint *cpu;
+	struct region region[CAIRN_MAX_REGIONS];
+};
+
+static inline enum cairn_area area_of(uint64_t frame)
+{
+	if (frame < (16ull << 20) >> CAIRN_FRAME_SHIFT)
+		return CAIRN_AREA_LOW16M;
+	if (frame < (4ull << 30) >> CAIRN_FRAME_SHIFT)
+		return CAIRN_AREA_LOW4G;
+	return CAIRN_AREA_HIGH;
+}
+
+/* Frames of chunk `c` (index in the region) that lie inside the region. */
+static inline uint64_t chunk_capacity(const struct region *r, uint64_t c)
+{
+	uint64_t lo = (r->chunk0 + c) << CHUNK_SHIFT, hi = lo + CHUNK_FRAMES;
+	if (lo < r->first)
+		lo = r->first;
+	if (hi > r->end)
+		hi = r->end;
+	return hi - lo;
+}
+
+static inline _Atomic uint64_t *chunk_words(const struct region *r, uint64_t c)
+{
+	return &r->bits[c * CHUNK_WORDS];
+}
+
+/* Shared with frames_debug.c. */
+struct region *frames_region_of(struct cairn_frames *f, uint64_t frame);
+uint64_t frames_region_meta_bytes(uint64_t first, uint64_t end);
+
+#endif /* CAIRN_FRAMES_LAYOUT_H */

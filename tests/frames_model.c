@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Model-based random test of cairn frames against a per-frame reference.
+ *
+ * The reference knows, for every frame, whether it is outside the map, free,
+ * or which block (head frame, order) holds it. Every operation's result must
+ * match it exactly: error codes of free, alloc_at, reserve and unreserve,
+ * statistics (free frames per area and the buddy decomposition per order),
+ * and validate(). Where cairn chooses (which free block an allocation
+ * returns) the reference checks the choice is admissible under the policy:
+ * the block was free, lies in one region, has the alignment, lies in an
+ * accepted area, and no accepted area of higher preference could have served
+ * it; ENOMEM only when no accepted area can.
+ *
+ * usage: frames_model [seed] [ops]
+ */
+#include <cairn/frames.h>
+#include <cairn/host.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#define MiB (1024ull * 1024)
+#define GiB (1024ull * MiB)
+#define FRAME CAIRN_FRAME_SIZE
+#define UNIVERSE ((4 * GiB + 16 * MiB) / FRAME)
+
+enum { ABSENT = -2, FREE = -1 };
+
+static int32_t *head;   /* per frame: ABSENT, FREE, or head frame (offset) */
+static uint8_t *order;  /* per head frame */
+
+/* The map and its normalised spans (merged, split at 16 MiB / 4 GiB). */
+static const struct cairn_mem_range map[] = {
+	{ 4 * GiB, 10 * MiB + 36 * 1024 }, /* partial chunk at the end */
+	{ 1 * MiB + 8192, 11 * MiB - 8192 },
+	{ 12 * MiB, 8 * MiB },             /* crosses 16 MiB */
+	{ 20 * MiB, 2 * MiB + 4096 },      /* adjacent: merged */
+};
+struct span {
+	uint64_t first, end;
+	unsigned area;
+};
+static const struct span spans[] = {
+	{ (1 * MiB + 8192) / FRAME, 16 * MiB / FRAME, CAIRN_AREA_LOW16M },
+	{ 16 * MiB / FRAME, (22 * MiB + 4096) / FRAME, CAIRN_AREA_LOW4G },
+	{ 4 * GiB / FRAME, (4 * GiB + 10 * MiB + 36 * 1024) / FRAME, CAIRN_AREA_HIGH },
+};
+#define NSPANS 3
+
+static uint64_t rng_state;
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
+
+static const struct span *span_of(uint64_t fr)
+{
+	for (int i = 0; i < NSPANS; i++)
+		if (fr >= spans[i].first && fr < spans[i].end)
+			return &spans[i];
+	return NULL;
+}
+
+static bool range_free(uint64_t fr, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (head[fr + i] != FREE)
+			return false;
+	return true;
+}
+
+static void mark(uint64_t fr, unsigned k)
+{
+	for (uint64_t i = 0; i < 1ull << k; i++)
+		head[fr + i] = (int32_t)fr;
+	order[fr] = (uint8_t)k;
+}
+
+static void unmark(uint64_t fr, unsigned k)
+{
+	for (uint64_t i = 0; i < 1ull << k; i++)
+		head[fr + i] = FREE;
+}
+
+/* Is there a free order-k block aligned to 2^a in `area`? */
+static bool ref_fits(unsigned area, unsigned k, unsigned a)
+{
+	for (int i = 0; i < NSPANS; i++) {
+		if (spans[i].area != area)
+			continue;
+		uint64_t step = 1ull << a, n = 1ull << k;
+		for (uint64_t fr = (spans[i].first + step - 1) & ~(step - 1);
+		     fr + n <= spans[i].end; fr += step)
+			if (range_free(fr, n))
+				return true;
+	}
+	return false;
+}
+
+static uint64_t ref_free_in(unsigned area)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < NSPANS; i++)
+		if (spans[i].area == area)
+			for (uint64_t fr = spans[i].first; fr < spans[i].end; fr++)
+				n += head[fr] == FREE;
+	return n;
+}
+
+static const unsigned pref[3] = { CAIRN_AREA_HIGH, CAIRN_AREA_LOW4G, CAIRN_AREA_LOW16M };
+static unsigned areas_of(unsigned flags) { return flags & CAIRN_F_ANY ? flags & CAIRN_F_ANY : CAIRN_F_ANY; }
+
+static int ref_locate(cairn_phys_t phys, unsigned k)
+{
+	if (k > CAIRN_MAX_ORDER)
+		return CAIRN_EINVAL;
+	uint64_t fr = phys / FRAME;
+	if (phys % FRAME || fr % (1ull << k))
+		return CAIRN_EALIGN;
+	const struct span *s = span_of(fr);
+	if (!s || fr + (1ull << k) > s->end)
+		return CAIRN_ERANGE;
+	return 0;
+}
+
+static int ref_free_err(cairn_phys_t phys, unsigned k)
+{
+	int err = ref_locate(phys, k);
+	if (err)
+		return err;
+	uint64_t fr = phys / FRAME;
+	if (head[fr] == FREE)
+		return CAIRN_EFREE;
+	if (head[fr] != (int32_t)fr || order[fr] != k)
+		return CAIRN_EORDER;
+	return 0;
+}
+
+static int ref_range_err(cairn_phys_t phys, uint64_t size)
+{
+	if (size == 0 || phys + size < phys)
+		return CAIRN_EINVAL;
+	if ((phys | size) % FRAME)
+		return CAIRN_EALIGN;
+	for (uint64_t fr = phys / FRAME; fr < (phys + size) / FRAME; fr++)
+		if (fr >= UNIVERSE || !span_of(fr))
+			return CAIRN_ERANGE;
+	return 0;
+}
+
+struct held {
+	cairn_phys_t phys;
+	unsigned order;
+};
+static struct held *held;
+static size_t nheld;
+static struct held *gone; /* recently freed: double-free candidates */
+static size_t ngone;
+
+static void hold(cairn_phys_t p, unsigned k)
+{
+	held[nheld++] = (struct held){ p, k };
+}
+
+static void compare_stats(struct cairn_frames *f)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	uint64_t blocks[CAIRN_AREAS][CAIRN_MAX_ORDER + 1] = { { 0 } };
+	for (int i = 0; i < NSPANS; i++) {
+		/* buddy decomposition of each span into maximal aligned free blocks */
+		for (uint64_t fr = spans[i].first; fr < spans[i].end;) {
+			if (head[fr] != FREE) {
+				fr++;
+				continue;
+			}
+			unsigned k = CAIRN_MAX_ORDER;
+			while (k && (fr % (1ull << k) || fr + (1ull << k) > spans[i].end ||
+				     !range_free(fr, 1ull << k)))
+				k--;
+			blocks[spans[i].area][k]++;
+			fr += 1ull << k;
+		}
+	}
+	for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+		CHECK_EQ(st.free_frames[a], ref_free_in(a));
+		for (unsigned k = 0; k <= CAIRN_MAX_ORDER; k++)
+			CHECK_EQ(st.free_blocks[a][k], blocks[a][k]);
+	}
+}
+
+/* A random physical address: mostly in the map, sometimes just outside. */
+static cairn_phys_t random_addr(unsigned k)
+{
+	const struct span *s = &spans[below(NSPANS)];
+	uint64_t fr = s->first + below(s->end - s->first + 64) - 32;
+	if (below(8) != 0)
+		fr &= ~((1ull << k) - 1);
+	return fr * FRAME;
+}
+
+static unsigned random_order(void)
+{
+	uint64_t r = below(100);
+	return r < 50 ? 0 : r < 80 ? 1 + (unsigned)below(5) : r < 95 ? 6 + (unsigned)below(4) : 10 + (unsigned)below(2);
+}
+
+static void op_alloc(struct cairn_frames *f)
+{
+	unsigned k = random_order(), a = k + (below(3) == 0 ? (unsigned)below(5) : 0);
+	unsigned flags = (unsigned)below(8) | (below(10) == 0 ? CAIRN_F_ZERO : 0);
+	cairn_phys_t p;
+	int err = cairn_frames_alloc_aligned(f, k, a, flags, &p);
+	unsigned areas = areas_of(flags);
+	if (err) {
+		CHECK_EQ(err, CAIRN_ENOMEM);
+		for (unsigned i = 0; i < 3; i++)
+			if (areas & (1u << pref[i]))
+				CHECK(!ref_fits(pref[i], k, a));
+		return;
+	}
+	uint64_t fr = p / FRAME;
+	const struct span *s = span_of(fr);
+	REQUIRE(s);
+	CHECK_EQ(fr % (1ull << a), 0);
+	CHECK(fr + (1ull << k) <= s->end);
+	CHECK(areas & (1u << s->area));
+	CHECK(range_free(fr, 1ull << k));
+	for (unsigned i = 0; i < 3 && pref[i] != s->area; i++)
+		if (areas & (1u << pref[i]))
+			CHECK(!ref_fits(pref[i], k, a));
+	if ((flags & CAIRN_F_ZERO) && k <= 2) {
+		const uint64_t *m = cairn_port_phys_to_virt(p);
+		for (uint64_t i = 0; i < (FRAME << k) / 8; i++)
+			if (m[i]) {
+				CHECK(!"CAIRN_F_ZERO block not zero");
+				break;
+			}
+	}
+	if (k <= 2) /* dirty it, so a later zeroed allocation means something */
+		memset(cairn_port_phys_to_virt(p), 0x5a, FRAME << k);
+	mark(fr, k);
+	hold(p, k);
+}
+
+static void op_free(struct cairn_frames *f)
+{
+	if (!nheld)
+		return;
+	size_t i = below(nheld);
+	struct held h = held[i];
+	CHECK_EQ(cairn_frames_free(f, h.phys, h.order), 0);
+	unmark(h.phys / FRAME, h.order);
+	held[i] = held[--nheld];
+	gone[ngone++ % 64] = h;
+}
+
+static void op_bad_free(struct cairn_frames *f)
+{
+	cairn_phys_t p;
+	unsigned k;
+	switch (below(4)) {
+	case 0: /* double free */
+		if (!ngone)
+			return;
+		p = gone[below(ngone < 64 ? ngone : 64)].phys;
+		k = gone[below(ngone < 64 ? ngone : 64)].order;
+		break;
+	case 1: /* wrong order */
+		if (!nheld)
+			return;
+		p = held[below(nheld)].phys;
+		k = (unsigned)below(CAIRN_MAX_ORDER + 2);
+		break;
+	case 2: /* interior frame */
+		if (!nheld)
+			return;
+		{
+			struct held h = held[below(nheld)];
+			p = h.phys + below(1ull << h.order) * FRAME;
+			k = h.order;
+		}
+		break;
+	default:
+		k = random_order();
+		p = random_addr(k) + (below(16) == 0 ? 8 : 0);
+	}
+	int expect = ref_free_err(p, k);
+	int err = cairn_frames_free(f, p, k);
+	CHECK_EQ(err, expect);
+	if (err == 0 && expect == 0) { /* it was a block we hold after all */
+		unmark(p / FRAME, k);
+		for (size_t i = 0; i < nheld; i++)
+			if (held[i].phys == p) {
+				held[i] = held[--nheld];
+				break;
+			}
+	}
+}
+
+static void op_alloc_at(struct cairn_frames *f)
+{
+	unsigned k = random_order();
+	cairn_phys_t p = random_addr(k);
+	int expect = ref_locate(p, k);
+	if (!expect && !range_free(p / FRAME, 1ull << k))
+		expect = CAIRN_EBUSY;
+	CHECK_EQ(cairn_frames_alloc_at(f, p, k), expect);
+	if (!expect) {
+		mark(p / FRAME, k);
+		hold(p, k);
+	}
+}
+
+static cairn_phys_t rsv_base[64];
+static uint64_t rsv_size[64];
+static size_t nrsv;
+
+static void op_reserve(struct cairn_frames *f)
+{
+	cairn_phys_t p = random_addr(0);
+	uint64_t size = (1 + below(below(4) ? 40 : 700)) * FRAME + (below(20) == 0 ? 100 : 0);
+	if (below(30) == 0)
+		size = 0;
+	int expect = ref_range_err(p, size);
+	if (!expect && !range_free(p / FRAME, size / FRAME))
+		expect = CAIRN_EBUSY;
+	CHECK_EQ(cairn_frames_reserve(f, p, size), expect);
+	if (!expect) {
+		for (uint64_t fr = p / FRAME; fr < (p + size) / FRAME; fr++)
+			mark(fr, 0);
+		if (nrsv < 64) {
+			rsv_base[nrsv] = p;
+			rsv_size[nrsv++] = size;
+		} else { /* the list is full: forget it as a range, keep its frames */
+			for (uint64_t fr = p / FRAME; fr < (p + size) / FRAME; fr++)
+				hold(fr * FRAME, 0);
+		}
+	}
+}
+
+static void op_unreserve(struct cairn_frames *f)
+{
+	cairn_phys_t p;
+	uint64_t size;
+	size_t i = nrsv ? below(nrsv) : 0;
+	bool own = nrsv && below(3);
+	if (own) {
+		p = rsv_base[i];
+		size = rsv_size[i];
+	} else {
+		p = random_addr(0);
+		size = (1 + below(64)) * FRAME;
+	}
+	int expect = ref_range_err(p, size);
+	for (uint64_t fr = p / FRAME; !expect && fr < (p + size) / FRAME; fr++) {
+		if (head[fr] == FREE)
+			expect = CAIRN_EFREE;
+		else if (head[fr] != (int32_t)fr || order[fr] != 0)
+			expect = CAIRN_EORDER;
+	}
+	CHECK_EQ(cairn_frames_unreserve(f, p, size), expect);
+	if (!expect) {
+		unmark(p / FRAME, 0);
+		for (uint64_t fr = p / FRAME; fr < (p + size) / FRAME; fr++)
+			head[fr] = FREE;
+		/* drop every record that named these frames */
+		for (size_t j = 0; j < nrsv;)
+			if (rsv_base[j] < p + size && p < rsv_base[j] + rsv_size[j]) {
+				/* frames of the record outside the range stay
+				 * reserved: track them as single frames */
+				for (cairn_phys_t q = rsv_base[j]; q < rsv_base[j] + rsv_size[j]; q += FRAME)
+					if (q < p || q >= p + size)
+						hold(q, 0);
+				rsv_base[j] = rsv_base[--nrsv];
+				rsv_size[j] = rsv_size[nrsv];
+			} else {
+				j++;
+			}
+		for (size_t j = 0; j < nheld;)
+			if (held[j].phys >= p && held[j].phys < p + size)
+				held[j] = held[--nheld];
+			else
+				j++;
+	}
+}
+
+static void op_bulk(struct cairn_frames *f)
+{
+	size_t n = 1 + below(100);
+	unsigned flags = (unsigned)below(8);
+	cairn_phys_t v[100];
+	size_t got = cairn_frames_alloc_bulk(f, flags, v, n);
+	unsigned areas = areas_of(flags), lowest = 0;
+	for (size_t i = 0; i < got; i++) {
+		const struct span *s = span_of(v[i] / FRAME);
+		REQUIRE(s);
+		CHECK(areas & (1u << s->area));
+		CHECK(head[v[i] / FRAME] == FREE);
+		mark(v[i] / FRAME, 0);
+		hold(v[i], 0);
+		for (unsigned j = 0; j < 3; j++)
+			if (pref[j] == s->area && j > lowest)
+				lowest = j;
+	}
+	/* anything taken from a lower area means the higher ones are empty */
+	for (unsigned j = 0; j < lowest; j++)
+		if (areas & (1u << pref[j]))
+			CHECK_EQ(ref_free_in(pref[j]), 0);
+	if (got < n)
+		for (unsigned j = 0; j < 3; j++)
+			if (areas & (1u << pref[j]))
+				CHECK_EQ(ref_free_in(pref[j]), 0);
+	/* and give back a batch of order-0 frames we hold */
+	cairn_phys_t back[64];
+	size_t nb = 0;
+	for (size_t i = 0; i < nheld && nb < 64;)
+		if (held[i].order == 0 && below(2)) {
+			back[nb++] = held[i].phys;
+			unmark(held[i].phys / FRAME, 0);
+			held[i] = held[--nheld];
+		} else {
+			i++;
+		}
+	size_t done;
+	CHECK_EQ(cairn_frames_free_bulk(f, back, nb, &done), 0);
+	CHECK_EQ(done, nb);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+	uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : 20000;
+	rng_state = seed;
+	REQUIRE(cairn_host_init(1, 0, UNIVERSE * FRAME) == 0);
+	head = malloc(UNIVERSE * sizeof(*head));
+	order = calloc(UNIVERSE, 1);
+	held = malloc(sizeof(*held) * (UNIVERSE / 4));
+	gone = malloc(sizeof(*gone) * 64);
+	for (uint64_t fr = 0; fr < UNIVERSE; fr++)
+		head[fr] = span_of(fr) ? FREE : ABSENT;
+
+	struct cairn_frames_config cfg = { .ncpus = 1 };
+	cfg.meta_size = cairn_frames_meta_size(map, 4, 1);
+	cfg.meta = malloc(cfg.meta_size);
+	struct cairn_frames *f;
+	REQUIRE(cairn_frames_init(&f, map, 4, &cfg) == 0);
+	cairn_host_reports_quiet(1);
+	compare_stats(f);
+
+	for (uint64_t i = 0; i < ops && !check_failures; i++) {
+		uint64_t r = below(100);
+		if (r < 30)
+			op_alloc(f);
+		else if (r < 58)
+			op_free(f);
+		else if (r < 70)
+			op_bad_free(f);
+		else if (r < 80)
+			op_alloc_at(f);
+		else if (r < 86)
+			op_reserve(f);
+		else if (r < 92)
+			op_unreserve(f);
+		else
+			op_bulk(f);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		if (i % 64 == 0)
+			compare_stats(f);
+		if (check_failures)
+			fprintf(stderr, "seed %llu: failed at op %llu\n",
+				(unsigned long long)seed, (unsigned long long)i);
+	}
+	/* drain: everything back, the whole map free again */
+	while (nheld)
+		op_free(f);
+	while (nrsv) {
+		CHECK_EQ(cairn_frames_unreserve(f, rsv_base[nrsv - 1], rsv_size[nrsv - 1]), 0);
+		unmark(rsv_base[nrsv - 1] / FRAME, 0);
+		for (uint64_t fr = rsv_base[nrsv - 1] / FRAME;
+		     fr < (rsv_base[nrsv - 1] + rsv_size[nrsv - 1]) / FRAME; fr++)
+			head[fr] = FREE;
+		nrsv--;
+	}
+	compare_stats(f);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	uint64_t total = 0;
+	for (int i = 0; i < NSPANS; i++)
+		total += spans[i].end - spans[i].first;
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	CHECK_EQ(st.free_frames[0] + st.free_frames[1] + st.free_frames[2], total);
+	printf("seed %llu, %llu ops\n", (unsigned long long)seed, (unsigned long long)ops);
+	return check_done("frames_model");
+}

@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of cairn frames: every operation and every error path. */
+#include <cairn/frames.h>
+#include <cairn/host.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/frames_layout.h"
+#include "check.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define FRAME CAIRN_FRAME_SIZE
+
+static uint64_t free_total(struct cairn_frames *f)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+static struct cairn_frames *make(const struct cairn_mem_range *map, size_t n, bool carve)
+{
+	struct cairn_frames *f = NULL;
+	struct cairn_frames_config cfg = { .ncpus = 4 };
+	if (!carve) {
+		cfg.meta_size = cairn_frames_meta_size(map, n, 4);
+		cfg.meta = malloc(cfg.meta_size);
+	}
+	REQUIRE(cairn_frames_init(&f, map, n, &cfg) == 0);
+	REQUIRE(cairn_frames_validate(f) == 0);
+	return f;
+}
+
+/* A firmware-like map: low memory with the usual hole, a range across the
+ * 16 MiB line, and memory above 4 GiB. */
+static const struct cairn_mem_range pc_map[] = {
+	{ 4 * GiB, 64 * MiB },
+	{ 0x1000, 0x9e000 },
+	{ 1 * MiB, 39 * MiB },
+};
+
+static void test_init_and_areas(void)
+{
+	struct cairn_frames *f = make(pc_map, 3, true);
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	CHECK_EQ(st.regions, 4); /* the 1..40 MiB range split at 16 MiB */
+	CHECK_EQ(st.total_frames[CAIRN_AREA_LOW16M], 0x9e + (15 * MiB) / FRAME);
+	CHECK_EQ(st.total_frames[CAIRN_AREA_LOW4G], 24 * MiB / FRAME);
+	CHECK_EQ(st.total_frames[CAIRN_AREA_HIGH], 64 * MiB / FRAME);
+	/* metadata carved from the top of the high range, and accounted */
+	uint64_t meta_frames = (cairn_frames_meta_size(pc_map, 3, 4) + FRAME - 1) / FRAME;
+	CHECK_EQ(st.free_frames[CAIRN_AREA_HIGH], 64 * MiB / FRAME - meta_frames);
+	CHECK_EQ(st.free_frames[CAIRN_AREA_LOW4G], 24 * MiB / FRAME);
+	CHECK(cairn_frames_is_allocated(f, 4 * GiB + 64 * MiB - FRAME, 0));
+	/* at most ~2 bits per frame plus a small cost per 2 MiB */
+	uint64_t frames = st.total_frames[0] + st.total_frames[1] + st.total_frames[2];
+	CHECK(st.meta_bytes * 8 <= frames * 2 + (frames / 512 + 8) * 64 + 8 * 8192);
+	printf("metadata: %llu bytes for %llu frames (%.3f bits/frame)\n",
+	       (unsigned long long)st.meta_bytes, (unsigned long long)frames,
+	       st.meta_bytes * 8.0 / frames);
+
+	cairn_phys_t p;
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+	CHECK(p >= 4 * GiB); /* "any" prefers high memory */
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_LOW16M, &p), 0);
+	CHECK(p < 16 * MiB && p >= 0x1000);
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_LOW4G, &p), 0);
+	CHECK(p >= 16 * MiB && p < 4 * GiB);
+	CHECK_EQ(cairn_frames_free(f, p, 3), 0);
+	/* exhaust high: the next "any" request falls back to below 4 GiB */
+	size_t n = st.free_frames[CAIRN_AREA_HIGH];
+	cairn_phys_t *all = malloc(n * sizeof(*all));
+	CHECK_EQ(cairn_frames_alloc_bulk(f, CAIRN_F_HIGH, all, n), n);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &p), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH | CAIRN_F_LOW4G, &p), 0);
+	CHECK(p >= 16 * MiB && p < 4 * GiB);
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	CHECK_EQ(cairn_frames_free_bulk(f, all, n, NULL), 0);
+	free(all);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* bad maps */
+	struct cairn_frames *g;
+	struct cairn_mem_range overlap[] = { { 0, 8 * MiB }, { 4 * MiB, 8 * MiB } };
+	CHECK_EQ(cairn_frames_init(&g, overlap, 2, NULL), CAIRN_EEXIST);
+	struct cairn_mem_range tiny[] = { { 0x10, 0x100 } };
+	CHECK_EQ(cairn_frames_init(&g, tiny, 1, NULL), CAIRN_EINVAL);
+	struct cairn_mem_range small[] = { { 0, FRAME } };
+	CHECK_EQ(cairn_frames_init(&g, small, 1, NULL), CAIRN_ENOMEM); /* no room for metadata */
+}
+
+static void test_orders_and_alignment(void)
+{
+	const struct cairn_mem_range big[] = { { 8 * GiB, 1 * GiB + 64 * MiB } };
+	struct cairn_frames *f = make(big, 1, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t p;
+	for (unsigned k = 0; k <= CAIRN_MAX_ORDER; k++) {
+		CHECK_EQ(cairn_frames_alloc(f, k, 0, &p), 0);
+		CHECK_EQ(p % (FRAME << k), 0);
+		CHECK(cairn_frames_is_allocated(f, p, k));
+		CHECK_EQ(free_total(f), total - (1ull << k));
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		CHECK_EQ(cairn_frames_free(f, p, k), 0);
+		CHECK_EQ(free_total(f), total);
+	}
+	/* a second 1 GiB block does not fit; the first does again after free */
+	CHECK_EQ(cairn_frames_alloc(f, 18, 0, &p), 0);
+	cairn_phys_t q;
+	CHECK_EQ(cairn_frames_alloc(f, 18, 0, &q), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_frames_free(f, p, 18), 0);
+	/* alignment larger than size takes only the block itself */
+	for (unsigned k = 0; k <= 10; k += 2) {
+		for (unsigned a = k; a <= 16; a += 3) {
+			CHECK_EQ(cairn_frames_alloc_aligned(f, k, a, 0, &p), 0);
+			CHECK_EQ(p % (FRAME << a), 0);
+			CHECK_EQ(free_total(f), total - (1ull << k));
+			CHECK(cairn_frames_is_allocated(f, p, k));
+			CHECK_EQ(cairn_frames_validate(f), 0);
+			CHECK_EQ(cairn_frames_free(f, p, k), 0);
+		}
+	}
+	CHECK_EQ(cairn_frames_alloc_aligned(f, 3, 2, 0, &p), CAIRN_EINVAL);
+	CHECK_EQ(cairn_frames_alloc(f, 19, 0, &p), CAIRN_EINVAL);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 1u << 20, &p), CAIRN_EINVAL);
+	/* areas that have no memory at all */
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_LOW16M, &p), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	CHECK_EQ(st.free_blocks[CAIRN_AREA_HIGH][18], 1);
+	CHECK_EQ(st.free_blocks[CAIRN_AREA_HIGH][14], 1); /* the 64 MiB tail */
+}
+
+static void test_errors(void)
+{
+	const struct cairn_mem_range map[] = { { 16 * GiB, 8 * MiB }, { 16 * GiB + 12 * MiB, 4 * MiB } };
+	struct cairn_frames *f = make(map, 2, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t p, h;
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_frames_alloc(f, 3, 0, &p), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &h), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 2), CAIRN_EORDER);   /* smaller */
+	CHECK_EQ(cairn_frames_free(f, p, 4), p % (FRAME << 4) ? CAIRN_EALIGN : CAIRN_EORDER);
+	CHECK_EQ(cairn_frames_free(f, p + FRAME, 0), CAIRN_EORDER); /* interior */
+	CHECK_EQ(cairn_frames_free(f, p + 1, 0), CAIRN_EALIGN);
+	CHECK_EQ(cairn_frames_free(f, p + FRAME, 3), CAIRN_EALIGN);
+	CHECK_EQ(cairn_frames_free(f, 16 * GiB + 9 * MiB, 0), CAIRN_ERANGE); /* hole */
+	CHECK_EQ(cairn_frames_free(f, 0, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_frames_free(f, p, 19), CAIRN_EINVAL);
+	CHECK_EQ(cairn_frames_free(f, h, 0), CAIRN_EORDER);
+	CHECK_EQ(cairn_frames_free(f, h, 10), h % (FRAME << 10) ? CAIRN_EALIGN : CAIRN_EORDER);
+	CHECK_EQ(cairn_frames_free(f, h + 2 * MiB, 9), CAIRN_EFREE);
+	CHECK_EQ(cairn_frames_free(f, 16 * GiB, 12), CAIRN_ERANGE); /* past the end */
+	CHECK_EQ(free_total(f), total - 8 - 512); /* nothing changed */
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 3), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 3), CAIRN_EFREE);   /* double free */
+	CHECK_EQ(cairn_frames_free(f, h, 9), 0);
+	CHECK_EQ(cairn_frames_free(f, h, 9), CAIRN_EFREE);
+	/* a 64-frame (multi-word) block */
+	CHECK_EQ(cairn_frames_alloc(f, 6, 0, &p), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 5), CAIRN_EORDER);
+	CHECK_EQ(cairn_frames_free(f, p + 32 * FRAME, 5), CAIRN_EORDER);
+	CHECK_EQ(cairn_frames_free(f, p, 7), p % (FRAME << 7) ? CAIRN_EALIGN : CAIRN_EORDER);
+	CHECK_EQ(cairn_frames_free(f, p, 6), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 6), CAIRN_EFREE);
+	CHECK(cairn_host_reports() > 0);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
+static void test_alloc_at_reserve(void)
+{
+	const struct cairn_mem_range map[] = { { 20 * GiB, 16 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t base = 20 * GiB;
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 64 * FRAME, 4), 0);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 64 * FRAME, 4), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 64 * FRAME, 6), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 72 * FRAME, 0), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 8 * FRAME, 4), CAIRN_EALIGN);
+	CHECK_EQ(cairn_frames_alloc_at(f, base - 16 * FRAME, 4), CAIRN_ERANGE);
+	CHECK_EQ(cairn_frames_alloc_at(f, base, 9), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 2 * MiB, 10), CAIRN_EALIGN);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 4 * MiB, 10), 0);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 6 * MiB, 9), CAIRN_EBUSY);
+	CHECK_EQ(free_total(f), total - 16 - 1024);
+	CHECK_EQ(cairn_frames_free(f, base + 4 * MiB, 10), 0);
+	CHECK_EQ(cairn_frames_free(f, base + 64 * FRAME, 4), 0);
+
+	/* reserve across chunk and word boundaries, all or nothing */
+	cairn_phys_t r0 = base + 2 * MiB - 37 * FRAME;
+	uint64_t rsize = 700 * FRAME;
+	CHECK_EQ(cairn_frames_reserve(f, r0, rsize), 0);
+	CHECK_EQ(free_total(f), total - 700);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_reserve(f, r0 + rsize - FRAME, 2 * FRAME), CAIRN_EBUSY);
+	CHECK_EQ(free_total(f), total - 700); /* the free frame after it was not kept */
+	CHECK(!cairn_frames_is_allocated(f, r0 + rsize, 0));
+	CHECK_EQ(cairn_frames_reserve(f, r0, 0), CAIRN_EINVAL);
+	CHECK_EQ(cairn_frames_reserve(f, r0 + 1, FRAME), CAIRN_EALIGN);
+	CHECK_EQ(cairn_frames_reserve(f, base + 15 * MiB, 2 * MiB), CAIRN_ERANGE);
+	/* unreserve with a free frame inside: nothing changes */
+	CHECK_EQ(cairn_frames_unreserve(f, r0, rsize + FRAME), CAIRN_EFREE);
+	CHECK_EQ(free_total(f), total - 700);
+	CHECK_EQ(cairn_frames_unreserve(f, r0, rsize), 0);
+	CHECK_EQ(free_total(f), total);
+	/* unreserve inside a real block is refused */
+	cairn_phys_t p;
+	CHECK_EQ(cairn_frames_alloc(f, 2, 0, &p), 0);
+	CHECK_EQ(cairn_frames_unreserve(f, p, FRAME), CAIRN_EORDER);
+	CHECK_EQ(cairn_frames_free(f, p, 2), 0);
+	/* reserving a whole chunk blocks huge allocations there */
+	CHECK_EQ(cairn_frames_reserve(f, base, 16 * MiB), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &p), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_frames_unreserve(f, base, 16 * MiB), 0);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
+static void test_bulk_and_zero(void)
+{
+	const struct cairn_mem_range map[] = { { 24 * GiB, 8 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t v[1500];
+	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, v, 1500), 1500);
+	CHECK_EQ(free_total(f), total - 1500);
+	for (int i = 0; i < 1500; i++)
+		CHECK(cairn_frames_is_allocated(f, v[i], 0));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* a duplicate in the list: the frames before it are freed */
+	cairn_phys_t dup[4] = { v[0], v[1], v[0], v[2] };
+	size_t done = 99;
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_frames_free_bulk(f, dup, 4, &done), CAIRN_EFREE);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(done, 2);
+	CHECK_EQ(cairn_frames_free_bulk(f, v + 2, 1498, &done), 0);
+	CHECK_EQ(done, 1498);
+	CHECK_EQ(free_total(f), total);
+	/* exhaustion: bulk returns what there is */
+	cairn_phys_t *all = malloc((total + 10) * sizeof(*all));
+	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, all, total + 10), total);
+	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, all, 1), 0);
+	CHECK_EQ(cairn_frames_free_bulk(f, all, total, NULL), 0);
+	free(all);
+	/* zeroing through the identity map */
+	cairn_phys_t p;
+	CHECK_EQ(cairn_frames_alloc(f, 2, 0, &p), 0);
+	memset(cairn_port_phys_to_virt(p), 0xa5, 4 * FRAME);
+	CHECK_EQ(cairn_frames_free(f, p, 2), 0);
+	CHECK_EQ(cairn_frames_alloc_at(f, p, 2), 0);
+	CHECK_EQ(((unsigned char *)cairn_port_phys_to_virt(p))[100], 0xa5);
+	CHECK_EQ(cairn_frames_free(f, p, 2), 0);
+	cairn_phys_t q;
+	do { /* until the dirty block comes back, zeroed */
+		CHECK_EQ(cairn_frames_alloc(f, 2, CAIRN_F_ZERO, &q), 0);
+		unsigned char *m = cairn_port_phys_to_virt(q);
+		for (unsigned i = 0; i < 4 * FRAME; i++)
+			if (m[i]) {
+				CHECK(!"zeroed block has a non-zero byte");
+				break;
+			}
+	} while (q != p && free_total(f) > 16);
+	CHECK_EQ(q, p);
+}
+
+static void test_regions_runtime(void)
+{
+	const struct cairn_mem_range map[] = { { 28 * GiB, 8 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t extra = 30 * GiB;
+	size_t ms = cairn_frames_region_meta_size(extra, 4 * MiB);
+	void *meta = malloc(ms);
+	CHECK_EQ(cairn_frames_add_region(f, 28 * GiB + 4 * MiB, 4 * MiB, meta, ms), CAIRN_EEXIST);
+	CHECK_EQ(cairn_frames_add_region(f, extra, 4 * MiB, meta, ms - 65), CAIRN_EINVAL);
+	CHECK_EQ(cairn_frames_add_region(f, 4 * GiB - 2 * MiB, 4 * MiB, meta, ms), CAIRN_EINVAL);
+	CHECK_EQ(cairn_frames_add_region(f, extra, 4 * MiB, meta, ms), 0);
+	CHECK_EQ(free_total(f), total + 1024);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* a hypervisor-style 2 MiB chunk with its metadata carved from itself */
+	CHECK_EQ(cairn_frames_add_region(f, 31 * GiB, 2 * MiB, NULL, 0), 0);
+	CHECK_EQ(free_total(f), total + 1024 + 511);
+	CHECK_EQ(cairn_frames_remove_region(f, 31 * GiB), CAIRN_EBUSY);
+	cairn_phys_t p;
+	CHECK_EQ(cairn_frames_alloc_at(f, extra + 2 * MiB, 9), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, extra), CAIRN_EBUSY);
+	CHECK_EQ(free_total(f), total + 1024 + 511 - 512);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, extra + 2 * MiB, 9), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, extra), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, extra), CAIRN_ERANGE);
+	CHECK_EQ(free_total(f), total + 511);
+	CHECK_EQ(cairn_frames_free(f, extra, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_frames_alloc_at(f, extra, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	(void)p;
+	cairn_frames_dump(f);
+}
+
+static void test_two_instances(void)
+{
+	const struct cairn_mem_range a[] = { { 32 * GiB, 4 * MiB } };
+	const struct cairn_mem_range b[] = { { 33 * GiB, 4 * MiB } };
+	struct cairn_frames *fa = make(a, 1, true), *fb = make(b, 1, true);
+	uint64_t ta = free_total(fa), tb = free_total(fb);
+	cairn_phys_t p, q;
+	CHECK_EQ(cairn_frames_alloc(fa, 0, 0, &p), 0);
+	CHECK_EQ(cairn_frames_alloc(fb, 0, 0, &q), 0);
+	CHECK(p >= 32 * GiB && p < 32 * GiB + 4 * MiB);
+	CHECK(q >= 33 * GiB && q < 33 * GiB + 4 * MiB);
+	CHECK_EQ(cairn_frames_free(fa, q, 0), CAIRN_ERANGE);
+	CHECK_EQ(free_total(fa), ta - 1);
+	CHECK_EQ(free_total(fb), tb - 1);
+	CHECK_EQ(cairn_frames_free(fa, p, 0), 0);
+	CHECK_EQ(cairn_frames_free(fb, q, 0), 0);
+}
+
+static void test_validate_catches(void)
+{
+	const struct cairn_mem_range map[] = { { 34 * GiB, 4 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	struct region *r = frames_region_of(f, (34 * GiB) >> CAIRN_FRAME_SHIFT);
+	REQUIRE(r);
+	cairn_host_reports_quiet(1);
+	atomic_fetch_xor(&r->bits[3], 1ull << 5); /* a frame allocated behind our back */
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	atomic_fetch_xor(&r->bits[3], 1ull << 5);
+	atomic_fetch_xor(&r->bits[3], 1ull << 37); /* a head on a free frame */
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	atomic_fetch_xor(&r->bits[3], 1ull << 37);
+	atomic_fetch_sub(&r->chunk[1], 1);
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	atomic_fetch_add(&r->chunk[1], 1);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
+int main(void)
+{
+	REQUIRE(cairn_host_init(4, 0, 36 * GiB) == 0);
+	REQUIRE(cairn_host_hole(0x9f000, 1 * MiB - 0x9f000) == 0);
+	test_init_and_areas();
+	test_orders_and_alignment();
+	test_errors();
+	test_alloc_at_reserve();
+	test_bulk_and_zero();
+	test_regions_runtime();
+	test_two_instances();
+	test_validate_catches();
+	return check_done("frames_unit");
+}
