@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The kernel's own tests (the shared stress suite from stress/ is added to
- * the same table in stress_glue.c).
+ * The tests the kernel runs on every test CPU at once.
  *
+ *   frames   the shared stress suite (stress/, the same code the host stress
+ *            runs on threads): mixed operations with block swaps between
+ *            CPUs under its ownership oracle, exhaustion phases, and a final
+ *            check that every frame is free and validate() passes.
  *   kframes  random mixes of orders, areas, alignments, zeroing and bulk
  *            calls on every CPU at once, under an ownership oracle: one
  *            atomic owner word per physical frame, claimed with a CAS from
@@ -19,6 +22,8 @@
  * After each test CPU 0 checks the free count and cairn_frames_validate.
  */
 #include "kernel.h"
+
+#include "stress.h"
 
 uint64_t expected_reports;
 
@@ -464,7 +469,58 @@ static void map_check(void)
 	check_quiescent("map");
 }
 
+/* ---- frames: the shared stress suite ---- */
+
+static struct stress_frames *sf;
+static unsigned sf_order, sf_cpu_order, sf_owner_order;
+
+static void frames_setup(void)
+{
+	take_baseline();
+	sf_order = order_for(sizeof *sf);
+	sf = alloc_pages(sf_order);
+	sf_cpu_order = order_for(opt.cpus * sizeof *sf->cpu);
+	sf->cpu = alloc_pages(sf_cpu_order);
+	/* The oracle covers every frame from the first managed one to the
+	 * end of RAM. */
+	sf->oracle_first = (1ull << 20) / PAGE_SIZE;
+	sf->oracle_frames = ram_top / PAGE_SIZE - sf->oracle_first;
+	sf_owner_order = order_for(sf->oracle_frames * sizeof *sf->owner);
+	sf->owner = alloc_pages(sf_owner_order);
+	sf->f = frames;
+	sf->ncpus = opt.cpus;
+	sf->ops = opt.ops;
+	sf->seed = opt.seed;
+	sf->phases = 2;
+	sf->plant = opt.plant && !strncmp(opt.plant, "double", 7) ? STRESS_PLANT_DOUBLE
+								 : STRESS_PLANT_NONE;
+	stress_frames_init(sf);
+}
+
+static void frames_run(unsigned idx, unsigned n)
+{
+	(void)n;
+	uint64_t errors = stress_frames_cpu(sf, idx);
+	struct stress_cpu *c = &sf->cpu[idx];
+	this_cpu()->ops += c->ops + c->exhaust_frames;
+	if (opt.verbose)
+		kprintf("cpu %u: frames: mixed %lu allocs %lu frees %lu enomem %lu swaps %lu "
+			"exhaust %lu\n", idx, c->ops, c->allocs, c->frees, c->enomem, c->swaps,
+			c->exhaust_frames);
+	if (idx == 0 && errors)
+		fail("frames: the stress suite saw %lu errors", errors);
+}
+
+static void frames_check(void)
+{
+	free_pages((void *)sf->owner, sf_owner_order);
+	free_pages(sf->cpu, sf_cpu_order);
+	free_pages(sf, sf_order);
+	check_quiescent("frames");
+}
+
 const struct test tests[] = {
+	{ "frames", frames_setup, frames_run, frames_check, false },
 	{ "kframes", kframes_setup, kframes_run, kframes_check, false },
 	{ "map", map_setup, map_run, map_check, false },
 	{ "exhaust", exhaust_setup, exhaust_run, exhaust_check, false },
