@@ -12,6 +12,8 @@
  *                 the ownership oracle must catch it (the run must FAIL)
  *   plant=pagefault  touch an unmapped address on the last test CPU: the
  *                 trap handler must report it (the run must FAIL)
+ *   plant=triple, plant=hang  a triple fault, a hang: for the runner's
+ *                 own tests (it must tell them apart from a failure)
  *   holes=A-B,... take [A, B) out of the memory map (hex or K/M/G)
  *   verbose       more output
  *
@@ -210,6 +212,19 @@ void kmain(void)
 
 	if (opt.plant && !strncmp(opt.plant, "pagefault", 10))
 		run_on_all(&plant_pagefault);
+	if (opt.plant && !strncmp(opt.plant, "triple", 7)) {
+		/* An empty IDT: the breakpoint cannot be delivered, nor the
+		 * #GP that follows, nor the #DF: the CPU resets. */
+		static const struct { uint16_t limit; uint64_t base; }
+			__attribute__((packed)) none = { 0, 0 };
+		kprintf("cpu 0: plant: breakpoint with an empty IDT (triple fault)\n");
+		__asm__ volatile("lidt %0; int3" : : "m"(none));
+	}
+	if (opt.plant && !strncmp(opt.plant, "hang", 5)) {
+		kprintf("cpu 0: plant: hanging with interrupts off\n");
+		for (;;)
+			__asm__ volatile("cli; hlt");
+	}
 
 	bool all = !strncmp(opt.test, "all", 4), found = false;
 	uint64_t t_start = rdtsc();

@@ -4,8 +4,8 @@
 # Boot the cairn test kernel under QEMU (TCG, never KVM) and say how it went.
 #
 #   qemu-run.sh KERNEL [--smp N] [--mem M] [--map NAME] [--cpu MODEL]
-#               [--timeout S] [--expect-fail] [--expect-output REGEX]
-#               -- CMDLINE...
+#               [--timeout S] [--expect-fail | --expect OUTCOME]
+#               [--expect-output REGEX] -- CMDLINE...
 #
 # The console streams to stdout. The last line is one of
 #   qemu-run: PASS ...                         guest verdict PASS
@@ -17,6 +17,9 @@
 # With --expect-fail the run passes only if the guest failed by itself (exit
 # 0x11 or 0x12, verdict FAIL on the console) and, with --expect-output, the
 # console matches REGEX: a planted fault must be seen, and seen for what it is.
+# --expect reset / --expect hang do the same for the runner's own verdicts
+# (the qemu suite plants a triple fault and a hang to prove it tells them
+# apart); --expect fail is --expect-fail.
 #
 # isa-debug-exit makes QEMU exit with (value << 1) | 1, so the guest's
 # success value 0x10 arrives as 33; no guest value can produce 0, which is
@@ -35,14 +38,14 @@
 set -u
 
 usage() {
-	sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
 [ $# -ge 1 ] || usage
 kernel=$1
 shift
-smp=1 mem=256M map=plain cpu= timeout_s=90 expect_fail=0 expect_output=
+smp=1 mem=256M map=plain cpu= timeout_s=90 expect=pass expect_output=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--smp) smp=$2; shift 2 ;;
@@ -50,7 +53,8 @@ while [ $# -gt 0 ]; do
 	--map) map=$2; shift 2 ;;
 	--cpu) cpu=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
-	--expect-fail) expect_fail=1; shift ;;
+	--expect-fail) expect=fail; shift ;;
+	--expect) expect=$2; shift 2 ;;
 	--expect-output) expect_output=$2; shift 2 ;;
 	--) shift; break ;;
 	*) usage ;;
@@ -91,36 +95,38 @@ grep -q '^verdict: PASS' "$log" && verdict_pass=1
 grep -q '^verdict: FAIL' "$log" && verdict_fail=1
 
 case $status in
-33) what="guest verdict PASS" ok=$verdict_pass ;;
-35) what="guest reported a failure" ok=0 ;;
-37) what="guest trapped" ok=0 ;;
-39) what="guest could not boot" ok=0 ;;
-0) what="triple fault or reset (QEMU exited 0 under -no-reboot)" ok=0 ;;
-124|137) what="hung: killed after ${timeout_s} s" ok=0 ;;
-*) what="QEMU failed (exit status $status)" ok=0 ;;
+33) outcome=pass what="guest verdict PASS" ;;
+35) outcome=fail what="guest reported a failure" ;;
+37) outcome=fail what="guest trapped" ;;
+39) outcome=boot what="guest could not boot" ;;
+0) outcome=reset what="triple fault or reset (QEMU exited 0 under -no-reboot)" ;;
+124|137) outcome=hang what="hung: killed after ${timeout_s} s" ;;
+*) outcome=qemu what="QEMU failed (exit status $status)" ;;
 esac
-
-if [ "$expect_fail" = 1 ]; then
-	if [ "$status" != 35 ] && [ "$status" != 37 ]; then
-		echo "qemu-run: FAIL: expected the guest to report a failure, got: $what (${secs} s)"
-		exit 1
-	fi
-	if [ "$verdict_fail" != 1 ]; then
-		echo "qemu-run: FAIL: guest failed ($what) without a verdict line (${secs} s)"
-		exit 1
-	fi
-	if [ -n "$expect_output" ] && ! grep -Eq "$expect_output" "$log"; then
-		echo "qemu-run: FAIL: guest failed ($what) but the console lacks /$expect_output/ (${secs} s)"
-		exit 1
-	fi
-	echo "qemu-run: PASS (failure expected and seen: $what) (${secs} s)"
-	exit 0
+if [ "$outcome" = pass ] && [ "$verdict_pass" != 1 ]; then
+	outcome=qemu what="exit value PASS but no 'verdict: PASS' line"
+fi
+if [ "$outcome" = fail ] && [ "$verdict_fail" != 1 ]; then
+	what="$what, without a verdict line"
 fi
 
-if [ "$status" = 33 ] && [ "$ok" = 1 ]; then
-	echo "qemu-run: PASS ($what) (${secs} s)"
-	exit 0
+if [ "$expect" = pass ]; then
+	if [ "$outcome" = pass ]; then
+		echo "qemu-run: PASS ($what) (${secs} s)"
+		exit 0
+	fi
+	echo "qemu-run: FAIL: $what (${secs} s)"
+	exit 1
 fi
-[ "$status" = 33 ] && what="exit value PASS but no 'verdict: PASS' line"
-echo "qemu-run: FAIL: $what (${secs} s)"
-exit 1
+# An expected failure counts only if it is the failure expected, and (for
+# guest failures) the guest said so itself and showed the expected report.
+if [ "$outcome" != "$expect" ] || { [ "$expect" = fail ] && [ "$verdict_fail" != 1 ]; }; then
+	echo "qemu-run: FAIL: expected outcome '$expect', got: $what (${secs} s)"
+	exit 1
+fi
+if [ -n "$expect_output" ] && ! grep -Eq "$expect_output" "$log"; then
+	echo "qemu-run: FAIL: $what as expected, but the console lacks /$expect_output/ (${secs} s)"
+	exit 1
+fi
+echo "qemu-run: PASS (expected outcome seen: $what) (${secs} s)"
+exit 0
