@@ -323,6 +323,8 @@ void ap_entry(unsigned idx)
 void smp_boot(unsigned want)
 {
 	size_t tlen = (size_t)(tramp_end - tramp_start);
+	if (tlen > 0x1000)
+		panic("the AP trampoline (%lu bytes) would overlap the Multiboot info", tlen);
 	/* 0x8000 is below the Multiboot info QEMU leaves at 0x9000; a volatile
 	 * pointer keeps gcc from reasoning about a constant address. */
 	void *volatile dst = (void *)TRAMP_BASE;
