@@ -116,9 +116,13 @@ start64:
 
 /*
  * The GDT, shared by every CPU. 0x18 is a 32-bit code segment: the AP
- * trampoline passes through protected mode on its way to long mode.
+ * trampoline passes through protected mode on its way to long mode. From
+ * GDT_TSS on, one 16-byte TSS descriptor per CPU (filled in by cpu.c): the
+ * TSS gives each CPU a separate stack for double faults.
  */
-	.section .rodata
+#define GDT_TSS 0x20
+#define MAX_CPUS 64 /* kernel.h */
+	.section .data
 	.align 16
 	.globl gdt
 gdt:
@@ -126,6 +130,7 @@ gdt:
 	.quad 0x00AF9A000000FFFF /* 0x08: 64-bit code */
 	.quad 0x00CF92000000FFFF /* 0x10: data */
 	.quad 0x00CF9A000000FFFF /* 0x18: 32-bit code */
+	.fill 2 * MAX_CPUS, 8, 0 /* GDT_TSS + 16 * cpu: TSS descriptors */
 gdt_end:
 	/* lgdt reads a 32-bit base in protected mode and a 64-bit one in long
 	 * mode; the GDT sits below 4 GiB, so one pointer serves both. */
@@ -324,6 +329,18 @@ isr_common:
 	pop %rax
 	add $16, %rsp
 	iretq
+
+/*
+ * void call_on_stack(uintptr_t top, void (*fn)(void)): continue on another
+ * stack, for good (the boot stack is left behind once the BSP has a guarded
+ * one).
+ */
+	.globl call_on_stack
+call_on_stack:
+	mov %rdi, %rsp
+	xor %ebp, %ebp
+	call *%rsi
+	ud2
 
 /*
  * uint64_t probe_read(const void *addr, bool *ok): a load that may fault.

@@ -41,6 +41,22 @@ struct idt_entry {
 } __attribute__((packed));
 
 static struct idt_entry idt[256];
+
+/* 64-bit TSS: only IST1 is used, a separate stack for #DF, so that a stack
+ * overflow (a #PF that cannot be delivered on the overflowed stack) is
+ * reported instead of ending in a triple fault. */
+struct tss {
+	uint32_t reserved0;
+	uint64_t rsp[3];
+	uint64_t reserved1;
+	uint64_t ist[7];
+	uint64_t reserved2;
+	uint16_t reserved3, iomap;
+} __attribute__((packed));
+
+#define GDT_TSS 0x20
+extern uint64_t gdt[];
+static struct tss tss[MAX_CPUS];
 static struct {
 	uint16_t limit;
 	uint64_t base;
@@ -69,7 +85,7 @@ static void idt_set(unsigned vec, void *handler)
 {
 	uintptr_t a = (uintptr_t)handler;
 	idt[vec] = (struct idt_entry){
-		.off_lo = (uint16_t)a, .sel = 0x08, .ist = 0, .attr = 0x8e,
+		.off_lo = (uint16_t)a, .sel = 0x08, .ist = vec == 8, .attr = 0x8e,
 		.off_mid = (uint16_t)(a >> 16), .off_hi = (uint32_t)(a >> 32),
 	};
 }
@@ -134,6 +150,10 @@ void trap(struct trap_frame *tf)
 		cr2, tf->rsp, tf->rflags);
 	kprintf("cpu %u:   rax %#lx rbx %#lx rcx %#lx rdx %#lx rsi %#lx rdi %#lx\n",
 		idx, tf->rax, tf->rbx, tf->rcx, tf->rdx, tf->rsi, tf->rdi);
+	uintptr_t top = percpu[idx].stack_top, base = top - (PAGE_SIZE << STACK_ORDER);
+	if ((tf->vector == 8 || tf->vector == 14) && top && cr2 < base && cr2 >= top - STACK_SLOT)
+		kprintf("cpu %u:   cr2 is in the guard below this CPU's stack: stack overflow\n",
+			idx);
 	kprintf("verdict: FAIL (trap %lu on cpu %u)\n", tf->vector, idx);
 	qemu_exit(EXIT_TRAP);
 }
@@ -158,6 +178,27 @@ void cpu_local_init(unsigned idx)
 	lapic_write(LAPIC_TPR, 0);
 	lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
 	p->apic_id = lapic_read(LAPIC_ID) >> 24;
+}
+
+void cpu_tss_init(unsigned idx, uintptr_t df_stack_top)
+{
+	/* The descriptor is written before the CPU loads it: by the CPU
+	 * itself (the BSP), or by the BSP before it starts the AP. */
+	uintptr_t base = (uintptr_t)&tss[idx];
+	uint64_t limit = sizeof tss[idx] - 1;
+
+	tss[idx].ist[0] = df_stack_top;
+	tss[idx].iomap = sizeof tss[idx];
+	gdt[GDT_TSS / 8 + 2 * idx] = (limit & 0xffff) | (base & 0xffffff) << 16 |
+				      0x89ull << 40 /* present, 64-bit TSS */ |
+				      ((limit >> 16) & 0xf) << 48 | ((base >> 24) & 0xff) << 56;
+	gdt[GDT_TSS / 8 + 2 * idx + 1] = base >> 32;
+}
+
+void cpu_tss_load(unsigned idx)
+{
+	uint16_t sel = (uint16_t)(GDT_TSS + 16 * idx);
+	__asm__ volatile("ltr %0" : : "r"(sel));
 }
 
 /* ---- time: the PIT (channel 2, polled) calibrates the TSC ---- */
@@ -311,6 +352,7 @@ void ap_main(unsigned idx);
 void ap_entry(unsigned idx)
 {
 	cpu_local_init(idx);
+	cpu_tss_load(idx);
 	/* Release: everything this CPU set up is visible to whoever sees it
 	 * started; the BSP then reuses the trampoline slots. */
 	atomic_store_explicit(&percpu[idx].online, 1, memory_order_relaxed);
@@ -332,9 +374,8 @@ void smp_boot(unsigned want)
 	*tramp_slot(tramp_cr3) = kernel_cr3;
 
 	for (unsigned i = 1; i < want; i++) {
-		/* 16 KiB stack from cairn frames. */
-		uintptr_t stack = (uintptr_t)alloc_pages(2);
-		percpu[i].stack_top = stack + 4 * PAGE_SIZE;
+		percpu[i].stack_top = stack_alloc(i);
+		cpu_tss_init(i, (uintptr_t)alloc_pages(0) + PAGE_SIZE);
 		*tramp_slot(tramp_stack) = percpu[i].stack_top;
 		*tramp_slot(tramp_arg) = i;
 		atomic_thread_fence(memory_order_seq_cst);

@@ -145,6 +145,8 @@ struct trap_frame {
 };
 void idt_init(void);
 void cpu_local_init(unsigned idx);  /* IDT, GS base, LAPIC for this CPU */
+void cpu_tss_init(unsigned idx, uintptr_t df_stack_top); /* its GDT entry */
+void cpu_tss_load(unsigned idx);
 unsigned cpus_discover(void);       /* MADT / fw_cfg; fills percpu[].apic_id */
 void smp_boot(unsigned want);       /* start APs 1..want-1 */
 void tsc_calibrate(void);
@@ -176,6 +178,9 @@ void mm_init(void);                 /* frames, identity map, high regions */
 bool mm_is_mapped(uint64_t virt);
 uint64_t mm_unmapped_probe(void);   /* some address that is surely unmapped */
 void *alloc_pages(unsigned order);  /* zeroed, from cairn frames; panics on failure */
+uintptr_t stack_alloc(unsigned idx); /* a guarded kernel stack; returns its top */
+#define STACK_ORDER 2                /* 16 KiB stacks */
+#define STACK_SLOT ((uintptr_t)64 << 10) /* of which the rest is unmapped */
 void free_pages(void *p, unsigned order);
 
 /* ---- main.c ---- */

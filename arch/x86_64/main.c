@@ -12,6 +12,9 @@
  *                 the ownership oracle must catch it (the run must FAIL)
  *   plant=pagefault  touch an unmapped address on the last test CPU: the
  *                 trap handler must report it (the run must FAIL)
+ *   plant=stackoverflow  recurse on the last test CPU until its stack
+ *                 hits the guard page: the #DF (on its own stack) must be
+ *                 reported (the run must FAIL)
  *   plant=triple, plant=hang  a triple fault, a hang: for the runner's
  *                 own tests (it must tell them apart from a failure)
  *   holes=A-B,... take [A, B) out of the memory map (hex or K/M/G)
@@ -184,9 +187,35 @@ static void plant_pagefault_run(unsigned idx, unsigned n)
 
 static const struct test plant_pagefault = { "plant-pagefault", NULL, plant_pagefault_run, NULL, true };
 
+/* ---- plant=stackoverflow ---- */
+
+static volatile unsigned recurse_limit = ~0u;
+
+static unsigned recurse(unsigned depth)
+{
+	volatile char frame[256];
+	frame[0] = (char)depth;
+	if (depth >= recurse_limit)
+		return 0;
+	return recurse(depth + 1) + (unsigned)frame[0];
+}
+
+static void plant_stack_run(unsigned idx, unsigned n)
+{
+	if (idx == n - 1) {
+		kprintf("cpu %u: plant: recursing until the stack overflows\n", idx);
+		recurse(0);
+		fail("plant: the stack overflow was not caught");
+	}
+}
+
+static const struct test plant_stack = { "plant-stack", NULL, plant_stack_run, NULL, true };
+
 /* ---- entry ---- */
 
 extern uint32_t mb_magic, mb_info;
+_Noreturn void call_on_stack(uintptr_t top, void (*fn)(void));
+static _Noreturn void kmain_smp(void);
 
 void kmain(void)
 {
@@ -205,6 +234,15 @@ void kmain(void)
 	if (opt.cpus == 0 || opt.cpus > cpu_slots)
 		opt.cpus = cpu_slots;
 	mm_init();
+	cpu_tss_init(0, (uintptr_t)alloc_pages(0) + PAGE_SIZE);
+	cpu_tss_load(0);
+	/* Leave the boot stack for a guarded one, like the APs'. */
+	percpu[0].stack_top = stack_alloc(0);
+	call_on_stack(percpu[0].stack_top, kmain_smp);
+}
+
+static _Noreturn void kmain_smp(void)
+{
 	smp_boot(cpu_slots);
 	kprintf("smp: %u CPUs up, tests on %u, TSC %lu MHz\n", ncpus, opt.cpus,
 		tsc_hz / 1000000);
@@ -212,6 +250,8 @@ void kmain(void)
 
 	if (opt.plant && !strncmp(opt.plant, "pagefault", 10))
 		run_on_all(&plant_pagefault);
+	if (opt.plant && !strncmp(opt.plant, "stackoverflow", 14))
+		run_on_all(&plant_stack);
 	if (opt.plant && !strncmp(opt.plant, "triple", 7)) {
 		/* An empty IDT: the breakpoint cannot be delivered, nor the
 		 * #GP that follows, nor the #DF: the CPU resets. */

@@ -371,6 +371,25 @@ void free_pages(void *p, unsigned order)
 		panic("free_pages(%p, %u): %s", p, order, cairn_strerror(err));
 }
 
+/* Kernel stacks of the APs: STACK_PAGES cairn frames mapped (through the
+ * port's own map) into a window, one slot per CPU, with the page below each
+ * stack left unmapped. An overflow faults on that guard page; the #DF that
+ * follows runs on the CPU's IST stack and reports it. */
+#define STACK_WINDOW ((uintptr_t)0xffffc00000000000)
+
+uintptr_t stack_alloc(unsigned idx)
+{
+	uintptr_t top = STACK_WINDOW + (idx + 1) * STACK_SLOT;
+	uintptr_t base = top - (PAGE_SIZE << STACK_ORDER);
+	cairn_phys_t p;
+	int err = cairn_frames_alloc(frames, STACK_ORDER, CAIRN_F_ZERO, &p);
+	if (!err)
+		err = cairn_port_map(base, p, PAGE_SIZE << STACK_ORDER);
+	if (err)
+		panic("stack for cpu %u: %s", idx, cairn_strerror(err));
+	return top;
+}
+
 /* ---- the port's map/unmap ---- */
 
 static bool canonical(uint64_t v)
