@@ -86,7 +86,7 @@ trap 'rm -f "$log"' EXIT
 echo "qemu-run: -smp $smp -m $mem map $map${cpu:+ -cpu $cpu}: $append"
 start=$(date +%s.%N)
 # stdin closed: QEMU must never wait for a terminal.
-timeout --kill-after=5 "$timeout_s" "${cmd[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$log"
+timeout --kill-after=5 "$timeout_s" "${cmd[@]}" </dev/null 2>&1 | sed -u 's/\r$//' | tee "$log"
 status=${PIPESTATUS[0]}
 secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 
