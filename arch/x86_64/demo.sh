@@ -4,7 +4,7 @@
 # The demo: boot the test kernel from build directory BUILD on 4 vCPUs
 # (QEMU, TCG), stream its console, then summarise it.
 #
-#   demo.sh BUILD [CMDLINE...]     default: test=all seed=1 ops=50000
+#   demo.sh BUILD [CMDLINE...]     default: test=all seed=1 ops=100000
 #
 # Environment: SMP (default 4), MEM (default 1G).
 set -uo pipefail
@@ -13,7 +13,7 @@ build=${1:?usage: demo.sh BUILD [CMDLINE...]}
 shift
 kernel=$build/arch/x86_64/cairn-kernel.elf
 [ -f "$kernel" ] || { echo "demo: no kernel at $kernel (configure with -Dkernel=true)" >&2; exit 1; }
-[ $# -gt 0 ] || set -- test=all seed=1 ops=50000
+[ $# -gt 0 ] || set -- test=all seed=1 ops=100000
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
