@@ -9,9 +9,10 @@
  * whose stacks come from cairn -> the tests on the chosen CPUs at once ->
  * per-CPU counts, throughput and a verdict -> exit through isa-debug-exit.
  *
- * Physical == virtual everywhere the kernel touches RAM. Interrupts stay
- * enabled outside CPU-local sections, but the only vector that ever fires is
- * the TLB shootdown IPI (the 8259 is masked, no timer is programmed).
+ * Physical == virtual everywhere the kernel touches RAM (stacks excepted:
+ * they are mapped with guard pages). Interrupts stay enabled outside
+ * CPU-local sections, but the only vectors that ever fire are two IPIs, TLB
+ * shootdown and wake-up (the 8259 is masked, no timer is programmed).
  */
 #ifndef KERNEL_H
 #define KERNEL_H
@@ -156,8 +157,6 @@ void tlb_shootdown(void);           /* every online CPU flushes its TLB */
 void wake_all(void);                /* end every other CPU's wait_while */
 void wait_while(_Atomic uint64_t *word, uint64_t value); /* interrupts on */
 uint64_t probe_read(const void *addr, bool *ok); /* a load that may fault */
-/* Trap hook for tests that expect a fault: return true to resume at *rip. */
-extern bool (*_Atomic trap_hook)(struct trap_frame *);
 
 /* ---- mm.c ---- */
 struct mb_range {
