@@ -221,6 +221,8 @@ static void map_one(uint64_t cr3, uint64_t addr, int level, uint64_t attr)
 	atomic_store_explicit(e, addr | PTE_P | PTE_W | ps | attr, memory_order_relaxed);
 }
 
+static unsigned pages_1g, pages_2m; /* in the identity map, for the log */
+
 /* Identity-map [b, e), both 2 MiB aligned, with the largest pages that fit. */
 static void map_identity(uint64_t cr3, uint64_t b, uint64_t e, uint64_t attr)
 {
@@ -228,9 +230,11 @@ static void map_identity(uint64_t cr3, uint64_t b, uint64_t e, uint64_t attr)
 		if (have_1g_pages && !(b & (GiB - 1)) && e - b >= GiB) {
 			map_one(cr3, b, 3, attr);
 			b += GiB;
+			pages_1g++;
 		} else {
 			map_one(cr3, b, 2, attr);
 			b += 2 * MiB;
+			pages_2m++;
 		}
 	}
 }
@@ -340,10 +344,10 @@ void mm_init(void)
 	struct cairn_frames_stats st;
 	cairn_frames_stats(frames, &st);
 	uint64_t free = st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-	kprintf("mem: %lu MiB usable, %lu regions, metadata %lu KiB, %lu MiB free, "
-		"%s pages in the identity map\n",
-		total >> 20, (uint64_t)st.regions, st.meta_bytes >> 10, free >> 8,
-		have_1g_pages ? "1 GiB" : "2 MiB");
+	kprintf("mem: %lu MiB usable, %lu regions, metadata %lu KiB, %lu MiB free\n",
+		total >> 20, (uint64_t)st.regions, st.meta_bytes >> 10, free >> 8);
+	kprintf("mem: identity map: %u x 1 GiB, %u x 2 MiB, 511 x 4 KiB pages (1 GiB pages %s)\n",
+		pages_1g, pages_2m, have_1g_pages ? "available" : "not available");
 }
 
 uint64_t mm_unmapped_probe(void)
