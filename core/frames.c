@@ -727,9 +727,20 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 	return CAIRN_EBUSY;
 }
 
-/* Set (reserve) or clear (unreserve) frames [lo, hi) of one chunk, as
- * order-0 blocks. Reserving claims FREE first, then each word requires its
- * frames free; a conflict undoes this chunk and fails. */
+/* Clear frames [lo, hi) of a chunk's bitmap that we hold as order-0 blocks. */
+static void words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi)
+{
+	for (unsigned at = lo; at < hi;) {
+		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
+		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
+		uint64_t m = run_mask(n) << p;
+		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
+		at += n;
+	}
+}
+
+/* Reserve frames [lo, hi) of one chunk as order-0 blocks: claim FREE first,
+ * then each word requires its frames free; a conflict undoes this chunk. */
 static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 {
 	bool owned;
@@ -745,13 +756,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 			if ((ok = cas(&w[wi], &v, v | m | m << 32)))
 				break;
 		if (!ok) {
-			for (unsigned u = lo; u < at;) { /* undo the words done */
-				unsigned uw = u / WORD_FRAMES, up = u % WORD_FRAMES;
-				unsigned un = at - u < WORD_FRAMES - up ? at - u : WORD_FRAMES - up;
-				uint64_t um = run_mask(un) << up;
-				atomic_fetch_and_explicit(&w[uw], ~(um | um << 32), ACQ_REL);
-				u += un;
-			}
+			words_clear(w, lo, at);
 			chunk_unclaim(&r->chunk[c], hi - lo);
 			return false;
 		}
@@ -762,14 +767,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 
 static void piece_unreserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 {
-	_Atomic uint64_t *w = chunk_words(r, c);
-	for (unsigned at = lo; at < hi;) {
-		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
-		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
-		uint64_t m = run_mask(n) << p;
-		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
-		at += n;
-	}
+	words_clear(chunk_words(r, c), lo, hi);
 	chunk_unclaim(&r->chunk[c], hi - lo);
 }
 
