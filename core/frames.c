@@ -58,7 +58,8 @@ static const uint32_t align_positions[6] = {
 
 static inline unsigned this_cpu(const struct cairn_frames *f)
 {
-	return cairn_port_cpu() % f->ncpus;
+	unsigned cpu = cairn_port_cpu();
+	return cpu < f->ncpus ? cpu : cpu % f->ncpus; /* no division when sane */
 }
 
 static inline uint64_t hint_pack(unsigned region, unsigned word, uint64_t chunk)
@@ -269,16 +270,16 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 		q->out[q->got++] = (frame0 + (unsigned)off) << CAIRN_FRAME_SHIFT;
 		word = (unsigned)off / WORD_FRAMES;
 	}
-	/* Remember where we are; give up our claim on the chunk we leave. */
-	enum cairn_area area = (enum cairn_area)r->area;
-	uint64_t old = atomic_load_explicit(&h->small[area], RELAXED);
-	uint64_t new = hint_pack(ri, word, c);
-	if ((old & ~(0xffull << 32)) != (new & ~(0xffull << 32)) && old) {
-		struct region *or = active_region(f, (unsigned)(old >> 40) - 1);
-		if (or && (old & 0xffffffffu) < or->nchunks)
+	/* Remember where we are; a CPU owns one chunk per area at a time, so
+	 * taking a new one gives up the old. */
+	uint64_t at = hint_pack(ri, word, c);
+	atomic_store_explicit(&h->small[r->area], at, RELAXED);
+	if (owned) {
+		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
+		struct region *or = old ? active_region(f, (unsigned)(old >> 40) - 1) : NULL;
+		if (or && (old & 0xffffffffu) < or->nchunks && (old ^ at) & ~(0xffull << 32))
 			chunk_disown(&or->chunk[old & 0xffffffffu], q->me1);
 	}
-	atomic_store_explicit(&h->small[area], new, RELAXED);
 	return q->got == q->want;
 }
 
@@ -433,9 +434,57 @@ int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
 	return 0;
 }
 
+/* The common case, kept short: one order-0 frame from the CPU's current
+ * chunk in the first accepted area. Anything unusual (no hint yet, chunk
+ * exhausted) returns false and the general path decides, so the area
+ * preference and every other rule stay in one place. */
+static bool alloc0_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+{
+	areas &= atomic_load_explicit(&f->areas_present, RELAXED);
+	if (!areas)
+		return false;
+	enum cairn_area area = areas & CAIRN_F_HIGH    ? CAIRN_AREA_HIGH
+			       : areas & CAIRN_F_LOW4G ? CAIRN_AREA_LOW4G
+						       : CAIRN_AREA_LOW16M;
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area];
+	uint64_t hint = atomic_load_explicit(hp, RELAXED);
+	struct region *r = hint ? active_region(f, (unsigned)(hint >> 40) - 1) : NULL;
+	if (!r)
+		return false;
+	uint64_t c = hint & 0xffffffffu;
+	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
+	uint64_t e = ld(ce);
+	do {
+		if ((e & CE_HUGE) || !ce_free(e))
+			return false;
+	} while (!cas(ce, &e, e - 1));
+	/* The claimed frame exists (counting rule): retry only lost races. */
+	unsigned wi = (unsigned)(hint >> 32) & 0xff;
+	for (;;) {
+		uint64_t v = ld(&w[wi]);
+		uint32_t avail = ~(uint32_t)v;
+		if (!avail) {
+			wi = (wi + 1) % CHUNK_WORDS;
+			continue;
+		}
+		unsigned p = (unsigned)__builtin_ctz(avail);
+		if (cas(&w[wi], &v, v | 1ull << p | 1ull << (32 + p))) {
+			*out = (((r->chunk0 + c) << CHUNK_SHIFT) + wi * WORD_FRAMES + p)
+			       << CAIRN_FRAME_SHIFT;
+			if (wi != ((hint >> 32) & 0xff))
+				atomic_store_explicit(hp, (hint & ~(0xffull << 32)) |
+							  (uint64_t)wi << 32, RELAXED);
+			return true;
+		}
+	}
+}
+
 int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		       cairn_phys_t *out)
 {
+	if (order == 0 && !(flags & ~CAIRN_F_ANY) &&
+	    alloc0_fast(f, flags ? flags : CAIRN_F_ANY, out))
+		return 0;
 	return cairn_frames_alloc_aligned(f, order, order, flags, out);
 }
 
@@ -482,7 +531,7 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 {
 	_Atomic uint64_t *w = chunk_words(r, c);
 	unsigned wi = off / WORD_FRAMES, p = off % WORD_FRAMES, n = 1u << k;
-	uint64_t next_cont = is_continuation(w, off + n);
+	uint64_t next_cont = p + n >= WORD_FRAMES ? is_continuation(w, off + n) : 0;
 
 	if (k <= 5) {
 		uint64_t v = ld(&w[wi]);
@@ -568,8 +617,14 @@ int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 		      (ld(&chunk_words(r, c)[0]) & 1) ? CAIRN_EORDER : CAIRN_EFREE;
 	} else {
 		err = bits_free(r, c, off, order);
-		if (!err)
+		if (!err) {
 			chunk_unclaim(&r->chunk[c], 1ull << order);
+			/* Allocate next where we just freed: the frame is warm in
+			 * this CPU's cache, and free+alloc stays O(1). */
+			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
+					      hint_pack((unsigned)(r - f->region),
+							off / WORD_FRAMES, c), RELAXED);
+		}
 	}
 	if (err)
 		return misuse(err, err == CAIRN_EFREE ? "frames: double free"
