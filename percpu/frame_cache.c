@@ -19,6 +19,7 @@ struct cairn_fcache {
 	struct fc_source src[CAIRN_FCACHE_ORDERS];
 	struct cairn_mag_cache *mag[CAIRN_FCACHE_ORDERS];
 	cairn_phys_t self; /* the frame this structure lives in */
+	bool trust_frees;
 };
 
 static inline int order_index(unsigned order)
@@ -79,6 +80,7 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 	struct cairn_fcache *fc = cairn_port_phys_to_virt(self);
 	fc->f = f;
 	fc->self = self;
+	fc->trust_frees = cfg->trust_frees;
 	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
 		fc->src[i] = (struct fc_source){ f, cached_order[i] };
 		struct cairn_mag_config mcfg = {
@@ -154,10 +156,16 @@ int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
 int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order)
 {
 	int i = order_index(order);
+	if (i < 0)
+		return cairn_frames_free(fc->f, phys, order);
+	if (phys & ((CAIRN_FRAME_SIZE << order) - 1)) {
+		cairn_port_report(CAIRN_EALIGN, "fcache: free of a misaligned block", phys, order);
+		return CAIRN_EALIGN;
+	}
 	/* Checked before the block enters a magazine: if it is not a block of
 	 * this order allocated in the frame allocator, let the frame allocator
 	 * say what it is instead (it rejects it and changes nothing). */
-	if (i < 0 || !cairn_frames_is_allocated(fc->f, phys, order))
+	if (!fc->trust_frees && !cairn_frames_is_allocated(fc->f, phys, order))
 		return cairn_frames_free(fc->f, phys, order);
 	cairn_mag_free(fc->mag[i], phys);
 	return 0;

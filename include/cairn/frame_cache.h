@@ -29,6 +29,10 @@ struct cairn_fcache_config {
 	unsigned depot_full;                     /* per order; 0 = ncpus */
 	unsigned depot_empty;                    /* per order; 0 = ncpus */
 	unsigned drain_wait;                     /* see cairn_mag_config */
+	bool trust_frees;  /* free checks alignment only, not the frame
+			      allocator's record of the block: for embedders
+			      that know their frees are good (the lookup costs
+			      about as much as the rest of a cached free) */
 };
 
 struct cairn_fcache;
@@ -48,8 +52,9 @@ int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
 
 /* As cairn_frames_free: a misaligned block, one outside every region, or
  * one not allocated with this order is rejected with the frame allocator's
- * error code and nothing changes. (A block freed twice while its first free
- * still sits in a magazine cannot be told from a good one.) */
+ * error code and nothing changes (with trust_frees, only a misaligned one).
+ * A block freed twice while its first free still sits in a magazine cannot
+ * be told from a good one. */
 int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order);
 
 /* See magazine.h: answer a drain request; drain the calling (or a departed)

@@ -116,6 +116,21 @@ static void test_bad_input(void)
 	CHECK_EQ(cairn_fcache_free(fc, p, 2), 0);
 	CHECK_EQ(cairn_fcache_free(fc, q, 0), 0);
 	CHECK_EQ(cairn_fcache_drain_cpu(fc, NCPUS), CAIRN_EINVAL);
+
+	/* trust_frees: alignment is still checked, the rest is the caller's */
+	struct cairn_fcache *t;
+	struct cairn_fcache_config cfg = { .trust_frees = true };
+	REQUIRE(cairn_fcache_create(&t, frames, &cfg) == 0);
+	REQUIRE(cairn_fcache_alloc(t, 3, 0, &p) == 0);
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_fcache_free(t, p + CAIRN_FRAME_SIZE, 3), CAIRN_EALIGN);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_fcache_free(t, p, 3), 0);
+	REQUIRE(cairn_fcache_alloc(t, 3, 0, &q) == 0);
+	CHECK_EQ(q, p);
+	CHECK_EQ(cairn_fcache_free(t, q, 3), 0);
+	CHECK_EQ(cairn_fcache_drain_cpu(t, 1), 0);
+	cairn_fcache_destroy(t);
 }
 
 /* ---- exhaustion: every free frame cached by other CPUs ---- */
