@@ -527,11 +527,23 @@ static inline uint64_t is_continuation(_Atomic uint64_t *w, unsigned off)
 	return (v >> p) & 1 && !((v >> (32 + p)) & 1);
 }
 
+/* Does the allocated block with head `off` go on past n frames, into the
+ * next word? Only if it is larger, so it starts 2n-aligned: a block that
+ * merely ends at a word boundary is never checked against the next word.
+ * (Together with the order of clearing in bits_free, this means a word of a
+ * block being freed is never misread as part of a live block.) */
+static inline uint64_t goes_on_past_word(_Atomic uint64_t *w, unsigned off, unsigned n)
+{
+	if ((off + n) % WORD_FRAMES || off % (2 * n))
+		return 0;
+	return is_continuation(w, off + n);
+}
+
 static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 {
 	_Atomic uint64_t *w = chunk_words(r, c);
 	unsigned wi = off / WORD_FRAMES, p = off % WORD_FRAMES, n = 1u << k;
-	uint64_t next_cont = p + n >= WORD_FRAMES ? is_continuation(w, off + n) : 0;
+	uint64_t next_cont = goes_on_past_word(w, off, n);
 
 	if (k <= 5) {
 		uint64_t v = ld(&w[wi]);
@@ -546,9 +558,12 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return 0;
 		}
 	}
-	/* Multi-word block: the tail words are stable while the block is
-	 * allocated; the head word's CAS is the linearisation point, so of two
-	 * racing frees exactly one wins and the other sees EFREE. */
+	/* Multi-word block. Dropping the head bit is the linearisation point:
+	 * of two racing frees exactly one wins, and from then on the block is
+	 * ours alone (frames allocated, no head: nobody can free or take them).
+	 * Then the words go free last to first, the head word last, so a word
+	 * that becomes free is never followed by a word still marked as this
+	 * block's continuation. */
 	unsigned nw = n / WORD_FRAMES;
 	uint64_t v = ld(&w[wi]);
 	for (;;) {
@@ -560,11 +575,12 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return CAIRN_EORDER;
 		if (next_cont)
 			return CAIRN_EORDER;
-		if (cas(&w[wi], &v, 0))
+		if (cas(&w[wi], &v, ALLOC_HALF))
 			break;
 	}
-	for (unsigned j = 1; j < nw; j++)
+	for (unsigned j = nw - 1; j > 0; j--)
 		atomic_store_explicit(&w[wi + j], 0, RELEASE);
+	atomic_store_explicit(&w[wi], 0, RELEASE);
 	return 0;
 }
 
@@ -663,9 +679,8 @@ int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
 			/* every frame an order-0 block: allocated head, and the
 			 * frame after it no continuation */
 			uint64_t cont = v & ALLOC_HALF & ~(v >> 32);
+			/* (frame 31 can head no larger block: no look at the next word) */
 			bool ok = (v & m) == m && ((v >> 32) & m) == m && !((m << 1) & cont & ALLOC_HALF);
-			if (ok && (m >> 31) & 1)
-				ok = !is_continuation(chunk_words(r, c), (wi + 1) * WORD_FRAMES);
 			if (!ok) {
 				/* one by one, to free the good ones and name the bad one */
 				for (; i < j; i++)
@@ -838,7 +853,8 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 			if (!((v >> p) & 1))
 				return misuse(CAIRN_EFREE, "frames: unreserve of a free frame",
 					      (pw.r->chunk0 + pw.c) * CHUNK_FRAMES + o, 0);
-			if (!((v >> (32 + p)) & 1) || is_continuation(w, o + 1))
+			if (!((v >> (32 + p)) & 1) || goes_on_past_word(w, o, 1) ||
+			    (p < WORD_FRAMES - 1 && (v >> (p + 1)) & 1 && !((v >> (33 + p)) & 1)))
 				return misuse(CAIRN_EORDER, "frames: unreserve inside a block",
 					      (pw.r->chunk0 + pw.c) * CHUNK_FRAMES + o, 0);
 		}
@@ -864,9 +880,11 @@ bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsign
 	unsigned n = 1u << order, wi = off / WORD_FRAMES;
 	if (order <= 5)
 		return check_block_word(ld(&w[wi]), off % WORD_FRAMES, n,
-					is_continuation(w, off + n)) == 0;
+					off % WORD_FRAMES + n < WORD_FRAMES
+						? is_continuation(w, off + n)
+						: goes_on_past_word(w, off, n)) == 0;
 	for (unsigned j = 1; j < n / WORD_FRAMES; j++)
 		if (ld(&w[wi + j]) != ALLOC_HALF)
 			return false;
-	return check_block_word(ld(&w[wi]), 0, WORD_FRAMES, is_continuation(w, off + n)) == 0;
+	return check_block_word(ld(&w[wi]), 0, WORD_FRAMES, goes_on_past_word(w, off, n)) == 0;
 }
