@@ -288,32 +288,34 @@ static void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t it
 		goto put;
 	}
 	stat_add(&c->misses, 1);
-	struct mag *e = mag_get_empty(mc);
-	if (e) { /* full prev to the depot (or the source), loaded to prev */
-		if (p != &mc->none) {
-			if (ds_push(&mc->full, mc->next, p->id)) {
-				stat_add(&c->exchanges, 1);
-			} else {
-				mag_flush(mc, p);
-				mag_release(mc, p);
-			}
+	if (p != &mc->none) {
+		if (!ds_push(&mc->full, mc->next, p->id)) {
+			/* The depot is at its limit: the full prev's items go
+			 * to the source and it becomes our empty magazine. */
+			mag_flush(mc, p);
+			c->loaded = p;
+			c->prev = l;
+			goto put;
 		}
-		c->prev = l;
-		c->loaded = e;
+		stat_add(&c->exchanges, 1);
+	}
+	/* prev went to the depot: loaded (full, or none) becomes prev */
+	c->prev = l;
+	c->loaded = mag_get_empty(mc);
+	if (c->loaded)
+		goto put;
+	/* No magazine to be had (memory is short): empty the one we have, or
+	 * give the item itself back. */
+	c->loaded = &mc->none;
+	if (l != &mc->none) {
+		mag_flush(mc, l);
+		c->loaded = l;
+		c->prev = &mc->none;
 		goto put;
 	}
-	/* No magazine to be had (memory is short): make room by giving the
-	 * older full magazine back to the source, or the item itself. */
-	if (p != &mc->none) {
-		mag_flush(mc, p);
-		c->loaded = p;
-		c->prev = l;
-	} else if (l != &mc->none) {
-		mag_flush(mc, l);
-	} else {
-		mc->src.put(mc->src.ctx, &item, 1);
-		return;
-	}
+	mag_slot_publish(mc, c);
+	mc->src.put(mc->src.ctx, &item, 1);
+	return;
 put:
 	mag_items(c->loaded)[c->loaded->n++] = item;
 	mag_slot_publish(mc, c);
