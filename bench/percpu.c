@@ -198,7 +198,7 @@ static void run_once(struct run *r)
 		BENCH_CHECK(rc == 0, "cairn_fcache_create: %s", cairn_strerror(rc));
 	}
 	bench_barrier_init(&r->bar, r->nthreads);
-	bench_run_threads(r->nthreads, worker, r);
+	bench_run_threads(r->nthreads, worker, r, NULL);
 	if (r->impl != IMPL_UNCACHED)
 		cairn_fcache_destroy(fc);
 	BENCH_CHECK(frames_free() == total && cairn_frames_validate(cf) == 0,
