@@ -910,11 +910,11 @@ bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsign
 	unsigned off;
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
-	uint64_t e = ld(&r->chunk[c]);
-	if (e & CE_HUGE)
-		return (e & CE_HEAD) && ce_order(e) == order;
-	if (order >= CAIRN_HUGE_ORDER)
-		return false;
+	if (order >= CAIRN_HUGE_ORDER) {
+		uint64_t e = ld(&r->chunk[c]);
+		return (e & CE_HUGE) && (e & CE_HEAD) && ce_order(e) == order;
+	}
+	/* (a huge chunk's words are zero: no small block is found in it) */
 	_Atomic uint64_t *w = chunk_words(r, c);
 	unsigned n = 1u << order, wi = off / WORD_FRAMES;
 	if (order <= 5)
