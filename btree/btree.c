@@ -1,0 +1,972 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The concurrent B+-tree of extents: optimistic lock coupling.
+ *
+ * Readers descend from the root reading each node optimistically (olc.h):
+ * they record the node's version, read what they need with relaxed loads,
+ * and validate the parent before they touch a child whose pointer they read
+ * from it, so every pointer they follow was current when they followed it.
+ * Every node a reader or writer looked at is kept with its version in the
+ * operation's read set.
+ *
+ * A writer runs in four phases:
+ *   1. read: locate the extent, its neighbours and the leaves that will take
+ *      inserts, all optimistically, and compute every node change from that
+ *      snapshot (leaf entries, then the gap maxima and unlinks up the paths
+ *      as far as they change anything);
+ *   2. lock: upgrade each node to be changed from the version it was read at
+ *      (a try-lock: failure restarts the operation, so there is no deadlock);
+ *   3. validate: check every other node of the read set is unchanged;
+ *   4. write the precomputed changes, then unlock.
+ * Between the last read and the first validation every node of the read set
+ * held the values read (each was unchanged from its read until its own
+ * validation or lock), and the nodes written stay locked until every write
+ * is done, so the operation takes effect atomically at that point. Readers
+ * that meet a locked node restart; readers that read a node before it was
+ * locked fail their validation.
+ *
+ * Full nodes are split before an insert needs the room, as a small operation
+ * of their own (parent and node locked), after which the insert restarts;
+ * a chain of full nodes is split from the top. The root never moves: a root
+ * split moves its entries into two new children. A node that empties is
+ * unlinked from its parent in the same operation, retired (unlocked
+ * obsolete) and recycled through the tree's free list (node.c).
+ */
+#include "node.h"
+
+#include <cairn/port.h>
+
+#define RS_MAX 96      /* nodes one operation may read */
+#define DIRTY_MAX 48   /* nodes one operation may change */
+#define CHG_MAX 64     /* changes one operation may make */
+#define STEP_GUARD 4096
+
+enum { R_OK = 0, R_RESTART = 1, R_END = 2, R_OVERFLOW = 3 };
+
+struct bt_lv {
+	struct bt_node *n;
+	uint64_t v;
+	int idx;
+};
+
+/* A path from the root to a leaf position. */
+struct bt_cur {
+	struct bt_lv lv[CAIRN_BTREE_DEPTH_MAX];
+	unsigned leaf; /* depth of the leaf level */
+};
+
+struct bt_op {
+	struct cairn_btree *t;
+	unsigned nrs;
+	struct {
+		struct bt_node *n;
+		uint64_t v;
+	} rs[RS_MAX];
+};
+
+/* ---- optimistic reading ---- */
+
+static int visit(struct bt_op *op, struct bt_node *n, uint64_t *vp)
+{
+	uint64_t v = olc_read_begin(&n->version);
+	if (olc_busy(v))
+		return R_RESTART;
+	for (unsigned i = 0; i < op->nrs; i++)
+		if (op->rs[i].n == n) {
+			if (op->rs[i].v != v)
+				return R_RESTART;
+			*vp = v;
+			return R_OK;
+		}
+	if (op->nrs == RS_MAX)
+		return R_OVERFLOW;
+	op->rs[op->nrs].n = n;
+	op->rs[op->nrs].v = v;
+	op->nrs++;
+	*vp = v;
+	return R_OK;
+}
+
+static bool rs_validate(struct bt_op *op, struct bt_node *const *skip,
+			unsigned nskip)
+{
+	for (unsigned i = 0; i < op->nrs; i++) {
+		bool skipped = false;
+		for (unsigned j = 0; j < nskip; j++)
+			if (skip[j] == op->rs[i].n)
+				skipped = true;
+		if (!skipped && !olc_validate(&op->rs[i].n->version, op->rs[i].v))
+			return false;
+	}
+	return true;
+}
+
+/* Largest i in [first, cnt) with key[i] <= key, or first - 1. Keys may be
+ * torn in a stale node; the loop is bounded all the same. */
+static int find_le(struct bt_node *n, int first, int cnt, uint64_t key)
+{
+	int lo = first, hi = cnt; /* answer in [lo - 1, hi - 1] */
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		if (rd(n->key[mid]) <= key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - 1;
+}
+
+/* Descend to the leaf that covers key; the leaf index is the last entry
+ * starting at or before key, or -1. */
+static int descend(struct bt_op *op, uint64_t key, struct bt_cur *c)
+{
+	struct cairn_btree *t = op->t;
+	struct bt_node *n = bt_root(t);
+	uint64_t v;
+	int st = visit(op, n, &v);
+	if (st)
+		return st;
+	c->leaf = bt_level(n);
+	for (unsigned d = 0;; d++) {
+		int cnt = (int)bt_count(t, n);
+		if (bt_level(n) + d != c->leaf)
+			return R_RESTART;
+		if (d == c->leaf) {
+			c->lv[d] = (struct bt_lv){ n, v, find_le(n, 0, cnt, key) };
+			return R_OK;
+		}
+		if (cnt == 0)
+			return R_RESTART;
+		int i = find_le(n, 1, cnt, key);
+		if (i < 0)
+			i = 0;
+		c->lv[d] = (struct bt_lv){ n, v, i };
+		struct bt_node *child = bt_child(n, (unsigned)i);
+		if (!olc_validate(&n->version, v))
+			return R_RESTART;
+		st = visit(op, child, &v);
+		if (st)
+			return st;
+		n = child;
+	}
+}
+
+static bool qualifies(struct bt_node *n, int i, bool leaf, uint64_t need)
+{
+	if (need == 0)
+		return true;
+	return leaf ? bt_leaf_gap(n, (unsigned)i) >= need
+		    : rd(n->b[i]) >= need;
+}
+
+/*
+ * Move to the next (dir = 1) or previous (dir = -1) entry in key order;
+ * with need != 0, to the next free extent at least that long, skipping
+ * every subtree whose gap maximum is shorter. R_END past the last one.
+ */
+static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
+{
+	struct cairn_btree *t = op->t;
+	unsigned d = c->leaf;
+	int i = c->lv[d].idx + dir;
+
+	for (unsigned guard = 0; guard < STEP_GUARD; guard++) {
+		struct bt_node *n = c->lv[d].n;
+		int cnt = (int)bt_count(t, n);
+		bool leaf = d == c->leaf;
+
+		if (dir < 0 && i >= cnt)
+			i = cnt - 1;
+		while (i >= 0 && i < cnt && !qualifies(n, i, leaf, need))
+			i += dir;
+		if (i < 0 || i >= cnt) {
+			if (d == 0)
+				return R_END;
+			d--;
+			i = c->lv[d].idx + dir;
+			continue;
+		}
+		c->lv[d].idx = i;
+		if (leaf)
+			return R_OK;
+
+		struct bt_node *child = bt_child(n, (unsigned)i);
+		if (!olc_validate(&n->version, c->lv[d].v))
+			return R_RESTART;
+		uint64_t v;
+		int st = visit(op, child, &v);
+		if (st)
+			return st;
+		if (bt_level(child) + d + 1 != c->leaf)
+			return R_RESTART;
+		d++;
+		c->lv[d] = (struct bt_lv){ child, v, 0 };
+		i = dir > 0 ? 0 : (int)bt_count(t, child) - 1;
+	}
+	return R_RESTART;
+}
+
+static void read_ext(const struct bt_cur *c, struct cairn_ext *e)
+{
+	struct bt_node *n = c->lv[c->leaf].n;
+	unsigned i = (unsigned)c->lv[c->leaf].idx;
+	e->start = rd(n->key[i]);
+	e->len = rd(n->a[i]);
+	e->cookie = rd(n->b[i]);
+	e->flags = (uint32_t)rd(n->c[i]);
+}
+
+/* The last extent starting at or before key: R_OK, or R_END if none, in
+ * which case *c is left before the first extent (step +1 reaches it). */
+static int seek_le(struct bt_op *op, uint64_t key, struct bt_cur *c)
+{
+	int st = descend(op, key, c);
+	if (st || c->lv[c->leaf].idx >= 0)
+		return st;
+	struct bt_cur tmp = *c;
+	st = step(op, &tmp, -1, 0);
+	if (st == R_OK)
+		*c = tmp;
+	return st;
+}
+
+/* ---- lookup ---- */
+
+int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
+		       struct cairn_ext *out)
+{
+	for (;;) {
+		struct bt_op op;
+		struct bt_cur c;
+		struct cairn_ext e = { 0 };
+		op.t = t;
+		op.nrs = 0;
+		int st = seek_le(&op, addr, &c);
+		if (st == R_OK)
+			read_ext(&c, &e);
+		if ((st == R_OK || st == R_END) && rs_validate(&op, NULL, 0)) {
+			if (st == R_END || addr - e.start >= e.len)
+				return CAIRN_ERANGE;
+			*out = e;
+			return 0;
+		}
+		cairn_port_pause();
+	}
+}
+
+/* ---- fit search ---- */
+
+struct fit_state {
+	const struct cairn_bt_query *q;
+	struct cairn_ext e;
+	uint64_t where;
+};
+
+static bool consider(struct fit_state *fs, const struct bt_cur *c)
+{
+	const struct cairn_bt_query *q = fs->q;
+	read_ext(c, &fs->e);
+	const struct cairn_ext *e = &fs->e;
+	if (!(e->flags & CAIRN_EXT_FREE) || e->len < q->need || e->len == 0)
+		return false;
+	if (e->start >= q->hi || e->start + e->len <= q->lo)
+		return false;
+	if (!q->fit) {
+		fs->where = e->start;
+		return true;
+	}
+	return q->fit(e, q->arg, &fs->where);
+}
+
+/* Position *c on the accepted extent (R_OK) or report R_END. */
+static int search_fit(struct bt_op *op, const struct cairn_bt_query *q,
+		      struct bt_cur *c, uint64_t *where)
+{
+	struct fit_state fs = { .q = q };
+	int st;
+
+	if (q->hi <= q->lo)
+		return R_END;
+
+	if (q->find == CAIRN_BT_FIT_HIGH) {
+		st = descend(op, q->hi - 1, c);
+		if (st)
+			return st;
+		if (c->lv[c->leaf].idx >= 0 && consider(&fs, c))
+			goto found;
+		for (;;) {
+			st = step(op, c, -1, q->need);
+			if (st)
+				return st;
+			read_ext(c, &fs.e);
+			if (fs.e.start + fs.e.len <= q->lo)
+				return R_END;
+			if (consider(&fs, c))
+				goto found;
+		}
+	}
+
+	/* Lowest first; best fit scans the same way and keeps the shortest. */
+	bool best = q->find == CAIRN_BT_FIT_BEST;
+	bool have = false;
+	struct bt_cur bc;
+	uint64_t blen = 0, bwhere = 0;
+
+	st = descend(op, q->lo, c);
+	if (st)
+		return st;
+	if (c->lv[c->leaf].idx < 0) {
+		/* The extent before lo may reach into [lo, hi). */
+		struct bt_cur tmp = *c;
+		st = step(op, &tmp, -1, 0);
+		if (st == R_OK && consider(&fs, &tmp)) {
+			if (!best) {
+				*c = tmp;
+				goto found;
+			}
+			have = true;
+			bc = tmp;
+			blen = fs.e.len;
+			bwhere = fs.where;
+		} else if (st != R_OK && st != R_END) {
+			return st;
+		}
+	} else if (consider(&fs, c)) {
+		if (!best)
+			goto found;
+		have = true;
+		bc = *c;
+		blen = fs.e.len;
+		bwhere = fs.where;
+	}
+	while (!(have && blen == q->need)) {
+		st = step(op, c, 1, q->need);
+		if (st == R_END)
+			break;
+		if (st)
+			return st;
+		read_ext(c, &fs.e);
+		if (fs.e.start >= q->hi)
+			break;
+		if (!consider(&fs, c))
+			continue;
+		if (!best)
+			goto found;
+		if (!have || fs.e.len < blen) {
+			have = true;
+			bc = *c;
+			blen = fs.e.len;
+			bwhere = fs.where;
+		}
+	}
+	if (!have)
+		return R_END;
+	*c = bc;
+	*where = bwhere;
+	return R_OK;
+found:
+	*where = fs.where;
+	return R_OK;
+}
+
+/* ---- planning node changes ---- */
+
+enum { CHG_SET = 1, CHG_DEL, CHG_INS, CHG_MAX_SET };
+
+struct bt_chg {
+	unsigned char dirty; /* index of the node it applies to */
+	unsigned char kind;
+	int idx;             /* slot (CHG_INS: insert before this original slot) */
+	uint64_t max;        /* CHG_MAX_SET */
+	const struct cairn_ext *ext;
+};
+
+struct bt_dirty {
+	struct bt_node *n;
+	uint64_t v;
+	const struct bt_cur *path; /* a path through this node */
+	unsigned depth;
+	unsigned newcnt;
+	uint64_t newmax;
+	bool retire;
+};
+
+struct bt_plan {
+	unsigned ndirty, nchg;
+	struct bt_dirty d[DIRTY_MAX];
+	struct bt_chg chg[CHG_MAX];
+	struct bt_node *locked[DIRTY_MAX];
+};
+
+static int dirty_of(struct bt_plan *p, const struct bt_cur *c, unsigned depth)
+{
+	struct bt_node *n = c->lv[depth].n;
+	for (unsigned i = 0; i < p->ndirty; i++)
+		if (p->d[i].n == n)
+			return p->d[i].v == c->lv[depth].v && p->d[i].depth == depth
+				       ? (int)i : -R_RESTART;
+	if (p->ndirty == DIRTY_MAX)
+		return -R_OVERFLOW;
+	p->d[p->ndirty] = (struct bt_dirty){ .n = n, .v = c->lv[depth].v,
+					     .path = c, .depth = depth };
+	return (int)p->ndirty++;
+}
+
+static int add_chg(struct bt_plan *p, const struct bt_cur *c, unsigned depth,
+		   unsigned kind, int idx, uint64_t max,
+		   const struct cairn_ext *ext)
+{
+	int di = dirty_of(p, c, depth);
+	if (di < 0)
+		return -di;
+	if (p->nchg == CHG_MAX)
+		return R_OVERFLOW;
+	for (unsigned i = 0; i < p->nchg; i++) /* one change per slot */
+		if (p->chg[i].dirty == di && p->chg[i].kind != CHG_INS &&
+		    kind != CHG_INS && p->chg[i].idx == idx)
+			return R_RESTART;
+	p->chg[p->nchg++] = (struct bt_chg){ (unsigned char)di,
+					     (unsigned char)kind, idx, max, ext };
+	return R_OK;
+}
+
+static const struct bt_chg *chg_at(const struct bt_plan *p, unsigned di,
+				   int idx)
+{
+	for (unsigned i = 0; i < p->nchg; i++)
+		if (p->chg[i].dirty == di && p->chg[i].kind != CHG_INS &&
+		    p->chg[i].idx == idx)
+			return &p->chg[i];
+	return NULL;
+}
+
+static uint64_t ext_gap(const struct cairn_ext *e)
+{
+	return (e->flags & CAIRN_EXT_FREE) ? e->len : 0;
+}
+
+/* New count and gap maximum of a dirty node, from the snapshot. */
+static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
+{
+	struct bt_dirty *d = &p->d[di];
+	bool leaf = d->depth == d->path->leaf;
+	unsigned cnt = bt_count(t, d->n);
+	unsigned newcnt = 0;
+	uint64_t m = 0;
+
+	for (unsigned i = 0; i < cnt; i++) {
+		const struct bt_chg *ch = chg_at(p, di, (int)i);
+		uint64_t g;
+		if (ch && ch->kind == CHG_DEL)
+			continue;
+		if (leaf)
+			g = ch ? ext_gap(ch->ext) : bt_leaf_gap(d->n, i);
+		else
+			g = ch ? ch->max : rd(d->n->b[i]);
+		if (g > m)
+			m = g;
+		newcnt++;
+	}
+	for (unsigned i = 0; i < p->nchg; i++)
+		if (p->chg[i].dirty == di && p->chg[i].kind == CHG_INS) {
+			uint64_t g = ext_gap(p->chg[i].ext);
+			if (g > m)
+				m = g;
+			newcnt++;
+		}
+	d->newcnt = newcnt;
+	d->newmax = m;
+}
+
+/* From the leaf changes, derive the changes of the inner nodes above,
+ * level by level, stopping where nothing changes any more. */
+static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
+{
+	if (p->ndirty == 0)
+		return R_OK;
+	unsigned leaf = p->d[0].path->leaf;
+	for (unsigned i = 0; i < p->ndirty; i++)
+		if (p->d[i].path->leaf != leaf)
+			return R_RESTART;
+
+	for (int depth = (int)leaf; depth >= 0; depth--) {
+		unsigned end = p->ndirty; /* parents are appended behind */
+		for (unsigned di = 0; di < end; di++) {
+			struct bt_dirty *d = &p->d[di];
+			if (d->depth != (unsigned)depth)
+				continue;
+			dirty_result(t, p, di);
+			if (d->newcnt > t->fanout)
+				return R_RESTART; /* a split is due first */
+			if (depth == 0)
+				continue;
+			const struct bt_cur *c = d->path;
+			const struct bt_lv *up = &c->lv[depth - 1];
+			int st;
+			if (d->newcnt == 0) {
+				d->retire = true;
+				st = add_chg(p, c, (unsigned)depth - 1, CHG_DEL,
+					     up->idx, 0, NULL);
+			} else if (d->newmax != rd(up->n->b[up->idx])) {
+				st = add_chg(p, c, (unsigned)depth - 1,
+					     CHG_MAX_SET, up->idx, d->newmax,
+					     NULL);
+			} else {
+				continue;
+			}
+			if (st)
+				return st;
+			d = &p->d[di];
+		}
+	}
+	return R_OK;
+}
+
+/* ---- applying them (every node involved is locked) ---- */
+
+static void apply_leaf(struct bt_plan *p, unsigned di)
+{
+	struct bt_node *n = p->d[di].n;
+	unsigned cnt = rd(n->count);
+	const struct bt_chg *ins[2];
+	unsigned nins = 0;
+
+	for (unsigned i = 0; i < p->nchg; i++) {
+		const struct bt_chg *ch = &p->chg[i];
+		if (ch->dirty != di)
+			continue;
+		if (ch->kind == CHG_SET) {
+			wr(n->a[ch->idx], ch->ext->len);
+			wr(n->b[ch->idx], ch->ext->cookie);
+			wr(n->c[ch->idx], ch->ext->flags);
+		} else if (ch->kind == CHG_INS && nins < 2) {
+			ins[nins++] = ch;
+		}
+	}
+	if (nins == 2 && ins[1]->ext->start < ins[0]->ext->start) {
+		const struct bt_chg *x = ins[0];
+		ins[0] = ins[1];
+		ins[1] = x;
+	}
+
+	/* Deletions: compact, and note where the inserts land. */
+	int at[2] = { 0, 0 };
+	unsigned j = 0;
+	for (unsigned i = 0; i <= cnt; i++) {
+		for (unsigned k = 0; k < nins; k++)
+			if (ins[k]->idx == (int)i)
+				at[k] = (int)j;
+		if (i == cnt)
+			break;
+		const struct bt_chg *ch = chg_at(p, di, (int)i);
+		if (ch && ch->kind == CHG_DEL)
+			continue;
+		if (i != j)
+			bt_copy_slot(n, j, n, i);
+		j++;
+	}
+	/* Insertions, in key order. */
+	for (unsigned k = 0; k < nins; k++) {
+		unsigned pos = (unsigned)at[k] + k;
+		for (unsigned s = j; s > pos; s--)
+			bt_copy_slot(n, s, n, s - 1);
+		wr(n->key[pos], ins[k]->ext->start);
+		wr(n->a[pos], ins[k]->ext->len);
+		wr(n->b[pos], ins[k]->ext->cookie);
+		wr(n->c[pos], ins[k]->ext->flags);
+		j++;
+	}
+	wr(n->count, j);
+}
+
+static void apply_inner(struct bt_plan *p, unsigned di)
+{
+	struct bt_node *n = p->d[di].n;
+	unsigned cnt = rd(n->count);
+	unsigned j = 0;
+	for (unsigned i = 0; i < cnt; i++) {
+		const struct bt_chg *ch = chg_at(p, di, (int)i);
+		if (ch && ch->kind == CHG_DEL)
+			continue;
+		if (i != j)
+			bt_copy_slot(n, j, n, i);
+		if (ch && ch->kind == CHG_MAX_SET)
+			wr(n->b[j], ch->max);
+		j++;
+	}
+	wr(n->count, j);
+	if (j == 0)
+		wr(n->level, 0); /* only the root gets here: an empty tree */
+}
+
+static void unlock_all(struct bt_plan *p, unsigned nlocked)
+{
+	for (unsigned i = 0; i < nlocked; i++)
+		olc_unlock_unchanged(&p->d[i].n->version, p->d[i].v);
+}
+
+static int commit(struct bt_op *op, struct bt_plan *p)
+{
+	unsigned i;
+	for (i = 0; i < p->ndirty; i++) {
+		if (!olc_upgrade(&p->d[i].n->version, p->d[i].v)) {
+			unlock_all(p, i);
+			return R_RESTART;
+		}
+		p->locked[i] = p->d[i].n;
+	}
+	if (!rs_validate(op, p->locked, p->ndirty)) {
+		unlock_all(p, p->ndirty);
+		return R_RESTART;
+	}
+	for (i = 0; i < p->ndirty; i++) {
+		if (p->d[i].retire)
+			continue;
+		if (p->d[i].depth == p->d[i].path->leaf)
+			apply_leaf(p, i);
+		else
+			apply_inner(p, i);
+	}
+	for (i = 0; i < p->ndirty; i++) {
+		if (p->d[i].retire) {
+			olc_unlock_obsolete(&p->d[i].n->version, p->d[i].v);
+			bt_node_retire(op->t, p->d[i].n);
+		} else {
+			olc_unlock(&p->d[i].n->version, p->d[i].v);
+		}
+	}
+	return R_OK;
+}
+
+/* ---- splits ---- */
+
+struct bt_spares {
+	struct bt_node *n[2];
+	unsigned cnt;
+};
+
+static void fill(struct bt_node *dst, struct bt_node *src, unsigned from,
+		 unsigned to)
+{
+	for (unsigned i = from; i < to; i++)
+		bt_copy_slot(dst, i - from, src, i);
+	wr(dst->count, to - from);
+}
+
+/* Split the node at depth d of c (its parent, if any, has room). */
+static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
+		 struct bt_spares *sp)
+{
+	struct cairn_btree *t = op->t;
+	struct bt_node *n = c->lv[d].n;
+	uint64_t v = c->lv[d].v;
+	unsigned want = d == 0 ? 2 : 1;
+
+	while (sp->cnt < want) {
+		struct bt_node *x = bt_node_alloc(t);
+		if (!x)
+			return CAIRN_ENOMEM;
+		sp->n[sp->cnt++] = x;
+	}
+
+	if (d == 0) {
+		unsigned level = bt_level(n);
+		if (level + 1 >= CAIRN_BTREE_DEPTH_MAX)
+			return CAIRN_ENOSPC;
+		if (!olc_upgrade(&n->version, v))
+			return R_RESTART;
+		unsigned cnt = rd(n->count), mid = cnt / 2;
+		struct bt_node *l = sp->n[--sp->cnt], *r = sp->n[--sp->cnt];
+		bt_node_prepare(l, level);
+		bt_node_prepare(r, level);
+		fill(l, n, 0, mid);
+		fill(r, n, mid, cnt);
+		uint64_t ml = bt_node_max(t, l), mr = bt_node_max(t, r);
+		uint64_t sep = rd(n->key[mid]);
+		bt_node_publish(l);
+		bt_node_publish(r);
+		wr(n->key[0], 0);
+		wr(n->a[0], (uint64_t)(uintptr_t)l);
+		wr(n->b[0], ml);
+		wr(n->c[0], 0);
+		wr(n->key[1], sep);
+		wr(n->a[1], (uint64_t)(uintptr_t)r);
+		wr(n->b[1], mr);
+		wr(n->c[1], 0);
+		wr(n->count, 2);
+		wr(n->level, level + 1);
+		olc_unlock(&n->version, v);
+		return R_RESTART;
+	}
+
+	struct bt_node *pn = c->lv[d - 1].n;
+	uint64_t pv = c->lv[d - 1].v;
+	unsigned ci = (unsigned)c->lv[d - 1].idx;
+	if (!olc_upgrade(&pn->version, pv))
+		return R_RESTART;
+	if (!olc_upgrade(&n->version, v)) {
+		olc_unlock_unchanged(&pn->version, pv);
+		return R_RESTART;
+	}
+	unsigned pc = rd(pn->count);
+	unsigned cnt = rd(n->count), mid = cnt / 2;
+	if (pc >= t->fanout || cnt < 2) {
+		olc_unlock_unchanged(&n->version, v);
+		olc_unlock_unchanged(&pn->version, pv);
+		return R_RESTART;
+	}
+	struct bt_node *r = sp->n[--sp->cnt];
+	bt_node_prepare(r, rd(n->level));
+	fill(r, n, mid, cnt);
+	wr(n->count, mid);
+	uint64_t mr = bt_node_max(t, r), mn = bt_node_max(t, n);
+	bt_node_publish(r);
+	for (unsigned s = pc; s > ci + 1; s--)
+		bt_copy_slot(pn, s, pn, s - 1);
+	wr(pn->key[ci + 1], rd(r->key[0]));
+	wr(pn->a[ci + 1], (uint64_t)(uintptr_t)r);
+	wr(pn->b[ci + 1], mr);
+	wr(pn->c[ci + 1], 0);
+	wr(pn->b[ci], mn);
+	wr(pn->count, pc + 1);
+	olc_unlock(&n->version, v);
+	olc_unlock(&pn->version, pv);
+	return R_RESTART;
+}
+
+/* Make room for `add` inserts in the leaf of c: split the topmost of the
+ * full nodes the leaf split would cascade into. R_OK if there is room. */
+static int make_room(struct bt_op *op, const struct bt_cur *c, unsigned add,
+		     struct bt_spares *sp)
+{
+	struct cairn_btree *t = op->t;
+	unsigned d = c->leaf;
+	if (bt_count(t, c->lv[d].n) + add <= t->fanout)
+		return R_OK;
+	while (d > 0 && bt_count(t, c->lv[d - 1].n) >= t->fanout)
+		d--;
+	return split(op, c, d, sp);
+}
+
+/* ---- the update operation ---- */
+
+static bool ext_before(const struct cairn_ext *a, const struct cairn_ext *b)
+{
+	return a->start < b->start && a->len <= b->start - a->start;
+}
+
+/* The planned sequence pred, cur, inserts, succ must stay ordered and
+ * disjoint, SET must keep the start, and inserts lie between neighbours. */
+static bool edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e)
+{
+	const struct cairn_ext *seq[5];
+	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
+	bool has[3] = { v->has_pred, v->has_cur, v->has_succ };
+	unsigned n = 0;
+
+	if (e->nins > 2)
+		return false;
+	for (unsigned k = 0; k < 3; k++) {
+		if (e->act[k] == CAIRN_BT_KEEP)
+			continue;
+		if (!has[k] || e->act[k] > CAIRN_BT_DEL)
+			return false;
+		if (e->act[k] == CAIRN_BT_SET &&
+		    (e->val[k].start != old[k]->start || e->val[k].len == 0))
+			return false;
+	}
+	for (unsigned k = 0; k < 2; k++) {
+		const struct cairn_ext *x = k == 0 ? old[0] : old[1];
+		if (has[k] && e->act[k] != CAIRN_BT_DEL)
+			seq[n++] = e->act[k] == CAIRN_BT_SET ? &e->val[k] : x;
+	}
+	for (unsigned k = 0; k < e->nins; k++) {
+		if (e->ins[k].len == 0)
+			return false;
+		/* strictly after the last existing extent before the inserts */
+		const struct cairn_ext *lo = v->has_cur ? &v->cur
+					     : v->has_pred ? &v->pred : NULL;
+		if (lo && e->ins[k].start <= lo->start)
+			return false;
+		if (v->has_succ && e->ins[k].start >= v->succ.start)
+			return false;
+		seq[n++] = &e->ins[k];
+	}
+	if (has[2] && e->act[2] != CAIRN_BT_DEL)
+		seq[n++] = e->act[2] == CAIRN_BT_SET ? &e->val[2] : old[2];
+	for (unsigned k = 0; k < n; k++) {
+		if (seq[k]->start + seq[k]->len < seq[k]->start &&
+		    seq[k]->start + seq[k]->len != 0)
+			return false;
+		if (k > 0 && !ext_before(seq[k - 1], seq[k]))
+			return false;
+	}
+	return true;
+}
+
+struct bt_upd {
+	struct bt_cur c[3];  /* pred, cur, succ */
+	struct bt_cur ic[2]; /* insert positions */
+	struct cairn_bt_view view;
+	struct cairn_bt_edit edit;
+	struct bt_plan plan;
+};
+
+/* Locate the extent and its neighbours (R_END: no fit). */
+static int locate(struct bt_op *op, const struct cairn_bt_query *q,
+		  struct bt_upd *u)
+{
+	struct cairn_bt_view *v = &u->view;
+	struct bt_cur *c = u->c;
+	int st;
+
+	v->has_pred = v->has_cur = v->has_succ = false;
+	v->where = 0;
+	if (q->find == CAIRN_BT_AT) {
+		st = seek_le(op, q->key, &c[1]);
+		if (st == R_END) { /* nothing at or before key */
+			c[2] = c[1];
+			goto succ;
+		}
+		if (st)
+			return st;
+		read_ext(&c[1], &v->cur);
+		if (q->key - v->cur.start >= v->cur.len) {
+			/* key is in the gap after this extent */
+			v->pred = v->cur;
+			v->has_pred = true;
+			c[0] = c[1];
+			c[2] = c[1];
+			goto succ;
+		}
+	} else {
+		st = search_fit(op, q, &c[1], &v->where);
+		if (st)
+			return st;
+		read_ext(&c[1], &v->cur);
+	}
+	v->has_cur = true;
+	c[0] = c[1];
+	st = step(op, &c[0], -1, 0);
+	if (st == R_OK) {
+		read_ext(&c[0], &v->pred);
+		v->has_pred = true;
+	} else if (st != R_END) {
+		return st;
+	}
+	c[2] = c[1];
+succ:
+	st = step(op, &c[2], 1, 0);
+	if (st == R_OK) {
+		read_ext(&c[2], &v->succ);
+		v->has_succ = true;
+	} else if (st != R_END) {
+		return st;
+	}
+	return R_OK;
+}
+
+static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
+		      struct bt_upd *u, struct bt_spares *sp)
+{
+	struct cairn_btree *t = op->t;
+	int st = locate(op, q, u);
+	if (st == R_END)
+		return rs_validate(op, NULL, 0) ? CAIRN_ENOMEM : R_RESTART;
+	if (st)
+		return st;
+
+	struct cairn_bt_edit *e = &u->edit;
+	*e = (struct cairn_bt_edit){ 0 };
+	int err = q->plan(&u->view, q->arg, e);
+	if (err == 0 && !edit_ok(&u->view, e))
+		err = CAIRN_EINVAL;
+	if (err)
+		return rs_validate(op, NULL, 0) ? err : R_RESTART;
+
+	/* Where the inserts go, and room for them. */
+	for (unsigned k = 0; k < e->nins; k++) {
+		st = descend(op, e->ins[k].start, &u->ic[k]);
+		if (st)
+			return st;
+	}
+	for (unsigned k = 0; k < e->nins; k++) {
+		unsigned add = 1;
+		if (e->nins == 2 && u->ic[0].lv[u->ic[0].leaf].n ==
+					    u->ic[1].lv[u->ic[1].leaf].n)
+			add = 2;
+		st = make_room(op, &u->ic[k], add, sp);
+		if (st)
+			return st;
+	}
+
+	/* The leaf changes, then everything they imply above. */
+	struct bt_plan *p = &u->plan;
+	p->ndirty = p->nchg = 0;
+	static const unsigned char kind[3] = { 0, CHG_SET, CHG_DEL };
+	for (unsigned k = 0; k < 3; k++) {
+		if (e->act[k] == CAIRN_BT_KEEP)
+			continue;
+		const struct bt_cur *c = &u->c[k];
+		st = add_chg(p, c, c->leaf, kind[e->act[k]],
+			     c->lv[c->leaf].idx, 0, &e->val[k]);
+		if (st)
+			return st;
+	}
+	for (unsigned k = 0; k < e->nins; k++) {
+		const struct bt_cur *c = &u->ic[k];
+		st = add_chg(p, c, c->leaf, CHG_INS, c->lv[c->leaf].idx + 1, 0,
+			     &e->ins[k]);
+		if (st)
+			return st;
+	}
+	st = plan_upwards(t, p);
+	if (st)
+		return st;
+	return commit(op, p);
+}
+
+int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
+{
+	struct bt_spares sp = { .cnt = 0 };
+	struct bt_upd u;
+	struct bt_op op;
+	int r;
+
+	for (;;) {
+		op.t = t;
+		op.nrs = 0;
+		r = try_update(&op, q, &u, &sp);
+		if (r == R_OVERFLOW)
+			r = rs_validate(&op, NULL, 0) ? CAIRN_ENOSPC : R_RESTART;
+		if (r != R_RESTART)
+			break;
+		cairn_port_pause();
+	}
+	while (sp.cnt)
+		bt_node_release_unused(t, sp.n[--sp.cnt]);
+	return r;
+}
+
+/* ---- setup ---- */
+
+int cairn_btree_init(struct cairn_btree *t, struct cairn_frames *f,
+		     unsigned fanout)
+{
+	if (fanout == 0)
+		fanout = CAIRN_BTREE_FANOUT_MAX;
+	if (!t || !f || fanout < CAIRN_BTREE_FANOUT_MIN ||
+	    fanout > CAIRN_BTREE_FANOUT_MAX)
+		return CAIRN_EINVAL;
+	t->free_head = 0;
+	t->frames = f;
+	t->fanout = fanout;
+	atomic_store_explicit(&t->nodes, 0, memory_order_relaxed);
+	struct bt_node *root = bt_node_alloc(t);
+	if (!root)
+		return CAIRN_ENOMEM;
+	bt_node_prepare(root, 0);
+	bt_node_publish(root);
+	t->root = root;
+	return 0;
+}
