@@ -278,6 +278,43 @@ static bool consider(struct fit_state *fs, const struct bt_cur *c)
 	return q->fit(e, q->arg, &fs->where);
 }
 
+/*
+ * A long scan (a constrained request that max-pruning cannot steer, or best
+ * fit) could outgrow the read set. Before that happens, validate what was
+ * read so far, then keep only the paths still needed: the scan position
+ * and the best candidate. The scanned prefix held no acceptable extent at
+ * the validation; the result is then the first fit among the extents
+ * scanned after it (see NOTES-for-design.md: a relaxation that only long
+ * constrained scans see).
+ */
+static int rs_compact(struct bt_op *op, const struct bt_cur *c,
+		      const struct bt_cur *keep)
+{
+	if (op->nrs + CAIRN_BTREE_DEPTH_MAX + 1 < RS_MAX)
+		return R_OK;
+	if (!rs_validate(op, NULL, 0))
+		return R_RESTART;
+	op->nrs = 0;
+	for (unsigned k = 0; k < 2; k++) {
+		const struct bt_cur *x = k ? keep : c;
+		if (!x)
+			continue;
+		for (unsigned d = 0; d <= x->leaf; d++) {
+			/* re-adding at the recorded version cannot fail:
+			 * the validation just passed */
+			op->rs[op->nrs].n = x->lv[d].n;
+			op->rs[op->nrs].v = x->lv[d].v;
+			bool dup = false;
+			for (unsigned i = 0; i < op->nrs; i++)
+				if (op->rs[i].n == x->lv[d].n)
+					dup = true;
+			if (!dup)
+				op->nrs++;
+		}
+	}
+	return R_OK;
+}
+
 /* Position *c on the accepted extent (R_OK) or report R_END. */
 static int search_fit(struct bt_op *op, const struct cairn_bt_query *q,
 		      struct bt_cur *c, uint64_t *where)
@@ -295,6 +332,9 @@ static int search_fit(struct bt_op *op, const struct cairn_bt_query *q,
 		if (c->lv[c->leaf].idx >= 0 && consider(&fs, c))
 			goto found;
 		for (;;) {
+			st = rs_compact(op, c, NULL);
+			if (st)
+				return st;
 			st = step(op, c, -1, q->need);
 			if (st)
 				return st;
@@ -340,6 +380,9 @@ static int search_fit(struct bt_op *op, const struct cairn_bt_query *q,
 		bwhere = fs.where;
 	}
 	while (!(have && blen == q->need)) {
+		st = rs_compact(op, c, have ? &bc : NULL);
+		if (st)
+			return st;
 		st = step(op, c, 1, q->need);
 		if (st == R_END)
 			break;

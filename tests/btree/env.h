@@ -47,9 +47,11 @@ static size_t ndrained;
 
 static inline void env_drain(void)
 {
-	size_t cap = 1 << 16;
-	if (!drained)
+	static size_t cap;
+	if (!drained) {
+		cap = env_free_frames() + 4096;
 		drained = malloc(cap * sizeof(*drained));
+	}
 	size_t got;
 	while (ndrained < cap &&
 	       (got = cairn_frames_alloc_bulk(env_frames, 0, drained + ndrained,
