@@ -211,6 +211,7 @@ static void read_ext(const struct bt_cur *c, struct cairn_ext *e)
 	struct bt_node *n = c->lv[c->leaf].n;
 	unsigned i = (unsigned)c->lv[c->leaf].idx;
 	e->start = rd(n->key[i]);
+	CAIRN_BTREE_YIELD(); /* a torn read must fail validation */
 	e->len = rd(n->a[i]);
 	e->cookie = rd(n->b[i]);
 	e->flags = (uint32_t)rd(n->c[i]);
