@@ -32,18 +32,6 @@
 #define MAXT 4
 #define SPAN 2048
 
-static _Thread_local uint64_t yseed;
-
-void cairn_btree_test_yield(void)
-{
-	uint64_t r = splitmix(&yseed);
-	if ((r & 7) == 0)
-		sched_yield();
-	else if ((r & 7) == 1)
-		for (volatile unsigned i = 0; i < (r >> 8) % 200; i++)
-			;
-}
-
 enum { OP_ALLOC, OP_FREE, OP_FREE_MINE, OP_RESERVE, OP_LOOKUP };
 
 struct op {
@@ -94,7 +82,6 @@ static void run(struct op *o, struct op *prev_alloc)
 static void *worker(void *arg)
 {
 	unsigned t = (unsigned)(uintptr_t)arg;
-	yseed = t * 7919 + 1;
 	cairn_host_cpu_register();
 	for (;;) {
 		pthread_barrier_wait(&start);
@@ -263,6 +250,7 @@ int main(int argc, char **argv)
 	Q = 16;
 
 	env_init(nthreads + 1, 64);
+	REQUIRE(cairn_host_cpu_register() >= 0);
 	uint64_t frames0 = env_free_frames();
 	pthread_barrier_init(&start, NULL, nthreads + 1);
 	pthread_barrier_init(&done, NULL, nthreads + 1);

@@ -10,7 +10,11 @@
  * splits, unlinks and node recycling. At the end every range is freed and
  * each arena must be back to its spans, validated.
  *
- * usage: arena_stress threads ops-per-thread fanout seed
+ * With `drain` set, the main thread keeps taking every free frame away and
+ * giving them back meanwhile, so node allocations fail at random points
+ * of concurrent operations (they must fail cleanly with CAIRN_ENOMEM).
+ *
+ * usage: arena_stress threads ops-per-thread fanout seed [drain]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +34,7 @@ static struct cairn_arena arena_a, parent, child;
 static _Atomic uint32_t owner_a[NQA], owner_c[NQC];
 static unsigned nthreads, nops;
 static atomic_int failed;
+static atomic_uint running;
 static atomic_uint_fast64_t n_alloc, n_nomem, n_free, n_lookup, n_reserve;
 
 struct live {
@@ -92,7 +97,7 @@ static void check_lookup(struct cairn_arena *a, uint64_t x)
 	if (r != 0)
 		fail("lookup error", x, (uint64_t)r);
 	else if (x < s || x - s >= n || ((c >> 32) & 0xffffff) != n ||
-		 (c >> 56) == 0 || (c >> 56) > nthreads || s % a->quantum)
+		 (c >> 56) == 0 || (c >> 56) > nthreads + 1 || s % a->quantum)
 		fail("inconsistent lookup", x, c);
 }
 
@@ -178,6 +183,7 @@ static void *worker(void *arg)
 			fail("final free failed", l.addr, (uint64_t)e);
 	}
 	cairn_host_cpu_unregister();
+	atomic_fetch_sub(&running, 1);
 	return NULL;
 }
 
@@ -194,8 +200,10 @@ int main(int argc, char **argv)
 	nops = argc > 2 ? (unsigned)atoi(argv[2]) : 20000;
 	unsigned fanout = argc > 3 ? (unsigned)atoi(argv[3]) : 4;
 	uint64_t seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
+	bool drain = argc > 5 && atoi(argv[5]);
 
 	env_init(nthreads + 1, 256);
+	REQUIRE(cairn_host_cpu_register() >= 0);
 	uint64_t frames0 = env_free_frames();
 	struct cairn_arena_config ca = { .quantum = QA, .fanout = fanout };
 	REQUIRE(cairn_arena_create(&arena_a, env_frames, BASE_A, NQA * QA, &ca) == 0);
@@ -210,9 +218,20 @@ int main(int argc, char **argv)
 
 	pthread_t th[64];
 	REQUIRE(nthreads <= 64);
+	atomic_store(&running, nthreads);
 	for (unsigned i = 0; i < nthreads; i++)
 		REQUIRE(pthread_create(&th[i], NULL, worker,
 				       (void *)(uintptr_t)(seed * 1000 + i)) == 0);
+	unsigned drains = 0;
+	while (drain && atomic_load(&running)) {
+		env_drain();
+		for (volatile unsigned i = 0; i < 20000; i++)
+			;
+		env_undrain();
+		for (volatile unsigned i = 0; i < 200000; i++)
+			;
+		drains++;
+	}
 	for (unsigned i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
 
@@ -234,14 +253,14 @@ int main(int argc, char **argv)
 	CHECK_EQ(cairn_btree_validate(&arena_a.tree, &st), 0);
 	printf("arena_stress: %u threads x %u ops, fanout %u: %llu allocs (%llu ENOMEM), "
 	       "%llu frees, %llu reserves, %llu lookups; imports %llu releases %llu; "
-	       "arena nodes %llu (%llu on the free list), depth %u\n",
+	       "arena nodes %llu (%llu on the free list), depth %u; %u drains\n",
 	       nthreads, nops, fanout, (unsigned long long)n_alloc,
 	       (unsigned long long)n_nomem, (unsigned long long)n_free,
 	       (unsigned long long)n_reserve, (unsigned long long)n_lookup,
 	       (unsigned long long)atomic_load(&child.imports),
 	       (unsigned long long)atomic_load(&child.releases),
 	       (unsigned long long)st.nodes, (unsigned long long)st.free_nodes,
-	       st.depth);
+	       st.depth, drains);
 	CHECK_EQ(cairn_host_reports(), 0);
 	cairn_arena_destroy(&child);
 	cairn_arena_destroy(&parent);
