@@ -151,12 +151,36 @@ static int descend(struct bt_op *op, uint64_t key, struct bt_cur *c)
 	}
 }
 
-static bool qualifies(struct bt_node *n, int i, bool leaf, uint64_t need)
+/* From slot i in direction dir, the first slot that can hold a free
+ * extent of `need` (any slot if need is 0); -1 or cnt if none. */
+static int scan(struct bt_node *n, int i, int cnt, int dir, bool leaf,
+		uint64_t need)
 {
-	if (need == 0)
-		return true;
-	return leaf ? bt_leaf_gap(n, (unsigned)i) >= need
-		    : rd(n->b[i]) >= need;
+	if (need == 0 || i < 0 || i >= cnt)
+		return i;
+	if (dir > 0) {
+		if (leaf) {
+			for (; i < cnt; i++)
+				if ((rd(n->c[i]) & CAIRN_EXT_FREE) &&
+				    rd(n->a[i]) >= need)
+					return i;
+		} else {
+			for (; i < cnt; i++)
+				if (rd(n->b[i]) >= need)
+					return i;
+		}
+		return cnt;
+	}
+	if (leaf) {
+		for (; i >= 0; i--)
+			if ((rd(n->c[i]) & CAIRN_EXT_FREE) && rd(n->a[i]) >= need)
+				return i;
+	} else {
+		for (; i >= 0; i--)
+			if (rd(n->b[i]) >= need)
+				return i;
+	}
+	return -1;
 }
 
 /*
@@ -170,6 +194,11 @@ static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
 	unsigned d = c->leaf;
 	int i = c->lv[d].idx + dir;
 
+	/* Nothing in this leaf is long enough: go up at once. */
+	if (need && d > 0 &&
+	    rd(c->lv[d - 1].n->b[c->lv[d - 1].idx]) < need)
+		i = dir > 0 ? CAIRN_BTREE_FANOUT_MAX : -1;
+
 	for (unsigned guard = 0; guard < STEP_GUARD; guard++) {
 		struct bt_node *n = c->lv[d].n;
 		int cnt = (int)bt_count(t, n);
@@ -177,8 +206,7 @@ static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
 
 		if (dir < 0 && i >= cnt)
 			i = cnt - 1;
-		while (i >= 0 && i < cnt && !qualifies(n, i, leaf, need))
-			i += dir;
+		i = scan(n, i, cnt, dir, leaf, need);
 		if (i < 0 || i >= cnt) {
 			if (d == 0)
 				return R_END;
@@ -425,6 +453,8 @@ struct bt_chg {
 	const struct cairn_ext *ext;
 };
 
+#define NODE_CHG 8 /* changes one node may receive in one operation */
+
 struct bt_dirty {
 	struct bt_node *n;
 	uint64_t v;
@@ -433,6 +463,8 @@ struct bt_dirty {
 	unsigned newcnt;
 	uint64_t newmax;
 	bool retire;
+	unsigned char nch;
+	unsigned char ch[NODE_CHG]; /* its changes, in slot order */
 };
 
 struct bt_plan {
@@ -456,6 +488,12 @@ static int dirty_of(struct bt_plan *p, const struct bt_cur *c, unsigned depth)
 	return (int)p->ndirty++;
 }
 
+/* Slot order: an insert before original slot i sorts before slot i. */
+static int chg_order(const struct bt_chg *c)
+{
+	return 2 * c->idx + (c->kind != CHG_INS);
+}
+
 static int add_chg(struct bt_plan *p, const struct bt_cur *c, unsigned depth,
 		   unsigned kind, int idx, uint64_t max,
 		   const struct cairn_ext *ext)
@@ -463,25 +501,23 @@ static int add_chg(struct bt_plan *p, const struct bt_cur *c, unsigned depth,
 	int di = dirty_of(p, c, depth);
 	if (di < 0)
 		return -di;
-	if (p->nchg == CHG_MAX)
+	struct bt_dirty *d = &p->d[di];
+	if (p->nchg == CHG_MAX || d->nch == NODE_CHG)
 		return R_OVERFLOW;
-	for (unsigned i = 0; i < p->nchg; i++) /* one change per slot */
-		if (p->chg[i].dirty == di && p->chg[i].kind != CHG_INS &&
-		    kind != CHG_INS && p->chg[i].idx == idx)
-			return R_RESTART;
-	p->chg[p->nchg++] = (struct bt_chg){ (unsigned char)di,
-					     (unsigned char)kind, idx, max, ext };
+	struct bt_chg *nc = &p->chg[p->nchg];
+	*nc = (struct bt_chg){ (unsigned char)di, (unsigned char)kind, idx,
+			       max, ext };
+	unsigned k = d->nch;
+	while (k > 0 && chg_order(&p->chg[d->ch[k - 1]]) > chg_order(nc)) {
+		d->ch[k] = d->ch[k - 1];
+		k--;
+	}
+	if (k > 0 && kind != CHG_INS && chg_order(&p->chg[d->ch[k - 1]]) ==
+						 chg_order(nc))
+		return R_RESTART; /* two changes of one slot: inconsistent */
+	d->ch[k] = (unsigned char)p->nchg++;
+	d->nch++;
 	return R_OK;
-}
-
-static const struct bt_chg *chg_at(const struct bt_plan *p, unsigned di,
-				   int idx)
-{
-	for (unsigned i = 0; i < p->nchg; i++)
-		if (p->chg[i].dirty == di && p->chg[i].kind != CHG_INS &&
-		    p->chg[i].idx == idx)
-			return &p->chg[i];
-	return NULL;
 }
 
 static uint64_t ext_gap(const struct cairn_ext *e)
@@ -489,37 +525,95 @@ static uint64_t ext_gap(const struct cairn_ext *e)
 	return (e->flags & CAIRN_EXT_FREE) ? e->len : 0;
 }
 
-/* New count and gap maximum of a dirty node, from the snapshot. */
+/* Gap maximum over slots [from, to) as they are. */
+static uint64_t range_max(struct bt_node *n, bool leaf, unsigned from,
+			  unsigned to)
+{
+	uint64_t m = 0;
+	if (leaf) {
+		for (unsigned i = from; i < to; i++)
+			if ((rd(n->c[i]) & CAIRN_EXT_FREE) && rd(n->a[i]) > m)
+				m = rd(n->a[i]);
+	} else {
+		for (unsigned i = from; i < to; i++)
+			if (rd(n->b[i]) > m)
+				m = rd(n->b[i]);
+	}
+	return m;
+}
+
+/* New count and gap maximum of a dirty node, from the snapshot: the runs
+ * of untouched slots between the node's (sorted) changes, and the changes. */
 static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
 {
 	struct bt_dirty *d = &p->d[di];
 	bool leaf = d->depth == d->path->leaf;
 	unsigned cnt = bt_count(t, d->n);
-	unsigned newcnt = 0;
-	uint64_t m = 0;
+	unsigned newcnt = 0, i = 0;
+	uint64_t m = 0, g;
 
-	for (unsigned i = 0; i < cnt; i++) {
-		const struct bt_chg *ch = chg_at(p, di, (int)i);
-		uint64_t g;
-		if (ch && ch->kind == CHG_DEL)
-			continue;
-		if (leaf)
-			g = ch ? ext_gap(ch->ext) : bt_leaf_gap(d->n, i);
-		else
-			g = ch ? ch->max : rd(d->n->b[i]);
-		if (g > m)
-			m = g;
+	/*
+	 * Usually no rescan is needed: if no changed slot held the node's
+	 * maximum (stored in the parent), the new maximum is the old one or
+	 * a new value. The root's maximum is not stored anywhere.
+	 */
+	uint64_t old = 0;
+	bool rescan = false;
+	unsigned ndel = 0, nins = 0;
+	if (d->depth > 0) {
+		const struct bt_lv *up = &d->path->lv[d->depth - 1];
+		old = rd(up->n->b[up->idx]);
+	}
+	for (unsigned k = 0; k < d->nch; k++) {
+		const struct bt_chg *c = &p->chg[d->ch[k]];
+		if (c->kind == CHG_INS) {
+			nins++;
+			g = ext_gap(c->ext);
+		} else {
+			ndel += c->kind == CHG_DEL;
+			if (c->idx >= 0 && c->idx < (int)cnt && old &&
+			    (leaf ? bt_leaf_gap(d->n, (unsigned)c->idx)
+				  : rd(d->n->b[c->idx])) == old)
+				rescan = true;
+			g = c->kind == CHG_SET ? ext_gap(c->ext)
+			    : c->kind == CHG_MAX_SET ? c->max : 0;
+		}
+		m = g > m ? g : m;
+	}
+	if (!rescan || m >= old || d->depth == 0) {
+		d->newcnt = cnt + nins >= ndel ? cnt + nins - ndel : 0;
+		d->newmax = old > m ? old : m;
+		return;
+	}
+	m = 0;
+
+	for (unsigned k = 0; k < d->nch; k++) {
+		const struct bt_chg *c = &p->chg[d->ch[k]];
+		unsigned stop = c->idx < 0 ? 0 : (unsigned)c->idx;
+		if (stop > cnt)
+			stop = cnt;
+		if (stop > i) {
+			g = range_max(d->n, leaf, i, stop);
+			m = g > m ? g : m;
+			newcnt += stop - i;
+			i = stop;
+		}
+		if (c->kind == CHG_INS) {
+			g = ext_gap(c->ext);
+		} else if (i == (unsigned)c->idx && i < cnt) {
+			i++;
+			if (c->kind == CHG_DEL)
+				continue;
+			g = c->kind == CHG_SET ? ext_gap(c->ext) : c->max;
+		} else {
+			continue; /* torn snapshot; validation will fail */
+		}
+		m = g > m ? g : m;
 		newcnt++;
 	}
-	for (unsigned i = 0; i < p->nchg; i++)
-		if (p->chg[i].dirty == di && p->chg[i].kind == CHG_INS) {
-			uint64_t g = ext_gap(p->chg[i].ext);
-			if (g > m)
-				m = g;
-			newcnt++;
-		}
-	d->newcnt = newcnt;
-	d->newmax = m;
+	g = range_max(d->n, leaf, i, cnt);
+	d->newcnt = newcnt + (cnt - i);
+	d->newmax = g > m ? g : m;
 }
 
 /* From the leaf changes, derive the changes of the inner nodes above,
@@ -568,50 +662,55 @@ static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
 
 /* ---- applying them (every node involved is locked) ---- */
 
-static void apply_leaf(struct bt_plan *p, unsigned di)
+/* Remove the deleted slots (compacting from the first one) and put the
+ * inserts where they belong; slots not involved are not touched. */
+static void apply_node(struct bt_plan *p, unsigned di, bool leaf)
 {
-	struct bt_node *n = p->d[di].n;
+	const struct bt_dirty *d = &p->d[di];
+	struct bt_node *n = d->n;
 	unsigned cnt = rd(n->count);
-	const struct bt_chg *ins[2];
-	unsigned nins = 0;
+	int first_del = -1;
+	unsigned ndel = 0, nins = 0;
+	const struct bt_chg *ins[NODE_CHG];
+	unsigned at[NODE_CHG];
 
-	for (unsigned i = 0; i < p->nchg; i++) {
-		const struct bt_chg *ch = &p->chg[i];
-		if (ch->dirty != di)
-			continue;
-		if (ch->kind == CHG_SET) {
-			wr(n->a[ch->idx], ch->ext->len);
-			wr(n->b[ch->idx], ch->ext->cookie);
-			wr(n->c[ch->idx], ch->ext->flags);
-		} else if (ch->kind == CHG_INS && nins < 2) {
-			ins[nins++] = ch;
+	for (unsigned k = 0; k < d->nch; k++) {
+		const struct bt_chg *c = &p->chg[d->ch[k]];
+		switch (c->kind) {
+		case CHG_SET:
+			wr(n->a[c->idx], c->ext->len);
+			wr(n->b[c->idx], c->ext->cookie);
+			wr(n->c[c->idx], c->ext->flags);
+			break;
+		case CHG_MAX_SET:
+			wr(n->b[c->idx], c->max);
+			break;
+		case CHG_DEL:
+			if (first_del < 0)
+				first_del = c->idx;
+			ndel++;
+			break;
+		case CHG_INS: /* lands after the deletions before it */
+			ins[nins] = c;
+			at[nins++] = (unsigned)c->idx - ndel;
+			break;
 		}
 	}
-	if (nins == 2 && ins[1]->ext->start < ins[0]->ext->start) {
-		const struct bt_chg *x = ins[0];
-		ins[0] = ins[1];
-		ins[1] = x;
+	unsigned j = cnt;
+	if (first_del >= 0) {
+		unsigned k = 0;
+		j = (unsigned)first_del;
+		for (unsigned i = (unsigned)first_del; i < cnt; i++) {
+			while (k < d->nch && (p->chg[d->ch[k]].idx < (int)i ||
+					      p->chg[d->ch[k]].kind != CHG_DEL))
+				k++;
+			if (k < d->nch && p->chg[d->ch[k]].idx == (int)i)
+				continue;
+			bt_copy_slot(n, j++, n, i);
+		}
 	}
-
-	/* Deletions: compact, and note where the inserts land. */
-	int at[2] = { 0, 0 };
-	unsigned j = 0;
-	for (unsigned i = 0; i <= cnt; i++) {
-		for (unsigned k = 0; k < nins; k++)
-			if (ins[k]->idx == (int)i)
-				at[k] = (int)j;
-		if (i == cnt)
-			break;
-		const struct bt_chg *ch = chg_at(p, di, (int)i);
-		if (ch && ch->kind == CHG_DEL)
-			continue;
-		if (i != j)
-			bt_copy_slot(n, j, n, i);
-		j++;
-	}
-	/* Insertions, in key order. */
 	for (unsigned k = 0; k < nins; k++) {
-		unsigned pos = (unsigned)at[k] + k;
+		unsigned pos = at[k] + k;
 		for (unsigned s = j; s > pos; s--)
 			bt_copy_slot(n, s, n, s - 1);
 		wr(n->key[pos], ins[k]->ext->start);
@@ -621,25 +720,7 @@ static void apply_leaf(struct bt_plan *p, unsigned di)
 		j++;
 	}
 	wr(n->count, j);
-}
-
-static void apply_inner(struct bt_plan *p, unsigned di)
-{
-	struct bt_node *n = p->d[di].n;
-	unsigned cnt = rd(n->count);
-	unsigned j = 0;
-	for (unsigned i = 0; i < cnt; i++) {
-		const struct bt_chg *ch = chg_at(p, di, (int)i);
-		if (ch && ch->kind == CHG_DEL)
-			continue;
-		if (i != j)
-			bt_copy_slot(n, j, n, i);
-		if (ch && ch->kind == CHG_MAX_SET)
-			wr(n->b[j], ch->max);
-		j++;
-	}
-	wr(n->count, j);
-	if (j == 0)
+	if (j == 0 && !leaf)
 		wr(n->level, 0); /* only the root gets here: an empty tree */
 }
 
@@ -666,10 +747,7 @@ static int commit(struct bt_op *op, struct bt_plan *p)
 	for (i = 0; i < p->ndirty; i++) {
 		if (p->d[i].retire)
 			continue;
-		if (p->d[i].depth == p->d[i].path->leaf)
-			apply_leaf(p, i);
-		else
-			apply_inner(p, i);
+		apply_node(p, i, p->d[i].depth == p->d[i].path->leaf);
 	}
 	for (i = 0; i < p->ndirty; i++) {
 		if (p->d[i].retire) {
@@ -910,6 +988,22 @@ succ:
 	return R_OK;
 }
 
+/* The upper key bound of the leaf of c, from the separators on its path;
+ * false when the leaf is the last one. */
+static bool leaf_upper(struct cairn_btree *t, const struct bt_cur *c,
+		       uint64_t *hi)
+{
+	for (unsigned d = c->leaf; d-- > 0;) {
+		struct bt_node *n = c->lv[d].n;
+		int i = c->lv[d].idx;
+		if (i + 1 < (int)bt_count(t, n)) {
+			*hi = rd(n->key[i + 1]);
+			return true;
+		}
+	}
+	return false;
+}
+
 static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 		      struct bt_upd *u, struct bt_spares *sp)
 {
@@ -928,18 +1022,28 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 	if (err)
 		return rs_validate(op, NULL, 0) ? err : R_RESTART;
 
-	/* Where the inserts go, and room for them. */
+	/* Where the inserts go: right after the extent before them when its
+	 * leaf's key range takes them (the common case), else where a fresh
+	 * descent says; and room for them. */
+	const struct bt_cur *ic[2];
+	const struct bt_cur *anchor = &u->c[1];
 	for (unsigned k = 0; k < e->nins; k++) {
+		uint64_t hi;
+		if (!leaf_upper(t, anchor, &hi) || e->ins[k].start < hi) {
+			ic[k] = anchor;
+			continue;
+		}
 		st = descend(op, e->ins[k].start, &u->ic[k]);
 		if (st)
 			return st;
+		ic[k] = &u->ic[k];
 	}
 	for (unsigned k = 0; k < e->nins; k++) {
 		unsigned add = 1;
-		if (e->nins == 2 && u->ic[0].lv[u->ic[0].leaf].n ==
-					    u->ic[1].lv[u->ic[1].leaf].n)
+		if (e->nins == 2 && ic[0]->lv[ic[0]->leaf].n ==
+					    ic[1]->lv[ic[1]->leaf].n)
 			add = 2;
-		st = make_room(op, &u->ic[k], add, sp);
+		st = make_room(op, ic[k], add, sp);
 		if (st)
 			return st;
 	}
@@ -958,7 +1062,7 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 			return st;
 	}
 	for (unsigned k = 0; k < e->nins; k++) {
-		const struct bt_cur *c = &u->ic[k];
+		const struct bt_cur *c = ic[k];
 		st = add_chg(p, c, c->leaf, CHG_INS, c->lv[c->leaf].idx + 1, 0,
 			     &e->ins[k]);
 		if (st)
