@@ -14,6 +14,9 @@
  * A run pre-populates the arena with the extents (alternately allocated
  * and free ranges of 1..4 quanta), then each thread runs for a fixed time.
  *
+ * Then it runs bench-ranges-reclaim (next to it, if built) with the same
+ * options: the reclamation comparison (free list vs RCU vs epochs).
+ *
  * usage: bench-ranges [--json] [--quick] [--time SECONDS]
  */
 #define _GNU_SOURCE
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define Q 4096ull
 #define BASE (1ull << 40)
@@ -282,12 +286,19 @@ static void populate(uint64_t extents)
 	} else {
 		bl_init(&bl, BASE, span);
 	}
-	/* allocate pairs of ranges back to back, free the second of each */
-	for (uint64_t i = 0; i < extents / 2; i++) {
-		uint64_t a = (rng(&s) % 4 + 1) * Q, b = (rng(&s) % 4 + 1) * Q, y;
-		if (do_alloc(a, i + 1, &x) || do_alloc(b, 0, &y) || do_free(y, b))
+	/* allocate pairs of ranges back to back, then free the second of
+	 * each: holes of 1..4 quanta between allocations */
+	uint64_t n = extents / 2, *hole = malloc(n * 2 * sizeof(*hole));
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t a = (rng(&s) % 4 + 1) * Q, b = (rng(&s) % 4 + 1) * Q;
+		if (do_alloc(a, i + 1, &x) || do_alloc(b, 0, &hole[2 * i]))
 			abort();
+		hole[2 * i + 1] = b;
 	}
+	for (uint64_t i = 0; i < n; i++)
+		if (do_free(hole[2 * i], hole[2 * i + 1]))
+			abort();
+	free(hole);
 }
 
 static void depopulate(void)
@@ -380,6 +391,20 @@ int main(int argc, char **argv)
 				fflush(stdout);
 				depopulate();
 			}
+		}
+	}
+
+	char path[4096];
+	ssize_t len = readlink("/proc/self/exe", path, sizeof(path) - 32);
+	if (len > 0) {
+		path[len] = 0;
+		strcat(path, "-reclaim");
+		if (access(path, X_OK) == 0) {
+			if (!json)
+				printf("\n");
+			fflush(stdout);
+			argv[0] = path;
+			execv(path, argv);
 		}
 	}
 	return 0;

@@ -134,10 +134,23 @@ void bt_node_publish(struct bt_node *n)
 			      memory_order_release);
 }
 
+#ifdef CAIRN_BTREE_RECLAIM_HOOK
+/*
+ * Benchmark builds only: offer a retired node to another reclamation
+ * scheme (RCU, epochs), which returns it to the frame allocator after a
+ * grace period. Shipped builds always recycle through the free list.
+ */
+bool cairn_btree_reclaim_hook(struct cairn_btree *t, void *node);
+#endif
+
 /* A node the caller unlinked and unlocked obsolete: recycle it. */
 void bt_node_retire(struct cairn_btree *t, struct bt_node *n)
 {
 	CAIRN_BTREE_YIELD();
+#ifdef CAIRN_BTREE_RECLAIM_HOOK
+	if (cairn_btree_reclaim_hook(t, n))
+		return;
+#endif
 	fl_push(t, n);
 }
 
