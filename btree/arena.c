@@ -357,7 +357,8 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
 	};
 	struct cairn_bt_query q = { .find = how[policy], .lo = r.lo,
 				    .hi = r.hi, .need = r.size, .fit = xfit,
-				    .plan = plan_alloc, .arg = &r };
+				    .plan = plan_alloc, .arg = &r,
+				    .cur_only = true };
 	int err;
 	for (unsigned tries = 0;; tries++) {
 		err = cairn_btree_update(&a->tree, &q);

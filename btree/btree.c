@@ -36,9 +36,9 @@
 
 #include <cairn/port.h>
 
-#define RS_MAX 96      /* nodes one operation may read */
-#define DIRTY_MAX 48   /* nodes one operation may change */
-#define CHG_MAX 64     /* changes one operation may make */
+#define RS_MAX 64      /* nodes one operation may read */
+#define DIRTY_MAX 32   /* nodes one operation may change */
+#define CHG_MAX 48     /* changes one operation may make */
 #define STEP_GUARD 4096
 
 enum { R_OK = 0, R_RESTART = 1, R_END = 2, R_OVERFLOW = 3 };
@@ -87,16 +87,23 @@ static int visit(struct bt_op *op, struct bt_node *n, uint64_t *vp)
 	return R_OK;
 }
 
-static bool rs_validate(struct bt_op *op, struct bt_node *const *skip,
-			unsigned nskip)
+struct bt_plan;
+static bool plan_locks(const struct bt_plan *p, const struct bt_node *n);
+
+/* Is every node read still at the version read? A node the operation has
+ * locked itself (plan p) counts as unchanged. */
+static bool rs_validate(struct bt_op *op, const struct bt_plan *p)
 {
 	for (unsigned i = 0; i < op->nrs; i++) {
-		bool skipped = false;
-		for (unsigned j = 0; j < nskip; j++)
-			if (skip[j] == op->rs[i].n)
-				skipped = true;
-		if (!skipped && !olc_validate(&op->rs[i].n->version, op->rs[i].v))
-			return false;
+		olc_t *w = &op->rs[i].n->version;
+		uint64_t v = op->rs[i].v;
+		if (olc_validate(w, v))
+			continue;
+		if (p && atomic_load_explicit(w, memory_order_relaxed) ==
+				 (v | OLC_LOCKED) &&
+		    plan_locks(p, op->rs[i].n))
+			continue;
+		return false;
 	}
 	return true;
 }
@@ -273,7 +280,7 @@ int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
 		int st = seek_le(&op, addr, &c);
 		if (st == R_OK)
 			read_ext(&c, &e);
-		if ((st == R_OK || st == R_END) && rs_validate(&op, NULL, 0)) {
+		if ((st == R_OK || st == R_END) && rs_validate(&op, NULL)) {
 			if (st == R_END || addr - e.start >= e.len)
 				return CAIRN_ERANGE;
 			*out = e;
@@ -321,7 +328,7 @@ static int rs_compact(struct bt_op *op, const struct bt_cur *c,
 {
 	if (op->nrs + CAIRN_BTREE_DEPTH_MAX + 1 < RS_MAX)
 		return R_OK;
-	if (!rs_validate(op, NULL, 0))
+	if (!rs_validate(op, NULL))
 		return R_RESTART;
 	op->nrs = 0;
 	for (unsigned k = 0; k < 2; k++) {
@@ -471,7 +478,6 @@ struct bt_plan {
 	unsigned ndirty, nchg;
 	struct bt_dirty d[DIRTY_MAX];
 	struct bt_chg chg[CHG_MAX];
-	struct bt_node *locked[DIRTY_MAX];
 };
 
 static int dirty_of(struct bt_plan *p, const struct bt_cur *c, unsigned depth)
@@ -486,6 +492,14 @@ static int dirty_of(struct bt_plan *p, const struct bt_cur *c, unsigned depth)
 	p->d[p->ndirty] = (struct bt_dirty){ .n = n, .v = c->lv[depth].v,
 					     .path = c, .depth = depth };
 	return (int)p->ndirty++;
+}
+
+static bool plan_locks(const struct bt_plan *p, const struct bt_node *n)
+{
+	for (unsigned i = 0; i < p->ndirty; i++)
+		if (p->d[i].n == n)
+			return true;
+	return false;
 }
 
 /* Slot order: an insert before original slot i sorts before slot i. */
@@ -525,41 +539,41 @@ static uint64_t ext_gap(const struct cairn_ext *e)
 	return (e->flags & CAIRN_EXT_FREE) ? e->len : 0;
 }
 
-/* Gap maximum over slots [from, to) as they are. */
+/* Gap maximum over slots [from, to) as they are; it stops early once it
+ * has seen `enough`. */
 static uint64_t range_max(struct bt_node *n, bool leaf, unsigned from,
-			  unsigned to)
+			  unsigned to, uint64_t enough)
 {
 	uint64_t m = 0;
 	if (leaf) {
-		for (unsigned i = from; i < to; i++)
+		for (unsigned i = from; i < to && m < enough; i++)
 			if ((rd(n->c[i]) & CAIRN_EXT_FREE) && rd(n->a[i]) > m)
 				m = rd(n->a[i]);
 	} else {
-		for (unsigned i = from; i < to; i++)
+		for (unsigned i = from; i < to && m < enough; i++)
 			if (rd(n->b[i]) > m)
 				m = rd(n->b[i]);
 	}
 	return m;
 }
 
-/* New count and gap maximum of a dirty node, from the snapshot: the runs
- * of untouched slots between the node's (sorted) changes, and the changes. */
+/*
+ * New count and gap maximum of a dirty node, from the snapshot. The old
+ * maximum is stored in the parent. If no changed slot held it, or a new
+ * value reaches it, the new maximum follows from the changes alone;
+ * otherwise the untouched slots are scanned, but only until one of them
+ * still holds the old maximum (nothing can exceed it). The root's maximum
+ * is not stored anywhere and not needed.
+ */
 static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
 {
 	struct bt_dirty *d = &p->d[di];
 	bool leaf = d->depth == d->path->leaf;
 	unsigned cnt = bt_count(t, d->n);
-	unsigned newcnt = 0, i = 0;
-	uint64_t m = 0, g;
-
-	/*
-	 * Usually no rescan is needed: if no changed slot held the node's
-	 * maximum (stored in the parent), the new maximum is the old one or
-	 * a new value. The root's maximum is not stored anywhere.
-	 */
-	uint64_t old = 0;
+	uint64_t old = 0, m = 0, g;
 	bool rescan = false;
 	unsigned ndel = 0, nins = 0;
+
 	if (d->depth > 0) {
 		const struct bt_lv *up = &d->path->lv[d->depth - 1];
 		old = rd(up->n->b[up->idx]);
@@ -580,40 +594,28 @@ static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
 		}
 		m = g > m ? g : m;
 	}
+	d->newcnt = cnt + nins >= ndel ? cnt + nins - ndel : 0;
 	if (!rescan || m >= old || d->depth == 0) {
-		d->newcnt = cnt + nins >= ndel ? cnt + nins - ndel : 0;
 		d->newmax = old > m ? old : m;
 		return;
 	}
-	m = 0;
 
-	for (unsigned k = 0; k < d->nch; k++) {
+	uint64_t u = 0;
+	unsigned from = 0;
+	for (unsigned k = 0; k < d->nch && u < old; k++) {
 		const struct bt_chg *c = &p->chg[d->ch[k]];
-		unsigned stop = c->idx < 0 ? 0 : (unsigned)c->idx;
-		if (stop > cnt)
-			stop = cnt;
-		if (stop > i) {
-			g = range_max(d->n, leaf, i, stop);
-			m = g > m ? g : m;
-			newcnt += stop - i;
-			i = stop;
-		}
-		if (c->kind == CHG_INS) {
-			g = ext_gap(c->ext);
-		} else if (i == (unsigned)c->idx && i < cnt) {
-			i++;
-			if (c->kind == CHG_DEL)
-				continue;
-			g = c->kind == CHG_SET ? ext_gap(c->ext) : c->max;
-		} else {
-			continue; /* torn snapshot; validation will fail */
-		}
-		m = g > m ? g : m;
-		newcnt++;
+		if (c->kind == CHG_INS || c->idx < (int)from)
+			continue;
+		unsigned stop = (unsigned)c->idx < cnt ? (unsigned)c->idx : cnt;
+		g = range_max(d->n, leaf, from, stop, old);
+		u = g > u ? g : u;
+		from = stop + 1;
 	}
-	g = range_max(d->n, leaf, i, cnt);
-	d->newcnt = newcnt + (cnt - i);
-	d->newmax = g > m ? g : m;
+	if (u < old && from < cnt) {
+		g = range_max(d->n, leaf, from, cnt, old);
+		u = g > u ? g : u;
+	}
+	d->newmax = u > m ? u : m;
 }
 
 /* From the leaf changes, derive the changes of the inner nodes above,
@@ -738,9 +740,8 @@ static int commit(struct bt_op *op, struct bt_plan *p)
 			unlock_all(p, i);
 			return R_RESTART;
 		}
-		p->locked[i] = p->d[i].n;
 	}
-	if (!rs_validate(op, p->locked, p->ndirty)) {
+	if (!rs_validate(op, p)) {
 		unlock_all(p, p->ndirty);
 		return R_RESTART;
 	}
@@ -879,7 +880,8 @@ static bool ext_before(const struct cairn_ext *a, const struct cairn_ext *b)
 
 /* The planned sequence pred, cur, inserts, succ must stay ordered and
  * disjoint, SET must keep the start, and inserts lie between neighbours. */
-static bool edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e)
+static bool edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
+		    bool inside)
 {
 	const struct cairn_ext *seq[5];
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
@@ -911,6 +913,12 @@ static bool edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e
 		if (lo && e->ins[k].start <= lo->start)
 			return false;
 		if (v->has_succ && e->ins[k].start >= v->succ.start)
+			return false;
+		/* without neighbours in view, stay inside cur */
+		if (inside && (!v->has_cur ||
+			       e->ins[k].start - v->cur.start >= v->cur.len ||
+			       e->ins[k].len > v->cur.len -
+						(e->ins[k].start - v->cur.start)))
 			return false;
 		seq[n++] = &e->ins[k];
 	}
@@ -968,6 +976,8 @@ static int locate(struct bt_op *op, const struct cairn_bt_query *q,
 		read_ext(&c[1], &v->cur);
 	}
 	v->has_cur = true;
+	if (q->cur_only)
+		return R_OK;
 	c[0] = c[1];
 	st = step(op, &c[0], -1, 0);
 	if (st == R_OK) {
@@ -1010,17 +1020,17 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 	struct cairn_btree *t = op->t;
 	int st = locate(op, q, u);
 	if (st == R_END)
-		return rs_validate(op, NULL, 0) ? CAIRN_ENOMEM : R_RESTART;
+		return rs_validate(op, NULL) ? CAIRN_ENOMEM : R_RESTART;
 	if (st)
 		return st;
 
 	struct cairn_bt_edit *e = &u->edit;
 	*e = (struct cairn_bt_edit){ 0 };
 	int err = q->plan(&u->view, q->arg, e);
-	if (err == 0 && !edit_ok(&u->view, e))
+	if (err == 0 && !edit_ok(&u->view, e, q->cur_only))
 		err = CAIRN_EINVAL;
 	if (err)
-		return rs_validate(op, NULL, 0) ? err : R_RESTART;
+		return rs_validate(op, NULL) ? err : R_RESTART;
 
 	/* Where the inserts go: right after the extent before them when its
 	 * leaf's key range takes them (the common case), else where a fresh
@@ -1086,7 +1096,7 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 		op.nrs = 0;
 		r = try_update(&op, q, &u, &sp);
 		if (r == R_OVERFLOW)
-			r = rs_validate(&op, NULL, 0) ? CAIRN_ENOSPC : R_RESTART;
+			r = rs_validate(&op, NULL) ? CAIRN_ENOSPC : R_RESTART;
 		if (r != R_RESTART)
 			break;
 		cairn_port_pause();

@@ -115,6 +115,9 @@ struct cairn_bt_query {
 	int (*plan)(const struct cairn_bt_view *v, void *arg,
 		    struct cairn_bt_edit *edit);
 	void *arg;
+	/* The planner needs no neighbours when it found an extent, and will
+	 * only replace it or insert inside its range (saves two steps). */
+	bool cur_only;
 };
 
 /* Find, plan, apply, atomically. 0, the planner's error, CAIRN_ENOMEM when
