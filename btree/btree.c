@@ -857,6 +857,37 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 	return R_RESTART;
 }
 
+/*
+ * The tree shrinks from the top: while the root is an inner node with a
+ * single child, the child's entries move up into the root (which never
+ * moves) and the child is retired. Best effort: on any conflict it stops,
+ * and a later update tries again.
+ */
+static void collapse(struct cairn_btree *t)
+{
+	struct bt_node *r = bt_root(t);
+	for (unsigned k = 0; k < CAIRN_BTREE_DEPTH_MAX; k++) {
+		uint64_t rv = olc_read_begin(&r->version);
+		if (olc_busy(rv) || rd(r->level) == 0 || rd(r->count) != 1)
+			return;
+		struct bt_node *c = bt_child(r, 0);
+		if (!olc_validate(&r->version, rv))
+			return;
+		uint64_t cv = olc_read_begin(&c->version);
+		if (olc_busy(cv) || !olc_upgrade(&r->version, rv))
+			return;
+		if (!olc_upgrade(&c->version, cv)) {
+			olc_unlock_unchanged(&r->version, rv);
+			return;
+		}
+		fill(r, c, 0, rd(c->count));
+		wr(r->level, rd(c->level));
+		olc_unlock(&r->version, rv);
+		olc_unlock_obsolete(&c->version, cv);
+		bt_node_retire(t, c);
+	}
+}
+
 /* Make room for `add` inserts in the leaf of c: split the topmost of the
  * full nodes the leaf split would cascade into. R_OK if there is room. */
 static int make_room(struct bt_op *op, const struct bt_cur *c, unsigned add,
@@ -1103,6 +1134,8 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 	}
 	while (sp.cnt)
 		bt_node_release_unused(t, sp.n[--sp.cnt]);
+	if (r == 0 && rd(bt_root(t)->count) == 1 && rd(bt_root(t)->level) != 0)
+		collapse(t);
 	return r;
 }
 

@@ -139,6 +139,28 @@ static void basics(unsigned fanout)
 	cairn_arena_destroy(&a);
 }
 
+/* A tree that grew tall shrinks back once emptied (root collapse). */
+static void shrink(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
+	static uint64_t x[400];
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 1 << 20, &cfg), 0);
+	for (unsigned i = 0; i < 400; i++)
+		CHECK_EQ(cairn_arena_xalloc(&a, 1, 2, 0, 0, 0, 0, CAIRN_FIT_FIRST, 1, &x[i]), 0);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK(st.depth >= 5);
+	for (unsigned i = 0; i < 400; i++)
+		CHECK_EQ(cairn_arena_free(&a, x[(i * 7) % 400], 1), 0);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.extents, 1);
+	CHECK_EQ(st.depth, 1);
+	CHECK_EQ(st.tree_nodes, 1);
+	valid(&a);
+	cairn_arena_destroy(&a);
+}
+
 /* Imports from a parent arena, release of wholly free spans. */
 static void imports(void)
 {
@@ -250,6 +272,7 @@ int main(void)
 	basics(4);
 	basics(5);
 	basics(0);
+	shrink();
 	imports();
 	frames_source();
 	node_failure();
