@@ -58,7 +58,8 @@ static const uint32_t align_positions[6] = {
 
 static inline unsigned this_cpu(const struct cairn_frames *f)
 {
-	return cairn_port_cpu() % f->ncpus;
+	unsigned cpu = cairn_port_cpu();
+	return cpu < f->ncpus ? cpu : cpu % f->ncpus; /* no division when sane */
 }
 
 static inline uint64_t hint_pack(unsigned region, unsigned word, uint64_t chunk)
@@ -269,16 +270,16 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 		q->out[q->got++] = (frame0 + (unsigned)off) << CAIRN_FRAME_SHIFT;
 		word = (unsigned)off / WORD_FRAMES;
 	}
-	/* Remember where we are; give up our claim on the chunk we leave. */
-	enum cairn_area area = (enum cairn_area)r->area;
-	uint64_t old = atomic_load_explicit(&h->small[area], RELAXED);
-	uint64_t new = hint_pack(ri, word, c);
-	if ((old & ~(0xffull << 32)) != (new & ~(0xffull << 32)) && old) {
-		struct region *or = active_region(f, (unsigned)(old >> 40) - 1);
-		if (or && (old & 0xffffffffu) < or->nchunks)
+	/* Remember where we are; a CPU owns one chunk per area at a time, so
+	 * taking a new one gives up the old. */
+	uint64_t at = hint_pack(ri, word, c);
+	atomic_store_explicit(&h->small[r->area], at, RELAXED);
+	if (owned) {
+		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
+		struct region *or = old ? active_region(f, (unsigned)(old >> 40) - 1) : NULL;
+		if (or && (old & 0xffffffffu) < or->nchunks && (old ^ at) & ~(0xffull << 32))
 			chunk_disown(&or->chunk[old & 0xffffffffu], q->me1);
 	}
-	atomic_store_explicit(&h->small[area], new, RELAXED);
 	return q->got == q->want;
 }
 
@@ -296,17 +297,20 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint >> 32) & 0xff))
 		return true;
 
+	/* Resume after the hinted chunk (the chunks before it were full when
+	 * we passed), or start at this CPU's share of the region. */
 	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
+	uint64_t need = q->want > 1 ? 1 : 1ull << q->k;
 	for (int strict = 1; strict >= 0; strict--) {
 		for (unsigned ri = 0; ri < nr; ri++) {
 			r = active_region(f, ri);
 			if (!r || r->area != area)
 				continue;
-			uint64_t nc = r->nchunks, start = q->me * nc / f->ncpus;
-			for (uint64_t i = 0; i < nc; i++) {
-				uint64_t c = (start + i) % nc;
+			uint64_t nc = r->nchunks;
+			uint64_t c = ri == hr && hc < nc ? hc : q->me * nc / f->ncpus;
+			for (uint64_t i = 0; i < nc; i++, c = c + 1 < nc ? c + 1 : 0) {
 				uint64_t e = ld(&r->chunk[c]);
-				if ((e & CE_HUGE) || ce_free(e) < (q->want > 1 ? 1 : 1ull << q->k))
+				if ((e & CE_HUGE) || ce_free(e) < need)
 					continue;
 				if (strict && ce_owner(e) && ce_owner(e) != q->me1)
 					continue;
@@ -359,14 +363,15 @@ static bool chunk_head_take(struct region *r, uint64_t c, unsigned k)
 }
 
 /* Blocks that are whole chunks, or aligned to 2 MiB or more: walk aligned
- * candidates from the CPU's huge hint; each candidate is O(1) to reject via
- * its first chunk entry, so no bits are ever scanned one by one. */
+ * candidates from the CPU's huge hint (the chunk after its last block, or the
+ * one it last freed); each candidate is O(1) to reject via its first chunk
+ * entry, so no bits are ever scanned one by one. */
 static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 			      struct request *q)
 {
-	unsigned k = q->k, a = q->a;
+	unsigned k = q->k, shift = q->a - CAIRN_HUGE_ORDER;
 	uint64_t nc = k >= CAIRN_HUGE_ORDER ? 1ull << (k - CAIRN_HUGE_ORDER) : 1;
-	uint64_t step = 1ull << (a - CAIRN_HUGE_ORDER);
+	uint64_t step = 1ull << shift;
 	_Atomic uint64_t *hp = &f->cpu[q->me].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
@@ -381,14 +386,20 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 		uint64_t c0 = ((r->chunk0 + step - 1) & ~(step - 1)) - r->chunk0;
 		if (c0 >= r->nchunks || r->nchunks - c0 < nc)
 			continue;
-		uint64_t count = (r->nchunks - c0 - nc) / step + 1;
-		uint64_t s = ri == hr ? (hint & 0xffffffffu) % count : q->me * count / f->ncpus;
-		for (uint64_t j = 0; j < count; j++) {
-			uint64_t idx = (s + j) % count, c = c0 + idx * step;
+		uint64_t count = ((r->nchunks - c0 - nc) >> shift) + 1, idx;
+		uint64_t hc = hint & 0xffffffffu;
+		if (ri == hr && hc >= c0)
+			idx = (hc - c0) >> shift;
+		else
+			idx = q->me * count / f->ncpus;
+		for (uint64_t j = 0; j < count; j++, idx = idx + 1 < count ? idx + 1 : 0) {
+			if (idx >= count)
+				idx = 0;
+			uint64_t c = c0 + (idx << shift);
 			if (!(k >= CAIRN_HUGE_ORDER ? chunks_take(r, c, k) : chunk_head_take(r, c, k)))
 				continue;
 			q->out[q->got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
-			atomic_store_explicit(hp, hint_pack(ri, 0, idx + 1), RELAXED);
+			atomic_store_explicit(hp, hint_pack(ri, 0, c + nc), RELAXED);
 			return true;
 		}
 	}
@@ -433,9 +444,85 @@ int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
 	return 0;
 }
 
+/* The common case, kept short: one order-0 frame from the CPU's current
+ * chunk in the first accepted area. Anything unusual (no hint yet, chunk
+ * exhausted) returns false and the general path decides, so the area
+ * preference and every other rule stay in one place. */
+static inline int first_area(struct cairn_frames *f, unsigned areas)
+{
+	areas &= atomic_load_explicit(&f->areas_present, RELAXED);
+	return areas & CAIRN_F_HIGH ? CAIRN_AREA_HIGH
+	       : areas & CAIRN_F_LOW4G ? CAIRN_AREA_LOW4G
+	       : areas & CAIRN_F_LOW16M ? CAIRN_AREA_LOW16M : -1;
+}
+
+static bool alloc0_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+{
+	int area = first_area(f, areas);
+	if (area < 0)
+		return false;
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area];
+	uint64_t hint = atomic_load_explicit(hp, RELAXED);
+	struct region *r = hint ? active_region(f, (unsigned)(hint >> 40) - 1) : NULL;
+	if (!r)
+		return false;
+	uint64_t c = hint & 0xffffffffu;
+	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
+	uint64_t e = ld(ce);
+	do {
+		if ((e & CE_HUGE) || !ce_free(e))
+			return false;
+	} while (!cas(ce, &e, e - 1));
+	/* The claimed frame exists (counting rule): retry only lost races. */
+	unsigned wi = (unsigned)(hint >> 32) & 0xff;
+	for (;;) {
+		uint64_t v = ld(&w[wi]);
+		uint32_t avail = ~(uint32_t)v;
+		if (!avail) {
+			wi = (wi + 1) % CHUNK_WORDS;
+			continue;
+		}
+		unsigned p = (unsigned)__builtin_ctz(avail);
+		if (cas(&w[wi], &v, v | 1ull << p | 1ull << (32 + p))) {
+			*out = (((r->chunk0 + c) << CHUNK_SHIFT) + wi * WORD_FRAMES + p)
+			       << CAIRN_FRAME_SHIFT;
+			if (wi != ((hint >> 32) & 0xff))
+				atomic_store_explicit(hp, (hint & ~(0xffull << 32)) |
+							  (uint64_t)wi << 32, RELAXED);
+			return true;
+		}
+	}
+}
+
+/* The same for one 2 MiB block: the chunk the CPU's huge hint names. */
+static bool alloc9_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+{
+	int area = first_area(f, areas);
+	if (area < 0)
+		return false;
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
+	uint64_t hint = atomic_load_explicit(hp, RELAXED);
+	struct region *r = hint ? active_region(f, (unsigned)(hint >> 40) - 1) : NULL;
+	uint64_t c = hint & 0xffffffffu;
+	if (!r || c >= r->nchunks)
+		return false;
+	uint64_t e = ld(&r->chunk[c]);
+	if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES ||
+	    !cas(&r->chunk[c], &e, CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT))
+		return false;
+	*out = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
+	atomic_store_explicit(hp, hint + 1, RELAXED);
+	return true;
+}
+
 int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		       cairn_phys_t *out)
 {
+	unsigned areas = flags ? flags : CAIRN_F_ANY;
+	if (order == 0 && !(flags & ~CAIRN_F_ANY) && alloc0_fast(f, areas, out))
+		return 0;
+	if (order == CAIRN_HUGE_ORDER && !(flags & ~CAIRN_F_ANY) && alloc9_fast(f, areas, out))
+		return 0;
 	return cairn_frames_alloc_aligned(f, order, order, flags, out);
 }
 
@@ -478,11 +565,23 @@ static inline uint64_t is_continuation(_Atomic uint64_t *w, unsigned off)
 	return (v >> p) & 1 && !((v >> (32 + p)) & 1);
 }
 
+/* Does the allocated block with head `off` go on past n frames, into the
+ * next word? Only if it is larger, so it starts 2n-aligned: a block that
+ * merely ends at a word boundary is never checked against the next word.
+ * (Together with the order of clearing in bits_free, this means a word of a
+ * block being freed is never misread as part of a live block.) */
+static inline uint64_t goes_on_past_word(_Atomic uint64_t *w, unsigned off, unsigned n)
+{
+	if ((off + n) % WORD_FRAMES || off % (2 * n))
+		return 0;
+	return is_continuation(w, off + n);
+}
+
 static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 {
 	_Atomic uint64_t *w = chunk_words(r, c);
 	unsigned wi = off / WORD_FRAMES, p = off % WORD_FRAMES, n = 1u << k;
-	uint64_t next_cont = is_continuation(w, off + n);
+	uint64_t next_cont = goes_on_past_word(w, off, n);
 
 	if (k <= 5) {
 		uint64_t v = ld(&w[wi]);
@@ -497,9 +596,12 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return 0;
 		}
 	}
-	/* Multi-word block: the tail words are stable while the block is
-	 * allocated; the head word's CAS is the linearisation point, so of two
-	 * racing frees exactly one wins and the other sees EFREE. */
+	/* Multi-word block. Dropping the head bit is the linearisation point:
+	 * of two racing frees exactly one wins, and from then on the block is
+	 * ours alone (frames allocated, no head: nobody can free or take them).
+	 * Then the words go free last to first, the head word last, so a word
+	 * that becomes free is never followed by a word still marked as this
+	 * block's continuation. */
 	unsigned nw = n / WORD_FRAMES;
 	uint64_t v = ld(&w[wi]);
 	for (;;) {
@@ -511,11 +613,12 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return CAIRN_EORDER;
 		if (next_cont)
 			return CAIRN_EORDER;
-		if (cas(&w[wi], &v, 0))
+		if (cas(&w[wi], &v, ALLOC_HALF))
 			break;
 	}
-	for (unsigned j = 1; j < nw; j++)
+	for (unsigned j = nw - 1; j > 0; j--)
 		atomic_store_explicit(&w[wi + j], 0, RELEASE);
+	atomic_store_explicit(&w[wi], 0, RELEASE);
 	return 0;
 }
 
@@ -563,13 +666,22 @@ int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 	uint64_t e = ld(&r->chunk[c]);
 	if (e & CE_HUGE) {
 		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
+		if (!err) /* the next huge block of this CPU comes from here */
+			atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
+					      hint_pack((unsigned)(r - f->region), 0, c), RELAXED);
 	} else if (order >= CAIRN_HUGE_ORDER) {
 		err = is_continuation(chunk_words(r, c), 0) ||
 		      (ld(&chunk_words(r, c)[0]) & 1) ? CAIRN_EORDER : CAIRN_EFREE;
 	} else {
 		err = bits_free(r, c, off, order);
-		if (!err)
+		if (!err) {
 			chunk_unclaim(&r->chunk[c], 1ull << order);
+			/* Allocate next where we just freed: the frame is warm in
+			 * this CPU's cache, and free+alloc stays O(1). */
+			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
+					      hint_pack((unsigned)(r - f->region),
+							off / WORD_FRAMES, c), RELAXED);
+		}
 	}
 	if (err)
 		return misuse(err, err == CAIRN_EFREE ? "frames: double free"
@@ -608,9 +720,8 @@ int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
 			/* every frame an order-0 block: allocated head, and the
 			 * frame after it no continuation */
 			uint64_t cont = v & ALLOC_HALF & ~(v >> 32);
+			/* (frame 31 can head no larger block: no look at the next word) */
 			bool ok = (v & m) == m && ((v >> 32) & m) == m && !((m << 1) & cont & ALLOC_HALF);
-			if (ok && (m >> 31) & 1)
-				ok = !is_continuation(chunk_words(r, c), (wi + 1) * WORD_FRAMES);
 			if (!ok) {
 				/* one by one, to free the good ones and name the bad one */
 				for (; i < j; i++)
@@ -657,9 +768,20 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 	return CAIRN_EBUSY;
 }
 
-/* Set (reserve) or clear (unreserve) frames [lo, hi) of one chunk, as
- * order-0 blocks. Reserving claims FREE first, then each word requires its
- * frames free; a conflict undoes this chunk and fails. */
+/* Clear frames [lo, hi) of a chunk's bitmap that we hold as order-0 blocks. */
+static void words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi)
+{
+	for (unsigned at = lo; at < hi;) {
+		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
+		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
+		uint64_t m = run_mask(n) << p;
+		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
+		at += n;
+	}
+}
+
+/* Reserve frames [lo, hi) of one chunk as order-0 blocks: claim FREE first,
+ * then each word requires its frames free; a conflict undoes this chunk. */
 static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 {
 	bool owned;
@@ -675,13 +797,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 			if ((ok = cas(&w[wi], &v, v | m | m << 32)))
 				break;
 		if (!ok) {
-			for (unsigned u = lo; u < at;) { /* undo the words done */
-				unsigned uw = u / WORD_FRAMES, up = u % WORD_FRAMES;
-				unsigned un = at - u < WORD_FRAMES - up ? at - u : WORD_FRAMES - up;
-				uint64_t um = run_mask(un) << up;
-				atomic_fetch_and_explicit(&w[uw], ~(um | um << 32), ACQ_REL);
-				u += un;
-			}
+			words_clear(w, lo, at);
 			chunk_unclaim(&r->chunk[c], hi - lo);
 			return false;
 		}
@@ -692,14 +808,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 
 static void piece_unreserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 {
-	_Atomic uint64_t *w = chunk_words(r, c);
-	for (unsigned at = lo; at < hi;) {
-		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
-		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
-		uint64_t m = run_mask(n) << p;
-		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
-		at += n;
-	}
+	words_clear(chunk_words(r, c), lo, hi);
 	chunk_unclaim(&r->chunk[c], hi - lo);
 }
 
@@ -783,7 +892,8 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 			if (!((v >> p) & 1))
 				return misuse(CAIRN_EFREE, "frames: unreserve of a free frame",
 					      (pw.r->chunk0 + pw.c) * CHUNK_FRAMES + o, 0);
-			if (!((v >> (32 + p)) & 1) || is_continuation(w, o + 1))
+			if (!((v >> (32 + p)) & 1) || goes_on_past_word(w, o, 1) ||
+			    (p < WORD_FRAMES - 1 && (v >> (p + 1)) & 1 && !((v >> (33 + p)) & 1)))
 				return misuse(CAIRN_EORDER, "frames: unreserve inside a block",
 					      (pw.r->chunk0 + pw.c) * CHUNK_FRAMES + o, 0);
 		}
@@ -809,9 +919,11 @@ bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsign
 	unsigned n = 1u << order, wi = off / WORD_FRAMES;
 	if (order <= 5)
 		return check_block_word(ld(&w[wi]), off % WORD_FRAMES, n,
-					is_continuation(w, off + n)) == 0;
+					off % WORD_FRAMES + n < WORD_FRAMES
+						? is_continuation(w, off + n)
+						: goes_on_past_word(w, off, n)) == 0;
 	for (unsigned j = 1; j < n / WORD_FRAMES; j++)
 		if (ld(&w[wi + j]) != ALLOC_HALF)
 			return false;
-	return check_block_word(ld(&w[wi]), 0, WORD_FRAMES, is_continuation(w, off + n)) == 0;
+	return check_block_word(ld(&w[wi]), 0, WORD_FRAMES, goes_on_past_word(w, off, n)) == 0;
 }

@@ -159,12 +159,14 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	f->ncpus = ncpus;
 	atomic_init(&f->nregions, 0);
 	atomic_init(&f->table_lock, 0);
+	atomic_init(&f->areas_present, 0);
 	f->meta_bytes = instance_bytes(ncpus);
 	f->cpu = (struct cpu_hint *)(meta + ALIGN_UP(sizeof(struct cairn_frames), 64));
 	for (unsigned c = 0; c < ncpus; c++)
 		for (unsigned a = 0; a < CAIRN_AREAS; a++) {
 			atomic_init(&f->cpu[c].small[a], 0);
 			atomic_init(&f->cpu[c].huge[a], 0);
+			atomic_init(&f->cpu[c].owned[a], 0);
 		}
 	for (unsigned i = 0; i < CAIRN_MAX_REGIONS; i++)
 		atomic_init(&f->region[i].state, REGION_UNUSED);
@@ -177,6 +179,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 			       busy_first < s[i].end;
 		at += ALIGN_UP(r->meta_bytes, 64);
 		atomic_store_explicit(&r->state, REGION_ACTIVE, memory_order_relaxed);
+		atomic_fetch_or_explicit(&f->areas_present, 1u << r->area, memory_order_relaxed);
 	}
 	/* Publication to other CPUs is the caller's (it hands them *out). */
 	atomic_store_explicit(&f->nregions, (uint32_t)k, memory_order_release);
@@ -255,6 +258,7 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 	/* Publish: fields before state, state before the count. */
 	atomic_store_explicit(&r->state, REGION_ACTIVE, memory_order_release);
 	atomic_store_explicit(&f->nregions, n + 1, memory_order_release);
+	atomic_fetch_or_explicit(&f->areas_present, 1u << r->area, memory_order_relaxed);
 	table_unlock(f);
 	return 0;
 }

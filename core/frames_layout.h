@@ -79,12 +79,14 @@ struct region {
 struct cpu_hint {
 	_Atomic uint64_t small[CAIRN_AREAS]; /* region+1 << 40 | word << 32 | chunk */
 	_Atomic uint64_t huge[CAIRN_AREAS];  /* region+1 << 40 | chunk */
+	_Atomic uint64_t owned[CAIRN_AREAS]; /* chunk whose OWNER is us, same packing */
 } __attribute__((aligned(64)));
 
 struct cairn_frames {
 	unsigned ncpus;
 	_Atomic uint32_t nregions;   /* slots [0, nregions) may be in use */
 	_Atomic uint32_t table_lock; /* serialises add/remove region only */
+	_Atomic uint32_t areas_present; /* CAIRN_F_* of areas with a region */
 	uint64_t meta_bytes;         /* instance part */
 	struct cpu_hint *cpu;
 	struct region region[CAIRN_MAX_REGIONS];

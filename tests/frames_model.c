@@ -262,6 +262,26 @@ static void op_free(struct cairn_frames *f)
 	gone[ngone++ % 64] = h;
 }
 
+static cairn_phys_t rsv_base[64];
+static uint64_t rsv_size[64];
+static size_t nrsv;
+
+/* [p, p + size) was freed: a reserve record that named some of it keeps the
+ * rest reserved, tracked from now on as single frames. */
+static void forget_record(cairn_phys_t p, uint64_t size)
+{
+	for (size_t j = 0; j < nrsv;)
+		if (rsv_base[j] < p + size && p < rsv_base[j] + rsv_size[j]) {
+			for (cairn_phys_t q = rsv_base[j]; q < rsv_base[j] + rsv_size[j]; q += FRAME)
+				if (q < p || q >= p + size)
+					hold(q, 0);
+			rsv_base[j] = rsv_base[--nrsv];
+			rsv_size[j] = rsv_size[nrsv];
+		} else {
+			j++;
+		}
+}
+
 static void op_bad_free(struct cairn_frames *f)
 {
 	cairn_phys_t p;
@@ -297,6 +317,7 @@ static void op_bad_free(struct cairn_frames *f)
 	CHECK_EQ(err, expect);
 	if (err == 0 && expect == 0) { /* it was a block we hold after all */
 		unmark(p / FRAME, k);
+		forget_record(p, FRAME << k);
 		for (size_t i = 0; i < nheld; i++)
 			if (held[i].phys == p) {
 				held[i] = held[--nheld];
@@ -318,10 +339,6 @@ static void op_alloc_at(struct cairn_frames *f)
 		hold(p, k);
 	}
 }
-
-static cairn_phys_t rsv_base[64];
-static uint64_t rsv_size[64];
-static size_t nrsv;
 
 static void op_reserve(struct cairn_frames *f)
 {
@@ -371,19 +388,7 @@ static void op_unreserve(struct cairn_frames *f)
 		unmark(p / FRAME, 0);
 		for (uint64_t fr = p / FRAME; fr < (p + size) / FRAME; fr++)
 			head[fr] = FREE;
-		/* drop every record that named these frames */
-		for (size_t j = 0; j < nrsv;)
-			if (rsv_base[j] < p + size && p < rsv_base[j] + rsv_size[j]) {
-				/* frames of the record outside the range stay
-				 * reserved: track them as single frames */
-				for (cairn_phys_t q = rsv_base[j]; q < rsv_base[j] + rsv_size[j]; q += FRAME)
-					if (q < p || q >= p + size)
-						hold(q, 0);
-				rsv_base[j] = rsv_base[--nrsv];
-				rsv_size[j] = rsv_size[nrsv];
-			} else {
-				j++;
-			}
+		forget_record(p, size);
 		for (size_t j = 0; j < nheld;)
 			if (held[j].phys >= p && held[j].phys < p + size)
 				held[j] = held[--nheld];
@@ -452,7 +457,7 @@ int main(int argc, char **argv)
 	cfg.meta = malloc(cfg.meta_size);
 	struct cairn_frames *f;
 	REQUIRE(cairn_frames_init(&f, map, 4, &cfg) == 0);
-	cairn_host_reports_quiet(1);
+	cairn_host_reports_quiet(getenv("CAIRN_VERBOSE") == NULL);
 	compare_stats(f);
 
 	for (uint64_t i = 0; i < ops && !check_failures; i++) {
