@@ -14,14 +14,18 @@
  * A run pre-populates the arena with the extents (alternately allocated
  * and free ranges of 1..4 quanta), then each thread runs for a fixed time.
  *
- * Then it runs bench-ranges-reclaim (next to it, if built) with the same
- * options: the reclamation comparison (free list vs RCU vs epochs).
+ * Every result is checked. Then it runs bench-ranges-reclaim (next to it,
+ * if built) with the same options: the reclamation comparison (free list
+ * vs RCU vs epochs).
  *
- * usage: bench-ranges [--json] [--quick] [--time SECONDS]
+ * usage: bench-ranges [harness options: --json --quick --runs N
+ *                      --threads 1,2,4 --tests T --impls I] [--time MS]
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
 #include <cairn/host.h>
+
+#include "harness.h"
 
 #include <bsd/sys/cdefs.h>
 #ifndef __unused /* libbsd leaves it undefined on Linux */
@@ -40,8 +44,6 @@
 #define Q 4096ull
 #define BASE (1ull << 40)
 
-static bool json;
-static double run_time = 0.3;
 
 /* ---- the baseline ---- */
 
@@ -189,29 +191,22 @@ static void bl_destroy(struct baseline *b)
 	}
 }
 
-/* ---- the harness ---- */
+/* ---- the measurement ---- */
 
 enum impl { CAIRN, BASELINE };
 enum test { T_LOOKUP, T_MIXED, T_ALLOC };
 static const char *impl_name[] = { "cairn", "baseline" };
 static const char *test_name[] = { "lookup", "mixed", "alloc" };
 
+static struct bench_opts opts;
+static double run_ms = 200;
 static struct cairn_frames *frames;
 static struct cairn_arena arena;
 static struct baseline bl;
 static enum impl impl;
 static enum test test;
 static uint64_t span; /* bytes */
-static atomic_bool go, stop;
-static atomic_uint ready;
-
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
+static uint64_t populated; /* extents after populate() */
 
 static int do_alloc(uint64_t size, uint64_t cookie, uint64_t *x)
 {
@@ -225,182 +220,198 @@ static int do_free(uint64_t x, uint64_t size)
 			     : bl_free(&bl, x, size);
 }
 
-static int do_lookup(uint64_t x)
+static int do_lookup(uint64_t x, uint64_t *cookie)
 {
-	uint64_t c = 0;
 	if (impl == CAIRN)
-		return cairn_arena_lookup(&arena, x, NULL, NULL, &c);
-	return bl_lookup(&bl, x, &c);
+		return cairn_arena_lookup(&arena, x, NULL, NULL, cookie);
+	return bl_lookup(&bl, x, cookie);
 }
 
-struct worker {
-	pthread_t th;
-	uint64_t seed, ops;
-	bool failed;
+struct run {
+	struct bench_barrier start;
+	uint64_t ops[BENCH_MAX_THREADS];
+	uint64_t deadline;
 };
 
-static void *worker(void *arg)
+/* One thread of a timed run: operations until the deadline, every result
+ * checked (an allocation must free, a lookup hit must carry the cookie of
+ * an allocated range: odd cookies are only ever given to allocations). */
+static void worker(unsigned tid, void *arg)
 {
-	struct worker *w = arg;
-	if (impl == CAIRN && cairn_host_cpu_register() < 0)
-		w->failed = true;
-	atomic_fetch_add(&ready, 1);
-	while (!atomic_load_explicit(&go, memory_order_acquire))
-		;
-	uint64_t ops = 0;
-	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+	struct run *r = arg;
+	uint64_t seed = 777 * (tid + 1), ops = 0, c;
+	if (impl == CAIRN)
+		BENCH_CHECK(cairn_host_cpu_register() >= 0, "no CPU slot");
+	bench_barrier_wait(&r->start);
+	do {
 		for (unsigned k = 0; k < 64; k++) {
-			uint64_t r = rng(&w->seed);
-			if (test == T_LOOKUP || (test == T_MIXED && r % 10)) {
-				do_lookup(BASE + (r >> 8) % span);
+			uint64_t x = bench_rand(&seed);
+			if (test == T_LOOKUP || (test == T_MIXED && x % 10)) {
+				int e = do_lookup(BASE + (x >> 8) % span, &c);
+				BENCH_CHECK(e == CAIRN_EFREE || (e == 0 && (c & 1)),
+					    "lookup returned %d cookie %llu", e,
+					    (unsigned long long)c);
 			} else {
-				uint64_t size = ((r >> 4) % 4 + 1) * Q, x;
-				if (do_alloc(size, r, &x) == 0 && do_free(x, size))
-					w->failed = true;
+				uint64_t size = ((x >> 4) % 4 + 1) * Q, a;
+				BENCH_CHECK(do_alloc(size, x | 1, &a) == 0,
+					    "allocation failed");
+				BENCH_CHECK(do_free(a, size) == 0, "free failed");
 			}
 			ops++;
 		}
-	}
-	w->ops = ops;
+	} while (bench_now_ns() < r->deadline);
+	r->ops[tid] = ops;
 	if (impl == CAIRN)
 		cairn_host_cpu_unregister();
-	return NULL;
 }
 
-static double now(void)
+/* ops/s of all threads together, one run */
+static double run(unsigned threads)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
+	static struct run r;
+	bench_barrier_init(&r.start, threads);
+	memset(r.ops, 0, sizeof(r.ops));
+	uint64_t t0 = bench_now_ns();
+	r.deadline = t0 + (uint64_t)(run_ms * 1e6);
+	bench_run_threads(threads, worker, &r, NULL);
+	double secs = (bench_now_ns() - t0) * 1e-9;
+	uint64_t ops = 0;
+	for (unsigned i = 0; i < threads; i++)
+		ops += r.ops[i];
+	return ops / secs;
 }
 
-/* Alternately allocated and free ranges of 1..4 quanta: `extents` in all. */
+static int count_ext(const struct cairn_ext *e, void *arg)
+{
+	(void)e;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+/* Alternately allocated and free ranges of 1..4 quanta: `extents` in all,
+ * then a long free tail. */
 static void populate(uint64_t extents)
 {
 	uint64_t s = 12345, x;
 	span = extents * 5 * Q + 64 * 1024 * Q;
 	if (impl == CAIRN) {
 		struct cairn_arena_config cfg = { .quantum = Q };
-		if (cairn_arena_create(&arena, frames, BASE, span, &cfg))
-			abort();
+		BENCH_CHECK(cairn_arena_create(&arena, frames, BASE, span, &cfg) == 0,
+			    "arena create");
 	} else {
 		bl_init(&bl, BASE, span);
 	}
-	/* allocate pairs of ranges back to back, then free the second of
-	 * each: holes of 1..4 quanta between allocations */
 	uint64_t n = extents / 2, *hole = malloc(n * 2 * sizeof(*hole));
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t a = (rng(&s) % 4 + 1) * Q, b = (rng(&s) % 4 + 1) * Q;
-		if (do_alloc(a, i + 1, &x) || do_alloc(b, 0, &hole[2 * i]))
-			abort();
+		uint64_t a = (bench_rand(&s) % 4 + 1) * Q, b = (bench_rand(&s) % 4 + 1) * Q;
+		BENCH_CHECK(do_alloc(a, 2 * i + 1, &x) == 0 &&
+			    do_alloc(b, 0, &hole[2 * i]) == 0, "populate");
 		hole[2 * i + 1] = b;
 	}
 	for (uint64_t i = 0; i < n; i++)
-		if (do_free(hole[2 * i], hole[2 * i + 1]))
-			abort();
+		BENCH_CHECK(do_free(hole[2 * i], hole[2 * i + 1]) == 0, "populate");
 	free(hole);
+	populated = 0;
+	if (impl == CAIRN)
+		cairn_btree_walk(&arena.tree, count_ext, &populated);
 }
 
+/* Every alloc-free pair left the arena as it was: check that. */
 static void depopulate(void)
 {
-	if (impl == CAIRN)
+	if (impl == CAIRN) {
+		uint64_t n = 0;
+		BENCH_CHECK(cairn_arena_validate(&arena) == 0, "arena invalid");
+		cairn_btree_walk(&arena.tree, count_ext, &n);
+		BENCH_CHECK(n == populated, "arena has %llu extents, not %llu",
+			    (unsigned long long)n, (unsigned long long)populated);
 		cairn_arena_destroy(&arena);
-	else
+	} else {
 		bl_destroy(&bl);
+	}
 }
 
-static double run(unsigned threads)
+static bool set_time(const char *v)
 {
-	struct worker w[8];
-	atomic_store(&go, false);
-	atomic_store(&stop, false);
-	atomic_store(&ready, 0);
-	for (unsigned i = 0; i < threads; i++) {
-		w[i] = (struct worker){ .seed = 777 * (i + 1) };
-		pthread_create(&w[i].th, NULL, worker, &w[i]);
-	}
-	while (atomic_load(&ready) < threads)
-		;
-	double t0 = now();
-	atomic_store_explicit(&go, true, memory_order_release);
-	struct timespec ts = { (time_t)run_time,
-			       (long)((run_time - (time_t)run_time) * 1e9) };
-	nanosleep(&ts, NULL);
-	atomic_store(&stop, true);
-	uint64_t ops = 0;
-	for (unsigned i = 0; i < threads; i++) {
-		pthread_join(w[i].th, NULL);
-		ops += w[i].ops;
-		if (w[i].failed) {
-			fprintf(stderr, "bench-ranges: a worker failed\n");
-			exit(1);
-		}
-	}
-	return ops / (now() - t0);
+	run_ms = atof(v);
+	return run_ms > 0;
 }
 
 int main(int argc, char **argv)
 {
-	bool quick = false;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			json = true;
-		else if (!strcmp(argv[i], "--quick"))
-			quick = true;
-		else if (!strcmp(argv[i], "--time") && i + 1 < argc)
-			run_time = atof(argv[++i]);
-	}
+	static const struct bench_option extra[] = {
+		{ "time", true, "milliseconds per run (default 200)", set_time },
+		{ 0 }
+	};
+	bench_parse(&opts, argc, argv, extra);
+	if (opts.quick)
+		run_ms = 20;
 	const uint64_t sizes[] = { 1000, 1000000 };
-	const unsigned nthreads[] = { 1, 2, 4 };
 
-	if (cairn_host_init(8, 0, 1024ull << 20))
-		abort();
+	unsigned maxt = 1;
+	for (unsigned i = 0; i < opts.nthreads; i++)
+		maxt = opts.threads[i] > maxt ? opts.threads[i] : maxt;
+	BENCH_CHECK(cairn_host_init(maxt + 1, 0, 1024ull << 20) == 0, "host init");
 	struct cairn_mem_range map[] = { { 1 << 20, (1024ull << 20) - (1 << 20) } };
-	struct cairn_frames_config fc = { .ncpus = 8 };
-	if (cairn_frames_init(&frames, map, 1, &fc))
-		abort();
+	struct cairn_frames_config fc = { .ncpus = maxt + 1 };
+	BENCH_CHECK(cairn_frames_init(&frames, map, 1, &fc) == 0, "frames init");
 	cairn_host_cpu_register();
 
-	if (!json)
-		printf("%-8s %9s %-9s %12s %12s %12s\n", "test", "extents", "impl",
-		       "1 thread", "2 threads", "4 threads");
-	for (unsigned si = 0; si < 2; si++) {
-		if (quick && si)
-			break;
+	bench_header(&opts, "bench-ranges: range arenas (OLC B+-tree) against one "
+		     "lock around red-black trees",
+		     "ops/s of all threads together (alloc: alloc+free pairs), "
+		     "median of the runs");
+	if (!opts.json) {
+		printf("%-8s %9s %-9s", "test", "extents", "impl");
+		for (unsigned k = 0; k < opts.nthreads; k++)
+			printf(" %10u thr", opts.threads[k]);
+		printf("\n");
+	}
+	for (unsigned si = 0; si < 2 && !(opts.quick && si); si++) {
 		for (unsigned t = 0; t < 3; t++) {
+			if (!bench_selected(opts.tests, test_name[t]))
+				continue;
 			for (unsigned im = 0; im < 2; im++) {
+				if (!bench_selected(opts.impls, impl_name[im]))
+					continue;
 				impl = (enum impl)im;
 				test = (enum test)t;
 				populate(sizes[si]);
-				double r[3];
-				for (unsigned k = 0; k < 3; k++) {
-					r[k] = run(nthreads[k]);
-					if (json)
+				if (!opts.json)
+					printf("%-8s %9llu %-9s", test_name[t],
+					       (unsigned long long)sizes[si],
+					       impl_name[im]);
+				for (unsigned k = 0; k < opts.nthreads; k++) {
+					struct bench_samples sm = { .n = 0 };
+					for (unsigned r = 0; r < opts.runs; r++)
+						bench_sample(&sm, run(opts.threads[k]));
+					double med = bench_median(&sm);
+					if (opts.json)
 						printf("{\"suite\": \"ranges\", \"test\": \"%s\", "
 						       "\"impl\": \"%s\", \"threads\": %u, "
 						       "\"extents\": %llu, \"ops_per_s\": %.0f}\n",
 						       test_name[t], impl_name[im],
-						       nthreads[k],
-						       (unsigned long long)sizes[si], r[k]);
+						       opts.threads[k],
+						       (unsigned long long)sizes[si], med);
+					else
+						printf(" %14.0f", med);
+					fflush(stdout);
 				}
-				if (!json)
-					printf("%-8s %9llu %-9s %12.0f %12.0f %12.0f\n",
-					       test_name[t],
-					       (unsigned long long)sizes[si],
-					       impl_name[im], r[0], r[1], r[2]);
-				fflush(stdout);
+				if (!opts.json)
+					printf("\n");
 				depopulate();
 			}
 		}
 	}
 
+	/* The reclamation comparison lives next to this program. */
 	char path[4096];
 	ssize_t len = readlink("/proc/self/exe", path, sizeof(path) - 32);
 	if (len > 0) {
 		path[len] = 0;
 		strcat(path, "-reclaim");
 		if (access(path, X_OK) == 0) {
-			if (!json)
+			if (!opts.json)
 				printf("\n");
 			fflush(stdout);
 			argv[0] = path;

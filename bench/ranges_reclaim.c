@@ -15,11 +15,13 @@
  *          retired nodes go to ck_epoch_call, polled after each batch.
  * Reported: operations per second and the peak number of node frames held.
  *
- * usage: bench-ranges-reclaim [--json] [--time SECONDS]
+ * usage: bench-ranges-reclaim [harness options] [--time MS]
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
 #include <cairn/host.h>
+
+#include "harness.h"
 
 #include <ck_epoch.h>
 #include <pthread.h>
@@ -46,8 +48,8 @@ static struct cairn_arena arena;
 static atomic_bool go, stop;
 static atomic_uint ready;
 static _Atomic uint64_t peak;
-static double run_time = 0.5;
-static bool json;
+static double run_ms = 300;
+static struct bench_opts opts;
 
 /* ---- retiring through RCU: call_rcu's thread is no cairn CPU, so the
  * frames it hands back are freed by the workers (on their own CPU) ---- */
@@ -220,16 +222,9 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double run(unsigned threads)
 {
-	struct worker w[8];
+	struct worker w[BENCH_MAX_THREADS];
 	atomic_store(&go, false);
 	atomic_store(&stop, false);
 	atomic_store(&ready, 0);
@@ -239,22 +234,18 @@ static double run(unsigned threads)
 	}
 	while (atomic_load(&ready) < threads)
 		;
-	double t0 = now();
+	uint64_t t0 = bench_now_ns();
 	atomic_store_explicit(&go, true, memory_order_release);
-	struct timespec ts = { (time_t)run_time,
-			       (long)((run_time - (time_t)run_time) * 1e9) };
-	nanosleep(&ts, NULL);
+	while (bench_now_ns() - t0 < (uint64_t)(run_ms * 1e6))
+		;
 	atomic_store(&stop, true);
 	uint64_t ops = 0;
 	for (unsigned i = 0; i < threads; i++) {
 		pthread_join(w[i].th, NULL);
 		ops += w[i].ops;
-		if (w[i].failed) {
-			fprintf(stderr, "bench-ranges-reclaim: a worker failed\n");
-			exit(1);
-		}
+		BENCH_CHECK(!w[i].failed, "a worker failed");
 	}
-	double rate = ops / (now() - t0);
+	double rate = ops / ((bench_now_ns() - t0) * 1e-9);
 	if (mode == M_RCU) {
 		urcu_memb_barrier();
 		drain_done();
@@ -262,53 +253,82 @@ static double run(unsigned threads)
 	return rate;
 }
 
+static bool set_time(const char *v)
+{
+	run_ms = atof(v);
+	return run_ms > 0;
+}
+
 int main(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			json = true;
-		else if (!strcmp(argv[i], "--time") && i + 1 < argc)
-			run_time = atof(argv[++i]);
-		/* --quick: same runs (they are short) */
-	}
-	if (cairn_host_init(8, 0, 1024ull << 20))
-		abort();
+	static const struct bench_option extra[] = {
+		{ "time", true, "milliseconds per run (default 300)", set_time },
+		{ 0 }
+	};
+	bench_parse(&opts, argc, argv, extra);
+	if (opts.quick)
+		run_ms = 20;
+	unsigned maxt = 1;
+	for (unsigned i = 0; i < opts.nthreads; i++)
+		maxt = opts.threads[i] > maxt ? opts.threads[i] : maxt;
+	BENCH_CHECK(cairn_host_init(maxt + 1, 0, 1024ull << 20) == 0, "host init");
 	struct cairn_mem_range map[] = { { 1 << 20, (1024ull << 20) - (1 << 20) } };
-	struct cairn_frames_config fc = { .ncpus = 8 };
-	if (cairn_frames_init(&frames, map, 1, &fc))
-		abort();
+	struct cairn_frames_config fc = { .ncpus = maxt + 1 };
+	BENCH_CHECK(cairn_frames_init(&frames, map, 1, &fc) == 0, "frames init");
 	ck_epoch_init(&epoch);
 
-	const unsigned nthreads[] = { 1, 2, 4 };
-	if (!json)
-		printf("%-6s %-6s %12s %12s %12s   peak node frames (1/2/4)\n",
-		       "test", "impl", "1 thread", "2 threads", "4 threads");
+	bench_header(&opts, "bench-ranges-reclaim: tree node reclamation under "
+		     "split/merge churn (fanout 8)",
+		     "ops/s of all threads together, median of the runs; peak "
+		     "node frames held (largest of the runs)");
+	if (!opts.json) {
+		printf("%-6s %-6s", "test", "impl");
+		for (unsigned k = 0; k < opts.nthreads; k++)
+			printf(" %10u thr", opts.threads[k]);
+		printf("   peak node frames\n");
+	}
 	for (unsigned m = 0; m < 3; m++) {
 		mode = (enum mode)m;
-		double r[3];
-		uint64_t pk[3];
-		for (unsigned k = 0; k < 3; k++) {
-			struct cairn_arena_config cfg = { .quantum = Q, .fanout = FANOUT };
-			if (cairn_arena_create(&arena, frames, BASE, SPAN, &cfg))
-				abort();
-			atomic_store(&peak, 0);
-			r[k] = run(nthreads[k]);
-			pk[k] = atomic_load(&peak);
-			if (json)
+		if (!bench_selected(opts.impls, mode_name[m]))
+			continue;
+		if (!opts.json)
+			printf("%-6s %-6s", "churn", mode_name[m]);
+		uint64_t pk[BENCH_MAX_LIST];
+		for (unsigned k = 0; k < opts.nthreads; k++) {
+			struct bench_samples sm = { .n = 0 };
+			pk[k] = 0;
+			for (unsigned r = 0; r < opts.runs; r++) {
+				struct cairn_arena_config cfg = { .quantum = Q,
+								  .fanout = FANOUT };
+				BENCH_CHECK(cairn_arena_create(&arena, frames, BASE,
+							       SPAN, &cfg) == 0,
+					    "arena create");
+				atomic_store(&peak, 0);
+				bench_sample(&sm, run(opts.threads[k]));
+				if (atomic_load(&peak) > pk[k])
+					pk[k] = atomic_load(&peak);
+				BENCH_CHECK(cairn_arena_validate(&arena) == 0,
+					    "arena invalid");
+				cairn_arena_destroy(&arena);
+			}
+			double med = bench_median(&sm);
+			if (opts.json)
 				printf("{\"suite\": \"ranges\", \"test\": \"churn\", "
 				       "\"impl\": \"%s\", \"threads\": %u, "
 				       "\"extents\": 0, \"ops_per_s\": %.0f, "
 				       "\"peak_node_frames\": %llu}\n",
-				       mode_name[m], nthreads[k], r[k],
+				       mode_name[m], opts.threads[k], med,
 				       (unsigned long long)pk[k]);
-			cairn_arena_destroy(&arena);
+			else
+				printf(" %14.0f", med);
+			fflush(stdout);
 		}
-		if (!json)
-			printf("%-6s %-6s %12.0f %12.0f %12.0f   %llu/%llu/%llu\n",
-			       "churn", mode_name[m], r[0], r[1], r[2],
-			       (unsigned long long)pk[0], (unsigned long long)pk[1],
-			       (unsigned long long)pk[2]);
-		fflush(stdout);
+		if (!opts.json) {
+			printf("   ");
+			for (unsigned k = 0; k < opts.nthreads; k++)
+				printf("%s%llu", k ? "/" : "", (unsigned long long)pk[k]);
+			printf("\n");
+		}
 	}
 	return 0;
 }
