@@ -28,7 +28,8 @@
  * Full nodes are split before an insert needs the room, as a small operation
  * of their own (parent and node locked), after which the insert restarts;
  * a chain of full nodes is split from the top. The root never moves: a root
- * split moves its entries into two new children. A node that empties is
+ * split moves its entries into two new children, and a root left with one
+ * child takes over that child's entries (collapse). A node that empties is
  * unlinked from its parent in the same operation, retired (unlocked
  * obsolete) and recycled through the tree's free list (node.c).
  */
