@@ -512,6 +512,9 @@ static bool alloc9_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *ou
 		return false;
 	*out = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
 	atomic_store_explicit(hp, hint + 1, RELAXED);
+	/* Runs of huge blocks walk the chunk array: fetch the next line of
+	 * entries before we CAS on it. */
+	__builtin_prefetch(&r->chunk[c + 8 < r->nchunks ? c + 8 : c], 1);
 	return true;
 }
 
