@@ -514,7 +514,7 @@ static bool alloc9_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *ou
 	atomic_store_explicit(hp, hint + 1, RELAXED);
 	/* Runs of huge blocks walk the chunk array: fetch the next line of
 	 * entries before we CAS on it. */
-	__builtin_prefetch(&r->chunk[c + 8 < r->nchunks ? c + 8 : c], 1);
+	__builtin_prefetch(&r->chunk[c + 16 < r->nchunks ? c + 16 : c], 1);
 	return true;
 }
 
