@@ -222,6 +222,7 @@ static void op_swap(struct stress_objects *s, struct stress_obj_cpu *c, unsigned
 {
 	unsigned n = s->ncpus < STRESS_OBJ_MAILBOX ? s->ncpus : STRESS_OBJ_MAILBOX;
 	unsigned per = STRESS_OBJ_MAILBOX / n, mine = me % n;
+
 	if (c->nheld && below(&c->rng, 3)) {
 		unsigned to = n > 1 ? (mine + 1 + (unsigned)below(&c->rng, n - 1)) % n : mine;
 		unsigned i = (unsigned)below(&c->rng, c->nheld);
@@ -263,6 +264,17 @@ uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
 			cairn_objects_cpu_online(s->o);
 			c->offlines++;
 		}
+	}
+	/* Everyone's gives are in: take half of what was handed to us (the
+	 * rest outlives this round and maybe its thread), free all we hold. */
+	barrier(s);
+	unsigned n = s->ncpus < STRESS_OBJ_MAILBOX ? s->ncpus : STRESS_OBJ_MAILBOX;
+	unsigned per = STRESS_OBJ_MAILBOX / n;
+	for (unsigned i = 0; i < per; i += 2) {
+		if (c->nheld + 1 >= STRESS_OBJ_HELD)
+			release(s, c, c->nheld - 1);
+		take_got(c, me, atomic_exchange_explicit(&s->mailbox[me % n * per + i], 0,
+							 memory_order_acq_rel));
 	}
 	while (c->nheld)
 		release(s, c, c->nheld - 1);
