@@ -297,17 +297,20 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint >> 32) & 0xff))
 		return true;
 
+	/* Resume after the hinted chunk (the chunks before it were full when
+	 * we passed), or start at this CPU's share of the region. */
 	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
+	uint64_t need = q->want > 1 ? 1 : 1ull << q->k;
 	for (int strict = 1; strict >= 0; strict--) {
 		for (unsigned ri = 0; ri < nr; ri++) {
 			r = active_region(f, ri);
 			if (!r || r->area != area)
 				continue;
-			uint64_t nc = r->nchunks, start = q->me * nc / f->ncpus;
-			for (uint64_t i = 0; i < nc; i++) {
-				uint64_t c = (start + i) % nc;
+			uint64_t nc = r->nchunks;
+			uint64_t c = ri == hr && hc < nc ? hc : q->me * nc / f->ncpus;
+			for (uint64_t i = 0; i < nc; i++, c = c + 1 < nc ? c + 1 : 0) {
 				uint64_t e = ld(&r->chunk[c]);
-				if ((e & CE_HUGE) || ce_free(e) < (q->want > 1 ? 1 : 1ull << q->k))
+				if ((e & CE_HUGE) || ce_free(e) < need)
 					continue;
 				if (strict && ce_owner(e) && ce_owner(e) != q->me1)
 					continue;
@@ -360,14 +363,15 @@ static bool chunk_head_take(struct region *r, uint64_t c, unsigned k)
 }
 
 /* Blocks that are whole chunks, or aligned to 2 MiB or more: walk aligned
- * candidates from the CPU's huge hint; each candidate is O(1) to reject via
- * its first chunk entry, so no bits are ever scanned one by one. */
+ * candidates from the CPU's huge hint (the chunk after its last block, or the
+ * one it last freed); each candidate is O(1) to reject via its first chunk
+ * entry, so no bits are ever scanned one by one. */
 static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 			      struct request *q)
 {
-	unsigned k = q->k, a = q->a;
+	unsigned k = q->k, shift = q->a - CAIRN_HUGE_ORDER;
 	uint64_t nc = k >= CAIRN_HUGE_ORDER ? 1ull << (k - CAIRN_HUGE_ORDER) : 1;
-	uint64_t step = 1ull << (a - CAIRN_HUGE_ORDER);
+	uint64_t step = 1ull << shift;
 	_Atomic uint64_t *hp = &f->cpu[q->me].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
@@ -382,14 +386,20 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 		uint64_t c0 = ((r->chunk0 + step - 1) & ~(step - 1)) - r->chunk0;
 		if (c0 >= r->nchunks || r->nchunks - c0 < nc)
 			continue;
-		uint64_t count = (r->nchunks - c0 - nc) / step + 1;
-		uint64_t s = ri == hr ? (hint & 0xffffffffu) % count : q->me * count / f->ncpus;
-		for (uint64_t j = 0; j < count; j++) {
-			uint64_t idx = (s + j) % count, c = c0 + idx * step;
+		uint64_t count = ((r->nchunks - c0 - nc) >> shift) + 1, idx;
+		uint64_t hc = hint & 0xffffffffu;
+		if (ri == hr && hc >= c0)
+			idx = (hc - c0) >> shift;
+		else
+			idx = q->me * count / f->ncpus;
+		for (uint64_t j = 0; j < count; j++, idx = idx + 1 < count ? idx + 1 : 0) {
+			if (idx >= count)
+				idx = 0;
+			uint64_t c = c0 + (idx << shift);
 			if (!(k >= CAIRN_HUGE_ORDER ? chunks_take(r, c, k) : chunk_head_take(r, c, k)))
 				continue;
 			q->out[q->got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
-			atomic_store_explicit(hp, hint_pack(ri, 0, idx + 1), RELAXED);
+			atomic_store_explicit(hp, hint_pack(ri, 0, c + nc), RELAXED);
 			return true;
 		}
 	}
@@ -438,14 +448,19 @@ int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
  * chunk in the first accepted area. Anything unusual (no hint yet, chunk
  * exhausted) returns false and the general path decides, so the area
  * preference and every other rule stay in one place. */
-static bool alloc0_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+static inline int first_area(struct cairn_frames *f, unsigned areas)
 {
 	areas &= atomic_load_explicit(&f->areas_present, RELAXED);
-	if (!areas)
+	return areas & CAIRN_F_HIGH ? CAIRN_AREA_HIGH
+	       : areas & CAIRN_F_LOW4G ? CAIRN_AREA_LOW4G
+	       : areas & CAIRN_F_LOW16M ? CAIRN_AREA_LOW16M : -1;
+}
+
+static bool alloc0_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+{
+	int area = first_area(f, areas);
+	if (area < 0)
 		return false;
-	enum cairn_area area = areas & CAIRN_F_HIGH    ? CAIRN_AREA_HIGH
-			       : areas & CAIRN_F_LOW4G ? CAIRN_AREA_LOW4G
-						       : CAIRN_AREA_LOW16M;
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	struct region *r = hint ? active_region(f, (unsigned)(hint >> 40) - 1) : NULL;
@@ -479,11 +494,34 @@ static bool alloc0_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *ou
 	}
 }
 
+/* The same for one 2 MiB block: the chunk the CPU's huge hint names. */
+static bool alloc9_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+{
+	int area = first_area(f, areas);
+	if (area < 0)
+		return false;
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
+	uint64_t hint = atomic_load_explicit(hp, RELAXED);
+	struct region *r = hint ? active_region(f, (unsigned)(hint >> 40) - 1) : NULL;
+	uint64_t c = hint & 0xffffffffu;
+	if (!r || c >= r->nchunks)
+		return false;
+	uint64_t e = ld(&r->chunk[c]);
+	if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES ||
+	    !cas(&r->chunk[c], &e, CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT))
+		return false;
+	*out = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
+	atomic_store_explicit(hp, hint + 1, RELAXED);
+	return true;
+}
+
 int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		       cairn_phys_t *out)
 {
-	if (order == 0 && !(flags & ~CAIRN_F_ANY) &&
-	    alloc0_fast(f, flags ? flags : CAIRN_F_ANY, out))
+	unsigned areas = flags ? flags : CAIRN_F_ANY;
+	if (order == 0 && !(flags & ~CAIRN_F_ANY) && alloc0_fast(f, areas, out))
+		return 0;
+	if (order == CAIRN_HUGE_ORDER && !(flags & ~CAIRN_F_ANY) && alloc9_fast(f, areas, out))
 		return 0;
 	return cairn_frames_alloc_aligned(f, order, order, flags, out);
 }
@@ -628,6 +666,9 @@ int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 	uint64_t e = ld(&r->chunk[c]);
 	if (e & CE_HUGE) {
 		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
+		if (!err) /* the next huge block of this CPU comes from here */
+			atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
+					      hint_pack((unsigned)(r - f->region), 0, c), RELAXED);
 	} else if (order >= CAIRN_HUGE_ORDER) {
 		err = is_continuation(chunk_words(r, c), 0) ||
 		      (ld(&chunk_words(r, c)[0]) & 1) ? CAIRN_EORDER : CAIRN_EFREE;
@@ -727,9 +768,20 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 	return CAIRN_EBUSY;
 }
 
-/* Set (reserve) or clear (unreserve) frames [lo, hi) of one chunk, as
- * order-0 blocks. Reserving claims FREE first, then each word requires its
- * frames free; a conflict undoes this chunk and fails. */
+/* Clear frames [lo, hi) of a chunk's bitmap that we hold as order-0 blocks. */
+static void words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi)
+{
+	for (unsigned at = lo; at < hi;) {
+		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
+		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
+		uint64_t m = run_mask(n) << p;
+		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
+		at += n;
+	}
+}
+
+/* Reserve frames [lo, hi) of one chunk as order-0 blocks: claim FREE first,
+ * then each word requires its frames free; a conflict undoes this chunk. */
 static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 {
 	bool owned;
@@ -745,13 +797,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 			if ((ok = cas(&w[wi], &v, v | m | m << 32)))
 				break;
 		if (!ok) {
-			for (unsigned u = lo; u < at;) { /* undo the words done */
-				unsigned uw = u / WORD_FRAMES, up = u % WORD_FRAMES;
-				unsigned un = at - u < WORD_FRAMES - up ? at - u : WORD_FRAMES - up;
-				uint64_t um = run_mask(un) << up;
-				atomic_fetch_and_explicit(&w[uw], ~(um | um << 32), ACQ_REL);
-				u += un;
-			}
+			words_clear(w, lo, at);
 			chunk_unclaim(&r->chunk[c], hi - lo);
 			return false;
 		}
@@ -762,14 +808,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 
 static void piece_unreserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 {
-	_Atomic uint64_t *w = chunk_words(r, c);
-	for (unsigned at = lo; at < hi;) {
-		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
-		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
-		uint64_t m = run_mask(n) << p;
-		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
-		at += n;
-	}
+	words_clear(chunk_words(r, c), lo, hi);
 	chunk_unclaim(&r->chunk[c], hi - lo);
 }
 

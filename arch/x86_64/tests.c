@@ -22,6 +22,10 @@
  *            oracle of one bit per 16 bytes; at the end every CPU goes
  *            offline, nothing may be left, and destroying the instance
  *            must give every frame back.
+ *   percpu   the per-CPU frame cache stress (stress/percpu_stress.c): cached
+ *            and passed-through orders through a cairn_fcache, frees on
+ *            foreign CPUs, CPUs going offline, drains, exhaustion phases,
+ *            under its ownership oracle; every frame free at the end.
  *   map      cairn_port_map/unmap: frames mapped into a per-CPU window,
  *            written there and read through the identity map, error paths,
  *            and a cross-CPU check that an unmapped page faults on a CPU
@@ -31,6 +35,7 @@
 #include "kernel.h"
 
 #include "objects_stress.h"
+#include "percpu_stress.h"
 #include "stress.h"
 
 uint64_t expected_reports;
@@ -607,11 +612,63 @@ static void objects_check(void)
 	free_pages(so->cpu, so_cpu_order);
 	free_pages(so, so_order);
 	check_quiescent("objects");
+/* ---- percpu: the per-CPU frame cache stress ---- */
+
+static struct stress_percpu *sp;
+static unsigned sp_order, sp_cpu_order, sp_owner_order;
+
+static void percpu_setup(void)
+{
+	take_baseline();
+	sp_order = order_for(sizeof *sp);
+	sp = alloc_pages(sp_order);
+	sp_cpu_order = order_for(opt.cpus * sizeof *sp->cpu);
+	sp->cpu = alloc_pages(sp_cpu_order);
+	sp->oracle_first = (1ull << 20) / PAGE_SIZE;
+	sp->oracle_frames = ram_top / PAGE_SIZE - sp->oracle_first;
+	sp_owner_order = order_for(sp->oracle_frames * sizeof *sp->owner);
+	sp->owner = alloc_pages(sp_owner_order);
+	int err = cairn_fcache_create(&sp->fc, frames, NULL);
+	if (err)
+		fail("percpu: cairn_fcache_create: %d", err);
+	sp->f = frames;
+	sp->ncpus = opt.cpus;
+	sp->ops = opt.ops;
+	sp->seed = opt.seed;
+	sp->phases = 2;
+	sp->plant = 0;
+	stress_percpu_init(sp);
+}
+
+static void percpu_run(unsigned idx, unsigned n)
+{
+	(void)n;
+	uint64_t errors = stress_percpu_cpu(sp, idx);
+	struct sp_cpu *c = &sp->cpu[idx];
+	this_cpu()->ops += c->ops + c->exhaust_frames;
+	if (opt.verbose)
+		kprintf("cpu %u: percpu: mixed %lu allocs %lu frees %lu enomem %lu swaps %lu "
+			"offline %lu exhaust %lu\n", idx, c->ops, c->allocs, c->frees, c->enomem,
+			c->swaps, c->offline, c->exhaust_frames);
+	if (idx == 0 && errors)
+		fail("percpu: the stress suite saw %lu errors", errors);
+}
+
+static void percpu_check(void)
+{
+	cairn_fcache_destroy(sp->fc);
+	free_pages((void *)sp->owner, sp_owner_order);
+	free_pages(sp->cpu, sp_cpu_order);
+	free_pages(sp, sp_order);
+	check_quiescent("percpu");
 }
 
 const struct test tests[] = {
 	{ "frames", frames_setup, frames_run, frames_check, false },
 	{ "objects", objects_setup, objects_run, objects_check, false },
+	/* Not in "all": its exhaustion phases drain every vCPU's cache, each
+	 * drain a round trip to vCPUs that TCG time-slices; own qemu tests. */
+	{ "percpu", percpu_setup, percpu_run, percpu_check, true },
 	{ "kframes", kframes_setup, kframes_run, kframes_check, false },
 	{ "map", map_setup, map_run, map_check, false },
 	{ "exhaust", exhaust_setup, exhaust_run, exhaust_check, false },

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The frame cache: one magazine cache per cached order, each with the frame
+ * allocator as its source. Order 0 refills and drains with the bulk calls;
+ * the other orders with loops of single allocations and frees.
+ */
+#include <cairn/frame_cache.h>
+
+static const unsigned cached_order[CAIRN_FCACHE_ORDERS] = { 0, 1, 2, 3, CAIRN_HUGE_ORDER };
+static const unsigned default_mag_size[CAIRN_FCACHE_ORDERS] = { 63, 31, 15, 15, 4 };
+
+struct fc_source {
+	struct cairn_frames *f;
+	unsigned order;
+};
+
+struct cairn_fcache {
+	struct cairn_frames *f;
+	struct fc_source src[CAIRN_FCACHE_ORDERS];
+	struct cairn_mag_cache *mag[CAIRN_FCACHE_ORDERS];
+	cairn_phys_t self; /* the frame this structure lives in */
+	bool trust_frees;
+};
+
+static inline int order_index(unsigned order)
+{
+	return order <= 3 ? (int)order : order == CAIRN_HUGE_ORDER ? 4 : -1;
+}
+
+/* ---- the frame allocator as a source of items ---- */
+
+static size_t get0(void *ctx, uint64_t *items, size_t n)
+{
+	struct fc_source *s = ctx;
+	return cairn_frames_alloc_bulk(s->f, 0, items, n);
+}
+
+static void put0(void *ctx, const uint64_t *items, size_t n)
+{
+	struct fc_source *s = ctx;
+	size_t done;
+	/* Every item passed cairn_fcache_free's check, so this cannot fail;
+	 * if it did, the frame allocator has reported it. */
+	(void)cairn_frames_free_bulk(s->f, items, n, &done);
+}
+
+static size_t getk(void *ctx, uint64_t *items, size_t n)
+{
+	struct fc_source *s = ctx;
+	size_t i = 0;
+	while (i < n && cairn_frames_alloc(s->f, s->order, 0, &items[i]) == 0)
+		i++;
+	return i;
+}
+
+static void putk(void *ctx, const uint64_t *items, size_t n)
+{
+	struct fc_source *s = ctx;
+	for (size_t i = 0; i < n; i++)
+		(void)cairn_frames_free(s->f, items[i], s->order);
+}
+
+/* ---- setup ---- */
+
+int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
+			const struct cairn_fcache_config *cfg)
+{
+	static const struct cairn_fcache_config defaults;
+	if (!out || !f)
+		return CAIRN_EINVAL;
+	if (!cfg)
+		cfg = &defaults;
+	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++)
+		if (cfg->mag_size[i] > CAIRN_MAG_MAX)
+			return CAIRN_EINVAL;
+	cairn_phys_t self;
+	int err = cairn_frames_alloc(f, 0, 0, &self);
+	if (err)
+		return err;
+	struct cairn_fcache *fc = cairn_port_phys_to_virt(self);
+	fc->f = f;
+	fc->self = self;
+	fc->trust_frees = cfg->trust_frees;
+	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
+		fc->src[i] = (struct fc_source){ f, cached_order[i] };
+		struct cairn_mag_config mcfg = {
+			.source = { cached_order[i] ? getk : get0,
+				    cached_order[i] ? putk : put0, &fc->src[i] },
+			.frames = f,
+			.ncpus = cfg->ncpus,
+			.mag_size = cfg->mag_size[i] ? cfg->mag_size[i] : default_mag_size[i],
+			.depot_full = cfg->depot_full,
+			.depot_empty = cfg->depot_empty,
+			.drain_wait = cfg->drain_wait,
+		};
+		if ((err = cairn_mag_create(&fc->mag[i], &mcfg))) {
+			while (i--)
+				cairn_mag_destroy(fc->mag[i]);
+			cairn_frames_free(f, self, 0);
+			return err;
+		}
+	}
+	*out = fc;
+	return 0;
+}
+
+void cairn_fcache_destroy(struct cairn_fcache *fc)
+{
+	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++)
+		cairn_mag_destroy(fc->mag[i]);
+	cairn_frames_free(fc->f, fc->self, 0);
+}
+
+/* ---- alloc and free ---- */
+
+/* Only "any area" requests are cached: a cached frame may come from any
+ * area, so a request restricted to some areas goes to the frame allocator,
+ * which knows them. */
+static inline bool cacheable(unsigned flags)
+{
+	unsigned areas = flags & CAIRN_F_ANY;
+	return (areas == 0 || areas == CAIRN_F_ANY) && !(flags & ~(CAIRN_F_ANY | CAIRN_F_ZERO));
+}
+
+static void zero_block(cairn_phys_t phys, unsigned order)
+{
+	/* A plain loop: the freestanding build must not turn it into memset. */
+	uint64_t *p = cairn_port_phys_to_virt(phys);
+	for (uint64_t i = 0; i < (CAIRN_FRAME_SIZE << order) / 8; i++)
+		p[i] = 0;
+}
+
+int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
+		       cairn_phys_t *out)
+{
+	int i = order_index(order);
+	if (i < 0 || !cacheable(flags)) {
+		int err = cairn_frames_alloc(fc->f, order, flags, out);
+		if (err == CAIRN_ENOMEM) {
+			cairn_fcache_drain_all(fc);
+			err = cairn_frames_alloc(fc->f, order, flags, out);
+		}
+		return err;
+	}
+	int err = cairn_mag_try_alloc(fc->mag[i], out);
+	if (__builtin_expect(err == CAIRN_ENOMEM, 0)) {
+		/* Frames may sit in the caches of other orders too. */
+		cairn_fcache_drain_all(fc);
+		err = cairn_mag_try_alloc(fc->mag[i], out);
+	}
+	if (!err && (flags & CAIRN_F_ZERO))
+		zero_block(*out, order);
+	return err;
+}
+
+int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order)
+{
+	int i = order_index(order);
+	if (i < 0)
+		return cairn_frames_free(fc->f, phys, order);
+	if (phys & ((CAIRN_FRAME_SIZE << order) - 1)) {
+		cairn_port_report(CAIRN_EALIGN, "fcache: free of a misaligned block", phys, order);
+		return CAIRN_EALIGN;
+	}
+	/* Checked before the block enters a magazine: if it is not a block of
+	 * this order allocated in the frame allocator, let the frame allocator
+	 * say what it is instead (it rejects it and changes nothing). */
+	if (!fc->trust_frees && !cairn_frames_is_allocated(fc->f, phys, order))
+		return cairn_frames_free(fc->f, phys, order);
+	cairn_mag_free(fc->mag[i], phys);
+	return 0;
+}
+
+/* ---- draining ---- */
+
+void cairn_fcache_poll(struct cairn_fcache *fc)
+{
+	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++)
+		cairn_mag_poll(fc->mag[i]);
+}
+
+int cairn_fcache_drain_cpu(struct cairn_fcache *fc, unsigned cpu)
+{
+	int err = 0;
+	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS && !err; i++)
+		err = cairn_mag_drain_cpu(fc->mag[i], cpu);
+	return err;
+}
+
+void cairn_fcache_drain_all(struct cairn_fcache *fc)
+{
+	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++)
+		cairn_mag_drain_all(fc->mag[i]);
+}
+
+struct cairn_mag_cache *cairn_fcache_mags(struct cairn_fcache *fc, unsigned order)
+{
+	int i = order_index(order);
+	return i < 0 ? NULL : fc->mag[i];
+}
+
+uint64_t cairn_fcache_cached_frames(struct cairn_fcache *fc)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
+		struct cairn_mag_stats st;
+		cairn_mag_stats(fc->mag[i], &st);
+		n += (st.cpu_held + st.depot_items) << cached_order[i];
+	}
+	return n;
+}

@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn magazines: creation, the per-CPU fast paths and their slow paths.
+ * The structures and their invariants are in magazine_layout.h, the depot
+ * stacks in depot.h, draining and statistics in magazine_drain.c.
+ *
+ * The fast paths run inside a CPU-local section, on the slot of the CPU
+ * they run on, and touch nothing any other CPU writes except the slot's req
+ * word (one relaxed load). Everything they write is either the slot's own
+ * magazine (plain memory, held by this CPU only) or a counter with a single
+ * writer (a relaxed store), so they need no atomic read-modify-write and no
+ * lock. The section keeps the slot ours: in a kernel interrupts are off, so
+ * no other context of this CPU can enter it half way; on the host a thread
+ * owns its CPU slot.
+ */
+#include "magazine_layout.h"
+
+#define DEFAULT_MAG_SIZE 63 /* 2^n - 1 items: Linux's batch, and under a frame */
+#define DEFAULT_DRAIN_WAIT (1u << 22)
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- configuration and memory ---- */
+
+struct geometry {
+	unsigned ncpus, mag_size, refill, full, empty, wait;
+	uint32_t nmags;
+	size_t off_cpu, off_next, off_mag, size;
+};
+
+static size_t align_up(size_t v, size_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static int geometry(const struct cairn_mag_config *cfg, struct geometry *g)
+{
+	if (!cfg || !cfg->frames || !cfg->source.get || !cfg->source.put)
+		return CAIRN_EINVAL;
+	g->ncpus = cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
+	g->mag_size = cfg->mag_size ? cfg->mag_size : DEFAULT_MAG_SIZE;
+	g->refill = cfg->refill ? cfg->refill : g->mag_size;
+	g->full = cfg->depot_full ? cfg->depot_full : g->ncpus;
+	g->empty = cfg->depot_empty ? cfg->depot_empty : g->ncpus;
+	g->wait = cfg->drain_wait ? cfg->drain_wait : DEFAULT_DRAIN_WAIT;
+	if (g->ncpus == 0 || g->mag_size > CAIRN_MAG_MAX || g->refill > g->mag_size)
+		return CAIRN_EINVAL;
+	uint64_t nmags = 2ull * g->ncpus + g->full + g->empty;
+	if (nmags > CAIRN_MAG_MAX_MAGS)
+		return CAIRN_EINVAL;
+	g->nmags = (uint32_t)nmags;
+	g->off_cpu = align_up(sizeof(struct cairn_mag_cache), 64);
+	g->off_next = g->off_cpu + (size_t)g->ncpus * sizeof(struct mag_cpu);
+	g->off_mag = align_up(g->off_next + g->nmags * sizeof(_Atomic uint32_t), 8);
+	g->size = g->off_mag + g->nmags * sizeof(struct mag *);
+	return 0;
+}
+
+size_t cairn_mag_mem_size(const struct cairn_mag_config *cfg)
+{
+	struct geometry g;
+	return geometry(cfg, &g) ? 0 : g.size;
+}
+
+int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config *cfg)
+{
+	struct geometry g;
+	int err = geometry(cfg, &g);
+	if (err || !out)
+		return err ? err : CAIRN_EINVAL;
+
+	unsigned char *mem = cfg->mem;
+	cairn_phys_t phys = 0;
+	unsigned order = 0;
+	if (mem) {
+		if (cfg->mem_size < g.size || ((uintptr_t)mem & 63))
+			return CAIRN_EINVAL;
+	} else {
+		while ((CAIRN_FRAME_SIZE << order) < g.size)
+			order++;
+		if ((err = cairn_frames_alloc(cfg->frames, order, 0, &phys)))
+			return err;
+		mem = cairn_port_phys_to_virt(phys);
+	}
+
+	struct cairn_mag_cache *mc = (struct cairn_mag_cache *)mem;
+	mc->src = cfg->source;
+	mc->frames = cfg->frames;
+	mc->ncpus = g.ncpus;
+	mc->mag_size = g.mag_size;
+	mc->refill = g.refill;
+	mc->drain_wait = g.wait;
+	mc->nmags = g.nmags;
+	mc->mem_phys = phys;
+	mc->mem_order = order;
+	mc->own_mem = !cfg->mem;
+	mc->none = (struct mag){ .n = 0, .cap = 0, .id = DEPOT_NONE };
+	mc->cpu = (struct mag_cpu *)(mem + g.off_cpu);
+	mc->next = (_Atomic uint32_t *)(mem + g.off_next);
+	mc->mag = (struct mag **)(mem + g.off_mag);
+
+	for (unsigned i = 0; i < g.ncpus; i++) {
+		struct mag_cpu *c = &mc->cpu[i];
+		c->loaded = c->prev = &mc->none;
+		atomic_init(&c->req, 0);
+		atomic_init(&c->ack, 0);
+		atomic_init(&c->nmag, 0);
+		atomic_init(&c->held, 0);
+		atomic_init(&c->hits, 0);
+		atomic_init(&c->misses, 0);
+		atomic_init(&c->exchanges, 0);
+	}
+	/* Every id starts on the spare stack, without a frame: 0 on top. */
+	for (uint32_t i = 0; i < g.nmags; i++) {
+		atomic_init(&mc->next[i], i + 1 < g.nmags ? i + 2 : 0);
+		mc->mag[i] = NULL;
+	}
+	atomic_init(&mc->full.head, 0);
+	atomic_init(&mc->empty.head, 0);
+	atomic_init(&mc->spare.head, (uint64_t)g.nmags << 16 | 1);
+	mc->full.limit = g.full;
+	mc->empty.limit = g.empty;
+	mc->spare.limit = g.nmags;
+	*out = mc;
+	return 0;
+}
+
+/* ---- magazines ---- */
+
+/* An empty magazine: from the depot, else (may_alloc) a new frame. */
+static struct mag *mag_get_empty(struct cairn_mag_cache *mc)
+{
+	uint32_t id = ds_pop(&mc->empty, mc->next);
+	if (id != DEPOT_NONE)
+		return mc->mag[id];
+	if ((id = ds_pop(&mc->spare, mc->next)) == DEPOT_NONE)
+		return NULL;
+	cairn_phys_t p;
+	if (cairn_frames_alloc(mc->frames, 0, 0, &p)) {
+		ds_push(&mc->spare, mc->next, id); /* room: the spare limit is nmags */
+		return NULL;
+	}
+	struct mag *m = cairn_port_phys_to_virt(p);
+	m->n = 0;
+	m->cap = mc->mag_size;
+	m->id = id;
+	mc->mag[id] = m;
+	return m;
+}
+
+/* Give an empty magazine's frame back to the frame allocator. */
+void mag_free_frame(struct cairn_mag_cache *mc, struct mag *m)
+{
+	uint32_t id = m->id;
+	mc->mag[id] = NULL;
+	cairn_frames_free(mc->frames, cairn_port_virt_to_phys(m), 0);
+	ds_push(&mc->spare, mc->next, id);
+}
+
+/* Every item of m back to the source. */
+void mag_flush(struct cairn_mag_cache *mc, struct mag *m)
+{
+	if (m->n) {
+		mc->src.put(mc->src.ctx, mag_items(m), m->n);
+		m->n = 0;
+	}
+}
+
+/* An empty magazine we no longer want: to the depot, or its frame freed. */
+void mag_release(struct cairn_mag_cache *mc, struct mag *m)
+{
+	if (m != &mc->none && !ds_push(&mc->empty, mc->next, m->id))
+		mag_free_frame(mc, m);
+}
+
+/* The slot's magazines: items to the source, frames to the frame allocator
+ * (draining happens under memory pressure, so keep nothing). */
+void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
+{
+	struct mag *m[2] = { c->loaded, c->prev };
+	c->loaded = c->prev = &mc->none;
+	for (unsigned i = 0; i < 2; i++) {
+		if (m[i] == &mc->none)
+			continue;
+		mag_flush(mc, m[i]);
+		mag_free_frame(mc, m[i]);
+	}
+	mag_slot_publish(mc, c);
+}
+
+void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
+{
+	stat_set(&c->held, c->loaded->n + c->prev->n);
+	atomic_store_explicit(&c->nmag, (c->loaded != &mc->none) + (c->prev != &mc->none),
+			      memory_order_relaxed);
+}
+
+/* ---- alloc ---- */
+
+static int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t *item)
+{
+	struct mag *l = c->loaded, *p = c->prev;
+
+	if (p->n) { /* prev is full: swap (prev is always full, empty or none) */
+		c->loaded = p;
+		c->prev = l;
+		stat_add(&c->hits, 1);
+		goto take;
+	}
+	stat_add(&c->misses, 1);
+	uint32_t id = ds_pop(&mc->full, mc->next);
+	if (id != DEPOT_NONE) { /* a full one for our empty prev */
+		mag_release(mc, p);
+		c->prev = l;
+		c->loaded = mc->mag[id];
+		stat_add(&c->exchanges, 1);
+		goto take;
+	}
+
+	/* The depot has nothing: refill an empty magazine from the source. */
+	struct mag *m = l != &mc->none ? l : p != &mc->none ? p : mag_get_empty(mc);
+	if (m) {
+		if (m == p)
+			c->prev = &mc->none;
+		c->loaded = m;
+		m->n = (uint32_t)mc->src.get(mc->src.ctx, mag_items(m), mc->refill);
+		if (m->n)
+			goto take;
+		/* The source is exhausted: the magazine's frame may be what the
+		 * caller needs (a frame cache), so let it go first. */
+		c->loaded = &mc->none;
+		mag_free_frame(mc, m);
+	}
+	mag_slot_publish(mc, c);
+	return mc->src.get(mc->src.ctx, item, 1) ? 0 : CAIRN_ENOMEM;
+
+take:
+	*item = mag_items(c->loaded)[--c->loaded->n];
+	mag_slot_publish(mc, c);
+	return 0;
+}
+
+int cairn_mag_try_alloc(struct cairn_mag_cache *mc, uint64_t *item)
+{
+	unsigned long irq = cairn_port_local_enter();
+	unsigned cpu = cairn_port_cpu();
+	int err = 0;
+	if (unlikely(cpu >= mc->ncpus)) {
+		err = mc->src.get(mc->src.ctx, item, 1) ? 0 : CAIRN_ENOMEM;
+		goto out;
+	}
+	struct mag_cpu *c = &mc->cpu[cpu];
+	if (unlikely(mag_asked(c)))
+		mag_answer(mc, c);
+	struct mag *m = c->loaded;
+	if (likely(m->n)) {
+		*item = mag_items(m)[--m->n];
+		stat_add(&c->held, (uint64_t)-1);
+		stat_add(&c->hits, 1);
+	} else {
+		err = alloc_slow(mc, c, item);
+	}
+out:
+	cairn_port_local_leave(irq);
+	return err;
+}
+
+int cairn_mag_alloc(struct cairn_mag_cache *mc, uint64_t *item)
+{
+	int err = cairn_mag_try_alloc(mc, item);
+	if (likely(err != CAIRN_ENOMEM))
+		return err;
+	cairn_mag_drain_all(mc);
+	return cairn_mag_try_alloc(mc, item);
+}
+
+/* ---- free ---- */
+
+static void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t item)
+{
+	struct mag *l = c->loaded, *p = c->prev;
+
+	if (p->n < p->cap) { /* prev is empty: swap */
+		c->loaded = p;
+		c->prev = l;
+		stat_add(&c->hits, 1);
+		goto put;
+	}
+	stat_add(&c->misses, 1);
+	if (p != &mc->none) {
+		if (!ds_push(&mc->full, mc->next, p->id)) {
+			/* The depot is at its limit: the full prev's items go
+			 * to the source and it becomes our empty magazine. */
+			mag_flush(mc, p);
+			c->loaded = p;
+			c->prev = l;
+			goto put;
+		}
+		stat_add(&c->exchanges, 1);
+	}
+	/* prev went to the depot: loaded (full, or none) becomes prev */
+	c->prev = l;
+	c->loaded = mag_get_empty(mc);
+	if (c->loaded)
+		goto put;
+	/* No magazine to be had (memory is short): empty the one we have, or
+	 * give the item itself back. */
+	c->loaded = &mc->none;
+	if (l != &mc->none) {
+		mag_flush(mc, l);
+		c->loaded = l;
+		c->prev = &mc->none;
+		goto put;
+	}
+	mag_slot_publish(mc, c);
+	mc->src.put(mc->src.ctx, &item, 1);
+	return;
+put:
+	mag_items(c->loaded)[c->loaded->n++] = item;
+	mag_slot_publish(mc, c);
+}
+
+void cairn_mag_free(struct cairn_mag_cache *mc, uint64_t item)
+{
+	unsigned long irq = cairn_port_local_enter();
+	unsigned cpu = cairn_port_cpu();
+	if (unlikely(cpu >= mc->ncpus)) {
+		mc->src.put(mc->src.ctx, &item, 1);
+		goto out;
+	}
+	struct mag_cpu *c = &mc->cpu[cpu];
+	if (unlikely(mag_asked(c)))
+		mag_answer(mc, c);
+	struct mag *m = c->loaded;
+	if (likely(m->n < m->cap)) {
+		mag_items(m)[m->n++] = item;
+		stat_add(&c->held, 1);
+		stat_add(&c->hits, 1);
+	} else {
+		free_slow(mc, c, item);
+	}
+out:
+	cairn_port_local_leave(irq);
+}

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn magazines: draining, and statistics.
+ *
+ * Why a handshake. A CPU's fast path changes its loaded magazine with plain
+ * stores and no fence. Taking that magazine away from under it would need
+ * the two sides to exclude each other, and mutual exclusion between a side
+ * that only stores and loads and another side needs a store-load fence or
+ * an atomic RMW on the first side (Attiya et al., "Laws of Order", POPL
+ * 2011) - exactly what the fast path is built to avoid. So nobody but the
+ * owner ever touches a CPU's magazines; a drainer asks, and the owner does
+ * the work. (Linux drains its per-CPU page lists the same way: it runs the
+ * drain on each CPU.)
+ *
+ * The handshake, per CPU slot: two 32-bit generations, req and ack.
+ *  - A drainer takes a generation g = ++req (an RMW: drainers may race) and
+ *    waits until ack - g >= 0 (wrap-safe), loading ack with acquire.
+ *  - The owner checks req != ack with relaxed loads at the start of every
+ *    cache operation (the only cost on the fast path: a load of a line that
+ *    only a drainer ever writes) and in cairn_mag_poll. To answer, it reads
+ *    r = req, empties its magazines into the source, frees their frames, and
+ *    stores ack = r with release. Every request up to r is then answered.
+ *  - The release store of ack is read by the drainer's acquire load, so the
+ *    owner's puts into the source happen-before the drainer's next attempt
+ *    to take from the source: what the owner gave back is there to be had.
+ *  - The owner is the only writer of ack (or drain_cpu, when the owner is
+ *    gone), so its relaxed read of its own ack is exact.
+ *  - A drainer that waits also answers its own CPU's requests while it
+ *    waits, so two CPUs draining at once cannot wait for each other.
+ *  - A drainer asks only CPUs that hold items or magazines (their relaxed
+ *    counters). A CPU that does not answer within drain_wait pause hints
+ *    keeps what it has; that is the documented contract of an online CPU
+ *    (answer at the next operation or at poll, or be drained when it goes
+ *    offline), not a race: nothing is lost or duplicated either way.
+ *
+ * Guarantee: when no other CPU allocates or frees concurrently and every
+ * CPU holding anything answers, cairn_mag_drain_all returns with every
+ * cached item back in the source and every magazine frame freed.
+ */
+#include "magazine_layout.h"
+
+#define ASK_BATCH 64
+
+void mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c)
+{
+	/* Relaxed: the drainer passes us nothing but the request itself. */
+	uint32_t r = atomic_load_explicit(&c->req, memory_order_relaxed);
+	mag_slot_empty(mc, c);
+	atomic_store_explicit(&c->ack, r, memory_order_release);
+}
+
+void cairn_mag_poll(struct cairn_mag_cache *mc)
+{
+	unsigned long irq = cairn_port_local_enter();
+	unsigned cpu = cairn_port_cpu();
+	if (cpu < mc->ncpus && mag_asked(&mc->cpu[cpu]))
+		mag_answer(mc, &mc->cpu[cpu]);
+	cairn_port_local_leave(irq);
+}
+
+int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu)
+{
+	if (cpu >= mc->ncpus)
+		return CAIRN_EINVAL;
+	/* The section matters when cpu is the caller's own; for a CPU that is
+	 * gone, the caller's ordering after its last operation makes the slot
+	 * ours. Answering also settles requests the slot never saw. */
+	unsigned long irq = cairn_port_local_enter();
+	mag_answer(mc, &mc->cpu[cpu]);
+	cairn_port_local_leave(irq);
+	return 0;
+}
+
+/* Everything in the depot back to the source, every frame freed. Concurrent
+ * pushes and pops are fine: each popped magazine is ours alone. */
+static void depot_drain(struct cairn_mag_cache *mc)
+{
+	uint32_t id;
+	while ((id = ds_pop(&mc->full, mc->next)) != DEPOT_NONE) {
+		mag_flush(mc, mc->mag[id]);
+		mag_free_frame(mc, mc->mag[id]);
+	}
+	while ((id = ds_pop(&mc->empty, mc->next)) != DEPOT_NONE)
+		mag_free_frame(mc, mc->mag[id]);
+}
+
+static void wait_answer(struct cairn_mag_cache *mc, struct mag_cpu *c, uint32_t gen)
+{
+	for (unsigned spin = 0; spin < mc->drain_wait; spin++) {
+		if ((int32_t)(atomic_load_explicit(&c->ack, memory_order_acquire) - gen) >= 0)
+			return;
+		cairn_mag_poll(mc);
+		cairn_port_pause();
+	}
+}
+
+void cairn_mag_drain_all(struct cairn_mag_cache *mc)
+{
+	/* Our own CPU first; after the section we may run elsewhere (a kernel
+	 * may migrate us), which only means we may ask, and then answer
+	 * ourselves while waiting. */
+	unsigned long irq = cairn_port_local_enter();
+	unsigned me = cairn_port_cpu();
+	if (me < mc->ncpus)
+		mag_answer(mc, &mc->cpu[me]);
+	cairn_port_local_leave(irq);
+
+	depot_drain(mc);
+
+	for (unsigned base = 0; base < mc->ncpus; base += ASK_BATCH) {
+		uint32_t gen[ASK_BATCH];
+		bool asked[ASK_BATCH];
+		unsigned n = mc->ncpus - base < ASK_BATCH ? mc->ncpus - base : ASK_BATCH;
+		for (unsigned i = 0; i < n; i++) {
+			struct mag_cpu *c = &mc->cpu[base + i];
+			asked[i] = base + i != me &&
+				   (atomic_load_explicit(&c->held, memory_order_relaxed) ||
+				    atomic_load_explicit(&c->nmag, memory_order_relaxed));
+			if (asked[i])
+				gen[i] = atomic_fetch_add_explicit(&c->req, 1,
+								   memory_order_relaxed) + 1;
+		}
+		for (unsigned i = 0; i < n; i++)
+			if (asked[i])
+				wait_answer(mc, &mc->cpu[base + i], gen[i]);
+	}
+	/* Magazines the answering CPUs had pushed meanwhile. */
+	depot_drain(mc);
+}
+
+void cairn_mag_destroy(struct cairn_mag_cache *mc)
+{
+	for (unsigned i = 0; i < mc->ncpus; i++)
+		mag_slot_empty(mc, &mc->cpu[i]);
+	depot_drain(mc);
+	if (mc->own_mem)
+		cairn_frames_free(mc->frames, mc->mem_phys, mc->mem_order);
+}
+
+int cairn_mag_cpu_stats(struct cairn_mag_cache *mc, unsigned cpu,
+			struct cairn_mag_cpu_stats *st)
+{
+	if (cpu >= mc->ncpus || !st)
+		return CAIRN_EINVAL;
+	struct mag_cpu *c = &mc->cpu[cpu];
+	st->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
+	st->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
+	st->exchanges = atomic_load_explicit(&c->exchanges, memory_order_relaxed);
+	st->held = atomic_load_explicit(&c->held, memory_order_relaxed);
+	st->magazines = atomic_load_explicit(&c->nmag, memory_order_relaxed);
+	return 0;
+}
+
+void cairn_mag_stats(struct cairn_mag_cache *mc, struct cairn_mag_stats *st)
+{
+	st->cpu_held = 0;
+	for (unsigned i = 0; i < mc->ncpus; i++)
+		st->cpu_held += atomic_load_explicit(&mc->cpu[i].held, memory_order_relaxed);
+	st->depot_full = ds_size(&mc->full);
+	st->depot_empty = ds_size(&mc->empty);
+	st->depot_items = st->depot_full * mc->mag_size;
+	st->magazines = mc->nmags - ds_size(&mc->spare);
+	st->bound = (2ull * mc->ncpus + mc->full.limit) * mc->mag_size;
+	st->ncpus = mc->ncpus;
+	st->mag_size = mc->mag_size;
+}

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/* The per-CPU cache stress: see percpu_stress.h. */
+#include "percpu_stress.h"
+
+#define MAILBOX_OWNER 0xffffffffu
+#define MiB (1024ull * 1024)
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t *s, uint64_t n)
+{
+	return n ? rnd(s) % n : 0;
+}
+
+static void fail(struct stress_percpu *s, int err, const char *what, uint64_t a, uint64_t b)
+{
+	atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+	cairn_port_report(err, what, a, b);
+}
+
+static uint64_t frames_free(struct cairn_frames *f)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+/* A sense-reversing barrier. Waiting CPUs keep answering drain requests:
+ * a CPU that is exhausting memory may be waiting for their answer. */
+static void barrier(struct stress_percpu *s)
+{
+	uint32_t gen = atomic_load_explicit(&s->barrier_gen, memory_order_acquire);
+	if (atomic_fetch_add_explicit(&s->barrier_count, 1, memory_order_acq_rel) + 1 == s->ncpus) {
+		atomic_store_explicit(&s->barrier_count, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->barrier_gen, gen + 1, memory_order_release);
+		return;
+	}
+	while (atomic_load_explicit(&s->barrier_gen, memory_order_acquire) == gen) {
+		cairn_fcache_poll(s->fc);
+		cairn_port_pause();
+	}
+}
+
+/* Move every frame of a block in the oracle from holder `from` to `to`. */
+static bool oracle_move(struct stress_percpu *s, cairn_phys_t phys, unsigned order,
+			uint32_t from, uint32_t to)
+{
+	uint64_t fr = phys >> CAIRN_FRAME_SHIFT;
+	if (fr < s->oracle_first || fr + (1ull << order) > s->oracle_first + s->oracle_frames) {
+		fail(s, CAIRN_ERANGE, "percpu stress: block outside the managed memory", phys, order);
+		return false;
+	}
+	for (uint64_t i = 0; i < 1ull << order; i++) {
+		uint32_t expect = from;
+		if (!atomic_compare_exchange_strong_explicit(&s->owner[fr - s->oracle_first + i],
+							     &expect, to, memory_order_acq_rel,
+							     memory_order_relaxed)) {
+			fail(s, CAIRN_EBUSY,
+			     from == 0 ? "percpu stress: frame handed to two holders"
+				       : "percpu stress: frame not held by its holder",
+			     (fr + i) << CAIRN_FRAME_SHIFT, expect);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void take(struct stress_percpu *s, struct sp_cpu *c, unsigned me, cairn_phys_t p,
+		 unsigned k)
+{
+	if (!oracle_move(s, p, k, 0, me + 1))
+		return;
+	/* mark the block: a block shared with another holder races here */
+	uint64_t *m = cairn_port_phys_to_virt(p);
+	m[0] = p ^ me;
+	c->held[c->nheld++] = (struct sp_held){ p, k };
+	c->allocs++;
+}
+
+static void give_back(struct stress_percpu *s, struct sp_cpu *c, unsigned me, unsigned i)
+{
+	struct sp_held h = c->held[i];
+	c->held[i] = c->held[--c->nheld];
+	uint64_t *m = cairn_port_phys_to_virt(h.phys);
+	if (m[0] != (h.phys ^ me))
+		fail(s, CAIRN_ECORRUPT, "percpu stress: block changed under its holder", h.phys, m[0]);
+	if (!oracle_move(s, h.phys, h.order, me + 1, 0))
+		return;
+	int err = cairn_fcache_free(s->fc, h.phys, h.order);
+	if (err)
+		fail(s, err, "percpu stress: free of a held block failed", h.phys, h.order);
+	c->frees++;
+}
+
+static unsigned area_of(cairn_phys_t p)
+{
+	return p < 16 * MiB ? CAIRN_F_LOW16M : p < 4096 * MiB ? CAIRN_F_LOW4G : CAIRN_F_HIGH;
+}
+
+static void alloc_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
+{
+	uint64_t *r = &c->rng, x = below(r, 100);
+	/* mostly cached orders; some passed through */
+	unsigned k = x < 55 ? 0 : x < 80 ? 1 + (unsigned)below(r, 3) : x < 86 ? 9
+		   : 4 + (unsigned)below(r, 5);
+	unsigned flags = 0;
+	x = below(r, 100);
+	if (x < 8)
+		flags = (unsigned)below(r, 7) + 1; /* some areas, or all of them */
+	if (below(r, 30) == 0)
+		flags |= CAIRN_F_ZERO;
+	cairn_phys_t p;
+	int err = cairn_fcache_alloc(s->fc, k, flags, &p);
+	if (err == CAIRN_ENOMEM) {
+		c->enomem++;
+		return;
+	}
+	if (err) {
+		fail(s, err, "percpu stress: alloc failed", k, flags);
+		return;
+	}
+	if (p & ((CAIRN_FRAME_SIZE << k) - 1))
+		fail(s, CAIRN_EALIGN, "percpu stress: misaligned block", p, k);
+	if ((flags & CAIRN_F_ANY) && !(area_of(p) & flags))
+		fail(s, CAIRN_ERANGE, "percpu stress: block outside the areas asked for", p, flags);
+	if (flags & CAIRN_F_ZERO) {
+		uint64_t *m = cairn_port_phys_to_virt(p);
+		uint64_t last = ((CAIRN_FRAME_SIZE << k) / 8) - 1;
+		if (m[0] | m[1] | m[last])
+			fail(s, CAIRN_ECORRUPT, "percpu stress: zeroed block not zero", p, k);
+	}
+	take(s, c, me, p, k);
+}
+
+static void swap_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
+{
+	/* leave a block in a random mailbox slot, take whatever was there: the
+	 * block will most likely be freed on another CPU than its allocation */
+	uint64_t *r = &c->rng;
+	unsigned i = (unsigned)below(r, c->nheld);
+	struct sp_held h = c->held[i];
+	if (!oracle_move(s, h.phys, h.order, me + 1, MAILBOX_OWNER))
+		return;
+	c->held[i] = c->held[--c->nheld];
+	uint64_t got = atomic_exchange_explicit(&s->mailbox[below(r, SP_MAILBOX)],
+						h.phys | (h.order + 1), memory_order_acq_rel);
+	if (!got)
+		return;
+	cairn_phys_t p = got & ~(CAIRN_FRAME_SIZE - 1);
+	unsigned k = (unsigned)(got & 0xfff) - 1;
+	if (oracle_move(s, p, k, MAILBOX_OWNER, me + 1)) {
+		((uint64_t *)cairn_port_phys_to_virt(p))[0] = p ^ me;
+		c->held[c->nheld++] = (struct sp_held){ p, k };
+	}
+	c->swaps++;
+}
+
+static void mixed_op(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
+{
+	uint64_t x = below(&c->rng, 1000);
+	if (c->nheld + 4 >= SP_HELD || (x < 420 && c->nheld)) {
+		give_back(s, c, me, (unsigned)below(&c->rng, c->nheld));
+	} else if (x < 850) {
+		alloc_one(s, c, me);
+	} else if (x < 950) {
+		if (c->nheld)
+			swap_one(s, c, me);
+	} else if (x < 990) {
+		cairn_fcache_poll(s->fc);
+	} else if (x < 999) {
+		/* this CPU goes offline and comes back: its slot empties */
+		unsigned long irq = cairn_port_local_enter();
+		cairn_fcache_drain_cpu(s->fc, cairn_port_cpu());
+		cairn_port_local_leave(irq);
+		c->offline++;
+	} else {
+		cairn_fcache_drain_all(s->fc); /* memory pressure */
+	}
+	if (s->plant == 1 && me == 0 && c->ops == 100 && c->nheld)
+		oracle_move(s, c->held[0].phys, c->held[0].order, 0, me + 1);
+}
+
+/* Allocate every frame there is through the cache, threading the frames
+ * into a list through their first word; then nothing may be left. */
+static void exhaust(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
+{
+	cairn_phys_t list = 0, p;
+	while (cairn_fcache_alloc(s->fc, 0, 0, &p) == 0) {
+		if (!oracle_move(s, p, 0, 0, me + 1))
+			continue;
+		*(cairn_phys_t *)cairn_port_phys_to_virt(p) = list;
+		list = p;
+		c->exhaust_frames++;
+	}
+	barrier(s);
+	if (me == 0) {
+		uint64_t left = frames_free(s->f), cached = cairn_fcache_cached_frames(s->fc);
+		if (left || cached)
+			fail(s, CAIRN_ENOMEM, "percpu stress: ENOMEM while frames are free or cached",
+			     left, cached);
+		if (cairn_fcache_alloc(s->fc, 0, 0, &p) != CAIRN_ENOMEM)
+			fail(s, CAIRN_ECORRUPT, "percpu stress: allocation from exhausted memory", p, 0);
+	}
+	barrier(s);
+	while (list) {
+		cairn_phys_t next = *(cairn_phys_t *)cairn_port_phys_to_virt(list);
+		if (oracle_move(s, list, 0, me + 1, 0)) {
+			int err = cairn_fcache_free(s->fc, list, 0);
+			if (err)
+				fail(s, err, "percpu stress: free after exhaustion failed", list, 0);
+		}
+		list = next;
+	}
+}
+
+void stress_percpu_init(struct stress_percpu *s)
+{
+	atomic_init(&s->barrier_count, 0);
+	atomic_init(&s->barrier_gen, 0);
+	atomic_init(&s->errors, 0);
+	for (unsigned i = 0; i < SP_MAILBOX; i++)
+		atomic_init(&s->mailbox[i], 0);
+	s->free_at_start = frames_free(s->f);
+	for (unsigned i = 0; i < s->ncpus; i++) {
+		struct sp_cpu *c = &s->cpu[i];
+		c->nheld = 0;
+		c->rng = s->seed * 0x100000001b3ull + i;
+		c->ops = c->allocs = c->frees = c->enomem = c->swaps = 0;
+		c->offline = c->exhaust_frames = 0;
+	}
+}
+
+void stress_percpu_worker(struct stress_percpu *s, struct sp_cpu *c, unsigned me, uint64_t ops)
+{
+	for (uint64_t i = 0; i < ops; i++, c->ops++)
+		mixed_op(s, c, me);
+	while (c->nheld)
+		give_back(s, c, me, c->nheld - 1);
+	unsigned long irq = cairn_port_local_enter();
+	cairn_fcache_drain_cpu(s->fc, cairn_port_cpu());
+	cairn_port_local_leave(irq);
+}
+
+uint64_t stress_percpu_finish(struct stress_percpu *s)
+{
+	for (unsigned i = 0; i < SP_MAILBOX; i++) {
+		uint64_t got = atomic_exchange_explicit(&s->mailbox[i], 0, memory_order_acq_rel);
+		if (!got)
+			continue;
+		cairn_phys_t p = got & ~(CAIRN_FRAME_SIZE - 1);
+		unsigned k = (unsigned)(got & 0xfff) - 1;
+		if (oracle_move(s, p, k, MAILBOX_OWNER, 0)) {
+			int err = cairn_fcache_free(s->fc, p, k);
+			if (err)
+				fail(s, err, "percpu stress: free from the mailbox failed", p, k);
+		}
+	}
+	cairn_fcache_drain_all(s->fc);
+	if (cairn_fcache_cached_frames(s->fc))
+		fail(s, CAIRN_ECORRUPT, "percpu stress: frames cached after drain_all",
+		     cairn_fcache_cached_frames(s->fc), 0);
+	if (cairn_frames_validate(s->f))
+		fail(s, CAIRN_ECORRUPT, "percpu stress: validate failed at the end", 0, 0);
+	if (frames_free(s->f) != s->free_at_start)
+		fail(s, CAIRN_ECORRUPT, "percpu stress: frames lost", frames_free(s->f),
+		     s->free_at_start);
+	return atomic_load_explicit(&s->errors, memory_order_relaxed);
+}
+
+uint64_t stress_percpu_cpu(struct stress_percpu *s, unsigned me)
+{
+	struct sp_cpu *c = &s->cpu[me];
+	unsigned phases = s->phases ? s->phases : 1;
+	barrier(s);
+	for (unsigned ph = 0; ph < phases; ph++) {
+		for (uint64_t i = 0; i < s->ops / phases; i++, c->ops++)
+			mixed_op(s, c, me);
+		barrier(s);
+		exhaust(s, c, me);
+		barrier(s);
+	}
+	while (c->nheld)
+		give_back(s, c, me, c->nheld - 1);
+	barrier(s);
+	if (me == 0)
+		stress_percpu_finish(s); /* the others answer drains in the barrier */
+	barrier(s);
+	return atomic_load_explicit(&s->errors, memory_order_relaxed);
+}

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the frame cache: cached and passed-through orders and
+ * flags, zeroing, frees on another CPU, bad input rejected with the frame
+ * allocator's error codes and nothing changed, and exhaustion while every
+ * frame sits in other CPUs' caches.
+ */
+#include <cairn/frame_cache.h>
+#include <cairn/host.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../check.h"
+
+#define MiB (1024ull * 1024)
+#define NCPUS 4
+
+static struct cairn_frames *frames;
+static struct cairn_fcache *fc;
+
+static uint64_t frames_free(void)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(frames, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+static void bind(unsigned cpu)
+{
+	cairn_host_cpu_unregister();
+	REQUIRE(cairn_host_cpu_bind(cpu) == 0);
+}
+
+static void test_basic(void)
+{
+	bind(0);
+	cairn_phys_t p, q;
+	/* the cached orders, and a passed-through one */
+	static const unsigned orders[] = { 0, 1, 2, 3, 9, 4, 10 };
+	for (unsigned i = 0; i < sizeof(orders) / sizeof(orders[0]); i++) {
+		unsigned k = orders[i];
+		REQUIRE(cairn_fcache_alloc(fc, k, 0, &p) == 0);
+		CHECK_EQ(p & ((CAIRN_FRAME_SIZE << k) - 1), 0);
+		CHECK(cairn_frames_is_allocated(frames, p, k));
+		CHECK_EQ(cairn_fcache_free(fc, p, k), 0);
+		CHECK_EQ(!!cairn_fcache_mags(fc, k), k <= 3 || k == 9);
+		/* cached orders keep the block allocated in the frame allocator */
+		CHECK_EQ(cairn_frames_is_allocated(frames, p, k), k <= 3 || k == 9);
+		REQUIRE(cairn_fcache_alloc(fc, k, 0, &q) == 0);
+		if (k <= 3 || k == 9)
+			CHECK_EQ(q, p); /* LIFO: the repeat case */
+		CHECK_EQ(cairn_fcache_free(fc, q, k), 0);
+	}
+	/* all areas named is "any": cached; some areas: passed through */
+	uint64_t cached = cairn_fcache_cached_frames(fc);
+	REQUIRE(cairn_fcache_alloc(fc, 0, CAIRN_F_ANY, &p) == 0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached - 1);
+	CHECK_EQ(cairn_fcache_free(fc, p, 0), 0);
+	REQUIRE(cairn_fcache_alloc(fc, 0, CAIRN_F_LOW16M, &p) == 0);
+	CHECK(p < 16 * MiB);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
+	CHECK_EQ(cairn_fcache_free(fc, p, 0), 0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached + 1);
+	CHECK_EQ(cairn_fcache_alloc(fc, 0, 1u << 20, &p), CAIRN_EINVAL);
+	CHECK_EQ(cairn_fcache_alloc(fc, CAIRN_MAX_ORDER + 1, 0, &p), CAIRN_EINVAL);
+
+	/* zeroing: a cached frame comes back dirty unless asked */
+	REQUIRE(cairn_fcache_alloc(fc, 1, 0, &p) == 0);
+	uint64_t *m = cairn_port_phys_to_virt(p);
+	for (unsigned i = 0; i < 1024; i++)
+		m[i] = ~0ull;
+	CHECK_EQ(cairn_fcache_free(fc, p, 1), 0);
+	REQUIRE(cairn_fcache_alloc(fc, 1, CAIRN_F_ZERO, &q) == 0);
+	CHECK_EQ(q, p);
+	uint64_t any = 0;
+	for (unsigned i = 0; i < 1024; i++)
+		any |= m[i];
+	CHECK_EQ(any, 0);
+	CHECK_EQ(cairn_fcache_free(fc, q, 1), 0);
+
+	/* a free on another CPU: the frame joins that CPU's magazine */
+	REQUIRE(cairn_fcache_alloc(fc, 0, 0, &p) == 0);
+	bind(2);
+	struct cairn_mag_cpu_stats st;
+	cairn_mag_cpu_stats(cairn_fcache_mags(fc, 0), 2, &st);
+	uint64_t held = st.held;
+	CHECK_EQ(cairn_fcache_free(fc, p, 0), 0);
+	cairn_mag_cpu_stats(cairn_fcache_mags(fc, 0), 2, &st);
+	CHECK_EQ(st.held, held + 1);
+	bind(0);
+}
+
+static void test_bad_input(void)
+{
+	bind(1);
+	cairn_phys_t p, q;
+	REQUIRE(cairn_fcache_alloc(fc, 2, 0, &p) == 0);
+	REQUIRE(cairn_fcache_alloc(fc, 0, 0, &q) == 0);
+	uint64_t cached = cairn_fcache_cached_frames(fc), fr = frames_free();
+	cairn_host_reports_quiet(1);
+	uint64_t reports = cairn_host_reports();
+	CHECK_EQ(cairn_fcache_free(fc, p + CAIRN_FRAME_SIZE, 2), CAIRN_EALIGN);
+	CHECK_EQ(cairn_fcache_free(fc, p, 1), CAIRN_EORDER);
+	CHECK_EQ(cairn_fcache_free(fc, 1ull << 40, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_fcache_free(fc, q + 1, 0), CAIRN_EALIGN);
+	/* a frame free in the frame allocator */
+	cairn_phys_t r;
+	REQUIRE(cairn_frames_alloc(frames, 0, 0, &r) == 0);
+	REQUIRE(cairn_frames_free(frames, r, 0) == 0);
+	CHECK_EQ(cairn_fcache_free(fc, r, 0), CAIRN_EFREE);
+	CHECK(cairn_host_reports() > reports);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
+	CHECK_EQ(frames_free(), fr);
+	CHECK_EQ(cairn_fcache_free(fc, p, 2), 0);
+	CHECK_EQ(cairn_fcache_free(fc, q, 0), 0);
+	CHECK_EQ(cairn_fcache_drain_cpu(fc, NCPUS), CAIRN_EINVAL);
+
+	/* trust_frees: alignment is still checked, the rest is the caller's */
+	struct cairn_fcache *t;
+	struct cairn_fcache_config cfg = { .trust_frees = true };
+	REQUIRE(cairn_fcache_create(&t, frames, &cfg) == 0);
+	REQUIRE(cairn_fcache_alloc(t, 3, 0, &p) == 0);
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_fcache_free(t, p + CAIRN_FRAME_SIZE, 3), CAIRN_EALIGN);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_fcache_free(t, p, 3), 0);
+	REQUIRE(cairn_fcache_alloc(t, 3, 0, &q) == 0);
+	CHECK_EQ(q, p);
+	CHECK_EQ(cairn_fcache_free(t, q, 3), 0);
+	CHECK_EQ(cairn_fcache_drain_cpu(t, 1), 0);
+	cairn_fcache_destroy(t);
+}
+
+/* ---- exhaustion: every free frame cached by other CPUs ---- */
+
+static atomic_int x_ready, x_stop;
+
+static void *x_worker(void *arg)
+{
+	unsigned cpu = (unsigned)(uintptr_t)arg;
+	REQUIRE(cairn_host_cpu_bind(cpu) == 0);
+	/* take some memory as 2 MiB blocks and as frames, then free it all:
+	 * the caches keep what their bounds allow, the rest goes back */
+	cairn_phys_t *v = calloc(1u << 16, sizeof(*v));
+	unsigned n = 0, k = cpu == 1 ? 9 : 0;
+	while (n < (cpu == 1 ? 8u : 1u << 16) && cairn_fcache_alloc(fc, k, 0, &v[n]) == 0)
+		n++;
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_fcache_free(fc, v[i], k), 0);
+	free(v);
+	atomic_fetch_add(&x_ready, 1);
+	while (!atomic_load(&x_stop))
+		cairn_fcache_poll(fc); /* an online CPU keeps answering */
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_exhaustion(void)
+{
+	/* a cache whose depot can hold all of memory */
+	struct cairn_fcache *basic = fc;
+	struct cairn_fcache_config cfg = { .depot_full = 300, .depot_empty = 8 };
+	REQUIRE(cairn_fcache_create(&fc, frames, &cfg) == 0);
+	cairn_host_cpu_unregister();
+	uint64_t total = frames_free();
+	atomic_store(&x_ready, 0);
+	atomic_store(&x_stop, 0);
+	pthread_t t[3];
+	for (unsigned i = 0; i < 3; i++) { /* one after the other */
+		pthread_create(&t[i], NULL, x_worker, (void *)(uintptr_t)(i + 1));
+		while (atomic_load(&x_ready) != (int)i + 1)
+			;
+	}
+	bind(0);
+	uint64_t cached = cairn_fcache_cached_frames(fc);
+	printf("exhaustion: %llu frames, %llu of them cached by CPUs 1-3\n",
+	       (unsigned long long)total, (unsigned long long)cached);
+	uint64_t mags = 0;
+	static const unsigned orders[] = { 0, 1, 2, 3, 9 };
+	for (unsigned i = 0; i < 5; i++) {
+		struct cairn_mag_stats ms;
+		cairn_mag_stats(cairn_fcache_mags(fc, orders[i]), &ms);
+		mags += ms.magazines;
+	}
+	/* every frame is cached, or a magazine holding cached frames, or (a
+	 * few, flushed while magazines could not be had) free */
+	CHECK_EQ(cached + mags + frames_free(), total);
+	CHECK(cached > total / 10 * 9);
+	/* every frame, one at a time, on CPU 0 */
+	cairn_phys_t *v = calloc(total + 1, sizeof(*v));
+	uint64_t n = 0;
+	while (n <= total && cairn_fcache_alloc(fc, 0, 0, &v[n]) == 0)
+		n++;
+	CHECK_EQ(n, total);
+	CHECK_EQ(frames_free(), 0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);
+	atomic_store(&x_stop, 1);
+	for (unsigned i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	for (uint64_t i = 0; i < n; i++)
+		CHECK_EQ(cairn_fcache_free(fc, v[i], 0), 0);
+	free(v);
+	/* CPUs 1-3 are gone: drain their slots (nothing left) and ours */
+	for (unsigned c = 0; c < NCPUS; c++)
+		CHECK_EQ(cairn_fcache_drain_cpu(fc, c), 0);
+	cairn_fcache_drain_all(fc); /* and the depot */
+	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);
+	CHECK_EQ(frames_free(), total);
+	cairn_fcache_destroy(fc);
+	fc = basic;
+}
+
+int main(void)
+{
+	REQUIRE(cairn_host_init(NCPUS, 0, 64 * MiB) == 0);
+	struct cairn_mem_range map[] = { { 1 * MiB, 62 * MiB } };
+	struct cairn_frames_config fcfg = { .ncpus = NCPUS };
+	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
+	uint64_t before = frames_free();
+	REQUIRE(cairn_fcache_create(&fc, frames, NULL) == 0);
+	test_basic();
+	test_bad_input();
+	test_exhaustion();
+	cairn_fcache_destroy(fc);
+	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(cairn_frames_validate(frames), 0);
+	return check_done("fcache_unit");
+}

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Model-based random test of the magazine cache: one thread plays every CPU
+ * (binding to one slot after another), in front of a reference source, with
+ * magazine frames from a deliberately small frame allocator so that the
+ * paths for "no magazine to be had" run too. After every operation:
+ *   - an allocated item was out of the source and not already allocated;
+ *   - allocated + cached + free in the source == total (nothing lost or
+ *     duplicated), and the per-CPU figures add up;
+ *   - the cache holds no more than its bound, a CPU no more than two
+ *     magazines, the depot no more than its limits;
+ *   - magazine frames in use + free frames == all frames;
+ *   - ENOMEM only when the source, the depot and this CPU hold nothing.
+ * usage: mag_model seed ops
+ */
+#include <cairn/host.h>
+#include <cairn/magazine.h>
+
+#include "../check.h"
+#include "ref_source.h"
+
+#define MiB (1024ull * 1024)
+#define NCPUS 4
+#define N 300
+
+static uint64_t rng;
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+static unsigned below(unsigned n) { return (unsigned)(rnd() % n); }
+
+static struct cairn_frames *frames;
+static uint64_t frames_total;
+static struct ref_source src;
+static struct cairn_mag_cache *mc;
+static unsigned mag_size, depot_full, depot_empty, cpu;
+static uint64_t user[N];
+static unsigned nuser;
+static unsigned char is_user[N];
+static uint64_t op;
+
+static uint64_t frames_free(void)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(frames, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+static void fail_at(const char *what)
+{
+	fprintf(stderr, "op %llu (cpu %u): %s\n", (unsigned long long)op, cpu, what);
+	exit(1);
+}
+
+static void check_state(void)
+{
+	struct cairn_mag_stats ms;
+	cairn_mag_stats(mc, &ms);
+	uint64_t sum = 0, mags = 0;
+	for (unsigned c = 0; c < NCPUS; c++) {
+		struct cairn_mag_cpu_stats st;
+		REQUIRE(cairn_mag_cpu_stats(mc, c, &st) == 0);
+		if (st.held > 2ull * mag_size || st.magazines > 2)
+			fail_at("a CPU holds more than two magazines");
+		sum += st.held;
+		mags += st.magazines;
+	}
+	if (sum != ms.cpu_held)
+		fail_at("per-CPU held does not add up");
+	if (ms.depot_full > depot_full || ms.depot_empty > depot_empty)
+		fail_at("depot over its limit");
+	if (ms.depot_items != ms.depot_full * mag_size)
+		fail_at("depot items");
+	if (ms.cpu_held + ms.depot_items > ms.bound)
+		fail_at("cache over its bound");
+	if (nuser + ms.cpu_held + ms.depot_items + ref_free(&src) != N)
+		fail_at("items lost or duplicated");
+	if (ms.magazines != mags + ms.depot_full + ms.depot_empty)
+		fail_at("magazine count");
+	if (frames_free() + ms.magazines != frames_total)
+		fail_at("magazine frames lost");
+	if (src.errors)
+		fail_at("bad put into the source");
+}
+
+static void take(uint64_t it)
+{
+	int64_t k = ref_index(&src, it);
+	if (k < 0 || !src.out[k] || is_user[k])
+		fail_at("allocated an item that is not out, or twice");
+	is_user[k] = 1;
+	user[nuser++] = it;
+}
+
+static void do_alloc(bool drain)
+{
+	uint64_t it;
+	int err = drain ? cairn_mag_alloc(mc, &it) : cairn_mag_try_alloc(mc, &it);
+	if (err == 0) {
+		take(it);
+		return;
+	}
+	if (err != CAIRN_ENOMEM)
+		fail_at("alloc error");
+	struct cairn_mag_stats ms;
+	cairn_mag_stats(mc, &ms);
+	struct cairn_mag_cpu_stats st = { 0 };
+	if (cpu < NCPUS)
+		cairn_mag_cpu_stats(mc, cpu, &st);
+	/* a CPU outside the cache's slots only asks the source (try_alloc) */
+	bool outside = cpu >= NCPUS && !drain;
+	if (ref_free(&src) || (!outside && (ms.depot_full || st.held)))
+		fail_at("ENOMEM while the source, the depot or this CPU has items");
+}
+
+static void do_free(void)
+{
+	if (!nuser)
+		return;
+	unsigned i = below(nuser);
+	uint64_t it = user[i];
+	user[i] = user[--nuser];
+	is_user[ref_index(&src, it)] = 0;
+	cairn_mag_free(mc, it);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+	uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : 20000;
+	rng = seed;
+	REQUIRE(cairn_host_init(NCPUS + 1, 0, 8 * MiB) == 0);
+
+	/* A small frame allocator for the magazines: 3..40 frames. */
+	uint64_t nfr = 3 + below(38);
+	struct cairn_mem_range map[] = { { 1 * MiB, nfr * CAIRN_FRAME_SIZE } };
+	size_t meta = cairn_frames_meta_size(map, 1, NCPUS + 1);
+	struct cairn_frames_config fcfg = { .ncpus = NCPUS + 1, .meta = aligned_alloc(64, (meta + 63) & ~63ull),
+					    .meta_size = meta };
+	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
+	frames_total = frames_free();
+
+	mag_size = 1 + below(16);
+	depot_full = 1 + below(6);
+	depot_empty = 1 + below(6);
+	ref_init(&src, N);
+	static _Alignas(64) unsigned char mem[8192];
+	struct cairn_mag_config cfg = {
+		.source = ref_as_source(&src), .frames = frames, .ncpus = NCPUS,
+		.mag_size = mag_size, .refill = 1 + below(mag_size),
+		.depot_full = depot_full, .depot_empty = depot_empty,
+		.drain_wait = 1, /* nobody else runs: do not wait for answers */
+		.mem = mem, .mem_size = sizeof(mem),
+	};
+	REQUIRE(cairn_mag_create(&mc, &cfg) == 0);
+	printf("seed %llu: %llu magazine frames, mag_size %u, refill %u, depot %u/%u\n",
+	       (unsigned long long)seed, (unsigned long long)nfr, mag_size, cfg.refill,
+	       depot_full, depot_empty);
+	REQUIRE(cairn_host_cpu_bind(0) == 0);
+
+	for (op = 0; op < ops; op++) {
+		unsigned x = below(1000);
+		if (x < 330) {
+			do_alloc(below(2));
+		} else if (x < 700) {
+			do_free();
+		} else if (x < 760) { /* a burst of allocations, or of frees */
+			unsigned n = below(3 * mag_size + 2);
+			bool al = below(2);
+			for (unsigned i = 0; i < n; i++)
+				al ? do_alloc(false) : do_free();
+		} else if (x < 900) { /* move to another CPU (NCPUS: outside) */
+			cairn_host_cpu_unregister();
+			cpu = below(NCPUS + 1);
+			REQUIRE(cairn_host_cpu_bind(cpu) == 0);
+		} else if (x < 930) {
+			unsigned c = below(NCPUS);
+			CHECK_EQ(cairn_mag_drain_cpu(mc, c), 0);
+			struct cairn_mag_cpu_stats st;
+			cairn_mag_cpu_stats(mc, c, &st);
+			if (st.held || st.magazines)
+				fail_at("drained CPU still holds something");
+		} else if (x < 950) {
+			cairn_mag_drain_all(mc);
+			struct cairn_mag_stats ms;
+			cairn_mag_stats(mc, &ms);
+			if (ms.depot_full || ms.depot_empty)
+				fail_at("depot not empty after drain_all");
+		} else {
+			cairn_mag_poll(mc);
+		}
+		check_state();
+	}
+	while (nuser)
+		do_free();
+	cairn_mag_destroy(mc);
+	CHECK_EQ(ref_free(&src), N);
+	CHECK_EQ(frames_free(), frames_total);
+	CHECK_EQ(src.errors, 0);
+	CHECK_EQ(cairn_frames_validate(frames), 0);
+	return check_done("mag_model");
+}

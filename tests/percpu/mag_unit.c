@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the magazine cache in front of a reference source: the
+ * paths of Bonwick's algorithm one by one, statistics, the bound, draining
+ * one CPU and all of them, bad configurations, and exhaustion while every
+ * item sits in other CPUs' caches.
+ */
+#include <cairn/host.h>
+#include <cairn/magazine.h>
+
+#include <stdatomic.h>
+
+#include "../check.h"
+#include "ref_source.h"
+
+#define MiB (1024ull * 1024)
+#define NCPUS 4
+
+static struct cairn_frames *frames;
+
+static uint64_t frames_free(void)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(frames, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+static void bind(unsigned cpu)
+{
+	cairn_host_cpu_unregister();
+	REQUIRE(cairn_host_cpu_bind(cpu) == 0);
+}
+
+static struct cairn_mag_config config(struct ref_source *s, unsigned mag, unsigned refill,
+				      unsigned full, unsigned empty)
+{
+	return (struct cairn_mag_config){
+		.source = ref_as_source(s), .frames = frames, .ncpus = NCPUS,
+		.mag_size = mag, .refill = refill, .depot_full = full, .depot_empty = empty,
+		.drain_wait = 1000,
+	};
+}
+
+static uint64_t cached(struct cairn_mag_cache *mc)
+{
+	struct cairn_mag_stats st;
+	cairn_mag_stats(mc, &st);
+	return st.cpu_held + st.depot_items;
+}
+
+static struct cairn_mag_cpu_stats cpu_stats(struct cairn_mag_cache *mc, unsigned cpu)
+{
+	struct cairn_mag_cpu_stats st;
+	REQUIRE(cairn_mag_cpu_stats(mc, cpu, &st) == 0);
+	return st;
+}
+
+static void test_config(void)
+{
+	struct ref_source s;
+	ref_init(&s, 10);
+	uint64_t before = frames_free();
+	struct cairn_mag_cache *mc;
+	struct cairn_mag_config c = config(&s, 8, 0, 0, 0);
+	c.frames = NULL;
+	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	c = config(&s, CAIRN_MAG_MAX + 1, 0, 0, 0);
+	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	c = config(&s, 8, 9, 0, 0);
+	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	c = config(&s, 8, 0, 40000, 40000);
+	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	c = config(&s, 8, 0, 0, 0);
+	c.source.get = NULL;
+	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	c = config(&s, 8, 0, 0, 0);
+	CHECK(cairn_mag_mem_size(&c) > 0);
+	static _Alignas(64) unsigned char mem[16384];
+	c.mem = mem;
+	c.mem_size = cairn_mag_mem_size(&c) - 1;
+	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	CHECK_EQ(frames_free(), before);
+	/* caller memory: nothing of the cache itself comes from frames */
+	c.mem_size = sizeof(mem);
+	REQUIRE(cairn_mag_create(&mc, &c) == 0);
+	CHECK_EQ(frames_free(), before);
+	uint64_t it;
+	CHECK_EQ(cairn_mag_alloc(mc, &it), 0);
+	cairn_mag_free(mc, it);
+	cairn_mag_destroy(mc);
+	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(ref_free(&s), 10);
+}
+
+static void test_paths(void)
+{
+	enum { N = 1000, MAG = 8 };
+	struct ref_source s;
+	ref_init(&s, N);
+	uint64_t before = frames_free();
+	struct cairn_mag_cache *mc;
+	struct cairn_mag_config c = config(&s, MAG, 4, 2, 2);
+	REQUIRE(cairn_mag_create(&mc, &c) == 0);
+	bind(0);
+
+	/* first alloc: a miss that refills 4 items from the source */
+	uint64_t a, b;
+	CHECK_EQ(cairn_mag_alloc(mc, &a), 0);
+	CHECK_EQ(ref_free(&s), N - 4);
+	struct cairn_mag_cpu_stats st = cpu_stats(mc, 0);
+	CHECK_EQ(st.misses, 1);
+	CHECK_EQ(st.hits, 0);
+	CHECK_EQ(st.held, 3);
+	CHECK_EQ(st.magazines, 1);
+	/* repeat: free then alloc returns the same item, all hits */
+	for (int i = 0; i < 100; i++) {
+		cairn_mag_free(mc, a);
+		CHECK_EQ(cairn_mag_alloc(mc, &b), 0);
+		CHECK_EQ(b, a);
+	}
+	st = cpu_stats(mc, 0);
+	CHECK_EQ(st.hits, 200);
+	CHECK_EQ(st.misses, 1);
+
+	/* free 2 * MAG + 1 more items: loaded fills, swaps with the empty prev
+	 * (fetching a new magazine), then the full prev goes to the depot */
+	uint64_t items[64];
+	unsigned n = 0;
+	items[n++] = a;
+	while (n < 3 * MAG + 2)
+		REQUIRE(cairn_mag_alloc(mc, &items[n++]) == 0);
+	uint64_t src_free = ref_free(&s);
+	for (unsigned i = 0; i < n; i++)
+		cairn_mag_free(mc, items[i]);
+	st = cpu_stats(mc, 0);
+	struct cairn_mag_stats ms;
+	cairn_mag_stats(mc, &ms);
+	CHECK(ms.depot_full >= 1);
+	CHECK_EQ(st.exchanges, ms.depot_full);
+	CHECK_EQ(st.magazines, 2);
+	CHECK_EQ(ref_free(&s), src_free); /* all of them cached */
+	CHECK_EQ(cached(mc) + ref_free(&s), N);
+
+	/* a free on another CPU joins that CPU's magazine */
+	bind(1);
+	CHECK_EQ(cairn_mag_alloc(mc, &a), 0); /* the depot's full magazine */
+	CHECK_EQ(cpu_stats(mc, 1).exchanges, 1);
+	bind(2);
+	cairn_mag_free(mc, a);
+	CHECK_EQ(cpu_stats(mc, 2).held, 1);
+	CHECK_EQ(cached(mc) + ref_free(&s), N);
+
+	/* the bound: free everything on CPU 3, the cache keeps at most its bound */
+	bind(3);
+	n = 0;
+	uint64_t *all = calloc(N, sizeof(*all));
+	while (cairn_mag_try_alloc(mc, &all[n]) == 0)
+		n++;
+	CHECK_EQ(n + cached(mc), N);
+	CHECK_EQ(ref_free(&s), 0);
+	for (unsigned i = 0; i < n; i++)
+		cairn_mag_free(mc, all[i]);
+	cairn_mag_stats(mc, &ms);
+	CHECK_EQ(ms.bound, (2 * NCPUS + 2) * MAG);
+	CHECK(cached(mc) <= ms.bound);
+	CHECK_EQ(ms.depot_full, 2);
+	CHECK(ms.depot_empty <= 2);
+	CHECK_EQ(cached(mc) + ref_free(&s), N);
+
+	/* drain one CPU (as if it went offline): its items to the source, its
+	 * magazine frames to the frame allocator */
+	uint64_t held2 = cpu_stats(mc, 2).held;
+	uint64_t fr = ref_free(&s);
+	CHECK_EQ(cairn_mag_drain_cpu(mc, 2), 0);
+	CHECK_EQ(cpu_stats(mc, 2).held, 0);
+	CHECK_EQ(cpu_stats(mc, 2).magazines, 0);
+	CHECK_EQ(ref_free(&s), fr + held2);
+	CHECK_EQ(cairn_mag_drain_cpu(mc, NCPUS), CAIRN_EINVAL);
+
+	/* drain all from CPU 3: own CPU and depot at once; CPUs 0 and 1 do not
+	 * answer (no thread runs them) and keep theirs */
+	cairn_mag_drain_all(mc);
+	cairn_mag_stats(mc, &ms);
+	CHECK_EQ(cpu_stats(mc, 3).held, 0);
+	CHECK_EQ(ms.depot_full, 0);
+	CHECK_EQ(ms.depot_empty, 0);
+	CHECK_EQ(ms.cpu_held, cpu_stats(mc, 0).held + cpu_stats(mc, 1).held);
+	/* they answer at their next operation */
+	bind(0);
+	cairn_mag_poll(mc);
+	CHECK_EQ(cpu_stats(mc, 0).held, 0);
+	bind(1);
+	CHECK_EQ(cairn_mag_alloc(mc, &a), 0); /* answers, then refills */
+	CHECK_EQ(cpu_stats(mc, 1).misses, 2);
+	cairn_mag_free(mc, a);
+
+	/* a CPU beyond the cache's slots goes to the source directly */
+	bind(NCPUS);
+	fr = ref_free(&s);
+	CHECK_EQ(cairn_mag_alloc(mc, &a), 0);
+	CHECK_EQ(ref_free(&s), fr - 1);
+	cairn_mag_free(mc, a);
+	CHECK_EQ(ref_free(&s), fr);
+
+	cairn_mag_destroy(mc);
+	CHECK_EQ(ref_free(&s), N);
+	CHECK_EQ(s.errors, 0);
+	CHECK_EQ(frames_free(), before);
+	free(all);
+}
+
+/* ---- exhaustion with everything in other CPUs' caches ---- */
+
+enum { XN = 60, XMAG = 8 };
+static struct cairn_mag_cache *xmc;
+static atomic_int x_phase; /* 1: cached, 2: stop */
+static atomic_int x_ready;
+static int x_depart;
+
+static void *x_worker(void *arg)
+{
+	unsigned cpu = (unsigned)(uintptr_t)arg;
+	REQUIRE(cairn_host_cpu_bind(cpu) == 0);
+	/* CPUs 1 and 2 take a third each, CPU 3 all the rest (the source and
+	 * the depot); all free what they took, so every item ends up cached */
+	uint64_t it[XN];
+	unsigned n = 0;
+	while (n < (cpu == 3 ? XN : XN / 3) && cairn_mag_try_alloc(xmc, &it[n]) == 0)
+		n++;
+	for (unsigned i = 0; i < n; i++)
+		cairn_mag_free(xmc, it[i]);
+	if (x_depart) /* a thread that leaves drains its slot first */
+		cairn_mag_drain_cpu(xmc, cpu);
+	atomic_fetch_add(&x_ready, 1);
+	if (!x_depart)
+		while (atomic_load(&x_phase) != 2)
+			cairn_mag_poll(xmc); /* an online CPU keeps answering */
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_exhaustion(int depart)
+{
+	struct ref_source s;
+	ref_init(&s, XN);
+	/* refill 1: each worker takes exactly what it allocates */
+	struct cairn_mag_config c = config(&s, XMAG, 1, 8, 8);
+	c.drain_wait = 0; /* the default: wait long for every answer */
+	REQUIRE(cairn_mag_create(&xmc, &c) == 0);
+	atomic_store(&x_phase, 0);
+	atomic_store(&x_ready, 0);
+	x_depart = depart;
+	cairn_host_cpu_unregister();
+	pthread_t t[3];
+	/* one after the other, so each worker gets what it asks for */
+	for (unsigned i = 0; i < 3; i++) {
+		pthread_create(&t[i], NULL, x_worker, (void *)(uintptr_t)(i + 1));
+		while (atomic_load(&x_ready) != (int)i + 1)
+			;
+	}
+	bind(0);
+	if (!depart) {
+		CHECK_EQ(ref_free(&s), 0);
+		CHECK_EQ(cached(xmc), XN);
+	}
+	uint64_t it[XN];
+	for (unsigned i = 0; i < XN; i++)
+		CHECK_EQ(cairn_mag_alloc(xmc, &it[i]), 0);
+	CHECK_EQ(cairn_mag_alloc(xmc, &it[0]), CAIRN_ENOMEM);
+	atomic_store(&x_phase, 2);
+	for (unsigned i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ(cached(xmc) + ref_free(&s), 0);
+	for (unsigned i = 0; i < XN; i++)
+		cairn_mag_free(xmc, it[i]);
+	cairn_mag_destroy(xmc);
+	CHECK_EQ(ref_free(&s), XN);
+	CHECK_EQ(s.errors, 0);
+}
+
+int main(void)
+{
+	REQUIRE(cairn_host_init(NCPUS + 1, 0, 64 * MiB) == 0);
+	struct cairn_mem_range map[] = { { 1 * MiB, 62 * MiB } };
+	struct cairn_frames_config fcfg = { .ncpus = NCPUS + 1 };
+	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
+	uint64_t before = frames_free();
+	test_config();
+	test_paths();
+	test_exhaustion(0);
+	test_exhaustion(1);
+	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(cairn_frames_validate(frames), 0);
+	return check_done("mag_unit");
+}
