@@ -612,6 +612,8 @@ static void objects_check(void)
 	free_pages(so->cpu, so_cpu_order);
 	free_pages(so, so_order);
 	check_quiescent("objects");
+}
+
 /* ---- percpu: the per-CPU frame cache stress ---- */
 
 static struct stress_percpu *sp;
