@@ -70,13 +70,14 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 		order++;
 	if (order > CAIRN_MAX_ORDER)
 		return CAIRN_EINVAL;
-	struct cairn_objects tmp = { .frames = cfg->frames };
+	struct cairn_objects tmp = { .frames = cfg->frames, .fcache = cfg->fcache };
 	uintptr_t mem = pages_get(&tmp, order, true);
 	if (!mem)
 		return CAIRN_ENOMEM;
 
 	struct cairn_objects *o = (void *)mem;
 	o->frames = cfg->frames;
+	o->fcache = cfg->fcache;
 	o->phys_base = cfg->phys_base;
 	o->vbase = (uintptr_t)cairn_port_phys_to_virt(cfg->phys_base);
 	o->span = (uintptr_t)(cfg->phys_limit - cfg->phys_base);

@@ -123,6 +123,7 @@ struct cairn_heap {
 
 struct cairn_objects {
 	struct cairn_frames *frames;
+	struct cairn_fcache *fcache; /* NULL: straight to frames */
 	uintptr_t vbase;           /* virtual address of phys_base */
 	uintptr_t span;            /* bytes covered by the pagemap */
 	cairn_phys_t phys_base;

@@ -548,14 +548,21 @@ static void frames_check(void)
 /* ---- objects: the shared objects stress ---- */
 
 static struct cairn_objects *ko;
+static struct cairn_fcache *kfc;
 static struct stress_objects *so;
 static unsigned so_order, so_cpu_order, so_oracle_order;
 
 static void objects_setup(void)
 {
 	take_baseline();
+	/* odd seeds put the per-CPU frame cache under the slabs */
+	if (opt.seed & 1) {
+		int e = cairn_fcache_create(&kfc, frames, NULL);
+		if (e)
+			panic("objects: cairn_fcache_create: %s", cairn_strerror(e));
+	}
 	struct cairn_objects_config cfg = {
-		.frames = frames, .phys_base = 0, .phys_limit = ram_top,
+		.frames = frames, .fcache = kfc, .phys_base = 0, .phys_limit = ram_top,
 		.harden = CAIRN_OBJ_HARDEN_ON, .seed = opt.seed,
 	};
 	int err = cairn_objects_create(&ko, &cfg);
@@ -608,6 +615,9 @@ static void objects_check(void)
 	if (errors)
 		fail("objects: the stress suite saw %lu errors", errors);
 	cairn_objects_destroy(ko);
+	if (kfc)
+		cairn_fcache_destroy(kfc);
+	kfc = NULL;
 	free_pages((void *)so->oracle, so_oracle_order);
 	free_pages(so->cpu, so_cpu_order);
 	free_pages(so, so_order);

@@ -48,8 +48,15 @@ enum cairn_obj_harden {
 	CAIRN_OBJ_HARDEN_ON = 2,
 };
 
+struct cairn_fcache;
+
 struct cairn_objects_config {
 	struct cairn_frames *frames; /* page supply (required) */
+	/* Optional: a per-CPU frame cache in front of `frames` (made on the
+	 * same frames) that slabs, large blocks and metadata go through.
+	 * Every CPU using the instance must then keep answering the cache's
+	 * drain requests (see magazine.h). */
+	struct cairn_fcache *fcache;
 	/* Physical range the pagemap covers: every frame the frame allocator
 	 * may hand out must lie in [phys_base, phys_limit). */
 	cairn_phys_t phys_base;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Host driver of the objects stress suite (stress/objects_stress.c).
- * usage: objects_stress threads waves ops seed [plant]
+ * usage: objects_stress threads waves ops seed [plant [fcache]]
  * Each wave starts a new set of threads (1..threads of them, varying), each
  * registering as a CPU (recycled slots), bringing its heap online, running
  * a round, going offline and leaving: objects outlive the threads that
@@ -14,7 +14,10 @@
 #include "objtest.h"
 #include "objects_stress.h"
 
+#include <cairn/frame_cache.h>
+
 static struct stress_objects s;
+static struct cairn_fcache *fc;
 
 static void *thread_main(void *arg)
 {
@@ -27,6 +30,8 @@ static void *thread_main(void *arg)
 	cairn_objects_cpu_online(s.o);
 	stress_objects_round(&s, (unsigned)cpu);
 	cairn_objects_cpu_offline(s.o);
+	if (fc)
+		cairn_fcache_drain_cpu(fc, (unsigned)cpu);
 	cairn_host_cpu_unregister();
 	return NULL;
 }
@@ -38,12 +43,15 @@ int main(int argc, char **argv)
 	uint64_t ops = argc > 3 ? strtoull(argv[3], NULL, 0) : 20000;
 	uint64_t seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
 	unsigned plant = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
+	bool use_fcache = argc > 6 && atoi(argv[6]);
 	if (threads == 0 || threads > 64 || waves == 0)
 		return 2;
 	unsigned slots = threads + 2;
 	objtest_init(slots, 256);
 	uint64_t free0 = objtest_free_frames();
-	s.o = objtest_create(CAIRN_OBJ_HARDEN_BUILD);
+	if (use_fcache && cairn_fcache_create(&fc, objtest_frames, NULL))
+		return 2;
+	s.o = objtest_create_with(CAIRN_OBJ_HARDEN_BUILD, fc);
 	s.oracle_base = (uintptr_t)cairn_port_phys_to_virt(0);
 	s.oracle_granules = objtest_mem / 16;
 	s.oracle = calloc(s.oracle_granules / 64, sizeof(*s.oracle));
@@ -85,15 +93,17 @@ int main(int argc, char **argv)
 		offl += s.cpu[i].offlines;
 	}
 	cairn_objects_destroy(s.o);
+	if (fc)
+		cairn_fcache_destroy(fc);
 	if (objtest_free_frames() != free0) {
 		printf("frames: %llu free after destroy, %llu before\n",
 		       (unsigned long long)objtest_free_frames(), (unsigned long long)free0);
 		errors++;
 	}
-	printf("objects stress: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
+	printf("objects stress%s: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
 	       "%llu offline cycles, %llu batches posted (%llu objects), %llu collected for "
 	       "offline heaps, errors %llu%s\n",
-	       threads, waves, (unsigned long long)seed, (unsigned long long)ops_total,
+	       fc ? " (frame cache)" : "", threads, waves, (unsigned long long)seed, (unsigned long long)ops_total,
 	       (unsigned long long)remote, (unsigned long long)offl,
 	       (unsigned long long)st.remote_posted, (unsigned long long)st.remote_objects,
 	       (unsigned long long)st.offline_collects, (unsigned long long)errors,

@@ -31,11 +31,12 @@ static inline void objtest_init(unsigned ncpus, uint64_t mib)
 	}
 }
 
-static inline struct cairn_objects *objtest_create(enum cairn_obj_harden harden)
+static inline struct cairn_objects *objtest_create_with(enum cairn_obj_harden harden,
+							struct cairn_fcache *fc)
 {
 	struct cairn_objects *o;
 	struct cairn_objects_config cfg = {
-		.frames = objtest_frames, .phys_base = 0, .phys_limit = objtest_mem,
+		.frames = objtest_frames, .fcache = fc, .phys_base = 0, .phys_limit = objtest_mem,
 		.harden = harden, .seed = 42,
 	};
 	if (cairn_objects_create(&o, &cfg)) {
@@ -43,6 +44,11 @@ static inline struct cairn_objects *objtest_create(enum cairn_obj_harden harden)
 		exit(2);
 	}
 	return o;
+}
+
+static inline struct cairn_objects *objtest_create(enum cairn_obj_harden harden)
+{
+	return objtest_create_with(harden, NULL);
 }
 
 static inline uint64_t objtest_free_frames(void)
