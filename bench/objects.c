@@ -21,6 +21,9 @@
  * Figures: operations (allocations + frees) per second over the whole run
  * (all threads), and the process's peak RSS, medians of --runs processes.
  *
+ * cairn-hardened is the shim with its checks on (CAIRN_HARDEN=1): the row
+ * pair shows what the checks cost.
+ *
  * The parent runs `bench-objects --worker TEST:THREADS` under each
  * allocator; a worker only calls malloc & co. and prints "ops_per_s rss".
  */
@@ -43,17 +46,19 @@
 
 struct impl {
 	const char *name;
-	const char *so; /* NULL: the system allocator */
+	const char *so;  /* NULL: the system allocator */
+	const char *env; /* NAME=VALUE for the worker, or NULL */
 };
 
 static const struct impl impls[] = {
-	{ "cairn", CAIRN_MALLOC_SO },
-	{ "glibc", NULL },
-	{ "jemalloc", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2" },
-	{ "tcmalloc", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4" },
-	{ "mimalloc", "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2" },
-	{ "tbbmalloc", "/usr/lib/x86_64-linux-gnu/libtbbmalloc_proxy.so.2" },
-	{ "scudo", "/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.scudo_standalone-x86_64.so" },
+	{ "cairn", CAIRN_MALLOC_SO, "CAIRN_HARDEN=0" },
+	{ "cairn-hardened", CAIRN_MALLOC_SO, "CAIRN_HARDEN=1" },
+	{ "glibc", NULL, NULL },
+	{ "jemalloc", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2" , NULL },
+	{ "tcmalloc", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4" , NULL },
+	{ "mimalloc", "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2" , NULL },
+	{ "tbbmalloc", "/usr/lib/x86_64-linux-gnu/libtbbmalloc_proxy.so.2" , NULL },
+	{ "scudo", "/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.scudo_standalone-x86_64.so" , NULL },
 };
 #define NIMPLS (sizeof impls / sizeof impls[0])
 
@@ -330,6 +335,8 @@ static bool run_one(const char *self, const struct impl *im, const char *test,
 		dup2(fd[1], 1);
 		close(fd[0]);
 		close(fd[1]);
+		if (im->env)
+			putenv((char *)im->env);
 		if (im->so)
 			setenv("LD_PRELOAD", im->so, 1);
 		else

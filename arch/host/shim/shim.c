@@ -131,9 +131,13 @@ static bool make_instance(void)
 	    cairn_frames_init(&frames, map, 1, &fcfg))
 		return false;
 	atomic_store(&grown_gib, 1);
+	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
+	const char *hv = getenv("CAIRN_HARDEN");
 	struct cairn_objects_config ocfg = {
 		.frames = frames, .phys_base = 0, .phys_limit = mem_gib * GIB,
-		.ncpus = SHIM_SLOTS + 1, .harden = CAIRN_OBJ_HARDEN_BUILD,
+		.ncpus = SHIM_SLOTS + 1,
+		.harden = !hv ? CAIRN_OBJ_HARDEN_BUILD
+			: *hv == '1' ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF,
 	};
 	if (cairn_objects_create(&objs, &ocfg))
 		return false;
