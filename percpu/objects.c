@@ -83,6 +83,8 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	o->span = (uintptr_t)(cfg->phys_limit - cfg->phys_base);
 	o->self_order = order;
 	o->ncpus = ncpus;
+	o->block_cache_frames = cfg->block_cache_kib ? (unsigned)(cfg->block_cache_kib / 4)
+						     : OBJ_BLOCK_CACHE_FRAMES;
 #ifdef CAIRN_DEBUG
 	o->harden = cfg->harden != CAIRN_OBJ_HARDEN_OFF;
 #else

@@ -20,6 +20,7 @@ void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st
 			st->slab_frames += (uint64_t)1 << s->order;
 			st->objects += s->used;
 		}
+		st->cached_frames += h->block_frames;
 		st->remote_posted += atomic_load_explicit(&h->st.posted, memory_order_relaxed);
 		st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
 		st->offline_collects +=

@@ -43,6 +43,8 @@
 #define OBJ_BATCH_MAX 64                /* objects per batch, then it is posted */
 #define OBJ_OUT_BYTES_MAX (1u << 20)    /* bytes held in batches, then all posted */
 #define OBJ_DESC_SIZE 256u              /* slab descriptor, 16 per frame */
+#define OBJ_SLAB_ORDERS 9               /* slab orders are 2..7 */
+#define OBJ_BLOCK_CACHE_FRAMES 256      /* default per heap: 1 MiB of released slab blocks */
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -110,6 +112,11 @@ struct cairn_heap {
 	unsigned cpu;
 	bool harden;
 	struct slab *spare;        /* unused descriptors */
+	/* Blocks of released slabs, by order, last in first out, linked
+	 * through their first word: a new slab reuses memory that is still
+	 * hot (and, on a host, already resident) before it asks for more. */
+	uintptr_t blocks[OBJ_SLAB_ORDERS];
+	unsigned block_frames;
 	struct slab *desc_frames;  /* descriptor frames, linked by frame_next */
 	struct obj_out out[OBJ_OUT_SLOTS];
 	size_t out_bytes;
@@ -131,6 +138,7 @@ struct cairn_objects {
 	unsigned pagemap_order;
 	unsigned self_order;       /* frames of this instance and its heaps */
 	unsigned ncpus;
+	unsigned block_cache_frames; /* per heap */
 	bool harden;
 	uint8_t cls_order[CAIRN_OBJ_CLASSES];
 	uint16_t cls_nobjs[CAIRN_OBJ_CLASSES];
@@ -243,6 +251,7 @@ void slab_extend(struct slab *s, uintptr_t key);
 void avail_remove(struct cairn_heap *h, struct slab *s);
 void avail_push(struct cairn_heap *h, struct slab *s);
 void heap_release_empty(struct cairn_heap *h);
+void heap_flush_blocks(struct cairn_heap *h);
 void heap_destroy_slabs(struct cairn_heap *h);
 
 /* ---- remote frees and messages (objects_remote.c) ---- */

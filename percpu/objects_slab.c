@@ -60,6 +60,39 @@ void avail_remove(struct cairn_heap *h, struct slab *s)
 	s->next = s->prev = NULL;
 }
 
+static uintptr_t block_get(struct cairn_heap *h, unsigned order)
+{
+	uintptr_t b = h->blocks[order];
+	if (b) {
+		h->blocks[order] = obj_word(b);
+		h->block_frames -= 1u << order;
+		return b;
+	}
+	return pages_get(h->o, order, false);
+}
+
+static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order)
+{
+	if (h->block_frames + (1u << order) > h->o->block_cache_frames) {
+		pages_put(h->o, b, order);
+		return;
+	}
+	obj_set_word(b, h->blocks[order]);
+	h->blocks[order] = b;
+	h->block_frames += 1u << order;
+}
+
+void heap_flush_blocks(struct cairn_heap *h)
+{
+	for (unsigned order = 0; order < OBJ_SLAB_ORDERS; order++)
+		while (h->blocks[order]) {
+			uintptr_t b = h->blocks[order];
+			h->blocks[order] = obj_word(b);
+			pages_put(h->o, b, order);
+		}
+	h->block_frames = 0;
+}
+
 struct slab *slab_new(struct cairn_heap *h, unsigned cls)
 {
 	struct cairn_objects *o = h->o;
@@ -67,7 +100,7 @@ struct slab *slab_new(struct cairn_heap *h, unsigned cls)
 	if (!s)
 		return NULL;
 	unsigned order = o->cls_order[cls];
-	uintptr_t base = pages_get(o, order, false);
+	uintptr_t base = block_get(h, order);
 	if (!base || !pm_entry(o, base)) {
 		if (base)
 			pages_put(o, base, order);
@@ -124,11 +157,12 @@ void slab_release(struct cairn_heap *h, struct slab *s)
 	else if (s->state == SLAB_CUR)
 		h->cur[s->cls] = &o->empty;
 	pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
-	pages_put(o, s->base, s->order);
+	block_put(h, s->base, s->order);
 	desc_put(h, s);
 }
 
-/* Every empty slab of the heap, the current ones included. */
+/* Every empty slab of the heap, the current ones included, and the
+ * cached blocks: all back to the page layer. */
 void heap_release_empty(struct cairn_heap *h)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
@@ -142,12 +176,14 @@ void heap_release_empty(struct cairn_heap *h)
 			s = next;
 		}
 	}
+	heap_flush_blocks(h);
 }
 
 /* Destroy: every slab and descriptor frame back, whatever it holds. */
 void heap_destroy_slabs(struct cairn_heap *h)
 {
 	struct cairn_objects *o = h->o;
+	heap_flush_blocks(h);
 	for (struct slab *f = h->desc_frames; f;) {
 		struct slab *next = f->frame_next;
 		for (unsigned i = 0; i < OBJ_PAGE / OBJ_DESC_SIZE; i++) {

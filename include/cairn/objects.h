@@ -64,6 +64,10 @@ struct cairn_objects_config {
 	unsigned ncpus;              /* CPU slots; 0 = cairn_port_cpu_count() */
 	enum cairn_obj_harden harden;
 	uint64_t seed;               /* free-list keys; 0 = derived from addresses */
+	/* Blocks of released slabs each heap keeps for its next slabs (hot
+	 * memory first); 0 = 1 MiB. Given back when the CPU goes offline or
+	 * its heap meets exhaustion. */
+	unsigned block_cache_kib;
 };
 
 struct cairn_objects;
@@ -132,6 +136,7 @@ struct cairn_objects_stats {
 	uint64_t large;          /* large blocks */
 	uint64_t large_frames;
 	uint64_t meta_frames;    /* pagemap, slab descriptors, instance */
+	uint64_t cached_frames;  /* released slab blocks the heaps keep for reuse */
 	uint64_t remote_posted;  /* messages (batches) posted, all heaps */
 	uint64_t remote_objects; /* objects freed remotely */
 	uint64_t offline_collects; /* messages collected on an offline heap's behalf */

@@ -136,6 +136,7 @@ static bool make_instance(void)
 	struct cairn_objects_config ocfg = {
 		.frames = frames, .phys_base = 0, .phys_limit = mem_gib * GIB,
 		.ncpus = SHIM_SLOTS + 1,
+		.block_cache_kib = 16 << 10, /* freed frames stay resident here anyway */
 		.harden = !hv ? CAIRN_OBJ_HARDEN_BUILD
 			: *hv == '1' ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF,
 	};
@@ -403,3 +404,9 @@ EXPORT(valloc, cairn_valloc);
 EXPORT(pvalloc, cairn_pvalloc);
 EXPORT(malloc_usable_size, cairn_malloc_usable_size);
 #endif
+
+/* The instance (tests and statistics); NULL before the first allocation. */
+struct cairn_objects *cairn_shim_objects(void)
+{
+	return atomic_load_explicit(&state, memory_order_acquire) == READY ? objs : NULL;
+}

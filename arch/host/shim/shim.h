@@ -20,4 +20,8 @@ void *cairn_valloc(size_t size);
 void *cairn_pvalloc(size_t size);
 size_t cairn_malloc_usable_size(void *p);
 
+struct cairn_objects;
+/* The instance behind the shim (NULL before the first allocation). */
+struct cairn_objects *cairn_shim_objects(void);
+
 #endif
