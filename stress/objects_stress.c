@@ -240,6 +240,7 @@ static void op_swap(struct stress_objects *s, struct stress_obj_cpu *c, unsigned
 uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
 {
 	struct stress_obj_cpu *c = &s->cpu[me];
+	bool planted = false;
 	c->rng = s->seed * 0x9e3779b97f4a7c15ull + me * 0xbf58476d1ce4e5b9ull + c->ops + 1;
 	barrier(s);
 	for (uint64_t n = 0; n < s->ops; n++, c->ops++) {
@@ -253,8 +254,11 @@ uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
 		} else {
 			op_alloc(s, c, me);
 		}
-		if (s->plant == STRESS_OBJ_PLANT_DOUBLE && me == 0 && n == s->ops / 2 && c->nheld)
+		if (s->plant == STRESS_OBJ_PLANT_DOUBLE && me == 0 && !planted &&
+		    n >= s->ops / 2 && c->nheld) {
 			oracle_claim(s, c->held[0].p); /* as if cairn handed it out again */
+			planted = true;
+		}
 		if (s->offline_every && n % s->offline_every == s->offline_every - 1) {
 			/* The CPU leaves and comes back while the others free its
 			 * objects: their messages reach an offline heap. */
