@@ -25,6 +25,7 @@
 #include "harness.h"
 
 #include <cairn/frame_cache.h>
+#include <cairn/quantum_cache.h>
 #include <cairn/host.h>
 
 #include <stdio.h>
@@ -198,7 +199,7 @@ static void run_once(struct run *r)
 		BENCH_CHECK(rc == 0, "cairn_fcache_create: %s", cairn_strerror(rc));
 	}
 	bench_barrier_init(&r->bar, r->nthreads);
-	bench_run_threads(r->nthreads, worker, r);
+	bench_run_threads(r->nthreads, worker, r, NULL);
 	if (r->impl != IMPL_UNCACHED)
 		cairn_fcache_destroy(fc);
 	BENCH_CHECK(frames_free() == total && cairn_frames_validate(cf) == 0,
@@ -253,6 +254,95 @@ static void measure(const struct bench_opts *o, enum test t, unsigned order, uns
 	}
 }
 
+/* ---- ranges: an arena with and without quantum caches ---- */
+
+#define RANGE_VA 0x100000000000ull
+#define RANGE_SPAN (1ull << 36)
+#define RANGE_HELD 64 /* ranges each thread keeps allocated meanwhile */
+
+struct range_run {
+	bool cached;
+	unsigned pages, nthreads;
+	uint64_t iters;
+	struct cairn_arena arena;
+	struct cairn_qcache *qc;
+	struct bench_barrier bar;
+	double ns[BENCH_MAX_THREADS], cpu[BENCH_MAX_THREADS];
+};
+
+static void range_worker(unsigned tid, void *arg)
+{
+	struct range_run *r = arg;
+	uint64_t size = (uint64_t)r->pages << CAIRN_FRAME_SHIFT, held[RANGE_HELD];
+	BENCH_CHECK(cairn_host_cpu_register() >= 0, "no CPU slot for thread %u", tid);
+	for (unsigned i = 0; i < RANGE_HELD; i++) /* a tree that is not empty */
+		BENCH_CHECK(cairn_arena_alloc(&r->arena, size, tid, &held[i]) == 0, "arena alloc");
+	bench_barrier_wait(&r->bar);
+	uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
+	for (uint64_t i = 0; i < r->iters; i++) {
+		uint64_t a;
+		int rc = r->cached ? cairn_qcache_alloc(r->qc, size, &a)
+				   : cairn_arena_alloc(&r->arena, size, tid, &a);
+		BENCH_CHECK(rc == 0, "range alloc failed (%d)", rc);
+		rc = r->cached ? cairn_qcache_free(r->qc, a, size) : cairn_arena_free(&r->arena, a, size);
+		BENCH_CHECK(rc == 0, "range free failed (%d)", rc);
+	}
+	uint64_t t1 = bench_now_ns(), c1 = bench_thread_cpu_ns();
+	r->ns[tid] = (double)(t1 - t0) / (double)r->iters;
+	r->cpu[tid] = (double)(c1 - c0) / (double)r->iters;
+	for (unsigned i = 0; i < RANGE_HELD; i++)
+		BENCH_CHECK(cairn_arena_free(&r->arena, held[i], size) == 0, "arena free");
+	cairn_host_cpu_unregister();
+}
+
+static void measure_range(const struct bench_opts *o, unsigned pages, unsigned nt)
+{
+	static const char *const names[2] = { "uncached", "cached" };
+	struct bench_samples s[2][2];
+	memset(s, 0, sizeof(s));
+	static struct range_run r;
+	for (unsigned run = 0; run < o->runs; run++)
+		for (int cached = 0; cached < 2; cached++) {
+			if (!bench_selected(o->impls, names[cached]))
+				continue;
+			struct cairn_frames_config cfg = { .meta = meta, .meta_size = meta_size };
+			int rc = cairn_frames_init(&cf, &map, 1, &cfg);
+			BENCH_CHECK(rc == 0, "cairn_frames_init: %s", cairn_strerror(rc));
+			r = (struct range_run){ .cached = cached, .pages = pages, .nthreads = nt,
+						.iters = repeat_iters / 4 };
+			struct cairn_arena_config acfg = { .quantum = CAIRN_FRAME_SIZE };
+			rc = cairn_arena_create(&r.arena, cf, RANGE_VA, RANGE_SPAN, &acfg);
+			BENCH_CHECK(rc == 0, "cairn_arena_create: %s", cairn_strerror(rc));
+			if (cached) {
+				rc = cairn_qcache_create(&r.qc, &r.arena, cf, NULL);
+				BENCH_CHECK(rc == 0, "cairn_qcache_create: %s", cairn_strerror(rc));
+			}
+			bench_barrier_init(&r.bar, nt);
+			bench_run_threads(nt, range_worker, &r, NULL);
+			if (cached)
+				cairn_qcache_destroy(r.qc);
+			BENCH_CHECK(cairn_arena_validate(&r.arena) == 0, "arena invalid after the run");
+			cairn_arena_destroy(&r.arena);
+			double w = 0, c = 0;
+			for (unsigned i = 0; i < nt; i++) {
+				w += r.ns[i];
+				c += r.cpu[i];
+			}
+			bench_sample(&s[cached][0], w / nt);
+			bench_sample(&s[cached][1], c / nt);
+		}
+	for (int cached = 0; cached < 2; cached++) {
+		if (!bench_selected(o->impls, names[cached]))
+			continue;
+		struct bench_row row = {
+			.suite = "percpu", .test = "range", .impl = names[cached], .op = "pair",
+			.param = "pages", .value = pages, .threads = nt,
+			.ns = s[cached][0], .cpu_ns = s[cached][1],
+		};
+		bench_report(o, &row);
+	}
+}
+
 /* Targets on wall time and on thread CPU time: on a shared machine the
  * wall figure at 2 threads also counts time spent descheduled. */
 static void targets(const struct bench_opts *o)
@@ -300,7 +390,10 @@ int main(int argc, char **argv)
 		 "  repeat: half of memory allocated, then each thread frees and reallocates one\n"
 		 "          order-0 frame in a loop (pair = free + alloc)\n"
 		 "  bulk:   each thread allocates its share of half of memory, then frees it all\n"
-		 "impls: cached (cairn_fcache), uncached (cairn_frames); memory: %llu MiB simulated",
+		 "  range:  each thread allocates and frees a range of 1, 4 or 16 pages in a\n"
+		 "          loop, in an arena of 64 GiB of address space (pair = alloc + free)\n"
+		 "impls: cached (cairn_fcache; cairn_qcache for ranges), uncached (cairn_frames;\n"
+		 "       cairn_arena); memory: %llu MiB simulated",
 		 (unsigned long long)mem_mib);
 	bench_header(&o, "bench-percpu: per-CPU magazine caches in front of the frame allocator",
 		     what);
@@ -324,6 +417,11 @@ int main(int argc, char **argv)
 		for (unsigned ti = 0; ti < o.nthreads; ti++)
 			if (bench_selected(o.tests, "bulk"))
 				measure(&o, TEST_BULK, bulk_orders[oi], o.threads[ti], blocks, owner);
+	static const unsigned range_pages[] = { 1, 4, 16 };
+	for (unsigned pi = 0; pi < 3; pi++)
+		for (unsigned ti = 0; ti < o.nthreads; ti++)
+			if (bench_selected(o.tests, "range"))
+				measure_range(&o, range_pages[pi], o.threads[ti]);
 	targets(&o);
 	return 0;
 }

@@ -543,7 +543,7 @@ size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
 
 /* Check the block [off, off + 2^k) of a chunk is one allocated block of
  * order k given the words' current values, or say what it is instead. */
-static int check_block_word(uint64_t v, unsigned p, unsigned n, uint64_t next_cont)
+static inline int check_block_word(uint64_t v, unsigned p, unsigned n, uint64_t next_cont)
 {
 	uint64_t mask = run_mask(n) << p;
 	if (!(v & (1ull << (32 + p))))
@@ -638,8 +638,8 @@ static int chunks_free(struct region *r, uint64_t c, unsigned k)
 }
 
 /* Common argument checks; on success rp, cp and offp locate the block. */
-static int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned order,
-		  struct region **rp, uint64_t *cp, unsigned *offp)
+static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned order,
+			 struct region **rp, uint64_t *cp, unsigned *offp)
 {
 	if (order > CAIRN_MAX_ORDER)
 		return CAIRN_EINVAL;
@@ -910,11 +910,11 @@ bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsign
 	unsigned off;
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
-	uint64_t e = ld(&r->chunk[c]);
-	if (e & CE_HUGE)
-		return (e & CE_HEAD) && ce_order(e) == order;
-	if (order >= CAIRN_HUGE_ORDER)
-		return false;
+	if (order >= CAIRN_HUGE_ORDER) {
+		uint64_t e = ld(&r->chunk[c]);
+		return (e & CE_HUGE) && (e & CE_HEAD) && ce_order(e) == order;
+	}
+	/* (a huge chunk's words are zero: no small block is found in it) */
 	_Atomic uint64_t *w = chunk_words(r, c);
 	unsigned n = 1u << order, wi = off / WORD_FRAMES;
 	if (order <= 5)

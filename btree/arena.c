@@ -1,0 +1,636 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Range arenas on the extent tree.
+ *
+ * Every span is tiled by extents: allocated ones carry the owner cookie,
+ * free ones are maximal (a free extent never has a free neighbour in the
+ * same span). The extent at the start of a span is flagged SPAN (and
+ * IMPORTED if it came from the source); coalescing never crosses a span
+ * start, so spans keep their identity and an imported span is known to be
+ * entirely free when one free extent starting at it reaches the next span
+ * (or the next gap).
+ *
+ * Each operation is one atomic tree update: the tree finds the extent, the
+ * planners below turn the snapshot into an edit. Planners only compute;
+ * they may run several times when the tree restarts.
+ */
+#include <cairn/arena.h>
+#include <cairn/port.h>
+
+#define EXT_FREE CAIRN_EXT_FREE
+#define SPAN_FLAGS (CAIRN_ARENA_SPAN | CAIRN_ARENA_IMPORTED)
+#define IMPORT_TRIES 4
+
+static bool pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static uint64_t ext_end(const struct cairn_ext *e)
+{
+	return e->start + e->len;
+}
+
+/* Round x up to the quantum; 0 if that overflows. */
+static uint64_t qround(const struct cairn_arena *a, uint64_t x)
+{
+	uint64_t r = (x + a->quantum - 1) & ~(a->quantum - 1);
+	return r < x ? 0 : r;
+}
+
+/* ---- fitting a constrained request into one free extent ---- */
+
+struct xreq {
+	uint64_t size, align, phase, nocross, lo, hi;
+	enum cairn_fit policy;
+	uint64_t cookie;
+	uint64_t where; /* out */
+};
+
+static bool crosses(const struct xreq *r, uint64_t a)
+{
+	return r->nocross &&
+	       ((a ^ (a + r->size - 1)) & ~(r->nocross - 1)) != 0;
+}
+
+/* Smallest a >= x with a = phase (mod align); false on overflow. */
+static bool up_phase(const struct xreq *r, uint64_t x, uint64_t *a)
+{
+	if (x <= r->phase) {
+		*a = r->phase;
+		return true;
+	}
+	uint64_t y = x - r->phase, m = r->align - 1;
+	if (y > UINT64_MAX - m)
+		return false;
+	y = (y + m) & ~m;
+	if (y > UINT64_MAX - r->phase)
+		return false;
+	*a = y + r->phase;
+	return true;
+}
+
+/* Largest a <= x with a = phase (mod align). */
+static bool down_phase(const struct xreq *r, uint64_t x, uint64_t *a)
+{
+	if (x < r->phase)
+		return false;
+	*a = ((x - r->phase) & ~(r->align - 1)) + r->phase;
+	return true;
+}
+
+static bool fit_low(const struct xreq *r, uint64_t lo, uint64_t hi,
+		    uint64_t *out)
+{
+	uint64_t a;
+	if (hi <= lo || hi - lo < r->size || !up_phase(r, lo, &a))
+		return false;
+	if (crosses(r, a)) {
+		uint64_t b = (a | (r->nocross - 1)) + 1; /* next boundary */
+		if (b == 0 || !up_phase(r, b, &a) || crosses(r, a))
+			return false;
+	}
+	if (a > hi || hi - a < r->size)
+		return false;
+	*out = a;
+	return true;
+}
+
+static bool fit_high(const struct xreq *r, uint64_t lo, uint64_t hi,
+		     uint64_t *out)
+{
+	uint64_t a;
+	if (hi <= lo || hi - lo < r->size || !down_phase(r, hi - r->size, &a))
+		return false;
+	if (crosses(r, a)) {
+		uint64_t b = (a + r->size - 1) & ~(r->nocross - 1);
+		if (b < r->size || !down_phase(r, b - r->size, &a) ||
+		    crosses(r, a))
+			return false;
+	}
+	if (a < lo)
+		return false;
+	*out = a;
+	return true;
+}
+
+static bool xfit(const struct cairn_ext *e, void *arg, uint64_t *where)
+{
+	const struct xreq *r = arg;
+	uint64_t lo = e->start > r->lo ? e->start : r->lo;
+	uint64_t hi = ext_end(e) < r->hi ? ext_end(e) : r->hi;
+	if (r->policy == CAIRN_FIT_HIGH)
+		return fit_high(r, lo, hi, where);
+	return fit_low(r, lo, hi, where);
+}
+
+/* ---- planners ---- */
+
+/* Carve [at, at + size) out of the free extent cur. */
+static void carve(const struct cairn_bt_view *v, uint64_t at, uint64_t size,
+		  uint64_t cookie, struct cairn_bt_edit *e)
+{
+	const struct cairn_ext *c = &v->cur;
+	uint64_t end = ext_end(c);
+
+	e->act[1] = CAIRN_BT_SET;
+	if (at == c->start) {
+		e->val[1] = (struct cairn_ext){ c->start, size, cookie,
+						c->flags & ~EXT_FREE };
+	} else {
+		e->val[1] = (struct cairn_ext){ c->start, at - c->start, 0,
+						c->flags };
+		e->ins[e->nins++] = (struct cairn_ext){ at, size, cookie, 0 };
+	}
+	if (at + size != end)
+		e->ins[e->nins++] = (struct cairn_ext){ at + size,
+							end - at - size, 0,
+							EXT_FREE };
+}
+
+static int plan_alloc(const struct cairn_bt_view *v, void *arg,
+		      struct cairn_bt_edit *e)
+{
+	struct xreq *r = arg;
+	r->where = v->where;
+	carve(v, v->where, r->size, r->cookie, e);
+	return 0;
+}
+
+struct rreq {
+	uint64_t addr, size, cookie;
+};
+
+static int plan_reserve(const struct cairn_bt_view *v, void *arg,
+			struct cairn_bt_edit *e)
+{
+	const struct rreq *r = arg;
+	if (!v->has_cur)
+		return CAIRN_ERANGE;
+	if (!(v->cur.flags & EXT_FREE))
+		return CAIRN_EBUSY;
+	if (r->addr + r->size > ext_end(&v->cur))
+		/* It runs into the next extent (allocated, or another span),
+		 * or off the end of the spans. */
+		return v->has_succ && v->succ.start == ext_end(&v->cur)
+			       ? CAIRN_EBUSY : CAIRN_ERANGE;
+	carve(v, r->addr, r->size, r->cookie, e);
+	return 0;
+}
+
+struct freq {
+	uint64_t addr, size;
+	struct cairn_ext merged; /* out: the free extent that results */
+};
+
+static int plan_free(const struct cairn_bt_view *v, void *arg,
+		     struct cairn_bt_edit *e)
+{
+	struct freq *r = arg;
+	const struct cairn_ext *c = &v->cur;
+
+	if (!v->has_cur)
+		return CAIRN_ERANGE;
+	if ((c->flags & EXT_FREE) || c->start != r->addr)
+		return CAIRN_EFREE;
+	if (c->len != r->size)
+		return CAIRN_EORDER;
+
+	bool left = v->has_pred && (v->pred.flags & EXT_FREE) &&
+		    !(c->flags & CAIRN_ARENA_SPAN) &&
+		    ext_end(&v->pred) == c->start;
+	bool right = v->has_succ && (v->succ.flags & EXT_FREE) &&
+		     !(v->succ.flags & CAIRN_ARENA_SPAN) &&
+		     v->succ.start == ext_end(c);
+	struct cairn_ext m;
+	if (left) {
+		m = v->pred;
+		m.len += c->len;
+		e->act[0] = CAIRN_BT_SET;
+		e->act[1] = CAIRN_BT_DEL;
+	} else {
+		m = (struct cairn_ext){ c->start, c->len, 0, c->flags | EXT_FREE };
+		e->act[1] = CAIRN_BT_SET;
+	}
+	if (right) {
+		m.len += v->succ.len;
+		e->act[2] = CAIRN_BT_DEL;
+	}
+	m.cookie = 0;
+	e->val[left ? 0 : 1] = m;
+	r->merged = m;
+	return 0;
+}
+
+/* Drop an imported span if it is one free extent. */
+static int plan_release(const struct cairn_bt_view *v, void *arg,
+			struct cairn_bt_edit *e)
+{
+	struct cairn_ext *span = arg;
+	const struct cairn_ext *c = &v->cur;
+	if (!v->has_cur || c->start != span->start ||
+	    (c->flags & (EXT_FREE | CAIRN_ARENA_IMPORTED)) !=
+		    (EXT_FREE | CAIRN_ARENA_IMPORTED))
+		return CAIRN_EBUSY;
+	if (v->has_succ && v->succ.start == ext_end(c) &&
+	    !(v->succ.flags & CAIRN_ARENA_SPAN))
+		return CAIRN_EBUSY; /* the rest of the span is allocated */
+	*span = *c;
+	e->act[1] = CAIRN_BT_DEL;
+	return 0;
+}
+
+struct areq {
+	uint64_t base, size;
+	uint32_t flags;
+};
+
+static int plan_add(const struct cairn_bt_view *v, void *arg,
+		    struct cairn_bt_edit *e)
+{
+	const struct areq *r = arg;
+	if (v->has_cur || (v->has_pred && ext_end(&v->pred) > r->base) ||
+	    (v->has_succ && v->succ.start < r->base + r->size))
+		return CAIRN_EEXIST;
+	e->ins[0] = (struct cairn_ext){ r->base, r->size, 0,
+					EXT_FREE | r->flags };
+	e->nins = 1;
+	return 0;
+}
+
+/* ---- operations ---- */
+
+static int add_span(struct cairn_arena *a, uint64_t base, uint64_t size,
+		    uint32_t flags)
+{
+	struct areq r = { base, size, flags };
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = base,
+				    .plan = plan_add, .arg = &r };
+	return cairn_btree_update(&a->tree, &q);
+}
+
+int cairn_arena_add(struct cairn_arena *a, uint64_t base, uint64_t size)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if ((base | size) & (a->quantum - 1))
+		return CAIRN_EALIGN;
+	if (base + size <= base)
+		return CAIRN_ERANGE;
+	return add_span(a, base, size, CAIRN_ARENA_SPAN);
+}
+
+static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
+{
+	if ((m->flags & CAIRN_ARENA_IMPORTED) == 0)
+		return;
+	struct cairn_ext span = *m;
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = m->start,
+				    .plan = plan_release, .arg = &span };
+	if (cairn_btree_update(&a->tree, &q) == 0) {
+		atomic_fetch_add_explicit(&a->releases, 1, memory_order_relaxed);
+		a->source.release(a->source.ctx, span.start, span.len);
+	}
+}
+
+static uint64_t next_pow2(uint64_t x)
+{
+	return x <= 1 ? 1 : 1ull << (64 - __builtin_clzll(x - 1));
+}
+
+/* Bring in a span from the source that can hold the request. */
+static int import(struct cairn_arena *a, const struct xreq *r)
+{
+	uint64_t iq = a->import_quantum;
+	uint64_t need = r->size + (r->align > a->quantum ? r->align - a->quantum : 0);
+	if (need < r->size)
+		return CAIRN_ENOMEM;
+	uint64_t sz = pow2(iq) ? next_pow2(need) : ((need + iq - 1) / iq) * iq;
+	if (sz < iq)
+		sz = iq;
+	if (sz < need)
+		return CAIRN_ENOMEM;
+	uint64_t base;
+	int err = a->source.import(a->source.ctx, sz,
+				   r->align > a->quantum ? r->align : a->quantum,
+				   &base);
+	if (err)
+		return err;
+	err = add_span(a, base, sz, CAIRN_ARENA_SPAN | CAIRN_ARENA_IMPORTED);
+	if (err) {
+		a->source.release(a->source.ctx, base, sz);
+		return err == CAIRN_EEXIST ? CAIRN_ECORRUPT : err;
+	}
+	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
+	return 0;
+}
+
+int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
+		       uint64_t phase, uint64_t nocross, uint64_t minaddr,
+		       uint64_t maxaddr, enum cairn_fit policy, uint64_t cookie,
+		       uint64_t *addr)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if (align == 0)
+		align = a->quantum;
+	if (!pow2(align) || phase >= align || (phase & (a->quantum - 1)))
+		return CAIRN_EALIGN;
+	if (align < a->quantum)
+		align = a->quantum;
+	struct xreq r = { .size = qround(a, size), .align = align,
+			  .phase = phase, .nocross = nocross,
+			  .lo = minaddr, .hi = maxaddr ? maxaddr : UINT64_MAX,
+			  .policy = policy, .cookie = cookie };
+	if (r.size == 0)
+		return CAIRN_ENOMEM;
+	if (policy > CAIRN_FIT_BEST ||
+	    (nocross && (!pow2(nocross) || nocross < r.size)))
+		return CAIRN_EINVAL;
+	if (r.lo >= r.hi)
+		return CAIRN_ERANGE;
+
+	static const enum cairn_bt_find how[] = {
+		[CAIRN_FIT_FIRST] = CAIRN_BT_FIT_LOW,
+		[CAIRN_FIT_HIGH] = CAIRN_BT_FIT_HIGH,
+		[CAIRN_FIT_BEST] = CAIRN_BT_FIT_BEST,
+	};
+	struct cairn_bt_query q = { .find = how[policy], .lo = r.lo,
+				    .hi = r.hi, .need = r.size, .fit = xfit,
+				    .plan = plan_alloc, .arg = &r,
+				    .cur_only = true };
+	int err;
+	for (unsigned tries = 0;; tries++) {
+		err = cairn_btree_update(&a->tree, &q);
+		if (err != CAIRN_ENOMEM || !a->source.import ||
+		    tries == IMPORT_TRIES)
+			break;
+		/* Nothing fits (or no node): import and try again. A span
+		 * from a source need not satisfy minaddr/maxaddr. */
+		if (import(a, &r) != 0)
+			break;
+	}
+	if (err == 0)
+		*addr = r.where;
+	return err;
+}
+
+int cairn_arena_alloc(struct cairn_arena *a, uint64_t size, uint64_t cookie,
+		      uint64_t *addr)
+{
+	return cairn_arena_xalloc(a, size, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST,
+				  cookie, addr);
+}
+
+int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if (addr & (a->quantum - 1))
+		return CAIRN_EALIGN;
+	struct freq r = { .addr = addr, .size = qround(a, size) };
+	if (r.size == 0)
+		return CAIRN_EORDER;
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
+				    .plan = plan_free, .arg = &r };
+	int err = cairn_btree_update(&a->tree, &q);
+	if (err == 0 && (r.merged.flags & CAIRN_ARENA_IMPORTED))
+		try_release(a, &r.merged);
+	return err;
+}
+
+int cairn_arena_reserve(struct cairn_arena *a, uint64_t addr, uint64_t size,
+			uint64_t cookie)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if ((addr | size) & (a->quantum - 1))
+		return CAIRN_EALIGN;
+	if (addr + size <= addr)
+		return CAIRN_ERANGE;
+	struct rreq r = { addr, size, cookie };
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
+				    .plan = plan_reserve, .arg = &r };
+	return cairn_btree_update(&a->tree, &q);
+}
+
+int cairn_arena_lookup(struct cairn_arena *a, uint64_t addr, uint64_t *start,
+		       uint64_t *size, uint64_t *cookie)
+{
+	struct cairn_ext e;
+	int err = cairn_btree_lookup(&a->tree, addr, &e);
+	if (err)
+		return err;
+	if (e.flags & EXT_FREE)
+		return CAIRN_EFREE;
+	if (start)
+		*start = e.start;
+	if (size)
+		*size = e.len;
+	if (cookie)
+		*cookie = e.cookie;
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
+		       uint64_t base, uint64_t size,
+		       const struct cairn_arena_config *cfg)
+{
+	static const struct cairn_arena_config none = { 0 };
+	if (!cfg)
+		cfg = &none;
+	uint64_t q = cfg->quantum ? cfg->quantum : 1;
+	if (!pow2(q) || (cfg->import_quantum & (q - 1)) ||
+	    (cfg->source && (!cfg->source->import || !cfg->source->release)))
+		return CAIRN_EINVAL;
+	a->quantum = q;
+	a->import_quantum = cfg->import_quantum ? cfg->import_quantum : q;
+	a->source = cfg->source ? *cfg->source : (struct cairn_arena_source){ 0 };
+	atomic_store_explicit(&a->imports, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->releases, 0, memory_order_relaxed);
+	int err = cairn_btree_init(&a->tree, nodes, cfg->fanout);
+	if (err)
+		return err;
+	if (size) {
+		err = cairn_arena_add(a, base, size);
+		if (err) {
+			cairn_btree_destroy(&a->tree);
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Imported spans, in order: the extents from one IMPORTED span start to
+ * the next span start (or gap) make up the span. */
+struct span_walk {
+	struct cairn_arena *a;
+	bool open;
+	uint64_t start, end;
+};
+
+static void span_close(struct span_walk *w)
+{
+	if (w->open)
+		w->a->source.release(w->a->source.ctx, w->start,
+				     w->end - w->start);
+	w->open = false;
+}
+
+static int span_visit(const struct cairn_ext *e, void *arg)
+{
+	struct span_walk *w = arg;
+	if (w->open && (e->start != w->end || (e->flags & CAIRN_ARENA_SPAN)))
+		span_close(w);
+	if (e->flags & CAIRN_ARENA_IMPORTED) {
+		w->open = true;
+		w->start = e->start;
+	}
+	w->end = ext_end(e);
+	return 0;
+}
+
+void cairn_arena_destroy(struct cairn_arena *a)
+{
+	if (a->source.release) {
+		struct span_walk w = { .a = a };
+		cairn_btree_walk(&a->tree, span_visit, &w);
+		span_close(&w);
+	}
+	cairn_btree_destroy(&a->tree);
+}
+
+/* ---- checking ---- */
+
+struct arena_check {
+	struct cairn_arena *a;
+	bool have;
+	struct cairn_ext prev;
+};
+
+static int arena_bad(const char *what, uint64_t x, uint64_t y)
+{
+	cairn_port_report(CAIRN_ECORRUPT, what, x, y);
+	return CAIRN_ECORRUPT;
+}
+
+static int check_visit(const struct cairn_ext *e, void *arg)
+{
+	struct arena_check *c = arg;
+	uint64_t qm = c->a->quantum - 1;
+	bool contiguous = c->have && ext_end(&c->prev) == e->start;
+
+	if ((e->start | e->len) & qm)
+		return arena_bad("arena: extent not quantum aligned", e->start,
+				 e->len);
+	if (e->flags & ~(EXT_FREE | SPAN_FLAGS))
+		return arena_bad("arena: unknown extent flags", e->start,
+				 e->flags);
+	if ((e->flags & CAIRN_ARENA_IMPORTED) && !(e->flags & CAIRN_ARENA_SPAN))
+		return arena_bad("arena: imported extent not a span start",
+				 e->start, e->flags);
+	if (!contiguous && !(e->flags & CAIRN_ARENA_SPAN))
+		return arena_bad("arena: span does not start with a span extent",
+				 e->start, e->flags);
+	if (contiguous && !(e->flags & CAIRN_ARENA_SPAN) &&
+	    (e->flags & EXT_FREE) && (c->prev.flags & EXT_FREE))
+		return arena_bad("arena: free neighbours not coalesced",
+				 c->prev.start, e->start);
+	if ((e->flags & EXT_FREE) && e->cookie)
+		return arena_bad("arena: free extent with a cookie", e->start,
+				 e->cookie);
+	c->have = true;
+	c->prev = *e;
+	return 0;
+}
+
+int cairn_arena_validate(struct cairn_arena *a)
+{
+	int r = cairn_btree_validate(&a->tree, NULL);
+	if (r)
+		return r;
+	struct arena_check c = { .a = a };
+	return cairn_btree_walk(&a->tree, check_visit, &c);
+}
+
+/* ---- sources ---- */
+
+static int arena_import(void *ctx, uint64_t size, uint64_t align,
+			uint64_t *addr)
+{
+	struct cairn_arena *parent = ctx;
+	return cairn_arena_xalloc(parent, size, align, 0, 0, 0, 0,
+				  CAIRN_FIT_FIRST, (uint64_t)(uintptr_t)parent,
+				  addr);
+}
+
+static void arena_release(void *ctx, uint64_t addr, uint64_t size)
+{
+	cairn_arena_free(ctx, addr, size);
+}
+
+void cairn_arena_source_arena(struct cairn_arena_source *s,
+			      struct cairn_arena *parent)
+{
+	s->import = arena_import;
+	s->release = arena_release;
+	s->ctx = parent;
+}
+
+static unsigned order_of(uint64_t size)
+{
+	return (unsigned)(63 - __builtin_clzll(size)) - CAIRN_FRAME_SHIFT;
+}
+
+static int frames_import(void *ctx, uint64_t size, uint64_t align,
+			 uint64_t *addr)
+{
+	struct cairn_frames_source *fs = ctx;
+	if (!pow2(size) || size < CAIRN_FRAME_SIZE ||
+	    order_of(size) > CAIRN_MAX_ORDER)
+		return CAIRN_ENOMEM;
+	cairn_phys_t phys;
+	int err = cairn_frames_alloc(fs->frames, order_of(size), fs->flags,
+				     &phys);
+	if (err)
+		return err;
+	uint64_t va;
+	err = cairn_arena_xalloc(fs->va, size, align > size ? align : size, 0,
+				 0, 0, 0, CAIRN_FIT_FIRST, phys, &va);
+	if (err == 0) {
+		err = cairn_port_map((uintptr_t)va, phys, size);
+		if (err)
+			cairn_arena_free(fs->va, va, size);
+	}
+	if (err) {
+		cairn_frames_free(fs->frames, phys, order_of(size));
+		return err;
+	}
+	*addr = va;
+	return 0;
+}
+
+static void frames_release(void *ctx, uint64_t addr, uint64_t size)
+{
+	struct cairn_frames_source *fs = ctx;
+	uint64_t start, len, phys;
+	if (cairn_arena_lookup(fs->va, addr, &start, &len, &phys) != 0 ||
+	    start != addr || len != size) {
+		cairn_port_report(CAIRN_ECORRUPT, "arena: release of a span "
+				  "the frames source did not import", addr, size);
+		return;
+	}
+	cairn_port_unmap((uintptr_t)addr, size);
+	cairn_frames_free(fs->frames, phys, order_of(size));
+	cairn_arena_free(fs->va, addr, size);
+}
+
+void cairn_arena_source_frames(struct cairn_arena_source *s,
+			       struct cairn_frames_source *fs)
+{
+	s->import = frames_import;
+	s->release = frames_release;
+	s->ctx = fs;
+}

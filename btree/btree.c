@@ -1,0 +1,1164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The concurrent B+-tree of extents: optimistic lock coupling.
+ *
+ * Readers descend from the root reading each node optimistically (olc.h):
+ * they record the node's version, read what they need with relaxed loads,
+ * and validate the parent before they touch a child whose pointer they read
+ * from it, so every pointer they follow was current when they followed it.
+ * Every node a reader or writer looked at is kept with its version in the
+ * operation's read set.
+ *
+ * A writer runs in four phases:
+ *   1. read: locate the extent, its neighbours and the leaves that will take
+ *      inserts, all optimistically, and compute every node change from that
+ *      snapshot (leaf entries, then the gap maxima and unlinks up the paths
+ *      as far as they change anything);
+ *   2. lock: upgrade each node to be changed from the version it was read at
+ *      (a try-lock: failure restarts the operation, so there is no deadlock);
+ *   3. validate: check every other node of the read set is unchanged;
+ *   4. write the precomputed changes, then unlock.
+ * Between the last read and the first validation every node of the read set
+ * held the values read (each was unchanged from its read until its own
+ * validation or lock), and the nodes written stay locked until every write
+ * is done, so the operation takes effect atomically at that point. Readers
+ * that meet a locked node restart; readers that read a node before it was
+ * locked fail their validation.
+ *
+ * Full nodes are split before an insert needs the room, as a small operation
+ * of their own (parent and node locked), after which the insert restarts;
+ * a chain of full nodes is split from the top. The root never moves: a root
+ * split moves its entries into two new children, and a root left with one
+ * child takes over that child's entries (collapse). A node that empties is
+ * unlinked from its parent in the same operation, retired (unlocked
+ * obsolete) and recycled through the tree's free list (node.c).
+ */
+#include "node.h"
+
+#include <cairn/port.h>
+
+#define RS_MAX 64      /* nodes one operation may read */
+#define DIRTY_MAX 32   /* nodes one operation may change */
+#define CHG_MAX 48     /* changes one operation may make */
+#define STEP_GUARD 4096
+
+enum { R_OK = 0, R_RESTART = 1, R_END = 2, R_OVERFLOW = 3 };
+
+struct bt_lv {
+	struct bt_node *n;
+	uint64_t v;
+	int idx;
+};
+
+/* A path from the root to a leaf position. */
+struct bt_cur {
+	struct bt_lv lv[CAIRN_BTREE_DEPTH_MAX];
+	unsigned leaf; /* depth of the leaf level */
+};
+
+struct bt_op {
+	struct cairn_btree *t;
+	unsigned nrs;
+	struct {
+		struct bt_node *n;
+		uint64_t v;
+	} rs[RS_MAX];
+};
+
+/* ---- optimistic reading ---- */
+
+static int visit(struct bt_op *op, struct bt_node *n, uint64_t *vp)
+{
+	uint64_t v = olc_read_begin(&n->version);
+	if (olc_busy(v))
+		return R_RESTART;
+	for (unsigned i = 0; i < op->nrs; i++)
+		if (op->rs[i].n == n) {
+			if (op->rs[i].v != v)
+				return R_RESTART;
+			*vp = v;
+			return R_OK;
+		}
+	if (op->nrs == RS_MAX)
+		return R_OVERFLOW;
+	op->rs[op->nrs].n = n;
+	op->rs[op->nrs].v = v;
+	op->nrs++;
+	*vp = v;
+	return R_OK;
+}
+
+struct bt_plan;
+static bool plan_locks(const struct bt_plan *p, const struct bt_node *n);
+
+/* Is every node read still at the version read? A node the operation has
+ * locked itself (plan p) counts as unchanged. */
+static bool rs_validate(struct bt_op *op, const struct bt_plan *p)
+{
+	for (unsigned i = 0; i < op->nrs; i++) {
+		olc_t *w = &op->rs[i].n->version;
+		uint64_t v = op->rs[i].v;
+		if (olc_validate(w, v))
+			continue;
+		if (p && atomic_load_explicit(w, memory_order_relaxed) ==
+				 (v | OLC_LOCKED) &&
+		    plan_locks(p, op->rs[i].n))
+			continue;
+		return false;
+	}
+	return true;
+}
+
+/* Largest i in [first, cnt) with key[i] <= key, or first - 1. Keys may be
+ * torn in a stale node; the loop is bounded all the same. */
+static int find_le(struct bt_node *n, int first, int cnt, uint64_t key)
+{
+	int lo = first, hi = cnt; /* answer in [lo - 1, hi - 1] */
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		if (rd(n->key[mid]) <= key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - 1;
+}
+
+/* Descend to the leaf that covers key; the leaf index is the last entry
+ * starting at or before key, or -1. */
+static int descend(struct bt_op *op, uint64_t key, struct bt_cur *c)
+{
+	struct cairn_btree *t = op->t;
+	struct bt_node *n = bt_root(t);
+	uint64_t v;
+	int st = visit(op, n, &v);
+	if (st)
+		return st;
+	c->leaf = bt_level(n);
+	for (unsigned d = 0;; d++) {
+		int cnt = (int)bt_count(t, n);
+		if (bt_level(n) + d != c->leaf)
+			return R_RESTART;
+		if (d == c->leaf) {
+			c->lv[d] = (struct bt_lv){ n, v, find_le(n, 0, cnt, key) };
+			return R_OK;
+		}
+		if (cnt == 0)
+			return R_RESTART;
+		int i = find_le(n, 1, cnt, key);
+		if (i < 0)
+			i = 0;
+		c->lv[d] = (struct bt_lv){ n, v, i };
+		struct bt_node *child = bt_child(n, (unsigned)i);
+		if (!olc_validate(&n->version, v))
+			return R_RESTART;
+		st = visit(op, child, &v);
+		if (st)
+			return st;
+		n = child;
+	}
+}
+
+/* From slot i in direction dir, the first slot that can hold a free
+ * extent of `need` (any slot if need is 0); -1 or cnt if none. */
+static int scan(struct bt_node *n, int i, int cnt, int dir, bool leaf,
+		uint64_t need)
+{
+	if (need == 0 || i < 0 || i >= cnt)
+		return i;
+	if (dir > 0) {
+		if (leaf) {
+			for (; i < cnt; i++)
+				if ((rd(n->c[i]) & CAIRN_EXT_FREE) &&
+				    rd(n->a[i]) >= need)
+					return i;
+		} else {
+			for (; i < cnt; i++)
+				if (rd(n->b[i]) >= need)
+					return i;
+		}
+		return cnt;
+	}
+	if (leaf) {
+		for (; i >= 0; i--)
+			if ((rd(n->c[i]) & CAIRN_EXT_FREE) && rd(n->a[i]) >= need)
+				return i;
+	} else {
+		for (; i >= 0; i--)
+			if (rd(n->b[i]) >= need)
+				return i;
+	}
+	return -1;
+}
+
+/*
+ * Move to the next (dir = 1) or previous (dir = -1) entry in key order;
+ * with need != 0, to the next free extent at least that long, skipping
+ * every subtree whose gap maximum is shorter. R_END past the last one.
+ */
+static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
+{
+	struct cairn_btree *t = op->t;
+	unsigned d = c->leaf;
+	int i = c->lv[d].idx + dir;
+
+	/* Nothing in this leaf is long enough: go up at once. */
+	if (need && d > 0 &&
+	    rd(c->lv[d - 1].n->b[c->lv[d - 1].idx]) < need)
+		i = dir > 0 ? CAIRN_BTREE_FANOUT_MAX : -1;
+
+	for (unsigned guard = 0; guard < STEP_GUARD; guard++) {
+		struct bt_node *n = c->lv[d].n;
+		int cnt = (int)bt_count(t, n);
+		bool leaf = d == c->leaf;
+
+		if (dir < 0 && i >= cnt)
+			i = cnt - 1;
+		i = scan(n, i, cnt, dir, leaf, need);
+		if (i < 0 || i >= cnt) {
+			if (d == 0)
+				return R_END;
+			d--;
+			i = c->lv[d].idx + dir;
+			continue;
+		}
+		c->lv[d].idx = i;
+		if (leaf)
+			return R_OK;
+
+		struct bt_node *child = bt_child(n, (unsigned)i);
+		if (!olc_validate(&n->version, c->lv[d].v))
+			return R_RESTART;
+		uint64_t v;
+		int st = visit(op, child, &v);
+		if (st)
+			return st;
+		if (bt_level(child) + d + 1 != c->leaf)
+			return R_RESTART;
+		d++;
+		c->lv[d] = (struct bt_lv){ child, v, 0 };
+		i = dir > 0 ? 0 : (int)bt_count(t, child) - 1;
+	}
+	return R_RESTART;
+}
+
+static void read_ext(const struct bt_cur *c, struct cairn_ext *e)
+{
+	struct bt_node *n = c->lv[c->leaf].n;
+	unsigned i = (unsigned)c->lv[c->leaf].idx;
+	e->start = rd(n->key[i]);
+	CAIRN_BTREE_YIELD(); /* a torn read must fail validation */
+	e->len = rd(n->a[i]);
+	e->cookie = rd(n->b[i]);
+	e->flags = (uint32_t)rd(n->c[i]);
+}
+
+/* The last extent starting at or before key: R_OK, or R_END if none, in
+ * which case *c is left before the first extent (step +1 reaches it). */
+static int seek_le(struct bt_op *op, uint64_t key, struct bt_cur *c)
+{
+	int st = descend(op, key, c);
+	if (st || c->lv[c->leaf].idx >= 0)
+		return st;
+	struct bt_cur tmp = *c;
+	st = step(op, &tmp, -1, 0);
+	if (st == R_OK)
+		*c = tmp;
+	return st;
+}
+
+/* ---- lookup ---- */
+
+int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
+		       struct cairn_ext *out)
+{
+	for (;;) {
+		struct bt_op op;
+		struct bt_cur c;
+		struct cairn_ext e = { 0 };
+		op.t = t;
+		op.nrs = 0;
+		int st = seek_le(&op, addr, &c);
+		if (st == R_OK)
+			read_ext(&c, &e);
+		if ((st == R_OK || st == R_END) && rs_validate(&op, NULL)) {
+			if (st == R_END || addr - e.start >= e.len)
+				return CAIRN_ERANGE;
+			*out = e;
+			return 0;
+		}
+		cairn_port_pause();
+	}
+}
+
+/* ---- fit search ---- */
+
+struct fit_state {
+	const struct cairn_bt_query *q;
+	struct cairn_ext e;
+	uint64_t where;
+};
+
+static bool consider(struct fit_state *fs, const struct bt_cur *c)
+{
+	const struct cairn_bt_query *q = fs->q;
+	read_ext(c, &fs->e);
+	const struct cairn_ext *e = &fs->e;
+	if (!(e->flags & CAIRN_EXT_FREE) || e->len < q->need || e->len == 0)
+		return false;
+	if (e->start >= q->hi || e->start + e->len <= q->lo)
+		return false;
+	if (!q->fit) {
+		fs->where = e->start;
+		return true;
+	}
+	return q->fit(e, q->arg, &fs->where);
+}
+
+/*
+ * A long scan (a constrained request that max-pruning cannot steer, or best
+ * fit) could outgrow the read set. Before that happens, validate what was
+ * read so far, then keep only the paths still needed: the scan position
+ * and the best candidate. The scanned prefix held no acceptable extent at
+ * the validation; the result is then the first fit among the extents
+ * scanned after it (see NOTES-for-design.md: a relaxation that only long
+ * constrained scans see).
+ */
+static int rs_compact(struct bt_op *op, const struct bt_cur *c,
+		      const struct bt_cur *keep)
+{
+	if (op->nrs + CAIRN_BTREE_DEPTH_MAX + 1 < RS_MAX)
+		return R_OK;
+	if (!rs_validate(op, NULL))
+		return R_RESTART;
+	op->nrs = 0;
+	for (unsigned k = 0; k < 2; k++) {
+		const struct bt_cur *x = k ? keep : c;
+		if (!x)
+			continue;
+		for (unsigned d = 0; d <= x->leaf; d++) {
+			/* re-adding at the recorded version cannot fail:
+			 * the validation just passed */
+			op->rs[op->nrs].n = x->lv[d].n;
+			op->rs[op->nrs].v = x->lv[d].v;
+			bool dup = false;
+			for (unsigned i = 0; i < op->nrs; i++)
+				if (op->rs[i].n == x->lv[d].n)
+					dup = true;
+			if (!dup)
+				op->nrs++;
+		}
+	}
+	return R_OK;
+}
+
+/* Position *c on the accepted extent (R_OK) or report R_END. */
+static int search_fit(struct bt_op *op, const struct cairn_bt_query *q,
+		      struct bt_cur *c, uint64_t *where)
+{
+	struct fit_state fs = { .q = q };
+	int st;
+
+	if (q->hi <= q->lo)
+		return R_END;
+
+	if (q->find == CAIRN_BT_FIT_HIGH) {
+		st = descend(op, q->hi - 1, c);
+		if (st)
+			return st;
+		if (c->lv[c->leaf].idx >= 0 && consider(&fs, c))
+			goto found;
+		for (;;) {
+			st = rs_compact(op, c, NULL);
+			if (st)
+				return st;
+			st = step(op, c, -1, q->need);
+			if (st)
+				return st;
+			read_ext(c, &fs.e);
+			if (fs.e.start + fs.e.len <= q->lo)
+				return R_END;
+			if (consider(&fs, c))
+				goto found;
+		}
+	}
+
+	/* Lowest first; best fit scans the same way and keeps the shortest. */
+	bool best = q->find == CAIRN_BT_FIT_BEST;
+	bool have = false;
+	struct bt_cur bc;
+	uint64_t blen = 0, bwhere = 0;
+
+	st = descend(op, q->lo, c);
+	if (st)
+		return st;
+	if (c->lv[c->leaf].idx < 0) {
+		/* The extent before lo may reach into [lo, hi). */
+		struct bt_cur tmp = *c;
+		st = step(op, &tmp, -1, 0);
+		if (st == R_OK && consider(&fs, &tmp)) {
+			if (!best) {
+				*c = tmp;
+				goto found;
+			}
+			have = true;
+			bc = tmp;
+			blen = fs.e.len;
+			bwhere = fs.where;
+		} else if (st != R_OK && st != R_END) {
+			return st;
+		}
+	} else if (consider(&fs, c)) {
+		if (!best)
+			goto found;
+		have = true;
+		bc = *c;
+		blen = fs.e.len;
+		bwhere = fs.where;
+	}
+	while (!(have && blen == q->need)) {
+		st = rs_compact(op, c, have ? &bc : NULL);
+		if (st)
+			return st;
+		st = step(op, c, 1, q->need);
+		if (st == R_END)
+			break;
+		if (st)
+			return st;
+		read_ext(c, &fs.e);
+		if (fs.e.start >= q->hi)
+			break;
+		if (!consider(&fs, c))
+			continue;
+		if (!best)
+			goto found;
+		if (!have || fs.e.len < blen) {
+			have = true;
+			bc = *c;
+			blen = fs.e.len;
+			bwhere = fs.where;
+		}
+	}
+	if (!have)
+		return R_END;
+	*c = bc;
+	*where = bwhere;
+	return R_OK;
+found:
+	*where = fs.where;
+	return R_OK;
+}
+
+/* ---- planning node changes ---- */
+
+enum { CHG_SET = 1, CHG_DEL, CHG_INS, CHG_MAX_SET };
+
+struct bt_chg {
+	unsigned char dirty; /* index of the node it applies to */
+	unsigned char kind;
+	int idx;             /* slot (CHG_INS: insert before this original slot) */
+	uint64_t max;        /* CHG_MAX_SET */
+	const struct cairn_ext *ext;
+};
+
+#define NODE_CHG 8 /* changes one node may receive in one operation */
+
+struct bt_dirty {
+	struct bt_node *n;
+	uint64_t v;
+	const struct bt_cur *path; /* a path through this node */
+	unsigned depth;
+	unsigned newcnt;
+	uint64_t newmax;
+	bool retire;
+	unsigned char nch;
+	unsigned char ch[NODE_CHG]; /* its changes, in slot order */
+};
+
+struct bt_plan {
+	unsigned ndirty, nchg;
+	struct bt_dirty d[DIRTY_MAX];
+	struct bt_chg chg[CHG_MAX];
+};
+
+static int dirty_of(struct bt_plan *p, const struct bt_cur *c, unsigned depth)
+{
+	struct bt_node *n = c->lv[depth].n;
+	for (unsigned i = 0; i < p->ndirty; i++)
+		if (p->d[i].n == n)
+			return p->d[i].v == c->lv[depth].v && p->d[i].depth == depth
+				       ? (int)i : -R_RESTART;
+	if (p->ndirty == DIRTY_MAX)
+		return -R_OVERFLOW;
+	p->d[p->ndirty] = (struct bt_dirty){ .n = n, .v = c->lv[depth].v,
+					     .path = c, .depth = depth };
+	return (int)p->ndirty++;
+}
+
+static bool plan_locks(const struct bt_plan *p, const struct bt_node *n)
+{
+	for (unsigned i = 0; i < p->ndirty; i++)
+		if (p->d[i].n == n)
+			return true;
+	return false;
+}
+
+/* Slot order: an insert before original slot i sorts before slot i. */
+static int chg_order(const struct bt_chg *c)
+{
+	return 2 * c->idx + (c->kind != CHG_INS);
+}
+
+static int add_chg(struct bt_plan *p, const struct bt_cur *c, unsigned depth,
+		   unsigned kind, int idx, uint64_t max,
+		   const struct cairn_ext *ext)
+{
+	int di = dirty_of(p, c, depth);
+	if (di < 0)
+		return -di;
+	struct bt_dirty *d = &p->d[di];
+	if (p->nchg == CHG_MAX || d->nch == NODE_CHG)
+		return R_OVERFLOW;
+	struct bt_chg *nc = &p->chg[p->nchg];
+	*nc = (struct bt_chg){ (unsigned char)di, (unsigned char)kind, idx,
+			       max, ext };
+	unsigned k = d->nch;
+	while (k > 0 && chg_order(&p->chg[d->ch[k - 1]]) > chg_order(nc)) {
+		d->ch[k] = d->ch[k - 1];
+		k--;
+	}
+	if (k > 0 && kind != CHG_INS && chg_order(&p->chg[d->ch[k - 1]]) ==
+						 chg_order(nc))
+		return R_RESTART; /* two changes of one slot: inconsistent */
+	d->ch[k] = (unsigned char)p->nchg++;
+	d->nch++;
+	return R_OK;
+}
+
+static uint64_t ext_gap(const struct cairn_ext *e)
+{
+	return (e->flags & CAIRN_EXT_FREE) ? e->len : 0;
+}
+
+/* Gap maximum over slots [from, to) as they are; it stops early once it
+ * has seen `enough`. */
+static uint64_t range_max(struct bt_node *n, bool leaf, unsigned from,
+			  unsigned to, uint64_t enough)
+{
+	uint64_t m = 0;
+	if (leaf) {
+		for (unsigned i = from; i < to && m < enough; i++)
+			if ((rd(n->c[i]) & CAIRN_EXT_FREE) && rd(n->a[i]) > m)
+				m = rd(n->a[i]);
+	} else {
+		for (unsigned i = from; i < to && m < enough; i++)
+			if (rd(n->b[i]) > m)
+				m = rd(n->b[i]);
+	}
+	return m;
+}
+
+/*
+ * New count and gap maximum of a dirty node, from the snapshot. The old
+ * maximum is stored in the parent. If no changed slot held it, or a new
+ * value reaches it, the new maximum follows from the changes alone;
+ * otherwise the untouched slots are scanned, but only until one of them
+ * still holds the old maximum (nothing can exceed it). The root's maximum
+ * is not stored anywhere and not needed.
+ */
+static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
+{
+	struct bt_dirty *d = &p->d[di];
+	bool leaf = d->depth == d->path->leaf;
+	unsigned cnt = bt_count(t, d->n);
+	uint64_t old = 0, m = 0, g;
+	bool rescan = false;
+	unsigned ndel = 0, nins = 0;
+
+	if (d->depth > 0) {
+		const struct bt_lv *up = &d->path->lv[d->depth - 1];
+		old = rd(up->n->b[up->idx]);
+	}
+	for (unsigned k = 0; k < d->nch; k++) {
+		const struct bt_chg *c = &p->chg[d->ch[k]];
+		if (c->kind == CHG_INS) {
+			nins++;
+			g = ext_gap(c->ext);
+		} else {
+			ndel += c->kind == CHG_DEL;
+			if (c->idx >= 0 && c->idx < (int)cnt && old &&
+			    (leaf ? bt_leaf_gap(d->n, (unsigned)c->idx)
+				  : rd(d->n->b[c->idx])) == old)
+				rescan = true;
+			g = c->kind == CHG_SET ? ext_gap(c->ext)
+			    : c->kind == CHG_MAX_SET ? c->max : 0;
+		}
+		m = g > m ? g : m;
+	}
+	d->newcnt = cnt + nins >= ndel ? cnt + nins - ndel : 0;
+	if (!rescan || m >= old || d->depth == 0) {
+		d->newmax = old > m ? old : m;
+		return;
+	}
+
+	uint64_t u = 0;
+	unsigned from = 0;
+	for (unsigned k = 0; k < d->nch && u < old; k++) {
+		const struct bt_chg *c = &p->chg[d->ch[k]];
+		if (c->kind == CHG_INS || c->idx < (int)from)
+			continue;
+		unsigned stop = (unsigned)c->idx < cnt ? (unsigned)c->idx : cnt;
+		g = range_max(d->n, leaf, from, stop, old);
+		u = g > u ? g : u;
+		from = stop + 1;
+	}
+	if (u < old && from < cnt) {
+		g = range_max(d->n, leaf, from, cnt, old);
+		u = g > u ? g : u;
+	}
+	d->newmax = u > m ? u : m;
+}
+
+/* From the leaf changes, derive the changes of the inner nodes above,
+ * level by level, stopping where nothing changes any more. */
+static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
+{
+	if (p->ndirty == 0)
+		return R_OK;
+	unsigned leaf = p->d[0].path->leaf;
+	for (unsigned i = 0; i < p->ndirty; i++)
+		if (p->d[i].path->leaf != leaf)
+			return R_RESTART;
+
+	for (int depth = (int)leaf; depth >= 0; depth--) {
+		unsigned end = p->ndirty; /* parents are appended behind */
+		for (unsigned di = 0; di < end; di++) {
+			struct bt_dirty *d = &p->d[di];
+			if (d->depth != (unsigned)depth)
+				continue;
+			dirty_result(t, p, di);
+			if (d->newcnt > t->fanout)
+				return R_RESTART; /* a split is due first */
+			if (depth == 0)
+				continue;
+			const struct bt_cur *c = d->path;
+			const struct bt_lv *up = &c->lv[depth - 1];
+			int st;
+			if (d->newcnt == 0) {
+				d->retire = true;
+				st = add_chg(p, c, (unsigned)depth - 1, CHG_DEL,
+					     up->idx, 0, NULL);
+			} else if (d->newmax != rd(up->n->b[up->idx])) {
+				st = add_chg(p, c, (unsigned)depth - 1,
+					     CHG_MAX_SET, up->idx, d->newmax,
+					     NULL);
+			} else {
+				continue;
+			}
+			if (st)
+				return st;
+			d = &p->d[di];
+		}
+	}
+	return R_OK;
+}
+
+/* ---- applying them (every node involved is locked) ---- */
+
+/* Remove the deleted slots (compacting from the first one) and put the
+ * inserts where they belong; slots not involved are not touched. */
+static void apply_node(struct bt_plan *p, unsigned di, bool leaf)
+{
+	const struct bt_dirty *d = &p->d[di];
+	struct bt_node *n = d->n;
+	unsigned cnt = rd(n->count);
+	int first_del = -1;
+	unsigned ndel = 0, nins = 0;
+	const struct bt_chg *ins[NODE_CHG];
+	unsigned at[NODE_CHG];
+
+	for (unsigned k = 0; k < d->nch; k++) {
+		const struct bt_chg *c = &p->chg[d->ch[k]];
+		switch (c->kind) {
+		case CHG_SET:
+			wr(n->a[c->idx], c->ext->len);
+			wr(n->b[c->idx], c->ext->cookie);
+			wr(n->c[c->idx], c->ext->flags);
+			break;
+		case CHG_MAX_SET:
+			wr(n->b[c->idx], c->max);
+			break;
+		case CHG_DEL:
+			if (first_del < 0)
+				first_del = c->idx;
+			ndel++;
+			break;
+		case CHG_INS: /* lands after the deletions before it */
+			ins[nins] = c;
+			at[nins++] = (unsigned)c->idx - ndel;
+			break;
+		}
+	}
+	unsigned j = cnt;
+	if (first_del >= 0) {
+		unsigned k = 0;
+		j = (unsigned)first_del;
+		for (unsigned i = (unsigned)first_del; i < cnt; i++) {
+			while (k < d->nch && (p->chg[d->ch[k]].idx < (int)i ||
+					      p->chg[d->ch[k]].kind != CHG_DEL))
+				k++;
+			if (k < d->nch && p->chg[d->ch[k]].idx == (int)i)
+				continue;
+			bt_copy_slot(n, j++, n, i);
+		}
+	}
+	for (unsigned k = 0; k < nins; k++) {
+		unsigned pos = at[k] + k;
+		for (unsigned s = j; s > pos; s--)
+			bt_copy_slot(n, s, n, s - 1);
+		wr(n->key[pos], ins[k]->ext->start);
+		wr(n->a[pos], ins[k]->ext->len);
+		wr(n->b[pos], ins[k]->ext->cookie);
+		wr(n->c[pos], ins[k]->ext->flags);
+		j++;
+	}
+	wr(n->count, j);
+	if (j == 0 && !leaf)
+		wr(n->level, 0); /* only the root gets here: an empty tree */
+}
+
+static void unlock_all(struct bt_plan *p, unsigned nlocked)
+{
+	for (unsigned i = 0; i < nlocked; i++)
+		olc_unlock_unchanged(&p->d[i].n->version, p->d[i].v);
+}
+
+static int commit(struct bt_op *op, struct bt_plan *p)
+{
+	unsigned i;
+	for (i = 0; i < p->ndirty; i++) {
+		if (!olc_upgrade(&p->d[i].n->version, p->d[i].v)) {
+			unlock_all(p, i);
+			return R_RESTART;
+		}
+	}
+	if (!rs_validate(op, p)) {
+		unlock_all(p, p->ndirty);
+		return R_RESTART;
+	}
+	for (i = 0; i < p->ndirty; i++) {
+		if (p->d[i].retire)
+			continue;
+		apply_node(p, i, p->d[i].depth == p->d[i].path->leaf);
+	}
+	for (i = 0; i < p->ndirty; i++) {
+		if (p->d[i].retire) {
+			olc_unlock_obsolete(&p->d[i].n->version, p->d[i].v);
+			bt_node_retire(op->t, p->d[i].n);
+		} else {
+			olc_unlock(&p->d[i].n->version, p->d[i].v);
+		}
+	}
+	return R_OK;
+}
+
+/* ---- splits ---- */
+
+struct bt_spares {
+	struct bt_node *n[2];
+	unsigned cnt;
+};
+
+static void fill(struct bt_node *dst, struct bt_node *src, unsigned from,
+		 unsigned to)
+{
+	for (unsigned i = from; i < to; i++)
+		bt_copy_slot(dst, i - from, src, i);
+	wr(dst->count, to - from);
+}
+
+/* Split the node at depth d of c (its parent, if any, has room). */
+static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
+		 struct bt_spares *sp)
+{
+	struct cairn_btree *t = op->t;
+	struct bt_node *n = c->lv[d].n;
+	uint64_t v = c->lv[d].v;
+	unsigned want = d == 0 ? 2 : 1;
+
+	while (sp->cnt < want) {
+		struct bt_node *x = bt_node_alloc(t);
+		if (!x)
+			return CAIRN_ENOMEM;
+		sp->n[sp->cnt++] = x;
+	}
+
+	if (d == 0) {
+		unsigned level = bt_level(n);
+		if (level + 1 >= CAIRN_BTREE_DEPTH_MAX)
+			return CAIRN_ENOSPC;
+		if (!olc_upgrade(&n->version, v))
+			return R_RESTART;
+		unsigned cnt = rd(n->count), mid = cnt / 2;
+		struct bt_node *l = sp->n[--sp->cnt], *r = sp->n[--sp->cnt];
+		bt_node_prepare(l, level);
+		bt_node_prepare(r, level);
+		fill(l, n, 0, mid);
+		fill(r, n, mid, cnt);
+		uint64_t ml = bt_node_max(t, l), mr = bt_node_max(t, r);
+		uint64_t sep = rd(n->key[mid]);
+		bt_node_publish(l);
+		bt_node_publish(r);
+		wr(n->key[0], 0);
+		wr(n->a[0], (uint64_t)(uintptr_t)l);
+		wr(n->b[0], ml);
+		wr(n->c[0], 0);
+		wr(n->key[1], sep);
+		wr(n->a[1], (uint64_t)(uintptr_t)r);
+		wr(n->b[1], mr);
+		wr(n->c[1], 0);
+		wr(n->count, 2);
+		wr(n->level, level + 1);
+		olc_unlock(&n->version, v);
+		return R_RESTART;
+	}
+
+	struct bt_node *pn = c->lv[d - 1].n;
+	uint64_t pv = c->lv[d - 1].v;
+	unsigned ci = (unsigned)c->lv[d - 1].idx;
+	if (!olc_upgrade(&pn->version, pv))
+		return R_RESTART;
+	if (!olc_upgrade(&n->version, v)) {
+		olc_unlock_unchanged(&pn->version, pv);
+		return R_RESTART;
+	}
+	unsigned pc = rd(pn->count);
+	unsigned cnt = rd(n->count), mid = cnt / 2;
+	if (pc >= t->fanout || cnt < 2) {
+		olc_unlock_unchanged(&n->version, v);
+		olc_unlock_unchanged(&pn->version, pv);
+		return R_RESTART;
+	}
+	struct bt_node *r = sp->n[--sp->cnt];
+	bt_node_prepare(r, rd(n->level));
+	fill(r, n, mid, cnt);
+	wr(n->count, mid);
+	uint64_t mr = bt_node_max(t, r), mn = bt_node_max(t, n);
+	bt_node_publish(r);
+	for (unsigned s = pc; s > ci + 1; s--)
+		bt_copy_slot(pn, s, pn, s - 1);
+	wr(pn->key[ci + 1], rd(r->key[0]));
+	wr(pn->a[ci + 1], (uint64_t)(uintptr_t)r);
+	wr(pn->b[ci + 1], mr);
+	wr(pn->c[ci + 1], 0);
+	wr(pn->b[ci], mn);
+	wr(pn->count, pc + 1);
+	olc_unlock(&n->version, v);
+	olc_unlock(&pn->version, pv);
+	return R_RESTART;
+}
+
+/*
+ * The tree shrinks from the top: while the root is an inner node with a
+ * single child, the child's entries move up into the root (which never
+ * moves) and the child is retired. Best effort: on any conflict it stops,
+ * and a later update tries again.
+ */
+static void collapse(struct cairn_btree *t)
+{
+	struct bt_node *r = bt_root(t);
+	for (unsigned k = 0; k < CAIRN_BTREE_DEPTH_MAX; k++) {
+		uint64_t rv = olc_read_begin(&r->version);
+		if (olc_busy(rv) || rd(r->level) == 0 || rd(r->count) != 1)
+			return;
+		struct bt_node *c = bt_child(r, 0);
+		if (!olc_validate(&r->version, rv))
+			return;
+		uint64_t cv = olc_read_begin(&c->version);
+		if (olc_busy(cv) || !olc_upgrade(&r->version, rv))
+			return;
+		if (!olc_upgrade(&c->version, cv)) {
+			olc_unlock_unchanged(&r->version, rv);
+			return;
+		}
+		fill(r, c, 0, rd(c->count));
+		wr(r->level, rd(c->level));
+		olc_unlock(&r->version, rv);
+		olc_unlock_obsolete(&c->version, cv);
+		bt_node_retire(t, c);
+	}
+}
+
+/* Make room for `add` inserts in the leaf of c: split the topmost of the
+ * full nodes the leaf split would cascade into. R_OK if there is room. */
+static int make_room(struct bt_op *op, const struct bt_cur *c, unsigned add,
+		     struct bt_spares *sp)
+{
+	struct cairn_btree *t = op->t;
+	unsigned d = c->leaf;
+	if (bt_count(t, c->lv[d].n) + add <= t->fanout)
+		return R_OK;
+	while (d > 0 && bt_count(t, c->lv[d - 1].n) >= t->fanout)
+		d--;
+	return split(op, c, d, sp);
+}
+
+/* ---- the update operation ---- */
+
+static bool ext_before(const struct cairn_ext *a, const struct cairn_ext *b)
+{
+	return a->start < b->start && a->len <= b->start - a->start;
+}
+
+/* The planned sequence pred, cur, inserts, succ must stay ordered and
+ * disjoint, SET must keep the start, and inserts lie between neighbours. */
+static bool edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
+		    bool inside)
+{
+	const struct cairn_ext *seq[5];
+	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
+	bool has[3] = { v->has_pred, v->has_cur, v->has_succ };
+	unsigned n = 0;
+
+	if (e->nins > 2)
+		return false;
+	for (unsigned k = 0; k < 3; k++) {
+		if (e->act[k] == CAIRN_BT_KEEP)
+			continue;
+		if (!has[k] || e->act[k] > CAIRN_BT_DEL)
+			return false;
+		if (e->act[k] == CAIRN_BT_SET &&
+		    (e->val[k].start != old[k]->start || e->val[k].len == 0))
+			return false;
+	}
+	for (unsigned k = 0; k < 2; k++) {
+		const struct cairn_ext *x = k == 0 ? old[0] : old[1];
+		if (has[k] && e->act[k] != CAIRN_BT_DEL)
+			seq[n++] = e->act[k] == CAIRN_BT_SET ? &e->val[k] : x;
+	}
+	for (unsigned k = 0; k < e->nins; k++) {
+		if (e->ins[k].len == 0)
+			return false;
+		/* strictly after the last existing extent before the inserts */
+		const struct cairn_ext *lo = v->has_cur ? &v->cur
+					     : v->has_pred ? &v->pred : NULL;
+		if (lo && e->ins[k].start <= lo->start)
+			return false;
+		if (v->has_succ && e->ins[k].start >= v->succ.start)
+			return false;
+		/* without neighbours in view, stay inside cur */
+		if (inside && (!v->has_cur ||
+			       e->ins[k].start - v->cur.start >= v->cur.len ||
+			       e->ins[k].len > v->cur.len -
+						(e->ins[k].start - v->cur.start)))
+			return false;
+		seq[n++] = &e->ins[k];
+	}
+	if (has[2] && e->act[2] != CAIRN_BT_DEL)
+		seq[n++] = e->act[2] == CAIRN_BT_SET ? &e->val[2] : old[2];
+	for (unsigned k = 0; k < n; k++) {
+		if (seq[k]->start + seq[k]->len < seq[k]->start &&
+		    seq[k]->start + seq[k]->len != 0)
+			return false;
+		if (k > 0 && !ext_before(seq[k - 1], seq[k]))
+			return false;
+	}
+	return true;
+}
+
+struct bt_upd {
+	struct bt_cur c[3];  /* pred, cur, succ */
+	struct bt_cur ic[2]; /* insert positions */
+	struct cairn_bt_view view;
+	struct cairn_bt_edit edit;
+	struct bt_plan plan;
+};
+
+/* Locate the extent and its neighbours (R_END: no fit). */
+static int locate(struct bt_op *op, const struct cairn_bt_query *q,
+		  struct bt_upd *u)
+{
+	struct cairn_bt_view *v = &u->view;
+	struct bt_cur *c = u->c;
+	int st;
+
+	v->has_pred = v->has_cur = v->has_succ = false;
+	v->where = 0;
+	if (q->find == CAIRN_BT_AT) {
+		st = seek_le(op, q->key, &c[1]);
+		if (st == R_END) { /* nothing at or before key */
+			c[2] = c[1];
+			goto succ;
+		}
+		if (st)
+			return st;
+		read_ext(&c[1], &v->cur);
+		if (q->key - v->cur.start >= v->cur.len) {
+			/* key is in the gap after this extent */
+			v->pred = v->cur;
+			v->has_pred = true;
+			c[0] = c[1];
+			c[2] = c[1];
+			goto succ;
+		}
+	} else {
+		st = search_fit(op, q, &c[1], &v->where);
+		if (st)
+			return st;
+		read_ext(&c[1], &v->cur);
+	}
+	v->has_cur = true;
+	if (q->cur_only)
+		return R_OK;
+	c[0] = c[1];
+	st = step(op, &c[0], -1, 0);
+	if (st == R_OK) {
+		read_ext(&c[0], &v->pred);
+		v->has_pred = true;
+	} else if (st != R_END) {
+		return st;
+	}
+	c[2] = c[1];
+succ:
+	st = step(op, &c[2], 1, 0);
+	if (st == R_OK) {
+		read_ext(&c[2], &v->succ);
+		v->has_succ = true;
+	} else if (st != R_END) {
+		return st;
+	}
+	return R_OK;
+}
+
+/* The upper key bound of the leaf of c, from the separators on its path;
+ * false when the leaf is the last one. */
+static bool leaf_upper(struct cairn_btree *t, const struct bt_cur *c,
+		       uint64_t *hi)
+{
+	for (unsigned d = c->leaf; d-- > 0;) {
+		struct bt_node *n = c->lv[d].n;
+		int i = c->lv[d].idx;
+		if (i + 1 < (int)bt_count(t, n)) {
+			*hi = rd(n->key[i + 1]);
+			return true;
+		}
+	}
+	return false;
+}
+
+static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
+		      struct bt_upd *u, struct bt_spares *sp)
+{
+	struct cairn_btree *t = op->t;
+	int st = locate(op, q, u);
+	if (st == R_END)
+		return rs_validate(op, NULL) ? CAIRN_ENOMEM : R_RESTART;
+	if (st)
+		return st;
+
+	struct cairn_bt_edit *e = &u->edit;
+	*e = (struct cairn_bt_edit){ 0 };
+	int err = q->plan(&u->view, q->arg, e);
+	if (err == 0 && !edit_ok(&u->view, e, q->cur_only))
+		err = CAIRN_EINVAL;
+	if (err)
+		return rs_validate(op, NULL) ? err : R_RESTART;
+
+	/* Where the inserts go: right after the extent before them when its
+	 * leaf's key range takes them (the common case), else where a fresh
+	 * descent says; and room for them. */
+	const struct bt_cur *ic[2];
+	const struct bt_cur *anchor = &u->c[1];
+	for (unsigned k = 0; k < e->nins; k++) {
+		uint64_t hi;
+		if (!leaf_upper(t, anchor, &hi) || e->ins[k].start < hi) {
+			ic[k] = anchor;
+			continue;
+		}
+		st = descend(op, e->ins[k].start, &u->ic[k]);
+		if (st)
+			return st;
+		ic[k] = &u->ic[k];
+	}
+	for (unsigned k = 0; k < e->nins; k++) {
+		unsigned add = 1;
+		if (e->nins == 2 && ic[0]->lv[ic[0]->leaf].n ==
+					    ic[1]->lv[ic[1]->leaf].n)
+			add = 2;
+		st = make_room(op, ic[k], add, sp);
+		if (st)
+			return st;
+	}
+
+	/* The leaf changes, then everything they imply above. */
+	struct bt_plan *p = &u->plan;
+	p->ndirty = p->nchg = 0;
+	static const unsigned char kind[3] = { 0, CHG_SET, CHG_DEL };
+	for (unsigned k = 0; k < 3; k++) {
+		if (e->act[k] == CAIRN_BT_KEEP)
+			continue;
+		const struct bt_cur *c = &u->c[k];
+		st = add_chg(p, c, c->leaf, kind[e->act[k]],
+			     c->lv[c->leaf].idx, 0, &e->val[k]);
+		if (st)
+			return st;
+	}
+	for (unsigned k = 0; k < e->nins; k++) {
+		const struct bt_cur *c = ic[k];
+		st = add_chg(p, c, c->leaf, CHG_INS, c->lv[c->leaf].idx + 1, 0,
+			     &e->ins[k]);
+		if (st)
+			return st;
+	}
+	st = plan_upwards(t, p);
+	if (st)
+		return st;
+	return commit(op, p);
+}
+
+int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
+{
+	struct bt_spares sp = { .cnt = 0 };
+	struct bt_upd u;
+	struct bt_op op;
+	int r;
+
+	for (;;) {
+		op.t = t;
+		op.nrs = 0;
+		r = try_update(&op, q, &u, &sp);
+		if (r == R_OVERFLOW)
+			r = rs_validate(&op, NULL) ? CAIRN_ENOSPC : R_RESTART;
+		if (r != R_RESTART)
+			break;
+		cairn_port_pause();
+	}
+	while (sp.cnt)
+		bt_node_release_unused(t, sp.n[--sp.cnt]);
+	if (r == 0 && rd(bt_root(t)->count) == 1 && rd(bt_root(t)->level) != 0)
+		collapse(t);
+	return r;
+}
+
+/* ---- setup ---- */
+
+int cairn_btree_init(struct cairn_btree *t, struct cairn_frames *f,
+		     unsigned fanout)
+{
+	if (fanout == 0)
+		fanout = CAIRN_BTREE_FANOUT_MAX;
+	if (!t || !f || fanout < CAIRN_BTREE_FANOUT_MIN ||
+	    fanout > CAIRN_BTREE_FANOUT_MAX)
+		return CAIRN_EINVAL;
+	t->free_head = 0;
+	t->frames = f;
+	t->fanout = fanout;
+	atomic_store_explicit(&t->nodes, 0, memory_order_relaxed);
+	struct bt_node *root = bt_node_alloc(t);
+	if (!root)
+		return CAIRN_ENOMEM;
+	bt_node_prepare(root, 0);
+	bt_node_publish(root);
+	t->root = root;
+	return 0;
+}

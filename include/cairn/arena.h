@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn arenas: vmem-style allocators of integer ranges on the B+-tree.
+ *
+ * An arena hands out ranges of an integer space (virtual addresses, device
+ * windows, IDs) in multiples of its quantum. Its spans are added explicitly
+ * or imported from a source (another arena, or frames mapped by the port)
+ * in an import quantum when a request does not fit, and imported spans go
+ * back to the source when they become entirely free.
+ *
+ * The tree stores every span as a tiling of extents, free and allocated,
+ * free neighbours coalesced; an allocated extent carries its owner cookie,
+ * which lookup returns (the resource tree: address -> owner). Lookups are
+ * lock-free; alloc/free lock only the tree nodes they change.
+ *
+ * Errors (a rejected call changes nothing):
+ *   CAIRN_EINVAL  zero size, bad policy or nocross, bad create arguments
+ *   CAIRN_EALIGN  address/size not a multiple of the quantum; alignment
+ *                 not a power of two; phase not below the alignment
+ *   CAIRN_ERANGE  outside every span, or minaddr/maxaddr empty
+ *   CAIRN_EEXIST  add: the span overlaps an existing one
+ *   CAIRN_EBUSY   reserve: addr is allocated, or the range runs from its
+ *                 free extent into the next extent (allocated or another
+ *                 span); CAIRN_ERANGE if it runs into a gap instead
+ *   CAIRN_EFREE   free: addr is not the start of an allocated range
+ *   CAIRN_EORDER  free: the size is not the allocated size
+ *   CAIRN_ENOMEM  nothing fits (after importing), or no tree node
+ */
+#ifndef CAIRN_ARENA_H
+#define CAIRN_ARENA_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <cairn/btree.h>
+#include <cairn/error.h>
+#include <cairn/frames.h>
+
+enum cairn_fit {
+	CAIRN_FIT_FIRST = 0, /* lowest address, O(log n) */
+	CAIRN_FIT_HIGH = 1,  /* highest address, O(log n) */
+	CAIRN_FIT_BEST = 2,  /* shortest free extent that fits, lowest on a tie */
+};
+
+/* Where an arena imports from. import returns 0 and the base of a new
+ * range of exactly `size` bytes, or an error; release gives one back. */
+struct cairn_arena_source {
+	int (*import)(void *ctx, uint64_t size, uint64_t align, uint64_t *addr);
+	void (*release)(void *ctx, uint64_t addr, uint64_t size);
+	void *ctx;
+};
+
+struct cairn_arena_config {
+	uint64_t quantum;        /* power of two; 0 = 1 */
+	const struct cairn_arena_source *source; /* NULL: none */
+	uint64_t import_quantum; /* multiple of quantum; 0 = quantum */
+	unsigned fanout;         /* tree slots per node; 0 = full 4 KiB */
+};
+
+struct cairn_arena {
+	struct cairn_btree tree;
+	uint64_t quantum;
+	uint64_t import_quantum;
+	struct cairn_arena_source source;
+	_Atomic uint64_t imports, releases;
+};
+
+/* Extent flags the arena keeps in the tree (beside CAIRN_EXT_FREE). */
+#define CAIRN_ARENA_SPAN 0x100u     /* this extent starts a span */
+#define CAIRN_ARENA_IMPORTED 0x200u /* ... an imported one */
+
+/* Tree nodes come from `nodes`. [base, base + size) becomes the first span
+ * unless size is 0. */
+int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
+		       uint64_t base, uint64_t size,
+		       const struct cairn_arena_config *cfg);
+
+/* Give imported spans back (allocated or not) and every tree node. */
+void cairn_arena_destroy(struct cairn_arena *a);
+
+/* Add [base, base + size) as a span (never released to a source). */
+int cairn_arena_add(struct cairn_arena *a, uint64_t base, uint64_t size);
+
+/* size rounded up to the quantum, first fit. */
+int cairn_arena_alloc(struct cairn_arena *a, uint64_t size, uint64_t cookie,
+		      uint64_t *addr);
+
+/* The full request: addr = phase (mod align), [addr, addr + size) inside
+ * [minaddr, maxaddr) (maxaddr 0 = no limit) and not crossing a multiple of
+ * nocross (0 = no constraint). align 0 means the quantum. */
+int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
+		       uint64_t phase, uint64_t nocross, uint64_t minaddr,
+		       uint64_t maxaddr, enum cairn_fit policy, uint64_t cookie,
+		       uint64_t *addr);
+
+/* Free an allocated range; it coalesces with free neighbours in its span.
+ * An imported span that becomes entirely free goes back to the source. */
+int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size);
+
+/* Allocate exactly [addr, addr + size), all or nothing. */
+int cairn_arena_reserve(struct cairn_arena *a, uint64_t addr, uint64_t size,
+			uint64_t cookie);
+
+/* The allocated range containing addr and its cookie (lock-free):
+ * 0, CAIRN_EFREE if addr is free, CAIRN_ERANGE outside every span. */
+int cairn_arena_lookup(struct cairn_arena *a, uint64_t addr,
+		       uint64_t *start, uint64_t *size, uint64_t *cookie);
+
+/* Quiescent checks: the tree's invariants, spans tiled by extents, free
+ * neighbours coalesced. */
+int cairn_arena_validate(struct cairn_arena *a);
+
+/* Sources. An arena as the source of another: imports are xallocs in the
+ * parent (cookie = the child's address), releases are frees. */
+void cairn_arena_source_arena(struct cairn_arena_source *s,
+			      struct cairn_arena *parent);
+
+/* Frames mapped by the port: each import takes a naturally aligned block
+ * of 2^k frames (import sizes are rounded to powers of two, at least 4 KiB)
+ * and maps it at an address allocated from `va`, whose cookie keeps the
+ * physical address; release unmaps and frees both. */
+struct cairn_frames_source {
+	struct cairn_frames *frames;
+	struct cairn_arena *va;
+	unsigned flags; /* frame request flags (areas) */
+};
+void cairn_arena_source_frames(struct cairn_arena_source *s,
+			       struct cairn_frames_source *fs);
+
+#endif /* CAIRN_ARENA_H */

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn btree: a concurrent B+-tree of extents, keyed by extent start.
+ *
+ * The tree stores disjoint extents [start, start + len) of a 64-bit integer
+ * space (virtual addresses, device windows, any resource), each with a
+ * cookie and flags. Extents flagged CAIRN_EXT_FREE are free space: every
+ * inner entry carries the length of the longest free extent below it, so a
+ * fitting free extent is found in O(log n).
+ *
+ * Synchronisation is optimistic lock coupling: readers never write shared
+ * memory and never block; writers lock only the nodes they change, with
+ * try-locks, and restart on conflict. Nodes are 4 KiB frames taken from a
+ * cairn frames instance; a node that empties goes onto a free list local
+ * to its tree and returns to the frame allocator only at destroy.
+ *
+ * The tree is the index under the range arenas (cairn/arena.h), which is
+ * its intended user; the interface is an extent editor: a query finds an
+ * extent, a planner sees it with its neighbours and describes the change,
+ * and the tree applies the change atomically.
+ */
+#ifndef CAIRN_BTREE_H
+#define CAIRN_BTREE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cairn/error.h>
+#include <cairn/frames.h>
+
+/* Slots per node at 4 KiB; a tree may use fewer (a test build does, to
+ * split and merge often). */
+#define CAIRN_BTREE_FANOUT_MAX 126
+#define CAIRN_BTREE_FANOUT_MIN 4
+/* Levels, root included; a root split beyond this fails (ENOSPC). At the
+ * full fanout that is far beyond any 64-bit key space. */
+#define CAIRN_BTREE_DEPTH_MAX 12
+
+struct cairn_ext {
+	uint64_t start;
+	uint64_t len;
+	uint64_t cookie;
+	uint32_t flags;
+};
+
+#define CAIRN_EXT_FREE 0x1u /* free space: counts for the gap maxima */
+/* Bits 8..31 belong to the user of the tree; the tree only keeps them. */
+
+struct cairn_btree {
+	/* Tree-local free list of retired nodes: a Treiber stack whose head
+	 * is a (node, tag) pair swapped with a 16-byte CAS. */
+	_Alignas(16) unsigned __int128 free_head;
+	void *root;                 /* the root node; never changes */
+	struct cairn_frames *frames;
+	unsigned fanout;
+	_Atomic uint64_t nodes;     /* frames taken from `frames` */
+};
+
+/* Create an empty tree; fanout 0 means CAIRN_BTREE_FANOUT_MAX. Takes one
+ * frame for the root. */
+int cairn_btree_init(struct cairn_btree *t, struct cairn_frames *f,
+		     unsigned fanout);
+
+/* Return every node frame to the frame allocator (quiescent tree). */
+void cairn_btree_destroy(struct cairn_btree *t);
+
+/* The extent that contains addr: 0, or CAIRN_ERANGE if none does.
+ * Lock-free; linearizable with the updates. */
+int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
+		       struct cairn_ext *out);
+
+/* ---- updates ---- */
+
+enum cairn_bt_find {
+	CAIRN_BT_AT,       /* the extent containing `key` (or the gap there) */
+	CAIRN_BT_FIT_LOW,  /* free extents in [lo, hi), lowest first */
+	CAIRN_BT_FIT_HIGH, /* free extents in [lo, hi), highest first */
+	CAIRN_BT_FIT_BEST, /* the shortest accepted one (lowest on a tie) */
+};
+
+/* What a planner sees: the found extent `cur` and its neighbours in key
+ * order. For CAIRN_BT_AT without an extent containing key, has_cur is
+ * false and pred/succ are the extents around key. */
+struct cairn_bt_view {
+	struct cairn_ext pred, cur, succ;
+	bool has_pred, has_cur, has_succ;
+	uint64_t where; /* the fit callback's answer for cur */
+};
+
+enum cairn_bt_action { CAIRN_BT_KEEP = 0, CAIRN_BT_SET, CAIRN_BT_DEL };
+
+/* A change: each of pred/cur/succ (index 0/1/2) kept, replaced (same start)
+ * or deleted, and up to two new extents inserted. The new set of extents
+ * must stay disjoint; the tree checks key order and rejects the rest. */
+struct cairn_bt_edit {
+	unsigned char act[3];
+	struct cairn_ext val[3];
+	struct cairn_ext ins[2];
+	unsigned nins;
+};
+
+struct cairn_bt_query {
+	enum cairn_bt_find find;
+	uint64_t key;  /* CAIRN_BT_AT */
+	uint64_t lo, hi; /* fits: only extents that overlap [lo, hi) */
+	uint64_t need; /* fits: only free extents at least this long */
+	/* fits: does the request fit in e? If so set *where. May be NULL
+	 * (every free extent of length >= need is accepted at its start). */
+	bool (*fit)(const struct cairn_ext *e, void *arg, uint64_t *where);
+	/* Decide the change from a consistent snapshot. Returns 0 (apply
+	 * *edit) or a negative error, which cairn_btree_update returns after
+	 * checking that the snapshot was consistent. May run more than once;
+	 * the last run is the one that counts. */
+	int (*plan)(const struct cairn_bt_view *v, void *arg,
+		    struct cairn_bt_edit *edit);
+	void *arg;
+	/* The planner needs no neighbours when it found an extent, and will
+	 * only replace it or insert inside its range (saves two steps). */
+	bool cur_only;
+};
+
+/* Find, plan, apply, atomically. 0, the planner's error, CAIRN_ENOMEM when
+ * a fit search finds nothing (the planner is not called) or a node cannot
+ * be allocated (tree unchanged), CAIRN_ENOSPC when the query would need
+ * more than the fixed per-operation bookkeeping allows. */
+int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q);
+
+/* ---- checking and walking (quiescent tree only) ---- */
+
+/* Visit every extent in key order; stop early if fn returns non-zero and
+ * return that value. */
+int cairn_btree_walk(struct cairn_btree *t,
+		     int (*fn)(const struct cairn_ext *e, void *arg), void *arg);
+
+struct cairn_btree_stats {
+	uint64_t extents;
+	uint64_t nodes;       /* frames held: in the tree + on the free list */
+	uint64_t tree_nodes;
+	uint64_t free_nodes;
+	unsigned depth;
+	uint64_t max_free;    /* longest free extent */
+};
+
+/* Check every invariant: keys ordered and bounded by the separators,
+ * extents disjoint, gap maxima equal recomputed ones, no reachable node
+ * locked or obsolete, free list nodes all obsolete, frames accounted.
+ * 0 or CAIRN_ECORRUPT, the first violation reported via the port. */
+int cairn_btree_validate(struct cairn_btree *t, struct cairn_btree_stats *st);
+
+#endif /* CAIRN_BTREE_H */

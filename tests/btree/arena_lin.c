@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Linearizability check of many short concurrent histories.
+ *
+ * Each round builds a small arena (tiny tree nodes, so a handful of
+ * extents spans several leaves and levels), identically in the sequential
+ * model, then 3 or 4 threads run a few operations each (allocations with
+ * every policy, frees, reserves, lookups) against it at once. Every
+ * operation records its call and return times on a shared clock and its
+ * result. The history must then have a linearization: an order that
+ * respects real time (an operation that returned before another was called
+ * comes first) in which the model, run sequentially, returns exactly the
+ * recorded results and ends in exactly the tree's final state. The search
+ * tries every admissible order.
+ *
+ * The library under test is built with CAIRN_BTREE_TEST_YIELD: the tree
+ * yields or spins at random between optimistic reads and validation,
+ * before lock upgrades, and in split and recycle paths, so that two cores
+ * reach the interleavings that matter.
+ *
+ * usage: arena_lin rounds threads seed
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+
+#include "env.h"
+#include "model.h"
+
+#define OPS 3
+#define MAXT 4
+#define SPAN 2048
+
+enum { OP_ALLOC, OP_FREE, OP_FREE_MINE, OP_RESERVE, OP_LOOKUP };
+
+struct op {
+	int kind;
+	uint64_t size, align, addr, cookie;
+	enum cairn_fit pol;
+	/* results */
+	int rc;
+	uint64_t out, s, n, c;
+	uint64_t inv, resp;
+};
+
+static struct cairn_arena arena;
+static struct op ops[MAXT][OPS];
+static unsigned nthreads;
+static pthread_barrier_t start, done;
+static atomic_uint_fast64_t clock_;
+static atomic_bool stop;
+
+static void run(struct op *o, struct op *prev_alloc)
+{
+	if (o->kind == OP_FREE_MINE) {
+		if (prev_alloc && prev_alloc->rc == 0) {
+			o->addr = prev_alloc->out;
+			o->size = prev_alloc->size;
+		}
+		o->kind = OP_FREE;
+	}
+	o->inv = atomic_fetch_add(&clock_, 1);
+	switch (o->kind) {
+	case OP_ALLOC:
+		o->rc = cairn_arena_xalloc(&arena, o->size, o->align, 0, 0, 0, 0,
+					   o->pol, o->cookie, &o->out);
+		break;
+	case OP_FREE:
+		o->rc = cairn_arena_free(&arena, o->addr, o->size);
+		break;
+	case OP_RESERVE:
+		o->rc = cairn_arena_reserve(&arena, o->addr, o->size, o->cookie);
+		break;
+	case OP_LOOKUP:
+		o->rc = cairn_arena_lookup(&arena, o->addr, &o->s, &o->n, &o->c);
+		break;
+	}
+	o->resp = atomic_fetch_add(&clock_, 1);
+}
+
+static void *worker(void *arg)
+{
+	unsigned t = (unsigned)(uintptr_t)arg;
+	cairn_host_cpu_register();
+	for (;;) {
+		pthread_barrier_wait(&start);
+		if (atomic_load(&stop))
+			break;
+		struct op *last = NULL;
+		for (unsigned i = 0; i < OPS; i++) {
+			run(&ops[t][i], last);
+			if (ops[t][i].kind == OP_ALLOC)
+				last = &ops[t][i];
+		}
+		pthread_barrier_wait(&done);
+	}
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+/* ---- the search for a linearization ---- */
+
+static struct op *flat[MAXT * OPS];
+static unsigned nflat;
+static struct mext saved[MAXT * OPS + 1][256];
+static unsigned saved_n[MAXT * OPS + 1];
+static bool placed[MAXT * OPS];
+
+/* Run o on the model; does it give the recorded result? */
+static bool replay(const struct op *o)
+{
+	uint64_t x = 0;
+	int rc;
+	switch (o->kind) {
+	case OP_ALLOC:
+		rc = m_xalloc(o->size, o->align, 0, 0, 0, 0, (int)o->pol,
+			      o->cookie, &x);
+		return rc == o->rc && (rc || x == o->out);
+	case OP_FREE:
+		return m_free(o->addr, o->size) == o->rc;
+	case OP_RESERVE:
+		return m_reserve(o->addr, o->size, o->cookie) == o->rc;
+	default: {
+		int i = m_find(o->addr);
+		rc = i < 0 ? CAIRN_ERANGE : is_free(&m[i]) ? CAIRN_EFREE : 0;
+		if (rc != o->rc)
+			return false;
+		return rc || (o->s == m[i].start && o->n == m[i].len &&
+			      o->c == m[i].cookie);
+	}
+	}
+}
+
+struct cmp {
+	unsigned i;
+	bool bad;
+};
+
+static int cmp_visit(const struct cairn_ext *e, void *arg)
+{
+	struct cmp *c = arg;
+	if (c->i >= nm || e->start != m[c->i].start || e->len != m[c->i].len ||
+	    e->cookie != m[c->i].cookie || e->flags != m[c->i].flags)
+		c->bad = true;
+	c->i++;
+	return 0;
+}
+
+static bool tree_equals_model(void)
+{
+	struct cmp c = { 0, false };
+	cairn_btree_walk(&arena.tree, cmp_visit, &c);
+	return !c.bad && c.i == nm;
+}
+
+static bool search(unsigned depth)
+{
+	if (depth == nflat)
+		return tree_equals_model();
+	REQUIRE(nm <= 256);
+	memcpy(saved[depth], m, nm * sizeof(m[0]));
+	saved_n[depth] = nm;
+	for (unsigned j = 0; j < nflat; j++) {
+		if (placed[j])
+			continue;
+		bool ok = true; /* nothing unplaced returned before j began */
+		for (unsigned i = 0; i < nflat && ok; i++)
+			if (!placed[i] && i != j && flat[i]->resp < flat[j]->inv)
+				ok = false;
+		if (!ok)
+			continue;
+		placed[j] = true;
+		bool good = replay(flat[j]) && search(depth + 1);
+		placed[j] = false;
+		if (good)
+			return true;
+		nm = saved_n[depth];
+		memcpy(m, saved[depth], nm * sizeof(m[0]));
+	}
+	return false;
+}
+
+static void dump_history(void)
+{
+	static const char *names[] = { "alloc", "free", "free-mine", "reserve", "lookup" };
+	for (unsigned i = 0; i < nflat; i++) {
+		const struct op *o = flat[i];
+		fprintf(stderr, "  [%llu,%llu] %s size %#llx align %#llx pol %d addr %#llx -> rc %d out %#llx s %#llx n %#llx\n",
+			(unsigned long long)o->inv, (unsigned long long)o->resp,
+			names[o->kind], (unsigned long long)o->size,
+			(unsigned long long)o->align, o->pol,
+			(unsigned long long)o->addr, o->rc,
+			(unsigned long long)o->out, (unsigned long long)o->s,
+			(unsigned long long)o->n);
+	}
+}
+
+/* ---- rounds ---- */
+
+static uint64_t seed;
+
+static uint64_t rnd_below(uint64_t n)
+{
+	return splitmix(&seed) % n;
+}
+
+static void both_alloc(uint64_t size, uint64_t cookie)
+{
+	uint64_t x, y;
+	int r = cairn_arena_xalloc(&arena, size, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST,
+				   cookie, &x);
+	int s = m_xalloc(size, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST, cookie, &y);
+	REQUIRE(r == s && (r || x == y));
+}
+
+static void make_op(struct op *o, unsigned t)
+{
+	*o = (struct op){ 0 };
+	o->cookie = splitmix(&seed) | 1;
+	o->size = (rnd_below(4) + 1) * Q;
+	unsigned k = (unsigned)rnd_below(10);
+	if (k < 4) {
+		o->kind = OP_ALLOC;
+		o->pol = (enum cairn_fit)rnd_below(3);
+		o->align = rnd_below(3) == 0 ? Q << rnd_below(3) : 0;
+	} else if (k < 7) {
+		o->kind = rnd_below(2) ? OP_FREE_MINE : OP_FREE;
+		if (nm) { /* an allocated extent of the initial state */
+			const struct mext *e = &m[rnd_below(nm)];
+			o->addr = e->start;
+			o->size = e->len;
+		}
+	} else if (k < 8) {
+		o->kind = OP_RESERVE;
+		o->addr = rnd_below(SPAN / Q) * Q;
+	} else {
+		o->kind = OP_LOOKUP;
+		o->addr = rnd_below(SPAN + 64);
+	}
+	(void)t;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 2000;
+	nthreads = argc > 2 ? (unsigned)atoi(argv[2]) : 3;
+	seed = argc > 3 ? strtoull(argv[3], NULL, 0) : 1;
+	REQUIRE(nthreads >= 2 && nthreads <= MAXT);
+	Q = 16;
+
+	env_init(nthreads + 1, 64);
+	REQUIRE(cairn_host_cpu_register() >= 0);
+	uint64_t frames0 = env_free_frames();
+	pthread_barrier_init(&start, NULL, nthreads + 1);
+	pthread_barrier_init(&done, NULL, nthreads + 1);
+	pthread_t th[MAXT];
+	for (unsigned t = 0; t < nthreads; t++)
+		REQUIRE(pthread_create(&th[t], NULL, worker, (void *)(uintptr_t)t) == 0);
+
+	unsigned bad = 0;
+	uint64_t orders = 0, overlaps = 0;
+	for (unsigned round = 0; round < rounds && bad < 3; round++) {
+		struct cairn_arena_config cfg = { .quantum = Q, .fanout = 4 };
+		REQUIRE(cairn_arena_create(&arena, env_frames, 0, SPAN, &cfg) == 0);
+		nm = 0;
+		REQUIRE(m_add(0, SPAN) == 0);
+		/* a random initial state over several leaves */
+		unsigned n = 8 + (unsigned)rnd_below(24);
+		for (unsigned i = 0; i < n; i++)
+			both_alloc((rnd_below(4) + 1) * Q, splitmix(&seed) | 1);
+		for (unsigned i = 0; i < n / 3; i++) {
+			const struct mext *e = &m[rnd_below(nm)];
+			if (is_free(e))
+				continue;
+			uint64_t a = e->start, s = e->len;
+			REQUIRE(cairn_arena_free(&arena, a, s) == m_free(a, s));
+		}
+		REQUIRE(tree_equals_model());
+
+		nflat = 0;
+		for (unsigned t = 0; t < nthreads; t++)
+			for (unsigned i = 0; i < OPS; i++) {
+				make_op(&ops[t][i], t);
+				flat[nflat++] = &ops[t][i];
+			}
+		/* keep only allocated extents as free targets from the model */
+		pthread_barrier_wait(&start);
+		pthread_barrier_wait(&done);
+
+		CHECK_EQ(cairn_arena_validate(&arena), 0);
+		if (!search(0)) {
+			bad++;
+			fprintf(stderr, "round %u: no linearization\n", round);
+			dump_history();
+		}
+		orders++;
+		for (unsigned i = 0; i < nflat; i++)
+			for (unsigned j = 0; j < nflat; j++)
+				if (i / OPS != j / OPS && flat[i]->inv < flat[j]->inv &&
+				    flat[j]->inv < flat[i]->resp)
+					overlaps++;
+		cairn_arena_destroy(&arena);
+	}
+	atomic_store(&stop, true);
+	pthread_barrier_wait(&start);
+	for (unsigned t = 0; t < nthreads; t++)
+		pthread_join(th[t], NULL);
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(env_free_frames(), frames0);
+	printf("arena_lin: %llu histories of %u threads x %u ops linearizable, "
+	       "%llu overlapping pairs of operations\n",
+	       (unsigned long long)orders, nthreads, OPS,
+	       (unsigned long long)overlaps);
+	CHECK(overlaps > orders); /* the threads did run at once */
+	return check_done("arena_lin");
+}

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Model-based random test of the arenas against a sorted array of extents.
+ *
+ * The reference implements the specification naively: a fit is found by
+ * trying every admissible address of every free extent in order, frees
+ * merge with free neighbours inside a span, and every error is decided
+ * from the array. Returned addresses and error codes must match exactly,
+ * and after every operation the tree's extents must equal the array and
+ * the tree and arena validators must pass. Now and then every free frame
+ * is taken away, so tree node allocation fails: an operation may then
+ * return CAIRN_ENOMEM, and must leave the arena exactly as it was.
+ *
+ * usage: arena_model [seed] [ops] [fanout]
+ */
+#include <string.h>
+
+#include "env.h"
+#include "model.h"
+
+#define UNIVERSE (1ull << 20)
+
+static uint64_t seed;
+
+static uint64_t rnd(void)
+{
+	return splitmix(&seed);
+}
+
+static uint64_t rnd_below(uint64_t n)
+{
+	return n ? rnd() % n : 0;
+}
+
+/* ---- comparing ---- */
+
+struct cmp {
+	unsigned i;
+	bool bad;
+};
+
+static int cmp_visit(const struct cairn_ext *e, void *arg)
+{
+	struct cmp *c = arg;
+	if (c->i >= nm || e->start != m[c->i].start || e->len != m[c->i].len ||
+	    e->cookie != m[c->i].cookie || e->flags != m[c->i].flags) {
+		fprintf(stderr, "mismatch at extent %u: tree %#llx+%#llx c%llu f%x",
+			c->i, (unsigned long long)e->start,
+			(unsigned long long)e->len,
+			(unsigned long long)e->cookie, e->flags);
+		if (c->i < nm)
+			fprintf(stderr, ", model %#llx+%#llx c%llu f%x",
+				(unsigned long long)m[c->i].start,
+				(unsigned long long)m[c->i].len,
+				(unsigned long long)m[c->i].cookie, m[c->i].flags);
+		fprintf(stderr, "\n");
+		c->bad = true;
+		return 1;
+	}
+	c->i++;
+	return 0;
+}
+
+static bool same(struct cairn_arena *a)
+{
+	struct cmp c = { 0, false };
+	cairn_btree_walk(&a->tree, cmp_visit, &c);
+	if (!c.bad && c.i != nm) {
+		fprintf(stderr, "tree has %u extents, model %u\n", c.i, nm);
+		c.bad = true;
+	}
+	return !c.bad;
+}
+
+/* ---- random requests ---- */
+
+static uint64_t rnd_size(void)
+{
+	switch (rnd_below(8)) {
+	case 0: return 0;
+	case 1: return rnd_below(Q * 4) + 1;          /* unrounded */
+	case 2: return (rnd_below(256) + 1) * Q;
+	default: return (rnd_below(16) + 1) * Q;
+	}
+}
+
+static uint64_t rnd_addr(void)
+{
+	if (nm && rnd_below(4)) {
+		const struct mext *e = &m[rnd_below(nm)];
+		uint64_t x = e->start + rnd_below(e->len);
+		return rnd_below(8) ? x & ~(Q - 1) : x;
+	}
+	return rnd_below(UNIVERSE) & (rnd_below(16) ? ~(Q - 1) : ~0ull);
+}
+
+int main(int argc, char **argv)
+{
+	seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+	uint64_t seed0 = seed;
+	unsigned ops = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 0) : 5000;
+	unsigned fanout = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 0) : 4;
+	static const uint64_t quanta[] = { 1, 16, 4096 };
+	Q = quanta[seed % 3];
+	uint64_t universe = UNIVERSE * (Q == 4096 ? 64 : 1);
+
+	env_init(1, 512);
+	cairn_host_reports_quiet(1);
+	uint64_t frames0 = env_free_frames();
+
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = Q, .fanout = fanout };
+	REQUIRE(cairn_arena_create(&a, env_frames, 0, 0, &cfg) == 0);
+
+	/* a few spans to start with */
+	for (unsigned i = 0; i < 6; i++) {
+		uint64_t base = rnd_below(universe) & ~(Q - 1);
+		uint64_t size = (rnd_below(4096) + 16) * Q;
+		int r = m_add(base, size);
+		CHECK_EQ(cairn_arena_add(&a, base, size), r);
+	}
+
+	static uint64_t live[MAXEXT];
+	static uint64_t live_size[MAXEXT];
+	unsigned nlive = 0;
+	unsigned stats[8] = { 0 }, nomem_injected = 0, drained_ops = 0;
+	bool drained = false;
+
+	int rm = 0, ra = 0;
+	uint64_t xm = 0, xa = 0;
+	for (unsigned op = 0; op < ops && !check_failures; op++) {
+		if (rnd_below(200) == 0) {
+			if (drained)
+				env_undrain();
+			else
+				env_drain();
+			drained = !drained;
+		}
+		drained_ops += drained;
+		unsigned kind = (unsigned)rnd_below(100);
+		rm = ra = 0;
+		xm = xa = 0;
+		if (kind < 40) { /* xalloc */
+			uint64_t size = rnd_size();
+			uint64_t align = rnd_below(3) ? 0 : (Q << rnd_below(7));
+			if (rnd_below(50) == 0)
+				align = 3 * Q;
+			uint64_t phase = align && rnd_below(3) == 0
+						 ? rnd_below(align / Q) * Q : 0;
+			uint64_t nocross = rnd_below(6) == 0
+				? (Q << (4 + rnd_below(6))) : 0;
+			uint64_t lo = rnd_below(4) == 0 ? rnd_addr() & ~(Q - 1) : 0;
+			uint64_t hi = rnd_below(4) == 0 ? rnd_addr() & ~(Q - 1) : 0;
+			int pol = (int)rnd_below(3);
+			if (rnd_below(100) == 0)
+				pol = 5;
+			uint64_t cookie = rnd() | 1;
+			ra = cairn_arena_xalloc(&a, size, align, phase, nocross, lo, hi,
+						(enum cairn_fit)pol, cookie, &xa);
+			if (drained && ra == CAIRN_ENOMEM) {
+				nomem_injected++;
+				CHECK(same(&a));
+				continue;
+			}
+			rm = m_xalloc(size, align, phase, nocross, lo, hi, pol, cookie, &xm);
+			CHECK_EQ(ra, rm);
+			if (ra == 0 && rm == 0) {
+				CHECK_EQ(xa, xm);
+				if (nlive < MAXEXT) {
+					live[nlive] = xm;
+					live_size[nlive++] = (size + Q - 1) / Q * Q;
+				}
+			}
+			if (ra == 0 && rm != 0) {
+				fprintf(stderr, "op %u: tree allocated %#llx size %#llx align %#llx phase %#llx nocross %#llx lo %#llx hi %#llx pol %d, model %d\n",
+					op, (unsigned long long)xa, (unsigned long long)size,
+					(unsigned long long)align, (unsigned long long)phase,
+					(unsigned long long)nocross, (unsigned long long)lo,
+					(unsigned long long)hi, pol, rm);
+			}
+			stats[0 + (ra != 0)]++;
+		} else if (kind < 75) { /* free: mostly right, sometimes not */
+			uint64_t addr, size;
+			unsigned li = 0;
+			if (nlive && rnd_below(8)) {
+				li = (unsigned)rnd_below(nlive);
+				addr = live[li];
+				size = live_size[li];
+				if (rnd_below(10) == 0)
+					size += Q;
+			} else {
+				addr = rnd_addr();
+				size = rnd_size();
+			}
+			ra = cairn_arena_free(&a, addr, size);
+			rm = m_free(addr, size);
+			CHECK_EQ(ra, rm);
+			if (rm == 0) {
+				for (unsigned k = 0; k < nlive; k++)
+					if (live[k] == addr) {
+						live[k] = live[--nlive];
+						live_size[k] = live_size[nlive];
+						break;
+					}
+			}
+			stats[2 + (ra != 0)]++;
+		} else if (kind < 85) { /* reserve */
+			uint64_t addr = rnd_addr(), size = rnd_size();
+			uint64_t cookie = rnd() | 1;
+			ra = cairn_arena_reserve(&a, addr, size, cookie);
+			if (drained && ra == CAIRN_ENOMEM) {
+				nomem_injected++;
+				CHECK(same(&a));
+				continue;
+			}
+			rm = m_reserve(addr, size, cookie);
+			CHECK_EQ(ra, rm);
+			if (rm == 0 && nlive < MAXEXT) {
+				live[nlive] = addr;
+				live_size[nlive++] = size;
+			}
+			stats[4 + (ra != 0)]++;
+		} else if (kind < 88) { /* add a span */
+			uint64_t base = rnd_addr(), size = rnd_size() * 8;
+			if (base + size > universe)
+				size = 0;
+			ra = cairn_arena_add(&a, base, size);
+			if (drained && ra == CAIRN_ENOMEM) {
+				nomem_injected++;
+				CHECK(same(&a));
+				continue;
+			}
+			rm = m_add(base, size);
+			CHECK_EQ(ra, rm);
+			stats[6 + (ra != 0)]++;
+		} else { /* lookups */
+			for (unsigned k = 0; k < 4; k++) {
+				uint64_t x = rnd_addr(), s = 0, n = 0, c = 0;
+				ra = cairn_arena_lookup(&a, x, &s, &n, &c);
+				int i = m_find(x);
+				rm = i < 0 ? CAIRN_ERANGE
+				     : is_free(&m[i]) ? CAIRN_EFREE : 0;
+				CHECK_EQ(ra, rm);
+				if (ra == 0 && rm == 0)
+					CHECK(s == m[i].start && n == m[i].len &&
+					      c == m[i].cookie);
+			}
+		}
+		CHECK_EQ(cairn_arena_validate(&a), 0);
+		if (!same(&a)) {
+			CHECK(!"tree differs from the model");
+			fprintf(stderr, "after op %u (kind %u): tree %d %#llx, model %d %#llx, drained %d\n",
+				op, kind, ra, (unsigned long long)xa, rm,
+				(unsigned long long)xm, drained);
+		}
+	}
+	if (drained)
+		env_undrain();
+
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	printf("seed %llu Q %llu fanout %u: %u extents, depth %u, %llu node frames "
+	       "(%llu free); alloc ok/err %u/%u free %u/%u reserve %u/%u add %u/%u; "
+	       "%u ops drained, %u injected ENOMEM\n",
+	       (unsigned long long)seed0, (unsigned long long)Q, fanout, nm, st.depth,
+	       (unsigned long long)st.nodes, (unsigned long long)st.free_nodes,
+	       stats[0], stats[1], stats[2], stats[3], stats[4], stats[5], stats[6],
+	       stats[7], drained_ops, nomem_injected);
+	CHECK(nomem_injected > 0 || ops < 2000);
+	cairn_arena_destroy(&a);
+	CHECK_EQ(env_free_frames(), frames0);
+	return check_done("arena_model");
+}

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the arenas: every operation and every error path, on a
+ * tree with tiny nodes (fanout 4) and on one with full 4 KiB nodes.
+ */
+#include <string.h>
+
+#include "env.h"
+
+#define B 0x100000ull /* base of the first span */
+#define Q 16ull       /* quantum */
+
+static void valid(struct cairn_arena *a)
+{
+	CHECK_EQ(cairn_arena_validate(a), 0);
+}
+
+static void basics(unsigned fanout)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = Q, .fanout = fanout };
+	uint64_t x, y, z, s, n, c;
+
+	CHECK_EQ(cairn_arena_create(&a, env_frames, B, 0x1000, &cfg), 0);
+	valid(&a);
+
+	/* first fit, rounding to the quantum, lookup with cookies */
+	CHECK_EQ(cairn_arena_alloc(&a, 1, 11, &x), 0);
+	CHECK_EQ(x, B);
+	CHECK_EQ(cairn_arena_alloc(&a, 17, 12, &y), 0);
+	CHECK_EQ(y, B + 16);
+	CHECK_EQ(cairn_arena_alloc(&a, 32, 13, &z), 0);
+	CHECK_EQ(z, B + 48);
+	CHECK_EQ(cairn_arena_lookup(&a, y + 20, &s, &n, &c), 0);
+	CHECK(s == y && n == 32 && c == 12);
+	CHECK_EQ(cairn_arena_lookup(&a, B + 0x800, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&a, B - 1, &s, &n, &c), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_lookup(&a, B + 0x1000, &s, &n, &c), CAIRN_ERANGE);
+	valid(&a);
+
+	/* free errors, then coalescing both ways */
+	CHECK_EQ(cairn_arena_free(&a, y, 0), CAIRN_EINVAL);
+	CHECK_EQ(cairn_arena_free(&a, y + 1, 32), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_free(&a, y + 16, 16), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_free(&a, y, 16), CAIRN_EORDER);
+	CHECK_EQ(cairn_arena_free(&a, y, 48), CAIRN_EORDER);
+	CHECK_EQ(cairn_arena_free(&a, B + 0x800, 16), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_free(&a, B + 0x2000, 16), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_free(&a, y, 32), 0);
+	CHECK_EQ(cairn_arena_free(&a, y, 32), CAIRN_EFREE);
+	valid(&a);
+	CHECK_EQ(cairn_arena_free(&a, x, 16), 0);  /* merges right */
+	valid(&a);
+	CHECK_EQ(cairn_arena_free(&a, z, 32), 0);  /* merges both */
+	valid(&a);
+	CHECK_EQ(cairn_arena_lookup(&a, B, &s, &n, &c), CAIRN_EFREE);
+
+	/* xalloc: alignment, phase, nocross, window, policies */
+	CHECK_EQ(cairn_arena_xalloc(&a, 0, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST, 0, &x), CAIRN_EINVAL);
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 48, 0, 0, 0, 0, CAIRN_FIT_FIRST, 0, &x), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 64, 64, 0, 0, 0, CAIRN_FIT_FIRST, 0, &x), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 64, 8, 0, 0, 0, CAIRN_FIT_FIRST, 0, &x), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 0, 0, 0, 0, 0, 7, 0, &x), CAIRN_EINVAL);
+	CHECK_EQ(cairn_arena_xalloc(&a, 64, 0, 0, 32, 0, 0, CAIRN_FIT_FIRST, 0, &x), CAIRN_EINVAL);
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 0, 0, 0, B + 64, B + 64, CAIRN_FIT_FIRST, 0, &x), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 0, 0, 0, B + 0x2000, B + 0x3000, CAIRN_FIT_FIRST, 0, &x), CAIRN_ENOMEM);
+
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 256, 32, 0, 0, 0, CAIRN_FIT_FIRST, 1, &x), 0);
+	CHECK_EQ(x, B + 32);
+	CHECK_EQ(cairn_arena_xalloc(&a, 16, 0, 0, 0, 0, 0, CAIRN_FIT_HIGH, 2, &y), 0);
+	CHECK_EQ(y, B + 0x1000 - 16);
+	CHECK_EQ(cairn_arena_xalloc(&a, 64, 64, 0, 0, 0, B + 0x800, CAIRN_FIT_HIGH, 3, &z), 0);
+	CHECK_EQ(z, B + 0x800 - 64);
+	/* free space now: [B, B+32) 32, [B+48, z) , [z+64, y): best fit of 32
+	 * takes the 32-byte hole at B */
+	CHECK_EQ(cairn_arena_xalloc(&a, 32, 0, 0, 0, 0, 0, CAIRN_FIT_BEST, 4, &s), 0);
+	CHECK_EQ(s, B);
+	/* nocross: 64 bytes not crossing a 128 boundary, from B+96 on */
+	CHECK_EQ(cairn_arena_xalloc(&a, 64, 0, 0, 128, B + 96, 0, CAIRN_FIT_FIRST, 5, &n), 0);
+	CHECK_EQ(n, B + 128);
+	valid(&a);
+	CHECK_EQ(cairn_arena_free(&a, x, 16), 0);
+	CHECK_EQ(cairn_arena_free(&a, y, 16), 0);
+	CHECK_EQ(cairn_arena_free(&a, z, 64), 0);
+	CHECK_EQ(cairn_arena_free(&a, s, 32), 0);
+	CHECK_EQ(cairn_arena_free(&a, n, 64), 0);
+	valid(&a);
+
+	/* reserve and add */
+	CHECK_EQ(cairn_arena_reserve(&a, B + 64, 0, 0), CAIRN_EINVAL);
+	CHECK_EQ(cairn_arena_reserve(&a, B + 65, 16, 0), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_reserve(&a, B - 16, 32, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_reserve(&a, B + 0xff0, 32, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_reserve(&a, B + 64, 64, 9), 0);
+	CHECK_EQ(cairn_arena_reserve(&a, B + 96, 16, 0), CAIRN_EBUSY);
+	CHECK_EQ(cairn_arena_reserve(&a, B + 32, 64, 0), CAIRN_EBUSY);
+	CHECK_EQ(cairn_arena_lookup(&a, B + 100, &s, &n, &c), 0);
+	CHECK(s == B + 64 && n == 64 && c == 9);
+	CHECK_EQ(cairn_arena_add(&a, B + 0x800, 0x1000), CAIRN_EEXIST);
+	CHECK_EQ(cairn_arena_add(&a, B - 0x10, 0x20), CAIRN_EEXIST);
+	CHECK_EQ(cairn_arena_add(&a, B + 0x1000, 0), CAIRN_EINVAL);
+	CHECK_EQ(cairn_arena_add(&a, B + 0x1008, 0x10), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_add(&a, UINT64_MAX - 15, 0x20), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_add(&a, B + 0x1000, 0x1000), 0); /* adjacent span */
+	valid(&a);
+	/* spans never coalesce: a request across both does not fit ... */
+	CHECK_EQ(cairn_arena_reserve(&a, B + 0xff0, 32, 0), CAIRN_EBUSY);
+	CHECK_EQ(cairn_arena_xalloc(&a, 0x1800, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST, 0, &x), CAIRN_ENOMEM);
+	/* ... and a free at the start of the second span stays separate */
+	CHECK_EQ(cairn_arena_xalloc(&a, 0x10, 0, 0, 0, B + 0x1000, 0, CAIRN_FIT_FIRST, 0, &x), 0);
+	CHECK_EQ(x, B + 0x1000);
+	CHECK_EQ(cairn_arena_free(&a, x, 16), 0);
+	valid(&a);
+	CHECK_EQ(cairn_arena_free(&a, B + 64, 64), 0);
+
+	/* many small allocations: splits, then frees: node recycling */
+	static uint64_t addrs[1024];
+	unsigned k = 0;
+	while (k < 1024 && cairn_arena_alloc(&a, 16, k, &addrs[k]) == 0)
+		k++;
+	CHECK_EQ(k, 0x2000 / 16);
+	valid(&a);
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	uint64_t nodes = st.nodes;
+	for (unsigned i = 0; i < k; i += 2)
+		CHECK_EQ(cairn_arena_free(&a, addrs[i], 16), 0);
+	valid(&a);
+	for (unsigned i = 1; i < k; i += 2)
+		CHECK_EQ(cairn_arena_free(&a, addrs[i], 16), 0);
+	valid(&a);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.extents, 2);
+	CHECK_EQ(st.nodes, nodes);
+	for (unsigned i = 0; i < k; i++)
+		CHECK_EQ(cairn_arena_alloc(&a, 16, i, &addrs[i]), 0);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.nodes, nodes); /* all from the free list */
+	cairn_arena_destroy(&a);
+}
+
+/* A tree that grew tall shrinks back once emptied (root collapse). */
+static void shrink(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
+	static uint64_t x[400];
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 1 << 20, &cfg), 0);
+	for (unsigned i = 0; i < 400; i++)
+		CHECK_EQ(cairn_arena_xalloc(&a, 1, 2, 0, 0, 0, 0, CAIRN_FIT_FIRST, 1, &x[i]), 0);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK(st.depth >= 5);
+	for (unsigned i = 0; i < 400; i++)
+		CHECK_EQ(cairn_arena_free(&a, x[(i * 7) % 400], 1), 0);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.extents, 1);
+	CHECK_EQ(st.depth, 1);
+	CHECK_EQ(st.tree_nodes, 1);
+	valid(&a);
+	cairn_arena_destroy(&a);
+}
+
+/* Imports from a parent arena, release of wholly free spans. */
+static void imports(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_config pc = { .quantum = 4096, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000000, 0x100000, &pc), 0);
+	struct cairn_arena_source src;
+	cairn_arena_source_arena(&src, &parent);
+	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
+					 .import_quantum = 0x4000, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+
+	uint64_t x, y, z, s, n, c;
+	CHECK_EQ(cairn_arena_alloc(&child, 100, 1, &x), 0);
+	CHECK_EQ(x, 0x40000000);
+	CHECK_EQ(cairn_arena_lookup(&parent, x, &s, &n, &c), 0);
+	CHECK(s == x && n == 0x4000 && c == (uintptr_t)&parent);
+	CHECK_EQ(cairn_arena_alloc(&child, 0x4000, 2, &y), 0); /* a second span */
+	CHECK_EQ(y, 0x40004000);
+	CHECK_EQ(atomic_load(&child.imports), 2);
+	CHECK_EQ(cairn_arena_alloc(&child, 0x10, 3, &z), 0);
+	CHECK_EQ(z, x + 112);
+	valid(&child);
+	valid(&parent);
+	CHECK_EQ(cairn_arena_free(&child, y, 0x4000), 0);
+	CHECK_EQ(atomic_load(&child.releases), 1);
+	CHECK_EQ(cairn_arena_lookup(&parent, y, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_free(&child, x, 112), 0);
+	CHECK_EQ(atomic_load(&child.releases), 1);
+	CHECK_EQ(cairn_arena_free(&child, z, 16), 0);
+	CHECK_EQ(atomic_load(&child.releases), 2);
+	CHECK_EQ(cairn_arena_lookup(&parent, x, &s, &n, &c), CAIRN_EFREE);
+	valid(&child);
+	valid(&parent);
+	/* parent exhaustion: the child fails cleanly */
+	CHECK_EQ(cairn_arena_alloc(&child, 0x200000, 1, &x), CAIRN_ENOMEM);
+	valid(&child);
+	/* destroy gives allocated spans back too */
+	CHECK_EQ(cairn_arena_alloc(&child, 0x100, 1, &x), 0);
+	cairn_arena_destroy(&child);
+	CHECK_EQ(cairn_arena_lookup(&parent, x, &s, &n, &c), CAIRN_EFREE);
+	valid(&parent);
+	cairn_arena_destroy(&parent);
+}
+
+/* Frames mapped by the port at addresses from a VA arena. */
+static void frames_source(void)
+{
+	struct cairn_arena va, heap;
+	/* a window of host address space nothing else uses */
+	const uint64_t base = 0x7e0000000000ull;
+	struct cairn_arena_config vc = { .quantum = 4096 };
+	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
+	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
+	struct cairn_arena_source src;
+	cairn_arena_source_frames(&src, &fs);
+	struct cairn_arena_config hc = { .quantum = 64, .source = &src,
+					 .import_quantum = 2 * MiB };
+	CHECK_EQ(cairn_arena_create(&heap, env_frames, 0, 0, &hc), 0);
+	uint64_t before = env_free_frames();
+	uint64_t x, y;
+	CHECK_EQ(cairn_arena_alloc(&heap, 1000, 7, &x), 0);
+	CHECK_EQ(x & (2 * MiB - 1), 0);
+	memset((void *)(uintptr_t)x, 0xa5, 1000); /* it is mapped */
+	CHECK_EQ(cairn_arena_alloc(&heap, 3 * MiB, 8, &y), 0); /* 4 MiB import */
+	memset((void *)(uintptr_t)y, 0x5a, 3 * MiB);
+	CHECK(env_free_frames() <= before - 6 * MiB / 4096);
+	CHECK_EQ(cairn_arena_free(&heap, y, 3 * MiB), 0);
+	CHECK_EQ(cairn_arena_free(&heap, x, 1000), 0);
+	CHECK_EQ(atomic_load(&heap.releases), 2);
+	CHECK_EQ(env_free_frames(), before);
+	valid(&heap);
+	valid(&va);
+	cairn_arena_destroy(&heap);
+	cairn_arena_destroy(&va);
+}
+
+/* Node allocation failure: clean ENOMEM, arena intact. */
+static void node_failure(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 1 << 20, &cfg), 0);
+	uint64_t x;
+	env_drain();
+	unsigned ok = 0, nomem = 0;
+	for (unsigned i = 0; i < 64; i++) {
+		int r = cairn_arena_xalloc(&a, 1, 4, 0, 0, 0, 0, CAIRN_FIT_FIRST, i, &x);
+		if (r == 0)
+			ok++;
+		else if (r == CAIRN_ENOMEM)
+			nomem++;
+		valid(&a);
+	}
+	CHECK(ok > 0 && nomem > 0);
+	CHECK_EQ(ok + nomem, 64);
+	env_undrain();
+	CHECK_EQ(cairn_arena_xalloc(&a, 1, 4, 0, 0, 0, 0, CAIRN_FIT_FIRST, 0, &x), 0);
+	CHECK_EQ(x, 4 * ok);
+	valid(&a);
+	cairn_arena_destroy(&a);
+}
+
+int main(void)
+{
+	env_init(1, 256);
+	cairn_host_reports_quiet(0);
+	uint64_t frames0 = env_free_frames();
+	basics(4);
+	basics(5);
+	basics(0);
+	shrink();
+	imports();
+	frames_source();
+	node_failure();
+	CHECK_EQ(env_free_frames(), frames0);
+	CHECK_EQ(cairn_host_reports(), 0);
+	return check_done("arena_unit");
+}

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the extent tree's own interface: init and destroy, lookup
+ * in an empty and a filled tree, the edit checks (a malformed edit is
+ * rejected with CAIRN_EINVAL and changes nothing), planner errors, fit
+ * searches in both directions, walk, and frame accounting.
+ */
+#include "env.h"
+
+struct ins_req {
+	struct cairn_ext e;
+	int err; /* planner result to force */
+	unsigned char act[3];
+	struct cairn_ext val[3];
+	unsigned nins;
+	struct cairn_ext ins[2];
+};
+
+/* A planner that returns what the test prepared. */
+static int plan_fixed(const struct cairn_bt_view *v, void *arg,
+		      struct cairn_bt_edit *e)
+{
+	const struct ins_req *r = arg;
+	(void)v;
+	if (r->err)
+		return r->err;
+	for (unsigned k = 0; k < 3; k++) {
+		e->act[k] = r->act[k];
+		e->val[k] = r->val[k];
+	}
+	e->nins = r->nins;
+	e->ins[0] = r->ins[0];
+	e->ins[1] = r->ins[1];
+	return 0;
+}
+
+static int at(struct cairn_btree *t, uint64_t key, struct ins_req *r)
+{
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = key,
+				    .plan = plan_fixed, .arg = r };
+	return cairn_btree_update(t, &q);
+}
+
+static int insert(struct cairn_btree *t, uint64_t s, uint64_t len, bool free_)
+{
+	struct ins_req r = { .nins = 1 };
+	r.ins[0] = (struct cairn_ext){ s, len, s * 3, free_ ? CAIRN_EXT_FREE : 0 };
+	return at(t, s, &r);
+}
+
+static int count(const struct cairn_ext *e, void *arg)
+{
+	uint64_t *n = arg;
+	CHECK(e->start >= n[1]); /* in order */
+	n[1] = e->start + e->len;
+	n[0]++;
+	return 0;
+}
+
+static uint64_t extents(struct cairn_btree *t)
+{
+	uint64_t n[2] = { 0, 0 };
+	CHECK_EQ(cairn_btree_walk(t, count, n), 0);
+	return n[0];
+}
+
+static bool found_ext;
+static struct cairn_ext found;
+
+static int plan_note(const struct cairn_bt_view *v, void *arg,
+		     struct cairn_bt_edit *e)
+{
+	(void)arg;
+	(void)e;
+	found_ext = v->has_cur;
+	found = v->cur;
+	return CAIRN_EBUSY; /* look only */
+}
+
+static uint64_t fit(struct cairn_btree *t, enum cairn_bt_find how,
+		    uint64_t need, uint64_t lo, uint64_t hi)
+{
+	struct cairn_bt_query q = { .find = how, .lo = lo, .hi = hi,
+				    .need = need, .plan = plan_note };
+	found_ext = false;
+	int r = cairn_btree_update(t, &q);
+	if (r == CAIRN_ENOMEM)
+		return UINT64_MAX;
+	CHECK_EQ(r, CAIRN_EBUSY);
+	return found.start;
+}
+
+int main(void)
+{
+	env_init(1, 64);
+	uint64_t frames0 = env_free_frames();
+	struct cairn_btree t;
+	struct cairn_ext e;
+	struct cairn_btree_stats st;
+
+	CHECK_EQ(cairn_btree_init(&t, env_frames, 3), CAIRN_EINVAL);
+	CHECK_EQ(cairn_btree_init(&t, env_frames, CAIRN_BTREE_FANOUT_MAX + 1), CAIRN_EINVAL);
+	CHECK_EQ(cairn_btree_init(&t, env_frames, 4), 0);
+	CHECK_EQ(cairn_btree_lookup(&t, 0, &e), CAIRN_ERANGE);
+	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
+	CHECK(st.extents == 0 && st.depth == 1 && st.nodes == 1);
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_LOW, 1, 0, UINT64_MAX), UINT64_MAX);
+
+	/* 300 extents, every third free with growing lengths */
+	for (uint64_t i = 0; i < 300; i++)
+		CHECK_EQ(insert(&t, 1000 * i, i % 3 ? 10 : 10 + i, i % 3 == 0), 0);
+	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
+	CHECK_EQ(st.extents, 300);
+	CHECK(st.depth >= 4);
+	CHECK_EQ(st.max_free, 10 + 297);
+	CHECK_EQ(extents(&t), 300);
+	CHECK_EQ(cairn_btree_lookup(&t, 5005, &e), 0);
+	CHECK(e.start == 5000 && e.len == 10 && e.cookie == 15000);
+	CHECK_EQ(cairn_btree_lookup(&t, 5010, &e), CAIRN_ERANGE);
+	CHECK_EQ(cairn_btree_lookup(&t, 1000ull * 299 + 9, &e), 0);
+
+	/* fits: lowest/highest/best with a window */
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_LOW, 100, 0, UINT64_MAX), 90000);
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_HIGH, 100, 0, UINT64_MAX), 297000);
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_HIGH, 100, 0, 150000), 147000);
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_LOW, 100, 150001, UINT64_MAX), 150000); /* reaches in */
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_LOW, 100, 150160, UINT64_MAX), 153000);
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_BEST, 200, 0, UINT64_MAX), 192000);
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_LOW, 400, 0, UINT64_MAX), UINT64_MAX);
+	CHECK_EQ(fit(&t, CAIRN_BT_FIT_LOW, 1, 299001, UINT64_MAX), UINT64_MAX);
+
+	/* malformed edits change nothing */
+	struct ins_req r = { .nins = 1 };
+	r.ins[0] = (struct cairn_ext){ 5005, 10, 0, 0 };   /* overlaps 5000+10 */
+	CHECK_EQ(at(&t, 5005, &r), CAIRN_EINVAL);
+	r.ins[0] = (struct cairn_ext){ 5995, 10, 0, 0 };   /* runs into 6000 */
+	CHECK_EQ(at(&t, 5995, &r), CAIRN_EINVAL);
+	r.ins[0] = (struct cairn_ext){ 5500, 0, 0, 0 };    /* empty */
+	CHECK_EQ(at(&t, 5500, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .act = { 0, CAIRN_BT_SET, 0 } };
+	r.val[1] = (struct cairn_ext){ 5001, 5, 0, 0 };    /* start moved */
+	CHECK_EQ(at(&t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .act = { CAIRN_BT_DEL, 0, 0 } }; /* no pred at 0 */
+	CHECK_EQ(at(&t, 0, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .act = { 0, CAIRN_BT_SET, 0 } };
+	r.val[1] = (struct cairn_ext){ 5000, 1001, 0, 0 }; /* grows into 6000 */
+	CHECK_EQ(at(&t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .err = CAIRN_EBUSY };
+	CHECK_EQ(at(&t, 5000, &r), CAIRN_EBUSY);
+	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
+	CHECK_EQ(st.extents, 300);
+
+	/* a well-formed three-way edit: merge 4000..6010 into one extent */
+	r = (struct ins_req){ .act = { CAIRN_BT_SET, CAIRN_BT_DEL, CAIRN_BT_DEL } };
+	r.val[0] = (struct cairn_ext){ 4000, 2010, 7, CAIRN_EXT_FREE };
+	CHECK_EQ(at(&t, 5000, &r), 0);
+	CHECK_EQ(cairn_btree_lookup(&t, 6005, &e), 0);
+	CHECK(e.start == 4000 && e.len == 2010 && e.cookie == 7);
+	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
+	CHECK_EQ(st.extents, 298);
+
+	/* delete everything: the tree shrinks to its root, frames stay */
+	for (uint64_t i = 0; i < 300; i++) {
+		if (cairn_btree_lookup(&t, 1000 * i, &e) != 0 || e.start != 1000 * i)
+			continue;
+		r = (struct ins_req){ .act = { 0, CAIRN_BT_DEL, 0 } };
+		CHECK_EQ(at(&t, 1000 * i, &r), 0);
+	}
+	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
+	CHECK(st.extents == 0 && st.depth == 1 && st.tree_nodes == 1);
+	CHECK_EQ(st.nodes, st.free_nodes + 1);
+	CHECK_EQ(env_free_frames(), frames0 - st.nodes);
+	cairn_btree_destroy(&t);
+	CHECK_EQ(env_free_frames(), frames0);
+	CHECK_EQ(cairn_host_reports(), 0);
+	return check_done("btree_unit");
+}
