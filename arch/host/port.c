@@ -27,22 +27,50 @@ static _Thread_local int this_cpu = -1;
 static atomic_uint_fast64_t report_count;
 static atomic_int report_quiet;
 
-int cairn_host_init(unsigned cpus, cairn_phys_t phys_base, uint64_t size)
+/* The mapping is aligned to 1 GiB (the largest block) so that a block's
+ * natural alignment in physical addresses is also its virtual alignment. */
+#define HOST_ALIGN (1ull << 30)
+
+static int host_init(unsigned cpus, cairn_phys_t phys_base, uint64_t size, int share)
 {
 	if (cpus == 0 || cpus > HOST_MAX_CPUS || size == 0 ||
 	    (phys_base | size) & 0xfff)
 		return CAIRN_EINVAL;
 	if (mem_base)
 		return CAIRN_EEXIST;
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	void *r = mmap(NULL, size + HOST_ALIGN, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
 		return CAIRN_ENOMEM;
+	uintptr_t lo = (uintptr_t)r, hi = lo + size + HOST_ALIGN;
+	uintptr_t at = ((lo + HOST_ALIGN - 1) & ~(HOST_ALIGN - 1)) + (phys_base & (HOST_ALIGN - 1));
+	if (at - HOST_ALIGN >= lo)
+		at -= HOST_ALIGN;
+	void *p = mmap((void *)at, size, PROT_READ | PROT_WRITE,
+		       share | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (p == MAP_FAILED) {
+		munmap(r, size + HOST_ALIGN);
+		return CAIRN_ENOMEM;
+	}
+	if (at > lo)
+		munmap(r, at - lo);
+	if (at + size < hi)
+		munmap((void *)(at + size), hi - (at + size));
 	mem_base = p;
 	mem_phys = phys_base;
 	mem_size = size;
 	max_cpus = cpus;
 	return 0;
+}
+
+int cairn_host_init(unsigned cpus, cairn_phys_t phys_base, uint64_t size)
+{
+	return host_init(cpus, phys_base, size, MAP_SHARED);
+}
+
+int cairn_host_init_private(unsigned cpus, cairn_phys_t phys_base, uint64_t size)
+{
+	return host_init(cpus, phys_base, size, MAP_PRIVATE);
 }
 
 int cairn_host_hole(cairn_phys_t phys, uint64_t size)

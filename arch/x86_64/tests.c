@@ -15,6 +15,13 @@
  *   exhaust  every CPU allocates (order 9, then 4, then 0) until cairn says
  *            ENOMEM; then nothing may be free anywhere; then all is freed
  *            and the free count must be back where it started.
+ *   objects  the shared objects stress (stress/objects_stress.c) on a cairn
+ *            objects instance over all RAM, hardened: every size class,
+ *            large blocks, objects handed between CPUs (remote frees),
+ *            CPUs going offline and online in the middle, an ownership
+ *            oracle of one bit per 16 bytes; at the end every CPU goes
+ *            offline, nothing may be left, and destroying the instance
+ *            must give every frame back.
  *   percpu   the per-CPU frame cache stress (stress/percpu_stress.c): cached
  *            and passed-through orders through a cairn_fcache, frees on
  *            foreign CPUs, CPUs going offline, drains, exhaustion phases,
@@ -27,6 +34,7 @@
  */
 #include "kernel.h"
 
+#include "objects_stress.h"
 #include "percpu_stress.h"
 #include "stress.h"
 
@@ -537,6 +545,85 @@ static void frames_check(void)
 	check_quiescent("frames");
 }
 
+/* ---- objects: the shared objects stress ---- */
+
+static struct cairn_objects *ko;
+static struct cairn_fcache *kfc;
+static struct stress_objects *so;
+static unsigned so_order, so_cpu_order, so_oracle_order;
+
+static void objects_setup(void)
+{
+	take_baseline();
+	/* odd seeds put the per-CPU frame cache under the slabs */
+	if (opt.seed & 1) {
+		int e = cairn_fcache_create(&kfc, frames, NULL);
+		if (e)
+			panic("objects: cairn_fcache_create: %s", cairn_strerror(e));
+	}
+	struct cairn_objects_config cfg = {
+		.frames = frames, .fcache = kfc, .phys_base = 0, .phys_limit = ram_top,
+		.harden = CAIRN_OBJ_HARDEN_ON, .seed = opt.seed,
+	};
+	int err = cairn_objects_create(&ko, &cfg);
+	if (err)
+		panic("objects: cairn_objects_create: %s", cairn_strerror(err));
+	so_order = order_for(sizeof *so);
+	so = alloc_pages(so_order);
+	so_cpu_order = order_for(opt.cpus * sizeof *so->cpu);
+	so->cpu = alloc_pages(so_cpu_order);
+	so->oracle_base = (uintptr_t)cairn_port_phys_to_virt(0);
+	so->oracle_granules = ram_top / 16;
+	so_oracle_order = order_for(so->oracle_granules / 8);
+	so->oracle = alloc_pages(so_oracle_order);
+	so->o = ko;
+	so->ncpus = opt.cpus;
+	so->ops = opt.ops / 8 + 1000;
+	so->seed = opt.seed;
+	so->offline_every = (unsigned)(so->ops / 3 + 1);
+	so->plant = opt.plant && !strncmp(opt.plant, "double", 7) ? STRESS_OBJ_PLANT_DOUBLE
+								  : STRESS_OBJ_PLANT_NONE;
+	stress_objects_init(so);
+}
+
+static void objects_run(unsigned idx, unsigned n)
+{
+	(void)n;
+	struct stress_obj_cpu *c = &so->cpu[idx];
+	for (unsigned round = 0; round < 2; round++)
+		stress_objects_round(so, idx);
+	barrier_wait();
+	if (idx == 0)
+		stress_objects_drain_mailbox(so);
+	barrier_wait();
+	cairn_objects_cpu_offline(ko);
+	this_cpu()->ops += c->ops;
+	if (opt.verbose)
+		kprintf("cpu %u: objects: ops %lu allocs %lu frees %lu from other cpus %lu "
+			"reallocs %lu large %lu aligned %lu offline cycles %lu\n", idx, c->ops,
+			c->allocs, c->frees, c->remote, c->reallocs, c->large, c->aligned,
+			c->offlines);
+}
+
+static void objects_check(void)
+{
+	uint64_t errors = stress_objects_check_empty(so);
+	struct cairn_objects_stats st;
+	cairn_objects_stats(ko, &st);
+	kprintf("objects: %lu batches of remote frees posted (%lu objects), %lu collected for "
+		"offline heaps\n", st.remote_posted, st.remote_objects, st.offline_collects);
+	if (errors)
+		fail("objects: the stress suite saw %lu errors", errors);
+	cairn_objects_destroy(ko);
+	if (kfc)
+		cairn_fcache_destroy(kfc);
+	kfc = NULL;
+	free_pages((void *)so->oracle, so_oracle_order);
+	free_pages(so->cpu, so_cpu_order);
+	free_pages(so, so_order);
+	check_quiescent("objects");
+}
+
 /* ---- percpu: the per-CPU frame cache stress ---- */
 
 static struct stress_percpu *sp;
@@ -590,6 +677,7 @@ static void percpu_check(void)
 
 const struct test tests[] = {
 	{ "frames", frames_setup, frames_run, frames_check, false },
+	{ "objects", objects_setup, objects_run, objects_check, false },
 	/* Not in "all": its exhaustion phases drain every vCPU's cache, each
 	 * drain a round trip to vCPUs that TCG time-slices; own qemu tests. */
 	{ "percpu", percpu_setup, percpu_run, percpu_check, true },

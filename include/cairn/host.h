@@ -3,7 +3,9 @@
  * The hosted port (arch/host): Linux threads stand in for CPUs and one
  * anonymous shared mapping stands in for physical memory.
  *
- * Physical address p lives at virtual host_base + (p - phys_base). Holes in a
+ * Physical address p lives at virtual host_base + (p - phys_base), with
+ * host_base aligned so that virtual and physical addresses agree modulo
+ * 1 GiB (aligned blocks stay aligned). Holes in a
  * simulated memory map are made inaccessible (PROT_NONE) so that touching
  * memory the allocator does not manage faults at once.
  */
@@ -18,6 +20,10 @@
 /* Create the simulated physical memory [phys_base, phys_base + size) and
  * allow up to max_cpus CPU slots. Call once, before any allocator. */
 int cairn_host_init(unsigned max_cpus, cairn_phys_t phys_base, uint64_t size);
+
+/* The same with a private mapping: a forked child gets its own copy of the
+ * memory (what a malloc shim needs), but cairn_port_map cannot alias it. */
+int cairn_host_init_private(unsigned max_cpus, cairn_phys_t phys_base, uint64_t size);
 
 /* Make [phys, phys + size) inaccessible (a hole in the memory map). */
 int cairn_host_hole(cairn_phys_t phys, uint64_t size);

@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The malloc shim: the C allocation API on one cairn objects instance.
+ *
+ * Built twice: as a static library with cairn_-prefixed entry points only
+ * (tests that must not replace the system allocator), and as
+ * libcairn-malloc.so, which also exports malloc, free, ... for LD_PRELOAD.
+ *
+ * Threads are CPUs: a thread takes a CPU slot of the host port on its first
+ * call, brings that slot's heap online, and at exit (a pthread key
+ * destructor) takes it offline and gives the slot back, so slots and their
+ * heaps are recycled. A thread that finds every slot taken, or that calls
+ * in after its destructor ran, uses one more heap shared under a spinlock.
+ *
+ * Before the instance exists (and while it is being made, e.g. when
+ * pthread_atfork allocates), requests are served from a static buffer by
+ * a bump pointer; such blocks are never reused.
+ */
+#define _GNU_SOURCE
+#include <cairn/frames.h>
+#include <cairn/host.h>
+#include <cairn/objects.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define SHIM_SLOTS 255                 /* host CPU slots for threads */
+#define SHIM_SHARED SHIM_SLOTS         /* the shared heap's index */
+#define SHIM_DEFAULT_GIB 64            /* simulated physical memory (NORESERVE) */
+#define GIB (1ull << 30)
+#define PAGE 4096ul
+#define TLS __attribute__((tls_model("initial-exec"))) _Thread_local
+
+enum { UNINIT, INITIALISING, READY, FAILED };
+
+static _Atomic int state;
+static struct cairn_objects *objs;
+static struct cairn_frames *frames;
+static uint64_t mem_gib;
+static _Atomic uint64_t grown_gib;     /* GiB handed to the frame allocator */
+static atomic_flag grow_lock = ATOMIC_FLAG_INIT;
+static pthread_key_t exit_key;
+static atomic_flag shared_lock = ATOMIC_FLAG_INIT;
+
+static TLS struct cairn_heap *my_heap;
+static TLS int in_shim;     /* making the instance or registering: no recursion */
+static TLS int thread_gone; /* the key destructor ran */
+
+/* ---- bootstrap: a static bump allocator ---- */
+
+#define BOOT_SIZE (1ul << 20)
+static _Alignas(4096) unsigned char boot[BOOT_SIZE];
+static _Atomic size_t boot_used;
+
+static bool is_boot(const void *p)
+{
+	return (const unsigned char *)p >= boot && (const unsigned char *)p < boot + BOOT_SIZE;
+}
+
+/* A block with its size in the 16 bytes before it. */
+static void *boot_alloc(size_t size, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	size = (size + 15) & ~(size_t)15;
+	size_t old = atomic_load_explicit(&boot_used, memory_order_relaxed), at;
+	do {
+		at = (old + 16 + align - 1) & ~(align - 1);
+		if (at + size > BOOT_SIZE || at + size < at)
+			return NULL;
+	} while (!atomic_compare_exchange_weak_explicit(&boot_used, &old, at + size,
+							memory_order_relaxed,
+							memory_order_relaxed));
+	*(size_t *)(boot + at - 16) = size;
+	return boot + at;
+}
+
+static size_t boot_size(const void *p)
+{
+	return *(const size_t *)((const unsigned char *)p - 16);
+}
+
+/* ---- the instance ---- */
+
+static void thread_exit(void *arg);
+
+static void atfork_prepare(void)
+{
+	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
+		cairn_port_pause();
+}
+
+static void atfork_parent(void)
+{
+	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
+}
+
+static void atfork_child(void)
+{
+	/* Only this thread exists now. The memory is a private mapping, so
+	 * the child has its own copy of everything; other threads' slots stay
+	 * taken (their heaps may have been mid-operation). */
+	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
+}
+
+static uint64_t env_gib(void)
+{
+	const char *s = getenv("CAIRN_MEMORY_GIB");
+	uint64_t v = 0;
+	while (s && *s >= '0' && *s <= '9')
+		v = v * 10 + (uint64_t)(*s++ - '0');
+	return v && v <= 4096 ? v : SHIM_DEFAULT_GIB;
+}
+
+/* The frame allocator starts with the first GiB and is handed one more
+ * GiB (a run-time region, its metadata carved from itself) whenever an
+ * allocation fails, up to CAIRN_MEMORY_GIB: start-up cost and metadata stay
+ * proportional to what a program uses. */
+static bool make_instance(void)
+{
+	mem_gib = env_gib();
+	struct cairn_mem_range map[] = { { 2ull << 20, GIB - (2ull << 20) } };
+	struct cairn_frames_config fcfg = { .ncpus = SHIM_SLOTS };
+	if (cairn_host_init_private(SHIM_SLOTS, 0, mem_gib * GIB) ||
+	    cairn_frames_init(&frames, map, 1, &fcfg))
+		return false;
+	atomic_store(&grown_gib, 1);
+	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
+	const char *hv = getenv("CAIRN_HARDEN");
+	struct cairn_objects_config ocfg = {
+		.frames = frames, .phys_base = 0, .phys_limit = mem_gib * GIB,
+		.ncpus = SHIM_SLOTS + 1,
+		.block_cache_kib = 16 << 10, /* freed frames stay resident here anyway */
+		.harden = !hv ? CAIRN_OBJ_HARDEN_BUILD
+			: *hv == '1' ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF,
+	};
+	if (cairn_objects_create(&objs, &ocfg))
+		return false;
+	if (pthread_key_create(&exit_key, thread_exit))
+		return false;
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	return true;
+}
+
+/* After a failed allocation: was memory added (or by someone else since
+ * `seen`)? Then the caller retries. */
+static bool grow(uint64_t seen)
+{
+	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
+		cairn_port_pause();
+	uint64_t g = atomic_load_explicit(&grown_gib, memory_order_relaxed);
+	bool more = g != seen;
+	if (!more && g < mem_gib &&
+	    !cairn_frames_add_region(frames, g * GIB, GIB, NULL, 0)) {
+		atomic_store_explicit(&grown_gib, g + 1, memory_order_release);
+		more = true;
+	}
+	atomic_flag_clear_explicit(&grow_lock, memory_order_release);
+	return more;
+}
+
+static bool ready(void)
+{
+	int s = atomic_load_explicit(&state, memory_order_acquire);
+	if (s == READY)
+		return true;
+	if (s == UNINIT && atomic_compare_exchange_strong_explicit(&state, &s, INITIALISING,
+								   memory_order_acq_rel,
+								   memory_order_acquire)) {
+		in_shim = 1;
+		bool ok = make_instance();
+		in_shim = 0;
+		atomic_store_explicit(&state, ok ? READY : FAILED, memory_order_release);
+		return ok;
+	}
+	while ((s = atomic_load_explicit(&state, memory_order_acquire)) == INITIALISING)
+		sched_yield();
+	return s == READY;
+}
+
+/* The calling thread's heap, or NULL: use the shared heap (locked) or, while
+ * the instance is being made, the bootstrap buffer. */
+static struct cairn_heap *heap_slow(void)
+{
+	if (in_shim || thread_gone || !ready())
+		return NULL;
+	in_shim = 1;
+	int cpu = cairn_host_cpu_register();
+	if (cpu >= 0) {
+		struct cairn_heap *h = cairn_objects_heap(objs, (unsigned)cpu);
+		cairn_heap_online(h);
+		my_heap = h;
+		pthread_setspecific(exit_key, h);
+	}
+	in_shim = 0;
+	return my_heap;
+}
+
+static inline struct cairn_heap *heap(void)
+{
+	struct cairn_heap *h = my_heap;
+	return __builtin_expect(h != NULL, 1) ? h : heap_slow();
+}
+
+static void thread_exit(void *arg)
+{
+	struct cairn_heap *h = arg;
+	thread_gone = 1;
+	my_heap = NULL;
+	cairn_heap_offline(h);
+	cairn_host_cpu_unregister();
+}
+
+static struct cairn_heap *shared_enter(void)
+{
+	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
+		cairn_port_pause();
+	return cairn_objects_heap(objs, SHIM_SHARED);
+}
+
+static void shared_leave(void)
+{
+	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
+}
+
+/* ---- the entry points ---- */
+
+static void *alloc_aligned(size_t size, size_t align)
+{
+	struct cairn_heap *h = heap();
+	void *p;
+	if (!h && atomic_load_explicit(&state, memory_order_acquire) != READY)
+		return boot_alloc(size, align);
+	for (;;) {
+		uint64_t seen = atomic_load_explicit(&grown_gib, memory_order_acquire);
+		if (h) {
+			p = cairn_heap_alloc_aligned(h, size, align);
+		} else {
+			struct cairn_heap *sh = shared_enter();
+			p = cairn_heap_alloc_aligned(sh, size, align);
+			shared_leave();
+		}
+		if (p || size > GIB || !grow(seen))
+			return p;
+	}
+}
+
+void *cairn_malloc(size_t size)
+{
+	struct cairn_heap *h = my_heap;
+	void *p;
+	if (__builtin_expect(h != NULL, 1)) {
+		p = cairn_heap_alloc(h, size);
+		if (__builtin_expect(p != NULL, 1))
+			return p;
+	}
+	p = alloc_aligned(size, 16);
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+void cairn_free(void *p)
+{
+	struct cairn_heap *h = my_heap;
+	if (__builtin_expect(h != NULL, 1)) {
+		cairn_heap_free(h, p);
+		return;
+	}
+	if (!p || is_boot(p))
+		return;
+	h = heap();
+	if (h) {
+		cairn_heap_free(h, p);
+		return;
+	}
+	if (atomic_load_explicit(&state, memory_order_acquire) != READY)
+		return; /* nothing but boot blocks can exist yet */
+	h = shared_enter();
+	cairn_heap_free(h, p);
+	shared_leave();
+}
+
+size_t cairn_malloc_usable_size(void *p)
+{
+	if (!p)
+		return 0;
+	if (is_boot(p))
+		return boot_size(p);
+	if (atomic_load_explicit(&state, memory_order_acquire) != READY)
+		return 0;
+	return cairn_objects_usable_size(objs, p);
+}
+
+void *cairn_calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	void *p = cairn_malloc(bytes);
+	if (p && !is_boot(p)) /* the boot buffer is zero and never reused */
+		memset(p, 0, bytes);
+	return p;
+}
+
+void *cairn_realloc(void *p, size_t size)
+{
+	if (!p)
+		return cairn_malloc(size);
+	if (!size) {
+		cairn_free(p);
+		return NULL;
+	}
+	if (my_heap && !is_boot(p)) {
+		void *q = cairn_heap_realloc(my_heap, p, size);
+		if (q || !cairn_malloc_usable_size(p))
+			return q;
+	}
+	/* bootstrap blocks, the shared heap, or memory must grow first */
+	size_t have = cairn_malloc_usable_size(p);
+	if (size <= have && !is_boot(p))
+		return p;
+	void *q = cairn_malloc(size);
+	if (q) {
+		memcpy(q, p, have < size ? have : size);
+		cairn_free(p);
+	}
+	return q;
+}
+
+void *cairn_reallocarray(void *p, size_t n, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return cairn_realloc(p, bytes);
+}
+
+int cairn_posix_memalign(void **out, size_t align, size_t size)
+{
+	if (!align || (align & (align - 1)) || align % sizeof(void *))
+		return EINVAL;
+	void *p = alloc_aligned(size, align);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+void *cairn_aligned_alloc(size_t align, size_t size)
+{
+	if (!align || (align & (align - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	void *p = alloc_aligned(size, align);
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+void *cairn_memalign(size_t align, size_t size)
+{
+	return cairn_aligned_alloc(align, size);
+}
+
+void *cairn_valloc(size_t size)
+{
+	return cairn_aligned_alloc(PAGE, size);
+}
+
+void *cairn_pvalloc(size_t size)
+{
+	size_t rounded = (size + PAGE - 1) & ~(PAGE - 1);
+	if (rounded < size) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return cairn_aligned_alloc(PAGE, rounded ? rounded : PAGE);
+}
+
+#ifdef CAIRN_SHIM_EXPORT
+#define EXPORT(name, target) \
+	__typeof__(target) name __attribute__((alias(#target), visibility("default")))
+EXPORT(malloc, cairn_malloc);
+EXPORT(free, cairn_free);
+EXPORT(calloc, cairn_calloc);
+EXPORT(realloc, cairn_realloc);
+EXPORT(reallocarray, cairn_reallocarray);
+EXPORT(posix_memalign, cairn_posix_memalign);
+EXPORT(aligned_alloc, cairn_aligned_alloc);
+EXPORT(memalign, cairn_memalign);
+EXPORT(valloc, cairn_valloc);
+EXPORT(pvalloc, cairn_pvalloc);
+EXPORT(malloc_usable_size, cairn_malloc_usable_size);
+#endif
+
+/* The instance (tests and statistics); NULL before the first allocation. */
+struct cairn_objects *cairn_shim_objects(void)
+{
+	return atomic_load_explicit(&state, memory_order_acquire) == READY ? objs : NULL;
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn objects: the small-object front end (snmalloc-style).
+ *
+ * Requests of 1 B .. 64 KiB are served from size classes (16 B, then four
+ * per power of two) out of slabs: blocks of 2^k frames owned by one per-CPU
+ * heap. The owner allocates from and frees into its slabs without any atomic
+ * read-modify-write. A free on another CPU is batched by destination and
+ * posted to the owner's message queue (one atomic exchange per batch); the
+ * owner collects its messages on its slow path. Larger requests go to the
+ * page layer as whole blocks, their size recorded in the pagemap.
+ *
+ * The owner of any pointer is found in O(1) through a two-level pagemap
+ * indexed by physical frame, over the physical range given at creation.
+ * Objects live in the identity map (cairn_port_phys_to_virt).
+ *
+ * Every call runs on the calling CPU's heap inside a CPU-local section. A
+ * heap starts online. A CPU that goes away calls cairn_objects_cpu_offline:
+ * its heap posts what it holds for others, collects its messages and gives
+ * its empty slabs back; from then on, whoever posts a message to an offline
+ * heap collects it on the heap's behalf, so slabs still holding objects
+ * that are freed later go back too. Nothing leaks.
+ *
+ * Several instances may coexist; an instance lives in frames it took from
+ * its frame allocator and has no global state.
+ */
+#ifndef CAIRN_OBJECTS_H
+#define CAIRN_OBJECTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cairn/error.h>
+#include <cairn/frames.h>
+
+#define CAIRN_OBJ_MIN 16u                /* smallest class, and min alignment */
+#define CAIRN_OBJ_SMALL_MAX (64u << 10)  /* largest size class */
+#define CAIRN_OBJ_CLASSES 44             /* 16, 32, 48, 64, then 4 per doubling */
+
+/* Hardening: checks on every free (double free, foreign, interior or
+ * misaligned pointer) and on free-list links. Free-list links are always
+ * encoded with a per-heap key; with the checks on, a decoded link that is
+ * not an object of its slab is reported and the rest of the list dropped. */
+enum cairn_obj_harden {
+	CAIRN_OBJ_HARDEN_BUILD = 0, /* on in debug builds (CAIRN_DEBUG), else off */
+	CAIRN_OBJ_HARDEN_OFF = 1,
+	CAIRN_OBJ_HARDEN_ON = 2,
+};
+
+struct cairn_fcache;
+
+struct cairn_objects_config {
+	struct cairn_frames *frames; /* page supply (required) */
+	/* Optional: a per-CPU frame cache in front of `frames` (made on the
+	 * same frames) that slabs, large blocks and metadata go through.
+	 * Every CPU using the instance must then keep answering the cache's
+	 * drain requests (see magazine.h). */
+	struct cairn_fcache *fcache;
+	/* Physical range the pagemap covers: every frame the frame allocator
+	 * may hand out must lie in [phys_base, phys_limit). */
+	cairn_phys_t phys_base;
+	cairn_phys_t phys_limit;
+	unsigned ncpus;              /* CPU slots; 0 = cairn_port_cpu_count() */
+	enum cairn_obj_harden harden;
+	uint64_t seed;               /* free-list keys; 0 = derived from addresses */
+	/* Blocks of released slabs each heap keeps for its next slabs (hot
+	 * memory first); 0 = 1 MiB. Given back when the CPU goes offline or
+	 * its heap meets exhaustion. */
+	unsigned block_cache_kib;
+};
+
+struct cairn_objects;
+struct cairn_heap;
+
+int cairn_objects_create(struct cairn_objects **out,
+			 const struct cairn_objects_config *cfg);
+
+/* Give every frame back: slabs (live objects or not), large blocks, the
+ * pagemap and the instance. No CPU may use the instance any more. */
+void cairn_objects_destroy(struct cairn_objects *o);
+
+/* malloc-like calls on the calling CPU's heap. alloc(0) returns a minimal
+ * object. NULL on exhaustion (after collecting and releasing what the heap
+ * holds) and for impossible requests (EINVAL-like: align not a power of
+ * two, calloc overflow); nothing changes then. */
+void *cairn_objects_alloc(struct cairn_objects *o, size_t size);
+void *cairn_objects_alloc_aligned(struct cairn_objects *o, size_t size,
+				  size_t align);
+void *cairn_objects_calloc(struct cairn_objects *o, size_t n, size_t size);
+/* As realloc: NULL p allocates; on failure NULL and p is untouched. Size 0
+ * with a non-NULL p frees p and returns NULL. */
+void *cairn_objects_realloc(struct cairn_objects *o, void *p, size_t size);
+
+/* Free an object of this instance (NULL is fine). Returns 0, or the error
+ * that was also reported through cairn_port_report: CAIRN_ERANGE (not an
+ * object of this instance), CAIRN_EALIGN (interior or misaligned pointer),
+ * CAIRN_EFREE (already free). With hardening off only ERANGE is checked.
+ * A remote free's double free is detected by the owner when it collects. */
+int cairn_objects_free(struct cairn_objects *o, void *p);
+
+/* Bytes usable at p (>= the size asked for); 0 for a foreign pointer. */
+size_t cairn_objects_usable_size(struct cairn_objects *o, const void *p);
+
+/* The calling CPU: post every pending remote free and collect messages. */
+void cairn_objects_flush(struct cairn_objects *o);
+
+/* The calling CPU goes away / comes back (see above). After offline the CPU
+ * must not call the instance until it is online again. */
+void cairn_objects_cpu_offline(struct cairn_objects *o);
+void cairn_objects_cpu_online(struct cairn_objects *o);
+
+/* ---- explicit heaps ----
+ * For embedders that know the caller owns a CPU slot for its whole run
+ * (a host thread registered as a CPU): no CPU-local section per call. */
+struct cairn_heap *cairn_objects_heap(struct cairn_objects *o, unsigned cpu);
+void *cairn_heap_alloc(struct cairn_heap *h, size_t size);
+void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align);
+void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size);
+void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size);
+int cairn_heap_free(struct cairn_heap *h, void *p);
+void cairn_heap_flush(struct cairn_heap *h);
+void cairn_heap_offline(struct cairn_heap *h);
+void cairn_heap_online(struct cairn_heap *h);
+struct cairn_objects *cairn_heap_objects(struct cairn_heap *h);
+
+/* ---- size classes ---- */
+unsigned cairn_obj_class(size_t size);       /* size <= CAIRN_OBJ_SMALL_MAX */
+size_t cairn_obj_class_size(unsigned cls);
+unsigned cairn_obj_class_order(struct cairn_objects *o, unsigned cls);
+
+struct cairn_objects_stats {
+	uint64_t slabs;          /* slabs held by heaps */
+	uint64_t slab_frames;    /* their frames */
+	uint64_t objects;        /* objects handed out (not counting posted frees) */
+	uint64_t large;          /* large blocks */
+	uint64_t large_frames;
+	uint64_t meta_frames;    /* pagemap, slab descriptors, instance */
+	uint64_t cached_frames;  /* released slab blocks the heaps keep for reuse */
+	uint64_t remote_posted;  /* messages (batches) posted, all heaps */
+	uint64_t remote_objects; /* objects freed remotely */
+	uint64_t offline_collects; /* messages collected on an offline heap's behalf */
+};
+
+/* A snapshot; exact when no CPU is inside the instance. */
+void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st);
+
+/* Check slab and heap invariants (quiescent instance): 0 or CAIRN_ECORRUPT
+ * with the first violation reported. */
+int cairn_objects_validate(struct cairn_objects *o);
+
+#endif /* CAIRN_OBJECTS_H */

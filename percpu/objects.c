@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn objects: the instance and the allocation and free paths.
+ *
+ * Fast paths (the heap's own CPU, no atomics):
+ *   alloc: class from the size, pop the class's current slab's free list.
+ *   free:  the pagemap names the slab; if ours, push onto its local_free.
+ * Everything else is out of line: refilling a class, remote frees, large
+ * blocks, and the hardened checks' reports.
+ */
+#include "objects_layout.h"
+#include "objects_pages.h"
+
+void obj_report(int err, const char *what, uintptr_t a, uintptr_t b)
+{
+	cairn_port_report(err, what, a, b);
+}
+
+/* ---- size classes and slab geometry ---- */
+
+unsigned cairn_obj_class(size_t size) { return obj_class(size); }
+size_t cairn_obj_class_size(unsigned cls) { return obj_class_size(cls); }
+unsigned cairn_obj_class_order(struct cairn_objects *o, unsigned cls)
+{
+	return o->cls_order[cls];
+}
+
+/* The smallest slab that holds enough objects (8, or 4 from 16 KiB up) and
+ * wastes at most an eighth of itself, from 16 KiB (order 2) up, with at
+ * most OBJ_MAX_OBJS objects. */
+static void classes_init(struct cairn_objects *o)
+{
+	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
+		size_t size = obj_class_size(c), want = size >= (16u << 10) ? 4 : 8;
+		unsigned order = 2;
+		for (;; order++) {
+			size_t bytes = OBJ_PAGE << order, n = bytes / size;
+			if (n >= want && bytes % size <= bytes / 8)
+				break;
+		}
+		size_t n = (OBJ_PAGE << order) / size;
+		o->cls_order[c] = (uint8_t)order;
+		o->cls_nobjs[c] = (uint16_t)(n > OBJ_MAX_OBJS ? OBJ_MAX_OBJS : n);
+	}
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* ---- instance ---- */
+
+int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_config *cfg)
+{
+	if (!out || !cfg || !cfg->frames || cfg->phys_limit <= cfg->phys_base ||
+	    (cfg->phys_base & (OBJ_PAGE - 1)) || cfg->harden > CAIRN_OBJ_HARDEN_ON)
+		return CAIRN_EINVAL;
+	unsigned ncpus = cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
+	if (!ncpus)
+		return CAIRN_EINVAL;
+
+	size_t bytes = sizeof(struct cairn_objects) + 64 + (size_t)ncpus * sizeof(struct cairn_heap);
+	unsigned order = 0;
+	while ((OBJ_PAGE << order) < bytes)
+		order++;
+	if (order > CAIRN_MAX_ORDER)
+		return CAIRN_EINVAL;
+	struct cairn_objects tmp = { .frames = cfg->frames, .fcache = cfg->fcache };
+	uintptr_t mem = pages_get(&tmp, order, true);
+	if (!mem)
+		return CAIRN_ENOMEM;
+
+	struct cairn_objects *o = (void *)mem;
+	o->frames = cfg->frames;
+	o->fcache = cfg->fcache;
+	o->phys_base = cfg->phys_base;
+	o->vbase = (uintptr_t)cairn_port_phys_to_virt(cfg->phys_base);
+	o->span = (uintptr_t)(cfg->phys_limit - cfg->phys_base);
+	o->self_order = order;
+	o->ncpus = ncpus;
+	o->block_cache_frames = cfg->block_cache_kib ? (unsigned)(cfg->block_cache_kib / 4)
+						     : OBJ_BLOCK_CACHE_FRAMES;
+#ifdef CAIRN_DEBUG
+	o->harden = cfg->harden != CAIRN_OBJ_HARDEN_OFF;
+#else
+	o->harden = cfg->harden == CAIRN_OBJ_HARDEN_ON;
+#endif
+	atomic_init(&o->meta_frames, (uint64_t)1 << order);
+	classes_init(o);
+	int err = pm_create(o);
+	if (err) {
+		pages_put(o, mem, order);
+		return err;
+	}
+	o->heaps = (void *)((mem + sizeof(*o) + 63) & ~(uintptr_t)63);
+	uint64_t seed = cfg->seed ? cfg->seed : mix64((uintptr_t)o ^ ((uintptr_t)&tmp << 7));
+	for (unsigned i = 0; i < ncpus; i++) {
+		struct cairn_heap *h = &o->heaps[i];
+		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
+			h->cur[c] = &o->empty;
+		h->o = o;
+		h->cpu = i;
+		h->harden = o->harden;
+		h->key = (uintptr_t)mix64(seed + i * 0x9e3779b97f4a7c15ull) | 1;
+		heap_queue_init(h);
+		atomic_init(&h->state, HEAP_ONLINE);
+	}
+	*out = o;
+	return 0;
+}
+
+static void large_destroy_all(struct cairn_objects *o);
+
+void cairn_objects_destroy(struct cairn_objects *o)
+{
+	if (!o)
+		return;
+	for (unsigned i = 0; i < o->ncpus; i++)
+		heap_destroy_slabs(&o->heaps[i]);
+	large_destroy_all(o);
+	pm_destroy(o);
+	pages_put(o, (uintptr_t)o, o->self_order);
+}
+
+struct cairn_heap *cairn_objects_heap(struct cairn_objects *o, unsigned cpu)
+{
+	return cpu < o->ncpus ? &o->heaps[cpu] : NULL;
+}
+
+struct cairn_objects *cairn_heap_objects(struct cairn_heap *h)
+{
+	return h->o;
+}
+
+/* ---- large blocks: whole buddy blocks, order in the pagemap ---- */
+
+static unsigned large_order(size_t size)
+{
+	size_t pages = (size + OBJ_PAGE - 1) >> OBJ_PAGE_SHIFT;
+	unsigned order = 0;
+	while (((size_t)1 << order) < pages)
+		order++;
+	return order;
+}
+
+static void *large_alloc(struct cairn_heap *h, size_t size)
+{
+	struct cairn_objects *o = h->o;
+	if (size > ((size_t)OBJ_PAGE << CAIRN_MAX_ORDER))
+		return NULL;
+	unsigned order = large_order(size);
+	uintptr_t p = pages_get(o, order, false);
+	if (!p) {
+		remote_flush(h);
+		heap_collect(h, false);
+		heap_release_empty(h);
+		p = pages_get(o, order, false);
+	}
+	if (!p)
+		return NULL;
+	_Atomic uintptr_t *e = pm_entry(o, p);
+	if (!e) {
+		pages_put(o, p, order);
+		return NULL;
+	}
+	/* Interior frames are marked below 2 MiB (one leaf) only: above, an
+	 * interior pointer finds no entry and is reported as foreign. */
+	if (order < CAIRN_HUGE_ORDER)
+		pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, PM_LARGE_TAIL);
+	atomic_store_explicit(e, PM_LARGE_ENTRY(order), memory_order_release);
+	atomic_fetch_add_explicit(&o->large_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&o->large_frames, (uint64_t)1 << order, memory_order_relaxed);
+	return (void *)p;
+}
+
+static int large_free(struct cairn_objects *o, uintptr_t p, uintptr_t e)
+{
+	if ((e & PM_TAG_MASK) != PM_LARGE || (p & (OBJ_PAGE - 1))) {
+		obj_report(CAIRN_EALIGN, "objects: free of an interior pointer of a large block", p, e);
+		return CAIRN_EALIGN;
+	}
+	/* One CAS takes the block, so of two racing frees one loses. */
+	_Atomic uintptr_t *ent = pm_entry(o, p);
+	if (!atomic_compare_exchange_strong_explicit(ent, &e, 0, memory_order_acq_rel,
+						     memory_order_relaxed)) {
+		obj_report(CAIRN_EFREE, "objects: large block freed twice", p, e);
+		return CAIRN_EFREE;
+	}
+	unsigned order = PM_LARGE_ORDER(e);
+	if (order < CAIRN_HUGE_ORDER)
+		pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, 0);
+	atomic_fetch_sub_explicit(&o->large_count, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&o->large_frames, (uint64_t)1 << order, memory_order_relaxed);
+	pages_put(o, p, order);
+	return 0;
+}
+
+static void large_destroy_all(struct cairn_objects *o)
+{
+	uintptr_t leaves = (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
+	for (uintptr_t l = 0; l < leaves; l++) {
+		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[l], memory_order_relaxed);
+		for (unsigned i = 0; leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
+			uintptr_t e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
+			if ((e & PM_TAG_MASK) == PM_LARGE)
+				large_free(o, o->vbase + ((l << OBJ_LEAF_SHIFT) + i) * OBJ_PAGE, e);
+		}
+	}
+}
+
+/* ---- allocation ---- */
+
+static void *alloc_slow(struct cairn_heap *h, unsigned cls);
+
+static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
+{
+	uintptr_t next = obj_decode(h->key, p, obj_word(p));
+	if (h->harden) {
+		if (unlikely(next && !slab_is_object(s, next))) {
+			obj_report(CAIRN_ECORRUPT,
+				   "objects: corrupted free-list link (write after free?); "
+				   "rest of the list dropped", p, next);
+			next = 0;
+			s->damaged = 1;
+		}
+		live_flip(s, slab_index(s, p));
+	}
+	s->free = next;
+	s->used++;
+	return (void *)p;
+}
+
+void *cairn_heap_alloc(struct cairn_heap *h, size_t size)
+{
+	if (likely(size <= CAIRN_OBJ_SMALL_MAX)) {
+		unsigned cls = obj_class(size);
+		struct slab *s = h->cur[cls];
+		uintptr_t p = s->free;
+		if (likely(p))
+			return slab_pop(h, s, p);
+		return alloc_slow(h, cls);
+	}
+	return large_alloc(h, size);
+}
+
+/* A slab that has objects to hand out, as the current slab of the class. */
+static bool refill(struct cairn_heap *h, unsigned cls)
+{
+	struct slab *s = h->cur[cls];
+	if (s != &h->o->empty) {
+		if (s->local_free) {
+			s->free = s->local_free;
+			s->local_free = 0;
+			return true;
+		}
+		if (s->capacity < s->nobjs) {
+			slab_extend(s, h->key);
+			return true;
+		}
+	}
+	/* Collect before looking further: remote frees may refill this class. */
+	if (heap_inbox_pending(h)) {
+		heap_collect(h, false);
+		s = h->cur[cls];
+		if (s != &h->o->empty && s->local_free) {
+			s->free = s->local_free;
+			s->local_free = 0;
+			return true;
+		}
+	}
+	if (s != &h->o->empty) {
+		s->state = SLAB_FULL;
+		h->cur[cls] = &h->o->empty;
+	}
+	s = h->avail[cls];
+	if (s) {
+		avail_remove(h, s);
+		s->state = SLAB_CUR;
+		s->free = s->local_free;
+		s->local_free = 0;
+		h->cur[cls] = s;
+		return true;
+	}
+	s = slab_new(h, cls);
+	if (!s) {
+		/* Exhausted: give back what this heap holds and try once more. */
+		remote_flush(h);
+		heap_collect(h, false);
+		heap_release_empty(h);
+		if (h->cur[cls] != &h->o->empty || h->avail[cls])
+			return refill(h, cls);
+		s = slab_new(h, cls);
+		if (!s)
+			return false;
+	}
+	h->cur[cls] = s;
+	return true;
+}
+
+static void *__attribute__((noinline)) alloc_slow(struct cairn_heap *h, unsigned cls)
+{
+	if (!refill(h, cls))
+		return NULL;
+	struct slab *s = h->cur[cls];
+	return slab_pop(h, s, s->free);
+}
+
+void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
+{
+	if (!align || (align & (align - 1)))
+		return NULL;
+	if (align <= CAIRN_OBJ_MIN)
+		return cairn_heap_alloc(h, size);
+	if (size < align)
+		size = align;
+	/* Power-of-two classes are naturally aligned: slabs are naturally
+	 * aligned blocks at least as big as their objects, and so are large
+	 * blocks. Round to the next power of two when the class is not. */
+	if (size <= CAIRN_OBJ_SMALL_MAX && (obj_class_size(obj_class(size)) & (align - 1))) {
+		size = (size_t)1 << (64 - __builtin_clzll(size - 1));
+	}
+	return cairn_heap_alloc(h, size);
+}
+
+/* ---- free ---- */
+
+/* An object of a slab this heap owns goes onto local_free. */
+int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline)
+{
+	if (h->harden) {
+		if (unlikely(!slab_is_object(s, p))) {
+			obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
+				   p, s->base);
+			return CAIRN_EALIGN;
+		}
+		uint32_t i = slab_index(s, p);
+		if (unlikely(!live_test(s, i))) {
+			obj_report(CAIRN_EFREE, "objects: double free (or never allocated)", p, s->base);
+			return CAIRN_EFREE;
+		}
+		live_flip(s, i);
+	}
+	obj_set_word(p, obj_encode(h->key, p, s->local_free));
+	s->local_free = p;
+	s->used--;
+	if (unlikely(s->state == SLAB_FULL)) {
+		avail_push(h, s);
+	} else if (unlikely(s->used == 0) && (s->state != SLAB_CUR || offline)) {
+		slab_release(h, s);
+	}
+	return 0;
+}
+
+static int free_remote(struct cairn_heap *h, struct slab *s, uintptr_t p)
+{
+	struct cairn_heap *dest = s->owner;
+	if (h->harden && unlikely(!slab_is_object(s, p))) {
+		obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
+			   p, s->base);
+		return CAIRN_EALIGN;
+	}
+	struct obj_out *b = &h->out[dest->cpu % OBJ_OUT_SLOTS];
+	if (b->dest != dest) {
+		if (b->n)
+			remote_post(h, b);
+		b->dest = dest;
+	}
+	obj_set_word(p, obj_encode(dest->key, p, b->head));
+	b->head = p;
+	h->out_bytes += s->size;
+	if (++b->n >= OBJ_BATCH_MAX)
+		remote_post(h, b);
+	else if (h->out_bytes > OBJ_OUT_BYTES_MAX)
+		remote_flush(h);
+	return 0;
+}
+
+static int __attribute__((noinline)) free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
+{
+	if (!e) {
+		obj_report(CAIRN_ERANGE, "objects: free of a pointer this instance never handed out",
+			   p, 0);
+		return CAIRN_ERANGE;
+	}
+	if (e & PM_TAG_MASK)
+		return large_free(h->o, p, e);
+	return free_remote(h, (struct slab *)e, p);
+}
+
+int cairn_heap_free(struct cairn_heap *h, void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	uintptr_t e = pm_lookup(h->o, p);
+	struct slab *s = (struct slab *)e;
+	if (likely(e && !(e & PM_TAG_MASK) && s->owner == h)) {
+		/* Not the last object out, not a full slab: nothing but a push. */
+		if (likely(!h->harden && s->used > 1 && s->state != SLAB_FULL)) {
+			obj_set_word(p, obj_encode(h->key, p, s->local_free));
+			s->local_free = p;
+			s->used--;
+			return 0;
+		}
+		return slab_free_owned(h, s, p, false);
+	}
+	if (unlikely(!p))
+		return 0;
+	return free_slow(h, p, e);
+}
+
+size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	uintptr_t e = pm_lookup(o, p);
+	if (!e || (e & PM_TAG_MASK) == PM_LARGE_TAIL)
+		return 0;
+	if ((e & PM_TAG_MASK) == PM_LARGE)
+		return (p & (OBJ_PAGE - 1)) ? 0 : (size_t)OBJ_PAGE << PM_LARGE_ORDER(e);
+	struct slab *s = (struct slab *)e;
+	return slab_is_object(s, p) ? s->size : 0;
+}
+
+/* ---- the calling CPU's heap ---- */
+
+static inline struct cairn_heap *this_heap(struct cairn_objects *o)
+{
+	return &o->heaps[cairn_port_cpu()];
+}
+
+void *cairn_objects_alloc(struct cairn_objects *o, size_t size)
+{
+	unsigned long irq = cairn_port_local_enter();
+	void *p = cairn_heap_alloc(this_heap(o), size);
+	cairn_port_local_leave(irq);
+	return p;
+}
+
+void *cairn_objects_alloc_aligned(struct cairn_objects *o, size_t size, size_t align)
+{
+	unsigned long irq = cairn_port_local_enter();
+	void *p = cairn_heap_alloc_aligned(this_heap(o), size, align);
+	cairn_port_local_leave(irq);
+	return p;
+}
+
+int cairn_objects_free(struct cairn_objects *o, void *p)
+{
+	unsigned long irq = cairn_port_local_enter();
+	int err = cairn_heap_free(this_heap(o), p);
+	cairn_port_local_leave(irq);
+	return err;
+}
+
+void cairn_objects_flush(struct cairn_objects *o)
+{
+	unsigned long irq = cairn_port_local_enter();
+	cairn_heap_flush(this_heap(o));
+	cairn_port_local_leave(irq);
+}
+
+void cairn_objects_cpu_offline(struct cairn_objects *o)
+{
+	unsigned long irq = cairn_port_local_enter();
+	cairn_heap_offline(this_heap(o));
+	cairn_port_local_leave(irq);
+}
+
+void cairn_objects_cpu_online(struct cairn_objects *o)
+{
+	unsigned long irq = cairn_port_local_enter();
+	cairn_heap_online(this_heap(o));
+	cairn_port_local_leave(irq);
+}
+
+/* ---- calloc, realloc ---- */
+
+static void obj_zero(void *p, size_t n)
+{
+	uint64_t *w = p;
+	for (size_t i = 0; i < n / 8; i++)
+		w[i] = 0;
+}
+
+static void obj_copy(void *dst, const void *src, size_t n)
+{
+	uint64_t *d = dst;
+	const uint64_t *s = src;
+	for (size_t i = 0; i < n / 8; i++)
+		d[i] = s[i];
+	for (size_t i = n & ~(size_t)7; i < n; i++)
+		((unsigned char *)dst)[i] = ((const unsigned char *)src)[i];
+}
+
+void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes))
+		return NULL;
+	void *p = cairn_heap_alloc(h, bytes);
+	if (p) /* usable sizes are multiples of 16 */
+		obj_zero(p, (bytes + 15) & ~(size_t)15);
+	return p;
+}
+
+void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size)
+{
+	if (!p)
+		return cairn_heap_alloc(h, size);
+	size_t have = cairn_objects_usable_size(h->o, p);
+	if (!have) {
+		obj_report(CAIRN_ERANGE, "objects: realloc of a pointer this instance never handed out",
+			   (uintptr_t)p, size);
+		return NULL;
+	}
+	if (!size) {
+		cairn_heap_free(h, p);
+		return NULL;
+	}
+	/* Keep the block when the size still fits and does not waste half. */
+	if (size <= have && size >= have / 2)
+		return p;
+	void *q = cairn_heap_alloc(h, size);
+	if (!q)
+		return NULL;
+	obj_copy(q, p, size < have ? size : have);
+	cairn_heap_free(h, p);
+	return q;
+}
+
+void *cairn_objects_calloc(struct cairn_objects *o, size_t n, size_t size)
+{
+	unsigned long irq = cairn_port_local_enter();
+	void *p = cairn_heap_calloc(this_heap(o), n, size);
+	cairn_port_local_leave(irq);
+	return p;
+}
+
+void *cairn_objects_realloc(struct cairn_objects *o, void *p, size_t size)
+{
+	unsigned long irq = cairn_port_local_enter();
+	void *q = cairn_heap_realloc(this_heap(o), p, size);
+	cairn_port_local_leave(irq);
+	return q;
+}

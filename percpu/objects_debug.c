@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn objects: statistics and the invariant checker (quiescent instance).
+ */
+#include "objects_layout.h"
+
+#define for_each_slab(h, f, s)                                                   \
+	for (struct slab *f = (h)->desc_frames; f; f = f->frame_next)            \
+		for (struct slab *s = f; (uintptr_t)s < (uintptr_t)f + OBJ_PAGE;  \
+		     s = (struct slab *)((uintptr_t)s + OBJ_DESC_SIZE))          \
+			if (s->state != SLAB_UNUSED)
+
+void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st)
+{
+	*st = (struct cairn_objects_stats){ 0 };
+	for (unsigned i = 0; i < o->ncpus; i++) {
+		struct cairn_heap *h = &o->heaps[i];
+		for_each_slab(h, f, s) {
+			st->slabs++;
+			st->slab_frames += (uint64_t)1 << s->order;
+			st->objects += s->used;
+		}
+		st->cached_frames += h->block_frames;
+		st->remote_posted += atomic_load_explicit(&h->st.posted, memory_order_relaxed);
+		st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
+		st->offline_collects +=
+			atomic_load_explicit(&h->st.offline_collects, memory_order_relaxed);
+	}
+	st->large = atomic_load_explicit(&o->large_count, memory_order_relaxed);
+	st->large_frames = atomic_load_explicit(&o->large_frames, memory_order_relaxed);
+	st->meta_frames = atomic_load_explicit(&o->meta_frames, memory_order_relaxed);
+}
+
+static int bad(const char *what, uintptr_t a, uintptr_t b)
+{
+	cairn_port_report(CAIRN_ECORRUPT, what, a, b);
+	return CAIRN_ECORRUPT;
+}
+
+/* Length of an encoded list of objects of s; -1 if it leaves the slab or
+ * is longer than the slab could hold. */
+static long list_len(struct cairn_heap *h, struct slab *s, uintptr_t p)
+{
+	long n = 0;
+	while (p) {
+		if (!slab_is_object(s, p) || slab_index(s, p) >= s->capacity || n > (long)s->nobjs)
+			return -1;
+		if (h->harden && live_test(s, slab_index(s, p)))
+			return -1;
+		n++;
+		p = obj_decode(h->key, p, obj_word(p));
+	}
+	return n;
+}
+
+int cairn_objects_validate(struct cairn_objects *o)
+{
+	for (unsigned i = 0; i < o->ncpus; i++) {
+		struct cairn_heap *h = &o->heaps[i];
+		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
+			struct slab *s = h->cur[c];
+			if (s != &o->empty && (s->state != SLAB_CUR || s->cls != c || s->owner != h))
+				return bad("objects: current slab of a class in the wrong state",
+					   (uintptr_t)s, c);
+			for (s = h->avail[c]; s; s = s->next)
+				if (s->state != SLAB_AVAIL || s->cls != c || s->owner != h ||
+				    (s->next && s->next->prev != s))
+					return bad("objects: avail list broken", (uintptr_t)s, c);
+		}
+		for_each_slab(h, f, s) {
+			if (s->owner != h || s->size != obj_class_size(s->cls) ||
+			    s->capacity > s->nobjs || s->order != o->cls_order[s->cls])
+				return bad("objects: slab descriptor fields", (uintptr_t)s, s->base);
+			long nf = list_len(h, s, s->free), nl = list_len(h, s, s->local_free);
+			if (nf < 0 || nl < 0)
+				return bad("objects: slab free list broken", (uintptr_t)s, s->base);
+			if (!s->damaged && (uint64_t)nf + (uint64_t)nl + s->used != s->capacity)
+				return bad("objects: slab counts (free + local_free + used != carved)",
+					   s->base, ((uint64_t)nf + (uint64_t)nl) << 32 | s->used);
+			if (s->state == SLAB_FULL && (nf || nl || s->capacity != s->nobjs))
+				return bad("objects: full slab with free objects", s->base, (uint64_t)nf);
+			if (h->harden && !s->damaged) {
+				uint64_t live = 0;
+				for (unsigned w = 0; w < OBJ_MAX_OBJS / 64; w++)
+					for (uint64_t x = s->live[w]; x; x &= x - 1)
+						live++;
+				if (live != s->used)
+					return bad("objects: live bits != used", s->base, live);
+			}
+			for (uintptr_t pg = 0; pg < ((uintptr_t)1 << s->order); pg++)
+				if (pm_lookup(o, s->base + pg * OBJ_PAGE) != (uintptr_t)s)
+					return bad("objects: pagemap does not name the slab",
+						   s->base + pg * OBJ_PAGE, (uintptr_t)s);
+		}
+	}
+	return 0;
+}

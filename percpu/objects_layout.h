@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn objects: the in-memory layout shared by the objects*.c files.
+ *
+ * Ownership. Everything in a heap and in the descriptors of its slabs is
+ * touched by one context at a time, with no atomics: the heap's CPU while
+ * the heap is ONLINE, or the one CPU that claimed it (CLAIMED) while it is
+ * offline. The claim is a CAS with acquire and ends with a release store,
+ * so the heap's plain fields pass from holder to holder like a lock's data.
+ * The only words other CPUs write are the heap's state and inbox (message
+ * queue) and the pagemap; all are atomics.
+ *
+ * A slab is a naturally aligned block of 2^order frames cut into objects
+ * of one size class, with its descriptor out of band (so a stray write into
+ * an object cannot reach the metadata). Its objects are in exactly one of:
+ *   - not yet carved (index >= capacity: the slab grows its free list lazily
+ *     one page at a time, so untouched memory stays untouched),
+ *   - on `free` (the list allocation pops from),
+ *   - on `local_free` (frees by the owner and collected remote frees; it
+ *     becomes `free` when `free` runs dry: mimalloc's free-list sharding,
+ *     which also gives the owner a regular slow path to collect on),
+ *   - handed out, counted by `used` (this includes objects freed on another
+ *     CPU whose message the owner has not collected yet).
+ * So: free + local_free + used + (nobjs - capacity) == nobjs, always.
+ *
+ * Free-list links live in the first word of free objects, encoded as
+ * next ^ key ^ rol(address of the word): an overwrite with a plausible
+ * pointer decodes to garbage, which the hardened checks catch.
+ */
+#ifndef CAIRN_OBJECTS_LAYOUT_H
+#define CAIRN_OBJECTS_LAYOUT_H
+
+#include <cairn/objects.h>
+
+#include <stdatomic.h>
+
+#define OBJ_PAGE_SHIFT CAIRN_FRAME_SHIFT
+#define OBJ_PAGE ((uintptr_t)1 << OBJ_PAGE_SHIFT)
+#define OBJ_LEAF_SHIFT 9                /* pagemap leaf: 512 entries, one frame */
+#define OBJ_LEAF_SPAN_SHIFT (OBJ_PAGE_SHIFT + OBJ_LEAF_SHIFT) /* 2 MiB per leaf */
+#define OBJ_MAX_OBJS 1024               /* per slab; the live bitmap's size */
+#define OBJ_OUT_SLOTS 16                /* remote-free batches kept per heap */
+#define OBJ_BATCH_MAX 64                /* objects per batch, then it is posted */
+#define OBJ_OUT_BYTES_MAX (1u << 20)    /* bytes held in batches, then all posted */
+#define OBJ_DESC_SIZE 256u              /* slab descriptor, 16 per frame */
+#define OBJ_SLAB_ORDERS 9               /* slab orders are 2..7 */
+#define OBJ_BLOCK_CACHE_FRAMES 256      /* default per heap: 1 MiB of released slab blocks */
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Pagemap entries. 0: not ours. A slab descriptor (64-byte aligned, so the
+ * low bits are free): tag 0. The first frame of a large block: its order
+ * and tag 1. Other frames of a large block below 2 MiB: tag 2 (interior). */
+#define PM_TAG_MASK ((uintptr_t)3)
+#define PM_LARGE ((uintptr_t)1)
+#define PM_LARGE_TAIL ((uintptr_t)2)
+#define PM_LARGE_ENTRY(order) (((uintptr_t)(order) << 8) | PM_LARGE)
+#define PM_LARGE_ORDER(e) ((unsigned)((e) >> 8))
+
+enum slab_state {
+	SLAB_UNUSED = 0,  /* descriptor on the heap's spare list */
+	SLAB_CUR = 1,     /* the class's allocation slab (h->cur[cls]) */
+	SLAB_AVAIL = 2,   /* on the class's avail list: has objects on local_free */
+	SLAB_FULL = 3,    /* every object handed out: on no list */
+};
+
+struct cairn_heap;
+
+struct slab {
+	/* hot: the fast paths */
+	uintptr_t free;
+	uintptr_t local_free;
+	uint32_t used;
+	uint32_t capacity;        /* objects carved so far */
+	uint32_t size;            /* object size */
+	uint32_t recip;           /* ceil(2^32 / size): index = off * recip >> 32 */
+	uintptr_t base;           /* first object (virtual) */
+	uintptr_t end;            /* base + nobjs * size */
+	struct cairn_heap *owner; /* fixed for the slab's life */
+	/* cold */
+	uint32_t nobjs;
+	uint8_t cls, order, state;
+	uint8_t damaged;          /* a corrupted link made us drop objects */
+	struct slab *next, *prev; /* avail list, or the spare list */
+	struct slab *frame_next;  /* first descriptor of a frame: the next frame */
+	uint64_t live[OBJ_MAX_OBJS / 64]; /* hardened: objects handed out */
+};
+
+_Static_assert(sizeof(struct slab) <= OBJ_DESC_SIZE, "slab descriptor too big");
+
+/* One pending batch of remote frees, all for `dest`: objects linked
+ * through their first word (encoded with dest's key). */
+struct obj_out {
+	struct cairn_heap *dest;
+	uintptr_t head;
+	uint32_t n;
+};
+
+enum heap_state { HEAP_ONLINE = 0, HEAP_OFFLINE = 1, HEAP_CLAIMED = 2 };
+
+struct heap_stats {
+	_Atomic uint64_t posted, remote_objects, offline_collects;
+};
+
+struct cairn_heap {
+	/* owner (or claimer) only */
+	struct slab *cur[CAIRN_OBJ_CLASSES];   /* never NULL: &o->empty when none */
+	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
+	struct cairn_objects *o;
+	uintptr_t key;
+	unsigned cpu;
+	bool harden;
+	struct slab *spare;        /* unused descriptors */
+	/* Blocks of released slabs, by order, last in first out, linked
+	 * through their first word: a new slab reuses memory that is still
+	 * hot (and, on a host, already resident) before it asks for more. */
+	uintptr_t blocks[OBJ_SLAB_ORDERS];
+	unsigned block_frames;
+	struct slab *desc_frames;  /* descriptor frames, linked by frame_next */
+	struct obj_out out[OBJ_OUT_SLOTS];
+	size_t out_bytes;
+	uintptr_t in_tail;         /* message queue: the consumer's end */
+	struct heap_stats st;
+	/* shared */
+	_Alignas(64) _Atomic unsigned state;
+	_Atomic uintptr_t in_head; /* message queue: producers exchange here */
+	uintptr_t stub[2];         /* the queue's stub node (a fake object) */
+} __attribute__((aligned(64)));
+
+struct cairn_objects {
+	struct cairn_frames *frames;
+	struct cairn_fcache *fcache; /* NULL: straight to frames */
+	uintptr_t vbase;           /* virtual address of phys_base */
+	uintptr_t span;            /* bytes covered by the pagemap */
+	cairn_phys_t phys_base;
+	_Atomic(_Atomic uintptr_t *) *pagemap; /* one leaf pointer per 2 MiB */
+	unsigned pagemap_order;
+	unsigned self_order;       /* frames of this instance and its heaps */
+	unsigned ncpus;
+	unsigned block_cache_frames; /* per heap */
+	bool harden;
+	uint8_t cls_order[CAIRN_OBJ_CLASSES];
+	uint16_t cls_nobjs[CAIRN_OBJ_CLASSES];
+	struct slab empty;         /* the slab of a class with none: never written */
+	_Atomic uint64_t meta_frames;
+	_Atomic uint64_t large_count, large_frames;
+	struct cairn_heap *heaps;  /* ncpus of them, after this structure */
+};
+
+/* ---- size classes ---- */
+
+static inline unsigned obj_class(size_t size)
+{
+	if (size <= 64)
+		return size ? (unsigned)((size - 1) >> 4) : 0;
+	size_t s = size - 1;
+	unsigned e = 63u - (unsigned)__builtin_clzll(s);
+	return 4 + (e - 6) * 4 + (unsigned)((s >> (e - 2)) & 3);
+}
+
+static inline size_t obj_class_size(unsigned c)
+{
+	if (c < 4)
+		return (size_t)(c + 1) << 4;
+	unsigned e = 6 + (c - 4) / 4, m = (c - 4) % 4;
+	return ((size_t)1 << e) + ((size_t)(m + 1) << (e - 2));
+}
+
+/* ---- free-list link encoding ---- */
+
+static inline uintptr_t obj_rol(uintptr_t x)
+{
+	return x << 17 | x >> (sizeof(uintptr_t) * 8 - 17);
+}
+
+static inline uintptr_t obj_encode(uintptr_t key, uintptr_t slot, uintptr_t next)
+{
+	return next ^ key ^ obj_rol(slot);
+}
+
+#define obj_decode obj_encode /* an involution */
+
+static inline uintptr_t obj_word(uintptr_t p)
+{
+	return *(uintptr_t *)p;
+}
+
+static inline void obj_set_word(uintptr_t p, uintptr_t v)
+{
+	*(uintptr_t *)p = v;
+}
+
+/* The second word of an object in a message: the queue's link. */
+static inline _Atomic uintptr_t *obj_qnext(uintptr_t p)
+{
+	return (_Atomic uintptr_t *)(p + sizeof(uintptr_t));
+}
+
+/* ---- slab geometry ---- */
+
+static inline uint32_t slab_index(const struct slab *s, uintptr_t p)
+{
+	return (uint32_t)(((uint64_t)(p - s->base) * s->recip) >> 32);
+}
+
+/* Is p the start of an object of s? */
+static inline bool slab_is_object(const struct slab *s, uintptr_t p)
+{
+	if (p - s->base >= s->end - s->base)
+		return false;
+	return (uintptr_t)slab_index(s, p) * s->size == p - s->base;
+}
+
+static inline bool live_test(const struct slab *s, uint32_t i)
+{
+	return s->live[i / 64] >> (i % 64) & 1;
+}
+
+static inline void live_flip(struct slab *s, uint32_t i)
+{
+	s->live[i / 64] ^= (uint64_t)1 << (i % 64);
+}
+
+/* ---- pagemap ---- */
+
+static inline uintptr_t pm_lookup(const struct cairn_objects *o, uintptr_t p)
+{
+	uintptr_t off = p - o->vbase;
+	if (unlikely(off >= o->span))
+		return 0;
+	_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
+						       memory_order_acquire);
+	if (unlikely(!leaf))
+		return 0;
+	return atomic_load_explicit(&leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)],
+				    memory_order_relaxed);
+}
+
+/* The entry of page p, creating its leaf; NULL when no frame is left. */
+_Atomic uintptr_t *pm_entry(struct cairn_objects *o, uintptr_t p);
+/* Set the entries of npages pages from p (leaves must exist: pm_entry). */
+void pm_set(struct cairn_objects *o, uintptr_t p, uintptr_t npages, uintptr_t v);
+int pm_create(struct cairn_objects *o);
+void pm_destroy(struct cairn_objects *o);
+
+/* ---- slabs (objects_slab.c) ---- */
+struct slab *slab_new(struct cairn_heap *h, unsigned cls);
+void slab_release(struct cairn_heap *h, struct slab *s);
+void slab_extend(struct slab *s, uintptr_t key);
+void avail_remove(struct cairn_heap *h, struct slab *s);
+void avail_push(struct cairn_heap *h, struct slab *s);
+void heap_release_empty(struct cairn_heap *h);
+void heap_flush_blocks(struct cairn_heap *h);
+void heap_destroy_slabs(struct cairn_heap *h);
+
+/* ---- remote frees and messages (objects_remote.c) ---- */
+void remote_post(struct cairn_heap *h, struct obj_out *b);
+void remote_flush(struct cairn_heap *h);
+bool heap_inbox_pending(struct cairn_heap *h);
+void heap_collect(struct cairn_heap *h, bool offline);
+void heap_queue_init(struct cairn_heap *h);
+
+/* ---- the common free of an object into its owner's slab (objects.c) ---- */
+/* 0, or the error reported (p was left alone). */
+int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
+void obj_report(int err, const char *what, uintptr_t a, uintptr_t b);
+
+#endif /* CAIRN_OBJECTS_LAYOUT_H */

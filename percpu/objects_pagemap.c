@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn objects: the pagemap, one entry per frame of the physical range,
+ * in two levels: a top array with one leaf pointer per 2 MiB, made at
+ * creation, and leaves of 512 entries (one frame each), made on first use
+ * and kept until the instance is destroyed. Lookup is two loads.
+ *
+ * A leaf is zeroed before it is published with a release CAS; lookups load
+ * the leaf pointer with acquire, so they never see its memory before the
+ * zeroes. Two CPUs racing to create a leaf: the loser frees its frame.
+ * Entries are relaxed atomics: an entry is written by the holder of the
+ * frames it describes, and whoever frees an object learned of the object
+ * through an allocation that happened after the entry was written.
+ */
+#include "objects_layout.h"
+#include "objects_pages.h"
+
+static uintptr_t pm_leaves(const struct cairn_objects *o)
+{
+	return (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
+}
+
+int pm_create(struct cairn_objects *o)
+{
+	uintptr_t bytes = pm_leaves(o) * sizeof(*o->pagemap);
+	unsigned order = 0;
+	while ((OBJ_PAGE << order) < bytes)
+		order++;
+	if (order > CAIRN_MAX_ORDER)
+		return CAIRN_EINVAL;
+	uintptr_t top = pages_get(o, order, true);
+	if (!top)
+		return CAIRN_ENOMEM;
+	o->pagemap = (void *)top;
+	o->pagemap_order = order;
+	atomic_fetch_add_explicit(&o->meta_frames, (uint64_t)1 << order, memory_order_relaxed);
+	return 0;
+}
+
+_Atomic uintptr_t *pm_entry(struct cairn_objects *o, uintptr_t p)
+{
+	uintptr_t off = p - o->vbase;
+	_Atomic(_Atomic uintptr_t *) *slot = &o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT];
+	_Atomic uintptr_t *leaf = atomic_load_explicit(slot, memory_order_acquire);
+	if (!leaf) {
+		uintptr_t fresh = pages_get(o, 0, true);
+		if (!fresh)
+			return NULL;
+		_Atomic uintptr_t *expect = NULL;
+		if (atomic_compare_exchange_strong_explicit(slot, &expect, (void *)fresh,
+							    memory_order_acq_rel,
+							    memory_order_acquire)) {
+			leaf = (void *)fresh;
+			atomic_fetch_add_explicit(&o->meta_frames, 1, memory_order_relaxed);
+		} else {
+			pages_put(o, fresh, 0);
+			leaf = expect;
+		}
+	}
+	return &leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)];
+}
+
+void pm_set(struct cairn_objects *o, uintptr_t p, uintptr_t npages, uintptr_t v)
+{
+	for (uintptr_t i = 0; i < npages; i++) {
+		uintptr_t off = p + i * OBJ_PAGE - o->vbase;
+		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
+							       memory_order_relaxed);
+		atomic_store_explicit(&leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)],
+				      v, memory_order_relaxed);
+	}
+}
+
+void pm_destroy(struct cairn_objects *o)
+{
+	uintptr_t n = pm_leaves(o);
+	for (uintptr_t i = 0; i < n; i++) {
+		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[i], memory_order_relaxed);
+		if (leaf)
+			pages_put(o, (uintptr_t)leaf, 0);
+	}
+	pages_put(o, (uintptr_t)o->pagemap, o->pagemap_order);
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cairn objects: frees across CPUs.
+ *
+ * A free of an object another heap owns is appended to a batch for that
+ * heap (a small direct-mapped cache of batches by destination); a batch is
+ * posted when it holds OBJ_BATCH_MAX objects, when its slot is wanted for
+ * another destination, or when the heap holds more than OBJ_OUT_BYTES_MAX
+ * bytes of them: a freeing CPU never sits on much memory.
+ *
+ * The message queue is Vyukov's intrusive MPSC queue. A message is the
+ * first object of a batch; its second word is the queue link.
+ *
+ *   push(n): n.next = 0; prev = XCHG(head, n); prev.next = n   (one exchange)
+ *
+ * Ordering: the exchange is acq_rel. Its release side, and the release
+ * store of prev.next, publish the batch (links written into the objects,
+ * and everything the freeing CPUs did with them before) to the consumer,
+ * which loads every next with acquire. Its acquire side orders our store
+ * to prev.next after the previous producer's store of prev.next = 0, which
+ * happened before that producer's exchange. Between a producer's exchange
+ * and its link the consumer sees a gap: it stops there and comes back later
+ * (the owner on its next slow path), so the queue is lock-free for
+ * producers and never blocks the consumer.
+ *
+ * Offline heaps. A heap whose CPU went away is OFFLINE; whoever posts to it
+ * then claims it (CAS OFFLINE -> CLAIMED, acquire), collects its messages
+ * as its owner would, gives its empty slabs back and releases it (seq_cst
+ * store). The lost-wakeup race between a producer (exchange head, load
+ * state) and the heap going offline or being released (store state, load
+ * head) is Dekker's: all four accesses are seq_cst, so at least one side
+ * sees the other, and a message is never left in a heap nobody will look
+ * at.
+ */
+#include "objects_layout.h"
+#include "objects_pages.h"
+
+void heap_queue_init(struct cairn_heap *h)
+{
+	uintptr_t stub = (uintptr_t)h->stub;
+	atomic_store_explicit(obj_qnext(stub), 0, memory_order_relaxed);
+	atomic_store_explicit(&h->in_head, stub, memory_order_relaxed);
+	h->in_tail = stub;
+}
+
+static void q_push(struct cairn_heap *dest, uintptr_t n)
+{
+	atomic_store_explicit(obj_qnext(n), 0, memory_order_relaxed);
+	uintptr_t prev = atomic_exchange_explicit(&dest->in_head, n, memory_order_seq_cst);
+	atomic_store_explicit(obj_qnext(prev), n, memory_order_release);
+}
+
+/* The next message, or 0 (empty, or a producer is between its exchange
+ * and its link). Consumer only. */
+static uintptr_t q_pop(struct cairn_heap *h)
+{
+	uintptr_t stub = (uintptr_t)h->stub;
+	uintptr_t tail = h->in_tail;
+	uintptr_t next = atomic_load_explicit(obj_qnext(tail), memory_order_acquire);
+	if (tail == stub) {
+		if (!next)
+			return 0;
+		h->in_tail = tail = next;
+		next = atomic_load_explicit(obj_qnext(tail), memory_order_acquire);
+	}
+	if (next) {
+		h->in_tail = next;
+		return tail;
+	}
+	if (tail != atomic_load_explicit(&h->in_head, memory_order_acquire))
+		return 0;
+	/* tail is the last node: put the stub behind it so it can leave */
+	q_push(h, stub);
+	next = atomic_load_explicit(obj_qnext(tail), memory_order_acquire);
+	if (next) {
+		h->in_tail = next;
+		return tail;
+	}
+	return 0;
+}
+
+/* Anything posted and not yet collected? (Any CPU; seq_cst: see above.) */
+bool heap_inbox_pending(struct cairn_heap *h)
+{
+	return atomic_load_explicit(&h->in_head, memory_order_seq_cst) != (uintptr_t)h->stub;
+}
+
+static void stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+/* Collect every message that can be popped. */
+void heap_collect(struct cairn_heap *h, bool offline)
+{
+	struct cairn_objects *o = h->o;
+	uintptr_t m;
+	uint64_t msgs = 0;
+	while ((m = q_pop(h))) {
+		msgs++;
+		for (uintptr_t p = m; p;) {
+			uintptr_t next = obj_decode(h->key, p, obj_word(p));
+			uintptr_t e = pm_lookup(o, p);
+			if (unlikely(!e || (e & PM_TAG_MASK) || ((struct slab *)e)->owner != h)) {
+				obj_report(CAIRN_ECORRUPT,
+					   "objects: a message holds an object this heap does not own "
+					   "(corrupted batch link); rest of the batch dropped", p, m);
+				break;
+			}
+			if (slab_free_owned(h, (struct slab *)e, p, offline)) {
+				((struct slab *)e)->damaged = 1;
+				break;
+			}
+			p = next;
+		}
+	}
+	if (offline)
+		stat_add(&h->st.offline_collects, msgs);
+}
+
+static void offline_collect(struct cairn_heap *h)
+{
+	for (;;) {
+		unsigned expect = HEAP_OFFLINE;
+		if (!atomic_compare_exchange_strong_explicit(&h->state, &expect, HEAP_CLAIMED,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			return; /* online again, or another CPU has it */
+		/* Producers between exchange and link are a few instructions
+		 * from done: wait for them, the heap has no one else. */
+		do {
+			heap_collect(h, true);
+			if (!heap_inbox_pending(h))
+				break;
+			cairn_port_pause();
+		} while (1);
+		heap_release_empty(h);
+		atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
+		if (!heap_inbox_pending(h))
+			return;
+	}
+}
+
+void remote_post(struct cairn_heap *h, struct obj_out *b)
+{
+	struct cairn_heap *dest = b->dest;
+	stat_add(&h->st.posted, 1);
+	stat_add(&h->st.remote_objects, b->n);
+	q_push(dest, b->head);
+	b->head = 0;
+	b->n = 0;
+	if (unlikely(atomic_load_explicit(&dest->state, memory_order_seq_cst) == HEAP_OFFLINE))
+		offline_collect(dest);
+}
+
+void remote_flush(struct cairn_heap *h)
+{
+	for (unsigned i = 0; i < OBJ_OUT_SLOTS; i++)
+		if (h->out[i].n)
+			remote_post(h, &h->out[i]);
+	h->out_bytes = 0;
+}
+
+void cairn_heap_flush(struct cairn_heap *h)
+{
+	remote_flush(h);
+	heap_collect(h, false);
+}
+
+void cairn_heap_offline(struct cairn_heap *h)
+{
+	remote_flush(h);
+	heap_collect(h, false);
+	heap_release_empty(h);
+	atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
+	if (heap_inbox_pending(h))
+		offline_collect(h);
+}
+
+void cairn_heap_online(struct cairn_heap *h)
+{
+	for (;;) {
+		unsigned expect = HEAP_OFFLINE;
+		if (atomic_compare_exchange_weak_explicit(&h->state, &expect, HEAP_ONLINE,
+							  memory_order_acquire,
+							  memory_order_relaxed) ||
+		    expect == HEAP_ONLINE)
+			return;
+		cairn_port_pause(); /* a poster is collecting for us */
+	}
+}

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/* The objects stress: see objects_stress.h. */
+#include "objects_stress.h"
+
+#define TAG_MAGIC 0xc30000000000005aull /* tag: magic | cpu << 40 | seq << 8 */
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t *s, uint64_t n)
+{
+	return n ? rnd(s) % n : 0;
+}
+
+static void fail(struct stress_objects *s, const char *what, uint64_t a, uint64_t b)
+{
+	atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+	cairn_port_report(CAIRN_ECORRUPT, what, a, b);
+}
+
+static void barrier(struct stress_objects *s)
+{
+	uint32_t gen = atomic_load_explicit(&s->barrier_gen, memory_order_acquire);
+	if (atomic_fetch_add_explicit(&s->barrier_count, 1, memory_order_acq_rel) + 1 == s->ncpus) {
+		atomic_store_explicit(&s->barrier_count, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->barrier_gen, gen + 1, memory_order_release);
+		return;
+	}
+	while (atomic_load_explicit(&s->barrier_gen, memory_order_acquire) == gen)
+		cairn_port_pause();
+}
+
+void stress_objects_init(struct stress_objects *s)
+{
+	atomic_store(&s->barrier_count, 0);
+	atomic_store(&s->barrier_gen, 0);
+	atomic_store(&s->errors, 0);
+	for (unsigned i = 0; i < STRESS_OBJ_MAILBOX; i++)
+		atomic_store(&s->mailbox[i], 0);
+}
+
+/* ---- the oracle: bit per granule, the object's first granule ---- */
+
+static bool oracle_claim(struct stress_objects *s, uintptr_t p)
+{
+	uint64_t g = (p - s->oracle_base) >> 4;
+	if (g >= s->oracle_granules) {
+		fail(s, "stress: object outside the oracle's range", p, 0);
+		return false;
+	}
+	uint64_t bit = 1ull << (g % 64);
+	if (atomic_fetch_or_explicit(&s->oracle[g / 64], bit, memory_order_acq_rel) & bit) {
+		fail(s, "stress: object handed to two holders", p, 0);
+		return false;
+	}
+	return true;
+}
+
+static bool oracle_release(struct stress_objects *s, uintptr_t p)
+{
+	uint64_t g = (p - s->oracle_base) >> 4;
+	if (g >= s->oracle_granules)
+		return false;
+	uint64_t bit = 1ull << (g % 64);
+	if (!(atomic_fetch_and_explicit(&s->oracle[g / 64], ~bit, memory_order_acq_rel) & bit)) {
+		fail(s, "stress: freeing an object the oracle has as free", p, 0);
+		return false;
+	}
+	return true;
+}
+
+/* ---- stamps: tag and size at both ends; small objects filled ---- */
+
+static void stamp(uintptr_t p, size_t size, uint64_t tag)
+{
+	volatile uint64_t *w = (volatile uint64_t *)p;
+	size_t words = (size < 16 ? 16 : size) / 8;
+	w[0] = tag;
+	w[1] = size;
+	if (size <= 512)
+		for (size_t i = 2; i < words; i++)
+			w[i] = tag + i;
+	else if (words > 2)
+		w[words - 1] = ~tag;
+}
+
+static bool stamp_ok(uintptr_t p, size_t size)
+{
+	volatile uint64_t *w = (volatile uint64_t *)p;
+	size_t words = (size < 16 ? 16 : size) / 8;
+	uint64_t tag = w[0];
+	if ((tag & 0xff000000000000ffull) != TAG_MAGIC || w[1] != size)
+		return false;
+	if (size <= 512) {
+		for (size_t i = 2; i < words; i++)
+			if (w[i] != tag + i)
+				return false;
+	} else if (words > 2 && w[words - 1] != ~tag) {
+		return false;
+	}
+	return true;
+}
+
+/* ---- operations ---- */
+
+static size_t pick_size(uint64_t *r)
+{
+	uint64_t k = below(r, 100);
+	if (k < 60)
+		return 1 + below(r, 128);
+	if (k < 85)
+		return 129 + below(r, 2048 - 128);
+	if (k < 97)
+		return 2049 + below(r, CAIRN_OBJ_SMALL_MAX - 2048);
+	return CAIRN_OBJ_SMALL_MAX + 1 + below(r, 3 * CAIRN_OBJ_SMALL_MAX);
+}
+
+static void hold(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me,
+		 uintptr_t p, size_t size)
+{
+	if (!oracle_claim(s, p))
+		return;
+	size_t usable = cairn_objects_usable_size(s->o, (void *)p);
+	if (usable < size || usable < 16)
+		fail(s, "stress: usable size below the request", p, usable);
+	stamp(p, size, TAG_MAGIC | (uint64_t)me << 40 | (++c->seq & 0xffffffffull) << 8);
+
+	c->held[c->nheld].p = p;
+	c->held[c->nheld].size = size;
+	c->nheld++;
+}
+
+static void release(struct stress_objects *s, struct stress_obj_cpu *c, unsigned i)
+{
+	struct stress_obj ob = c->held[i];
+	c->held[i] = c->held[--c->nheld];
+	if (!stamp_ok(ob.p, ob.size))
+		fail(s, "stress: object overwritten while held (overlap?)", ob.p, ob.size);
+	if (!oracle_release(s, ob.p))
+		return; /* freeing it would corrupt the allocator: the run has failed */
+	int err = cairn_objects_free(s->o, (void *)ob.p);
+	if (err)
+		fail(s, "stress: free refused a good object", ob.p, (uint64_t)-err);
+	c->frees++;
+}
+
+static void op_alloc(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me)
+{
+	size_t size = pick_size(&c->rng);
+	uintptr_t p;
+	uint64_t k = below(&c->rng, 100);
+	if (k < 10) {
+		size_t align = (size_t)32 << below(&c->rng, 12); /* 32 B .. 64 KiB */
+		p = (uintptr_t)cairn_objects_alloc_aligned(s->o, size, align);
+		if (p && (p & (align - 1)))
+			fail(s, "stress: misaligned aligned allocation", p, align);
+		c->aligned++;
+	} else if (k < 15) {
+		p = (uintptr_t)cairn_objects_calloc(s->o, 1, size);
+		for (size_t i = 0; p && i < size / 8; i++)
+			if (((volatile uint64_t *)p)[i])
+				fail(s, "stress: calloc memory not zero", p, i);
+	} else {
+		p = (uintptr_t)cairn_objects_alloc(s->o, size);
+	}
+	if (!p) {
+		c->enomem++;
+		return;
+	}
+	if (p & 15)
+		fail(s, "stress: allocation not 16-byte aligned", p, size);
+	if (size > CAIRN_OBJ_SMALL_MAX)
+		c->large++;
+	c->allocs++;
+	hold(s, c, me, p, size);
+}
+
+static void op_realloc(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me)
+{
+	unsigned i = (unsigned)below(&c->rng, c->nheld);
+	struct stress_obj ob = c->held[i];
+	size_t size = pick_size(&c->rng);
+	if (size < 16)
+		size = 16;
+	if (!stamp_ok(ob.p, ob.size))
+		fail(s, "stress: object overwritten while held (overlap?)", ob.p, ob.size);
+	uint64_t tag = *(volatile uint64_t *)ob.p;
+	oracle_release(s, ob.p);
+	uintptr_t q = (uintptr_t)cairn_objects_realloc(s->o, (void *)ob.p, size);
+	if (!q) {
+		oracle_claim(s, ob.p); /* untouched on failure */
+		c->enomem++;
+		return;
+	}
+	if (*(volatile uint64_t *)q != tag)
+		fail(s, "stress: realloc lost the contents", q, tag);
+	c->held[i] = c->held[--c->nheld];
+	c->reallocs++;
+	hold(s, c, me, q, size);
+}
+
+/* Hand an object to another CPU, or take one handed to us: the mailbox has
+ * a region of slots per CPU; a give fills an empty slot of a random other
+ * CPU's region (CAS from 0), a take empties a slot of our own. */
+static void take_got(struct stress_obj_cpu *c, unsigned me, uintptr_t got)
+{
+	if (!got)
+		return;
+	c->held[c->nheld].p = got;
+	c->held[c->nheld].size = (size_t)((volatile uint64_t *)got)[1];
+	c->nheld++;
+	if ((((volatile uint64_t *)got)[0] >> 40 & 0xff) != me)
+		c->remote++; /* allocated on another CPU */
+}
+
+static void op_swap(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me)
+{
+	unsigned n = s->ncpus < STRESS_OBJ_MAILBOX ? s->ncpus : STRESS_OBJ_MAILBOX;
+	unsigned per = STRESS_OBJ_MAILBOX / n, mine = me % n;
+
+	if (c->nheld && below(&c->rng, 3)) {
+		unsigned to = n > 1 ? (mine + 1 + (unsigned)below(&c->rng, n - 1)) % n : mine;
+		unsigned i = (unsigned)below(&c->rng, c->nheld);
+		uintptr_t expect = 0;
+		if (atomic_compare_exchange_strong_explicit(&s->mailbox[to * per + below(&c->rng, per)],
+							    &expect, c->held[i].p,
+							    memory_order_acq_rel, memory_order_relaxed))
+			c->held[i] = c->held[--c->nheld];
+	} else {
+		take_got(c, me, atomic_exchange_explicit(&s->mailbox[mine * per + below(&c->rng, per)],
+							 0, memory_order_acq_rel));
+	}
+}
+
+uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
+{
+	struct stress_obj_cpu *c = &s->cpu[me];
+	bool planted = false;
+	c->rng = s->seed * 0x9e3779b97f4a7c15ull + me * 0xbf58476d1ce4e5b9ull + c->ops + 1;
+	barrier(s);
+	for (uint64_t n = 0; n < s->ops; n++, c->ops++) {
+		uint64_t k = below(&c->rng, 100);
+		if (c->nheld + 1 >= STRESS_OBJ_HELD || (k < 40 && c->nheld)) {
+			release(s, c, (unsigned)below(&c->rng, c->nheld));
+		} else if (k < 50 && c->nheld) {
+			op_realloc(s, c, me);
+		} else if (k < 65) {
+			op_swap(s, c, me);
+		} else {
+			op_alloc(s, c, me);
+		}
+		if (s->plant == STRESS_OBJ_PLANT_DOUBLE && me == 0 && !planted &&
+		    n >= s->ops / 2 && c->nheld) {
+			oracle_claim(s, c->held[0].p); /* as if cairn handed it out again */
+			planted = true;
+		}
+		if (s->offline_every && n % s->offline_every == s->offline_every - 1) {
+			/* The CPU leaves and comes back while the others free its
+			 * objects: their messages reach an offline heap. */
+			cairn_objects_cpu_offline(s->o);
+			for (unsigned spin = 0; spin < 64; spin++)
+				cairn_port_pause();
+			cairn_objects_cpu_online(s->o);
+			c->offlines++;
+		}
+	}
+	/* Everyone's gives are in: take half of what was handed to us (the
+	 * rest outlives this round and maybe its thread), free all we hold. */
+	barrier(s);
+	unsigned n = s->ncpus < STRESS_OBJ_MAILBOX ? s->ncpus : STRESS_OBJ_MAILBOX;
+	unsigned per = STRESS_OBJ_MAILBOX / n;
+	for (unsigned i = 0; i < per; i += 2) {
+		if (c->nheld + 1 >= STRESS_OBJ_HELD)
+			release(s, c, c->nheld - 1);
+		take_got(c, me, atomic_exchange_explicit(&s->mailbox[me % n * per + i], 0,
+							 memory_order_acq_rel));
+	}
+	while (c->nheld)
+		release(s, c, c->nheld - 1);
+	barrier(s);
+	return atomic_load(&s->errors);
+}
+
+void stress_objects_drain_mailbox(struct stress_objects *s)
+{
+	for (unsigned i = 0; i < STRESS_OBJ_MAILBOX; i++) {
+		uintptr_t p = atomic_exchange(&s->mailbox[i], 0);
+		if (!p)
+			continue;
+		size_t size = (size_t)((volatile uint64_t *)p)[1];
+		if (!stamp_ok(p, size))
+			fail(s, "stress: object overwritten in the mailbox", p, size);
+		oracle_release(s, p);
+		if (cairn_objects_free(s->o, (void *)p))
+			fail(s, "stress: free refused a good object", p, 0);
+	}
+}
+
+uint64_t stress_objects_check_empty(struct stress_objects *s)
+{
+	struct cairn_objects_stats st;
+	cairn_objects_stats(s->o, &st);
+	if (st.slabs || st.objects || st.large || st.cached_frames)
+		fail(s, "stress: left behind after everything was freed and every CPU went offline "
+			"(slabs << 32 | large, objects)", st.slabs << 32 | st.large, st.objects);
+	if (cairn_objects_validate(s->o))
+		fail(s, "stress: objects validate failed", 0, 0);
+	for (uint64_t w = 0; w < (s->oracle_granules + 63) / 64; w++)
+		if (atomic_load_explicit(&s->oracle[w], memory_order_relaxed))
+			fail(s, "stress: the oracle still has live objects", w, 0);
+	return atomic_load(&s->errors);
+}

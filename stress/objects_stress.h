@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The objects stress, shared by the host stress test and the test kernel.
+ * Freestanding: it uses only the port and the cairn API.
+ *
+ * Every participating CPU runs stress_objects_cpu() at once on one shared
+ * struct stress_objects: random allocations of every size class, large
+ * blocks, aligned requests, calloc and realloc; objects handed between CPUs
+ * through a mailbox so that most frees are remote; CPUs going offline and
+ * online in the middle. The ownership oracle is one atomic bit per 16-byte
+ * granule: an object's first granule is claimed when cairn hands it out and
+ * released before it is freed, so an object handed to two holders fails the
+ * claim; every object carries its tag and size at both ends (small ones are
+ * filled), so an overlap is caught when either holder checks. At the end
+ * of a run everything is freed and every CPU goes offline: then no slab and
+ * no large block may be left (nothing leaked, no free lost), and validate
+ * must pass.
+ */
+#ifndef CAIRN_OBJECTS_STRESS_H
+#define CAIRN_OBJECTS_STRESS_H
+
+#include <cairn/objects.h>
+
+#include <stdatomic.h>
+
+#define STRESS_OBJ_HELD 256
+#define STRESS_OBJ_MAILBOX 64
+#define STRESS_OBJ_MAX_CPUS 256
+
+enum stress_obj_plant {
+	STRESS_OBJ_PLANT_NONE = 0,
+	STRESS_OBJ_PLANT_DOUBLE = 1, /* hand one object to two holders: must fail */
+};
+
+struct stress_obj {
+	uintptr_t p;
+	size_t size;
+};
+
+struct stress_obj_cpu {
+	struct stress_obj held[STRESS_OBJ_HELD];
+	unsigned nheld;
+	uint64_t rng, seq;
+	uint64_t ops, allocs, frees, remote, reallocs, large, aligned, offlines, enomem;
+};
+
+struct stress_objects {
+	/* set by the caller */
+	struct cairn_objects *o;
+	_Atomic uint64_t *oracle;  /* zeroed: one bit per 16 bytes from oracle_base */
+	uintptr_t oracle_base;
+	uint64_t oracle_granules;
+	unsigned ncpus;            /* CPUs taking part in a round (barrier count) */
+	uint64_t ops;              /* per CPU per round */
+	uint64_t seed;
+	unsigned offline_every;    /* ops between offline/online cycles; 0 = never */
+	unsigned plant;
+	struct stress_obj_cpu *cpu; /* one per CPU index in use */
+	/* shared, zeroed by stress_objects_init */
+	_Atomic uint32_t barrier_count, barrier_gen;
+	_Atomic uint64_t errors;
+	_Atomic uintptr_t mailbox[STRESS_OBJ_MAILBOX];
+};
+
+void stress_objects_init(struct stress_objects *s);
+
+/* One round on CPU `cpu` (registered/online), with s->ncpus CPUs at once:
+ * mixed operations, then everything this CPU holds is freed (the mailbox
+ * keeps what it holds for the next round). Returns errors so far. */
+uint64_t stress_objects_round(struct stress_objects *s, unsigned cpu);
+
+/* After the last round, on one CPU: free what the mailbox holds. */
+void stress_objects_drain_mailbox(struct stress_objects *s);
+
+/* With every CPU offline (nothing in flight): no slab, no large block, no
+ * object left, validate passes. Returns errors so far. */
+uint64_t stress_objects_check_empty(struct stress_objects *s);
+
+#endif /* CAIRN_OBJECTS_STRESS_H */

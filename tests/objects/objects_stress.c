@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host driver of the objects stress suite (stress/objects_stress.c).
+ * usage: objects_stress threads waves ops seed [plant [fcache]]
+ * Each wave starts a new set of threads (1..threads of them, varying), each
+ * registering as a CPU (recycled slots), bringing its heap online, running
+ * a round, going offline and leaving: objects outlive the threads that
+ * allocated them (the mailbox), so frees reach heaps whose CPU left, and
+ * new threads inherit heaps with slabs in them. At the end nothing may be
+ * left and every frame must be back with the frame allocator.
+ */
+#include <pthread.h>
+
+#include "objtest.h"
+#include "objects_stress.h"
+
+#include <cairn/frame_cache.h>
+
+static struct stress_objects s;
+static struct cairn_fcache *fc;
+
+static void *thread_main(void *arg)
+{
+	(void)arg;
+	int cpu = cairn_host_cpu_register();
+	if (cpu < 0) {
+		fprintf(stderr, "no CPU slot\n");
+		exit(2);
+	}
+	cairn_objects_cpu_online(s.o);
+	stress_objects_round(&s, (unsigned)cpu);
+	cairn_objects_cpu_offline(s.o);
+	if (fc)
+		cairn_fcache_drain_cpu(fc, (unsigned)cpu);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned threads = argc > 1 ? (unsigned)atoi(argv[1]) : 4;
+	unsigned waves = argc > 2 ? (unsigned)atoi(argv[2]) : 4;
+	uint64_t ops = argc > 3 ? strtoull(argv[3], NULL, 0) : 20000;
+	uint64_t seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
+	unsigned plant = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
+	bool use_fcache = argc > 6 && atoi(argv[6]);
+	if (threads == 0 || threads > 64 || waves == 0)
+		return 2;
+	unsigned slots = threads + 2;
+	objtest_init(slots, 256);
+	uint64_t free0 = objtest_free_frames();
+	if (use_fcache && cairn_fcache_create(&fc, objtest_frames, NULL))
+		return 2;
+	s.o = objtest_create_with(CAIRN_OBJ_HARDEN_BUILD, fc);
+	s.oracle_base = (uintptr_t)cairn_port_phys_to_virt(0);
+	s.oracle_granules = objtest_mem / 16;
+	s.oracle = calloc(s.oracle_granules / 64, sizeof(*s.oracle));
+	s.cpu = calloc(slots, sizeof(*s.cpu));
+	s.ops = ops;
+	s.seed = seed;
+	s.offline_every = (unsigned)(ops / 3 + 1);
+	s.plant = plant;
+	if (!s.oracle || !s.cpu)
+		return 2;
+	if (plant)
+		cairn_host_reports_quiet(1);
+	stress_objects_init(&s);
+
+	for (unsigned w = 0; w < waves; w++) {
+		unsigned n = w == 0 ? threads : 1 + (unsigned)((seed + w * 7) % threads);
+		s.ncpus = n;
+		pthread_t t[64];
+		for (unsigned i = 0; i < n; i++)
+			pthread_create(&t[i], NULL, thread_main, NULL);
+		for (unsigned i = 0; i < n; i++)
+			pthread_join(t[i], NULL);
+	}
+	/* the main thread takes a slot to empty the mailbox, then leaves */
+	if (cairn_host_cpu_register() < 0)
+		return 2;
+	cairn_objects_cpu_online(s.o);
+	stress_objects_drain_mailbox(&s);
+	cairn_objects_cpu_offline(s.o);
+	cairn_host_cpu_unregister();
+	uint64_t errors = stress_objects_check_empty(&s);
+
+	struct cairn_objects_stats st;
+	cairn_objects_stats(s.o, &st);
+	uint64_t ops_total = 0, remote = 0, offl = 0;
+	for (unsigned i = 0; i < slots; i++) {
+		ops_total += s.cpu[i].ops;
+		remote += s.cpu[i].remote;
+		offl += s.cpu[i].offlines;
+	}
+	cairn_objects_destroy(s.o);
+	if (fc)
+		cairn_fcache_destroy(fc);
+	if (objtest_free_frames() != free0) {
+		printf("frames: %llu free after destroy, %llu before\n",
+		       (unsigned long long)objtest_free_frames(), (unsigned long long)free0);
+		errors++;
+	}
+	printf("objects stress%s: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
+	       "%llu offline cycles, %llu batches posted (%llu objects), %llu collected for "
+	       "offline heaps, errors %llu%s\n",
+	       fc ? " (frame cache)" : "", threads, waves, (unsigned long long)seed, (unsigned long long)ops_total,
+	       (unsigned long long)remote, (unsigned long long)offl,
+	       (unsigned long long)st.remote_posted, (unsigned long long)st.remote_objects,
+	       (unsigned long long)st.offline_collects, (unsigned long long)errors,
+	       plant ? " (planted fault: errors expected)" : "");
+	if (plant)
+		return errors ? 0 : 1;
+	return errors ? 1 : 0;
+}

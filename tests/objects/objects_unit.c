@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the objects front end: every size class, alignment,
+ * calloc/realloc, large blocks, every error path (reported, nothing
+ * changed), remote frees and offline heaps on explicit heaps, exhaustion,
+ * and destroy giving every frame back.
+ */
+#include <string.h>
+
+#include "../check.h"
+#include "objtest.h"
+
+static struct cairn_objects_stats stats(struct cairn_objects *o)
+{
+	struct cairn_objects_stats st;
+	cairn_objects_stats(o, &st);
+	return st;
+}
+
+static void test_classes(void)
+{
+	unsigned prev = 0;
+	for (size_t size = 0; size <= CAIRN_OBJ_SMALL_MAX; size++) {
+		unsigned c = cairn_obj_class(size);
+		size_t cs = cairn_obj_class_size(c);
+		if (c >= CAIRN_OBJ_CLASSES || cs < size || (c && cairn_obj_class_size(c - 1) >= size) ||
+		    c < prev) {
+			CHECK(!"class table");
+			fprintf(stderr, "size %zu -> class %u (%zu)\n", size, c, cs);
+			return;
+		}
+		prev = c;
+	}
+	CHECK_EQ(cairn_obj_class(CAIRN_OBJ_SMALL_MAX), CAIRN_OBJ_CLASSES - 1);
+	CHECK_EQ(cairn_obj_class_size(0), 16);
+	CHECK_EQ(cairn_obj_class_size(CAIRN_OBJ_CLASSES - 1), CAIRN_OBJ_SMALL_MAX);
+	/* about four classes per power of two, sizes multiples of 16 */
+	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
+		CHECK(cairn_obj_class_size(c) % 16 == 0);
+}
+
+static void test_every_class(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	enum { N = 40 };
+	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
+		size_t size = cairn_obj_class_size(c);
+		unsigned order = cairn_obj_class_order(o, c);
+		CHECK((4096u << order) / size >= 4);
+		void *p[N];
+		for (unsigned i = 0; i < N; i++) {
+			p[i] = cairn_heap_alloc(h, size);
+			REQUIRE(p[i]);
+			CHECK(((uintptr_t)p[i] & 15) == 0);
+			CHECK_EQ(cairn_objects_usable_size(o, p[i]), size);
+			memset(p[i], (int)i, size);
+		}
+		for (unsigned i = 0; i < N; i++) {
+			CHECK(((unsigned char *)p[i])[0] == (unsigned char)i);
+			CHECK(((unsigned char *)p[i])[size - 1] == (unsigned char)i);
+			for (unsigned j = 0; j < i; j++)
+				CHECK(p[i] != p[j]);
+		}
+		CHECK_EQ(stats(o).objects, N);
+		for (unsigned i = 0; i < N; i++)
+			CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		/* a size just above the previous class lands here */
+		if (c) {
+			void *q = cairn_heap_alloc(h, cairn_obj_class_size(c - 1) + 1);
+			CHECK_EQ(cairn_objects_usable_size(o, q), size);
+			cairn_heap_free(h, q);
+		}
+	}
+	CHECK_EQ(stats(o).objects, 0);
+	void *z = cairn_heap_alloc(h, 0);
+	CHECK(z && cairn_objects_usable_size(o, z) == 16);
+	cairn_heap_free(h, z);
+	cairn_heap_offline(h);
+	CHECK_EQ(stats(o).slabs, 0);
+	cairn_heap_online(h);
+}
+
+static void test_alignment(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	for (size_t align = 1; align <= (4u << 20); align <<= 1) {
+		size_t sizes[] = { 1, align > 1 ? align - 1 : 1, align, align + 1, 3 * align, 100 };
+		for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+			void *p = cairn_heap_alloc_aligned(h, sizes[k], align);
+			REQUIRE(p);
+			CHECK(((uintptr_t)p & (align - 1)) == 0);
+			CHECK(cairn_objects_usable_size(o, p) >= sizes[k]);
+			memset(p, 0xab, sizes[k]);
+			CHECK_EQ(cairn_heap_free(h, p), 0);
+		}
+	}
+	CHECK(cairn_heap_alloc_aligned(h, 16, 3) == NULL);
+	CHECK(cairn_heap_alloc_aligned(h, 16, 0) == NULL);
+	CHECK(cairn_heap_alloc_aligned(h, 16, 48) == NULL);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
+static void test_calloc_realloc(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	/* dirty some memory, then calloc must still be zero */
+	for (size_t size = 16; size <= (256u << 10); size *= 2) {
+		void *d = cairn_heap_alloc(h, size);
+		memset(d, 0xff, size);
+		cairn_heap_free(h, d);
+		unsigned char *p = cairn_heap_calloc(h, 1, size);
+		REQUIRE(p);
+		for (size_t i = 0; i < size; i++)
+			if (p[i]) {
+				CHECK(!"calloc not zero");
+				break;
+			}
+		cairn_heap_free(h, p);
+	}
+	CHECK(cairn_heap_calloc(h, SIZE_MAX / 2 + 1, 2) == NULL);
+	CHECK(cairn_heap_calloc(h, SIZE_MAX, SIZE_MAX) == NULL);
+	CHECK(cairn_heap_calloc(h, (size_t)1 << 33, (size_t)1 << 33) == NULL);
+	void *z = cairn_heap_calloc(h, 0, 8);
+	CHECK(z != NULL);
+	cairn_heap_free(h, z);
+
+	/* realloc grows and shrinks through every range, keeping contents */
+	unsigned char *p = cairn_heap_realloc(h, NULL, 10);
+	REQUIRE(p);
+	for (unsigned i = 0; i < 10; i++)
+		p[i] = (unsigned char)i;
+	size_t sizes[] = { 30, 100, 1000, 5000, 70000, 300000, 2000, 17, 200000, 12 };
+	size_t have = 10;
+	for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+		unsigned char *q = cairn_heap_realloc(h, p, sizes[k]);
+		REQUIRE(q);
+		size_t keep = have < sizes[k] ? have : sizes[k];
+		for (size_t i = 0; i < keep; i++)
+			if (q[i] != (unsigned char)i) {
+				CHECK(!"realloc lost contents");
+				break;
+			}
+		for (size_t i = 0; i < sizes[k]; i++)
+			q[i] = (unsigned char)i;
+		CHECK(cairn_objects_usable_size(o, q) >= sizes[k]);
+		p = q;
+		have = sizes[k];
+	}
+	/* a request that cannot be met: NULL, and p untouched */
+	CHECK(cairn_heap_realloc(h, p, (size_t)1 << 45) == NULL);
+	CHECK(p[5] == 5);
+	CHECK(cairn_heap_realloc(h, p, 0) == NULL); /* frees */
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(stats(o).large, 0);
+}
+
+static void test_large(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	size_t sizes[] = { CAIRN_OBJ_SMALL_MAX + 1, 100000, 1u << 20, (3u << 20) + 5 };
+	for (unsigned k = 0; k < 4; k++) {
+		unsigned char *p = cairn_heap_alloc(h, sizes[k]);
+		REQUIRE(p);
+		CHECK(((uintptr_t)p & 4095) == 0);
+		CHECK(cairn_objects_usable_size(o, p) >= sizes[k]);
+		p[0] = 1;
+		p[sizes[k] - 1] = 2;
+		CHECK_EQ(stats(o).large, 1);
+		CHECK_EQ(cairn_heap_free(h, p + 4096), sizes[k] < (2u << 20) ? CAIRN_EALIGN
+									 : CAIRN_ERANGE);
+		CHECK_EQ(cairn_heap_free(h, p + 16), CAIRN_EALIGN);
+		CHECK_EQ(stats(o).large, 1);
+		CHECK_EQ(cairn_heap_free(h, p), 0);
+		CHECK_EQ(stats(o).large, 0);
+		CHECK(cairn_heap_free(h, p) != 0); /* double free */
+	}
+	CHECK(cairn_heap_alloc(h, (size_t)1 << 50) == NULL);
+}
+
+/* Hardened: every misuse is reported and changes nothing. */
+static void test_errors(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	uint64_t r0 = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	char *a = cairn_heap_alloc(h, 48), *b = cairn_heap_alloc(h, 48);
+	REQUIRE(a && b);
+	int local;
+	CHECK_EQ(cairn_heap_free(h, &local), CAIRN_ERANGE);          /* foreign */
+	CHECK_EQ(cairn_heap_free(h, (void *)16), CAIRN_ERANGE);
+	CHECK_EQ(cairn_heap_free(h, a + 16), CAIRN_EALIGN);          /* interior */
+	CHECK_EQ(cairn_heap_free(h, a + 1), CAIRN_EALIGN);           /* misaligned */
+	CHECK_EQ(cairn_heap_free(h, b + 48 * 3), CAIRN_EFREE);       /* never handed out */
+	CHECK_EQ(stats(o).objects, 2);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK_EQ(cairn_heap_free(h, a), 0);
+	CHECK_EQ(cairn_heap_free(h, a), CAIRN_EFREE);                /* double free */
+	CHECK_EQ(stats(o).objects, 1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK(cairn_objects_usable_size(o, &local) == 0);
+	CHECK(cairn_heap_realloc(h, &local, 10) == NULL);
+
+	/* A write after free over a free-list link is caught on allocation.
+	 * No 32-byte object is live: after offline/online the class starts
+	 * a fresh slab, carved in address order, so x's neighbour heads the
+	 * free list. Overwrite its link with a plausible pointer. */
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	char *x = cairn_heap_alloc(h, 32);
+	REQUIRE(x);
+	uint64_t before = cairn_host_reports();
+	*(uintptr_t *)(x + 32) = (uintptr_t)(x + 8);
+	char *y = cairn_heap_alloc(h, 32);
+	CHECK(y == x + 32);
+	CHECK(cairn_host_reports() == before + 1);
+	char *z = cairn_heap_alloc(h, 32);
+	CHECK(z && z != x + 8);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_free(h, x);
+	cairn_heap_free(h, y);
+	cairn_heap_free(h, z);
+	/* remote double free: caught by the owner when it collects */
+	struct cairn_heap *h1 = cairn_objects_heap(o, 1);
+	char *e = cairn_heap_alloc(h, 64);
+	CHECK_EQ(cairn_heap_free(h1, e), 0);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h);
+	before = cairn_host_reports();
+	CHECK_EQ(cairn_heap_free(h, e), CAIRN_EFREE);
+	CHECK(cairn_host_reports() == before + 1);
+	cairn_heap_free(h, b);
+	cairn_host_reports_quiet(0);
+	CHECK(cairn_host_reports() > r0);
+}
+
+/* Remote frees, batching, and an offline heap's slabs going back. */
+static void test_remote(struct cairn_objects *o)
+{
+	struct cairn_heap *h0 = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	enum { N = 3000 };
+	static void *p[N];
+	for (unsigned i = 0; i < N; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h0, 16 + (i % 7) * 100)));
+	uint64_t slabs = stats(o).slabs;
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	struct cairn_objects_stats st = stats(o);
+	CHECK(st.remote_posted >= N / 64 - 1);
+	CHECK_EQ(st.objects, N); /* counted until the owner collects */
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK(stats(o).slabs <= slabs);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+
+	/* h0 allocates, goes offline; h1 frees: h1 collects for h0 */
+	for (unsigned i = 0; i < N; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h0, 200)));
+	cairn_heap_offline(h0);
+	CHECK(stats(o).slabs > 0);
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	cairn_heap_offline(h1);
+	st = stats(o);
+	CHECK_EQ(st.slabs, 0);
+	CHECK_EQ(st.objects, 0);
+	CHECK(st.offline_collects > 0);
+	cairn_heap_online(h0);
+	cairn_heap_online(h1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
+/* Exhaustion: NULL, cleanly, and everything works again after frees. */
+static void test_exhaustion(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	size_t cap = 1 << 16, n = 0;
+	void **v = malloc(cap * sizeof(*v));
+	for (;;) {
+		size_t size = n % 3 == 0 ? 40000 : n % 3 == 1 ? 3000 : 200000;
+		void *p = cairn_heap_alloc(h, size);
+		if (!p)
+			break;
+		REQUIRE(n < cap);
+		v[n++] = p;
+	}
+	/* smaller requests may still fit */
+	for (void *p; n < cap && (p = cairn_heap_alloc(h, 16));)
+		v[n++] = p;
+	CHECK(n > 100);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	while (n)
+		CHECK_EQ(cairn_heap_free(h, v[--n]), 0);
+	void *p = cairn_heap_alloc(h, 40000);
+	CHECK(p != NULL);
+	cairn_heap_free(h, p);
+	free(v);
+	cairn_heap_offline(h);
+	CHECK_EQ(stats(o).slabs, 0);
+	cairn_heap_online(h);
+}
+
+int main(void)
+{
+	objtest_init(4, 256);
+	uint64_t free0 = objtest_free_frames();
+	test_classes();
+	for (int harden = 0; harden < 2; harden++) {
+		struct cairn_objects *o = objtest_create(harden ? CAIRN_OBJ_HARDEN_ON
+								: CAIRN_OBJ_HARDEN_OFF);
+		test_every_class(o);
+		test_alignment(o);
+		test_calloc_realloc(o);
+		cairn_host_reports_quiet(1);
+		test_large(o);
+		cairn_host_reports_quiet(0);
+		if (harden)
+			test_errors(o);
+		test_remote(o);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		cairn_objects_destroy(o);
+		CHECK_EQ(objtest_free_frames(), free0);
+	}
+	/* destroy with live objects gives everything back too */
+	struct cairn_objects *o = objtest_create(CAIRN_OBJ_HARDEN_ON);
+	for (unsigned i = 0; i < 1000; i++)
+		cairn_heap_alloc(cairn_objects_heap(o, i % 4), i * 37 % 90000);
+	cairn_objects_destroy(o);
+	CHECK_EQ(objtest_free_frames(), free0);
+
+	/* bad configurations */
+	struct cairn_objects_config bad = { .frames = objtest_frames, .phys_limit = 0 };
+	CHECK_EQ(cairn_objects_create(&o, &bad), CAIRN_EINVAL);
+	CHECK_EQ(cairn_objects_create(&o, NULL), CAIRN_EINVAL);
+	bad.phys_base = 100;
+	bad.phys_limit = objtest_mem;
+	CHECK_EQ(cairn_objects_create(&o, &bad), CAIRN_EINVAL);
+
+	o = objtest_create(CAIRN_OBJ_HARDEN_ON);
+	test_exhaustion(o);
+	cairn_objects_destroy(o);
+	CHECK_EQ(objtest_free_frames(), free0);
+	return check_done("objects_unit");
+}

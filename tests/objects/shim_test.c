@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shim's prefixed entry points (the system allocator stays in place):
+ * the C API's contracts and error paths, threads beyond the CPU slots,
+ * thread churn with producer/consumer frees, and fork.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "shim.h"
+
+static void test_api(void)
+{
+	void *p = cairn_malloc(0);
+	CHECK(p != NULL);
+	cairn_free(p);
+	cairn_free(NULL);
+	for (size_t size = 1; size < (4u << 20); size = size * 3 + 1) {
+		unsigned char *q = cairn_malloc(size);
+		REQUIRE(q);
+		CHECK(((uintptr_t)q & 15) == 0);
+		CHECK(cairn_malloc_usable_size(q) >= size);
+		memset(q, 0x5a, size);
+		q = cairn_realloc(q, size * 2);
+		REQUIRE(q);
+		CHECK(q[size - 1] == 0x5a);
+		cairn_free(q);
+	}
+	errno = 0;
+	CHECK(cairn_malloc(SIZE_MAX) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(cairn_calloc(SIZE_MAX / 4, 8) == NULL && errno == ENOMEM);
+	unsigned *z = cairn_calloc(1000, sizeof(unsigned));
+	REQUIRE(z);
+	for (unsigned i = 0; i < 1000; i++)
+		CHECK(z[i] == 0);
+	errno = 0;
+	CHECK(cairn_reallocarray(z, SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
+	z = cairn_reallocarray(z, 2000, sizeof(unsigned));
+	REQUIRE(z);
+	cairn_free(z);
+	CHECK(cairn_realloc(cairn_malloc(10), 0) == NULL);
+
+	void *a = NULL;
+	CHECK_EQ(cairn_posix_memalign(&a, 3, 10), EINVAL);
+	CHECK_EQ(cairn_posix_memalign(&a, 4, 10), EINVAL); /* not a multiple of sizeof(void *) */
+	CHECK(a == NULL);
+	for (size_t al = 8; al <= (2u << 20); al <<= 1) {
+		CHECK_EQ(cairn_posix_memalign(&a, al, 100), 0);
+		CHECK(((uintptr_t)a & (al - 1)) == 0);
+		cairn_free(a);
+		void *b = cairn_aligned_alloc(al, al * 2);
+		CHECK(b && ((uintptr_t)b & (al - 1)) == 0);
+		cairn_free(b);
+		b = cairn_memalign(al, 5);
+		CHECK(b && ((uintptr_t)b & (al - 1)) == 0);
+		cairn_free(b);
+	}
+	errno = 0;
+	CHECK(cairn_aligned_alloc(24, 48) == NULL && errno == EINVAL);
+	void *v = cairn_valloc(10);
+	CHECK(v && ((uintptr_t)v & 4095) == 0);
+	cairn_free(v);
+	v = cairn_pvalloc(10);
+	CHECK(v && ((uintptr_t)v & 4095) == 0 && cairn_malloc_usable_size(v) >= 4096);
+	cairn_free(v);
+	v = cairn_pvalloc(0);
+	CHECK(v != NULL);
+	cairn_free(v);
+}
+
+/* Producer/consumer across threads that come and go. */
+#define RING 1024
+static _Atomic(void *) ring[RING];
+static _Atomic unsigned long produced, consumed;
+
+static void *producer(void *arg)
+{
+	unsigned long n = (unsigned long)(uintptr_t)arg;
+	for (unsigned long i = 0; i < n; i++) {
+		size_t size = 8 + (i * 2654435761u) % 3000;
+		unsigned char *p = cairn_malloc(size);
+		if (!p)
+			abort();
+		p[0] = (unsigned char)size;
+		p[size - 1] = (unsigned char)(size >> 3);
+		*(size_t *)(p + (size >= 16 ? 8 : 0)) = size >= 16 ? size : *(size_t *)p;
+		unsigned slot = (unsigned)(i * 7919 + n) % RING;
+		void *old = atomic_exchange(&ring[slot], p);
+		if (old) {
+			cairn_free(old);
+			atomic_fetch_add(&consumed, 1);
+		}
+		atomic_fetch_add(&produced, 1);
+	}
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	unsigned long n = (unsigned long)(uintptr_t)arg;
+	for (unsigned long i = 0; i < n; i++) {
+		void *old = atomic_exchange(&ring[(i * 31 + n) % RING], NULL);
+		if (old) {
+			cairn_free(old);
+			atomic_fetch_add(&consumed, 1);
+		}
+	}
+	return NULL;
+}
+
+static void test_threads(unsigned waves, unsigned per_wave, unsigned long ops)
+{
+	for (unsigned w = 0; w < waves; w++) {
+		pthread_t t[64];
+		for (unsigned i = 0; i < per_wave; i++)
+			pthread_create(&t[i], NULL, i % 2 ? consumer : producer,
+				       (void *)(uintptr_t)(ops + w + i));
+		for (unsigned i = 0; i < per_wave; i++)
+			pthread_join(t[i], NULL);
+	}
+	for (unsigned i = 0; i < RING; i++) {
+		void *old = atomic_exchange(&ring[i], NULL);
+		if (old) {
+			cairn_free(old);
+			atomic_fetch_add(&consumed, 1);
+		}
+	}
+	CHECK_EQ(atomic_load(&produced), atomic_load(&consumed));
+}
+
+/* More live threads than CPU slots: the rest share one locked heap. */
+static pthread_barrier_t many_barrier;
+static void *many(void *arg)
+{
+	(void)arg;
+	void *p[16];
+	for (int i = 0; i < 16; i++)
+		p[i] = cairn_malloc(24 + i * 40);
+	pthread_barrier_wait(&many_barrier);
+	for (int i = 0; i < 16; i++)
+		cairn_free(p[i]);
+	return NULL;
+}
+
+static void test_many_threads(unsigned n)
+{
+	pthread_t *t = calloc(n, sizeof(*t));
+	pthread_barrier_init(&many_barrier, NULL, n);
+	unsigned made = 0;
+	for (; made < n; made++) {
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 256 << 10);
+		int err = pthread_create(&t[made], &attr, many, NULL);
+		pthread_attr_destroy(&attr);
+		REQUIRE(err == 0);
+	}
+	for (unsigned i = 0; i < made; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&many_barrier);
+	free(t);
+}
+
+static void test_fork(void)
+{
+	void *keep = cairn_malloc(1000);
+	memset(keep, 7, 1000);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		/* the child: its own copy, everything works */
+		unsigned char *k = keep;
+		int bad = k[999] != 7;
+		for (int i = 0; i < 10000; i++)
+			cairn_free(cairn_malloc((size_t)i % 5000));
+		cairn_free(keep);
+		pthread_t t;
+		pthread_create(&t, NULL, producer, (void *)(uintptr_t)1000);
+		pthread_join(t, NULL);
+		_exit(bad);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(((unsigned char *)keep)[500] == 7);
+	cairn_free(keep);
+}
+
+int main(int argc, char **argv)
+{
+	unsigned many_threads = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
+	test_api();
+	test_threads(6, 6, 20000);
+	test_many_threads(many_threads);
+	test_fork();
+	test_api();
+	return check_done("shim_test");
+}
