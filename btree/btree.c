@@ -321,7 +321,7 @@ static bool consider(struct fit_state *fs, const struct bt_cur *c)
  * read so far, then keep only the paths still needed: the scan position
  * and the best candidate. The scanned prefix held no acceptable extent at
  * the validation; the result is then the first fit among the extents
- * scanned after it (see NOTES-for-design.md: a relaxation that only long
+ * scanned after it (see docs/design.md, Ranges: a relaxation that only long
  * constrained scans see).
  */
 static int rs_compact(struct bt_op *op, const struct bt_cur *c,

@@ -4,60 +4,31 @@
 
 #define MAILBOX_OWNER 0xffffffffu
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
-
 static void fail(struct stress_frames *s, int err, const char *what, uint64_t a, uint64_t b)
 {
 	atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
 	cairn_port_report(err, what, a, b);
 }
 
-/* A sense-reversing barrier for all CPUs of the run. */
 static void barrier(struct stress_frames *s)
 {
-	uint32_t gen = atomic_load_explicit(&s->barrier_gen, memory_order_acquire);
-	if (atomic_fetch_add_explicit(&s->barrier_count, 1, memory_order_acq_rel) + 1 == s->ncpus) {
-		atomic_store_explicit(&s->barrier_count, 0, memory_order_relaxed);
-		atomic_store_explicit(&s->barrier_gen, gen + 1, memory_order_release);
-		return;
-	}
-	while (atomic_load_explicit(&s->barrier_gen, memory_order_acquire) == gen)
-		cairn_port_pause();
+	stress_barrier_wait(&s->barrier, s->ncpus, NULL, NULL);
 }
 
 /* Move every frame of a block in the oracle from `from` to `to` holder. */
 static bool oracle_move(struct stress_frames *s, cairn_phys_t phys, unsigned order,
 			uint32_t from, uint32_t to)
 {
-	uint64_t fr = phys >> CAIRN_FRAME_SHIFT;
-	if (fr < s->oracle_first || fr + (1ull << order) > s->oracle_first + s->oracle_frames) {
-		fail(s, CAIRN_ERANGE, "stress: block outside the managed memory", phys, order);
-		return false;
-	}
-	for (uint64_t i = 0; i < 1ull << order; i++) {
-		uint32_t expect = from;
-		if (!atomic_compare_exchange_strong_explicit(&s->owner[fr - s->oracle_first + i],
-							     &expect, to, memory_order_acq_rel,
-							     memory_order_relaxed)) {
-			fail(s, CAIRN_EBUSY,
-			     from == 0 ? "stress: frame handed to two holders"
-				       : "stress: frame not held by its holder",
-			     (fr + i) << CAIRN_FRAME_SHIFT, expect);
-			return false;
-		}
-	}
-	return true;
+	uint64_t bad;
+	uint32_t was;
+	int err = stress_oracle_move(s->owner, s->oracle_first, s->oracle_frames, phys, order,
+				     from, to, &bad, &was);
+	if (err == CAIRN_ERANGE)
+		fail(s, err, "stress: block outside the managed memory", phys, order);
+	else if (err)
+		fail(s, err, from == 0 ? "stress: frame handed to two holders"
+				       : "stress: frame not held by its holder", bad, was);
+	return err == 0;
 }
 
 static uint64_t total_free(struct cairn_frames *f)
@@ -96,20 +67,20 @@ static void give_back(struct stress_frames *s, struct stress_cpu *c, unsigned me
 
 static unsigned random_order(uint64_t *r)
 {
-	uint64_t x = below(r, 1000);
-	return x < 600 ? 0 : x < 850 ? 1 + (unsigned)below(r, 3) : x < 960 ? 4 + (unsigned)below(r, 5)
+	uint64_t x = stress_below(r, 1000);
+	return x < 600 ? 0 : x < 850 ? 1 + (unsigned)stress_below(r, 3) : x < 960 ? 4 + (unsigned)stress_below(r, 5)
 		: x < 995 ? 9 : 10;
 }
 
 static void mixed_op(struct stress_frames *s, struct stress_cpu *c, unsigned me)
 {
 	uint64_t *r = &c->rng;
-	uint64_t x = below(r, 100);
+	uint64_t x = stress_below(r, 100);
 	if (c->nheld + 16 >= STRESS_HELD || (x < 40 && c->nheld)) {
-		give_back(s, c, me, (unsigned)below(r, c->nheld));
+		give_back(s, c, me, (unsigned)stress_below(r, c->nheld));
 	} else if (x < 75) {
-		unsigned k = random_order(r), a = k + (below(r, 8) == 0 ? (unsigned)below(r, 4) : 0);
-		unsigned flags = (unsigned)below(r, 8) | (below(r, 50) == 0 ? CAIRN_F_ZERO : 0);
+		unsigned k = random_order(r), a = k + (stress_below(r, 8) == 0 ? (unsigned)stress_below(r, 4) : 0);
+		unsigned flags = (unsigned)stress_below(r, 8) | (stress_below(r, 50) == 0 ? CAIRN_F_ZERO : 0);
 		cairn_phys_t p;
 		if (a > CAIRN_MAX_ORDER)
 			a = CAIRN_MAX_ORDER;
@@ -127,17 +98,17 @@ static void mixed_op(struct stress_frames *s, struct stress_cpu *c, unsigned me)
 		}
 	} else if (x < 85) {
 		cairn_phys_t v[16];
-		size_t n = cairn_frames_alloc_bulk(s->f, 0, v, 1 + below(r, 16));
+		size_t n = cairn_frames_alloc_bulk(s->f, 0, v, 1 + stress_below(r, 16));
 		for (size_t i = 0; i < n; i++)
 			take(s, c, me, v[i], 0);
 	} else if (x < 92 && c->nheld) {
 		/* swap a block with whoever left one in a random mailbox slot */
-		unsigned i = (unsigned)below(r, c->nheld);
+		unsigned i = (unsigned)stress_below(r, c->nheld);
 		struct stress_held h = c->held[i];
 		if (!oracle_move(s, h.phys, h.order, me + 1, MAILBOX_OWNER))
 			return;
 		c->held[i] = c->held[--c->nheld];
-		uint64_t got = atomic_exchange_explicit(&s->mailbox[below(r, STRESS_MAILBOX)],
+		uint64_t got = atomic_exchange_explicit(&s->mailbox[stress_below(r, STRESS_MAILBOX)],
 							h.phys | (h.order + 1), memory_order_acq_rel);
 		if (got) {
 			cairn_phys_t p = got & ~(CAIRN_FRAME_SIZE - 1);
@@ -151,9 +122,9 @@ static void mixed_op(struct stress_frames *s, struct stress_cpu *c, unsigned me)
 		}
 	} else if (c->nheld) {
 		/* reserve a small range next to a held block; usually busy */
-		struct stress_held h = c->held[below(r, c->nheld)];
+		struct stress_held h = c->held[stress_below(r, c->nheld)];
 		cairn_phys_t p = h.phys + (CAIRN_FRAME_SIZE << h.order);
-		uint64_t n = 1 + below(r, 8);
+		uint64_t n = 1 + stress_below(r, 8);
 		int err = cairn_frames_reserve(s->f, p, n * CAIRN_FRAME_SIZE);
 		if (err == 0) {
 			for (uint64_t i = 0; i < n; i++)
@@ -208,8 +179,7 @@ static void exhaust(struct stress_frames *s, struct stress_cpu *c, unsigned me)
 
 void stress_frames_init(struct stress_frames *s)
 {
-	atomic_init(&s->barrier_count, 0);
-	atomic_init(&s->barrier_gen, 0);
+	stress_barrier_init(&s->barrier);
 	atomic_init(&s->errors, 0);
 	for (unsigned i = 0; i < STRESS_MAILBOX; i++)
 		atomic_init(&s->mailbox[i], 0);

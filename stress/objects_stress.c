@@ -4,19 +4,6 @@
 
 #define TAG_MAGIC 0xc30000000000005aull /* tag: magic | cpu << 40 | seq << 8 */
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
-
 static void fail(struct stress_objects *s, const char *what, uint64_t a, uint64_t b)
 {
 	atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
@@ -25,20 +12,12 @@ static void fail(struct stress_objects *s, const char *what, uint64_t a, uint64_
 
 static void barrier(struct stress_objects *s)
 {
-	uint32_t gen = atomic_load_explicit(&s->barrier_gen, memory_order_acquire);
-	if (atomic_fetch_add_explicit(&s->barrier_count, 1, memory_order_acq_rel) + 1 == s->ncpus) {
-		atomic_store_explicit(&s->barrier_count, 0, memory_order_relaxed);
-		atomic_store_explicit(&s->barrier_gen, gen + 1, memory_order_release);
-		return;
-	}
-	while (atomic_load_explicit(&s->barrier_gen, memory_order_acquire) == gen)
-		cairn_port_pause();
+	stress_barrier_wait(&s->barrier, s->ncpus, NULL, NULL);
 }
 
 void stress_objects_init(struct stress_objects *s)
 {
-	atomic_store(&s->barrier_count, 0);
-	atomic_store(&s->barrier_gen, 0);
+	stress_barrier_init(&s->barrier);
 	atomic_store(&s->errors, 0);
 	for (unsigned i = 0; i < STRESS_OBJ_MAILBOX; i++)
 		atomic_store(&s->mailbox[i], 0);
@@ -110,14 +89,14 @@ static bool stamp_ok(uintptr_t p, size_t size)
 
 static size_t pick_size(uint64_t *r)
 {
-	uint64_t k = below(r, 100);
+	uint64_t k = stress_below(r, 100);
 	if (k < 60)
-		return 1 + below(r, 128);
+		return 1 + stress_below(r, 128);
 	if (k < 85)
-		return 129 + below(r, 2048 - 128);
+		return 129 + stress_below(r, 2048 - 128);
 	if (k < 97)
-		return 2049 + below(r, CAIRN_OBJ_SMALL_MAX - 2048);
-	return CAIRN_OBJ_SMALL_MAX + 1 + below(r, 3 * CAIRN_OBJ_SMALL_MAX);
+		return 2049 + stress_below(r, CAIRN_OBJ_SMALL_MAX - 2048);
+	return CAIRN_OBJ_SMALL_MAX + 1 + stress_below(r, 3 * CAIRN_OBJ_SMALL_MAX);
 }
 
 static void hold(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me,
@@ -153,9 +132,9 @@ static void op_alloc(struct stress_objects *s, struct stress_obj_cpu *c, unsigne
 {
 	size_t size = pick_size(&c->rng);
 	uintptr_t p;
-	uint64_t k = below(&c->rng, 100);
+	uint64_t k = stress_below(&c->rng, 100);
 	if (k < 10) {
-		size_t align = (size_t)32 << below(&c->rng, 12); /* 32 B .. 64 KiB */
+		size_t align = (size_t)32 << stress_below(&c->rng, 12); /* 32 B .. 64 KiB */
 		p = (uintptr_t)cairn_objects_alloc_aligned(s->o, size, align);
 		if (p && (p & (align - 1)))
 			fail(s, "stress: misaligned aligned allocation", p, align);
@@ -182,7 +161,7 @@ static void op_alloc(struct stress_objects *s, struct stress_obj_cpu *c, unsigne
 
 static void op_realloc(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me)
 {
-	unsigned i = (unsigned)below(&c->rng, c->nheld);
+	unsigned i = (unsigned)stress_below(&c->rng, c->nheld);
 	struct stress_obj ob = c->held[i];
 	size_t size = pick_size(&c->rng);
 	if (size < 16)
@@ -223,16 +202,16 @@ static void op_swap(struct stress_objects *s, struct stress_obj_cpu *c, unsigned
 	unsigned n = s->ncpus < STRESS_OBJ_MAILBOX ? s->ncpus : STRESS_OBJ_MAILBOX;
 	unsigned per = STRESS_OBJ_MAILBOX / n, mine = me % n;
 
-	if (c->nheld && below(&c->rng, 3)) {
-		unsigned to = n > 1 ? (mine + 1 + (unsigned)below(&c->rng, n - 1)) % n : mine;
-		unsigned i = (unsigned)below(&c->rng, c->nheld);
+	if (c->nheld && stress_below(&c->rng, 3)) {
+		unsigned to = n > 1 ? (mine + 1 + (unsigned)stress_below(&c->rng, n - 1)) % n : mine;
+		unsigned i = (unsigned)stress_below(&c->rng, c->nheld);
 		uintptr_t expect = 0;
-		if (atomic_compare_exchange_strong_explicit(&s->mailbox[to * per + below(&c->rng, per)],
+		if (atomic_compare_exchange_strong_explicit(&s->mailbox[to * per + stress_below(&c->rng, per)],
 							    &expect, c->held[i].p,
 							    memory_order_acq_rel, memory_order_relaxed))
 			c->held[i] = c->held[--c->nheld];
 	} else {
-		take_got(c, me, atomic_exchange_explicit(&s->mailbox[mine * per + below(&c->rng, per)],
+		take_got(c, me, atomic_exchange_explicit(&s->mailbox[mine * per + stress_below(&c->rng, per)],
 							 0, memory_order_acq_rel));
 	}
 }
@@ -244,9 +223,9 @@ uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
 	c->rng = s->seed * 0x9e3779b97f4a7c15ull + me * 0xbf58476d1ce4e5b9ull + c->ops + 1;
 	barrier(s);
 	for (uint64_t n = 0; n < s->ops; n++, c->ops++) {
-		uint64_t k = below(&c->rng, 100);
+		uint64_t k = stress_below(&c->rng, 100);
 		if (c->nheld + 1 >= STRESS_OBJ_HELD || (k < 40 && c->nheld)) {
-			release(s, c, (unsigned)below(&c->rng, c->nheld));
+			release(s, c, (unsigned)stress_below(&c->rng, c->nheld));
 		} else if (k < 50 && c->nheld) {
 			op_realloc(s, c, me);
 		} else if (k < 65) {

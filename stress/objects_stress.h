@@ -23,6 +23,8 @@
 
 #include <stdatomic.h>
 
+#include "stress_util.h"
+
 #define STRESS_OBJ_HELD 256
 #define STRESS_OBJ_MAILBOX 64
 #define STRESS_OBJ_MAX_CPUS 256
@@ -57,7 +59,7 @@ struct stress_objects {
 	unsigned plant;
 	struct stress_obj_cpu *cpu; /* one per CPU index in use */
 	/* shared, zeroed by stress_objects_init */
-	_Atomic uint32_t barrier_count, barrier_gen;
+	struct stress_barrier barrier;
 	_Atomic uint64_t errors;
 	_Atomic uintptr_t mailbox[STRESS_OBJ_MAILBOX];
 };

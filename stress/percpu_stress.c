@@ -5,19 +5,6 @@
 #define MAILBOX_OWNER 0xffffffffu
 #define MiB (1024ull * 1024)
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *s, uint64_t n)
-{
-	return n ? rnd(s) % n : 0;
-}
-
 static void fail(struct stress_percpu *s, int err, const char *what, uint64_t a, uint64_t b)
 {
 	atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
@@ -31,44 +18,32 @@ static uint64_t frames_free(struct cairn_frames *f)
 	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
 }
 
-/* A sense-reversing barrier. Waiting CPUs keep answering drain requests:
- * a CPU that is exhausting memory may be waiting for their answer. */
+static void barrier_idle(void *fc)
+{
+	cairn_fcache_poll(fc);
+}
+
+/* Waiting CPUs keep answering drain requests: a CPU that is exhausting
+ * memory may be waiting for their answer. */
 static void barrier(struct stress_percpu *s)
 {
-	uint32_t gen = atomic_load_explicit(&s->barrier_gen, memory_order_acquire);
-	if (atomic_fetch_add_explicit(&s->barrier_count, 1, memory_order_acq_rel) + 1 == s->ncpus) {
-		atomic_store_explicit(&s->barrier_count, 0, memory_order_relaxed);
-		atomic_store_explicit(&s->barrier_gen, gen + 1, memory_order_release);
-		return;
-	}
-	while (atomic_load_explicit(&s->barrier_gen, memory_order_acquire) == gen) {
-		cairn_fcache_poll(s->fc);
-		cairn_port_pause();
-	}
+	stress_barrier_wait(&s->barrier, s->ncpus, barrier_idle, s->fc);
 }
 
 /* Move every frame of a block in the oracle from holder `from` to `to`. */
 static bool oracle_move(struct stress_percpu *s, cairn_phys_t phys, unsigned order,
 			uint32_t from, uint32_t to)
 {
-	uint64_t fr = phys >> CAIRN_FRAME_SHIFT;
-	if (fr < s->oracle_first || fr + (1ull << order) > s->oracle_first + s->oracle_frames) {
-		fail(s, CAIRN_ERANGE, "percpu stress: block outside the managed memory", phys, order);
-		return false;
-	}
-	for (uint64_t i = 0; i < 1ull << order; i++) {
-		uint32_t expect = from;
-		if (!atomic_compare_exchange_strong_explicit(&s->owner[fr - s->oracle_first + i],
-							     &expect, to, memory_order_acq_rel,
-							     memory_order_relaxed)) {
-			fail(s, CAIRN_EBUSY,
-			     from == 0 ? "percpu stress: frame handed to two holders"
-				       : "percpu stress: frame not held by its holder",
-			     (fr + i) << CAIRN_FRAME_SHIFT, expect);
-			return false;
-		}
-	}
-	return true;
+	uint64_t bad;
+	uint32_t was;
+	int err = stress_oracle_move(s->owner, s->oracle_first, s->oracle_frames, phys, order,
+				     from, to, &bad, &was);
+	if (err == CAIRN_ERANGE)
+		fail(s, err, "percpu stress: block outside the managed memory", phys, order);
+	else if (err)
+		fail(s, err, from == 0 ? "percpu stress: frame handed to two holders"
+				       : "percpu stress: frame not held by its holder", bad, was);
+	return err == 0;
 }
 
 static void take(struct stress_percpu *s, struct sp_cpu *c, unsigned me, cairn_phys_t p,
@@ -105,15 +80,15 @@ static unsigned area_of(cairn_phys_t p)
 
 static void alloc_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 {
-	uint64_t *r = &c->rng, x = below(r, 100);
+	uint64_t *r = &c->rng, x = stress_below(r, 100);
 	/* mostly cached orders; some passed through */
-	unsigned k = x < 55 ? 0 : x < 80 ? 1 + (unsigned)below(r, 3) : x < 86 ? 9
-		   : 4 + (unsigned)below(r, 5);
+	unsigned k = x < 55 ? 0 : x < 80 ? 1 + (unsigned)stress_below(r, 3) : x < 86 ? 9
+		   : 4 + (unsigned)stress_below(r, 5);
 	unsigned flags = 0;
-	x = below(r, 100);
+	x = stress_below(r, 100);
 	if (x < 8)
-		flags = (unsigned)below(r, 7) + 1; /* some areas, or all of them */
-	if (below(r, 30) == 0)
+		flags = (unsigned)stress_below(r, 7) + 1; /* some areas, or all of them */
+	if (stress_below(r, 30) == 0)
 		flags |= CAIRN_F_ZERO;
 	cairn_phys_t p;
 	int err = cairn_fcache_alloc(s->fc, k, flags, &p);
@@ -143,12 +118,12 @@ static void swap_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 	/* leave a block in a random mailbox slot, take whatever was there: the
 	 * block will most likely be freed on another CPU than its allocation */
 	uint64_t *r = &c->rng;
-	unsigned i = (unsigned)below(r, c->nheld);
+	unsigned i = (unsigned)stress_below(r, c->nheld);
 	struct sp_held h = c->held[i];
 	if (!oracle_move(s, h.phys, h.order, me + 1, MAILBOX_OWNER))
 		return;
 	c->held[i] = c->held[--c->nheld];
-	uint64_t got = atomic_exchange_explicit(&s->mailbox[below(r, SP_MAILBOX)],
+	uint64_t got = atomic_exchange_explicit(&s->mailbox[stress_below(r, SP_MAILBOX)],
 						h.phys | (h.order + 1), memory_order_acq_rel);
 	if (!got)
 		return;
@@ -163,9 +138,9 @@ static void swap_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 
 static void mixed_op(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 {
-	uint64_t x = below(&c->rng, 1000);
+	uint64_t x = stress_below(&c->rng, 1000);
 	if (c->nheld + 4 >= SP_HELD || (x < 420 && c->nheld)) {
-		give_back(s, c, me, (unsigned)below(&c->rng, c->nheld));
+		give_back(s, c, me, (unsigned)stress_below(&c->rng, c->nheld));
 	} else if (x < 850) {
 		alloc_one(s, c, me);
 	} else if (x < 950) {
@@ -221,8 +196,7 @@ static void exhaust(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 
 void stress_percpu_init(struct stress_percpu *s)
 {
-	atomic_init(&s->barrier_count, 0);
-	atomic_init(&s->barrier_gen, 0);
+	stress_barrier_init(&s->barrier);
 	atomic_init(&s->errors, 0);
 	for (unsigned i = 0; i < SP_MAILBOX; i++)
 		atomic_init(&s->mailbox[i], 0);

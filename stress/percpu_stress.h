@@ -25,6 +25,8 @@
 
 #include <stdatomic.h>
 
+#include "stress_util.h"
+
 #define SP_HELD 256
 #define SP_MAILBOX 64
 #define SP_MAX_CPUS 256
@@ -56,7 +58,7 @@ struct stress_percpu {
 	unsigned plant;            /* 1: claim a block twice (must fail the run) */
 	struct sp_cpu *cpu;        /* ncpus entries */
 	/* shared, set up by stress_percpu_init */
-	_Atomic uint32_t barrier_count, barrier_gen;
+	struct stress_barrier barrier;
 	_Atomic uint64_t errors;
 	_Atomic uint64_t mailbox[SP_MAILBOX];
 	uint64_t free_at_start;

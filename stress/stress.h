@@ -16,6 +16,8 @@
 
 #include <stdatomic.h>
 
+#include "stress_util.h"
+
 #define STRESS_HELD 512     /* blocks a CPU holds at most in the mixed phase */
 #define STRESS_MAILBOX 64   /* slots through which CPUs swap blocks */
 #define STRESS_MAX_CPUS 256
@@ -51,7 +53,7 @@ struct stress_frames {
 	unsigned plant;
 	struct stress_cpu *cpu;    /* ncpus entries */
 	/* shared state, zero-initialised by stress_frames_init */
-	_Atomic uint32_t barrier_count, barrier_gen;
+	struct stress_barrier barrier;
 	_Atomic uint64_t errors;
 	_Atomic uint64_t mailbox[STRESS_MAILBOX];
 	uint64_t free_at_start;
