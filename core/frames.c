@@ -599,12 +599,13 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return 0;
 		}
 	}
-	/* Multi-word block. Dropping the head bit is the linearisation point:
-	 * of two racing frees exactly one wins, and from then on the block is
-	 * ours alone (frames allocated, no head: nobody can free or take them).
-	 * Then the words go free last to first, the head word last, so a word
-	 * that becomes free is never followed by a word still marked as this
-	 * block's continuation. */
+	/* Multi-word block. Marking frame 1 as a head too is the linearisation
+	 * point: of two racing frees exactly one wins, and from then on the
+	 * block is ours alone (a head word with two heads is no block anybody
+	 * can free). Frame 0 keeps its head bit, so the word never looks like
+	 * a continuation to the block before it. Then the words go free last
+	 * to first, the head word last, so a word that becomes free is never
+	 * followed by a word still marked as this block's continuation. */
 	unsigned nw = n / WORD_FRAMES;
 	uint64_t v = ld(&w[wi]);
 	for (;;) {
@@ -616,7 +617,7 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return CAIRN_EORDER;
 		if (next_cont)
 			return CAIRN_EORDER;
-		if (cas(&w[wi], &v, ALLOC_HALF))
+		if (cas(&w[wi], &v, ALLOC_HALF | 3ull << 32))
 			break;
 	}
 	for (unsigned j = nw - 1; j > 0; j--)
