@@ -747,13 +747,8 @@ int main(int argc, char **argv)
 						unsigned phases =
 							t == TEST_REPEAT ? 1 : 2;
 						for (unsigned ph = 0; ph < phases; ph++) {
-							double w = 0, c = 0;
-							for (unsigned i = 0; i < nt; i++) {
-								w += r.ns[ph][i];
-								c += r.cpu[ph][i];
-							}
-							bench_sample(&s[im][ph][0], w / nt);
-							bench_sample(&s[im][ph][1], c / nt);
+							bench_sample_threads(&s[im][ph][0], &s[im][ph][1],
+									     r.ns[ph], r.cpu[ph], nt);
 						}
 					}
 				for (unsigned im = 0; im < NIMPL; im++) {

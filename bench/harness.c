@@ -420,6 +420,18 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+void bench_sample_threads(struct bench_samples *wall, struct bench_samples *cpu,
+			  const double *ns, const double *cpu_ns, unsigned n)
+{
+	double w = 0, t = 0;
+	for (unsigned i = 0; i < n; i++) {
+		w += ns[i];
+		t += cpu_ns[i];
+	}
+	bench_sample(wall, w / n);
+	bench_sample(cpu, t / n);
+}
+
 double bench_median(const struct bench_samples *s)
 {
 	if (!s->n)

@@ -145,6 +145,10 @@ struct bench_samples {
 };
 
 void bench_sample(struct bench_samples *s, double v);
+/* One run's per-thread figures (wall and CPU ns/op of n threads): sample
+ * their means. */
+void bench_sample_threads(struct bench_samples *wall, struct bench_samples *cpu,
+			  const double *ns, const double *cpu_ns, unsigned n);
 double bench_median(const struct bench_samples *s);
 double bench_min(const struct bench_samples *s);
 double bench_max(const struct bench_samples *s);

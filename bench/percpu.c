@@ -230,13 +230,7 @@ static void measure(const struct bench_opts *o, enum test t, unsigned order, uns
 					  .iters = repeat_iters, .blocks = blocks, .owner = owner };
 			run_once(&r);
 			for (unsigned ph = 0; ph < phases; ph++) {
-				double w = 0, c = 0;
-				for (unsigned i = 0; i < nt; i++) {
-					w += r.ns[ph][i];
-					c += r.cpu[ph][i];
-				}
-				bench_sample(&s[im][ph][0], w / nt);
-				bench_sample(&s[im][ph][1], c / nt);
+				bench_sample_threads(&s[im][ph][0], &s[im][ph][1], r.ns[ph], r.cpu[ph], nt);
 			}
 		}
 	for (unsigned im = 0; im < NIMPL; im++) {
@@ -323,13 +317,7 @@ static void measure_range(const struct bench_opts *o, unsigned pages, unsigned n
 				cairn_qcache_destroy(r.qc);
 			BENCH_CHECK(cairn_arena_validate(&r.arena) == 0, "arena invalid after the run");
 			cairn_arena_destroy(&r.arena);
-			double w = 0, c = 0;
-			for (unsigned i = 0; i < nt; i++) {
-				w += r.ns[i];
-				c += r.cpu[i];
-			}
-			bench_sample(&s[cached][0], w / nt);
-			bench_sample(&s[cached][1], c / nt);
+			bench_sample_threads(&s[cached][0], &s[cached][1], r.ns, r.cpu, nt);
 		}
 	for (int cached = 0; cached < 2; cached++) {
 		if (!bench_selected(o->impls, names[cached]))

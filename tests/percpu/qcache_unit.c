@@ -98,9 +98,9 @@ static void test_basic(void)
 		}
 	CHECK_EQ(held, 0);
 	CHECK_EQ(cairn_qcache_cached_quanta(qc) + arena_free_quanta(&a, span), span / Q);
-	/* a double free while the first sits in a magazine is caught here too:
-	 * the range is no longer allocated to the cache... it is, but cached;
-	 * after a drain the arena sees it free */
+	/* After a drain every range is back in the arena, so freeing one again
+	 * is the arena's double free. (While the first free still sits in a
+	 * magazine the range is allocated to the cache: not detectable.) */
 	CHECK_EQ(cairn_qcache_drain_cpu(qc, 1), 0);
 	cairn_qcache_drain_all(qc);
 	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
