@@ -20,6 +20,8 @@
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+/* Slow paths stay out of line so that the fast paths need no stack frame. */
+#define slow_path __attribute__((noinline, cold))
 
 /* ---- configuration and memory ---- */
 
@@ -198,7 +200,7 @@ void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 
 /* ---- alloc ---- */
 
-static int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t *item)
+static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t *item)
 {
 	struct mag *l = c->loaded, *p = c->prev;
 
@@ -241,29 +243,41 @@ take:
 	return 0;
 }
 
+/* Everything but a hit: a CPU without a slot, a drain request to answer,
+ * an empty loaded magazine. Leaves the section the fast path entered. */
+static slow_path int alloc_miss(struct cairn_mag_cache *mc, uint64_t *item,
+				unsigned long irq)
+{
+	unsigned cpu = cairn_port_cpu();
+	int err;
+	if (cpu >= mc->ncpus) {
+		err = mc->src.get(mc->src.ctx, item, 1) ? 0 : CAIRN_ENOMEM;
+	} else {
+		struct mag_cpu *c = &mc->cpu[cpu];
+		if (mag_asked(c))
+			mag_answer(mc, c); /* (empties the slot) */
+		err = alloc_slow(mc, c, item);
+	}
+	cairn_port_local_leave(irq);
+	return err;
+}
+
 int cairn_mag_try_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 {
 	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
-	int err = 0;
-	if (unlikely(cpu >= mc->ncpus)) {
-		err = mc->src.get(mc->src.ctx, item, 1) ? 0 : CAIRN_ENOMEM;
-		goto out;
-	}
 	struct mag_cpu *c = &mc->cpu[cpu];
-	if (unlikely(mag_asked(c)))
-		mag_answer(mc, c);
+	/* (c is only dereferenced once cpu is known to have a slot) */
+	if (unlikely(cpu >= mc->ncpus || mag_asked(c)))
+		return alloc_miss(mc, item, irq);
 	struct mag *m = c->loaded;
-	if (likely(m->n)) {
-		*item = mag_items(m)[--m->n];
-		stat_add(&c->held, (uint64_t)-1);
-		stat_add(&c->hits, 1);
-	} else {
-		err = alloc_slow(mc, c, item);
-	}
-out:
+	if (unlikely(!m->n))
+		return alloc_miss(mc, item, irq);
+	*item = mag_items(m)[--m->n];
+	stat_add(&c->held, (uint64_t)-1);
+	stat_add(&c->hits, 1);
 	cairn_port_local_leave(irq);
-	return err;
+	return 0;
 }
 
 int cairn_mag_alloc(struct cairn_mag_cache *mc, uint64_t *item)
@@ -277,7 +291,7 @@ int cairn_mag_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 
 /* ---- free ---- */
 
-static void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t item)
+static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t item)
 {
 	struct mag *l = c->loaded, *p = c->prev;
 
@@ -321,25 +335,37 @@ put:
 	mag_slot_publish(mc, c);
 }
 
+static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item,
+				unsigned long irq)
+{
+	unsigned cpu = cairn_port_cpu();
+	if (cpu >= mc->ncpus) {
+		mc->src.put(mc->src.ctx, &item, 1);
+	} else {
+		struct mag_cpu *c = &mc->cpu[cpu];
+		if (mag_asked(c))
+			mag_answer(mc, c); /* (empties the slot) */
+		free_slow(mc, c, item);
+	}
+	cairn_port_local_leave(irq);
+}
+
 void cairn_mag_free(struct cairn_mag_cache *mc, uint64_t item)
 {
 	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
-	if (unlikely(cpu >= mc->ncpus)) {
-		mc->src.put(mc->src.ctx, &item, 1);
-		goto out;
-	}
 	struct mag_cpu *c = &mc->cpu[cpu];
-	if (unlikely(mag_asked(c)))
-		mag_answer(mc, c);
-	struct mag *m = c->loaded;
-	if (likely(m->n < m->cap)) {
-		mag_items(m)[m->n++] = item;
-		stat_add(&c->held, 1);
-		stat_add(&c->hits, 1);
-	} else {
-		free_slow(mc, c, item);
+	if (unlikely(cpu >= mc->ncpus || mag_asked(c))) {
+		free_miss(mc, item, irq);
+		return;
 	}
-out:
+	struct mag *m = c->loaded;
+	if (unlikely(m->n >= m->cap)) {
+		free_miss(mc, item, irq);
+		return;
+	}
+	mag_items(m)[m->n++] = item;
+	stat_add(&c->held, 1);
+	stat_add(&c->hits, 1);
 	cairn_port_local_leave(irq);
 }
