@@ -266,9 +266,10 @@ int cairn_mag_try_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 {
 	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
+	if (unlikely(cpu >= mc->ncpus))
+		return alloc_miss(mc, item, irq);
 	struct mag_cpu *c = &mc->cpu[cpu];
-	/* (c is only dereferenced once cpu is known to have a slot) */
-	if (unlikely(cpu >= mc->ncpus || mag_asked(c)))
+	if (unlikely(mag_asked(c)))
 		return alloc_miss(mc, item, irq);
 	struct mag *m = c->loaded;
 	if (unlikely(!m->n))
@@ -354,8 +355,12 @@ void cairn_mag_free(struct cairn_mag_cache *mc, uint64_t item)
 {
 	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
+	if (unlikely(cpu >= mc->ncpus)) {
+		free_miss(mc, item, irq);
+		return;
+	}
 	struct mag_cpu *c = &mc->cpu[cpu];
-	if (unlikely(cpu >= mc->ncpus || mag_asked(c))) {
+	if (unlikely(mag_asked(c))) {
 		free_miss(mc, item, irq);
 		return;
 	}
