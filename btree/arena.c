@@ -589,13 +589,17 @@ static int frames_import(void *ctx, uint64_t size, uint64_t align,
 {
 	struct cairn_frames_source *fs = ctx;
 	if (!pow2(size) || size < CAIRN_FRAME_SIZE ||
-	    order_of(size) > CAIRN_MAX_ORDER)
+	    order_of(size) > CAIRN_MAX_ORDER || (!fs->va && align > size))
 		return CAIRN_ENOMEM;
 	cairn_phys_t phys;
 	int err = cairn_frames_alloc(fs->frames, order_of(size), fs->flags,
 				     &phys);
 	if (err)
 		return err;
+	if (!fs->va) { /* direct: the block where the identity map has it */
+		*addr = (uint64_t)(uintptr_t)cairn_port_phys_to_virt(phys);
+		return 0;
+	}
 	uint64_t va;
 	err = cairn_arena_xalloc(fs->va, size, align > size ? align : size, 0,
 				 0, 0, 0, CAIRN_FIT_FIRST, phys, &va);
@@ -616,6 +620,11 @@ static void frames_release(void *ctx, uint64_t addr, uint64_t size)
 {
 	struct cairn_frames_source *fs = ctx;
 	uint64_t start, len, phys;
+	if (!fs->va) {
+		phys = cairn_port_virt_to_phys((const void *)(uintptr_t)addr);
+		cairn_frames_free(fs->frames, phys, order_of(size));
+		return;
+	}
 	if (cairn_arena_lookup(fs->va, addr, &start, &len, &phys) != 0 ||
 	    start != addr || len != size) {
 		cairn_port_report(CAIRN_ECORRUPT, "arena: release of a span "

@@ -118,10 +118,12 @@ void cairn_arena_source_arena(struct cairn_arena_source *s,
 /* Frames mapped by the port: each import takes a naturally aligned block
  * of 2^k frames (import sizes are rounded to powers of two, at least 4 KiB)
  * and maps it at an address allocated from `va`, whose cookie keeps the
- * physical address; release unmaps and frees both. */
+ * physical address; release unmaps and frees both. With `va` NULL the
+ * block is used where the identity map has it (cairn_port_phys_to_virt):
+ * no mapping, and nothing but the frames to give back. */
 struct cairn_frames_source {
 	struct cairn_frames *frames;
-	struct cairn_arena *va;
+	struct cairn_arena *va; /* NULL: the identity map */
 	unsigned flags; /* frame request flags (areas) */
 };
 void cairn_arena_source_frames(struct cairn_arena_source *s,
