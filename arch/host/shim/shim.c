@@ -184,11 +184,14 @@ static bool make_instance(void)
 	    cairn_frames_init(&frames, map, 1, &fcfg))
 		return false;
 	atomic_store(&grown_gib, 1);
-	/* Large objects: 2 MiB blocks of frames, in place, cut to pages. */
+	/* Large objects: 32 MiB blocks of frames, in place, cut to pages.
+	 * Spans that large are seldom entirely free, so they seldom go back
+	 * (a new span is fresh memory the process must fault in), and first
+	 * fit reuses the lowest, hottest free pages. */
 	large_fs = (struct cairn_frames_source){ .frames = frames };
 	cairn_arena_source_frames(&large_src, &large_fs);
 	struct cairn_arena_config acfg = { .quantum = PAGE, .source = &large_src,
-					   .import_quantum = 2ull << 20 };
+					   .import_quantum = 32ull << 20 };
 	if (cairn_arena_create(&large_arena, frames, 0, 0, &acfg))
 		return false;
 	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
