@@ -256,10 +256,13 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 			break;
 		if (err != CAIRN_ENOMEM || tries)
 			return NULL;
-		/* Exhausted: what this heap holds may be what the arena lacks. */
+		/* Exhausted: what this heap and the cache hold may be what the
+		 * arena lacks. */
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
+		if (o->qc)
+			cairn_qcache_drain_all(o->qc);
 	}
 	atomic_fetch_add_explicit(&o->large_count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&o->large_frames, bytes >> OBJ_PAGE_SHIFT, memory_order_relaxed);
@@ -428,10 +431,13 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 	}
 	s = slab_new(h, cls);
 	if (!s) {
-		/* Exhausted: give back what this heap holds and try once more. */
+		/* Exhausted: give back what this heap holds (and the large
+		 * objects' cache: its ranges pin arena spans) and try again. */
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
+		if (h->o->qc)
+			cairn_qcache_drain_all(h->o->qc);
 		if (h->cur[cls] != &h->o->empty || h->avail[cls])
 			return refill(h, cls);
 		s = slab_new(h, cls);

@@ -63,7 +63,10 @@ static inline void objtest_large_init(enum objtest_large mode, uint64_t import_q
 	cairn_arena_source_frames(&objtest_src, &objtest_fs);
 	struct cairn_arena_config ac = { .quantum = 4096, .source = &objtest_src,
 					 .import_quantum = import_quantum };
-	struct cairn_qcache_config qc = { .max_quanta = 64 };
+	/* Large sizes are 17..64 pages: few of each per CPU, and a drainer
+	 * does not wait long for a CPU that is busy elsewhere. */
+	struct cairn_qcache_config qc = { .max_quanta = 64, .mag_size = 4, .depot_full = 4,
+					  .depot_empty = 4, .drain_wait = 1u << 16 };
 	if (cairn_arena_create(&objtest_arena, objtest_frames, 0, 0, &ac) ||
 	    (mode == OBJTEST_QCACHE && cairn_qcache_create(&objtest_qc, &objtest_arena,
 							   objtest_frames, &qc))) {
