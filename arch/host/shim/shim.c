@@ -65,7 +65,9 @@ static struct cairn_arena_source large_src;
  * forking thread closes the gate, then reads every flag. Both sides are
  * seq_cst, so one of them sees the other (store-load, Dekker). */
 static _Atomic int fork_gate;
-static _Atomic unsigned char in_large[SHIM_SLOTS];
+static struct {
+	_Alignas(64) _Atomic unsigned char in;
+} in_large[SHIM_SLOTS]; /* a line each: set and cleared by one thread */
 
 static TLS struct cairn_heap *my_heap;
 static TLS unsigned my_slot;
@@ -118,7 +120,7 @@ static void atfork_prepare(void)
 		cairn_port_pause();
 	atomic_store_explicit(&fork_gate, 1, memory_order_seq_cst);
 	for (unsigned i = 0; i < SHIM_SLOTS; i++)
-		while (atomic_load_explicit(&in_large[i], memory_order_seq_cst))
+		while (atomic_load_explicit(&in_large[i].in, memory_order_seq_cst))
 			cairn_port_pause();
 }
 
@@ -142,10 +144,10 @@ static void atfork_child(void)
 static void large_enter(void)
 {
 	for (;;) {
-		atomic_store_explicit(&in_large[my_slot], 1, memory_order_seq_cst);
+		atomic_store_explicit(&in_large[my_slot].in, 1, memory_order_seq_cst);
 		if (!atomic_load_explicit(&fork_gate, memory_order_seq_cst))
 			return;
-		atomic_store_explicit(&in_large[my_slot], 0, memory_order_release);
+		atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
 		while (atomic_load_explicit(&fork_gate, memory_order_acquire))
 			sched_yield();
 	}
@@ -153,7 +155,7 @@ static void large_enter(void)
 
 static void large_leave(void)
 {
-	atomic_store_explicit(&in_large[my_slot], 0, memory_order_release);
+	atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
 }
 
 /* Only large objects can reach the arena, and they are page aligned. */
@@ -184,14 +186,14 @@ static bool make_instance(void)
 	    cairn_frames_init(&frames, map, 1, &fcfg))
 		return false;
 	atomic_store(&grown_gib, 1);
-	/* Large objects: 32 MiB blocks of frames, in place, cut to pages.
+	/* Large objects: 64 MiB blocks of frames, in place, cut to pages.
 	 * Spans that large are seldom entirely free, so they seldom go back
 	 * (a new span is fresh memory the process must fault in), and first
 	 * fit reuses the lowest, hottest free pages. */
 	large_fs = (struct cairn_frames_source){ .frames = frames };
 	cairn_arena_source_frames(&large_src, &large_fs);
 	struct cairn_arena_config acfg = { .quantum = PAGE, .source = &large_src,
-					   .import_quantum = 32ull << 20 };
+					   .import_quantum = 64ull << 20 };
 	if (cairn_arena_create(&large_arena, frames, 0, 0, &acfg))
 		return false;
 	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
