@@ -180,6 +180,7 @@ static int plan_reserve(const struct cairn_bt_view *v, void *arg,
 
 struct freq {
 	uint64_t addr, size;
+	uint64_t cookie;         /* free_owned: the owner the range must have */
 	struct cairn_ext merged; /* out: the free extent that results */
 };
 
@@ -220,6 +221,25 @@ static int plan_free(const struct cairn_bt_view *v, void *arg,
 	e->val[left ? 0 : 1] = m;
 	r->merged = m;
 	return 0;
+}
+
+/* Free the allocated range that starts at addr if its owner is r->cookie,
+ * whatever its size (r->size out). */
+static int plan_free_owned(const struct cairn_bt_view *v, void *arg,
+			   struct cairn_bt_edit *e)
+{
+	struct freq *r = arg;
+	const struct cairn_ext *c = &v->cur;
+	if (!v->has_cur)
+		return CAIRN_ERANGE;
+	if (c->flags & EXT_FREE)
+		return CAIRN_EFREE;
+	if (c->start != r->addr)
+		return CAIRN_EALIGN;
+	if (c->cookie != r->cookie)
+		return CAIRN_EBUSY;
+	r->size = c->len;
+	return plan_free(v, arg, e);
 }
 
 /* Drop an imported span if it is one free extent. */
@@ -397,6 +417,22 @@ int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size)
 	if (err == 0 && (r.merged.flags & CAIRN_ARENA_IMPORTED))
 		try_release(a, &r.merged);
 	return err;
+}
+
+int cairn_arena_free_owned(struct cairn_arena *a, uint64_t addr, uint64_t cookie,
+			   uint64_t *size)
+{
+	struct freq r = { .addr = addr, .cookie = cookie };
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
+				    .plan = plan_free_owned, .arg = &r };
+	int err = cairn_btree_update(&a->tree, &q);
+	if (err)
+		return err;
+	if (size)
+		*size = r.size;
+	if (r.merged.flags & CAIRN_ARENA_IMPORTED)
+		try_release(a, &r.merged);
+	return 0;
 }
 
 int cairn_arena_reserve(struct cairn_arena *a, uint64_t addr, uint64_t size,

@@ -225,9 +225,10 @@ static void large_destroy_all(struct cairn_objects *o)
  *
  * A large object is one allocated extent of the arena: start, length
  * (pages) and owner cookie are all there is, so the arena's tree is the
- * only shared state. Lookup is lock-free; the arena's free is the single
- * point where a block changes hands, and a second, racing free of the
- * same block is refused there (EFREE or EORDER) with nothing changed.
+ * only shared state. Lookup is lock-free; a free checks the owner and
+ * frees in one tree update, the single point where a block changes hands:
+ * of two racing frees of one block, one is refused there (EFREE) with
+ * nothing changed.
  */
 
 static inline uint64_t arena_cookie(const struct cairn_objects *o)
@@ -282,23 +283,23 @@ static uint64_t arena_find(struct cairn_objects *o, uintptr_t p, uint64_t *cooki
 	return r ? 0 : len;
 }
 
+/* One tree update checks the owner and frees; a range of the quantum
+ * cache (another cookie) is looked up and goes back to the cache. */
 static int __attribute__((noinline)) arena_free(struct cairn_objects *o, uintptr_t p)
 {
-	uint64_t cookie;
-	int err;
-	uint64_t len = arena_find(o, p, &cookie, &err);
+	uint64_t len;
+	int err = cairn_arena_free_owned(o->arena, p, arena_cookie(o), &len);
+	if (err == CAIRN_EBUSY && o->qc) {
+		uint64_t cookie;
+		len = arena_find(o, p, &cookie, &err);
+		if (!err && cairn_qcache_free(o->qc, p, len))
+			err = CAIRN_EFREE; /* a racing free of the same block won */
+	}
 	if (!err) {
-		if (cookie == arena_cookie(o))
-			err = cairn_arena_free(o->arena, p, len);
-		else
-			err = cairn_qcache_free(o->qc, p, len);
-		if (!err) {
-			atomic_fetch_sub_explicit(&o->large_count, 1, memory_order_relaxed);
-			atomic_fetch_sub_explicit(&o->large_frames, len >> OBJ_PAGE_SHIFT,
-						  memory_order_relaxed);
-			return 0;
-		}
-		err = CAIRN_EFREE; /* a racing free of the same block won */
+		atomic_fetch_sub_explicit(&o->large_count, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&o->large_frames, len >> OBJ_PAGE_SHIFT,
+					  memory_order_relaxed);
+		return 0;
 	}
 	switch (err) {
 	case CAIRN_EALIGN:

@@ -277,6 +277,34 @@ static void frames_source_direct(void)
 }
 
 /* Node allocation failure: clean ENOMEM, arena intact. */
+/* Free by owner: the check and the free in one update, errors change
+ * nothing. */
+static void free_owned(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 4096 };
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 1 << 20, 1 << 20, &cfg), 0);
+	uint64_t x, y, n = 0, s, len, c;
+	CHECK_EQ(cairn_arena_alloc(&a, 3 * 4096, 5, &x), 0);
+	CHECK_EQ(cairn_arena_alloc(&a, 4096, 6, &y), 0);
+	CHECK_EQ(cairn_arena_free_owned(&a, x, 6, &n), CAIRN_EBUSY);      /* not its owner */
+	CHECK_EQ(cairn_arena_free_owned(&a, x + 4096, 5, &n), CAIRN_EALIGN); /* interior */
+	CHECK_EQ(cairn_arena_free_owned(&a, x + 100, 5, &n), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_free_owned(&a, y + 4096, 5, &n), CAIRN_EFREE); /* free space */
+	CHECK_EQ(cairn_arena_free_owned(&a, 4096, 5, &n), CAIRN_ERANGE);   /* no span */
+	CHECK_EQ(n, 0);
+	CHECK_EQ(cairn_arena_lookup(&a, x, &s, &len, &c), 0);
+	CHECK(s == x && len == 3 * 4096 && c == 5);
+	valid(&a);
+	CHECK_EQ(cairn_arena_free_owned(&a, x, 5, &n), 0);
+	CHECK_EQ(n, 3 * 4096);
+	CHECK_EQ(cairn_arena_free_owned(&a, x, 5, &n), CAIRN_EFREE);       /* twice */
+	CHECK_EQ(cairn_arena_free_owned(&a, y, 6, NULL), 0);
+	CHECK_EQ(cairn_arena_lookup(&a, 1 << 20, &s, &len, &c), CAIRN_EFREE);
+	valid(&a);
+	cairn_arena_destroy(&a);
+}
+
 static void node_failure(void)
 {
 	struct cairn_arena a;
@@ -314,6 +342,7 @@ int main(void)
 	imports();
 	frames_source();
 	frames_source_direct();
+	free_owned();
 	node_failure();
 	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_host_reports(), 0);
