@@ -193,7 +193,10 @@ static bool make_instance(void)
 	large_fs = (struct cairn_frames_source){ .frames = frames };
 	cairn_arena_source_frames(&large_src, &large_fs);
 	struct cairn_arena_config acfg = { .quantum = PAGE, .source = &large_src,
-					   .import_quantum = 64ull << 20 };
+					   .import_quantum = 64ull << 20,
+					   /* few extents: small nodes are cheaper to
+					    * snapshot and copy on every update */
+					   .fanout = 32 };
 	if (cairn_arena_create(&large_arena, frames, 0, 0, &acfg))
 		return false;
 	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
