@@ -17,6 +17,8 @@
  *   mstress  thread churn: rounds of short-lived threads that free half of
  *            what the previous round left and allocate more
  *   rss      peak resident memory of a growing and shrinking working set
+ *   big      large blocks: each thread replaces random slots of 64 blocks
+ *            of 64 KiB .. 1 MiB, touching every page it asked for
  *
  * Figures: operations (allocations + frees) per second over the whole run
  * (all threads), and the process's peak RSS, medians of --runs processes.
@@ -62,7 +64,8 @@ static const struct impl impls[] = {
 };
 #define NIMPLS (sizeof impls / sizeof impls[0])
 
-static const char *tests[] = { "larson", "xmalloc", "scratch", "simple", "mstress", "rss" };
+static const char *tests[] = { "larson", "xmalloc", "scratch", "simple", "mstress", "rss",
+			       "big" };
 #define NTESTS (sizeof tests / sizeof tests[0])
 
 /* ---- workers ---- */
@@ -270,6 +273,35 @@ static void rss(unsigned tid, void *arg)
 	atomic_fetch_add(&total_ops, ops);
 }
 
+/* big: a working set of large blocks, every page asked for touched */
+static void big(unsigned tid, void *arg)
+{
+	(void)arg;
+	enum { N = 64 };
+	void *v[N] = { 0 };
+	uint64_t r = tid * 7 + 3, ops = 0;
+	for (unsigned i = 0; i < 4000 * scale; i++) {
+		uint64_t x = bench_rand(&r);
+		unsigned k = (unsigned)(x % N);
+		if (v[k]) {
+			free(v[k]);
+			ops++;
+		}
+		size_t size = (64u << 10) + 1 + (x >> 16) % (960u << 10);
+		unsigned char *p = xmalloc_checked(size);
+		for (size_t off = 0; off < size; off += 4096)
+			p[off] = 1;
+		v[k] = p;
+		ops++;
+	}
+	for (unsigned k = 0; k < N; k++)
+		if (v[k]) {
+			free(v[k]);
+			ops++;
+		}
+	atomic_fetch_add(&total_ops, ops);
+}
+
 static int worker(const char *spec)
 {
 	char test[32];
@@ -302,6 +334,9 @@ static int worker(const char *spec)
 	} else if (!strcmp(test, "rss")) {
 		t0 = bench_now_ns();
 		bench_run_threads(t, rss, NULL, NULL);
+	} else if (!strcmp(test, "big")) {
+		t0 = bench_now_ns();
+		bench_run_threads(t, big, NULL, NULL);
 	} else {
 		return 2;
 	}

@@ -180,6 +180,7 @@ static int plan_reserve(const struct cairn_bt_view *v, void *arg,
 
 struct freq {
 	uint64_t addr, size;
+	uint64_t cookie;         /* free_owned: the owner the range must have */
 	struct cairn_ext merged; /* out: the free extent that results */
 };
 
@@ -220,6 +221,25 @@ static int plan_free(const struct cairn_bt_view *v, void *arg,
 	e->val[left ? 0 : 1] = m;
 	r->merged = m;
 	return 0;
+}
+
+/* Free the allocated range that starts at addr if its owner is r->cookie,
+ * whatever its size (r->size out). */
+static int plan_free_owned(const struct cairn_bt_view *v, void *arg,
+			   struct cairn_bt_edit *e)
+{
+	struct freq *r = arg;
+	const struct cairn_ext *c = &v->cur;
+	if (!v->has_cur)
+		return CAIRN_ERANGE;
+	if (c->flags & EXT_FREE)
+		return CAIRN_EFREE;
+	if (c->start != r->addr)
+		return CAIRN_EALIGN;
+	if (c->cookie != r->cookie)
+		return CAIRN_EBUSY;
+	r->size = c->len;
+	return plan_free(v, arg, e);
 }
 
 /* Drop an imported span if it is one free extent. */
@@ -397,6 +417,22 @@ int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size)
 	if (err == 0 && (r.merged.flags & CAIRN_ARENA_IMPORTED))
 		try_release(a, &r.merged);
 	return err;
+}
+
+int cairn_arena_free_owned(struct cairn_arena *a, uint64_t addr, uint64_t cookie,
+			   uint64_t *size)
+{
+	struct freq r = { .addr = addr, .cookie = cookie };
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
+				    .plan = plan_free_owned, .arg = &r };
+	int err = cairn_btree_update(&a->tree, &q);
+	if (err)
+		return err;
+	if (size)
+		*size = r.size;
+	if (r.merged.flags & CAIRN_ARENA_IMPORTED)
+		try_release(a, &r.merged);
+	return 0;
 }
 
 int cairn_arena_reserve(struct cairn_arena *a, uint64_t addr, uint64_t size,
@@ -589,13 +625,17 @@ static int frames_import(void *ctx, uint64_t size, uint64_t align,
 {
 	struct cairn_frames_source *fs = ctx;
 	if (!pow2(size) || size < CAIRN_FRAME_SIZE ||
-	    order_of(size) > CAIRN_MAX_ORDER)
+	    order_of(size) > CAIRN_MAX_ORDER || (!fs->va && align > size))
 		return CAIRN_ENOMEM;
 	cairn_phys_t phys;
 	int err = cairn_frames_alloc(fs->frames, order_of(size), fs->flags,
 				     &phys);
 	if (err)
 		return err;
+	if (!fs->va) { /* direct: the block where the identity map has it */
+		*addr = (uint64_t)(uintptr_t)cairn_port_phys_to_virt(phys);
+		return 0;
+	}
 	uint64_t va;
 	err = cairn_arena_xalloc(fs->va, size, align > size ? align : size, 0,
 				 0, 0, 0, CAIRN_FIT_FIRST, phys, &va);
@@ -616,6 +656,11 @@ static void frames_release(void *ctx, uint64_t addr, uint64_t size)
 {
 	struct cairn_frames_source *fs = ctx;
 	uint64_t start, len, phys;
+	if (!fs->va) {
+		phys = cairn_port_virt_to_phys((const void *)(uintptr_t)addr);
+		cairn_frames_free(fs->frames, phys, order_of(size));
+		return;
+	}
 	if (cairn_arena_lookup(fs->va, addr, &start, &len, &phys) != 0 ||
 	    start != addr || len != size) {
 		cairn_port_report(CAIRN_ECORRUPT, "arena: release of a span "

@@ -58,7 +58,9 @@ static uint64_t mix64(uint64_t x)
 int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_config *cfg)
 {
 	if (!out || !cfg || !cfg->frames || cfg->phys_limit <= cfg->phys_base ||
-	    (cfg->phys_base & (OBJ_PAGE - 1)) || cfg->harden > CAIRN_OBJ_HARDEN_ON)
+	    (cfg->phys_base & (OBJ_PAGE - 1)) || cfg->harden > CAIRN_OBJ_HARDEN_ON ||
+	    (cfg->large_arena && cfg->large_arena->quantum != OBJ_PAGE) ||
+	    (cfg->large_qcache && !cfg->large_arena))
 		return CAIRN_EINVAL;
 	unsigned ncpus = cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
 	if (!ncpus)
@@ -90,6 +92,8 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 #else
 	o->harden = cfg->harden == CAIRN_OBJ_HARDEN_ON;
 #endif
+	o->arena = cfg->large_arena;
+	o->qc = o->harden ? NULL : cfg->large_qcache;
 	atomic_init(&o->meta_frames, (uint64_t)1 << order);
 	classes_init(o);
 	int err = pm_create(o);
@@ -115,6 +119,7 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 }
 
 static void large_destroy_all(struct cairn_objects *o);
+static void arena_destroy_all(struct cairn_objects *o);
 
 void cairn_objects_destroy(struct cairn_objects *o)
 {
@@ -122,7 +127,10 @@ void cairn_objects_destroy(struct cairn_objects *o)
 		return;
 	for (unsigned i = 0; i < o->ncpus; i++)
 		heap_destroy_slabs(&o->heaps[i]);
-	large_destroy_all(o);
+	if (o->arena)
+		arena_destroy_all(o);
+	else
+		large_destroy_all(o);
 	pm_destroy(o);
 	pages_put(o, (uintptr_t)o, o->self_order);
 }
@@ -213,6 +221,142 @@ static void large_destroy_all(struct cairn_objects *o)
 	}
 }
 
+/* ---- large objects in a range arena ----
+ *
+ * A large object is one allocated extent of the arena: start, length
+ * (pages) and owner cookie are all there is, so the arena's tree is the
+ * only shared state. Lookup is lock-free; a free checks the owner and
+ * frees in one tree update, the single point where a block changes hands:
+ * of two racing frees of one block, one is refused there (EFREE) with
+ * nothing changed.
+ */
+
+static inline uint64_t arena_cookie(const struct cairn_objects *o)
+{
+	return (uint64_t)(uintptr_t)o;
+}
+
+static inline bool arena_ours(const struct cairn_objects *o, uint64_t cookie)
+{
+	return cookie == arena_cookie(o) || (o->qc && cookie == cairn_qcache_cookie(o->qc));
+}
+
+static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t size, size_t align)
+{
+	struct cairn_objects *o = h->o;
+	if (size > ((size_t)1 << 62))
+		return NULL;
+	uint64_t bytes = (size + OBJ_PAGE - 1) & ~(uint64_t)(OBJ_PAGE - 1), addr;
+	bool cached = o->qc && align <= OBJ_PAGE;
+	for (int tries = 0;; tries++) {
+		int err = cached ? cairn_qcache_alloc(o->qc, bytes, &addr)
+				 : cairn_arena_xalloc(o->arena, bytes, align > OBJ_PAGE ? align : 0,
+						      0, 0, 0, 0, CAIRN_FIT_FIRST,
+						      arena_cookie(o), &addr);
+		if (!err)
+			break;
+		if (err != CAIRN_ENOMEM || tries)
+			return NULL;
+		/* Exhausted: what this heap and the cache hold may be what the
+		 * arena lacks. */
+		remote_flush(h);
+		heap_collect(h, false);
+		heap_release_empty(h);
+		if (o->qc)
+			cairn_qcache_drain_all(o->qc);
+	}
+	atomic_fetch_add_explicit(&o->large_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&o->large_frames, bytes >> OBJ_PAGE_SHIFT, memory_order_relaxed);
+	return (void *)(uintptr_t)addr;
+}
+
+/* The large object at p: its length, or 0 with the error (not reported). */
+static uint64_t arena_find(struct cairn_objects *o, uintptr_t p, uint64_t *cookie, int *err)
+{
+	uint64_t start, len;
+	int r = cairn_arena_lookup(o->arena, p, &start, &len, cookie);
+	if (r == 0 && !arena_ours(o, *cookie))
+		r = CAIRN_ERANGE;
+	else if (r == 0 && start != p)
+		r = CAIRN_EALIGN;
+	*err = r;
+	return r ? 0 : len;
+}
+
+/* One tree update checks the owner and frees; a range of the quantum
+ * cache (another cookie) is looked up and goes back to the cache. */
+static int __attribute__((noinline)) arena_free(struct cairn_objects *o, uintptr_t p)
+{
+	uint64_t len;
+	int err = cairn_arena_free_owned(o->arena, p, arena_cookie(o), &len);
+	if (err == CAIRN_EBUSY && o->qc) {
+		uint64_t cookie;
+		len = arena_find(o, p, &cookie, &err);
+		if (!err && cairn_qcache_free(o->qc, p, len))
+			err = CAIRN_EFREE; /* a racing free of the same block won */
+	}
+	if (!err) {
+		atomic_fetch_sub_explicit(&o->large_count, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&o->large_frames, len >> OBJ_PAGE_SHIFT,
+					  memory_order_relaxed);
+		return 0;
+	}
+	switch (err) {
+	case CAIRN_EALIGN:
+		obj_report(err, "objects: free of an interior pointer of a large block", p, 0);
+		break;
+	case CAIRN_EFREE:
+		obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
+		break;
+	default:
+		err = CAIRN_ERANGE;
+		obj_report(err, "objects: free of a pointer this instance never handed out", p, 0);
+	}
+	return err;
+}
+
+struct arena_sweep {
+	const struct cairn_objects *o;
+	uint64_t start[64], len[64];
+	unsigned n;
+	bool more;
+};
+
+static int arena_sweep_visit(const struct cairn_ext *e, void *arg)
+{
+	struct arena_sweep *w = arg;
+	if ((e->flags & CAIRN_EXT_FREE) || !arena_ours(w->o, e->cookie))
+		return 0;
+	if (w->n == 64) {
+		w->more = true;
+		return 1;
+	}
+	w->start[w->n] = e->start;
+	w->len[w->n++] = e->len;
+	return 0;
+}
+
+/* Quiescent: empty the quantum cache, then free every range we own, 64
+ * per walk of the tree (the walk must not run into our own frees). */
+static void arena_destroy_all(struct cairn_objects *o)
+{
+	if (o->qc) {
+		for (unsigned c = 0; c < o->ncpus; c++)
+			(void)cairn_qcache_drain_cpu(o->qc, c);
+		cairn_qcache_drain_all(o->qc);
+	}
+	struct arena_sweep w = { .o = o };
+	do {
+		w.n = 0;
+		w.more = false;
+		cairn_btree_walk(&o->arena->tree, arena_sweep_visit, &w);
+		for (unsigned i = 0; i < w.n; i++)
+			(void)cairn_arena_free(o->arena, w.start[i], w.len[i]);
+	} while (w.more);
+	atomic_store_explicit(&o->large_count, 0, memory_order_relaxed);
+	atomic_store_explicit(&o->large_frames, 0, memory_order_relaxed);
+}
+
 /* ---- allocation ---- */
 
 static void *alloc_slow(struct cairn_heap *h, unsigned cls);
@@ -245,7 +389,7 @@ void *cairn_heap_alloc(struct cairn_heap *h, size_t size)
 			return slab_pop(h, s, p);
 		return alloc_slow(h, cls);
 	}
-	return large_alloc(h, size);
+	return h->o->arena ? arena_alloc(h, size, 0) : large_alloc(h, size);
 }
 
 /* A slab that has objects to hand out, as the current slab of the class. */
@@ -288,10 +432,13 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 	}
 	s = slab_new(h, cls);
 	if (!s) {
-		/* Exhausted: give back what this heap holds and try once more. */
+		/* Exhausted: give back what this heap holds (and the large
+		 * objects' cache: its ranges pin arena spans) and try again. */
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
+		if (h->o->qc)
+			cairn_qcache_drain_all(h->o->qc);
 		if (h->cur[cls] != &h->o->empty || h->avail[cls])
 			return refill(h, cls);
 		s = slab_new(h, cls);
@@ -316,6 +463,9 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
 		return NULL;
 	if (align <= CAIRN_OBJ_MIN)
 		return cairn_heap_alloc(h, size);
+	/* The arena aligns large objects itself (above a page on request). */
+	if (h->o->arena && (size > CAIRN_OBJ_SMALL_MAX || align > CAIRN_OBJ_SMALL_MAX))
+		return arena_alloc(h, size ? size : 1, align);
 	if (size < align)
 		size = align;
 	/* Power-of-two classes are naturally aligned: slabs are naturally
@@ -383,6 +533,8 @@ static int free_remote(struct cairn_heap *h, struct slab *s, uintptr_t p)
 static int __attribute__((noinline)) free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
 {
 	if (!e) {
+		if (h->o->arena)
+			return arena_free(h->o, p);
 		obj_report(CAIRN_ERANGE, "objects: free of a pointer this instance never handed out",
 			   p, 0);
 		return CAIRN_ERANGE;
@@ -416,6 +568,11 @@ size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	uintptr_t e = pm_lookup(o, p);
+	if (!e && o->arena && p) {
+		uint64_t cookie;
+		int err;
+		return (size_t)arena_find(o, p, &cookie, &err);
+	}
 	if (!e || (e & PM_TAG_MASK) == PM_LARGE_TAIL)
 		return 0;
 	if ((e & PM_TAG_MASK) == PM_LARGE)
@@ -465,6 +622,8 @@ void cairn_objects_flush(struct cairn_objects *o)
 void cairn_objects_cpu_offline(struct cairn_objects *o)
 {
 	unsigned long irq = cairn_port_local_enter();
+	if (o->qc) /* the CPU's cached ranges go back to the arena */
+		(void)cairn_qcache_drain_cpu(o->qc, cairn_port_cpu());
 	cairn_heap_offline(this_heap(o));
 	cairn_port_local_leave(irq);
 }

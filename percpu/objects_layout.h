@@ -30,7 +30,9 @@
 #ifndef CAIRN_OBJECTS_LAYOUT_H
 #define CAIRN_OBJECTS_LAYOUT_H
 
+#include <cairn/arena.h>
 #include <cairn/objects.h>
+#include <cairn/quantum_cache.h>
 
 #include <stdatomic.h>
 
@@ -145,6 +147,10 @@ struct cairn_objects {
 	struct slab empty;         /* the slab of a class with none: never written */
 	_Atomic uint64_t meta_frames;
 	_Atomic uint64_t large_count, large_frames;
+	/* Large objects from a range arena (NULL: buddy blocks in the
+	 * pagemap), optionally through a quantum cache (only unhardened). */
+	struct cairn_arena *arena;
+	struct cairn_qcache *qc;
 	struct cairn_heap *heaps;  /* ncpus of them, after this structure */
 };
 

@@ -12,7 +12,7 @@ static void fail(struct stress_objects *s, const char *what, uint64_t a, uint64_
 
 static void barrier(struct stress_objects *s)
 {
-	stress_barrier_wait(&s->barrier, s->ncpus, NULL, NULL);
+	stress_barrier_wait(&s->barrier, s->ncpus, s->idle, s->idle_arg);
 }
 
 void stress_objects_init(struct stress_objects *s)
@@ -25,15 +25,30 @@ void stress_objects_init(struct stress_objects *s)
 
 /* ---- the oracle: bit per granule, the object's first granule ---- */
 
-static bool oracle_claim(struct stress_objects *s, uintptr_t p)
+/* The oracle word of p's granule (and its bit), or NULL outside both ranges. */
+static _Atomic uint64_t *oracle_word(struct stress_objects *s, uintptr_t p, uint64_t *bit)
 {
 	uint64_t g = (p - s->oracle_base) >> 4;
+	_Atomic uint64_t *o = s->oracle;
 	if (g >= s->oracle_granules) {
+		g = (p - s->oracle_va_base) >> 4;
+		o = s->oracle_va;
+		if (!o || g >= s->oracle_va_granules)
+			return NULL;
+	}
+	*bit = 1ull << (g % 64);
+	return &o[g / 64];
+}
+
+static bool oracle_claim(struct stress_objects *s, uintptr_t p)
+{
+	uint64_t bit;
+	_Atomic uint64_t *w = oracle_word(s, p, &bit);
+	if (!w) {
 		fail(s, "stress: object outside the oracle's range", p, 0);
 		return false;
 	}
-	uint64_t bit = 1ull << (g % 64);
-	if (atomic_fetch_or_explicit(&s->oracle[g / 64], bit, memory_order_acq_rel) & bit) {
+	if (atomic_fetch_or_explicit(w, bit, memory_order_acq_rel) & bit) {
 		fail(s, "stress: object handed to two holders", p, 0);
 		return false;
 	}
@@ -42,11 +57,11 @@ static bool oracle_claim(struct stress_objects *s, uintptr_t p)
 
 static bool oracle_release(struct stress_objects *s, uintptr_t p)
 {
-	uint64_t g = (p - s->oracle_base) >> 4;
-	if (g >= s->oracle_granules)
+	uint64_t bit;
+	_Atomic uint64_t *w = oracle_word(s, p, &bit);
+	if (!w)
 		return false;
-	uint64_t bit = 1ull << (g % 64);
-	if (!(atomic_fetch_and_explicit(&s->oracle[g / 64], ~bit, memory_order_acq_rel) & bit)) {
+	if (!(atomic_fetch_and_explicit(w, ~bit, memory_order_acq_rel) & bit)) {
 		fail(s, "stress: freeing an object the oracle has as free", p, 0);
 		return false;
 	}
@@ -292,5 +307,8 @@ uint64_t stress_objects_check_empty(struct stress_objects *s)
 	for (uint64_t w = 0; w < (s->oracle_granules + 63) / 64; w++)
 		if (atomic_load_explicit(&s->oracle[w], memory_order_relaxed))
 			fail(s, "stress: the oracle still has live objects", w, 0);
+	for (uint64_t w = 0; s->oracle_va && w < (s->oracle_va_granules + 63) / 64; w++)
+		if (atomic_load_explicit(&s->oracle_va[w], memory_order_relaxed))
+			fail(s, "stress: the oracle still has live large objects", w, 0);
 	return atomic_load(&s->errors);
 }

@@ -52,11 +52,20 @@ struct stress_objects {
 	_Atomic uint64_t *oracle;  /* zeroed: one bit per 16 bytes from oracle_base */
 	uintptr_t oracle_base;
 	uint64_t oracle_granules;
+	/* Optional: the same for large objects outside the identity map
+	 * (an arena of mapped address space); NULL: none. */
+	_Atomic uint64_t *oracle_va;
+	uintptr_t oracle_va_base;
+	uint64_t oracle_va_granules;
 	unsigned ncpus;            /* CPUs taking part in a round (barrier count) */
 	uint64_t ops;              /* per CPU per round */
 	uint64_t seed;
 	unsigned offline_every;    /* ops between offline/online cycles; 0 = never */
 	unsigned plant;
+	/* Optional: called while a CPU waits at a barrier (answer the drain
+	 * requests of the caches in front of the instance). */
+	void (*idle)(void *arg);
+	void *idle_arg;
 	struct stress_obj_cpu *cpu; /* one per CPU index in use */
 	/* shared, zeroed by stress_objects_init */
 	struct stress_barrier barrier;

@@ -21,7 +21,10 @@
  *            CPUs going offline and online in the middle, an ownership
  *            oracle of one bit per 16 bytes; at the end every CPU goes
  *            offline, nothing may be left, and destroying the instance
- *            must give every frame back.
+ *            must give every frame back. Large objects come from a range
+ *            arena of mapped address space (2 MiB spans of frames mapped
+ *            by cairn_port_map), or for seeds = 2 (mod 5) from buddy
+ *            blocks.
  *   percpu   the per-CPU frame cache stress (stress/percpu_stress.c): cached
  *            and passed-through orders through a cairn_fcache, frees on
  *            foreign CPUs, CPUs going offline, drains, exhaustion phases,
@@ -32,6 +35,8 @@
  *            that had just used it.
  * After each test CPU 0 checks the free count and cairn_frames_validate.
  */
+#include <cairn/arena.h>
+
 #include "kernel.h"
 
 #include "objects_stress.h"
@@ -550,7 +555,40 @@ static void frames_check(void)
 static struct cairn_objects *ko;
 static struct cairn_fcache *kfc;
 static struct stress_objects *so;
-static unsigned so_order, so_cpu_order, so_oracle_order;
+static unsigned so_order, so_cpu_order, so_oracle_order, so_va_oracle_order;
+
+/* Large objects: an arena of address space above the map test's windows,
+ * twice the RAM, whose 2 MiB spans are frames mapped there. */
+#define LARGE_VA_BASE ((uintptr_t)0xffff900000000000)
+static struct cairn_arena large_va, large_arena;
+static struct cairn_frames_source large_fs;
+static struct cairn_arena_source large_src;
+static bool large_on;
+static uint64_t large_pt_before;
+
+static uint64_t large_va_size(void)
+{
+	return (2 * ram_top + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
+}
+
+static void large_setup(struct cairn_objects_config *cfg)
+{
+	large_on = opt.seed % 5 != 2;
+	if (!large_on)
+		return;
+	large_pt_before = atomic_load(&pt_pages);
+	struct cairn_arena_config vc = { .quantum = PAGE_SIZE };
+	int err = cairn_arena_create(&large_va, frames, LARGE_VA_BASE, large_va_size(), &vc);
+	if (err)
+		panic("objects: va arena: %s", cairn_strerror(err));
+	large_fs = (struct cairn_frames_source){ .frames = frames, .va = &large_va };
+	cairn_arena_source_frames(&large_src, &large_fs);
+	struct cairn_arena_config ac = { .quantum = PAGE_SIZE, .source = &large_src,
+					 .import_quantum = 2u << 20 };
+	if ((err = cairn_arena_create(&large_arena, frames, 0, 0, &ac)))
+		panic("objects: large arena: %s", cairn_strerror(err));
+	cfg->large_arena = &large_arena;
+}
 
 static void objects_setup(void)
 {
@@ -565,6 +603,7 @@ static void objects_setup(void)
 		.frames = frames, .fcache = kfc, .phys_base = 0, .phys_limit = ram_top,
 		.harden = CAIRN_OBJ_HARDEN_ON, .seed = opt.seed,
 	};
+	large_setup(&cfg);
 	int err = cairn_objects_create(&ko, &cfg);
 	if (err)
 		panic("objects: cairn_objects_create: %s", cairn_strerror(err));
@@ -576,6 +615,12 @@ static void objects_setup(void)
 	so->oracle_granules = ram_top / 16;
 	so_oracle_order = order_for(so->oracle_granules / 8);
 	so->oracle = alloc_pages(so_oracle_order);
+	if (large_on) {
+		so->oracle_va_base = LARGE_VA_BASE;
+		so->oracle_va_granules = large_va_size() / 16;
+		so_va_oracle_order = order_for(so->oracle_va_granules / 8);
+		so->oracle_va = alloc_pages(so_va_oracle_order);
+	}
 	so->o = ko;
 	so->ncpus = opt.cpus;
 	so->ops = opt.ops / 8 + 1000;
@@ -618,6 +663,21 @@ static void objects_check(void)
 	if (kfc)
 		cairn_fcache_destroy(kfc);
 	kfc = NULL;
+	if (large_on) {
+		if (cairn_arena_validate(&large_arena))
+			fail("objects: the large objects' arena is corrupt");
+		kprintf("objects: large arena: %lu spans imported, %lu released\n",
+			atomic_load(&large_arena.imports), atomic_load(&large_arena.releases));
+		cairn_arena_destroy(&large_arena);
+		uint64_t all; /* every span went back: the window is one free range */
+		if (cairn_arena_alloc(&large_va, large_va_size(), 1, &all) ||
+		    cairn_arena_free(&large_va, all, large_va_size()))
+			fail("objects: address space of large objects still in use");
+		cairn_arena_destroy(&large_va);
+		free_pages((void *)so->oracle_va, so_va_oracle_order);
+		/* Page-table pages stay with the tables once created. */
+		baseline_free -= atomic_load(&pt_pages) - large_pt_before;
+	}
 	free_pages((void *)so->oracle, so_oracle_order);
 	free_pages(so->cpu, so_cpu_order);
 	free_pages(so, so_order);

@@ -97,6 +97,15 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
  * An imported span that becomes entirely free goes back to the source. */
 int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size);
 
+/* Free the allocated range that starts at addr, whatever its size, if its
+ * cookie is `cookie`: the check and the free are one atomic update. 0 and
+ * the range's size in *size (may be NULL), or (nothing changed)
+ * CAIRN_ERANGE outside every span, CAIRN_EFREE in a free extent,
+ * CAIRN_EALIGN inside an allocated range but not at its start,
+ * CAIRN_EBUSY the range has another owner. */
+int cairn_arena_free_owned(struct cairn_arena *a, uint64_t addr, uint64_t cookie,
+			   uint64_t *size);
+
 /* Allocate exactly [addr, addr + size), all or nothing. */
 int cairn_arena_reserve(struct cairn_arena *a, uint64_t addr, uint64_t size,
 			uint64_t cookie);
@@ -118,10 +127,12 @@ void cairn_arena_source_arena(struct cairn_arena_source *s,
 /* Frames mapped by the port: each import takes a naturally aligned block
  * of 2^k frames (import sizes are rounded to powers of two, at least 4 KiB)
  * and maps it at an address allocated from `va`, whose cookie keeps the
- * physical address; release unmaps and frees both. */
+ * physical address; release unmaps and frees both. With `va` NULL the
+ * block is used where the identity map has it (cairn_port_phys_to_virt):
+ * no mapping, and nothing but the frames to give back. */
 struct cairn_frames_source {
 	struct cairn_frames *frames;
-	struct cairn_arena *va;
+	struct cairn_arena *va; /* NULL: the identity map */
 	unsigned flags; /* frame request flags (areas) */
 };
 void cairn_arena_source_frames(struct cairn_arena_source *s,

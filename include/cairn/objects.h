@@ -8,7 +8,10 @@
  * read-modify-write. A free on another CPU is batched by destination and
  * posted to the owner's message queue (one atomic exchange per batch); the
  * owner collects its messages on its slow path. Larger requests go to the
- * page layer as whole blocks, their size recorded in the pagemap.
+ * page layer: with a range arena configured (large_arena below), an arena
+ * allocation of the size rounded to pages, recorded in the arena's tree
+ * with the instance as owner; without one, a buddy block of 2^k frames,
+ * its order recorded in the pagemap.
  *
  * The owner of any pointer is found in O(1) through a two-level pagemap
  * indexed by physical frame, over the physical range given at creation.
@@ -49,6 +52,8 @@ enum cairn_obj_harden {
 };
 
 struct cairn_fcache;
+struct cairn_arena;
+struct cairn_qcache;
 
 struct cairn_objects_config {
 	struct cairn_frames *frames; /* page supply (required) */
@@ -68,6 +73,28 @@ struct cairn_objects_config {
 	 * memory first); 0 = 1 MiB. Given back when the CPU goes offline or
 	 * its heap meets exhaustion. */
 	unsigned block_cache_kib;
+	/* Optional: the range arena large objects (> CAIRN_OBJ_SMALL_MAX, or
+	 * aligned above it) come from; its quantum must be the frame size.
+	 * A large object is one arena allocation of its size rounded to
+	 * pages (65 KiB takes 68 KiB), aligned by the arena when asked,
+	 * with the instance as its cookie; free and usable_size find it by
+	 * cairn_arena_lookup. A natural arena: address space importing 2 MiB
+	 * spans from `frames` through cairn_arena_source_frames (mapped by
+	 * the port, or in the identity map with no va arena). The arena may
+	 * serve others too (cookies tell owners apart); it must outlive the
+	 * instance. NULL: large objects are buddy blocks (power-of-two
+	 * sizes) with their order in the pagemap. */
+	struct cairn_arena *large_arena;
+	/* Optional, with large_arena: a quantum cache made on large_arena
+	 * (per-CPU magazines of ranges) that unaligned large objects of up to
+	 * its max_quanta pages go through first. A range in a magazine is
+	 * still allocated in the arena, so the arena cannot see a second
+	 * free of it: the cache is used only with hardening off and ignored
+	 * otherwise. It runs on cairn_port_cpu(), so every caller must be in
+	 * a CPU-local section or own its CPU slot, and CPUs answer its drain
+	 * requests (cairn_qcache_poll) as for the frame cache. It should
+	 * serve this instance alone. */
+	struct cairn_qcache *large_qcache;
 };
 
 struct cairn_objects;
@@ -77,7 +104,9 @@ int cairn_objects_create(struct cairn_objects **out,
 			 const struct cairn_objects_config *cfg);
 
 /* Give every frame back: slabs (live objects or not), large blocks, the
- * pagemap and the instance. No CPU may use the instance any more. */
+ * pagemap and the instance. No CPU may use the instance any more. Live
+ * large objects in the arena are freed (a walk of its tree: no one may
+ * change the arena meanwhile), and the quantum cache is emptied first. */
 void cairn_objects_destroy(struct cairn_objects *o);
 
 /* malloc-like calls on the calling CPU's heap. alloc(0) returns a minimal
@@ -95,8 +124,12 @@ void *cairn_objects_realloc(struct cairn_objects *o, void *p, size_t size);
 /* Free an object of this instance (NULL is fine). Returns 0, or the error
  * that was also reported through cairn_port_report: CAIRN_ERANGE (not an
  * object of this instance), CAIRN_EALIGN (interior or misaligned pointer),
- * CAIRN_EFREE (already free). With hardening off only ERANGE is checked.
- * A remote free's double free is detected by the owner when it collects. */
+ * CAIRN_EFREE (already free). With hardening off only ERANGE is checked
+ * for small objects; large objects are always checked, except ranges of
+ * the quantum cache. A remote free's double free is detected by the owner
+ * when it collects. A large object's second free is EFREE while its
+ * arena span is still there, ERANGE once the span went back to the
+ * source. */
 int cairn_objects_free(struct cairn_objects *o, void *p);
 
 /* Bytes usable at p (>= the size asked for); 0 for a foreign pointer. */
@@ -134,7 +167,7 @@ struct cairn_objects_stats {
 	uint64_t slab_frames;    /* their frames */
 	uint64_t objects;        /* objects handed out (not counting posted frees) */
 	uint64_t large;          /* large blocks */
-	uint64_t large_frames;
+	uint64_t large_frames;   /* their pages (arena: rounded to pages only) */
 	uint64_t meta_frames;    /* pagemap, slab descriptors, instance */
 	uint64_t cached_frames;  /* released slab blocks the heaps keep for reuse */
 	uint64_t remote_posted;  /* messages (batches) posted, all heaps */

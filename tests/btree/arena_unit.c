@@ -238,7 +238,73 @@ static void frames_source(void)
 	cairn_arena_destroy(&va);
 }
 
+/* Frames used in place: spans are blocks of the identity map. */
+static void frames_source_direct(void)
+{
+	struct cairn_arena heap;
+	struct cairn_frames_source fs = { .frames = env_frames };
+	struct cairn_arena_source src;
+	cairn_arena_source_frames(&src, &fs);
+	struct cairn_arena_config hc = { .quantum = 4096, .source = &src,
+					 .import_quantum = 2 * MiB };
+	uint64_t first = env_free_frames();
+	CHECK_EQ(cairn_arena_create(&heap, env_frames, 0, 0, &hc), 0);
+	uint64_t before = env_free_frames();
+	uint64_t x, y, z, s, n, c;
+	CHECK_EQ(cairn_arena_alloc(&heap, 70000, 7, &x), 0);
+	CHECK_EQ(x & (2 * MiB - 1), 0);
+	CHECK_EQ(cairn_port_virt_to_phys((void *)(uintptr_t)x) & (2 * MiB - 1), 0);
+	memset((void *)(uintptr_t)x, 0xa5, 70000);
+	CHECK_EQ(cairn_arena_alloc(&heap, 70000, 8, &y), 0);
+	CHECK_EQ(y, x + 72 * 1024); /* page-rounded, in the same span */
+	CHECK_EQ(env_free_frames(), before - 512);
+	/* aligned above its size: a bigger import, still aligned */
+	CHECK_EQ(cairn_arena_xalloc(&heap, 4096, 4 * MiB, 0, 0, 0, 0, CAIRN_FIT_FIRST, 9, &z), 0);
+	CHECK_EQ(z & (4 * MiB - 1), 0);
+	CHECK_EQ(cairn_arena_lookup(&heap, z, &s, &n, &c), 0);
+	CHECK_EQ(c, 9);
+	CHECK_EQ(cairn_arena_free(&heap, z, 4096), 0);
+	CHECK_EQ(cairn_arena_free(&heap, y, 70000), 0);
+	CHECK_EQ(cairn_arena_free(&heap, y, 70000), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_free(&heap, x, 70000), 0);
+	CHECK_EQ(atomic_load(&heap.releases), 2);
+	CHECK_EQ(env_free_frames(), before);
+	CHECK_EQ(cairn_arena_lookup(&heap, x, &s, &n, &c), CAIRN_ERANGE);
+	valid(&heap);
+	CHECK_EQ(cairn_arena_alloc(&heap, 3 * MiB, 1, &x), 0); /* destroy gives it back */
+	cairn_arena_destroy(&heap);
+	CHECK_EQ(env_free_frames(), first); /* and its tree's nodes */
+}
+
 /* Node allocation failure: clean ENOMEM, arena intact. */
+/* Free by owner: the check and the free in one update, errors change
+ * nothing. */
+static void free_owned(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 4096 };
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 1 << 20, 1 << 20, &cfg), 0);
+	uint64_t x, y, n = 0, s, len, c;
+	CHECK_EQ(cairn_arena_alloc(&a, 3 * 4096, 5, &x), 0);
+	CHECK_EQ(cairn_arena_alloc(&a, 4096, 6, &y), 0);
+	CHECK_EQ(cairn_arena_free_owned(&a, x, 6, &n), CAIRN_EBUSY);      /* not its owner */
+	CHECK_EQ(cairn_arena_free_owned(&a, x + 4096, 5, &n), CAIRN_EALIGN); /* interior */
+	CHECK_EQ(cairn_arena_free_owned(&a, x + 100, 5, &n), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_free_owned(&a, y + 4096, 5, &n), CAIRN_EFREE); /* free space */
+	CHECK_EQ(cairn_arena_free_owned(&a, 4096, 5, &n), CAIRN_ERANGE);   /* no span */
+	CHECK_EQ(n, 0);
+	CHECK_EQ(cairn_arena_lookup(&a, x, &s, &len, &c), 0);
+	CHECK(s == x && len == 3 * 4096 && c == 5);
+	valid(&a);
+	CHECK_EQ(cairn_arena_free_owned(&a, x, 5, &n), 0);
+	CHECK_EQ(n, 3 * 4096);
+	CHECK_EQ(cairn_arena_free_owned(&a, x, 5, &n), CAIRN_EFREE);       /* twice */
+	CHECK_EQ(cairn_arena_free_owned(&a, y, 6, NULL), 0);
+	CHECK_EQ(cairn_arena_lookup(&a, 1 << 20, &s, &len, &c), CAIRN_EFREE);
+	valid(&a);
+	cairn_arena_destroy(&a);
+}
+
 static void node_failure(void)
 {
 	struct cairn_arena a;
@@ -275,6 +341,8 @@ int main(void)
 	shrink();
 	imports();
 	frames_source();
+	frames_source_direct();
+	free_owned();
 	node_failure();
 	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_host_reports(), 0);

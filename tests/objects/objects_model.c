@@ -9,7 +9,11 @@
  * fill pattern, no two live objects overlap (sorted by address), and after
  * flushing the heaps cairn's object and large-block counts equal the
  * model's and validate passes. At the end everything goes back.
- * usage: objects_model seed ops
+ * Large objects come from buddy blocks or, with a mode argument, from a
+ * range arena (1 in place, 2 mapped, 3 with a quantum cache in front):
+ * then a large object's usable size is its size rounded to pages, and a
+ * range of the arena that another owner holds is foreign.
+ * usage: objects_model seed ops [mode]
  */
 #include <string.h>
 
@@ -66,7 +70,7 @@ static void check_all(struct cairn_objects *o, struct cairn_heap **h, unsigned n
 				CHECK(!"a live object lost its contents");
 				return;
 			}
-		if (usable > CAIRN_OBJ_SMALL_MAX)
+		if (objtest_is_large(o, live[i].p))
 			large++;
 		else
 			small++;
@@ -80,6 +84,8 @@ static void check_all(struct cairn_objects *o, struct cairn_heap **h, unsigned n
 	CHECK_EQ(st.objects, small);
 	CHECK_EQ(st.large, large);
 	CHECK_EQ(cairn_objects_validate(o), 0);
+	if (objtest_mode != OBJTEST_BUDDY)
+		CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
 }
 
 int main(int argc, char **argv)
@@ -87,8 +93,14 @@ int main(int argc, char **argv)
 	rng = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
 	uint64_t argv_seed = rng;
 	unsigned long ops = argc > 2 ? strtoul(argv[2], NULL, 0) : 20000;
+	unsigned mode = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 0) : 0;
 	objtest_init(3, 1024);
 	uint64_t free0 = objtest_free_frames();
+	objtest_large_init((enum objtest_large)mode, 2 << 20);
+	bool arena = mode != OBJTEST_BUDDY;
+	uint64_t other = 0; /* a range of the arena another owner holds */
+	if (arena)
+		REQUIRE(cairn_arena_alloc(&objtest_arena, 100000, 7, &other) == 0);
 	struct cairn_objects *o = objtest_create(rng & 1 ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
 	bool hard = rng & 1;
 	struct cairn_heap *h[3];
@@ -101,8 +113,9 @@ int main(int argc, char **argv)
 		unsigned k = (unsigned)(rnd() % 100);
 		if (nlive && (k < 35 || nlive == MAX_LIVE)) {
 			unsigned i = (unsigned)(rnd() % nlive);
-			CHECK_EQ(cairn_heap_free(on, live[i].p), 0);
 			unsigned char *gone = live[i].p;
+			bool was_large = arena && objtest_is_large(o, gone);
+			CHECK_EQ(cairn_heap_free(on, live[i].p), 0);
 			live[i] = live[--nlive];
 			if (hard && rnd() % 8 == 0) {
 				/* a second free of it, after the first reached the
@@ -114,6 +127,8 @@ int main(int argc, char **argv)
 						cairn_heap_flush(h[j]);
 				int err = cairn_heap_free(on, gone);
 				CHECK(err == CAIRN_EFREE || err == CAIRN_ERANGE || err == 0);
+				if (was_large) /* the arena saw it at once */
+					CHECK(err == CAIRN_EFREE || err == CAIRN_ERANGE);
 				if (err == 0) /* remote: reported at collection */
 					for (unsigned r = 0; r < 2; r++)
 						for (unsigned j = 0; j < 3; j++)
@@ -143,10 +158,15 @@ int main(int argc, char **argv)
 			/* interior pointer: EALIGN; the object stays live */
 			if (usable > 16)
 				CHECK_EQ(cairn_heap_free(on, live[i].p + 16 * (1 + rnd() % (usable / 16 - 1))),
-					 usable > CAIRN_OBJ_SMALL_MAX && usable >= (2u << 20) ? CAIRN_ERANGE
-												: CAIRN_EALIGN);
+					 !arena && usable >= (2u << 20) ? CAIRN_ERANGE : CAIRN_EALIGN);
 			int stack;
 			CHECK_EQ(cairn_heap_free(on, &stack), CAIRN_ERANGE);
+			if (arena) { /* someone else's range: foreign, and still theirs */
+				uint64_t s, len, c;
+				CHECK_EQ(cairn_heap_free(on, (void *)(uintptr_t)other), CAIRN_ERANGE);
+				CHECK_EQ(cairn_arena_lookup(&objtest_arena, other, &s, &len, &c), 0);
+				CHECK_EQ(c, 7);
+			}
 		} else {
 			size_t size = pick_size(), align = 0;
 			unsigned char *p;
@@ -181,6 +201,8 @@ int main(int argc, char **argv)
 			if (align)
 				CHECK(((uintptr_t)p & (align - 1)) == 0);
 			CHECK(cairn_objects_usable_size(o, p) >= size);
+			if (arena && size > CAIRN_OBJ_SMALL_MAX) /* pages, not powers of two */
+				CHECK_EQ(cairn_objects_usable_size(o, p), (size + 4095) & ~(size_t)4095);
 			live[nlive].p = p;
 			live[nlive].size = size;
 			live[nlive].fill = (unsigned char)rnd();
@@ -204,8 +226,15 @@ int main(int argc, char **argv)
 	CHECK_EQ(st.cached_frames, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_objects_destroy(o);
+	if (arena) {
+		uint64_t s, len, c;
+		CHECK_EQ(cairn_arena_lookup(&objtest_arena, other, &s, &len, &c), 0);
+		CHECK_EQ(cairn_arena_free(&objtest_arena, other, 100000), 0);
+		CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
+	}
+	objtest_large_fini();
 	CHECK_EQ(objtest_free_frames(), free0);
-	printf("objects_model: seed %llu, %lu ops, %llu large requests found no block\n",
-	       (unsigned long long)argv_seed, ops, (unsigned long long)enomem);
+	printf("objects_model: seed %llu, mode %u, %lu ops, %llu large requests found no block\n",
+	       (unsigned long long)argv_seed, mode, ops, (unsigned long long)enomem);
 	return check_done("objects_model");
 }

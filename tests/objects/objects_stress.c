@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Host driver of the objects stress suite (stress/objects_stress.c).
- * usage: objects_stress threads waves ops seed [plant [fcache]]
+ * usage: objects_stress threads waves ops seed [plant [fcache [large]]]
+ * large: where large objects come from: 0 buddy blocks, 1 a range arena
+ * importing frames in place, 2 mapped at addresses of a VA arena, 3 the
+ * arena in place behind a quantum cache (used when hardening is off).
  * Each wave starts a new set of threads (1..threads of them, varying), each
  * registering as a CPU (recycled slots), bringing its heap online, running
  * a round, going offline and leaving: objects outlive the threads that
@@ -18,6 +21,12 @@
 
 static struct stress_objects s;
 static struct cairn_fcache *fc;
+
+/* Waiting at a barrier: answer the quantum cache's drain requests. */
+static void idle(void *arg)
+{
+	cairn_qcache_poll(arg);
+}
 
 static void *thread_main(void *arg)
 {
@@ -44,11 +53,20 @@ int main(int argc, char **argv)
 	uint64_t seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
 	unsigned plant = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
 	bool use_fcache = argc > 6 && atoi(argv[6]);
-	if (threads == 0 || threads > 64 || waves == 0)
+	unsigned large = argc > 7 ? (unsigned)atoi(argv[7]) : 0;
+	if (threads == 0 || threads > 64 || waves == 0 || large > OBJTEST_QCACHE)
 		return 2;
 	unsigned slots = threads + 2;
 	objtest_init(slots, 256);
 	uint64_t free0 = objtest_free_frames();
+	objtest_large_init((enum objtest_large)large, 2 << 20);
+	if (large == OBJTEST_MAPPED) {
+		s.oracle_va_base = OBJTEST_VA_BASE;
+		s.oracle_va_granules = (4ull << 30) / 16; /* the VA arena's window */
+		s.oracle_va = calloc(s.oracle_va_granules / 64, sizeof(*s.oracle_va));
+		if (!s.oracle_va)
+			return 2;
+	}
 	if (use_fcache && cairn_fcache_create(&fc, objtest_frames, NULL))
 		return 2;
 	s.o = objtest_create_with(CAIRN_OBJ_HARDEN_BUILD, fc);
@@ -60,6 +78,10 @@ int main(int argc, char **argv)
 	s.seed = seed;
 	s.offline_every = (unsigned)(ops / 3 + 1);
 	s.plant = plant;
+	if (objtest_qc) {
+		s.idle = idle;
+		s.idle_arg = objtest_qc;
+	}
 	if (!s.oracle || !s.cpu)
 		return 2;
 	if (plant)
@@ -95,15 +117,19 @@ int main(int argc, char **argv)
 	cairn_objects_destroy(s.o);
 	if (fc)
 		cairn_fcache_destroy(fc);
+	if (large && cairn_arena_validate(&objtest_arena))
+		errors++;
+	objtest_large_fini();
 	if (objtest_free_frames() != free0) {
 		printf("frames: %llu free after destroy, %llu before\n",
 		       (unsigned long long)objtest_free_frames(), (unsigned long long)free0);
 		errors++;
 	}
-	printf("objects stress%s: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
+	static const char *const large_name[] = { "", ", arena", ", mapped arena", ", arena+qcache" };
+	printf("objects stress%s%s: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
 	       "%llu offline cycles, %llu batches posted (%llu objects), %llu collected for "
 	       "offline heaps, errors %llu%s\n",
-	       fc ? " (frame cache)" : "", threads, waves, (unsigned long long)seed, (unsigned long long)ops_total,
+	       fc ? " (frame cache)" : "", large_name[large], threads, waves, (unsigned long long)seed, (unsigned long long)ops_total,
 	       (unsigned long long)remote, (unsigned long long)offl,
 	       (unsigned long long)st.remote_posted, (unsigned long long)st.remote_objects,
 	       (unsigned long long)st.offline_collects, (unsigned long long)errors,

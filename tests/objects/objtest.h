@@ -3,9 +3,11 @@
 #ifndef CAIRN_TEST_OBJTEST_H
 #define CAIRN_TEST_OBJTEST_H
 
+#include <cairn/arena.h>
 #include <cairn/frames.h>
 #include <cairn/host.h>
 #include <cairn/objects.h>
+#include <cairn/quantum_cache.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,71 @@ static inline void objtest_init(unsigned ncpus, uint64_t mib)
 	}
 }
 
+/* Where large objects come from: buddy blocks (no arena), or a range arena
+ * importing frames in place (direct) or mapped at addresses of a VA arena,
+ * optionally with a quantum cache in front. */
+enum objtest_large { OBJTEST_BUDDY, OBJTEST_DIRECT, OBJTEST_MAPPED, OBJTEST_QCACHE };
+
+static enum objtest_large objtest_mode;
+static struct cairn_arena objtest_va, objtest_arena;
+static struct cairn_frames_source objtest_fs;
+static struct cairn_arena_source objtest_src;
+static struct cairn_qcache *objtest_qc;
+
+/* A window of host address space nothing else uses (mapped mode). */
+#define OBJTEST_VA_BASE 0x7d0000000000ull
+
+static inline void objtest_large_init(enum objtest_large mode, uint64_t import_quantum)
+{
+	objtest_mode = mode;
+	if (mode == OBJTEST_BUDDY)
+		return;
+	struct cairn_arena_config vc = { .quantum = 4096 };
+	if (mode == OBJTEST_MAPPED &&
+	    cairn_arena_create(&objtest_va, objtest_frames, OBJTEST_VA_BASE, 4ull << 30, &vc)) {
+		fprintf(stderr, "va arena: create failed\n");
+		exit(2);
+	}
+	objtest_fs = (struct cairn_frames_source){
+		.frames = objtest_frames, .va = mode == OBJTEST_MAPPED ? &objtest_va : NULL };
+	cairn_arena_source_frames(&objtest_src, &objtest_fs);
+	struct cairn_arena_config ac = { .quantum = 4096, .source = &objtest_src,
+					 .import_quantum = import_quantum };
+	/* Large sizes are 17..64 pages: few of each per CPU, and a drainer
+	 * does not wait long for a CPU that is busy elsewhere. */
+	struct cairn_qcache_config qc = { .max_quanta = 64, .mag_size = 4, .depot_full = 4,
+					  .depot_empty = 4, .drain_wait = 1u << 16 };
+	if (cairn_arena_create(&objtest_arena, objtest_frames, 0, 0, &ac) ||
+	    (mode == OBJTEST_QCACHE && cairn_qcache_create(&objtest_qc, &objtest_arena,
+							   objtest_frames, &qc))) {
+		fprintf(stderr, "large arena: create failed\n");
+		exit(2);
+	}
+}
+
+/* After the objects instances are gone. */
+static inline void objtest_large_fini(void)
+{
+	if (objtest_qc)
+		cairn_qcache_destroy(objtest_qc);
+	objtest_qc = NULL;
+	if (objtest_mode != OBJTEST_BUDDY)
+		cairn_arena_destroy(&objtest_arena);
+	if (objtest_mode == OBJTEST_MAPPED)
+		cairn_arena_destroy(&objtest_va);
+	objtest_mode = OBJTEST_BUDDY;
+}
+
+/* Is p the start of a large object? */
+static inline bool objtest_is_large(struct cairn_objects *o, const void *p)
+{
+	uint64_t s, n, c;
+	if (objtest_mode == OBJTEST_BUDDY)
+		return cairn_objects_usable_size(o, p) > CAIRN_OBJ_SMALL_MAX;
+	return cairn_arena_lookup(&objtest_arena, (uintptr_t)p, &s, &n, &c) == 0 &&
+	       s == (uintptr_t)p;
+}
+
 static inline struct cairn_objects *objtest_create_with(enum cairn_obj_harden harden,
 							struct cairn_fcache *fc)
 {
@@ -38,6 +105,8 @@ static inline struct cairn_objects *objtest_create_with(enum cairn_obj_harden ha
 	struct cairn_objects_config cfg = {
 		.frames = objtest_frames, .fcache = fc, .phys_base = 0, .phys_limit = objtest_mem,
 		.harden = harden, .seed = 42,
+		.large_arena = objtest_mode != OBJTEST_BUDDY ? &objtest_arena : NULL,
+		.large_qcache = objtest_qc,
 	};
 	if (cairn_objects_create(&o, &cfg)) {
 		fprintf(stderr, "cairn_objects_create failed\n");

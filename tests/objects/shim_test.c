@@ -194,6 +194,68 @@ static void test_fork(void)
 	cairn_free(keep);
 }
 
+/* Fork while other threads allocate and free large objects: the child's
+ * copy of the arena must not have a node locked by a thread that is gone
+ * (the fork gate), and large blocks are private copies. */
+static atomic_int churn_stop;
+
+static void *large_churn(void *arg)
+{
+	unsigned n = 0;
+	void *held[8] = { 0 };
+	while (!atomic_load_explicit(&churn_stop, memory_order_relaxed)) {
+		unsigned k = n++ % 8;
+		cairn_free(held[k]);
+		held[k] = cairn_malloc(70000 + (n * 4099 + (uintptr_t)arg) % 600000);
+		if (held[k])
+			((char *)held[k])[0] = 1;
+		if (n % 3 == 0) {
+			void *q = cairn_realloc(cairn_malloc(1000), 200000);
+			cairn_free(q);
+		}
+	}
+	for (unsigned k = 0; k < 8; k++)
+		cairn_free(held[k]);
+	return NULL;
+}
+
+static void test_fork_large(void)
+{
+	unsigned char *big = cairn_malloc(300000);
+	REQUIRE(big);
+	memset(big, 9, 300000);
+	pthread_t t[2];
+	for (uintptr_t i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, large_churn, (void *)i);
+	for (int f = 0; f < 20; f++) {
+		pid_t pid = fork();
+		REQUIRE(pid >= 0);
+		if (pid == 0) {
+			alarm(20); /* a lock left held would hang here */
+			int bad = big[299999] != 9;
+			memset(big, 1, 300000); /* the child's copy only */
+			for (int i = 0; i < 200; i++) {
+				void *p = cairn_malloc(65537 + (size_t)i * 8192);
+				bad |= p == NULL || cairn_malloc_usable_size(p) < 65537 + (size_t)i * 8192;
+				cairn_free(p);
+			}
+			cairn_free(big);
+			_exit(bad);
+		}
+		int status;
+		waitpid(pid, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	atomic_store(&churn_stop, 1);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	for (unsigned i = 0; i < 300000; i += 4096)
+		CHECK(big[i] == 9);
+	/* large blocks: pages, not powers of two */
+	CHECK_EQ(cairn_malloc_usable_size(big), 303104);
+	cairn_free(big);
+}
+
 int main(int argc, char **argv)
 {
 	unsigned many_threads = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
@@ -201,6 +263,7 @@ int main(int argc, char **argv)
 	test_threads(6, 6, 20000);
 	test_many_threads(many_threads);
 	test_fork();
+	test_fork_large();
 	test_api();
 	return check_done("shim_test");
 }

@@ -15,8 +15,17 @@
  * Before the instance exists (and while it is being made, e.g. when
  * pthread_atfork allocates), requests are served from a static buffer by
  * a bump pointer; such blocks are never reused.
+ *
+ * Large objects (above 64 KiB) come from a range arena whose spans are
+ * 2 MiB blocks of frames used in place (the identity map of the private
+ * mapping: no remapping, so a forked child's copy is whole). The arena's
+ * tree locks the nodes a writer changes, and a fork while another thread
+ * holds such a lock would leave the child's copy locked for ever; so calls
+ * that may reach the arena pass a gate that the fork handler closes,
+ * waiting for the threads inside to leave.
  */
 #define _GNU_SOURCE
+#include <cairn/arena.h>
 #include <cairn/frames.h>
 #include <cairn/host.h>
 #include <cairn/objects.h>
@@ -48,7 +57,20 @@ static atomic_flag grow_lock = ATOMIC_FLAG_INIT;
 static pthread_key_t exit_key;
 static atomic_flag shared_lock = ATOMIC_FLAG_INIT;
 
+static struct cairn_arena large_arena;
+static struct cairn_frames_source large_fs;
+static struct cairn_arena_source large_src;
+
+/* The fork gate: a thread sets its slot's flag, then reads the gate; the
+ * forking thread closes the gate, then reads every flag. Both sides are
+ * seq_cst, so one of them sees the other (store-load, Dekker). */
+static _Atomic int fork_gate;
+static struct {
+	_Alignas(64) _Atomic unsigned char in;
+} in_large[SHIM_SLOTS]; /* a line each: set and cleared by one thread */
+
 static TLS struct cairn_heap *my_heap;
+static TLS unsigned my_slot;
 static TLS int in_shim;     /* making the instance or registering: no recursion */
 static TLS int thread_gone; /* the key destructor ran */
 
@@ -92,21 +114,54 @@ static void thread_exit(void *arg);
 
 static void atfork_prepare(void)
 {
+	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
+		cairn_port_pause();
 	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
 		cairn_port_pause();
+	atomic_store_explicit(&fork_gate, 1, memory_order_seq_cst);
+	for (unsigned i = 0; i < SHIM_SLOTS; i++)
+		while (atomic_load_explicit(&in_large[i].in, memory_order_seq_cst))
+			cairn_port_pause();
 }
 
 static void atfork_parent(void)
 {
+	atomic_store_explicit(&fork_gate, 0, memory_order_release);
 	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
+	atomic_flag_clear_explicit(&grow_lock, memory_order_release);
 }
 
 static void atfork_child(void)
 {
 	/* Only this thread exists now. The memory is a private mapping, so
 	 * the child has its own copy of everything; other threads' slots stay
-	 * taken (their heaps may have been mid-operation). */
-	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
+	 * taken (their heaps may have been mid-operation, never the arena). */
+	atfork_parent();
+}
+
+/* Around a call that may reach the arena, on a thread's own heap (the
+ * shared heap is covered by shared_lock, which the fork handler takes). */
+static void large_enter(void)
+{
+	for (;;) {
+		atomic_store_explicit(&in_large[my_slot].in, 1, memory_order_seq_cst);
+		if (!atomic_load_explicit(&fork_gate, memory_order_seq_cst))
+			return;
+		atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
+		while (atomic_load_explicit(&fork_gate, memory_order_acquire))
+			sched_yield();
+	}
+}
+
+static void large_leave(void)
+{
+	atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
+}
+
+/* Only large objects can reach the arena, and they are page aligned. */
+static inline bool may_be_large(const void *p)
+{
+	return ((uintptr_t)p & (PAGE - 1)) == 0;
 }
 
 static uint64_t env_gib(void)
@@ -131,6 +186,19 @@ static bool make_instance(void)
 	    cairn_frames_init(&frames, map, 1, &fcfg))
 		return false;
 	atomic_store(&grown_gib, 1);
+	/* Large objects: 64 MiB blocks of frames, in place, cut to pages.
+	 * Spans that large are seldom entirely free, so they seldom go back
+	 * (a new span is fresh memory the process must fault in), and first
+	 * fit reuses the lowest, hottest free pages. */
+	large_fs = (struct cairn_frames_source){ .frames = frames };
+	cairn_arena_source_frames(&large_src, &large_fs);
+	struct cairn_arena_config acfg = { .quantum = PAGE, .source = &large_src,
+					   .import_quantum = 64ull << 20,
+					   /* few extents: small nodes are cheaper to
+					    * snapshot and copy on every update */
+					   .fanout = 32 };
+	if (cairn_arena_create(&large_arena, frames, 0, 0, &acfg))
+		return false;
 	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
 	const char *hv = getenv("CAIRN_HARDEN");
 	struct cairn_objects_config ocfg = {
@@ -139,6 +207,9 @@ static bool make_instance(void)
 		.block_cache_kib = 16 << 10, /* freed frames stay resident here anyway */
 		.harden = !hv ? CAIRN_OBJ_HARDEN_BUILD
 			: *hv == '1' ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF,
+		/* No quantum cache: its drain requests need every CPU to keep
+		 * answering, and a thread may sleep for ever. */
+		.large_arena = &large_arena,
 	};
 	if (cairn_objects_create(&objs, &ocfg))
 		return false;
@@ -195,6 +266,7 @@ static struct cairn_heap *heap_slow(void)
 	if (cpu >= 0) {
 		struct cairn_heap *h = cairn_objects_heap(objs, (unsigned)cpu);
 		cairn_heap_online(h);
+		my_slot = (unsigned)cpu;
 		my_heap = h;
 		pthread_setspecific(exit_key, h);
 	}
@@ -237,9 +309,14 @@ static void *alloc_aligned(size_t size, size_t align)
 	void *p;
 	if (!h && atomic_load_explicit(&state, memory_order_acquire) != READY)
 		return boot_alloc(size, align);
+	bool large = size > CAIRN_OBJ_SMALL_MAX || align > CAIRN_OBJ_SMALL_MAX;
 	for (;;) {
 		uint64_t seen = atomic_load_explicit(&grown_gib, memory_order_acquire);
-		if (h) {
+		if (h && large) {
+			large_enter();
+			p = cairn_heap_alloc_aligned(h, size, align);
+			large_leave();
+		} else if (h) {
 			p = cairn_heap_alloc_aligned(h, size, align);
 		} else {
 			struct cairn_heap *sh = shared_enter();
@@ -255,7 +332,7 @@ void *cairn_malloc(size_t size)
 {
 	struct cairn_heap *h = my_heap;
 	void *p;
-	if (__builtin_expect(h != NULL, 1)) {
+	if (__builtin_expect(h != NULL && size <= CAIRN_OBJ_SMALL_MAX, 1)) {
 		p = cairn_heap_alloc(h, size);
 		if (__builtin_expect(p != NULL, 1))
 			return p;
@@ -270,14 +347,22 @@ void cairn_free(void *p)
 {
 	struct cairn_heap *h = my_heap;
 	if (__builtin_expect(h != NULL, 1)) {
-		cairn_heap_free(h, p);
+		if (__builtin_expect(!may_be_large(p), 1)) {
+			cairn_heap_free(h, p);
+		} else if (p) {
+			large_enter();
+			cairn_heap_free(h, p);
+			large_leave();
+		}
 		return;
 	}
 	if (!p || is_boot(p))
 		return;
 	h = heap();
 	if (h) {
+		large_enter();
 		cairn_heap_free(h, p);
+		large_leave();
 		return;
 	}
 	if (atomic_load_explicit(&state, memory_order_acquire) != READY)
@@ -320,7 +405,9 @@ void *cairn_realloc(void *p, size_t size)
 		return NULL;
 	}
 	if (my_heap && !is_boot(p)) {
+		large_enter();
 		void *q = cairn_heap_realloc(my_heap, p, size);
+		large_leave();
 		if (q || !cairn_malloc_usable_size(p))
 			return q;
 	}

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of large objects through a range arena: sizes rounded to pages
+ * (not powers of two), the instance as owner in the arena's tree,
+ * usable_size, aligned requests, calloc and realloc across the small/large
+ * boundary; every error path (double free, interior pointer, a range of
+ * another owner, a pointer nobody handed out) reported with its own code
+ * and changing nothing; exhaustion; the quantum cache in front (unhardened
+ * only); destroy with live large objects; bad configurations. Run for the
+ * arena in place and mapped at addresses of a VA arena.
+ */
+#include <string.h>
+
+#include "../check.h"
+#include "objtest.h"
+
+static struct cairn_objects_stats stats(struct cairn_objects *o)
+{
+	struct cairn_objects_stats st;
+	cairn_objects_stats(o, &st);
+	return st;
+}
+
+static uint64_t extents(void)
+{
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_btree_validate(&objtest_arena.tree, &st), 0);
+	return st.extents;
+}
+
+static size_t pages(size_t size)
+{
+	return (size + 4095) & ~(size_t)4095;
+}
+
+/* Sizes rounded to pages, the owner in the tree, contents, counts. */
+static void test_sizes(struct cairn_objects *o, bool qcached)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	size_t sizes[] = { CAIRN_OBJ_SMALL_MAX + 1, 65 << 10, 100000, 1u << 20, 2u << 20,
+			   (3u << 20) + 5 };
+	for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+		unsigned char *p = cairn_heap_alloc(h, sizes[k]);
+		REQUIRE(p);
+		CHECK(((uintptr_t)p & 4095) == 0);
+		CHECK_EQ(cairn_objects_usable_size(o, p), pages(sizes[k]));
+		uint64_t s, n, c;
+		CHECK_EQ(cairn_arena_lookup(&objtest_arena, (uintptr_t)p, &s, &n, &c), 0);
+		CHECK_EQ(s, (uintptr_t)p);
+		CHECK_EQ(n, pages(sizes[k]));
+		CHECK_EQ(c, qcached ? cairn_qcache_cookie(objtest_qc) : (uintptr_t)o);
+		memset(p, 0x5a, sizes[k]);
+		CHECK_EQ(stats(o).large, 1);
+		CHECK_EQ(stats(o).large_frames, pages(sizes[k]) / 4096);
+		CHECK_EQ(cairn_heap_free(h, p), 0);
+		CHECK_EQ(stats(o).large, 0);
+		CHECK_EQ(stats(o).large_frames, 0);
+	}
+	/* 65 KiB takes 68 KiB: two of them and a third fit where one 128 KiB
+	 * buddy block and a half would */
+	unsigned char *a = cairn_heap_alloc(h, 65 << 10), *b = cairn_heap_alloc(h, 65 << 10);
+	REQUIRE(a && b);
+	if (!qcached)
+		CHECK(b == a + (68 << 10) || a == b + (68 << 10));
+	cairn_heap_free(h, a);
+	cairn_heap_free(h, b);
+	CHECK(cairn_heap_alloc(h, (size_t)1 << 50) == NULL);
+	CHECK(cairn_heap_alloc(h, SIZE_MAX) == NULL);
+	CHECK(cairn_heap_alloc(h, SIZE_MAX - 4095) == NULL);
+	CHECK_EQ(stats(o).large, 0);
+	CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
+}
+
+/* Alignment above the page comes from the arena's xalloc. */
+static void test_aligned(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	size_t aligns[] = { 4096, 8192, 64 << 10, 128 << 10, 1u << 20, 4u << 20 };
+	size_t sizes[] = { 100, 70000, (1u << 20) + 1 };
+	for (unsigned i = 0; i < sizeof aligns / sizeof aligns[0]; i++)
+		for (unsigned k = 0; k < 3; k++) {
+			unsigned char *p = cairn_heap_alloc_aligned(h, sizes[k], aligns[i]);
+			REQUIRE(p);
+			CHECK(((uintptr_t)p & (aligns[i] - 1)) == 0);
+			size_t u = cairn_objects_usable_size(o, p);
+			CHECK(u >= sizes[k]);
+			/* large (or aligned above the largest class): pages only */
+			if (sizes[k] > CAIRN_OBJ_SMALL_MAX || aligns[i] > CAIRN_OBJ_SMALL_MAX)
+				CHECK_EQ(u, pages(sizes[k]));
+			memset(p, 1, sizes[k]);
+			CHECK_EQ(cairn_heap_free(h, p), 0);
+		}
+	CHECK(cairn_heap_alloc_aligned(h, 100000, 3 << 12) == NULL);
+	CHECK_EQ(stats(o).large, 0);
+	CHECK_EQ(stats(o).objects, 0);
+}
+
+static void test_calloc_realloc(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	unsigned char *p = cairn_heap_alloc(h, 300000);
+	REQUIRE(p);
+	memset(p, 0xff, 300000);
+	cairn_heap_free(h, p);
+	unsigned char *z = cairn_heap_calloc(h, 3, 100000);
+	REQUIRE(z);
+	for (size_t i = 0; i < 300000; i++)
+		if (z[i]) {
+			CHECK(!"calloc of a large object not zero");
+			break;
+		}
+	cairn_heap_free(h, z);
+
+	/* small -> large -> larger -> smaller (kept) -> small */
+	p = cairn_heap_alloc(h, 1000);
+	REQUIRE(p);
+	for (unsigned i = 0; i < 1000; i++)
+		p[i] = (unsigned char)i;
+	p = cairn_heap_realloc(h, p, 200000);
+	REQUIRE(p);
+	CHECK_EQ(stats(o).large, 1);
+	CHECK_EQ(cairn_objects_usable_size(o, p), pages(200000));
+	for (unsigned i = 1000; i < 200000; i++)
+		p[i] = (unsigned char)i;
+	p = cairn_heap_realloc(h, p, 1u << 20);
+	REQUIRE(p);
+	for (unsigned i = 0; i < 200000; i++)
+		if (p[i] != (unsigned char)i) {
+			CHECK(!"realloc lost the prefix");
+			break;
+		}
+	unsigned char *q = cairn_heap_realloc(h, p, 600000);
+	CHECK(q == p); /* fits and wastes less than half */
+	q = cairn_heap_realloc(h, p, 500);
+	REQUIRE(q);
+	CHECK(q != p);
+	for (unsigned i = 0; i < 500; i++)
+		CHECK(q[i] == (unsigned char)i);
+	CHECK_EQ(stats(o).large, 0);
+	/* impossible: NULL, the object untouched */
+	p = cairn_heap_alloc(h, 100000);
+	REQUIRE(p);
+	p[99999] = 9;
+	CHECK(cairn_heap_realloc(h, p, (size_t)1 << 50) == NULL);
+	CHECK(p[99999] == 9);
+	CHECK_EQ(cairn_objects_usable_size(o, p), pages(100000));
+	CHECK(cairn_heap_realloc(h, p, 0) == NULL); /* frees */
+	cairn_heap_free(h, q);
+	CHECK_EQ(stats(o).large, 0);
+	CHECK_EQ(stats(o).objects, 0);
+}
+
+/* Every misuse: its own code, reported once, nothing changed (counts,
+ * the arena's extents, the other objects). */
+static void test_errors(struct cairn_objects *o, struct cairn_objects *other, bool qcached)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	cairn_host_reports_quiet(1);
+	unsigned char *keep = cairn_heap_alloc(h, 100000); /* keeps the span in place */
+	unsigned char *p = cairn_heap_alloc(h, 200000);
+	unsigned char *theirs = cairn_heap_alloc(cairn_objects_heap(other, 0), 70000);
+	uint64_t raw;
+	REQUIRE(keep && p && theirs);
+	REQUIRE(cairn_arena_alloc(&objtest_arena, 80000, 12345, &raw) == 0);
+	memset(p, 7, 200000);
+	uint64_t ext = extents(), large = stats(o).large, r = cairn_host_reports();
+	int local;
+	struct {
+		void *ptr;
+		int err;
+	} bad[] = {
+		{ p + 4096, CAIRN_EALIGN },              /* interior, page aligned */
+		{ p + 16, CAIRN_EALIGN },                /* interior */
+		{ p + 199999, CAIRN_EALIGN },            /* last byte */
+		{ theirs, CAIRN_ERANGE },                /* another instance's */
+		{ (void *)(uintptr_t)raw, CAIRN_ERANGE },  /* another owner's range */
+		{ &local, CAIRN_ERANGE },                /* nobody's */
+		{ (void *)(uintptr_t)0x10000, CAIRN_ERANGE },
+	};
+	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK_EQ(cairn_heap_free(h, bad[i].ptr), bad[i].err);
+		CHECK_EQ(cairn_host_reports(), r + i + 1);
+		CHECK_EQ(extents(), ext);
+		CHECK_EQ(stats(o).large, large);
+	}
+	CHECK_EQ(cairn_objects_usable_size(o, p + 4096), 0);
+	CHECK_EQ(cairn_objects_usable_size(o, theirs), 0);
+	CHECK_EQ(cairn_objects_usable_size(o, (void *)(uintptr_t)raw), 0);
+	CHECK(cairn_heap_realloc(h, p + 4096, 10) == NULL);
+	for (unsigned i = 0; i < 200000; i++)
+		if (p[i] != 7) {
+			CHECK(!"a rejected free changed the object");
+			break;
+		}
+	uint64_t s, n, c;
+	CHECK_EQ(cairn_arena_lookup(&objtest_arena, raw, &s, &n, &c), 0);
+	CHECK_EQ(c, 12345);
+	CHECK_EQ(cairn_objects_usable_size(other, theirs), pages(70000));
+
+	/* double free: the arena still has the span, and refuses */
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	ext = extents();
+	r = cairn_host_reports();
+	if (!qcached) {
+		CHECK_EQ(cairn_heap_free(h, p), CAIRN_EFREE);
+		CHECK_EQ(cairn_host_reports(), r + 1);
+		CHECK_EQ(extents(), ext);
+		CHECK_EQ(stats(o).large, large - 1);
+		CHECK_EQ(cairn_objects_usable_size(o, p), 0);
+		/* never handed out, inside a span */
+		CHECK_EQ(cairn_heap_free(h, keep + (200u << 10) + (400u << 10)), CAIRN_EFREE);
+	}
+	CHECK_EQ(cairn_heap_free(h, keep), 0);
+	CHECK_EQ(cairn_heap_free(cairn_objects_heap(other, 0), theirs), 0);
+	CHECK_EQ(cairn_arena_free(&objtest_arena, raw, 80000), 0);
+	/* the span went back: a second free now meets no span at all */
+	if (!qcached && atomic_load(&objtest_arena.releases) &&
+	    cairn_arena_lookup(&objtest_arena, (uintptr_t)keep, &s, &n, &c) == CAIRN_ERANGE)
+		CHECK_EQ(cairn_heap_free(h, keep), CAIRN_ERANGE);
+	CHECK_EQ(stats(o).large, 0);
+	CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
+	cairn_host_reports_quiet(0);
+}
+
+/* Exhaustion: NULL, cleanly; everything works after the frees. */
+static void test_exhaustion(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	enum { CAP = 4096 };
+	static void *v[CAP];
+	unsigned n = 0;
+	for (;;) {
+		void *p = cairn_heap_alloc(h, n % 2 ? 300000 : 90000);
+		if (!p)
+			break;
+		REQUIRE(n < CAP);
+		v[n++] = p;
+	}
+	CHECK(n > 100);
+	CHECK_EQ(stats(o).large, n);
+	CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
+	for (void *p; n < CAP && (p = cairn_heap_alloc(h, 70000));) /* smaller may fit */
+		v[n++] = p;
+	while (n)
+		CHECK_EQ(cairn_heap_free(h, v[--n]), 0);
+	void *p = cairn_heap_alloc(h, 300000);
+	CHECK(p != NULL);
+	cairn_heap_free(h, p);
+	CHECK_EQ(stats(o).large, 0);
+}
+
+/* The quantum cache: ranges of its own cookie, kept in magazines. */
+static void test_qcache(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	void *p = cairn_heap_alloc(h, 100000);
+	REQUIRE(p);
+	uint64_t s, n, c;
+	CHECK_EQ(cairn_arena_lookup(&objtest_arena, (uintptr_t)p, &s, &n, &c), 0);
+	CHECK_EQ(c, cairn_qcache_cookie(objtest_qc));
+	CHECK_EQ(cairn_objects_usable_size(o, p), pages(100000));
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	CHECK(cairn_qcache_cached_quanta(objtest_qc) >= pages(100000) / 4096);
+	void *q = cairn_heap_alloc(h, 100000);
+	CHECK(q == p); /* from the magazine */
+	CHECK_EQ(cairn_heap_free(h, q), 0);
+	/* aligned above a page, or beyond the cached sizes: the arena */
+	p = cairn_heap_alloc_aligned(h, 100000, 1u << 20);
+	REQUIRE(p);
+	CHECK_EQ(cairn_arena_lookup(&objtest_arena, (uintptr_t)p, &s, &n, &c), 0);
+	CHECK_EQ(c, (uintptr_t)o);
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	p = cairn_heap_alloc(h, 1u << 20);
+	REQUIRE(p);
+	CHECK_EQ(cairn_arena_lookup(&objtest_arena, (uintptr_t)p, &s, &n, &c), 0);
+	CHECK_EQ(c, cairn_qcache_cookie(objtest_qc)); /* passed through */
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	cairn_objects_cpu_offline(o); /* the CPU's cached ranges go back */
+	cairn_objects_cpu_online(o);
+	CHECK_EQ(stats(o).large, 0);
+}
+
+static void run(enum objtest_large mode, uint64_t free0)
+{
+	for (int harden = 0; harden < 2; harden++) {
+		objtest_large_init(mode, 2 << 20);
+		enum cairn_obj_harden hd = harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF;
+		struct cairn_objects *o = objtest_create(hd);
+		struct cairn_qcache *qc = objtest_qc; /* the cache serves o alone */
+		objtest_qc = NULL;
+		struct cairn_objects *other = objtest_create(hd);
+		objtest_qc = qc;
+		bool qcached = mode == OBJTEST_QCACHE && !harden;
+		test_sizes(o, qcached);
+		test_aligned(o);
+		test_calloc_realloc(o);
+		test_errors(o, other, qcached);
+		if (qcached)
+			test_qcache(o);
+		if (mode != OBJTEST_QCACHE)
+			test_exhaustion(o);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		/* destroy with live large objects (and cached ranges) */
+		for (unsigned i = 0; i < 300; i++)
+			cairn_heap_alloc(cairn_objects_heap(o, i % 4), 70000 + i * 5000);
+		for (unsigned i = 0; i < 10; i++)
+			cairn_heap_alloc(cairn_objects_heap(other, 0), 70000);
+		cairn_objects_destroy(o);
+		CHECK_EQ(stats(other).large, 10);
+		cairn_objects_destroy(other);
+		CHECK_EQ(extents(), 0); /* every span went back */
+		objtest_large_fini();
+		CHECK_EQ(objtest_free_frames(), free0);
+	}
+}
+
+int main(void)
+{
+	objtest_init(4, 512);
+	uint64_t free0 = objtest_free_frames();
+	run(OBJTEST_DIRECT, free0);
+	run(OBJTEST_MAPPED, free0);
+	run(OBJTEST_QCACHE, free0);
+
+	/* bad configurations */
+	objtest_large_init(OBJTEST_DIRECT, 2 << 20);
+	struct cairn_objects *o;
+	struct cairn_objects_config cfg = { .frames = objtest_frames, .phys_limit = objtest_mem,
+					    .large_qcache = (struct cairn_qcache *)&cfg };
+	CHECK_EQ(cairn_objects_create(&o, &cfg), CAIRN_EINVAL); /* cache, no arena */
+	struct cairn_arena fine;
+	struct cairn_arena_config ac = { .quantum = 64 };
+	REQUIRE(cairn_arena_create(&fine, objtest_frames, 1u << 30, 1u << 20, &ac) == 0);
+	cfg.large_qcache = NULL;
+	cfg.large_arena = &fine;
+	CHECK_EQ(cairn_objects_create(&o, &cfg), CAIRN_EINVAL); /* quantum not a page */
+	cairn_arena_destroy(&fine);
+	objtest_large_fini();
+	CHECK_EQ(objtest_free_frames(), free0);
+	return check_done("objects_large");
+}
