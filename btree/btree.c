@@ -1249,12 +1249,43 @@ static int descend_fit(struct cairn_btree *t, uint64_t need, struct bt_cur *c)
 }
 
 /*
+ * A writer that lost the race for its leaf (the upgrade failed because
+ * another writer changed the leaf) while the path above it still holds
+ * retries on the same path: it waits for the leaf's lock to go, reads the
+ * leaf again at its new version and plans again. The path above keeps the
+ * versions it was read at and is validated at commit as always; every node
+ * then held what was read, from its read to its validation, so the
+ * snapshot argument is unchanged. The leaf pointer was validated when it
+ * was first followed (type-stable node: re-reading it is safe). A leaf that
+ * left the tree, or that stays locked, sends the writer back to the root.
+ */
+enum { R_AGAIN = 5, LEAF_SPIN = 1024 };
+
+static int leaf_again(struct bt_lv *lf)
+{
+	for (unsigned spin = 0; spin < LEAF_SPIN; spin++) {
+		uint64_t v = olc_read_begin(&lf->n->version);
+		if (v & OLC_OBSOLETE)
+			return R_RESTART;
+		if (!(v & OLC_LOCKED)) {
+			if (rd(lf->n->level) != 0)
+				return R_RESTART;
+			lf->v = v;
+			return R_OK;
+		}
+		cairn_port_pause();
+	}
+	return R_RESTART;
+}
+
+/*
  * Find the extent and its neighbours in one leaf. slot[k] is the leaf slot
  * of pred, cur, succ (k = 0, 1, 2), or -1 when the view has none; the view
  * is the one the general writer's locate() would build.
  */
 static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
-		       struct bt_cur *c, struct cairn_bt_view *v, int slot[3])
+		       struct bt_cur *c, struct cairn_bt_view *v, int slot[3],
+		       bool again)
 {
 	struct bt_node *n;
 	int i, cnt, st;
@@ -1262,8 +1293,18 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 	slot[0] = slot[1] = slot[2] = -1;
 	v->has_pred = v->has_cur = v->has_succ = false;
 	v->where = 0;
+	if (again) {
+		st = leaf_again(&c->lv[c->leaf]);
+		if (st)
+			return st;
+		if (q->find == CAIRN_BT_AT) {
+			n = c->lv[c->leaf].n;
+			c->lv[c->leaf].idx = find_le(n, 0, (int)bt_count(t, n),
+						     q->key);
+		}
+	}
 	if (q->find == CAIRN_BT_AT) {
-		st = descend(t, NULL, q->key, c);
+		st = again ? R_OK : descend(t, NULL, q->key, c);
 		if (st)
 			return st;
 		n = c->lv[c->leaf].n;
@@ -1283,7 +1324,7 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 		}
 	} else if (q->find == CAIRN_BT_FIT_LOW && q->lo == 0 && q->hi > 0) {
 		struct fit_state fs = { .q = q };
-		st = descend_fit(t, q->need, c);
+		st = again ? R_OK : descend_fit(t, q->need, c);
 		if (st)
 			return st;
 		n = c->lv[c->leaf].n;
@@ -1294,8 +1335,8 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 			if (accept(&fs))
 				break;
 		}
-		if (i >= cnt)
-			return R_SLOW;
+		if (i >= cnt) /* R_SLOW unless the leaf changed under a retry */
+			return again ? R_RESTART : R_SLOW;
 		c->lv[c->leaf].idx = i;
 		v->cur = fs.e;
 		v->where = fs.where;
@@ -1324,21 +1365,47 @@ succ:
 	return R_OK;
 }
 
-/* Move k slots of a locked node from src to dst, column by column (the
- * ranges may overlap; readers of the node fail validation meanwhile). */
+/* Move k entries of one column from src to dst (the ranges may overlap),
+ * four at a time: all four loads of a group come before its stores, and a
+ * group never stores where a later group loads. */
+static void move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
+		     unsigned k)
+{
+	unsigned i;
+	if (dst > src) {
+		for (i = k; i >= 4; i -= 4) {
+			uint64_t a = rd(x[src + i - 1]), b = rd(x[src + i - 2]);
+			uint64_t c = rd(x[src + i - 3]), d = rd(x[src + i - 4]);
+			wr(x[dst + i - 1], a);
+			wr(x[dst + i - 2], b);
+			wr(x[dst + i - 3], c);
+			wr(x[dst + i - 4], d);
+		}
+		while (i-- > 0)
+			wr(x[dst + i], rd(x[src + i]));
+		return;
+	}
+	for (i = 0; i + 4 <= k; i += 4) {
+		uint64_t a = rd(x[src + i]), b = rd(x[src + i + 1]);
+		uint64_t c = rd(x[src + i + 2]), d = rd(x[src + i + 3]);
+		wr(x[dst + i], a);
+		wr(x[dst + i + 1], b);
+		wr(x[dst + i + 2], c);
+		wr(x[dst + i + 3], d);
+	}
+	for (; i < k; i++)
+		wr(x[dst + i], rd(x[src + i]));
+}
+
+/* Move k slots of a locked node from src to dst, column by column (readers
+ * of the node meanwhile fail validation). */
 static void move_slots(struct bt_node *n, unsigned dst, unsigned src,
 		       unsigned k)
 {
-	_Atomic uint64_t *col[4] = { n->key, n->a, n->b, n->c };
-	for (unsigned j = 0; j < 4; j++) {
-		_Atomic uint64_t *x = col[j];
-		if (dst > src)
-			for (unsigned i = k; i-- > 0;)
-				wr(x[dst + i], rd(x[src + i]));
-		else
-			for (unsigned i = 0; i < k; i++)
-				wr(x[dst + i], rd(x[src + i]));
-	}
+	move_col(n->key, dst, src, k);
+	move_col(n->a, dst, src, k);
+	move_col(n->b, dst, src, k);
+	move_col(n->c, dst, src, k);
 }
 
 static void write_slot(struct bt_node *n, unsigned i, const struct cairn_ext *e)
@@ -1365,10 +1432,10 @@ static uint64_t others_max(struct bt_node *n, bool leaf, unsigned from,
 
 static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		       struct bt_cur *c, struct cairn_bt_view *v,
-		       struct cairn_bt_edit *e)
+		       struct cairn_bt_edit *e, bool again)
 {
 	int slot[3];
-	int st = fast_locate(t, q, c, v, slot);
+	int st = fast_locate(t, q, c, v, slot, again);
 	if (st)
 		return st;
 
@@ -1452,7 +1519,8 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 			for (unsigned x = d + 1; x <= L; x++)
 				olc_unlock_unchanged(&c->lv[x].n->version,
 						     c->lv[x].v);
-			return R_RESTART;
+			return d == L && path_validate(c, 1u << L) ? R_AGAIN
+								   : R_RESTART;
 		}
 		locked |= 1u << d;
 	}
@@ -1507,8 +1575,13 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 	struct cairn_bt_edit e;
 	int r;
 
-	while ((r = fast_update(t, q, &c, &v, &e)) == R_RESTART)
-		cairn_port_pause();
+	bool again = false;
+	while ((r = fast_update(t, q, &c, &v, &e, again)) == R_RESTART ||
+	       r == R_AGAIN) {
+		again = r == R_AGAIN;
+		if (!again)
+			cairn_port_pause();
+	}
 	if (r == R_SLOW)
 		r = slow_update(t, q);
 	if (r == 0 && rd(bt_root(t)->count) == 1 && rd(bt_root(t)->level) != 0)
