@@ -290,32 +290,13 @@ static bool path_validate(const struct bt_cur *c, unsigned locked)
 
 /* ---- lookup ---- */
 
-int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
-		       struct cairn_ext *out)
+/* The general lookup: a cursor that may step back to the previous leaf,
+ * and a read set (out of line: it keeps the table off the common path's
+ * stack frame). */
+static __attribute__((noinline)) int lookup_slow(struct cairn_btree *t,
+						 uint64_t addr,
+						 struct cairn_ext *out)
 {
-	/*
-	 * The common case reads one root-to-leaf path, and the path is the
-	 * whole read set: no table to fill or search. Only an address before
-	 * the first key of its leaf needs the step to the previous leaf,
-	 * below.
-	 */
-	for (unsigned tries = 0; tries < 4; tries++) {
-		struct bt_cur c;
-		struct cairn_ext e;
-		int st = descend(t, NULL, addr, &c);
-		if (st)
-			continue;
-		int i = c.lv[c.leaf].idx;
-		if (i < 0)
-			break;
-		read_slot(c.lv[c.leaf].n, (unsigned)i, &e);
-		if (!path_validate(&c, 0))
-			continue;
-		if (addr - e.start >= e.len)
-			return CAIRN_ERANGE;
-		*out = e;
-		return 0;
-	}
 	for (;;) {
 		struct bt_op op;
 		struct bt_cur c;
@@ -333,6 +314,41 @@ int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
 		}
 		cairn_port_pause();
 	}
+}
+
+int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
+		       struct cairn_ext *out)
+{
+	/*
+	 * The common case reads one root-to-leaf path, and the path is the
+	 * whole read set: no table to fill or search, and no shared write.
+	 * All reads precede all validations (path_validate), so the extent
+	 * read is what the tree held at one instant. An address before the
+	 * first key of its leaf needs the step to the previous leaf, and a
+	 * reader that keeps meeting writers takes the general lookup.
+	 */
+	for (unsigned tries = 0; tries < 4; tries++) {
+		struct bt_cur c;
+		struct cairn_ext e;
+		int st = descend(t, NULL, addr, &c);
+		if (st) {
+			cairn_port_pause();
+			continue;
+		}
+		int i = c.lv[c.leaf].idx;
+		if (i < 0)
+			break;
+		read_slot(c.lv[c.leaf].n, (unsigned)i, &e);
+		if (!path_validate(&c, 0)) {
+			cairn_port_pause();
+			continue;
+		}
+		if (addr - e.start >= e.len)
+			return CAIRN_ERANGE;
+		*out = e;
+		return 0;
+	}
+	return lookup_slow(t, addr, out);
 }
 
 /* ---- fit search ---- */
