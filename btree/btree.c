@@ -130,6 +130,17 @@ static int find_le(struct bt_node *n, int first, int cnt, uint64_t key)
 	return lo - 1;
 }
 
+/* A binary search over a cold node misses on nearly every probe, one
+ * after the other; asking for the whole key column (16 lines at the full
+ * fanout) at once turns that into about one miss. Only a hint: the pointer
+ * was validated, and a prefetch reads nothing the program sees. */
+static inline void prefetch_keys(struct bt_node *n)
+{
+	const char *p = (const char *)n->key;
+	for (unsigned off = 0; off < sizeof(n->key); off += 64)
+		__builtin_prefetch(p + off);
+}
+
 /* Descend to the leaf that covers key; the leaf index is the last entry
  * starting at or before key, or -1. */
 static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
@@ -158,6 +169,7 @@ static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
 		struct bt_node *child = bt_child(n, (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
+		prefetch_keys(child);
 		st = visit(op, child, &v);
 		if (st)
 			return st;
