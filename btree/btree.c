@@ -7,9 +7,13 @@
  * and validate the parent before they touch a child whose pointer they read
  * from it, so every pointer they follow was current when they followed it.
  * Every node a reader or writer looked at is kept with its version in the
- * operation's read set.
+ * operation's read set; for the common operations, which read one
+ * root-to-leaf path, the path itself (a cursor) is the read set.
  *
- * A writer runs in four phases:
+ * Updates confined to one leaf take the fast path (fast_update, below):
+ * the same four phases on one path, with only the leaf and the ancestors
+ * whose gap maxima change locked. Everything else takes the general
+ * writer, which runs in four phases:
  *   1. read: locate the extent, its neighbours and the leaves that will take
  *      inserts, all optimistically, and compute every node change from that
  *      snapshot (leaf entries, then the gap maxima and unlinks up the paths

@@ -108,10 +108,12 @@ struct cairn_bt_query {
 	/* fits: does the request fit in e? If so set *where. May be NULL
 	 * (every free extent of length >= need is accepted at its start). */
 	bool (*fit)(const struct cairn_ext *e, void *arg, uint64_t *where);
-	/* Decide the change from a consistent snapshot. Returns 0 (apply
-	 * *edit) or a negative error, which cairn_btree_update returns after
-	 * checking that the snapshot was consistent. May run more than once;
-	 * the last run is the one that counts. */
+	/* Decide the change from a consistent snapshot. *edit arrives with
+	 * every act KEEP and nins 0 (val[] and ins[] are read only where act
+	 * and nins say). Returns 0 (apply *edit) or a negative error, which
+	 * cairn_btree_update returns after checking that the snapshot was
+	 * consistent. May run more than once; the last run is the one that
+	 * counts. */
 	int (*plan)(const struct cairn_bt_view *v, void *arg,
 		    struct cairn_bt_edit *edit);
 	void *arg;
