@@ -48,12 +48,15 @@ struct cairn_ext {
 /* Bits 8..31 belong to the user of the tree; the tree only keeps them. */
 
 struct cairn_btree {
-	/* Tree-local free list of retired nodes: a Treiber stack whose head
-	 * is a (node, tag) pair swapped with a 16-byte CAS. */
-	_Alignas(16) unsigned __int128 free_head;
-	void *root;                 /* the root node; never changes */
+	/* Read by every operation, written only at init: a line of its own,
+	 * so that readers never share one with what writers write. */
+	_Alignas(64) void *root;    /* the root node; never changes */
 	struct cairn_frames *frames;
 	unsigned fanout;
+	/* Written by writers that split or unlink. Tree-local free list of
+	 * retired nodes: a Treiber stack whose head is a (node, tag) pair
+	 * swapped with a 16-byte CAS. */
+	_Alignas(64) unsigned __int128 free_head;
 	_Atomic uint64_t nodes;     /* frames taken from `frames` */
 };
 
