@@ -14,12 +14,17 @@
  * A run pre-populates the arena with the extents (alternately allocated
  * and free ranges of 1..4 quanta), then each thread runs for a fixed time.
  *
+ * Each figure is reported twice: ops/s of wall time, and ops per second
+ * of thread CPU time summed over the threads (the "cpu" columns), which a
+ * machine shared with other work does not distort.
+ *
  * Every result is checked. Then it runs bench-ranges-reclaim (next to it,
  * if built) with the same options: the reclamation comparison (free list
  * vs RCU vs epochs).
  *
  * usage: bench-ranges [harness options: --json --quick --runs N
  *                      --threads 1,2,4 --tests T --impls I] [--time MS]
+ *                     [--extents 1000,1000000]
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
@@ -230,6 +235,7 @@ static int do_lookup(uint64_t x, uint64_t *cookie)
 struct run {
 	struct bench_barrier start;
 	uint64_t ops[BENCH_MAX_THREADS];
+	uint64_t cpu_ns[BENCH_MAX_THREADS]; /* thread CPU time of the loop */
 	uint64_t deadline;
 };
 
@@ -243,6 +249,7 @@ static void worker(unsigned tid, void *arg)
 	if (impl == CAIRN)
 		BENCH_CHECK(cairn_host_cpu_register() >= 0, "no CPU slot");
 	bench_barrier_wait(&r->start);
+	uint64_t c0 = bench_thread_cpu_ns();
 	do {
 		for (unsigned k = 0; k < 64; k++) {
 			uint64_t x = bench_rand(&seed);
@@ -260,13 +267,17 @@ static void worker(unsigned tid, void *arg)
 			ops++;
 		}
 	} while (bench_now_ns() < r->deadline);
+	r->cpu_ns[tid] = bench_thread_cpu_ns() - c0;
 	r->ops[tid] = ops;
 	if (impl == CAIRN)
 		cairn_host_cpu_unregister();
 }
 
-/* ops/s of all threads together, one run */
-static double run(unsigned threads)
+/* ops/s of all threads together, one run; in *cpu_rate the same per
+ * second of thread CPU time (each thread's ops over its own CPU time,
+ * summed): what the threads would do if each had a core to itself, so a
+ * loaded machine's descheduling does not show, but contention does. */
+static double run(unsigned threads, double *cpu_rate)
 {
 	static struct run r;
 	bench_barrier_init(&r.start, threads);
@@ -276,8 +287,12 @@ static double run(unsigned threads)
 	bench_run_threads(threads, worker, &r, NULL);
 	double secs = (bench_now_ns() - t0) * 1e-9;
 	uint64_t ops = 0;
-	for (unsigned i = 0; i < threads; i++)
+	*cpu_rate = 0;
+	for (unsigned i = 0; i < threads; i++) {
 		ops += r.ops[i];
+		if (r.cpu_ns[i])
+			*cpu_rate += r.ops[i] / (r.cpu_ns[i] * 1e-9);
+	}
 	return ops / secs;
 }
 
@@ -337,16 +352,24 @@ static bool set_time(const char *v)
 	return run_ms > 0;
 }
 
+static unsigned ext_list[BENCH_MAX_LIST] = { 1000, 1000000 }, n_ext = 2;
+
+static bool set_extents(const char *v)
+{
+	return bench_parse_list(v, ext_list, &n_ext, BENCH_MAX_LIST) && n_ext;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct bench_option extra[] = {
 		{ "time", true, "milliseconds per run (default 200)", set_time },
+		{ "extents", true, "tree sizes, comma separated (1000,1000000)",
+		  set_extents },
 		{ 0 }
 	};
 	bench_parse(&opts, argc, argv, extra);
 	if (opts.quick)
 		run_ms = 20;
-	const uint64_t sizes[] = { 1000, 1000000 };
 
 	unsigned maxt = 1;
 	for (unsigned i = 0; i < opts.nthreads; i++)
@@ -365,9 +388,11 @@ int main(int argc, char **argv)
 		printf("%-8s %9s %-9s", "test", "extents", "impl");
 		for (unsigned k = 0; k < opts.nthreads; k++)
 			printf(" %10u thr", opts.threads[k]);
+		for (unsigned k = 0; k < opts.nthreads; k++)
+			printf(" %6u thr cpu", opts.threads[k]);
 		printf("\n");
 	}
-	for (unsigned si = 0; si < 2 && !(opts.quick && si); si++) {
+	for (unsigned si = 0; si < n_ext && !(opts.quick && si); si++) {
 		for (unsigned t = 0; t < 3; t++) {
 			if (!bench_selected(opts.tests, test_name[t]))
 				continue;
@@ -376,27 +401,37 @@ int main(int argc, char **argv)
 					continue;
 				impl = (enum impl)im;
 				test = (enum test)t;
-				populate(sizes[si]);
+				populate((uint64_t)ext_list[si]);
 				if (!opts.json)
 					printf("%-8s %9llu %-9s", test_name[t],
-					       (unsigned long long)sizes[si],
+					       (unsigned long long)(uint64_t)ext_list[si],
 					       impl_name[im]);
+				double cmed[BENCH_MAX_LIST];
 				for (unsigned k = 0; k < opts.nthreads; k++) {
 					struct bench_samples sm = { .n = 0 };
-					for (unsigned r = 0; r < opts.runs; r++)
-						bench_sample(&sm, run(opts.threads[k]));
+					struct bench_samples sc = { .n = 0 };
+					for (unsigned r = 0; r < opts.runs; r++) {
+						double c;
+						bench_sample(&sm, run(opts.threads[k], &c));
+						bench_sample(&sc, c);
+					}
 					double med = bench_median(&sm);
+					cmed[k] = bench_median(&sc);
 					if (opts.json)
 						printf("{\"suite\": \"ranges\", \"test\": \"%s\", "
 						       "\"impl\": \"%s\", \"threads\": %u, "
-						       "\"extents\": %llu, \"ops_per_s\": %.0f}\n",
+						       "\"extents\": %llu, \"ops_per_s\": %.0f, "
+						       "\"ops_per_cpu_s\": %.0f}\n",
 						       test_name[t], impl_name[im],
 						       opts.threads[k],
-						       (unsigned long long)sizes[si], med);
+						       (unsigned long long)(uint64_t)ext_list[si], med,
+						       cmed[k]);
 					else
 						printf(" %14.0f", med);
 					fflush(stdout);
 				}
+				for (unsigned k = 0; k < opts.nthreads && !opts.json; k++)
+					printf(" %14.0f", cmed[k]);
 				if (!opts.json)
 					printf("\n");
 				depopulate();

@@ -7,9 +7,13 @@
  * and validate the parent before they touch a child whose pointer they read
  * from it, so every pointer they follow was current when they followed it.
  * Every node a reader or writer looked at is kept with its version in the
- * operation's read set.
+ * operation's read set; for the common operations, which read one
+ * root-to-leaf path, the path itself (a cursor) is the read set.
  *
- * A writer runs in four phases:
+ * Updates confined to one leaf take the fast path (fast_update, below):
+ * the same four phases on one path, with only the leaf and the ancestors
+ * whose gap maxima change locked. Everything else takes the general
+ * writer, which runs in four phases:
  *   1. read: locate the extent, its neighbours and the leaves that will take
  *      inserts, all optimistically, and compute every node change from that
  *      snapshot (leaf entries, then the gap maxima and unlinks up the paths
@@ -67,11 +71,17 @@ struct bt_op {
 
 /* ---- optimistic reading ---- */
 
+/* Start reading node n: its version goes to *vp and, unless op is NULL (a
+ * reader whose read set is its cursor path), to the read set. */
 static int visit(struct bt_op *op, struct bt_node *n, uint64_t *vp)
 {
 	uint64_t v = olc_read_begin(&n->version);
 	if (olc_busy(v))
 		return R_RESTART;
+	if (!op) {
+		*vp = v;
+		return R_OK;
+	}
 	for (unsigned i = 0; i < op->nrs; i++)
 		if (op->rs[i].n == n) {
 			if (op->rs[i].v != v)
@@ -124,11 +134,22 @@ static int find_le(struct bt_node *n, int first, int cnt, uint64_t key)
 	return lo - 1;
 }
 
+/* A binary search over a cold node misses on nearly every probe, one
+ * after the other; asking for the whole key column (16 lines at the full
+ * fanout) at once turns that into about one miss. Only a hint: the pointer
+ * was validated, and a prefetch reads nothing the program sees. */
+static inline void prefetch_keys(struct bt_node *n)
+{
+	const char *p = (const char *)n->key;
+	for (unsigned off = 0; off < sizeof(n->key); off += 64)
+		__builtin_prefetch(p + off);
+}
+
 /* Descend to the leaf that covers key; the leaf index is the last entry
  * starting at or before key, or -1. */
-static int descend(struct bt_op *op, uint64_t key, struct bt_cur *c)
+static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
+		   struct bt_cur *c)
 {
-	struct cairn_btree *t = op->t;
 	struct bt_node *n = bt_root(t);
 	uint64_t v;
 	int st = visit(op, n, &v);
@@ -152,6 +173,7 @@ static int descend(struct bt_op *op, uint64_t key, struct bt_cur *c)
 		struct bt_node *child = bt_child(n, (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
+		prefetch_keys(child);
 		st = visit(op, child, &v);
 		if (st)
 			return st;
@@ -242,10 +264,8 @@ static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
 	return R_RESTART;
 }
 
-static void read_ext(const struct bt_cur *c, struct cairn_ext *e)
+static void read_slot(struct bt_node *n, unsigned i, struct cairn_ext *e)
 {
-	struct bt_node *n = c->lv[c->leaf].n;
-	unsigned i = (unsigned)c->lv[c->leaf].idx;
 	e->start = rd(n->key[i]);
 	CAIRN_BTREE_YIELD(); /* a torn read must fail validation */
 	e->len = rd(n->a[i]);
@@ -253,11 +273,16 @@ static void read_ext(const struct bt_cur *c, struct cairn_ext *e)
 	e->flags = (uint32_t)rd(n->c[i]);
 }
 
+static void read_ext(const struct bt_cur *c, struct cairn_ext *e)
+{
+	read_slot(c->lv[c->leaf].n, (unsigned)c->lv[c->leaf].idx, e);
+}
+
 /* The last extent starting at or before key: R_OK, or R_END if none, in
  * which case *c is left before the first extent (step +1 reaches it). */
 static int seek_le(struct bt_op *op, uint64_t key, struct bt_cur *c)
 {
-	int st = descend(op, key, c);
+	int st = descend(op->t, op, key, c);
 	if (st || c->lv[c->leaf].idx >= 0)
 		return st;
 	struct bt_cur tmp = *c;
@@ -267,10 +292,26 @@ static int seek_le(struct bt_op *op, uint64_t key, struct bt_cur *c)
 	return st;
 }
 
+/* Is every node of the path still at the version read? Nodes in `locked`
+ * (a bit per depth) were upgraded from that version by the caller and
+ * count as unchanged. */
+static bool path_validate(const struct bt_cur *c, unsigned locked)
+{
+	for (unsigned d = 0; d <= c->leaf; d++)
+		if (!(locked & (1u << d)) &&
+		    !olc_validate(&c->lv[d].n->version, c->lv[d].v))
+			return false;
+	return true;
+}
+
 /* ---- lookup ---- */
 
-int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
-		       struct cairn_ext *out)
+/* The general lookup: a cursor that may step back to the previous leaf,
+ * and a read set (out of line: it keeps the table off the common path's
+ * stack frame). */
+static __attribute__((noinline)) int lookup_slow(struct cairn_btree *t,
+						 uint64_t addr,
+						 struct cairn_ext *out)
 {
 	for (;;) {
 		struct bt_op op;
@@ -291,6 +332,41 @@ int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
 	}
 }
 
+int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
+		       struct cairn_ext *out)
+{
+	/*
+	 * The common case reads one root-to-leaf path, and the path is the
+	 * whole read set: no table to fill or search, and no shared write.
+	 * All reads precede all validations (path_validate), so the extent
+	 * read is what the tree held at one instant. An address before the
+	 * first key of its leaf needs the step to the previous leaf, and a
+	 * reader that keeps meeting writers takes the general lookup.
+	 */
+	for (unsigned tries = 0; tries < 4; tries++) {
+		struct bt_cur c;
+		struct cairn_ext e;
+		int st = descend(t, NULL, addr, &c);
+		if (st) {
+			cairn_port_pause();
+			continue;
+		}
+		int i = c.lv[c.leaf].idx;
+		if (i < 0)
+			break;
+		read_slot(c.lv[c.leaf].n, (unsigned)i, &e);
+		if (!path_validate(&c, 0)) {
+			cairn_port_pause();
+			continue;
+		}
+		if (addr - e.start >= e.len)
+			return CAIRN_ERANGE;
+		*out = e;
+		return 0;
+	}
+	return lookup_slow(t, addr, out);
+}
+
 /* ---- fit search ---- */
 
 struct fit_state {
@@ -299,10 +375,10 @@ struct fit_state {
 	uint64_t where;
 };
 
-static bool consider(struct fit_state *fs, const struct bt_cur *c)
+/* Does the query accept fs->e (just read)? If so, fs->where is set. */
+static bool accept(struct fit_state *fs)
 {
 	const struct cairn_bt_query *q = fs->q;
-	read_ext(c, &fs->e);
 	const struct cairn_ext *e = &fs->e;
 	if (!(e->flags & CAIRN_EXT_FREE) || e->len < q->need || e->len == 0)
 		return false;
@@ -313,6 +389,12 @@ static bool consider(struct fit_state *fs, const struct bt_cur *c)
 		return true;
 	}
 	return q->fit(e, q->arg, &fs->where);
+}
+
+static bool consider(struct fit_state *fs, const struct bt_cur *c)
+{
+	read_ext(c, &fs->e);
+	return accept(fs);
 }
 
 /*
@@ -363,7 +445,7 @@ static int search_fit(struct bt_op *op, const struct cairn_bt_query *q,
 		return R_END;
 
 	if (q->find == CAIRN_BT_FIT_HIGH) {
-		st = descend(op, q->hi - 1, c);
+		st = descend(op->t, op, q->hi - 1, c);
 		if (st)
 			return st;
 		if (c->lv[c->leaf].idx >= 0 && consider(&fs, c))
@@ -389,7 +471,7 @@ static int search_fit(struct bt_op *op, const struct cairn_bt_query *q,
 	struct bt_cur bc;
 	uint64_t blen = 0, bwhere = 0;
 
-	st = descend(op, q->lo, c);
+	st = descend(op->t, op, q->lo, c);
 	if (st)
 		return st;
 	if (c->lv[c->leaf].idx < 0) {
@@ -966,6 +1048,14 @@ static bool edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e
 	return true;
 }
 
+/* What a planner starts from: nothing changed, nothing inserted (the
+ * values behind KEEP and beyond nins are never read). */
+static void edit_clear(struct cairn_bt_edit *e)
+{
+	e->act[0] = e->act[1] = e->act[2] = CAIRN_BT_KEEP;
+	e->nins = 0;
+}
+
 struct bt_upd {
 	struct bt_cur c[3];  /* pred, cur, succ */
 	struct bt_cur ic[2]; /* insert positions */
@@ -1057,7 +1147,7 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 		return st;
 
 	struct cairn_bt_edit *e = &u->edit;
-	*e = (struct cairn_bt_edit){ 0 };
+	edit_clear(e);
 	int err = q->plan(&u->view, q->arg, e);
 	if (err == 0 && !edit_ok(&u->view, e, q->cur_only))
 		err = CAIRN_EINVAL;
@@ -1075,7 +1165,7 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 			ic[k] = anchor;
 			continue;
 		}
-		st = descend(op, e->ins[k].start, &u->ic[k]);
+		st = descend(op->t, op, e->ins[k].start, &u->ic[k]);
 		if (st)
 			return st;
 		ic[k] = &u->ic[k];
@@ -1116,7 +1206,379 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 	return commit(op, p);
 }
 
-int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
+/* ---- the fast path: updates confined to one leaf ---- */
+
+/*
+ * Almost every arena operation changes a few adjacent slots of one leaf:
+ * an alloc carves the found free extent (one SET, maybe an insert after
+ * it), a free turns an extent free and merges it with neighbours in the
+ * same leaf. The fast path does exactly what the general writer does, the
+ * same four phases with the same ordering argument, with less machinery:
+ *
+ *   read      one root-to-leaf path, kept in a cursor that is the whole
+ *             read set (a fit search descends along the gap maxima; an
+ *             address is routed by its key); the view is the found extent
+ *             and its neighbours in that leaf. The planner runs.
+ *   plan      the edit replaces a window of at most three adjacent slots
+ *             (pred, cur, succ) by at most five extents in key order; the
+ *             leaf's new gap maximum is computed from the parent's stored
+ *             one and, if it changes, the ancestors whose stored maxima
+ *             change are found on the path (a short upward walk).
+ *   lock      the leaf, then those ancestors, each upgraded from the
+ *             version it was read at;
+ *   validate  the rest of the path;
+ *   write     shift the slots after the window, write the window and the
+ *             new maxima, unlock.
+ *
+ * Anything else returns R_SLOW before locking anything, and the general
+ * writer runs: a neighbour in another leaf, an insert past the leaf's upper
+ * separator, a leaf that would overflow (split first) or empty (unlink), a
+ * fit search that does not start at the bottom of the key space or whose
+ * first candidate leaf has nothing acceptable.
+ */
+enum { R_SLOW = 4 };
+
+/* Is the leaf of c the first (dir < 0) or the last (dir > 0) leaf? */
+static bool path_edge(struct cairn_btree *t, const struct bt_cur *c, int dir)
+{
+	for (unsigned d = 0; d < c->leaf; d++) {
+		int i = c->lv[d].idx;
+		if (dir < 0 ? i != 0 : i + 1 != (int)bt_count(t, c->lv[d].n))
+			return false;
+	}
+	return true;
+}
+
+/* Descend to the leftmost leaf below a child whose gap maximum reaches
+ * need; R_SLOW when no child of the root does (the general search then
+ * finds nothing, or an import is due). */
+static int descend_fit(struct cairn_btree *t, uint64_t need, struct bt_cur *c)
+{
+	struct bt_node *n = bt_root(t);
+	uint64_t v;
+	if (visit(NULL, n, &v))
+		return R_RESTART;
+	c->leaf = bt_level(n);
+	for (unsigned d = 0;; d++) {
+		int cnt = (int)bt_count(t, n);
+		if (bt_level(n) + d != c->leaf)
+			return R_RESTART;
+		if (d == c->leaf) {
+			c->lv[d] = (struct bt_lv){ n, v, -1 };
+			return R_OK;
+		}
+		int i = scan(n, 0, cnt, 1, false, need);
+		if (i >= cnt)
+			return d == 0 ? R_SLOW : R_RESTART;
+		c->lv[d] = (struct bt_lv){ n, v, i };
+		struct bt_node *child = bt_child(n, (unsigned)i);
+		if (!olc_validate(&n->version, v))
+			return R_RESTART;
+		if (visit(NULL, child, &v))
+			return R_RESTART;
+		n = child;
+	}
+}
+
+/*
+ * A writer that lost the race for its leaf (the upgrade failed because
+ * another writer changed the leaf) while the path above it still holds
+ * retries on the same path: it waits for the leaf's lock to go, reads the
+ * leaf again at its new version and plans again. The path above keeps the
+ * versions it was read at and is validated at commit as always; every node
+ * then held what was read, from its read to its validation, so the
+ * snapshot argument is unchanged. The leaf pointer was validated when it
+ * was first followed (type-stable node: re-reading it is safe). A leaf that
+ * left the tree, or that stays locked, sends the writer back to the root.
+ */
+enum { R_AGAIN = 5, LEAF_SPIN = 1024 };
+
+static int leaf_again(struct bt_lv *lf)
+{
+	for (unsigned spin = 0; spin < LEAF_SPIN; spin++) {
+		uint64_t v = olc_read_begin(&lf->n->version);
+		if (v & OLC_OBSOLETE)
+			return R_RESTART;
+		if (!(v & OLC_LOCKED)) {
+			if (rd(lf->n->level) != 0)
+				return R_RESTART;
+			lf->v = v;
+			return R_OK;
+		}
+		cairn_port_pause();
+	}
+	return R_RESTART;
+}
+
+/*
+ * Find the extent and its neighbours in one leaf. slot[k] is the leaf slot
+ * of pred, cur, succ (k = 0, 1, 2), or -1 when the view has none; the view
+ * is the one the general writer's locate() would build.
+ */
+static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
+		       struct bt_cur *c, struct cairn_bt_view *v, int slot[3],
+		       bool again)
+{
+	struct bt_node *n;
+	int i, cnt, st;
+
+	slot[0] = slot[1] = slot[2] = -1;
+	v->has_pred = v->has_cur = v->has_succ = false;
+	v->where = 0;
+	if (again) {
+		st = leaf_again(&c->lv[c->leaf]);
+		if (st)
+			return st;
+		if (q->find == CAIRN_BT_AT) {
+			n = c->lv[c->leaf].n;
+			c->lv[c->leaf].idx = find_le(n, 0, (int)bt_count(t, n),
+						     q->key);
+		}
+	}
+	if (q->find == CAIRN_BT_AT) {
+		st = again ? R_OK : descend(t, NULL, q->key, c);
+		if (st)
+			return st;
+		n = c->lv[c->leaf].n;
+		cnt = (int)bt_count(t, n);
+		i = c->lv[c->leaf].idx;
+		if (i < 0) { /* nothing at or before key, if this is the first leaf */
+			if (!path_edge(t, c, -1))
+				return R_SLOW;
+			goto succ;
+		}
+		read_slot(n, (unsigned)i, &v->cur);
+		if (q->key - v->cur.start >= v->cur.len) { /* in the gap after it */
+			v->pred = v->cur;
+			v->has_pred = true;
+			slot[0] = i;
+			goto succ;
+		}
+	} else if (q->find == CAIRN_BT_FIT_LOW && q->lo == 0 && q->hi > 0) {
+		struct fit_state fs = { .q = q };
+		st = again ? R_OK : descend_fit(t, q->need, c);
+		if (st)
+			return st;
+		n = c->lv[c->leaf].n;
+		cnt = (int)bt_count(t, n);
+		for (i = scan(n, 0, cnt, 1, true, q->need); i < cnt;
+		     i = scan(n, i + 1, cnt, 1, true, q->need)) {
+			read_slot(n, (unsigned)i, &fs.e);
+			if (accept(&fs))
+				break;
+		}
+		if (i >= cnt) /* R_SLOW unless the leaf changed under a retry */
+			return again ? R_RESTART : R_SLOW;
+		c->lv[c->leaf].idx = i;
+		v->cur = fs.e;
+		v->where = fs.where;
+	} else {
+		return R_SLOW;
+	}
+	v->has_cur = true;
+	slot[1] = i;
+	if (q->cur_only)
+		return R_OK;
+	if (i > 0) {
+		read_slot(n, (unsigned)i - 1, &v->pred);
+		v->has_pred = true;
+		slot[0] = i - 1;
+	} else if (!path_edge(t, c, -1)) {
+		return R_SLOW;
+	}
+succ:
+	if (i + 1 < cnt) {
+		read_slot(n, (unsigned)i + 1, &v->succ);
+		v->has_succ = true;
+		slot[2] = i + 1;
+	} else if (!path_edge(t, c, 1)) {
+		return R_SLOW;
+	}
+	return R_OK;
+}
+
+/* Move k entries of one column from src to dst (the ranges may overlap),
+ * four at a time: all four loads of a group come before its stores, and a
+ * group never stores where a later group loads. */
+static void move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
+		     unsigned k)
+{
+	unsigned i;
+	if (dst > src) {
+		for (i = k; i >= 4; i -= 4) {
+			uint64_t a = rd(x[src + i - 1]), b = rd(x[src + i - 2]);
+			uint64_t c = rd(x[src + i - 3]), d = rd(x[src + i - 4]);
+			wr(x[dst + i - 1], a);
+			wr(x[dst + i - 2], b);
+			wr(x[dst + i - 3], c);
+			wr(x[dst + i - 4], d);
+		}
+		while (i-- > 0)
+			wr(x[dst + i], rd(x[src + i]));
+		return;
+	}
+	for (i = 0; i + 4 <= k; i += 4) {
+		uint64_t a = rd(x[src + i]), b = rd(x[src + i + 1]);
+		uint64_t c = rd(x[src + i + 2]), d = rd(x[src + i + 3]);
+		wr(x[dst + i], a);
+		wr(x[dst + i + 1], b);
+		wr(x[dst + i + 2], c);
+		wr(x[dst + i + 3], d);
+	}
+	for (; i < k; i++)
+		wr(x[dst + i], rd(x[src + i]));
+}
+
+/* Move k slots of a locked node from src to dst, column by column (readers
+ * of the node meanwhile fail validation). */
+static void move_slots(struct bt_node *n, unsigned dst, unsigned src,
+		       unsigned k)
+{
+	move_col(n->key, dst, src, k);
+	move_col(n->a, dst, src, k);
+	move_col(n->b, dst, src, k);
+	move_col(n->c, dst, src, k);
+}
+
+static void write_slot(struct bt_node *n, unsigned i, const struct cairn_ext *e)
+{
+	wr(n->key[i], e->start);
+	wr(n->a[i], e->len);
+	wr(n->b[i], e->cookie);
+	wr(n->c[i], e->flags);
+}
+
+static uint64_t max2(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/* Gap maximum of an inner node's or a leaf's slots other than [from, to),
+ * as they are; stops early at `enough`. */
+static uint64_t others_max(struct bt_node *n, bool leaf, unsigned from,
+			   unsigned to, unsigned cnt, uint64_t enough)
+{
+	uint64_t m = range_max(n, leaf, 0, from, enough);
+	return m >= enough ? m : max2(m, range_max(n, leaf, to, cnt, enough));
+}
+
+static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
+		       struct bt_cur *c, struct cairn_bt_view *v,
+		       struct cairn_bt_edit *e, bool again)
+{
+	int slot[3];
+	int st = fast_locate(t, q, c, v, slot, again);
+	if (st)
+		return st;
+
+	edit_clear(e);
+	int err = q->plan(v, q->arg, e);
+	if (err == 0 && !edit_ok(v, e, q->cur_only))
+		err = CAIRN_EINVAL;
+	if (err)
+		return path_validate(c, 0) ? err : R_RESTART;
+
+	/* The window: the view's slots, adjacent in the leaf; the new
+	 * sequence (kept or replaced pred and cur, the inserts, succ) is in
+	 * key order and disjoint (edit_ok), between the slots around the
+	 * window. */
+	const unsigned L = c->leaf;
+	struct bt_node *n = c->lv[L].n;
+	unsigned cnt = bt_count(t, n);
+	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
+	const struct cairn_ext *seq[5];
+	unsigned nn = 0, w0 = cnt, w1 = 0;
+	uint64_t pmax = 0, m = 0;
+	bool held = false;
+
+	if (L > 0)
+		pmax = rd(c->lv[L - 1].n->b[c->lv[L - 1].idx]);
+	for (unsigned k = 0; k < 3; k++) {
+		if (k == 2)
+			for (unsigned j = 0; j < e->nins; j++)
+				seq[nn++] = &e->ins[j];
+		if (slot[k] < 0)
+			continue;
+		w0 = w0 < (unsigned)slot[k] ? w0 : (unsigned)slot[k];
+		w1 = (unsigned)slot[k] + 1;
+		held |= pmax && ext_gap(old[k]) == pmax;
+		if (e->act[k] != CAIRN_BT_DEL)
+			seq[nn++] = e->act[k] == CAIRN_BT_SET ? &e->val[k] : old[k];
+	}
+	if (w0 > w1) /* empty view: only the first leaf, before slot 0 */
+		w0 = w1 = 0;
+	unsigned newcnt = cnt - (w1 - w0) + nn;
+	if (newcnt > t->fanout || (newcnt == 0 && L > 0))
+		return R_SLOW; /* split first, or unlink the leaf */
+	if (e->nins) {
+		uint64_t hi;
+		if (leaf_upper(t, c, &hi))
+			for (unsigned j = 0; j < e->nins; j++)
+				if (e->ins[j].start >= hi)
+					return R_SLOW; /* routed elsewhere */
+	}
+
+	/* The leaf's new gap maximum; then up the path, the stored maxima
+	 * that change: mx[d] is the new b[] slot of the node at depth d, for
+	 * depths top..L-1. */
+	for (unsigned k = 0; k < nn; k++)
+		m = max2(m, ext_gap(seq[k]));
+	uint64_t newmax = held && m < pmax
+				  ? max2(m, others_max(n, true, w0, w1, cnt, pmax))
+				  : max2(m, pmax);
+	uint64_t mx[CAIRN_BTREE_DEPTH_MAX];
+	unsigned top = L;
+	for (uint64_t cur = newmax, was = pmax; top > 0 && cur != was;) {
+		unsigned d = --top;
+		mx[d] = cur;
+		if (d == 0)
+			break;
+		struct bt_node *p = c->lv[d].n;
+		unsigned pi = (unsigned)c->lv[d].idx;
+		uint64_t pold = rd(c->lv[d - 1].n->b[c->lv[d - 1].idx]);
+		uint64_t pnew = cur >= pold ? cur
+				: was == pold ? max2(cur, others_max(p, false, pi,
+							    pi + 1, bt_count(t, p), pold))
+				: pold;
+		was = pold;
+		cur = pnew;
+	}
+
+	/* Lock the leaf and the ancestors to change, validate the rest. */
+	unsigned locked = 0;
+	for (unsigned d = L + 1; d-- > top;) {
+		if (!olc_upgrade(&c->lv[d].n->version, c->lv[d].v)) {
+			for (unsigned x = d + 1; x <= L; x++)
+				olc_unlock_unchanged(&c->lv[x].n->version,
+						     c->lv[x].v);
+			return d == L && path_validate(c, 1u << L) ? R_AGAIN
+								   : R_RESTART;
+		}
+		locked |= 1u << d;
+	}
+	if (!path_validate(c, locked)) {
+		for (unsigned d = top; d <= L; d++)
+			olc_unlock_unchanged(&c->lv[d].n->version, c->lv[d].v);
+		return R_RESTART;
+	}
+
+	if (nn != w1 - w0 && w1 < cnt)
+		move_slots(n, w0 + nn, w1, cnt - w1);
+	for (unsigned k = 0; k < nn; k++)
+		write_slot(n, w0 + k, seq[k]);
+	if (newcnt != cnt)
+		wr(n->count, newcnt);
+	for (unsigned d = top; d < L; d++)
+		wr(c->lv[d].n->b[c->lv[d].idx], mx[d]);
+	for (unsigned d = top; d <= L; d++)
+		olc_unlock(&c->lv[d].n->version, c->lv[d].v);
+	return R_OK;
+}
+
+/* The general writer, out of line: its bookkeeping (five cursors, the read
+ * set, the change plan) stays off the fast path's stack frame. */
+static __attribute__((noinline)) int slow_update(struct cairn_btree *t,
+						 const struct cairn_bt_query *q)
 {
 	struct bt_spares sp = { .cnt = 0 };
 	struct bt_upd u;
@@ -1135,10 +1597,30 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 	}
 	while (sp.cnt)
 		bt_node_release_unused(t, sp.n[--sp.cnt]);
+	return r;
+}
+
+int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
+{
+	struct bt_cur c;
+	struct cairn_bt_view v;
+	struct cairn_bt_edit e;
+	int r;
+
+	bool again = false;
+	while ((r = fast_update(t, q, &c, &v, &e, again)) == R_RESTART ||
+	       r == R_AGAIN) {
+		again = r == R_AGAIN;
+		if (!again)
+			cairn_port_pause();
+	}
+	if (r == R_SLOW)
+		r = slow_update(t, q);
 	if (r == 0 && rd(bt_root(t)->count) == 1 && rd(bt_root(t)->level) != 0)
 		collapse(t);
 	return r;
 }
+
 
 /* ---- setup ---- */
 

@@ -48,12 +48,15 @@ struct cairn_ext {
 /* Bits 8..31 belong to the user of the tree; the tree only keeps them. */
 
 struct cairn_btree {
-	/* Tree-local free list of retired nodes: a Treiber stack whose head
-	 * is a (node, tag) pair swapped with a 16-byte CAS. */
-	_Alignas(16) unsigned __int128 free_head;
-	void *root;                 /* the root node; never changes */
+	/* Read by every operation, written only at init: a line of its own,
+	 * so that readers never share one with what writers write. */
+	_Alignas(64) void *root;    /* the root node; never changes */
 	struct cairn_frames *frames;
 	unsigned fanout;
+	/* Written by writers that split or unlink. Tree-local free list of
+	 * retired nodes: a Treiber stack whose head is a (node, tag) pair
+	 * swapped with a 16-byte CAS. */
+	_Alignas(64) unsigned __int128 free_head;
 	_Atomic uint64_t nodes;     /* frames taken from `frames` */
 };
 
@@ -108,10 +111,12 @@ struct cairn_bt_query {
 	/* fits: does the request fit in e? If so set *where. May be NULL
 	 * (every free extent of length >= need is accepted at its start). */
 	bool (*fit)(const struct cairn_ext *e, void *arg, uint64_t *where);
-	/* Decide the change from a consistent snapshot. Returns 0 (apply
-	 * *edit) or a negative error, which cairn_btree_update returns after
-	 * checking that the snapshot was consistent. May run more than once;
-	 * the last run is the one that counts. */
+	/* Decide the change from a consistent snapshot. *edit arrives with
+	 * every act KEEP and nins 0 (val[] and ins[] are read only where act
+	 * and nins say). Returns 0 (apply *edit) or a negative error, which
+	 * cairn_btree_update returns after checking that the snapshot was
+	 * consistent. May run more than once; the last run is the one that
+	 * counts. */
 	int (*plan)(const struct cairn_bt_view *v, void *arg,
 		    struct cairn_bt_edit *edit);
 	void *arg;
