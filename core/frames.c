@@ -518,6 +518,14 @@ static bool alloc9_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *ou
 	return true;
 }
 
+/* Out of line, so that the fast paths above compile to a leaf with no
+ * stack frame of the general search's size. */
+static __attribute__((noinline)) int alloc_slow(struct cairn_frames *f, unsigned order,
+						unsigned flags, cairn_phys_t *out)
+{
+	return cairn_frames_alloc_aligned(f, order, order, flags, out);
+}
+
 int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		       cairn_phys_t *out)
 {
@@ -526,7 +534,7 @@ int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		return 0;
 	if (order == CAIRN_HUGE_ORDER && !(flags & ~CAIRN_F_ANY) && alloc9_fast(f, areas, out))
 		return 0;
-	return cairn_frames_alloc_aligned(f, order, order, flags, out);
+	return alloc_slow(f, order, flags, out);
 }
 
 size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
@@ -659,7 +667,57 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
 	return 0;
 }
 
-int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+/* The common frees, kept short: an order-0 block (one CAS on its word, then
+ * the counter) and a 2 MiB block (one CAS on its chunk entry). They only
+ * accept what they can prove is exactly such a block; anything else (bad
+ * input, another order, a block of a huge chunk) goes the general way,
+ * which finds the error. */
+static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
+{
+	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+	struct region *r = frames_region_of(f, frame);
+	if (!r || phys & (CAIRN_FRAME_SIZE - 1))
+		return false;
+	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
+	unsigned off = (unsigned)(frame % CHUNK_FRAMES), wi = off / WORD_FRAMES;
+	_Atomic uint64_t *w = &chunk_words(r, c)[wi];
+	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
+	uint64_t v = ld(w);
+	do {
+		/* an allocated head, and the next frame of the word no
+		 * continuation (frame 31 can head no larger block) */
+		uint64_t cont = v & ALLOC_HALF & ~(v >> 32);
+		if ((v & both) != both || (cont & bit << 1))
+			return false;
+	} while (!cas(w, &v, v & ~both));
+	chunk_unclaim(&r->chunk[c], 1);
+	/* Allocate next where we just freed: the frame is warm in this CPU's
+	 * cache, and free+alloc stays O(1). */
+	atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
+			      hint_pack((unsigned)(r - f->region), wi, c), RELAXED);
+	return true;
+}
+
+static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
+{
+	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+	struct region *r = frames_region_of(f, frame);
+	if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
+	    frame + CHUNK_FRAMES > r->end)
+		return false;
+	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
+	/* A huge head of order 9 is exactly this entry (no owner, no count). */
+	if (!cas_strong(&r->chunk[c], CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT,
+			CHUNK_FRAMES))
+		return false;
+	/* the next huge block of this CPU comes from here */
+	atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
+			      hint_pack((unsigned)(r - f->region), 0, c), RELAXED);
+	return true;
+}
+
+static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phys_t phys,
+					       unsigned order)
 {
 	struct region *r;
 	uint64_t c;
@@ -692,6 +750,15 @@ int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 						      : "frames: free with wrong order",
 			      phys, order);
 	return 0;
+}
+
+int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+{
+	if (order == 0 && free0_fast(f, phys))
+		return 0;
+	if (order == CAIRN_HUGE_ORDER && free9_fast(f, phys))
+		return 0;
+	return free_slow(f, phys, order);
 }
 
 int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
