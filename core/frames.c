@@ -472,7 +472,8 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	/* (no hint, 0, names slot 2^32 - 1: no region) */
+	/* (a CPU with no hint yet reads 0, which decodes to slot 2^32 - 1:
+	 * no region, so the general path runs) */
 	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
 	if (!r)
 		return alloc_slow(f, 0, flags, out);
