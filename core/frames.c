@@ -64,7 +64,7 @@ static inline unsigned this_cpu(const struct cairn_frames *f)
 
 static inline uint64_t hint_pack(unsigned region, unsigned word, uint64_t chunk)
 {
-	return ((uint64_t)(region + 1) << 40) | ((uint64_t)word << 32) | (chunk & 0xffffffffu);
+	return region_tag(region) | ((uint64_t)word << 32) | (chunk & 0xffffffffu);
 }
 
 static int misuse(int err, const char *what, cairn_phys_t phys, unsigned order)
@@ -444,34 +444,45 @@ int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
 	return 0;
 }
 
-/* The common case, kept short: one order-0 frame from the CPU's current
- * chunk in the first accepted area. Anything unusual (no hint yet, chunk
- * exhausted) returns false and the general path decides, so the area
- * preference and every other rule stay in one place. */
+/* The common cases, kept short: one order-0 frame from the CPU's current
+ * chunk, or one 2 MiB block from the chunk its huge hint names, in the first
+ * accepted area. Anything unusual (no hint yet, chunk exhausted or taken)
+ * goes to the general path, so the area preference and every other rule
+ * stay in one place. Each is a function of its own that tail-calls the
+ * general path: few live values, so a short prologue. */
+static __attribute__((noinline)) int alloc_slow(struct cairn_frames *f, unsigned order,
+						unsigned flags, cairn_phys_t *out)
+{
+	return cairn_frames_alloc_aligned(f, order, order, flags, out);
+}
+
+/* The highest area present among `areas` (highest first, see area_order),
+ * or -1. The areas' CAIRN_F_* bit numbers are their order of preference. */
 static inline int first_area(struct cairn_frames *f, unsigned areas)
 {
 	areas &= atomic_load_explicit(&f->areas_present, RELAXED);
-	return areas & CAIRN_F_HIGH ? CAIRN_AREA_HIGH
-	       : areas & CAIRN_F_LOW4G ? CAIRN_AREA_LOW4G
-	       : areas & CAIRN_F_LOW16M ? CAIRN_AREA_LOW16M : -1;
+	return areas ? 31 - __builtin_clz(areas) : -1;
 }
 
-static bool alloc0_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned flags,
+					    cairn_phys_t *out)
 {
-	int area = first_area(f, areas);
+	int area = first_area(f, flags ? flags : CAIRN_F_ANY);
 	if (area < 0)
-		return false;
+		return alloc_slow(f, 0, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	struct region *r = hint ? active_region(f, (unsigned)(hint >> 40) - 1) : NULL;
+	/* (a CPU with no hint yet reads 0, which decodes to slot 2^32 - 1:
+	 * no region, so the general path runs) */
+	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
 	if (!r)
-		return false;
+		return alloc_slow(f, 0, flags, out);
 	uint64_t c = hint & 0xffffffffu;
 	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
 	uint64_t e = ld(ce);
 	do {
 		if ((e & CE_HUGE) || !ce_free(e))
-			return false;
+			return alloc_slow(f, 0, flags, out);
 	} while (!cas(ce, &e, e - 1));
 	/* The claimed frame exists (counting rule): retry only lost races. */
 	unsigned wi = (unsigned)(hint >> 32) & 0xff;
@@ -487,46 +498,49 @@ static bool alloc0_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *ou
 			*out = (((r->chunk0 + c) << CHUNK_SHIFT) + wi * WORD_FRAMES + p)
 			       << CAIRN_FRAME_SHIFT;
 			if (wi != ((hint >> 32) & 0xff))
-				atomic_store_explicit(hp, (hint & ~(0xffull << 32)) |
-							  (uint64_t)wi << 32, RELAXED);
-			return true;
+				atomic_store_explicit(hp, r->tag | (uint64_t)wi << 32 | c,
+						      RELAXED);
+			return 0;
 		}
 	}
 }
 
-/* The same for one 2 MiB block: the chunk the CPU's huge hint names. */
-static bool alloc9_fast(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+static __attribute__((noinline)) int alloc9(struct cairn_frames *f, unsigned flags,
+					    cairn_phys_t *out)
 {
-	int area = first_area(f, areas);
+	int area = first_area(f, flags ? flags : CAIRN_F_ANY);
 	if (area < 0)
-		return false;
+		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	struct region *r = hint ? active_region(f, (unsigned)(hint >> 40) - 1) : NULL;
+	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
 	uint64_t c = hint & 0xffffffffu;
 	if (!r || c >= r->nchunks)
-		return false;
-	uint64_t e = ld(&r->chunk[c]);
-	if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES ||
-	    !cas(&r->chunk[c], &e, CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT))
-		return false;
+		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
+	/* Expect a free chunk nobody prefers, the usual case: the CAS is then
+	 * the only access to the entry. Only the owner field may differ. */
+	uint64_t e = CHUNK_FRAMES;
+	while (!cas(&r->chunk[c], &e, CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT))
+		if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
+			return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	*out = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
 	atomic_store_explicit(hp, hint + 1, RELAXED);
 	/* Runs of huge blocks walk the chunk array: fetch the next line of
 	 * entries before we CAS on it. */
 	__builtin_prefetch(&r->chunk[c + 16 < r->nchunks ? c + 16 : c], 1);
-	return true;
+	return 0;
 }
 
 int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		       cairn_phys_t *out)
 {
-	unsigned areas = flags ? flags : CAIRN_F_ANY;
-	if (order == 0 && !(flags & ~CAIRN_F_ANY) && alloc0_fast(f, areas, out))
-		return 0;
-	if (order == CAIRN_HUGE_ORDER && !(flags & ~CAIRN_F_ANY) && alloc9_fast(f, areas, out))
-		return 0;
-	return cairn_frames_alloc_aligned(f, order, order, flags, out);
+	if (!(flags & ~CAIRN_F_ANY)) {
+		if (order == 0)
+			return alloc0(f, flags, out);
+		if (order == CAIRN_HUGE_ORDER)
+			return alloc9(f, flags, out);
+	}
+	return alloc_slow(f, order, flags, out);
 }
 
 size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
@@ -659,7 +673,57 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
 	return 0;
 }
 
-int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+/* The common frees, kept short: an order-0 block (one CAS on its word, then
+ * the counter) and a 2 MiB block (one CAS on its chunk entry). They only
+ * accept what they can prove is exactly such a block; anything else (bad
+ * input, another order, a block of a huge chunk) goes the general way,
+ * which finds the error. */
+static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
+{
+	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+	struct region *r = frames_region_of(f, frame);
+	if (!r || phys & (CAIRN_FRAME_SIZE - 1))
+		return false;
+	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
+	unsigned off = (unsigned)(frame % CHUNK_FRAMES), wi = off / WORD_FRAMES;
+	_Atomic uint64_t *w = &chunk_words(r, c)[wi];
+	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
+	uint64_t v = ld(w);
+	do {
+		/* an allocated head, and the next frame of the word no
+		 * continuation (frame 31 can head no larger block) */
+		uint64_t cont = v & ALLOC_HALF & ~(v >> 32);
+		if ((v & both) != both || (cont & bit << 1))
+			return false;
+	} while (!cas(w, &v, v & ~both));
+	chunk_unclaim(&r->chunk[c], 1);
+	/* Allocate next where we just freed: the frame is warm in this CPU's
+	 * cache, and free+alloc stays O(1). */
+	atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
+			      r->tag | (uint64_t)wi << 32 | c, RELAXED);
+	return true;
+}
+
+static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
+{
+	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+	struct region *r = frames_region_of(f, frame);
+	if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
+	    frame + CHUNK_FRAMES > r->end)
+		return false;
+	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
+	/* A huge head of order 9 is exactly this entry (no owner, no count). */
+	if (!cas_strong(&r->chunk[c], CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT,
+			CHUNK_FRAMES))
+		return false;
+	/* the next huge block of this CPU comes from here */
+	atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
+			      r->tag | c, RELAXED);
+	return true;
+}
+
+static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phys_t phys,
+					       unsigned order)
 {
 	struct region *r;
 	uint64_t c;
@@ -672,7 +736,7 @@ int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
 		if (!err) /* the next huge block of this CPU comes from here */
 			atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
-					      hint_pack((unsigned)(r - f->region), 0, c), RELAXED);
+					      r->tag | c, RELAXED);
 	} else if (order >= CAIRN_HUGE_ORDER) {
 		err = is_continuation(chunk_words(r, c), 0) ||
 		      (ld(&chunk_words(r, c)[0]) & 1) ? CAIRN_EORDER : CAIRN_EFREE;
@@ -692,6 +756,15 @@ int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 						      : "frames: free with wrong order",
 			      phys, order);
 	return 0;
+}
+
+int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+{
+	if (order == 0 && free0_fast(f, phys))
+		return 0;
+	if (order == CAIRN_HUGE_ORDER && free9_fast(f, phys))
+		return 0;
+	return free_slow(f, phys, order);
 }
 
 int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,

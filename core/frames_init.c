@@ -175,6 +175,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	for (int i = 0; i < k; i++) {
 		struct region *r = &f->region[i];
 		region_init(r, s[i], at, busy_first, busy_end);
+		r->tag = region_tag((unsigned)i);
 		r->self_meta = !(cfg && cfg->meta) && busy_first >= s[i].first &&
 			       busy_first < s[i].end;
 		at += ALIGN_UP(r->meta_bytes, 64);
@@ -254,6 +255,7 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 	if (!meta)
 		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
 	region_init(r, s[0], meta, busy_first, busy_end);
+	r->tag = region_tag(n);
 	r->self_meta = busy_end != 0;
 	/* Publish: fields before state, state before the count. */
 	atomic_store_explicit(&r->state, REGION_ACTIVE, memory_order_release);

@@ -71,8 +71,15 @@ struct region {
 	_Atomic uint64_t *chunk;  /* nchunks entries */
 	_Atomic uint64_t *bits;   /* nchunks * CHUNK_WORDS words */
 	uint64_t meta_bytes;
+	uint64_t tag;             /* region_tag(slot): the region's part of a hint */
 	bool self_meta;           /* metadata carved from the region itself */
 };
+
+/* Hints pack region slot + 1 << 40 | word << 32 | chunk; 0 is no hint. */
+static inline uint64_t region_tag(unsigned slot)
+{
+	return (uint64_t)(slot + 1) << 40;
+}
 
 /* Per-CPU search hints; written only by their CPU (relaxed atomics keep the
  * host TSan build honest when a slot passes from one thread to another). */

@@ -177,6 +177,74 @@ static void test_errors(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* The short paths of free (order 0 and order 9) take only exact blocks of
+ * their order inside a region; every other free falls through to the
+ * general path and gets its error, with nothing changed. A free also makes
+ * the CPU's next allocation of that order come from the block just freed. */
+static void test_short_frees(void)
+{
+	/* both edge chunks partial: their out-of-region frames are marked
+	 * allocated heads forever, and must not be freeable */
+	const uint64_t base = 20 * GiB + 64 * KiB, size = 32 * MiB;
+	const struct cairn_mem_range map[] = { { base, size } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t a, b, q, h, g, o1, o6, o10, s;
+
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &a), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &b), 0);
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	CHECK_EQ(q, a);
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &h), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &g), 0);
+	CHECK_EQ(cairn_frames_free(f, h, 9), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &q), 0);
+	CHECK_EQ(q, h);
+	CHECK_EQ(cairn_frames_alloc(f, 1, 0, &o1), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 6, 0, &o6), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 10, 0, &o10), 0);
+	CHECK_EQ(cairn_frames_alloc_aligned(f, 0, 9, 0, &s), 0); /* a small block heads a chunk */
+	CHECK_EQ(cairn_frames_free(f, g, 9), 0);
+
+	uint64_t before = free_total(f), reports = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_frames_free(f, o1, 0), CAIRN_EORDER);          /* head of order 1 */
+	CHECK_EQ(cairn_frames_free(f, o1 + FRAME, 0), CAIRN_EORDER);  /* its tail */
+	CHECK_EQ(cairn_frames_free(f, o6, 0), CAIRN_EORDER);          /* head of order 6 */
+	CHECK_EQ(cairn_frames_free(f, o6 + 31 * FRAME, 0), CAIRN_EORDER); /* last of a word */
+	CHECK_EQ(cairn_frames_free(f, o6 + 32 * FRAME, 0), CAIRN_EORDER); /* first of the next */
+	CHECK_EQ(cairn_frames_free(f, h, 0), CAIRN_EORDER);           /* a 2 MiB block */
+	CHECK_EQ(cairn_frames_free(f, o10 + 2 * MiB + FRAME, 0), CAIRN_EORDER); /* its 2nd chunk */
+	CHECK_EQ(cairn_frames_free(f, a + 1, 0), CAIRN_EALIGN);
+	CHECK_EQ(cairn_frames_free(f, base - FRAME, 0), CAIRN_ERANGE);  /* edge chunk, outside */
+	CHECK_EQ(cairn_frames_free(f, base + size, 0), CAIRN_ERANGE);   /* the other edge */
+	CHECK_EQ(cairn_frames_free(f, g, 9), CAIRN_EFREE);            /* freed above */
+	CHECK_EQ(cairn_frames_free(f, g, 0), CAIRN_EFREE);
+	CHECK_EQ(cairn_frames_free(f, h + FRAME, 9), CAIRN_EALIGN);
+	CHECK_EQ(cairn_frames_free(f, o10, 9), CAIRN_EORDER);         /* head of order 10 */
+	CHECK_EQ(cairn_frames_free(f, o10 + 2 * MiB, 9), CAIRN_EORDER); /* its 2nd chunk */
+	CHECK_EQ(cairn_frames_free(f, s, 9), CAIRN_EORDER);           /* small blocks */
+	CHECK_EQ(cairn_frames_free(f, base & ~(2 * MiB - 1), 9), CAIRN_ERANGE);
+	cairn_host_reports_quiet(0);
+	CHECK(cairn_host_reports() > reports);
+	CHECK_EQ(free_total(f), before);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK(cairn_frames_is_allocated(f, o1, 1) && cairn_frames_is_allocated(f, o6, 6) &&
+	      cairn_frames_is_allocated(f, h, 9) && cairn_frames_is_allocated(f, o10, 10) &&
+	      cairn_frames_is_allocated(f, s, 0) && cairn_frames_is_allocated(f, a, 0));
+
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, b, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, h, 9), 0);
+	CHECK_EQ(cairn_frames_free(f, o1, 1), 0);
+	CHECK_EQ(cairn_frames_free(f, o6, 6), 0);
+	CHECK_EQ(cairn_frames_free(f, o10, 10), 0);
+	CHECK_EQ(cairn_frames_free(f, s, 0), 0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_alloc_at_reserve(void)
 {
 	const struct cairn_mem_range map[] = { { 20 * GiB, 16 * MiB } };
@@ -357,6 +425,7 @@ int main(void)
 	test_init_and_areas();
 	test_orders_and_alignment();
 	test_errors();
+	test_short_frees();
 	test_alloc_at_reserve();
 	test_bulk_and_zero();
 	test_regions_runtime();
