@@ -17,7 +17,7 @@
  * a bump pointer; such blocks are never reused.
  *
  * Large objects (above 64 KiB) come from a range arena whose spans are
- * 2 MiB blocks of frames used in place (the identity map of the private
+ * 64 MiB blocks of frames used in place (the identity map of the private
  * mapping: no remapping, so a forked child's copy is whole). The arena's
  * tree locks the nodes a writer changes, and a fork while another thread
  * holds such a lock would leave the child's copy locked for ever; so calls
