@@ -8,7 +8,7 @@ out=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 impls="cairn glibc jemalloc tcmalloc mimalloc tbbmalloc scudo"
-tests="larson xmalloc scratch simple mstress rss"
+tests="larson xmalloc scratch simple mstress rss big"
 for t in $tests; do
 	for i in $impls; do
 		grep -F "\"test\": \"$t\"" "$in" | grep -F "\"impl\": \"$i\"" |
@@ -17,9 +17,9 @@ for t in $tests; do
 	done
 done
 {
-	echo "set terminal pngcairo size 1500,1000 font ',10'"
+	echo "set terminal pngcairo size 1500,1300 font ',10'"
 	echo "set output '$out'"
-	echo "set multiplot layout 2,4 title 'bench-objects: medians of 5 runs, 2 cores (8 threads oversubscribed)'"
+	echo "set multiplot layout 3,3 title 'bench-objects: medians of 5 runs, 2 cores (8 threads oversubscribed)'"
 	echo "set logscale x 2; set xrange [0.8:10]; set xtics (1,2,4,8); set grid; set key top left font ',8'"
 	for t in $tests; do
 		echo "set title '$t: million ops/s'"
@@ -31,7 +31,7 @@ done
 		done
 		echo
 	done
-	for t in mstress rss; do
+	for t in mstress big; do
 		echo "set title '$t: peak RSS (MiB)'"
 		printf "plot "
 		sep=""
