@@ -678,6 +678,15 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
  * accept what they can prove is exactly such a block; anything else (bad
  * input, another order, a block of a huge chunk) goes the general way,
  * which finds the error. */
+/* Is the frame at `bit` of word v an allocated order-0 block? An allocated
+ * head whose next frame in the word is no continuation (frame 31 can head
+ * no larger block). */
+static inline bool word_has_frame0(uint64_t v, uint64_t bit)
+{
+	uint64_t both = bit | bit << 32, cont = v & ALLOC_HALF & ~(v >> 32);
+	return (v & both) == both && !(cont & bit << 1);
+}
+
 static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
@@ -690,10 +699,7 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
 	uint64_t v = ld(w);
 	do {
-		/* an allocated head, and the next frame of the word no
-		 * continuation (frame 31 can head no larger block) */
-		uint64_t cont = v & ALLOC_HALF & ~(v >> 32);
-		if ((v & both) != both || (cont & bit << 1))
+		if (!word_has_frame0(v, bit))
 			return false;
 	} while (!cas(w, &v, v & ~both));
 	chunk_unclaim(&r->chunk[c], 1);
@@ -987,6 +993,9 @@ bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsign
 	unsigned off;
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
+	if (order == 0) /* the common question: a frame cache checking a free */
+		return word_has_frame0(ld(&chunk_words(r, c)[off / WORD_FRAMES]),
+				       1ull << (off % WORD_FRAMES));
 	if (order >= CAIRN_HUGE_ORDER) {
 		uint64_t e = ld(&r->chunk[c]);
 		return (e & CE_HUGE) && (e & CE_HEAD) && ce_order(e) == order;
