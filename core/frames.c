@@ -673,11 +673,6 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
 	return 0;
 }
 
-/* The common frees, kept short: an order-0 block (one CAS on its word, then
- * the counter) and a 2 MiB block (one CAS on its chunk entry). They only
- * accept what they can prove is exactly such a block; anything else (bad
- * input, another order, a block of a huge chunk) goes the general way,
- * which finds the error. */
 /* Is the frame at `bit` of word v an allocated order-0 block? An allocated
  * head whose next frame in the word is no continuation (frame 31 can head
  * no larger block). */
@@ -687,6 +682,11 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 	return (v & both) == both && !(cont & bit << 1);
 }
 
+/* The common frees, kept short: an order-0 block (one CAS on its word, then
+ * the counter) and a 2 MiB block (one CAS on its chunk entry). They only
+ * accept what they can prove is exactly such a block; anything else (bad
+ * input, another order, a block of a huge chunk) goes the general way,
+ * which finds the error. */
 static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
