@@ -46,7 +46,8 @@
 #define CHG_MAX 48     /* changes one operation may make */
 #define STEP_GUARD 4096
 
-enum { R_OK = 0, R_RESTART = 1, R_END = 2, R_OVERFLOW = 3 };
+/* R_SLOW: the fast path hands over to the general writer (see fast_update) */
+enum { R_OK = 0, R_RESTART = 1, R_END = 2, R_OVERFLOW = 3, R_SLOW = 4 };
 
 struct bt_lv {
 	struct bt_node *n;
@@ -145,10 +146,16 @@ static inline void prefetch_keys(struct bt_node *n)
 		__builtin_prefetch(p + off);
 }
 
-/* Descend to the leaf that covers key; the leaf index is the last entry
- * starting at or before key, or -1. */
-static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
-		   struct bt_cur *c)
+static int scan(struct bt_node *n, int i, int cnt, int dir, bool leaf,
+		uint64_t need);
+
+/* The one descent. By key: to the leaf that covers key, whose index is the
+ * last entry starting at or before key, or -1. By fit (no read set): to
+ * the leftmost leaf below children whose gap maximum reaches need, leaf
+ * index -1; R_SLOW when no child of the root does (the general search then
+ * finds nothing, or an import is due). */
+static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key,
+			     bool fit, uint64_t need, struct bt_cur *c)
 {
 	struct bt_node *n = bt_root(t);
 	uint64_t v;
@@ -161,14 +168,21 @@ static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
 		if (bt_level(n) + d != c->leaf)
 			return R_RESTART;
 		if (d == c->leaf) {
-			c->lv[d] = (struct bt_lv){ n, v, find_le(n, 0, cnt, key) };
+			c->lv[d] = (struct bt_lv){ n, v, fit ? -1 : find_le(n, 0, cnt, key) };
 			return R_OK;
 		}
-		if (cnt == 0)
-			return R_RESTART;
-		int i = find_le(n, 1, cnt, key);
-		if (i < 0)
-			i = 0;
+		int i;
+		if (fit) {
+			i = scan(n, 0, cnt, 1, false, need);
+			if (i >= cnt)
+				return d == 0 ? R_SLOW : R_RESTART;
+		} else {
+			if (cnt == 0)
+				return R_RESTART;
+			i = find_le(n, 1, cnt, key);
+			if (i < 0)
+				i = 0;
+		}
 		c->lv[d] = (struct bt_lv){ n, v, i };
 		struct bt_node *child = bt_child(n, (unsigned)i);
 		if (!olc_validate(&n->version, v))
@@ -179,6 +193,12 @@ static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
 			return st;
 		n = child;
 	}
+}
+
+static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
+		   struct bt_cur *c)
+{
+	return descend_to(t, op, key, false, 0, c);
 }
 
 /* From slot i in direction dir, the first slot that can hold a free
@@ -1236,7 +1256,6 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
  * fit search that does not start at the bottom of the key space or whose
  * first candidate leaf has nothing acceptable.
  */
-enum { R_SLOW = 4 };
 
 /* Is the leaf of c the first (dir < 0) or the last (dir > 0) leaf? */
 static bool path_edge(struct cairn_btree *t, const struct bt_cur *c, int dir)
@@ -1249,35 +1268,9 @@ static bool path_edge(struct cairn_btree *t, const struct bt_cur *c, int dir)
 	return true;
 }
 
-/* Descend to the leftmost leaf below a child whose gap maximum reaches
- * need; R_SLOW when no child of the root does (the general search then
- * finds nothing, or an import is due). */
 static int descend_fit(struct cairn_btree *t, uint64_t need, struct bt_cur *c)
 {
-	struct bt_node *n = bt_root(t);
-	uint64_t v;
-	if (visit(NULL, n, &v))
-		return R_RESTART;
-	c->leaf = bt_level(n);
-	for (unsigned d = 0;; d++) {
-		int cnt = (int)bt_count(t, n);
-		if (bt_level(n) + d != c->leaf)
-			return R_RESTART;
-		if (d == c->leaf) {
-			c->lv[d] = (struct bt_lv){ n, v, -1 };
-			return R_OK;
-		}
-		int i = scan(n, 0, cnt, 1, false, need);
-		if (i >= cnt)
-			return d == 0 ? R_SLOW : R_RESTART;
-		c->lv[d] = (struct bt_lv){ n, v, i };
-		struct bt_node *child = bt_child(n, (unsigned)i);
-		if (!olc_validate(&n->version, v))
-			return R_RESTART;
-		if (visit(NULL, child, &v))
-			return R_RESTART;
-		n = child;
-	}
+	return descend_to(t, NULL, 0, true, need, c);
 }
 
 /*
