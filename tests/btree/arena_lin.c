@@ -31,6 +31,7 @@
 
 #include "env.h"
 #include "model.h"
+#include "yield.h"
 
 #define OPS 3
 #define MAXT 4
@@ -91,14 +92,7 @@ void cairn_btree_test_yield(void)
 			sched_yield();
 		return;
 	}
-	uint64_t z = (yseed += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z ^= z >> 27;
-	if ((z & 7) == 0)
-		sched_yield();
-	else if ((z & 7) == 1)
-		for (volatile unsigned i = 0; i < (z >> 8) % 200; i++)
-			;
+	random_yield(&yseed);
 }
 
 static void run(struct op *o, struct op *prev_alloc)
