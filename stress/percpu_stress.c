@@ -2,20 +2,11 @@
 /* The per-CPU cache stress: see percpu_stress.h. */
 #include "percpu_stress.h"
 
-#define MAILBOX_OWNER 0xffffffffu
 #define MiB (1024ull * 1024)
 
 static void fail(struct stress_percpu *s, int err, const char *what, uint64_t a, uint64_t b)
 {
-	atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
-	cairn_port_report(err, what, a, b);
-}
-
-static uint64_t frames_free(struct cairn_frames *f)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(f, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+	stress_fail(&s->blocks, err, what, a, b);
 }
 
 static void barrier_idle(void *fc)
@@ -30,47 +21,14 @@ static void barrier(struct stress_percpu *s)
 	stress_barrier_wait(&s->barrier, s->ncpus, barrier_idle, s->fc);
 }
 
-/* Move every frame of a block in the oracle from holder `from` to `to`. */
-static bool oracle_move(struct stress_percpu *s, cairn_phys_t phys, unsigned order,
-			uint32_t from, uint32_t to)
+static void give_back(struct stress_percpu *s, struct stress_cpu *c, unsigned me, unsigned i)
 {
-	uint64_t bad;
-	uint32_t was;
-	int err = stress_oracle_move(s->owner, s->oracle_first, s->oracle_frames, phys, order,
-				     from, to, &bad, &was);
-	if (err == CAIRN_ERANGE)
-		fail(s, err, "percpu stress: block outside the managed memory", phys, order);
-	else if (err)
-		fail(s, err, from == 0 ? "percpu stress: frame handed to two holders"
-				       : "percpu stress: frame not held by its holder", bad, was);
-	return err == 0;
-}
-
-static void take(struct stress_percpu *s, struct sp_cpu *c, unsigned me, cairn_phys_t p,
-		 unsigned k)
-{
-	if (!oracle_move(s, p, k, 0, me + 1))
-		return;
-	/* mark the block: a block shared with another holder races here */
-	uint64_t *m = cairn_port_phys_to_virt(p);
-	m[0] = p ^ me;
-	c->held[c->nheld++] = (struct sp_held){ p, k };
-	c->allocs++;
-}
-
-static void give_back(struct stress_percpu *s, struct sp_cpu *c, unsigned me, unsigned i)
-{
-	struct sp_held h = c->held[i];
-	c->held[i] = c->held[--c->nheld];
-	uint64_t *m = cairn_port_phys_to_virt(h.phys);
-	if (m[0] != (h.phys ^ me))
-		fail(s, CAIRN_ECORRUPT, "percpu stress: block changed under its holder", h.phys, m[0]);
-	if (!oracle_move(s, h.phys, h.order, me + 1, 0))
+	struct stress_held h;
+	if (!stress_release(&s->blocks, c, me, i, &h))
 		return;
 	int err = cairn_fcache_free(s->fc, h.phys, h.order);
 	if (err)
 		fail(s, err, "percpu stress: free of a held block failed", h.phys, h.order);
-	c->frees++;
 }
 
 static unsigned area_of(cairn_phys_t p)
@@ -78,7 +36,7 @@ static unsigned area_of(cairn_phys_t p)
 	return p < 16 * MiB ? CAIRN_F_LOW16M : p < 4096 * MiB ? CAIRN_F_LOW4G : CAIRN_F_HIGH;
 }
 
-static void alloc_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
+static void alloc_one(struct stress_percpu *s, struct stress_cpu *c, unsigned me)
 {
 	uint64_t *r = &c->rng, x = stress_below(r, 100);
 	/* mostly cached orders; some passed through */
@@ -110,33 +68,10 @@ static void alloc_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 		if (m[0] | m[1] | m[last])
 			fail(s, CAIRN_ECORRUPT, "percpu stress: zeroed block not zero", p, k);
 	}
-	take(s, c, me, p, k);
+	stress_take(&s->blocks, c, me, p, k);
 }
 
-static void swap_one(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
-{
-	/* leave a block in a random mailbox slot, take whatever was there: the
-	 * block will most likely be freed on another CPU than its allocation */
-	uint64_t *r = &c->rng;
-	unsigned i = (unsigned)stress_below(r, c->nheld);
-	struct sp_held h = c->held[i];
-	if (!oracle_move(s, h.phys, h.order, me + 1, MAILBOX_OWNER))
-		return;
-	c->held[i] = c->held[--c->nheld];
-	uint64_t got = atomic_exchange_explicit(&s->mailbox[stress_below(r, SP_MAILBOX)],
-						h.phys | (h.order + 1), memory_order_acq_rel);
-	if (!got)
-		return;
-	cairn_phys_t p = got & ~(CAIRN_FRAME_SIZE - 1);
-	unsigned k = (unsigned)(got & 0xfff) - 1;
-	if (oracle_move(s, p, k, MAILBOX_OWNER, me + 1)) {
-		((uint64_t *)cairn_port_phys_to_virt(p))[0] = p ^ me;
-		c->held[c->nheld++] = (struct sp_held){ p, k };
-	}
-	c->swaps++;
-}
-
-static void mixed_op(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
+static void mixed_op(struct stress_percpu *s, struct stress_cpu *c, unsigned me)
 {
 	uint64_t x = stress_below(&c->rng, 1000);
 	if (c->nheld + 4 >= SP_HELD || (x < 420 && c->nheld)) {
@@ -144,8 +79,7 @@ static void mixed_op(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 	} else if (x < 850) {
 		alloc_one(s, c, me);
 	} else if (x < 950) {
-		if (c->nheld)
-			swap_one(s, c, me);
+		stress_swap(&s->blocks, c, me);
 	} else if (x < 990) {
 		cairn_fcache_poll(s->fc);
 	} else if (x < 999) {
@@ -157,17 +91,16 @@ static void mixed_op(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 	} else {
 		cairn_fcache_drain_all(s->fc); /* memory pressure */
 	}
-	if (s->plant == 1 && me == 0 && c->ops == 100 && c->nheld)
-		oracle_move(s, c->held[0].phys, c->held[0].order, 0, me + 1);
+	stress_plant(&s->blocks, c, me, s->plant);
 }
 
 /* Allocate every frame there is through the cache, threading the frames
  * into a list through their first word; then nothing may be left. */
-static void exhaust(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
+static void exhaust(struct stress_percpu *s, struct stress_cpu *c, unsigned me)
 {
 	cairn_phys_t list = 0, p;
 	while (cairn_fcache_alloc(s->fc, 0, 0, &p) == 0) {
-		if (!oracle_move(s, p, 0, 0, me + 1))
+		if (!stress_move(&s->blocks, p, 0, 0, me + 1))
 			continue;
 		*(cairn_phys_t *)cairn_port_phys_to_virt(p) = list;
 		list = p;
@@ -175,7 +108,7 @@ static void exhaust(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 	}
 	barrier(s);
 	if (me == 0) {
-		uint64_t left = frames_free(s->f), cached = cairn_fcache_cached_frames(s->fc);
+		uint64_t left = stress_free_frames(s->f), cached = cairn_fcache_cached_frames(s->fc);
 		if (left || cached)
 			fail(s, CAIRN_ENOMEM, "percpu stress: ENOMEM while frames are free or cached",
 			     left, cached);
@@ -185,7 +118,7 @@ static void exhaust(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 	barrier(s);
 	while (list) {
 		cairn_phys_t next = *(cairn_phys_t *)cairn_port_phys_to_virt(list);
-		if (oracle_move(s, list, 0, me + 1, 0)) {
+		if (stress_move(&s->blocks, list, 0, me + 1, 0)) {
 			int err = cairn_fcache_free(s->fc, list, 0);
 			if (err)
 				fail(s, err, "percpu stress: free after exhaustion failed", list, 0);
@@ -197,20 +130,18 @@ static void exhaust(struct stress_percpu *s, struct sp_cpu *c, unsigned me)
 void stress_percpu_init(struct stress_percpu *s)
 {
 	stress_barrier_init(&s->barrier);
-	atomic_init(&s->errors, 0);
-	for (unsigned i = 0; i < SP_MAILBOX; i++)
-		atomic_init(&s->mailbox[i], 0);
-	s->free_at_start = frames_free(s->f);
-	for (unsigned i = 0; i < s->ncpus; i++) {
-		struct sp_cpu *c = &s->cpu[i];
-		c->nheld = 0;
-		c->rng = s->seed * 0x100000001b3ull + i;
-		c->ops = c->allocs = c->frees = c->enomem = c->swaps = 0;
-		c->offline = c->exhaust_frames = 0;
-	}
+	stress_blocks_init(&s->blocks);
+	s->free_at_start = stress_free_frames(s->f);
+	for (unsigned i = 0; i < s->ncpus; i++)
+		stress_cpu_init(&s->cpu[i], s->seed * 0x100000001b3ull + i);
 }
 
-void stress_percpu_worker(struct stress_percpu *s, struct sp_cpu *c, unsigned me, uint64_t ops)
+static int give_cached(void *fc, cairn_phys_t phys, unsigned order)
+{
+	return cairn_fcache_free(fc, phys, order);
+}
+
+void stress_percpu_worker(struct stress_percpu *s, struct stress_cpu *c, unsigned me, uint64_t ops)
 {
 	for (uint64_t i = 0; i < ops; i++, c->ops++)
 		mixed_op(s, c, me);
@@ -223,33 +154,22 @@ void stress_percpu_worker(struct stress_percpu *s, struct sp_cpu *c, unsigned me
 
 uint64_t stress_percpu_finish(struct stress_percpu *s)
 {
-	for (unsigned i = 0; i < SP_MAILBOX; i++) {
-		uint64_t got = atomic_exchange_explicit(&s->mailbox[i], 0, memory_order_acq_rel);
-		if (!got)
-			continue;
-		cairn_phys_t p = got & ~(CAIRN_FRAME_SIZE - 1);
-		unsigned k = (unsigned)(got & 0xfff) - 1;
-		if (oracle_move(s, p, k, MAILBOX_OWNER, 0)) {
-			int err = cairn_fcache_free(s->fc, p, k);
-			if (err)
-				fail(s, err, "percpu stress: free from the mailbox failed", p, k);
-		}
-	}
+	stress_mailbox_empty(&s->blocks, give_cached, s->fc);
 	cairn_fcache_drain_all(s->fc);
 	if (cairn_fcache_cached_frames(s->fc))
 		fail(s, CAIRN_ECORRUPT, "percpu stress: frames cached after drain_all",
 		     cairn_fcache_cached_frames(s->fc), 0);
 	if (cairn_frames_validate(s->f))
 		fail(s, CAIRN_ECORRUPT, "percpu stress: validate failed at the end", 0, 0);
-	if (frames_free(s->f) != s->free_at_start)
-		fail(s, CAIRN_ECORRUPT, "percpu stress: frames lost", frames_free(s->f),
+	if (stress_free_frames(s->f) != s->free_at_start)
+		fail(s, CAIRN_ECORRUPT, "percpu stress: frames lost", stress_free_frames(s->f),
 		     s->free_at_start);
-	return atomic_load_explicit(&s->errors, memory_order_relaxed);
+	return atomic_load_explicit(&s->blocks.errors, memory_order_relaxed);
 }
 
 uint64_t stress_percpu_cpu(struct stress_percpu *s, unsigned me)
 {
-	struct sp_cpu *c = &s->cpu[me];
+	struct stress_cpu *c = &s->cpu[me];
 	unsigned phases = s->phases ? s->phases : 1;
 	barrier(s);
 	for (unsigned ph = 0; ph < phases; ph++) {
@@ -265,5 +185,5 @@ uint64_t stress_percpu_cpu(struct stress_percpu *s, unsigned me)
 	if (me == 0)
 		stress_percpu_finish(s); /* the others answer drains in the barrier */
 	barrier(s);
-	return atomic_load_explicit(&s->errors, memory_order_relaxed);
+	return atomic_load_explicit(&s->blocks.errors, memory_order_relaxed);
 }

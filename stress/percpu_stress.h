@@ -23,44 +23,23 @@
 #include <cairn/frame_cache.h>
 #include <cairn/frames.h>
 
-#include <stdatomic.h>
+#include "blocks.h"
 
-#include "stress_util.h"
-
-#define SP_HELD 256
-#define SP_MAILBOX 64
-#define SP_MAX_CPUS 256
-
-struct sp_held {
-	cairn_phys_t phys;
-	unsigned order;
-};
-
-/* Per-CPU (or per-worker) state: caller-provided memory. */
-struct sp_cpu {
-	struct sp_held held[SP_HELD];
-	unsigned nheld;
-	uint64_t rng;
-	uint64_t ops, allocs, frees, enomem, swaps, offline, exhaust_frames;
-};
+#define SP_HELD 256 /* blocks one CPU holds at most in the mixed phase */
 
 struct stress_percpu {
 	/* set by the caller */
 	struct cairn_frames *f;
 	struct cairn_fcache *fc;
-	_Atomic uint32_t *owner;   /* oracle: one word per frame, zeroed */
-	uint64_t oracle_first;     /* first frame number the oracle covers */
-	uint64_t oracle_frames;
+	struct stress_blocks blocks; /* its owner and oracle_* fields */
 	unsigned ncpus;            /* CPUs running stress_percpu_cpu */
 	uint64_t ops;              /* per CPU */
 	uint64_t seed;
 	unsigned phases;           /* mixed phases, each followed by exhaustion */
-	unsigned plant;            /* 1: claim a block twice (must fail the run) */
-	struct sp_cpu *cpu;        /* ncpus entries */
+	unsigned plant;            /* enum stress_plant */
+	struct stress_cpu *cpu;    /* ncpus entries */
 	/* shared, set up by stress_percpu_init */
 	struct stress_barrier barrier;
-	_Atomic uint64_t errors;
-	_Atomic uint64_t mailbox[SP_MAILBOX];
 	uint64_t free_at_start;
 };
 
@@ -73,7 +52,7 @@ uint64_t stress_percpu_cpu(struct stress_percpu *s, unsigned cpu);
 /* The mixed phase for `ops` operations on whatever CPU slot the caller runs
  * as (`me` names the holder in the oracle, unique among running workers),
  * then everything back and the slot drained. */
-void stress_percpu_worker(struct stress_percpu *s, struct sp_cpu *c, unsigned me,
+void stress_percpu_worker(struct stress_percpu *s, struct stress_cpu *c, unsigned me,
 			  uint64_t ops);
 
 /* After every CPU and worker finished: empty the mailbox, drain the cache,

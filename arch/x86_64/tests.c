@@ -40,8 +40,8 @@
 #include "kernel.h"
 
 #include "objects_stress.h"
+#include "frames_stress.h"
 #include "percpu_stress.h"
-#include "stress.h"
 
 uint64_t expected_reports;
 
@@ -502,6 +502,18 @@ static void map_check(void)
 
 /* ---- frames: the shared stress suite ---- */
 
+/* The ownership oracle of a frames or percpu stress run covers every frame
+ * from the first managed one to the end of RAM; returns the order of the
+ * pages it took. */
+static unsigned oracle_setup(struct stress_blocks *b)
+{
+	b->oracle_first = (1ull << 20) / PAGE_SIZE;
+	b->oracle_frames = ram_top / PAGE_SIZE - b->oracle_first;
+	unsigned order = order_for(b->oracle_frames * sizeof *b->owner);
+	b->owner = alloc_pages(order);
+	return order;
+}
+
 static struct stress_frames *sf;
 static unsigned sf_order, sf_cpu_order, sf_owner_order;
 
@@ -512,12 +524,7 @@ static void frames_setup(void)
 	sf = alloc_pages(sf_order);
 	sf_cpu_order = order_for(opt.cpus * sizeof *sf->cpu);
 	sf->cpu = alloc_pages(sf_cpu_order);
-	/* The oracle covers every frame from the first managed one to the
-	 * end of RAM. */
-	sf->oracle_first = (1ull << 20) / PAGE_SIZE;
-	sf->oracle_frames = ram_top / PAGE_SIZE - sf->oracle_first;
-	sf_owner_order = order_for(sf->oracle_frames * sizeof *sf->owner);
-	sf->owner = alloc_pages(sf_owner_order);
+	sf_owner_order = oracle_setup(&sf->blocks);
 	sf->f = frames;
 	sf->ncpus = opt.cpus;
 	sf->ops = opt.ops;
@@ -544,7 +551,7 @@ static void frames_run(unsigned idx, unsigned n)
 
 static void frames_check(void)
 {
-	free_pages((void *)sf->owner, sf_owner_order);
+	free_pages((void *)sf->blocks.owner, sf_owner_order);
 	free_pages(sf->cpu, sf_cpu_order);
 	free_pages(sf, sf_order);
 	check_quiescent("frames");
@@ -696,10 +703,7 @@ static void percpu_setup(void)
 	sp = alloc_pages(sp_order);
 	sp_cpu_order = order_for(opt.cpus * sizeof *sp->cpu);
 	sp->cpu = alloc_pages(sp_cpu_order);
-	sp->oracle_first = (1ull << 20) / PAGE_SIZE;
-	sp->oracle_frames = ram_top / PAGE_SIZE - sp->oracle_first;
-	sp_owner_order = order_for(sp->oracle_frames * sizeof *sp->owner);
-	sp->owner = alloc_pages(sp_owner_order);
+	sp_owner_order = oracle_setup(&sp->blocks);
 	int err = cairn_fcache_create(&sp->fc, frames, NULL);
 	if (err)
 		fail("percpu: cairn_fcache_create: %d", err);
@@ -716,7 +720,7 @@ static void percpu_run(unsigned idx, unsigned n)
 {
 	(void)n;
 	uint64_t errors = stress_percpu_cpu(sp, idx);
-	struct sp_cpu *c = &sp->cpu[idx];
+	struct stress_cpu *c = &sp->cpu[idx];
 	this_cpu()->ops += c->ops + c->exhaust_frames;
 	if (opt.verbose)
 		kprintf("cpu %u: percpu: mixed %lu allocs %lu frees %lu enomem %lu swaps %lu "
@@ -729,7 +733,7 @@ static void percpu_run(unsigned idx, unsigned n)
 static void percpu_check(void)
 {
 	cairn_fcache_destroy(sp->fc);
-	free_pages((void *)sp->owner, sp_owner_order);
+	free_pages((void *)sp->blocks.owner, sp_owner_order);
 	free_pages(sp->cpu, sp_cpu_order);
 	free_pages(sp, sp_order);
 	check_quiescent("percpu");

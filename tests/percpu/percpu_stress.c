@@ -8,17 +8,11 @@
  * usage: percpu_stress threads ops MiB seed [plant] [churn threads]
  * With plant=1 the suite must fail, and the verdict is inverted.
  */
-#include <cairn/frame_cache.h>
-#include <cairn/host.h>
-
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #include "percpu_stress.h"
-
-#define MiB (1024ull * 1024)
+#include "../stress_host.h"
 
 static struct stress_percpu s;
 static atomic_uint alive;
@@ -41,8 +35,8 @@ static void *churn_main(void *arg)
 	unsigned me = (unsigned)(uintptr_t)arg;
 	while (cairn_host_cpu_register() < 0) /* a leaving thread frees its slot */
 		sched_yield();
-	struct sp_cpu *c = calloc(1, sizeof(*c));
-	c->rng = s.seed * 0x9e3779b97f4a7c15ull + me;
+	struct stress_cpu *c = calloc(1, sizeof(*c));
+	stress_cpu_init(c, s.seed * 0x9e3779b97f4a7c15ull + me);
 	stress_percpu_worker(&s, c, me, churn_ops);
 	free(c);
 	cairn_host_cpu_unregister();
@@ -52,27 +46,12 @@ static void *churn_main(void *arg)
 
 int main(int argc, char **argv)
 {
-	unsigned threads = argc > 1 ? (unsigned)atoi(argv[1]) : 4;
-	uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : 20000;
-	uint64_t mib = argc > 3 ? strtoull(argv[3], NULL, 0) : 64;
-	uint64_t seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
-	unsigned plant = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
-	unsigned churn = argc > 6 ? (unsigned)atoi(argv[6]) : 4 * threads;
-	if (threads == 0 || threads > SP_MAX_CPUS)
+	struct stress_args a;
+	if (stress_args_parse(&a, argc, argv))
 		return 2;
-
-	/* a map with holes, across the 16 MiB line and above 4 GiB */
-	uint64_t hi = mib > 32 ? mib - 32 : 8;
-	struct cairn_mem_range map[] = {
-		{ 1 * MiB, 7 * MiB },
-		{ 9 * MiB, 23 * MiB },
-		{ 4096 * MiB, hi * MiB },
-	};
-	if (cairn_host_init(threads, 0, (4096 + hi) * MiB) || cairn_host_hole(8 * MiB, 1 * MiB))
-		return 2;
+	unsigned threads = a.threads, churn = argc > 6 ? (unsigned)atoi(argv[6]) : 4 * threads;
 	struct cairn_frames *f;
-	struct cairn_frames_config cfg = { .ncpus = threads };
-	if (cairn_frames_init(&f, map, 3, &cfg))
+	if (stress_host_memory(&a, &f, &s.blocks))
 		return 2;
 	struct cairn_fcache *fc;
 	/* small magazines and depots: the slow paths run often */
@@ -83,29 +62,24 @@ int main(int argc, char **argv)
 
 	s.f = f;
 	s.fc = fc;
-	s.oracle_first = (1 * MiB) >> CAIRN_FRAME_SHIFT;
-	s.oracle_frames = ((4096 + hi) * MiB >> CAIRN_FRAME_SHIFT) - s.oracle_first;
-	s.owner = calloc(s.oracle_frames, sizeof(*s.owner));
 	s.ncpus = threads;
-	s.ops = ops;
-	s.seed = seed;
+	s.ops = a.ops;
+	s.seed = a.seed;
 	s.phases = 2;
-	s.plant = plant;
+	s.plant = a.plant;
 	s.cpu = calloc(threads, sizeof(*s.cpu));
-	if (!s.owner || !s.cpu)
+	if (!s.cpu)
 		return 2;
-	if (plant)
-		cairn_host_reports_quiet(1);
 	stress_percpu_init(&s);
 
-	pthread_t t[SP_MAX_CPUS];
+	pthread_t t[STRESS_MAX_CPUS];
 	for (unsigned i = 0; i < threads; i++)
 		pthread_create(&t[i], NULL, cpu_main, (void *)(uintptr_t)i);
 	for (unsigned i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
 
 	/* threads coming and going */
-	churn_ops = ops / 8 + 1;
+	churn_ops = a.ops / 8 + 1;
 	pthread_t *ct = calloc(churn, sizeof(*ct));
 	for (unsigned i = 0; i < churn; i++) {
 		while (atomic_load(&alive) >= threads)
@@ -117,14 +91,8 @@ int main(int argc, char **argv)
 		pthread_join(ct[i], NULL);
 	uint64_t errors = stress_percpu_finish(&s);
 
-	for (unsigned i = 0; i < threads; i++) {
-		struct sp_cpu *c = &s.cpu[i];
-		printf("cpu %u: ops %llu allocs %llu frees %llu enomem %llu swaps %llu offline %llu "
-		       "exhaust %llu\n", i, (unsigned long long)c->ops, (unsigned long long)c->allocs,
-		       (unsigned long long)c->frees, (unsigned long long)c->enomem,
-		       (unsigned long long)c->swaps, (unsigned long long)c->offline,
-		       (unsigned long long)c->exhaust_frames);
-	}
+	for (unsigned i = 0; i < threads; i++)
+		stress_print_cpu(i, &s.cpu[i]);
 	for (unsigned i = 0; i < threads; i++) {
 		struct cairn_mag_cpu_stats st;
 		cairn_mag_cpu_stats(cairn_fcache_mags(fc, 0), i, &st);
@@ -133,10 +101,7 @@ int main(int argc, char **argv)
 		       (unsigned long long)st.exchanges);
 	}
 	cairn_fcache_destroy(fc);
-	printf("percpu stress: %u threads, %u coming and going, seed %llu, errors %llu%s\n",
-	       threads, churn, (unsigned long long)seed, (unsigned long long)errors,
-	       plant ? " (planted fault: errors expected)" : "");
-	if (plant)
-		return errors ? 0 : 1;
-	return errors ? 1 : 0;
+	printf("percpu stress: %u threads, %u coming and going, seed %llu: ", threads, churn,
+	       (unsigned long long)a.seed);
+	return stress_verdict(&a, errors);
 }

@@ -9,53 +9,25 @@
  * that ENOMEM means empty; at the end every frame must be free again and
  * validate() must pass.
  */
-#ifndef CAIRN_STRESS_H
-#define CAIRN_STRESS_H
+#ifndef CAIRN_FRAMES_STRESS_H
+#define CAIRN_FRAMES_STRESS_H
 
 #include <cairn/frames.h>
 
-#include <stdatomic.h>
-
-#include "stress_util.h"
-
-#define STRESS_HELD 512     /* blocks a CPU holds at most in the mixed phase */
-#define STRESS_MAILBOX 64   /* slots through which CPUs swap blocks */
-#define STRESS_MAX_CPUS 256
-
-enum stress_plant {
-	STRESS_PLANT_NONE = 0,
-	STRESS_PLANT_DOUBLE = 1, /* claim a block twice: the oracle must fail the run */
-};
-
-struct stress_held {
-	cairn_phys_t phys;
-	unsigned order;
-};
-
-/* Per-CPU state: caller-provided memory, one per CPU. */
-struct stress_cpu {
-	struct stress_held held[STRESS_HELD];
-	unsigned nheld;
-	uint64_t rng;
-	uint64_t ops, allocs, frees, enomem, swaps, exhaust_frames;
-};
+#include "blocks.h"
 
 struct stress_frames {
 	/* set by the caller */
 	struct cairn_frames *f;
-	_Atomic uint32_t *owner;   /* oracle: one word per frame, zeroed */
-	uint64_t oracle_first;     /* first frame number the oracle covers */
-	uint64_t oracle_frames;
+	struct stress_blocks blocks; /* its owner and oracle_* fields */
 	unsigned ncpus;
 	uint64_t ops;              /* per CPU */
 	uint64_t seed;
 	unsigned phases;           /* mixed phases, each followed by exhaustion */
 	unsigned plant;
 	struct stress_cpu *cpu;    /* ncpus entries */
-	/* shared state, zero-initialised by stress_frames_init */
+	/* shared state, set up by stress_frames_init */
 	struct stress_barrier barrier;
-	_Atomic uint64_t errors;
-	_Atomic uint64_t mailbox[STRESS_MAILBOX];
 	uint64_t free_at_start;
 };
 
@@ -66,4 +38,4 @@ void stress_frames_init(struct stress_frames *s);
  * by the whole run (the same on every CPU once all return). */
 uint64_t stress_frames_cpu(struct stress_frames *s, unsigned cpu);
 
-#endif /* CAIRN_STRESS_H */
+#endif /* CAIRN_FRAMES_STRESS_H */
