@@ -828,6 +828,8 @@ static void move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
 static void move_slots(struct bt_node *n, unsigned dst, unsigned src,
 		       unsigned k)
 {
+	if (dst == src || k == 0)
+		return; /* the side of the window that stays */
 	move_col(n->key, dst, src, k);
 	move_col(n->a, dst, src, k);
 	move_col(n->b, dst, src, k);
