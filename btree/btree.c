@@ -1410,7 +1410,7 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 		       struct bt_cur *c, struct cairn_bt_view *v, int slot[3],
 		       bool again)
 {
-	struct bt_lv *lf = &c->lv[c->leaf];
+	struct bt_lv *lf;
 	struct bt_node *n;
 	unsigned f;
 	int i, cnt, st;
@@ -1419,6 +1419,7 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 	v->has_pred = v->has_cur = v->has_succ = false;
 	v->where = 0;
 	if (again) {
+		lf = &c->lv[c->leaf];
 		st = leaf_again(t, lf);
 		if (st)
 			return st;
