@@ -49,11 +49,25 @@
 /* R_SLOW: the fast path hands over to the general writer (see fast_update) */
 enum { R_OK = 0, R_RESTART = 1, R_END = 2, R_OVERFLOW = 3, R_SLOW = 4 };
 
+/* One level of a path: a node, the version it was read at, its shape as
+ * read (bt_shape: first slot and count, clamped together; idx is below
+ * cnt or -1, so f + idx always lies inside the node) and an entry. */
 struct bt_lv {
 	struct bt_node *n;
 	uint64_t v;
 	int idx;
+	uint16_t f, cnt;
 };
+
+/* Column col of the entry a path level points at. */
+#define lv_slot(lv, col) ((lv)->n->col[(lv)->f + (unsigned)(lv)->idx])
+
+static inline void lv_shape(const struct cairn_btree *t, struct bt_lv *lv)
+{
+	unsigned f, cnt = bt_shape(t, lv->n, &f);
+	lv->f = (uint16_t)f;
+	lv->cnt = (uint16_t)cnt;
+}
 
 /* A path from the root to a leaf position. */
 struct bt_cur {
@@ -120,14 +134,16 @@ static bool rs_validate(struct bt_op *op, const struct bt_plan *p)
 	return true;
 }
 
-/* Largest i in [first, cnt) with key[i] <= key, or first - 1. Keys may be
- * torn in a stale node; the loop is bounded all the same. */
-static int find_le(struct bt_node *n, int first, int cnt, uint64_t key)
+/* Largest entry i in [from, cnt) with key <= key, or from - 1 (entries
+ * start at slot f). Keys may be torn in a stale node; the loop is bounded
+ * all the same. */
+static int find_le(struct bt_node *n, unsigned f, int from, int cnt,
+		   uint64_t key)
 {
-	int lo = first, hi = cnt; /* answer in [lo - 1, hi - 1] */
+	int lo = from, hi = cnt; /* answer in [lo - 1, hi - 1] */
 	while (lo < hi) {
 		int mid = lo + (hi - lo) / 2;
-		if (rd(n->key[mid]) <= key)
+		if (rd(n->key[f + (unsigned)mid]) <= key)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -146,8 +162,8 @@ static inline void prefetch_keys(struct bt_node *n)
 		__builtin_prefetch(p + off);
 }
 
-static int scan(struct bt_node *n, int i, int cnt, int dir, bool leaf,
-		uint64_t need);
+static int scan(struct bt_node *n, unsigned f, int i, int cnt, int dir,
+		bool leaf, uint64_t need);
 
 /* The one descent. By key: to the leaf that covers key, whose index is the
  * last entry starting at or before key, or -1. By fit (no read set): to
@@ -164,27 +180,32 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 		return st;
 	c->leaf = bt_level(n);
 	for (unsigned d = 0;; d++) {
-		int cnt = (int)bt_count(t, n);
+		struct bt_lv *lv = &c->lv[d];
+		lv->n = n;
+		lv->v = v;
+		lv_shape(t, lv);
+		unsigned f = lv->f;
+		int cnt = lv->cnt;
 		if (bt_level(n) + d != c->leaf)
 			return R_RESTART;
 		if (d == c->leaf) {
-			c->lv[d] = (struct bt_lv){ n, v, fit ? -1 : find_le(n, 0, cnt, key) };
+			lv->idx = fit ? -1 : find_le(n, f, 0, cnt, key);
 			return R_OK;
 		}
 		int i;
 		if (fit) {
-			i = scan(n, 0, cnt, 1, false, need);
+			i = scan(n, f, 0, cnt, 1, false, need);
 			if (i >= cnt)
 				return d == 0 ? R_SLOW : R_RESTART;
 		} else {
 			if (cnt == 0)
 				return R_RESTART;
-			i = find_le(n, 1, cnt, key);
+			i = find_le(n, f, 1, cnt, key);
 			if (i < 0)
 				i = 0;
 		}
-		c->lv[d] = (struct bt_lv){ n, v, i };
-		struct bt_node *child = bt_child(n, (unsigned)i);
+		lv->idx = i;
+		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
 		prefetch_keys(child);
@@ -201,33 +222,35 @@ static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
 	return descend_to(t, op, key, false, 0, c);
 }
 
-/* From slot i in direction dir, the first slot that can hold a free
- * extent of `need` (any slot if need is 0); -1 or cnt if none. */
-static int scan(struct bt_node *n, int i, int cnt, int dir, bool leaf,
-		uint64_t need)
+/* From entry i in direction dir, the first entry that can hold a free
+ * extent of `need` (any entry if need is 0); -1 or cnt if none. Entries
+ * start at slot f. */
+static int scan(struct bt_node *n, unsigned f, int i, int cnt, int dir,
+		bool leaf, uint64_t need)
 {
 	if (need == 0 || i < 0 || i >= cnt)
 		return i;
+	_Atomic uint64_t *a = n->a + f, *b = n->b + f, *c = n->c + f;
 	if (dir > 0) {
 		if (leaf) {
 			for (; i < cnt; i++)
-				if ((rd(n->c[i]) & CAIRN_EXT_FREE) &&
-				    rd(n->a[i]) >= need)
+				if ((rd(c[i]) & CAIRN_EXT_FREE) &&
+				    rd(a[i]) >= need)
 					return i;
 		} else {
 			for (; i < cnt; i++)
-				if (rd(n->b[i]) >= need)
+				if (rd(b[i]) >= need)
 					return i;
 		}
 		return cnt;
 	}
 	if (leaf) {
 		for (; i >= 0; i--)
-			if ((rd(n->c[i]) & CAIRN_EXT_FREE) && rd(n->a[i]) >= need)
+			if ((rd(c[i]) & CAIRN_EXT_FREE) && rd(a[i]) >= need)
 				return i;
 	} else {
 		for (; i >= 0; i--)
-			if (rd(n->b[i]) >= need)
+			if (rd(b[i]) >= need)
 				return i;
 	}
 	return -1;
@@ -245,18 +268,19 @@ static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
 	int i = c->lv[d].idx + dir;
 
 	/* Nothing in this leaf is long enough: go up at once. */
-	if (need && d > 0 &&
-	    rd(c->lv[d - 1].n->b[c->lv[d - 1].idx]) < need)
+	if (need && d > 0 && rd(lv_slot(&c->lv[d - 1], b)) < need)
 		i = dir > 0 ? CAIRN_BTREE_FANOUT_MAX : -1;
 
 	for (unsigned guard = 0; guard < STEP_GUARD; guard++) {
 		struct bt_node *n = c->lv[d].n;
-		int cnt = (int)bt_count(t, n);
+		lv_shape(t, &c->lv[d]);
+		unsigned f = c->lv[d].f;
+		int cnt = c->lv[d].cnt;
 		bool leaf = d == c->leaf;
 
 		if (dir < 0 && i >= cnt)
 			i = cnt - 1;
-		i = scan(n, i, cnt, dir, leaf, need);
+		i = scan(n, f, i, cnt, dir, leaf, need);
 		if (i < 0 || i >= cnt) {
 			if (d == 0)
 				return R_END;
@@ -268,7 +292,7 @@ static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
 		if (leaf)
 			return R_OK;
 
-		struct bt_node *child = bt_child(n, (unsigned)i);
+		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, c->lv[d].v))
 			return R_RESTART;
 		uint64_t v;
@@ -278,24 +302,25 @@ static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
 		if (bt_level(child) + d + 1 != c->leaf)
 			return R_RESTART;
 		d++;
-		c->lv[d] = (struct bt_lv){ child, v, 0 };
+		c->lv[d] = (struct bt_lv){ child, v, 0, 0, 0 };
 		i = dir > 0 ? 0 : (int)bt_count(t, child) - 1;
 	}
 	return R_RESTART;
 }
 
-static void read_slot(struct bt_node *n, unsigned i, struct cairn_ext *e)
+static void read_slot(struct bt_node *n, unsigned s, struct cairn_ext *e)
 {
-	e->start = rd(n->key[i]);
+	e->start = rd(n->key[s]);
 	CAIRN_BTREE_YIELD(); /* a torn read must fail validation */
-	e->len = rd(n->a[i]);
-	e->cookie = rd(n->b[i]);
-	e->flags = (uint32_t)rd(n->c[i]);
+	e->len = rd(n->a[s]);
+	e->cookie = rd(n->b[s]);
+	e->flags = (uint32_t)rd(n->c[s]);
 }
 
 static void read_ext(const struct bt_cur *c, struct cairn_ext *e)
 {
-	read_slot(c->lv[c->leaf].n, (unsigned)c->lv[c->leaf].idx, e);
+	const struct bt_lv *lf = &c->lv[c->leaf];
+	read_slot(lf->n, lf->f + (unsigned)lf->idx, e);
 }
 
 /* The last extent starting at or before key: R_OK, or R_END if none, in
@@ -371,10 +396,9 @@ int cairn_btree_lookup(struct cairn_btree *t, uint64_t addr,
 			cairn_port_pause();
 			continue;
 		}
-		int i = c.lv[c.leaf].idx;
-		if (i < 0)
+		if (c.lv[c.leaf].idx < 0)
 			break;
-		read_slot(c.lv[c.leaf].n, (unsigned)i, &e);
+		read_ext(&c, &e);
 		if (!path_validate(&c, 0)) {
 			cairn_port_pause();
 			continue;
@@ -642,20 +666,21 @@ static uint64_t ext_gap(const struct cairn_ext *e)
 	return (e->flags & CAIRN_EXT_FREE) ? e->len : 0;
 }
 
-/* Gap maximum over slots [from, to) as they are; it stops early once it
- * has seen `enough`. */
-static uint64_t range_max(struct bt_node *n, bool leaf, unsigned from,
-			  unsigned to, uint64_t enough)
+/* Gap maximum over entries [from, to) as they are (entries start at slot
+ * f); it stops early once it has seen `enough`. */
+static uint64_t range_max(struct bt_node *n, unsigned f, bool leaf,
+			  unsigned from, unsigned to, uint64_t enough)
 {
+	_Atomic uint64_t *a = n->a + f, *b = n->b + f, *c = n->c + f;
 	uint64_t m = 0;
-	if (leaf) {
-		for (unsigned i = from; i < to && m < enough; i++)
-			if ((rd(n->c[i]) & CAIRN_EXT_FREE) && rd(n->a[i]) > m)
-				m = rd(n->a[i]);
-	} else {
-		for (unsigned i = from; i < to && m < enough; i++)
-			if (rd(n->b[i]) > m)
-				m = rd(n->b[i]);
+	for (unsigned i = from; i < to; i++) {
+		uint64_t g = !leaf ? rd(b[i])
+			     : (rd(c[i]) & CAIRN_EXT_FREE) ? rd(a[i]) : 0;
+		if (g > m) {
+			m = g;
+			if (m >= enough) /* checked only when m grows */
+				break;
+		}
 	}
 	return m;
 }
@@ -668,19 +693,18 @@ static uint64_t range_max(struct bt_node *n, bool leaf, unsigned from,
  * still holds the old maximum (nothing can exceed it). The root's maximum
  * is not stored anywhere and not needed.
  */
-static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
+static void dirty_result(struct bt_plan *p, unsigned di)
 {
 	struct bt_dirty *d = &p->d[di];
 	bool leaf = d->depth == d->path->leaf;
-	unsigned cnt = bt_count(t, d->n);
+	const struct bt_lv *lv = &d->path->lv[d->depth];
+	unsigned f = lv->f, cnt = lv->cnt;
 	uint64_t old = 0, m = 0, g;
 	bool rescan = false;
 	unsigned ndel = 0, nins = 0;
 
-	if (d->depth > 0) {
-		const struct bt_lv *up = &d->path->lv[d->depth - 1];
-		old = rd(up->n->b[up->idx]);
-	}
+	if (d->depth > 0)
+		old = rd(lv_slot(&d->path->lv[d->depth - 1], b));
 	for (unsigned k = 0; k < d->nch; k++) {
 		const struct bt_chg *c = &p->chg[d->ch[k]];
 		if (c->kind == CHG_INS) {
@@ -689,8 +713,8 @@ static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
 		} else {
 			ndel += c->kind == CHG_DEL;
 			if (c->idx >= 0 && c->idx < (int)cnt && old &&
-			    (leaf ? bt_leaf_gap(d->n, (unsigned)c->idx)
-				  : rd(d->n->b[c->idx])) == old)
+			    (leaf ? bt_leaf_gap(d->n, f + (unsigned)c->idx)
+				  : rd(d->n->b[f + (unsigned)c->idx])) == old)
 				rescan = true;
 			g = c->kind == CHG_SET ? ext_gap(c->ext)
 			    : c->kind == CHG_MAX_SET ? c->max : 0;
@@ -710,12 +734,12 @@ static void dirty_result(struct cairn_btree *t, struct bt_plan *p, unsigned di)
 		if (c->kind == CHG_INS || c->idx < (int)from)
 			continue;
 		unsigned stop = (unsigned)c->idx < cnt ? (unsigned)c->idx : cnt;
-		g = range_max(d->n, leaf, from, stop, old);
+		g = range_max(d->n, f, leaf, from, stop, old);
 		u = g > u ? g : u;
 		from = stop + 1;
 	}
 	if (u < old && from < cnt) {
-		g = range_max(d->n, leaf, from, cnt, old);
+		g = range_max(d->n, f, leaf, from, cnt, old);
 		u = g > u ? g : u;
 	}
 	d->newmax = u > m ? u : m;
@@ -738,7 +762,7 @@ static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
 			struct bt_dirty *d = &p->d[di];
 			if (d->depth != (unsigned)depth)
 				continue;
-			dirty_result(t, p, di);
+			dirty_result(p, di);
 			if (d->newcnt > t->fanout)
 				return R_RESTART; /* a split is due first */
 			if (depth == 0)
@@ -750,7 +774,7 @@ static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
 				d->retire = true;
 				st = add_chg(p, c, (unsigned)depth - 1, CHG_DEL,
 					     up->idx, 0, NULL);
-			} else if (d->newmax != rd(up->n->b[up->idx])) {
+			} else if (d->newmax != rd(lv_slot(up, b))) {
 				st = add_chg(p, c, (unsigned)depth - 1,
 					     CHG_MAX_SET, up->idx, d->newmax,
 					     NULL);
@@ -767,65 +791,142 @@ static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
 
 /* ---- applying them (every node involved is locked) ---- */
 
-/* Remove the deleted slots (compacting from the first one) and put the
- * inserts where they belong; slots not involved are not touched. */
-static void apply_node(struct bt_plan *p, unsigned di, bool leaf)
+/* Move k entries of one column from src to dst (the ranges may overlap),
+ * four at a time: all four loads of a group come before its stores, and a
+ * group never stores where a later group loads. */
+static void move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
+		     unsigned k)
+{
+	unsigned i;
+	if (dst > src) {
+		for (i = k; i >= 4; i -= 4) {
+			uint64_t a = rd(x[src + i - 1]), b = rd(x[src + i - 2]);
+			uint64_t c = rd(x[src + i - 3]), d = rd(x[src + i - 4]);
+			wr(x[dst + i - 1], a);
+			wr(x[dst + i - 2], b);
+			wr(x[dst + i - 3], c);
+			wr(x[dst + i - 4], d);
+		}
+		while (i-- > 0)
+			wr(x[dst + i], rd(x[src + i]));
+		return;
+	}
+	for (i = 0; i + 4 <= k; i += 4) {
+		uint64_t a = rd(x[src + i]), b = rd(x[src + i + 1]);
+		uint64_t c = rd(x[src + i + 2]), d = rd(x[src + i + 3]);
+		wr(x[dst + i], a);
+		wr(x[dst + i + 1], b);
+		wr(x[dst + i + 2], c);
+		wr(x[dst + i + 3], d);
+	}
+	for (; i < k; i++)
+		wr(x[dst + i], rd(x[src + i]));
+}
+
+/* Move k slots of a locked node from src to dst, column by column (readers
+ * of the node meanwhile fail validation). */
+static void move_slots(struct bt_node *n, unsigned dst, unsigned src,
+		       unsigned k)
+{
+	if (dst == src || k == 0)
+		return; /* the side of the window that stays */
+	move_col(n->key, dst, src, k);
+	move_col(n->a, dst, src, k);
+	move_col(n->b, dst, src, k);
+	move_col(n->c, dst, src, k);
+}
+
+static void write_slot(struct bt_node *n, unsigned i, const struct cairn_ext *e)
+{
+	wr(n->key[i], e->start);
+	wr(n->a[i], e->len);
+	wr(n->b[i], e->cookie);
+	wr(n->c[i], e->flags);
+}
+
+/*
+ * Make room in a locked node (cnt entries from slot f) for replacing its
+ * entries [w0, w1) by nn new ones: the entries before w0 or those from w1
+ * on move, whichever are fewer, provided they have room to move into;
+ * otherwise every entry moves so that the node sits in the middle of its
+ * slots, with room on both sides for the changes to come. first is
+ * updated; the caller writes the nn entries from slot (returned) + w0, and
+ * the count. The new count must fit the fanout.
+ *
+ * First fit keeps changing the front of the lowest leaf, which therefore
+ * moves a few entries, not the ~60 after them in four columns.
+ */
+static unsigned open_window(const struct cairn_btree *t, struct bt_node *n,
+			    unsigned f, unsigned cnt, unsigned w0, unsigned w1,
+			    unsigned nn)
+{
+	unsigned left = w0, right = cnt - w1, newcnt = cnt - (w1 - w0) + nn;
+	unsigned nf;
+
+	if (nn == w1 - w0)
+		return f;
+	if (left <= right && f + (w1 - w0) >= nn)
+		nf = f + (w1 - w0) - nn; /* the entries before move */
+	else if (left > right && f + newcnt <= t->fanout)
+		nf = f; /* the entries after move */
+	else
+		nf = (t->fanout - newcnt) / 2;
+	/* Move first the part that moves away from the other one. */
+	if (nf <= f)
+		move_slots(n, nf, f, left);
+	move_slots(n, nf + w0 + nn, f + w1, right);
+	if (nf > f)
+		move_slots(n, nf, f, left);
+	if (nf != f)
+		wr(n->first, nf);
+	return nf;
+}
+
+
+/* Apply the changes of one node in slot order: the deletions (and the
+ * changes of slots in place) first, then the inserts, so that the count
+ * never exceeds the larger of the old and the new one. */
+static void apply_node(const struct cairn_btree *t, struct bt_plan *p,
+		       unsigned di, bool leaf)
 {
 	const struct bt_dirty *d = &p->d[di];
 	struct bt_node *n = d->n;
-	unsigned cnt = rd(n->count);
-	int first_del = -1;
+	unsigned f = rd(n->first), cnt = rd(n->count);
 	unsigned ndel = 0, nins = 0;
 	const struct bt_chg *ins[NODE_CHG];
 	unsigned at[NODE_CHG];
 
 	for (unsigned k = 0; k < d->nch; k++) {
 		const struct bt_chg *c = &p->chg[d->ch[k]];
+		unsigned i = (unsigned)c->idx - ndel; /* its entry by now */
 		switch (c->kind) {
 		case CHG_SET:
-			wr(n->a[c->idx], c->ext->len);
-			wr(n->b[c->idx], c->ext->cookie);
-			wr(n->c[c->idx], c->ext->flags);
+			wr(n->a[f + i], c->ext->len);
+			wr(n->b[f + i], c->ext->cookie);
+			wr(n->c[f + i], c->ext->flags);
 			break;
 		case CHG_MAX_SET:
-			wr(n->b[c->idx], c->max);
+			wr(n->b[f + i], c->max);
 			break;
 		case CHG_DEL:
-			if (first_del < 0)
-				first_del = c->idx;
+			f = open_window(t, n, f, cnt, i, i + 1, 0);
+			cnt--;
 			ndel++;
 			break;
-		case CHG_INS: /* lands after the deletions before it */
+		case CHG_INS: /* before entry i, after the deletions before it */
 			ins[nins] = c;
-			at[nins++] = (unsigned)c->idx - ndel;
+			at[nins++] = i;
 			break;
-		}
-	}
-	unsigned j = cnt;
-	if (first_del >= 0) {
-		unsigned k = 0;
-		j = (unsigned)first_del;
-		for (unsigned i = (unsigned)first_del; i < cnt; i++) {
-			while (k < d->nch && (p->chg[d->ch[k]].idx < (int)i ||
-					      p->chg[d->ch[k]].kind != CHG_DEL))
-				k++;
-			if (k < d->nch && p->chg[d->ch[k]].idx == (int)i)
-				continue;
-			bt_copy_slot(n, j++, n, i);
 		}
 	}
 	for (unsigned k = 0; k < nins; k++) {
-		unsigned pos = at[k] + k;
-		for (unsigned s = j; s > pos; s--)
-			bt_copy_slot(n, s, n, s - 1);
-		wr(n->key[pos], ins[k]->ext->start);
-		wr(n->a[pos], ins[k]->ext->len);
-		wr(n->b[pos], ins[k]->ext->cookie);
-		wr(n->c[pos], ins[k]->ext->flags);
-		j++;
+		unsigned i = at[k] + k;
+		f = open_window(t, n, f, cnt, i, i, 1);
+		write_slot(n, f + i, ins[k]->ext);
+		cnt++;
 	}
-	wr(n->count, j);
-	if (j == 0 && !leaf)
+	wr(n->count, cnt);
+	if (cnt == 0 && !leaf)
 		wr(n->level, 0); /* only the root gets here: an empty tree */
 }
 
@@ -851,7 +952,7 @@ static int commit(struct bt_op *op, struct bt_plan *p)
 	for (i = 0; i < p->ndirty; i++) {
 		if (p->d[i].retire)
 			continue;
-		apply_node(p, i, p->d[i].depth == p->d[i].path->leaf);
+		apply_node(op->t, p, i, p->d[i].depth == p->d[i].path->leaf);
 	}
 	for (i = 0; i < p->ndirty; i++) {
 		if (p->d[i].retire) {
@@ -871,11 +972,15 @@ struct bt_spares {
 	unsigned cnt;
 };
 
-static void fill(struct bt_node *dst, struct bt_node *src, unsigned from,
-		 unsigned to)
+/* Copy entries [from, to) of the locked node src into dst, in the middle
+ * of its slots (room to grow both ways). */
+static void fill(const struct cairn_btree *t, struct bt_node *dst,
+		 struct bt_node *src, unsigned from, unsigned to)
 {
+	unsigned sf = rd(src->first), df = (t->fanout - (to - from)) / 2;
 	for (unsigned i = from; i < to; i++)
-		bt_copy_slot(dst, i - from, src, i);
+		bt_copy_slot(dst, df + i - from, src, sf + i);
+	wr(dst->first, df);
 	wr(dst->count, to - from);
 }
 
@@ -905,20 +1010,15 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 		struct bt_node *l = sp->n[--sp->cnt], *r = sp->n[--sp->cnt];
 		bt_node_prepare(l, level);
 		bt_node_prepare(r, level);
-		fill(l, n, 0, mid);
-		fill(r, n, mid, cnt);
+		fill(t, l, n, 0, mid);
+		fill(t, r, n, mid, cnt);
 		uint64_t ml = bt_node_max(t, l), mr = bt_node_max(t, r);
-		uint64_t sep = rd(n->key[mid]);
+		uint64_t sep = rd(n->key[rd(n->first) + mid]);
 		bt_node_publish(l);
 		bt_node_publish(r);
-		wr(n->key[0], 0);
-		wr(n->a[0], (uint64_t)(uintptr_t)l);
-		wr(n->b[0], ml);
-		wr(n->c[0], 0);
-		wr(n->key[1], sep);
-		wr(n->a[1], (uint64_t)(uintptr_t)r);
-		wr(n->b[1], mr);
-		wr(n->c[1], 0);
+		wr(n->first, 0);
+		write_slot(n, 0, &(struct cairn_ext){ 0, (uintptr_t)l, ml, 0 });
+		write_slot(n, 1, &(struct cairn_ext){ sep, (uintptr_t)r, mr, 0 });
 		wr(n->count, 2);
 		wr(n->level, level + 1);
 		olc_unlock(&n->version, v);
@@ -943,17 +1043,15 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 	}
 	struct bt_node *r = sp->n[--sp->cnt];
 	bt_node_prepare(r, rd(n->level));
-	fill(r, n, mid, cnt);
+	fill(t, r, n, mid, cnt);
 	wr(n->count, mid);
 	uint64_t mr = bt_node_max(t, r), mn = bt_node_max(t, n);
 	bt_node_publish(r);
-	for (unsigned s = pc; s > ci + 1; s--)
-		bt_copy_slot(pn, s, pn, s - 1);
-	wr(pn->key[ci + 1], rd(r->key[0]));
-	wr(pn->a[ci + 1], (uint64_t)(uintptr_t)r);
-	wr(pn->b[ci + 1], mr);
-	wr(pn->c[ci + 1], 0);
-	wr(pn->b[ci], mn);
+	unsigned pf = open_window(t, pn, rd(pn->first), pc, ci + 1, ci + 1, 1);
+	write_slot(pn, pf + ci + 1,
+		   &(struct cairn_ext){ rd(r->key[rd(r->first)]),
+					(uint64_t)(uintptr_t)r, mr, 0 });
+	wr(pn->b[pf + ci], mn);
 	wr(pn->count, pc + 1);
 	olc_unlock(&n->version, v);
 	olc_unlock(&pn->version, pv);
@@ -971,9 +1069,10 @@ static void collapse(struct cairn_btree *t)
 	struct bt_node *r = bt_root(t);
 	for (unsigned k = 0; k < CAIRN_BTREE_DEPTH_MAX; k++) {
 		uint64_t rv = olc_read_begin(&r->version);
-		if (olc_busy(rv) || rd(r->level) == 0 || rd(r->count) != 1)
+		unsigned f;
+		if (olc_busy(rv) || rd(r->level) == 0 || bt_shape(t, r, &f) != 1)
 			return;
-		struct bt_node *c = bt_child(r, 0);
+		struct bt_node *c = bt_child(r, f);
 		if (!olc_validate(&r->version, rv))
 			return;
 		uint64_t cv = olc_read_begin(&c->version);
@@ -983,7 +1082,7 @@ static void collapse(struct cairn_btree *t)
 			olc_unlock_unchanged(&r->version, rv);
 			return;
 		}
-		fill(r, c, 0, rd(c->count));
+		fill(t, r, c, 0, rd(c->count));
 		wr(r->level, rd(c->level));
 		olc_unlock(&r->version, rv);
 		olc_unlock_obsolete(&c->version, cv);
@@ -1013,9 +1112,11 @@ static bool ext_before(const struct cairn_ext *a, const struct cairn_ext *b)
 }
 
 /* The planned sequence pred, cur, inserts, succ must stay ordered and
- * disjoint, SET must keep the start, and inserts lie between neighbours. */
-static bool edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
-		    bool inside)
+ * disjoint, SET must keep the start, and inserts lie between neighbours.
+ * Inline: every update runs it, and a call costs a fifth of it. */
+static inline __attribute__((always_inline)) bool
+edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
+	bool inside)
 {
 	const struct cairn_ext *seq[5];
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
@@ -1142,14 +1243,12 @@ succ:
 
 /* The upper key bound of the leaf of c, from the separators on its path;
  * false when the leaf is the last one. */
-static bool leaf_upper(struct cairn_btree *t, const struct bt_cur *c,
-		       uint64_t *hi)
+static bool leaf_upper(const struct bt_cur *c, uint64_t *hi)
 {
 	for (unsigned d = c->leaf; d-- > 0;) {
-		struct bt_node *n = c->lv[d].n;
-		int i = c->lv[d].idx;
-		if (i + 1 < (int)bt_count(t, n)) {
-			*hi = rd(n->key[i + 1]);
+		const struct bt_lv *lv = &c->lv[d];
+		if (lv->idx + 1 < (int)lv->cnt) {
+			*hi = rd(lv->n->key[lv->f + (unsigned)lv->idx + 1]);
 			return true;
 		}
 	}
@@ -1181,7 +1280,7 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 	const struct bt_cur *anchor = &u->c[1];
 	for (unsigned k = 0; k < e->nins; k++) {
 		uint64_t hi;
-		if (!leaf_upper(t, anchor, &hi) || e->ins[k].start < hi) {
+		if (!leaf_upper(anchor, &hi) || e->ins[k].start < hi) {
 			ic[k] = anchor;
 			continue;
 		}
@@ -1286,7 +1385,7 @@ static int descend_fit(struct cairn_btree *t, uint64_t need, struct bt_cur *c)
  */
 enum { R_AGAIN = 5, LEAF_SPIN = 1024 };
 
-static int leaf_again(struct bt_lv *lf)
+static int leaf_again(const struct cairn_btree *t, struct bt_lv *lf)
 {
 	for (unsigned spin = 0; spin < LEAF_SPIN; spin++) {
 		uint64_t v = olc_read_begin(&lf->n->version);
@@ -1296,6 +1395,7 @@ static int leaf_again(struct bt_lv *lf)
 			if (rd(lf->n->level) != 0)
 				return R_RESTART;
 			lf->v = v;
+			lv_shape(t, lf);
 			return R_OK;
 		}
 		cairn_port_pause();
@@ -1304,7 +1404,7 @@ static int leaf_again(struct bt_lv *lf)
 }
 
 /*
- * Find the extent and its neighbours in one leaf. slot[k] is the leaf slot
+ * Find the extent and its neighbours in one leaf. slot[k] is the leaf entry
  * of pred, cur, succ (k = 0, 1, 2), or -1 when the view has none; the view
  * is the one the general writer's locate() would build.
  */
@@ -1312,35 +1412,37 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 		       struct bt_cur *c, struct cairn_bt_view *v, int slot[3],
 		       bool again)
 {
+	struct bt_lv *lf;
 	struct bt_node *n;
+	unsigned f;
 	int i, cnt, st;
 
 	slot[0] = slot[1] = slot[2] = -1;
 	v->has_pred = v->has_cur = v->has_succ = false;
 	v->where = 0;
 	if (again) {
-		st = leaf_again(&c->lv[c->leaf]);
+		lf = &c->lv[c->leaf];
+		st = leaf_again(t, lf);
 		if (st)
 			return st;
-		if (q->find == CAIRN_BT_AT) {
-			n = c->lv[c->leaf].n;
-			c->lv[c->leaf].idx = find_le(n, 0, (int)bt_count(t, n),
-						     q->key);
-		}
+		if (q->find == CAIRN_BT_AT)
+			lf->idx = find_le(lf->n, lf->f, 0, lf->cnt, q->key);
 	}
 	if (q->find == CAIRN_BT_AT) {
 		st = again ? R_OK : descend(t, NULL, q->key, c);
 		if (st)
 			return st;
-		n = c->lv[c->leaf].n;
-		cnt = (int)bt_count(t, n);
-		i = c->lv[c->leaf].idx;
+		lf = &c->lv[c->leaf];
+		n = lf->n;
+		f = lf->f;
+		cnt = lf->cnt;
+		i = lf->idx;
 		if (i < 0) { /* nothing at or before key, if this is the first leaf */
 			if (!path_edge(t, c, -1))
 				return R_SLOW;
 			goto succ;
 		}
-		read_slot(n, (unsigned)i, &v->cur);
+		read_slot(n, f + (unsigned)i, &v->cur);
 		if (q->key - v->cur.start >= v->cur.len) { /* in the gap after it */
 			v->pred = v->cur;
 			v->has_pred = true;
@@ -1352,17 +1454,19 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 		st = again ? R_OK : descend_fit(t, q->need, c);
 		if (st)
 			return st;
-		n = c->lv[c->leaf].n;
-		cnt = (int)bt_count(t, n);
-		for (i = scan(n, 0, cnt, 1, true, q->need); i < cnt;
-		     i = scan(n, i + 1, cnt, 1, true, q->need)) {
-			read_slot(n, (unsigned)i, &fs.e);
+		lf = &c->lv[c->leaf];
+		n = lf->n;
+		f = lf->f;
+		cnt = lf->cnt;
+		for (i = scan(n, f, 0, cnt, 1, true, q->need); i < cnt;
+		     i = scan(n, f, i + 1, cnt, 1, true, q->need)) {
+			read_slot(n, f + (unsigned)i, &fs.e);
 			if (accept(&fs))
 				break;
 		}
 		if (i >= cnt) /* R_SLOW unless the leaf changed under a retry */
 			return again ? R_RESTART : R_SLOW;
-		c->lv[c->leaf].idx = i;
+		lf->idx = i;
 		v->cur = fs.e;
 		v->where = fs.where;
 	} else {
@@ -1373,7 +1477,7 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 	if (q->cur_only)
 		return R_OK;
 	if (i > 0) {
-		read_slot(n, (unsigned)i - 1, &v->pred);
+		read_slot(n, f + (unsigned)i - 1, &v->pred);
 		v->has_pred = true;
 		slot[0] = i - 1;
 	} else if (!path_edge(t, c, -1)) {
@@ -1381,7 +1485,7 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 	}
 succ:
 	if (i + 1 < cnt) {
-		read_slot(n, (unsigned)i + 1, &v->succ);
+		read_slot(n, f + (unsigned)i + 1, &v->succ);
 		v->has_succ = true;
 		slot[2] = i + 1;
 	} else if (!path_edge(t, c, 1)) {
@@ -1390,69 +1494,20 @@ succ:
 	return R_OK;
 }
 
-/* Move k entries of one column from src to dst (the ranges may overlap),
- * four at a time: all four loads of a group come before its stores, and a
- * group never stores where a later group loads. */
-static void move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
-		     unsigned k)
-{
-	unsigned i;
-	if (dst > src) {
-		for (i = k; i >= 4; i -= 4) {
-			uint64_t a = rd(x[src + i - 1]), b = rd(x[src + i - 2]);
-			uint64_t c = rd(x[src + i - 3]), d = rd(x[src + i - 4]);
-			wr(x[dst + i - 1], a);
-			wr(x[dst + i - 2], b);
-			wr(x[dst + i - 3], c);
-			wr(x[dst + i - 4], d);
-		}
-		while (i-- > 0)
-			wr(x[dst + i], rd(x[src + i]));
-		return;
-	}
-	for (i = 0; i + 4 <= k; i += 4) {
-		uint64_t a = rd(x[src + i]), b = rd(x[src + i + 1]);
-		uint64_t c = rd(x[src + i + 2]), d = rd(x[src + i + 3]);
-		wr(x[dst + i], a);
-		wr(x[dst + i + 1], b);
-		wr(x[dst + i + 2], c);
-		wr(x[dst + i + 3], d);
-	}
-	for (; i < k; i++)
-		wr(x[dst + i], rd(x[src + i]));
-}
-
-/* Move k slots of a locked node from src to dst, column by column (readers
- * of the node meanwhile fail validation). */
-static void move_slots(struct bt_node *n, unsigned dst, unsigned src,
-		       unsigned k)
-{
-	move_col(n->key, dst, src, k);
-	move_col(n->a, dst, src, k);
-	move_col(n->b, dst, src, k);
-	move_col(n->c, dst, src, k);
-}
-
-static void write_slot(struct bt_node *n, unsigned i, const struct cairn_ext *e)
-{
-	wr(n->key[i], e->start);
-	wr(n->a[i], e->len);
-	wr(n->b[i], e->cookie);
-	wr(n->c[i], e->flags);
-}
-
 static uint64_t max2(uint64_t a, uint64_t b)
 {
 	return a > b ? a : b;
 }
 
-/* Gap maximum of an inner node's or a leaf's slots other than [from, to),
- * as they are; stops early at `enough`. */
-static uint64_t others_max(struct bt_node *n, bool leaf, unsigned from,
-			   unsigned to, unsigned cnt, uint64_t enough)
+/* Gap maximum of the entries of a path level other than [from, to), as
+ * they are; stops early at `enough`. */
+static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
+			   unsigned to, uint64_t enough)
 {
-	uint64_t m = range_max(n, leaf, 0, from, enough);
-	return m >= enough ? m : max2(m, range_max(n, leaf, to, cnt, enough));
+	uint64_t m = range_max(lv->n, lv->f, leaf, 0, from, enough);
+	return m >= enough ? m
+			   : max2(m, range_max(lv->n, lv->f, leaf, to, lv->cnt,
+					       enough));
 }
 
 static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
@@ -1477,7 +1532,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	 * window. */
 	const unsigned L = c->leaf;
 	struct bt_node *n = c->lv[L].n;
-	unsigned cnt = bt_count(t, n);
+	unsigned cnt = c->lv[L].cnt;
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
 	const struct cairn_ext *seq[5];
 	unsigned nn = 0, w0 = cnt, w1 = 0;
@@ -1485,7 +1540,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	bool held = false;
 
 	if (L > 0)
-		pmax = rd(c->lv[L - 1].n->b[c->lv[L - 1].idx]);
+		pmax = rd(lv_slot(&c->lv[L - 1], b));
 	for (unsigned k = 0; k < 3; k++) {
 		if (k == 2)
 			for (unsigned j = 0; j < e->nins; j++)
@@ -1505,7 +1560,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		return R_SLOW; /* split first, or unlink the leaf */
 	if (e->nins) {
 		uint64_t hi;
-		if (leaf_upper(t, c, &hi))
+		if (leaf_upper(c, &hi))
 			for (unsigned j = 0; j < e->nins; j++)
 				if (e->ins[j].start >= hi)
 					return R_SLOW; /* routed elsewhere */
@@ -1517,7 +1572,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	for (unsigned k = 0; k < nn; k++)
 		m = max2(m, ext_gap(seq[k]));
 	uint64_t newmax = held && m < pmax
-				  ? max2(m, others_max(n, true, w0, w1, cnt, pmax))
+				  ? max2(m, others_max(&c->lv[L], true, w0, w1, pmax))
 				  : max2(m, pmax);
 	uint64_t mx[CAIRN_BTREE_DEPTH_MAX];
 	unsigned top = L;
@@ -1526,12 +1581,11 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		mx[d] = cur;
 		if (d == 0)
 			break;
-		struct bt_node *p = c->lv[d].n;
 		unsigned pi = (unsigned)c->lv[d].idx;
-		uint64_t pold = rd(c->lv[d - 1].n->b[c->lv[d - 1].idx]);
+		uint64_t pold = rd(lv_slot(&c->lv[d - 1], b));
 		uint64_t pnew = cur >= pold ? cur
-				: was == pold ? max2(cur, others_max(p, false, pi,
-							    pi + 1, bt_count(t, p), pold))
+				: was == pold ? max2(cur, others_max(&c->lv[d], false,
+							    pi, pi + 1, pold))
 				: pold;
 		was = pold;
 		cur = pnew;
@@ -1555,14 +1609,13 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		return R_RESTART;
 	}
 
-	if (nn != w1 - w0 && w1 < cnt)
-		move_slots(n, w0 + nn, w1, cnt - w1);
+	unsigned f = open_window(t, n, c->lv[L].f, cnt, w0, w1, nn);
 	for (unsigned k = 0; k < nn; k++)
-		write_slot(n, w0 + k, seq[k]);
+		write_slot(n, f + w0 + k, seq[k]);
 	if (newcnt != cnt)
 		wr(n->count, newcnt);
 	for (unsigned d = top; d < L; d++)
-		wr(c->lv[d].n->b[c->lv[d].idx], mx[d]);
+		wr(lv_slot(&c->lv[d], b), mx[d]);
 	for (unsigned d = top; d <= L; d++)
 		olc_unlock(&c->lv[d].n->version, c->lv[d].v);
 	return R_OK;

@@ -102,6 +102,7 @@ struct bt_node *bt_node_alloc(struct cairn_btree *t)
 	wr(n->next, 0);
 	wr(n->count, 0);
 	wr(n->level, 0);
+	wr(n->first, 0);
 	atomic_fetch_add_explicit(&t->nodes, 1, memory_order_relaxed);
 	return n;
 }
@@ -121,6 +122,7 @@ void bt_node_prepare(struct bt_node *n, unsigned level)
 	CAIRN_BTREE_YIELD();
 	wr(n->count, 0);
 	wr(n->level, level);
+	wr(n->first, 0);
 }
 
 /* Make a prepared node live at a version no reader has ever seen. It
@@ -175,9 +177,9 @@ static void free_subtree(struct cairn_btree *t, struct bt_node *n,
 			 unsigned depth)
 {
 	if (rd(n->level) != 0 && depth < CAIRN_BTREE_DEPTH_MAX) {
-		unsigned cnt = bt_count(t, n);
-		for (unsigned i = 0; i < cnt; i++)
-			free_subtree(t, bt_child(n, i), depth + 1);
+		unsigned f, cnt = bt_shape(t, n, &f);
+		for (unsigned s = f; s < f + cnt; s++)
+			free_subtree(t, bt_child(n, s), depth + 1);
 	}
 	give_back(t, n);
 }

@@ -8,6 +8,12 @@
  *   leaf     extent start      length           cookie        flags
  *   inner    separator         child (pointer)  gap maximum   -
  *
+ * A node's entries 0..count-1 occupy the slots first..first+count-1 of the
+ * columns, a window inside [0, fanout) that may start anywhere: a change
+ * near the front of a node moves the entries before it, one near the back
+ * those after it, whichever are fewer (bt_make_room in btree.c). Entry i
+ * below means slot first + i.
+ *
  * Inner node: child i holds the keys in [key[i], key[i+1]); key[0] is not
  * used (the lower bound comes from above). b[i] is the length of the
  * longest free extent in child i's subtree. Leaves hold extents in key
@@ -31,9 +37,11 @@
 struct bt_node {
 	olc_t version;
 	_Atomic uint64_t next;   /* free-list link (a struct bt_node *) */
-	_Atomic uint32_t count;  /* slots in use */
+	_Atomic uint32_t count;  /* entries */
 	_Atomic uint32_t level;  /* 0 = leaf */
-	uint64_t pad[5];
+	_Atomic uint32_t first;  /* slot of entry 0 */
+	uint32_t pad32;
+	uint64_t pad[4];
 	_Atomic uint64_t key[BT_SLOTS];
 	_Atomic uint64_t a[BT_SLOTS];
 	_Atomic uint64_t b[BT_SLOTS];
@@ -58,15 +66,27 @@ static inline unsigned bt_count(const struct cairn_btree *t, struct bt_node *n)
 	return c > t->fanout ? t->fanout : c;
 }
 
+/* The count and, in *first, the slot of entry 0, clamped together so that
+ * first + i < fanout for every i below the count returned, whatever a torn
+ * read gave: an index is only ever used with the first it was paired with. */
+static inline unsigned bt_shape(const struct cairn_btree *t, struct bt_node *n,
+				unsigned *first)
+{
+	unsigned c = bt_count(t, n), f = rd(n->first);
+	*first = f > t->fanout - c ? t->fanout - c : f;
+	return c;
+}
+
 static inline unsigned bt_level(struct bt_node *n)
 {
 	unsigned l = rd(n->level);
 	return l >= CAIRN_BTREE_DEPTH_MAX ? CAIRN_BTREE_DEPTH_MAX - 1 : l;
 }
 
-static inline struct bt_node *bt_child(struct bt_node *n, unsigned i)
+/* Slot accessors below take slot numbers (first + entry). */
+static inline struct bt_node *bt_child(struct bt_node *n, unsigned s)
 {
-	return (struct bt_node *)(uintptr_t)rd(n->a[i]);
+	return (struct bt_node *)(uintptr_t)rd(n->a[s]);
 }
 
 static inline void bt_copy_slot(struct bt_node *d, unsigned di,
@@ -87,11 +107,11 @@ static inline uint64_t bt_leaf_gap(struct bt_node *n, unsigned i)
 static inline uint64_t bt_node_max(const struct cairn_btree *t,
 				   struct bt_node *n)
 {
-	unsigned cnt = bt_count(t, n);
+	unsigned f, cnt = bt_shape(t, n, &f);
 	uint64_t m = 0;
 	bool leaf = rd(n->level) == 0;
-	for (unsigned i = 0; i < cnt; i++) {
-		uint64_t g = leaf ? bt_leaf_gap(n, i) : rd(n->b[i]);
+	for (unsigned s = f; s < f + cnt; s++) {
+		uint64_t g = leaf ? bt_leaf_gap(n, s) : rd(n->b[s]);
 		if (g > m)
 			m = g;
 	}

@@ -28,7 +28,7 @@ static int check(struct vstate *vs, struct bt_node *n, unsigned depth,
 {
 	struct cairn_btree *t = vs->t;
 	uint64_t v = atomic_load_explicit(&n->version, memory_order_relaxed);
-	unsigned cnt = rd(n->count);
+	unsigned cnt = rd(n->count), f = rd(n->first);
 	uint64_t m = 0;
 
 	if (olc_busy(v))
@@ -38,26 +38,29 @@ static int check(struct vstate *vs, struct bt_node *n, unsigned depth,
 		return bad("btree: node level", (uintptr_t)n, rd(n->level));
 	if (cnt > t->fanout)
 		return bad("btree: node count above fanout", (uintptr_t)n, cnt);
+	if (f > t->fanout - cnt)
+		return bad("btree: node entries outside its slots", f, cnt);
 	if (cnt == 0 && depth > 0)
 		return bad("btree: empty node in the tree", (uintptr_t)n, depth);
 	vs->st.tree_nodes++;
 	if (depth + 1 > vs->st.depth)
 		vs->st.depth = depth + 1;
 
+	/* From here on, entry i is slot f + i (node.h). */
 	for (unsigned i = 0; i < cnt; i++) {
-		uint64_t k = rd(n->key[i]);
+		uint64_t k = rd(n->key[f + i]);
 		bool keyed = level == 0 || i > 0;
 		if (keyed && (k < lo || (hi_set && k >= hi)))
 			return bad("btree: key outside its separators", k, lo);
 		if (keyed && i > (level == 0 ? 0u : 1u) &&
-		    k <= rd(n->key[i - 1]))
+		    k <= rd(n->key[f + i - 1]))
 			return bad("btree: keys out of order", k,
-				   rd(n->key[i - 1]));
+				   rd(n->key[f + i - 1]));
 	}
 
 	if (level == 0) {
 		for (unsigned i = 0; i < cnt; i++) {
-			uint64_t s = rd(n->key[i]), len = rd(n->a[i]);
+			uint64_t s = rd(n->key[f + i]), len = rd(n->a[f + i]);
 			if (len == 0)
 				return bad("btree: empty extent", s, 0);
 			if (s + len < s && s + len != 0)
@@ -68,7 +71,7 @@ static int check(struct vstate *vs, struct bt_node *n, unsigned depth,
 			vs->have_prev = true;
 			vs->prev_end = s + len;
 			vs->prev_wraps = s + len == 0;
-			uint64_t g = bt_leaf_gap(n, i);
+			uint64_t g = bt_leaf_gap(n, f + i);
 			if (g > m)
 				m = g;
 			if (g > vs->st.max_free)
@@ -80,19 +83,19 @@ static int check(struct vstate *vs, struct bt_node *n, unsigned depth,
 	}
 
 	for (unsigned i = 0; i < cnt; i++) {
-		uint64_t clo = i == 0 ? lo : rd(n->key[i]);
+		uint64_t clo = i == 0 ? lo : rd(n->key[f + i]);
 		bool chs = i + 1 < cnt || hi_set;
-		uint64_t chi = i + 1 < cnt ? rd(n->key[i + 1]) : hi;
+		uint64_t chi = i + 1 < cnt ? rd(n->key[f + i + 1]) : hi;
 		uint64_t cm;
 		if (depth + 1 >= CAIRN_BTREE_DEPTH_MAX)
 			return bad("btree: too deep", depth, 0);
-		int r = check(vs, bt_child(n, i), depth + 1, level - 1, clo,
+		int r = check(vs, bt_child(n, f + i), depth + 1, level - 1, clo,
 			      chi, chs, &cm);
 		if (r)
 			return r;
-		if (cm != rd(n->b[i]))
+		if (cm != rd(n->b[f + i]))
 			return bad("btree: stored gap maximum is wrong",
-				   rd(n->b[i]), cm);
+				   rd(n->b[f + i]), cm);
 		if (cm > m)
 			m = cm;
 	}
@@ -132,15 +135,15 @@ int cairn_btree_validate(struct cairn_btree *t, struct cairn_btree_stats *st)
 static int walk(struct cairn_btree *t, struct bt_node *n, unsigned depth,
 		int (*fn)(const struct cairn_ext *, void *), void *arg)
 {
-	unsigned cnt = bt_count(t, n);
-	for (unsigned i = 0; i < cnt; i++) {
+	unsigned f, cnt = bt_shape(t, n, &f);
+	for (unsigned s = f; s < f + cnt; s++) {
 		int r;
 		if (rd(n->level) == 0) {
-			struct cairn_ext e = { rd(n->key[i]), rd(n->a[i]),
-					       rd(n->b[i]), (uint32_t)rd(n->c[i]) };
+			struct cairn_ext e = { rd(n->key[s]), rd(n->a[s]),
+					       rd(n->b[s]), (uint32_t)rd(n->c[s]) };
 			r = fn(&e, arg);
 		} else if (depth + 1 < CAIRN_BTREE_DEPTH_MAX) {
-			r = walk(t, bt_child(n, i), depth + 1, fn, arg);
+			r = walk(t, bt_child(n, s), depth + 1, fn, arg);
 		} else {
 			r = CAIRN_ECORRUPT;
 		}

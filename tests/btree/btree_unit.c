@@ -3,7 +3,8 @@
  * Unit tests of the extent tree's own interface: init and destroy, lookup
  * in an empty and a filled tree, the edit checks (a malformed edit is
  * rejected with CAIRN_EINVAL and changes nothing), planner errors, fit
- * searches in both directions, walk, and frame accounting.
+ * searches in both directions, walk, frame accounting, and the window of
+ * slots a node's entries occupy (moved either way, recentred, full).
  */
 #include "env.h"
 
@@ -62,6 +63,43 @@ static uint64_t extents(struct cairn_btree *t)
 	uint64_t n[2] = { 0, 0 };
 	CHECK_EQ(cairn_btree_walk(t, count, n), 0);
 	return n[0];
+}
+
+/* The window test's reference: which of the keys 10 * k are in the tree. */
+#define WKEYS (4 * CAIRN_BTREE_FANOUT_MAX)
+static bool wfilled[WKEYS];
+
+static int wcheck(const struct cairn_ext *e, void *arg)
+{
+	uint64_t *n = arg, k = e->start / 10;
+	CHECK(k < WKEYS && e->start % 10 == 0 && wfilled[k] && e->len == 5);
+	CHECK(n[0] == 0 || e->start > n[1]); /* in order */
+	n[1] = e->start;
+	n[0]++;
+	return 0;
+}
+
+/* Insert (or delete) key 10 * k in a tree that stays one leaf, then check
+ * the tree against the reference. */
+static void wstep(struct cairn_btree *t, uint64_t k, bool add)
+{
+	struct cairn_btree_stats st;
+	struct ins_req r = { .nins = 1 };
+	uint64_t n[2] = { 0, 0 }, want = 0;
+	if (add) {
+		r.ins[0] = (struct cairn_ext){ 10 * k, 5, k, 0 };
+	} else {
+		r.nins = 0;
+		r.act[1] = CAIRN_BT_DEL;
+	}
+	CHECK_EQ(at(t, 10 * k, &r), 0);
+	wfilled[k] = add;
+	CHECK_EQ(cairn_btree_validate(t, &st), 0);
+	CHECK_EQ(st.depth, 1);
+	CHECK_EQ(cairn_btree_walk(t, wcheck, n), 0);
+	for (unsigned i = 0; i < WKEYS; i++)
+		want += wfilled[i];
+	CHECK_EQ(n[0], want);
 }
 
 static bool found_ext;
@@ -170,6 +208,43 @@ int main(void)
 	CHECK(st.extents == 0 && st.depth == 1 && st.tree_nodes == 1);
 	CHECK_EQ(st.nodes, st.free_nodes + 1);
 	CHECK_EQ(env_free_frames(), frames0 - st.nodes);
+	cairn_btree_destroy(&t);
+	CHECK_EQ(env_free_frames(), frames0);
+
+	/* One leaf at the full fanout, its entries a window of its slots.
+	 * Inserts at the front until the window reaches slot 0 and is
+	 * recentred, twice; then near the front while it sits at slot 0 (the
+	 * few entries before the insert are the ones to move, but have no
+	 * room: the whole node is recentred, the front part moving further
+	 * than the hole is wide); then at the back up to a full leaf;
+	 * deletions at both ends and in the middle; the leaf filled again
+	 * from both ends. The tree never splits. */
+	const unsigned F = CAIRN_BTREE_FANOUT_MAX;
+	CHECK_EQ(cairn_btree_init(&t, env_frames, 0), 0);
+	for (unsigned j = 200; j >= 106; j--)
+		wstep(&t, 2 * j, true); /* 95 at the front: 400 down to 212 */
+	for (unsigned k = 233; k >= 213; k -= 2)
+		wstep(&t, k, true); /* 11 near the front, from slot 0 */
+	for (unsigned k = 401; k <= 420; k++)
+		wstep(&t, k, true);     /* 20 at the back */
+	CHECK_EQ(cairn_btree_lookup(&t, 10 * 213 + 4, &e), 0);
+	CHECK_EQ(e.cookie, 213);
+	for (unsigned n = 0; n < 10; n++) {
+		unsigned lo = 0, hi = WKEYS - 1;
+		while (!wfilled[lo])
+			lo++;
+		while (!wfilled[hi])
+			hi--;
+		wstep(&t, lo, false);          /* the first entry */
+		wstep(&t, hi, false);          /* the last */
+		wstep(&t, 300 + 2 * n, false); /* one in the middle */
+	}
+	for (unsigned n = 0; n < 15; n++) {
+		wstep(&t, 211 - n, true);
+		wstep(&t, 421 + n, true);
+	}
+	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
+	CHECK(st.extents == F && st.tree_nodes == 1);
 	cairn_btree_destroy(&t);
 	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_host_reports(), 0);
