@@ -25,9 +25,9 @@ void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st
 		st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
 		st->offline_collects +=
 			atomic_load_explicit(&h->st.offline_collects, memory_order_relaxed);
+		st->large += atomic_load_explicit(&h->st.large, memory_order_relaxed);
+		st->large_frames += atomic_load_explicit(&h->st.large_frames, memory_order_relaxed);
 	}
-	st->large = atomic_load_explicit(&o->large_count, memory_order_relaxed);
-	st->large_frames = atomic_load_explicit(&o->large_frames, memory_order_relaxed);
 	st->meta_frames = atomic_load_explicit(&o->meta_frames, memory_order_relaxed);
 }
 

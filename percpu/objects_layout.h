@@ -46,6 +46,7 @@
 #define OBJ_OUT_BYTES_MAX (1u << 20)    /* bytes held in batches, then all posted */
 #define OBJ_DESC_SIZE 256u              /* slab descriptor, 16 per frame */
 #define OBJ_SLAB_ORDERS 9               /* slab orders are 2..7 */
+#define OBJ_SLAB_MIN_ORDER 4            /* 64 KiB slabs unless that is over OBJ_MAX_OBJS */
 #define OBJ_BLOCK_CACHE_FRAMES 256      /* default per heap: 1 MiB of released slab blocks */
 
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -70,7 +71,7 @@ enum slab_state {
 struct cairn_heap;
 
 struct slab {
-	/* hot: the fast paths */
+	/* hot: the fast paths (one cache line: descriptors are 64-aligned) */
 	uintptr_t free;
 	uintptr_t local_free;
 	uint32_t used;
@@ -80,6 +81,11 @@ struct slab {
 	uintptr_t base;           /* first object (virtual) */
 	uintptr_t end;            /* base + nobjs * size */
 	struct cairn_heap *owner; /* fixed for the slab's life */
+	/* The owner while a free by the owner is a plain push (state CUR or
+	 * AVAIL, hardening off), else NULL: the free fast path's one test.
+	 * Only the owner writes it; any CPU may read it (relaxed), and reads
+	 * either the owner or NULL, never its own heap unless it owns s. */
+	_Atomic(struct cairn_heap *) fast_owner;
 	/* cold */
 	uint32_t nobjs;
 	uint8_t cls, order, state;
@@ -101,18 +107,32 @@ struct obj_out {
 
 enum heap_state { HEAP_ONLINE = 0, HEAP_OFFLINE = 1, HEAP_CLAIMED = 2 };
 
+/* Written by the heap's holder only (heap_stat_add: no RMW), read by
+ * anyone. A large object may be freed on another heap than the one that
+ * allocated it, so one heap's large counts may wrap below zero; their sum
+ * over all heaps is exact (mod 2^64) when no CPU is inside the instance. */
 struct heap_stats {
 	_Atomic uint64_t posted, remote_objects, offline_collects;
+	_Atomic uint64_t large, large_frames;
 };
 
+static inline void heap_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
 struct cairn_heap {
-	/* owner (or claimer) only */
+	/* owner (or claimer) only; the fast paths' fields first */
+	uintptr_t key;
+	bool harden;
+	/* copies of the instance's pagemap geometry (one line fewer per free) */
+	uintptr_t pm_vbase, pm_span;
+	_Atomic(_Atomic uintptr_t *) *pagemap;
 	struct slab *cur[CAIRN_OBJ_CLASSES];   /* never NULL: &o->empty when none */
 	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
 	struct cairn_objects *o;
-	uintptr_t key;
 	unsigned cpu;
-	bool harden;
 	struct slab *spare;        /* unused descriptors */
 	/* Blocks of released slabs, by order, last in first out, linked
 	 * through their first word: a new slab reuses memory that is still
@@ -146,20 +166,25 @@ struct cairn_objects {
 	uint16_t cls_nobjs[CAIRN_OBJ_CLASSES];
 	struct slab empty;         /* the slab of a class with none: never written */
 	_Atomic uint64_t meta_frames;
-	_Atomic uint64_t large_count, large_frames;
 	/* Large objects from a range arena (NULL: buddy blocks in the
 	 * pagemap), optionally through a quantum cache (only unhardened). */
 	struct cairn_arena *arena;
 	struct cairn_qcache *qc;
+	void (*arena_enter)(void), (*arena_leave)(void); /* NULL: no gate */
 	struct cairn_heap *heaps;  /* ncpus of them, after this structure */
 };
 
 /* ---- size classes ---- */
 
+/* Sizes up to OBJ_CLASS_TABLE_MAX: the class by 16-byte steps (every class
+ * size is a multiple of 16), one load instead of the arithmetic below. */
+#define OBJ_CLASS_TABLE_MAX 1024u
+extern const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1];
+
 static inline unsigned obj_class(size_t size)
 {
-	if (size <= 64)
-		return size ? (unsigned)((size - 1) >> 4) : 0;
+	if (size <= OBJ_CLASS_TABLE_MAX)
+		return obj_class_by16[(size + 15) >> 4];
 	size_t s = size - 1;
 	unsigned e = 63u - (unsigned)__builtin_clzll(s);
 	return 4 + (e - 6) * 4 + (unsigned)((s >> (e - 2)) & 3);
@@ -230,17 +255,29 @@ static inline void live_flip(struct slab *s, uint32_t i)
 
 /* ---- pagemap ---- */
 
-static inline uintptr_t pm_lookup(const struct cairn_objects *o, uintptr_t p)
+static inline uintptr_t pm_lookup_in(_Atomic(_Atomic uintptr_t *) *pagemap, uintptr_t vbase,
+				     uintptr_t span, uintptr_t p)
 {
-	uintptr_t off = p - o->vbase;
-	if (unlikely(off >= o->span))
+	uintptr_t off = p - vbase;
+	if (unlikely(off >= span))
 		return 0;
-	_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
+	_Atomic uintptr_t *leaf = atomic_load_explicit(&pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
 						       memory_order_acquire);
 	if (unlikely(!leaf))
 		return 0;
 	return atomic_load_explicit(&leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)],
 				    memory_order_relaxed);
+}
+
+static inline uintptr_t pm_lookup(const struct cairn_objects *o, uintptr_t p)
+{
+	return pm_lookup_in(o->pagemap, o->vbase, o->span, p);
+}
+
+/* The same through the heap's copies of the geometry (the free fast path). */
+static inline uintptr_t heap_pm_lookup(const struct cairn_heap *h, uintptr_t p)
+{
+	return pm_lookup_in(h->pagemap, h->pm_vbase, h->pm_span, p);
 }
 
 /* The entry of page p, creating its leaf; NULL when no frame is left. */
@@ -251,6 +288,14 @@ int pm_create(struct cairn_objects *o);
 void pm_destroy(struct cairn_objects *o);
 
 /* ---- slabs (objects_slab.c) ---- */
+/* Every change of a slab's state goes through here (fast_owner follows). */
+static inline void slab_set_state(struct cairn_heap *h, struct slab *s, enum slab_state st)
+{
+	s->state = st;
+	bool plain_push = (st == SLAB_CUR || st == SLAB_AVAIL) && !h->harden;
+	atomic_store_explicit(&s->fast_owner, plain_push ? h : NULL, memory_order_relaxed);
+}
+
 struct slab *slab_new(struct cairn_heap *h, unsigned cls);
 void slab_release(struct cairn_heap *h, struct slab *s);
 void slab_extend(struct slab *s, uintptr_t key);

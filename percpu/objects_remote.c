@@ -85,12 +85,6 @@ bool heap_inbox_pending(struct cairn_heap *h)
 	return atomic_load_explicit(&h->in_head, memory_order_seq_cst) != (uintptr_t)h->stub;
 }
 
-static void stat_add(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
 /* Collect every message that can be popped. */
 void heap_collect(struct cairn_heap *h, bool offline)
 {
@@ -116,7 +110,7 @@ void heap_collect(struct cairn_heap *h, bool offline)
 		}
 	}
 	if (offline)
-		stat_add(&h->st.offline_collects, msgs);
+		heap_stat_add(&h->st.offline_collects, msgs);
 }
 
 static void offline_collect(struct cairn_heap *h)
@@ -145,8 +139,8 @@ static void offline_collect(struct cairn_heap *h)
 void remote_post(struct cairn_heap *h, struct obj_out *b)
 {
 	struct cairn_heap *dest = b->dest;
-	stat_add(&h->st.posted, 1);
-	stat_add(&h->st.remote_objects, b->n);
+	heap_stat_add(&h->st.posted, 1);
+	heap_stat_add(&h->st.remote_objects, b->n);
 	q_push(dest, b->head);
 	b->head = 0;
 	b->n = 0;

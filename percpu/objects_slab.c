@@ -33,7 +33,7 @@ static struct slab *desc_get(struct cairn_heap *h)
 
 static void desc_put(struct cairn_heap *h, struct slab *d)
 {
-	d->state = SLAB_UNUSED;
+	slab_set_state(h, d, SLAB_UNUSED);
 	d->owner = NULL;
 	d->next = h->spare;
 	h->spare = d;
@@ -41,7 +41,7 @@ static void desc_put(struct cairn_heap *h, struct slab *d)
 
 void avail_push(struct cairn_heap *h, struct slab *s)
 {
-	s->state = SLAB_AVAIL;
+	slab_set_state(h, s, SLAB_AVAIL);
 	s->prev = NULL;
 	s->next = h->avail[s->cls];
 	if (s->next)
@@ -119,7 +119,7 @@ struct slab *slab_new(struct cairn_heap *h, unsigned cls)
 	s->owner = h;
 	s->cls = (uint8_t)cls;
 	s->order = (uint8_t)order;
-	s->state = SLAB_CUR;
+	slab_set_state(h, s, SLAB_CUR);
 	s->damaged = 0;
 	s->next = s->prev = NULL;
 	if (h->harden)

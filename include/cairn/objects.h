@@ -95,6 +95,13 @@ struct cairn_objects_config {
 	 * requests (cairn_qcache_poll) as for the frame cache. It should
 	 * serve this instance alone. */
 	struct cairn_qcache *large_qcache;
+	/* Optional, with large_arena: called before and after every call
+	 * into the arena (allocation, free, lookup; destroy excepted), on the
+	 * calling CPU. A host process that forks uses them to keep the fork
+	 * from copying the arena's tree while another thread holds one of its
+	 * node locks. Both or neither. */
+	void (*arena_enter)(void);
+	void (*arena_leave)(void);
 };
 
 struct cairn_objects;
