@@ -419,7 +419,7 @@ static void *alloc_slow(struct cairn_heap *h, size_t size);
 
 static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
 {
-	uintptr_t next = obj_decode(h->key, p, obj_word(p));
+	uintptr_t next = obj_decode(h, p, obj_word(p));
 	if (h->harden) {
 		if (unlikely(next && !slab_is_object(s, next))) {
 			obj_report(CAIRN_ECORRUPT,
@@ -438,13 +438,18 @@ static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
 /* The fast path: a pop, or one call out of line (a tail call: no frame). */
 void *cairn_heap_alloc(struct cairn_heap *h, size_t size)
 {
-	if (unlikely(size > CAIRN_OBJ_SMALL_MAX))
+	unsigned cls;
+	if (likely(size <= OBJ_CLASS_TABLE_MAX))
+		cls = obj_class_by16[(size + 15) >> 4];
+	else if (size <= CAIRN_OBJ_SMALL_MAX)
+		cls = obj_class(size);
+	else
 		return alloc_slow(h, size);
-	struct slab *s = h->cur[obj_class(size)];
+	struct slab *s = h->cur[cls];
 	uintptr_t p = s->free;
 	if (unlikely(!p || h->harden))
 		return alloc_slow(h, size);
-	s->free = obj_decode(h->key, p, obj_word(p));
+	s->free = obj_decode(h, p, obj_word(p));
 	s->used++;
 	return (void *)p;
 }
@@ -460,7 +465,7 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 			return true;
 		}
 		if (s->capacity < s->nobjs) {
-			slab_extend(s, h->key);
+			slab_extend(h, s);
 			return true;
 		}
 	}
@@ -571,7 +576,7 @@ int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offl
 		}
 		live_flip(s, i);
 	}
-	obj_set_word(p, obj_encode(h->key, p, s->local_free));
+	obj_set_word(p, obj_encode(h, p, s->local_free));
 	s->local_free = p;
 	s->used--;
 	slab_after_free(h, s, offline);
@@ -592,7 +597,7 @@ static int free_remote(struct cairn_heap *h, struct slab *s, uintptr_t p)
 			remote_post(h, b);
 		b->dest = dest;
 	}
-	obj_set_word(p, obj_encode(dest->key, p, b->head));
+	obj_set_word(p, obj_encode(dest, p, b->head));
 	b->head = p;
 	h->out_bytes += s->size;
 	if (++b->n >= OBJ_BATCH_MAX)
@@ -633,7 +638,7 @@ int cairn_heap_free(struct cairn_heap *h, void *ptr)
 	struct slab *s = (struct slab *)e;
 	if (likely(e && !(e & PM_TAG_MASK)) &&
 	    likely(atomic_load_explicit(&s->fast_owner, memory_order_relaxed) == h)) {
-		obj_set_word(p, obj_encode(h->key, p, s->local_free));
+		obj_set_word(p, s->local_free); /* unhardened (fast_owner): a plain link */
 		s->local_free = p;
 		if (likely(--s->used))
 			return 0;

@@ -48,7 +48,7 @@ static long list_len(struct cairn_heap *h, struct slab *s, uintptr_t p)
 		if (h->harden && live_test(s, slab_index(s, p)))
 			return -1;
 		n++;
-		p = obj_decode(h->key, p, obj_word(p));
+		p = obj_decode(h, p, obj_word(p));
 	}
 	return n;
 }

@@ -94,7 +94,7 @@ void heap_collect(struct cairn_heap *h, bool offline)
 	while ((m = q_pop(h))) {
 		msgs++;
 		for (uintptr_t p = m; p;) {
-			uintptr_t next = obj_decode(h->key, p, obj_word(p));
+			uintptr_t next = obj_decode(h, p, obj_word(p));
 			uintptr_t e = pm_lookup(o, p);
 			if (unlikely(!e || (e & PM_TAG_MASK) || ((struct slab *)e)->owner != h)) {
 				obj_report(CAIRN_ECORRUPT,
