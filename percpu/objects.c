@@ -547,7 +547,7 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
 /* After a push onto s's local_free: a full slab becomes available, an
  * empty one goes back (the current slab of its class stays, unless the
  * heap is offline). */
-static void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
+void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
 		avail_push(h, s);
@@ -583,33 +583,56 @@ int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offl
 	return 0;
 }
 
-static int free_remote(struct cairn_heap *h, struct slab *s, uintptr_t p)
+static int __attribute__((noinline)) remote_batch_full(struct cairn_heap *h, struct obj_out *b)
 {
-	struct cairn_heap *dest = s->owner;
+	if (b->n >= OBJ_BATCH_MAX)
+		remote_post(h, b);
+	else
+		remote_flush(h);
+	return 0;
+}
+
+static inline int remote_push(struct cairn_heap *h, struct obj_out *b, struct slab *s,
+			      uintptr_t p)
+{
+	obj_set_word(p, obj_encode(b->dest, p, b->head));
+	b->head = p;
+	h->out_bytes += s->size;
+	if (unlikely(++b->n >= OBJ_BATCH_MAX || h->out_bytes > OBJ_OUT_BYTES_MAX))
+		return remote_batch_full(h, b);
+	return 0;
+}
+
+/* Hardened checks, or the batch slot holds another destination's. */
+static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, struct slab *s,
+						      uintptr_t p, struct obj_out *b)
+{
 	if (h->harden && unlikely(!slab_is_object(s, p))) {
 		obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
 			   p, s->base);
 		return CAIRN_EALIGN;
 	}
-	struct obj_out *b = &h->out[dest->cpu % OBJ_OUT_SLOTS];
-	if (b->dest != dest) {
+	if (b->dest != s->owner) {
 		if (b->n)
 			remote_post(h, b);
-		b->dest = dest;
+		b->dest = s->owner;
 	}
-	obj_set_word(p, obj_encode(dest, p, b->head));
-	b->head = p;
-	h->out_bytes += s->size;
-	if (++b->n >= OBJ_BATCH_MAX)
-		remote_post(h, b);
-	else if (h->out_bytes > OBJ_OUT_BYTES_MAX)
-		remote_flush(h);
-	return 0;
+	return remote_push(h, b, s, p);
 }
 
-/* Everything but a plain push: NULL, hardened, full or foreign slabs,
- * large objects, pointers that are not ours. */
-static int __attribute__((noinline)) free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
+/* Onto the batch for s's owner: a push, and rarely a post. */
+static int __attribute__((noinline)) free_remote(struct cairn_heap *h, struct slab *s,
+						 uintptr_t p)
+{
+	struct cairn_heap *dest = s->owner;
+	struct obj_out *b = &h->out[dest->cpu % OBJ_OUT_SLOTS];
+	if (unlikely(h->harden || b->dest != dest))
+		return free_remote_slow(h, s, p, b);
+	return remote_push(h, b, s, p);
+}
+
+/* NULL, large objects, pointers that are not ours. */
+static int __attribute__((noinline)) free_other(struct cairn_heap *h, uintptr_t p, uintptr_t e)
 {
 	if (!p)
 		return 0;
@@ -620,8 +643,14 @@ static int __attribute__((noinline)) free_slow(struct cairn_heap *h, uintptr_t p
 			   p, 0);
 		return CAIRN_ERANGE;
 	}
-	if (e & PM_TAG_MASK)
-		return large_free(h->o, h, p, e);
+	return large_free(h->o, h, p, e);
+}
+
+/* Everything but a plain push: hardened, full or foreign slabs, the rest. */
+static int free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
+{
+	if (unlikely(!e || (e & PM_TAG_MASK)))
+		return free_other(h, p, e);
 	struct slab *s = (struct slab *)e;
 	if (s->owner == h)
 		return slab_free_owned(h, s, p, false);
@@ -638,11 +667,8 @@ int cairn_heap_free(struct cairn_heap *h, void *ptr)
 	struct slab *s = (struct slab *)e;
 	if (likely(e && !(e & PM_TAG_MASK)) &&
 	    likely(atomic_load_explicit(&s->fast_owner, memory_order_relaxed) == h)) {
-		obj_set_word(p, s->local_free); /* unhardened (fast_owner): a plain link */
-		s->local_free = p;
-		if (likely(--s->used))
-			return 0;
-		slab_emptied(h, s);
+		if (unlikely(!slab_push_plain(s, p)))
+			slab_emptied(h, s);
 		return 0;
 	}
 	return free_slow(h, p, e);

@@ -124,16 +124,18 @@ static inline void heap_stat_add(_Atomic uint64_t *c, uint64_t n)
 }
 
 struct cairn_heap {
-	/* owner (or claimer) only; the fast paths' fields first */
+	/* Set at creation, then only read (also by CPUs freeing remotely,
+	 * so nothing written shares the line): the fast paths' constants. */
 	uintptr_t key;
 	bool harden;
+	unsigned cpu;
+	struct cairn_objects *o;
 	/* copies of the instance's pagemap geometry (one line fewer per free) */
 	uintptr_t pm_vbase, pm_span;
 	_Atomic(_Atomic uintptr_t *) *pagemap;
-	struct slab *cur[CAIRN_OBJ_CLASSES];   /* never NULL: &o->empty when none */
+	/* owner (or claimer) only */
+	_Alignas(64) struct slab *cur[CAIRN_OBJ_CLASSES]; /* never NULL: &o->empty when none */
 	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
-	struct cairn_objects *o;
-	unsigned cpu;
 	struct slab *spare;        /* unused descriptors */
 	/* Blocks of released slabs, by order, last in first out, linked
 	 * through their first word: a new slab reuses memory that is still
@@ -320,6 +322,17 @@ void heap_queue_init(struct cairn_heap *h);
 /* ---- the common free of an object into its owner's slab (objects.c) ---- */
 /* 0, or the error reported (p was left alone). */
 int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
+/* After a push onto s's local_free: FULL -> AVAIL, or an empty slab back. */
+void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline);
+
+/* The free of p by h when s->fast_owner == h (unhardened: a plain link).
+ * False when p was the last object out: then slab_after_free. */
+static inline bool slab_push_plain(struct slab *s, uintptr_t p)
+{
+	obj_set_word(p, s->local_free);
+	s->local_free = p;
+	return --s->used != 0;
+}
 void obj_report(int err, const char *what, uintptr_t a, uintptr_t b);
 
 #endif /* CAIRN_OBJECTS_LAYOUT_H */

@@ -88,22 +88,25 @@ bool heap_inbox_pending(struct cairn_heap *h)
 /* Collect every message that can be popped. */
 void heap_collect(struct cairn_heap *h, bool offline)
 {
-	struct cairn_objects *o = h->o;
 	uintptr_t m;
 	uint64_t msgs = 0;
 	while ((m = q_pop(h))) {
 		msgs++;
 		for (uintptr_t p = m; p;) {
 			uintptr_t next = obj_decode(h, p, obj_word(p));
-			uintptr_t e = pm_lookup(o, p);
-			if (unlikely(!e || (e & PM_TAG_MASK) || ((struct slab *)e)->owner != h)) {
+			uintptr_t e = heap_pm_lookup(h, p);
+			struct slab *s = (struct slab *)e;
+			if (unlikely(!e || (e & PM_TAG_MASK) || s->owner != h)) {
 				obj_report(CAIRN_ECORRUPT,
 					   "objects: a message holds an object this heap does not own "
 					   "(corrupted batch link); rest of the batch dropped", p, m);
 				break;
 			}
-			if (slab_free_owned(h, (struct slab *)e, p, offline)) {
-				((struct slab *)e)->damaged = 1;
+			if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) == h) {
+				if (!slab_push_plain(s, p))
+					slab_after_free(h, s, offline);
+			} else if (slab_free_owned(h, s, p, offline)) {
+				s->damaged = 1;
 				break;
 			}
 			p = next;
