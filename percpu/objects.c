@@ -53,6 +53,13 @@ static void classes_init(struct cairn_objects *o)
 	}
 }
 
+static void obj_zero(void *p, size_t n)
+{
+	uint64_t *w = p;
+	for (size_t i = 0; i < n / 8; i++)
+		w[i] = 0;
+}
+
 static uint64_t mix64(uint64_t x)
 {
 	x ^= x >> 30;
@@ -83,9 +90,10 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	if (order > CAIRN_MAX_ORDER)
 		return CAIRN_EINVAL;
 	struct cairn_objects tmp = { .frames = cfg->frames, .fcache = cfg->fcache };
-	uintptr_t mem = pages_get(&tmp, order, true);
+	uintptr_t mem = pages_get(&tmp, order, false);
 	if (!mem)
 		return CAIRN_ENOMEM;
+	obj_zero((void *)mem, bytes); /* not the whole block: the rest stays untouched */
 
 	struct cairn_objects *o = (void *)mem;
 	o->frames = cfg->frames;
@@ -753,12 +761,6 @@ void cairn_objects_cpu_online(struct cairn_objects *o)
 
 /* ---- calloc, realloc ---- */
 
-static void obj_zero(void *p, size_t n)
-{
-	uint64_t *w = p;
-	for (size_t i = 0; i < n / 8; i++)
-		w[i] = 0;
-}
 
 static void obj_copy(void *dst, const void *src, size_t n)
 {

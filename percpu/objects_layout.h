@@ -39,8 +39,11 @@
 
 #define OBJ_PAGE_SHIFT CAIRN_FRAME_SHIFT
 #define OBJ_PAGE ((uintptr_t)1 << OBJ_PAGE_SHIFT)
-#define OBJ_LEAF_SHIFT 9                /* pagemap leaf: 512 entries, one frame */
-#define OBJ_LEAF_SPAN_SHIFT (OBJ_PAGE_SHIFT + OBJ_LEAF_SHIFT) /* 2 MiB per leaf */
+/* Pagemap leaves of 2048 entries (16 KiB, 8 MiB of frames each): the top
+ * level, made and zeroed at creation, is 8 bytes per 8 MiB. */
+#define OBJ_LEAF_SHIFT 11
+#define OBJ_LEAF_SPAN_SHIFT (OBJ_PAGE_SHIFT + OBJ_LEAF_SHIFT)
+#define OBJ_LEAF_ORDER (OBJ_LEAF_SHIFT + 3 - OBJ_PAGE_SHIFT) /* frames of a leaf, log2 */
 #define OBJ_MAX_OBJS 1024               /* per slab; the live bitmap's size */
 #define OBJ_OUT_SLOTS 16                /* remote-free batches kept per heap */
 #define OBJ_BATCH_MAX 64                /* objects per batch, then it is posted */
@@ -159,7 +162,7 @@ struct cairn_objects {
 	uintptr_t vbase;           /* virtual address of phys_base */
 	uintptr_t span;            /* bytes covered by the pagemap */
 	cairn_phys_t phys_base;
-	_Atomic(_Atomic uintptr_t *) *pagemap; /* one leaf pointer per 2 MiB */
+	_Atomic(_Atomic uintptr_t *) *pagemap; /* one leaf pointer per 8 MiB */
 	unsigned pagemap_order;
 	unsigned self_order;       /* frames of this instance and its heaps */
 	unsigned ncpus;
