@@ -425,20 +425,29 @@ static void arena_destroy_all(struct cairn_objects *o)
 
 static void *alloc_slow(struct cairn_heap *h, size_t size);
 
-static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
+/* The pop with the checks: the link must decode to an object of s. */
+static void *__attribute__((noinline)) slab_pop_hardened(struct cairn_heap *h, struct slab *s,
+							 uintptr_t p)
 {
 	uintptr_t next = obj_decode(h, p, obj_word(p));
-	if (h->harden) {
-		if (unlikely(next && !slab_is_object(s, next))) {
-			obj_report(CAIRN_ECORRUPT,
-				   "objects: corrupted free-list link (write after free?); "
-				   "rest of the list dropped", p, next);
-			next = 0;
-			s->damaged = 1;
-		}
-		live_flip(s, slab_index(s, p));
+	if (unlikely(next && !slab_is_object(s, next))) {
+		obj_report(CAIRN_ECORRUPT,
+			   "objects: corrupted free-list link (write after free?); "
+			   "rest of the list dropped", p, next);
+		next = 0;
+		s->damaged = 1;
 	}
+	live_flip(s, slab_index(s, p));
 	s->free = next;
+	s->used++;
+	return (void *)p;
+}
+
+static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
+{
+	if (unlikely(h->harden))
+		return slab_pop_hardened(h, s, p);
+	s->free = obj_word(p); /* unhardened: a plain link */
 	s->used++;
 	return (void *)p;
 }
@@ -518,15 +527,33 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 	return true;
 }
 
+static void *__attribute__((noinline)) alloc_refill(struct cairn_heap *h, unsigned cls)
+{
+	if (!refill(h, cls))
+		return NULL;
+	struct slab *s = h->cur[cls];
+	return slab_pop(h, s, s->free);
+}
+
+static void *__attribute__((noinline)) alloc_large(struct cairn_heap *h, size_t size)
+{
+	return h->o->arena ? arena_alloc(h, size, 0) : large_alloc(h, size);
+}
+
 /* Everything but an unhardened pop: a refill, the hardened pop, large. */
 static void *__attribute__((noinline)) alloc_slow(struct cairn_heap *h, size_t size)
 {
 	if (size > CAIRN_OBJ_SMALL_MAX)
-		return h->o->arena ? arena_alloc(h, size, 0) : large_alloc(h, size);
+		return alloc_large(h, size);
 	unsigned cls = obj_class(size);
-	if (!h->cur[cls]->free && !refill(h, cls))
-		return NULL;
 	struct slab *s = h->cur[cls];
+	if (!s->free) {
+		if (!s->local_free) /* (always so for o->empty) */
+			return alloc_refill(h, cls);
+		/* the common refill: what the owner freed into the slab */
+		s->free = s->local_free;
+		s->local_free = 0;
+	}
 	return slab_pop(h, s, s->free);
 }
 
