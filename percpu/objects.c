@@ -83,7 +83,8 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	if (!ncpus)
 		return CAIRN_EINVAL;
 
-	size_t bytes = sizeof(struct cairn_objects) + 64 + (size_t)ncpus * sizeof(struct cairn_heap);
+	size_t head = (sizeof(struct cairn_objects) + ncpus + 63) & ~(size_t)63;
+	size_t bytes = head + (size_t)ncpus * sizeof(struct cairn_heap);
 	unsigned order = 0;
 	while ((OBJ_PAGE << order) < bytes)
 		order++;
@@ -93,7 +94,7 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	uintptr_t mem = pages_get(&tmp, order, false);
 	if (!mem)
 		return CAIRN_ENOMEM;
-	obj_zero((void *)mem, bytes); /* not the whole block: the rest stays untouched */
+	obj_zero((void *)mem, head); /* the heaps are zeroed when they are made */
 
 	struct cairn_objects *o = (void *)mem;
 	o->frames = cfg->frames;
@@ -121,24 +122,46 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 		pages_put(o, mem, order);
 		return err;
 	}
-	o->heaps = (void *)((mem + sizeof(*o) + 63) & ~(uintptr_t)63);
-	uint64_t seed = cfg->seed ? cfg->seed : mix64((uintptr_t)o ^ ((uintptr_t)&tmp << 7));
-	for (unsigned i = 0; i < ncpus; i++) {
-		struct cairn_heap *h = &o->heaps[i];
-		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
-			h->cur[c] = &o->empty;
-		h->o = o;
-		h->cpu = i;
-		h->harden = o->harden;
-		h->pm_vbase = o->vbase;
-		h->pm_span = o->span;
-		h->pagemap = o->pagemap;
-		h->key = (uintptr_t)mix64(seed + i * 0x9e3779b97f4a7c15ull) | 1;
-		heap_queue_init(h);
-		atomic_init(&h->state, HEAP_ONLINE);
-	}
+	o->heap_made = (void *)(mem + sizeof(*o));
+	o->heaps = (void *)(mem + head);
+	o->seed = cfg->seed ? cfg->seed : mix64((uintptr_t)o ^ ((uintptr_t)&tmp << 7));
 	*out = o;
 	return 0;
+}
+
+static void heap_init(struct cairn_objects *o, unsigned i)
+{
+	struct cairn_heap *h = &o->heaps[i];
+	obj_zero(h, sizeof(*h));
+	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
+		h->cur[c] = &o->empty;
+	h->o = o;
+	h->cpu = i;
+	h->harden = o->harden;
+	h->pm_vbase = o->vbase;
+	h->pm_span = o->span;
+	h->pagemap = o->pagemap;
+	h->key = (uintptr_t)mix64(o->seed + i * 0x9e3779b97f4a7c15ull) | 1;
+	heap_queue_init(h);
+	atomic_init(&h->state, HEAP_ONLINE);
+}
+
+/* The first caller makes the heap; a racing one waits for it (a few
+ * hundred stores). Only a heap's own CPU (or a caller that owns the
+ * slot) gets it this way; remote freers reach only made heaps (they own
+ * slabs). */
+struct cairn_heap *__attribute__((noinline)) heap_make(struct cairn_objects *o, unsigned i)
+{
+	uint8_t expect = HEAP_UNMADE;
+	if (atomic_compare_exchange_strong_explicit(&o->heap_made[i], &expect, HEAP_MAKING,
+						    memory_order_acquire, memory_order_acquire)) {
+		heap_init(o, i);
+		atomic_store_explicit(&o->heap_made[i], HEAP_MADE, memory_order_release);
+	} else {
+		while (!heap_is_made(o, i))
+			cairn_port_pause();
+	}
+	return &o->heaps[i];
 }
 
 static void large_destroy_all(struct cairn_objects *o);
@@ -149,7 +172,8 @@ void cairn_objects_destroy(struct cairn_objects *o)
 	if (!o)
 		return;
 	for (unsigned i = 0; i < o->ncpus; i++)
-		heap_destroy_slabs(&o->heaps[i]);
+		if (heap_is_made(o, i))
+			heap_destroy_slabs(&o->heaps[i]);
 	if (o->arena)
 		arena_destroy_all(o);
 	else
@@ -160,7 +184,7 @@ void cairn_objects_destroy(struct cairn_objects *o)
 
 struct cairn_heap *cairn_objects_heap(struct cairn_objects *o, unsigned cpu)
 {
-	return cpu < o->ncpus ? &o->heaps[cpu] : NULL;
+	return cpu < o->ncpus ? heap_get(o, cpu) : NULL;
 }
 
 struct cairn_objects *cairn_heap_objects(struct cairn_heap *h)
@@ -183,6 +207,8 @@ static void large_count(struct cairn_heap *h, uint64_t objects, uint64_t frames)
 static void large_count_reset(struct cairn_objects *o)
 {
 	for (unsigned i = 0; i < o->ncpus; i++) {
+		if (!heap_is_made(o, i))
+			continue;
 		atomic_store_explicit(&o->heaps[i].st.large, 0, memory_order_relaxed);
 		atomic_store_explicit(&o->heaps[i].st.large_frames, 0, memory_order_relaxed);
 	}
@@ -733,7 +759,7 @@ size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
 
 static inline struct cairn_heap *this_heap(struct cairn_objects *o)
 {
-	return &o->heaps[cairn_port_cpu()];
+	return heap_get(o, cairn_port_cpu());
 }
 
 void *cairn_objects_alloc(struct cairn_objects *o, size_t size)

@@ -14,6 +14,8 @@ void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st
 {
 	*st = (struct cairn_objects_stats){ 0 };
 	for (unsigned i = 0; i < o->ncpus; i++) {
+		if (!heap_is_made(o, i))
+			continue;
 		struct cairn_heap *h = &o->heaps[i];
 		for_each_slab(h, f, s) {
 			st->slabs++;
@@ -56,6 +58,8 @@ static long list_len(struct cairn_heap *h, struct slab *s, uintptr_t p)
 int cairn_objects_validate(struct cairn_objects *o)
 {
 	for (unsigned i = 0; i < o->ncpus; i++) {
+		if (!heap_is_made(o, i))
+			continue;
 		struct cairn_heap *h = &o->heaps[i];
 		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 			struct slab *s = h->cur[c];

@@ -177,8 +177,31 @@ struct cairn_objects {
 	struct cairn_arena *arena;
 	struct cairn_qcache *qc;
 	void (*arena_enter)(void), (*arena_leave)(void); /* NULL: no gate */
-	struct cairn_heap *heaps;  /* ncpus of them, after this structure */
+	/* Heaps are made on first use (a heap is 1.4 KiB, and most of a
+	 * host's 256 slots are never used: their memory stays untouched).
+	 * heap_made[i] goes UNMADE -> MAKING -> MADE once; MADE is stored
+	 * with release after the heap is written, and read with acquire. */
+	_Atomic uint8_t *heap_made; /* ncpus bytes, after this structure */
+	struct cairn_heap *heaps;  /* ncpus of them, after heap_made */
+	uint64_t seed;             /* free-list keys */
 };
+
+enum { HEAP_UNMADE = 0, HEAP_MAKING = 1, HEAP_MADE = 2 };
+
+static inline bool heap_is_made(struct cairn_objects *o, unsigned i)
+{
+	return atomic_load_explicit(&o->heap_made[i], memory_order_acquire) == HEAP_MADE;
+}
+
+struct cairn_heap *heap_make(struct cairn_objects *o, unsigned i);
+
+/* Heap i, made first if need be. */
+static inline struct cairn_heap *heap_get(struct cairn_objects *o, unsigned i)
+{
+	if (likely(heap_is_made(o, i)))
+		return &o->heaps[i];
+	return heap_make(o, i);
+}
 
 /* ---- size classes ---- */
 
