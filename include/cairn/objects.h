@@ -42,9 +42,10 @@
 #define CAIRN_OBJ_CLASSES 44             /* 16, 32, 48, 64, then 4 per doubling */
 
 /* Hardening: checks on every free (double free, foreign, interior or
- * misaligned pointer) and on free-list links. Free-list links are always
- * encoded with a per-heap key; with the checks on, a decoded link that is
- * not an object of its slab is reported and the rest of the list dropped. */
+ * misaligned pointer) and on free-list links, which are then encoded with
+ * a per-heap key: a decoded link that is not an object of its slab is
+ * reported and the rest of the list dropped. With the checks off, links
+ * are plain pointers. */
 enum cairn_obj_harden {
 	CAIRN_OBJ_HARDEN_BUILD = 0, /* on in debug builds (CAIRN_DEBUG), else off */
 	CAIRN_OBJ_HARDEN_OFF = 1,
