@@ -18,6 +18,13 @@ void obj_report(int err, const char *what, uintptr_t a, uintptr_t b)
 
 /* ---- size classes and slab geometry ---- */
 
+const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1] = {
+	0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11, /* .. 256 B */
+	12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15, /* .. 512 B */
+	16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17,
+	18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19, /* .. 1 KiB */
+};
+
 unsigned cairn_obj_class(size_t size) { return obj_class(size); }
 size_t cairn_obj_class_size(unsigned cls) { return obj_class_size(cls); }
 unsigned cairn_obj_class_order(struct cairn_objects *o, unsigned cls)
@@ -32,7 +39,9 @@ static void classes_init(struct cairn_objects *o)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 		size_t size = obj_class_size(c), want = size >= (16u << 10) ? 4 : 8;
-		unsigned order = 2;
+		unsigned order = OBJ_SLAB_MIN_ORDER;
+		while (order > 2 && (OBJ_PAGE << (order - 1)) / size >= OBJ_MAX_OBJS)
+			order--;
 		for (;; order++) {
 			size_t bytes = OBJ_PAGE << order, n = bytes / size;
 			if (n >= want && bytes % size <= bytes / 8)
@@ -42,6 +51,13 @@ static void classes_init(struct cairn_objects *o)
 		o->cls_order[c] = (uint8_t)order;
 		o->cls_nobjs[c] = (uint16_t)(n > OBJ_MAX_OBJS ? OBJ_MAX_OBJS : n);
 	}
+}
+
+static void obj_zero(void *p, size_t n)
+{
+	uint64_t *w = p;
+	for (size_t i = 0; i < n / 8; i++)
+		w[i] = 0;
 }
 
 static uint64_t mix64(uint64_t x)
@@ -60,22 +76,25 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	if (!out || !cfg || !cfg->frames || cfg->phys_limit <= cfg->phys_base ||
 	    (cfg->phys_base & (OBJ_PAGE - 1)) || cfg->harden > CAIRN_OBJ_HARDEN_ON ||
 	    (cfg->large_arena && cfg->large_arena->quantum != OBJ_PAGE) ||
-	    (cfg->large_qcache && !cfg->large_arena))
+	    (cfg->large_qcache && !cfg->large_arena) ||
+	    (!cfg->arena_enter != !cfg->arena_leave) || (cfg->arena_enter && !cfg->large_arena))
 		return CAIRN_EINVAL;
 	unsigned ncpus = cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
 	if (!ncpus)
 		return CAIRN_EINVAL;
 
-	size_t bytes = sizeof(struct cairn_objects) + 64 + (size_t)ncpus * sizeof(struct cairn_heap);
+	size_t head = (sizeof(struct cairn_objects) + ncpus + 63) & ~(size_t)63;
+	size_t bytes = head + (size_t)ncpus * sizeof(struct cairn_heap);
 	unsigned order = 0;
 	while ((OBJ_PAGE << order) < bytes)
 		order++;
 	if (order > CAIRN_MAX_ORDER)
 		return CAIRN_EINVAL;
 	struct cairn_objects tmp = { .frames = cfg->frames, .fcache = cfg->fcache };
-	uintptr_t mem = pages_get(&tmp, order, true);
+	uintptr_t mem = pages_get(&tmp, order, false);
 	if (!mem)
 		return CAIRN_ENOMEM;
+	obj_zero((void *)mem, head); /* the heaps are zeroed when they are made */
 
 	struct cairn_objects *o = (void *)mem;
 	o->frames = cfg->frames;
@@ -94,6 +113,8 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 #endif
 	o->arena = cfg->large_arena;
 	o->qc = o->harden ? NULL : cfg->large_qcache;
+	o->arena_enter = cfg->arena_enter;
+	o->arena_leave = cfg->arena_leave;
 	atomic_init(&o->meta_frames, (uint64_t)1 << order);
 	classes_init(o);
 	int err = pm_create(o);
@@ -101,21 +122,46 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 		pages_put(o, mem, order);
 		return err;
 	}
-	o->heaps = (void *)((mem + sizeof(*o) + 63) & ~(uintptr_t)63);
-	uint64_t seed = cfg->seed ? cfg->seed : mix64((uintptr_t)o ^ ((uintptr_t)&tmp << 7));
-	for (unsigned i = 0; i < ncpus; i++) {
-		struct cairn_heap *h = &o->heaps[i];
-		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
-			h->cur[c] = &o->empty;
-		h->o = o;
-		h->cpu = i;
-		h->harden = o->harden;
-		h->key = (uintptr_t)mix64(seed + i * 0x9e3779b97f4a7c15ull) | 1;
-		heap_queue_init(h);
-		atomic_init(&h->state, HEAP_ONLINE);
-	}
+	o->heap_made = (void *)(mem + sizeof(*o));
+	o->heaps = (void *)(mem + head);
+	o->seed = cfg->seed ? cfg->seed : mix64((uintptr_t)o ^ ((uintptr_t)&tmp << 7));
 	*out = o;
 	return 0;
+}
+
+static void heap_init(struct cairn_objects *o, unsigned i)
+{
+	struct cairn_heap *h = &o->heaps[i];
+	obj_zero(h, sizeof(*h));
+	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
+		h->cur[c] = &o->empty;
+	h->o = o;
+	h->cpu = i;
+	h->harden = o->harden;
+	h->pm_vbase = o->vbase;
+	h->pm_span = o->span;
+	h->pagemap = o->pagemap;
+	h->key = (uintptr_t)mix64(o->seed + i * 0x9e3779b97f4a7c15ull) | 1;
+	heap_queue_init(h);
+	atomic_init(&h->state, HEAP_ONLINE);
+}
+
+/* The first caller makes the heap; a racing one waits for it (a few
+ * hundred stores). Only a heap's own CPU (or a caller that owns the
+ * slot) gets it this way; remote freers reach only made heaps (they own
+ * slabs). */
+struct cairn_heap *__attribute__((noinline)) heap_make(struct cairn_objects *o, unsigned i)
+{
+	uint8_t expect = HEAP_UNMADE;
+	if (atomic_compare_exchange_strong_explicit(&o->heap_made[i], &expect, HEAP_MAKING,
+						    memory_order_acquire, memory_order_acquire)) {
+		heap_init(o, i);
+		atomic_store_explicit(&o->heap_made[i], HEAP_MADE, memory_order_release);
+	} else {
+		while (!heap_is_made(o, i))
+			cairn_port_pause();
+	}
+	return &o->heaps[i];
 }
 
 static void large_destroy_all(struct cairn_objects *o);
@@ -126,7 +172,8 @@ void cairn_objects_destroy(struct cairn_objects *o)
 	if (!o)
 		return;
 	for (unsigned i = 0; i < o->ncpus; i++)
-		heap_destroy_slabs(&o->heaps[i]);
+		if (heap_is_made(o, i))
+			heap_destroy_slabs(&o->heaps[i]);
 	if (o->arena)
 		arena_destroy_all(o);
 	else
@@ -137,7 +184,7 @@ void cairn_objects_destroy(struct cairn_objects *o)
 
 struct cairn_heap *cairn_objects_heap(struct cairn_objects *o, unsigned cpu)
 {
-	return cpu < o->ncpus ? &o->heaps[cpu] : NULL;
+	return cpu < o->ncpus ? heap_get(o, cpu) : NULL;
 }
 
 struct cairn_objects *cairn_heap_objects(struct cairn_heap *h)
@@ -146,6 +193,26 @@ struct cairn_objects *cairn_heap_objects(struct cairn_heap *h)
 }
 
 /* ---- large blocks: whole buddy blocks, order in the pagemap ---- */
+
+/* The statistics' large counts, kept per heap: no shared counter is
+ * written by every large operation. */
+static void large_count(struct cairn_heap *h, uint64_t objects, uint64_t frames)
+{
+	if (!h)
+		return;
+	heap_stat_add(&h->st.large, objects);
+	heap_stat_add(&h->st.large_frames, frames);
+}
+
+static void large_count_reset(struct cairn_objects *o)
+{
+	for (unsigned i = 0; i < o->ncpus; i++) {
+		if (!heap_is_made(o, i))
+			continue;
+		atomic_store_explicit(&o->heaps[i].st.large, 0, memory_order_relaxed);
+		atomic_store_explicit(&o->heaps[i].st.large_frames, 0, memory_order_relaxed);
+	}
+}
 
 static unsigned large_order(size_t size)
 {
@@ -181,12 +248,12 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 	if (order < CAIRN_HUGE_ORDER)
 		pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, PM_LARGE_TAIL);
 	atomic_store_explicit(e, PM_LARGE_ENTRY(order), memory_order_release);
-	atomic_fetch_add_explicit(&o->large_count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->large_frames, (uint64_t)1 << order, memory_order_relaxed);
+	large_count(h, 1, (uint64_t)1 << order);
 	return (void *)p;
 }
 
-static int large_free(struct cairn_objects *o, uintptr_t p, uintptr_t e)
+/* h: the freeing heap (NULL: destroy, which zeroes the counts after). */
+static int large_free(struct cairn_objects *o, struct cairn_heap *h, uintptr_t p, uintptr_t e)
 {
 	if ((e & PM_TAG_MASK) != PM_LARGE || (p & (OBJ_PAGE - 1))) {
 		obj_report(CAIRN_EALIGN, "objects: free of an interior pointer of a large block", p, e);
@@ -202,8 +269,7 @@ static int large_free(struct cairn_objects *o, uintptr_t p, uintptr_t e)
 	unsigned order = PM_LARGE_ORDER(e);
 	if (order < CAIRN_HUGE_ORDER)
 		pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, 0);
-	atomic_fetch_sub_explicit(&o->large_count, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&o->large_frames, (uint64_t)1 << order, memory_order_relaxed);
+	large_count(h, (uint64_t)-1, -((uint64_t)1 << order));
 	pages_put(o, p, order);
 	return 0;
 }
@@ -216,9 +282,10 @@ static void large_destroy_all(struct cairn_objects *o)
 		for (unsigned i = 0; leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
 			uintptr_t e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
 			if ((e & PM_TAG_MASK) == PM_LARGE)
-				large_free(o, o->vbase + ((l << OBJ_LEAF_SHIFT) + i) * OBJ_PAGE, e);
+				large_free(o, NULL, o->vbase + ((l << OBJ_LEAF_SHIFT) + i) * OBJ_PAGE, e);
 		}
 	}
+	large_count_reset(o);
 }
 
 /* ---- large objects in a range arena ----
@@ -241,6 +308,29 @@ static inline bool arena_ours(const struct cairn_objects *o, uint64_t cookie)
 	return cookie == arena_cookie(o) || (o->qc && cookie == cairn_qcache_cookie(o->qc));
 }
 
+/* Around every call into the arena: the embedder's gate, if any. */
+static inline void arena_enter(const struct cairn_objects *o)
+{
+	if (o->arena_enter)
+		o->arena_enter();
+}
+
+static inline void arena_leave(const struct cairn_objects *o)
+{
+	if (o->arena_leave)
+		o->arena_leave();
+}
+
+/* Exhaustion: the quantum cache's ranges pin arena spans. */
+static void qcache_drain(struct cairn_objects *o)
+{
+	if (o->qc) {
+		arena_enter(o);
+		cairn_qcache_drain_all(o->qc);
+		arena_leave(o);
+	}
+}
+
 static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t size, size_t align)
 {
 	struct cairn_objects *o = h->o;
@@ -249,10 +339,12 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 	uint64_t bytes = (size + OBJ_PAGE - 1) & ~(uint64_t)(OBJ_PAGE - 1), addr;
 	bool cached = o->qc && align <= OBJ_PAGE;
 	for (int tries = 0;; tries++) {
+		arena_enter(o);
 		int err = cached ? cairn_qcache_alloc(o->qc, bytes, &addr)
 				 : cairn_arena_xalloc(o->arena, bytes, align > OBJ_PAGE ? align : 0,
 						      0, 0, 0, 0, CAIRN_FIT_FIRST,
 						      arena_cookie(o), &addr);
+		arena_leave(o);
 		if (!err)
 			break;
 		if (err != CAIRN_ENOMEM || tries)
@@ -262,11 +354,9 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
-		if (o->qc)
-			cairn_qcache_drain_all(o->qc);
+		qcache_drain(o);
 	}
-	atomic_fetch_add_explicit(&o->large_count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->large_frames, bytes >> OBJ_PAGE_SHIFT, memory_order_relaxed);
+	large_count(h, 1, bytes >> OBJ_PAGE_SHIFT);
 	return (void *)(uintptr_t)addr;
 }
 
@@ -285,9 +375,11 @@ static uint64_t arena_find(struct cairn_objects *o, uintptr_t p, uint64_t *cooki
 
 /* One tree update checks the owner and frees; a range of the quantum
  * cache (another cookie) is looked up and goes back to the cache. */
-static int __attribute__((noinline)) arena_free(struct cairn_objects *o, uintptr_t p)
+static int __attribute__((noinline)) arena_free(struct cairn_heap *h, uintptr_t p)
 {
+	struct cairn_objects *o = h->o;
 	uint64_t len;
+	arena_enter(o);
 	int err = cairn_arena_free_owned(o->arena, p, arena_cookie(o), &len);
 	if (err == CAIRN_EBUSY && o->qc) {
 		uint64_t cookie;
@@ -295,10 +387,9 @@ static int __attribute__((noinline)) arena_free(struct cairn_objects *o, uintptr
 		if (!err && cairn_qcache_free(o->qc, p, len))
 			err = CAIRN_EFREE; /* a racing free of the same block won */
 	}
+	arena_leave(o);
 	if (!err) {
-		atomic_fetch_sub_explicit(&o->large_count, 1, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&o->large_frames, len >> OBJ_PAGE_SHIFT,
-					  memory_order_relaxed);
+		large_count(h, (uint64_t)-1, -(len >> OBJ_PAGE_SHIFT));
 		return 0;
 	}
 	switch (err) {
@@ -353,43 +444,57 @@ static void arena_destroy_all(struct cairn_objects *o)
 		for (unsigned i = 0; i < w.n; i++)
 			(void)cairn_arena_free(o->arena, w.start[i], w.len[i]);
 	} while (w.more);
-	atomic_store_explicit(&o->large_count, 0, memory_order_relaxed);
-	atomic_store_explicit(&o->large_frames, 0, memory_order_relaxed);
+	large_count_reset(o);
 }
 
 /* ---- allocation ---- */
 
-static void *alloc_slow(struct cairn_heap *h, unsigned cls);
+static void *alloc_slow(struct cairn_heap *h, size_t size);
 
-static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
+/* The pop with the checks: the link must decode to an object of s. */
+static void *__attribute__((noinline)) slab_pop_hardened(struct cairn_heap *h, struct slab *s,
+							 uintptr_t p)
 {
-	uintptr_t next = obj_decode(h->key, p, obj_word(p));
-	if (h->harden) {
-		if (unlikely(next && !slab_is_object(s, next))) {
-			obj_report(CAIRN_ECORRUPT,
-				   "objects: corrupted free-list link (write after free?); "
-				   "rest of the list dropped", p, next);
-			next = 0;
-			s->damaged = 1;
-		}
-		live_flip(s, slab_index(s, p));
+	uintptr_t next = obj_decode(h, p, obj_word(p));
+	if (unlikely(next && !slab_is_object(s, next))) {
+		obj_report(CAIRN_ECORRUPT,
+			   "objects: corrupted free-list link (write after free?); "
+			   "rest of the list dropped", p, next);
+		next = 0;
+		s->damaged = 1;
 	}
+	live_flip(s, slab_index(s, p));
 	s->free = next;
 	s->used++;
 	return (void *)p;
 }
 
+static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
+{
+	if (unlikely(h->harden))
+		return slab_pop_hardened(h, s, p);
+	s->free = obj_word(p); /* unhardened: a plain link */
+	s->used++;
+	return (void *)p;
+}
+
+/* The fast path: a pop, or one call out of line (a tail call: no frame). */
 void *cairn_heap_alloc(struct cairn_heap *h, size_t size)
 {
-	if (likely(size <= CAIRN_OBJ_SMALL_MAX)) {
-		unsigned cls = obj_class(size);
-		struct slab *s = h->cur[cls];
-		uintptr_t p = s->free;
-		if (likely(p))
-			return slab_pop(h, s, p);
-		return alloc_slow(h, cls);
-	}
-	return h->o->arena ? arena_alloc(h, size, 0) : large_alloc(h, size);
+	unsigned cls;
+	if (likely(size <= OBJ_CLASS_TABLE_MAX))
+		cls = obj_class_by16[(size + 15) >> 4];
+	else if (size <= CAIRN_OBJ_SMALL_MAX)
+		cls = obj_class(size);
+	else
+		return alloc_slow(h, size);
+	struct slab *s = h->cur[cls];
+	uintptr_t p = s->free;
+	if (unlikely(!p || h->harden))
+		return alloc_slow(h, size);
+	s->free = obj_decode(h, p, obj_word(p));
+	s->used++;
+	return (void *)p;
 }
 
 /* A slab that has objects to hand out, as the current slab of the class. */
@@ -403,7 +508,7 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 			return true;
 		}
 		if (s->capacity < s->nobjs) {
-			slab_extend(s, h->key);
+			slab_extend(h, s);
 			return true;
 		}
 	}
@@ -418,13 +523,13 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 		}
 	}
 	if (s != &h->o->empty) {
-		s->state = SLAB_FULL;
+		slab_set_state(h, s, SLAB_FULL);
 		h->cur[cls] = &h->o->empty;
 	}
 	s = h->avail[cls];
 	if (s) {
 		avail_remove(h, s);
-		s->state = SLAB_CUR;
+		slab_set_state(h, s, SLAB_CUR);
 		s->free = s->local_free;
 		s->local_free = 0;
 		h->cur[cls] = s;
@@ -437,8 +542,7 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
-		if (h->o->qc)
-			cairn_qcache_drain_all(h->o->qc);
+		qcache_drain(h->o);
 		if (h->cur[cls] != &h->o->empty || h->avail[cls])
 			return refill(h, cls);
 		s = slab_new(h, cls);
@@ -449,11 +553,33 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 	return true;
 }
 
-static void *__attribute__((noinline)) alloc_slow(struct cairn_heap *h, unsigned cls)
+static void *__attribute__((noinline)) alloc_refill(struct cairn_heap *h, unsigned cls)
 {
 	if (!refill(h, cls))
 		return NULL;
 	struct slab *s = h->cur[cls];
+	return slab_pop(h, s, s->free);
+}
+
+static void *__attribute__((noinline)) alloc_large(struct cairn_heap *h, size_t size)
+{
+	return h->o->arena ? arena_alloc(h, size, 0) : large_alloc(h, size);
+}
+
+/* Everything but an unhardened pop: a refill, the hardened pop, large. */
+static void *__attribute__((noinline)) alloc_slow(struct cairn_heap *h, size_t size)
+{
+	if (size > CAIRN_OBJ_SMALL_MAX)
+		return alloc_large(h, size);
+	unsigned cls = obj_class(size);
+	struct slab *s = h->cur[cls];
+	if (!s->free) {
+		if (!s->local_free) /* (always so for o->empty) */
+			return alloc_refill(h, cls);
+		/* the common refill: what the owner freed into the slab */
+		s->free = s->local_free;
+		s->local_free = 0;
+	}
 	return slab_pop(h, s, s->free);
 }
 
@@ -479,6 +605,22 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
 
 /* ---- free ---- */
 
+/* After a push onto s's local_free: a full slab becomes available, an
+ * empty one goes back (the current slab of its class stays, unless the
+ * heap is offline). */
+void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
+{
+	if (unlikely(s->state == SLAB_FULL))
+		avail_push(h, s);
+	else if (unlikely(s->used == 0) && (s->state != SLAB_CUR || offline))
+		slab_release(h, s);
+}
+
+static void __attribute__((noinline)) slab_emptied(struct cairn_heap *h, struct slab *s)
+{
+	slab_after_free(h, s, false);
+}
+
 /* An object of a slab this heap owns goes onto local_free. */
 int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline)
 {
@@ -495,72 +637,101 @@ int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offl
 		}
 		live_flip(s, i);
 	}
-	obj_set_word(p, obj_encode(h->key, p, s->local_free));
+	obj_set_word(p, obj_encode(h, p, s->local_free));
 	s->local_free = p;
 	s->used--;
-	if (unlikely(s->state == SLAB_FULL)) {
-		avail_push(h, s);
-	} else if (unlikely(s->used == 0) && (s->state != SLAB_CUR || offline)) {
-		slab_release(h, s);
-	}
+	slab_after_free(h, s, offline);
 	return 0;
 }
 
-static int free_remote(struct cairn_heap *h, struct slab *s, uintptr_t p)
+static int __attribute__((noinline)) remote_batch_full(struct cairn_heap *h, struct obj_out *b)
 {
-	struct cairn_heap *dest = s->owner;
+	if (b->n >= OBJ_BATCH_MAX)
+		remote_post(h, b);
+	else
+		remote_flush(h);
+	return 0;
+}
+
+static inline int remote_push(struct cairn_heap *h, struct obj_out *b, struct slab *s,
+			      uintptr_t p)
+{
+	obj_set_word(p, obj_encode(b->dest, p, b->head));
+	b->head = p;
+	h->out_bytes += s->size;
+	if (unlikely(++b->n >= OBJ_BATCH_MAX || h->out_bytes > OBJ_OUT_BYTES_MAX))
+		return remote_batch_full(h, b);
+	return 0;
+}
+
+/* Hardened checks, or the batch slot holds another destination's. */
+static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, struct slab *s,
+						      uintptr_t p, struct obj_out *b)
+{
 	if (h->harden && unlikely(!slab_is_object(s, p))) {
 		obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
 			   p, s->base);
 		return CAIRN_EALIGN;
 	}
-	struct obj_out *b = &h->out[dest->cpu % OBJ_OUT_SLOTS];
-	if (b->dest != dest) {
+	if (b->dest != s->owner) {
 		if (b->n)
 			remote_post(h, b);
-		b->dest = dest;
+		b->dest = s->owner;
 	}
-	obj_set_word(p, obj_encode(dest->key, p, b->head));
-	b->head = p;
-	h->out_bytes += s->size;
-	if (++b->n >= OBJ_BATCH_MAX)
-		remote_post(h, b);
-	else if (h->out_bytes > OBJ_OUT_BYTES_MAX)
-		remote_flush(h);
-	return 0;
+	return remote_push(h, b, s, p);
 }
 
-static int __attribute__((noinline)) free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
+/* Onto the batch for s's owner: a push, and rarely a post. */
+static int __attribute__((noinline)) free_remote(struct cairn_heap *h, struct slab *s,
+						 uintptr_t p)
 {
+	struct cairn_heap *dest = s->owner;
+	struct obj_out *b = &h->out[dest->cpu % OBJ_OUT_SLOTS];
+	if (unlikely(h->harden || b->dest != dest))
+		return free_remote_slow(h, s, p, b);
+	return remote_push(h, b, s, p);
+}
+
+/* NULL, large objects, pointers that are not ours. */
+static int __attribute__((noinline)) free_other(struct cairn_heap *h, uintptr_t p, uintptr_t e)
+{
+	if (!p)
+		return 0;
 	if (!e) {
 		if (h->o->arena)
-			return arena_free(h->o, p);
+			return arena_free(h, p);
 		obj_report(CAIRN_ERANGE, "objects: free of a pointer this instance never handed out",
 			   p, 0);
 		return CAIRN_ERANGE;
 	}
-	if (e & PM_TAG_MASK)
-		return large_free(h->o, p, e);
-	return free_remote(h, (struct slab *)e, p);
+	return large_free(h->o, h, p, e);
 }
 
+/* Everything but a plain push: hardened, full or foreign slabs, the rest. */
+static int free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
+{
+	if (unlikely(!e || (e & PM_TAG_MASK)))
+		return free_other(h, p, e);
+	struct slab *s = (struct slab *)e;
+	if (s->owner == h)
+		return slab_free_owned(h, s, p, false);
+	return free_remote(h, s, p);
+}
+
+/* The fast path: the pagemap names a slab whose free is a plain push by
+ * this heap (fast_owner: ours, CUR or AVAIL, unhardened), so push; the
+ * last object out of a slab and everything else go out of line. */
 int cairn_heap_free(struct cairn_heap *h, void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
-	uintptr_t e = pm_lookup(h->o, p);
+	uintptr_t e = heap_pm_lookup(h, p);
 	struct slab *s = (struct slab *)e;
-	if (likely(e && !(e & PM_TAG_MASK) && s->owner == h)) {
-		/* Not the last object out, not a full slab: nothing but a push. */
-		if (likely(!h->harden && s->used > 1 && s->state != SLAB_FULL)) {
-			obj_set_word(p, obj_encode(h->key, p, s->local_free));
-			s->local_free = p;
-			s->used--;
-			return 0;
-		}
-		return slab_free_owned(h, s, p, false);
-	}
-	if (unlikely(!p))
+	if (likely(e && !(e & PM_TAG_MASK)) &&
+	    likely(atomic_load_explicit(&s->fast_owner, memory_order_relaxed) == h)) {
+		if (unlikely(!slab_push_plain(s, p)))
+			slab_emptied(h, s);
 		return 0;
+	}
 	return free_slow(h, p, e);
 }
 
@@ -571,7 +742,10 @@ size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
 	if (!e && o->arena && p) {
 		uint64_t cookie;
 		int err;
-		return (size_t)arena_find(o, p, &cookie, &err);
+		arena_enter(o);
+		size_t len = (size_t)arena_find(o, p, &cookie, &err);
+		arena_leave(o);
+		return len;
 	}
 	if (!e || (e & PM_TAG_MASK) == PM_LARGE_TAIL)
 		return 0;
@@ -585,7 +759,7 @@ size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
 
 static inline struct cairn_heap *this_heap(struct cairn_objects *o)
 {
-	return &o->heaps[cairn_port_cpu()];
+	return heap_get(o, cairn_port_cpu());
 }
 
 void *cairn_objects_alloc(struct cairn_objects *o, size_t size)
@@ -622,8 +796,11 @@ void cairn_objects_flush(struct cairn_objects *o)
 void cairn_objects_cpu_offline(struct cairn_objects *o)
 {
 	unsigned long irq = cairn_port_local_enter();
-	if (o->qc) /* the CPU's cached ranges go back to the arena */
+	if (o->qc) { /* the CPU's cached ranges go back to the arena */
+		arena_enter(o);
 		(void)cairn_qcache_drain_cpu(o->qc, cairn_port_cpu());
+		arena_leave(o);
+	}
 	cairn_heap_offline(this_heap(o));
 	cairn_port_local_leave(irq);
 }
@@ -637,12 +814,6 @@ void cairn_objects_cpu_online(struct cairn_objects *o)
 
 /* ---- calloc, realloc ---- */
 
-static void obj_zero(void *p, size_t n)
-{
-	uint64_t *w = p;
-	for (size_t i = 0; i < n / 8; i++)
-		w[i] = 0;
-}
 
 static void obj_copy(void *dst, const void *src, size_t n)
 {

@@ -14,6 +14,8 @@ void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st
 {
 	*st = (struct cairn_objects_stats){ 0 };
 	for (unsigned i = 0; i < o->ncpus; i++) {
+		if (!heap_is_made(o, i))
+			continue;
 		struct cairn_heap *h = &o->heaps[i];
 		for_each_slab(h, f, s) {
 			st->slabs++;
@@ -25,9 +27,9 @@ void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st
 		st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
 		st->offline_collects +=
 			atomic_load_explicit(&h->st.offline_collects, memory_order_relaxed);
+		st->large += atomic_load_explicit(&h->st.large, memory_order_relaxed);
+		st->large_frames += atomic_load_explicit(&h->st.large_frames, memory_order_relaxed);
 	}
-	st->large = atomic_load_explicit(&o->large_count, memory_order_relaxed);
-	st->large_frames = atomic_load_explicit(&o->large_frames, memory_order_relaxed);
 	st->meta_frames = atomic_load_explicit(&o->meta_frames, memory_order_relaxed);
 }
 
@@ -48,7 +50,7 @@ static long list_len(struct cairn_heap *h, struct slab *s, uintptr_t p)
 		if (h->harden && live_test(s, slab_index(s, p)))
 			return -1;
 		n++;
-		p = obj_decode(h->key, p, obj_word(p));
+		p = obj_decode(h, p, obj_word(p));
 	}
 	return n;
 }
@@ -56,6 +58,8 @@ static long list_len(struct cairn_heap *h, struct slab *s, uintptr_t p)
 int cairn_objects_validate(struct cairn_objects *o)
 {
 	for (unsigned i = 0; i < o->ncpus; i++) {
+		if (!heap_is_made(o, i))
+			continue;
 		struct cairn_heap *h = &o->heaps[i];
 		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 			struct slab *s = h->cur[c];

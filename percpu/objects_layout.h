@@ -23,9 +23,10 @@
  *     CPU whose message the owner has not collected yet).
  * So: free + local_free + used + (nobjs - capacity) == nobjs, always.
  *
- * Free-list links live in the first word of free objects, encoded as
- * next ^ key ^ rol(address of the word): an overwrite with a plausible
- * pointer decodes to garbage, which the hardened checks catch.
+ * Free-list links live in the first word of free objects; with hardening
+ * on they are encoded as next ^ key ^ rol(address of the word): an
+ * overwrite with a plausible pointer decodes to garbage, which the
+ * hardened checks catch (obj_encode).
  */
 #ifndef CAIRN_OBJECTS_LAYOUT_H
 #define CAIRN_OBJECTS_LAYOUT_H
@@ -38,14 +39,18 @@
 
 #define OBJ_PAGE_SHIFT CAIRN_FRAME_SHIFT
 #define OBJ_PAGE ((uintptr_t)1 << OBJ_PAGE_SHIFT)
-#define OBJ_LEAF_SHIFT 9                /* pagemap leaf: 512 entries, one frame */
-#define OBJ_LEAF_SPAN_SHIFT (OBJ_PAGE_SHIFT + OBJ_LEAF_SHIFT) /* 2 MiB per leaf */
+/* Pagemap leaves of 2048 entries (16 KiB, 8 MiB of frames each): the top
+ * level, made and zeroed at creation, is 8 bytes per 8 MiB. */
+#define OBJ_LEAF_SHIFT 11
+#define OBJ_LEAF_SPAN_SHIFT (OBJ_PAGE_SHIFT + OBJ_LEAF_SHIFT)
+#define OBJ_LEAF_ORDER (OBJ_LEAF_SHIFT + 3 - OBJ_PAGE_SHIFT) /* frames of a leaf, log2 */
 #define OBJ_MAX_OBJS 1024               /* per slab; the live bitmap's size */
 #define OBJ_OUT_SLOTS 16                /* remote-free batches kept per heap */
 #define OBJ_BATCH_MAX 64                /* objects per batch, then it is posted */
 #define OBJ_OUT_BYTES_MAX (1u << 20)    /* bytes held in batches, then all posted */
 #define OBJ_DESC_SIZE 256u              /* slab descriptor, 16 per frame */
 #define OBJ_SLAB_ORDERS 9               /* slab orders are 2..7 */
+#define OBJ_SLAB_MIN_ORDER 4            /* 64 KiB slabs unless that is over OBJ_MAX_OBJS */
 #define OBJ_BLOCK_CACHE_FRAMES 256      /* default per heap: 1 MiB of released slab blocks */
 
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -70,7 +75,7 @@ enum slab_state {
 struct cairn_heap;
 
 struct slab {
-	/* hot: the fast paths */
+	/* hot: the fast paths (one cache line: descriptors are 64-aligned) */
 	uintptr_t free;
 	uintptr_t local_free;
 	uint32_t used;
@@ -80,6 +85,11 @@ struct slab {
 	uintptr_t base;           /* first object (virtual) */
 	uintptr_t end;            /* base + nobjs * size */
 	struct cairn_heap *owner; /* fixed for the slab's life */
+	/* The owner while a free by the owner is a plain push (state CUR or
+	 * AVAIL, hardening off), else NULL: the free fast path's one test.
+	 * Only the owner writes it; any CPU may read it (relaxed), and reads
+	 * either the owner or NULL, never its own heap unless it owns s. */
+	_Atomic(struct cairn_heap *) fast_owner;
 	/* cold */
 	uint32_t nobjs;
 	uint8_t cls, order, state;
@@ -101,18 +111,34 @@ struct obj_out {
 
 enum heap_state { HEAP_ONLINE = 0, HEAP_OFFLINE = 1, HEAP_CLAIMED = 2 };
 
+/* Written by the heap's holder only (heap_stat_add: no RMW), read by
+ * anyone. A large object may be freed on another heap than the one that
+ * allocated it, so one heap's large counts may wrap below zero; their sum
+ * over all heaps is exact (mod 2^64) when no CPU is inside the instance. */
 struct heap_stats {
 	_Atomic uint64_t posted, remote_objects, offline_collects;
+	_Atomic uint64_t large, large_frames;
 };
 
+static inline void heap_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
 struct cairn_heap {
-	/* owner (or claimer) only */
-	struct slab *cur[CAIRN_OBJ_CLASSES];   /* never NULL: &o->empty when none */
-	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
-	struct cairn_objects *o;
+	/* Set at creation, then only read (also by CPUs freeing remotely,
+	 * so nothing written shares the line): the fast paths' constants. */
 	uintptr_t key;
-	unsigned cpu;
 	bool harden;
+	unsigned cpu;
+	struct cairn_objects *o;
+	/* copies of the instance's pagemap geometry (one line fewer per free) */
+	uintptr_t pm_vbase, pm_span;
+	_Atomic(_Atomic uintptr_t *) *pagemap;
+	/* owner (or claimer) only */
+	_Alignas(64) struct slab *cur[CAIRN_OBJ_CLASSES]; /* never NULL: &o->empty when none */
+	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
 	struct slab *spare;        /* unused descriptors */
 	/* Blocks of released slabs, by order, last in first out, linked
 	 * through their first word: a new slab reuses memory that is still
@@ -136,7 +162,7 @@ struct cairn_objects {
 	uintptr_t vbase;           /* virtual address of phys_base */
 	uintptr_t span;            /* bytes covered by the pagemap */
 	cairn_phys_t phys_base;
-	_Atomic(_Atomic uintptr_t *) *pagemap; /* one leaf pointer per 2 MiB */
+	_Atomic(_Atomic uintptr_t *) *pagemap; /* one leaf pointer per 8 MiB */
 	unsigned pagemap_order;
 	unsigned self_order;       /* frames of this instance and its heaps */
 	unsigned ncpus;
@@ -146,20 +172,48 @@ struct cairn_objects {
 	uint16_t cls_nobjs[CAIRN_OBJ_CLASSES];
 	struct slab empty;         /* the slab of a class with none: never written */
 	_Atomic uint64_t meta_frames;
-	_Atomic uint64_t large_count, large_frames;
 	/* Large objects from a range arena (NULL: buddy blocks in the
 	 * pagemap), optionally through a quantum cache (only unhardened). */
 	struct cairn_arena *arena;
 	struct cairn_qcache *qc;
-	struct cairn_heap *heaps;  /* ncpus of them, after this structure */
+	void (*arena_enter)(void), (*arena_leave)(void); /* NULL: no gate */
+	/* Heaps are made on first use (a heap is 1.4 KiB, and most of a
+	 * host's 256 slots are never used: their memory stays untouched).
+	 * heap_made[i] goes UNMADE -> MAKING -> MADE once; MADE is stored
+	 * with release after the heap is written, and read with acquire. */
+	_Atomic uint8_t *heap_made; /* ncpus bytes, after this structure */
+	struct cairn_heap *heaps;  /* ncpus of them, after heap_made */
+	uint64_t seed;             /* free-list keys */
 };
+
+enum { HEAP_UNMADE = 0, HEAP_MAKING = 1, HEAP_MADE = 2 };
+
+static inline bool heap_is_made(struct cairn_objects *o, unsigned i)
+{
+	return atomic_load_explicit(&o->heap_made[i], memory_order_acquire) == HEAP_MADE;
+}
+
+struct cairn_heap *heap_make(struct cairn_objects *o, unsigned i);
+
+/* Heap i, made first if need be. */
+static inline struct cairn_heap *heap_get(struct cairn_objects *o, unsigned i)
+{
+	if (likely(heap_is_made(o, i)))
+		return &o->heaps[i];
+	return heap_make(o, i);
+}
 
 /* ---- size classes ---- */
 
+/* Sizes up to OBJ_CLASS_TABLE_MAX: the class by 16-byte steps (every class
+ * size is a multiple of 16), one load instead of the arithmetic below. */
+#define OBJ_CLASS_TABLE_MAX 1024u
+extern const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1];
+
 static inline unsigned obj_class(size_t size)
 {
-	if (size <= 64)
-		return size ? (unsigned)((size - 1) >> 4) : 0;
+	if (size <= OBJ_CLASS_TABLE_MAX)
+		return obj_class_by16[(size + 15) >> 4];
 	size_t s = size - 1;
 	unsigned e = 63u - (unsigned)__builtin_clzll(s);
 	return 4 + (e - 6) * 4 + (unsigned)((s >> (e - 2)) & 3);
@@ -180,9 +234,13 @@ static inline uintptr_t obj_rol(uintptr_t x)
 	return x << 17 | x >> (sizeof(uintptr_t) * 8 - 17);
 }
 
-static inline uintptr_t obj_encode(uintptr_t key, uintptr_t slot, uintptr_t next)
+/* Hardened, a link is next ^ key ^ rol(address of the word): a write
+ * after free with a plausible pointer decodes to garbage, which the
+ * hardened pop catches. Unhardened, nothing would check a decoded link,
+ * so links are plain pointers (two instructions fewer per operation). */
+static inline uintptr_t obj_encode(const struct cairn_heap *h, uintptr_t slot, uintptr_t next)
 {
-	return next ^ key ^ obj_rol(slot);
+	return h->harden ? next ^ h->key ^ obj_rol(slot) : next;
 }
 
 #define obj_decode obj_encode /* an involution */
@@ -230,17 +288,29 @@ static inline void live_flip(struct slab *s, uint32_t i)
 
 /* ---- pagemap ---- */
 
-static inline uintptr_t pm_lookup(const struct cairn_objects *o, uintptr_t p)
+static inline uintptr_t pm_lookup_in(_Atomic(_Atomic uintptr_t *) *pagemap, uintptr_t vbase,
+				     uintptr_t span, uintptr_t p)
 {
-	uintptr_t off = p - o->vbase;
-	if (unlikely(off >= o->span))
+	uintptr_t off = p - vbase;
+	if (unlikely(off >= span))
 		return 0;
-	_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
+	_Atomic uintptr_t *leaf = atomic_load_explicit(&pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
 						       memory_order_acquire);
 	if (unlikely(!leaf))
 		return 0;
 	return atomic_load_explicit(&leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)],
 				    memory_order_relaxed);
+}
+
+static inline uintptr_t pm_lookup(const struct cairn_objects *o, uintptr_t p)
+{
+	return pm_lookup_in(o->pagemap, o->vbase, o->span, p);
+}
+
+/* The same through the heap's copies of the geometry (the free fast path). */
+static inline uintptr_t heap_pm_lookup(const struct cairn_heap *h, uintptr_t p)
+{
+	return pm_lookup_in(h->pagemap, h->pm_vbase, h->pm_span, p);
 }
 
 /* The entry of page p, creating its leaf; NULL when no frame is left. */
@@ -251,9 +321,17 @@ int pm_create(struct cairn_objects *o);
 void pm_destroy(struct cairn_objects *o);
 
 /* ---- slabs (objects_slab.c) ---- */
+/* Every change of a slab's state goes through here (fast_owner follows). */
+static inline void slab_set_state(struct cairn_heap *h, struct slab *s, enum slab_state st)
+{
+	s->state = st;
+	bool plain_push = (st == SLAB_CUR || st == SLAB_AVAIL) && !h->harden;
+	atomic_store_explicit(&s->fast_owner, plain_push ? h : NULL, memory_order_relaxed);
+}
+
 struct slab *slab_new(struct cairn_heap *h, unsigned cls);
 void slab_release(struct cairn_heap *h, struct slab *s);
-void slab_extend(struct slab *s, uintptr_t key);
+void slab_extend(struct cairn_heap *h, struct slab *s);
 void avail_remove(struct cairn_heap *h, struct slab *s);
 void avail_push(struct cairn_heap *h, struct slab *s);
 void heap_release_empty(struct cairn_heap *h);
@@ -270,6 +348,17 @@ void heap_queue_init(struct cairn_heap *h);
 /* ---- the common free of an object into its owner's slab (objects.c) ---- */
 /* 0, or the error reported (p was left alone). */
 int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
+/* After a push onto s's local_free: FULL -> AVAIL, or an empty slab back. */
+void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline);
+
+/* The free of p by h when s->fast_owner == h (unhardened: a plain link).
+ * False when p was the last object out: then slab_after_free. */
+static inline bool slab_push_plain(struct slab *s, uintptr_t p)
+{
+	obj_set_word(p, s->local_free);
+	s->local_free = p;
+	return --s->used != 0;
+}
 void obj_report(int err, const char *what, uintptr_t a, uintptr_t b);
 
 #endif /* CAIRN_OBJECTS_LAYOUT_H */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cairn objects: the pagemap, one entry per frame of the physical range,
- * in two levels: a top array with one leaf pointer per 2 MiB, made at
- * creation, and leaves of 512 entries (one frame each), made on first use
+ * in two levels: a top array with one leaf pointer per 8 MiB, made at
+ * creation, and leaves of 2048 entries (16 KiB each), made on first use
  * and kept until the instance is destroyed. Lookup is two loads.
  *
  * A leaf is zeroed before it is published with a release CAS; lookups load
@@ -43,7 +43,7 @@ _Atomic uintptr_t *pm_entry(struct cairn_objects *o, uintptr_t p)
 	_Atomic(_Atomic uintptr_t *) *slot = &o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT];
 	_Atomic uintptr_t *leaf = atomic_load_explicit(slot, memory_order_acquire);
 	if (!leaf) {
-		uintptr_t fresh = pages_get(o, 0, true);
+		uintptr_t fresh = pages_get(o, OBJ_LEAF_ORDER, true);
 		if (!fresh)
 			return NULL;
 		_Atomic uintptr_t *expect = NULL;
@@ -51,9 +51,10 @@ _Atomic uintptr_t *pm_entry(struct cairn_objects *o, uintptr_t p)
 							    memory_order_acq_rel,
 							    memory_order_acquire)) {
 			leaf = (void *)fresh;
-			atomic_fetch_add_explicit(&o->meta_frames, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&o->meta_frames, 1u << OBJ_LEAF_ORDER,
+						  memory_order_relaxed);
 		} else {
-			pages_put(o, fresh, 0);
+			pages_put(o, fresh, OBJ_LEAF_ORDER);
 			leaf = expect;
 		}
 	}
@@ -77,7 +78,7 @@ void pm_destroy(struct cairn_objects *o)
 	for (uintptr_t i = 0; i < n; i++) {
 		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[i], memory_order_relaxed);
 		if (leaf)
-			pages_put(o, (uintptr_t)leaf, 0);
+			pages_put(o, (uintptr_t)leaf, OBJ_LEAF_ORDER);
 	}
 	pages_put(o, (uintptr_t)o->pagemap, o->pagemap_order);
 }

@@ -85,38 +85,35 @@ bool heap_inbox_pending(struct cairn_heap *h)
 	return atomic_load_explicit(&h->in_head, memory_order_seq_cst) != (uintptr_t)h->stub;
 }
 
-static void stat_add(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
 /* Collect every message that can be popped. */
 void heap_collect(struct cairn_heap *h, bool offline)
 {
-	struct cairn_objects *o = h->o;
 	uintptr_t m;
 	uint64_t msgs = 0;
 	while ((m = q_pop(h))) {
 		msgs++;
 		for (uintptr_t p = m; p;) {
-			uintptr_t next = obj_decode(h->key, p, obj_word(p));
-			uintptr_t e = pm_lookup(o, p);
-			if (unlikely(!e || (e & PM_TAG_MASK) || ((struct slab *)e)->owner != h)) {
+			uintptr_t next = obj_decode(h, p, obj_word(p));
+			uintptr_t e = heap_pm_lookup(h, p);
+			struct slab *s = (struct slab *)e;
+			if (unlikely(!e || (e & PM_TAG_MASK) || s->owner != h)) {
 				obj_report(CAIRN_ECORRUPT,
 					   "objects: a message holds an object this heap does not own "
 					   "(corrupted batch link); rest of the batch dropped", p, m);
 				break;
 			}
-			if (slab_free_owned(h, (struct slab *)e, p, offline)) {
-				((struct slab *)e)->damaged = 1;
+			if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) == h) {
+				if (!slab_push_plain(s, p))
+					slab_after_free(h, s, offline);
+			} else if (slab_free_owned(h, s, p, offline)) {
+				s->damaged = 1;
 				break;
 			}
 			p = next;
 		}
 	}
 	if (offline)
-		stat_add(&h->st.offline_collects, msgs);
+		heap_stat_add(&h->st.offline_collects, msgs);
 }
 
 static void offline_collect(struct cairn_heap *h)
@@ -145,8 +142,8 @@ static void offline_collect(struct cairn_heap *h)
 void remote_post(struct cairn_heap *h, struct obj_out *b)
 {
 	struct cairn_heap *dest = b->dest;
-	stat_add(&h->st.posted, 1);
-	stat_add(&h->st.remote_objects, b->n);
+	heap_stat_add(&h->st.posted, 1);
+	heap_stat_add(&h->st.remote_objects, b->n);
 	q_push(dest, b->head);
 	b->head = 0;
 	b->n = 0;

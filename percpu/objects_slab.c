@@ -33,7 +33,7 @@ static struct slab *desc_get(struct cairn_heap *h)
 
 static void desc_put(struct cairn_heap *h, struct slab *d)
 {
-	d->state = SLAB_UNUSED;
+	slab_set_state(h, d, SLAB_UNUSED);
 	d->owner = NULL;
 	d->next = h->spare;
 	h->spare = d;
@@ -41,7 +41,7 @@ static void desc_put(struct cairn_heap *h, struct slab *d)
 
 void avail_push(struct cairn_heap *h, struct slab *s)
 {
-	s->state = SLAB_AVAIL;
+	slab_set_state(h, s, SLAB_AVAIL);
 	s->prev = NULL;
 	s->next = h->avail[s->cls];
 	if (s->next)
@@ -119,19 +119,19 @@ struct slab *slab_new(struct cairn_heap *h, unsigned cls)
 	s->owner = h;
 	s->cls = (uint8_t)cls;
 	s->order = (uint8_t)order;
-	s->state = SLAB_CUR;
+	slab_set_state(h, s, SLAB_CUR);
 	s->damaged = 0;
 	s->next = s->prev = NULL;
 	if (h->harden)
 		for (unsigned i = 0; i < OBJ_MAX_OBJS / 64; i++)
 			s->live[i] = 0;
 	pm_set(o, base, (uintptr_t)1 << order, (uintptr_t)s);
-	slab_extend(s, h->key);
+	slab_extend(h, s);
 	return s;
 }
 
 /* Carve about a page worth of objects (at least one) onto `free`. */
-void slab_extend(struct slab *s, uintptr_t key)
+void slab_extend(struct cairn_heap *h, struct slab *s)
 {
 	uint32_t n = (uint32_t)(OBJ_PAGE / s->size);
 	if (n == 0)
@@ -141,8 +141,8 @@ void slab_extend(struct slab *s, uintptr_t key)
 	uintptr_t first = s->base + (uintptr_t)s->capacity * s->size;
 	uintptr_t p = first;
 	for (uint32_t i = 1; i < n; i++, p += s->size)
-		obj_set_word(p, obj_encode(key, p, p + s->size));
-	obj_set_word(p, obj_encode(key, p, s->free));
+		obj_set_word(p, obj_encode(h, p, p + s->size));
+	obj_set_word(p, obj_encode(h, p, s->free));
 	s->free = first;
 	s->capacity += n;
 }

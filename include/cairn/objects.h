@@ -42,9 +42,10 @@
 #define CAIRN_OBJ_CLASSES 44             /* 16, 32, 48, 64, then 4 per doubling */
 
 /* Hardening: checks on every free (double free, foreign, interior or
- * misaligned pointer) and on free-list links. Free-list links are always
- * encoded with a per-heap key; with the checks on, a decoded link that is
- * not an object of its slab is reported and the rest of the list dropped. */
+ * misaligned pointer) and on free-list links, which are then encoded with
+ * a per-heap key: a decoded link that is not an object of its slab is
+ * reported and the rest of the list dropped. With the checks off, links
+ * are plain pointers. */
 enum cairn_obj_harden {
 	CAIRN_OBJ_HARDEN_BUILD = 0, /* on in debug builds (CAIRN_DEBUG), else off */
 	CAIRN_OBJ_HARDEN_OFF = 1,
@@ -95,6 +96,13 @@ struct cairn_objects_config {
 	 * requests (cairn_qcache_poll) as for the frame cache. It should
 	 * serve this instance alone. */
 	struct cairn_qcache *large_qcache;
+	/* Optional, with large_arena: called before and after every call
+	 * into the arena (allocation, free, lookup; destroy excepted), on the
+	 * calling CPU. A host process that forks uses them to keep the fork
+	 * from copying the arena's tree while another thread holds one of its
+	 * node locks. Both or neither. */
+	void (*arena_enter)(void);
+	void (*arena_leave)(void);
 };
 
 struct cairn_objects;

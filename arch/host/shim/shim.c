@@ -20,9 +20,10 @@
  * 64 MiB blocks of frames used in place (the identity map of the private
  * mapping: no remapping, so a forked child's copy is whole). The arena's
  * tree locks the nodes a writer changes, and a fork while another thread
- * holds such a lock would leave the child's copy locked for ever; so calls
- * that may reach the arena pass a gate that the fork handler closes,
- * waiting for the threads inside to leave.
+ * holds such a lock would leave the child's copy locked for ever; so every
+ * call into the arena passes a gate (the instance's arena_enter/leave
+ * hooks) that the fork handler closes, waiting for the threads inside to
+ * leave. Small objects never reach the arena and never pass the gate.
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
@@ -139,10 +140,13 @@ static void atfork_child(void)
 	atfork_parent();
 }
 
-/* Around a call that may reach the arena, on a thread's own heap (the
- * shared heap is covered by shared_lock, which the fork handler takes). */
+/* Around every call into the arena (the instance's hooks). A thread
+ * without a slot reaches the arena only on the shared heap, under
+ * shared_lock, which the fork handler takes. */
 static void large_enter(void)
 {
+	if (!my_heap)
+		return;
 	for (;;) {
 		atomic_store_explicit(&in_large[my_slot].in, 1, memory_order_seq_cst);
 		if (!atomic_load_explicit(&fork_gate, memory_order_seq_cst))
@@ -155,13 +159,8 @@ static void large_enter(void)
 
 static void large_leave(void)
 {
-	atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
-}
-
-/* Only large objects can reach the arena, and they are page aligned. */
-static inline bool may_be_large(const void *p)
-{
-	return ((uintptr_t)p & (PAGE - 1)) == 0;
+	if (my_heap)
+		atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
 }
 
 static uint64_t env_gib(void)
@@ -210,6 +209,8 @@ static bool make_instance(void)
 		/* No quantum cache: its drain requests need every CPU to keep
 		 * answering, and a thread may sleep for ever. */
 		.large_arena = &large_arena,
+		.arena_enter = large_enter,
+		.arena_leave = large_leave,
 	};
 	if (cairn_objects_create(&objs, &ocfg))
 		return false;
@@ -309,14 +310,9 @@ static void *alloc_aligned(size_t size, size_t align)
 	void *p;
 	if (!h && atomic_load_explicit(&state, memory_order_acquire) != READY)
 		return boot_alloc(size, align);
-	bool large = size > CAIRN_OBJ_SMALL_MAX || align > CAIRN_OBJ_SMALL_MAX;
 	for (;;) {
 		uint64_t seen = atomic_load_explicit(&grown_gib, memory_order_acquire);
-		if (h && large) {
-			large_enter();
-			p = cairn_heap_alloc_aligned(h, size, align);
-			large_leave();
-		} else if (h) {
+		if (h) {
 			p = cairn_heap_alloc_aligned(h, size, align);
 		} else {
 			struct cairn_heap *sh = shared_enter();
@@ -328,41 +324,32 @@ static void *alloc_aligned(size_t size, size_t align)
 	}
 }
 
-void *cairn_malloc(size_t size)
+static void *__attribute__((noinline)) malloc_slow(size_t size)
 {
-	struct cairn_heap *h = my_heap;
-	void *p;
-	if (__builtin_expect(h != NULL && size <= CAIRN_OBJ_SMALL_MAX, 1)) {
-		p = cairn_heap_alloc(h, size);
-		if (__builtin_expect(p != NULL, 1))
-			return p;
-	}
-	p = alloc_aligned(size, 16);
+	void *p = alloc_aligned(size, 16);
 	if (!p)
 		errno = ENOMEM;
 	return p;
 }
 
-void cairn_free(void *p)
+void *cairn_malloc(size_t size)
 {
 	struct cairn_heap *h = my_heap;
 	if (__builtin_expect(h != NULL, 1)) {
-		if (__builtin_expect(!may_be_large(p), 1)) {
-			cairn_heap_free(h, p);
-		} else if (p) {
-			large_enter();
-			cairn_heap_free(h, p);
-			large_leave();
-		}
-		return;
+		void *p = cairn_heap_alloc(h, size);
+		if (__builtin_expect(p != NULL, 1))
+			return p;
 	}
+	return malloc_slow(size);
+}
+
+static void __attribute__((noinline)) free_slow(void *p)
+{
 	if (!p || is_boot(p))
 		return;
-	h = heap();
+	struct cairn_heap *h = heap();
 	if (h) {
-		large_enter();
 		cairn_heap_free(h, p);
-		large_leave();
 		return;
 	}
 	if (atomic_load_explicit(&state, memory_order_acquire) != READY)
@@ -370,6 +357,15 @@ void cairn_free(void *p)
 	h = shared_enter();
 	cairn_heap_free(h, p);
 	shared_leave();
+}
+
+void cairn_free(void *p)
+{
+	struct cairn_heap *h = my_heap;
+	if (__builtin_expect(h != NULL, 1))
+		cairn_heap_free(h, p);
+	else
+		free_slow(p);
 }
 
 size_t cairn_malloc_usable_size(void *p)
@@ -405,9 +401,7 @@ void *cairn_realloc(void *p, size_t size)
 		return NULL;
 	}
 	if (my_heap && !is_boot(p)) {
-		large_enter();
 		void *q = cairn_heap_realloc(my_heap, p, size);
-		large_leave();
 		if (q || !cairn_malloc_usable_size(p))
 			return q;
 	}
