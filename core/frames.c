@@ -479,6 +479,9 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	uint64_t c = hint & 0xffffffffu;
 	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
+	/* Read the word before the claim: a locked RMW holds back every load
+	 * after it. The value only seeds the CAS below, which fails on a stale
+	 * one and returns the current; bits are still set after the claim. */
 	unsigned wi = (unsigned)(hint >> 32) & 0xff;
 	uint64_t v = ld(&w[wi]);
 	uint64_t e = ld(ce);
