@@ -406,6 +406,76 @@ double bench_control(unsigned n, uint64_t iters, double *cpu_ns)
 	return ns / n;
 }
 
+/* ---- machine control, shared words ---- */
+
+#define SHARED_WORDS 16384 /* as many as the order-9 runs have chunk entries */
+#define SHARED_ROUNDS 32
+
+struct control_shared {
+	struct bench_barrier bar;
+	unsigned n;
+	_Atomic uint64_t *w;  /* 8 to a cache line */
+	uint32_t *order;      /* every word once, shuffled */
+	double ns[BENCH_MAX_THREADS], cpu[BENCH_MAX_THREADS];
+};
+
+static void control_shared_thread(unsigned tid, void *arg)
+{
+	struct control_shared *c = arg;
+	uint64_t share = SHARED_WORDS / c->n, lo = tid * share, ns = 0, cpu = 0;
+	for (unsigned round = 0; round < SHARED_ROUNDS; round++) {
+		/* Write our own contiguous part, as a thread's allocations
+		 * write the entries of its own chunks ... */
+		for (uint64_t i = lo; i < lo + share; i++)
+			atomic_store_explicit(&c->w[i], 1, memory_order_relaxed);
+		bench_barrier_wait(&c->bar);
+		/* ... then CAS our slice of the shuffled list, as rand's frees
+		 * do: most of these words another thread wrote last. */
+		uint64_t t0 = bench_now_ns(), c0 = bench_thread_cpu_ns();
+		for (uint64_t i = lo; i < lo + share; i++) {
+			uint64_t v = 1;
+			atomic_compare_exchange_strong_explicit(&c->w[c->order[i]], &v, 0,
+				memory_order_acq_rel, memory_order_relaxed);
+		}
+		ns += bench_now_ns() - t0;
+		cpu += bench_thread_cpu_ns() - c0;
+		bench_barrier_wait(&c->bar);
+	}
+	c->ns[tid] = (double)ns / (double)(share * SHARED_ROUNDS);
+	c->cpu[tid] = (double)cpu / (double)(share * SHARED_ROUNDS);
+}
+
+double bench_control_shared(unsigned n, double *cpu_ns)
+{
+	static struct control_shared c;
+	c.n = n;
+	c.w = aligned_alloc(64, SHARED_WORDS * sizeof(*c.w));
+	c.order = malloc(SHARED_WORDS * sizeof(*c.order));
+	BENCH_CHECK(c.w && c.order, "out of memory");
+	uint64_t seed = 42;
+	for (uint32_t i = 0; i < SHARED_WORDS; i++) {
+		atomic_init(&c.w[i], 0);
+		c.order[i] = i;
+	}
+	for (uint32_t i = SHARED_WORDS - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)(bench_rand(&seed) % (i + 1)), t = c.order[i];
+		c.order[i] = c.order[j];
+		c.order[j] = t;
+	}
+	bench_barrier_init(&c.bar, n);
+	bench_run_threads(n, control_shared_thread, &c, NULL);
+	double ns = 0, cpu = 0;
+	for (unsigned i = 0; i < n; i++) {
+		ns += c.ns[i];
+		cpu += c.cpu[i];
+	}
+	free((void *)c.w);
+	free(c.order);
+	if (cpu_ns)
+		*cpu_ns = cpu / n;
+	return ns / n;
+}
+
 /* ---- statistics ---- */
 
 void bench_sample(struct bench_samples *s, double v)

@@ -163,6 +163,14 @@ double bench_max(const struct bench_samples *s);
  * share something (SMT siblings behind the virtual CPUs, a memory bus). */
 double bench_control(unsigned n, uint64_t iters, double *cpu_ns);
 
+/* The same CAS over words the threads share: each thread first writes its
+ * own contiguous share of 16384 words (8 to a cache line), then CASes its
+ * slice of a shuffled list of all of them, so with n threads about
+ * (n-1)/n of its CASes find the line in another core's cache. This is the
+ * access pattern of freeing blocks other threads allocated (rand): what
+ * any allocator that keeps its metadata next to the block pays. */
+double bench_control_shared(unsigned n, double *cpu_ns);
+
 /* ---- results ---- */
 
 /* One reported figure: the median of `ns` (wall, per op and thread) and of

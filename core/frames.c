@@ -479,18 +479,22 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	uint64_t c = hint & 0xffffffffu;
 	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
+	/* Read the word before the claim: a locked RMW holds back every load
+	 * after it. The value only seeds the CAS below, which fails on a stale
+	 * one and returns the current; bits are still set after the claim. */
+	unsigned wi = (unsigned)(hint >> 32) & 0xff;
+	uint64_t v = ld(&w[wi]);
 	uint64_t e = ld(ce);
 	do {
 		if ((e & CE_HUGE) || !ce_free(e))
 			return alloc_slow(f, 0, flags, out);
 	} while (!cas(ce, &e, e - 1));
 	/* The claimed frame exists (counting rule): retry only lost races. */
-	unsigned wi = (unsigned)(hint >> 32) & 0xff;
 	for (;;) {
-		uint64_t v = ld(&w[wi]);
 		uint32_t avail = ~(uint32_t)v;
 		if (!avail) {
 			wi = (wi + 1) % CHUNK_WORDS;
+			v = ld(&w[wi]);
 			continue;
 		}
 		unsigned p = (unsigned)__builtin_ctz(avail);

@@ -23,7 +23,11 @@ static cairn_phys_t mem_phys;
 static uint64_t mem_size;
 static unsigned max_cpus = 1;
 static _Atomic unsigned char slot_taken[HOST_MAX_CPUS];
-static _Thread_local int this_cpu = -1;
+/* initial-exec: the static library is built position-independent, and the
+ * default (general-dynamic) model makes every read of the CPU index look
+ * like a call to the compiler, which then saves registers around it on
+ * every fast path. The index is the port's per-CPU register stand-in. */
+static __attribute__((tls_model("initial-exec"))) _Thread_local int this_cpu = -1;
 static atomic_uint_fast64_t report_count;
 static atomic_int report_quiet;
 
