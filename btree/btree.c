@@ -582,7 +582,8 @@ enum { CHG_SET = 1, CHG_DEL, CHG_INS, CHG_MAX_SET };
 struct bt_chg {
 	unsigned char dirty; /* index of the node it applies to */
 	unsigned char kind;
-	int idx;             /* slot (CHG_INS: insert before this original slot) */
+	int idx;             /* entry index, the slot is first + idx (CHG_INS:
+			      * insert before this original entry) */
 	uint64_t max;        /* CHG_MAX_SET */
 	const struct cairn_ext *ext;
 };
@@ -1346,8 +1347,9 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
  *   lock      the leaf, then those ancestors, each upgraded from the
  *             version it was read at;
  *   validate  the rest of the path;
- *   write     shift the slots after the window, write the window and the
- *             new maxima, unlock.
+ *   write     open or close the window (the shorter side of the leaf
+ *             moves, or the entries are recentred), write the window,
+ *             the count and the new maxima, unlock.
  *
  * Anything else returns R_SLOW before locking anything, and the general
  * writer runs: a neighbour in another leaf, an insert past the leaf's upper

@@ -11,7 +11,7 @@
  * A node's entries 0..count-1 occupy the slots first..first+count-1 of the
  * columns, a window inside [0, fanout) that may start anywhere: a change
  * near the front of a node moves the entries before it, one near the back
- * those after it, whichever are fewer (bt_make_room in btree.c). Entry i
+ * those after it, whichever are fewer (open_window in btree.c). Entry i
  * below means slot first + i.
  *
  * Inner node: child i holds the keys in [key[i], key[i+1]); key[0] is not

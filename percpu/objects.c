@@ -32,15 +32,16 @@ unsigned cairn_obj_class_order(struct cairn_objects *o, unsigned cls)
 	return o->cls_order[cls];
 }
 
-/* The smallest slab that holds enough objects (8, or 4 from 16 KiB up) and
- * wastes at most an eighth of itself, from 16 KiB (order 2) up, with at
- * most OBJ_MAX_OBJS objects. */
+/* A slab starts at 64 KiB (OBJ_SLAB_MIN_ORDER), or at the largest slab
+ * from 16 KiB up with no more than OBJ_MAX_OBJS objects (small classes);
+ * from there it grows until it holds enough objects (8, or 4 from 16 KiB
+ * up) and wastes at most an eighth of itself. */
 static void classes_init(struct cairn_objects *o)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 		size_t size = obj_class_size(c), want = size >= (16u << 10) ? 4 : 8;
 		unsigned order = OBJ_SLAB_MIN_ORDER;
-		while (order > 2 && (OBJ_PAGE << (order - 1)) / size >= OBJ_MAX_OBJS)
+		while (order > 2 && (OBJ_PAGE << order) / size > OBJ_MAX_OBJS)
 			order--;
 		for (;; order++) {
 			size_t bytes = OBJ_PAGE << order, n = bytes / size;
@@ -243,7 +244,7 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 		pages_put(o, p, order);
 		return NULL;
 	}
-	/* Interior frames are marked below 2 MiB (one leaf) only: above, an
+	/* Interior frames are marked below 2 MiB (within one leaf) only: above, an
 	 * interior pointer finds no entry and is reported as foreign. */
 	if (order < CAIRN_HUGE_ORDER)
 		pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, PM_LARGE_TAIL);

@@ -102,7 +102,7 @@ struct slab {
 _Static_assert(sizeof(struct slab) <= OBJ_DESC_SIZE, "slab descriptor too big");
 
 /* One pending batch of remote frees, all for `dest`: objects linked
- * through their first word (encoded with dest's key). */
+ * through their first word (encoded with dest's key when hardened). */
 struct obj_out {
 	struct cairn_heap *dest;
 	uintptr_t head;

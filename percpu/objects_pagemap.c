@@ -7,7 +7,7 @@
  *
  * A leaf is zeroed before it is published with a release CAS; lookups load
  * the leaf pointer with acquire, so they never see its memory before the
- * zeroes. Two CPUs racing to create a leaf: the loser frees its frame.
+ * zeroes. Two CPUs racing to create a leaf: the loser frees its frames.
  * Entries are relaxed atomics: an entry is written by the holder of the
  * frames it describes, and whoever frees an object learned of the object
  * through an allocation that happened after the entry was written.
