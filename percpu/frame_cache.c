@@ -6,6 +6,8 @@
  */
 #include <cairn/frame_cache.h>
 
+#include "cache_frame.h"
+
 static const unsigned cached_order[CAIRN_FCACHE_ORDERS] = { 0, 1, 2, 3, CAIRN_HUGE_ORDER };
 static const unsigned default_mag_size[CAIRN_FCACHE_ORDERS] = { 63, 31, 15, 15, 4 };
 
@@ -21,6 +23,8 @@ struct cairn_fcache {
 	cairn_phys_t self; /* the frame this structure lives in */
 	bool trust_frees;
 };
+
+_Static_assert(sizeof(struct cairn_fcache) <= CAIRN_FRAME_SIZE, "a frame cache lives in one frame");
 
 static inline int order_index(unsigned order)
 {
@@ -77,7 +81,7 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 	int err = cairn_frames_alloc(f, 0, 0, &self);
 	if (err)
 		return err;
-	struct cairn_fcache *fc = cairn_port_phys_to_virt(self);
+	struct cairn_fcache *fc = cache_frame_place(self, sizeof(*fc));
 	fc->f = f;
 	fc->self = self;
 	fc->trust_frees = cfg->trust_frees;

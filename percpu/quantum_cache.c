@@ -6,6 +6,8 @@
  */
 #include <cairn/quantum_cache.h>
 
+#include "cache_frame.h"
+
 struct qc_source {
 	struct cairn_arena *a;
 	uint64_t size;   /* bytes of this size class */
@@ -64,7 +66,7 @@ int cairn_qcache_create(struct cairn_qcache **out, struct cairn_arena *a,
 	int err = cairn_frames_alloc(f, 0, 0, &self);
 	if (err)
 		return err;
-	struct cairn_qcache *qc = cairn_port_phys_to_virt(self);
+	struct cairn_qcache *qc = cache_frame_place(self, sizeof(*qc));
 	qc->a = a;
 	qc->f = f;
 	qc->shift = (unsigned)__builtin_ctzll(a->quantum);
