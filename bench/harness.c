@@ -390,20 +390,26 @@ static void control_thread(unsigned tid, void *arg)
 	free((void *)w);
 }
 
+/* The mean over n threads of their ns per operation (and of their CPU ns). */
+static double thread_means(const double *ns, const double *cpu, unsigned n, double *cpu_ns)
+{
+	double sum = 0, cpu_sum = 0;
+	for (unsigned i = 0; i < n; i++) {
+		sum += ns[i];
+		cpu_sum += cpu[i];
+	}
+	if (cpu_ns)
+		*cpu_ns = cpu_sum / n;
+	return sum / n;
+}
+
 double bench_control(unsigned n, uint64_t iters, double *cpu_ns)
 {
 	static struct control c;
 	c.iters = iters ? iters : 1;
 	bench_barrier_init(&c.bar, n);
 	bench_run_threads(n, control_thread, &c, NULL);
-	double ns = 0, cpu = 0;
-	for (unsigned i = 0; i < n; i++) {
-		ns += c.ns[i];
-		cpu += c.cpu[i];
-	}
-	if (cpu_ns)
-		*cpu_ns = cpu / n;
-	return ns / n;
+	return thread_means(c.ns, c.cpu, n, cpu_ns);
 }
 
 /* ---- machine control, shared words ---- */
@@ -464,16 +470,9 @@ double bench_control_shared(unsigned n, double *cpu_ns)
 	}
 	bench_barrier_init(&c.bar, n);
 	bench_run_threads(n, control_shared_thread, &c, NULL);
-	double ns = 0, cpu = 0;
-	for (unsigned i = 0; i < n; i++) {
-		ns += c.ns[i];
-		cpu += c.cpu[i];
-	}
 	free((void *)c.w);
 	free(c.order);
-	if (cpu_ns)
-		*cpu_ns = cpu / n;
-	return ns / n;
+	return thread_means(c.ns, c.cpu, n, cpu_ns);
 }
 
 /* ---- statistics ---- */
