@@ -1419,6 +1419,9 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 	unsigned f;
 	int i, cnt, st;
 
+	bool at = q->find == CAIRN_BT_AT;
+	if (!at && !(q->find == CAIRN_BT_FIT_LOW && q->lo == 0 && q->hi > 0))
+		return R_SLOW;
 	slot[0] = slot[1] = slot[2] = -1;
 	v->has_pred = v->has_cur = v->has_succ = false;
 	v->where = 0;
@@ -1427,17 +1430,18 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 		st = leaf_again(t, lf);
 		if (st)
 			return st;
-		if (q->find == CAIRN_BT_AT)
+		if (at)
 			lf->idx = find_le(lf->n, lf->f, 0, lf->cnt, q->key);
-	}
-	if (q->find == CAIRN_BT_AT) {
-		st = again ? R_OK : descend(t, NULL, q->key, c);
+	} else {
+		st = at ? descend(t, NULL, q->key, c) : descend_fit(t, q->need, c);
 		if (st)
 			return st;
 		lf = &c->lv[c->leaf];
-		n = lf->n;
-		f = lf->f;
-		cnt = lf->cnt;
+	}
+	n = lf->n;
+	f = lf->f;
+	cnt = lf->cnt;
+	if (at) {
 		i = lf->idx;
 		if (i < 0) { /* nothing at or before key, if this is the first leaf */
 			if (!path_edge(t, c, -1))
@@ -1451,15 +1455,8 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 			slot[0] = i;
 			goto succ;
 		}
-	} else if (q->find == CAIRN_BT_FIT_LOW && q->lo == 0 && q->hi > 0) {
+	} else {
 		struct fit_state fs = { .q = q };
-		st = again ? R_OK : descend_fit(t, q->need, c);
-		if (st)
-			return st;
-		lf = &c->lv[c->leaf];
-		n = lf->n;
-		f = lf->f;
-		cnt = lf->cnt;
 		for (i = scan(n, f, 0, cnt, 1, true, q->need); i < cnt;
 		     i = scan(n, f, i + 1, cnt, 1, true, q->need)) {
 			read_slot(n, f + (unsigned)i, &fs.e);
@@ -1471,8 +1468,6 @@ static int fast_locate(struct cairn_btree *t, const struct cairn_bt_query *q,
 		lf->idx = i;
 		v->cur = fs.e;
 		v->where = fs.where;
-	} else {
-		return R_SLOW;
 	}
 	v->has_cur = true;
 	slot[1] = i;
