@@ -612,8 +612,8 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
 void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
-		avail_push(h, s);
-	else if (unlikely(s->used == 0) && (s->state != SLAB_CUR || offline))
+		avail_push(h, s); /* (a collected run may also have emptied it) */
+	if (unlikely(s->used == 0) && (s->state != SLAB_CUR || offline))
 		slab_release(h, s);
 }
 
@@ -690,7 +690,12 @@ static int __attribute__((noinline)) free_remote(struct cairn_heap *h, struct sl
 	struct obj_out *b = &h->out[dest->cpu % OBJ_OUT_SLOTS];
 	if (unlikely(h->harden || b->dest != dest))
 		return free_remote_slow(h, s, p, b);
-	return remote_push(h, b, s, p);
+	obj_set_word(p, b->head); /* unhardened (as is dest): a plain link */
+	b->head = p;
+	h->out_bytes += s->size;
+	if (unlikely(++b->n >= OBJ_BATCH_MAX || h->out_bytes > OBJ_OUT_BYTES_MAX))
+		return remote_batch_full(h, b);
+	return 0;
 }
 
 /* NULL, large objects, pointers that are not ours. */

@@ -85,6 +85,64 @@ bool heap_inbox_pending(struct cairn_heap *h)
 	return atomic_load_explicit(&h->in_head, memory_order_seq_cst) != (uintptr_t)h->stub;
 }
 
+/* The slab of h that owns p, or NULL after reporting a corrupted batch. */
+static struct slab *collect_slab(struct cairn_heap *h, uintptr_t p, uintptr_t m)
+{
+	uintptr_t e = heap_pm_lookup(h, p);
+	struct slab *s = (struct slab *)e;
+	if (likely(e && !(e & PM_TAG_MASK) && s->owner == h))
+		return s;
+	obj_report(CAIRN_ECORRUPT,
+		   "objects: a message holds an object this heap does not own "
+		   "(corrupted batch link); rest of the batch dropped", p, m);
+	return NULL;
+}
+
+/* Unhardened, batch links and local_free links are both plain pointers,
+ * so a run of consecutive objects of one slab is spliced onto its
+ * local_free whole: per object a load and a range test (objects of s are
+ * exactly [base, end), and no other slab overlaps it), and per run one
+ * pagemap lookup and one state check. A batch is usually a few runs: a
+ * freeing CPU tends to free neighbours. */
+static void collect_plain(struct cairn_heap *h, uintptr_t m, bool offline)
+{
+	for (uintptr_t p = m; p;) {
+		struct slab *s = collect_slab(h, p, m);
+		if (unlikely(!s))
+			return;
+		uintptr_t first = p, last, base = s->base, span = s->end - s->base;
+		uint32_t n = 0;
+		do {
+			last = p;
+			p = obj_word(p);
+			n++;
+		} while (p && p - base < span);
+		obj_set_word(last, s->local_free);
+		s->local_free = first;
+		s->used -= n;
+		/* Off the run's common case (CUR or AVAIL, objects left) only
+		 * when the slab was FULL or is now empty. */
+		if (unlikely(s->state == SLAB_FULL || s->used == 0))
+			slab_after_free(h, s, offline);
+	}
+}
+
+/* Hardened: every object checked (object start, live bit) on its own. */
+static void collect_checked(struct cairn_heap *h, uintptr_t m, bool offline)
+{
+	for (uintptr_t p = m; p;) {
+		uintptr_t next = obj_decode(h, p, obj_word(p));
+		struct slab *s = collect_slab(h, p, m);
+		if (unlikely(!s))
+			return;
+		if (slab_free_owned(h, s, p, offline)) {
+			s->damaged = 1;
+			return;
+		}
+		p = next;
+	}
+}
+
 /* Collect every message that can be popped. */
 void heap_collect(struct cairn_heap *h, bool offline)
 {
@@ -92,25 +150,10 @@ void heap_collect(struct cairn_heap *h, bool offline)
 	uint64_t msgs = 0;
 	while ((m = q_pop(h))) {
 		msgs++;
-		for (uintptr_t p = m; p;) {
-			uintptr_t next = obj_decode(h, p, obj_word(p));
-			uintptr_t e = heap_pm_lookup(h, p);
-			struct slab *s = (struct slab *)e;
-			if (unlikely(!e || (e & PM_TAG_MASK) || s->owner != h)) {
-				obj_report(CAIRN_ECORRUPT,
-					   "objects: a message holds an object this heap does not own "
-					   "(corrupted batch link); rest of the batch dropped", p, m);
-				break;
-			}
-			if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) == h) {
-				if (!slab_push_plain(s, p))
-					slab_after_free(h, s, offline);
-			} else if (slab_free_owned(h, s, p, offline)) {
-				s->damaged = 1;
-				break;
-			}
-			p = next;
-		}
+		if (h->harden)
+			collect_checked(h, m, offline);
+		else
+			collect_plain(h, m, offline);
 	}
 	if (offline)
 		heap_stat_add(&h->st.offline_collects, msgs);

@@ -276,6 +276,73 @@ static void test_remote(struct cairn_objects *o)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 }
 
+/* Collection splices runs of one slab's objects: runs that straddle two
+ * slabs, runs of two alternating slabs, a full slab emptied by one run
+ * (released), the current slab emptied (kept), and a message whose runs
+ * leave slabs partly used. Counts, lists and slab numbers must come out
+ * exact; validate checks every slab's accounting. */
+static void test_remote_runs(struct cairn_objects *o)
+{
+	struct cairn_heap *h0 = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	cairn_heap_offline(h0); /* no slab of h0 left: a known start */
+	cairn_heap_online(h0);
+	uint64_t slabs0 = stats(o).slabs;
+	enum { N = 2600 }; /* 64 B: 1024 per slab, so two full slabs and a current one */
+	static char *p[N];
+	for (unsigned i = 0; i < N; i++) {
+		REQUIRE((p[i] = cairn_heap_alloc(h0, 64)));
+		p[i][0] = (char)i;
+	}
+	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	/* Free 1099..40, last first: batches of 64 start mid-slab, and one
+	 * straddles the first two slabs, whose blocks are usually adjacent:
+	 * a run of the first must stop at its end, where the second's first
+	 * object lies (a batch is a stack, so this one lists them upwards). */
+	for (unsigned i = 1100; i-- > 40;)
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(stats(o).objects, N - 1060);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* Alternate two slabs (runs of one and two objects). */
+	for (unsigned i = 1100; i < 1500; i++) {
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+		CHECK_EQ(cairn_heap_free(h1, p[i + 1000]), 0);
+	}
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(stats(o).objects, N - 1860);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* The first slab is emptied by its last run (0..39): released. */
+	for (unsigned i = 0; i < 40; i++)
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(stats(o).slabs, slabs0 + 2);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* Everything else: the second slab goes, the current one stays. */
+	for (unsigned i = 1500; i < 2100; i++)
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	for (unsigned i = 2500; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(stats(o).slabs, slabs0 + 1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* The spliced lists hand every object out again, each once. */
+	for (unsigned i = 0; i < N; i++) {
+		REQUIRE((p[i] = cairn_heap_alloc(h0, 64)));
+		memset(p[i], 0x5a, 64);
+	}
+	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h0, p[i]), 0);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 /* Exhaustion: NULL, cleanly, and everything works again after frees. */
 static void test_exhaustion(struct cairn_objects *o)
 {
@@ -323,6 +390,7 @@ int main(void)
 		if (harden)
 			test_errors(o);
 		test_remote(o);
+		test_remote_runs(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 		cairn_objects_destroy(o);
 		CHECK_EQ(objtest_free_frames(), free0);
