@@ -654,9 +654,21 @@ static int __attribute__((noinline)) remote_batch_full(struct cairn_heap *h, str
 	return 0;
 }
 
+/* The batch's first object is its tail; a second slab makes it mixed. */
+static inline void remote_track(struct obj_out *b, struct slab *s, uintptr_t p)
+{
+	if (!b->n) {
+		b->tail = p;
+		b->slab = s;
+	} else if (b->slab != s) {
+		b->slab = NULL;
+	}
+}
+
 static inline int remote_push(struct cairn_heap *h, struct obj_out *b, struct slab *s,
 			      uintptr_t p)
 {
+	remote_track(b, s, p);
 	obj_set_word(p, obj_encode(b->dest, p, b->head));
 	b->head = p;
 	h->out_bytes += s->size;
@@ -690,6 +702,7 @@ static int __attribute__((noinline)) free_remote(struct cairn_heap *h, struct sl
 	struct obj_out *b = &h->out[dest->cpu % OBJ_OUT_SLOTS];
 	if (unlikely(h->harden || b->dest != dest))
 		return free_remote_slow(h, s, p, b);
+	remote_track(b, s, p);
 	obj_set_word(p, b->head); /* unhardened (as is dest): a plain link */
 	b->head = p;
 	h->out_bytes += s->size;

@@ -102,12 +102,20 @@ struct slab {
 _Static_assert(sizeof(struct slab) <= OBJ_DESC_SIZE, "slab descriptor too big");
 
 /* One pending batch of remote frees, all for `dest`: objects linked
- * through their first word (encoded with dest's key when hardened). */
+ * through their first word (encoded with dest's key when hardened), from
+ * the newest (head) to the oldest (tail). Posted, the tail is the message:
+ * its first word then names the head, flagged MSG_ONE_SLAB when every
+ * object is of one slab, and the head's second word holds the count (when
+ * head != tail), so the owner splices such a batch whole without walking
+ * it (objects_remote.c). */
 struct obj_out {
 	struct cairn_heap *dest;
-	uintptr_t head;
+	uintptr_t head, tail;
+	struct slab *slab; /* every object's slab so far, or NULL: several */
 	uint32_t n;
 };
+
+#define MSG_ONE_SLAB ((uintptr_t)1) /* objects are 16-aligned: a low bit */
 
 enum heap_state { HEAP_ONLINE = 0, HEAP_OFFLINE = 1, HEAP_CLAIMED = 2 };
 

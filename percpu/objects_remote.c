@@ -9,7 +9,8 @@
  * bytes of them: a freeing CPU never sits on much memory.
  *
  * The message queue is Vyukov's intrusive MPSC queue. A message is the
- * first object of a batch; its second word is the queue link.
+ * last object of a batch (its tail, the oldest); its second word is the
+ * queue link, its first names the batch's head (see struct obj_out).
  *
  *   push(n): n.next = 0; prev = XCHG(head, n); prev.next = n   (one exchange)
  *
@@ -143,6 +144,39 @@ static void collect_checked(struct cairn_heap *h, uintptr_t m, bool offline)
 	}
 }
 
+/* One message: m is the batch's tail, its first word names the head.
+ * A batch of one slab (unhardened) is spliced whole: two loads of lines
+ * the collector touches anyway (m, and the head for the count), where a
+ * walk would load every object's line, each just written by the freeing
+ * CPU, one after the other. */
+static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
+{
+	uintptr_t info = obj_decode(h, m, obj_word(m));
+	uintptr_t first = info & ~(uintptr_t)(CAIRN_OBJ_MIN - 1);
+	if (!h->harden && (info & MSG_ONE_SLAB)) {
+		struct slab *s = collect_slab(h, m, m);
+		if (unlikely(!s))
+			return;
+		if (unlikely(first - s->base >= s->end - s->base)) {
+			obj_report(CAIRN_ECORRUPT, "objects: a one-slab message names an object of "
+				   "another slab; batch dropped", first, m);
+			return;
+		}
+		uint32_t n = first == m ? 1 : (uint32_t)obj_word(first + sizeof(uintptr_t));
+		obj_set_word(m, s->local_free);
+		s->local_free = first;
+		s->used -= n;
+		if (unlikely(s->state == SLAB_FULL || s->used == 0))
+			slab_after_free(h, s, offline);
+		return;
+	}
+	obj_set_word(m, obj_encode(h, m, 0)); /* the list ends at the tail */
+	if (h->harden)
+		collect_checked(h, first, offline);
+	else
+		collect_plain(h, first, offline);
+}
+
 /* Collect every message that can be popped. */
 void heap_collect(struct cairn_heap *h, bool offline)
 {
@@ -150,10 +184,7 @@ void heap_collect(struct cairn_heap *h, bool offline)
 	uint64_t msgs = 0;
 	while ((m = q_pop(h))) {
 		msgs++;
-		if (h->harden)
-			collect_checked(h, m, offline);
-		else
-			collect_plain(h, m, offline);
+		collect_msg(h, m, offline);
 	}
 	if (offline)
 		heap_stat_add(&h->st.offline_collects, msgs);
@@ -187,7 +218,11 @@ void remote_post(struct cairn_heap *h, struct obj_out *b)
 	struct cairn_heap *dest = b->dest;
 	heap_stat_add(&h->st.posted, 1);
 	heap_stat_add(&h->st.remote_objects, b->n);
-	q_push(dest, b->head);
+	uintptr_t head = b->head, tail = b->tail;
+	if (b->slab && head != tail)
+		obj_set_word(head + sizeof(uintptr_t), b->n);
+	obj_set_word(tail, obj_encode(dest, tail, head | (b->slab ? MSG_ONE_SLAB : 0)));
+	q_push(dest, tail);
 	b->head = 0;
 	b->n = 0;
 	if (unlikely(atomic_load_explicit(&dest->state, memory_order_seq_cst) == HEAP_OFFLINE))
