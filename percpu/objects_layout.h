@@ -75,31 +75,37 @@ enum slab_state {
 struct cairn_heap;
 
 struct slab {
-	/* hot: the fast paths (one cache line: descriptors are 64-aligned) */
+	/* Line 0, the owner's alone: what its fast paths write. */
 	uintptr_t free;
 	uintptr_t local_free;
 	uint32_t used;
 	uint32_t capacity;        /* objects carved so far */
-	uint32_t size;            /* object size */
-	uint32_t recip;           /* ceil(2^32 / size): index = off * recip >> 32 */
-	uintptr_t base;           /* first object (virtual) */
-	uintptr_t end;            /* base + nobjs * size */
-	struct cairn_heap *owner; /* fixed for the slab's life */
+	uint8_t state;
+	uint8_t damaged;          /* a corrupted link made us drop objects */
+	struct slab *next, *prev; /* avail list, or the spare list */
+	struct slab *frame_next;  /* first descriptor of a frame: the next frame */
+	/* Line 1: what a remote free reads, written only when the slab is
+	 * made and when its state changes. Kept off line 0 so that a CPU
+	 * freeing into a slab its owner is allocating from does not take
+	 * the owner's line away on every free (and back on every alloc). */
 	/* The owner while a free by the owner is a plain push (state CUR or
 	 * AVAIL, hardening off), else NULL: the free fast path's one test.
 	 * Only the owner writes it; any CPU may read it (relaxed), and reads
 	 * either the owner or NULL, never its own heap unless it owns s. */
-	_Atomic(struct cairn_heap *) fast_owner;
-	/* cold */
+	_Alignas(64) _Atomic(struct cairn_heap *) fast_owner;
+	struct cairn_heap *owner; /* fixed for the slab's life */
+	uint32_t size;            /* object size */
+	uint32_t recip;           /* ceil(2^32 / size): index = off * recip >> 32 */
+	uintptr_t base;           /* first object (virtual) */
+	uintptr_t end;            /* base + nobjs * size */
 	uint32_t nobjs;
-	uint8_t cls, order, state;
-	uint8_t damaged;          /* a corrupted link made us drop objects */
-	struct slab *next, *prev; /* avail list, or the spare list */
-	struct slab *frame_next;  /* first descriptor of a frame: the next frame */
-	uint64_t live[OBJ_MAX_OBJS / 64]; /* hardened: objects handed out */
+	uint8_t cls, order;
+	/* Lines 2-3, the owner's: hardened, the objects handed out. */
+	_Alignas(64) uint64_t live[OBJ_MAX_OBJS / 64];
 };
 
 _Static_assert(sizeof(struct slab) <= OBJ_DESC_SIZE, "slab descriptor too big");
+_Static_assert(__builtin_offsetof(struct slab, fast_owner) == 64, "line 1 of a slab");
 
 /* One pending batch of remote frees, all for `dest`: objects linked
  * through their first word (encoded with dest's key when hardened), from
