@@ -43,6 +43,8 @@ static struct cairn_arena objtest_va, objtest_arena;
 static struct cairn_frames_source objtest_fs;
 static struct cairn_arena_source objtest_src;
 static struct cairn_qcache *objtest_qc;
+/* The heaps' large caches and the instance's released blocks (0: none). */
+static unsigned objtest_large_cache_kib, objtest_released_kib;
 
 /* A window of host address space nothing else uses (mapped mode). */
 #define OBJTEST_VA_BASE 0x7d0000000000ull
@@ -107,6 +109,8 @@ static inline struct cairn_objects *objtest_create_with(enum cairn_obj_harden ha
 		.harden = harden, .seed = 42,
 		.large_arena = objtest_mode != OBJTEST_BUDDY ? &objtest_arena : NULL,
 		.large_qcache = objtest_qc,
+		.large_cache_kib = objtest_mode != OBJTEST_BUDDY ? objtest_large_cache_kib : 0,
+		.released_kib = objtest_released_kib,
 	};
 	if (cairn_objects_create(&o, &cfg)) {
 		fprintf(stderr, "cairn_objects_create failed\n");
