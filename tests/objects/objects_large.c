@@ -328,6 +328,8 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 	cairn_heap_offline(h1);
 	cairn_heap_online(h1);
 	CHECK_EQ(stats(o).large_cached_frames, 0); /* (the dropped range leaks) */
+	CHECK(cairn_heap_free(h, keep) != 0); /* gone back: the arena refuses it */
+	CHECK_EQ(cairn_objects_usable_size(o, keep), 0);
 	CHECK_EQ(stats(o).large, 0);
 	CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
