@@ -75,6 +75,7 @@ static uint64_t mix64(uint64_t x)
 int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_config *cfg)
 {
 	if (!out || !cfg || !cfg->frames || cfg->phys_limit <= cfg->phys_base ||
+	    (cfg->large_cache_kib && !cfg->large_arena) ||
 	    (cfg->phys_base & (OBJ_PAGE - 1)) || cfg->harden > CAIRN_OBJ_HARDEN_ON ||
 	    (cfg->large_arena && cfg->large_arena->quantum != OBJ_PAGE) ||
 	    (cfg->large_qcache && !cfg->large_arena) ||
@@ -107,6 +108,9 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	o->ncpus = ncpus;
 	o->block_cache_frames = cfg->block_cache_kib ? (unsigned)(cfg->block_cache_kib / 4)
 						     : OBJ_BLOCK_CACHE_FRAMES;
+	o->large_cache_pages = cfg->large_arena ? cfg->large_cache_kib / 4 : 0;
+	/* a stacked block's index + 1 must fit the head's 32 bits */
+	o->released_max = (o->span >> (OBJ_PAGE_SHIFT + 2)) < 0xffffffffu ? cfg->released_kib / 4 : 0;
 #ifdef CAIRN_DEBUG
 	o->harden = cfg->harden != CAIRN_OBJ_HARDEN_OFF;
 #else
@@ -175,6 +179,7 @@ void cairn_objects_destroy(struct cairn_objects *o)
 	for (unsigned i = 0; i < o->ncpus; i++)
 		if (heap_is_made(o, i))
 			heap_destroy_slabs(&o->heaps[i]);
+	released_drain(o);
 	if (o->arena)
 		arena_destroy_all(o);
 	else
@@ -332,12 +337,163 @@ static void qcache_drain(struct cairn_objects *o)
 	}
 }
 
+/* ---- the heaps' large caches ----
+ *
+ * A large object of up to OBJ_LC_MAX_PAGES pages in the pagemap's range
+ * (an arena in place) has an entry on its first page: PM_X_LIVE and its
+ * pages while handed out, PM_X_CACHED while a heap keeps it, 0 once it went
+ * back to the arena. A free takes the entry LIVE -> CACHED with one CAS,
+ * the point where the block changes hands (of two racing frees one fails
+ * the CAS and reports; a free of a cached range finds CACHED and reports),
+ * and pushes the range onto its heap's bin; an allocation of n pages takes
+ * a range of at least n from bin(n) or bin(n) + 1 and stores LIVE. Neither
+ * touches the arena's tree: the range stays allocated there (cookie: the
+ * instance). Entries are relaxed atomics, as a slab's are: a range in a
+ * heap's cache is that heap's alone, and a free of a block comes after
+ * its allocation by the program's own synchronisation. An entry is cleared
+ * before its range goes back to the arena, so no stale head survives into
+ * an extent that may later start elsewhere (or hold slabs). Links are
+ * encoded as free lists are (hardened: with the heap's key), and every
+ * link followed must name a CACHED entry, else the rest of the bin is
+ * dropped and reported (leaked, never followed).
+ */
+
+static void arena_give_back(struct cairn_heap *h, uintptr_t p)
+{
+	struct cairn_objects *o = h->o;
+	uint64_t len;
+	atomic_store_explicit(pm_slot(o, p), 0, memory_order_relaxed);
+	arena_enter(o);
+	int err = cairn_arena_free_owned(o->arena, p, arena_cookie(o), &len);
+	arena_leave(o);
+	if (err) /* only a racing second free of the block gets here first */
+		obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
+}
+
+/* The link at r (the range after prev, or the bin's head) is not a cached
+ * range: cut the bin there and recount what is left. */
+static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, uintptr_t r)
+{
+	obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
+	if (prev)
+		obj_set_word(prev, obj_encode(h, prev, 0));
+	else
+		h->lcache[bin] = 0;
+	uint64_t pages = 0;
+	for (unsigned b = 0; b < OBJ_LC_BINS; b++)
+		for (uintptr_t q = h->lcache[b]; q; q = obj_decode(h, q, obj_word(q)))
+			pages += PM_X_VALUE(pm_lookup(h->o, q));
+	h->lcache_pages = (unsigned)pages;
+}
+
+/* A cached range of at least `pages` (its length in *len), or 0. */
+static uintptr_t lcache_take(struct cairn_heap *h, uint64_t pages, uint64_t *len)
+{
+	unsigned b = lc_bin(pages);
+	for (unsigned bin = b; bin < OBJ_LC_BINS && bin <= b + 1; bin++) {
+		uintptr_t prev = 0, r = h->lcache[bin];
+		/* a few of bin b may be too short; any of bin b + 1 fits */
+		for (unsigned n = 0; r && n < 4; n++) {
+			if (unlikely(!lc_is_cached(h->o, r))) {
+				lcache_corrupt(h, bin, prev, r);
+				break;
+			}
+			uintptr_t next = obj_decode(h, r, obj_word(r));
+			_Atomic uintptr_t *slot = pm_slot(h->o, r);
+			uint64_t l = PM_X_VALUE(atomic_load_explicit(slot, memory_order_relaxed));
+			if (l >= pages) {
+				if (prev)
+					obj_set_word(prev, obj_encode(h, prev, next));
+				else
+					h->lcache[bin] = next;
+				h->lcache_pages -= (unsigned)l;
+				atomic_store_explicit(slot, PM_X_ENTRY(PM_X_LIVE, l),
+						      memory_order_relaxed);
+				*len = l;
+				return r;
+			}
+			prev = r;
+			r = next;
+		}
+	}
+	return 0;
+}
+
+/* The free of a large object with an entry (e: tag PM_X). */
+static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t p, uintptr_t e)
+{
+	struct cairn_objects *o = h->o;
+	int err = 0;
+	if (PM_X_KIND(e) == PM_X_STACKED)
+		err = CAIRN_ERANGE;
+	else if (p & (OBJ_PAGE - 1))
+		err = CAIRN_EALIGN;
+	else if (PM_X_KIND(e) != PM_X_LIVE)
+		err = CAIRN_EFREE;
+	uint64_t pages = PM_X_VALUE(e);
+	if (!err &&
+	    !atomic_compare_exchange_strong_explicit(pm_slot(o, p), &e,
+						     PM_X_ENTRY(PM_X_CACHED, pages),
+						     memory_order_relaxed, memory_order_relaxed))
+		err = CAIRN_EFREE; /* a racing free of the same block won */
+	switch (err) {
+	case 0:
+		break;
+	case CAIRN_ERANGE:
+		obj_report(err, "objects: free of a pointer this instance never handed out", p, 0);
+		return err;
+	case CAIRN_EALIGN:
+		obj_report(err, "objects: free of an interior pointer of a large block", p, 0);
+		return err;
+	default:
+		obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
+		return err;
+	}
+	large_count(h, (uint64_t)-1, -pages);
+	if (h->lcache_pages + pages > o->large_cache_pages) {
+		arena_give_back(h, p);
+		return 0;
+	}
+	unsigned b = lc_bin(pages);
+	obj_set_word(p, obj_encode(h, p, h->lcache[b]));
+	h->lcache[b] = p;
+	h->lcache_pages += (unsigned)pages;
+	return 0;
+}
+
+/* Offline or exhaustion: every cached range back to the arena. */
+void large_cache_flush(struct cairn_heap *h)
+{
+	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
+		uintptr_t r = h->lcache[b];
+		h->lcache[b] = 0;
+		while (r) {
+			if (unlikely(!lc_is_cached(h->o, r))) {
+				obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
+				break;
+			}
+			uintptr_t next = obj_decode(h, r, obj_word(r));
+			arena_give_back(h, r);
+			r = next;
+		}
+	}
+	h->lcache_pages = 0;
+}
+
 static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t size, size_t align)
 {
 	struct cairn_objects *o = h->o;
 	if (size > ((size_t)1 << 62))
 		return NULL;
-	uint64_t bytes = (size + OBJ_PAGE - 1) & ~(uint64_t)(OBJ_PAGE - 1), addr;
+	uint64_t bytes = (size + OBJ_PAGE - 1) & ~(uint64_t)(OBJ_PAGE - 1), addr, pages;
+	bool small = o->large_cache_pages && bytes <= (uint64_t)OBJ_LC_MAX_PAGES << OBJ_PAGE_SHIFT;
+	if (small && align <= OBJ_PAGE) {
+		addr = lcache_take(h, bytes >> OBJ_PAGE_SHIFT, &pages);
+		if (addr) {
+			large_count(h, 1, pages);
+			return (void *)(uintptr_t)addr;
+		}
+	}
 	bool cached = o->qc && align <= OBJ_PAGE;
 	for (int tries = 0;; tries++) {
 		arena_enter(o);
@@ -350,12 +506,22 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 			break;
 		if (err != CAIRN_ENOMEM || tries)
 			return NULL;
-		/* Exhausted: what this heap and the cache hold may be what the
-		 * arena lacks. */
+		/* Exhausted: what this heap and the caches hold may be what
+		 * the arena lacks. */
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
+		released_drain(o);
 		qcache_drain(o);
+	}
+	/* In the pagemap's range, the entry that lets its free skip the tree
+	 * (no leaf and no frame for one: the free goes through the tree). */
+	if (small && !cached && addr - o->vbase < o->span) {
+		_Atomic uintptr_t *slot = pm_entry(o, (uintptr_t)addr);
+		if (slot)
+			atomic_store_explicit(slot,
+					      PM_X_ENTRY(PM_X_LIVE, bytes >> OBJ_PAGE_SHIFT),
+					      memory_order_relaxed);
 	}
 	large_count(h, 1, bytes >> OBJ_PAGE_SHIFT);
 	return (void *)(uintptr_t)addr;
@@ -543,6 +709,7 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
+		released_drain(h->o);
 		qcache_drain(h->o);
 		if (h->cur[cls] != &h->o->empty || h->avail[cls])
 			return refill(h, cls);
@@ -716,6 +883,8 @@ static int __attribute__((noinline)) free_other(struct cairn_heap *h, uintptr_t 
 {
 	if (!p)
 		return 0;
+	if ((e & PM_TAG_MASK) == PM_X)
+		return lcache_free(h, p, e);
 	if (!e) {
 		if (h->o->arena)
 			return arena_free(h, p);
@@ -768,6 +937,9 @@ size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
 	}
 	if (!e || (e & PM_TAG_MASK) == PM_LARGE_TAIL)
 		return 0;
+	if ((e & PM_TAG_MASK) == PM_X)
+		return PM_X_KIND(e) == PM_X_LIVE && !(p & (OBJ_PAGE - 1))
+			       ? (size_t)PM_X_VALUE(e) << OBJ_PAGE_SHIFT : 0;
 	if ((e & PM_TAG_MASK) == PM_LARGE)
 		return (p & (OBJ_PAGE - 1)) ? 0 : (size_t)OBJ_PAGE << PM_LARGE_ORDER(e);
 	struct slab *s = (struct slab *)e;

@@ -4,6 +4,8 @@
  */
 #include "objects_layout.h"
 
+#include <cairn/arena.h>
+
 #define for_each_slab(h, f, s)                                                   \
 	for (struct slab *f = (h)->desc_frames; f; f = f->frame_next)            \
 		for (struct slab *s = f; (uintptr_t)s < (uintptr_t)f + OBJ_PAGE;  \
@@ -23,6 +25,7 @@ void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st
 			st->objects += s->used;
 		}
 		st->cached_frames += h->block_frames;
+		st->large_cached_frames += h->lcache_pages;
 		st->remote_posted += atomic_load_explicit(&h->st.posted, memory_order_relaxed);
 		st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
 		st->offline_collects +=
@@ -31,6 +34,7 @@ void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st
 		st->large_frames += atomic_load_explicit(&h->st.large_frames, memory_order_relaxed);
 	}
 	st->meta_frames = atomic_load_explicit(&o->meta_frames, memory_order_relaxed);
+	st->released_frames = atomic_load_explicit(&o->released_frames, memory_order_relaxed);
 }
 
 static int bad(const char *what, uintptr_t a, uintptr_t b)
@@ -55,12 +59,102 @@ static long list_len(struct cairn_heap *h, struct slab *s, uintptr_t p)
 	return n;
 }
 
+/* The heap's large cache: every range CACHED, in its bin, pages summed. */
+static int lcache_check(struct cairn_heap *h)
+{
+	uint64_t pages = 0;
+	for (unsigned b = 0; b < OBJ_LC_BINS; b++)
+		for (uintptr_t r = h->lcache[b]; r; r = obj_decode(h, r, obj_word(r))) {
+			if (!lc_is_cached(h->o, r))
+				return bad("objects: large cache holds a range not cached", r, b);
+			uint64_t len = PM_X_VALUE(pm_lookup(h->o, r));
+			if (!len || len > OBJ_LC_MAX_PAGES || lc_bin(len) != b)
+				return bad("objects: large cache range in the wrong bin", r, len);
+			pages += len;
+		}
+	if (pages != h->lcache_pages)
+		return bad("objects: large cache pages", pages, h->lcache_pages);
+	return 0;
+}
+
+/* The released stacks: every block STACKED, frames summed. */
+static int released_check(struct cairn_objects *o)
+{
+	uint64_t frames = 0;
+	for (unsigned order = 0; order < OBJ_SLAB_ORDERS; order++) {
+		uint64_t top = atomic_load_explicit(&o->released[order], memory_order_relaxed);
+		for (top &= 0xffffffffu; top; frames += (uint64_t)1 << order) {
+			uintptr_t b = o->vbase + ((uintptr_t)(top - 1) << (OBJ_PAGE_SHIFT + order));
+			uintptr_t e = pm_lookup(o, b);
+			if ((e & PM_TAG_MASK) != PM_X || PM_X_KIND(e) != PM_X_STACKED ||
+			    frames > o->released_max)
+				return bad("objects: released stack broken", b, e);
+			top = PM_X_VALUE(e);
+		}
+	}
+	if (frames != atomic_load_explicit(&o->released_frames, memory_order_relaxed))
+		return bad("objects: released frames", frames, o->released_frames);
+	return 0;
+}
+
+/* Every tag-3 entry of the pagemap accounted for: as many STACKED as
+ * blocks on the stacks, as many CACHED as ranges in the heaps' caches,
+ * and each LIVE one the start of an extent of ours of its length. */
+static int pm_check(struct cairn_objects *o)
+{
+	uint64_t stacked = 0, cached = 0;
+	for (unsigned order = 0; order < OBJ_SLAB_ORDERS; order++)
+		for (uint64_t top = atomic_load_explicit(&o->released[order], memory_order_relaxed) &
+				    0xffffffffu;
+		     top; stacked++)
+			top = PM_X_VALUE(pm_lookup(o, o->vbase + ((uintptr_t)(top - 1)
+								   << (OBJ_PAGE_SHIFT + order))));
+	for (unsigned i = 0; i < o->ncpus; i++)
+		for (unsigned b = 0; heap_is_made(o, i) && b < OBJ_LC_BINS; b++)
+			for (uintptr_t r = o->heaps[i].lcache[b]; r;
+			     r = obj_decode(&o->heaps[i], r, obj_word(r)))
+				cached++;
+	uintptr_t leaves = (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
+	for (uintptr_t l = 0; l < leaves; l++) {
+		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[l], memory_order_acquire);
+		for (unsigned i = 0; leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
+			uintptr_t e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
+			uintptr_t p = o->vbase + (((l << OBJ_LEAF_SHIFT) + i) << OBJ_PAGE_SHIFT);
+			if ((e & PM_TAG_MASK) != PM_X)
+				continue;
+			uint64_t start, len, cookie;
+			if (PM_X_KIND(e) == PM_X_STACKED) {
+				stacked--;
+				continue;
+			}
+			if (PM_X_KIND(e) == PM_X_CACHED)
+				cached--; /* and still allocated in the arena */
+			else if (PM_X_KIND(e) != PM_X_LIVE)
+				return bad("objects: pagemap entry of no kind", p, e);
+			if (!o->arena || cairn_arena_lookup(o->arena, p, &start, &len, &cookie) ||
+			    start != p || len != PM_X_VALUE(e) << OBJ_PAGE_SHIFT ||
+			    cookie != (uintptr_t)o)
+				return bad("objects: large object entry without its extent", p, e);
+		}
+	}
+	if (stacked || cached)
+		return bad("objects: stacked or cached entries not on their lists", stacked, cached);
+	return 0;
+}
+
 int cairn_objects_validate(struct cairn_objects *o)
 {
+	int err = released_check(o);
+	if (!err)
+		err = pm_check(o);
+	if (err)
+		return err;
 	for (unsigned i = 0; i < o->ncpus; i++) {
 		if (!heap_is_made(o, i))
 			continue;
 		struct cairn_heap *h = &o->heaps[i];
+		if ((err = lcache_check(h)))
+			return err;
 		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 			struct slab *s = h->cur[c];
 			if (s != &o->empty && (s->state != SLAB_CUR || s->cls != c || s->owner != h))

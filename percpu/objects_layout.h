@@ -58,12 +58,29 @@
 
 /* Pagemap entries. 0: not ours. A slab descriptor (64-byte aligned, so the
  * low bits are free): tag 0. The first frame of a large block: its order
- * and tag 1. Other frames of a large block below 2 MiB: tag 2 (interior). */
+ * and tag 1. Other frames of a large block below 2 MiB: tag 2 (interior).
+ * Tag 3, with a kind in bits 2-3 and a value from bit 8: the first page of
+ * an arena large object handed out (value: its pages) or in its heap's
+ * large cache (pages), or the first frame of a block on the instance's
+ * released-block stack (value: the next block's index + 1, the link). */
 #define PM_TAG_MASK ((uintptr_t)3)
 #define PM_LARGE ((uintptr_t)1)
 #define PM_LARGE_TAIL ((uintptr_t)2)
 #define PM_LARGE_ENTRY(order) (((uintptr_t)(order) << 8) | PM_LARGE)
 #define PM_LARGE_ORDER(e) ((unsigned)((e) >> 8))
+#define PM_X ((uintptr_t)3)
+#define PM_X_LIVE ((uintptr_t)0)
+#define PM_X_CACHED ((uintptr_t)1)
+#define PM_X_STACKED ((uintptr_t)2)
+#define PM_X_ENTRY(kind, v) (((uintptr_t)(v) << 8) | (kind) << 2 | PM_X)
+#define PM_X_KIND(e) (((e) >> 2) & 3)
+#define PM_X_VALUE(e) ((e) >> 8)
+
+/* The per-heap cache of freed arena large objects: ranges of up to
+ * OBJ_LC_MAX_PAGES pages in bins of four per power of two of their
+ * page count (OBJ_LC_BINS of them up to 1024 pages). */
+#define OBJ_LC_MAX_PAGES 1024u
+#define OBJ_LC_BINS 36u
 
 enum slab_state {
 	SLAB_UNUSED = 0,  /* descriptor on the heap's spare list */
@@ -159,6 +176,11 @@ struct cairn_heap {
 	 * hot (and, on a host, already resident) before it asks for more. */
 	uintptr_t blocks[OBJ_SLAB_ORDERS];
 	unsigned block_frames;
+	/* Freed large objects of the arena, by bin of page count, last in
+	 * first out, linked through their first word; their pagemap entries
+	 * say CACHED (a second free of one is refused there). */
+	uintptr_t lcache[OBJ_LC_BINS];
+	unsigned lcache_pages;
 	struct slab *desc_frames;  /* descriptor frames, linked by frame_next */
 	struct obj_out out[OBJ_OUT_SLOTS];
 	size_t out_bytes;
@@ -181,6 +203,8 @@ struct cairn_objects {
 	unsigned self_order;       /* frames of this instance and its heaps */
 	unsigned ncpus;
 	unsigned block_cache_frames; /* per heap */
+	unsigned large_cache_pages;  /* per heap; 0: no large cache */
+	unsigned released_max;       /* frames on the released stacks; 0: none */
 	bool harden;
 	uint8_t cls_order[CAIRN_OBJ_CLASSES];
 	uint16_t cls_nobjs[CAIRN_OBJ_CLASSES];
@@ -198,6 +222,11 @@ struct cairn_objects {
 	_Atomic uint8_t *heap_made; /* ncpus bytes, after this structure */
 	struct cairn_heap *heaps;  /* ncpus of them, after heap_made */
 	uint64_t seed;             /* free-list keys */
+	/* Blocks of released slabs shared by every heap, one lock-free stack
+	 * per order (objects_slab.c): what a departing heap gives back is
+	 * what the next slab takes, before untouched frames. */
+	_Alignas(64) _Atomic uint64_t released[OBJ_SLAB_ORDERS];
+	_Alignas(64) _Atomic uint64_t released_frames;
 };
 
 enum { HEAP_UNMADE = 0, HEAP_MAKING = 1, HEAP_MADE = 2 };
@@ -321,6 +350,35 @@ static inline uintptr_t pm_lookup(const struct cairn_objects *o, uintptr_t p)
 	return pm_lookup_in(o->pagemap, o->vbase, o->span, p);
 }
 
+/* The entry of page p whose leaf exists (p is in a slab or a large
+ * object with an entry). */
+static inline _Atomic uintptr_t *pm_slot(const struct cairn_objects *o, uintptr_t p)
+{
+	uintptr_t off = p - o->vbase;
+	_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
+						       memory_order_acquire);
+	return &leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)];
+}
+
+/* The large cache's bin of a range of 1..OBJ_LC_MAX_PAGES pages: 1-4
+ * alone, then four per power of two (bin b holds lengths above the
+ * lengths of bin b - 1), so any range of bin b + 1 fits a request of b. */
+static inline unsigned lc_bin(uint64_t pages)
+{
+	if (pages <= 4)
+		return (unsigned)pages - 1;
+	uint64_t s = pages - 1;
+	unsigned e = 63u - (unsigned)__builtin_clzll(s);
+	return 4 + (e - 2) * 4 + (unsigned)((s >> (e - 2)) & 3);
+}
+
+/* Is r (a link of a large cache) a cached range's start? */
+static inline bool lc_is_cached(const struct cairn_objects *o, uintptr_t r)
+{
+	uintptr_t e = (r & (OBJ_PAGE - 1)) ? 0 : pm_lookup(o, r);
+	return (e & PM_TAG_MASK) == PM_X && PM_X_KIND(e) == PM_X_CACHED;
+}
+
 /* The same through the heap's copies of the geometry (the free fast path). */
 static inline uintptr_t heap_pm_lookup(const struct cairn_heap *h, uintptr_t p)
 {
@@ -351,6 +409,9 @@ void avail_push(struct cairn_heap *h, struct slab *s);
 void heap_release_empty(struct cairn_heap *h);
 void heap_flush_blocks(struct cairn_heap *h);
 void heap_destroy_slabs(struct cairn_heap *h);
+void released_drain(struct cairn_objects *o);
+/* The heap's cached large objects back to the arena (objects.c). */
+void large_cache_flush(struct cairn_heap *h);
 
 /* ---- remote frees and messages (objects_remote.c) ---- */
 void remote_post(struct cairn_heap *h, struct obj_out *b);

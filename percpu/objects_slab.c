@@ -60,6 +60,90 @@ void avail_remove(struct cairn_heap *h, struct slab *s)
 	s->next = s->prev = NULL;
 }
 
+/* ---- the instance's released blocks ----
+ *
+ * One Treiber stack per slab order of blocks heaps gave up (their caches
+ * full, or the heap going offline), so the next slab anywhere reuses
+ * memory that is hot (on a host: already resident) before the frame
+ * allocator's untouched frames. The head is [63:32] tag, [31:0] index + 1
+ * of the top block (index: offset from the pagemap's base in blocks of
+ * the order; 0: empty). A block's link is its first frame's pagemap entry
+ * (PM_X_STACKED, the next index + 1): the pagemap lives as long as the
+ * instance and its entries are atomics, so a popper that lost a race and
+ * reads the link of a block meanwhile popped (and now a slab) reads a
+ * stale value race-free, and its CAS fails on the tag, which every push
+ * and pop advances (ABA; 2^32 updates within one pop's window).
+ *
+ * Ordering, as for the depot's stacks: a push stores the link (relaxed)
+ * and publishes with a release CAS; a pop loads the head with acquire,
+ * the link relaxed, and takes the block with an acquire CAS, so the
+ * popper's writes to the block (a new slab) come after every write of the
+ * heap that released it. The frame count is a separate relaxed counter
+ * read only to bound the stacks: concurrent pushers may pass the bound
+ * by a block each.
+ */
+static inline uint64_t rs_next(uint64_t old, uint64_t top)
+{
+	return (((old >> 32) + 1) << 32) | top;
+}
+
+static bool released_push(struct cairn_objects *o, uintptr_t b, unsigned order)
+{
+	uint64_t frames = (uint64_t)1 << order;
+	if (atomic_load_explicit(&o->released_frames, memory_order_relaxed) + frames >
+	    o->released_max)
+		return false;
+	_Atomic uintptr_t *link = pm_entry(o, b); /* the leaf exists: b was a slab */
+	uint64_t idx = ((b - o->vbase) >> (OBJ_PAGE_SHIFT + order)) + 1;
+	_Atomic uint64_t *head = &o->released[order];
+	uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
+	do
+		atomic_store_explicit(link, PM_X_ENTRY(PM_X_STACKED, old & 0xffffffffu),
+				      memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(head, &old, rs_next(old, idx),
+						      memory_order_release, memory_order_relaxed));
+	atomic_fetch_add_explicit(&o->released_frames, frames, memory_order_relaxed);
+	return true;
+}
+
+static uintptr_t released_pop(struct cairn_objects *o, unsigned order)
+{
+	_Atomic uint64_t *head = &o->released[order];
+	uint64_t old = atomic_load_explicit(head, memory_order_acquire);
+	for (;;) {
+		uint64_t top = old & 0xffffffffu;
+		if (!top)
+			return 0;
+		uintptr_t b = o->vbase + ((uintptr_t)(top - 1) << (OBJ_PAGE_SHIFT + order));
+		uintptr_t link = pm_lookup(o, b);
+		if (atomic_compare_exchange_weak_explicit(head, &old,
+							  rs_next(old, PM_X_VALUE(link) & 0xffffffffu),
+							  memory_order_acquire, memory_order_acquire)) {
+			pm_set(o, b, 1, 0);
+			atomic_fetch_sub_explicit(&o->released_frames, (uint64_t)1 << order,
+						  memory_order_relaxed);
+			return b;
+		}
+	}
+}
+
+/* Exhaustion and destroy: every released block back to the frames. */
+void released_drain(struct cairn_objects *o)
+{
+	if (!o->released_max)
+		return;
+	for (unsigned order = 0; order < OBJ_SLAB_ORDERS; order++)
+		for (uintptr_t b; (b = released_pop(o, order));)
+			pages_put(o, b, order);
+}
+
+/* A block that leaves a heap: to the instance's stacks, else the frames. */
+static void block_away(struct cairn_objects *o, uintptr_t b, unsigned order)
+{
+	if (!o->released_max || !released_push(o, b, order))
+		pages_put(o, b, order);
+}
+
 static uintptr_t block_get(struct cairn_heap *h, unsigned order)
 {
 	uintptr_t b = h->blocks[order];
@@ -68,13 +152,15 @@ static uintptr_t block_get(struct cairn_heap *h, unsigned order)
 		h->block_frames -= 1u << order;
 		return b;
 	}
+	if (h->o->released_max && (b = released_pop(h->o, order)))
+		return b;
 	return pages_get(h->o, order, false);
 }
 
 static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order)
 {
 	if (h->block_frames + (1u << order) > h->o->block_cache_frames) {
-		pages_put(h->o, b, order);
+		block_away(h->o, b, order);
 		return;
 	}
 	obj_set_word(b, h->blocks[order]);
@@ -88,7 +174,7 @@ void heap_flush_blocks(struct cairn_heap *h)
 		while (h->blocks[order]) {
 			uintptr_t b = h->blocks[order];
 			h->blocks[order] = obj_word(b);
-			pages_put(h->o, b, order);
+			block_away(h->o, b, order);
 		}
 	h->block_frames = 0;
 }
@@ -177,6 +263,7 @@ void heap_release_empty(struct cairn_heap *h)
 		}
 	}
 	heap_flush_blocks(h);
+	large_cache_flush(h);
 }
 
 /* Destroy: every slab and descriptor frame back, whatever it holds. */

@@ -299,7 +299,7 @@ uint64_t stress_objects_check_empty(struct stress_objects *s)
 {
 	struct cairn_objects_stats st;
 	cairn_objects_stats(s->o, &st);
-	if (st.slabs || st.objects || st.large || st.cached_frames)
+	if (st.slabs || st.objects || st.large || st.cached_frames || st.large_cached_frames)
 		fail(s, "stress: left behind after everything was freed and every CPU went offline "
 			"(slabs << 32 | large, objects)", st.slabs << 32 | st.large, st.objects);
 	if (cairn_objects_validate(s->o))

@@ -74,6 +74,12 @@ struct cairn_objects_config {
 	 * memory first); 0 = 1 MiB. Given back when the CPU goes offline or
 	 * its heap meets exhaustion. */
 	unsigned block_cache_kib;
+	/* Optional: blocks of released slabs kept for every heap's next slabs
+	 * beyond the heaps' own caches (a heap going offline puts its blocks
+	 * here, and a new slab takes them before untouched frames): at most
+	 * this much, in lock-free stacks in the instance. Given back to
+	 * `frames` on exhaustion and at destroy. 0: none. */
+	unsigned released_kib;
 	/* Optional: the range arena large objects (> CAIRN_OBJ_SMALL_MAX, or
 	 * aligned above it) come from; its quantum must be the frame size.
 	 * A large object is one arena allocation of its size rounded to
@@ -96,6 +102,14 @@ struct cairn_objects_config {
 	 * requests (cairn_qcache_poll) as for the frame cache. It should
 	 * serve this instance alone. */
 	struct cairn_qcache *large_qcache;
+	/* Optional, with large_arena: each heap keeps up to this much of the
+	 * large objects freed on it (of up to 4 MiB, in its arena's share of
+	 * the pagemap's range) and hands them out again, by bins of page
+	 * count, without a tree update. A cached range stays allocated in the
+	 * arena; its pagemap entry records its length and state, so a second
+	 * free is refused there, hardened or not. Given back to the arena
+	 * when the CPU goes offline or its heap meets exhaustion. 0: none. */
+	unsigned large_cache_kib;
 	/* Optional, with large_arena: called before and after every call
 	 * into the arena (allocation, free, lookup; destroy excepted), on the
 	 * calling CPU. A host process that forks uses them to keep the fork
@@ -178,6 +192,8 @@ struct cairn_objects_stats {
 	uint64_t large_frames;   /* their pages (arena: rounded to pages only) */
 	uint64_t meta_frames;    /* pagemap, slab descriptors, instance */
 	uint64_t cached_frames;  /* released slab blocks the heaps keep for reuse */
+	uint64_t released_frames; /* released slab blocks the instance keeps */
+	uint64_t large_cached_frames; /* freed large objects the heaps keep */
 	uint64_t remote_posted;  /* messages (batches) posted, all heaps */
 	uint64_t remote_objects; /* objects freed remotely */
 	uint64_t offline_collects; /* messages collected on an offline heap's behalf */

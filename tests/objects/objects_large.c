@@ -7,7 +7,11 @@
  * another owner, a pointer nobody handed out) reported with its own code
  * and changing nothing; exhaustion; the quantum cache in front (unhardened
  * only); destroy with live large objects; bad configurations. Run for the
- * arena in place and mapped at addresses of a VA arena.
+ * arena in place and mapped at addresses of a VA arena, and in place with
+ * the heaps' large caches and the instance's released blocks: reuse by
+ * bin, the bound, second frees and interior frees of cached ranges, a
+ * planted link overwrite, ranges going back on offline and exhaustion,
+ * released slab blocks taken before fresh frames and drained on exhaustion.
  */
 #include <string.h>
 
@@ -43,15 +47,20 @@ static void test_sizes(struct cairn_objects *o, bool qcached)
 		unsigned char *p = cairn_heap_alloc(h, sizes[k]);
 		REQUIRE(p);
 		CHECK(((uintptr_t)p & 4095) == 0);
-		CHECK_EQ(cairn_objects_usable_size(o, p), pages(sizes[k]));
+		size_t u = cairn_objects_usable_size(o, p);
+		/* the large cache may hand out a longer range it kept */
+		if (objtest_large_cache_kib)
+			CHECK(u >= pages(sizes[k]) && u <= 2 * pages(sizes[k]));
+		else
+			CHECK_EQ(u, pages(sizes[k]));
 		uint64_t s, n, c;
 		CHECK_EQ(cairn_arena_lookup(&objtest_arena, (uintptr_t)p, &s, &n, &c), 0);
 		CHECK_EQ(s, (uintptr_t)p);
-		CHECK_EQ(n, pages(sizes[k]));
+		CHECK_EQ(n, u);
 		CHECK_EQ(c, qcached ? cairn_qcache_cookie(objtest_qc) : (uintptr_t)o);
 		memset(p, 0x5a, sizes[k]);
 		CHECK_EQ(stats(o).large, 1);
-		CHECK_EQ(stats(o).large_frames, pages(sizes[k]) / 4096);
+		CHECK_EQ(stats(o).large_frames, u / 4096);
 		CHECK_EQ(cairn_heap_free(h, p), 0);
 		CHECK_EQ(stats(o).large, 0);
 		CHECK_EQ(stats(o).large_frames, 0);
@@ -60,7 +69,7 @@ static void test_sizes(struct cairn_objects *o, bool qcached)
 	 * buddy block and a half would */
 	unsigned char *a = cairn_heap_alloc(h, 65 << 10), *b = cairn_heap_alloc(h, 65 << 10);
 	REQUIRE(a && b);
-	if (!qcached)
+	if (!qcached && !objtest_large_cache_kib)
 		CHECK(b == a + (68 << 10) || a == b + (68 << 10));
 	cairn_heap_free(h, a);
 	cairn_heap_free(h, b);
@@ -222,6 +231,152 @@ static void test_errors(struct cairn_objects *o, struct cairn_objects *other, bo
 	cairn_host_reports_quiet(0);
 }
 
+
+/* The heaps' large caches (large_cache_kib = 1 MiB): a freed range stays
+ * allocated in the arena and comes back by bin without a tree update. */
+static void test_large_cache(struct cairn_objects *o, bool harden)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	cairn_heap_offline(h); /* what earlier tests left cached goes back */
+	cairn_heap_online(h);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	cairn_host_reports_quiet(1);
+	unsigned char *keep = cairn_heap_alloc(h, 100000); /* keeps the span in place */
+	unsigned char *p = cairn_heap_alloc(h, 17 * 4096);
+	REQUIRE(keep && p);
+	uint64_t ext = extents(), r = cairn_host_reports();
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	CHECK_EQ(extents(), ext); /* still allocated in the arena */
+	CHECK_EQ(stats(o).large_cached_frames, 17);
+	CHECK_EQ(stats(o).large, 1);
+	CHECK_EQ(cairn_objects_usable_size(o, p), 0);
+	CHECK(cairn_heap_realloc(h, p, 10) == NULL);
+	/* a second free and interior frees of the cached range: refused */
+	CHECK_EQ(cairn_heap_free(h, p), CAIRN_EFREE);
+	CHECK_EQ(cairn_heap_free(h1, p), CAIRN_EFREE);
+	CHECK_EQ(cairn_heap_free(h, p + 16), CAIRN_EALIGN);
+	CHECK_EQ(cairn_heap_free(h, p + 4096), CAIRN_EALIGN);
+	CHECK_EQ(cairn_host_reports(), r + 5);
+	CHECK_EQ(stats(o).large_cached_frames, 17);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* 18 pages do not fit the 17-page range (same bin); 16 pages do */
+	unsigned char *q = cairn_heap_alloc(h, 18 * 4096);
+	REQUIRE(q);
+	CHECK(q != p);
+	CHECK_EQ(cairn_heap_free(h, q), 0); /* cached: bin of 17..20 pages */
+	q = cairn_heap_alloc(h, 17 * 4096);
+	CHECK(q == p || q == p + 17 * 4096 || cairn_objects_usable_size(o, q) == 18 * 4096);
+	unsigned char *q2 = cairn_heap_alloc(h, 17 * 4096);
+	CHECK((q == p) != (q2 == p)); /* both cached ranges served */
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	CHECK_EQ(extents(), ext + 1);
+	CHECK_EQ(cairn_objects_usable_size(o, q) + cairn_objects_usable_size(o, q2),
+		 (17 + 18) * 4096);
+	memset(q, 1, 17 * 4096);
+	memset(q2, 2, 17 * 4096);
+	/* a range of the next bin serves a request of this one */
+	CHECK_EQ(cairn_heap_free(h, q), 0);
+	CHECK_EQ(cairn_heap_free(h, q2), 0);
+	unsigned char *big = cairn_heap_alloc(h, 24 * 4096);
+	REQUIRE(big);
+	CHECK_EQ(cairn_heap_free(h, big), 0); /* bin of 21..24 pages */
+	unsigned char *b2 = cairn_heap_alloc(h, 20 * 4096); /* 17 and 18 too short */
+	CHECK(b2 == big);
+	CHECK_EQ(cairn_objects_usable_size(o, b2), 24 * 4096);
+	CHECK_EQ(cairn_heap_free(h, b2), 0);
+	/* a free on another heap caches on that heap */
+	q = cairn_heap_alloc(h, 17 * 4096);
+	REQUIRE(q);
+	CHECK_EQ(cairn_heap_free(h1, q), 0);
+	CHECK(cairn_heap_alloc(h1, 17 * 4096) == q);
+	CHECK_EQ(cairn_heap_free(h1, q), 0);
+	/* the bound: beyond 1 MiB per heap, frees go to the arena */
+	void *v[12];
+	for (unsigned i = 0; i < 12; i++)
+		REQUIRE((v[i] = cairn_heap_alloc(h, 200 * 4096)));
+	uint64_t ext_full = extents();
+	for (unsigned i = 0; i < 12; i++)
+		CHECK_EQ(cairn_heap_free(h, v[i]), 0);
+	CHECK(stats(o).large_cached_frames <= 2 * 256); /* two heaps */
+	CHECK(extents() < ext_full);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	/* hardened: an overwritten link is reported and not followed */
+	if (harden) {
+		q = cairn_heap_alloc(h, 40 * 4096);
+		q2 = cairn_heap_alloc(h, 40 * 4096);
+		REQUIRE(q && q2);
+		CHECK_EQ(cairn_heap_free(h, q), 0);
+		CHECK_EQ(cairn_heap_free(h, q2), 0);
+		*(uintptr_t *)q2 = (uintptr_t)keep; /* a write after free */
+		r = cairn_host_reports();
+		unsigned char *x = cairn_heap_alloc(h, 40 * 4096);
+		CHECK(x == q2); /* the top of the bin is still sound */
+		unsigned char *y = cairn_heap_alloc(h, 40 * 4096);
+		CHECK(y != q && y != keep);
+		CHECK_EQ(cairn_host_reports(), r + 1);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		cairn_heap_free(h, x);
+		cairn_heap_free(h, y);
+		CHECK_EQ(cairn_heap_free(h, q), CAIRN_EFREE); /* dropped, still cached */
+	}
+	/* offline: every cached range back to the arena */
+	CHECK_EQ(cairn_heap_free(h, keep), 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	cairn_heap_offline(h1);
+	cairn_heap_online(h1);
+	CHECK_EQ(stats(o).large_cached_frames, 0); /* (the dropped range leaks) */
+	CHECK(cairn_heap_free(h, keep) != 0); /* gone back: the arena refuses it */
+	CHECK_EQ(cairn_objects_usable_size(o, keep), 0);
+	CHECK_EQ(stats(o).large, 0);
+	CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_host_reports_quiet(0);
+}
+
+/* The instance's released blocks: what one heap gives back going offline
+ * is the next slab of another, before any fresh frame; drained back to the
+ * frames when memory runs out. */
+static void test_released(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 2), *h1 = cairn_objects_heap(o, 3);
+	enum { N = 4000 };
+	static void *v[N];
+	for (unsigned i = 0; i < N; i++)
+		REQUIRE((v[i] = cairn_heap_alloc(h, 1000)));
+	uint64_t slab_frames = stats(o).slab_frames;
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h, v[i]), 0);
+	cairn_heap_offline(h);
+	CHECK_EQ(stats(o).slabs, 0);
+	CHECK_EQ(stats(o).cached_frames, 0);
+	CHECK_EQ(stats(o).released_frames, slab_frames);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	uint64_t fresh = objtest_free_frames(), meta = stats(o).meta_frames;
+	for (unsigned i = 0; i < N; i++)
+		REQUIRE((v[i] = cairn_heap_alloc(h1, 1000)));
+	/* no frame taken for slabs (descriptors aside): all reused */
+	CHECK_EQ(objtest_free_frames() + (stats(o).meta_frames - meta), fresh);
+	CHECK_EQ(stats(o).released_frames, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* a free into a stacked block is refused */
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h1, v[i]), 0);
+	cairn_heap_offline(h1);
+	CHECK(stats(o).released_frames > 0);
+	cairn_host_reports_quiet(1);
+	uint64_t r = cairn_host_reports();
+	CHECK_EQ(cairn_heap_free(cairn_objects_heap(o, 0), v[0]), CAIRN_ERANGE);
+	CHECK_EQ(cairn_host_reports(), r + 1);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_objects_usable_size(o, v[0]), 0);
+	cairn_heap_online(h);
+	cairn_heap_online(h1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 /* Exhaustion: NULL, cleanly; everything works after the frees. */
 static void test_exhaustion(struct cairn_objects *o)
 {
@@ -238,6 +393,8 @@ static void test_exhaustion(struct cairn_objects *o)
 	}
 	CHECK(n > 100);
 	CHECK_EQ(stats(o).large, n);
+	CHECK_EQ(stats(o).released_frames, 0); /* drained for the arena */
+	CHECK_EQ(stats(o).large_cached_frames, 0);
 	CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
 	for (void *p; n < CAP && (p = cairn_heap_alloc(h, 70000));) /* smaller may fit */
 		v[n++] = p;
@@ -297,6 +454,10 @@ static void run(enum objtest_large mode, uint64_t free0)
 		test_errors(o, other, qcached);
 		if (qcached)
 			test_qcache(o);
+		if (objtest_large_cache_kib)
+			test_large_cache(o, harden);
+		if (objtest_released_kib)
+			test_released(o);
 		if (mode != OBJTEST_QCACHE)
 			test_exhaustion(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
@@ -321,6 +482,10 @@ int main(void)
 	run(OBJTEST_DIRECT, free0);
 	run(OBJTEST_MAPPED, free0);
 	run(OBJTEST_QCACHE, free0);
+	objtest_large_cache_kib = 1024;
+	objtest_released_kib = 64 << 10;
+	run(OBJTEST_DIRECT, free0);
+	objtest_large_cache_kib = objtest_released_kib = 0;
 
 	/* bad configurations */
 	objtest_large_init(OBJTEST_DIRECT, 2 << 20);
@@ -328,6 +493,10 @@ int main(void)
 	struct cairn_objects_config cfg = { .frames = objtest_frames, .phys_limit = objtest_mem,
 					    .large_qcache = (struct cairn_qcache *)&cfg };
 	CHECK_EQ(cairn_objects_create(&o, &cfg), CAIRN_EINVAL); /* cache, no arena */
+	cfg.large_qcache = NULL;
+	cfg.large_cache_kib = 1024;
+	CHECK_EQ(cairn_objects_create(&o, &cfg), CAIRN_EINVAL); /* large cache, no arena */
+	cfg.large_cache_kib = 0;
 	struct cairn_arena fine;
 	struct cairn_arena_config ac = { .quantum = 64 };
 	REQUIRE(cairn_arena_create(&fine, objtest_frames, 1u << 30, 1u << 20, &ac) == 0);

@@ -10,7 +10,8 @@
  * flushing the heaps cairn's object and large-block counts equal the
  * model's and validate passes. At the end everything goes back.
  * Large objects come from buddy blocks or, with a mode argument, from a
- * range arena (1 in place, 2 mapped, 3 with a quantum cache in front):
+ * range arena (1 in place, 2 mapped, 3 with a quantum cache in front, 4 in
+ * place with the heaps' large caches and the instance's released blocks):
  * then a large object's usable size is its size rounded to pages, and a
  * range of the arena that another owner holds is foreign.
  * usage: objects_model seed ops [mode]
@@ -201,8 +202,13 @@ int main(int argc, char **argv)
 			if (align)
 				CHECK(((uintptr_t)p & (align - 1)) == 0);
 			CHECK(cairn_objects_usable_size(o, p) >= size);
-			if (arena && size > CAIRN_OBJ_SMALL_MAX) /* pages, not powers of two */
-				CHECK_EQ(cairn_objects_usable_size(o, p), (size + 4095) & ~(size_t)4095);
+			if (arena && size > CAIRN_OBJ_SMALL_MAX) { /* pages, not powers of two */
+				size_t u = cairn_objects_usable_size(o, p), pg = (size + 4095) & ~(size_t)4095;
+				if (objtest_large_cache_kib) /* a longer cached range, within 2x */
+					CHECK(u >= pg && u <= 2 * pg);
+				else
+					CHECK_EQ(u, pg);
+			}
 			live[nlive].p = p;
 			live[nlive].size = size;
 			live[nlive].fill = (unsigned char)rnd();
@@ -224,6 +230,7 @@ int main(int argc, char **argv)
 	CHECK_EQ(st.slabs, 0);
 	CHECK_EQ(st.large, 0);
 	CHECK_EQ(st.cached_frames, 0);
+	CHECK_EQ(st.large_cached_frames, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_objects_destroy(o);
 	if (arena) {

@@ -4,7 +4,8 @@
  * usage: objects_stress threads waves ops seed [plant [fcache [large]]]
  * large: where large objects come from: 0 buddy blocks, 1 a range arena
  * importing frames in place, 2 mapped at addresses of a VA arena, 3 the
- * arena in place behind a quantum cache (used when hardening is off).
+ * arena in place behind a quantum cache (used when hardening is off), 4 in
+ * place with the heaps' large caches and the instance's released blocks.
  * Each wave starts a new set of threads (1..threads of them, varying), each
  * registering as a CPU (recycled slots), bringing its heap online, running
  * a round, going offline and leaving: objects outlive the threads that
@@ -54,7 +55,7 @@ int main(int argc, char **argv)
 	unsigned plant = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
 	bool use_fcache = argc > 6 && atoi(argv[6]);
 	unsigned large = argc > 7 ? (unsigned)atoi(argv[7]) : 0;
-	if (threads == 0 || threads > 64 || waves == 0 || large > OBJTEST_QCACHE)
+	if (threads == 0 || threads > 64 || waves == 0 || large > OBJTEST_CACHES)
 		return 2;
 	unsigned slots = threads + 2;
 	objtest_init(slots, 256);
@@ -125,7 +126,8 @@ int main(int argc, char **argv)
 		       (unsigned long long)objtest_free_frames(), (unsigned long long)free0);
 		errors++;
 	}
-	static const char *const large_name[] = { "", ", arena", ", mapped arena", ", arena+qcache" };
+	static const char *const large_name[] = { "", ", arena", ", mapped arena", ", arena+qcache",
+						   ", arena+caches" };
 	printf("objects stress%s%s: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
 	       "%llu offline cycles, %llu batches posted (%llu objects), %llu collected for "
 	       "offline heaps, errors %llu%s\n",

@@ -35,20 +35,29 @@ static inline void objtest_init(unsigned ncpus, uint64_t mib)
 
 /* Where large objects come from: buddy blocks (no arena), or a range arena
  * importing frames in place (direct) or mapped at addresses of a VA arena,
- * optionally with a quantum cache in front. */
-enum objtest_large { OBJTEST_BUDDY, OBJTEST_DIRECT, OBJTEST_MAPPED, OBJTEST_QCACHE };
+ * optionally with a quantum cache in front, or in place with the heaps'
+ * large caches and the instance's released blocks (caches). */
+enum objtest_large { OBJTEST_BUDDY, OBJTEST_DIRECT, OBJTEST_MAPPED, OBJTEST_QCACHE,
+		     OBJTEST_CACHES };
 
 static enum objtest_large objtest_mode;
 static struct cairn_arena objtest_va, objtest_arena;
 static struct cairn_frames_source objtest_fs;
 static struct cairn_arena_source objtest_src;
 static struct cairn_qcache *objtest_qc;
+/* The heaps' large caches and the instance's released blocks (0: none). */
+static unsigned objtest_large_cache_kib, objtest_released_kib;
 
 /* A window of host address space nothing else uses (mapped mode). */
 #define OBJTEST_VA_BASE 0x7d0000000000ull
 
 static inline void objtest_large_init(enum objtest_large mode, uint64_t import_quantum)
 {
+	if (mode == OBJTEST_CACHES) {
+		mode = OBJTEST_DIRECT;
+		objtest_large_cache_kib = 512;
+		objtest_released_kib = 16 << 10;
+	}
 	objtest_mode = mode;
 	if (mode == OBJTEST_BUDDY)
 		return;
@@ -86,6 +95,7 @@ static inline void objtest_large_fini(void)
 	if (objtest_mode == OBJTEST_MAPPED)
 		cairn_arena_destroy(&objtest_va);
 	objtest_mode = OBJTEST_BUDDY;
+	objtest_large_cache_kib = objtest_released_kib = 0;
 }
 
 /* Is p the start of a large object? */
@@ -107,6 +117,8 @@ static inline struct cairn_objects *objtest_create_with(enum cairn_obj_harden ha
 		.harden = harden, .seed = 42,
 		.large_arena = objtest_mode != OBJTEST_BUDDY ? &objtest_arena : NULL,
 		.large_qcache = objtest_qc,
+		.large_cache_kib = objtest_mode != OBJTEST_BUDDY ? objtest_large_cache_kib : 0,
+		.released_kib = objtest_released_kib,
 	};
 	if (cairn_objects_create(&o, &cfg)) {
 		fprintf(stderr, "cairn_objects_create failed\n");

@@ -204,11 +204,16 @@ static bool make_instance(void)
 		.frames = frames, .phys_base = 0, .phys_limit = mem_gib * GIB,
 		.ncpus = SHIM_SLOTS + 1,
 		.block_cache_kib = 16 << 10, /* freed frames stay resident here anyway */
+		/* what departing threads give back, for the next ones' slabs */
+		.released_kib = 256 << 10,
 		.harden = !hv ? CAIRN_OBJ_HARDEN_BUILD
 			: *hv == '1' ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF,
 		/* No quantum cache: its drain requests need every CPU to keep
 		 * answering, and a thread may sleep for ever. */
 		.large_arena = &large_arena,
+		/* freed large objects reused without the arena's tree: 8 MiB
+		 * per heap (16 MiB: 10% less CPU on `big`, 20% more RSS) */
+		.large_cache_kib = 8 << 10,
 		.arena_enter = large_enter,
 		.arena_leave = large_leave,
 	};
