@@ -240,6 +240,7 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 		remote_flush(h);
 		heap_collect(h, false);
 		heap_release_empty(h);
+		released_drain(o);
 		p = pages_get(o, order, false);
 	}
 	if (!p)
@@ -350,24 +351,37 @@ static void qcache_drain(struct cairn_objects *o)
  * touches the arena's tree: the range stays allocated there (cookie: the
  * instance). Entries are relaxed atomics, as a slab's are: a range in a
  * heap's cache is that heap's alone, and a free of a block comes after
- * its allocation by the program's own synchronisation. An entry is cleared
- * before its range goes back to the arena, so no stale head survives into
- * an extent that may later start elsewhere (or hold slabs). Links are
+ * its allocation by the program's own synchronisation. A range going back
+ * to the arena is RETIRING until the tree has it, then its entry is
+ * cleared unless a new owner already wrote it (arena_give_back), so no
+ * stale head survives into an extent that may later start elsewhere (or
+ * hold slabs), and no second free reaches the tree meanwhile. Links are
  * encoded as free lists are (hardened: with the heap's key), and every
  * link followed must name a CACHED entry, else the rest of the bin is
  * dropped and reported (leaked, never followed).
  */
 
+/* The entry stays non-zero (RETIRING: a free finds it and reports) until
+ * the tree has the range back; it is cleared after, by a CAS that fails
+ * harmlessly if the range was meanwhile allocated again and its new owner
+ * stored an entry of its own. Clearing first would send a racing second
+ * free to the tree, which frees whatever extent starts at p: after a
+ * reallocation there, another owner's live object. */
 static void arena_give_back(struct cairn_heap *h, uintptr_t p)
 {
 	struct cairn_objects *o = h->o;
+	_Atomic uintptr_t *slot = pm_slot(o, p);
+	uintptr_t retiring = PM_X_ENTRY(PM_X_RETIRING,
+					PM_X_VALUE(atomic_load_explicit(slot, memory_order_relaxed)));
+	atomic_store_explicit(slot, retiring, memory_order_relaxed);
 	uint64_t len;
-	atomic_store_explicit(pm_slot(o, p), 0, memory_order_relaxed);
 	arena_enter(o);
 	int err = cairn_arena_free_owned(o->arena, p, arena_cookie(o), &len);
 	arena_leave(o);
-	if (err) /* only a racing second free of the block gets here first */
-		obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
+	if (err)
+		obj_report(err, "objects: cached large block not allocated in the arena", p, 0);
+	atomic_compare_exchange_strong_explicit(slot, &retiring, 0, memory_order_relaxed,
+						memory_order_relaxed);
 }
 
 /* The link at r (the range after prev, or the bin's head) is not a cached

@@ -72,6 +72,7 @@
 #define PM_X_LIVE ((uintptr_t)0)
 #define PM_X_CACHED ((uintptr_t)1)
 #define PM_X_STACKED ((uintptr_t)2)
+#define PM_X_RETIRING ((uintptr_t)3) /* cached, on its way back to the arena */
 #define PM_X_ENTRY(kind, v) (((uintptr_t)(v) << 8) | (kind) << 2 | PM_X)
 #define PM_X_KIND(e) (((e) >> 2) & 3)
 #define PM_X_VALUE(e) ((e) >> 8)

@@ -79,8 +79,8 @@ void avail_remove(struct cairn_heap *h, struct slab *s)
  * the link relaxed, and takes the block with an acquire CAS, so the
  * popper's writes to the block (a new slab) come after every write of the
  * heap that released it. The frame count is a separate relaxed counter
- * read only to bound the stacks: concurrent pushers may pass the bound
- * by a block each.
+ * that a push reserves before it pushes and a pop releases after it
+ * popped, so it bounds the stacks exactly.
  */
 static inline uint64_t rs_next(uint64_t old, uint64_t top)
 {
@@ -90,9 +90,13 @@ static inline uint64_t rs_next(uint64_t old, uint64_t top)
 static bool released_push(struct cairn_objects *o, uintptr_t b, unsigned order)
 {
 	uint64_t frames = (uint64_t)1 << order;
-	if (atomic_load_explicit(&o->released_frames, memory_order_relaxed) + frames >
-	    o->released_max)
+	/* Reserve before pushing, so the bound is exact and the stacks never
+	 * hold more frames than the counter says. */
+	if (atomic_fetch_add_explicit(&o->released_frames, frames, memory_order_relaxed) + frames >
+	    o->released_max) {
+		atomic_fetch_sub_explicit(&o->released_frames, frames, memory_order_relaxed);
 		return false;
+	}
 	_Atomic uintptr_t *link = pm_entry(o, b); /* the leaf exists: b was a slab */
 	uint64_t idx = ((b - o->vbase) >> (OBJ_PAGE_SHIFT + order)) + 1;
 	_Atomic uint64_t *head = &o->released[order];
@@ -102,7 +106,6 @@ static bool released_push(struct cairn_objects *o, uintptr_t b, unsigned order)
 				      memory_order_relaxed);
 	while (!atomic_compare_exchange_weak_explicit(head, &old, rs_next(old, idx),
 						      memory_order_release, memory_order_relaxed));
-	atomic_fetch_add_explicit(&o->released_frames, frames, memory_order_relaxed);
 	return true;
 }
 

@@ -437,6 +437,33 @@ static void test_qcache(struct cairn_objects *o)
 	CHECK_EQ(stats(o).large, 0);
 }
 
+/* Buddy large blocks beside released slab blocks: a large allocation that
+ * finds no frames drains the released stacks before it fails. */
+static void test_buddy_released(uint64_t free0)
+{
+	objtest_released_kib = 256 << 10;
+	struct cairn_objects *o = objtest_create(CAIRN_OBJ_HARDEN_OFF);
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	enum { CAP = 200000 };
+	static void *v[CAP];
+	unsigned n = 0;
+	for (void *p; n < CAP && (p = cairn_heap_alloc(h, 1000));)
+		v[n++] = p;
+	while (n)
+		CHECK_EQ(cairn_heap_free(h, v[--n]), 0);
+	CHECK(stats(o).released_frames > 0);
+	for (void *p; n < CAP && (p = cairn_heap_alloc(h, 1u << 20));)
+		v[n++] = p;
+	CHECK(n > 0);
+	CHECK_EQ(stats(o).released_frames, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	while (n)
+		CHECK_EQ(cairn_heap_free(h, v[--n]), 0);
+	cairn_objects_destroy(o);
+	objtest_released_kib = 0;
+	CHECK_EQ(objtest_free_frames(), free0);
+}
+
 static void run(enum objtest_large mode, uint64_t free0)
 {
 	for (int harden = 0; harden < 2; harden++) {
@@ -486,6 +513,7 @@ int main(void)
 	objtest_released_kib = 64 << 10;
 	run(OBJTEST_DIRECT, free0);
 	objtest_large_cache_kib = objtest_released_kib = 0;
+	test_buddy_released(free0);
 
 	/* bad configurations */
 	objtest_large_init(OBJTEST_DIRECT, 2 << 20);

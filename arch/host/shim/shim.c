@@ -290,8 +290,10 @@ static void thread_exit(void *arg)
 {
 	struct cairn_heap *h = arg;
 	thread_gone = 1;
-	my_heap = NULL;
+	/* my_heap stays set through the offline, which may return large
+	 * ranges to the arena: large_enter must still close the fork gate. */
 	cairn_heap_offline(h);
+	my_heap = NULL;
 	cairn_host_cpu_unregister();
 }
 
