@@ -1077,16 +1077,43 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 	return 0;
 }
 
+static __attribute__((noinline)) bool is_allocated_slow(struct cairn_frames *f,
+							cairn_phys_t phys, unsigned order);
+
+/* The orders a frame cache asks about on every free (0 and 9) answered in a
+ * few loads, small enough to inline into the caller under LTO; the others
+ * out of line. */
 bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+{
+	if (order == 0) { /* the common question: a frame cache checking a free */
+		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+		struct region *r = frames_region_of(f, frame);
+		if (!r || phys & (CAIRN_FRAME_SIZE - 1))
+			return false;
+		uint64_t off = frame % CHUNK_FRAMES;
+		return word_has_frame0(ld(&chunk_words(r, (frame >> CHUNK_SHIFT) - r->chunk0)
+					      [off / WORD_FRAMES]),
+				       1ull << (off % WORD_FRAMES));
+	}
+	if (order == CAIRN_HUGE_ORDER) { /* and a cached huge block's */
+		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+		struct region *r = frames_region_of(f, frame);
+		if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
+		    frame + CHUNK_FRAMES > r->end)
+			return false;
+		return ld(&r->chunk[(frame >> CHUNK_SHIFT) - r->chunk0]) ==
+		       (CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT);
+	}
+	return is_allocated_slow(f, phys, order);
+}
+
+static bool is_allocated_slow(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 {
 	struct region *r;
 	uint64_t c;
 	unsigned off;
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
-	if (order == 0) /* the common question: a frame cache checking a free */
-		return word_has_frame0(ld(&chunk_words(r, c)[off / WORD_FRAMES]),
-				       1ull << (off % WORD_FRAMES));
 	if (order >= CAIRN_HUGE_ORDER) {
 		uint64_t e = ld(&r->chunk[c]);
 		return (e & CE_HUGE) && (e & CE_HEAD) && ce_order(e) == order;
