@@ -128,8 +128,8 @@ static inline uint64_t mag_cpu_held(struct mag_cpu *c)
 
 #define mag_likely(x) __builtin_expect(!!(x), 1)
 
-/* The hits, inline so that the frame cache and the quantum caches serve one
- * without a call. Inside a CPU-local section on the caller's slot: the two
+/* The hits, inline so that the frame cache serves one without a call into
+ * the magazine layer (everyone else through cairn_mag_try_alloc/free). Inside a CPU-local section on the caller's slot: the two
  * relaxed loads of the drain handshake, then plain accesses to the loaded
  * magazine (ours alone) and one single-writer counter. A drain request
  * that arrives after the check is answered at the next operation: the hit
