@@ -54,6 +54,22 @@ static bool set_mem(const char *v)
 	return !*end && mem_mib >= 16 && mem_mib <= (1ull << 20);
 }
 
+static unsigned bulk_orders[2] = { 0, 9 }, nbulk_orders = 2;
+
+static bool set_orders(const char *v)
+{
+	nbulk_orders = 0;
+	for (const char *p = v; *p;) {
+		char *end;
+		unsigned long k = strtoul(p, &end, 10);
+		if (end == p || (k != 0 && k != 9) || nbulk_orders == 2 || (*end && *end != ','))
+			return false;
+		bulk_orders[nbulk_orders++] = (unsigned)k;
+		p = *end ? end + 1 : end;
+	}
+	return nbulk_orders > 0;
+}
+
 static bool set_iters(const char *v)
 {
 	char *end;
@@ -64,6 +80,7 @@ static bool set_iters(const char *v)
 static const struct bench_option options[] = {
 	{ "mem", true, "simulated memory in MiB (1024; quick: 64)", set_mem },
 	{ "iters", true, "repeat: pairs per thread (2000000; quick: 2000)", set_iters },
+	{ "orders", true, "bulk: orders, comma separated (0,9)", set_orders },
 	{ 0 }
 };
 
@@ -397,11 +414,10 @@ int main(int argc, char **argv)
 	for (uint64_t off = 0; off < mem_size; off += CAIRN_FRAME_SIZE)
 		*(volatile uint64_t *)cairn_port_phys_to_virt(PHYS_BASE + off) = 0;
 
-	static const unsigned bulk_orders[] = { 0, 9 };
 	for (unsigned ti = 0; ti < o.nthreads; ti++)
 		if (bench_selected(o.tests, "repeat"))
 			measure(&o, TEST_REPEAT, 0, o.threads[ti], blocks, owner);
-	for (unsigned oi = 0; oi < 2; oi++)
+	for (unsigned oi = 0; oi < nbulk_orders; oi++)
 		for (unsigned ti = 0; ti < o.nthreads; ti++)
 			if (bench_selected(o.tests, "bulk"))
 				measure(&o, TEST_BULK, bulk_orders[oi], o.threads[ti], blocks, owner);

@@ -560,6 +560,54 @@ size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
 	return q.got;
 }
 
+/* Huge (order-9) bulk allocation: the short path's single CAS, repeated
+ * over the chunks after the CPU's huge hint, with the area, hint and region
+ * looked up once per run. A chunk that is not free ends the run; one
+ * allocation through the general path (which walks on and moves the hint)
+ * starts the next, and its failure ends the call. Each block is taken by
+ * the same acq_rel CAS as a single allocation, so the ordering argument is
+ * unchanged. */
+size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
+				    cairn_phys_t *out, size_t n)
+{
+	if (n == 0 || (flags & ~(CAIRN_F_ANY | CAIRN_F_ZERO)))
+		return 0;
+	const uint64_t huge9 = CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT;
+	unsigned areas = flags & CAIRN_F_ANY;
+	size_t got = 0;
+	int area = first_area(f, areas ? areas : CAIRN_F_ANY);
+	while (got < n) {
+		if (area >= 0) {
+			_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
+			uint64_t hint = atomic_load_explicit(hp, RELAXED);
+			struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
+			uint64_t c = hint & 0xffffffffu, c0 = c;
+			for (; r && got < n && c < r->nchunks; c++) {
+				uint64_t e = CHUNK_FRAMES;
+				while (!cas(&r->chunk[c], &e, huge9))
+					if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
+						goto run_end;
+				out[got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
+				if (!(c & 7)) /* the next line of entries */
+					__builtin_prefetch(&r->chunk[c + 8 < r->nchunks ? c + 8 : c], 1);
+			}
+run_end:
+			if (c != c0)
+				atomic_store_explicit(hp, r->tag | c, RELAXED);
+			if (got == n)
+				break;
+		}
+		if (cairn_frames_alloc_aligned(f, CAIRN_HUGE_ORDER, CAIRN_HUGE_ORDER, areas,
+					       &out[got]))
+			break;
+		got++;
+	}
+	if (flags & CAIRN_F_ZERO)
+		for (size_t i = 0; i < got; i++)
+			zero_frames(out[i], CHUNK_FRAMES);
+	return got;
+}
+
 /* ---- free ---- */
 
 /* Check the block [off, off + 2^k) of a chunk is one allocated block of
@@ -829,6 +877,45 @@ out:
 	return err;
 }
 
+/* Huge (order-9) bulk free: free9_fast's CAS per block, with the region
+ * looked up only when a block lies outside the last one (a region holding an
+ * allocated block cannot be removed, so it stays active while we use it) and
+ * the CPU's huge hint stored once. Anything the CAS does not accept goes to
+ * cairn_frames_free, which frees it or names the error; the first error
+ * stops the call, as in free_bulk. */
+int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *blocks,
+				size_t n, size_t *done)
+{
+	const uint64_t huge9 = CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT;
+	struct region *r = NULL, *last = NULL;
+	uint64_t last_c = 0;
+	size_t i = 0;
+	int err = 0;
+	for (; i < n; i++) {
+		cairn_phys_t phys = blocks[i];
+		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+		if (!r || frame < r->first || frame >= r->end)
+			r = frames_region_of(f, frame);
+		if (r && !(phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1)) &&
+		    frame + CHUNK_FRAMES <= r->end) {
+			uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
+			if (cas_strong(&r->chunk[c], huge9, CHUNK_FRAMES)) {
+				last = r;
+				last_c = c;
+				continue;
+			}
+		}
+		if ((err = cairn_frames_free(f, phys, CAIRN_HUGE_ORDER)))
+			break;
+	}
+	if (last) /* the next huge block of this CPU comes from here */
+		atomic_store_explicit(&f->cpu[this_cpu(f)].huge[last->area],
+				      last->tag | last_c, RELAXED);
+	if (done)
+		*done = i;
+	return err;
+}
+
 /* ---- specific blocks and ranges ---- */
 
 int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
@@ -990,16 +1077,43 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 	return 0;
 }
 
+static __attribute__((noinline)) bool is_allocated_slow(struct cairn_frames *f,
+							cairn_phys_t phys, unsigned order);
+
+/* The orders a frame cache asks about on every free (0 and 9) answered in a
+ * few loads, small enough to inline into the caller under LTO; the others
+ * out of line. */
 bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+{
+	if (order == 0) { /* the common question: a frame cache checking a free */
+		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+		struct region *r = frames_region_of(f, frame);
+		if (!r || phys & (CAIRN_FRAME_SIZE - 1))
+			return false;
+		uint64_t off = frame % CHUNK_FRAMES;
+		return word_has_frame0(ld(&chunk_words(r, (frame >> CHUNK_SHIFT) - r->chunk0)
+					      [off / WORD_FRAMES]),
+				       1ull << (off % WORD_FRAMES));
+	}
+	if (order == CAIRN_HUGE_ORDER) { /* and a cached huge block's */
+		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+		struct region *r = frames_region_of(f, frame);
+		if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
+		    frame + CHUNK_FRAMES > r->end)
+			return false;
+		return ld(&r->chunk[(frame >> CHUNK_SHIFT) - r->chunk0]) ==
+		       (CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT);
+	}
+	return is_allocated_slow(f, phys, order);
+}
+
+static bool is_allocated_slow(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 {
 	struct region *r;
 	uint64_t c;
 	unsigned off;
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
-	if (order == 0) /* the common question: a frame cache checking a free */
-		return word_has_frame0(ld(&chunk_words(r, c)[off / WORD_FRAMES]),
-				       1ull << (off % WORD_FRAMES));
 	if (order >= CAIRN_HUGE_ORDER) {
 		uint64_t e = ld(&r->chunk[c]);
 		return (e & CE_HUGE) && (e & CE_HEAD) && ce_order(e) == order;

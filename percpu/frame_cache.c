@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The frame cache: one magazine cache per cached order, each with the frame
- * allocator as its source. Order 0 refills and drains with the bulk calls;
- * the other orders with loops of single allocations and frees.
+ * allocator as its source. Orders 0 and 9 refill and drain with the bulk
+ * calls; orders 1 to 3 with loops of single allocations and frees. An
+ * order-0 hit (the common request: one frame, no flags) is served inline,
+ * without a call into the magazine layer; everything else goes through
+ * cairn_mag_*.
  */
 #include <cairn/frame_cache.h>
 
 #include "cache_frame.h"
+#include "magazine_layout.h"
 
 static const unsigned cached_order[CAIRN_FCACHE_ORDERS] = { 0, 1, 2, 3, CAIRN_HUGE_ORDER };
-static const unsigned default_mag_size[CAIRN_FCACHE_ORDERS] = { 63, 31, 15, 15, 4 };
+static const unsigned default_mag_size[CAIRN_FCACHE_ORDERS] = { 63, 31, 15, 15, 8 };
 
 struct fc_source {
 	struct cairn_frames *f;
@@ -46,6 +50,19 @@ static void put0(void *ctx, const uint64_t *items, size_t n)
 	/* Every item passed cairn_fcache_free's check, so this cannot fail;
 	 * if it did, the frame allocator has reported it. */
 	(void)cairn_frames_free_bulk(s->f, items, n, &done);
+}
+
+static size_t get9(void *ctx, uint64_t *items, size_t n)
+{
+	struct fc_source *s = ctx;
+	return cairn_frames_alloc_bulk_huge(s->f, 0, items, n);
+}
+
+static void put9(void *ctx, const uint64_t *items, size_t n)
+{
+	struct fc_source *s = ctx;
+	size_t done;
+	(void)cairn_frames_free_bulk_huge(s->f, items, n, &done); /* as put0 */
 }
 
 static size_t getk(void *ctx, uint64_t *items, size_t n)
@@ -87,9 +104,11 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 	fc->trust_frees = cfg->trust_frees;
 	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
 		fc->src[i] = (struct fc_source){ f, cached_order[i] };
+		unsigned k = cached_order[i];
 		struct cairn_mag_config mcfg = {
-			.source = { cached_order[i] ? getk : get0,
-				    cached_order[i] ? putk : put0, &fc->src[i] },
+			.source = { k == 0 ? get0 : k == CAIRN_HUGE_ORDER ? get9 : getk,
+				    k == 0 ? put0 : k == CAIRN_HUGE_ORDER ? put9 : putk,
+				    &fc->src[i] },
 			.frames = f,
 			.ncpus = cfg->ncpus,
 			.mag_size = cfg->mag_size[i] ? cfg->mag_size[i] : default_mag_size[i],
@@ -134,8 +153,8 @@ static void zero_block(cairn_phys_t phys, unsigned order)
 		p[i] = 0;
 }
 
-int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
-		       cairn_phys_t *out)
+static __attribute__((noinline)) int alloc_slow(struct cairn_fcache *fc, unsigned order,
+						unsigned flags, cairn_phys_t *out)
 {
 	int i = order_index(order);
 	if (i < 0 || !cacheable(flags)) {
@@ -157,7 +176,17 @@ int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
 	return err;
 }
 
-int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order)
+int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
+		       cairn_phys_t *out)
+{
+	int i = order_index(order);
+	if (__builtin_expect(i >= 0 && flags == 0, 1) && mag_hit_alloc(fc->mag[i], out))
+		return 0;
+	return alloc_slow(fc, order, flags, out);
+}
+
+static __attribute__((noinline)) int free_slow(struct cairn_fcache *fc, cairn_phys_t phys,
+					       unsigned order)
 {
 	int i = order_index(order);
 	if (i < 0)
@@ -173,6 +202,19 @@ int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order
 		return cairn_frames_free(fc->f, phys, order);
 	cairn_mag_free(fc->mag[i], phys);
 	return 0;
+}
+
+int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order)
+{
+	/* A block of a cached order, checked as in free_slow, into a loaded
+	 * magazine with room; anything else (a failed check included) takes
+	 * the slow path, which checks again and names the error. */
+	int i = order_index(order);
+	if (__builtin_expect(i >= 0 && !(phys & ((CAIRN_FRAME_SIZE << order) - 1)), 1) &&
+	    (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) &&
+	    mag_hit_free(fc->mag[i], phys))
+		return 0;
+	return free_slow(fc, phys, order);
 }
 
 /* ---- draining ---- */

@@ -108,8 +108,10 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 		atomic_init(&c->req, 0);
 		atomic_init(&c->ack, 0);
 		atomic_init(&c->nmag, 0);
-		atomic_init(&c->held, 0);
-		atomic_init(&c->hits, 0);
+		atomic_init(&c->in, 0);
+		atomic_init(&c->out, 0);
+		atomic_init(&c->moved_in, 0);
+		atomic_init(&c->moved_out, 0);
 		atomic_init(&c->misses, 0);
 		atomic_init(&c->exchanges, 0);
 	}
@@ -191,9 +193,15 @@ void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
 	mag_slot_publish(mc, c);
 }
 
+/* After a slow path: make the counters say what the slot holds (see
+ * magazine_layout.h), and how many magazines. */
 void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
-	stat_set(&c->held, c->loaded->n + c->prev->n);
+	uint64_t now = (uint64_t)c->loaded->n + c->prev->n, was = mag_cpu_held(c);
+	if (now > was)
+		stat_add(&c->moved_in, now - was);
+	else if (now < was)
+		stat_add(&c->moved_out, was - now);
 	atomic_store_explicit(&c->nmag, (c->loaded != &mc->none) + (c->prev != &mc->none),
 			      memory_order_relaxed);
 }
@@ -204,11 +212,19 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 {
 	struct mag *l = c->loaded, *p = c->prev;
 
+	if (l->n) { /* a hit after all (we may run on another CPU than the
+		       fast path did, or an interrupt freed meanwhile) */
+		*item = mag_items(l)[--l->n];
+		stat_add(&c->out, 1);
+		return 0;
+	}
 	if (p->n) { /* prev is full: swap (prev is always full, empty or none) */
 		c->loaded = p;
 		c->prev = l;
-		stat_add(&c->hits, 1);
-		goto take;
+		*item = mag_items(p)[--p->n];
+		stat_add(&c->out, 1);
+		mag_slot_publish(mc, c);
+		return 0;
 	}
 	stat_add(&c->misses, 1);
 	uint32_t id = ds_pop(&mc->full, mc->next);
@@ -244,10 +260,10 @@ take:
 }
 
 /* Everything but a hit: a CPU without a slot, a drain request to answer,
- * an empty loaded magazine. Leaves the section the fast path entered. */
-static slow_path int alloc_miss(struct cairn_mag_cache *mc, uint64_t *item,
-				unsigned long irq)
+ * an empty loaded magazine. A section of its own: the fast path's ended. */
+static slow_path int alloc_miss(struct cairn_mag_cache *mc, uint64_t *item)
 {
+	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
 	int err;
 	if (cpu >= mc->ncpus) {
@@ -264,21 +280,9 @@ static slow_path int alloc_miss(struct cairn_mag_cache *mc, uint64_t *item,
 
 int cairn_mag_try_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 {
-	unsigned long irq = cairn_port_local_enter();
-	unsigned cpu = cairn_port_cpu();
-	if (unlikely(cpu >= mc->ncpus))
-		return alloc_miss(mc, item, irq);
-	struct mag_cpu *c = &mc->cpu[cpu];
-	if (unlikely(mag_asked(c)))
-		return alloc_miss(mc, item, irq);
-	struct mag *m = c->loaded;
-	if (unlikely(!m->n))
-		return alloc_miss(mc, item, irq);
-	*item = mag_items(m)[--m->n];
-	stat_add(&c->held, (uint64_t)-1);
-	stat_add(&c->hits, 1);
-	cairn_port_local_leave(irq);
-	return 0;
+	if (likely(mag_hit_alloc(mc, item)))
+		return 0;
+	return alloc_miss(mc, item);
 }
 
 int cairn_mag_alloc(struct cairn_mag_cache *mc, uint64_t *item)
@@ -296,11 +300,18 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 {
 	struct mag *l = c->loaded, *p = c->prev;
 
+	if (l->n < l->cap) { /* a hit after all (see alloc_slow) */
+		mag_items(l)[l->n++] = item;
+		stat_add(&c->in, 1);
+		return;
+	}
 	if (p->n < p->cap) { /* prev is empty: swap */
 		c->loaded = p;
 		c->prev = l;
-		stat_add(&c->hits, 1);
-		goto put;
+		mag_items(p)[p->n++] = item;
+		stat_add(&c->in, 1);
+		mag_slot_publish(mc, c);
+		return;
 	}
 	stat_add(&c->misses, 1);
 	if (p != &mc->none) {
@@ -336,9 +347,9 @@ put:
 	mag_slot_publish(mc, c);
 }
 
-static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item,
-				unsigned long irq)
+static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item)
 {
+	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
 	if (cpu >= mc->ncpus) {
 		mc->src.put(mc->src.ctx, &item, 1);
@@ -353,24 +364,7 @@ static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item,
 
 void cairn_mag_free(struct cairn_mag_cache *mc, uint64_t item)
 {
-	unsigned long irq = cairn_port_local_enter();
-	unsigned cpu = cairn_port_cpu();
-	if (unlikely(cpu >= mc->ncpus)) {
-		free_miss(mc, item, irq);
+	if (likely(mag_hit_free(mc, item)))
 		return;
-	}
-	struct mag_cpu *c = &mc->cpu[cpu];
-	if (unlikely(mag_asked(c))) {
-		free_miss(mc, item, irq);
-		return;
-	}
-	struct mag *m = c->loaded;
-	if (unlikely(m->n >= m->cap)) {
-		free_miss(mc, item, irq);
-		return;
-	}
-	mag_items(m)[m->n++] = item;
-	stat_add(&c->held, 1);
-	stat_add(&c->hits, 1);
-	cairn_port_local_leave(irq);
+	free_miss(mc, item);
 }

@@ -27,8 +27,8 @@
  *    gone), so its relaxed read of its own ack is exact.
  *  - A drainer that waits also answers its own CPU's requests while it
  *    waits, so two CPUs draining at once cannot wait for each other.
- *  - A drainer asks only CPUs that hold items or magazines (their relaxed
- *    counters). A CPU that does not answer within drain_wait pause hints
+ *  - A drainer asks only CPUs that hold magazines (their relaxed nmag;
+ *    items live only in magazines). A CPU that does not answer within drain_wait pause hints
  *    keeps what it has; that is the documented contract of an online CPU
  *    (answer at the next operation or at poll, or be drained when it goes
  *    offline), not a race: nothing is lost or duplicated either way.
@@ -114,8 +114,7 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 		for (unsigned i = 0; i < n; i++) {
 			struct mag_cpu *c = &mc->cpu[base + i];
 			asked[i] = base + i != me &&
-				   (atomic_load_explicit(&c->held, memory_order_relaxed) ||
-				    atomic_load_explicit(&c->nmag, memory_order_relaxed));
+				   atomic_load_explicit(&c->nmag, memory_order_relaxed);
 			if (asked[i])
 				gen[i] = atomic_fetch_add_explicit(&c->req, 1,
 								   memory_order_relaxed) + 1;
@@ -143,10 +142,11 @@ int cairn_mag_cpu_stats(struct cairn_mag_cache *mc, unsigned cpu,
 	if (cpu >= mc->ncpus || !st)
 		return CAIRN_EINVAL;
 	struct mag_cpu *c = &mc->cpu[cpu];
-	st->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
+	st->hits = atomic_load_explicit(&c->in, memory_order_relaxed) +
+		   atomic_load_explicit(&c->out, memory_order_relaxed);
 	st->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
 	st->exchanges = atomic_load_explicit(&c->exchanges, memory_order_relaxed);
-	st->held = atomic_load_explicit(&c->held, memory_order_relaxed);
+	st->held = mag_cpu_held(c);
 	st->magazines = atomic_load_explicit(&c->nmag, memory_order_relaxed);
 	return 0;
 }
@@ -155,7 +155,7 @@ void cairn_mag_stats(struct cairn_mag_cache *mc, struct cairn_mag_stats *st)
 {
 	st->cpu_held = 0;
 	for (unsigned i = 0; i < mc->ncpus; i++)
-		st->cpu_held += atomic_load_explicit(&mc->cpu[i].held, memory_order_relaxed);
+		st->cpu_held += mag_cpu_held(&mc->cpu[i]);
 	st->depot_full = ds_size(&mc->full);
 	st->depot_empty = ds_size(&mc->empty);
 	st->depot_items = st->depot_full * mc->mag_size;

@@ -28,8 +28,15 @@
  * Per-CPU slots. loaded/prev are plain fields: only the slot's CPU touches
  * them, inside its CPU-local section (or drain_cpu when that CPU is gone).
  * The counters are atomics written only by the slot's CPU with a relaxed
- * load and store (no RMW: one writer), so stats and drainers may read them
- * from anywhere. req/ack are the drain handshake (magazine_drain.c).
+ * load and store (no RMW: one writer), so stats may read them from
+ * anywhere. A hit updates one counter: `in` (a free) or `out` (an alloc);
+ * the slow paths keep `moved_in`/`moved_out` such that
+ *	held = in + moved_in - out - moved_out = loaded->n + prev->n
+ * after every operation (mag_slot_publish), and hits = in + out. Readers
+ * get exact figures only when no operation is in flight; drainers decide
+ * whom to ask from `nmag` alone (items live only in magazines, so a CPU
+ * without one holds nothing). req/ack are the drain handshake
+ * (magazine_drain.c).
  */
 #ifndef CAIRN_PERCPU_MAGAZINE_LAYOUT_H
 #define CAIRN_PERCPU_MAGAZINE_LAYOUT_H
@@ -55,12 +62,16 @@ static inline uint64_t *mag_items(struct mag *m)
 }
 
 struct mag_cpu {
-	struct mag *loaded, *prev;    /* owner only */
+	/* read or written by every hit: one line */
+	struct mag *loaded;           /* owner only */
 	_Atomic uint32_t req;         /* drain generation asked for (drainers) */
 	_Atomic uint32_t ack;         /* last generation answered (owner) */
+	_Atomic uint64_t in, out;     /* items freed into / taken by hits */
+	/* slow paths only */
+	struct mag *prev;             /* owner only */
+	_Atomic uint64_t moved_in, moved_out; /* items moved by slow paths */
+	_Atomic uint64_t misses, exchanges;
 	_Atomic uint32_t nmag;        /* real magazines in loaded/prev */
-	_Atomic uint64_t held;        /* items in loaded + prev */
-	_Atomic uint64_t hits, misses, exchanges;
 } __attribute__((aligned(64)));
 
 struct cairn_mag_cache {
@@ -102,6 +113,64 @@ static inline bool mag_asked(struct mag_cpu *c)
 {
 	return atomic_load_explicit(&c->req, memory_order_relaxed) !=
 	       atomic_load_explicit(&c->ack, memory_order_relaxed);
+}
+
+/* Items in a slot's magazines, from its counters: exact for the owner, and
+ * for others when the owner is between operations and they are ordered
+ * after it. (uint64_t arithmetic: a torn snapshot may be off, never UB.) */
+static inline uint64_t mag_cpu_held(struct mag_cpu *c)
+{
+	return atomic_load_explicit(&c->in, memory_order_relaxed) +
+	       atomic_load_explicit(&c->moved_in, memory_order_relaxed) -
+	       atomic_load_explicit(&c->out, memory_order_relaxed) -
+	       atomic_load_explicit(&c->moved_out, memory_order_relaxed);
+}
+
+#define mag_likely(x) __builtin_expect(!!(x), 1)
+
+/* The hits, inline so that the frame cache serves one without a call into
+ * the magazine layer (everyone else through cairn_mag_try_alloc/free). Inside a CPU-local section on the caller's slot: the two
+ * relaxed loads of the drain handshake, then plain accesses to the loaded
+ * magazine (ours alone) and one single-writer counter. A drain request
+ * that arrives after the check is answered at the next operation: the hit
+ * finishes on a magazine only this CPU touches, and the drainer waits for
+ * ack, which only this CPU stores (magazine_drain.c). Anything else (no
+ * slot, a request, an empty or full magazine) returns false with nothing
+ * changed, and the caller takes the slow path, which looks again. */
+static inline bool mag_hit_alloc(struct cairn_mag_cache *mc, uint64_t *item)
+{
+	unsigned long irq = cairn_port_local_enter();
+	unsigned cpu = cairn_port_cpu();
+	bool hit = false;
+	if (mag_likely(cpu < mc->ncpus)) {
+		struct mag_cpu *c = &mc->cpu[cpu];
+		struct mag *m = c->loaded;
+		if (mag_likely(!mag_asked(c) && m->n)) {
+			*item = mag_items(m)[--m->n];
+			stat_add(&c->out, 1);
+			hit = true;
+		}
+	}
+	cairn_port_local_leave(irq);
+	return hit;
+}
+
+static inline bool mag_hit_free(struct cairn_mag_cache *mc, uint64_t item)
+{
+	unsigned long irq = cairn_port_local_enter();
+	unsigned cpu = cairn_port_cpu();
+	bool hit = false;
+	if (mag_likely(cpu < mc->ncpus)) {
+		struct mag_cpu *c = &mc->cpu[cpu];
+		struct mag *m = c->loaded;
+		if (mag_likely(!mag_asked(c) && m->n < m->cap)) {
+			mag_items(m)[m->n++] = item;
+			stat_add(&c->in, 1);
+			hit = true;
+		}
+	}
+	cairn_port_local_leave(irq);
+	return hit;
 }
 
 #endif /* CAIRN_PERCPU_MAGAZINE_LAYOUT_H */

@@ -298,6 +298,65 @@ static void test_alloc_at_reserve(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+static void test_bulk_huge(void)
+{
+	const struct cairn_mem_range map[] = { { 24 * GiB, 32 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	const uint64_t huge = FRAME << CAIRN_HUGE_ORDER;
+	/* a small block in chunk 5 ends the first run; the general path
+	 * walks past it and the next run goes on to the end */
+	CHECK_EQ(cairn_frames_alloc_at(f, 24 * GiB + 5 * huge + FRAME, 0), 0);
+	cairn_phys_t v[20];
+	CHECK_EQ(cairn_frames_alloc_bulk_huge(f, 0, v, 20), 15);
+	for (int i = 0; i < 15; i++) {
+		CHECK(cairn_frames_is_allocated(f, v[i], CAIRN_HUGE_ORDER));
+		CHECK(v[i] != 24 * GiB + 5 * huge);
+		for (int j = 0; j < i; j++)
+			CHECK(v[i] != v[j]);
+	}
+	CHECK_EQ(cairn_frames_alloc_bulk_huge(f, 0, v + 15, 1), 0);
+	CHECK_EQ(cairn_frames_alloc_bulk_huge(f, 1u << 31, v + 15, 1), 0); /* bad flags */
+	CHECK_EQ(cairn_frames_alloc_bulk_huge(f, CAIRN_F_LOW4G, v + 15, 1), 0); /* no such area */
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* bad blocks: the error of cairn_frames_free, the ones before freed */
+	cairn_host_reports_quiet(1);
+	cairn_phys_t bad[4] = { v[0], v[1] + FRAME, v[2], v[3] };
+	size_t done = 99;
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, bad, 4, &done), CAIRN_EALIGN);
+	CHECK_EQ(done, 1);
+	bad[0] = v[1];
+	bad[1] = v[0]; /* freed above */
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, bad, 2, &done), CAIRN_EFREE);
+	CHECK_EQ(done, 1);
+	bad[0] = 24 * GiB + 5 * huge; /* a small chunk whose first frame is free */
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, bad, 1, &done), CAIRN_EFREE);
+	CHECK_EQ(done, 0);
+	CHECK_EQ(done, 0);
+	bad[0] = 8 * GiB;
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, bad, 1, &done), CAIRN_ERANGE);
+	CHECK_EQ(done, 0);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(free_total(f), total - 1 - 13 * (huge / FRAME));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* zeroed */
+	memset(cairn_port_phys_to_virt(v[2]), 0xa5, huge);
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, v + 2, 13, &done), 0);
+	CHECK_EQ(done, 13);
+	CHECK_EQ(free_total(f), total - 1);
+	cairn_phys_t z[16];
+	size_t nz = cairn_frames_alloc_bulk_huge(f, CAIRN_F_ZERO, z, 16);
+	CHECK_EQ(nz, 15);
+	for (size_t i = 0; i < nz; i++) {
+		const uint64_t *m = cairn_port_phys_to_virt(z[i]);
+		CHECK(m[0] == 0 && m[huge / 16] == 0 && m[huge / 8 - 1] == 0);
+	}
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, z, nz, NULL), 0);
+	CHECK_EQ(cairn_frames_free(f, 24 * GiB + 5 * huge + FRAME, 0), 0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_bulk_and_zero(void)
 {
 	const struct cairn_mem_range map[] = { { 24 * GiB, 8 * MiB } };
@@ -428,6 +487,7 @@ int main(void)
 	test_short_frees();
 	test_alloc_at_reserve();
 	test_bulk_and_zero();
+	test_bulk_huge();
 	test_regions_runtime();
 	test_two_instances();
 	test_validate_catches();

@@ -25,7 +25,7 @@
 struct cairn_fcache_config {
 	unsigned ncpus;                          /* 0 = cairn_port_cpu_count() */
 	unsigned mag_size[CAIRN_FCACHE_ORDERS];  /* per cached order; 0 = default
-						    (63, 31, 15, 15, 4) */
+						    (63, 31, 15, 15, 8) */
 	unsigned depot_full;                     /* per order; 0 = ncpus */
 	unsigned depot_empty;                    /* per order; 0 = ncpus */
 	unsigned drain_wait;                     /* see cairn_mag_config */

@@ -97,6 +97,14 @@ size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
 int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
 			   size_t n, size_t *done);
 
+/* The same for huge blocks (order CAIRN_HUGE_ORDER, 2 MiB): alloc returns
+ * how many blocks it stored in out[] (0 when none is free); free frees all
+ * or stops at the first bad block with its error (*done: blocks freed). */
+size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
+				    cairn_phys_t *out, size_t n);
+int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *blocks,
+				size_t n, size_t *done);
+
 /* Reserve every frame of [phys, phys+size) (frame aligned), all or nothing:
  * EBUSY and no change if any frame is in use. Reserved frames are order-0
  * allocations; unreserve frees them, again all or nothing. */

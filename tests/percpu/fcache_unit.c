@@ -117,6 +117,23 @@ static void test_bad_input(void)
 	CHECK_EQ(cairn_fcache_free(fc, q, 0), 0);
 	CHECK_EQ(cairn_fcache_drain_cpu(fc, NCPUS), CAIRN_EINVAL);
 
+	/* the same for a huge block (its own check on the inline path) */
+	REQUIRE(cairn_fcache_alloc(fc, CAIRN_HUGE_ORDER, 0, &p) == 0);
+	cached = cairn_fcache_cached_frames(fc);
+	fr = frames_free();
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_fcache_free(fc, p + CAIRN_FRAME_SIZE, CAIRN_HUGE_ORDER), CAIRN_EALIGN);
+	CHECK_EQ(cairn_fcache_free(fc, p, 8), CAIRN_EORDER);
+	CHECK_EQ(cairn_fcache_free(fc, 1ull << 40, CAIRN_HUGE_ORDER), CAIRN_ERANGE);
+	REQUIRE(cairn_frames_alloc(frames, CAIRN_HUGE_ORDER, 0, &r) == 0);
+	REQUIRE(cairn_frames_free(frames, r, CAIRN_HUGE_ORDER) == 0);
+	CHECK_EQ(cairn_fcache_free(fc, r, CAIRN_HUGE_ORDER), CAIRN_EFREE);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
+	CHECK_EQ(frames_free(), fr);
+	CHECK_EQ(cairn_fcache_free(fc, p, CAIRN_HUGE_ORDER), 0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached + (1u << CAIRN_HUGE_ORDER));
+
 	/* trust_frees: alignment is still checked, the rest is the caller's */
 	struct cairn_fcache *t;
 	struct cairn_fcache_config cfg = { .trust_frees = true };

@@ -10,7 +10,9 @@
  *   - the cache holds no more than its bound, a CPU no more than two
  *     magazines, the depot no more than its limits;
  *   - magazine frames in use + free frames == all frames;
- *   - ENOMEM only when the source, the depot and this CPU hold nothing.
+ *   - ENOMEM only when the source, the depot and this CPU hold nothing;
+ *   - every operation on a CPU's slot counts exactly one hit or one miss
+ *     (cairn_mag_alloc one or two: it may try again after a drain).
  * usage: mag_model seed ops
  */
 #include <cairn/host.h>
@@ -42,6 +44,7 @@ static uint64_t user[N];
 static unsigned nuser;
 static unsigned char is_user[N];
 static uint64_t op;
+static uint64_t ops_lo[NCPUS], ops_hi[NCPUS]; /* operations on each slot */
 
 static uint64_t frames_free(void)
 {
@@ -68,6 +71,8 @@ static void check_state(void)
 			fail_at("a CPU holds more than two magazines");
 		sum += st.held;
 		mags += st.magazines;
+		if (st.hits + st.misses < ops_lo[c] || st.hits + st.misses > ops_hi[c])
+			fail_at("hits + misses do not count the operations");
 	}
 	if (sum != ms.cpu_held)
 		fail_at("per-CPU held does not add up");
@@ -100,6 +105,10 @@ static void do_alloc(bool drain)
 {
 	uint64_t it;
 	int err = drain ? cairn_mag_alloc(mc, &it) : cairn_mag_try_alloc(mc, &it);
+	if (cpu < NCPUS) {
+		ops_lo[cpu]++;
+		ops_hi[cpu] += drain ? 2 : 1;
+	}
 	if (err == 0) {
 		take(it);
 		return;
@@ -126,6 +135,10 @@ static void do_free(void)
 	user[i] = user[--nuser];
 	is_user[ref_index(&src, it)] = 0;
 	cairn_mag_free(mc, it);
+	if (cpu < NCPUS) {
+		ops_lo[cpu]++;
+		ops_hi[cpu]++;
+	}
 }
 
 int main(int argc, char **argv)
