@@ -1112,12 +1112,33 @@ static bool ext_before(const struct cairn_ext *a, const struct cairn_ext *b)
 	return a->start < b->start && a->len <= b->start - a->start;
 }
 
+/* May the planner insert x? It must lie strictly after the last extent in
+ * view before the inserts and before succ, and, when the view holds no
+ * neighbours (inside), inside cur. */
+static inline __attribute__((always_inline)) bool
+ins_ok(const struct cairn_bt_view *v, const struct cairn_ext *x, bool inside)
+{
+	const struct cairn_ext *lo = v->has_cur ? &v->cur
+				     : v->has_pred ? &v->pred : NULL;
+	if (x->len == 0 || (lo && x->start <= lo->start) ||
+	    (v->has_succ && x->start >= v->succ.start))
+		return false;
+	return !inside ||
+	       (v->has_cur && x->start - v->cur.start < v->cur.len &&
+		x->len <= v->cur.len - (x->start - v->cur.start));
+}
+
+/* Does x end at or below 2^64 (an end of exactly 2^64 reads as 0)? */
+static inline bool ext_fits(const struct cairn_ext *x)
+{
+	return x->start + x->len >= x->start || x->start + x->len == 0;
+}
+
 /* The planned sequence pred, cur, inserts, succ must stay ordered and
  * disjoint, SET must keep the start, and inserts lie between neighbours.
- * Inline: every update runs it, and a call costs a fifth of it. */
-static inline __attribute__((always_inline)) bool
-edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
-	bool inside)
+ * (The fast path makes the same checks in its own pass over the edit.) */
+static bool edit_ok(const struct cairn_bt_view *v,
+		    const struct cairn_bt_edit *e, bool inside)
 {
 	const struct cairn_ext *seq[5];
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
@@ -1141,28 +1162,14 @@ edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
 			seq[n++] = e->act[k] == CAIRN_BT_SET ? &e->val[k] : x;
 	}
 	for (unsigned k = 0; k < e->nins; k++) {
-		if (e->ins[k].len == 0)
-			return false;
-		/* strictly after the last existing extent before the inserts */
-		const struct cairn_ext *lo = v->has_cur ? &v->cur
-					     : v->has_pred ? &v->pred : NULL;
-		if (lo && e->ins[k].start <= lo->start)
-			return false;
-		if (v->has_succ && e->ins[k].start >= v->succ.start)
-			return false;
-		/* without neighbours in view, stay inside cur */
-		if (inside && (!v->has_cur ||
-			       e->ins[k].start - v->cur.start >= v->cur.len ||
-			       e->ins[k].len > v->cur.len -
-						(e->ins[k].start - v->cur.start)))
+		if (!ins_ok(v, &e->ins[k], inside))
 			return false;
 		seq[n++] = &e->ins[k];
 	}
 	if (has[2] && e->act[2] != CAIRN_BT_DEL)
 		seq[n++] = e->act[2] == CAIRN_BT_SET ? &e->val[2] : old[2];
 	for (unsigned k = 0; k < n; k++) {
-		if (seq[k]->start + seq[k]->len < seq[k]->start &&
-		    seq[k]->start + seq[k]->len != 0)
+		if (!ext_fits(seq[k]))
 			return false;
 		if (k > 0 && !ext_before(seq[k - 1], seq[k]))
 			return false;
@@ -1518,37 +1525,57 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 
 	edit_clear(e);
 	int err = q->plan(v, q->arg, e);
-	if (err == 0 && !edit_ok(v, e, q->cur_only))
-		err = CAIRN_EINVAL;
 	if (err)
 		return path_validate(c, 0) ? err : R_RESTART;
 
-	/* The window: the view's slots, adjacent in the leaf; the new
-	 * sequence (kept or replaced pred and cur, the inserts, succ) is in
-	 * key order and disjoint (edit_ok), between the slots around the
-	 * window. */
+	/* The window: the view's slots, adjacent in the leaf. One pass over
+	 * the edit builds the new sequence (kept or replaced pred and cur,
+	 * the inserts, succ), checks it as edit_ok does (ordered, disjoint,
+	 * SET keeps the start, inserts between the neighbours) and takes its
+	 * gap maximum m; held: a window slot held the leaf's old maximum. */
 	const unsigned L = c->leaf;
 	struct bt_node *n = c->lv[L].n;
 	unsigned cnt = c->lv[L].cnt;
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
 	const struct cairn_ext *seq[5];
 	unsigned nn = 0, w0 = cnt, w1 = 0;
-	uint64_t pmax = 0, m = 0;
+	uint64_t pmax = L > 0 ? rd(lv_slot(&c->lv[L - 1], b)) : 0, m = 0;
 	bool held = false;
 
-	if (L > 0)
-		pmax = rd(lv_slot(&c->lv[L - 1], b));
+	if (e->nins > 2)
+		goto bad;
 	for (unsigned k = 0; k < 3; k++) {
 		if (k == 2)
-			for (unsigned j = 0; j < e->nins; j++)
+			for (unsigned j = 0; j < e->nins; j++) {
+				if (!ins_ok(v, &e->ins[j], q->cur_only))
+					goto bad;
 				seq[nn++] = &e->ins[j];
-		if (slot[k] < 0)
+			}
+		unsigned act = e->act[k];
+		if (slot[k] < 0) { /* not in view */
+			if (act != CAIRN_BT_KEEP)
+				goto bad;
 			continue;
+		}
 		w0 = w0 < (unsigned)slot[k] ? w0 : (unsigned)slot[k];
 		w1 = (unsigned)slot[k] + 1;
 		held |= pmax && ext_gap(old[k]) == pmax;
-		if (e->act[k] != CAIRN_BT_DEL)
-			seq[nn++] = e->act[k] == CAIRN_BT_SET ? &e->val[k] : old[k];
+		if (act == CAIRN_BT_KEEP) {
+			seq[nn++] = old[k];
+		} else if (act == CAIRN_BT_SET) {
+			if (e->val[k].start != old[k]->start ||
+			    e->val[k].len == 0)
+				goto bad;
+			seq[nn++] = &e->val[k];
+		} else if (act != CAIRN_BT_DEL) {
+			goto bad;
+		}
+	}
+	for (unsigned k = 0; k < nn; k++) {
+		if (!ext_fits(seq[k]) ||
+		    (k > 0 && !ext_before(seq[k - 1], seq[k])))
+			goto bad;
+		m = max2(m, ext_gap(seq[k]));
 	}
 	if (w0 > w1) /* empty view: only the first leaf, before slot 0 */
 		w0 = w1 = 0;
@@ -1566,8 +1593,6 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	/* The leaf's new gap maximum; then up the path, the stored maxima
 	 * that change: mx[d] is the new b[] slot of the node at depth d, for
 	 * depths top..L-1. */
-	for (unsigned k = 0; k < nn; k++)
-		m = max2(m, ext_gap(seq[k]));
 	uint64_t newmax = held && m < pmax
 				  ? max2(m, others_max(&c->lv[L], true, w0, w1, pmax))
 				  : max2(m, pmax);
@@ -1616,6 +1641,8 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	for (unsigned d = top; d <= L; d++)
 		olc_unlock(&c->lv[d].n->version, c->lv[d].v);
 	return R_OK;
+bad: /* a malformed edit: rejected like the planner's own errors */
+	return path_validate(c, 0) ? CAIRN_EINVAL : R_RESTART;
 }
 
 /* The general writer, out of line: its bookkeeping (five cursors, the read
