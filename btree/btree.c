@@ -1544,6 +1544,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 
 	if (e->nins > 2)
 		goto bad;
+#pragma GCC unroll 3
 	for (unsigned k = 0; k < 3; k++) {
 		if (k == 2)
 			for (unsigned j = 0; j < e->nins; j++) {
