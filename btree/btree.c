@@ -140,15 +140,16 @@ static bool rs_validate(struct bt_op *op, const struct bt_plan *p)
 static int find_le(struct bt_node *n, unsigned f, int from, int cnt,
 		   uint64_t key)
 {
-	int lo = from, hi = cnt; /* answer in [lo - 1, hi - 1] */
+	_Atomic uint64_t *k = n->key + f;
+	unsigned lo = (unsigned)from, hi = (unsigned)cnt; /* answer in [lo - 1, hi - 1] */
 	while (lo < hi) {
-		int mid = lo + (hi - lo) / 2;
-		if (rd(n->key[f + (unsigned)mid]) <= key)
+		unsigned mid = (lo + hi) / 2; /* unsigned: no sign fix-up */
+		if (rd(k[mid]) <= key)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo - 1;
+	return (int)lo - 1;
 }
 
 /* A binary search over a cold node misses on nearly every probe, one
@@ -1504,13 +1505,16 @@ static uint64_t max2(uint64_t a, uint64_t b)
 }
 
 /* Gap maximum of the entries of a path level other than [from, to), as
- * they are; stops early at `enough`. */
+ * they are; stops early at `enough`. The entries after the window come
+ * first: a lowest fit changes the front of a leaf, whose entries before
+ * the window are all shorter than the request, so only the part after it
+ * can stop the scan early. */
 static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
 			   unsigned to, uint64_t enough)
 {
-	uint64_t m = range_max(lv->n, lv->f, leaf, 0, from, enough);
+	uint64_t m = range_max(lv->n, lv->f, leaf, to, lv->cnt, enough);
 	return m >= enough ? m
-			   : max2(m, range_max(lv->n, lv->f, leaf, to, lv->cnt,
+			   : max2(m, range_max(lv->n, lv->f, leaf, 0, from,
 					       enough));
 }
 
