@@ -209,7 +209,8 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
-		prefetch_keys(child);
+		if (!fit) /* a fit descent reads the gap columns, not keys */
+			prefetch_keys(child);
 		st = visit(op, child, &v);
 		if (st)
 			return st;
@@ -858,9 +859,9 @@ static void write_slot(struct bt_node *n, unsigned i, const struct cairn_ext *e)
  * First fit keeps changing the front of the lowest leaf, which therefore
  * moves a few entries, not the ~60 after them in four columns.
  */
-static unsigned open_window(const struct cairn_btree *t, struct bt_node *n,
-			    unsigned f, unsigned cnt, unsigned w0, unsigned w1,
-			    unsigned nn)
+static inline __attribute__((always_inline)) unsigned
+open_window(const struct cairn_btree *t, struct bt_node *n, unsigned f,
+	    unsigned cnt, unsigned w0, unsigned w1, unsigned nn)
 {
 	unsigned left = w0, right = cnt - w1, newcnt = cnt - (w1 - w0) + nn;
 	unsigned nf;
