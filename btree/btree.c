@@ -797,7 +797,8 @@ static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
 /* Move k entries of one column from src to dst (the ranges may overlap),
  * four at a time: all four loads of a group come before its stores, and a
  * group never stores where a later group loads. */
-static void move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
+static inline __attribute__((always_inline)) void
+move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
 		     unsigned k)
 {
 	unsigned i;
