@@ -179,7 +179,6 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 	int st = visit(op, n, &v);
 	if (st)
 		return st;
-	c->leaf = bt_level(n);
 	for (unsigned d = 0;; d++) {
 		struct bt_lv *lv = &c->lv[d];
 		lv->n = n;
@@ -187,7 +186,10 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 		lv_shape(t, lv);
 		unsigned f = lv->f;
 		int cnt = lv->cnt;
-		if (bt_level(n) + d != c->leaf)
+		unsigned level = bt_level(n);
+		if (d == 0) /* the root's level gives the depth of the leaves */
+			c->leaf = level;
+		else if (level + d != c->leaf)
 			return R_RESTART;
 		if (d == c->leaf) {
 			lv->idx = fit ? -1 : find_le(n, f, 0, cnt, key);
