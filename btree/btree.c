@@ -800,8 +800,7 @@ static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
  * four at a time: all four loads of a group come before its stores, and a
  * group never stores where a later group loads. */
 static inline __attribute__((always_inline)) void
-move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
-		     unsigned k)
+move_col(_Atomic uint64_t *x, unsigned dst, unsigned src, unsigned k)
 {
 	unsigned i;
 	if (dst > src) {
