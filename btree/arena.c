@@ -375,8 +375,15 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
 		[CAIRN_FIT_HIGH] = CAIRN_BT_FIT_HIGH,
 		[CAIRN_FIT_BEST] = CAIRN_BT_FIT_BEST,
 	};
+	/* Unconstrained lowest or best fit: a free extent fits at its start
+	 * when it is at least r.size long (extents are quantum aligned; one
+	 * ending at 2^64 is refused by both), which is what the tree decides
+	 * without a fit callback, without calling one per candidate. */
+	bool plain = align == a->quantum && phase == 0 && nocross == 0 &&
+		     r.lo == 0 && r.hi == UINT64_MAX && policy != CAIRN_FIT_HIGH;
 	struct cairn_bt_query q = { .find = how[policy], .lo = r.lo,
-				    .hi = r.hi, .need = r.size, .fit = xfit,
+				    .hi = r.hi, .need = r.size,
+				    .fit = plain ? NULL : xfit,
 				    .plan = plan_alloc, .arg = &r,
 				    .cur_only = true };
 	int err;

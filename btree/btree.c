@@ -140,15 +140,16 @@ static bool rs_validate(struct bt_op *op, const struct bt_plan *p)
 static int find_le(struct bt_node *n, unsigned f, int from, int cnt,
 		   uint64_t key)
 {
-	int lo = from, hi = cnt; /* answer in [lo - 1, hi - 1] */
+	_Atomic uint64_t *k = n->key + f;
+	unsigned lo = (unsigned)from, hi = (unsigned)cnt; /* answer in [lo - 1, hi - 1] */
 	while (lo < hi) {
-		int mid = lo + (hi - lo) / 2;
-		if (rd(n->key[f + (unsigned)mid]) <= key)
+		unsigned mid = (lo + hi) / 2; /* unsigned: no sign fix-up */
+		if (rd(k[mid]) <= key)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo - 1;
+	return (int)lo - 1;
 }
 
 /* A binary search over a cold node misses on nearly every probe, one
@@ -178,7 +179,6 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 	int st = visit(op, n, &v);
 	if (st)
 		return st;
-	c->leaf = bt_level(n);
 	for (unsigned d = 0;; d++) {
 		struct bt_lv *lv = &c->lv[d];
 		lv->n = n;
@@ -186,7 +186,10 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 		lv_shape(t, lv);
 		unsigned f = lv->f;
 		int cnt = lv->cnt;
-		if (bt_level(n) + d != c->leaf)
+		unsigned level = bt_level(n);
+		if (d == 0) /* the root's level gives the depth of the leaves */
+			c->leaf = level;
+		else if (level + d != c->leaf)
 			return R_RESTART;
 		if (d == c->leaf) {
 			lv->idx = fit ? -1 : find_le(n, f, 0, cnt, key);
@@ -208,7 +211,8 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
-		prefetch_keys(child);
+		if (!fit) /* a fit descent reads the gap columns, not keys */
+			prefetch_keys(child);
 		st = visit(op, child, &v);
 		if (st)
 			return st;
@@ -795,8 +799,8 @@ static int plan_upwards(struct cairn_btree *t, struct bt_plan *p)
 /* Move k entries of one column from src to dst (the ranges may overlap),
  * four at a time: all four loads of a group come before its stores, and a
  * group never stores where a later group loads. */
-static void move_col(_Atomic uint64_t *x, unsigned dst, unsigned src,
-		     unsigned k)
+static inline __attribute__((always_inline)) void
+move_col(_Atomic uint64_t *x, unsigned dst, unsigned src, unsigned k)
 {
 	unsigned i;
 	if (dst > src) {
@@ -857,9 +861,9 @@ static void write_slot(struct bt_node *n, unsigned i, const struct cairn_ext *e)
  * First fit keeps changing the front of the lowest leaf, which therefore
  * moves a few entries, not the ~60 after them in four columns.
  */
-static unsigned open_window(const struct cairn_btree *t, struct bt_node *n,
-			    unsigned f, unsigned cnt, unsigned w0, unsigned w1,
-			    unsigned nn)
+static inline __attribute__((always_inline)) unsigned
+open_window(const struct cairn_btree *t, struct bt_node *n, unsigned f,
+	    unsigned cnt, unsigned w0, unsigned w1, unsigned nn)
 {
 	unsigned left = w0, right = cnt - w1, newcnt = cnt - (w1 - w0) + nn;
 	unsigned nf;
@@ -1112,12 +1116,33 @@ static bool ext_before(const struct cairn_ext *a, const struct cairn_ext *b)
 	return a->start < b->start && a->len <= b->start - a->start;
 }
 
+/* May the planner insert x? It must lie strictly after the last extent in
+ * view before the inserts and before succ, and, when the view holds no
+ * neighbours (inside), inside cur. */
+static inline __attribute__((always_inline)) bool
+ins_ok(const struct cairn_bt_view *v, const struct cairn_ext *x, bool inside)
+{
+	const struct cairn_ext *lo = v->has_cur ? &v->cur
+				     : v->has_pred ? &v->pred : NULL;
+	if (x->len == 0 || (lo && x->start <= lo->start) ||
+	    (v->has_succ && x->start >= v->succ.start))
+		return false;
+	return !inside ||
+	       (v->has_cur && x->start - v->cur.start < v->cur.len &&
+		x->len <= v->cur.len - (x->start - v->cur.start));
+}
+
+/* Does x end at or below 2^64 (an end of exactly 2^64 reads as 0)? */
+static inline bool ext_fits(const struct cairn_ext *x)
+{
+	return x->start + x->len >= x->start || x->start + x->len == 0;
+}
+
 /* The planned sequence pred, cur, inserts, succ must stay ordered and
  * disjoint, SET must keep the start, and inserts lie between neighbours.
- * Inline: every update runs it, and a call costs a fifth of it. */
-static inline __attribute__((always_inline)) bool
-edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
-	bool inside)
+ * (The fast path makes the same checks in its own pass over the edit.) */
+static bool edit_ok(const struct cairn_bt_view *v,
+		    const struct cairn_bt_edit *e, bool inside)
 {
 	const struct cairn_ext *seq[5];
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
@@ -1141,28 +1166,14 @@ edit_ok(const struct cairn_bt_view *v, const struct cairn_bt_edit *e,
 			seq[n++] = e->act[k] == CAIRN_BT_SET ? &e->val[k] : x;
 	}
 	for (unsigned k = 0; k < e->nins; k++) {
-		if (e->ins[k].len == 0)
-			return false;
-		/* strictly after the last existing extent before the inserts */
-		const struct cairn_ext *lo = v->has_cur ? &v->cur
-					     : v->has_pred ? &v->pred : NULL;
-		if (lo && e->ins[k].start <= lo->start)
-			return false;
-		if (v->has_succ && e->ins[k].start >= v->succ.start)
-			return false;
-		/* without neighbours in view, stay inside cur */
-		if (inside && (!v->has_cur ||
-			       e->ins[k].start - v->cur.start >= v->cur.len ||
-			       e->ins[k].len > v->cur.len -
-						(e->ins[k].start - v->cur.start)))
+		if (!ins_ok(v, &e->ins[k], inside))
 			return false;
 		seq[n++] = &e->ins[k];
 	}
 	if (has[2] && e->act[2] != CAIRN_BT_DEL)
 		seq[n++] = e->act[2] == CAIRN_BT_SET ? &e->val[2] : old[2];
 	for (unsigned k = 0; k < n; k++) {
-		if (seq[k]->start + seq[k]->len < seq[k]->start &&
-		    seq[k]->start + seq[k]->len != 0)
+		if (!ext_fits(seq[k]))
 			return false;
 		if (k > 0 && !ext_before(seq[k - 1], seq[k]))
 			return false;
@@ -1497,13 +1508,16 @@ static uint64_t max2(uint64_t a, uint64_t b)
 }
 
 /* Gap maximum of the entries of a path level other than [from, to), as
- * they are; stops early at `enough`. */
+ * they are; stops early at `enough`. The entries after the window come
+ * first: a lowest fit changes the front of a leaf, whose entries before
+ * the window are all shorter than the request, so only the part after it
+ * can stop the scan early. */
 static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
 			   unsigned to, uint64_t enough)
 {
-	uint64_t m = range_max(lv->n, lv->f, leaf, 0, from, enough);
+	uint64_t m = range_max(lv->n, lv->f, leaf, to, lv->cnt, enough);
 	return m >= enough ? m
-			   : max2(m, range_max(lv->n, lv->f, leaf, to, lv->cnt,
+			   : max2(m, range_max(lv->n, lv->f, leaf, 0, from,
 					       enough));
 }
 
@@ -1518,37 +1532,58 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 
 	edit_clear(e);
 	int err = q->plan(v, q->arg, e);
-	if (err == 0 && !edit_ok(v, e, q->cur_only))
-		err = CAIRN_EINVAL;
 	if (err)
 		return path_validate(c, 0) ? err : R_RESTART;
 
-	/* The window: the view's slots, adjacent in the leaf; the new
-	 * sequence (kept or replaced pred and cur, the inserts, succ) is in
-	 * key order and disjoint (edit_ok), between the slots around the
-	 * window. */
+	/* The window: the view's slots, adjacent in the leaf. One pass over
+	 * the edit builds the new sequence (kept or replaced pred and cur,
+	 * the inserts, succ), checks it as edit_ok does (ordered, disjoint,
+	 * SET keeps the start, inserts between the neighbours) and takes its
+	 * gap maximum m; held: a window slot held the leaf's old maximum. */
 	const unsigned L = c->leaf;
 	struct bt_node *n = c->lv[L].n;
 	unsigned cnt = c->lv[L].cnt;
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
 	const struct cairn_ext *seq[5];
 	unsigned nn = 0, w0 = cnt, w1 = 0;
-	uint64_t pmax = 0, m = 0;
+	uint64_t pmax = L > 0 ? rd(lv_slot(&c->lv[L - 1], b)) : 0, m = 0;
 	bool held = false;
 
-	if (L > 0)
-		pmax = rd(lv_slot(&c->lv[L - 1], b));
+	if (e->nins > 2)
+		goto bad;
+#pragma GCC unroll 3
 	for (unsigned k = 0; k < 3; k++) {
 		if (k == 2)
-			for (unsigned j = 0; j < e->nins; j++)
+			for (unsigned j = 0; j < e->nins; j++) {
+				if (!ins_ok(v, &e->ins[j], q->cur_only))
+					goto bad;
 				seq[nn++] = &e->ins[j];
-		if (slot[k] < 0)
+			}
+		unsigned act = e->act[k];
+		if (slot[k] < 0) { /* not in view */
+			if (act != CAIRN_BT_KEEP)
+				goto bad;
 			continue;
+		}
 		w0 = w0 < (unsigned)slot[k] ? w0 : (unsigned)slot[k];
 		w1 = (unsigned)slot[k] + 1;
 		held |= pmax && ext_gap(old[k]) == pmax;
-		if (e->act[k] != CAIRN_BT_DEL)
-			seq[nn++] = e->act[k] == CAIRN_BT_SET ? &e->val[k] : old[k];
+		if (act == CAIRN_BT_KEEP) {
+			seq[nn++] = old[k];
+		} else if (act == CAIRN_BT_SET) {
+			if (e->val[k].start != old[k]->start ||
+			    e->val[k].len == 0)
+				goto bad;
+			seq[nn++] = &e->val[k];
+		} else if (act != CAIRN_BT_DEL) {
+			goto bad;
+		}
+	}
+	for (unsigned k = 0; k < nn; k++) {
+		if (!ext_fits(seq[k]) ||
+		    (k > 0 && !ext_before(seq[k - 1], seq[k])))
+			goto bad;
+		m = max2(m, ext_gap(seq[k]));
 	}
 	if (w0 > w1) /* empty view: only the first leaf, before slot 0 */
 		w0 = w1 = 0;
@@ -1566,8 +1601,6 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	/* The leaf's new gap maximum; then up the path, the stored maxima
 	 * that change: mx[d] is the new b[] slot of the node at depth d, for
 	 * depths top..L-1. */
-	for (unsigned k = 0; k < nn; k++)
-		m = max2(m, ext_gap(seq[k]));
 	uint64_t newmax = held && m < pmax
 				  ? max2(m, others_max(&c->lv[L], true, w0, w1, pmax))
 				  : max2(m, pmax);
@@ -1616,6 +1649,8 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	for (unsigned d = top; d <= L; d++)
 		olc_unlock(&c->lv[d].n->version, c->lv[d].v);
 	return R_OK;
+bad: /* a malformed edit: rejected like the planner's own errors */
+	return path_validate(c, 0) ? CAIRN_EINVAL : R_RESTART;
 }
 
 /* The general writer, out of line: its bookkeeping (five cursors, the read

@@ -128,6 +128,51 @@ static uint64_t fit(struct cairn_btree *t, enum cairn_bt_find how,
 	return found.start;
 }
 
+/* Edits that the checks must reject, around the extent 5000+10 (the next
+ * extent starts at 6000, none lies past 2^64 - 5). On a full-fanout tree
+ * these take the one-leaf fast path, whose checks are its own. */
+static void malformed_edits(struct cairn_btree *t)
+{
+	struct ins_req r = { .nins = 1 };
+	r.ins[0] = (struct cairn_ext){ 5005, 10, 0, 0 };   /* overlaps 5000+10 */
+	CHECK_EQ(at(t, 5005, &r), CAIRN_EINVAL);
+	r.ins[0] = (struct cairn_ext){ 5995, 10, 0, 0 };   /* runs into 6000 */
+	CHECK_EQ(at(t, 5995, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .act = { 0, CAIRN_BT_SET, 0 } };
+	r.val[1] = (struct cairn_ext){ 5001, 5, 0, 0 };    /* start moved */
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	r.val[1] = (struct cairn_ext){ 5000, 1001, 0, 0 }; /* grows into 6000 */
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .act = { 0, 3, 0 } };         /* not an action */
+	r.val[1] = (struct cairn_ext){ 5000, 5, 0, 0 };
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .act = { 0, CAIRN_BT_SET, 0 } };
+	r.val[1] = (struct cairn_ext){ 5000, 0, 0, 0 };    /* emptied */
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .nins = 3 };                 /* too many */
+	r.ins[0] = (struct cairn_ext){ 5500, 10, 0, 0 };
+	r.ins[1] = (struct cairn_ext){ 5600, 10, 0, 0 };
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .nins = 1 };                 /* before cur */
+	r.ins[0] = (struct cairn_ext){ 4995, 2, 0, 0 };
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .nins = 2 };                 /* out of order */
+	r.ins[0] = (struct cairn_ext){ 5600, 10, 0, 0 };
+	r.ins[1] = (struct cairn_ext){ 5500, 10, 0, 0 };
+	CHECK_EQ(at(t, 5500, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .nins = 1 };                 /* past 2^64 */
+	r.ins[0] = (struct cairn_ext){ UINT64_MAX - 5, 10, 0, 0 };
+	CHECK_EQ(at(t, UINT64_MAX - 5, &r), CAIRN_EINVAL);
+	{ /* cur_only: an insert must lie inside cur */
+		r = (struct ins_req){ .nins = 1 };
+		r.ins[0] = (struct cairn_ext){ 5500, 10, 0, 0 }; /* past cur */
+		struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = 5000,
+					    .plan = plan_fixed, .arg = &r,
+					    .cur_only = true };
+		CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
+	}
+}
+
 int main(void)
 {
 	env_init(1, 64);
@@ -183,6 +228,17 @@ int main(void)
 	r = (struct ins_req){ .act = { 0, CAIRN_BT_SET, 0 } };
 	r.val[1] = (struct cairn_ext){ 5000, 1001, 0, 0 }; /* grows into 6000 */
 	CHECK_EQ(at(&t, 5000, &r), CAIRN_EINVAL);
+	malformed_edits(&t);
+	{ /* the same on a full-fanout tree, where they take the fast path */
+		struct cairn_btree t2;
+		CHECK_EQ(cairn_btree_init(&t2, env_frames, 0), 0);
+		for (uint64_t i = 0; i < 300; i++)
+			CHECK_EQ(insert(&t2, 1000 * i, 10, i % 3 == 0), 0);
+		malformed_edits(&t2);
+		CHECK_EQ(cairn_btree_validate(&t2, &st), 0);
+		CHECK_EQ(st.extents, 300);
+		cairn_btree_destroy(&t2);
+	}
 	r = (struct ins_req){ .err = CAIRN_EBUSY };
 	CHECK_EQ(at(&t, 5000, &r), CAIRN_EBUSY);
 	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
