@@ -336,6 +336,12 @@ static int import(struct cairn_arena *a, const struct xreq *r)
 				   &base);
 	if (err)
 		return err;
+	/* Every extent is quantum aligned (the unconstrained fits rely on it):
+	 * a source that breaks its contract is refused, not spread. */
+	if (base & (a->quantum - 1)) {
+		a->source.release(a->source.ctx, base, sz);
+		return CAIRN_ECORRUPT;
+	}
 	err = add_span(a, base, sz, CAIRN_ARENA_SPAN | CAIRN_ARENA_IMPORTED);
 	if (err) {
 		a->source.release(a->source.ctx, base, sz);

@@ -117,13 +117,16 @@ static inline bool mag_asked(struct mag_cpu *c)
 
 /* Items in a slot's magazines, from its counters: exact for the owner, and
  * for others when the owner is between operations and they are ordered
- * after it. (uint64_t arithmetic: a torn snapshot may be off, never UB.) */
+ * after it. Another CPU's reads may tear (an "out" newer than the "in"
+ * read before it), so the difference is taken signed and a negative one
+ * read as 0. */
 static inline uint64_t mag_cpu_held(struct mag_cpu *c)
 {
-	return atomic_load_explicit(&c->in, memory_order_relaxed) +
-	       atomic_load_explicit(&c->moved_in, memory_order_relaxed) -
-	       atomic_load_explicit(&c->out, memory_order_relaxed) -
-	       atomic_load_explicit(&c->moved_out, memory_order_relaxed);
+	int64_t held = (int64_t)(atomic_load_explicit(&c->in, memory_order_relaxed) +
+				 atomic_load_explicit(&c->moved_in, memory_order_relaxed) -
+				 atomic_load_explicit(&c->out, memory_order_relaxed) -
+				 atomic_load_explicit(&c->moved_out, memory_order_relaxed));
+	return held > 0 ? (uint64_t)held : 0;
 }
 
 #define mag_likely(x) __builtin_expect(!!(x), 1)

@@ -871,6 +871,13 @@ static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, stru
 		if (b->n)
 			remote_post(h, b);
 		b->dest = s->owner;
+	} else if (h->harden && b->n && p == b->tail) {
+		/* The tail's word becomes the message's head info when the
+		 * batch is posted, so the owner's walk would never meet this
+		 * second free: refuse it here. Repeats of other objects of the
+		 * batch meet their live bit when the owner collects. */
+		obj_report(CAIRN_EFREE, "objects: object freed twice (still in a remote batch)", p, 0);
+		return CAIRN_EFREE;
 	}
 	return remote_push(h, b, s, p);
 }

@@ -229,6 +229,35 @@ static void test_exhaustion(void)
 	fc = basic;
 }
 
+/* A double free whose first free still sits in a magazine passes the
+ * free's check (as with Linux's per-CPU lists). When the magazine goes back
+ * to the frame allocator the second copy is reported there, and every
+ * other block of the batch still goes back. */
+static void test_cached_double_free(void)
+{
+	bind(2);
+	cairn_fcache_drain_all(fc); /* CPUs 0 and 1 have no thread to answer */
+	uint64_t fr = frames_free(), cached = cairn_fcache_cached_frames(fc);
+	static const unsigned orders[] = { 0, CAIRN_HUGE_ORDER };
+	for (unsigned i = 0; i < 2; i++) {
+		unsigned k = orders[i];
+		cairn_phys_t b[4];
+		for (unsigned j = 0; j < 4; j++)
+			REQUIRE(cairn_fcache_alloc(fc, k, 0, &b[j]) == 0);
+		CHECK_EQ(cairn_fcache_free(fc, b[0], k), 0);
+		CHECK_EQ(cairn_fcache_free(fc, b[0], k), 0); /* not seen yet */
+		for (unsigned j = 1; j < 4; j++)
+			CHECK_EQ(cairn_fcache_free(fc, b[j], k), 0);
+		cairn_host_reports_quiet(1);
+		uint64_t reports = cairn_host_reports();
+		cairn_fcache_drain_all(fc);
+		CHECK(cairn_host_reports() > reports);
+		cairn_host_reports_quiet(0);
+		CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
+		CHECK_EQ(frames_free(), fr);
+	}
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(NCPUS, 0, 64 * MiB) == 0);
@@ -239,6 +268,7 @@ int main(void)
 	REQUIRE(cairn_fcache_create(&fc, frames, NULL) == 0);
 	test_basic();
 	test_bad_input();
+	test_cached_double_free();
 	test_exhaustion();
 	cairn_fcache_destroy(fc);
 	CHECK_EQ(frames_free(), before);
