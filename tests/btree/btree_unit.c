@@ -156,6 +156,9 @@ static void malformed_edits(struct cairn_btree *t)
 	r = (struct ins_req){ .nins = 1 };                 /* before cur */
 	r.ins[0] = (struct cairn_ext){ 4995, 2, 0, 0 };
 	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	r = (struct ins_req){ .act = { 0, CAIRN_BT_DEL, 0 }, .nins = 1 };
+	r.ins[0] = (struct cairn_ext){ 4500, 10, 0, 0 };   /* placed before cur: */
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);           /* ordered, disjoint */
 	r = (struct ins_req){ .nins = 2 };                 /* out of order */
 	r.ins[0] = (struct cairn_ext){ 5600, 10, 0, 0 };
 	r.ins[1] = (struct cairn_ext){ 5500, 10, 0, 0 };
