@@ -46,13 +46,19 @@ static size_t get0(void *ctx, uint64_t *items, size_t n)
  * on a double free whose first free was still cached: the frame allocator
  * reports that item, and the rest of the batch is freed past it (a bulk
  * free stops at its first bad item). */
-static void put0(void *ctx, const uint64_t *items, size_t n)
+static void put_past_bad(int (*free_bulk)(struct cairn_frames *, const cairn_phys_t *,
+					  size_t, size_t *),
+			 struct cairn_frames *f, const uint64_t *items, size_t n)
 {
-	struct fc_source *s = ctx;
 	size_t done;
 	for (size_t off = 0; off < n; off += done + 1)
-		if (!cairn_frames_free_bulk(s->f, items + off, n - off, &done))
+		if (!free_bulk(f, items + off, n - off, &done))
 			break;
+}
+
+static void put0(void *ctx, const uint64_t *items, size_t n)
+{
+	put_past_bad(cairn_frames_free_bulk, ((struct fc_source *)ctx)->f, items, n);
 }
 
 static size_t get9(void *ctx, uint64_t *items, size_t n)
@@ -63,11 +69,7 @@ static size_t get9(void *ctx, uint64_t *items, size_t n)
 
 static void put9(void *ctx, const uint64_t *items, size_t n)
 {
-	struct fc_source *s = ctx;
-	size_t done;
-	for (size_t off = 0; off < n; off += done + 1) /* as put0 */
-		if (!cairn_frames_free_bulk_huge(s->f, items + off, n - off, &done))
-			break;
+	put_past_bad(cairn_frames_free_bulk_huge, ((struct fc_source *)ctx)->f, items, n);
 }
 
 static size_t getk(void *ctx, uint64_t *items, size_t n)
