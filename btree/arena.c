@@ -44,7 +44,7 @@ struct xreq {
 	uint64_t size, align, phase, nocross, lo, hi;
 	enum cairn_fit policy;
 	uint64_t cookie;
-	uint64_t where; /* out */
+	struct cairn_ext got; /* out: the allocated extent */
 };
 
 static bool crosses(const struct xreq *r, uint64_t a)
@@ -152,8 +152,8 @@ static int plan_alloc(const struct cairn_bt_view *v, void *arg,
 		      struct cairn_bt_edit *e)
 {
 	struct xreq *r = arg;
-	r->where = v->where;
 	carve(v, v->where, r->size, r->cookie, e);
+	r->got = v->where == v->cur.start ? e->val[1] : e->ins[0];
 	return 0;
 }
 
@@ -387,11 +387,17 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
 	 * without a fit callback, without calling one per candidate. */
 	bool plain = align == a->quantum && phase == 0 && nocross == 0 &&
 		     r.lo == 0 && r.hi == UINT64_MAX && policy != CAIRN_FIT_HIGH;
+	/* Unconstrained first fit carves the head of the extent found: the
+	 * tree does that itself (CAIRN_BT_CARVE is carve() at cur's start). */
 	struct cairn_bt_query q = { .find = how[policy], .lo = r.lo,
 				    .hi = r.hi, .need = r.size,
 				    .fit = plain ? NULL : xfit,
 				    .plan = plan_alloc, .arg = &r,
-				    .cur_only = true };
+				    .cur_only = true,
+				    .shape = plain && policy == CAIRN_FIT_FIRST
+						     ? CAIRN_BT_CARVE
+						     : CAIRN_BT_PLANNED,
+				    .cookie = cookie, .result = &r.got };
 	int err;
 	for (unsigned tries = 0;; tries++) {
 		err = cairn_btree_update(&a->tree, &q);
@@ -404,7 +410,7 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
 			break;
 	}
 	if (err == 0)
-		*addr = r.where;
+		*addr = r.got.start;
 	return err;
 }
 
@@ -424,8 +430,15 @@ int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size)
 	struct freq r = { .addr = addr, .size = qround(a, size) };
 	if (r.size == 0)
 		return CAIRN_EORDER;
+	/* The common free (the size right, the merge inside one leaf) is
+	 * CAIRN_BT_RELEASE, which the tree applies itself: plan_free's edit
+	 * for an allocated extent of r.size at addr, merged across no span
+	 * start. */
 	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
-				    .plan = plan_free, .arg = &r };
+				    .need = r.size, .plan = plan_free, .arg = &r,
+				    .shape = CAIRN_BT_RELEASE,
+				    .nomerge = CAIRN_ARENA_SPAN,
+				    .result = &r.merged };
 	int err = cairn_btree_update(&a->tree, &q);
 	if (err == 0 && (r.merged.flags & CAIRN_ARENA_IMPORTED))
 		try_release(a, &r.merged);

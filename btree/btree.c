@@ -830,8 +830,8 @@ move_col(_Atomic uint64_t *x, unsigned dst, unsigned src, unsigned k)
 
 /* Move k slots of a locked node from src to dst, column by column (readers
  * of the node meanwhile fail validation). */
-static void move_slots(struct bt_node *n, unsigned dst, unsigned src,
-		       unsigned k)
+static inline __attribute__((always_inline)) void
+move_slots(struct bt_node *n, unsigned dst, unsigned src, unsigned k)
 {
 	if (dst == src || k == 0)
 		return; /* the side of the window that stays */
@@ -1521,6 +1521,194 @@ static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
 					       enough));
 }
 
+/*
+ * The fast path's phases 3 and 4, once the leaf's change is known: entries
+ * [w0, w1) of the leaf of c become seq[0..nn) (nn <= 5), whose count fits
+ * the fanout, and the leaf's gap maximum goes from pmax (stored in its
+ * parent; 0 for a root leaf) to newmax. Up the path, the stored maxima
+ * that change: mx[d] is the new b[] slot of the node at depth d, for
+ * depths top..L-1. Then lock the leaf and those ancestors, each from the
+ * version it was read at, validate the rest of the path, write, unlock.
+ * R_AGAIN: only the leaf changed meanwhile (retry on it).
+ */
+static inline __attribute__((always_inline)) int
+fast_commit(struct cairn_btree *t, struct bt_cur *c, unsigned w0, unsigned w1,
+	    const struct cairn_ext *const *seq, unsigned nn, uint64_t newmax,
+	    uint64_t pmax)
+{
+	const unsigned L = c->leaf;
+	struct bt_node *n = c->lv[L].n;
+	unsigned cnt = c->lv[L].cnt, newcnt = cnt - (w1 - w0) + nn;
+	uint64_t mx[CAIRN_BTREE_DEPTH_MAX];
+	unsigned top = L;
+	for (uint64_t cur = newmax, was = pmax; top > 0 && cur != was;) {
+		unsigned d = --top;
+		mx[d] = cur;
+		if (d == 0)
+			break;
+		unsigned pi = (unsigned)c->lv[d].idx;
+		uint64_t pold = rd(lv_slot(&c->lv[d - 1], b));
+		uint64_t pnew = cur >= pold ? cur
+				: was == pold ? max2(cur, others_max(&c->lv[d], false,
+							    pi, pi + 1, pold))
+				: pold;
+		was = pold;
+		cur = pnew;
+	}
+
+	/* Lock the leaf, then the ancestors to change (bottom-up), each
+	 * from the version read; validate the rest of the path, above them. */
+	if (!olc_upgrade(&n->version, c->lv[L].v))
+		return path_validate(c, 1u << L) ? R_AGAIN : R_RESTART;
+	for (unsigned d = L; d-- > top;) {
+		if (!olc_upgrade(&c->lv[d].n->version, c->lv[d].v)) {
+			for (unsigned x = d + 1; x <= L; x++)
+				olc_unlock_unchanged(&c->lv[x].n->version,
+						     c->lv[x].v);
+			return R_RESTART;
+		}
+	}
+	for (unsigned d = 0; d < top; d++) {
+		if (!olc_validate(&c->lv[d].n->version, c->lv[d].v)) {
+			for (unsigned x = top; x <= L; x++)
+				olc_unlock_unchanged(&c->lv[x].n->version,
+						     c->lv[x].v);
+			return R_RESTART;
+		}
+	}
+
+	unsigned f = open_window(t, n, c->lv[L].f, cnt, w0, w1, nn);
+	for (unsigned k = 0; k < nn; k++)
+		write_slot(n, f + w0 + k, seq[k]);
+	if (newcnt != cnt)
+		wr(n->count, newcnt);
+	for (unsigned d = top; d < L; d++)
+		wr(lv_slot(&c->lv[d], b), mx[d]);
+	for (unsigned d = top; d <= L; d++)
+		olc_unlock(&c->lv[d].n->version, c->lv[d].v);
+	return R_OK;
+}
+
+/*
+ * The shapes (enum cairn_bt_shape): the change the planner would make,
+ * computed from the leaf directly, without a view, a planner call or the
+ * edit's checks (a shape is well formed by construction: a carve stays
+ * inside cur, a merge covers adjacent extents). The read phase is the fast
+ * path's (one path, the leaf's fields read relaxed inside its validated
+ * read, the leaf retry), and so is the commit. R_PLAN: the shape's
+ * conditions do not hold, or a neighbour it needs lies in another leaf;
+ * the planner decides (fast_update, then perhaps the general writer).
+ */
+enum { R_PLAN = 6 };
+
+static inline __attribute__((always_inline)) int
+shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
+	     struct bt_cur *c, bool again)
+{
+	struct bt_lv *lf;
+	int st;
+	bool carve = q->shape == CAIRN_BT_CARVE;
+
+	if (again) {
+		lf = &c->lv[c->leaf];
+		st = leaf_again(t, lf);
+		if (st)
+			return st;
+		if (!carve)
+			lf->idx = find_le(lf->n, lf->f, 0, lf->cnt, q->key);
+	} else {
+		st = carve ? descend_fit(t, q->need, c)
+			   : descend(t, NULL, q->key, c);
+		if (st)
+			return st;
+		lf = &c->lv[c->leaf];
+	}
+
+	const unsigned L = c->leaf;
+	struct bt_node *n = lf->n;
+	_Atomic uint64_t *k = n->key + lf->f, *a = n->a + lf->f,
+			 *fl = n->c + lf->f;
+	unsigned cnt = lf->cnt, w0, w1, nn;
+	uint64_t pmax = L > 0 ? rd(lv_slot(&c->lv[L - 1], b)) : 0, newmax;
+	struct cairn_ext w[2];
+	int i;
+
+	if (carve) {
+		/* The first free extent long enough, taken at its start (what
+		 * accept() says without a fit callback, lo 0, hi 2^64 - 1:
+		 * an extent ending at 2^64 is refused). */
+		uint64_t s, len;
+		for (i = scan(n, lf->f, 0, (int)cnt, 1, true, q->need);
+		     i < (int)cnt;
+		     i = scan(n, lf->f, i + 1, (int)cnt, 1, true, q->need)) {
+			s = rd(k[i]);
+			len = rd(a[i]);
+			if (s + len != 0 && s < UINT64_MAX)
+				break;
+		}
+		if (i >= (int)cnt) /* as fast_locate: the leaf changed, or */
+			return again ? R_RESTART : R_SLOW; /* general search */
+		lf->idx = i;
+		uint32_t f = (uint32_t)rd(fl[i]);
+		w[0] = (struct cairn_ext){ s, q->need, q->cookie,
+					   f & ~CAIRN_EXT_FREE };
+		w[1] = (struct cairn_ext){ s + q->need, len - q->need, 0,
+					   CAIRN_EXT_FREE };
+		nn = len > q->need ? 2 : 1;
+		if (nn == 2) {
+			uint64_t hi;
+			if (cnt + 1 > t->fanout ||
+			    (leaf_upper(c, &hi) && w[1].start >= hi))
+				return R_SLOW; /* split first; routed elsewhere */
+		}
+		w0 = (unsigned)i;
+		w1 = w0 + 1;
+		/* Only cur lost free length: if it held the leaf's maximum,
+		 * the rest of cur and the other slots decide. */
+		newmax = len == pmax
+				 ? max2(nn == 2 ? w[1].len : 0,
+					others_max(lf, true, w0, w1, pmax))
+				 : pmax;
+	} else {
+		i = lf->idx;
+		if (i < 0 || i + 1 >= (int)cnt)
+			return R_PLAN; /* a neighbour may lie in another leaf */
+		uint64_t s = rd(k[i]), len = rd(a[i]);
+		uint32_t f = (uint32_t)rd(fl[i]);
+		if (s != q->key || len != q->need || (f & CAIRN_EXT_FREE))
+			return R_PLAN; /* the planner's error */
+		if (i == 0 && !(f & q->nomerge))
+			return R_PLAN;
+		bool left = false, right;
+		w0 = (unsigned)i;
+		w[0] = (struct cairn_ext){ s, len, 0, f | CAIRN_EXT_FREE };
+		if (!(f & q->nomerge)) {
+			uint32_t pf = (uint32_t)rd(fl[i - 1]);
+			uint64_t ps = rd(k[i - 1]), pl = rd(a[i - 1]);
+			left = (pf & CAIRN_EXT_FREE) && ps + pl == s;
+			if (left) {
+				w[0] = (struct cairn_ext){ ps, pl + len, 0, pf };
+				w0--;
+			}
+		}
+		uint32_t sf = (uint32_t)rd(fl[i + 1]);
+		right = (sf & CAIRN_EXT_FREE) && !(sf & q->nomerge) &&
+			rd(k[i + 1]) == s + len;
+		if (right)
+			w[0].len += rd(a[i + 1]);
+		w1 = (unsigned)i + (right ? 2 : 1);
+		nn = 1;
+		/* The merged extent covers every free extent it replaces:
+		 * the maximum can only grow. */
+		newmax = max2(pmax, w[0].len);
+	}
+	const struct cairn_ext *seq[2] = { &w[0], &w[1] };
+	st = fast_commit(t, c, w0, w1, seq, nn, newmax, pmax);
+	if (st == R_OK && q->result)
+		*q->result = w[0];
+	return st;
+}
+
 static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		       struct bt_cur *c, struct cairn_bt_view *v,
 		       struct cairn_bt_edit *e, bool again)
@@ -1541,7 +1729,6 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	 * SET keeps the start, inserts between the neighbours) and takes its
 	 * gap maximum m; held: a window slot held the leaf's old maximum. */
 	const unsigned L = c->leaf;
-	struct bt_node *n = c->lv[L].n;
 	unsigned cnt = c->lv[L].cnt;
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
 	const struct cairn_ext *seq[5];
@@ -1598,57 +1785,12 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 					return R_SLOW; /* routed elsewhere */
 	}
 
-	/* The leaf's new gap maximum; then up the path, the stored maxima
-	 * that change: mx[d] is the new b[] slot of the node at depth d, for
-	 * depths top..L-1. */
+	/* The leaf's new gap maximum (a window slot held the old one and
+	 * nothing new reaches it: the other slots decide). */
 	uint64_t newmax = held && m < pmax
 				  ? max2(m, others_max(&c->lv[L], true, w0, w1, pmax))
 				  : max2(m, pmax);
-	uint64_t mx[CAIRN_BTREE_DEPTH_MAX];
-	unsigned top = L;
-	for (uint64_t cur = newmax, was = pmax; top > 0 && cur != was;) {
-		unsigned d = --top;
-		mx[d] = cur;
-		if (d == 0)
-			break;
-		unsigned pi = (unsigned)c->lv[d].idx;
-		uint64_t pold = rd(lv_slot(&c->lv[d - 1], b));
-		uint64_t pnew = cur >= pold ? cur
-				: was == pold ? max2(cur, others_max(&c->lv[d], false,
-							    pi, pi + 1, pold))
-				: pold;
-		was = pold;
-		cur = pnew;
-	}
-
-	/* Lock the leaf and the ancestors to change, validate the rest. */
-	unsigned locked = 0;
-	for (unsigned d = L + 1; d-- > top;) {
-		if (!olc_upgrade(&c->lv[d].n->version, c->lv[d].v)) {
-			for (unsigned x = d + 1; x <= L; x++)
-				olc_unlock_unchanged(&c->lv[x].n->version,
-						     c->lv[x].v);
-			return d == L && path_validate(c, 1u << L) ? R_AGAIN
-								   : R_RESTART;
-		}
-		locked |= 1u << d;
-	}
-	if (!path_validate(c, locked)) {
-		for (unsigned d = top; d <= L; d++)
-			olc_unlock_unchanged(&c->lv[d].n->version, c->lv[d].v);
-		return R_RESTART;
-	}
-
-	unsigned f = open_window(t, n, c->lv[L].f, cnt, w0, w1, nn);
-	for (unsigned k = 0; k < nn; k++)
-		write_slot(n, f + w0 + k, seq[k]);
-	if (newcnt != cnt)
-		wr(n->count, newcnt);
-	for (unsigned d = top; d < L; d++)
-		wr(lv_slot(&c->lv[d], b), mx[d]);
-	for (unsigned d = top; d <= L; d++)
-		olc_unlock(&c->lv[d].n->version, c->lv[d].v);
-	return R_OK;
+	return fast_commit(t, c, w0, w1, seq, nn, newmax, pmax);
 bad: /* a malformed edit: rejected like the planner's own errors */
 	return path_validate(c, 0) ? CAIRN_EINVAL : R_RESTART;
 }
@@ -1678,20 +1820,52 @@ static __attribute__((noinline)) int slow_update(struct cairn_btree *t,
 	return r;
 }
 
-int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
+/* The shapes' loop and the planner's, each out of line with the cursor
+ * and the view in its own frame: the dispatcher below stays small. */
+static __attribute__((noinline)) int shape_run(struct cairn_btree *t,
+					       const struct cairn_bt_query *q)
+{
+	struct bt_cur c;
+	bool again = false;
+	int r;
+
+	while ((r = shape_update(t, q, &c, again)) == R_RESTART ||
+	       r == R_AGAIN) {
+		again = r == R_AGAIN;
+		if (!again)
+			cairn_port_pause();
+	}
+	return r;
+}
+
+static __attribute__((noinline)) int plan_run(struct cairn_btree *t,
+					      const struct cairn_bt_query *q)
 {
 	struct bt_cur c;
 	struct cairn_bt_view v;
 	struct cairn_bt_edit e;
+	bool again = false;
 	int r;
 
-	bool again = false;
 	while ((r = fast_update(t, q, &c, &v, &e, again)) == R_RESTART ||
 	       r == R_AGAIN) {
 		again = r == R_AGAIN;
 		if (!again)
 			cairn_port_pause();
 	}
+	return r;
+}
+
+int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
+{
+	int r = R_PLAN;
+	if (q->shape == CAIRN_BT_CARVE
+		    ? q->find == CAIRN_BT_FIT_LOW && !q->fit && q->need &&
+			      q->lo == 0 && q->hi == UINT64_MAX
+		    : q->shape == CAIRN_BT_RELEASE && q->find == CAIRN_BT_AT)
+		r = shape_run(t, q);
+	if (r == R_PLAN)
+		r = plan_run(t, q);
 	if (r == R_SLOW)
 		r = slow_update(t, q);
 	if (r == 0 && rd(bt_root(t)->count) == 1 && rd(bt_root(t)->level) != 0)

@@ -103,11 +103,35 @@ struct cairn_bt_edit {
 	unsigned nins;
 };
 
+/* Edits the tree may make itself (cairn_bt_query.shape): the planner's
+ * result for the two changes the arenas make most, applied without a view
+ * or a planner call where the change stays inside one leaf. Wherever a
+ * shape's conditions do not hold, or the change reaches past the leaf, the
+ * planner runs as usual: a shape must be exactly what the planner would
+ * decide for the snapshot whenever its conditions hold. */
+enum cairn_bt_shape {
+	CAIRN_BT_PLANNED = 0, /* the planner decides every change */
+	/* CAIRN_BT_FIT_LOW without a fit callback: the extent found, cur,
+	 * becomes [cur.start, cur.start + need) with `cookie` and cur's flags
+	 * without CAIRN_EXT_FREE; the rest of cur, if any, a free extent
+	 * (cookie 0, flags CAIRN_EXT_FREE) inserted after it. *result: the
+	 * carved extent. */
+	CAIRN_BT_CARVE,
+	/* CAIRN_BT_AT, where cur starts at key, is not free and is exactly
+	 * need long: cur becomes free (cookie 0, flags | CAIRN_EXT_FREE),
+	 * merged with a free pred ending at key unless cur has a flag of
+	 * `nomerge`, and with a free succ starting at cur's end unless succ
+	 * has one; the merged extent keeps the first one's start and flags,
+	 * cookie 0. *result: the merged extent. */
+	CAIRN_BT_RELEASE,
+};
+
 struct cairn_bt_query {
 	enum cairn_bt_find find;
 	uint64_t key;  /* CAIRN_BT_AT */
 	uint64_t lo, hi; /* fits: only extents that overlap [lo, hi) */
-	uint64_t need; /* fits: only free extents at least this long */
+	uint64_t need; /* fits: only free extents at least this long;
+			* CAIRN_BT_RELEASE: the length cur must have */
 	/* fits: does the request fit in e? If so set *where. May be NULL
 	 * (every free extent of length >= need is accepted at its start). */
 	bool (*fit)(const struct cairn_ext *e, void *arg, uint64_t *where);
@@ -123,6 +147,14 @@ struct cairn_bt_query {
 	/* The planner needs no neighbours when it found an extent, and will
 	 * only replace it or insert inside its range (saves two steps). */
 	bool cur_only;
+	/* Optional (see enum cairn_bt_shape): the edit in the planner's
+	 * place, its parameters, and where the tree puts the extent it
+	 * made when it applied the shape itself (the planner must store
+	 * the same there when it runs instead). */
+	enum cairn_bt_shape shape;
+	uint64_t cookie;
+	uint32_t nomerge;
+	struct cairn_ext *result;
 };
 
 /* Find, plan, apply, atomically. 0, the planner's error, CAIRN_ENOMEM when
