@@ -388,16 +388,23 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
 	bool plain = align == a->quantum && phase == 0 && nocross == 0 &&
 		     r.lo == 0 && r.hi == UINT64_MAX && policy != CAIRN_FIT_HIGH;
 	/* Unconstrained first fit carves the head of the extent found: the
-	 * tree does that itself (CAIRN_BT_CARVE is carve() at cur's start). */
-	struct cairn_bt_query q = { .find = how[policy], .lo = r.lo,
-				    .hi = r.hi, .need = r.size,
-				    .fit = plain ? NULL : xfit,
-				    .plan = plan_alloc, .arg = &r,
-				    .cur_only = true,
-				    .shape = plain && policy == CAIRN_FIT_FIRST
-						     ? CAIRN_BT_CARVE
-						     : CAIRN_BT_PLANNED,
-				    .cookie = cookie, .result = &r.got };
+	 * tree does that itself (CAIRN_BT_CARVE is carve() at cur's start).
+	 * Field by field: an initialiser clears the whole query first. */
+	struct cairn_bt_query q;
+	q.find = how[policy];
+	q.key = 0;
+	q.lo = r.lo;
+	q.hi = r.hi;
+	q.need = r.size;
+	q.fit = plain ? NULL : xfit;
+	q.plan = plan_alloc;
+	q.arg = &r;
+	q.cur_only = true;
+	q.shape = plain && policy == CAIRN_FIT_FIRST ? CAIRN_BT_CARVE
+						     : CAIRN_BT_PLANNED;
+	q.cookie = cookie;
+	q.nomerge = 0;
+	q.result = &r.got;
 	int err;
 	for (unsigned tries = 0;; tries++) {
 		err = cairn_btree_update(&a->tree, &q);
@@ -433,12 +440,20 @@ int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size)
 	/* The common free (the size right, the merge inside one leaf) is
 	 * CAIRN_BT_RELEASE, which the tree applies itself: plan_free's edit
 	 * for an allocated extent of r.size at addr, merged across no span
-	 * start. */
-	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
-				    .need = r.size, .plan = plan_free, .arg = &r,
-				    .shape = CAIRN_BT_RELEASE,
-				    .nomerge = CAIRN_ARENA_SPAN,
-				    .result = &r.merged };
+	 * start. Field by field, as in xalloc. */
+	struct cairn_bt_query q;
+	q.find = CAIRN_BT_AT;
+	q.key = addr;
+	q.lo = q.hi = 0;
+	q.need = r.size;
+	q.fit = NULL;
+	q.plan = plan_free;
+	q.arg = &r;
+	q.cur_only = false;
+	q.shape = CAIRN_BT_RELEASE;
+	q.cookie = 0;
+	q.nomerge = CAIRN_ARENA_SPAN;
+	q.result = &r.merged;
 	int err = cairn_btree_update(&a->tree, &q);
 	if (err == 0 && (r.merged.flags & CAIRN_ARENA_IMPORTED))
 		try_release(a, &r.merged);

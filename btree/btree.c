@@ -1069,7 +1069,7 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
  * moves) and the child is retired. Best effort: on any conflict it stops,
  * and a later update tries again.
  */
-static void collapse(struct cairn_btree *t)
+static __attribute__((noinline, cold)) void collapse(struct cairn_btree *t)
 {
 	struct bt_node *r = bt_root(t);
 	for (unsigned k = 0; k < CAIRN_BTREE_DEPTH_MAX; k++) {
@@ -1671,18 +1671,22 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 				 : pmax;
 	} else {
 		i = lf->idx;
-		if (i < 0 || i + 1 >= (int)cnt)
-			return R_PLAN; /* a neighbour may lie in another leaf */
+		if (i < 0)
+			return R_PLAN; /* nothing at or before key here */
 		uint64_t s = rd(k[i]), len = rd(a[i]);
 		uint32_t f = (uint32_t)rd(fl[i]);
 		if (s != q->key || len != q->need || (f & CAIRN_EXT_FREE))
 			return R_PLAN; /* the planner's error */
-		if (i == 0 && !(f & q->nomerge))
+		/* A neighbour the merge needs outside the leaf: unless this is
+		 * the first (last) leaf, it lies in another one. */
+		bool pred = i > 0, succ = i + 1 < (int)cnt;
+		if ((!pred && !(f & q->nomerge) && !path_edge(t, c, -1)) ||
+		    (!succ && !path_edge(t, c, 1)))
 			return R_PLAN;
-		bool left = false, right;
+		bool left = false, right = false;
 		w0 = (unsigned)i;
 		w[0] = (struct cairn_ext){ s, len, 0, f | CAIRN_EXT_FREE };
-		if (!(f & q->nomerge)) {
+		if (pred && !(f & q->nomerge)) {
 			uint32_t pf = (uint32_t)rd(fl[i - 1]);
 			uint64_t ps = rd(k[i - 1]), pl = rd(a[i - 1]);
 			left = (pf & CAIRN_EXT_FREE) && ps + pl == s;
@@ -1691,11 +1695,13 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 				w0--;
 			}
 		}
-		uint32_t sf = (uint32_t)rd(fl[i + 1]);
-		right = (sf & CAIRN_EXT_FREE) && !(sf & q->nomerge) &&
-			rd(k[i + 1]) == s + len;
-		if (right)
-			w[0].len += rd(a[i + 1]);
+		if (succ) {
+			uint32_t sf = (uint32_t)rd(fl[i + 1]);
+			right = (sf & CAIRN_EXT_FREE) && !(sf & q->nomerge) &&
+				rd(k[i + 1]) == s + len;
+			if (right)
+				w[0].len += rd(a[i + 1]);
+		}
 		w1 = (unsigned)i + (right ? 2 : 1);
 		nn = 1;
 		/* The merged extent covers every free extent it replaces:

@@ -176,6 +176,285 @@ static void malformed_edits(struct cairn_btree *t)
 	}
 }
 
+
+/* ---- shapes: edits the tree applies in the planner's place ---- */
+
+#define SH_NOMERGE 0x100u
+
+struct shape_req {
+	bool carve;
+	uint64_t key, need, cookie;
+	unsigned calls;     /* planner runs */
+	struct cairn_ext res;
+};
+
+/* What the shapes stand for: the arena's carve at the head of the first
+ * fit, and its free (SH_NOMERGE as the span flag). */
+static int plan_shape(const struct cairn_bt_view *v, void *arg,
+		      struct cairn_bt_edit *e)
+{
+	struct shape_req *r = arg;
+	const struct cairn_ext *c = &v->cur;
+	r->calls++;
+	if (r->carve) {
+		e->act[1] = CAIRN_BT_SET;
+		e->val[1] = (struct cairn_ext){ c->start, r->need, r->cookie,
+						c->flags & ~CAIRN_EXT_FREE };
+		if (c->len > r->need) {
+			e->ins[0] = (struct cairn_ext){ c->start + r->need,
+							c->len - r->need, 0,
+							CAIRN_EXT_FREE };
+			e->nins = 1;
+		}
+		r->res = e->val[1];
+		return 0;
+	}
+	if (!v->has_cur)
+		return CAIRN_ERANGE;
+	if ((c->flags & CAIRN_EXT_FREE) || c->start != r->key)
+		return CAIRN_EFREE;
+	if (c->len != r->need)
+		return CAIRN_EORDER;
+	bool left = v->has_pred && (v->pred.flags & CAIRN_EXT_FREE) &&
+		    !(c->flags & SH_NOMERGE) &&
+		    v->pred.start + v->pred.len == c->start;
+	bool right = v->has_succ && (v->succ.flags & CAIRN_EXT_FREE) &&
+		     !(v->succ.flags & SH_NOMERGE) &&
+		     v->succ.start == c->start + c->len;
+	struct cairn_ext m = left ? v->pred
+				  : (struct cairn_ext){ c->start, 0, 0,
+							c->flags | CAIRN_EXT_FREE };
+	m.len += c->len + (right ? v->succ.len : 0);
+	m.cookie = 0;
+	if (left) {
+		e->act[0] = CAIRN_BT_SET;
+		e->act[1] = CAIRN_BT_DEL;
+	} else {
+		e->act[1] = CAIRN_BT_SET;
+	}
+	if (right)
+		e->act[2] = CAIRN_BT_DEL;
+	e->val[left ? 0 : 1] = m;
+	r->res = m;
+	return 0;
+}
+
+static bool any_fit(const struct cairn_ext *e, void *arg, uint64_t *where)
+{
+	(void)arg;
+	*where = e->start;
+	return true;
+}
+
+/* Carve need at the first fit: its start, or UINT64_MAX. */
+static uint64_t sh_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
+			 bool with_fit, unsigned *calls)
+{
+	struct shape_req r = { .carve = true, .need = need, .cookie = cookie };
+	struct cairn_bt_query q = { .find = CAIRN_BT_FIT_LOW, .lo = 0,
+				    .hi = UINT64_MAX, .need = need,
+				    .fit = with_fit ? any_fit : NULL,
+				    .plan = plan_shape, .arg = &r,
+				    .cur_only = true, .shape = CAIRN_BT_CARVE,
+				    .cookie = cookie, .result = &r.res };
+	int err = cairn_btree_update(t, &q);
+	*calls = r.calls;
+	if (err)
+		return UINT64_MAX;
+	CHECK(r.res.len == need && r.res.cookie == cookie &&
+	      !(r.res.flags & CAIRN_EXT_FREE));
+	return r.res.start;
+}
+
+static int sh_release(struct cairn_btree *t, uint64_t key, uint64_t len,
+		      struct cairn_ext *merged, unsigned *calls)
+{
+	struct shape_req r = { .key = key, .need = len };
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = key,
+				    .need = len, .plan = plan_shape, .arg = &r,
+				    .shape = CAIRN_BT_RELEASE,
+				    .nomerge = SH_NOMERGE, .result = &r.res };
+	int err = cairn_btree_update(t, &q);
+	*calls = r.calls;
+	*merged = r.res;
+	return err;
+}
+
+static void shape_valid(struct cairn_btree *t, uint64_t want_extents)
+{
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_btree_validate(t, &st), 0);
+	CHECK_EQ(st.extents, want_extents);
+}
+
+/*
+ * The shapes on trees of fanout 4 (a leaf boundary every few extents) and
+ * 126 (one leaf): results, the planner's fallback where a neighbour lies
+ * in another leaf or the shape's conditions fail, errors that change
+ * nothing, span-like flags that stop a merge, and gap maxima that must
+ * drop and grow up the path (the validator recomputes them after every
+ * step).
+ */
+static void shapes(unsigned fanout)
+{
+	struct cairn_btree t;
+	struct cairn_ext e, m;
+	unsigned calls, planned = 0, shaped = 0;
+	const uint64_t N = 40;
+
+	CHECK_EQ(cairn_btree_init(&t, env_frames, fanout), 0);
+	/* [10i, 10i + 10): odd i free, even i allocated (cookie i + 1); the
+	 * free ones grow with i, so each carve below of the longest takes
+	 * it whole and the maxima on its path drop. */
+	for (uint64_t i = 0; i < N; i++) {
+		struct ins_req r = { .nins = 1 };
+		r.ins[0] = (struct cairn_ext){ 10 * i, 10, i % 2 ? 0 : i + 1,
+					       i % 2 ? CAIRN_EXT_FREE : 0 };
+		CHECK_EQ(at(&t, 10 * i, &r), 0);
+	}
+	shape_valid(&t, N);
+
+	/* errors: the planner's, nothing changed */
+	CHECK_EQ(sh_release(&t, 20, 5, &m, &calls), CAIRN_EORDER);
+	CHECK_EQ(calls, 1);
+	CHECK_EQ(sh_release(&t, 10, 10, &m, &calls), CAIRN_EFREE);
+	CHECK_EQ(sh_release(&t, 25, 10, &m, &calls), CAIRN_EFREE);
+	CHECK_EQ(sh_release(&t, 10 * N, 10, &m, &calls), CAIRN_ERANGE);
+	shape_valid(&t, N);
+
+	/* a fit callback: the planner decides */
+	CHECK_EQ(sh_carve(&t, 10, 99, true, &calls), 10);
+	CHECK_EQ(calls, 1);
+	CHECK_EQ(sh_release(&t, 10, 10, &m, &calls), 0);
+	CHECK(m.start == 10 && m.len == 10 && m.cookie == 0 &&
+	      m.flags == CAIRN_EXT_FREE);
+	shape_valid(&t, N);
+
+	/* carve 7 out of the first free extent (10+10): the head, the rest
+	 * inserted after it; then 3, which takes the rest exactly */
+	CHECK_EQ(sh_carve(&t, 7, 5, false, &calls), 10);
+	planned += calls;
+	shaped += !calls;
+	shape_valid(&t, N + 1);
+	CHECK_EQ(cairn_btree_lookup(&t, 17, &e), 0);
+	CHECK(e.start == 17 && e.len == 3 && e.flags == CAIRN_EXT_FREE);
+	CHECK_EQ(sh_carve(&t, 3, 6, false, &calls), 17);
+	shape_valid(&t, N + 1);
+	CHECK_EQ(cairn_btree_lookup(&t, 17, &e), 0);
+	CHECK(e.start == 17 && e.len == 3 && e.cookie == 6 && e.flags == 0);
+	/* free them again: 17+3 alone (10+7 and 20+10 are allocated), then
+	 * 10+7, which merges with it */
+	CHECK_EQ(sh_release(&t, 17, 3, &m, &calls), 0);
+	CHECK(m.start == 17 && m.len == 3);
+	CHECK_EQ(sh_release(&t, 10, 7, &m, &calls), 0);
+	CHECK(m.start == 10 && m.len == 10 && m.flags == CAIRN_EXT_FREE);
+	shape_valid(&t, N);
+
+	/* flags that stop a merge: on cur (no left merge), on succ (no right
+	 * merge) */
+	{
+		struct ins_req r = { .act = { 0, CAIRN_BT_SET, 0 } };
+		r.val[1] = (struct cairn_ext){ 40, 10, 41, SH_NOMERGE };
+		CHECK_EQ(at(&t, 40, &r), 0);
+		r.val[1] = (struct cairn_ext){ 50, 10, 0,
+					       CAIRN_EXT_FREE | SH_NOMERGE };
+		CHECK_EQ(at(&t, 50, &r), 0);
+		CHECK_EQ(sh_release(&t, 40, 10, &m, &calls), 0);
+		CHECK(m.start == 40 && m.len == 10 &&
+		      m.flags == (CAIRN_EXT_FREE | SH_NOMERGE));
+		shape_valid(&t, N);
+		/* back to plain: allocate 40 again, clear 50's flag */
+		CHECK_EQ(sh_carve(&t, 10, 41, true, &calls), 10);
+		CHECK_EQ(sh_release(&t, 10, 10, &m, &calls), 0);
+		r.val[1] = (struct cairn_ext){ 40, 10, 41, 0 };
+		CHECK_EQ(at(&t, 40, &r), 0);
+		r.val[1] = (struct cairn_ext){ 50, 10, 0, CAIRN_EXT_FREE };
+		CHECK_EQ(at(&t, 50, &r), 0);
+		shape_valid(&t, N);
+	}
+
+	/* carve every free extent whole at first fit (all are 10 long, the
+	 * lowest goes first): the maxima of a leaf and its ancestors drop
+	 * when its last free extent goes; then free them, highest first */
+	for (uint64_t i = 1; i < N; i += 2) {
+		CHECK_EQ(sh_carve(&t, 10, 1000 + i, false, &calls), 10 * i);
+		planned += calls;
+		shaped += !calls;
+		shape_valid(&t, N);
+	}
+	CHECK_EQ(sh_carve(&t, 1, 1, false, &calls), UINT64_MAX);
+	for (uint64_t i = N - 1; i >= 1; i -= 2) {
+		CHECK_EQ(sh_release(&t, 10 * i, 10, &m, &calls), 0);
+		CHECK(m.start == 10 * i && m.len == 10);
+		planned += calls;
+		shaped += !calls;
+		shape_valid(&t, N);
+		if (i == 1)
+			break;
+	}
+
+	/* release every allocated extent, lowest first: each merges with
+	 * the free run before it and the free extent after it, so the
+	 * maxima grow up the path; at fanout 4 some neighbours lie in
+	 * another leaf (the planner runs), most do not */
+	uint64_t ext = N;
+	for (uint64_t i = 0; i < N; i += 2) {
+		CHECK_EQ(sh_release(&t, 10 * i, 10, &m, &calls), 0);
+		CHECK(m.start == 0 && m.len == 10 * i + 20 && m.cookie == 0 &&
+		      m.flags == CAIRN_EXT_FREE);
+		planned += calls;
+		shaped += !calls;
+		ext -= i ? 2 : 1;
+		shape_valid(&t, ext);
+		CHECK_EQ(cairn_btree_lookup(&t, 10 * i + 15, &e), 0);
+		CHECK(e.start == 0 && e.len == 10 * i + 20);
+	}
+	CHECK_EQ(ext, 1);
+
+	/* one free extent: carve it into 37 pieces of 11 at first fit, the
+	 * last one taking the rest exactly; splits on the way (fanout 4) */
+	CHECK_EQ(10 * N - 36 * 11, 4);
+	for (uint64_t k = 0; k < 36; k++) {
+		CHECK_EQ(sh_carve(&t, 11, k + 1, false, &calls), 11 * k);
+		planned += calls;
+		shaped += !calls;
+		shape_valid(&t, k + 2);
+	}
+	CHECK_EQ(sh_carve(&t, 4, 99, false, &calls), 396);
+	shape_valid(&t, 37);
+	CHECK_EQ(sh_carve(&t, 1, 1, false, &calls), UINT64_MAX);
+	/* and free them all, highest first (merges to the right) */
+	for (uint64_t k = 37; k-- > 0;) {
+		uint64_t len = k == 36 ? 4 : 11;
+		CHECK_EQ(sh_release(&t, 11 * k, len, &m, &calls), 0);
+		CHECK(m.start == 11 * k && m.len == 10 * N - 11 * k);
+		planned += calls;
+		shaped += !calls;
+		shape_valid(&t, k + 1);
+	}
+	/* one leaf: never a neighbour elsewhere */
+	CHECK(shaped > 0);
+	CHECK(fanout == CAIRN_BTREE_FANOUT_MAX ? planned == 0 : planned > 0);
+	cairn_btree_destroy(&t);
+
+	/* free neighbours across a gap do not merge: [20i, 20i + 10),
+	 * allocated for odd i, free for even i, gaps of 10 between */
+	CHECK_EQ(cairn_btree_init(&t, env_frames, fanout), 0);
+	for (uint64_t i = 0; i < 9; i++) {
+		struct ins_req r = { .nins = 1 };
+		r.ins[0] = (struct cairn_ext){ 20 * i, 10, i % 2 ? i : 0,
+					       i % 2 ? 0 : CAIRN_EXT_FREE };
+		CHECK_EQ(at(&t, 20 * i, &r), 0);
+	}
+	for (uint64_t i = 1; i < 9; i += 2) {
+		CHECK_EQ(sh_release(&t, 20 * i, 10, &m, &calls), 0);
+		CHECK(m.start == 20 * i && m.len == 10 &&
+		      m.flags == CAIRN_EXT_FREE);
+		shape_valid(&t, 9);
+	}
+	cairn_btree_destroy(&t);
+}
+
 int main(void)
 {
 	env_init(1, 64);
@@ -305,6 +584,10 @@ int main(void)
 	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
 	CHECK(st.extents == F && st.tree_nodes == 1);
 	cairn_btree_destroy(&t);
+	CHECK_EQ(env_free_frames(), frames0);
+
+	shapes(4);
+	shapes(CAIRN_BTREE_FANOUT_MAX);
 	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_host_reports(), 0);
 	return check_done("btree_unit");
