@@ -12,7 +12,9 @@
  *
  * Updates confined to one leaf take the fast path (fast_update, below):
  * the same four phases on one path, with only the leaf and the ancestors
- * whose gap maxima change locked. Everything else takes the general
+ * whose gap maxima change locked. A query that names a shape (the arenas'
+ * carve and release) has the leaf change computed by the tree itself, on
+ * the same path with the same commit (shape_update). Everything else takes the general
  * writer, which runs in four phases:
  *   1. read: locate the extent, its neighbours and the leaves that will take
  *      inserts, all optimistically, and compute every node change from that
