@@ -1870,7 +1870,8 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 	if (q->shape == CAIRN_BT_CARVE
 		    ? q->find == CAIRN_BT_FIT_LOW && !q->fit && q->need &&
 			      q->lo == 0 && q->hi == UINT64_MAX
-		    : q->shape == CAIRN_BT_RELEASE && q->find == CAIRN_BT_AT)
+		    : q->shape == CAIRN_BT_RELEASE && q->find == CAIRN_BT_AT &&
+			      !q->cur_only) /* else the planner sees no neighbours */
 		r = shape_run(t, q);
 	if (r == R_PLAN)
 		r = plan_run(t, q);

@@ -122,7 +122,8 @@ enum cairn_bt_shape {
 	 * merged with a free pred ending at key unless cur has a flag of
 	 * `nomerge`, and with a free succ starting at cur's end unless succ
 	 * has one; the merged extent keeps the first one's start and flags,
-	 * cookie 0. *result: the merged extent. */
+	 * cookie 0. *result: the merged extent. With cur_only the planner
+	 * sees no neighbours and the shape does not apply. */
 	CAIRN_BT_RELEASE,
 };
 

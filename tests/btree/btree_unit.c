@@ -180,6 +180,17 @@ static void malformed_edits(struct cairn_btree *t)
 /* ---- shapes: edits the tree applies in the planner's place ---- */
 
 #define SH_NOMERGE 0x100u
+#define SH_X 0x200u /* flags a shape must carry over, not stop on */
+#define SH_Y 0x400u
+/* What *result holds until the tree or the planner stores a result. */
+#define SH_UNTOUCHED \
+	((struct cairn_ext){ 0xdeadbeef, 0xdead, 0xbeef, 0x8000u })
+
+static bool sh_untouched(const struct cairn_ext *e)
+{
+	return e->start == 0xdeadbeef && e->len == 0xdead &&
+	       e->cookie == 0xbeef && e->flags == 0x8000u;
+}
 
 struct shape_req {
 	bool carve;
@@ -250,7 +261,8 @@ static bool any_fit(const struct cairn_ext *e, void *arg, uint64_t *where)
 static uint64_t sh_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
 			 bool with_fit, unsigned *calls)
 {
-	struct shape_req r = { .carve = true, .need = need, .cookie = cookie };
+	struct shape_req r = { .carve = true, .need = need, .cookie = cookie,
+			       .res = SH_UNTOUCHED };
 	struct cairn_bt_query q = { .find = CAIRN_BT_FIT_LOW, .lo = 0,
 				    .hi = UINT64_MAX, .need = need,
 				    .fit = with_fit ? any_fit : NULL,
@@ -259,25 +271,37 @@ static uint64_t sh_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
 				    .cookie = cookie, .result = &r.res };
 	int err = cairn_btree_update(t, &q);
 	*calls = r.calls;
-	if (err)
+	if (err) {
+		CHECK(sh_untouched(&r.res)); /* no result on an error */
 		return UINT64_MAX;
+	}
 	CHECK(r.res.len == need && r.res.cookie == cookie &&
 	      !(r.res.flags & CAIRN_EXT_FREE));
 	return r.res.start;
 }
 
-static int sh_release(struct cairn_btree *t, uint64_t key, uint64_t len,
-		      struct cairn_ext *merged, unsigned *calls)
+static int sh_release_q(struct cairn_btree *t, uint64_t key, uint64_t len,
+			bool cur_only, struct cairn_ext *merged,
+			unsigned *calls)
 {
-	struct shape_req r = { .key = key, .need = len };
+	struct shape_req r = { .key = key, .need = len, .res = SH_UNTOUCHED };
 	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = key,
 				    .need = len, .plan = plan_shape, .arg = &r,
+				    .cur_only = cur_only,
 				    .shape = CAIRN_BT_RELEASE,
 				    .nomerge = SH_NOMERGE, .result = &r.res };
 	int err = cairn_btree_update(t, &q);
 	*calls = r.calls;
 	*merged = r.res;
+	if (err)
+		CHECK(sh_untouched(&r.res)); /* no result on an error */
 	return err;
+}
+
+static int sh_release(struct cairn_btree *t, uint64_t key, uint64_t len,
+		      struct cairn_ext *merged, unsigned *calls)
+{
+	return sh_release_q(t, key, len, false, merged, calls);
 }
 
 static void shape_valid(struct cairn_btree *t, uint64_t want_extents)
@@ -455,6 +479,162 @@ static void shapes(unsigned fanout)
 	cairn_btree_destroy(&t);
 }
 
+/* A fresh tree of the given fanout holding exts[0..n), in order. */
+static void sh_tree(struct cairn_btree *t, unsigned fanout,
+		    const struct cairn_ext *exts, unsigned n)
+{
+	CHECK_EQ(cairn_btree_init(t, env_frames, fanout), 0);
+	for (unsigned i = 0; i < n; i++) {
+		struct ins_req r = { .nins = 1 };
+		r.ins[0] = exts[i];
+		CHECK_EQ(at(t, exts[i].start, &r), 0);
+	}
+	shape_valid(t, n);
+}
+
+static void sh_expect(struct cairn_btree *t, uint64_t key, struct cairn_ext x)
+{
+	struct cairn_ext e;
+	CHECK_EQ(cairn_btree_lookup(t, key, &e), 0);
+	CHECK(e.start == x.start && e.len == x.len && e.cookie == x.cookie &&
+	      e.flags == x.flags);
+}
+
+/*
+ * The shapes' single conditions, each alone on a small tree (at fanout
+ * 126 one leaf, so the shape itself decides): the flags each one keeps,
+ * each nomerge flag alone, a release with cur_only (the planner sees no
+ * neighbours, so nothing merges), an extent ending at 2^64 (never
+ * carved), and a carve whose rest would pass the leaf's upper separator.
+ */
+static void shape_cases(unsigned fanout)
+{
+	struct cairn_btree t;
+	struct cairn_ext m;
+	unsigned calls;
+	const uint32_t F = CAIRN_EXT_FREE;
+
+	/* a carve keeps cur's flags without FREE; the rest is plain free */
+	{
+		const struct cairn_ext x[] = { { 0, 10, 7, 0 },
+					       { 10, 10, 0, F | SH_X } };
+		sh_tree(&t, fanout, x, 2);
+		CHECK_EQ(sh_carve(&t, 4, 9, false, &calls), 10);
+		sh_expect(&t, 10, (struct cairn_ext){ 10, 4, 9, SH_X });
+		sh_expect(&t, 14, (struct cairn_ext){ 14, 6, 0, F });
+		shape_valid(&t, 3);
+		cairn_btree_destroy(&t);
+	}
+	/* a left merge keeps pred's start and flags (cur's and succ's go);
+	 * without one, cur keeps its flags and gains FREE */
+	{
+		const struct cairn_ext x[] = { { 0, 10, 0, F | SH_X },
+					       { 10, 10, 3, SH_Y },
+					       { 20, 10, 0, F | SH_Y },
+					       { 30, 10, 4, SH_Y } };
+		sh_tree(&t, fanout, x, 4);
+		CHECK_EQ(sh_release(&t, 10, 10, &m, &calls), 0);
+		CHECK(m.start == 0 && m.len == 30 && m.cookie == 0 &&
+		      m.flags == (F | SH_X));
+		sh_expect(&t, 0, m);
+		shape_valid(&t, 2);
+		CHECK_EQ(sh_release(&t, 30, 10, &m, &calls), 0);
+		CHECK(m.start == 0 && m.len == 40 && m.flags == (F | SH_X));
+		shape_valid(&t, 1);
+		cairn_btree_destroy(&t);
+
+		const struct cairn_ext y[] = { { 0, 10, 3, SH_Y },
+					       { 10, 10, 0, F | SH_X } };
+		sh_tree(&t, fanout, y, 2);
+		CHECK_EQ(sh_release(&t, 0, 10, &m, &calls), 0);
+		CHECK(m.start == 0 && m.len == 20 && m.cookie == 0 &&
+		      m.flags == (F | SH_Y));
+		sh_expect(&t, 15, m);
+		shape_valid(&t, 1);
+		cairn_btree_destroy(&t);
+	}
+	/* nomerge on cur alone: no left merge, the right one still */
+	{
+		const struct cairn_ext x[] = { { 0, 10, 0, F },
+					       { 10, 10, 3, SH_NOMERGE },
+					       { 20, 10, 0, F } };
+		sh_tree(&t, fanout, x, 3);
+		CHECK_EQ(sh_release(&t, 10, 10, &m, &calls), 0);
+		CHECK(m.start == 10 && m.len == 20 && m.cookie == 0 &&
+		      m.flags == (F | SH_NOMERGE));
+		sh_expect(&t, 25, m);
+		sh_expect(&t, 5, (struct cairn_ext){ 0, 10, 0, F });
+		shape_valid(&t, 2);
+		cairn_btree_destroy(&t);
+	}
+	/* nomerge on succ alone: the left merge, no right one */
+	{
+		const struct cairn_ext x[] = { { 0, 10, 0, F },
+					       { 10, 10, 3, 0 },
+					       { 20, 10, 0, F | SH_NOMERGE } };
+		sh_tree(&t, fanout, x, 3);
+		CHECK_EQ(sh_release(&t, 10, 10, &m, &calls), 0);
+		CHECK(m.start == 0 && m.len == 20 && m.cookie == 0 &&
+		      m.flags == F);
+		sh_expect(&t, 15, m);
+		sh_expect(&t, 20,
+			  (struct cairn_ext){ 20, 10, 0, F | SH_NOMERGE });
+		shape_valid(&t, 2);
+		cairn_btree_destroy(&t);
+	}
+	/* cur_only: the planner sees neither neighbour, so nothing merges */
+	{
+		const struct cairn_ext x[] = { { 0, 10, 0, F },
+					       { 10, 10, 3, 0 },
+					       { 20, 10, 0, F } };
+		sh_tree(&t, fanout, x, 3);
+		CHECK_EQ(sh_release_q(&t, 10, 10, true, &m, &calls), 0);
+		CHECK_EQ(calls, 1);
+		CHECK(m.start == 10 && m.len == 10 && m.cookie == 0 &&
+		      m.flags == F);
+		sh_expect(&t, 10, m);
+		shape_valid(&t, 3);
+		cairn_btree_destroy(&t);
+	}
+	/* an extent ending at 2^64 is never carved (nothing fits), and
+	 * nothing changes */
+	{
+		const struct cairn_ext x[] = {
+			{ 0, UINT64_MAX - 9, 5, 0 },
+			{ UINT64_MAX - 9, 10, 0, F },
+		};
+		sh_tree(&t, fanout, x, 2);
+		CHECK_EQ(sh_carve(&t, 4, 9, false, &calls), UINT64_MAX);
+		CHECK_EQ(calls, 0);
+		sh_expect(&t, UINT64_MAX, x[1]);
+		shape_valid(&t, 2);
+		cairn_btree_destroy(&t);
+	}
+	/* fanout 4: leaves [0, 10] and [20, 30, 40] (a full leaf splits at
+	 * its middle), separator 20. Free 10 and 20 (the planner merges 20
+	 * into 10: the first leaf holds free [10, 30)); a carve of 15 would
+	 * leave its rest at 25, past the separator: it goes the slow way. */
+	if (fanout == 4) {
+		const struct cairn_ext x[] = { { 0, 10, 1, 0 },
+					       { 10, 10, 2, 0 },
+					       { 20, 10, 3, 0 },
+					       { 30, 10, 4, 0 },
+					       { 40, 10, 5, 0 } };
+		sh_tree(&t, fanout, x, 5);
+		CHECK_EQ(sh_release(&t, 10, 10, &m, &calls), 0);
+		CHECK(m.start == 10 && m.len == 10);
+		CHECK_EQ(sh_release(&t, 20, 10, &m, &calls), 0);
+		CHECK_EQ(calls, 1); /* pred in the other leaf */
+		CHECK(m.start == 10 && m.len == 20);
+		shape_valid(&t, 4);
+		CHECK_EQ(sh_carve(&t, 15, 6, false, &calls), 10);
+		sh_expect(&t, 10, (struct cairn_ext){ 10, 15, 6, 0 });
+		sh_expect(&t, 25, (struct cairn_ext){ 25, 5, 0, F });
+		shape_valid(&t, 5);
+		cairn_btree_destroy(&t);
+	}
+}
+
 int main(void)
 {
 	env_init(1, 64);
@@ -588,6 +768,8 @@ int main(void)
 
 	shapes(4);
 	shapes(CAIRN_BTREE_FANOUT_MAX);
+	shape_cases(4);
+	shape_cases(CAIRN_BTREE_FANOUT_MAX);
 	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_host_reports(), 0);
 	return check_done("btree_unit");
