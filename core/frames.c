@@ -273,7 +273,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	/* Remember where we are; a CPU owns one chunk per area at a time, so
 	 * taking a new one gives up the old. */
 	uint64_t at = hint_pack(ri, word, c);
-	atomic_store_explicit(&h->small[r->area], at, RELAXED);
+	atomic_store_explicit(&h->small[r->area].at, at, RELAXED);
 	if (owned) {
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
 		struct region *or = old ? active_region(f, (unsigned)(old >> 40) - 1) : NULL;
@@ -289,7 +289,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 			     struct request *q)
 {
-	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
+	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area].at, RELAXED);
 	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
 	uint64_t hc = hint & 0xffffffffu;
 	struct region *r = hint ? active_region(f, hr) : NULL;
@@ -470,7 +470,8 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	int area = first_area(f, flags ? flags : CAIRN_F_ANY);
 	if (area < 0)
 		return alloc_slow(f, 0, flags, out);
-	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area];
+	struct cpu_hint *h = &f->cpu[this_cpu(f)];
+	_Atomic uint64_t *hp = &h->small[area].at, *seed = &h->small[area].word;
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	/* (a CPU with no hint yet reads 0, which decodes to slot 2^32 - 1:
 	 * no region, so the general path runs) */
@@ -479,11 +480,18 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	uint64_t c = hint & 0xffffffffu;
 	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
-	/* Read the word before the claim: a locked RMW holds back every load
-	 * after it. The value only seeds the CAS below, which fails on a stale
-	 * one and returns the current; bits are still set after the claim. */
+	/* Seed the bit CAS with the value this CPU last gave the word (its
+	 * hint's `word`), not with a load of the word: after a free, that load
+	 * would issue right behind the free's locked add on the chunk entry,
+	 * and it waits for that add, the longer when the word and the entry
+	 * share their low 12 address bits (one chunk in 32). The CAS compares
+	 * the whole word, so a stale seed only makes it fail and return the
+	 * current value; the bit is still set only after the claim, so the
+	 * counting rule is unchanged. What the tail needs from the region is
+	 * read here too: a load after the locked RMWs would wait for them. */
 	unsigned wi = (unsigned)(hint >> 32) & 0xff;
-	uint64_t v = ld(&w[wi]);
+	uint64_t frame0 = (r->chunk0 + c) << CHUNK_SHIFT, tag = r->tag;
+	uint64_t v = atomic_load_explicit(seed, RELAXED);
 	uint64_t e = ld(ce);
 	do {
 		if ((e & CE_HUGE) || !ce_free(e))
@@ -498,11 +506,12 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 			continue;
 		}
 		unsigned p = (unsigned)__builtin_ctz(avail);
-		if (cas(&w[wi], &v, v | 1ull << p | 1ull << (32 + p))) {
-			*out = (((r->chunk0 + c) << CHUNK_SHIFT) + wi * WORD_FRAMES + p)
-			       << CAIRN_FRAME_SHIFT;
+		uint64_t nv = v | 1ull << p | 1ull << (32 + p);
+		if (cas(&w[wi], &v, nv)) {
+			atomic_store_explicit(seed, nv, RELAXED);
+			*out = (frame0 + wi * WORD_FRAMES + p) << CAIRN_FRAME_SHIFT;
 			if (wi != ((hint >> 32) & 0xff))
-				atomic_store_explicit(hp, r->tag | (uint64_t)wi << 32 | c,
+				atomic_store_explicit(hp, tag | (uint64_t)wi << 32 | c,
 						      RELAXED);
 			return 0;
 		}
@@ -749,16 +758,22 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	unsigned off = (unsigned)(frame % CHUNK_FRAMES), wi = off / WORD_FRAMES;
 	_Atomic uint64_t *w = &chunk_words(r, c)[wi];
 	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
+	/* Everything the tail needs is loaded before the locked RMWs: a load
+	 * after them would wait for them (see alloc0). */
+	_Atomic uint64_t *ce = &r->chunk[c];
+	struct small_hint *sh = &f->cpu[this_cpu(f)].small[r->area];
+	uint64_t at = r->tag | (uint64_t)wi << 32 | c;
 	uint64_t v = ld(w);
 	do {
 		if (!word_has_frame0(v, bit))
 			return false;
 	} while (!cas(w, &v, v & ~both));
-	chunk_unclaim(&r->chunk[c], 1);
+	chunk_unclaim(ce, 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
-	 * cache, and free+alloc stays O(1). */
-	atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
-			      r->tag | (uint64_t)wi << 32 | c, RELAXED);
+	 * cache, and free+alloc stays O(1). The word's new value seeds that
+	 * allocation's CAS. */
+	atomic_store_explicit(&sh->at, at, RELAXED);
+	atomic_store_explicit(&sh->word, v & ~both, RELAXED);
 	return true;
 }
 
@@ -804,7 +819,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 			chunk_unclaim(&r->chunk[c], 1ull << order);
 			/* Allocate next where we just freed: the frame is warm in
 			 * this CPU's cache, and free+alloc stays O(1). */
-			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
+			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area].at,
 					      hint_pack((unsigned)(r - f->region),
 							off / WORD_FRAMES, c), RELAXED);
 		}
