@@ -273,7 +273,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	/* Remember where we are; a CPU owns one chunk per area at a time, so
 	 * taking a new one gives up the old. */
 	uint64_t at = hint_pack(ri, word, c);
-	atomic_store_explicit(&h->small[r->area].at, at, RELAXED);
+	atomic_store_explicit(&h->small[r->area], at, RELAXED);
 	if (owned) {
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
 		struct region *or = old ? active_region(f, (unsigned)(old >> 40) - 1) : NULL;
@@ -289,7 +289,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 			     struct request *q)
 {
-	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area].at, RELAXED);
+	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
 	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
 	uint64_t hc = hint & 0xffffffffu;
 	struct region *r = hint ? active_region(f, hr) : NULL;
@@ -470,8 +470,7 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	int area = first_area(f, flags ? flags : CAIRN_F_ANY);
 	if (area < 0)
 		return alloc_slow(f, 0, flags, out);
-	struct cpu_hint *h = &f->cpu[this_cpu(f)];
-	_Atomic uint64_t *hp = &h->small[area].at, *seed = &h->small[area].word;
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area], *seed = hint_word(hp);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	/* (a CPU with no hint yet reads 0, which decodes to slot 2^32 - 1:
 	 * no region, so the general path runs) */
@@ -758,22 +757,22 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	unsigned off = (unsigned)(frame % CHUNK_FRAMES), wi = off / WORD_FRAMES;
 	_Atomic uint64_t *w = &chunk_words(r, c)[wi];
 	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
-	/* Everything the tail needs is loaded before the locked RMWs: a load
-	 * after them would wait for them (see alloc0). */
-	_Atomic uint64_t *ce = &r->chunk[c];
-	struct small_hint *sh = &f->cpu[this_cpu(f)].small[r->area];
+	/* The hint's address and value are computed before the locked RMWs:
+	 * a load after them would wait for them (see alloc0). (The entry's
+	 * address feeds only the add, which waits for the CAS anyway.) */
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
 	uint64_t at = r->tag | (uint64_t)wi << 32 | c;
 	uint64_t v = ld(w);
 	do {
 		if (!word_has_frame0(v, bit))
 			return false;
 	} while (!cas(w, &v, v & ~both));
-	chunk_unclaim(ce, 1);
+	chunk_unclaim(&r->chunk[c], 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
-	atomic_store_explicit(&sh->at, at, RELAXED);
-	atomic_store_explicit(&sh->word, v & ~both, RELAXED);
+	atomic_store_explicit(hp, at, RELAXED);
+	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
 	return true;
 }
 
@@ -819,7 +818,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 			chunk_unclaim(&r->chunk[c], 1ull << order);
 			/* Allocate next where we just freed: the frame is warm in
 			 * this CPU's cache, and free+alloc stays O(1). */
-			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area].at,
+			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
 					      hint_pack((unsigned)(r - f->region),
 							off / WORD_FRAMES, c), RELAXED);
 		}

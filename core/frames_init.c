@@ -164,8 +164,8 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	f->cpu = (struct cpu_hint *)(meta + ALIGN_UP(sizeof(struct cairn_frames), 64));
 	for (unsigned c = 0; c < ncpus; c++)
 		for (unsigned a = 0; a < CAIRN_AREAS; a++) {
-			atomic_init(&f->cpu[c].small[a].at, 0);
-			atomic_init(&f->cpu[c].small[a].word, 0);
+			atomic_init(&f->cpu[c].small[a], 0);
+			atomic_init(&f->cpu[c].word[a], 0);
 			atomic_init(&f->cpu[c].huge[a], 0);
 			atomic_init(&f->cpu[c].owned[a], 0);
 		}

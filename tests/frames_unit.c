@@ -246,7 +246,7 @@ static void test_short_frees(void)
 }
 
 /* The order-0 short path seeds its bit CAS with the value its CPU last gave
- * the hinted word (cpu_hint.small[].word) instead of loading the word. The seed may
+ * the hinted word (cpu_hint.word) instead of loading the word. The seed may
  * be stale or wrong in any way: the frame returned must still be one that
  * was free, and the counts exact (a wrong seed costs a failed CAS or a look
  * at the next word, nothing else). */
@@ -276,7 +276,7 @@ static void test_stale_seed(void)
 	 * it) and before an allocation (which trusts it) */
 	static const uint64_t lies[] = { 0, ~0ull, ALLOC_HALF, 0x5555555555555555ull,
 					 1ull << 40 };
-	_Atomic uint64_t *seed = &f->cpu[cairn_port_cpu()].small[CAIRN_AREA_HIGH].word;
+	_Atomic uint64_t *seed = &f->cpu[cairn_port_cpu()].word[CAIRN_AREA_HIGH];
 	for (unsigned l = 0; l < sizeof(lies) / sizeof(lies[0]); l++) {
 		atomic_store(seed, lies[l]);
 		CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
