@@ -757,11 +757,6 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	unsigned off = (unsigned)(frame % CHUNK_FRAMES), wi = off / WORD_FRAMES;
 	_Atomic uint64_t *w = &chunk_words(r, c)[wi];
 	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
-	/* The hint's address and value are computed before the locked RMWs:
-	 * a load after them would wait for them (see alloc0). (The entry's
-	 * address feeds only the add, which waits for the CAS anyway.) */
-	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
-	uint64_t at = r->tag | (uint64_t)wi << 32 | c;
 	uint64_t v = ld(w);
 	do {
 		if (!word_has_frame0(v, bit))
@@ -771,7 +766,8 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
-	atomic_store_explicit(hp, at, RELAXED);
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
+	atomic_store_explicit(hp, r->tag | (uint64_t)wi << 32 | c, RELAXED);
 	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
 	return true;
 }
