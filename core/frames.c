@@ -496,11 +496,16 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		if ((e & CE_HUGE) || !ce_free(e))
 			return alloc_slow(f, 0, flags, out);
 	} while (!cas(ce, &e, e - 1));
-	/* The claimed frame exists (counting rule): retry only lost races. */
+	/* The claimed frame exists (counting rule): retry only lost races.
+	 * A full seed is no reason to leave the word (it may be stale, as
+	 * after the general path moved the hint): look at the word first. */
+	bool seeded = true;
 	for (;;) {
 		uint32_t avail = ~(uint32_t)v;
 		if (!avail) {
-			wi = (wi + 1) % CHUNK_WORDS;
+			if (!seeded)
+				wi = (wi + 1) % CHUNK_WORDS;
+			seeded = false;
 			v = ld(&w[wi]);
 			continue;
 		}
@@ -514,6 +519,7 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 						      RELAXED);
 			return 0;
 		}
+		seeded = false; /* v is now the word's */
 	}
 }
 

@@ -271,6 +271,30 @@ static void test_stale_seed(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(free_total(f), total - n);
 
+	/* A seed that says "full" is not trusted either: the allocation looks
+	 * at the word itself before moving on. Otherwise the seed a CPU leaves
+	 * in one chunk's last word would make it skip the first word of the
+	 * next chunk: a fresh region must still hand out frames in address
+	 * order across chunks. */
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_frames_free(f, held[i], 0), 0);
+	n = 0;
+	CHECK_EQ(free_total(f), total);
+	struct cairn_frames *g = make(map, 1, false);
+	cairn_phys_t prev, next;
+	CHECK_EQ(cairn_frames_alloc(g, 0, 0, &prev), 0);
+	CHECK_EQ(prev, 20 * GiB);
+	for (unsigned i = 1; i < 3 * 512; i++, prev = next) {
+		CHECK_EQ(cairn_frames_alloc(g, 0, 0, &next), 0);
+		if (next != prev + FRAME) {
+			CHECK_EQ(next, prev + FRAME);
+			break;
+		}
+	}
+	CHECK_EQ(cairn_frames_validate(g), 0);
+	for (; n < 3; n++)
+		CHECK_EQ(cairn_frames_alloc(f, 0, 0, &held[n]), 0);
+
 	/* seeds that lie outright: all free, all allocated, every other frame
 	 * free, a head without its frame; each before a free (which rewrites
 	 * it) and before an allocation (which trusts it) */
