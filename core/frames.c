@@ -470,7 +470,7 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	int area = first_area(f, flags ? flags : CAIRN_F_ANY);
 	if (area < 0)
 		return alloc_slow(f, 0, flags, out);
-	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area];
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area], *seed = hint_word(hp);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	/* (a CPU with no hint yet reads 0, which decodes to slot 2^32 - 1:
 	 * no region, so the general path runs) */
@@ -479,33 +479,47 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	uint64_t c = hint & 0xffffffffu;
 	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
-	/* Read the word before the claim: a locked RMW holds back every load
-	 * after it. The value only seeds the CAS below, which fails on a stale
-	 * one and returns the current; bits are still set after the claim. */
+	/* Seed the bit CAS with the value this CPU last gave the word (its
+	 * hint's `word`), not with a load of the word: after a free, that load
+	 * would issue right behind the free's locked add on the chunk entry,
+	 * and it waits for that add, the longer when the word and the entry
+	 * share their low 12 address bits (one chunk in 32). The CAS compares
+	 * the whole word, so a stale seed only makes it fail and return the
+	 * current value; the bit is still set only after the claim, so the
+	 * counting rule is unchanged. What the tail needs from the region is
+	 * read here too: a load after the locked RMWs would wait for them. */
 	unsigned wi = (unsigned)(hint >> 32) & 0xff;
-	uint64_t v = ld(&w[wi]);
+	uint64_t frame0 = (r->chunk0 + c) << CHUNK_SHIFT, tag = r->tag;
+	uint64_t v = atomic_load_explicit(seed, RELAXED);
 	uint64_t e = ld(ce);
 	do {
 		if ((e & CE_HUGE) || !ce_free(e))
 			return alloc_slow(f, 0, flags, out);
 	} while (!cas(ce, &e, e - 1));
-	/* The claimed frame exists (counting rule): retry only lost races. */
+	/* The claimed frame exists (counting rule): retry only lost races.
+	 * A full seed is no reason to leave the word (it may be stale, as
+	 * after the general path moved the hint): look at the word first. */
+	bool seeded = true;
 	for (;;) {
 		uint32_t avail = ~(uint32_t)v;
 		if (!avail) {
-			wi = (wi + 1) % CHUNK_WORDS;
+			if (!seeded)
+				wi = (wi + 1) % CHUNK_WORDS;
+			seeded = false;
 			v = ld(&w[wi]);
 			continue;
 		}
 		unsigned p = (unsigned)__builtin_ctz(avail);
-		if (cas(&w[wi], &v, v | 1ull << p | 1ull << (32 + p))) {
-			*out = (((r->chunk0 + c) << CHUNK_SHIFT) + wi * WORD_FRAMES + p)
-			       << CAIRN_FRAME_SHIFT;
+		uint64_t nv = v | 1ull << p | 1ull << (32 + p);
+		if (cas(&w[wi], &v, nv)) {
+			atomic_store_explicit(seed, nv, RELAXED);
+			*out = (frame0 + wi * WORD_FRAMES + p) << CAIRN_FRAME_SHIFT;
 			if (wi != ((hint >> 32) & 0xff))
-				atomic_store_explicit(hp, r->tag | (uint64_t)wi << 32 | c,
+				atomic_store_explicit(hp, tag | (uint64_t)wi << 32 | c,
 						      RELAXED);
 			return 0;
 		}
+		seeded = false; /* v is now the word's */
 	}
 }
 
@@ -756,9 +770,11 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	} while (!cas(w, &v, v & ~both));
 	chunk_unclaim(&r->chunk[c], 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
-	 * cache, and free+alloc stays O(1). */
-	atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
-			      r->tag | (uint64_t)wi << 32 | c, RELAXED);
+	 * cache, and free+alloc stays O(1). The word's new value seeds that
+	 * allocation's CAS. */
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
+	atomic_store_explicit(hp, r->tag | (uint64_t)wi << 32 | c, RELAXED);
+	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
 	return true;
 }
 

@@ -165,6 +165,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	for (unsigned c = 0; c < ncpus; c++)
 		for (unsigned a = 0; a < CAIRN_AREAS; a++) {
 			atomic_init(&f->cpu[c].small[a], 0);
+			atomic_init(&f->cpu[c].word[a], 0);
 			atomic_init(&f->cpu[c].huge[a], 0);
 			atomic_init(&f->cpu[c].owned[a], 0);
 		}

@@ -85,9 +85,22 @@ static inline uint64_t region_tag(unsigned slot)
  * host TSan build honest when a slot passes from one thread to another). */
 struct cpu_hint {
 	_Atomic uint64_t small[CAIRN_AREAS]; /* region+1 << 40 | word << 32 | chunk */
+	/* The value this CPU last gave that word (by an order-0 free or
+	 * allocation): only the expected value of the next order-0
+	 * allocation's bit CAS, so it may be stale or wrong in any way. */
+	_Atomic uint64_t word[CAIRN_AREAS];
 	_Atomic uint64_t huge[CAIRN_AREAS];  /* region+1 << 40 | chunk */
 	_Atomic uint64_t owned[CAIRN_AREAS]; /* chunk whose OWNER is us, same packing */
 } __attribute__((aligned(64)));
+
+/* The `word` that goes with the small hint at hp (&h->small[area]): the
+ * same offset from it for every area. The short paths reach both through
+ * the one pointer, which keeps a register free on them. */
+static inline _Atomic uint64_t *hint_word(_Atomic uint64_t *hp)
+{
+	return (_Atomic uint64_t *)((char *)hp + offsetof(struct cpu_hint, word) -
+				    offsetof(struct cpu_hint, small));
+}
 
 struct cairn_frames {
 	unsigned ncpus;

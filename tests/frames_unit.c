@@ -245,6 +245,82 @@ static void test_short_frees(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* The order-0 short path seeds its bit CAS with the value its CPU last gave
+ * the hinted word (cpu_hint.word) instead of loading the word. The seed may
+ * be stale or wrong in any way: the frame returned must still be one that
+ * was free, and the counts exact (a wrong seed costs a failed CAS or a look
+ * at the next word, nothing else). */
+static void test_stale_seed(void)
+{
+	const struct cairn_mem_range map[] = { { 20 * GiB, 16 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t held[40], q;
+	unsigned n = 0;
+
+	for (; n < 3; n++)
+		CHECK_EQ(cairn_frames_alloc(f, 0, 0, &held[n]), 0);
+	/* free held[1] (the seed now says it is free), then take it by
+	 * another path, which leaves the seed alone */
+	CHECK_EQ(cairn_frames_free(f, held[1], 0), 0);
+	CHECK_EQ(cairn_frames_alloc_at(f, held[1], 0), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	for (unsigned i = 0; i < n; i++)
+		CHECK(q != held[i]);
+	held[n++] = q;
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(free_total(f), total - n);
+
+	/* A seed that says "full" is not trusted either: the allocation looks
+	 * at the word itself before moving on. Otherwise the seed a CPU leaves
+	 * in one chunk's last word would make it skip the first word of the
+	 * next chunk: a fresh region must still hand out frames in address
+	 * order across chunks. */
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_frames_free(f, held[i], 0), 0);
+	n = 0;
+	CHECK_EQ(free_total(f), total);
+	struct cairn_frames *g = make(map, 1, false);
+	cairn_phys_t prev, next;
+	CHECK_EQ(cairn_frames_alloc(g, 0, 0, &prev), 0);
+	CHECK_EQ(prev, 20 * GiB);
+	for (unsigned i = 1; i < 3 * 512; i++, prev = next) {
+		CHECK_EQ(cairn_frames_alloc(g, 0, 0, &next), 0);
+		if (next != prev + FRAME) {
+			CHECK_EQ(next, prev + FRAME);
+			break;
+		}
+	}
+	CHECK_EQ(cairn_frames_validate(g), 0);
+	for (; n < 3; n++)
+		CHECK_EQ(cairn_frames_alloc(f, 0, 0, &held[n]), 0);
+
+	/* seeds that lie outright: all free, all allocated, every other frame
+	 * free, a head without its frame; each before a free (which rewrites
+	 * it) and before an allocation (which trusts it) */
+	static const uint64_t lies[] = { 0, ~0ull, ALLOC_HALF, 0x5555555555555555ull,
+					 1ull << 40 };
+	_Atomic uint64_t *seed = &f->cpu[cairn_port_cpu()].word[CAIRN_AREA_HIGH];
+	for (unsigned l = 0; l < sizeof(lies) / sizeof(lies[0]); l++) {
+		atomic_store(seed, lies[l]);
+		CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+		for (unsigned i = 0; i < n; i++)
+			CHECK(q != held[i]);
+		held[n++] = q;
+		CHECK_EQ(cairn_frames_free(f, held[0], 0), 0);
+		atomic_store(seed, lies[l]);
+		CHECK_EQ(cairn_frames_alloc(f, 0, 0, &held[0]), 0);
+		for (unsigned i = 1; i < n; i++)
+			CHECK(held[0] != held[i]);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		CHECK_EQ(free_total(f), total - n);
+	}
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_frames_free(f, held[i], 0), 0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_alloc_at_reserve(void)
 {
 	const struct cairn_mem_range map[] = { { 20 * GiB, 16 * MiB } };
@@ -485,6 +561,7 @@ int main(void)
 	test_orders_and_alignment();
 	test_errors();
 	test_short_frees();
+	test_stale_seed();
 	test_alloc_at_reserve();
 	test_bulk_and_zero();
 	test_bulk_huge();
