@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench-frames-pair: the cost of one order-0 free+alloc pair on a chosen
+ * probe-frames-pair: the cost of one order-0 free+alloc pair on a chosen
  * frame, single thread, without the harness loop around it. The frame's
  * place decides where its bitmap word lies relative to its chunk entry (the
  * two are separate arrays), which is what this program is for: bench-frames'
  * repeat row always frees the last frame of the first half of memory.
  *
- *   bench-frames-pair [--mem MiB] [--chunk C] [--iters N] [--reps R]
+ *   probe-frames-pair [--mem MiB] [--chunk C] [--iters N] [--reps R]
  *
  * One region of --mem MiB (256); the frames of chunks [0, C] are allocated
  * (C defaults to the last chunk of the first half, the repeat row's frame),

@@ -248,8 +248,8 @@ static void test_short_frees(void)
 /* The order-0 short path seeds its bit CAS with the value its CPU last gave
  * the hinted word (cpu_hint.word) instead of loading the word. The seed may
  * be stale or wrong in any way: the frame returned must still be one that
- * was free, and the counts exact (a wrong seed costs a failed CAS or a look
- * at the next word, nothing else). */
+ * was free, and the counts exact (a wrong seed costs a failed CAS or a load
+ * of the word, nothing else). */
 static void test_stale_seed(void)
 {
 	const struct cairn_mem_range map[] = { { 20 * GiB, 16 * MiB } };
