@@ -244,7 +244,7 @@ void slab_release(struct cairn_heap *h, struct slab *s)
 	if (s->state == SLAB_AVAIL)
 		avail_remove(h, s);
 	else if (s->state == SLAB_CUR)
-		h->cur[s->cls] = &o->empty;
+		heap_set_cur(h, s->cls, &o->empty);
 	pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
 	block_put(h, s->base, s->order);
 	desc_put(h, s);

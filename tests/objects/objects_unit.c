@@ -86,6 +86,41 @@ static void test_every_class(struct cairn_objects *o)
 	cairn_heap_online(h);
 }
 
+/* The fast path alone: a pop from the class's current slab of the size's
+ * class, NULL when the class has none at hand, always NULL hardened. */
+static void test_alloc_fast(struct cairn_objects *o, bool harden)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	CHECK(cairn_heap_alloc_fast(h, CAIRN_OBJ_SMALL_MAX + 1) == NULL);
+	for (size_t size = 0; size <= CAIRN_OBJ_SMALL_MAX; size += size < 1100 ? 1 : 97) {
+		/* no slab of the class yet */
+		CHECK(cairn_heap_alloc_fast(h, size) == NULL);
+		void *a = cairn_heap_alloc(h, size);
+		REQUIRE(a);
+		void *b = cairn_heap_alloc_fast(h, size);
+		size_t cs = cairn_obj_class_size(cairn_obj_class(size));
+		if (harden || (!b && cs > 2048)) {
+			/* (a slab is carved a page at a time: above 2 KiB the
+			 * first allocation may have taken all there was) */
+			CHECK(b == NULL);
+		} else if (!b || b == a || cairn_objects_usable_size(o, b) != cs) {
+			CHECK(!"alloc_fast: an object of the size's class");
+			fprintf(stderr, "size %zu: %p %p\n", size, a, b);
+			return;
+		}
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		cairn_heap_free(h, a);
+		if (b)
+			cairn_heap_free(h, b);
+		/* the class's slab goes back: nothing may be popped from it */
+		cairn_heap_offline(h);
+		cairn_heap_online(h);
+		CHECK(cairn_heap_alloc_fast(h, size) == NULL);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+	}
+	CHECK_EQ(stats(o).objects, 0);
+}
+
 static void test_alignment(struct cairn_objects *o)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -398,6 +433,7 @@ int main(void)
 		struct cairn_objects *o = objtest_create(harden ? CAIRN_OBJ_HARDEN_ON
 								: CAIRN_OBJ_HARDEN_OFF);
 		test_every_class(o);
+		test_alloc_fast(o, harden);
 		test_alignment(o);
 		test_calloc_realloc(o);
 		cairn_host_reports_quiet(1);
