@@ -809,13 +809,20 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
 /* ---- free ---- */
 
 /* After a push onto s's local_free: a full slab becomes available, an
- * empty one goes back (the current slab of its class stays, unless the
- * heap is offline). */
+ * empty one goes back, unless the heap is online and it is the current
+ * slab of its class, or a slab of at most 64 KiB alone on the class's
+ * avail list: the next refill of the class takes it as it is, carved,
+ * where a released one would have to be made again (a batch of
+ * allocations a little over a slab, then its frees, made and released a
+ * slab every round). So a class keeps at most one empty slab besides
+ * the current one; offline and exhaustion release them. */
 void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
 		avail_push(h, s); /* (a collected run may also have emptied it) */
-	if (unlikely(s->used == 0) && (s->state != SLAB_CUR || offline))
+	if (unlikely(s->used == 0) &&
+	    (offline || (s->state != SLAB_CUR &&
+			 (s->next || s->prev || s->order > OBJ_SLAB_MIN_ORDER))))
 		slab_release(h, s);
 }
 

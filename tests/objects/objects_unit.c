@@ -371,7 +371,8 @@ static void test_remote_runs(struct cairn_objects *o)
 	cairn_heap_flush(h0);
 	CHECK_EQ(stats(o).slabs, slabs0 + 2);
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	/* Everything else: the second slab goes, the current one stays. */
+	/* Everything else: the current slab stays, and so does the second,
+	 * alone on the avail list (kept empty for the next refill). */
 	for (unsigned i = 1500; i < 2100; i++)
 		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
 	for (unsigned i = 2500; i < N; i++)
@@ -379,7 +380,7 @@ static void test_remote_runs(struct cairn_objects *o)
 	cairn_heap_flush(h1);
 	cairn_heap_flush(h0);
 	CHECK_EQ(stats(o).objects, 0);
-	CHECK_EQ(stats(o).slabs, slabs0 + 1);
+	CHECK_EQ(stats(o).slabs, slabs0 + 2);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	/* The spliced lists hand every object out again, each once. */
 	for (unsigned i = 0; i < N; i++) {
@@ -392,6 +393,43 @@ static void test_remote_runs(struct cairn_objects *o)
 		CHECK_EQ(cairn_heap_free(h0, p[i]), 0);
 	CHECK_EQ(stats(o).objects, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
+/* An emptied slab of at most 64 KiB alone on its class's avail list is
+ * kept for the class's next refill (a second one is not, nor a bigger
+ * slab); going offline releases them all. */
+static void test_slab_keep(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	uint64_t slabs0 = stats(o).slabs;
+	enum { N = 3000 }; /* 64 B: 1024 per slab, two full slabs and a current one */
+	static void *p[N];
+	for (int round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < N; i++)
+			REQUIRE((p[i] = cairn_heap_alloc(h, 64)));
+		CHECK_EQ(stats(o).slabs, slabs0 + 3);
+		for (unsigned i = 0; i < N; i++)
+			CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+		/* the first full slab emptied is kept, the second released */
+		CHECK_EQ(stats(o).slabs, slabs0 + 2);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+	}
+	/* A class whose slabs are bigger than 64 KiB keeps only its current. */
+	size_t big = cairn_obj_class_size(CAIRN_OBJ_CLASSES - 1);
+	REQUIRE(cairn_obj_class_order(o, CAIRN_OBJ_CLASSES - 1) > 4);
+	unsigned per = (unsigned)((4096u << cairn_obj_class_order(o, CAIRN_OBJ_CLASSES - 1)) / big);
+	for (unsigned i = 0; i < per + 1; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h, big)));
+	CHECK_EQ(stats(o).slabs, slabs0 + 4);
+	for (unsigned i = 0; i < per + 1; i++)
+		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_offline(h);
+	CHECK_EQ(stats(o).slabs, slabs0);
+	cairn_heap_online(h);
 }
 
 /* Exhaustion: NULL, cleanly, and everything works again after frees. */
@@ -443,6 +481,7 @@ int main(void)
 			test_errors(o);
 		test_remote(o);
 		test_remote_runs(o);
+		test_slab_keep(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 		cairn_objects_destroy(o);
 		CHECK_EQ(objtest_free_frames(), free0);
