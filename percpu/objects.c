@@ -293,7 +293,7 @@ static void large_destroy_all(struct cairn_objects *o)
 	uintptr_t leaves = (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
 	for (uintptr_t l = 0; l < leaves; l++) {
 		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[l], memory_order_relaxed);
-		for (unsigned i = 0; leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
+		for (unsigned i = 0; leaf != o->zero_leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
 			uintptr_t e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
 			if ((e & PM_TAG_MASK) == PM_LARGE)
 				large_free(o, NULL, o->vbase + ((l << OBJ_LEAF_SHIFT) + i) * OBJ_PAGE, e);

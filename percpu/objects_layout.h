@@ -210,6 +210,7 @@ struct cairn_objects {
 	uintptr_t span;            /* bytes covered by the pagemap */
 	cairn_phys_t phys_base;
 	_Atomic(_Atomic uintptr_t *) *pagemap; /* one leaf pointer per 8 MiB */
+	_Atomic uintptr_t *zero_leaf; /* where the leaf is not made: all 0, never written */
 	unsigned pagemap_order;
 	unsigned self_order;       /* frames of this instance and its heaps */
 	unsigned ncpus;
@@ -370,8 +371,6 @@ static inline uintptr_t pm_lookup_in(_Atomic(_Atomic uintptr_t *) *pagemap, uint
 		return 0;
 	_Atomic uintptr_t *leaf = atomic_load_explicit(&pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
 						       memory_order_acquire);
-	if (unlikely(!leaf))
-		return 0;
 	return atomic_load_explicit(&leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)],
 				    memory_order_relaxed);
 }
