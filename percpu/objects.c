@@ -692,6 +692,11 @@ void *cairn_heap_alloc_fast(struct cairn_heap *h, size_t size)
 	return heap_pop(h, size);
 }
 
+void *cairn_heap_alloc_slow(struct cairn_heap *h, size_t size)
+{
+	return alloc_slow(h, size);
+}
+
 /* A pop, or one call out of line (a tail call: no frame). */
 void *cairn_heap_alloc(struct cairn_heap *h, size_t size)
 {

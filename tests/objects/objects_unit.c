@@ -87,7 +87,8 @@ static void test_every_class(struct cairn_objects *o)
 }
 
 /* The fast path alone: a pop from the class's current slab of the size's
- * class, NULL when the class has none at hand, always NULL hardened. */
+ * class, NULL when the class has none at hand, always NULL hardened; then
+ * the slow path alone makes the slab. */
 static void test_alloc_fast(struct cairn_objects *o, bool harden)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -95,8 +96,9 @@ static void test_alloc_fast(struct cairn_objects *o, bool harden)
 	for (size_t size = 0; size <= CAIRN_OBJ_SMALL_MAX; size += size < 1100 ? 1 : 97) {
 		/* no slab of the class yet */
 		CHECK(cairn_heap_alloc_fast(h, size) == NULL);
-		void *a = cairn_heap_alloc(h, size);
+		void *a = cairn_heap_alloc_slow(h, size); /* the caller's next step */
 		REQUIRE(a);
+		CHECK_EQ(cairn_objects_usable_size(o, a), cairn_obj_class_size(cairn_obj_class(size)));
 		void *b = cairn_heap_alloc_fast(h, size);
 		size_t cs = cairn_obj_class_size(cairn_obj_class(size));
 		if (harden || (!b && cs > 2048)) {

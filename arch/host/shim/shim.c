@@ -342,7 +342,7 @@ static void *__attribute__((noinline)) malloc_slow(size_t size)
 /* The thread's heap had nothing at hand: refill (and grow if need be). */
 static void *__attribute__((noinline)) malloc_refill(struct cairn_heap *h, size_t size)
 {
-	void *p = cairn_heap_alloc(h, size);
+	void *p = cairn_heap_alloc_slow(h, size);
 	return __builtin_expect(p != NULL, 1) ? p : malloc_slow(size);
 }
 
