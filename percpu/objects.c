@@ -729,19 +729,21 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 			return true;
 		}
 	}
-	if (s != &h->o->empty) {
+	struct slab *next = h->avail[cls];
+	if (s != &h->o->empty)
 		slab_set_state(h, s, SLAB_FULL);
-		heap_set_cur(h, cls, &h->o->empty);
-	}
-	s = h->avail[cls];
-	if (s) {
-		avail_remove(h, s);
-		slab_set_state(h, s, SLAB_CUR);
-		s->free = s->local_free;
-		s->local_free = 0;
-		heap_set_cur(h, cls, s);
+	if (next) {
+		/* (cur names the full slab until here: nothing in between
+		 * looks at it, so the fast slots are written once) */
+		avail_remove(h, next);
+		slab_set_state(h, next, SLAB_CUR);
+		next->free = next->local_free;
+		next->local_free = 0;
+		heap_set_cur(h, cls, next);
 		return true;
 	}
+	if (s != &h->o->empty) /* before slab_new, which may collect */
+		heap_set_cur(h, cls, &h->o->empty);
 	s = slab_new(h, cls);
 	if (!s) {
 		/* Exhausted: give back what this heap holds (and the large
