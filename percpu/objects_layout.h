@@ -227,7 +227,7 @@ struct cairn_objects {
 	struct cairn_arena *arena;
 	struct cairn_qcache *qc;
 	void (*arena_enter)(void), (*arena_leave)(void); /* NULL: no gate */
-	/* Heaps are made on first use (a heap is 1.4 KiB, and most of a
+	/* Heaps are made on first use (a heap is 2.4 KiB, and most of a
 	 * host's 256 slots are never used: their memory stays untouched).
 	 * heap_made[i] goes UNMADE -> MAKING -> MADE once; MADE is stored
 	 * with release after the heap is written, and read with acquire. */
