@@ -399,7 +399,8 @@ static void test_remote_runs(struct cairn_objects *o)
 
 /* An emptied slab of at most 64 KiB alone on its class's avail list is
  * kept for the class's next refill (a second one is not, nor a bigger
- * slab); going offline releases them all. */
+ * slab), until another class needs a block and the heap has none cached;
+ * going offline releases them all. */
 static void test_slab_keep(struct cairn_objects *o)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -418,16 +419,29 @@ static void test_slab_keep(struct cairn_objects *o)
 		CHECK_EQ(stats(o).slabs, slabs0 + 2);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 	}
+	/* A new slab of another class takes the heap's cached block (the
+	 * released one), then the kept slab's: no more slabs than before. */
+	CHECK_EQ(cairn_obj_class_order(o, cairn_obj_class(128)), cairn_obj_class_order(o, cairn_obj_class(64)));
+	CHECK_EQ(cairn_obj_class_order(o, cairn_obj_class(256)), cairn_obj_class_order(o, cairn_obj_class(64)));
+	void *c128 = cairn_heap_alloc(h, 128);
+	REQUIRE(c128);
+	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	void *c256 = cairn_heap_alloc(h, 256);
+	REQUIRE(c256);
+	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_free(h, c128);
+	cairn_heap_free(h, c256);
 	/* A class whose slabs are bigger than 64 KiB keeps only its current. */
 	size_t big = cairn_obj_class_size(CAIRN_OBJ_CLASSES - 1);
 	REQUIRE(cairn_obj_class_order(o, CAIRN_OBJ_CLASSES - 1) > 4);
 	unsigned per = (unsigned)((4096u << cairn_obj_class_order(o, CAIRN_OBJ_CLASSES - 1)) / big);
 	for (unsigned i = 0; i < per + 1; i++)
 		REQUIRE((p[i] = cairn_heap_alloc(h, big)));
-	CHECK_EQ(stats(o).slabs, slabs0 + 4);
+	CHECK_EQ(stats(o).slabs, slabs0 + 5);
 	for (unsigned i = 0; i < per + 1; i++)
 		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
-	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	CHECK_EQ(stats(o).slabs, slabs0 + 4);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_heap_offline(h);
 	CHECK_EQ(stats(o).slabs, slabs0);
