@@ -25,6 +25,11 @@ const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1] = {
 	18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19, /* .. 1 KiB */
 };
 
+/* (size + 15) >> 4 of the smallest size of each class up to 1 KiB */
+const uint8_t obj_fast_first[OBJ_FAST_CLASSES + 1] = {
+	0, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 15, 17, 21, 25, 29, 33, 41, 49, 57, 65,
+};
+
 unsigned cairn_obj_class(size_t size) { return obj_class(size); }
 size_t cairn_obj_class_size(unsigned cls) { return obj_class_size(cls); }
 unsigned cairn_obj_class_order(struct cairn_objects *o, unsigned cls)
@@ -138,11 +143,13 @@ static void heap_init(struct cairn_objects *o, unsigned i)
 {
 	struct cairn_heap *h = &o->heaps[i];
 	obj_zero(h, sizeof(*h));
-	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
-		h->cur[c] = &o->empty;
 	h->o = o;
 	h->cpu = i;
 	h->harden = o->harden;
+	for (unsigned c = 0; c < OBJ_FAST_SLOTS; c++)
+		h->fast[c] = &o->empty;
+	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++)
+		heap_set_cur(h, c, &o->empty);
 	h->pm_vbase = o->vbase;
 	h->pm_span = o->span;
 	h->pagemap = o->pagemap;
@@ -286,7 +293,7 @@ static void large_destroy_all(struct cairn_objects *o)
 	uintptr_t leaves = (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
 	for (uintptr_t l = 0; l < leaves; l++) {
 		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[l], memory_order_relaxed);
-		for (unsigned i = 0; leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
+		for (unsigned i = 0; leaf != o->zero_leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
 			uintptr_t e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
 			if ((e & PM_TAG_MASK) == PM_LARGE)
 				large_free(o, NULL, o->vbase + ((l << OBJ_LEAF_SHIFT) + i) * OBJ_PAGE, e);
@@ -659,23 +666,42 @@ static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
 	return (void *)p;
 }
 
-/* The fast path: a pop, or one call out of line (a tail call: no frame). */
-void *cairn_heap_alloc(struct cairn_heap *h, size_t size)
+/* The fast path: an unhardened pop from the class's current slab, or NULL.
+ * Up to 1 KiB the slab comes straight from the size (h->fast, &o->empty
+ * when hardened, whose free list is always empty), so neither the class
+ * nor the hardening flag is loaded. */
+static inline void *heap_pop(struct cairn_heap *h, size_t size)
 {
-	unsigned cls;
+	struct slab *s;
 	if (likely(size <= OBJ_CLASS_TABLE_MAX))
-		cls = obj_class_by16[(size + 15) >> 4];
-	else if (size <= CAIRN_OBJ_SMALL_MAX)
-		cls = obj_class(size);
+		s = h->fast[(size + 15) >> 4];
+	else if (size <= CAIRN_OBJ_SMALL_MAX && !h->harden)
+		s = h->cur[obj_class(size)];
 	else
-		return alloc_slow(h, size);
-	struct slab *s = h->cur[cls];
+		return NULL;
 	uintptr_t p = s->free;
-	if (unlikely(!p || h->harden))
-		return alloc_slow(h, size);
+	if (unlikely(!p))
+		return NULL;
 	s->free = obj_word(p); /* unhardened: a plain link */
 	s->used++;
 	return (void *)p;
+}
+
+void *cairn_heap_alloc_fast(struct cairn_heap *h, size_t size)
+{
+	return heap_pop(h, size);
+}
+
+void *cairn_heap_alloc_slow(struct cairn_heap *h, size_t size)
+{
+	return alloc_slow(h, size);
+}
+
+/* A pop, or one call out of line (a tail call: no frame). */
+void *cairn_heap_alloc(struct cairn_heap *h, size_t size)
+{
+	void *p = heap_pop(h, size);
+	return likely(p != NULL) ? p : alloc_slow(h, size);
 }
 
 /* A slab that has objects to hand out, as the current slab of the class. */
@@ -703,19 +729,21 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 			return true;
 		}
 	}
-	if (s != &h->o->empty) {
+	struct slab *next = h->avail[cls];
+	if (s != &h->o->empty)
 		slab_set_state(h, s, SLAB_FULL);
-		h->cur[cls] = &h->o->empty;
-	}
-	s = h->avail[cls];
-	if (s) {
-		avail_remove(h, s);
-		slab_set_state(h, s, SLAB_CUR);
-		s->free = s->local_free;
-		s->local_free = 0;
-		h->cur[cls] = s;
+	if (next) {
+		/* (cur names the full slab until here: nothing in between
+		 * looks at it, so the fast slots are written once) */
+		avail_remove(h, next);
+		slab_set_state(h, next, SLAB_CUR);
+		next->free = next->local_free;
+		next->local_free = 0;
+		heap_set_cur(h, cls, next);
 		return true;
 	}
+	if (s != &h->o->empty) /* before slab_new, which may collect */
+		heap_set_cur(h, cls, &h->o->empty);
 	s = slab_new(h, cls);
 	if (!s) {
 		/* Exhausted: give back what this heap holds (and the large
@@ -731,7 +759,7 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 		if (!s)
 			return false;
 	}
-	h->cur[cls] = s;
+	heap_set_cur(h, cls, s);
 	return true;
 }
 
@@ -788,13 +816,20 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
 /* ---- free ---- */
 
 /* After a push onto s's local_free: a full slab becomes available, an
- * empty one goes back (the current slab of its class stays, unless the
- * heap is offline). */
+ * empty one goes back, unless the heap is online and it is the current
+ * slab of its class, or a slab of at most 64 KiB alone on the class's
+ * avail list: the next refill of the class takes it as it is, carved,
+ * where a released one would have to be made again (a batch of
+ * allocations a little over a slab, then its frees, made and released a
+ * slab every round). So a class keeps at most one empty slab besides
+ * the current one; offline and exhaustion release them. */
 void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
 		avail_push(h, s); /* (a collected run may also have emptied it) */
-	if (unlikely(s->used == 0) && (s->state != SLAB_CUR || offline))
+	if (unlikely(s->used == 0) &&
+	    (offline || (s->state != SLAB_CUR &&
+			 (s->next || s->prev || s->order > OBJ_SLAB_MIN_ORDER))))
 		slab_release(h, s);
 }
 

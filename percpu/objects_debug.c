@@ -114,10 +114,14 @@ static int pm_check(struct cairn_objects *o)
 			for (uintptr_t r = o->heaps[i].lcache[b]; r;
 			     r = obj_decode(&o->heaps[i], r, obj_word(r)))
 				cached++;
+	for (unsigned i = 0; i < (1u << OBJ_LEAF_SHIFT); i++)
+		if (atomic_load_explicit(&o->zero_leaf[i], memory_order_relaxed))
+			return bad("objects: the zero leaf was written", i,
+				   atomic_load_explicit(&o->zero_leaf[i], memory_order_relaxed));
 	uintptr_t leaves = (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
 	for (uintptr_t l = 0; l < leaves; l++) {
 		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[l], memory_order_acquire);
-		for (unsigned i = 0; leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
+		for (unsigned i = 0; leaf != o->zero_leaf && i < (1u << OBJ_LEAF_SHIFT); i++) {
 			uintptr_t e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
 			uintptr_t p = o->vbase + (((l << OBJ_LEAF_SHIFT) + i) << OBJ_PAGE_SHIFT);
 			if ((e & PM_TAG_MASK) != PM_X)
@@ -155,6 +159,10 @@ int cairn_objects_validate(struct cairn_objects *o)
 		struct cairn_heap *h = &o->heaps[i];
 		if ((err = lcache_check(h)))
 			return err;
+		for (unsigned i = 0; i < OBJ_FAST_SLOTS; i++)
+			if (h->fast[i] != (h->harden ? &o->empty : h->cur[obj_class(i << 4)]))
+				return bad("objects: fast-path slot does not name the current slab",
+					   (uintptr_t)h->fast[i], i);
 		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 			struct slab *s = h->cur[c];
 			if (s != &o->empty && (s->state != SLAB_CUR || s->cls != c || s->owner != h))

@@ -158,6 +158,10 @@ static inline void heap_stat_add(_Atomic uint64_t *c, uint64_t n)
 			      memory_order_relaxed);
 }
 
+/* Sizes up to OBJ_CLASS_TABLE_MAX go by 16-byte steps: (size + 15) >> 4. */
+#define OBJ_CLASS_TABLE_MAX 1024u
+#define OBJ_FAST_SLOTS (OBJ_CLASS_TABLE_MAX / 16 + 1)
+
 struct cairn_heap {
 	/* Set at creation, then only read (also by CPUs freeing remotely,
 	 * so nothing written shares the line): the fast paths' constants. */
@@ -169,7 +173,13 @@ struct cairn_heap {
 	uintptr_t pm_vbase, pm_span;
 	_Atomic(_Atomic uintptr_t *) *pagemap;
 	/* owner (or claimer) only */
-	_Alignas(64) struct slab *cur[CAIRN_OBJ_CLASSES]; /* never NULL: &o->empty when none */
+	/* The allocation fast path's table, by 16-byte step of the size:
+	 * fast[(size + 15) >> 4] == cur[obj_class(size)] unhardened, and
+	 * &o->empty always when hardened (so a hardened heap's pop finds no
+	 * object there and goes out of line: no harden test on the fast
+	 * path). Written only through heap_set_cur, with cur. */
+	_Alignas(64) struct slab *fast[OBJ_FAST_SLOTS];
+	struct slab *cur[CAIRN_OBJ_CLASSES]; /* never NULL: &o->empty when none */
 	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
 	struct slab *spare;        /* unused descriptors */
 	/* Blocks of released slabs, by order, last in first out, linked
@@ -200,6 +210,7 @@ struct cairn_objects {
 	uintptr_t span;            /* bytes covered by the pagemap */
 	cairn_phys_t phys_base;
 	_Atomic(_Atomic uintptr_t *) *pagemap; /* one leaf pointer per 8 MiB */
+	_Atomic uintptr_t *zero_leaf; /* where the leaf is not made: all 0, never written */
 	unsigned pagemap_order;
 	unsigned self_order;       /* frames of this instance and its heaps */
 	unsigned ncpus;
@@ -216,7 +227,7 @@ struct cairn_objects {
 	struct cairn_arena *arena;
 	struct cairn_qcache *qc;
 	void (*arena_enter)(void), (*arena_leave)(void); /* NULL: no gate */
-	/* Heaps are made on first use (a heap is 1.4 KiB, and most of a
+	/* Heaps are made on first use (a heap is 2.4 KiB, and most of a
 	 * host's 256 slots are never used: their memory stays untouched).
 	 * heap_made[i] goes UNMADE -> MAKING -> MADE once; MADE is stored
 	 * with release after the heap is written, and read with acquire. */
@@ -251,7 +262,6 @@ static inline struct cairn_heap *heap_get(struct cairn_objects *o, unsigned i)
 
 /* Sizes up to OBJ_CLASS_TABLE_MAX: the class by 16-byte steps (every class
  * size is a multiple of 16), one load instead of the arithmetic below. */
-#define OBJ_CLASS_TABLE_MAX 1024u
 extern const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1];
 
 static inline unsigned obj_class(size_t size)
@@ -269,6 +279,27 @@ static inline size_t obj_class_size(unsigned c)
 		return (size_t)(c + 1) << 4;
 	unsigned e = 6 + (c - 4) / 4, m = (c - 4) % 4;
 	return ((size_t)1 << e) + ((size_t)(m + 1) << (e - 2));
+}
+
+/* Classes served through heap->fast: 0 .. obj_class(OBJ_CLASS_TABLE_MAX). */
+#define OBJ_FAST_CLASSES 20u
+_Static_assert(((OBJ_FAST_CLASSES - 4) % 4 == 0) &&
+		       ((size_t)1 << (6 + (OBJ_FAST_CLASSES - 5) / 4)) +
+				       ((size_t)4 << (6 + (OBJ_FAST_CLASSES - 5) / 4 - 2)) ==
+			       OBJ_CLASS_TABLE_MAX,
+	       "the last fast class ends at OBJ_CLASS_TABLE_MAX");
+
+/* The first fast slot of each fast class (and the end of the last). */
+extern const uint8_t obj_fast_first[OBJ_FAST_CLASSES + 1];
+
+/* The class's allocation slab: cur, and (unhardened) the fast-path slots
+ * of every size step the class serves. */
+static inline void heap_set_cur(struct cairn_heap *h, unsigned cls, struct slab *s)
+{
+	h->cur[cls] = s;
+	if (cls < OBJ_FAST_CLASSES && !h->harden)
+		for (unsigned i = obj_fast_first[cls]; i < obj_fast_first[cls + 1]; i++)
+			h->fast[i] = s;
 }
 
 /* ---- free-list link encoding ---- */
@@ -340,8 +371,6 @@ static inline uintptr_t pm_lookup_in(_Atomic(_Atomic uintptr_t *) *pagemap, uint
 		return 0;
 	_Atomic uintptr_t *leaf = atomic_load_explicit(&pagemap[off >> OBJ_LEAF_SPAN_SHIFT],
 						       memory_order_acquire);
-	if (unlikely(!leaf))
-		return 0;
 	return atomic_load_explicit(&leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)],
 				    memory_order_relaxed);
 }

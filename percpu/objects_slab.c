@@ -147,9 +147,29 @@ static void block_away(struct cairn_objects *o, uintptr_t b, unsigned order)
 		pages_put(o, b, order);
 }
 
+static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order);
+
+/* An empty slab of the order kept on another class's avail list (see
+ * slab_after_free), released: its block serves the new slab, so a kept
+ * slab never makes the heap ask for more memory. Only list heads are
+ * looked at: a kept slab was alone when it emptied. */
+static bool block_steal(struct cairn_heap *h, unsigned order)
+{
+	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
+		struct slab *s = h->avail[c];
+		if (s && s->used == 0 && s->order == order) {
+			slab_release(h, s);
+			return true;
+		}
+	}
+	return false;
+}
+
 static uintptr_t block_get(struct cairn_heap *h, unsigned order)
 {
 	uintptr_t b = h->blocks[order];
+	if (!b && order <= OBJ_SLAB_MIN_ORDER && block_steal(h, order))
+		b = h->blocks[order];
 	if (b) {
 		h->blocks[order] = obj_word(b);
 		h->block_frames -= 1u << order;
@@ -244,7 +264,7 @@ void slab_release(struct cairn_heap *h, struct slab *s)
 	if (s->state == SLAB_AVAIL)
 		avail_remove(h, s);
 	else if (s->state == SLAB_CUR)
-		h->cur[s->cls] = &o->empty;
+		heap_set_cur(h, s->cls, &o->empty);
 	pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
 	block_put(h, s->base, s->order);
 	desc_put(h, s);

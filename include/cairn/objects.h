@@ -170,6 +170,13 @@ void cairn_objects_cpu_online(struct cairn_objects *o);
  * (a host thread registered as a CPU): no CPU-local section per call. */
 struct cairn_heap *cairn_objects_heap(struct cairn_objects *o, unsigned cpu);
 void *cairn_heap_alloc(struct cairn_heap *h, size_t size);
+/* The allocation fast path alone: an object from the class's current slab
+ * if it has one at hand and the heap is unhardened, else NULL (then call
+ * cairn_heap_alloc_slow). Never leaves the heap's lines. */
+void *cairn_heap_alloc_fast(struct cairn_heap *h, size_t size);
+/* cairn_heap_alloc without its fast path: what to call when
+ * cairn_heap_alloc_fast returned NULL (refills; hardened pops). */
+void *cairn_heap_alloc_slow(struct cairn_heap *h, size_t size);
 void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align);
 void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size);
 void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size);

@@ -86,6 +86,43 @@ static void test_every_class(struct cairn_objects *o)
 	cairn_heap_online(h);
 }
 
+/* The fast path alone: a pop from the class's current slab of the size's
+ * class, NULL when the class has none at hand, always NULL hardened; then
+ * the slow path alone makes the slab. */
+static void test_alloc_fast(struct cairn_objects *o, bool harden)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	CHECK(cairn_heap_alloc_fast(h, CAIRN_OBJ_SMALL_MAX + 1) == NULL);
+	for (size_t size = 0; size <= CAIRN_OBJ_SMALL_MAX; size += size < 1100 ? 1 : 97) {
+		/* no slab of the class yet */
+		CHECK(cairn_heap_alloc_fast(h, size) == NULL);
+		void *a = cairn_heap_alloc_slow(h, size); /* the caller's next step */
+		REQUIRE(a);
+		CHECK_EQ(cairn_objects_usable_size(o, a), cairn_obj_class_size(cairn_obj_class(size)));
+		void *b = cairn_heap_alloc_fast(h, size);
+		size_t cs = cairn_obj_class_size(cairn_obj_class(size));
+		if (harden || (!b && cs > 2048)) {
+			/* (a slab is carved a page at a time: above 2 KiB the
+			 * first allocation may have taken all there was) */
+			CHECK(b == NULL);
+		} else if (!b || b == a || cairn_objects_usable_size(o, b) != cs) {
+			CHECK(!"alloc_fast: an object of the size's class");
+			fprintf(stderr, "size %zu: %p %p\n", size, a, b);
+			return;
+		}
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		cairn_heap_free(h, a);
+		if (b)
+			cairn_heap_free(h, b);
+		/* the class's slab goes back: nothing may be popped from it */
+		cairn_heap_offline(h);
+		cairn_heap_online(h);
+		CHECK(cairn_heap_alloc_fast(h, size) == NULL);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+	}
+	CHECK_EQ(stats(o).objects, 0);
+}
+
 static void test_alignment(struct cairn_objects *o)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -336,7 +373,8 @@ static void test_remote_runs(struct cairn_objects *o)
 	cairn_heap_flush(h0);
 	CHECK_EQ(stats(o).slabs, slabs0 + 2);
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	/* Everything else: the second slab goes, the current one stays. */
+	/* Everything else: the current slab stays, and so does the second,
+	 * alone on the avail list (kept empty for the next refill). */
 	for (unsigned i = 1500; i < 2100; i++)
 		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
 	for (unsigned i = 2500; i < N; i++)
@@ -344,7 +382,7 @@ static void test_remote_runs(struct cairn_objects *o)
 	cairn_heap_flush(h1);
 	cairn_heap_flush(h0);
 	CHECK_EQ(stats(o).objects, 0);
-	CHECK_EQ(stats(o).slabs, slabs0 + 1);
+	CHECK_EQ(stats(o).slabs, slabs0 + 2);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	/* The spliced lists hand every object out again, each once. */
 	for (unsigned i = 0; i < N; i++) {
@@ -357,6 +395,57 @@ static void test_remote_runs(struct cairn_objects *o)
 		CHECK_EQ(cairn_heap_free(h0, p[i]), 0);
 	CHECK_EQ(stats(o).objects, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
+/* An emptied slab of at most 64 KiB alone on its class's avail list is
+ * kept for the class's next refill (a second one is not, nor a bigger
+ * slab), until another class needs a block and the heap has none cached;
+ * going offline releases them all. */
+static void test_slab_keep(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	uint64_t slabs0 = stats(o).slabs;
+	enum { N = 3000 }; /* 64 B: 1024 per slab, two full slabs and a current one */
+	static void *p[N];
+	for (int round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < N; i++)
+			REQUIRE((p[i] = cairn_heap_alloc(h, 64)));
+		CHECK_EQ(stats(o).slabs, slabs0 + 3);
+		for (unsigned i = 0; i < N; i++)
+			CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+		/* the first full slab emptied is kept, the second released */
+		CHECK_EQ(stats(o).slabs, slabs0 + 2);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+	}
+	/* A new slab of another class takes the heap's cached block (the
+	 * released one), then the kept slab's: no more slabs than before. */
+	CHECK_EQ(cairn_obj_class_order(o, cairn_obj_class(128)), cairn_obj_class_order(o, cairn_obj_class(64)));
+	CHECK_EQ(cairn_obj_class_order(o, cairn_obj_class(256)), cairn_obj_class_order(o, cairn_obj_class(64)));
+	void *c128 = cairn_heap_alloc(h, 128);
+	REQUIRE(c128);
+	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	void *c256 = cairn_heap_alloc(h, 256);
+	REQUIRE(c256);
+	CHECK_EQ(stats(o).slabs, slabs0 + 3);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_free(h, c128);
+	cairn_heap_free(h, c256);
+	/* A class whose slabs are bigger than 64 KiB keeps only its current. */
+	size_t big = cairn_obj_class_size(CAIRN_OBJ_CLASSES - 1);
+	REQUIRE(cairn_obj_class_order(o, CAIRN_OBJ_CLASSES - 1) > 4);
+	unsigned per = (unsigned)((4096u << cairn_obj_class_order(o, CAIRN_OBJ_CLASSES - 1)) / big);
+	for (unsigned i = 0; i < per + 1; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h, big)));
+	CHECK_EQ(stats(o).slabs, slabs0 + 5);
+	for (unsigned i = 0; i < per + 1; i++)
+		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+	CHECK_EQ(stats(o).slabs, slabs0 + 4);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_offline(h);
+	CHECK_EQ(stats(o).slabs, slabs0);
+	cairn_heap_online(h);
 }
 
 /* Exhaustion: NULL, cleanly, and everything works again after frees. */
@@ -398,6 +487,7 @@ int main(void)
 		struct cairn_objects *o = objtest_create(harden ? CAIRN_OBJ_HARDEN_ON
 								: CAIRN_OBJ_HARDEN_OFF);
 		test_every_class(o);
+		test_alloc_fast(o, harden);
 		test_alignment(o);
 		test_calloc_realloc(o);
 		cairn_host_reports_quiet(1);
@@ -407,6 +497,7 @@ int main(void)
 			test_errors(o);
 		test_remote(o);
 		test_remote_runs(o);
+		test_slab_keep(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 		cairn_objects_destroy(o);
 		CHECK_EQ(objtest_free_frames(), free0);

@@ -339,13 +339,23 @@ static void *__attribute__((noinline)) malloc_slow(size_t size)
 	return p;
 }
 
+/* The thread's heap had nothing at hand: refill (and grow if need be). */
+static void *__attribute__((noinline)) malloc_refill(struct cairn_heap *h, size_t size)
+{
+	void *p = cairn_heap_alloc_slow(h, size);
+	return __builtin_expect(p != NULL, 1) ? p : malloc_slow(size);
+}
+
 void *cairn_malloc(size_t size)
 {
 	struct cairn_heap *h = my_heap;
 	if (__builtin_expect(h != NULL, 1)) {
-		void *p = cairn_heap_alloc(h, size);
+		/* The pop alone: every other way out is a tail call, so the
+		 * fast path needs no stack frame. */
+		void *p = cairn_heap_alloc_fast(h, size);
 		if (__builtin_expect(p != NULL, 1))
 			return p;
+		return malloc_refill(h, size);
 	}
 	return malloc_slow(size);
 }
