@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../check.h"
+#include "../../percpu/objects_layout.h"
 #include "objtest.h"
 
 static struct cairn_objects_stats stats(struct cairn_objects *o)
@@ -453,6 +454,37 @@ static void test_slab_keep(struct cairn_objects *o)
 	cairn_heap_online(h);
 }
 
+/* An address of the instance's range in a region with no leaf yet (the
+ * zero leaf's): foreign to free and usable size, and nothing changes. A
+ * fresh instance with one slab: every other 8 MiB region has no leaf. */
+static void test_zero_leaf(enum cairn_obj_harden harden)
+{
+	struct cairn_objects *o = objtest_create(harden);
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	void *a = cairn_heap_alloc(h, 48);
+	REQUIRE(a);
+	uintptr_t l = (((uintptr_t)a - o->vbase) >> OBJ_LEAF_SPAN_SHIFT) ^ 1;
+	REQUIRE((l + 1) << OBJ_LEAF_SPAN_SHIFT <= o->span);
+	_Atomic uintptr_t *leaf = atomic_load(&o->pagemap[l]);
+	char *q = (char *)(o->vbase + (l << OBJ_LEAF_SPAN_SHIFT) + 5 * OBJ_PAGE + 48);
+	struct cairn_objects_stats st = stats(o);
+	uint64_t before = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_heap_free(h, q), CAIRN_ERANGE);
+	CHECK_EQ(cairn_heap_free(h, q - 48), CAIRN_ERANGE);
+	cairn_host_reports_quiet(0);
+	CHECK(cairn_host_reports() == before + 2);
+	CHECK_EQ(cairn_objects_usable_size(o, q), 0);
+	CHECK_EQ(cairn_objects_usable_size(o, q - 48), 0);
+	CHECK(atomic_load(&o->pagemap[l]) == leaf);
+	CHECK(leaf == o->zero_leaf);
+	CHECK_EQ(stats(o).objects, st.objects);
+	CHECK_EQ(stats(o).slabs, st.slabs);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK_EQ(cairn_heap_free(h, a), 0);
+	cairn_objects_destroy(o);
+}
+
 /* Exhaustion: NULL, cleanly, and everything works again after frees. */
 static void test_exhaustion(struct cairn_objects *o)
 {
@@ -505,6 +537,8 @@ int main(void)
 		test_slab_keep(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 		cairn_objects_destroy(o);
+		CHECK_EQ(objtest_free_frames(), free0);
+		test_zero_leaf(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
 		CHECK_EQ(objtest_free_frames(), free0);
 	}
 	/* destroy with live objects gives everything back too */
