@@ -485,6 +485,48 @@ static void test_zero_leaf(enum cairn_obj_harden harden)
 	cairn_objects_destroy(o);
 }
 
+/* Hardened: a slab that dropped objects behind a corrupted link goes back
+ * when it empties, even alone on its class's avail list (where an intact
+ * one is kept), so what it dropped is not handed out again. */
+static void test_damaged_release(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	uint64_t slabs0 = stats(o).slabs;
+	REQUIRE(cairn_obj_class_order(o, cairn_obj_class(64)) <= OBJ_SLAB_MIN_ORDER);
+	enum { N = 1100 };
+	static char *p[N];
+	/* a fresh slab is carved in address order: p[0]'s neighbour heads
+	 * the free list; overwrite its link */
+	REQUIRE((p[0] = cairn_heap_alloc(h, 64)));
+	*(uintptr_t *)(p[0] + 64) = (uintptr_t)(p[0] + 8);
+	cairn_host_reports_quiet(1);
+	uint64_t before = cairn_host_reports();
+	REQUIRE((p[1] = cairn_heap_alloc(h, 64)));
+	cairn_host_reports_quiet(0);
+	CHECK(cairn_host_reports() == before + 1);
+	/* fill the damaged slab: the allocation that makes a second one
+	 * is the first of the next slab */
+	unsigned n = 2;
+	for (; n < N; n++) {
+		REQUIRE((p[n] = cairn_heap_alloc(h, 64)));
+		if (stats(o).slabs > slabs0 + 1)
+			break;
+	}
+	REQUIRE(n < N);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* empty it: alone on the avail list, but damaged, so released */
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+	CHECK_EQ(stats(o).slabs, slabs0 + 1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK_EQ(cairn_heap_free(h, p[n]), 0);
+	CHECK_EQ(stats(o).objects, 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+}
+
 /* Exhaustion: NULL, cleanly, and everything works again after frees. */
 static void test_exhaustion(struct cairn_objects *o)
 {
@@ -535,6 +577,8 @@ int main(void)
 		test_remote(o);
 		test_remote_runs(o);
 		test_slab_keep(o);
+		if (harden)
+			test_damaged_release(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 		cairn_objects_destroy(o);
 		CHECK_EQ(objtest_free_frames(), free0);
