@@ -527,6 +527,25 @@ static void test_damaged_release(struct cairn_objects *o)
 	cairn_heap_online(h);
 }
 
+/* validate checks the shared empty slab (every class with no slab, and
+ * every hardened fast slot, names it): it must hold nothing. */
+static void test_validate_empty(struct cairn_objects *o)
+{
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_host_reports_quiet(1);
+	o->empty.used = 1;
+	CHECK(cairn_objects_validate(o) != 0);
+	o->empty.used = 0;
+	o->empty.free = (uintptr_t)&o->empty;
+	CHECK(cairn_objects_validate(o) != 0);
+	o->empty.free = 0;
+	o->empty.local_free = (uintptr_t)&o->empty;
+	CHECK(cairn_objects_validate(o) != 0);
+	o->empty.local_free = 0;
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 /* Exhaustion: NULL, cleanly, and everything works again after frees. */
 static void test_exhaustion(struct cairn_objects *o)
 {
@@ -579,6 +598,7 @@ int main(void)
 		test_slab_keep(o);
 		if (harden)
 			test_damaged_release(o);
+		test_validate_empty(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 		cairn_objects_destroy(o);
 		CHECK_EQ(objtest_free_frames(), free0);
