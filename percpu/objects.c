@@ -822,14 +822,15 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
  * where a released one would have to be made again (a batch of
  * allocations a little over a slab, then its frees, made and released a
  * slab every round). So a class keeps at most one empty slab besides
- * the current one; offline and exhaustion release them. */
+ * the current one; offline and the heap's exhaustion release them. A
+ * damaged slab is never kept: the objects it dropped go back with it. */
 void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
 		avail_push(h, s); /* (a collected run may also have emptied it) */
 	if (unlikely(s->used == 0) &&
 	    (offline || (s->state != SLAB_CUR &&
-			 (s->next || s->prev || s->order > OBJ_SLAB_MIN_ORDER))))
+			 (s->next || s->prev || s->order > OBJ_SLAB_MIN_ORDER || s->damaged))))
 		slab_release(h, s);
 }
 

@@ -118,6 +118,10 @@ static int pm_check(struct cairn_objects *o)
 		if (atomic_load_explicit(&o->zero_leaf[i], memory_order_relaxed))
 			return bad("objects: the zero leaf was written", i,
 				   atomic_load_explicit(&o->zero_leaf[i], memory_order_relaxed));
+	/* the shared empty slab: a pop or a free must never find anything */
+	if (o->empty.free || o->empty.local_free || o->empty.used)
+		return bad("objects: the empty slab was written", o->empty.free,
+			   (uint64_t)o->empty.used << 32 | (o->empty.local_free != 0));
 	uintptr_t leaves = (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
 	for (uintptr_t l = 0; l < leaves; l++) {
 		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[l], memory_order_acquire);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../check.h"
+#include "../../percpu/objects_layout.h"
 #include "objtest.h"
 
 static struct cairn_objects_stats stats(struct cairn_objects *o)
@@ -410,8 +411,13 @@ static void test_slab_keep(struct cairn_objects *o)
 	enum { N = 3000 }; /* 64 B: 1024 per slab, two full slabs and a current one */
 	static void *p[N];
 	for (int round = 0; round < 3; round++) {
-		for (unsigned i = 0; i < N; i++)
+		for (unsigned i = 0; i < N; i++) {
 			REQUIRE((p[i] = cairn_heap_alloc(h, 64)));
+			/* past the current slab, the refill took the kept one
+			 * from the avail list: the fast slots name it */
+			if (round && i == 1100)
+				CHECK_EQ(cairn_objects_validate(o), 0);
+		}
 		CHECK_EQ(stats(o).slabs, slabs0 + 3);
 		for (unsigned i = 0; i < N; i++)
 			CHECK_EQ(cairn_heap_free(h, p[i]), 0);
@@ -446,6 +452,98 @@ static void test_slab_keep(struct cairn_objects *o)
 	cairn_heap_offline(h);
 	CHECK_EQ(stats(o).slabs, slabs0);
 	cairn_heap_online(h);
+}
+
+/* An address of the instance's range in a region with no leaf yet (the
+ * zero leaf's): foreign to free and usable size, and nothing changes. A
+ * fresh instance with one slab: every other 8 MiB region has no leaf. */
+static void test_zero_leaf(enum cairn_obj_harden harden)
+{
+	struct cairn_objects *o = objtest_create(harden);
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	void *a = cairn_heap_alloc(h, 48);
+	REQUIRE(a);
+	uintptr_t l = (((uintptr_t)a - o->vbase) >> OBJ_LEAF_SPAN_SHIFT) ^ 1;
+	REQUIRE((l + 1) << OBJ_LEAF_SPAN_SHIFT <= o->span);
+	_Atomic uintptr_t *leaf = atomic_load(&o->pagemap[l]);
+	char *q = (char *)(o->vbase + (l << OBJ_LEAF_SPAN_SHIFT) + 5 * OBJ_PAGE + 48);
+	struct cairn_objects_stats st = stats(o);
+	uint64_t before = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_heap_free(h, q), CAIRN_ERANGE);
+	CHECK_EQ(cairn_heap_free(h, q - 48), CAIRN_ERANGE);
+	cairn_host_reports_quiet(0);
+	CHECK(cairn_host_reports() == before + 2);
+	CHECK_EQ(cairn_objects_usable_size(o, q), 0);
+	CHECK_EQ(cairn_objects_usable_size(o, q - 48), 0);
+	CHECK(atomic_load(&o->pagemap[l]) == leaf);
+	CHECK(leaf == o->zero_leaf);
+	CHECK_EQ(stats(o).objects, st.objects);
+	CHECK_EQ(stats(o).slabs, st.slabs);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK_EQ(cairn_heap_free(h, a), 0);
+	cairn_objects_destroy(o);
+}
+
+/* Hardened: a slab that dropped objects behind a corrupted link goes back
+ * when it empties, even alone on its class's avail list (where an intact
+ * one is kept), so what it dropped is not handed out again. */
+static void test_damaged_release(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	uint64_t slabs0 = stats(o).slabs;
+	REQUIRE(cairn_obj_class_order(o, cairn_obj_class(64)) <= OBJ_SLAB_MIN_ORDER);
+	enum { N = 1100 };
+	static char *p[N];
+	/* a fresh slab is carved in address order: p[0]'s neighbour heads
+	 * the free list; overwrite its link */
+	REQUIRE((p[0] = cairn_heap_alloc(h, 64)));
+	*(uintptr_t *)(p[0] + 64) = (uintptr_t)(p[0] + 8);
+	cairn_host_reports_quiet(1);
+	uint64_t before = cairn_host_reports();
+	REQUIRE((p[1] = cairn_heap_alloc(h, 64)));
+	cairn_host_reports_quiet(0);
+	CHECK(cairn_host_reports() == before + 1);
+	/* fill the damaged slab: the allocation that makes a second one
+	 * is the first of the next slab */
+	unsigned n = 2;
+	for (; n < N; n++) {
+		REQUIRE((p[n] = cairn_heap_alloc(h, 64)));
+		if (stats(o).slabs > slabs0 + 1)
+			break;
+	}
+	REQUIRE(n < N);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* empty it: alone on the avail list, but damaged, so released */
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+	CHECK_EQ(stats(o).slabs, slabs0 + 1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK_EQ(cairn_heap_free(h, p[n]), 0);
+	CHECK_EQ(stats(o).objects, 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+}
+
+/* validate checks the shared empty slab (every class with no slab, and
+ * every hardened fast slot, names it): it must hold nothing. */
+static void test_validate_empty(struct cairn_objects *o)
+{
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_host_reports_quiet(1);
+	o->empty.used = 1;
+	CHECK(cairn_objects_validate(o) != 0);
+	o->empty.used = 0;
+	o->empty.free = (uintptr_t)&o->empty;
+	CHECK(cairn_objects_validate(o) != 0);
+	o->empty.free = 0;
+	o->empty.local_free = (uintptr_t)&o->empty;
+	CHECK(cairn_objects_validate(o) != 0);
+	o->empty.local_free = 0;
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
 }
 
 /* Exhaustion: NULL, cleanly, and everything works again after frees. */
@@ -498,8 +596,13 @@ int main(void)
 		test_remote(o);
 		test_remote_runs(o);
 		test_slab_keep(o);
+		if (harden)
+			test_damaged_release(o);
+		test_validate_empty(o);
 		CHECK_EQ(cairn_objects_validate(o), 0);
 		cairn_objects_destroy(o);
+		CHECK_EQ(objtest_free_frames(), free0);
+		test_zero_leaf(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
 		CHECK_EQ(objtest_free_frames(), free0);
 	}
 	/* destroy with live objects gives everything back too */
