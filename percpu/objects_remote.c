@@ -32,6 +32,17 @@
  * head) is Dekker's: all four accesses are seq_cst, so at least one side
  * sees the other, and a message is never left in a heap nobody will look
  * at.
+ *
+ * The head alone does not say the queue is empty. q_pop pushes the stub
+ * back behind what it took for the last node; a producer may exchange just
+ * before that push-back and link its node only after the consumer looked.
+ * The head is then the stub again while in_tail's node and the producer's
+ * are still to be collected, and the producer may have loaded the state
+ * before the release store. So a holder releases the heap only with
+ * in_tail at the stub (waiting out the gap, as for any producer between
+ * exchange and link): every node exchanged in before the stub's last
+ * push-back is then collected, and a head still at the stub after the
+ * release store means nothing came since.
  */
 #include "objects_layout.h"
 #include "objects_pages.h"
@@ -80,10 +91,18 @@ static uintptr_t q_pop(struct cairn_heap *h)
 	return 0;
 }
 
-/* Anything posted and not yet collected? (Any CPU; seq_cst: see above.) */
-bool heap_inbox_pending(struct cairn_heap *h)
+/* Has anything been pushed since the stub last went in? (Any CPU;
+ * seq_cst: see above.) */
+static bool inbox_head_moved(struct cairn_heap *h)
 {
 	return atomic_load_explicit(&h->in_head, memory_order_seq_cst) != (uintptr_t)h->stub;
+}
+
+/* Anything posted and not yet collected? Holder only: in_tail short of the
+ * stub is a node waiting for a producer's link (see above). */
+bool heap_inbox_pending(struct cairn_heap *h)
+{
+	return h->in_tail != (uintptr_t)h->stub || inbox_head_moved(h);
 }
 
 /* The slab of h that owns p, or NULL after reporting a corrupted batch. */
@@ -208,7 +227,8 @@ static void offline_collect(struct cairn_heap *h)
 		} while (1);
 		heap_release_empty(h);
 		atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
-		if (!heap_inbox_pending(h))
+		/* in_tail was at the stub; it is the next holder's now */
+		if (!inbox_head_moved(h))
 			return;
 	}
 }
@@ -248,8 +268,12 @@ void cairn_heap_offline(struct cairn_heap *h)
 	remote_flush(h);
 	heap_collect(h, false);
 	heap_release_empty(h);
+	/* A node behind a producer's unwritten link: that producer may have
+	 * loaded ONLINE already, so collect it as a claimer would. Read before
+	 * the release store: after it, in_tail is a claimer's. */
+	bool gap = h->in_tail != (uintptr_t)h->stub;
 	atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
-	if (heap_inbox_pending(h))
+	if (gap || inbox_head_moved(h))
 		offline_collect(h);
 }
 
