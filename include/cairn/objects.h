@@ -172,7 +172,8 @@ struct cairn_heap *cairn_objects_heap(struct cairn_objects *o, unsigned cpu);
 void *cairn_heap_alloc(struct cairn_heap *h, size_t size);
 /* The allocation fast path alone: an object from the class's current slab
  * if it has one at hand and the heap is unhardened, else NULL (then call
- * cairn_heap_alloc_slow). Never leaves the heap's lines. */
+ * cairn_heap_alloc_slow). Touches only the heap's table, its current
+ * slab's first line and the object: nothing another CPU writes. */
 void *cairn_heap_alloc_fast(struct cairn_heap *h, size_t size);
 /* cairn_heap_alloc without its fast path: what to call when
  * cairn_heap_alloc_fast returned NULL (refills; hardened pops). */
