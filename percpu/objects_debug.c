@@ -163,10 +163,10 @@ int cairn_objects_validate(struct cairn_objects *o)
 		struct cairn_heap *h = &o->heaps[i];
 		if ((err = lcache_check(h)))
 			return err;
-		for (unsigned i = 0; i < OBJ_FAST_SLOTS; i++)
-			if (h->fast[i] != (h->harden ? &o->empty : h->cur[obj_class(i << 4)]))
+		for (unsigned k = 0; k < OBJ_FAST_SLOTS; k++)
+			if (h->fast[k] != (h->harden ? &o->empty : h->cur[obj_class(k << 4)]))
 				return bad("objects: fast-path slot does not name the current slab",
-					   (uintptr_t)h->fast[i], i);
+					   (uintptr_t)h->fast[k], k);
 		for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 			struct slab *s = h->cur[c];
 			if (s != &o->empty && (s->state != SLAB_CUR || s->cls != c || s->owner != h))

@@ -147,8 +147,6 @@ static void block_away(struct cairn_objects *o, uintptr_t b, unsigned order)
 		pages_put(o, b, order);
 }
 
-static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order);
-
 /* An empty slab of the order kept on another class's avail list (see
  * slab_after_free), released: its block serves the new slab, so a kept
  * slab never makes the heap ask for more memory. Only list heads are
