@@ -197,6 +197,9 @@ int cairn_objects_validate(struct cairn_objects *o)
 				if (live != s->used)
 					return bad("objects: live bits != used", s->base, live);
 			}
+			if (desc_aliases(o, (uintptr_t)s, s->base, s->order))
+				return bad("objects: slab descriptor aliases its pagemap entries",
+					   (uintptr_t)s, s->base);
 			for (uintptr_t pg = 0; pg < ((uintptr_t)1 << s->order); pg++)
 				if (pm_lookup(o, s->base + pg * OBJ_PAGE) != (uintptr_t)s)
 					return bad("objects: pagemap does not name the slab",

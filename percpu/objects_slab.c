@@ -9,26 +9,39 @@
 #include "objects_layout.h"
 #include "objects_pages.h"
 
-static struct slab *desc_get(struct cairn_heap *h)
+/* Spare descriptors looked at before a fresh frame is carved. */
+#define DESC_SEARCH 16
+
+/* A descriptor for a slab on the block at b (its leaf made) whose first
+ * line does not alias the pagemap entries b's frees load (desc_aliases,
+ * objects_layout.h): the first such spare among the first DESC_SEARCH,
+ * else one of a fresh frame (which always has one). */
+static struct slab *desc_get(struct cairn_heap *h, uintptr_t b, unsigned order)
 {
-	struct slab *d = h->spare;
-	if (likely(d)) {
-		h->spare = d->next;
-		return d;
-	}
+	struct slab **link = &h->spare;
+	for (unsigned n = 0; *link && n < DESC_SEARCH; link = &(*link)->next, n++)
+		if (!desc_aliases(h->o, (uintptr_t)*link, b, order)) {
+			struct slab *d = *link;
+			*link = d->next;
+			return d;
+		}
 	uintptr_t frame = pages_get(h->o, 0, true);
 	if (!frame)
 		return NULL;
 	atomic_fetch_add_explicit(&h->o->meta_frames, 1, memory_order_relaxed);
-	struct slab *first = (struct slab *)frame;
+	struct slab *first = (struct slab *)frame, *d = NULL;
 	first->frame_next = h->desc_frames;
 	h->desc_frames = first;
-	for (unsigned i = OBJ_PAGE / OBJ_DESC_SIZE; i-- > 1;) {
+	for (unsigned i = OBJ_PAGE / OBJ_DESC_SIZE; i-- > 0;) {
 		struct slab *s = (struct slab *)(frame + i * OBJ_DESC_SIZE);
+		if (!d && !desc_aliases(h->o, (uintptr_t)s, b, order)) {
+			d = s;
+			continue;
+		}
 		s->next = h->spare;
 		h->spare = s;
 	}
-	return first;
+	return d;
 }
 
 static void desc_put(struct cairn_heap *h, struct slab *d)
@@ -203,15 +216,13 @@ void heap_flush_blocks(struct cairn_heap *h)
 struct slab *slab_new(struct cairn_heap *h, unsigned cls)
 {
 	struct cairn_objects *o = h->o;
-	struct slab *s = desc_get(h);
-	if (!s)
-		return NULL;
 	unsigned order = o->cls_order[cls];
 	uintptr_t base = block_get(h, order);
-	if (!base || !pm_entry(o, base)) {
+	struct slab *s = NULL;
+	/* the block first: its descriptor is chosen by where it is */
+	if (!base || !pm_entry(o, base) || !(s = desc_get(h, base, order))) {
 		if (base)
 			pages_put(o, base, order);
-		desc_put(h, s);
 		return NULL;
 	}
 	uint32_t size = (uint32_t)obj_class_size(cls);

@@ -454,6 +454,63 @@ static void test_slab_keep(struct cairn_objects *o)
 	cairn_heap_online(h);
 }
 
+/* A slab's descriptor never shares its first line's offset in a 4 KiB
+ * page with the top-array entry or a leaf entry of the slab's frames: the
+ * free fast path loads those while the allocation's stores to that line may
+ * still be in flight, and a 4 KiB alias holds the loads back (desc_get,
+ * objects_layout.h). Many slabs of several orders walk their leaf entries
+ * over every line of a page; then, freed, their spare descriptors serve
+ * slabs of other classes at other addresses. */
+static unsigned desc_check_heap(struct cairn_objects *o, struct cairn_heap *h)
+{
+	unsigned n = 0;
+	for (struct slab *f = h->desc_frames; f; f = f->frame_next)
+		for (unsigned i = 0; i < OBJ_PAGE / OBJ_DESC_SIZE; i++) {
+			struct slab *s = (struct slab *)((uintptr_t)f + i * OBJ_DESC_SIZE);
+			if (s->state == SLAB_UNUSED)
+				continue;
+			n++;
+			unsigned line = page_line((uintptr_t)s);
+			uintptr_t off = s->base - o->vbase;
+			uintptr_t top = (uintptr_t)&o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT];
+			CHECK(page_line(top) != line);
+			for (uintptr_t pg = 0; pg < ((uintptr_t)1 << s->order); pg++)
+				CHECK(page_line((uintptr_t)pm_slot(o, s->base + pg * OBJ_PAGE)) != line);
+		}
+	return n;
+}
+
+static void test_desc_placement(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 2);
+	enum { N = 24 * 1024 };
+	static void *p[N];
+	/* 16 B: 16 KiB slabs (32 bytes of leaf entries each), 24 of them */
+	for (unsigned i = 0; i < N; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h, 16)));
+	CHECK(desc_check_heap(o, h) >= 24);
+	/* the biggest class: 128-frame slabs, a KiB of leaf entries */
+	size_t big = cairn_obj_class_size(CAIRN_OBJ_CLASSES - 1);
+	void *q[40];
+	for (unsigned i = 0; i < 40; i++)
+		REQUIRE((q[i] = cairn_heap_alloc(h, big)));
+	CHECK(desc_check_heap(o, h) >= 24 + 4);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+	/* spares now: slabs of 64 B and 2 KiB elsewhere take them */
+	for (unsigned i = 0; i < N / 2; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h, i & 1 ? 64 : 2048)));
+	CHECK(desc_check_heap(o, h) >= 12);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 0; i < N / 2; i++)
+		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
+	for (unsigned i = 0; i < 40; i++)
+		CHECK_EQ(cairn_heap_free(h, q[i]), 0);
+	cairn_heap_offline(h);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 /* An address of the instance's range in a region with no leaf yet (the
  * zero leaf's): foreign to free and usable size, and nothing changes. A
  * fresh instance with one slab: every other 8 MiB region has no leaf. */
@@ -596,6 +653,7 @@ int main(void)
 		test_remote(o);
 		test_remote_runs(o);
 		test_slab_keep(o);
+		test_desc_placement(o);
 		if (harden)
 			test_damaged_release(o);
 		test_validate_empty(o);
