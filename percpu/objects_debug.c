@@ -197,13 +197,15 @@ int cairn_objects_validate(struct cairn_objects *o)
 				if (live != s->used)
 					return bad("objects: live bits != used", s->base, live);
 			}
-			if (desc_aliases(o, (uintptr_t)s, s->base, s->order))
-				return bad("objects: slab descriptor aliases its pagemap entries",
-					   (uintptr_t)s, s->base);
 			for (uintptr_t pg = 0; pg < ((uintptr_t)1 << s->order); pg++)
 				if (pm_lookup(o, s->base + pg * OBJ_PAGE) != (uintptr_t)s)
 					return bad("objects: pagemap does not name the slab",
 						   s->base + pg * OBJ_PAGE, (uintptr_t)s);
+			/* after the range-checked lookups: base is ours, its leaf made */
+			if (!s->misplaced &&
+			    desc_line_ruled_out(desc_ruled_out(o, s->base, s->order, h->harden), s))
+				return bad("objects: slab descriptor aliases its pagemap entries",
+					   (uintptr_t)s, s->base);
 		}
 	}
 	return 0;

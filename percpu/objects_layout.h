@@ -49,7 +49,7 @@
 #define OBJ_BATCH_MAX 64                /* objects per batch, then it is posted */
 #define OBJ_OUT_BYTES_MAX (1u << 20)    /* bytes held in batches, then all posted */
 #define OBJ_DESC_SIZE 256u              /* slab descriptor, 16 per frame */
-#define OBJ_SLAB_ORDERS 9               /* slab orders are 2..7 */
+#define OBJ_SLAB_ORDERS 9               /* arrays by slab order; orders are 2..6 (classes_init) */
 #define OBJ_SLAB_MIN_ORDER 4            /* 64 KiB slabs unless that is over OBJ_MAX_OBJS */
 #define OBJ_BLOCK_CACHE_FRAMES 256      /* default per heap: 1 MiB of released slab blocks */
 
@@ -100,6 +100,7 @@ struct slab {
 	uint32_t capacity;        /* objects carved so far */
 	uint8_t state;
 	uint8_t damaged;          /* a corrupted link made us drop objects */
+	uint8_t misplaced;        /* on a line desc_get rules out: no frame was left */
 	struct slab *next, *prev; /* avail list, or the spare list */
 	struct slab *frame_next;  /* first descriptor of a frame: the next frame */
 	/* Line 1: what a remote free reads, written only when the slab is
@@ -428,40 +429,67 @@ static inline uintptr_t heap_pm_lookup(const struct cairn_heap *h, uintptr_t p)
  * then starts only when the caller's work has retired, instead of beside
  * it. cache-scratch (malloc(8), 64 byte writes, free, in a loop) ran at
  * 41.5 ns an iteration with its slab's descriptor first in its frame (line
- * 0, where the top entry of the first 8-24 MiB and the leaf entry of the
- * first page of its 16 KiB slab also were) and at 32 ns with it anywhere
- * else. So a slab's descriptor is chosen (desc_get) with its first line on
- * another line of its page than the top entry and every leaf entry of the
- * slab's frames; validate checks it. The match is coarser than the bytes
- * (a store at offset 0x28 held a load at 0x20), hence whole lines. */
+ * 0, which holds the top entries of the first 64 MiB, and here also the
+ * leaf entry of the first page of its 16 KiB slab) and at 32 ns with it
+ * anywhere else. So a slab's descriptor is chosen (desc_get) with its first
+ * line on another line of its page than the top entry and every leaf entry
+ * of the slab's frames, and hardened also its live bitmap's lines (2-3:
+ * the hardened pop stores there, the hardened free loads the same entries
+ * first); validate checks it. The match is coarser than the bytes (a store
+ * at offset 0x28 held a load at 0x20), hence whole lines. Placement is a
+ * preference, never a reason to fail: with no frame left for a fresh
+ * descriptor frame, any spare is taken and marked `misplaced`.
+ *
+ * The period is the CPU's (address bits 11:0), not the frame size; a
+ * descriptor frame is one period, so its slot k starts on line 4k. */
+#define OBJ_ALIAS_PERIOD 4096u
+_Static_assert(OBJ_PAGE == OBJ_ALIAS_PERIOD, "a descriptor frame is one aliasing period");
+_Static_assert(OBJ_DESC_SIZE % 64 == 0 && OBJ_ALIAS_PERIOD / 64 == 64,
+	       "descriptors start on lines; a period's lines fit a 64-bit mask");
+
 static inline unsigned page_line(uintptr_t a)
 {
-	return (unsigned)(a >> 6) & (OBJ_PAGE / 64 - 1);
+	return (unsigned)(a >> 6) & (OBJ_ALIAS_PERIOD / 64 - 1);
 }
 
-/* Where the top-array entry of p's 8 MiB is. */
-static inline uintptr_t pm_top_entry_addr(const struct cairn_objects *o, uintptr_t p)
+/* The lines of a period a descriptor can start on (every OBJ_DESC_SIZE). */
+#define DESC_LINE_STARTS (~(uint64_t)0 / ((1u << (OBJ_DESC_SIZE / 64)) - 1))
+
+/* The lines a descriptor for a slab on the block at b (2^order frames, its
+ * leaf made) must not start on, as a mask of the 64 lines of a period:
+ * bit L set rules out a descriptor whose first line is line L. The top
+ * entry's line and the leaf entries' lines (8 << order bytes, aligned to
+ * their size, so within one page); hardened, also the two and three lines
+ * before each of those (a descriptor starting there has its live bitmap,
+ * its lines 2-3, on it).
+ * One acquire load of the leaf pointer, as pm_slot. */
+static inline uint64_t desc_ruled_out(const struct cairn_objects *o, uintptr_t b, unsigned order,
+				      bool harden)
 {
-	return (uintptr_t)&o->pagemap[(p - o->vbase) >> OBJ_LEAF_SPAN_SHIFT];
+	uintptr_t off = b - o->vbase;
+	_Atomic(_Atomic uintptr_t *) *top = &o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT];
+	_Atomic uintptr_t *leaf = atomic_load_explicit(top, memory_order_acquire);
+	uintptr_t first = (uintptr_t)&leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)];
+	unsigned n = (unsigned)(((sizeof(uintptr_t) << order) + 63) >> 6); /* <= 32 */
+	uint64_t lines = (uint64_t)1 << page_line((uintptr_t)top);
+	lines |= (((uint64_t)1 << n) - 1) << page_line(first);
+	return harden ? lines | lines >> 2 | lines >> 3 : lines;
 }
 
-/* Would a descriptor at d share its first line's page offset with a
- * pagemap entry loaded to free an object of the block at b (its leaf made)?
- * The block's leaf entries are 8 << order bytes (at most 1 KiB), aligned to
- * their size, so they do not cross a page. */
-static inline bool desc_aliases(const struct cairn_objects *o, uintptr_t d, uintptr_t b,
-				unsigned order)
+/* Does a descriptor at d start on a line of `ruled_out`? */
+static inline bool desc_line_ruled_out(uint64_t ruled_out, const struct slab *d)
 {
-	unsigned line = page_line(d);
-	if (page_line(pm_top_entry_addr(o, b)) == line)
-		return true;
-	uintptr_t first = (uintptr_t)pm_slot(o, b);
-	unsigned l0 = page_line(first), l1 = page_line(first + (sizeof(uintptr_t) << order) - 1);
-	return line - l0 <= l1 - l0;
+	return ruled_out >> page_line((uintptr_t)d) & 1;
 }
 
-/* A frame of descriptors always has one that aliases neither: the top
- * entry excludes one, the leaf entries of the largest slab a few more. */
+/* A frame of descriptors always has a slot off every ruled-out line. A
+ * slot is 4 lines, and a ruled-out line rules out the one slot it is in
+ * (hardened too: a descriptor's lines 0, 2 and 3 are its own slot's). The
+ * bound is for the largest order the arrays by order admit
+ * (OBJ_SLAB_ORDERS - 1), not the largest classes_init computes (6: 512 B
+ * of leaf entries, two slots): 1 +: the top entry's slot; then the leaf
+ * entries' slots; the last + 1: a leaf range smaller than a slot still
+ * rules one out. */
 _Static_assert(1 + (sizeof(uintptr_t) << (OBJ_SLAB_ORDERS - 1)) / OBJ_DESC_SIZE + 1 <
 		       OBJ_PAGE / OBJ_DESC_SIZE,
 	       "a descriptor frame has a slot off every pagemap entry of its slab");

@@ -13,33 +13,44 @@
 #define DESC_SEARCH 16
 
 /* A descriptor for a slab on the block at b (its leaf made) whose first
- * line does not alias the pagemap entries b's frees load (desc_aliases,
- * objects_layout.h): the first such spare among the first DESC_SEARCH,
- * else one of a fresh frame (which always has one). */
+ * line (and, hardened, live bitmap) is off the lines of the pagemap entries
+ * b's frees load (desc_ruled_out, objects_layout.h): the first such spare
+ * among the first DESC_SEARCH, else one of a fresh frame (which always has
+ * one). With no frame left, any spare: the placement is worth a few ns a
+ * free, not an allocation failure (slot 0 of every descriptor frame is on
+ * the line of the top entries of the first 64 MiB, so such spares pile up);
+ * it is marked misplaced until desc_put. NULL only with no spare either. */
 static struct slab *desc_get(struct cairn_heap *h, uintptr_t b, unsigned order)
 {
+	uint64_t ruled_out = desc_ruled_out(h->o, b, order, h->harden);
 	struct slab **link = &h->spare;
 	for (unsigned n = 0; *link && n < DESC_SEARCH; link = &(*link)->next, n++)
-		if (!desc_aliases(h->o, (uintptr_t)*link, b, order)) {
+		if (!desc_line_ruled_out(ruled_out, *link)) {
 			struct slab *d = *link;
 			*link = d->next;
 			return d;
 		}
 	uintptr_t frame = pages_get(h->o, 0, true);
-	if (!frame)
-		return NULL;
+	if (!frame) {
+		struct slab *d = h->spare;
+		if (d) {
+			h->spare = d->next;
+			d->misplaced = 1;
+		}
+		return d;
+	}
 	atomic_fetch_add_explicit(&h->o->meta_frames, 1, memory_order_relaxed);
-	struct slab *first = (struct slab *)frame, *d = NULL;
+	/* never 0: a frame has a slot off every ruled-out line (static assertion) */
+	unsigned line = (unsigned)__builtin_ctzll(~ruled_out & DESC_LINE_STARTS);
+	struct slab *first = (struct slab *)frame, *d = (struct slab *)(frame + line * 64);
 	first->frame_next = h->desc_frames;
 	h->desc_frames = first;
 	for (unsigned i = OBJ_PAGE / OBJ_DESC_SIZE; i-- > 0;) {
 		struct slab *s = (struct slab *)(frame + i * OBJ_DESC_SIZE);
-		if (!d && !desc_aliases(h->o, (uintptr_t)s, b, order)) {
-			d = s;
-			continue;
+		if (s != d) {
+			s->next = h->spare;
+			h->spare = s;
 		}
-		s->next = h->spare;
-		h->spare = s;
 	}
 	return d;
 }
@@ -48,6 +59,7 @@ static void desc_put(struct cairn_heap *h, struct slab *d)
 {
 	slab_set_state(h, d, SLAB_UNUSED);
 	d->owner = NULL;
+	d->misplaced = 0;
 	d->next = h->spare;
 	h->spare = d;
 }

@@ -47,6 +47,8 @@ static void test_every_class(struct cairn_objects *o)
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 		size_t size = cairn_obj_class_size(c);
 		unsigned order = cairn_obj_class_order(o, c);
+		/* the arrays by order, and desc_get's static assertion */
+		CHECK(order >= 2 && order < OBJ_SLAB_ORDERS);
 		CHECK((4096u << order) / size >= 4);
 		/* A slab wastes at most an eighth of itself: the tail no
 		 * object fits in, and the objects past the live bitmap's
@@ -455,12 +457,14 @@ static void test_slab_keep(struct cairn_objects *o)
 }
 
 /* A slab's descriptor never shares its first line's offset in a 4 KiB
- * page with the top-array entry or a leaf entry of the slab's frames: the
- * free fast path loads those while the allocation's stores to that line may
- * still be in flight, and a 4 KiB alias holds the loads back (desc_get,
+ * page with the top-array entry or a leaf entry of the slab's frames, nor
+ * (hardened) its live bitmap's lines 2-3: the free fast path loads those
+ * entries while the allocation's stores to these lines may still be in
+ * flight, and a 4 KiB alias holds the loads back (desc_get,
  * objects_layout.h). Many slabs of several orders walk their leaf entries
  * over every line of a page; then, freed, their spare descriptors serve
- * slabs of other classes at other addresses. */
+ * slabs of other classes at other addresses. Computed here apart from
+ * desc_ruled_out, entry by entry. */
 static unsigned desc_check_heap(struct cairn_objects *o, struct cairn_heap *h)
 {
 	unsigned n = 0;
@@ -470,12 +474,18 @@ static unsigned desc_check_heap(struct cairn_objects *o, struct cairn_heap *h)
 			if (s->state == SLAB_UNUSED)
 				continue;
 			n++;
-			unsigned line = page_line((uintptr_t)s);
+			CHECK(!s->misplaced);
 			uintptr_t off = s->base - o->vbase;
 			uintptr_t top = (uintptr_t)&o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT];
-			CHECK(page_line(top) != line);
-			for (uintptr_t pg = 0; pg < ((uintptr_t)1 << s->order); pg++)
-				CHECK(page_line((uintptr_t)pm_slot(o, s->base + pg * OBJ_PAGE)) != line);
+			for (unsigned l = 0; l < 4; l++) {
+				if (l == 1 || (l > 1 && !h->harden))
+					continue;
+				unsigned line = (unsigned)(((uintptr_t)s + 64 * l) % 4096 / 64);
+				CHECK(top % 4096 / 64 != line);
+				for (uintptr_t pg = 0; pg < ((uintptr_t)1 << s->order); pg++)
+					CHECK((uintptr_t)pm_slot(o, s->base + pg * OBJ_PAGE) % 4096 / 64 !=
+					      line);
+			}
 		}
 	return n;
 }
@@ -489,12 +499,26 @@ static void test_desc_placement(struct cairn_objects *o)
 	for (unsigned i = 0; i < N; i++)
 		REQUIRE((p[i] = cairn_heap_alloc(h, 16)));
 	CHECK(desc_check_heap(o, h) >= 24);
-	/* the biggest class: 128-frame slabs, a KiB of leaf entries */
+	/* A corrupt base is reported, not followed: validate looks at the
+	 * placement only once the pagemap (range-checked) names the slab.
+	 * A full slab: no free list trips on the base first. */
+	struct slab *full = (struct slab *)pm_lookup(o, (uintptr_t)p[0]);
+	REQUIRE(full->state == SLAB_FULL);
+	uintptr_t base = full->base;
+	full->base = o->vbase - ((uintptr_t)1 << 40);
+	cairn_host_reports_quiet(1);
+	CHECK(cairn_objects_validate(o) != 0);
+	cairn_host_reports_quiet(0);
+	full->base = base;
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* the biggest class: the largest slabs (64 frames, 512 B of leaf
+	 * entries, two descriptor slots), 4 objects each: 10 of them */
 	size_t big = cairn_obj_class_size(CAIRN_OBJ_CLASSES - 1);
+	CHECK_EQ(cairn_obj_class_order(o, CAIRN_OBJ_CLASSES - 1), 6);
 	void *q[40];
 	for (unsigned i = 0; i < 40; i++)
 		REQUIRE((q[i] = cairn_heap_alloc(h, big)));
-	CHECK(desc_check_heap(o, h) >= 24 + 4);
+	CHECK(desc_check_heap(o, h) >= 24 + 10);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	for (unsigned i = 0; i < N; i++)
 		CHECK_EQ(cairn_heap_free(h, p[i]), 0);
@@ -509,6 +533,98 @@ static void test_desc_placement(struct cairn_objects *o)
 		CHECK_EQ(cairn_heap_free(h, q[i]), 0);
 	cairn_heap_offline(h);
 	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
+/* Placement is a preference, never a reason to fail: with no frame left
+ * for a fresh descriptor frame, a spare on a ruled-out line serves (marked
+ * misplaced, which validate accepts, until it goes back). A fresh heap's
+ * first descriptor frame: 15 full 16 B slabs take slots 1-15 (slot 0 is on
+ * line 0, the top entries' of the first 64 MiB). Every frame is taken but
+ * one 64 KiB block X. One slab emptied is kept on the avail list, a second
+ * (whose descriptor fits X) released: block cached, descriptor spare; a
+ * 64 B slab on X takes that descriptor, so slot 0 is the only spare. 16 B
+ * objects then: the kept slab's 1024, and a slab on the cached block with
+ * slot 0 (refusing it: 1024 in all, and for good, as the exhaustion retry
+ * takes the block back and refuses again). */
+static void test_desc_exhausted(enum cairn_obj_harden harden)
+{
+	struct cairn_objects *o = objtest_create(harden);
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	REQUIRE(cairn_obj_class_order(o, cairn_obj_class(16)) == 2);
+	REQUIRE(cairn_obj_class_order(o, cairn_obj_class(64)) == 4);
+	enum { PER = 1024, FULL = 15, MORE = 4 * PER };
+	static void *p[FULL * PER], *q[MORE];
+	for (unsigned i = 0; i < FULL * PER; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h, 16)));
+	struct slab *frame = h->desc_frames;
+	REQUIRE(frame && !frame->frame_next);
+	REQUIRE(h->spare == frame && !h->spare->next);
+	/* X, where the leaf of the 16 B slabs is; then every other frame */
+	cairn_phys_t xp;
+	REQUIRE(cairn_frames_alloc(objtest_frames, 4, 0, &xp) == 0);
+	uintptr_t x = (uintptr_t)cairn_port_phys_to_virt(xp);
+	REQUIRE((x - o->vbase) >> OBJ_LEAF_SPAN_SHIFT == ((uintptr_t)p[0] - o->vbase) >> OBJ_LEAF_SPAN_SHIFT);
+	enum { TAKEN_MAX = 4096 };
+	static cairn_phys_t taken[TAKEN_MAX];
+	static unsigned char taken_order[TAKEN_MAX];
+	unsigned nt = 0;
+	for (unsigned order = CAIRN_MAX_ORDER + 1; order-- > 0;)
+		for (cairn_phys_t f; cairn_frames_alloc(objtest_frames, order, 0, &f) == 0;) {
+			REQUIRE(nt < TAKEN_MAX);
+			taken[nt] = f;
+			taken_order[nt++] = (unsigned char)order;
+		}
+	/* slabs 0..13 (14 is current): A kept, B released with a descriptor X fits */
+	uint64_t x_out = desc_ruled_out(o, x, 4, h->harden);
+	unsigned a = FULL, b = FULL;
+	for (unsigned j = 0; j < FULL - 1 && b == FULL; j++) {
+		struct slab *sj = (struct slab *)pm_lookup(o, (uintptr_t)p[j * PER]);
+		if (a == FULL)
+			a = j;
+		else if (!desc_line_ruled_out(x_out, sj))
+			b = j;
+	}
+	REQUIRE(b < FULL);
+	for (unsigned i = 0; i < PER; i++)
+		CHECK_EQ(cairn_heap_free(h, p[a * PER + i]), 0);
+	for (unsigned i = 0; i < PER; i++)
+		CHECK_EQ(cairn_heap_free(h, p[b * PER + i]), 0);
+	REQUIRE(h->avail[cairn_obj_class(16)] && h->blocks[2]);
+	CHECK_EQ(cairn_frames_free(objtest_frames, xp, 4), 0);
+	void *c64 = cairn_heap_alloc(h, 64);
+	REQUIRE(c64);
+	REQUIRE(((uintptr_t)c64 & -(OBJ_PAGE << 4)) == x);
+	REQUIRE(h->desc_frames == frame && h->spare == frame && !frame->next);
+	REQUIRE(desc_line_ruled_out(desc_ruled_out(o, h->blocks[2], 2, h->harden), frame));
+	unsigned n = 0;
+	while (n < MORE && (q[n] = cairn_heap_alloc(h, 16)))
+		n++;
+	CHECK_EQ(n, 2 * PER);
+	REQUIRE(n);
+	struct slab *s = (struct slab *)pm_lookup(o, (uintptr_t)q[n - 1]);
+	CHECK(s == frame);
+	CHECK_EQ(s->misplaced, 1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* unmarked, the same descriptor is a broken invariant */
+	s->misplaced = 0;
+	cairn_host_reports_quiet(1);
+	CHECK(cairn_objects_validate(o) != 0);
+	cairn_host_reports_quiet(0);
+	s->misplaced = 1;
+	for (unsigned i = 0; i < nt; i++)
+		CHECK_EQ(cairn_frames_free(objtest_frames, taken[i], taken_order[i]), 0);
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_heap_free(h, q[i]), 0);
+	for (unsigned j = 0; j < FULL; j++)
+		for (unsigned i = 0; j != a && j != b && i < PER; i++)
+			CHECK_EQ(cairn_heap_free(h, p[j * PER + i]), 0);
+	CHECK_EQ(cairn_heap_free(h, c64), 0);
+	cairn_heap_offline(h);
+	/* back on the spare list, unmarked */
+	CHECK(s->state == SLAB_UNUSED && !s->misplaced);
+	CHECK_EQ(stats(o).slabs, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_objects_destroy(o);
 }
 
 /* An address of the instance's range in a region with no leaf yet (the
@@ -661,6 +777,8 @@ int main(void)
 		cairn_objects_destroy(o);
 		CHECK_EQ(objtest_free_frames(), free0);
 		test_zero_leaf(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
+		CHECK_EQ(objtest_free_frames(), free0);
+		test_desc_exhausted(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
 		CHECK_EQ(objtest_free_frames(), free0);
 	}
 	/* destroy with live objects gives everything back too */
