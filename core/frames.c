@@ -62,9 +62,16 @@ static inline unsigned this_cpu(const struct cairn_frames *f)
 	return cpu < f->ncpus ? cpu : cpu % f->ncpus; /* no division when sane */
 }
 
-static inline uint64_t hint_pack(unsigned region, unsigned word, uint64_t chunk)
+/* A huge or owned hint: chunk c (index in the region) of region slot ri. */
+static inline uint64_t chunk_hint(unsigned ri, uint64_t c)
 {
-	return region_tag(region) | ((uint64_t)word << 32) | (chunk & 0xffffffffu);
+	return region_tag(ri) | (c & 0xffffffffu);
+}
+
+/* A small hint: word wi of chunk c of r, as its global word number. */
+static inline uint64_t small_hint(const struct region *r, uint64_t c, unsigned wi)
+{
+	return r->tag | ((r->chunk0 + c) * CHUNK_WORDS + wi);
 }
 
 static int misuse(int err, const char *what, cairn_phys_t phys, unsigned order)
@@ -85,19 +92,16 @@ static void zero_frames(cairn_phys_t phys, uint64_t frames)
 
 struct region *frames_region_of(struct cairn_frames *f, uint64_t frame)
 {
-	uint32_t n = atomic_load_explicit(&f->nregions, ACQUIRE);
-	for (uint32_t i = 0; i < n; i++) {
-		struct region *r = &f->region[i];
-		if (atomic_load_explicit(&r->state, ACQUIRE) == REGION_ACTIVE &&
-		    frame >= r->first && frame < r->end)
-			return r;
-	}
-	return NULL;
+	return region_find(f, frame);
 }
 
+/* Region slot i if it is active (any i: a hint's slot 0 decodes to ~0u).
+ * No look at nregions: every slot's state starts UNUSED, and one read
+ * ACTIVE by acquire has its fields, stored before the release of the
+ * state, visible. */
 static inline struct region *active_region(struct cairn_frames *f, unsigned i)
 {
-	if (i >= atomic_load_explicit(&f->nregions, ACQUIRE))
+	if (i >= CAIRN_MAX_REGIONS)
 		return NULL;
 	struct region *r = &f->region[i];
 	return atomic_load_explicit(&r->state, ACQUIRE) == REGION_ACTIVE ? r : NULL;
@@ -272,12 +276,12 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	}
 	/* Remember where we are; a CPU owns one chunk per area at a time, so
 	 * taking a new one gives up the old. */
-	uint64_t at = hint_pack(ri, word, c);
-	atomic_store_explicit(&h->small[r->area], at, RELAXED);
+	atomic_store_explicit(&h->small[r->area], small_hint(r, c, word), RELAXED);
 	if (owned) {
+		uint64_t at = chunk_hint(ri, c);
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
 		struct region *or = old ? active_region(f, (unsigned)(old >> 40) - 1) : NULL;
-		if (or && (old & 0xffffffffu) < or->nchunks && (old ^ at) & ~(0xffull << 32))
+		if (or && (old & 0xffffffffu) < or->nchunks && old != at)
 			chunk_disown(&or->chunk[old & 0xffffffffu], q->me1);
 	}
 	return q->got == q->want;
@@ -291,10 +295,10 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 {
 	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
 	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
-	uint64_t hc = hint & 0xffffffffu;
 	struct region *r = hint ? active_region(f, hr) : NULL;
+	uint64_t hc = r ? (hint & HINT_WORD) / CHUNK_WORDS - r->chunk0 : ~0ull;
 	if (r && hc < r->nchunks &&
-	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint >> 32) & 0xff))
+	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint % CHUNK_WORDS)))
 		return true;
 
 	/* Resume after the hinted chunk (the chunks before it were full when
@@ -399,7 +403,7 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 			if (!(k >= CAIRN_HUGE_ORDER ? chunks_take(r, c, k) : chunk_head_take(r, c, k)))
 				continue;
 			q->out[q->got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
-			atomic_store_explicit(hp, hint_pack(ri, 0, c + nc), RELAXED);
+			atomic_store_explicit(hp, chunk_hint(ri, c + nc), RELAXED);
 			return true;
 		}
 	}
@@ -477,8 +481,10 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
 	if (!r)
 		return alloc_slow(f, 0, flags, out);
-	uint64_t c = hint & 0xffffffffu;
-	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
+	/* The hint names a word by its global number: its entry, the word and
+	 * the frames it covers follow by shifts from the region's bases. */
+	uint64_t gw = hint & HINT_WORD;
+	_Atomic uint64_t *ce = word_entry(r, gw);
 	/* Seed the bit CAS with the value this CPU last gave the word (its
 	 * hint's `word`), not with a load of the word: after a free, that load
 	 * would issue right behind the free's locked add on the chunk entry,
@@ -488,8 +494,7 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	 * current value; the bit is still set only after the claim, so the
 	 * counting rule is unchanged. What the tail needs from the region is
 	 * read here too: a load after the locked RMWs would wait for them. */
-	unsigned wi = (unsigned)(hint >> 32) & 0xff;
-	uint64_t frame0 = (r->chunk0 + c) << CHUNK_SHIFT, tag = r->tag;
+	uintptr_t words = r->word_base;
 	uint64_t v = atomic_load_explicit(seed, RELAXED);
 	uint64_t e = ld(ce);
 	do {
@@ -499,27 +504,27 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	/* The claimed frame exists (counting rule): retry only lost races.
 	 * A full seed is no reason to leave the word (it may be stale, as
 	 * after the general path moved the hint): look at the word first. */
-	bool seeded = true;
+	uint64_t at = gw;
+	_Atomic uint64_t *w = (_Atomic uint64_t *)(words + at * sizeof(uint64_t));
+	if ((uint32_t)v == (uint32_t)ALLOC_HALF)
+		v = ld(w);
 	for (;;) {
 		uint32_t avail = ~(uint32_t)v;
-		if (!avail) {
-			if (!seeded)
-				wi = (wi + 1) % CHUNK_WORDS;
-			seeded = false;
-			v = ld(&w[wi]);
+		if (!avail) { /* the next word of the chunk, round */
+			at = (at & ~(uint64_t)(CHUNK_WORDS - 1)) | ((at + 1) % CHUNK_WORDS);
+			w = (_Atomic uint64_t *)(words + at * sizeof(uint64_t));
+			v = ld(w);
 			continue;
 		}
 		unsigned p = (unsigned)__builtin_ctz(avail);
 		uint64_t nv = v | 1ull << p | 1ull << (32 + p);
-		if (cas(&w[wi], &v, nv)) {
+		if (cas(w, &v, nv)) { /* else v is now the word's */
 			atomic_store_explicit(seed, nv, RELAXED);
-			*out = (frame0 + wi * WORD_FRAMES + p) << CAIRN_FRAME_SHIFT;
-			if (wi != ((hint >> 32) & 0xff))
-				atomic_store_explicit(hp, tag | (uint64_t)wi << 32 | c,
-						      RELAXED);
+			*out = (at * WORD_FRAMES + p) << CAIRN_FRAME_SHIFT;
+			if (at != gw)
+				atomic_store_explicit(hp, (hint & ~HINT_WORD) | at, RELAXED);
 			return 0;
 		}
-		seeded = false; /* v is now the word's */
 	}
 }
 
@@ -730,7 +735,7 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
 	if (phys & (CAIRN_FRAME_SIZE - 1) || frame & ((1ull << order) - 1))
 		return CAIRN_EALIGN;
-	struct region *r = frames_region_of(f, frame);
+	struct region *r = region_find(f, frame);
 	if (!r || frame + (1ull << order) > r->end)
 		return CAIRN_ERANGE;
 	*rp = r;
@@ -748,6 +753,20 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 	return (v & both) == both && !(cont & bit << 1);
 }
 
+/* The bitmap word of the frame at phys if phys is a frame of an active
+ * region (r is then its region), else NULL: where the order-0 free and
+ * cairn_frames_is_allocated(order 0) start. */
+static inline _Atomic uint64_t *word_of_frame(struct cairn_frames *f, cairn_phys_t phys,
+					      struct region **rp)
+{
+	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
+	struct region *r = region_find(f, frame);
+	if (!r || phys & (CAIRN_FRAME_SIZE - 1))
+		return NULL;
+	*rp = r;
+	return frame_word(r, frame);
+}
+
 /* The common frees, kept short: an order-0 block (one CAS on its word, then
  * the counter) and a 2 MiB block (one CAS on its chunk entry). They only
  * accept what they can prove is exactly such a block; anything else (bad
@@ -756,24 +775,22 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-	struct region *r = frames_region_of(f, frame);
-	if (!r || phys & (CAIRN_FRAME_SIZE - 1))
+	struct region *r;
+	_Atomic uint64_t *w = word_of_frame(f, phys, &r);
+	if (!w)
 		return false;
-	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
-	unsigned off = (unsigned)(frame % CHUNK_FRAMES), wi = off / WORD_FRAMES;
-	_Atomic uint64_t *w = &chunk_words(r, c)[wi];
-	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
+	uint64_t bit = 1ull << (frame % WORD_FRAMES), both = bit | bit << 32;
 	uint64_t v = ld(w);
 	do {
 		if (!word_has_frame0(v, bit))
 			return false;
 	} while (!cas(w, &v, v & ~both));
-	chunk_unclaim(&r->chunk[c], 1);
+	chunk_unclaim(frame_entry(r, frame), 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
-	atomic_store_explicit(hp, r->tag | (uint64_t)wi << 32 | c, RELAXED);
+	atomic_store_explicit(hp, r->tag | frame / WORD_FRAMES, RELAXED);
 	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
 	return true;
 }
@@ -781,7 +798,7 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-	struct region *r = frames_region_of(f, frame);
+	struct region *r = region_find(f, frame);
 	if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
 	    frame + CHUNK_FRAMES > r->end)
 		return false;
@@ -821,8 +838,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 			/* Allocate next where we just freed: the frame is warm in
 			 * this CPU's cache, and free+alloc stays O(1). */
 			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
-					      hint_pack((unsigned)(r - f->region),
-							off / WORD_FRAMES, c), RELAXED);
+					      small_hint(r, c, off / WORD_FRAMES), RELAXED);
 		}
 	}
 	if (err)
@@ -911,7 +927,7 @@ int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *bloc
 		cairn_phys_t phys = blocks[i];
 		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
 		if (!r || frame < r->first || frame >= r->end)
-			r = frames_region_of(f, frame);
+			r = region_find(f, frame);
 		if (r && !(phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1)) &&
 		    frame + CHUNK_FRAMES <= r->end) {
 			uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
@@ -1014,7 +1030,7 @@ static bool piece_next(struct cairn_frames *f, uint64_t *at, uint64_t end,
 {
 	if (*at >= end)
 		return false;
-	pw->r = frames_region_of(f, *at);
+	pw->r = region_find(f, *at);
 	uint64_t stop = ((*at >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT;
 	if (stop > end)
 		stop = end;
@@ -1037,7 +1053,7 @@ static int range_check(struct cairn_frames *f, cairn_phys_t phys, uint64_t size,
 	*first = phys >> CAIRN_FRAME_SHIFT;
 	*end = (phys + size) >> CAIRN_FRAME_SHIFT;
 	for (uint64_t at = *first; at < *end;) { /* covered by regions, no hole */
-		struct region *r = frames_region_of(f, at);
+		struct region *r = region_find(f, at);
 		if (!r)
 			return CAIRN_ERANGE;
 		at = r->end;
@@ -1102,18 +1118,13 @@ static __attribute__((noinline)) bool is_allocated_slow(struct cairn_frames *f,
 bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 {
 	if (order == 0) { /* the common question: a frame cache checking a free */
-		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-		struct region *r = frames_region_of(f, frame);
-		if (!r || phys & (CAIRN_FRAME_SIZE - 1))
-			return false;
-		uint64_t off = frame % CHUNK_FRAMES;
-		return word_has_frame0(ld(&chunk_words(r, (frame >> CHUNK_SHIFT) - r->chunk0)
-					      [off / WORD_FRAMES]),
-				       1ull << (off % WORD_FRAMES));
+		struct region *r;
+		_Atomic uint64_t *w = word_of_frame(f, phys, &r);
+		return w && word_has_frame0(ld(w), 1ull << ((phys >> CAIRN_FRAME_SHIFT) % WORD_FRAMES));
 	}
 	if (order == CAIRN_HUGE_ORDER) { /* and a cached huge block's */
 		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-		struct region *r = frames_region_of(f, frame);
+		struct region *r = region_find(f, frame);
 		if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
 		    frame + CHUNK_FRAMES > r->end)
 			return false;
