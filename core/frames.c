@@ -20,6 +20,9 @@
 #define RELEASE memory_order_release
 #define RELAXED memory_order_relaxed
 
+/* The entry of a 2 MiB block's chunk is exactly this (no owner, no count). */
+#define HUGE9_HEAD (CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT)
+
 static inline uint64_t ld(_Atomic uint64_t *p)
 {
 	return atomic_load_explicit(p, RELAXED);
@@ -543,7 +546,7 @@ static __attribute__((noinline)) int alloc9(struct cairn_frames *f, unsigned fla
 	/* Expect a free chunk nobody prefers, the usual case: the CAS is then
 	 * the only access to the entry. Only the owner field may differ. */
 	uint64_t e = CHUNK_FRAMES;
-	while (!cas(&r->chunk[c], &e, CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT))
+	while (!cas(&r->chunk[c], &e, HUGE9_HEAD))
 		if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
 			return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	*out = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
@@ -591,7 +594,6 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 {
 	if (n == 0 || (flags & ~(CAIRN_F_ANY | CAIRN_F_ZERO)))
 		return 0;
-	const uint64_t huge9 = CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT;
 	unsigned areas = flags & CAIRN_F_ANY;
 	size_t got = 0;
 	int area = first_area(f, areas ? areas : CAIRN_F_ANY);
@@ -603,7 +605,7 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 			uint64_t c = hint & 0xffffffffu, c0 = c;
 			for (; r && got < n && c < r->nchunks; c++) {
 				uint64_t e = CHUNK_FRAMES;
-				while (!cas(&r->chunk[c], &e, huge9))
+				while (!cas(&r->chunk[c], &e, HUGE9_HEAD))
 					if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
 						goto run_end;
 				out[got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
@@ -753,18 +755,12 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 	return (v & both) == both && !(cont & bit << 1);
 }
 
-/* The bitmap word of the frame at phys if phys is a frame of an active
- * region (r is then its region), else NULL: where the order-0 free and
+/* The active region of the frame at phys, if phys is a frame's address
+ * (aligned) in one, else NULL: where the order-0 free and
  * cairn_frames_is_allocated(order 0) start. */
-static inline _Atomic uint64_t *word_of_frame(struct cairn_frames *f, cairn_phys_t phys,
-					      struct region **rp)
+static inline struct region *frame_region(struct cairn_frames *f, cairn_phys_t phys)
 {
-	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-	struct region *r = region_find(f, frame);
-	if (!r || phys & (CAIRN_FRAME_SIZE - 1))
-		return NULL;
-	*rp = r;
-	return frame_word(r, frame);
+	return phys & (CAIRN_FRAME_SIZE - 1) ? NULL : region_find(f, phys >> CAIRN_FRAME_SHIFT);
 }
 
 /* The common frees, kept short: an order-0 block (one CAS on its word, then
@@ -775,10 +771,10 @@ static inline _Atomic uint64_t *word_of_frame(struct cairn_frames *f, cairn_phys
 static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-	struct region *r;
-	_Atomic uint64_t *w = word_of_frame(f, phys, &r);
-	if (!w)
+	struct region *r = frame_region(f, phys);
+	if (!r)
 		return false;
+	_Atomic uint64_t *w = frame_word(r, frame);
 	uint64_t bit = 1ull << (frame % WORD_FRAMES), both = bit | bit << 32;
 	uint64_t v = ld(w);
 	do {
@@ -795,21 +791,31 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	return true;
 }
 
-static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
+/* The chunk entry of the 2 MiB block at phys if phys is 2 MiB aligned and
+ * its whole chunk is in an active region (r is then its region), else NULL:
+ * where the order-9 free and cairn_frames_is_allocated(order 9) start. */
+static inline _Atomic uint64_t *entry_of_huge(struct cairn_frames *f, cairn_phys_t phys,
+					      struct region **rp)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
 	struct region *r = region_find(f, frame);
 	if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
 	    frame + CHUNK_FRAMES > r->end)
-		return false;
-	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
-	/* A huge head of order 9 is exactly this entry (no owner, no count). */
-	if (!cas_strong(&r->chunk[c], CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT,
-			CHUNK_FRAMES))
+		return NULL;
+	*rp = r;
+	return frame_entry(r, frame);
+}
+
+static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
+{
+	struct region *r;
+	_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
+	if (!ce || !cas_strong(ce, HUGE9_HEAD, CHUNK_FRAMES))
 		return false;
 	/* the next huge block of this CPU comes from here */
 	atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
-			      r->tag | c, RELAXED);
+			      r->tag | ((phys >> (CAIRN_FRAME_SHIFT + CHUNK_SHIFT)) - r->chunk0),
+			      RELAXED);
 	return true;
 }
 
@@ -918,7 +924,6 @@ out:
 int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *blocks,
 				size_t n, size_t *done)
 {
-	const uint64_t huge9 = CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT;
 	struct region *r = NULL, *last = NULL;
 	uint64_t last_c = 0;
 	size_t i = 0;
@@ -931,7 +936,7 @@ int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *bloc
 		if (r && !(phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1)) &&
 		    frame + CHUNK_FRAMES <= r->end) {
 			uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
-			if (cas_strong(&r->chunk[c], huge9, CHUNK_FRAMES)) {
+			if (cas_strong(&r->chunk[c], HUGE9_HEAD, CHUNK_FRAMES)) {
 				last = r;
 				last_c = c;
 				continue;
@@ -1109,36 +1114,36 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 	return 0;
 }
 
-static __attribute__((noinline)) bool is_allocated_slow(struct cairn_frames *f,
-							cairn_phys_t phys, unsigned order);
+static __attribute__((noinline)) bool is_allocated_other(struct cairn_frames *f,
+							 cairn_phys_t phys, unsigned order);
 
-/* The orders a frame cache asks about on every free (0 and 9) answered in a
- * few loads, small enough to inline into the caller under LTO; the others
- * out of line. */
-bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+/* The order a frame cache asks about on almost every free, order 0, is
+ * answered here in a region search and one load of the frame's word, by
+ * the order-0 free's own checks; the other orders out of line. Marked to be
+ * inlined: under LTO the frame cache's free then checks without a call
+ * (the header's declaration has no inline, so this stays an external
+ * definition for every other build). */
+inline __attribute__((always_inline)) bool cairn_frames_is_allocated(struct cairn_frames *f,
+								     cairn_phys_t phys,
+								     unsigned order)
 {
-	if (order == 0) { /* the common question: a frame cache checking a free */
-		struct region *r;
-		_Atomic uint64_t *w = word_of_frame(f, phys, &r);
-		return w && word_has_frame0(ld(w), 1ull << ((phys >> CAIRN_FRAME_SHIFT) % WORD_FRAMES));
-	}
-	if (order == CAIRN_HUGE_ORDER) { /* and a cached huge block's */
+	if (__builtin_expect(order == 0, 1)) {
 		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-		struct region *r = region_find(f, frame);
-		if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
-		    frame + CHUNK_FRAMES > r->end)
-			return false;
-		return ld(&r->chunk[(frame >> CHUNK_SHIFT) - r->chunk0]) ==
-		       (CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT);
+		struct region *r = frame_region(f, phys);
+		return r && word_has_frame0(ld(frame_word(r, frame)), 1ull << (frame % WORD_FRAMES));
 	}
-	return is_allocated_slow(f, phys, order);
+	return is_allocated_other(f, phys, order);
 }
 
-static bool is_allocated_slow(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+static bool is_allocated_other(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 {
 	struct region *r;
 	uint64_t c;
 	unsigned off;
+	if (order == CAIRN_HUGE_ORDER) { /* a cached huge block: the order-9 free's checks */
+		_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
+		return ce && ld(ce) == HUGE9_HEAD;
+	}
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
 	if (order >= CAIRN_HUGE_ORDER) {

@@ -174,8 +174,7 @@ static inline _Atomic uint64_t *chunk_words(const struct region *r, uint64_t c)
 static inline struct region *region_find(struct cairn_frames *f, uint64_t frame)
 {
 	struct region *r = f->region;
-	struct region *end = r + atomic_load_explicit(&f->nregions, memory_order_acquire);
-	for (; r < end; r++)
+	for (uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire); n; n--, r++)
 		if (frame - r->first < r->nframes &&
 		    atomic_load_explicit(&r->state, memory_order_acquire) == REGION_ACTIVE)
 			return r;

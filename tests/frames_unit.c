@@ -511,6 +511,24 @@ static void test_regions_runtime(void)
 	CHECK_EQ(cairn_frames_free(f, extra, 0), CAIRN_ERANGE);
 	CHECK_EQ(cairn_frames_alloc_at(f, extra, 0), CAIRN_ERANGE);
 	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* The range comes back as a new slot after the removed one, which
+	 * still spans it: every lookup must pass over the dead slot. */
+	void *meta2 = malloc(ms);
+	CHECK_EQ(cairn_frames_add_region(f, extra, 4 * MiB, meta2, ms), 0);
+	CHECK_EQ(free_total(f), total + 1024 + 511);
+	CHECK(!cairn_frames_is_allocated(f, extra, 0));
+	CHECK_EQ(cairn_frames_alloc_at(f, extra, 0), 0);
+	CHECK(cairn_frames_is_allocated(f, extra, 0));
+	CHECK_EQ(cairn_frames_free(f, extra, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, extra, 0), CAIRN_EFREE);
+	CHECK_EQ(cairn_frames_alloc_at(f, extra + 2 * MiB, 9), 0);
+	CHECK(cairn_frames_is_allocated(f, extra + 2 * MiB, 9));
+	CHECK_EQ(cairn_frames_free(f, extra + 2 * MiB, 9), 0);
+	CHECK(!cairn_frames_is_allocated(f, extra + 2 * MiB, 9));
+	CHECK_EQ(cairn_frames_free(f, extra + 2 * MiB, 9), CAIRN_EFREE);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, extra), 0);
+	CHECK_EQ(free_total(f), total + 511);
 	(void)p;
 	cairn_frames_dump(f);
 }
