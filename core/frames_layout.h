@@ -113,7 +113,7 @@ static inline _Atomic uint64_t *word_entry(const struct region *r, uint64_t gwor
 /* Per-CPU search hints; written only by their CPU (relaxed atomics keep the
  * host TSan build honest when a slot passes from one thread to another). */
 struct cpu_hint {
-	_Atomic uint64_t small[CAIRN_AREAS]; /* region+1 << 40 | word << 32 | chunk */
+	_Atomic uint64_t small[CAIRN_AREAS]; /* region+1 << 40 | global word number */
 	/* The value this CPU last gave that word (by an order-0 free or
 	 * allocation): only the expected value of the next order-0
 	 * allocation's bit CAS, so it may be stale or wrong in any way. */
