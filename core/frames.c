@@ -98,7 +98,7 @@ struct region *frames_region_of(struct cairn_frames *f, uint64_t frame)
 	return region_find(f, frame);
 }
 
-/* Region slot i if it is active (any i: a hint's slot 0 decodes to ~0u).
+/* Region slot i if it is active (any i: hint_slot of a hint of 0 is ~0u).
  * No look at nregions: every slot's state starts UNUSED, and one read
  * ACTIVE by acquire has its fields, stored before the release of the
  * state, visible. */
@@ -283,7 +283,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	if (owned) {
 		uint64_t at = chunk_hint(ri, c);
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
-		struct region *or = old ? active_region(f, (unsigned)(old >> 40) - 1) : NULL;
+		struct region *or = old ? active_region(f, hint_slot(old)) : NULL;
 		if (or && (old & 0xffffffffu) < or->nchunks && old != at)
 			chunk_disown(&or->chunk[old & 0xffffffffu], q->me1);
 	}
@@ -297,7 +297,7 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 			     struct request *q)
 {
 	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
-	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
+	unsigned hr = hint_slot(hint);
 	struct region *r = hint ? active_region(f, hr) : NULL;
 	uint64_t hc = r ? (hint & HINT_WORD) / CHUNK_WORDS - r->chunk0 : ~0ull;
 	if (r && hc < r->nchunks &&
@@ -381,7 +381,7 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 	uint64_t step = 1ull << shift;
 	_Atomic uint64_t *hp = &f->cpu[q->me].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
+	unsigned hr = hint_slot(hint);
 	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
 
 	for (unsigned i = 0; i < nr; i++) {
@@ -479,9 +479,9 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area], *seed = hint_word(hp);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	/* (a CPU with no hint yet reads 0, which decodes to slot 2^32 - 1:
-	 * no region, so the general path runs) */
-	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
+	/* (a CPU with no hint yet reads 0, which hint_slot decodes to slot
+	 * ~0u: no region, so the general path runs) */
+	struct region *r = active_region(f, hint_slot(hint));
 	if (!r)
 		return alloc_slow(f, 0, flags, out);
 	/* The hint names a word by its global number: its entry, the word and
@@ -539,7 +539,7 @@ static __attribute__((noinline)) int alloc9(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
+	struct region *r = active_region(f, hint_slot(hint));
 	uint64_t c = hint & 0xffffffffu;
 	if (!r || c >= r->nchunks)
 		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
@@ -601,7 +601,7 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 		if (area >= 0) {
 			_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 			uint64_t hint = atomic_load_explicit(hp, RELAXED);
-			struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
+			struct region *r = active_region(f, hint_slot(hint));
 			uint64_t c = hint & 0xffffffffu, c0 = c;
 			for (; r && got < n && c < r->nchunks; c++) {
 				uint64_t e = CHUNK_FRAMES;

@@ -61,7 +61,11 @@ static inline unsigned ce_owner(uint64_t e) { return (unsigned)(e >> CE_OWNER_SH
 enum region_state { REGION_UNUSED = 0, REGION_ACTIVE = 1, REGION_DEAD = 2 };
 
 /* Immutable once `state` is published ACTIVE (release); readers load state
- * with acquire before touching anything else. Slots are never reused. */
+ * with acquire before touching anything else. Slots are never reused.
+ * region_find is the one exception: it compares first and nframes before
+ * it loads state. That is safe because it only looks at slots below
+ * nregions, loaded by acquire and released after the slot was filled, and
+ * a slot is never refilled, so those two never change once it is counted. */
 struct region {
 	_Atomic uint32_t state;
 	uint32_t area;
@@ -82,16 +86,32 @@ struct region {
 	bool self_meta;           /* metadata carved from the region itself */
 };
 
-/* Hints pack region slot + 1 << 40 with a place in it; 0 is no hint. The
- * huge and owned hints' place is the chunk's index in the region; the small
- * hint's is the global word number (frame / 32) of the word it names, which
- * gives its entry, word and first frame by shifts alone (HINT_WORD). */
+/* Hints pack region slot + 1 << HINT_SLOT_SHIFT with a place in it; 0 is no
+ * hint. The huge and owned hints' place is the chunk's index in the region;
+ * the small hint's is the global word number (frame / 32) of the word it
+ * names, which gives its entry, word and first frame by shifts alone
+ * (HINT_WORD). A frame number is below 2^52 (phys >> 12), so a word number
+ * is below 2^47 for any 64-bit physical address: the place never reaches
+ * the slot bits, whatever the region's base. */
+#define HINT_SLOT_SHIFT 48
+#define HINT_WORD ((1ull << HINT_SLOT_SHIFT) - 1)
+
+_Static_assert(64 - CAIRN_FRAME_SHIFT - 5 <= HINT_SLOT_SHIFT,
+	       "a global word number must fit below the hint's slot field");
+_Static_assert(CAIRN_MAX_REGIONS + 1 <= 1ull << (64 - HINT_SLOT_SHIFT),
+	       "every region slot + 1 must fit in the hint's slot field");
+
 static inline uint64_t region_tag(unsigned slot)
 {
-	return (uint64_t)(slot + 1) << 40;
+	return (uint64_t)(slot + 1) << HINT_SLOT_SHIFT;
 }
 
-#define HINT_WORD ((1ull << 40) - 1)
+/* The region slot a hint names; a hint of 0 (none yet) decodes to slot
+ * ~0u, which no region has. */
+static inline unsigned hint_slot(uint64_t hint)
+{
+	return (unsigned)(hint >> HINT_SLOT_SHIFT) - 1;
+}
 
 /* The chunk entry and the bitmap word of an in-region frame, and the entry
  * of an in-region global word number. */
@@ -113,12 +133,12 @@ static inline _Atomic uint64_t *word_entry(const struct region *r, uint64_t gwor
 /* Per-CPU search hints; written only by their CPU (relaxed atomics keep the
  * host TSan build honest when a slot passes from one thread to another). */
 struct cpu_hint {
-	_Atomic uint64_t small[CAIRN_AREAS]; /* region+1 << 40 | global word number */
+	_Atomic uint64_t small[CAIRN_AREAS]; /* slot+1 << HINT_SLOT_SHIFT | global word number */
 	/* The value this CPU last gave that word (by an order-0 free or
 	 * allocation): only the expected value of the next order-0
 	 * allocation's bit CAS, so it may be stale or wrong in any way. */
 	_Atomic uint64_t word[CAIRN_AREAS];
-	_Atomic uint64_t huge[CAIRN_AREAS];  /* region+1 << 40 | chunk */
+	_Atomic uint64_t huge[CAIRN_AREAS];  /* slot+1 << HINT_SLOT_SHIFT | chunk */
 	_Atomic uint64_t owned[CAIRN_AREAS]; /* chunk whose OWNER is us, same packing */
 } __attribute__((aligned(64)));
 
