@@ -65,10 +65,14 @@ static inline unsigned this_cpu(const struct cairn_frames *f)
 	return cpu < f->ncpus ? cpu : cpu % f->ncpus; /* no division when sane */
 }
 
-/* A huge or owned hint: chunk c (index in the region) of region slot ri. */
-static inline uint64_t chunk_hint(unsigned ri, uint64_t c)
+/* A huge or owned hint: chunk c (index in the region) of r. The only way
+ * these hints are built. c < 2^43 (a frame number is below 2^52) never
+ * reaches the slot field; readers take the low 32 bits, which is c in any
+ * region under 8 PiB and, beyond, some other chunk they bounds-check (a
+ * hint is only a place to start). */
+static inline uint64_t chunk_hint(const struct region *r, uint64_t c)
 {
-	return region_tag(ri) | (c & 0xffffffffu);
+	return r->tag | c;
 }
 
 /* A small hint: word wi of chunk c of r, as its global word number. */
@@ -281,7 +285,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	 * taking a new one gives up the old. */
 	atomic_store_explicit(&h->small[r->area], small_hint(r, c, word), RELAXED);
 	if (owned) {
-		uint64_t at = chunk_hint(ri, c);
+		uint64_t at = chunk_hint(r, c);
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
 		struct region *or = old ? active_region(f, hint_slot(old)) : NULL;
 		if (or && (old & 0xffffffffu) < or->nchunks && old != at)
@@ -406,7 +410,7 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 			if (!(k >= CAIRN_HUGE_ORDER ? chunks_take(r, c, k) : chunk_head_take(r, c, k)))
 				continue;
 			q->out[q->got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
-			atomic_store_explicit(hp, chunk_hint(ri, c + nc), RELAXED);
+			atomic_store_explicit(hp, chunk_hint(r, c + nc), RELAXED);
 			return true;
 		}
 	}
@@ -614,7 +618,7 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 			}
 run_end:
 			if (c != c0)
-				atomic_store_explicit(hp, r->tag | c, RELAXED);
+				atomic_store_explicit(hp, chunk_hint(r, c), RELAXED);
 			if (got == n)
 				break;
 		}
@@ -794,16 +798,28 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 /* The chunk entry of the 2 MiB block at phys if phys is 2 MiB aligned and
  * its whole chunk is in an active region (r is then its region), else NULL:
  * where the order-9 free and cairn_frames_is_allocated(order 9) start. */
+/* Could phys, in r, be an order-9 block: aligned, its chunk wholly r's? */
+static inline bool huge_fits(const struct region *r, cairn_phys_t phys)
+{
+	return !(phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1)) &&
+	       (phys >> CAIRN_FRAME_SHIFT) + CHUNK_FRAMES <= r->end;
+}
+
 static inline _Atomic uint64_t *entry_of_huge(struct cairn_frames *f, cairn_phys_t phys,
 					      struct region **rp)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
 	struct region *r = region_find(f, frame);
-	if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
-	    frame + CHUNK_FRAMES > r->end)
+	if (!r || !huge_fits(r, phys))
 		return NULL;
 	*rp = r;
 	return frame_entry(r, frame);
+}
+
+/* The index in r of the chunk holding in-region address phys. */
+static inline uint64_t chunk_of(const struct region *r, cairn_phys_t phys)
+{
+	return (phys >> (CAIRN_FRAME_SHIFT + CHUNK_SHIFT)) - r->chunk0;
 }
 
 static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
@@ -814,8 +830,7 @@ static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
 		return false;
 	/* the next huge block of this CPU comes from here */
 	atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
-			      r->tag | ((phys >> (CAIRN_FRAME_SHIFT + CHUNK_SHIFT)) - r->chunk0),
-			      RELAXED);
+			      chunk_hint(r, chunk_of(r, phys)), RELAXED);
 	return true;
 }
 
@@ -833,7 +848,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
 		if (!err) /* the next huge block of this CPU comes from here */
 			atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
-					      r->tag | c, RELAXED);
+					      chunk_hint(r, c), RELAXED);
 	} else if (order >= CAIRN_HUGE_ORDER) {
 		err = is_continuation(chunk_words(r, c), 0) ||
 		      (ld(&chunk_words(r, c)[0]) & 1) ? CAIRN_EORDER : CAIRN_EFREE;
@@ -915,8 +930,9 @@ out:
 	return err;
 }
 
-/* Huge (order-9) bulk free: free9_fast's CAS per block, with the region
- * looked up only when a block lies outside the last one (a region holding an
+/* Huge (order-9) bulk free: free9_fast's checks and CAS per block
+ * (entry_of_huge's, with the region kept), the region looked up only when
+ * a block lies outside the last one (a region holding an
  * allocated block cannot be removed, so it stays active while we use it) and
  * the CPU's huge hint stored once. Anything the CAS does not accept goes to
  * cairn_frames_free, which frees it or names the error; the first error
@@ -925,29 +941,26 @@ int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *bloc
 				size_t n, size_t *done)
 {
 	struct region *r = NULL, *last = NULL;
-	uint64_t last_c = 0;
+	cairn_phys_t last_phys = 0;
 	size_t i = 0;
 	int err = 0;
 	for (; i < n; i++) {
 		cairn_phys_t phys = blocks[i];
 		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-		if (!r || frame < r->first || frame >= r->end)
+		if (!r || frame - r->first >= r->nframes)
 			r = region_find(f, frame);
-		if (r && !(phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1)) &&
-		    frame + CHUNK_FRAMES <= r->end) {
-			uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
-			if (cas_strong(&r->chunk[c], HUGE9_HEAD, CHUNK_FRAMES)) {
-				last = r;
-				last_c = c;
-				continue;
-			}
+		if (r && huge_fits(r, phys) &&
+		    cas_strong(frame_entry(r, frame), HUGE9_HEAD, CHUNK_FRAMES)) {
+			last = r;
+			last_phys = phys;
+			continue;
 		}
 		if ((err = cairn_frames_free(f, phys, CAIRN_HUGE_ORDER)))
 			break;
 	}
 	if (last) /* the next huge block of this CPU comes from here */
 		atomic_store_explicit(&f->cpu[this_cpu(f)].huge[last->area],
-				      last->tag | last_c, RELAXED);
+				      chunk_hint(last, chunk_of(last, last_phys)), RELAXED);
 	if (done)
 		*done = i;
 	return err;
