@@ -20,6 +20,9 @@
 #define RELEASE memory_order_release
 #define RELAXED memory_order_relaxed
 
+/* The entry of a 2 MiB block's chunk is exactly this (no owner, no count). */
+#define HUGE9_HEAD (CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT)
+
 static inline uint64_t ld(_Atomic uint64_t *p)
 {
 	return atomic_load_explicit(p, RELAXED);
@@ -62,9 +65,20 @@ static inline unsigned this_cpu(const struct cairn_frames *f)
 	return cpu < f->ncpus ? cpu : cpu % f->ncpus; /* no division when sane */
 }
 
-static inline uint64_t hint_pack(unsigned region, unsigned word, uint64_t chunk)
+/* A huge or owned hint: chunk c (index in the region) of r. The only way
+ * these hints are built. c < 2^43 (a frame number is below 2^52) never
+ * reaches the slot field; readers take the low 32 bits, which is c in any
+ * region under 8 PiB and, beyond, some other chunk they bounds-check (a
+ * hint is only a place to start). */
+static inline uint64_t chunk_hint(const struct region *r, uint64_t c)
 {
-	return region_tag(region) | ((uint64_t)word << 32) | (chunk & 0xffffffffu);
+	return r->tag | c;
+}
+
+/* A small hint: word wi of chunk c of r, as its global word number. */
+static inline uint64_t small_hint(const struct region *r, uint64_t c, unsigned wi)
+{
+	return r->tag | ((r->chunk0 + c) * CHUNK_WORDS + wi);
 }
 
 static int misuse(int err, const char *what, cairn_phys_t phys, unsigned order)
@@ -85,19 +99,16 @@ static void zero_frames(cairn_phys_t phys, uint64_t frames)
 
 struct region *frames_region_of(struct cairn_frames *f, uint64_t frame)
 {
-	uint32_t n = atomic_load_explicit(&f->nregions, ACQUIRE);
-	for (uint32_t i = 0; i < n; i++) {
-		struct region *r = &f->region[i];
-		if (atomic_load_explicit(&r->state, ACQUIRE) == REGION_ACTIVE &&
-		    frame >= r->first && frame < r->end)
-			return r;
-	}
-	return NULL;
+	return region_find(f, frame);
 }
 
+/* Region slot i if it is active (any i: hint_slot of a hint of 0 is ~0u).
+ * No look at nregions: every slot's state starts UNUSED, and one read
+ * ACTIVE by acquire has its fields, stored before the release of the
+ * state, visible. */
 static inline struct region *active_region(struct cairn_frames *f, unsigned i)
 {
-	if (i >= atomic_load_explicit(&f->nregions, ACQUIRE))
+	if (i >= CAIRN_MAX_REGIONS)
 		return NULL;
 	struct region *r = &f->region[i];
 	return atomic_load_explicit(&r->state, ACQUIRE) == REGION_ACTIVE ? r : NULL;
@@ -272,12 +283,12 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	}
 	/* Remember where we are; a CPU owns one chunk per area at a time, so
 	 * taking a new one gives up the old. */
-	uint64_t at = hint_pack(ri, word, c);
-	atomic_store_explicit(&h->small[r->area], at, RELAXED);
+	atomic_store_explicit(&h->small[r->area], small_hint(r, c, word), RELAXED);
 	if (owned) {
+		uint64_t at = chunk_hint(r, c);
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
-		struct region *or = old ? active_region(f, (unsigned)(old >> 40) - 1) : NULL;
-		if (or && (old & 0xffffffffu) < or->nchunks && (old ^ at) & ~(0xffull << 32))
+		struct region *or = old ? active_region(f, hint_slot(old)) : NULL;
+		if (or && (old & 0xffffffffu) < or->nchunks && old != at)
 			chunk_disown(&or->chunk[old & 0xffffffffu], q->me1);
 	}
 	return q->got == q->want;
@@ -290,11 +301,11 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 			     struct request *q)
 {
 	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
-	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
-	uint64_t hc = hint & 0xffffffffu;
+	unsigned hr = hint_slot(hint);
 	struct region *r = hint ? active_region(f, hr) : NULL;
+	uint64_t hc = r ? (hint & HINT_WORD) / CHUNK_WORDS - r->chunk0 : ~0ull;
 	if (r && hc < r->nchunks &&
-	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint >> 32) & 0xff))
+	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint % CHUNK_WORDS)))
 		return true;
 
 	/* Resume after the hinted chunk (the chunks before it were full when
@@ -374,7 +385,7 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 	uint64_t step = 1ull << shift;
 	_Atomic uint64_t *hp = &f->cpu[q->me].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	unsigned hr = hint ? (unsigned)(hint >> 40) - 1 : ~0u;
+	unsigned hr = hint_slot(hint);
 	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
 
 	for (unsigned i = 0; i < nr; i++) {
@@ -399,7 +410,7 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 			if (!(k >= CAIRN_HUGE_ORDER ? chunks_take(r, c, k) : chunk_head_take(r, c, k)))
 				continue;
 			q->out[q->got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
-			atomic_store_explicit(hp, hint_pack(ri, 0, c + nc), RELAXED);
+			atomic_store_explicit(hp, chunk_hint(r, c + nc), RELAXED);
 			return true;
 		}
 	}
@@ -472,13 +483,15 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area], *seed = hint_word(hp);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	/* (a CPU with no hint yet reads 0, which decodes to slot 2^32 - 1:
-	 * no region, so the general path runs) */
-	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
+	/* (a CPU with no hint yet reads 0, which hint_slot decodes to slot
+	 * ~0u: no region, so the general path runs) */
+	struct region *r = active_region(f, hint_slot(hint));
 	if (!r)
 		return alloc_slow(f, 0, flags, out);
-	uint64_t c = hint & 0xffffffffu;
-	_Atomic uint64_t *ce = &r->chunk[c], *w = chunk_words(r, c);
+	/* The hint names a word by its global number: its entry, the word and
+	 * the frames it covers follow by shifts from the region's bases. */
+	uint64_t gw = hint & HINT_WORD;
+	_Atomic uint64_t *ce = word_entry(r, gw);
 	/* Seed the bit CAS with the value this CPU last gave the word (its
 	 * hint's `word`), not with a load of the word: after a free, that load
 	 * would issue right behind the free's locked add on the chunk entry,
@@ -488,8 +501,7 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	 * current value; the bit is still set only after the claim, so the
 	 * counting rule is unchanged. What the tail needs from the region is
 	 * read here too: a load after the locked RMWs would wait for them. */
-	unsigned wi = (unsigned)(hint >> 32) & 0xff;
-	uint64_t frame0 = (r->chunk0 + c) << CHUNK_SHIFT, tag = r->tag;
+	uintptr_t words = r->word_base;
 	uint64_t v = atomic_load_explicit(seed, RELAXED);
 	uint64_t e = ld(ce);
 	do {
@@ -499,27 +511,27 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	/* The claimed frame exists (counting rule): retry only lost races.
 	 * A full seed is no reason to leave the word (it may be stale, as
 	 * after the general path moved the hint): look at the word first. */
-	bool seeded = true;
+	uint64_t at = gw;
+	_Atomic uint64_t *w = (_Atomic uint64_t *)(words + at * sizeof(uint64_t));
+	if ((uint32_t)v == (uint32_t)ALLOC_HALF)
+		v = ld(w);
 	for (;;) {
 		uint32_t avail = ~(uint32_t)v;
-		if (!avail) {
-			if (!seeded)
-				wi = (wi + 1) % CHUNK_WORDS;
-			seeded = false;
-			v = ld(&w[wi]);
+		if (!avail) { /* the next word of the chunk, round */
+			at = (at & ~(uint64_t)(CHUNK_WORDS - 1)) | ((at + 1) % CHUNK_WORDS);
+			w = (_Atomic uint64_t *)(words + at * sizeof(uint64_t));
+			v = ld(w);
 			continue;
 		}
 		unsigned p = (unsigned)__builtin_ctz(avail);
 		uint64_t nv = v | 1ull << p | 1ull << (32 + p);
-		if (cas(&w[wi], &v, nv)) {
+		if (cas(w, &v, nv)) { /* else v is now the word's */
 			atomic_store_explicit(seed, nv, RELAXED);
-			*out = (frame0 + wi * WORD_FRAMES + p) << CAIRN_FRAME_SHIFT;
-			if (wi != ((hint >> 32) & 0xff))
-				atomic_store_explicit(hp, tag | (uint64_t)wi << 32 | c,
-						      RELAXED);
+			*out = (at * WORD_FRAMES + p) << CAIRN_FRAME_SHIFT;
+			if (at != gw)
+				atomic_store_explicit(hp, (hint & ~HINT_WORD) | at, RELAXED);
 			return 0;
 		}
-		seeded = false; /* v is now the word's */
 	}
 }
 
@@ -531,14 +543,14 @@ static __attribute__((noinline)) int alloc9(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
+	struct region *r = active_region(f, hint_slot(hint));
 	uint64_t c = hint & 0xffffffffu;
 	if (!r || c >= r->nchunks)
 		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	/* Expect a free chunk nobody prefers, the usual case: the CAS is then
 	 * the only access to the entry. Only the owner field may differ. */
 	uint64_t e = CHUNK_FRAMES;
-	while (!cas(&r->chunk[c], &e, CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT))
+	while (!cas(&r->chunk[c], &e, HUGE9_HEAD))
 		if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
 			return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	*out = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
@@ -586,7 +598,6 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 {
 	if (n == 0 || (flags & ~(CAIRN_F_ANY | CAIRN_F_ZERO)))
 		return 0;
-	const uint64_t huge9 = CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT;
 	unsigned areas = flags & CAIRN_F_ANY;
 	size_t got = 0;
 	int area = first_area(f, areas ? areas : CAIRN_F_ANY);
@@ -594,11 +605,11 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 		if (area >= 0) {
 			_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 			uint64_t hint = atomic_load_explicit(hp, RELAXED);
-			struct region *r = active_region(f, (unsigned)(hint >> 40) - 1);
+			struct region *r = active_region(f, hint_slot(hint));
 			uint64_t c = hint & 0xffffffffu, c0 = c;
 			for (; r && got < n && c < r->nchunks; c++) {
 				uint64_t e = CHUNK_FRAMES;
-				while (!cas(&r->chunk[c], &e, huge9))
+				while (!cas(&r->chunk[c], &e, HUGE9_HEAD))
 					if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
 						goto run_end;
 				out[got++] = (r->chunk0 + c) << (CHUNK_SHIFT + CAIRN_FRAME_SHIFT);
@@ -607,7 +618,7 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 			}
 run_end:
 			if (c != c0)
-				atomic_store_explicit(hp, r->tag | c, RELAXED);
+				atomic_store_explicit(hp, chunk_hint(r, c), RELAXED);
 			if (got == n)
 				break;
 		}
@@ -730,7 +741,7 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
 	if (phys & (CAIRN_FRAME_SIZE - 1) || frame & ((1ull << order) - 1))
 		return CAIRN_EALIGN;
-	struct region *r = frames_region_of(f, frame);
+	struct region *r = region_find(f, frame);
 	if (!r || frame + (1ull << order) > r->end)
 		return CAIRN_ERANGE;
 	*rp = r;
@@ -748,6 +759,14 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 	return (v & both) == both && !(cont & bit << 1);
 }
 
+/* The active region of the frame at phys, if phys is a frame's address
+ * (aligned) in one, else NULL: where the order-0 free and
+ * cairn_frames_is_allocated(order 0) start. */
+static inline struct region *frame_region(struct cairn_frames *f, cairn_phys_t phys)
+{
+	return phys & (CAIRN_FRAME_SIZE - 1) ? NULL : region_find(f, phys >> CAIRN_FRAME_SHIFT);
+}
+
 /* The common frees, kept short: an order-0 block (one CAS on its word, then
  * the counter) and a 2 MiB block (one CAS on its chunk entry). They only
  * accept what they can prove is exactly such a block; anything else (bad
@@ -756,43 +775,62 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-	struct region *r = frames_region_of(f, frame);
-	if (!r || phys & (CAIRN_FRAME_SIZE - 1))
+	struct region *r = frame_region(f, phys);
+	if (!r)
 		return false;
-	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
-	unsigned off = (unsigned)(frame % CHUNK_FRAMES), wi = off / WORD_FRAMES;
-	_Atomic uint64_t *w = &chunk_words(r, c)[wi];
-	uint64_t bit = 1ull << (off % WORD_FRAMES), both = bit | bit << 32;
+	_Atomic uint64_t *w = frame_word(r, frame);
+	uint64_t bit = 1ull << (frame % WORD_FRAMES), both = bit | bit << 32;
 	uint64_t v = ld(w);
 	do {
 		if (!word_has_frame0(v, bit))
 			return false;
 	} while (!cas(w, &v, v & ~both));
-	chunk_unclaim(&r->chunk[c], 1);
+	chunk_unclaim(frame_entry(r, frame), 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
-	atomic_store_explicit(hp, r->tag | (uint64_t)wi << 32 | c, RELAXED);
+	atomic_store_explicit(hp, r->tag | frame / WORD_FRAMES, RELAXED);
 	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
 	return true;
 }
 
-static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
+/* The chunk entry of the 2 MiB block at phys if phys is 2 MiB aligned and
+ * its whole chunk is in an active region (r is then its region), else NULL:
+ * where the order-9 free and cairn_frames_is_allocated(order 9) start. */
+/* Could phys, in r, be an order-9 block: aligned, its chunk wholly r's? */
+static inline bool huge_fits(const struct region *r, cairn_phys_t phys)
+{
+	return !(phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1)) &&
+	       (phys >> CAIRN_FRAME_SHIFT) + CHUNK_FRAMES <= r->end;
+}
+
+static inline _Atomic uint64_t *entry_of_huge(struct cairn_frames *f, cairn_phys_t phys,
+					      struct region **rp)
 {
 	uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-	struct region *r = frames_region_of(f, frame);
-	if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
-	    frame + CHUNK_FRAMES > r->end)
-		return false;
-	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
-	/* A huge head of order 9 is exactly this entry (no owner, no count). */
-	if (!cas_strong(&r->chunk[c], CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT,
-			CHUNK_FRAMES))
+	struct region *r = region_find(f, frame);
+	if (!r || !huge_fits(r, phys))
+		return NULL;
+	*rp = r;
+	return frame_entry(r, frame);
+}
+
+/* The index in r of the chunk holding in-region address phys. */
+static inline uint64_t chunk_of(const struct region *r, cairn_phys_t phys)
+{
+	return (phys >> (CAIRN_FRAME_SHIFT + CHUNK_SHIFT)) - r->chunk0;
+}
+
+static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
+{
+	struct region *r;
+	_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
+	if (!ce || !cas_strong(ce, HUGE9_HEAD, CHUNK_FRAMES))
 		return false;
 	/* the next huge block of this CPU comes from here */
 	atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
-			      r->tag | c, RELAXED);
+			      chunk_hint(r, chunk_of(r, phys)), RELAXED);
 	return true;
 }
 
@@ -810,7 +848,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
 		if (!err) /* the next huge block of this CPU comes from here */
 			atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
-					      r->tag | c, RELAXED);
+					      chunk_hint(r, c), RELAXED);
 	} else if (order >= CAIRN_HUGE_ORDER) {
 		err = is_continuation(chunk_words(r, c), 0) ||
 		      (ld(&chunk_words(r, c)[0]) & 1) ? CAIRN_EORDER : CAIRN_EFREE;
@@ -821,8 +859,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 			/* Allocate next where we just freed: the frame is warm in
 			 * this CPU's cache, and free+alloc stays O(1). */
 			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
-					      hint_pack((unsigned)(r - f->region),
-							off / WORD_FRAMES, c), RELAXED);
+					      small_hint(r, c, off / WORD_FRAMES), RELAXED);
 		}
 	}
 	if (err)
@@ -893,8 +930,9 @@ out:
 	return err;
 }
 
-/* Huge (order-9) bulk free: free9_fast's CAS per block, with the region
- * looked up only when a block lies outside the last one (a region holding an
+/* Huge (order-9) bulk free: free9_fast's checks and CAS per block
+ * (entry_of_huge's, with the region kept), the region looked up only when
+ * a block lies outside the last one (a region holding an
  * allocated block cannot be removed, so it stays active while we use it) and
  * the CPU's huge hint stored once. Anything the CAS does not accept goes to
  * cairn_frames_free, which frees it or names the error; the first error
@@ -902,31 +940,27 @@ out:
 int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *blocks,
 				size_t n, size_t *done)
 {
-	const uint64_t huge9 = CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT;
 	struct region *r = NULL, *last = NULL;
-	uint64_t last_c = 0;
+	cairn_phys_t last_phys = 0;
 	size_t i = 0;
 	int err = 0;
 	for (; i < n; i++) {
 		cairn_phys_t phys = blocks[i];
 		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-		if (!r || frame < r->first || frame >= r->end)
-			r = frames_region_of(f, frame);
-		if (r && !(phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1)) &&
-		    frame + CHUNK_FRAMES <= r->end) {
-			uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
-			if (cas_strong(&r->chunk[c], huge9, CHUNK_FRAMES)) {
-				last = r;
-				last_c = c;
-				continue;
-			}
+		if (!r || frame - r->first >= r->nframes)
+			r = region_find(f, frame);
+		if (r && huge_fits(r, phys) &&
+		    cas_strong(frame_entry(r, frame), HUGE9_HEAD, CHUNK_FRAMES)) {
+			last = r;
+			last_phys = phys;
+			continue;
 		}
 		if ((err = cairn_frames_free(f, phys, CAIRN_HUGE_ORDER)))
 			break;
 	}
 	if (last) /* the next huge block of this CPU comes from here */
 		atomic_store_explicit(&f->cpu[this_cpu(f)].huge[last->area],
-				      last->tag | last_c, RELAXED);
+				      chunk_hint(last, chunk_of(last, last_phys)), RELAXED);
 	if (done)
 		*done = i;
 	return err;
@@ -1014,7 +1048,7 @@ static bool piece_next(struct cairn_frames *f, uint64_t *at, uint64_t end,
 {
 	if (*at >= end)
 		return false;
-	pw->r = frames_region_of(f, *at);
+	pw->r = region_find(f, *at);
 	uint64_t stop = ((*at >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT;
 	if (stop > end)
 		stop = end;
@@ -1037,7 +1071,7 @@ static int range_check(struct cairn_frames *f, cairn_phys_t phys, uint64_t size,
 	*first = phys >> CAIRN_FRAME_SHIFT;
 	*end = (phys + size) >> CAIRN_FRAME_SHIFT;
 	for (uint64_t at = *first; at < *end;) { /* covered by regions, no hole */
-		struct region *r = frames_region_of(f, at);
+		struct region *r = region_find(f, at);
 		if (!r)
 			return CAIRN_ERANGE;
 		at = r->end;
@@ -1093,41 +1127,36 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 	return 0;
 }
 
-static __attribute__((noinline)) bool is_allocated_slow(struct cairn_frames *f,
-							cairn_phys_t phys, unsigned order);
+static __attribute__((noinline)) bool is_allocated_other(struct cairn_frames *f,
+							 cairn_phys_t phys, unsigned order);
 
-/* The orders a frame cache asks about on every free (0 and 9) answered in a
- * few loads, small enough to inline into the caller under LTO; the others
- * out of line. */
-bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+/* The order a frame cache asks about on almost every free, order 0, is
+ * answered here in a region search and one load of the frame's word, by
+ * the order-0 free's own checks; the other orders out of line. Marked to be
+ * inlined: under LTO the frame cache's free then checks without a call
+ * (the header's declaration has no inline, so this stays an external
+ * definition for every other build). */
+inline __attribute__((always_inline)) bool cairn_frames_is_allocated(struct cairn_frames *f,
+								     cairn_phys_t phys,
+								     unsigned order)
 {
-	if (order == 0) { /* the common question: a frame cache checking a free */
+	if (__builtin_expect(order == 0, 1)) {
 		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-		struct region *r = frames_region_of(f, frame);
-		if (!r || phys & (CAIRN_FRAME_SIZE - 1))
-			return false;
-		uint64_t off = frame % CHUNK_FRAMES;
-		return word_has_frame0(ld(&chunk_words(r, (frame >> CHUNK_SHIFT) - r->chunk0)
-					      [off / WORD_FRAMES]),
-				       1ull << (off % WORD_FRAMES));
+		struct region *r = frame_region(f, phys);
+		return r && word_has_frame0(ld(frame_word(r, frame)), 1ull << (frame % WORD_FRAMES));
 	}
-	if (order == CAIRN_HUGE_ORDER) { /* and a cached huge block's */
-		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
-		struct region *r = frames_region_of(f, frame);
-		if (!r || phys & ((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1) ||
-		    frame + CHUNK_FRAMES > r->end)
-			return false;
-		return ld(&r->chunk[(frame >> CHUNK_SHIFT) - r->chunk0]) ==
-		       (CE_HUGE | CE_HEAD | (uint64_t)CAIRN_HUGE_ORDER << CE_ORDER_SHIFT);
-	}
-	return is_allocated_slow(f, phys, order);
+	return is_allocated_other(f, phys, order);
 }
 
-static bool is_allocated_slow(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
+static bool is_allocated_other(struct cairn_frames *f, cairn_phys_t phys, unsigned order)
 {
 	struct region *r;
 	uint64_t c;
 	unsigned off;
+	if (order == CAIRN_HUGE_ORDER) { /* a cached huge block: the order-9 free's checks */
+		_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
+		return ce && ld(ce) == HUGE9_HEAD;
+	}
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
 	if (order >= CAIRN_HUGE_ORDER) {

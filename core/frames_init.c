@@ -91,6 +91,9 @@ static void region_init(struct region *r, struct span s, void *meta,
 	r->nchunks = ((s.end - 1) >> CHUNK_SHIFT) - r->chunk0 + 1;
 	r->chunk = meta;
 	r->bits = (_Atomic uint64_t *)((char *)meta + ALIGN_UP(r->nchunks * sizeof(uint64_t), 64));
+	r->nframes = s.end - s.first;
+	r->entry_base = (uintptr_t)r->chunk - r->chunk0 * sizeof(uint64_t);
+	r->word_base = (uintptr_t)r->bits - r->chunk0 * CHUNK_WORDS * sizeof(uint64_t);
 	r->meta_bytes = frames_region_meta_bytes(s.first, s.end);
 	for (uint64_t c = 0; c < r->nchunks; c++) {
 		uint64_t base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0;

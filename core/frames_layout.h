@@ -61,35 +61,84 @@ static inline unsigned ce_owner(uint64_t e) { return (unsigned)(e >> CE_OWNER_SH
 enum region_state { REGION_UNUSED = 0, REGION_ACTIVE = 1, REGION_DEAD = 2 };
 
 /* Immutable once `state` is published ACTIVE (release); readers load state
- * with acquire before touching anything else. Slots are never reused. */
+ * with acquire before touching anything else. Slots are never reused.
+ * region_find is the one exception: it compares first and nframes before
+ * it loads state. That is safe because it only looks at slots below
+ * nregions, loaded by acquire and released after the slot was filled, and
+ * a slot is never refilled, so those two never change once it is counted. */
 struct region {
 	_Atomic uint32_t state;
 	uint32_t area;
 	uint64_t first, end;    /* frame numbers [first, end) */
+	uint64_t nframes;       /* end - first: one compare finds the region */
+	/* chunk and bits indexed by global chunk and word number (frame / 512,
+	 * frame / 32) rather than by their index in the region: the short
+	 * paths reach a frame's entry and word without subtracting chunk0.
+	 * Only ever offset by an in-region number (frame_entry, frame_word). */
+	uintptr_t entry_base;   /* (uintptr_t)chunk - chunk0 * 8 */
+	uintptr_t word_base;    /* (uintptr_t)bits - chunk0 * CHUNK_WORDS * 8 */
+	uint64_t tag;           /* region_tag(slot): the region's part of a hint */
 	uint64_t chunk0;        /* chunk number of chunk[0] = first >> 9 */
 	uint64_t nchunks;
 	_Atomic uint64_t *chunk;  /* nchunks entries */
 	_Atomic uint64_t *bits;   /* nchunks * CHUNK_WORDS words */
 	uint64_t meta_bytes;
-	uint64_t tag;             /* region_tag(slot): the region's part of a hint */
 	bool self_meta;           /* metadata carved from the region itself */
 };
 
-/* Hints pack region slot + 1 << 40 | word << 32 | chunk; 0 is no hint. */
+/* Hints pack region slot + 1 << HINT_SLOT_SHIFT with a place in it; 0 is no
+ * hint. The huge and owned hints' place is the chunk's index in the region;
+ * the small hint's is the global word number (frame / 32) of the word it
+ * names, which gives its entry, word and first frame by shifts alone
+ * (HINT_WORD). A frame number is below 2^52 (phys >> 12), so a word number
+ * is below 2^47 for any 64-bit physical address: the place never reaches
+ * the slot bits, whatever the region's base. */
+#define HINT_SLOT_SHIFT 48
+#define HINT_WORD ((1ull << HINT_SLOT_SHIFT) - 1)
+
+_Static_assert(64 - CAIRN_FRAME_SHIFT - 5 <= HINT_SLOT_SHIFT,
+	       "a global word number must fit below the hint's slot field");
+_Static_assert(CAIRN_MAX_REGIONS + 1 <= 1ull << (64 - HINT_SLOT_SHIFT),
+	       "every region slot + 1 must fit in the hint's slot field");
+
 static inline uint64_t region_tag(unsigned slot)
 {
-	return (uint64_t)(slot + 1) << 40;
+	return (uint64_t)(slot + 1) << HINT_SLOT_SHIFT;
+}
+
+/* The region slot a hint names; a hint of 0 (none yet) decodes to slot
+ * ~0u, which no region has. */
+static inline unsigned hint_slot(uint64_t hint)
+{
+	return (unsigned)(hint >> HINT_SLOT_SHIFT) - 1;
+}
+
+/* The chunk entry and the bitmap word of an in-region frame, and the entry
+ * of an in-region global word number. */
+static inline _Atomic uint64_t *frame_entry(const struct region *r, uint64_t frame)
+{
+	return (_Atomic uint64_t *)(r->entry_base + (frame >> CHUNK_SHIFT) * sizeof(uint64_t));
+}
+
+static inline _Atomic uint64_t *frame_word(const struct region *r, uint64_t frame)
+{
+	return (_Atomic uint64_t *)(r->word_base + (frame / WORD_FRAMES) * sizeof(uint64_t));
+}
+
+static inline _Atomic uint64_t *word_entry(const struct region *r, uint64_t gword)
+{
+	return (_Atomic uint64_t *)(r->entry_base + (gword / CHUNK_WORDS) * sizeof(uint64_t));
 }
 
 /* Per-CPU search hints; written only by their CPU (relaxed atomics keep the
  * host TSan build honest when a slot passes from one thread to another). */
 struct cpu_hint {
-	_Atomic uint64_t small[CAIRN_AREAS]; /* region+1 << 40 | word << 32 | chunk */
+	_Atomic uint64_t small[CAIRN_AREAS]; /* slot+1 << HINT_SLOT_SHIFT | global word number */
 	/* The value this CPU last gave that word (by an order-0 free or
 	 * allocation): only the expected value of the next order-0
 	 * allocation's bit CAS, so it may be stale or wrong in any way. */
 	_Atomic uint64_t word[CAIRN_AREAS];
-	_Atomic uint64_t huge[CAIRN_AREAS];  /* region+1 << 40 | chunk */
+	_Atomic uint64_t huge[CAIRN_AREAS];  /* slot+1 << HINT_SLOT_SHIFT | chunk */
 	_Atomic uint64_t owned[CAIRN_AREAS]; /* chunk whose OWNER is us, same packing */
 } __attribute__((aligned(64)));
 
@@ -135,6 +184,21 @@ static inline uint64_t chunk_capacity(const struct region *r, uint64_t c)
 static inline _Atomic uint64_t *chunk_words(const struct region *r, uint64_t c)
 {
 	return &r->bits[c * CHUNK_WORDS];
+}
+
+/* The active region holding `frame`, or NULL. Slots below nregions were
+ * filled before the count was published (release, read here by acquire),
+ * so the bounds may be compared before the state: a slot's bounds never
+ * change. A removed region's range may come back as a new slot, so a match
+ * that is no longer active does not end the search. */
+static inline struct region *region_find(struct cairn_frames *f, uint64_t frame)
+{
+	struct region *r = f->region;
+	for (uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire); n; n--, r++)
+		if (frame - r->first < r->nframes &&
+		    atomic_load_explicit(&r->state, memory_order_acquire) == REGION_ACTIVE)
+			return r;
+	return NULL;
 }
 
 /* Shared with frames_debug.c. */

@@ -104,6 +104,12 @@ static void test_bad_input(void)
 	CHECK_EQ(cairn_fcache_free(fc, p, 1), CAIRN_EORDER);
 	CHECK_EQ(cairn_fcache_free(fc, 1ull << 40, 0), CAIRN_ERANGE);
 	CHECK_EQ(cairn_fcache_free(fc, q + 1, 0), CAIRN_EALIGN);
+	/* the order-0 check inline in the free: the head and a continuation
+	 * of a larger block, and the frames just outside the regions */
+	CHECK_EQ(cairn_fcache_free(fc, p, 0), CAIRN_EORDER);
+	CHECK_EQ(cairn_fcache_free(fc, p + CAIRN_FRAME_SIZE, 0), CAIRN_EORDER);
+	CHECK_EQ(cairn_fcache_free(fc, 1 * MiB - CAIRN_FRAME_SIZE, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_fcache_free(fc, 63 * MiB, 0), CAIRN_ERANGE);
 	/* a frame free in the frame allocator */
 	cairn_phys_t r;
 	REQUIRE(cairn_frames_alloc(frames, 0, 0, &r) == 0);
