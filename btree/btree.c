@@ -1714,12 +1714,11 @@ shape_update(struct cairn_btree *t, bool carve, uint64_t key, uint64_t need,
 		/* The first free extent long enough, taken at its start (what
 		 * accept() says without a fit callback, lo 0, hi 2^64 - 1:
 		 * an extent ending at 2^64 is refused). */
-		uint64_t s, len;
-		for (i = scan(n, lf->f, 0, (int)cnt, 1, true, need);
-		     i < (int)cnt;
-		     i = scan(n, lf->f, i + 1, (int)cnt, 1, true, need)) {
+		uint64_t s = 0, len = 0;
+		for (i = 0; i < (int)cnt; i++) { /* scan()'s rule, one pass */
+			if (!(rd(fl[i]) & CAIRN_EXT_FREE) || (len = rd(a[i])) < need)
+				continue;
 			s = rd(k[i]);
-			len = rd(a[i]);
 			if (s + len != 0 && s < UINT64_MAX)
 				break;
 		}
