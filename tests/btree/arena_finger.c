@@ -8,7 +8,8 @@
  * and reports every guess taken that the binary search over the same node
  * refutes. Checked here: a free right after its alloc takes every guess;
  * a free whose extent moved (an insert before it in its leaf, splits)
- * refuses the stale guesses and still frees what it should; a free of
+ * refuses the stale guesses and still frees what it should (an old copy
+ * of its entry just past the leaf's count among them); a free of
  * another start, or on another CPU, is not guided at all; a random mix of
  * allocs and frees (fanouts 4, 8, 126) frees everything it allocated; and
  * planted guesses, one level moved off the true path, are refused there.
@@ -151,6 +152,38 @@ static void scenarios(unsigned fanout)
 	unpopulate(&a, n);
 }
 
+/* An old copy just past the leaf's count: one span taken whole by x0..x6
+ * (2 quanta each, x6 the last carve: the finger's); freeing x4, then x5
+ * merges them and moves x6 down one entry, leaving its old copy, key and
+ * all, in the entry past the count, where the finger's leaf guess points.
+ * The free of x6 must refuse that guess (it lies past the count, however
+ * well its key matches), free x6, and leave the arena whole. */
+static void stale_copy(unsigned fanout)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = fanout };
+	REQUIRE(cairn_arena_create(&a, env_frames, B, 14, &cfg) == 0);
+	uint64_t x[7], s;
+	for (unsigned i = 0; i < 7; i++) {
+		CHECK_EQ(cairn_arena_alloc(&a, 2, 7, &x[i]), 0);
+		CHECK_EQ(x[i], B + 2 * i);
+	}
+	CHECK_EQ(cairn_arena_free(&a, x[4], 2), 0);
+	CHECK_EQ(cairn_arena_free(&a, x[5], 2), 0);
+	CHECK_EQ(atomic_load(&a.tree.finger[0].key), x[6]);
+	uint64_t reports = cairn_host_reports();
+	CHECK_EQ(cairn_arena_free(&a, x[6], 2), 0);
+	CHECK_EQ(cairn_host_reports(), reports); /* no guess refuted */
+	CHECK_EQ(cairn_arena_lookup(&a, x[6], &s, NULL, NULL), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_validate(&a), 0);
+	CHECK_EQ(cairn_arena_free(&a, x[6], 2), CAIRN_EFREE); /* not twice */
+	for (unsigned i = 0; i < 4; i++)
+		CHECK_EQ(cairn_arena_free(&a, x[i], 2), 0);
+	CHECK_EQ(cairn_arena_validate(&a), 0);
+	CHECK_EQ(cairn_arena_lookup(&a, B, &s, NULL, NULL), CAIRN_EFREE);
+	cairn_arena_destroy(&a);
+}
+
 /* Random allocs and frees against a list of what is allocated. The
  * extent allocated last (its finger fresh) is freed now and then, at once
  * or after frees of others (the one just below it among them) that merge,
@@ -256,6 +289,9 @@ int main(void)
 	scenarios(4);
 	scenarios(8);
 	scenarios(0);
+	stale_copy(4);
+	stale_copy(8);
+	stale_copy(0);
 	random_mix(4, 1, 20000);
 	random_mix(8, 2, 20000);
 	random_mix(0, 3, 20000);
