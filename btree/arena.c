@@ -402,8 +402,13 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 	q.plan = plan_alloc;
 	q.arg = &r;
 	q.cur_only = true;
-	q.shape = plain && policy == CAIRN_FIT_FIRST && !carved
-			  ? CAIRN_BT_CARVE : CAIRN_BT_PLANNED;
+	/* carved: the carve came back unshaped, which it does only where the
+	 * planner's fast path would hand over to the general writer too (a
+	 * split due, nothing fits): start there. After an import the carve
+	 * is worth trying again. */
+	enum cairn_bt_shape shape = plain && policy == CAIRN_FIT_FIRST
+					    ? CAIRN_BT_CARVE : CAIRN_BT_PLANNED;
+	q.shape = carved ? CAIRN_BT_GENERAL : shape;
 	q.cookie = cookie;
 	q.nomerge = 0;
 	q.result = &r.got;
@@ -417,6 +422,7 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 		 * from a source need not satisfy minaddr/maxaddr. */
 		if (import(a, &r) != 0)
 			break;
+		q.shape = shape;
 	}
 	if (err == 0)
 		*addr = r.got.start;
@@ -438,8 +444,9 @@ int cairn_arena_alloc(struct cairn_arena *a, uint64_t size, uint64_t cookie,
 	/* The common case first: the carve xalloc would ask for (a size that
 	 * rounds to a non-zero multiple of the quantum, lowest fit, no
 	 * constraint), without its checks or its query. Anything else (an
-	 * error, nothing fits, a split due) goes through xalloc, whose
-	 * planner decides as ever; the carve changed nothing then. */
+	 * error, nothing fits, a split due) goes through xalloc, its checks
+	 * in the old order, and then straight to the general writer; the
+	 * carve changed nothing then. */
 	uint64_t need = qround(a, size);
 	struct cairn_ext got;
 	if (need && cairn_btree_carve(&a->tree, need, cookie, &got) == 0) {

@@ -1989,6 +1989,8 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 	else if (q->shape == CAIRN_BT_RELEASE && q->find == CAIRN_BT_AT &&
 		 !q->cur_only) /* else the planner sees no neighbours */
 		r = release_run(t, q->key, q->need, q->nomerge, out);
+	else if (q->shape == CAIRN_BT_GENERAL)
+		r = R_SLOW;
 	if (r == R_PLAN)
 		r = plan_run(t, q);
 	if (r == R_SLOW)

@@ -136,6 +136,11 @@ enum cairn_bt_shape {
 	 * cookie 0. *result: the merged extent. With cur_only the planner
 	 * sees no neighbours and the shape does not apply. */
 	CAIRN_BT_RELEASE,
+	/* No shape, and no fast path either: the general writer decides from
+	 * the start. For a caller whose cairn_btree_carve just came back
+	 * unshaped, where the planner's fast path would only reach the same
+	 * hand-over (see there). */
+	CAIRN_BT_GENERAL,
 };
 
 struct cairn_bt_query {
@@ -183,7 +188,12 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q);
  * applied. CAIRN_BT_UNSHAPED: the shape's conditions did not hold, or the
  * change reaches past one leaf (or nothing fits, or a split is due);
  * nothing changed, and the caller asks cairn_btree_update, whose planner
- * decides. Never an error code. */
+ * decides. Never an error code. A carve comes back unshaped only where
+ * the planner's fast path would hand the query to the general writer too
+ * (a split due, the rest of the extent belonging in another leaf, no fit
+ * in the leaf the gap maxima lead to, nothing fits anywhere): its caller
+ * may name CAIRN_BT_GENERAL, which starts there (and still reports
+ * CAIRN_ENOMEM when nothing fits). */
 #define CAIRN_BT_UNSHAPED 1
 int cairn_btree_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
 		      struct cairn_ext *result);
