@@ -1143,7 +1143,8 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
  * The tree shrinks from the top: while the root is an inner node with a
  * single child, the child's entries move up into the root (which never
  * moves) and the child is retired. Best effort: on any conflict it stops,
- * and a later update tries again.
+ * and a later update tries again (every successful one checks, the shapes'
+ * entries included: collapse_check).
  */
 static __attribute__((noinline, cold)) void collapse(struct cairn_btree *t)
 {
@@ -1169,6 +1170,17 @@ static __attribute__((noinline, cold)) void collapse(struct cairn_btree *t)
 		olc_unlock_obsolete(&c->version, cv);
 		bt_node_retire(t, c);
 	}
+}
+
+/* After every successful update: a root with a single child, left by this
+ * update's unlink or by a collapse that lost a conflict, collapses. Two
+ * relaxed loads (the level only when the count is 1); a torn pair costs at
+ * most a collapse() call that finds nothing to do. */
+static inline void collapse_check(struct cairn_btree *t)
+{
+	struct bt_node *r = bt_root(t);
+	if (rd(r->count) == 1 && rd(r->level) != 0)
+		collapse(t);
 }
 
 /* Make room for `add` inserts in the leaf of c: split the topmost of the
@@ -1995,26 +2007,32 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 		r = plan_run(t, q);
 	if (r == R_SLOW)
 		r = slow_update(t, q);
-	if (r == 0 && rd(bt_root(t)->count) == 1 && rd(bt_root(t)->level) != 0)
-		collapse(t);
+	if (r == 0)
+		collapse_check(t);
 	return r;
 }
 
-/* The shapes never unlink a node (a leaf that would empty goes to the
- * general writer), so they leave no root with a single child to collapse. */
+/* The shapes never unlink a node (a carve only inserts, a release merges
+ * inside its leaf and never empties it), so they never make a root with a
+ * single child; but a collapse lost to a conflict is left to a later
+ * update, and plain allocs and frees may be the only later ones: they
+ * check too, as every update does. */
 int cairn_btree_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
 		      struct cairn_ext *result)
 {
-	if (need == 0)
+	if (need == 0 || carve_run(t, need, cookie, result) != R_OK)
 		return CAIRN_BT_UNSHAPED;
-	return carve_run(t, need, cookie, result) == R_OK ? 0 : CAIRN_BT_UNSHAPED;
+	collapse_check(t);
+	return 0;
 }
 
 int cairn_btree_release(struct cairn_btree *t, uint64_t key, uint64_t need,
 			uint32_t nomerge, struct cairn_ext *result)
 {
-	return release_run(t, key, need, nomerge, result) == R_OK
-		       ? 0 : CAIRN_BT_UNSHAPED;
+	if (release_run(t, key, need, nomerge, result) != R_OK)
+		return CAIRN_BT_UNSHAPED;
+	collapse_check(t);
+	return 0;
 }
 
 
