@@ -1915,7 +1915,9 @@ static __attribute__((noinline)) int slow_update(struct cairn_btree *t,
 }
 
 /* The fingers' slot of the calling CPU (any slot would be correct: a
- * guess is checked before it is used; one per CPU keeps them apart). */
+ * guess is checked before it is used). CPUs k and k + CAIRN_BTREE_FINGERS
+ * share one, and may overwrite or tear each other's record: a wasted
+ * guess, no more. */
 static inline struct cairn_btree_finger *finger_of(struct cairn_btree *t)
 {
 	return &t->finger[cairn_port_cpu() & (CAIRN_BTREE_FINGERS - 1)];

@@ -33,7 +33,7 @@
  * split and merge often). */
 #define CAIRN_BTREE_FANOUT_MAX 126
 #define CAIRN_BTREE_FANOUT_MIN 4
-/* Finger slots per tree (a power of two), indexed by CPU. */
+/* Finger slots per tree (a power of two), indexed by CPU modulo this. */
 #define CAIRN_BTREE_FINGERS 8
 /* Levels, root included; a root split beyond this fails (ENOSPC). At the
  * full fanout that is far beyond any 64-bit key space. */
@@ -60,11 +60,14 @@ struct cairn_btree {
 	 * swapped with a 16-byte CAS. */
 	_Alignas(64) unsigned __int128 free_head;
 	_Atomic uint64_t nodes;     /* frames taken from `frames` */
-	/* Written by writers that carve (cairn_btree_carve): per CPU slot,
-	 * the start of the extent carved last and the entry indices of its
-	 * path, a guess for the release that usually follows. A guess is
-	 * checked against the keys before it is used (btree.c, fingers);
-	 * a slot of its own per line, so that CPUs do not share one. */
+	/* Written by writers that carve (cairn_btree_carve, and
+	 * cairn_btree_update with the carve shape): per finger slot
+	 * (cairn_port_cpu() modulo CAIRN_BTREE_FINGERS), the start of the
+	 * extent carved last and the entry indices of its path, a guess for
+	 * the release that usually follows. A guess is checked against the
+	 * keys before it is used (btree.c, fingers), so a record overwritten
+	 * or read torn by CPUs sharing a slot only wastes it. One slot per
+	 * line: up to CAIRN_BTREE_FINGERS CPUs write no line in common. */
 	struct cairn_btree_finger {
 		_Alignas(64) _Atomic uint64_t key;
 		_Atomic uint64_t path;
