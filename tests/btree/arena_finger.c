@@ -11,19 +11,34 @@
  * refuses the stale guesses and still frees what it should (an old copy
  * of its entry just past the leaf's count among them); a free of
  * another start, or on another CPU, is not guided at all; a random mix of
- * allocs and frees (fanouts 4, 8, 126) frees everything it allocated; and
- * planted guesses, one level moved off the true path, are refused there.
+ * allocs and frees (fanouts 4, 8, 126) frees everything it allocated;
+ * planted guesses, one level moved off the true path, are refused there;
+ * and a root collapse lost to a conflict is retried by a carve or release.
  * No guess is refuted anywhere.
  */
 #include <stdatomic.h>
 
 #include "env.h"
+#include "../../btree/node.h"
 
 extern _Atomic uint64_t cairn_btree_test_guesses[2];
+
+/* Armed (lose_collapse): whenever the root has a single child and is not
+ * locked, its version moves on, so that a collapse started then fails its
+ * validation and gives up, as it would against a concurrent writer. */
+static struct cairn_btree *_Atomic lose_tree;
 
 void cairn_btree_test_yield(void);
 void cairn_btree_test_yield(void)
 {
+	struct cairn_btree *t = atomic_load(&lose_tree);
+	if (!t)
+		return;
+	struct bt_node *r = bt_root(t);
+	uint64_t v = atomic_load(&r->version);
+	if (!olc_busy(v) && atomic_load(&r->count) == 1 &&
+	    atomic_load(&r->level) != 0)
+		atomic_compare_exchange_strong(&r->version, &v, v + OLC_STEP);
 }
 
 #define B 0x100000ull
@@ -184,6 +199,41 @@ static void stale_copy(unsigned fanout)
 	cairn_arena_destroy(&a);
 }
 
+/* A root collapse lost to a conflict is retried by the next update, a
+ * plain alloc's carve or free's release among them: allocs of 1 quantum
+ * grow the tree (fanout 4), frees with every collapse lost shrink it to
+ * one leaf under a chain of single children; then the carve (the first
+ * time) or the release (the second) must collapse the root. */
+static void lost_collapse(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
+	REQUIRE(cairn_arena_create(&a, env_frames, B, 64, &cfg) == 0);
+	uint64_t x[40], y;
+	for (unsigned round = 0; round < 2; round++) {
+		for (unsigned i = 0; i < 40; i++)
+			CHECK_EQ(cairn_arena_alloc(&a, 1, 7, &x[i]), 0);
+		CHECK(depth(&a) > 1);
+		atomic_store(&lose_tree, &a.tree);
+		for (unsigned i = 1; i < 40; i++)
+			CHECK_EQ(cairn_arena_free(&a, x[i], 1), 0);
+		atomic_store(&lose_tree, NULL);
+		CHECK(depth(&a) > 1); /* every collapse lost */
+		if (round == 0) {
+			CHECK_EQ(cairn_arena_alloc(&a, 1, 7, &y), 0); /* carve */
+			CHECK_EQ(depth(&a), 1);
+			CHECK_EQ(cairn_arena_free(&a, y, 1), 0);
+		} else {
+			CHECK_EQ(cairn_arena_free(&a, x[0], 1), 0); /* release */
+			CHECK_EQ(depth(&a), 1);
+		}
+		if (round == 0)
+			CHECK_EQ(cairn_arena_free(&a, x[0], 1), 0);
+	}
+	CHECK_EQ(cairn_arena_validate(&a), 0);
+	cairn_arena_destroy(&a);
+}
+
 /* Random allocs and frees against a list of what is allocated. The
  * extent allocated last (its finger fresh) is freed now and then, at once
  * or after frees of others (the one just below it among them) that merge,
@@ -292,6 +342,7 @@ int main(void)
 	stale_copy(4);
 	stale_copy(8);
 	stale_copy(0);
+	lost_collapse();
 	random_mix(4, 1, 20000);
 	random_mix(8, 2, 20000);
 	random_mix(0, 3, 20000);
