@@ -351,10 +351,12 @@ static int import(struct cairn_arena *a, const struct xreq *r)
 	return 0;
 }
 
-int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
-		       uint64_t phase, uint64_t nocross, uint64_t minaddr,
-		       uint64_t maxaddr, enum cairn_fit policy, uint64_t cookie,
-		       uint64_t *addr)
+/* xalloc; carved: cairn_arena_alloc tried the carve shape already. Out of
+ * line: its frame (the request, the query) stays off alloc's common path. */
+static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
+		  uint64_t phase, uint64_t nocross, uint64_t minaddr,
+		  uint64_t maxaddr, enum cairn_fit policy, uint64_t cookie,
+		  uint64_t *addr, bool carved)
 {
 	if (size == 0)
 		return CAIRN_EINVAL;
@@ -400,8 +402,13 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
 	q.plan = plan_alloc;
 	q.arg = &r;
 	q.cur_only = true;
-	q.shape = plain && policy == CAIRN_FIT_FIRST ? CAIRN_BT_CARVE
-						     : CAIRN_BT_PLANNED;
+	/* carved: the carve came back unshaped, which it does only where the
+	 * planner's fast path would hand over to the general writer too (a
+	 * split due, nothing fits): start there. After an import the carve
+	 * is worth trying again. */
+	enum cairn_bt_shape shape = plain && policy == CAIRN_FIT_FIRST
+					    ? CAIRN_BT_CARVE : CAIRN_BT_PLANNED;
+	q.shape = carved ? CAIRN_BT_GENERAL : shape;
 	q.cookie = cookie;
 	q.nomerge = 0;
 	q.result = &r.got;
@@ -415,32 +422,77 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
 		 * from a source need not satisfy minaddr/maxaddr. */
 		if (import(a, &r) != 0)
 			break;
+		q.shape = shape;
 	}
 	if (err == 0)
 		*addr = r.got.start;
 	return err;
 }
 
+int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
+		       uint64_t phase, uint64_t nocross, uint64_t minaddr,
+		       uint64_t maxaddr, enum cairn_fit policy, uint64_t cookie,
+		       uint64_t *addr)
+{
+	return xalloc(a, size, align, phase, nocross, minaddr, maxaddr, policy,
+		      cookie, addr, false);
+}
+
 int cairn_arena_alloc(struct cairn_arena *a, uint64_t size, uint64_t cookie,
 		      uint64_t *addr)
 {
-	return cairn_arena_xalloc(a, size, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST,
-				  cookie, addr);
+	/* The common case first: the carve xalloc would ask for (a size that
+	 * rounds to a non-zero multiple of the quantum, lowest fit, no
+	 * constraint), without its checks or its query. Anything else (an
+	 * error, nothing fits, a split due) goes through xalloc, its checks
+	 * in the old order, and then straight to the general writer; the
+	 * carve changed nothing then. */
+	uint64_t need = qround(a, size);
+	struct cairn_ext got;
+	if (need && cairn_btree_carve(&a->tree, need, cookie, &got) == 0) {
+		*addr = got.start;
+		return 0;
+	}
+	return xalloc(a, size, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST, cookie, addr,
+		      need != 0);
 }
 
+static int free_planned(struct cairn_arena *a, uint64_t addr, uint64_t size,
+			uint64_t len);
+
 int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size)
+{
+	/* The common case first: an aligned address, a size that rounds to a
+	 * non-zero multiple of the quantum, and the release shape applies
+	 * (the size right, the merge inside one leaf). Otherwise nothing
+	 * changed, and the checks and the planner below decide. */
+	uint64_t len = qround(a, size);
+	struct cairn_ext m;
+	if (len && !(addr & (a->quantum - 1)) &&
+	    cairn_btree_release(&a->tree, addr, len, CAIRN_ARENA_SPAN, &m) == 0) {
+		if (m.flags & CAIRN_ARENA_IMPORTED)
+			try_release(a, &m);
+		return 0;
+	}
+	return free_planned(a, addr, size, len);
+}
+
+/* cairn_arena_free when the release shape did not apply (or was not
+ * tried): out of line, as xalloc. */
+static __attribute__((noinline)) int free_planned(struct cairn_arena *a,
+						  uint64_t addr, uint64_t size,
+						  uint64_t len)
 {
 	if (size == 0)
 		return CAIRN_EINVAL;
 	if (addr & (a->quantum - 1))
 		return CAIRN_EALIGN;
-	struct freq r = { .addr = addr, .size = qround(a, size) };
+	struct freq r = { .addr = addr, .size = len };
 	if (r.size == 0)
 		return CAIRN_EORDER;
-	/* The common free (the size right, the merge inside one leaf) is
-	 * CAIRN_BT_RELEASE, which the tree applies itself: plan_free's edit
-	 * for an allocated extent of r.size at addr, merged across no span
-	 * start. Field by field, as in xalloc. */
+	/* The release shape (plan_free's edit for an allocated extent of
+	 * r.size at addr, merged across no span start) did not apply above:
+	 * the planner decides. Field by field, as in xalloc. */
 	struct cairn_bt_query q;
 	q.find = CAIRN_BT_AT;
 	q.key = addr;
@@ -450,10 +502,10 @@ int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size)
 	q.plan = plan_free;
 	q.arg = &r;
 	q.cur_only = false;
-	q.shape = CAIRN_BT_RELEASE;
+	q.shape = CAIRN_BT_PLANNED;
 	q.cookie = 0;
-	q.nomerge = CAIRN_ARENA_SPAN;
-	q.result = &r.merged;
+	q.nomerge = 0;
+	q.result = NULL;
 	int err = cairn_btree_update(&a->tree, &q);
 	if (err == 0 && (r.merged.flags & CAIRN_ARENA_IMPORTED))
 		try_release(a, &r.merged);

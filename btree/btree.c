@@ -168,19 +168,68 @@ static inline void prefetch_keys(struct bt_node *n)
 static int scan(struct bt_node *n, unsigned f, int i, int cnt, int dir,
 		bool leaf, uint64_t need);
 
+/*
+ * Fingers: a guess, per level, of the entry a key descent will pick, byte d
+ * of a word for depth d (0xff: none; levels from 8 on are never guessed).
+ * A guess is only a shortcut for the binary search: it is taken when the
+ * keys read beside it, inside the node's optimistic read, say it is the
+ * binary search's answer (an inner entry g with key[g] <= key < key[g + 1],
+ * a leaf entry whose key is key itself), which for keys in strictly
+ * increasing order is the only entry that passes; otherwise the binary
+ * search runs. The path built is therefore the one a plain descent builds
+ * from the same reads, and is validated the same way; a stale or torn
+ * guess (another CPU's, another tree shape's) costs a binary search, never
+ * a wrong path. The arenas' carve records where the extent it made sits
+ * (per CPU slot, with its start), and the release that usually follows
+ * starts from there.
+ */
+#define BT_NO_GUESS (~0ull)
+
+#ifdef CAIRN_BTREE_TEST_YIELD
+/*
+ * The test build counts the guided levels ([0] a guess taken, [1] a guess
+ * that failed its check) and holds every guess taken against the binary
+ * search over the same node: if the node still validates, both read one
+ * state, and they must agree.
+ */
+_Atomic uint64_t cairn_btree_test_guesses[2];
+
+static void guess_check(struct bt_node *n, uint64_t v, unsigned f, int cnt,
+			uint64_t key, bool leaf, bool taken, int i)
+{
+	atomic_fetch_add_explicit(&cairn_btree_test_guesses[!taken], 1,
+				  memory_order_relaxed);
+	if (!taken)
+		return;
+	int j = find_le(n, f, leaf ? 0 : 1, cnt, key);
+	j = !leaf && j < 0 ? 0 : j;
+	if (j != i && olc_validate(&n->version, v))
+		cairn_port_report(CAIRN_ECORRUPT,
+				  "btree: a guess the binary search refutes",
+				  key, (uint64_t)i);
+}
+#define GUESS_CHECK(n, v, f, cnt, key, leaf, taken, i) \
+	guess_check(n, v, f, cnt, key, leaf, taken, i)
+#else
+#define GUESS_CHECK(n, v, f, cnt, key, leaf, taken, i) ((void)0)
+#endif
+
 /* The one descent. By key: to the leaf that covers key, whose index is the
- * last entry starting at or before key, or -1. By fit (no read set): to
- * the leftmost leaf below children whose gap maximum reaches need, leaf
- * index -1; R_SLOW when no child of the root does (the general search then
- * finds nothing, or an import is due). */
-static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key,
-			     bool fit, uint64_t need, struct bt_cur *c)
+ * last entry starting at or before key, or -1 (guess: see fingers). By fit
+ * (no read set): to the leftmost leaf below children whose gap maximum
+ * reaches need, leaf index -1; R_SLOW when no child of the root does (the
+ * general search then finds nothing, or an import is due). */
+static inline __attribute__((always_inline)) int
+descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key, bool fit,
+	   uint64_t need, uint64_t guess, struct bt_cur *c)
 {
 	struct bt_node *n = bt_root(t);
 	uint64_t v;
 	int st = visit(op, n, &v);
 	if (st)
 		return st;
+	/* guided: a constant for every caller but the release's */
+	const bool guided = !fit && guess != BT_NO_GUESS;
 	for (unsigned d = 0;; d++) {
 		struct bt_lv *lv = &c->lv[d];
 		lv->n = n;
@@ -193,8 +242,20 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 			c->leaf = level;
 		else if (level + d != c->leaf)
 			return R_RESTART;
+		unsigned g = (unsigned)guess & 0xff; /* this level's guess */
+		guess = guess >> 8 | 0xffull << 56; /* the next one's; 0xff */
 		if (d == c->leaf) {
-			lv->idx = fit ? -1 : find_le(n, f, 0, cnt, key);
+			if (fit) {
+				lv->idx = -1;
+			} else if (guided && g < (unsigned)cnt &&
+				   rd(n->key[f + g]) == key) {
+				lv->idx = (int)g; /* find_le's answer */
+				GUESS_CHECK(n, v, f, cnt, key, true, true, lv->idx);
+			} else {
+				lv->idx = find_le(n, f, 0, cnt, key);
+				if (guided)
+					GUESS_CHECK(n, v, f, cnt, key, true, false, 0);
+			}
 			return R_OK;
 		}
 		int i;
@@ -205,15 +266,28 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 		} else {
 			if (cnt == 0)
 				return R_RESTART;
-			i = find_le(n, f, 1, cnt, key);
-			if (i < 0)
-				i = 0;
+			if (guided && g < (unsigned)cnt &&
+			    (g == 0 || rd(n->key[f + g]) <= key) &&
+			    (g + 1 == (unsigned)cnt || rd(n->key[f + g + 1]) > key)) {
+				i = (int)g; /* find_le's answer, or 0 below key[1] */
+				GUESS_CHECK(n, v, f, cnt, key, false, true, i);
+			} else {
+				i = find_le(n, f, 1, cnt, key);
+				if (i < 0)
+					i = 0;
+				if (guided)
+					GUESS_CHECK(n, v, f, cnt, key, false, false, 0);
+			}
 		}
 		lv->idx = i;
 		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
-		if (!fit) /* a fit descent reads the gap columns, not keys */
+		/* A fit descent reads the gap columns, not keys; a guided one
+		 * reads the two keys beside each guess, in nodes the carve
+		 * that left the guesses touched, and searches without the
+		 * prefetch where a guess fails. */
+		if (!fit && !guided)
 			prefetch_keys(child);
 		st = visit(op, child, &v);
 		if (st)
@@ -225,7 +299,7 @@ static inline int descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t k
 static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
 		   struct bt_cur *c)
 {
-	return descend_to(t, op, key, false, 0, c);
+	return descend_to(t, op, key, false, 0, BT_NO_GUESS, c);
 }
 
 /* From entry i in direction dir, the first entry that can hold a free
@@ -1069,7 +1143,8 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
  * The tree shrinks from the top: while the root is an inner node with a
  * single child, the child's entries move up into the root (which never
  * moves) and the child is retired. Best effort: on any conflict it stops,
- * and a later update tries again.
+ * and a later update tries again (every successful one checks, the shapes'
+ * entries included: collapse_check).
  */
 static __attribute__((noinline, cold)) void collapse(struct cairn_btree *t)
 {
@@ -1095,6 +1170,17 @@ static __attribute__((noinline, cold)) void collapse(struct cairn_btree *t)
 		olc_unlock_obsolete(&c->version, cv);
 		bt_node_retire(t, c);
 	}
+}
+
+/* After every successful update: a root with a single child, left by this
+ * update's unlink or by a collapse that lost a conflict, collapses. Two
+ * relaxed loads (the level only when the count is 1); a torn pair costs at
+ * most a collapse() call that finds nothing to do. */
+static inline void collapse_check(struct cairn_btree *t)
+{
+	struct bt_node *r = bt_root(t);
+	if (rd(r->count) == 1 && rd(r->level) != 0)
+		collapse(t);
 }
 
 /* Make room for `add` inserts in the leaf of c: split the topmost of the
@@ -1382,9 +1468,10 @@ static bool path_edge(struct cairn_btree *t, const struct bt_cur *c, int dir)
 	return true;
 }
 
-static int descend_fit(struct cairn_btree *t, uint64_t need, struct bt_cur *c)
+static inline __attribute__((always_inline)) int
+descend_fit(struct cairn_btree *t, uint64_t need, struct bt_cur *c)
 {
-	return descend_to(t, NULL, 0, true, need, c);
+	return descend_to(t, NULL, 0, true, need, BT_NO_GUESS, c);
 }
 
 /*
@@ -1604,12 +1691,12 @@ fast_commit(struct cairn_btree *t, struct bt_cur *c, unsigned w0, unsigned w1,
 enum { R_PLAN = 6 };
 
 static inline __attribute__((always_inline)) int
-shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
-	     struct bt_cur *c, bool again)
+shape_update(struct cairn_btree *t, bool carve, uint64_t key, uint64_t need,
+	     uint64_t cookie, uint32_t nomerge, struct cairn_ext *result,
+	     uint64_t guess, struct bt_cur *c, bool again)
 {
 	struct bt_lv *lf;
 	int st;
-	bool carve = q->shape == CAIRN_BT_CARVE;
 
 	if (again) {
 		lf = &c->lv[c->leaf];
@@ -1617,10 +1704,10 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		if (st)
 			return st;
 		if (!carve)
-			lf->idx = find_le(lf->n, lf->f, 0, lf->cnt, q->key);
+			lf->idx = find_le(lf->n, lf->f, 0, lf->cnt, key);
 	} else {
-		st = carve ? descend_fit(t, q->need, c)
-			   : descend(t, NULL, q->key, c);
+		st = carve ? descend_fit(t, need, c)
+			   : descend_to(t, NULL, key, false, 0, guess, c);
 		if (st)
 			return st;
 		lf = &c->lv[c->leaf];
@@ -1639,12 +1726,11 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		/* The first free extent long enough, taken at its start (what
 		 * accept() says without a fit callback, lo 0, hi 2^64 - 1:
 		 * an extent ending at 2^64 is refused). */
-		uint64_t s, len;
-		for (i = scan(n, lf->f, 0, (int)cnt, 1, true, q->need);
-		     i < (int)cnt;
-		     i = scan(n, lf->f, i + 1, (int)cnt, 1, true, q->need)) {
+		uint64_t s = 0, len = 0;
+		for (i = 0; i < (int)cnt; i++) { /* scan()'s rule, one pass */
+			if (!(rd(fl[i]) & CAIRN_EXT_FREE) || (len = rd(a[i])) < need)
+				continue;
 			s = rd(k[i]);
-			len = rd(a[i]);
 			if (s + len != 0 && s < UINT64_MAX)
 				break;
 		}
@@ -1652,11 +1738,11 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 			return again ? R_RESTART : R_SLOW; /* general search */
 		lf->idx = i;
 		uint32_t f = (uint32_t)rd(fl[i]);
-		w[0] = (struct cairn_ext){ s, q->need, q->cookie,
+		w[0] = (struct cairn_ext){ s, need, cookie,
 					   f & ~CAIRN_EXT_FREE };
-		w[1] = (struct cairn_ext){ s + q->need, len - q->need, 0,
+		w[1] = (struct cairn_ext){ s + need, len - need, 0,
 					   CAIRN_EXT_FREE };
-		nn = len > q->need ? 2 : 1;
+		nn = len > need ? 2 : 1;
 		if (nn == 2) {
 			uint64_t hi;
 			if (cnt + 1 > t->fanout ||
@@ -1677,18 +1763,18 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 			return R_PLAN; /* nothing at or before key here */
 		uint64_t s = rd(k[i]), len = rd(a[i]);
 		uint32_t f = (uint32_t)rd(fl[i]);
-		if (s != q->key || len != q->need || (f & CAIRN_EXT_FREE))
+		if (s != key || len != need || (f & CAIRN_EXT_FREE))
 			return R_PLAN; /* the planner's error */
 		/* A neighbour the merge needs outside the leaf: unless this is
 		 * the first (last) leaf, it lies in another one. */
 		bool pred = i > 0, succ = i + 1 < (int)cnt;
-		if ((!pred && !(f & q->nomerge) && !path_edge(t, c, -1)) ||
+		if ((!pred && !(f & nomerge) && !path_edge(t, c, -1)) ||
 		    (!succ && !path_edge(t, c, 1)))
 			return R_PLAN;
 		bool left = false, right = false;
 		w0 = (unsigned)i;
 		w[0] = (struct cairn_ext){ s, len, 0, f | CAIRN_EXT_FREE };
-		if (pred && !(f & q->nomerge)) {
+		if (pred && !(f & nomerge)) {
 			uint32_t pf = (uint32_t)rd(fl[i - 1]);
 			uint64_t ps = rd(k[i - 1]), pl = rd(a[i - 1]);
 			left = (pf & CAIRN_EXT_FREE) && ps + pl == s;
@@ -1699,7 +1785,7 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 		}
 		if (succ) {
 			uint32_t sf = (uint32_t)rd(fl[i + 1]);
-			right = (sf & CAIRN_EXT_FREE) && !(sf & q->nomerge) &&
+			right = (sf & CAIRN_EXT_FREE) && !(sf & nomerge) &&
 				rd(k[i + 1]) == s + len;
 			if (right)
 				w[0].len += rd(a[i + 1]);
@@ -1712,8 +1798,8 @@ shape_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	}
 	const struct cairn_ext *seq[2] = { &w[0], &w[1] };
 	st = fast_commit(t, c, w0, w1, seq, nn, newmax, pmax);
-	if (st == R_OK && q->result)
-		*q->result = w[0];
+	if (st == R_OK)
+		*result = w[0];
 	return st;
 }
 
@@ -1828,16 +1914,59 @@ static __attribute__((noinline)) int slow_update(struct cairn_btree *t,
 	return r;
 }
 
-/* The shapes' loop and the planner's, each out of line with the cursor
- * and the view in its own frame: the dispatcher below stays small. */
-static __attribute__((noinline)) int shape_run(struct cairn_btree *t,
-					       const struct cairn_bt_query *q)
+/* The fingers' slot of the calling CPU (any slot would be correct: a
+ * guess is checked before it is used). CPUs k and k + CAIRN_BTREE_FINGERS
+ * share one, and may overwrite or tear each other's record: a wasted
+ * guess, no more. */
+static inline struct cairn_btree_finger *finger_of(struct cairn_btree *t)
+{
+	return &t->finger[cairn_port_cpu() & (CAIRN_BTREE_FINGERS - 1)];
+}
+
+/* The shapes' loops and the planner's, each out of line with the cursor
+ * and the view in its own frame: the dispatchers stay small. A carve
+ * leaves the path of the extent it made in the CPU's finger (entry w0 of
+ * the leaf: the window is written from there); a release whose key is
+ * the finger's starts its descent from that guess. */
+static __attribute__((noinline)) int carve_run(struct cairn_btree *t,
+					       uint64_t need, uint64_t cookie,
+					       struct cairn_ext *result)
 {
 	struct bt_cur c;
 	bool again = false;
 	int r;
 
-	while ((r = shape_update(t, q, &c, again)) == R_RESTART ||
+	while ((r = shape_update(t, true, 0, need, cookie, 0, result,
+				 BT_NO_GUESS, &c, again)) == R_RESTART ||
+	       r == R_AGAIN) {
+		again = r == R_AGAIN;
+		if (!again)
+			cairn_port_pause();
+	}
+	if (r == R_OK) { /* byte d: the entry at depth d; 0xff above */
+		uint64_t path = BT_NO_GUESS;
+		for (unsigned d = 0; d <= c.leaf && d < 8; d++)
+			path ^= (uint64_t)((unsigned)c.lv[d].idx ^ 0xffu) << (8 * d);
+		struct cairn_btree_finger *fs = finger_of(t);
+		wr(fs->key, result->start);
+		wr(fs->path, path);
+	}
+	return r;
+}
+
+static __attribute__((noinline)) int release_run(struct cairn_btree *t,
+						 uint64_t key, uint64_t need,
+						 uint32_t nomerge,
+						 struct cairn_ext *result)
+{
+	struct bt_cur c;
+	bool again = false;
+	int r;
+	struct cairn_btree_finger *fs = finger_of(t);
+	uint64_t guess = rd(fs->key) == key ? rd(fs->path) : BT_NO_GUESS;
+
+	while ((r = shape_update(t, false, key, need, 0, nomerge, result,
+				 guess, &c, again)) == R_RESTART ||
 	       r == R_AGAIN) {
 		again = r == R_AGAIN;
 		if (!again)
@@ -1867,19 +1996,45 @@ static __attribute__((noinline)) int plan_run(struct cairn_btree *t,
 int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 {
 	int r = R_PLAN;
-	if (q->shape == CAIRN_BT_CARVE
-		    ? q->find == CAIRN_BT_FIT_LOW && !q->fit && q->need &&
-			      q->lo == 0 && q->hi == UINT64_MAX
-		    : q->shape == CAIRN_BT_RELEASE && q->find == CAIRN_BT_AT &&
-			      !q->cur_only) /* else the planner sees no neighbours */
-		r = shape_run(t, q);
+	struct cairn_ext res, *out = q->result ? q->result : &res;
+	if (q->shape == CAIRN_BT_CARVE && q->find == CAIRN_BT_FIT_LOW &&
+	    !q->fit && q->need && q->lo == 0 && q->hi == UINT64_MAX)
+		r = carve_run(t, q->need, q->cookie, out);
+	else if (q->shape == CAIRN_BT_RELEASE && q->find == CAIRN_BT_AT &&
+		 !q->cur_only) /* else the planner sees no neighbours */
+		r = release_run(t, q->key, q->need, q->nomerge, out);
+	else if (q->shape == CAIRN_BT_GENERAL)
+		r = R_SLOW;
 	if (r == R_PLAN)
 		r = plan_run(t, q);
 	if (r == R_SLOW)
 		r = slow_update(t, q);
-	if (r == 0 && rd(bt_root(t)->count) == 1 && rd(bt_root(t)->level) != 0)
-		collapse(t);
+	if (r == 0)
+		collapse_check(t);
 	return r;
+}
+
+/* The shapes never unlink a node (a carve only inserts, a release merges
+ * inside its leaf and never empties it), so they never make a root with a
+ * single child; but a collapse lost to a conflict is left to a later
+ * update, and plain allocs and frees may be the only later ones: they
+ * check too, as every update does. */
+int cairn_btree_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
+		      struct cairn_ext *result)
+{
+	if (need == 0 || carve_run(t, need, cookie, result) != R_OK)
+		return CAIRN_BT_UNSHAPED;
+	collapse_check(t);
+	return 0;
+}
+
+int cairn_btree_release(struct cairn_btree *t, uint64_t key, uint64_t need,
+			uint32_t nomerge, struct cairn_ext *result)
+{
+	if (release_run(t, key, need, nomerge, result) != R_OK)
+		return CAIRN_BT_UNSHAPED;
+	collapse_check(t);
+	return 0;
 }
 
 
@@ -1897,6 +2052,11 @@ int cairn_btree_init(struct cairn_btree *t, struct cairn_frames *f,
 	t->frames = f;
 	t->fanout = fanout;
 	atomic_store_explicit(&t->nodes, 0, memory_order_relaxed);
+	for (unsigned i = 0; i < CAIRN_BTREE_FINGERS; i++) {
+		atomic_store_explicit(&t->finger[i].key, 0, memory_order_relaxed);
+		atomic_store_explicit(&t->finger[i].path, BT_NO_GUESS,
+				      memory_order_relaxed);
+	}
 	struct bt_node *root = bt_node_alloc(t);
 	if (!root)
 		return CAIRN_ENOMEM;

@@ -72,8 +72,12 @@ static inline unsigned bt_count(const struct cairn_btree *t, struct bt_node *n)
 static inline unsigned bt_shape(const struct cairn_btree *t, struct bt_node *n,
 				unsigned *first)
 {
-	unsigned c = bt_count(t, n), f = rd(n->first);
-	*first = f > t->fanout - c ? t->fanout - c : f;
+	unsigned fanout = t->fanout; /* read once: the atomics below keep the
+				      * compiler from reusing it */
+	unsigned c = rd(n->count), f;
+	c = c > fanout ? fanout : c;
+	f = rd(n->first);
+	*first = f > fanout - c ? fanout - c : f;
 	return c;
 }
 

@@ -33,6 +33,8 @@
  * split and merge often). */
 #define CAIRN_BTREE_FANOUT_MAX 126
 #define CAIRN_BTREE_FANOUT_MIN 4
+/* Finger slots per tree (a power of two), indexed by CPU modulo this. */
+#define CAIRN_BTREE_FINGERS 8
 /* Levels, root included; a root split beyond this fails (ENOSPC). At the
  * full fanout that is far beyond any 64-bit key space. */
 #define CAIRN_BTREE_DEPTH_MAX 12
@@ -58,6 +60,18 @@ struct cairn_btree {
 	 * swapped with a 16-byte CAS. */
 	_Alignas(64) unsigned __int128 free_head;
 	_Atomic uint64_t nodes;     /* frames taken from `frames` */
+	/* Written by writers that carve (cairn_btree_carve, and
+	 * cairn_btree_update with the carve shape): per finger slot
+	 * (cairn_port_cpu() modulo CAIRN_BTREE_FINGERS), the start of the
+	 * extent carved last and the entry indices of its path, a guess for
+	 * the release that usually follows. A guess is checked against the
+	 * keys before it is used (btree.c, fingers), so a record overwritten
+	 * or read torn by CPUs sharing a slot only wastes it. One slot per
+	 * line: up to CAIRN_BTREE_FINGERS CPUs write no line in common. */
+	struct cairn_btree_finger {
+		_Alignas(64) _Atomic uint64_t key;
+		_Atomic uint64_t path;
+	} finger[CAIRN_BTREE_FINGERS];
 };
 
 /* Create an empty tree; fanout 0 means CAIRN_BTREE_FANOUT_MAX. Takes one
@@ -125,6 +139,11 @@ enum cairn_bt_shape {
 	 * cookie 0. *result: the merged extent. With cur_only the planner
 	 * sees no neighbours and the shape does not apply. */
 	CAIRN_BT_RELEASE,
+	/* No shape, and no fast path either: the general writer decides from
+	 * the start. For a caller whose cairn_btree_carve just came back
+	 * unshaped, where the planner's fast path would only reach the same
+	 * hand-over (see there). */
+	CAIRN_BT_GENERAL,
 };
 
 struct cairn_bt_query {
@@ -163,6 +182,26 @@ struct cairn_bt_query {
  * be allocated (tree unchanged), CAIRN_ENOSPC when the query would need
  * more than the fixed per-operation bookkeeping allows. */
 int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q);
+
+/* The two shapes alone, for a caller that builds its full query only when
+ * they do not apply (the arenas' plain alloc and free): the same change as
+ * cairn_btree_update with shape CAIRN_BT_CARVE (find CAIRN_BT_FIT_LOW over
+ * the whole key space, no fit callback, need > 0) or CAIRN_BT_RELEASE
+ * (find CAIRN_BT_AT, key, need, nomerge, not cur_only). 0 and *result:
+ * applied. CAIRN_BT_UNSHAPED: the shape's conditions did not hold, or the
+ * change reaches past one leaf (or nothing fits, or a split is due);
+ * nothing changed, and the caller asks cairn_btree_update, whose planner
+ * decides. Never an error code. A carve comes back unshaped only where
+ * the planner's fast path would hand the query to the general writer too
+ * (a split due, the rest of the extent belonging in another leaf, no fit
+ * in the leaf the gap maxima lead to, nothing fits anywhere): its caller
+ * may name CAIRN_BT_GENERAL, which starts there (and still reports
+ * CAIRN_ENOMEM when nothing fits). */
+#define CAIRN_BT_UNSHAPED 1
+int cairn_btree_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
+		      struct cairn_ext *result);
+int cairn_btree_release(struct cairn_btree *t, uint64_t key, uint64_t need,
+			uint32_t nomerge, struct cairn_ext *result);
 
 /* ---- checking and walking (quiescent tree only) ---- */
 

@@ -14,7 +14,15 @@
  * giving them back meanwhile, so node allocations fail at random points
  * of concurrent operations (they must fail cleanly with CAIRN_ENOMEM).
  *
- * usage: arena_stress threads ops-per-thread fanout seed [drain]
+ * With `share` set, the threads run in pairs on CPUs k and k + 8, which
+ * share a finger slot (btree.c: cairn_port_cpu() & 7): two carves write
+ * one slot at once and a free may read the key of one with the path of
+ * the other (a torn record); half the frees are of the extent allocated
+ * last, whose finger is the one just written, so guided descents race
+ * with the other writer's record. Every guess is checked before it is
+ * used: the oracle, the lookups and the validator must not notice.
+ *
+ * usage: arena_stress threads ops-per-thread fanout seed [drain [share]]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -32,7 +40,8 @@
 
 static struct cairn_arena arena_a, parent, child;
 static _Atomic uint32_t owner_a[NQA], owner_c[NQC];
-static unsigned nthreads, nops;
+static unsigned nthreads, nops, maxme;
+static bool share;
 static atomic_int failed;
 static atomic_uint running;
 static atomic_uint_fast64_t n_alloc, n_nomem, n_free, n_lookup, n_reserve;
@@ -97,14 +106,19 @@ static void check_lookup(struct cairn_arena *a, uint64_t x)
 	if (r != 0)
 		fail("lookup error", x, (uint64_t)r);
 	else if (x < s || x - s >= n || ((c >> 32) & 0xffffff) != n ||
-		 (c >> 56) == 0 || (c >> 56) > nthreads + 1 || s % a->quantum)
+		 (c >> 56) == 0 || (c >> 56) > maxme || s % a->quantum)
 		fail("inconsistent lookup", x, c);
 }
 
 static void *worker(void *arg)
 {
 	uint64_t seed = (uint64_t)(uintptr_t)arg;
-	int cpu = cairn_host_cpu_register();
+	/* share: thread i on CPU 1 + i / 2 + 8 * (i % 2), finger slots
+	 * 1, 1, 2, 2, ... (CPU 0 is main's) */
+	unsigned ti = (unsigned)(seed % 1000);
+	int cpu = share ? cairn_host_cpu_bind(1 + ti / 2 + 8 * (ti % 2)) == 0
+				  ? (int)(1 + ti / 2 + 8 * (ti % 2)) : -1
+			: cairn_host_cpu_register();
 	if (cpu < 0) {
 		fail("no cpu slot", 0, 0);
 		return NULL;
@@ -121,6 +135,8 @@ static void *worker(void *arg)
 
 		if (nlive == LIVE || (kind < 40 && nlive)) { /* free one */
 			unsigned i = (unsigned)((r >> 16) % nlive);
+			if (share && (r & 0x1000000000000ull)) /* the last alloc */
+				i = nlive - 1;
 			struct live l = live[i];
 			live[i] = live[--nlive];
 			uint64_t s, n, c;
@@ -139,8 +155,11 @@ static void *worker(void *arg)
 			uint64_t align = ((r >> 32) & 3) == 0 ? q << ((r >> 34) % 5) : 0;
 			enum cairn_fit pol = (enum cairn_fit)((r >> 40) % 3);
 			uint64_t x;
-			int e = cairn_arena_xalloc(a, size, align, 0, 0, 0, 0, pol,
-						   cookie_of(me, size, op), &x);
+			/* plain first fit: the carve's own entry, or the query */
+			int e = !align && pol == CAIRN_FIT_FIRST && (r & 0x100000000000ull)
+					? cairn_arena_alloc(a, size, cookie_of(me, size, op), &x)
+					: cairn_arena_xalloc(a, size, align, 0, 0, 0, 0, pol,
+							     cookie_of(me, size, op), &x);
 			if (e == CAIRN_ENOMEM) {
 				atomic_fetch_add_explicit(&n_nomem, 1, memory_order_relaxed);
 				continue;
@@ -201,8 +220,10 @@ int main(int argc, char **argv)
 	unsigned fanout = argc > 3 ? (unsigned)atoi(argv[3]) : 4;
 	uint64_t seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
 	bool drain = argc > 5 && atoi(argv[5]);
+	share = argc > 6 && atoi(argv[6]);
+	maxme = share ? nthreads / 2 + 9 : nthreads + 1;
 
-	env_init(nthreads + 1, 256);
+	env_init(share ? nthreads / 2 + 10 : nthreads + 1, 256);
 	REQUIRE(cairn_host_cpu_register() >= 0);
 	uint64_t frames0 = env_free_frames();
 	struct cairn_arena_config ca = { .quantum = QA, .fanout = fanout };
@@ -251,10 +272,11 @@ int main(int argc, char **argv)
 	CHECK_EQ(np, 1 + 2 * nc);
 	struct cairn_btree_stats st;
 	CHECK_EQ(cairn_btree_validate(&arena_a.tree, &st), 0);
-	printf("arena_stress: %u threads x %u ops, fanout %u: %llu allocs (%llu ENOMEM), "
+	printf("arena_stress: %u threads x %u ops%s, fanout %u: %llu allocs (%llu ENOMEM), "
 	       "%llu frees, %llu reserves, %llu lookups; imports %llu releases %llu; "
 	       "arena nodes %llu (%llu on the free list), depth %u; %u drains\n",
-	       nthreads, nops, fanout, (unsigned long long)n_alloc,
+	       nthreads, nops, share ? " (finger slots shared)" : "", fanout,
+	       (unsigned long long)n_alloc,
 	       (unsigned long long)n_nomem, (unsigned long long)n_free,
 	       (unsigned long long)n_reserve, (unsigned long long)n_lookup,
 	       (unsigned long long)atomic_load(&child.imports),
