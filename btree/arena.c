@@ -404,7 +404,8 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 	q.cur_only = true;
 	/* carved: the carve came back unshaped, which it does only where the
 	 * planner's fast path would hand over to the general writer too (a
-	 * split due, nothing fits): start there. After an import the carve
+	 * split due, the rest of the extent in another leaf, no fit in the
+	 * leaf the gap maxima lead to, nothing fits): start there. After an import the carve
 	 * is worth trying again. */
 	enum cairn_bt_shape shape = plain && policy == CAIRN_FIT_FIRST
 					    ? CAIRN_BT_CARVE : CAIRN_BT_PLANNED;

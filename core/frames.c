@@ -65,14 +65,18 @@ static inline unsigned this_cpu(const struct cairn_frames *f)
 	return cpu < f->ncpus ? cpu : cpu % f->ncpus; /* no division when sane */
 }
 
-/* A huge or owned hint: chunk c (index in the region) of r. The only way
- * these hints are built. c < 2^43 (a frame number is below 2^52) never
- * reaches the slot field; readers take the low 32 bits, which is c in any
- * region under 8 PiB and, beyond, some other chunk they bounds-check (a
- * hint is only a place to start). */
+/* A huge or owned hint: chunk c (index in the region) of r. Built here,
+ * or moved on by one chunk (alloc9). c < 2^43 (a frame number is below
+ * 2^52) never reaches the slot field. */
 static inline uint64_t chunk_hint(const struct region *r, uint64_t c)
 {
 	return r->tag | c;
+}
+
+/* The place a hint names: a chunk index, or a small hint's word number. */
+static inline uint64_t hint_place(uint64_t hint)
+{
+	return hint & HINT_WORD;
 }
 
 /* A small hint: word wi of chunk c of r, as its global word number. */
@@ -288,8 +292,8 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 		uint64_t at = chunk_hint(r, c);
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
 		struct region *or = old ? active_region(f, hint_slot(old)) : NULL;
-		if (or && (old & 0xffffffffu) < or->nchunks && old != at)
-			chunk_disown(&or->chunk[old & 0xffffffffu], q->me1);
+		if (or && hint_place(old) < or->nchunks && old != at)
+			chunk_disown(&or->chunk[hint_place(old)], q->me1);
 	}
 	return q->got == q->want;
 }
@@ -303,7 +307,7 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
 	unsigned hr = hint_slot(hint);
 	struct region *r = hint ? active_region(f, hr) : NULL;
-	uint64_t hc = r ? (hint & HINT_WORD) / CHUNK_WORDS - r->chunk0 : ~0ull;
+	uint64_t hc = r ? hint_place(hint) / CHUNK_WORDS - r->chunk0 : ~0ull;
 	if (r && hc < r->nchunks &&
 	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint % CHUNK_WORDS)))
 		return true;
@@ -398,7 +402,7 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 		if (c0 >= r->nchunks || r->nchunks - c0 < nc)
 			continue;
 		uint64_t count = ((r->nchunks - c0 - nc) >> shift) + 1, idx;
-		uint64_t hc = hint & 0xffffffffu;
+		uint64_t hc = hint_place(hint);
 		if (ri == hr && hc >= c0)
 			idx = (hc - c0) >> shift;
 		else
@@ -490,7 +494,7 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, 0, flags, out);
 	/* The hint names a word by its global number: its entry, the word and
 	 * the frames it covers follow by shifts from the region's bases. */
-	uint64_t gw = hint & HINT_WORD;
+	uint64_t gw = hint_place(hint);
 	_Atomic uint64_t *ce = word_entry(r, gw);
 	/* Seed the bit CAS with the value this CPU last gave the word (its
 	 * hint's `word`), not with a load of the word: after a free, that load
@@ -544,7 +548,7 @@ static __attribute__((noinline)) int alloc9(struct cairn_frames *f, unsigned fla
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	struct region *r = active_region(f, hint_slot(hint));
-	uint64_t c = hint & 0xffffffffu;
+	uint64_t c = hint_place(hint);
 	if (!r || c >= r->nchunks)
 		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	/* Expect a free chunk nobody prefers, the usual case: the CAS is then
@@ -606,7 +610,7 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 			_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 			uint64_t hint = atomic_load_explicit(hp, RELAXED);
 			struct region *r = active_region(f, hint_slot(hint));
-			uint64_t c = hint & 0xffffffffu, c0 = c;
+			uint64_t c = hint_place(hint), c0 = c;
 			for (; r && got < n && c < r->nchunks; c++) {
 				uint64_t e = CHUNK_FRAMES;
 				while (!cas(&r->chunk[c], &e, HUGE9_HEAD))
@@ -795,9 +799,6 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	return true;
 }
 
-/* The chunk entry of the 2 MiB block at phys if phys is 2 MiB aligned and
- * its whole chunk is in an active region (r is then its region), else NULL:
- * where the order-9 free and cairn_frames_is_allocated(order 9) start. */
 /* Could phys, in r, be an order-9 block: aligned, its chunk wholly r's? */
 static inline bool huge_fits(const struct region *r, cairn_phys_t phys)
 {
@@ -805,6 +806,9 @@ static inline bool huge_fits(const struct region *r, cairn_phys_t phys)
 	       (phys >> CAIRN_FRAME_SHIFT) + CHUNK_FRAMES <= r->end;
 }
 
+/* The chunk entry of the 2 MiB block at phys if phys is 2 MiB aligned and
+ * its whole chunk is in an active region (r is then its region), else NULL:
+ * where the order-9 free and cairn_frames_is_allocated(order 9) start. */
 static inline _Atomic uint64_t *entry_of_huge(struct cairn_frames *f, cairn_phys_t phys,
 					      struct region **rp)
 {

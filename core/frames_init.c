@@ -12,6 +12,13 @@
 #include "frames_layout.h"
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+/* The first whole frame at or above phys. Counted in frames, so a base in
+ * the last partial frame of the address space does not wrap to frame 0. */
+static inline uint64_t first_frame(cairn_phys_t phys)
+{
+	return (phys >> CAIRN_FRAME_SHIFT) + !!(phys & (CAIRN_FRAME_SIZE - 1));
+}
 #define FRAMES_16M ((16ull << 20) >> CAIRN_FRAME_SHIFT)
 #define FRAMES_4G ((4ull << 30) >> CAIRN_FRAME_SHIFT)
 
@@ -41,7 +48,7 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 	for (size_t i = 0; i < n; i++) {
 		if (map[i].base + map[i].size < map[i].base)
 			return CAIRN_EINVAL;
-		uint64_t first = ALIGN_UP(map[i].base, CAIRN_FRAME_SIZE) >> CAIRN_FRAME_SHIFT;
+		uint64_t first = first_frame(map[i].base);
 		uint64_t end = (map[i].base + map[i].size) >> CAIRN_FRAME_SHIFT;
 		if (end <= first)
 			continue;
@@ -212,7 +219,7 @@ static void table_unlock(struct cairn_frames *f)
 
 size_t cairn_frames_region_meta_size(cairn_phys_t base, uint64_t size)
 {
-	uint64_t first = ALIGN_UP(base, CAIRN_FRAME_SIZE) >> CAIRN_FRAME_SHIFT;
+	uint64_t first = first_frame(base);
 	uint64_t end = (base + size) >> CAIRN_FRAME_SHIFT;
 	return end > first ? (size_t)frames_region_meta_bytes(first, end) + 64 : 0;
 }

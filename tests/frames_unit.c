@@ -600,6 +600,21 @@ static void test_high_regions(void)
 	high_region_round(0ull - 10 * MiB, 8 * MiB);
 }
 
+/* A range inside the last partial frame of the address space holds no
+ * whole frame: it is dropped, and does not wrap round to frame 0. */
+static void test_top_partial_frame(void)
+{
+	const cairn_phys_t top = 0ull - 100;
+	const struct cairn_mem_range map[] = { { 36 * GiB, 4 * MiB }, { top, 50 } };
+	CHECK_EQ(cairn_frames_region_meta_size(top, 50), 0);
+	CHECK_EQ(cairn_frames_meta_size(map, 2, 4), cairn_frames_meta_size(map, 1, 4));
+	struct cairn_frames *f = make(map, 2, false);
+	CHECK_EQ(free_total(f), (4 * MiB) >> CAIRN_FRAME_SHIFT);
+	CHECK_EQ(cairn_frames_add_region(f, top, 50, NULL, 0), CAIRN_EINVAL);
+	CHECK_EQ(free_total(f), (4 * MiB) >> CAIRN_FRAME_SHIFT);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_two_instances(void)
 {
 	const struct cairn_mem_range a[] = { { 32 * GiB, 4 * MiB } };
@@ -652,6 +667,7 @@ int main(void)
 	test_bulk_huge();
 	test_regions_runtime();
 	test_high_regions();
+	test_top_partial_frame();
 	test_two_instances();
 	test_validate_catches();
 	return check_done("frames_unit");

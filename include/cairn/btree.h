@@ -117,12 +117,14 @@ struct cairn_bt_edit {
 	unsigned nins;
 };
 
-/* Edits the tree may make itself (cairn_bt_query.shape): the planner's
- * result for the two changes the arenas make most, applied without a view
- * or a planner call where the change stays inside one leaf. Wherever a
- * shape's conditions do not hold, or the change reaches past the leaf, the
- * planner runs as usual: a shape must be exactly what the planner would
- * decide for the snapshot whenever its conditions hold. */
+/* How an update is made (cairn_bt_query.shape). CARVE and RELEASE are
+ * edits the tree may make itself: the planner's result for the two changes
+ * the arenas make most, applied without a view or a planner call where the
+ * change stays inside one leaf. Wherever a shape's conditions do not hold,
+ * or the change reaches past the leaf, the planner runs as usual: a shape
+ * must be exactly what the planner would decide for the snapshot whenever
+ * its conditions hold. GENERAL is only a route: any query, the same result
+ * as PLANNED. */
 enum cairn_bt_shape {
 	CAIRN_BT_PLANNED = 0, /* the planner decides every change */
 	/* CAIRN_BT_FIT_LOW without a fit callback: the extent found, cur,
