@@ -25,11 +25,6 @@ const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1] = {
 	18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19, /* .. 1 KiB */
 };
 
-/* (size + 15) >> 4 of the smallest size of each class up to 1 KiB */
-const uint8_t obj_fast_first[OBJ_FAST_CLASSES + 1] = {
-	0, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 15, 17, 21, 25, 29, 33, 41, 49, 57, 65,
-};
-
 unsigned cairn_obj_class(size_t size) { return obj_class(size); }
 size_t cairn_obj_class_size(unsigned cls) { return obj_class_size(cls); }
 unsigned cairn_obj_class_order(struct cairn_objects *o, unsigned cls)

@@ -290,16 +290,15 @@ _Static_assert(((OBJ_FAST_CLASSES - 4) % 4 == 0) &&
 			       OBJ_CLASS_TABLE_MAX,
 	       "the last fast class ends at OBJ_CLASS_TABLE_MAX");
 
-/* The first fast slot of each fast class (and the end of the last). */
-extern const uint8_t obj_fast_first[OBJ_FAST_CLASSES + 1];
-
 /* The class's allocation slab: cur, and (unhardened) the fast-path slots
- * of every size step the class serves. */
+ * of every size step the class serves: (size + 15) >> 4 for the sizes
+ * above the class below it, up to its own. */
 static inline void heap_set_cur(struct cairn_heap *h, unsigned cls, struct slab *s)
 {
 	h->cur[cls] = s;
 	if (cls < OBJ_FAST_CLASSES && !h->harden)
-		for (unsigned i = obj_fast_first[cls]; i < obj_fast_first[cls + 1]; i++)
+		for (size_t i = cls ? obj_class_size(cls - 1) / 16 + 1 : 0;
+		     i <= obj_class_size(cls) / 16; i++)
 			h->fast[i] = s;
 }
 

@@ -350,8 +350,9 @@ void *cairn_malloc(size_t size)
 {
 	struct cairn_heap *h = my_heap;
 	if (__builtin_expect(h != NULL, 1)) {
-		/* The pop alone: every other way out is a tail call, so the
-		 * fast path needs no stack frame. */
+		/* The pop alone: every other way out is a tail call, so once
+		 * the pop is inlined (the release build's LTO) the fast path
+		 * needs no stack frame. */
 		void *p = cairn_heap_alloc_fast(h, size);
 		if (__builtin_expect(p != NULL, 1))
 			return p;
