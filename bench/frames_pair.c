@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	for (uint64_t i = 0; i < (chunk + 1) * CHUNK_FRAMES; i++)
 		BENCH_CHECK(cairn_frames_alloc(f, 0, 0, &b) == 0, "fill");
 	uint64_t frame = b >> CAIRN_FRAME_SHIFT;
-	struct region *r = frames_region_of(f, frame);
+	struct region *r = region_find(f, frame);
 	uint64_t c = (frame >> CHUNK_SHIFT) - r->chunk0;
 	unsigned wi = (unsigned)(frame % CHUNK_FRAMES) / WORD_FRAMES;
 

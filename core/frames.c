@@ -79,7 +79,13 @@ static inline uint64_t hint_place(uint64_t hint)
 	return hint & HINT_WORD;
 }
 
-/* A small hint: word wi of chunk c of r, as its global word number. */
+/* A small hint: the word of frame (in r), as its global word number. */
+static inline uint64_t frame_hint(const struct region *r, uint64_t frame)
+{
+	return r->tag | frame / WORD_FRAMES;
+}
+
+/* The same for word wi of chunk c of r. */
 static inline uint64_t small_hint(const struct region *r, uint64_t c, unsigned wi)
 {
 	return r->tag | ((r->chunk0 + c) * CHUNK_WORDS + wi);
@@ -101,10 +107,6 @@ static void zero_frames(cairn_phys_t phys, uint64_t frames)
 
 /* ---- regions ---- */
 
-struct region *frames_region_of(struct cairn_frames *f, uint64_t frame)
-{
-	return region_find(f, frame);
-}
 
 /* Region slot i if it is active (any i: hint_slot of a hint of 0 is ~0u).
  * No look at nregions: every slot's state starts UNUSED, and one read
@@ -309,7 +311,7 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 	struct region *r = hint ? active_region(f, hr) : NULL;
 	uint64_t hc = r ? hint_place(hint) / CHUNK_WORDS - r->chunk0 : ~0ull;
 	if (r && hc < r->nchunks &&
-	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint % CHUNK_WORDS)))
+	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint_place(hint) % CHUNK_WORDS)))
 		return true;
 
 	/* Resume after the hinted chunk (the chunks before it were full when
@@ -794,7 +796,7 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
-	atomic_store_explicit(hp, r->tag | frame / WORD_FRAMES, RELAXED);
+	atomic_store_explicit(hp, frame_hint(r, frame), RELAXED);
 	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
 	return true;
 }

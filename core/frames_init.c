@@ -26,7 +26,7 @@ struct span {
 	uint64_t first, end; /* frame numbers */
 };
 
-uint64_t frames_region_meta_bytes(uint64_t first, uint64_t end)
+static uint64_t frames_region_meta_bytes(uint64_t first, uint64_t end)
 {
 	uint64_t nchunks = ((end - 1) >> CHUNK_SHIFT) - (first >> CHUNK_SHIFT) + 1;
 	return ALIGN_UP(nchunks * sizeof(uint64_t), 64) +

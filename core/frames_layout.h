@@ -201,8 +201,4 @@ static inline struct region *region_find(struct cairn_frames *f, uint64_t frame)
 	return NULL;
 }
 
-/* Shared with frames_debug.c. */
-struct region *frames_region_of(struct cairn_frames *f, uint64_t frame);
-uint64_t frames_region_meta_bytes(uint64_t first, uint64_t end);
-
 #endif /* CAIRN_FRAMES_LAYOUT_H */

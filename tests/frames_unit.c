@@ -637,7 +637,7 @@ static void test_validate_catches(void)
 {
 	const struct cairn_mem_range map[] = { { 34 * GiB, 4 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	struct region *r = frames_region_of(f, (34 * GiB) >> CAIRN_FRAME_SHIFT);
+	struct region *r = region_find(f, (34 * GiB) >> CAIRN_FRAME_SHIFT);
 	REQUIRE(r);
 	cairn_host_reports_quiet(1);
 	atomic_fetch_xor(&r->bits[3], 1ull << 5); /* a frame allocated behind our back */

@@ -17,8 +17,9 @@
  * With `share` set, the threads run in pairs on CPUs k and k + 8, which
  * share a finger slot (btree.c: cairn_port_cpu() & 7): two carves write
  * one slot at once and a free may read the key of one with the path of
- * the other (a torn record); half the frees are of the extent allocated
- * last, whose finger is the one just written, so guided descents race
+ * the other (a torn record); half the frees are of the live list's last
+ * entry, usually the extent allocated last, whose finger is the one just
+ * written, so guided descents race
  * with the other writer's record. Every guess is checked before it is
  * used: the oracle, the lookups and the validator must not notice.
  *
@@ -135,7 +136,7 @@ static void *worker(void *arg)
 
 		if (nlive == LIVE || (kind < 40 && nlive)) { /* free one */
 			unsigned i = (unsigned)((r >> 16) % nlive);
-			if (share && (r & 0x1000000000000ull)) /* the last alloc */
+			if (share && (r & 0x1000000000000ull)) /* the last entry: usually the last alloc */
 				i = nlive - 1;
 			struct live l = live[i];
 			live[i] = live[--nlive];
