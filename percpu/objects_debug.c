@@ -63,7 +63,8 @@ static long list_len(struct cairn_heap *h, struct slab *s, uintptr_t p)
 static int lcache_check(struct cairn_heap *h)
 {
 	uint64_t pages = 0;
-	for (unsigned b = 0; b < OBJ_LC_BINS; b++)
+	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
+		uint64_t n = 0;
 		for (uintptr_t r = h->lcache[b]; r; r = obj_decode(h, r, obj_word(r))) {
 			if (!lc_is_cached(h->o, r))
 				return bad("objects: large cache holds a range not cached", r, b);
@@ -71,7 +72,11 @@ static int lcache_check(struct cairn_heap *h)
 			if (!len || len > OBJ_LC_MAX_PAGES || lc_bin(len) != b)
 				return bad("objects: large cache range in the wrong bin", r, len);
 			pages += len;
+			n++;
 		}
+		if (n != h->lcache_n[b])
+			return bad("objects: large cache bin count", n, h->lcache_n[b]);
+	}
 	if (pages != h->lcache_pages)
 		return bad("objects: large cache pages", pages, h->lcache_pages);
 	return 0;
