@@ -785,17 +785,34 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	if (!r)
 		return false;
 	_Atomic uint64_t *w = frame_word(r, frame);
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
 	uint64_t bit = 1ull << (frame % WORD_FRAMES), both = bit | bit << 32;
-	uint64_t v = ld(w);
-	do {
-		if (!word_has_frame0(v, bit))
-			return false;
-	} while (!cas(w, &v, v & ~both));
+	/* Seed the CAS as the allocation does: if this CPU's small hint names
+	 * the word, its seed is the value this CPU last gave it (the
+	 * allocation of this very frame, in free+alloc), and the CAS need not
+	 * wait for a load of the word behind that allocation's locked RMW.
+	 * The CAS compares the whole word, so a stale seed only makes it fail
+	 * and return the word; a value that fails the check is a verdict only
+	 * once the word itself says so. The hint's place alone is compared: a
+	 * global word number names at most one word of all active regions, and
+	 * a seed left by a removed region's slot is only a stale seed. */
+	uint64_t v = hint_place(atomic_load_explicit(hp, RELAXED)) == frame / WORD_FRAMES
+			     ? atomic_load_explicit(hint_word(hp), RELAXED) : ld(w);
+	for (;;) {
+		if (!word_has_frame0(v, bit)) {
+			uint64_t now = ld(w);
+			if (now == v)
+				return false;
+			v = now;
+			continue;
+		}
+		if (cas(w, &v, v & ~both))
+			break;
+	}
 	chunk_unclaim(frame_entry(r, frame), 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
-	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[r->area];
 	atomic_store_explicit(hp, frame_hint(r, frame), RELAXED);
 	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
 	return true;

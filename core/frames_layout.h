@@ -136,7 +136,8 @@ struct cpu_hint {
 	_Atomic uint64_t small[CAIRN_AREAS]; /* slot+1 << HINT_SLOT_SHIFT | global word number */
 	/* The value this CPU last gave that word (by an order-0 free or
 	 * allocation): only the expected value of the next order-0
-	 * allocation's bit CAS, so it may be stale or wrong in any way. */
+	 * allocation's bit CAS, or of an order-0 free's CAS in the word the
+	 * hint names, so it may be stale or wrong in any way. */
 	_Atomic uint64_t word[CAIRN_AREAS];
 	_Atomic uint64_t huge[CAIRN_AREAS];  /* slot+1 << HINT_SLOT_SHIFT | chunk */
 	_Atomic uint64_t owned[CAIRN_AREAS]; /* chunk whose OWNER is us, same packing */

@@ -315,6 +315,35 @@ static void test_stale_seed(void)
 		CHECK_EQ(cairn_frames_validate(f), 0);
 		CHECK_EQ(free_total(f), total - n);
 	}
+
+	/* The order-0 free seeds its CAS the same way when the CPU's small
+	 * hint names the frame's word: the same lies before such frees. A
+	 * free must clear its own frame and nothing else, and a double free
+	 * must still be found, whatever the seed says. */
+	CHECK(n >= 3 && n < WORD_FRAMES);
+	for (unsigned i = 1; i < n; i++) /* all from one word of a fresh chunk */
+		CHECK_EQ(held[i] >> 17, held[0] >> 17);
+	for (unsigned l = 0; l < sizeof(lies) / sizeof(lies[0]); l++) {
+		CHECK_EQ(cairn_frames_free(f, held[0], 0), 0); /* the hint names the word */
+		atomic_store(seed, lies[l]);
+		CHECK_EQ(cairn_frames_free(f, held[1], 0), 0);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		CHECK_EQ(free_total(f), total - (n - 2));
+		for (unsigned i = 2; i < n; i++)
+			CHECK(cairn_frames_is_allocated(f, held[i], 0));
+		CHECK(!cairn_frames_is_allocated(f, held[0], 0) &&
+		      !cairn_frames_is_allocated(f, held[1], 0));
+		uint64_t reports = cairn_host_reports();
+		cairn_host_reports_quiet(1);
+		atomic_store(seed, lies[l]);
+		CHECK_EQ(cairn_frames_free(f, held[1], 0), CAIRN_EFREE);
+		cairn_host_reports_quiet(0);
+		CHECK(cairn_host_reports() > reports);
+		CHECK_EQ(cairn_frames_alloc_at(f, held[0], 0), 0);
+		CHECK_EQ(cairn_frames_alloc_at(f, held[1], 0), 0);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		CHECK_EQ(free_total(f), total - n);
+	}
 	for (unsigned i = 0; i < n; i++)
 		CHECK_EQ(cairn_frames_free(f, held[i], 0), 0);
 	CHECK_EQ(free_total(f), total);
