@@ -112,7 +112,7 @@ int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
 void cairn_mag_drain_all(struct cairn_mag_cache *mc);
 
 /* Hits (operations served by the CPU's loaded magazine) are not counted:
- * a counter would be a third of a hit's stores. */
+ * a counter would add a load and a store to every one. */
 struct cairn_mag_cpu_stats {
 	uint64_t misses;    /* needed the depot or the source (after a swap
 			       with prev, which counts as no miss) */
