@@ -7,8 +7,8 @@
  * The fast paths run inside a CPU-local section, on the slot of the CPU
  * they run on, and touch nothing any other CPU writes except the slot's req
  * word (one relaxed load). Everything they write is either the slot's own
- * magazine (plain memory, held by this CPU only) or the slot's count, an
- * atomic with a single writer (a relaxed store), so they need no atomic
+ * magazine (plain memory, held by this CPU only) or the slot's count and hit
+ * counter, atomics with a single writer (relaxed stores), so they need no atomic
  * read-modify-write and no lock. The section keeps the slot ours: in a
  * kernel interrupts are off, so no other context of this CPU can enter it
  * half way; on the host a thread owns its CPU slot.
@@ -111,6 +111,7 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 		atomic_init(&c->req, 0);
 		atomic_init(&c->ack, 0);
 		atomic_init(&c->nmag, 0);
+		atomic_init(&c->hits, 0);
 		atomic_init(&c->misses, 0);
 		atomic_init(&c->exchanges, 0);
 	}
@@ -200,8 +201,9 @@ void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	c->cap = c->loaded->cap;
 	atomic_store_explicit(&c->n, c->loaded->n, memory_order_relaxed);
-	atomic_store_explicit(&c->prev_n, c->prev->n, memory_order_relaxed);
-	atomic_store_explicit(&c->nmag, (c->loaded != &mc->none) + (c->prev != &mc->none),
+	atomic_store_explicit(&c->prev_n, (uint16_t)c->prev->n, memory_order_relaxed);
+	atomic_store_explicit(&c->nmag,
+			      (uint16_t)((c->loaded != &mc->none) + (c->prev != &mc->none)),
 			      memory_order_relaxed);
 }
 
@@ -214,6 +216,7 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		    path did, or an interrupt freed meanwhile) */
 		*item = mag_items(c->loaded)[n - 1];
 		atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 		return 0;
 	}
 	mag_slot_sync(mc, c);
@@ -222,6 +225,7 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		c->loaded = p;
 		c->prev = l;
 		*item = mag_items(p)[--p->n];
+		stat_add(&c->hits, 1);
 		mag_slot_publish(mc, c);
 		return 0;
 	}
@@ -301,6 +305,7 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 	if (n < c->cap) { /* a hit after all (see alloc_slow) */
 		mag_items(c->loaded)[n] = item;
 		atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 		return;
 	}
 	mag_slot_sync(mc, c);
@@ -309,6 +314,7 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		c->loaded = p;
 		c->prev = l;
 		mag_items(p)[p->n++] = item;
+		stat_add(&c->hits, 1);
 		mag_slot_publish(mc, c);
 		return;
 	}

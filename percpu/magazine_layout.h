@@ -35,7 +35,12 @@
  * counters are atomics written only by the slot's CPU with relaxed stores
  * (one writer: no RMW), so statistics may read them from anywhere:
  *	held = n + prev_n = the items in the slot's magazines
- * after every operation, exact when no operation is in flight. Drainers
+ * after every operation, exact when no operation is in flight. Every
+ * operation on a slot adds one to `hits` (served by loaded, or by prev
+ * after a swap) or to `misses` (everything else); the hit's counter sits on
+ * the line the hit already writes (the first half of the slot, with `n`),
+ * a relaxed load and store like the count: one writer, so exact, and
+ * monotonic for a reader on another CPU. Drainers
  * decide whom to ask from `nmag` alone (items live only in magazines, so a
  * CPU without one holds nothing). req/ack are the drain handshake
  * (magazine_drain.c); `seen` is the owner's copy of ack.
@@ -76,13 +81,17 @@ struct mag_cpu {
 	uint32_t cap;                 /* owner only: loaded->cap, 0 for none */
 	_Atomic uint32_t req;         /* drain generation asked for (drainers) */
 	uint32_t seen;                /* owner only: the last ack it stored */
+	_Atomic uint64_t hits;        /* operations the loaded/prev served */
 	/* slow paths only */
 	_Atomic uint32_t ack;         /* last generation answered (owner) */
-	_Atomic uint32_t prev_n;      /* items in prev */
+	_Atomic uint16_t prev_n;      /* items in prev (<= CAIRN_MAG_MAX) */
+	_Atomic uint16_t nmag;        /* real magazines in loaded/prev */
 	struct mag *prev;             /* owner only */
 	_Atomic uint64_t misses, exchanges;
-	_Atomic uint32_t nmag;        /* real magazines in loaded/prev */
 } __attribute__((aligned(64)));
+
+/* One line: a hit reads and writes only its first half. */
+_Static_assert(sizeof(struct mag_cpu) == 64, "a CPU slot is one cache line");
 
 struct cairn_mag_cache {
 	struct cairn_mag_source src;
@@ -157,8 +166,9 @@ static inline uint64_t mag_cpu_held(struct mag_cpu *c)
  * the magazine layer (everyone else through cairn_mag_try_alloc/free).
  * Inside a CPU-local section on the caller's slot: one relaxed load of the
  * drainers' word, compared with the owner's copy of its last answer; then
- * the slot's count (a single-writer atomic: a relaxed load and store) and a
- * plain access to the loaded magazine's items (ours alone). A drain request
+ * the slot's count and hit counter (single-writer atomics: a relaxed load
+ * and store each) and a plain access to the loaded magazine's items (ours
+ * alone). A drain request
  * that arrives after the check is answered at the next operation: the hit
  * finishes on a magazine only this CPU touches, and the drainer waits for
  * ack, which only this CPU stores (magazine_drain.c). Anything else (a
@@ -173,6 +183,7 @@ static inline bool mag_hit_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 	if (hit) {
 		*item = mag_items(c->loaded)[n - 1];
 		atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 	}
 	cairn_port_local_leave(irq);
 	return hit;
@@ -187,6 +198,7 @@ static inline bool mag_hit_free(struct cairn_mag_cache *mc, uint64_t item)
 	if (hit) {
 		mag_items(c->loaded)[n] = item;
 		atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 	}
 	cairn_port_local_leave(irq);
 	return hit;

@@ -111,9 +111,9 @@ int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
  * Callable from any thread or CPU, concurrently with everything. */
 void cairn_mag_drain_all(struct cairn_mag_cache *mc);
 
-/* Hits (operations served by the CPU's loaded magazine) are not counted:
- * a counter would add a load and a store to every one. */
 struct cairn_mag_cpu_stats {
+	uint64_t hits;      /* served by the CPU's own magazines (a swap of
+			       loaded and prev included) */
 	uint64_t misses;    /* needed the depot or the source (after a swap
 			       with prev, which counts as no miss) */
 	uint64_t exchanges; /* magazines exchanged with the depot */

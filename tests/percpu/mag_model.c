@@ -11,11 +11,12 @@
  *     magazines, the depot no more than its limits;
  *   - magazine frames in use + free frames == all frames;
  *   - ENOMEM only when the source, the depot and this CPU hold nothing;
- *   - no CPU counts more misses than operations on its slot
- *     (cairn_mag_alloc two: it may try again after a drain).
- * A hit is seen by the conservation check: the slot's count is what the
- * figures read, so a hit that moved an item without it loses or
- * duplicates one.
+ *   - every operation on a CPU's slot counts exactly one hit or one miss
+ *     (cairn_mag_alloc a miss and then one more: it may try again after a
+ *     drain), checked at each operation and in total.
+ * A hit that moves an item without the slot's count is seen by the
+ * conservation check: the count is what the figures read, so such a hit
+ * loses or duplicates an item.
  * usage: mag_model seed ops
  */
 #include <cairn/host.h>
@@ -47,7 +48,7 @@ static uint64_t user[N];
 static unsigned nuser;
 static unsigned char is_user[N];
 static uint64_t op;
-static uint64_t ops_hi[NCPUS]; /* operations on each slot (an alloc that drains: two) */
+static uint64_t ops_lo[NCPUS], ops_hi[NCPUS]; /* operations on each slot */
 
 static uint64_t frames_free(void)
 {
@@ -74,8 +75,8 @@ static void check_state(void)
 			fail_at("a CPU holds more than two magazines");
 		sum += st.held;
 		mags += st.magazines;
-		if (st.misses > ops_hi[c])
-			fail_at("more misses than operations");
+		if (st.hits + st.misses < ops_lo[c] || st.hits + st.misses > ops_hi[c])
+			fail_at("hits + misses do not count the operations");
 	}
 	if (sum != ms.cpu_held)
 		fail_at("per-CPU held does not add up");
@@ -104,11 +105,36 @@ static void take(uint64_t it)
 	user[nuser++] = it;
 }
 
+/* This CPU's hits and misses, to see what one operation counted. */
+static struct cairn_mag_cpu_stats counts(void)
+{
+	struct cairn_mag_cpu_stats st = { 0 };
+	if (cpu < NCPUS)
+		REQUIRE(cairn_mag_cpu_stats(mc, cpu, &st) == 0);
+	return st;
+}
+
+/* One operation on a slot is one hit or one miss; an alloc that may retry
+ * after a drain is a miss (the ENOMEM) and then one more. A CPU outside the
+ * slots counts nothing. */
+static void check_counted(struct cairn_mag_cpu_stats was, bool may_retry)
+{
+	struct cairn_mag_cpu_stats now = counts();
+	uint64_t hits = now.hits - was.hits, misses = now.misses - was.misses;
+	bool one = hits + misses == 1;
+	bool retried = may_retry && misses >= 1 && hits + misses == 2;
+	if (cpu < NCPUS ? !(one || retried) : hits + misses != 0)
+		fail_at("an operation not counted as exactly one hit or miss");
+}
+
 static void do_alloc(bool drain)
 {
 	uint64_t it;
+	struct cairn_mag_cpu_stats was = counts();
 	int err = drain ? cairn_mag_alloc(mc, &it) : cairn_mag_try_alloc(mc, &it);
+	check_counted(was, drain);
 	if (cpu < NCPUS) {
+		ops_lo[cpu]++;
 		ops_hi[cpu] += drain ? 2 : 1;
 	}
 	if (err == 0) {
@@ -136,8 +162,11 @@ static void do_free(void)
 	uint64_t it = user[i];
 	user[i] = user[--nuser];
 	is_user[ref_index(&src, it)] = 0;
+	struct cairn_mag_cpu_stats was = counts();
 	cairn_mag_free(mc, it);
+	check_counted(was, false);
 	if (cpu < NCPUS) {
+		ops_lo[cpu]++;
 		ops_hi[cpu]++;
 	}
 }

@@ -109,6 +109,7 @@ static void test_paths(void)
 	CHECK_EQ(ref_free(&s), N - 4);
 	struct cairn_mag_cpu_stats st = cpu_stats(mc, 0);
 	CHECK_EQ(st.misses, 1);
+	CHECK_EQ(st.hits, 0);
 	CHECK_EQ(st.held, 3);
 	CHECK_EQ(st.magazines, 1);
 	/* repeat: free then alloc returns the same item, all hits */
@@ -118,6 +119,7 @@ static void test_paths(void)
 		CHECK_EQ(b, a);
 	}
 	st = cpu_stats(mc, 0);
+	CHECK_EQ(st.hits, 200);
 	CHECK_EQ(st.misses, 1);
 	CHECK_EQ(st.held, 3);
 
@@ -137,6 +139,10 @@ static void test_paths(void)
 	CHECK(ms.depot_full >= 1);
 	CHECK_EQ(st.exchanges, ms.depot_full);
 	CHECK_EQ(st.magazines, 2);
+	/* every operation so far one hit or one miss: the first alloc, the
+	 * 200 repeats, n - 1 allocs and n frees (swaps with prev are hits) */
+	CHECK_EQ(st.hits + st.misses, 1 + 200 + (n - 1) + n);
+	CHECK(st.hits > 200);
 	CHECK_EQ(ref_free(&s), src_free); /* all of them cached */
 	CHECK_EQ(cached(mc) + ref_free(&s), N);
 
@@ -198,6 +204,7 @@ static void test_paths(void)
 		CHECK_EQ(cairn_mag_alloc(mc, &a), 0);
 	}
 	CHECK_EQ(cpu_stats(mc, 1).misses, 2);
+	CHECK_EQ(cpu_stats(mc, 1).hits, 20);
 	cairn_mag_free(mc, a);
 
 	/* a CPU beyond the cache's slots goes to the source directly */

@@ -96,8 +96,8 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < threads; i++) {
 		struct cairn_mag_cpu_stats st;
 		cairn_mag_cpu_stats(cairn_fcache_mags(fc, 0), i, &st);
-		printf("order-0 cache, cpu %u: misses %llu exchanges %llu\n", i,
-		       (unsigned long long)st.misses,
+		printf("order-0 cache, cpu %u: hits %llu misses %llu exchanges %llu\n", i,
+		       (unsigned long long)st.hits, (unsigned long long)st.misses,
 		       (unsigned long long)st.exchanges);
 	}
 	cairn_fcache_destroy(fc);
