@@ -765,6 +765,17 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 	return (v & both) == both && !(cont & bit << 1);
 }
 
+/* The same for frame i of the word, with both halves shifted down to it:
+ * the frame is allocated (alloc bit 0), and neither it nor the next frame
+ * is allocated without being a head ((alloc & ~head) bits 0 and 1), which
+ * also makes it a head. Shifting the 32-bit halves keeps the next frame's
+ * bit clear for frame 31. */
+static inline bool word_has_frame0_at(uint64_t v, unsigned i)
+{
+	uint32_t alloc = (uint32_t)v >> i, head = (uint32_t)(v >> 32) >> i;
+	return (alloc & 1) && !(alloc & ~head & 3);
+}
+
 /* The active region of the frame at phys, if phys is a frame's address
  * (aligned) in one, else NULL: where the order-0 free and
  * cairn_frames_is_allocated(order 0) start. */
@@ -1166,7 +1177,7 @@ inline __attribute__((always_inline)) bool cairn_frames_is_allocated(struct cair
 	if (__builtin_expect(order == 0, 1)) {
 		uint64_t frame = phys >> CAIRN_FRAME_SHIFT;
 		struct region *r = frame_region(f, phys);
-		return r && word_has_frame0(ld(frame_word(r, frame)), 1ull << (frame % WORD_FRAMES));
+		return r && word_has_frame0_at(ld(frame_word(r, frame)), frame % WORD_FRAMES);
 	}
 	return is_allocated_other(f, phys, order);
 }

@@ -192,13 +192,23 @@ static inline _Atomic uint64_t *chunk_words(const struct region *r, uint64_t c)
  * so the bounds may be compared before the state: a slot's bounds never
  * change. A removed region's range may come back as a new slot, so a match
  * that is no longer active does not end the search. */
+static inline bool region_holds(const struct region *r, uint64_t frame)
+{
+	return frame - r->first < r->nframes &&
+	       atomic_load_explicit(&r->state, memory_order_acquire) == REGION_ACTIVE;
+}
+
 static inline struct region *region_find(struct cairn_frames *f, uint64_t frame)
 {
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
 	struct region *r = f->region;
-	for (uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire); n; n--, r++)
-		if (frame - r->first < r->nframes &&
-		    atomic_load_explicit(&r->state, memory_order_acquire) == REGION_ACTIVE)
-			return r;
+	/* The first slot apart: with one region (or a frame in the first) the
+	 * search is one compare and no loop to set up. */
+	if (__builtin_expect(n && region_holds(r, frame), 1))
+		return r;
+	for (uint32_t i = 1; i < n; i++)
+		if (region_holds(&r[i], frame))
+			return &r[i];
 	return NULL;
 }
 

@@ -186,9 +186,16 @@ static __attribute__((noinline)) int alloc_slow(struct cairn_fcache *fc, unsigne
 int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
 		       cairn_phys_t *out)
 {
-	int i = order_index(order);
-	if (__builtin_expect(i >= 0 && flags == 0, 1) && mag_hit_alloc(fc->mag[i], out))
-		return 0;
+	/* Order 0 first, with its cache named outright: the common request
+	 * pays for no index. */
+	if (__builtin_expect(order == 0 && flags == 0, 1)) {
+		if (mag_hit_alloc(fc->mag[0], out))
+			return 0;
+	} else {
+		int i = order_index(order);
+		if (i >= 0 && flags == 0 && mag_hit_alloc(fc->mag[i], out))
+			return 0;
+	}
 	return alloc_slow(fc, order, flags, out);
 }
 
@@ -215,12 +222,21 @@ int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order
 {
 	/* A block of a cached order, checked as in free_slow, into a loaded
 	 * magazine with room; anything else (a failed check included) takes
-	 * the slow path, which checks again and names the error. */
-	int i = order_index(order);
-	if (__builtin_expect(i >= 0 && !(phys & ((CAIRN_FRAME_SIZE << order) - 1)), 1) &&
-	    (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) &&
-	    mag_hit_free(fc->mag[i], phys))
-		return 0;
+	 * the slow path, which checks again and names the error. Order 0
+	 * first, as in cairn_fcache_alloc: its check is then the order-0 one
+	 * with no test of the order, and shares the alignment test. */
+	if (__builtin_expect(order == 0, 1)) {
+		if (!(phys & (CAIRN_FRAME_SIZE - 1)) &&
+		    (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, 0)) &&
+		    mag_hit_free(fc->mag[0], phys))
+			return 0;
+	} else {
+		int i = order_index(order);
+		if (i >= 0 && !(phys & ((CAIRN_FRAME_SIZE << order) - 1)) &&
+		    (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) &&
+		    mag_hit_free(fc->mag[i], phys))
+			return 0;
+	}
 	return free_slow(fc, phys, order);
 }
 

@@ -7,11 +7,11 @@
  * The fast paths run inside a CPU-local section, on the slot of the CPU
  * they run on, and touch nothing any other CPU writes except the slot's req
  * word (one relaxed load). Everything they write is either the slot's own
- * magazine (plain memory, held by this CPU only) or a counter with a single
- * writer (a relaxed store), so they need no atomic read-modify-write and no
- * lock. The section keeps the slot ours: in a kernel interrupts are off, so
- * no other context of this CPU can enter it half way; on the host a thread
- * owns its CPU slot.
+ * magazine (plain memory, held by this CPU only) or the slot's count and hit
+ * counter, atomics with a single writer (relaxed stores), so they need no atomic
+ * read-modify-write and no lock. The section keeps the slot ours: in a
+ * kernel interrupts are off, so no other context of this CPU can enter it
+ * half way; on the host a thread owns its CPU slot.
  */
 #include "magazine_layout.h"
 
@@ -26,9 +26,9 @@
 /* ---- configuration and memory ---- */
 
 struct geometry {
-	unsigned ncpus, mag_size, refill, full, empty, wait;
+	unsigned ncpus, nslots, mag_size, refill, full, empty, wait;
 	uint32_t nmags;
-	size_t off_cpu, off_next, off_mag, size;
+	size_t off_next, off_mag, size;
 };
 
 static size_t align_up(size_t v, size_t a)
@@ -41,6 +41,7 @@ static int geometry(const struct cairn_mag_config *cfg, struct geometry *g)
 	if (!cfg || !cfg->frames || !cfg->source.get || !cfg->source.put)
 		return CAIRN_EINVAL;
 	g->ncpus = cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
+	g->nslots = g->ncpus > cairn_port_cpu_count() ? g->ncpus : cairn_port_cpu_count();
 	g->mag_size = cfg->mag_size ? cfg->mag_size : DEFAULT_MAG_SIZE;
 	g->refill = cfg->refill ? cfg->refill : g->mag_size;
 	g->full = cfg->depot_full ? cfg->depot_full : g->ncpus;
@@ -52,8 +53,7 @@ static int geometry(const struct cairn_mag_config *cfg, struct geometry *g)
 	if (nmags > CAIRN_MAG_MAX_MAGS)
 		return CAIRN_EINVAL;
 	g->nmags = (uint32_t)nmags;
-	g->off_cpu = align_up(sizeof(struct cairn_mag_cache), 64);
-	g->off_next = g->off_cpu + (size_t)g->ncpus * sizeof(struct mag_cpu);
+	g->off_next = sizeof(struct cairn_mag_cache) + (size_t)g->nslots * sizeof(struct mag_cpu);
 	g->off_mag = align_up(g->off_next + g->nmags * sizeof(_Atomic uint32_t), 8);
 	g->size = g->off_mag + g->nmags * sizeof(struct mag *);
 	return 0;
@@ -98,20 +98,20 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 	mc->mem_order = order;
 	mc->own_mem = !cfg->mem;
 	mc->none = (struct mag){ .n = 0, .cap = 0, .id = DEPOT_NONE };
-	mc->cpu = (struct mag_cpu *)(mem + g.off_cpu);
 	mc->next = (_Atomic uint32_t *)(mem + g.off_next);
 	mc->mag = (struct mag **)(mem + g.off_mag);
 
-	for (unsigned i = 0; i < g.ncpus; i++) {
+	for (unsigned i = 0; i < g.nslots; i++) {
 		struct mag_cpu *c = &mc->cpu[i];
 		c->loaded = c->prev = &mc->none;
+		c->cap = 0;
+		c->seen = 0;
+		atomic_init(&c->n, 0);
+		atomic_init(&c->prev_n, 0);
 		atomic_init(&c->req, 0);
 		atomic_init(&c->ack, 0);
 		atomic_init(&c->nmag, 0);
-		atomic_init(&c->in, 0);
-		atomic_init(&c->out, 0);
-		atomic_init(&c->moved_in, 0);
-		atomic_init(&c->moved_out, 0);
+		atomic_init(&c->hits, 0);
 		atomic_init(&c->misses, 0);
 		atomic_init(&c->exchanges, 0);
 	}
@@ -182,6 +182,7 @@ void mag_release(struct cairn_mag_cache *mc, struct mag *m)
  * (draining happens under memory pressure, so keep nothing). */
 void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
+	mag_slot_sync(mc, c);
 	struct mag *m[2] = { c->loaded, c->prev };
 	c->loaded = c->prev = &mc->none;
 	for (unsigned i = 0; i < 2; i++) {
@@ -193,16 +194,16 @@ void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
 	mag_slot_publish(mc, c);
 }
 
-/* After a slow path: make the counters say what the slot holds (see
- * magazine_layout.h), and how many magazines. */
+/* After a slow path: the loaded magazine's count and capacity into the slot
+ * for the hits (its header's count is stale from here on), prev's count
+ * and the magazines for the statistics and the drainers. */
 void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
-	uint64_t now = (uint64_t)c->loaded->n + c->prev->n, was = mag_cpu_held(c);
-	if (now > was)
-		stat_add(&c->moved_in, now - was);
-	else if (now < was)
-		stat_add(&c->moved_out, was - now);
-	atomic_store_explicit(&c->nmag, (c->loaded != &mc->none) + (c->prev != &mc->none),
+	c->cap = c->loaded->cap;
+	atomic_store_explicit(&c->n, c->loaded->n, memory_order_relaxed);
+	atomic_store_explicit(&c->prev_n, (uint16_t)c->prev->n, memory_order_relaxed);
+	atomic_store_explicit(&c->nmag,
+			      (uint16_t)((c->loaded != &mc->none) + (c->prev != &mc->none)),
 			      memory_order_relaxed);
 }
 
@@ -210,19 +211,21 @@ void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 
 static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t *item)
 {
-	struct mag *l = c->loaded, *p = c->prev;
-
-	if (l->n) { /* a hit after all (we may run on another CPU than the
-		       fast path did, or an interrupt freed meanwhile) */
-		*item = mag_items(l)[--l->n];
-		stat_add(&c->out, 1);
+	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	if (n) { /* a hit after all (we may run on another CPU than the fast
+		    path did, or an interrupt freed meanwhile) */
+		*item = mag_items(c->loaded)[n - 1];
+		atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 		return 0;
 	}
+	mag_slot_sync(mc, c);
+	struct mag *l = c->loaded, *p = c->prev;
 	if (p->n) { /* prev is full: swap (prev is always full, empty or none) */
 		c->loaded = p;
 		c->prev = l;
 		*item = mag_items(p)[--p->n];
-		stat_add(&c->out, 1);
+		stat_add(&c->hits, 1);
 		mag_slot_publish(mc, c);
 		return 0;
 	}
@@ -266,7 +269,7 @@ static slow_path int alloc_miss(struct cairn_mag_cache *mc, uint64_t *item)
 	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
 	int err;
-	if (cpu >= mc->ncpus) {
+	if (cpu >= mc->ncpus) { /* a bypass slot */
 		err = mc->src.get(mc->src.ctx, item, 1) ? 0 : CAIRN_ENOMEM;
 	} else {
 		struct mag_cpu *c = &mc->cpu[cpu];
@@ -298,18 +301,20 @@ int cairn_mag_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 
 static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t item)
 {
-	struct mag *l = c->loaded, *p = c->prev;
-
-	if (l->n < l->cap) { /* a hit after all (see alloc_slow) */
-		mag_items(l)[l->n++] = item;
-		stat_add(&c->in, 1);
+	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	if (n < c->cap) { /* a hit after all (see alloc_slow) */
+		mag_items(c->loaded)[n] = item;
+		atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 		return;
 	}
+	mag_slot_sync(mc, c);
+	struct mag *l = c->loaded, *p = c->prev;
 	if (p->n < p->cap) { /* prev is empty: swap */
 		c->loaded = p;
 		c->prev = l;
 		mag_items(p)[p->n++] = item;
-		stat_add(&c->in, 1);
+		stat_add(&c->hits, 1);
 		mag_slot_publish(mc, c);
 		return;
 	}
@@ -351,7 +356,7 @@ static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item)
 {
 	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
-	if (cpu >= mc->ncpus) {
+	if (cpu >= mc->ncpus) { /* a bypass slot */
 		mc->src.put(mc->src.ctx, &item, 1);
 	} else {
 		struct mag_cpu *c = &mc->cpu[cpu];

@@ -15,16 +15,18 @@
  * The handshake, per CPU slot: two 32-bit generations, req and ack.
  *  - A drainer takes a generation g = ++req (an RMW: drainers may race) and
  *    waits until ack - g >= 0 (wrap-safe), loading ack with acquire.
- *  - The owner checks req != ack with relaxed loads at the start of every
- *    cache operation (the only cost on the fast path: a load of a line that
- *    only a drainer ever writes) and in cairn_mag_poll. To answer, it reads
- *    r = req, empties its magazines into the source, frees their frames, and
- *    stores ack = r with release. Every request up to r is then answered.
+ *  - The owner checks req != seen (its plain copy of ack) at the start of
+ *    every cache operation (the only cost on the fast path: a relaxed load
+ *    of a word that only a drainer ever writes) and in cairn_mag_poll. To
+ *    answer, it reads r = req, empties its magazines into the source, frees
+ *    their frames, and stores ack = r with release (and seen = r). Every
+ *    request up to r is then answered.
  *  - The release store of ack is read by the drainer's acquire load, so the
  *    owner's puts into the source happen-before the drainer's next attempt
  *    to take from the source: what the owner gave back is there to be had.
- *  - The owner is the only writer of ack (or drain_cpu, when the owner is
- *    gone), so its relaxed read of its own ack is exact.
+ *  - The owner is the only writer of ack and seen (or drain_cpu, when the
+ *    owner is gone and ordered before it), so seen is always the ack it
+ *    stored last: comparing req with it is exact.
  *  - A drainer that waits also answers its own CPU's requests while it
  *    waits, so two CPUs draining at once cannot wait for each other.
  *  - A drainer asks only CPUs that hold magazines (their relaxed nmag;
@@ -46,6 +48,7 @@ void mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c)
 	/* Relaxed: the drainer passes us nothing but the request itself. */
 	uint32_t r = atomic_load_explicit(&c->req, memory_order_relaxed);
 	mag_slot_empty(mc, c);
+	c->seen = r;
 	atomic_store_explicit(&c->ack, r, memory_order_release);
 }
 
@@ -142,8 +145,7 @@ int cairn_mag_cpu_stats(struct cairn_mag_cache *mc, unsigned cpu,
 	if (cpu >= mc->ncpus || !st)
 		return CAIRN_EINVAL;
 	struct mag_cpu *c = &mc->cpu[cpu];
-	st->hits = atomic_load_explicit(&c->in, memory_order_relaxed) +
-		   atomic_load_explicit(&c->out, memory_order_relaxed);
+	st->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
 	st->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
 	st->exchanges = atomic_load_explicit(&c->exchanges, memory_order_relaxed);
 	st->held = mag_cpu_held(c);

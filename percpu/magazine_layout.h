@@ -25,18 +25,31 @@
  * looks empty to alloc and full to free, so the fast paths need no NULL
  * test and fall to the slow path, which never writes to it.
  *
- * Per-CPU slots. loaded/prev are plain fields: only the slot's CPU touches
- * them, inside its CPU-local section (or drain_cpu when that CPU is gone).
- * The counters are atomics written only by the slot's CPU with a relaxed
- * load and store (no RMW: one writer), so stats may read them from
- * anywhere. A hit updates one counter: `in` (a free) or `out` (an alloc);
- * the slow paths keep `moved_in`/`moved_out` such that
- *	held = in + moved_in - out - moved_out = loaded->n + prev->n
- * after every operation (mag_slot_publish), and hits = in + out. Readers
- * get exact figures only when no operation is in flight; drainers decide
- * whom to ask from `nmag` alone (items live only in magazines, so a CPU
- * without one holds nothing). req/ack are the drain handshake
- * (magazine_drain.c).
+ * Per-CPU slots. loaded/prev/cap/seen are plain fields: only the slot's
+ * CPU touches them, inside its CPU-local section (or drain_cpu when that
+ * CPU is gone). While a magazine is a slot's loaded one, its count lives in
+ * the slot (`n`), not in its header: the hits change that one word, and
+ * the slow paths write it back to the header before they look at or move
+ * the magazine (mag_slot_sync) and take it from the header again when they
+ * are done (mag_slot_publish). `n`, `prev_n` (prev's count) and the other
+ * counters are atomics written only by the slot's CPU with relaxed stores
+ * (one writer: no RMW), so statistics may read them from anywhere:
+ *	held = n + prev_n = the items in the slot's magazines
+ * after every operation, exact when no operation is in flight. Every
+ * operation on a slot adds one to `hits` (served by loaded, or by prev
+ * after a swap) or to `misses` (everything else); the hit's counter sits on
+ * the line the hit already writes (the first half of the slot, with `n`),
+ * a relaxed load and store like the count: one writer, so exact, and
+ * monotonic for a reader on another CPU. Drainers
+ * decide whom to ask from `nmag` alone (items live only in magazines, so a
+ * CPU without one holds nothing). req/ack are the drain handshake
+ * (magazine_drain.c); `seen` is the owner's copy of ack.
+ *
+ * There is a slot for every CPU index the port can return (port.h: below
+ * cairn_port_cpu_count()), so the hits index the slots without a bound
+ * check. Slots at or above ncpus only ever hold the sentinel (n = cap = 0,
+ * req = seen): every hit on them misses, and the miss paths send those CPUs
+ * to the source.
  */
 #ifndef CAIRN_PERCPU_MAGAZINE_LAYOUT_H
 #define CAIRN_PERCPU_MAGAZINE_LAYOUT_H
@@ -62,17 +75,23 @@ static inline uint64_t *mag_items(struct mag *m)
 }
 
 struct mag_cpu {
-	/* read or written by every hit: one line */
-	struct mag *loaded;           /* owner only */
+	/* read or written by every hit */
+	struct mag *loaded;           /* owner only; its items are the hits' */
+	_Atomic uint32_t n;           /* items in loaded (its header's n is stale) */
+	uint32_t cap;                 /* owner only: loaded->cap, 0 for none */
 	_Atomic uint32_t req;         /* drain generation asked for (drainers) */
-	_Atomic uint32_t ack;         /* last generation answered (owner) */
-	_Atomic uint64_t in, out;     /* items freed into / taken by hits */
+	uint32_t seen;                /* owner only: the last ack it stored */
+	_Atomic uint64_t hits;        /* operations the loaded/prev served */
 	/* slow paths only */
+	_Atomic uint32_t ack;         /* last generation answered (owner) */
+	_Atomic uint16_t prev_n;      /* items in prev (<= CAIRN_MAG_MAX) */
+	_Atomic uint16_t nmag;        /* real magazines in loaded/prev */
 	struct mag *prev;             /* owner only */
-	_Atomic uint64_t moved_in, moved_out; /* items moved by slow paths */
 	_Atomic uint64_t misses, exchanges;
-	_Atomic uint32_t nmag;        /* real magazines in loaded/prev */
 } __attribute__((aligned(64)));
+
+/* One line: a hit reads and writes only its first half. */
+_Static_assert(sizeof(struct mag_cpu) == 64, "a CPU slot is one cache line");
 
 struct cairn_mag_cache {
 	struct cairn_mag_source src;
@@ -86,7 +105,10 @@ struct cairn_mag_cache {
 	struct depot_stack full, empty, spare;
 	_Atomic uint32_t *next; /* nmags links of the depot stacks */
 	struct mag **mag;       /* nmags: the frame of each id (its holder's) */
-	struct mag_cpu *cpu;    /* ncpus slots */
+	/* The slots: ncpus, then a bypass slot for every other CPU index the
+	 * port may return. At a fixed offset from the cache: a hit finds its
+	 * own with a shift of the CPU index. */
+	struct mag_cpu cpu[];
 };
 
 /* Owner-only counter update: one writer, so a load and a store suffice. */
@@ -94,11 +116,6 @@ static inline void stat_add(_Atomic uint64_t *v, uint64_t d)
 {
 	atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
 			      memory_order_relaxed);
-}
-
-static inline void stat_set(_Atomic uint64_t *v, uint64_t x)
-{
-	atomic_store_explicit(v, x, memory_order_relaxed);
 }
 
 /* Shared by magazine.c and magazine_drain.c. */
@@ -109,50 +126,64 @@ void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c);
 
-static inline bool mag_asked(struct mag_cpu *c)
+/* The slot of the CPU running the caller (inside its CPU-local section).
+ * The empty asm makes the compiler form the slot's address once and reach
+ * each field from it; left alone, it adds the array's offset into the
+ * scaled index of every field separately. */
+static inline struct mag_cpu *mag_my_slot(struct cairn_mag_cache *mc)
 {
-	return atomic_load_explicit(&c->req, memory_order_relaxed) !=
-	       atomic_load_explicit(&c->ack, memory_order_relaxed);
+	struct mag_cpu *c = &mc->cpu[cairn_port_cpu()];
+	__asm__("" : "+r"(c));
+	return c;
 }
 
-/* Items in a slot's magazines, from its counters: exact for the owner, and
- * for others when the owner is between operations and they are ordered
- * after it. Another CPU's reads may tear (an "out" newer than the "in"
- * read before it), so the difference is taken signed and a negative one
- * read as 0. */
+/* A drain request not answered yet: the drainers' word against the
+ * owner's own copy of its last answer. */
+static inline bool mag_asked(struct mag_cpu *c)
+{
+	return atomic_load_explicit(&c->req, memory_order_relaxed) != c->seen;
+}
+
+/* Write the loaded magazine's count back to its header, before a slow path
+ * looks at the magazine or moves it (the sentinel is never written). */
+static inline void mag_slot_sync(struct cairn_mag_cache *mc, struct mag_cpu *c)
+{
+	if (c->loaded != &mc->none)
+		c->loaded->n = atomic_load_explicit(&c->n, memory_order_relaxed);
+}
+
+/* Items in a slot's magazines: exact for the owner, and for others when the
+ * owner is between operations and they are ordered after it. */
 static inline uint64_t mag_cpu_held(struct mag_cpu *c)
 {
-	int64_t held = (int64_t)(atomic_load_explicit(&c->in, memory_order_relaxed) +
-				 atomic_load_explicit(&c->moved_in, memory_order_relaxed) -
-				 atomic_load_explicit(&c->out, memory_order_relaxed) -
-				 atomic_load_explicit(&c->moved_out, memory_order_relaxed));
-	return held > 0 ? (uint64_t)held : 0;
+	return (uint64_t)atomic_load_explicit(&c->n, memory_order_relaxed) +
+	       atomic_load_explicit(&c->prev_n, memory_order_relaxed);
 }
 
 #define mag_likely(x) __builtin_expect(!!(x), 1)
 
 /* The hits, inline so that the frame cache serves one without a call into
- * the magazine layer (everyone else through cairn_mag_try_alloc/free). Inside a CPU-local section on the caller's slot: the two
- * relaxed loads of the drain handshake, then plain accesses to the loaded
- * magazine (ours alone) and one single-writer counter. A drain request
+ * the magazine layer (everyone else through cairn_mag_try_alloc/free).
+ * Inside a CPU-local section on the caller's slot: one relaxed load of the
+ * drainers' word, compared with the owner's copy of its last answer; then
+ * the slot's count and hit counter (single-writer atomics: a relaxed load
+ * and store each) and a plain access to the loaded magazine's items (ours
+ * alone). A drain request
  * that arrives after the check is answered at the next operation: the hit
  * finishes on a magazine only this CPU touches, and the drainer waits for
- * ack, which only this CPU stores (magazine_drain.c). Anything else (no
- * slot, a request, an empty or full magazine) returns false with nothing
- * changed, and the caller takes the slow path, which looks again. */
+ * ack, which only this CPU stores (magazine_drain.c). Anything else (a
+ * bypass slot, a request, an empty or full magazine) returns false with
+ * nothing changed, and the caller takes the slow path, which looks again. */
 static inline bool mag_hit_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 {
 	unsigned long irq = cairn_port_local_enter();
-	unsigned cpu = cairn_port_cpu();
-	bool hit = false;
-	if (mag_likely(cpu < mc->ncpus)) {
-		struct mag_cpu *c = &mc->cpu[cpu];
-		struct mag *m = c->loaded;
-		if (mag_likely(!mag_asked(c) && m->n)) {
-			*item = mag_items(m)[--m->n];
-			stat_add(&c->out, 1);
-			hit = true;
-		}
+	struct mag_cpu *c = mag_my_slot(mc);
+	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	bool hit = mag_likely(!mag_asked(c) && n);
+	if (hit) {
+		*item = mag_items(c->loaded)[n - 1];
+		atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 	}
 	cairn_port_local_leave(irq);
 	return hit;
@@ -161,16 +192,13 @@ static inline bool mag_hit_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 static inline bool mag_hit_free(struct cairn_mag_cache *mc, uint64_t item)
 {
 	unsigned long irq = cairn_port_local_enter();
-	unsigned cpu = cairn_port_cpu();
-	bool hit = false;
-	if (mag_likely(cpu < mc->ncpus)) {
-		struct mag_cpu *c = &mc->cpu[cpu];
-		struct mag *m = c->loaded;
-		if (mag_likely(!mag_asked(c) && m->n < m->cap)) {
-			mag_items(m)[m->n++] = item;
-			stat_add(&c->in, 1);
-			hit = true;
-		}
+	struct mag_cpu *c = mag_my_slot(mc);
+	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	bool hit = mag_likely(!mag_asked(c) && n < c->cap);
+	if (hit) {
+		mag_items(c->loaded)[n] = item;
+		atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
+		stat_add(&c->hits, 1);
 	}
 	cairn_port_local_leave(irq);
 	return hit;

@@ -28,6 +28,10 @@ static _Atomic unsigned char slot_taken[HOST_MAX_CPUS];
  * like a call to the compiler, which then saves registers around it on
  * every fast path. The index is the port's per-CPU register stand-in. */
 static __attribute__((tls_model("initial-exec"))) _Thread_local int this_cpu = -1;
+/* What cairn_port_cpu returns: this_cpu, or 0 for a thread that is not
+ * registered. Kept apart so that the fast paths read it with one load and
+ * no test. */
+static __attribute__((tls_model("initial-exec"))) _Thread_local unsigned cpu_index;
 static atomic_uint_fast64_t report_count;
 static atomic_int report_quiet;
 
@@ -95,6 +99,7 @@ int cairn_host_cpu_register(void)
 							    memory_order_acquire,
 							    memory_order_relaxed)) {
 			this_cpu = (int)i;
+			cpu_index = i;
 			return (int)i;
 		}
 	}
@@ -111,6 +116,7 @@ int cairn_host_cpu_bind(unsigned cpu)
 						     memory_order_relaxed))
 		return CAIRN_EBUSY;
 	this_cpu = (int)cpu;
+	cpu_index = cpu;
 	return 0;
 }
 
@@ -120,6 +126,7 @@ void cairn_host_cpu_unregister(void)
 		return;
 	atomic_store_explicit(&slot_taken[this_cpu], 0, memory_order_release);
 	this_cpu = -1;
+	cpu_index = 0;
 }
 
 uint64_t cairn_host_reports(void)
@@ -136,7 +143,7 @@ void cairn_host_reports_quiet(int quiet)
 
 unsigned cairn_port_cpu(void)
 {
-	return this_cpu < 0 ? 0 : (unsigned)this_cpu;
+	return cpu_index;
 }
 
 unsigned cairn_port_cpu_count(void)

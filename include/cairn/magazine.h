@@ -112,8 +112,10 @@ int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
 void cairn_mag_drain_all(struct cairn_mag_cache *mc);
 
 struct cairn_mag_cpu_stats {
-	uint64_t hits;      /* served by the CPU's own magazines */
-	uint64_t misses;    /* needed the depot or the source */
+	uint64_t hits;      /* served by the CPU's own magazines (a swap of
+			       loaded and prev included) */
+	uint64_t misses;    /* needed the depot or the source (after a swap
+			       with prev, which counts as no miss) */
 	uint64_t exchanges; /* magazines exchanged with the depot */
 	uint64_t held;      /* items in the CPU's magazines now */
 	uint64_t magazines; /* magazines the CPU holds now (0..2) */

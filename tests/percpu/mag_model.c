@@ -12,7 +12,11 @@
  *   - magazine frames in use + free frames == all frames;
  *   - ENOMEM only when the source, the depot and this CPU hold nothing;
  *   - every operation on a CPU's slot counts exactly one hit or one miss
- *     (cairn_mag_alloc one or two: it may try again after a drain).
+ *     (cairn_mag_alloc a miss and then one more: it may try again after a
+ *     drain), checked at each operation and in total.
+ * A hit that moves an item without the slot's count is seen by the
+ * conservation check: the count is what the figures read, so such a hit
+ * loses or duplicates an item.
  * usage: mag_model seed ops
  */
 #include <cairn/host.h>
@@ -101,10 +105,34 @@ static void take(uint64_t it)
 	user[nuser++] = it;
 }
 
+/* This CPU's hits and misses, to see what one operation counted. */
+static struct cairn_mag_cpu_stats counts(void)
+{
+	struct cairn_mag_cpu_stats st = { 0 };
+	if (cpu < NCPUS)
+		REQUIRE(cairn_mag_cpu_stats(mc, cpu, &st) == 0);
+	return st;
+}
+
+/* One operation on a slot is one hit or one miss; an alloc that may retry
+ * after a drain is a miss (the ENOMEM) and then one more. A CPU outside the
+ * slots counts nothing. */
+static void check_counted(struct cairn_mag_cpu_stats was, bool may_retry)
+{
+	struct cairn_mag_cpu_stats now = counts();
+	uint64_t hits = now.hits - was.hits, misses = now.misses - was.misses;
+	bool one = hits + misses == 1;
+	bool retried = may_retry && misses >= 1 && hits + misses == 2;
+	if (cpu < NCPUS ? !(one || retried) : hits + misses != 0)
+		fail_at("an operation not counted as exactly one hit or miss");
+}
+
 static void do_alloc(bool drain)
 {
 	uint64_t it;
+	struct cairn_mag_cpu_stats was = counts();
 	int err = drain ? cairn_mag_alloc(mc, &it) : cairn_mag_try_alloc(mc, &it);
+	check_counted(was, drain);
 	if (cpu < NCPUS) {
 		ops_lo[cpu]++;
 		ops_hi[cpu] += drain ? 2 : 1;
@@ -134,7 +162,9 @@ static void do_free(void)
 	uint64_t it = user[i];
 	user[i] = user[--nuser];
 	is_user[ref_index(&src, it)] = 0;
+	struct cairn_mag_cpu_stats was = counts();
 	cairn_mag_free(mc, it);
+	check_counted(was, false);
 	if (cpu < NCPUS) {
 		ops_lo[cpu]++;
 		ops_hi[cpu]++;

@@ -121,6 +121,7 @@ static void test_paths(void)
 	st = cpu_stats(mc, 0);
 	CHECK_EQ(st.hits, 200);
 	CHECK_EQ(st.misses, 1);
+	CHECK_EQ(st.held, 3);
 
 	/* free 2 * MAG + 1 more items: loaded fills, swaps with the empty prev
 	 * (fetching a new magazine), then the full prev goes to the depot */
@@ -138,6 +139,10 @@ static void test_paths(void)
 	CHECK(ms.depot_full >= 1);
 	CHECK_EQ(st.exchanges, ms.depot_full);
 	CHECK_EQ(st.magazines, 2);
+	/* every operation so far one hit or one miss: the first alloc, the
+	 * 200 repeats, n - 1 allocs and n frees (swaps with prev are hits) */
+	CHECK_EQ(st.hits + st.misses, 1 + 200 + (n - 1) + n);
+	CHECK(st.hits > 200);
 	CHECK_EQ(ref_free(&s), src_free); /* all of them cached */
 	CHECK_EQ(cached(mc) + ref_free(&s), N);
 
@@ -192,6 +197,14 @@ static void test_paths(void)
 	bind(1);
 	CHECK_EQ(cairn_mag_alloc(mc, &a), 0); /* answers, then refills */
 	CHECK_EQ(cpu_stats(mc, 1).misses, 2);
+	/* and hits again: the answer is remembered, not given at every
+	 * operation */
+	for (int i = 0; i < 10; i++) {
+		cairn_mag_free(mc, a);
+		CHECK_EQ(cairn_mag_alloc(mc, &a), 0);
+	}
+	CHECK_EQ(cpu_stats(mc, 1).misses, 2);
+	CHECK_EQ(cpu_stats(mc, 1).hits, 20);
 	cairn_mag_free(mc, a);
 
 	/* a CPU beyond the cache's slots goes to the source directly */
