@@ -1628,7 +1628,8 @@ static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
 
 /*
  * The fast path's phases 3 and 4, once the leaf's change is known: entries
- * [w0, w1) of the leaf of c become seq[0..nn) (nn <= 5), whose count fits
+ * [w0, w1) of the leaf of c become seq[0..nn) (nn <= 5), or for a shape
+ * (seq NULL) w[0..nn) (nn <= 2), whose count fits
  * the fanout, and the leaf's gap maximum goes from pmax (stored in its
  * parent; 0 for a root leaf) to newmax. Up the path, the stored maxima
  * that change: mx[d] is the new b[] slot of the node at depth d, for
@@ -1638,8 +1639,8 @@ static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
  */
 static inline __attribute__((always_inline)) int
 fast_commit(struct cairn_btree *t, struct bt_cur *c, unsigned w0, unsigned w1,
-	    const struct cairn_ext *const *seq, unsigned nn, uint64_t newmax,
-	    uint64_t pmax)
+	    const struct cairn_ext *const *seq, const struct cairn_ext *w,
+	    unsigned nn, uint64_t newmax, uint64_t pmax)
 {
 	const unsigned L = c->leaf;
 	struct bt_node *n = c->lv[L].n;
@@ -1684,8 +1685,14 @@ fast_commit(struct cairn_btree *t, struct bt_cur *c, unsigned w0, unsigned w1,
 	}
 
 	unsigned f = open_window(t, n, c->lv[L].f, cnt, w0, w1, nn);
-	for (unsigned k = 0; k < nn; k++)
-		write_slot(n, f + w0 + k, seq[k]);
+	if (!seq) { /* a shape: one or two new extents, in place */
+		write_slot(n, f + w0, &w[0]);
+		if (nn == 2)
+			write_slot(n, f + w0 + 1, &w[1]);
+	} else {
+		for (unsigned k = 0; k < nn; k++)
+			write_slot(n, f + w0 + k, seq[k]);
+	}
 	if (newcnt != cnt)
 		wr(n->count, newcnt);
 	for (unsigned d = top; d < L; d++)
@@ -1814,8 +1821,7 @@ shape_update(struct cairn_btree *t, bool carve, uint64_t key, uint64_t need,
 		 * the maximum can only grow. */
 		newmax = max2(pmax, w[0].len);
 	}
-	const struct cairn_ext *seq[2] = { &w[0], &w[1] };
-	st = fast_commit(t, c, w0, w1, seq, nn, newmax, pmax);
+	st = fast_commit(t, c, w0, w1, NULL, w, nn, newmax, pmax);
 	if (st == R_OK)
 		*result = w[0];
 	return st;
@@ -1902,7 +1908,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	uint64_t newmax = held && m < pmax
 				  ? max2(m, others_max(&c->lv[L], true, w0, w1, pmax))
 				  : max2(m, pmax);
-	return fast_commit(t, c, w0, w1, seq, nn, newmax, pmax);
+	return fast_commit(t, c, w0, w1, seq, NULL, nn, newmax, pmax);
 bad: /* a malformed edit: rejected like the planner's own errors */
 	return path_validate(c, 0) ? CAIRN_EINVAL : R_RESTART;
 }
