@@ -493,7 +493,10 @@ static __attribute__((noinline)) int free_planned(struct cairn_arena *a,
 		return CAIRN_EORDER;
 	/* The release shape (plan_free's edit for an allocated extent of
 	 * r.size at addr, merged across no span start) did not apply above:
-	 * the planner decides. Field by field, as in xalloc. */
+	 * the planner decides, in the general writer (CAIRN_BT_GENERAL): the
+	 * release comes back unshaped where the fast path would hand over too
+	 * (a neighbour in another leaf) or on the planner's error, which the
+	 * general writer returns as well. Field by field, as in xalloc. */
 	struct cairn_bt_query q;
 	q.find = CAIRN_BT_AT;
 	q.key = addr;
@@ -503,7 +506,7 @@ static __attribute__((noinline)) int free_planned(struct cairn_arena *a,
 	q.plan = plan_free;
 	q.arg = &r;
 	q.cur_only = false;
-	q.shape = CAIRN_BT_PLANNED;
+	q.shape = CAIRN_BT_GENERAL;
 	q.cookie = 0;
 	q.nomerge = 0;
 	q.result = NULL;

@@ -71,10 +71,13 @@ static inline void lv_shape(const struct cairn_btree *t, struct bt_lv *lv)
 	lv->cnt = (uint16_t)cnt;
 }
 
-/* A path from the root to a leaf position. */
+/* A path from the root to a leaf position. A shape's descent also keeps
+ * what it read on the way that the shape needs (descend_to): */
 struct bt_cur {
 	struct bt_lv lv[CAIRN_BTREE_DEPTH_MAX];
 	unsigned leaf; /* depth of the leaf level */
+	uint64_t pmax; /* the leaf's gap maximum as its parent stores it */
+	uint64_t path; /* a carve's finger: the inner levels' entries */
 };
 
 struct bt_op {
@@ -221,10 +224,10 @@ static void guess_check(struct bt_node *n, uint64_t v, unsigned f, int cnt,
  * general search then finds nothing, or an import is due). */
 static inline __attribute__((always_inline)) int
 descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key, bool fit,
-	   uint64_t need, uint64_t guess, struct bt_cur *c)
+	   uint64_t need, uint64_t guess, bool shape, struct bt_cur *c)
 {
 	struct bt_node *n = bt_root(t);
-	uint64_t v;
+	uint64_t v, pmax = 0, path = BT_NO_GUESS;
 	int st = visit(op, n, &v);
 	if (st)
 		return st;
@@ -245,6 +248,10 @@ descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key, bool fit,
 		unsigned g = (unsigned)guess & 0xff; /* this level's guess */
 		guess = guess >> 8 | 0xffull << 56; /* the next one's; 0xff */
 		if (d == c->leaf) {
+			if (shape) {
+				c->pmax = pmax;
+				c->path = path;
+			}
 			if (fit) {
 				lv->idx = -1;
 			} else if (guided && g < (unsigned)cnt &&
@@ -280,6 +287,15 @@ descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key, bool fit,
 			}
 		}
 		lv->idx = i;
+		/* A shape's descent keeps the child's gap maximum, read here
+		 * inside n's optimistic read like every field of the path
+		 * (validated with the path at the commit), and a carve the
+		 * entry taken at each depth (byte d; 0xff where none). */
+		if (shape) {
+			pmax = rd(n->b[f + (unsigned)i]);
+			if (fit && d < 8)
+				path ^= (uint64_t)((unsigned)i ^ 0xffu) << (8 * d);
+		}
 		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
@@ -299,7 +315,7 @@ descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key, bool fit,
 static int descend(struct cairn_btree *t, struct bt_op *op, uint64_t key,
 		   struct bt_cur *c)
 {
-	return descend_to(t, op, key, false, 0, BT_NO_GUESS, c);
+	return descend_to(t, op, key, false, 0, BT_NO_GUESS, false, c);
 }
 
 /* From entry i in direction dir, the first entry that can hold a free
@@ -1471,7 +1487,7 @@ static bool path_edge(struct cairn_btree *t, const struct bt_cur *c, int dir)
 static inline __attribute__((always_inline)) int
 descend_fit(struct cairn_btree *t, uint64_t need, struct bt_cur *c)
 {
-	return descend_to(t, NULL, 0, true, need, BT_NO_GUESS, c);
+	return descend_to(t, NULL, 0, true, need, BT_NO_GUESS, false, c);
 }
 
 /*
@@ -1612,7 +1628,8 @@ static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
 
 /*
  * The fast path's phases 3 and 4, once the leaf's change is known: entries
- * [w0, w1) of the leaf of c become seq[0..nn) (nn <= 5), whose count fits
+ * [w0, w1) of the leaf of c become seq[0..nn) (nn <= 5), or for a shape
+ * (seq NULL) w[0..nn) (nn <= 2), whose count fits
  * the fanout, and the leaf's gap maximum goes from pmax (stored in its
  * parent; 0 for a root leaf) to newmax. Up the path, the stored maxima
  * that change: mx[d] is the new b[] slot of the node at depth d, for
@@ -1622,11 +1639,12 @@ static uint64_t others_max(const struct bt_lv *lv, bool leaf, unsigned from,
  */
 static inline __attribute__((always_inline)) int
 fast_commit(struct cairn_btree *t, struct bt_cur *c, unsigned w0, unsigned w1,
-	    const struct cairn_ext *const *seq, unsigned nn, uint64_t newmax,
-	    uint64_t pmax)
+	    const struct cairn_ext *const *seq, const struct cairn_ext *w,
+	    unsigned nn, uint64_t newmax, uint64_t pmax)
 {
 	const unsigned L = c->leaf;
 	struct bt_node *n = c->lv[L].n;
+	const uint64_t v = c->lv[L].v;
 	unsigned cnt = c->lv[L].cnt, newcnt = cnt - (w1 - w0) + nn;
 	uint64_t mx[CAIRN_BTREE_DEPTH_MAX];
 	unsigned top = L;
@@ -1647,7 +1665,7 @@ fast_commit(struct cairn_btree *t, struct bt_cur *c, unsigned w0, unsigned w1,
 
 	/* Lock the leaf, then the ancestors to change (bottom-up), each
 	 * from the version read; validate the rest of the path, above them. */
-	if (!olc_upgrade(&n->version, c->lv[L].v))
+	if (!olc_upgrade(&n->version, v))
 		return path_validate(c, 1u << L) ? R_AGAIN : R_RESTART;
 	for (unsigned d = L; d-- > top;) {
 		if (!olc_upgrade(&c->lv[d].n->version, c->lv[d].v)) {
@@ -1667,14 +1685,21 @@ fast_commit(struct cairn_btree *t, struct bt_cur *c, unsigned w0, unsigned w1,
 	}
 
 	unsigned f = open_window(t, n, c->lv[L].f, cnt, w0, w1, nn);
-	for (unsigned k = 0; k < nn; k++)
-		write_slot(n, f + w0 + k, seq[k]);
+	if (!seq) { /* a shape: one or two new extents, in place */
+		write_slot(n, f + w0, &w[0]);
+		if (nn == 2)
+			write_slot(n, f + w0 + 1, &w[1]);
+	} else {
+		for (unsigned k = 0; k < nn; k++)
+			write_slot(n, f + w0 + k, seq[k]);
+	}
 	if (newcnt != cnt)
 		wr(n->count, newcnt);
 	for (unsigned d = top; d < L; d++)
 		wr(lv_slot(&c->lv[d], b), mx[d]);
-	for (unsigned d = top; d <= L; d++)
+	for (unsigned d = top; d < L; d++) /* every write done: unlock */
 		olc_unlock(&c->lv[d].n->version, c->lv[d].v);
+	olc_unlock(&n->version, v);
 	return R_OK;
 }
 
@@ -1706,19 +1731,19 @@ shape_update(struct cairn_btree *t, bool carve, uint64_t key, uint64_t need,
 		if (!carve)
 			lf->idx = find_le(lf->n, lf->f, 0, lf->cnt, key);
 	} else {
-		st = carve ? descend_fit(t, need, c)
-			   : descend_to(t, NULL, key, false, 0, guess, c);
+		st = carve ? descend_to(t, NULL, 0, true, need, BT_NO_GUESS,
+					true, c)
+			   : descend_to(t, NULL, key, false, 0, guess, true, c);
 		if (st)
 			return st;
 		lf = &c->lv[c->leaf];
 	}
 
-	const unsigned L = c->leaf;
 	struct bt_node *n = lf->n;
 	_Atomic uint64_t *k = n->key + lf->f, *a = n->a + lf->f,
 			 *fl = n->c + lf->f;
 	unsigned cnt = lf->cnt, w0, w1, nn;
-	uint64_t pmax = L > 0 ? rd(lv_slot(&c->lv[L - 1], b)) : 0, newmax;
+	uint64_t pmax = c->pmax, newmax;
 	struct cairn_ext w[2];
 	int i;
 
@@ -1796,8 +1821,7 @@ shape_update(struct cairn_btree *t, bool carve, uint64_t key, uint64_t need,
 		 * the maximum can only grow. */
 		newmax = max2(pmax, w[0].len);
 	}
-	const struct cairn_ext *seq[2] = { &w[0], &w[1] };
-	st = fast_commit(t, c, w0, w1, seq, nn, newmax, pmax);
+	st = fast_commit(t, c, w0, w1, NULL, w, nn, newmax, pmax);
 	if (st == R_OK)
 		*result = w[0];
 	return st;
@@ -1884,7 +1908,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	uint64_t newmax = held && m < pmax
 				  ? max2(m, others_max(&c->lv[L], true, w0, w1, pmax))
 				  : max2(m, pmax);
-	return fast_commit(t, c, w0, w1, seq, nn, newmax, pmax);
+	return fast_commit(t, c, w0, w1, seq, NULL, nn, newmax, pmax);
 bad: /* a malformed edit: rejected like the planner's own errors */
 	return path_validate(c, 0) ? CAIRN_EINVAL : R_RESTART;
 }
@@ -1944,9 +1968,10 @@ static __attribute__((noinline)) int carve_run(struct cairn_btree *t,
 			cairn_port_pause();
 	}
 	if (r == R_OK) { /* byte d: the entry at depth d; 0xff above */
-		uint64_t path = BT_NO_GUESS;
-		for (unsigned d = 0; d <= c.leaf && d < 8; d++)
-			path ^= (uint64_t)((unsigned)c.lv[d].idx ^ 0xffu) << (8 * d);
+		uint64_t path = c.path;
+		if (c.leaf < 8) /* the leaf's: where the window put the extent */
+			path ^= (uint64_t)((unsigned)c.lv[c.leaf].idx ^ 0xffu)
+				<< (8 * c.leaf);
 		struct cairn_btree_finger *fs = finger_of(t);
 		wr(fs->key, result->start);
 		wr(fs->path, path);

@@ -142,9 +142,9 @@ enum cairn_bt_shape {
 	 * sees no neighbours and the shape does not apply. */
 	CAIRN_BT_RELEASE,
 	/* No shape, and no fast path either: the general writer decides from
-	 * the start. For a caller whose cairn_btree_carve just came back
-	 * unshaped, where the planner's fast path would only reach the same
-	 * hand-over (see there). */
+	 * the start. For a caller whose cairn_btree_carve or
+	 * cairn_btree_release just came back unshaped, where the planner's
+	 * fast path would only reach the same hand-over (see there). */
 	CAIRN_BT_GENERAL,
 };
 
@@ -198,7 +198,10 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q);
  * (a split due, the rest of the extent belonging in another leaf, no fit
  * in the leaf the gap maxima lead to, nothing fits anywhere): its caller
  * may name CAIRN_BT_GENERAL, which starts there (and still reports
- * CAIRN_ENOMEM when nothing fits). */
+ * CAIRN_ENOMEM when nothing fits). A release comes back unshaped where the
+ * fast path would hand over too (a neighbour in another leaf) or where the
+ * planner would return an error: GENERAL serves its caller as well (the
+ * general writer runs the planner, and returns the same error). */
 #define CAIRN_BT_UNSHAPED 1
 int cairn_btree_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
 		      struct cairn_ext *result);
