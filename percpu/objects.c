@@ -387,7 +387,9 @@ static void arena_give_back(struct cairn_heap *h, uintptr_t p)
 }
 
 /* The link at r (the range after prev, or the bin's head) is not a cached
- * range: cut the bin there and recount what is left. */
+ * range: cut the bin there and recount what is left. The ranges past the
+ * cut cannot be found (their link is gone): they stay CACHED and
+ * allocated, counted in lcache_lost. */
 static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, uintptr_t r)
 {
 	obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
@@ -397,11 +399,13 @@ static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, u
 		h->lcache[bin] = 0;
 	uint64_t pages = 0;
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
+		h->lcache_lost += h->lcache_n[b];
 		h->lcache_n[b] = 0;
 		for (uintptr_t q = h->lcache[b]; q; q = obj_decode(h, q, obj_word(q))) {
 			pages += PM_X_VALUE(pm_lookup(h->o, q));
 			h->lcache_n[b]++;
 		}
+		h->lcache_lost -= h->lcache_n[b];
 	}
 	h->lcache_pages = (unsigned)pages;
 }
@@ -520,11 +524,13 @@ void large_cache_flush(struct cairn_heap *h)
 {
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
 		uintptr_t r = h->lcache[b];
+		unsigned n = h->lcache_n[b];
 		h->lcache[b] = 0;
 		h->lcache_n[b] = 0;
-		while (r) {
+		for (; r; n--) {
 			if (unlikely(!lc_is_cached(h->o, r))) {
 				obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
+				h->lcache_lost += n; /* the rest of the bin: unreachable */
 				break;
 			}
 			uintptr_t next = obj_decode(h, r, obj_word(r));

@@ -115,6 +115,8 @@ static int pm_check(struct cairn_objects *o)
 			top = PM_X_VALUE(pm_lookup(o, o->vbase + ((uintptr_t)(top - 1)
 								   << (OBJ_PAGE_SHIFT + order))));
 	for (unsigned i = 0; i < o->ncpus; i++)
+		cached += heap_is_made(o, i) ? o->heaps[i].lcache_lost : 0;
+	for (unsigned i = 0; i < o->ncpus; i++)
 		for (unsigned b = 0; heap_is_made(o, i) && b < OBJ_LC_BINS; b++)
 			for (uintptr_t r = o->heaps[i].lcache[b]; r;
 			     r = obj_decode(&o->heaps[i], r, obj_word(r)))

@@ -199,6 +199,10 @@ struct cairn_heap {
 	uintptr_t lcache[OBJ_LC_BINS];
 	unsigned lcache_n[OBJ_LC_BINS]; /* ranges in each bin */
 	unsigned lcache_pages;
+	/* Ranges dropped with a corrupted link: still CACHED in the pagemap
+	 * and allocated in the arena, on no list (leaked knowingly; a free of
+	 * one is refused at its entry). validate counts them as listed. */
+	unsigned lcache_lost;
 	struct slab *desc_frames;  /* descriptor frames, linked by frame_next */
 	struct obj_out out[OBJ_OUT_SLOTS];
 	size_t out_bytes;

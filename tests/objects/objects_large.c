@@ -520,7 +520,11 @@ static void test_buddy_released(uint64_t free0)
 
 static void run(enum objtest_large mode, uint64_t free0)
 {
+	/* objtest_large_fini clears them: both passes get the caller's */
+	unsigned large_cache_kib = objtest_large_cache_kib, released_kib = objtest_released_kib;
 	for (int harden = 0; harden < 2; harden++) {
+		objtest_large_cache_kib = large_cache_kib;
+		objtest_released_kib = released_kib;
 		objtest_large_init(mode, 2 << 20);
 		enum cairn_obj_harden hd = harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF;
 		struct cairn_objects *o = objtest_create(hd);
