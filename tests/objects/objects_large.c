@@ -356,6 +356,33 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_heap_offline(h);
 	cairn_heap_online(h);
+	/* a free that eviction cannot make room for evicts nothing: 300
+	 * pages exceed the bound alone; 210 (the bin of the cached 200, so
+	 * only two of the three 17-page ranges may go) need 205 freed */
+	void *e300, *f210;
+	for (unsigned i = 0; i < 3; i++)
+		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
+	REQUIRE((b200 = cairn_heap_alloc(h, 200 * 4096)));
+	REQUIRE((e300 = cairn_heap_alloc(h, 300 * 4096)));
+	REQUIRE((f210 = cairn_heap_alloc(h, 210 * 4096)));
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	CHECK_EQ(cairn_heap_free(h, e300), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
+	CHECK_EQ(cairn_heap_free(h, f210), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 3; i-- > 0;)
+		CHECK(cairn_heap_alloc(h, 17 * 4096) == a[i]);
+	CHECK(cairn_heap_alloc(h, 200 * 4096) == b200);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
 	/* hardened: an overwritten link is reported and not followed */
 	if (harden) {
 		q = cairn_heap_alloc(h, 40 * 4096);
