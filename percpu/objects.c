@@ -537,7 +537,8 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 	}
 	large_count(h, (uint64_t)-1, -pages);
 	unsigned b = lc_bin(pages);
-	if (h->lcache_pages + pages > o->large_cache_pages && !lcache_make_room(h, b, pages)) {
+	if (pages < OBJ_LC_MIN_PAGES ||
+	    (h->lcache_pages + pages > o->large_cache_pages && !lcache_make_room(h, b, pages))) {
 		arena_give_back(h, p);
 		return 0;
 	}

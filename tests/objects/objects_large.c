@@ -383,6 +383,32 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_heap_offline(h);
 	cairn_heap_online(h);
+	/* no request takes a range under 17 pages (a small size aligned
+	 * above a page): such ranges go straight back, and in a full cache
+	 * evict nothing */
+	for (unsigned i = 0; i < 3; i++)
+		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
+	REQUIRE((b200 = cairn_heap_alloc(h, 200 * 4096)));
+	void *s1 = cairn_heap_alloc_aligned(h, 100, 128 << 10);
+	void *s16 = cairn_heap_alloc_aligned(h, 64 << 10, 2 << 20);
+	REQUIRE(s1 && s16);
+	CHECK_EQ(cairn_objects_usable_size(o, s16), 64 << 10);
+	CHECK_EQ(cairn_heap_free(h, s1), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	CHECK_EQ(cairn_heap_free(h, s16), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 3; i-- > 0;)
+		CHECK(cairn_heap_alloc(h, 17 * 4096) == a[i]);
+	CHECK(cairn_heap_alloc(h, 200 * 4096) == b200);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
 	/* hardened: an overwritten link is reported and not followed */
 	if (harden) {
 		q = cairn_heap_alloc(h, 40 * 4096);
