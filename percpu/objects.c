@@ -387,9 +387,12 @@ static void arena_give_back(struct cairn_heap *h, uintptr_t p)
 }
 
 /* The link at r (the range after prev, or the bin's head) is not a cached
- * range: cut the bin there and recount what is left. The ranges past the
- * cut cannot be found (their link is gone): they stay CACHED and
- * allocated, counted in lcache_lost. */
+ * range: cut the bin there and recount every bin. The recount checks each
+ * link as take does, and more: the range in its bin, not already on the
+ * bin (a cycle) and within the bin's count; a bad link cuts its bin too
+ * and is reported. The ranges past a cut cannot be found (their link is
+ * gone): they stay CACHED and allocated, counted in lcache_lost. A
+ * corrupted cache only: the quadratic cycle check costs nothing else. */
 static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, uintptr_t r)
 {
 	obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
@@ -399,13 +402,30 @@ static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, u
 		h->lcache[bin] = 0;
 	uint64_t pages = 0;
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
-		h->lcache_lost += h->lcache_n[b];
-		h->lcache_n[b] = 0;
-		for (uintptr_t q = h->lcache[b]; q; q = obj_decode(h, q, obj_word(q))) {
-			pages += PM_X_VALUE(pm_lookup(h->o, q));
-			h->lcache_n[b]++;
+		unsigned was = h->lcache_n[b], n = 0;
+		uintptr_t last = 0;
+		for (uintptr_t q = h->lcache[b]; q;) {
+			uint64_t len = lc_is_cached(h->o, q) ? PM_X_VALUE(pm_lookup(h->o, q)) : 0;
+			bool bad = n == was || !len || lc_bin(len) != b;
+			/* a cycle: q is one of the n ranges counted (checked links) */
+			uintptr_t s = h->lcache[b];
+			for (unsigned k = 0; !bad && k < n; k++, s = obj_decode(h, s, obj_word(s)))
+				bad = s == q;
+			if (bad) {
+				obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", q, 0);
+				if (last)
+					obj_set_word(last, obj_encode(h, last, 0));
+				else
+					h->lcache[b] = 0;
+				break;
+			}
+			pages += len;
+			n++;
+			last = q;
+			q = obj_decode(h, q, obj_word(q));
 		}
-		h->lcache_lost -= h->lcache_n[b];
+		h->lcache_lost += was - n;
+		h->lcache_n[b] = n;
 	}
 	h->lcache_pages = (unsigned)pages;
 }
@@ -558,7 +578,10 @@ void large_cache_flush(struct cairn_heap *h)
 		h->lcache[b] = 0;
 		h->lcache_n[b] = 0;
 		for (; r; n--) {
-			if (unlikely(!lc_is_cached(h->o, r))) {
+			/* a cycle or a link into another bin: past the count or
+			 * in the wrong bin (a range given back is no longer CACHED) */
+			if (unlikely(!n || !lc_is_cached(h->o, r) ||
+				     lc_bin(PM_X_VALUE(pm_lookup(h->o, r))) != b)) {
 				obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
 				h->lcache_lost += n; /* the rest of the bin: unreachable */
 				break;

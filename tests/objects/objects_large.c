@@ -428,6 +428,34 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 		cairn_heap_free(h, y);
 		CHECK_EQ(cairn_heap_free(h, q), CAIRN_EFREE); /* dropped, still cached */
 	}
+	/* two bins overwritten (hardened: a garbage link; not: a cycle):
+	 * validate reports and the recount after the first cut cuts the
+	 * second, neither followed nor looping */
+	q = cairn_heap_alloc(h, 40 * 4096);
+	q2 = cairn_heap_alloc(h, 40 * 4096);
+	unsigned char *c1 = cairn_heap_alloc(h, 24 * 4096), *c2 = cairn_heap_alloc(h, 24 * 4096);
+	REQUIRE(q && q2 && c1 && c2);
+	CHECK_EQ(cairn_heap_free(h, q), 0);
+	CHECK_EQ(cairn_heap_free(h, q2), 0);
+	CHECK_EQ(cairn_heap_free(h, c1), 0);
+	CHECK_EQ(cairn_heap_free(h, c2), 0);
+	r = cairn_host_reports();
+	*(uintptr_t *)c2 = harden ? (uintptr_t)keep : (uintptr_t)c2;
+	CHECK(cairn_objects_validate(o) != 0);
+	*(uintptr_t *)q2 = (uintptr_t)keep;
+	CHECK(cairn_heap_alloc(h, 40 * 4096) == q2);
+	unsigned char *y = cairn_heap_alloc(h, 40 * 4096); /* q dropped, c1 too */
+	CHECK(y != q && y != c1 && y != c2);
+	CHECK_EQ(cairn_host_reports(), r + 3); /* validate's, q2's and c2's links */
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK(cairn_heap_alloc(h, 24 * 4096) == c2);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	CHECK_EQ(cairn_heap_free(h, q), CAIRN_EFREE);
+	CHECK_EQ(cairn_heap_free(h, c1), CAIRN_EFREE);
+	CHECK_EQ(cairn_heap_free(h, q2), 0);
+	CHECK_EQ(cairn_heap_free(h, y), 0);
+	CHECK_EQ(cairn_heap_free(h, c2), 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
 	/* offline: every cached range back to the arena */
 	CHECK_EQ(cairn_heap_free(h, keep), 0);
 	cairn_heap_offline(h);
