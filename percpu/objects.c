@@ -349,7 +349,9 @@ static void qcache_drain(struct cairn_objects *o)
  * the point where the block changes hands (of two racing frees one fails
  * the CAS and reports; a free of a cached range finds CACHED and reports),
  * and pushes the range onto its heap's bin; an allocation of n pages takes
- * a range of at least n from bin(n) or bin(n) + 1 and stores LIVE. Neither
+ * a range of at least n among the first four of bin(n), else the newest of
+ * bins bin(n) + 1 .. bin(n) + OBJ_LC_ABOVE (at most 2n pages), and stores
+ * LIVE. Neither
  * touches the arena's tree: the range stays allocated there (cookie: the
  * instance). Entries are relaxed atomics, as a slab's are: a range in a
  * heap's cache is that heap's alone, and a free of a block comes after
