@@ -483,47 +483,49 @@ static uintptr_t lcache_take(struct cairn_heap *h, uint64_t pages, uint64_t *len
 static bool lcache_make_room(struct cairn_heap *h, unsigned b, uint64_t pages)
 {
 	struct cairn_objects *o = h->o;
+	/* bins below hold nothing (OBJ_LC_MIN_PAGES) */
+	const unsigned first = lc_bin(OBJ_LC_MIN_PAGES);
 	if (pages > o->large_cache_pages)
 		return false; /* alone beyond the bound */
 again:;
-	unsigned n[OBJ_LC_BINS], evict = 0;
-	uintptr_t prev[OBJ_LC_BINS], next[OBJ_LC_BINS];
-	for (unsigned i = 0; i < OBJ_LC_BINS; i++) {
+	/* n: the counts as the plan leaves them; evict[m]: ranges planned
+	 * off bin m, the last of them last[m] */
+	unsigned n[OBJ_LC_BINS], evict[OBJ_LC_BINS];
+	uintptr_t last[OBJ_LC_BINS];
+	for (unsigned i = first; i < OBJ_LC_BINS; i++) {
 		n[i] = h->lcache_n[i];
-		prev[i] = 0;
-		next[i] = h->lcache[i];
+		evict[i] = 0;
 	}
-	for (uint64_t left = h->lcache_pages; left + pages > o->large_cache_pages; evict++) {
-		unsigned m = 0;
-		for (unsigned i = 1; i < OBJ_LC_BINS; i++)
+	for (uint64_t left = h->lcache_pages; left + pages > o->large_cache_pages;) {
+		unsigned m = first;
+		for (unsigned i = first + 1; i < OBJ_LC_BINS; i++)
 			if (n[i] > n[m])
 				m = i;
 		if (n[m] <= n[b])
 			return false;
-		uintptr_t r = next[m];
+		uintptr_t prev = evict[m] ? last[m] : 0;
+		uintptr_t r = prev ? obj_decode(h, prev, obj_word(prev)) : h->lcache[m];
 		if (unlikely(!lc_is_cached(o, r))) {
-			lcache_corrupt(h, m, prev[m], r);
+			lcache_corrupt(h, m, prev, r);
 			if (h->lcache_pages + pages <= o->large_cache_pages)
 				return true;
 			goto again;
 		}
 		left -= PM_X_VALUE(pm_lookup(o, r));
 		n[m]--;
-		prev[m] = r;
-		next[m] = obj_decode(h, r, obj_word(r));
+		evict[m]++;
+		last[m] = r;
 	}
-	/* the same choices again, every link on the way checked above */
-	while (evict--) {
-		unsigned m = 0;
-		for (unsigned i = 1; i < OBJ_LC_BINS; i++)
-			if (h->lcache_n[i] > h->lcache_n[m])
-				m = i;
-		uintptr_t r = h->lcache[m];
-		h->lcache[m] = obj_decode(h, r, obj_word(r));
-		h->lcache_n[m]--;
-		h->lcache_pages -= (unsigned)PM_X_VALUE(pm_lookup(o, r));
-		arena_give_back(h, r);
-	}
+	/* the plan suffices: each bin's planned ranges are its newest, every
+	 * link on the way checked above */
+	for (unsigned m = first; m < OBJ_LC_BINS; m++)
+		for (; evict[m]; evict[m]--) {
+			uintptr_t r = h->lcache[m];
+			h->lcache[m] = obj_decode(h, r, obj_word(r));
+			h->lcache_n[m]--;
+			h->lcache_pages -= (unsigned)PM_X_VALUE(pm_lookup(o, r));
+			arena_give_back(h, r);
+		}
 	return true;
 }
 
