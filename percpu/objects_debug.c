@@ -66,7 +66,7 @@ static int lcache_check(struct cairn_heap *h)
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
 		uint64_t n = 0;
 		for (uintptr_t r = h->lcache[b]; r; r = obj_decode(h, r, obj_word(r))) {
-			if (!lc_is_cached(h->o, r))
+			if (n == h->lcache_n[b] || !lc_is_cached(h->o, r))
 				return bad("objects: large cache holds a range not cached", r, b);
 			uint64_t len = PM_X_VALUE(pm_lookup(h->o, r));
 			if (!len || len > OBJ_LC_MAX_PAGES || lc_bin(len) != b)
@@ -115,10 +115,18 @@ static int pm_check(struct cairn_objects *o)
 			top = PM_X_VALUE(pm_lookup(o, o->vbase + ((uintptr_t)(top - 1)
 								   << (OBJ_PAGE_SHIFT + order))));
 	for (unsigned i = 0; i < o->ncpus; i++)
-		for (unsigned b = 0; heap_is_made(o, i) && b < OBJ_LC_BINS; b++)
-			for (uintptr_t r = o->heaps[i].lcache[b]; r;
-			     r = obj_decode(&o->heaps[i], r, obj_word(r)))
-				cached++;
+		cached += heap_is_made(o, i) ? o->heaps[i].lcache_lost : 0;
+	for (unsigned i = 0; i < o->ncpus; i++)
+		for (unsigned b = 0; heap_is_made(o, i) && b < OBJ_LC_BINS; b++) {
+			/* links checked and the walk bounded by the bin's count:
+			 * an overwritten link or a cycle is reported, not followed */
+			struct cairn_heap *h = &o->heaps[i];
+			unsigned n = 0;
+			for (uintptr_t r = h->lcache[b]; r; r = obj_decode(h, r, obj_word(r)), n++)
+				if (n == h->lcache_n[b] || !lc_is_cached(o, r))
+					return bad("objects: large cache list broken", r, b);
+			cached += n;
+		}
 	for (unsigned i = 0; i < (1u << OBJ_LEAF_SHIFT); i++)
 		if (atomic_load_explicit(&o->zero_leaf[i], memory_order_relaxed))
 			return bad("objects: the zero leaf was written", i,

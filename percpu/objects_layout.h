@@ -82,8 +82,15 @@
  * page count (OBJ_LC_BINS of them up to 1024 pages). */
 #define OBJ_LC_MAX_PAGES 1024u
 #define OBJ_LC_BINS 36u
+/* The shortest range a request can take: a request that looks in the
+ * cache (aligned to a page at most) is larger than the largest class.
+ * Shorter large objects (a small size aligned above a page) are never
+ * cached: no request could take them back, and in a full cache they
+ * would evict ranges that serve. */
+#define OBJ_LC_MIN_PAGES ((CAIRN_OBJ_SMALL_MAX >> OBJ_PAGE_SHIFT) + 1)
 /* An allocation takes a range of its own bin or of the next OBJ_LC_ABOVE:
- * at most twice its length from 17 pages (every large object) up, and
+ * at most twice its length from OBJ_LC_MIN_PAGES (17: every request that
+ * looks in the cache) up, and
  * with three, big's cache served 87% of its allocations against 65% with
  * one (see "Large caches: more bins, and what goes back" in the design). */
 #define OBJ_LC_ABOVE 3u
@@ -199,6 +206,10 @@ struct cairn_heap {
 	uintptr_t lcache[OBJ_LC_BINS];
 	unsigned lcache_n[OBJ_LC_BINS]; /* ranges in each bin */
 	unsigned lcache_pages;
+	/* Ranges dropped with a corrupted link: still CACHED in the pagemap
+	 * and allocated in the arena, on no list (leaked knowingly; a free of
+	 * one is refused at its entry). validate counts them as listed. */
+	unsigned lcache_lost;
 	struct slab *desc_frames;  /* descriptor frames, linked by frame_next */
 	struct obj_out out[OBJ_OUT_SLOTS];
 	size_t out_bytes;

@@ -83,7 +83,9 @@ struct cairn_objects_config {
 	/* Optional: the range arena large objects (> CAIRN_OBJ_SMALL_MAX, or
 	 * aligned above it) come from; its quantum must be the frame size.
 	 * A large object is one arena allocation of its size rounded to
-	 * pages (65 KiB takes 68 KiB), aligned by the arena when asked,
+	 * pages (65 KiB takes 68 KiB), aligned by the arena when asked (with
+	 * large_cache_kib, a cached range of up to twice that: its usable
+	 * size is the range's length),
 	 * with the instance as its cookie; free and usable_size find it by
 	 * cairn_arena_lookup. A natural arena: address space importing 2 MiB
 	 * spans from `frames` through cairn_arena_source_frames (mapped by

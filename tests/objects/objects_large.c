@@ -356,6 +356,59 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_heap_offline(h);
 	cairn_heap_online(h);
+	/* a free that eviction cannot make room for evicts nothing: 300
+	 * pages exceed the bound alone; 210 (the bin of the cached 200, so
+	 * only two of the three 17-page ranges may go) need 205 freed */
+	void *e300, *f210;
+	for (unsigned i = 0; i < 3; i++)
+		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
+	REQUIRE((b200 = cairn_heap_alloc(h, 200 * 4096)));
+	REQUIRE((e300 = cairn_heap_alloc(h, 300 * 4096)));
+	REQUIRE((f210 = cairn_heap_alloc(h, 210 * 4096)));
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	CHECK_EQ(cairn_heap_free(h, e300), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
+	CHECK_EQ(cairn_heap_free(h, f210), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 3; i-- > 0;)
+		CHECK(cairn_heap_alloc(h, 17 * 4096) == a[i]);
+	CHECK(cairn_heap_alloc(h, 200 * 4096) == b200);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	/* no request takes a range under 17 pages (a small size aligned
+	 * above a page): such ranges go straight back, and in a full cache
+	 * evict nothing */
+	for (unsigned i = 0; i < 3; i++)
+		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
+	REQUIRE((b200 = cairn_heap_alloc(h, 200 * 4096)));
+	void *s1 = cairn_heap_alloc_aligned(h, 100, 128 << 10);
+	void *s16 = cairn_heap_alloc_aligned(h, 64 << 10, 2 << 20);
+	REQUIRE(s1 && s16);
+	CHECK_EQ(cairn_objects_usable_size(o, s16), 64 << 10);
+	CHECK_EQ(cairn_heap_free(h, s1), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	CHECK_EQ(cairn_heap_free(h, s16), 0);
+	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 3; i-- > 0;)
+		CHECK(cairn_heap_alloc(h, 17 * 4096) == a[i]);
+	CHECK(cairn_heap_alloc(h, 200 * 4096) == b200);
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
 	/* hardened: an overwritten link is reported and not followed */
 	if (harden) {
 		q = cairn_heap_alloc(h, 40 * 4096);
@@ -375,6 +428,34 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 		cairn_heap_free(h, y);
 		CHECK_EQ(cairn_heap_free(h, q), CAIRN_EFREE); /* dropped, still cached */
 	}
+	/* two bins overwritten (hardened: a garbage link; not: a cycle):
+	 * validate reports and the recount after the first cut cuts the
+	 * second, neither followed nor looping */
+	q = cairn_heap_alloc(h, 40 * 4096);
+	q2 = cairn_heap_alloc(h, 40 * 4096);
+	unsigned char *c1 = cairn_heap_alloc(h, 24 * 4096), *c2 = cairn_heap_alloc(h, 24 * 4096);
+	REQUIRE(q && q2 && c1 && c2);
+	CHECK_EQ(cairn_heap_free(h, q), 0);
+	CHECK_EQ(cairn_heap_free(h, q2), 0);
+	CHECK_EQ(cairn_heap_free(h, c1), 0);
+	CHECK_EQ(cairn_heap_free(h, c2), 0);
+	r = cairn_host_reports();
+	*(uintptr_t *)c2 = harden ? (uintptr_t)keep : (uintptr_t)c2;
+	CHECK(cairn_objects_validate(o) != 0);
+	*(uintptr_t *)q2 = (uintptr_t)keep;
+	CHECK(cairn_heap_alloc(h, 40 * 4096) == q2);
+	unsigned char *y = cairn_heap_alloc(h, 40 * 4096); /* q dropped, c1 too */
+	CHECK(y != q && y != c1 && y != c2);
+	CHECK_EQ(cairn_host_reports(), r + 3); /* validate's, q2's and c2's links */
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK(cairn_heap_alloc(h, 24 * 4096) == c2);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	CHECK_EQ(cairn_heap_free(h, q), CAIRN_EFREE);
+	CHECK_EQ(cairn_heap_free(h, c1), CAIRN_EFREE);
+	CHECK_EQ(cairn_heap_free(h, q2), 0);
+	CHECK_EQ(cairn_heap_free(h, y), 0);
+	CHECK_EQ(cairn_heap_free(h, c2), 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
 	/* offline: every cached range back to the arena */
 	CHECK_EQ(cairn_heap_free(h, keep), 0);
 	cairn_heap_offline(h);
@@ -520,7 +601,11 @@ static void test_buddy_released(uint64_t free0)
 
 static void run(enum objtest_large mode, uint64_t free0)
 {
+	/* objtest_large_fini clears them: both passes get the caller's */
+	unsigned large_cache_kib = objtest_large_cache_kib, released_kib = objtest_released_kib;
 	for (int harden = 0; harden < 2; harden++) {
+		objtest_large_cache_kib = large_cache_kib;
+		objtest_released_kib = released_kib;
 		objtest_large_init(mode, 2 << 20);
 		enum cairn_obj_harden hd = harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF;
 		struct cairn_objects *o = objtest_create(hd);

@@ -12,7 +12,8 @@
  * Large objects come from buddy blocks or, with a mode argument, from a
  * range arena (1 in place, 2 mapped, 3 with a quantum cache in front, 4 in
  * place with the heaps' large caches and the instance's released blocks):
- * then a large object's usable size is its size rounded to pages, and a
+ * then a large object's usable size is its size rounded to pages (mode 4:
+ * up to twice that, a longer range from a heap's large cache), and a
  * range of the arena that another owner holds is foreign.
  * usage: objects_model seed ops [mode]
  */
