@@ -765,7 +765,10 @@ static inline bool word_has_frame0(uint64_t v, uint64_t bit)
 	return (v & both) == both && !(cont & bit << 1);
 }
 
-/* The same for frame i of the word, with both halves shifted down to it:
+/* The same predicate for frame i of the word, in the form the order-0
+ * check wants (it has the index, and the shifted form is shorter there);
+ * the free keeps the mask form above, as its CAS needs the bits anyway.
+ * Both halves shifted down to the frame:
  * the frame is allocated (alloc bit 0), and neither it nor the next frame
  * is allocated without being a head ((alloc & ~head) bits 0 and 1), which
  * also makes it a head. Shifting the 32-bit halves keeps the next frame's
