@@ -361,8 +361,8 @@ static void qcache_drain(struct cairn_objects *o)
  * stale head survives into an extent that may later start elsewhere (or
  * hold slabs), and no second free reaches the tree meanwhile. Links are
  * encoded as free lists are (hardened: with the heap's key), and every
- * link followed must name a CACHED entry, else the rest of the bin is
- * dropped and reported (leaked, never followed).
+ * link followed must name a CACHED entry of its own bin, else the rest of
+ * the bin is dropped and reported (leaked, never followed).
  */
 
 /* The entry stays non-zero (RETIRING: a free finds it and reports) until
@@ -442,13 +442,15 @@ static uintptr_t lcache_take(struct cairn_heap *h, uint64_t pages, uint64_t *len
 		uintptr_t prev = 0, r = h->lcache[bin];
 		/* a few of bin b may be too short; any above fits */
 		for (unsigned n = 0; r && n < 4; n++) {
-			if (unlikely(!lc_is_cached(h->o, r))) {
+			/* a link must name a cached range of this bin: one of
+			 * another bin is still on that bin's list, and its
+			 * count and this one's would both be wrong */
+			uint64_t l = lc_is_cached(h->o, r) ? PM_X_VALUE(pm_lookup(h->o, r)) : 0;
+			if (unlikely(!l || lc_bin(l) != bin)) {
 				lcache_corrupt(h, bin, prev, r);
 				break;
 			}
 			uintptr_t next = obj_decode(h, r, obj_word(r));
-			_Atomic uintptr_t *slot = pm_slot(h->o, r);
-			uint64_t l = PM_X_VALUE(atomic_load_explicit(slot, memory_order_relaxed));
 			if (l >= pages) {
 				if (prev)
 					obj_set_word(prev, obj_encode(h, prev, next));
@@ -456,7 +458,7 @@ static uintptr_t lcache_take(struct cairn_heap *h, uint64_t pages, uint64_t *len
 					h->lcache[bin] = next;
 				h->lcache_n[bin]--;
 				h->lcache_pages -= (unsigned)l;
-				atomic_store_explicit(slot, PM_X_ENTRY(PM_X_LIVE, l),
+				atomic_store_explicit(pm_slot(h->o, r), PM_X_ENTRY(PM_X_LIVE, l),
 						      memory_order_relaxed);
 				*len = l;
 				return r;
@@ -505,13 +507,14 @@ again:;
 			return false;
 		uintptr_t prev = evict[m] ? last[m] : 0;
 		uintptr_t r = prev ? obj_decode(h, prev, obj_word(prev)) : h->lcache[m];
-		if (unlikely(!lc_is_cached(o, r))) {
+		uint64_t l = lc_is_cached(o, r) ? PM_X_VALUE(pm_lookup(o, r)) : 0;
+		if (unlikely(!l || lc_bin(l) != m)) { /* as in lcache_take */
 			lcache_corrupt(h, m, prev, r);
 			if (h->lcache_pages + pages <= o->large_cache_pages)
 				return true;
 			goto again;
 		}
-		left -= PM_X_VALUE(pm_lookup(o, r));
+		left -= l;
 		n[m]--;
 		evict[m]++;
 		last[m] = r;

@@ -456,6 +456,35 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 	CHECK_EQ(cairn_heap_free(h, y), 0);
 	CHECK_EQ(cairn_heap_free(h, c2), 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* not hardened (a raw pointer is a link): a link into another bin
+	 * is cut like any bad link, not followed; the range it names stays
+	 * on its own bin and is served from there, once */
+	if (!harden) {
+		cairn_heap_offline(h);
+		cairn_heap_online(h);
+		unsigned char *l200 = cairn_heap_alloc(h, 200 * 4096);
+		unsigned char *l24a = cairn_heap_alloc(h, 24 * 4096);
+		unsigned char *l24b = cairn_heap_alloc(h, 24 * 4096);
+		REQUIRE(l200 && l24a && l24b);
+		CHECK_EQ(cairn_heap_free(h, l200), 0);
+		CHECK_EQ(cairn_heap_free(h, l24a), 0);
+		CHECK_EQ(cairn_heap_free(h, l24b), 0);
+		*(uintptr_t *)l24b = (uintptr_t)l200; /* a write after free */
+		r = cairn_host_reports();
+		CHECK(cairn_heap_alloc(h, 24 * 4096) == l24b);
+		unsigned char *z = cairn_heap_alloc(h, 24 * 4096);
+		REQUIRE(z);
+		CHECK(z != l200 && z != l24a);
+		CHECK_EQ(cairn_host_reports(), r + 1);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		CHECK(cairn_heap_alloc(h, 200 * 4096) == l200);
+		CHECK_EQ(cairn_host_reports(), r + 1);
+		CHECK_EQ(cairn_heap_free(h, l24a), CAIRN_EFREE); /* dropped, still cached */
+		CHECK_EQ(cairn_heap_free(h, l24b), 0);
+		CHECK_EQ(cairn_heap_free(h, z), 0);
+		CHECK_EQ(cairn_heap_free(h, l200), 0);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+	}
 	/* offline: every cached range back to the arena */
 	CHECK_EQ(cairn_heap_free(h, keep), 0);
 	cairn_heap_offline(h);
