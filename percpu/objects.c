@@ -1065,7 +1065,11 @@ static int free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
 
 /* The fast path: the pagemap names a slab whose free is a plain push by
  * this heap (fast_owner: ours, CUR or AVAIL, unhardened), so push; the
- * last object out of a slab and everything else go out of line. */
+ * last object out of an AVAIL slab and everything else go out of line.
+ * An emptied CUR slab stays as it is (slab_after_free keeps it online), so
+ * its state, on the line just written, is tested here: an allocation and
+ * its free in turn (one object in and out of the current slab, which
+ * every such free empties) make no call. */
 int cairn_heap_free(struct cairn_heap *h, void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
@@ -1073,7 +1077,7 @@ int cairn_heap_free(struct cairn_heap *h, void *ptr)
 	struct slab *s = (struct slab *)e;
 	if (likely(e && !(e & PM_TAG_MASK)) &&
 	    likely(atomic_load_explicit(&s->fast_owner, memory_order_relaxed) == h)) {
-		if (unlikely(!slab_push_plain(s, p)))
+		if (unlikely(!slab_push_plain(s, p)) && s->state != SLAB_CUR)
 			slab_emptied(h, s);
 		return 0;
 	}
