@@ -748,6 +748,37 @@ static void test_parked(void)
 	CHECK_EQ(q, a);
 	CHECK_EQ(entry_of(f, a), e + 1);
 
+	/* A parked frame in no slot (two threads as one CPU index both
+	 * parked; simulated by emptying the slot) is no search's to take,
+	 * not even the order-0 claim path's in the frame's own word: it
+	 * stays parked until something unparks it. */
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
+	CHECK(is_parked(f, a));
+	atomic_store(park_slot(f), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	CHECK(q != a && (q >> 17) == (a >> 17)); /* the same word */
+	CHECK(is_parked(f, a));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	cairn_phys_t q2, q3;
+	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, &q2, 1), 1);
+	CHECK(q2 != a && is_parked(f, a));
+	CHECK_EQ(cairn_frames_alloc_aligned(f, 0, 1, 0, &q3), 0);
+	CHECK(q3 != a && is_parked(f, a));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, q3, 0), 0); /* slot empty: parks q3 */
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &b), 0);
+	CHECK_EQ(b, q3);
+	CHECK_EQ(cairn_frames_alloc_at(f, a, 0), 0);
+	CHECK_EQ(free_total(f), total - 4);
+	CHECK_EQ(entry_of(f, a), e - 2);
+	CHECK_EQ(cairn_frames_free_bulk(f, &q, 1, NULL), 0);
+	CHECK_EQ(cairn_frames_free_bulk(f, &q2, 1, NULL), 0);
+	CHECK_EQ(cairn_frames_free_bulk(f, &q3, 1, NULL), 0);
+	CHECK_EQ(free_total(f), total - 1);
+	CHECK_EQ(entry_of(f, a), e + 1);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(atomic_load(park_slot(f)), 0);
+
 	/* a double free of a parked frame: EFREE, nothing changed */
 	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
 	uint64_t w = word_of(f, a), slot = atomic_load(park_slot(f));
