@@ -21,7 +21,8 @@
  *             (a soft reservation: others use it only when nothing else fits)
  *
  * Counting rule (the core invariant): FREE never exceeds the number of free
- * bits in the chunk minus the frames that in-flight allocators have claimed.
+ * unparked frames in the chunk (neither bit set; parked frames below) minus
+ * the frames that in-flight allocators have claimed.
  * Allocators decrement FREE first (claim) and then set bits; free() clears
  * bits first and then increments FREE. Hence a claimed order-0 frame always
  * exists, and FREE == 512 means no operation is in flight in the chunk, which
