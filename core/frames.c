@@ -38,16 +38,6 @@ static inline bool cas_strong(_Atomic uint64_t *p, uint64_t old, uint64_t new)
 	return atomic_compare_exchange_strong_explicit(p, &old, new, ACQ_REL, RELAXED);
 }
 
-/* Set bits of a word. Not __builtin_popcount: without -mpopcnt it becomes
- * a libgcc call, and the freestanding library links no runtime. */
-static inline unsigned bit_count(uint64_t v)
-{
-	v = v - ((v >> 1) & 0x5555555555555555ull);
-	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
-	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
-	return (unsigned)((v * 0x0101010101010101ull) >> 56);
-}
-
 /* n low bits set, n <= 32 */
 static inline uint64_t run_mask(unsigned n)
 {
@@ -167,7 +157,7 @@ static bool bits_take_at(_Atomic uint64_t *w, unsigned off, unsigned k)
 	if (k <= 5) {
 		uint64_t mask = run_mask(1u << k) << p;
 		uint64_t v = ld(&w[wi]);
-		while (!(v & mask))
+		while (!((v | v >> 32) & mask)) /* (parked frames are taken) */
 			if (cas(&w[wi], &v, v | mask | (1ull << (32 + p))))
 				return true;
 		return false;
@@ -198,8 +188,9 @@ static int bits_take(_Atomic uint64_t *w, unsigned k, unsigned a, unsigned start
 			unsigned wi = (start + i) % CHUNK_WORDS;
 			uint64_t v = ld(&w[wi]);
 			for (;;) {
-				/* m: positions p where frames p..p+n-1 are all free */
-				uint32_t m = ~(uint32_t)v;
+				/* m: positions p where frames p..p+n-1 are all free
+				 * and none is parked */
+				uint32_t m = word_avail(v);
 				for (unsigned s = 1; s < n; s <<= 1)
 					m &= m >> s;
 				m &= align_positions[a];
@@ -228,7 +219,7 @@ static unsigned bits_take_many(_Atomic uint64_t *w, uint64_t frame0, uint64_t n,
 	unsigned wi = start;
 	while (n) {
 		uint64_t v = ld(&w[wi]);
-		uint32_t avail = ~(uint32_t)v;
+		uint32_t avail = word_avail(v);
 		if (!avail) {
 			wi = (wi + 1) % CHUNK_WORDS;
 			continue;
@@ -423,6 +414,23 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 	return false;
 }
 
+/* Unpark every parked frame of the area (the exhaustion path only). */
+static __attribute__((noinline)) uint64_t area_unpark(struct cairn_frames *f,
+						      enum cairn_area area)
+{
+	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
+	uint64_t n = 0;
+	for (unsigned ri = 0; ri < nr; ri++) {
+		struct region *r = active_region(f, ri);
+		if (!r || r->area != area)
+			continue;
+		for (uint64_t c = 0; c < r->nchunks; c++)
+			if (!(ld(&r->chunk[c]) & CE_HUGE))
+				n += chunk_unpark(r, c, 0, CHUNK_FRAMES);
+	}
+	return n;
+}
+
 /* Areas in fallback order: highest first, so low memory is kept for the
  * requests that need it. */
 static const enum cairn_area area_order[CAIRN_AREAS] = {
@@ -440,10 +448,56 @@ static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request
 			continue;
 		bool done = q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q)
 						      : area_alloc_small(f, area, q);
+		/* Short of counted frames: parked ones may be what is missing
+		 * (a huge block's chunk short of one, the area's last frames).
+		 * Unpark every one in the area's bitmap, not only those the
+		 * slots name (two threads running as one CPU index can leave
+		 * one in no slot), and try once more. */
+		if (!done && area_unpark(f, area))
+			done = q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q)
+						       : area_alloc_small(f, area, q);
 		if (done)
 			return true;
 	}
 	return false;
+}
+
+/* Take the parked frame `frame` (a park slot's frame: it may be stale in
+ * any way) for this CPU, whose small hint for the frame's area is hp:
+ * true if the word's CAS from HEAD alone to ALLOCATED|HEAD won it. No
+ * claim: a parked frame is not counted in FREE. */
+static __attribute__((noinline)) bool take_parked(struct cairn_frames *f, uint64_t frame,
+						  _Atomic uint64_t *hp, cairn_phys_t *out)
+{
+	struct region *r = region_find(f, frame);
+	if (!r)
+		return false;
+	_Atomic uint64_t *w = frame_word(r, frame);
+	uint64_t bit = 1ull << (frame % WORD_FRAMES), v = ld(w);
+	while (word_parked(v) & bit)
+		if (cas(w, &v, v | bit)) {
+			atomic_store_explicit(hp, frame_hint(r, frame), RELAXED);
+			atomic_store_explicit(hint_word(hp), v | bit, RELAXED);
+			*out = frame << CAIRN_FRAME_SHIFT;
+			return true;
+		}
+	return false;
+}
+
+/* The plain order-0 allocation of the general path: the CPU's parked frame
+ * of the first area present among the request's, if it has one. */
+static bool alloc_parked(struct cairn_frames *f, unsigned areas, cairn_phys_t *out)
+{
+	areas &= atomic_load_explicit(&f->areas_present, RELAXED);
+	if (!areas)
+		return false;
+	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[31 - __builtin_clz(areas)];
+	_Atomic uint64_t *pk = hint_park(hp);
+	uint64_t parked = atomic_load_explicit(pk, RELAXED);
+	if (!parked)
+		return false;
+	atomic_store_explicit(pk, 0, RELAXED);
+	return take_parked(f, parked - 1, hp, out);
 }
 
 int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
@@ -454,7 +508,9 @@ int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
 	    align_order < order || (flags & ~(CAIRN_F_ANY | CAIRN_F_ZERO)))
 		return CAIRN_EINVAL;
 	struct request q = { .k = order, .a = align_order, .out = out, .want = 1 };
-	if (!alloc_request(f, flags, &q))
+	if (!(align_order == 0 && alloc_parked(f, flags & CAIRN_F_ANY ? flags & CAIRN_F_ANY
+								  : CAIRN_F_ANY, out)) &&
+	    !alloc_request(f, flags, &q))
 		return CAIRN_ENOMEM;
 	if (flags & CAIRN_F_ZERO)
 		zero_frames(*out, 1ull << order);
@@ -482,12 +538,59 @@ static inline int first_area(struct cairn_frames *f, unsigned areas)
 }
 
 static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned flags,
+					    cairn_phys_t *out);
+
+/* alloc0_parked's frame in another word than the hint's, or a stale seed
+ * (no verdict: take_parked reads the word); then alloc0 as usual. */
+static __attribute__((noinline)) int alloc0_parked_slow(struct cairn_frames *f, unsigned flags,
+							cairn_phys_t *out, _Atomic uint64_t *hp,
+							uint64_t frame)
+{
+	if (take_parked(f, frame, hp, out))
+		return 0;
+	return alloc0(f, flags, out);
+}
+
+/* alloc0 with a frame in this CPU's park slot (hp its small hint): the
+ * frame it parked, in the hint's word as after an order-0 free (else
+ * take_parked finds its region). One CAS of its word from HEAD alone back
+ * to allocated, seeded as alloc0's claim path is (the free left the word's
+ * value in the seed), and no claim: a parked frame is not counted. The slot
+ * is emptied first, whatever comes of it; a slot whose frame is parked no
+ * more (another CPU unparked or took it) costs a failed CAS, and alloc0
+ * then runs as usual. Apart from alloc0, so that its claim path keeps its
+ * short prologue. */
+static __attribute__((noinline)) int alloc0_parked(struct cairn_frames *f, unsigned flags,
+						   cairn_phys_t *out, _Atomic uint64_t *hp)
+{
+	_Atomic uint64_t *pk = hint_park(hp), *seed = hint_word(hp);
+	uint64_t frame = atomic_load_explicit(pk, RELAXED) - 1;
+	atomic_store_explicit(pk, 0, RELAXED);
+	uint64_t hint = atomic_load_explicit(hp, RELAXED);
+	struct region *r = active_region(f, hint_slot(hint));
+	if (r && hint_place(hint) == frame / WORD_FRAMES) {
+		_Atomic uint64_t *w = frame_word(r, frame);
+		uint64_t bit = 1ull << (frame % WORD_FRAMES);
+		uint64_t v = atomic_load_explicit(seed, RELAXED);
+		while (word_parked(v) & bit)
+			if (cas(w, &v, v | bit)) {
+				atomic_store_explicit(seed, v | bit, RELAXED);
+				*out = frame << CAIRN_FRAME_SHIFT;
+				return 0;
+			}
+	}
+	return alloc0_parked_slow(f, flags, out, hp, frame);
+}
+
+static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned flags,
 					    cairn_phys_t *out)
 {
 	int area = first_area(f, flags ? flags : CAIRN_F_ANY);
 	if (area < 0)
 		return alloc_slow(f, 0, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].small[area], *seed = hint_word(hp);
+	if (atomic_load_explicit(hint_park(hp), RELAXED))
+		return alloc0_parked(f, flags, out, hp);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	/* (a CPU with no hint yet reads 0, which hint_slot decodes to slot
 	 * ~0u: no region, so the general path runs) */
@@ -519,10 +622,10 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	 * after the general path moved the hint): look at the word first. */
 	uint64_t at = gw;
 	_Atomic uint64_t *w = (_Atomic uint64_t *)(words + at * sizeof(uint64_t));
-	if ((uint32_t)v == (uint32_t)ALLOC_HALF)
+	if (!word_avail(v))
 		v = ld(w);
 	for (;;) {
-		uint32_t avail = ~(uint32_t)v;
+		uint32_t avail = word_avail(v);
 		if (!avail) { /* the next word of the chunk, round */
 			at = (at & ~(uint64_t)(CHUNK_WORDS - 1)) | ((at + 1) % CHUNK_WORDS);
 			w = (_Atomic uint64_t *)(words + at * sizeof(uint64_t));
@@ -646,8 +749,11 @@ run_end:
 static inline int check_block_word(uint64_t v, unsigned p, unsigned n, uint64_t next_cont)
 {
 	uint64_t mask = run_mask(n) << p;
+	/* ALLOCATED first: a parked frame (HEAD alone) is free */
+	if (!(v & (1ull << p)))
+		return CAIRN_EFREE;
 	if (!(v & (1ull << (32 + p))))
-		return v & (1ull << p) ? CAIRN_EORDER : CAIRN_EFREE;
+		return CAIRN_EORDER; /* a continuation */
 	if ((v & mask) != mask || ((v >> 32) & mask & ~(1ull << p)))
 		return CAIRN_EORDER; /* a smaller block starts here */
 	if (next_cont)
@@ -812,6 +918,14 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	 * a seed left by a removed region's slot is only a stale seed. */
 	uint64_t v = hint_place(atomic_load_explicit(hp, RELAXED)) == frame / WORD_FRAMES
 			     ? atomic_load_explicit(hint_word(hp), RELAXED) : ld(w);
+	/* Park the frame if this CPU's slot is free: clear ALLOCATED only
+	 * (HEAD alone is "parked", frames_layout.h) and leave FREE as it is,
+	 * so this CPU's next order-0 allocation takes it back with one CAS
+	 * and no claim. The slot is read plainly: a thread that shares this
+	 * CPU index may park at the same time and one frame is then in no
+	 * slot, which the exhaustion scan still finds (alloc_request). */
+	_Atomic uint64_t *pk = hint_park(hp);
+	uint64_t clear = atomic_load_explicit(pk, RELAXED) ? both : bit;
 	for (;;) {
 		if (!word_has_frame0(v, bit)) {
 			uint64_t now = ld(w);
@@ -820,15 +934,18 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 			v = now;
 			continue;
 		}
-		if (cas(w, &v, v & ~both))
+		if (cas(w, &v, v & ~clear))
 			break;
 	}
-	chunk_unclaim(frame_entry(r, frame), 1);
+	if (clear == bit)
+		atomic_store_explicit(pk, frame + 1, RELAXED);
+	else
+		chunk_unclaim(frame_entry(r, frame), 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
 	atomic_store_explicit(hp, frame_hint(r, frame), RELAXED);
-	atomic_store_explicit(hint_word(hp), v & ~both, RELAXED);
+	atomic_store_explicit(hint_word(hp), v & ~clear, RELAXED);
 	return true;
 }
 
@@ -1014,19 +1131,32 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 	if (err)
 		return err;
 	if (order >= CAIRN_HUGE_ORDER) {
-		for (uint64_t j = 0; j < 1ull << (order - CAIRN_HUGE_ORDER); j++)
+		uint64_t nc = 1ull << (order - CAIRN_HUGE_ORDER);
+		for (uint64_t j = 0; j < nc; j++)
 			if (chunk_capacity(r, c + j) != CHUNK_FRAMES)
 				return CAIRN_ERANGE;
-		return chunks_take(r, c, order) ? 0 : CAIRN_EBUSY;
+		for (int again = 1;; again = 0) {
+			if (chunks_take(r, c, order))
+				return 0;
+			/* a parked frame in the range: unpark, then once more */
+			uint64_t n = 0;
+			for (uint64_t j = 0; again && j < nc; j++)
+				n += chunk_unpark(r, c + j, 0, CHUNK_FRAMES);
+			if (!n)
+				return CAIRN_EBUSY;
+		}
 	}
-	bool owned;
 	uint64_t n = 1ull << order;
-	if (!chunk_claim(&r->chunk[c], n, n, 0, false, &owned))
-		return CAIRN_EBUSY;
-	if (bits_take_at(chunk_words(r, c), off, order))
-		return 0;
-	chunk_unclaim(&r->chunk[c], n);
-	return CAIRN_EBUSY;
+	for (int again = 1;; again = 0) {
+		bool owned;
+		if (chunk_claim(&r->chunk[c], n, n, 0, false, &owned)) {
+			if (bits_take_at(chunk_words(r, c), off, order))
+				return 0;
+			chunk_unclaim(&r->chunk[c], n);
+		}
+		if (!again || !chunk_unpark(r, c, off, off + (unsigned)n))
+			return CAIRN_EBUSY;
+	}
 }
 
 /* Clear frames [lo, hi) of a chunk's bitmap that we hold as order-0 blocks. */
@@ -1054,7 +1184,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
 		uint64_t m = run_mask(n) << p, v = ld(&w[wi]);
 		bool ok = false;
-		while (!(v & m))
+		while (!((v | v >> 32) & m)) /* (parked frames are taken) */
 			if ((ok = cas(&w[wi], &v, v | m | m << 32)))
 				break;
 		if (!ok) {
@@ -1123,16 +1253,27 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 	if (err)
 		return err;
 	struct piece_walk pw;
-	for (at = first; piece_next(f, &at, end, &pw);) {
-		if (piece_reserve(pw.r, pw.c, pw.lo, pw.hi))
-			continue;
-		/* undo every piece before the failed one */
-		uint64_t stop = at - (pw.hi - pw.lo);
-		for (at = first; at < stop && piece_next(f, &at, stop, &pw);)
-			piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
-		return CAIRN_EBUSY;
+	for (int again = 1;; again = 0) {
+		bool done = true;
+		for (at = first; piece_next(f, &at, end, &pw);) {
+			if (piece_reserve(pw.r, pw.c, pw.lo, pw.hi))
+				continue;
+			/* undo every piece before the failed one */
+			uint64_t stop = at - (pw.hi - pw.lo);
+			for (at = first; at < stop && piece_next(f, &at, stop, &pw);)
+				piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
+			done = false;
+			break;
+		}
+		if (done)
+			return 0;
+		/* a parked frame in the range: unpark them all, then once more */
+		uint64_t n = 0;
+		for (at = first; again && piece_next(f, &at, end, &pw);)
+			n += chunk_unpark(pw.r, pw.c, pw.lo, pw.hi);
+		if (!n)
+			return CAIRN_EBUSY;
 	}
-	return 0;
 }
 
 int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t size)

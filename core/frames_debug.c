@@ -16,6 +16,15 @@ static bool frame_free(struct region *r, uint64_t c, unsigned off)
 	return !((ld(&chunk_words(r, c)[off / WORD_FRAMES]) >> (off % WORD_FRAMES)) & 1);
 }
 
+/* Parked frames of chunk c (free, not counted in FREE: frames_layout.h). */
+static uint64_t chunk_parked(struct region *r, uint64_t c)
+{
+	uint64_t n = 0;
+	for (unsigned wi = 0; wi < CHUNK_WORDS; wi++)
+		n += bit_count(word_parked(ld(&chunk_words(r, c)[wi])));
+	return n;
+}
+
 /* Count [off, off + 2^k) of chunk c as maximal aligned free blocks. */
 static void count_bits(struct region *r, uint64_t c, unsigned off, unsigned k,
 		       uint64_t *blocks)
@@ -40,7 +49,8 @@ static void count_chunks(struct region *r, uint64_t cn, unsigned k, uint64_t *bl
 	bool all = cn >= r->chunk0 && cn + nc <= r->chunk0 + r->nchunks;
 	for (uint64_t j = 0; j < nc && all; j++) {
 		uint64_t e = ld(&r->chunk[cn - r->chunk0 + j]);
-		all = !(e & CE_HUGE) && ce_free(e) == CHUNK_FRAMES;
+		all = !(e & CE_HUGE) &&
+		      ce_free(e) + chunk_parked(r, cn - r->chunk0 + j) == CHUNK_FRAMES;
 	}
 	if (all) {
 		blocks[k]++;
@@ -65,7 +75,7 @@ void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st)
 		st->meta_bytes += r->meta_bytes;
 		st->total_frames[r->area] += r->end - r->first;
 		for (uint64_t c = 0; c < r->nchunks; c++)
-			st->free_frames[r->area] += ce_free(ld(&r->chunk[c]));
+			st->free_frames[r->area] += ce_free(ld(&r->chunk[c])) + chunk_parked(r, c);
 		uint64_t step = 1ull << (CAIRN_MAX_ORDER - CAIRN_HUGE_ORDER);
 		for (uint64_t cn = r->chunk0 & ~(step - 1); cn < r->chunk0 + r->nchunks; cn += step)
 			count_chunks(r, cn, CAIRN_MAX_ORDER, st->free_blocks[r->area]);
@@ -78,11 +88,12 @@ static int broken(const char *what, uint64_t a, uint64_t b)
 	return CAIRN_ECORRUPT;
 }
 
-/* One small (non-huge) chunk: bits agree with the counter, absent frames
- * are allocated heads, every block is a naturally aligned power of two. */
+/* One small (non-huge) chunk: bits agree with the counter (parked frames
+ * are free, not counted), absent frames are allocated heads, every block
+ * is a naturally aligned power of two. */
 static int check_chunk(struct cairn_frames *f, struct region *r, uint64_t c)
 {
-	uint64_t e = ld(&r->chunk[c]), base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0;
+	uint64_t e = ld(&r->chunk[c]), base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0, parked = 0;
 	_Atomic uint64_t *w = chunk_words(r, c);
 	if (e & (CE_HEAD | CE_ORDER_MASK))
 		return broken("frames: head/order on a small chunk", base, e);
@@ -101,8 +112,8 @@ static int check_chunk(struct cairn_frames *f, struct region *r, uint64_t c)
 			is_head = false;
 		} else if (o < CHUNK_FRAMES && !alloc) {
 			free++;
-			if (is_head)
-				return broken("frames: head bit on a free frame", fr, v);
+			parked += is_head; /* HEAD alone: parked, free */
+			is_head = false;
 		}
 		if (len && (!alloc || is_head)) { /* the previous block ended */
 			if (len & (len - 1) || head % len)
@@ -119,7 +130,8 @@ static int check_chunk(struct cairn_frames *f, struct region *r, uint64_t c)
 			len++;
 		}
 	}
-	if (free != ce_free(e))
+	/* Counting rule, quiescent: FREE + parked == free bits */
+	if (free != ce_free(e) + parked)
 		return broken("frames: chunk counter differs from its bitmap", base, ce_free(e));
 	return 0;
 }
@@ -205,7 +217,7 @@ void cairn_frames_dump(struct cairn_frames *f)
 		uint64_t free = 0, huge = 0, full = 0;
 		for (uint64_t c = 0; state == REGION_ACTIVE && c < r->nchunks; c++) {
 			uint64_t e = ld(&r->chunk[c]);
-			free += ce_free(e);
+			free += ce_free(e) + chunk_parked(r, c);
 			huge += !!(e & CE_HUGE);
 			full += !(e & CE_HUGE) && ce_free(e) == 0;
 		}

@@ -178,6 +178,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 			atomic_init(&f->cpu[c].word[a], 0);
 			atomic_init(&f->cpu[c].huge[a], 0);
 			atomic_init(&f->cpu[c].owned[a], 0);
+			atomic_init(&f->cpu[c].park[a], 0);
 		}
 	for (unsigned i = 0; i < CAIRN_MAX_REGIONS; i++)
 		atomic_init(&f->region[i].state, REGION_UNUSED);
@@ -299,11 +300,18 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 			uint64_t e = atomic_load_explicit(&r->chunk[c], memory_order_relaxed);
 			uint64_t cap = chunk_capacity(r, c);
 			bool ok = false;
-			while (!(e & CE_HUGE) && ce_free(e) == cap)
-				if ((ok = atomic_compare_exchange_weak_explicit(
-					     &r->chunk[c], &e, CE_HUGE, memory_order_acq_rel,
-					     memory_order_relaxed)))
+			for (int again = 1;; again = 0) {
+				while (!(e & CE_HUGE) && ce_free(e) == cap)
+					if ((ok = atomic_compare_exchange_weak_explicit(
+						     &r->chunk[c], &e, CE_HUGE, memory_order_acq_rel,
+						     memory_order_relaxed)))
+						break;
+				/* parked frames are free but not counted: unpark
+				 * the chunk's, then once more */
+				if (ok || !again || !chunk_unpark(r, c, 0, CHUNK_FRAMES))
 					break;
+				e = atomic_load_explicit(&r->chunk[c], memory_order_relaxed);
+			}
 			if (!ok)
 				break;
 		}

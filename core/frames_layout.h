@@ -21,11 +21,26 @@
  *             (a soft reservation: others use it only when nothing else fits)
  *
  * Counting rule (the core invariant): FREE never exceeds the number of free
- * bits in the chunk minus the frames that in-flight allocators have claimed.
+ * unparked frames in the chunk (neither bit set; parked frames below) minus
+ * the frames that in-flight allocators have claimed.
  * Allocators decrement FREE first (claim) and then set bits; free() clears
  * bits first and then increments FREE. Hence a claimed order-0 frame always
  * exists, and FREE == 512 means no operation is in flight in the chunk, which
  * is what makes the chunk-level CAS of a huge allocation safe.
+ *
+ * Parked frames. An order-0 frame with HEAD and without ALLOCATED (a state
+ * no block uses) is "parked": free in the bitmap, but NOT counted in FREE.
+ * An order-0 free whose CPU's park slot (struct cpu_hint) is empty parks
+ * the frame (one word CAS, no FREE add) and names it in the slot; that
+ * CPU's next plain order-0 allocation CASes it straight back to allocated
+ * (no claim). Anybody may unpark a parked frame: CAS HEAD off, then add 1
+ * to FREE. The word CAS alone decides who has the frame. So the counting
+ * rule reads: FREE + parked <= free bits - claims, and FREE alone never
+ * exceeds the unparked free bits (neither bit set) minus claims, which is
+ * why every search takes only frames with neither bit set, and why every
+ * path that needs counted frames and comes up short unparks first: the
+ * area's bitmap on exhaustion, a range's words for alloc_at, reserve and
+ * region removal.
  *
  * Frames of a partial chunk that lie outside the region are marked
  * ALLOCATED|HEAD forever and never counted; every entry point checks region
@@ -141,6 +156,11 @@ struct cpu_hint {
 	_Atomic uint64_t word[CAIRN_AREAS];
 	_Atomic uint64_t huge[CAIRN_AREAS];  /* slot+1 << HINT_SLOT_SHIFT | chunk */
 	_Atomic uint64_t owned[CAIRN_AREAS]; /* chunk whose OWNER is us, same packing */
+	/* Frame number + 1 of the frame this CPU last parked in the area (0:
+	 * none). Only a place to look: whoever CASes the frame's word decides
+	 * who has it, so the slot may be stale in any way (see "Parked
+	 * frames" below). Written only by its CPU. */
+	_Atomic uint64_t park[CAIRN_AREAS];
 } __attribute__((aligned(64)));
 
 /* The `word` that goes with the small hint at hp (&h->small[area]): the
@@ -150,6 +170,37 @@ static inline _Atomic uint64_t *hint_word(_Atomic uint64_t *hp)
 {
 	return (_Atomic uint64_t *)((char *)hp + offsetof(struct cpu_hint, word) -
 				    offsetof(struct cpu_hint, small));
+}
+
+/* Set bits of a word. Not __builtin_popcount: without -mpopcnt it becomes
+ * a libgcc call, and the freestanding library links no runtime. */
+static inline unsigned bit_count(uint64_t v)
+{
+	v = v - ((v >> 1) & 0x5555555555555555ull);
+	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((v * 0x0101010101010101ull) >> 56);
+}
+
+/* The park slot that goes with the small hint at hp, as hint_word. */
+static inline _Atomic uint64_t *hint_park(_Atomic uint64_t *hp)
+{
+	return (_Atomic uint64_t *)((char *)hp + offsetof(struct cpu_hint, park) -
+				    offsetof(struct cpu_hint, small));
+}
+
+/* Parked frames of word v: HEAD without ALLOCATED (see "Parked frames"
+ * above), as a mask of the ALLOCATED half. */
+static inline uint32_t word_parked(uint64_t v)
+{
+	return (uint32_t)(v >> 32) & ~(uint32_t)v;
+}
+
+/* Frames of word v that a search may take: neither bit set (a parked
+ * frame is free but not counted, so it is no search's to take). */
+static inline uint32_t word_avail(uint64_t v)
+{
+	return ~(uint32_t)(v | v >> 32);
 }
 
 struct cairn_frames {
@@ -185,6 +236,41 @@ static inline uint64_t chunk_capacity(const struct region *r, uint64_t c)
 static inline _Atomic uint64_t *chunk_words(const struct region *r, uint64_t c)
 {
 	return &r->bits[c * CHUNK_WORDS];
+}
+
+/* Unpark the parked frames among `within` (a mask of frames) of word w of
+ * a chunk whose entry is ce: one CAS takes HEAD off all of them (the CAS
+ * decides: a frame another CPU took or unparked first is no longer
+ * parked in the value it compares), then FREE counts them, bits first as
+ * in every free. Returns how many. */
+static inline unsigned word_unpark(_Atomic uint64_t *w, _Atomic uint64_t *ce, uint32_t within)
+{
+	uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+	uint32_t m;
+	while ((m = word_parked(v) & within))
+		if (atomic_compare_exchange_weak_explicit(w, &v, v & ~((uint64_t)m << 32),
+							  memory_order_acq_rel,
+							  memory_order_relaxed)) {
+			atomic_fetch_add_explicit(ce, bit_count(m), memory_order_acq_rel);
+			return bit_count(m);
+		}
+	return 0;
+}
+
+/* Unpark every parked frame of chunk c's frames [lo, hi). A huge chunk's
+ * words are zero: nothing there. Returns how many. */
+static inline uint64_t chunk_unpark(const struct region *r, uint64_t c, unsigned lo, unsigned hi)
+{
+	_Atomic uint64_t *w = &r->bits[c * CHUNK_WORDS];
+	uint64_t n = 0;
+	for (unsigned at = lo; at < hi;) {
+		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
+		unsigned k = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
+		uint32_t within = (uint32_t)((k >= 32 ? 0xffffffffull : (1ull << k) - 1) << p);
+		n += word_unpark(&w[wi], &r->chunk[c], within);
+		at += k;
+	}
+	return n;
 }
 
 /* The active region holding `frame`, or NULL. Slots below nregions were

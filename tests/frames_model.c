@@ -12,6 +12,18 @@
  * accepted area, and no accepted area of higher preference could have served
  * it; ENOMEM only when no accepted area can.
  *
+ * Parked frames (core/frames_layout.h) are modelled exactly: the one CPU's
+ * park slot per area (the frame an order-0 free parked when the slot was
+ * empty), and whether that frame is still parked. A plain order-0
+ * allocation must return the slot's frame while it is parked; a search must
+ * never return a parked frame; an area that cannot serve a request without
+ * its parked frame unparks it; alloc_at and reserve unpark the parked
+ * frames of their range. After every operation the parked frames of the
+ * bitmap must be exactly the model's. The huge bulk allocation alone is
+ * not predicted (how often it falls to the general path, which unparks,
+ * depends on its hint's runs): there the model only checks that nothing
+ * was parked anew, and follows.
+ *
  * usage: frames_model [seed] [ops]
  */
 #include <cairn/frames.h>
@@ -20,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/frames_layout.h"
 #include "check.h"
 
 #define MiB (1024ull * 1024)
@@ -68,6 +81,36 @@ static const struct span *span_of(uint64_t fr)
 	return NULL;
 }
 
+/* The park slot per area (frame, or -1) and whether its frame is still
+ * parked. Only the slots hold parked frames here (one thread, one CPU). */
+static int64_t ref_slot[CAIRN_AREAS] = { -1, -1, -1 };
+static bool ref_live[CAIRN_AREAS];
+static uint64_t parked_taken, parked_searched; /* how often each happened */
+
+static bool is_parked_ref(uint64_t fr)
+{
+	for (unsigned a = 0; a < CAIRN_AREAS; a++)
+		if (ref_live[a] && ref_slot[a] == (int64_t)fr)
+			return true;
+	return false;
+}
+
+static bool range_parked(uint64_t fr, uint64_t n)
+{
+	for (unsigned a = 0; a < CAIRN_AREAS; a++)
+		if (ref_live[a] && (uint64_t)ref_slot[a] - fr < n)
+			return true;
+	return false;
+}
+
+/* alloc_at and reserve unpark the parked frames of their range. */
+static void unpark_range(uint64_t fr, uint64_t n)
+{
+	for (unsigned a = 0; a < CAIRN_AREAS; a++)
+		if (ref_live[a] && (uint64_t)ref_slot[a] - fr < n)
+			ref_live[a] = false;
+}
+
 static bool range_free(uint64_t fr, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++)
@@ -99,6 +142,21 @@ static bool ref_fits(unsigned area, unsigned k, unsigned a)
 		for (uint64_t fr = (spans[i].first + step - 1) & ~(step - 1);
 		     fr + n <= spans[i].end; fr += step)
 			if (range_free(fr, n))
+				return true;
+	}
+	return false;
+}
+
+/* The same without the parked frames: what a search can take. */
+static bool ref_fits_unparked(unsigned area, unsigned k, unsigned a)
+{
+	for (int i = 0; i < NSPANS; i++) {
+		if (spans[i].area != area)
+			continue;
+		uint64_t step = 1ull << a, n = 1ull << k;
+		for (uint64_t fr = (spans[i].first + step - 1) & ~(step - 1);
+		     fr + n <= spans[i].end; fr += step)
+			if (range_free(fr, n) && !range_parked(fr, n))
 				return true;
 	}
 	return false;
@@ -169,6 +227,40 @@ static void hold(cairn_phys_t p, unsigned k)
 	held[nheld++] = (struct held){ p, k };
 }
 
+/* A single order-0 free that succeeded parks the frame if its area's
+ * slot is empty. */
+static void ref_freed0(cairn_phys_t p)
+{
+	const struct span *s = span_of(p / FRAME);
+	if (ref_slot[s->area] < 0) {
+		ref_slot[s->area] = (int64_t)(p / FRAME);
+		ref_live[s->area] = true;
+	}
+}
+
+/* The bitmap's parked frames are exactly the model's. */
+static void compare_parked(struct cairn_frames *f)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < NSPANS; i++) {
+		struct region *r = region_find(f, spans[i].first);
+		REQUIRE(r);
+		for (uint64_t w = 0; w < r->nchunks * CHUNK_WORDS; w++)
+			for (uint32_t m = word_parked(atomic_load(&r->bits[w])); m; m &= m - 1) {
+				uint64_t fr = (r->chunk0 * CHUNK_WORDS + w) * WORD_FRAMES +
+					      (unsigned)__builtin_ctz(m);
+				CHECK(is_parked_ref(fr));
+				n++;
+			}
+	}
+	uint64_t want = 0;
+	for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+		want += ref_live[a];
+		CHECK_EQ(atomic_load(&f->cpu[0].park[a]), ref_slot[a] < 0 ? 0 : (uint64_t)ref_slot[a] + 1);
+	}
+	CHECK_EQ(n, want);
+}
+
 static void compare_stats(struct cairn_frames *f)
 {
 	struct cairn_frames_stats st;
@@ -217,16 +309,47 @@ static void op_alloc(struct cairn_frames *f)
 	unsigned k = random_order(), a = k + (below(3) == 0 ? (unsigned)below(5) : 0);
 	unsigned flags = (unsigned)below(8) | (below(10) == 0 ? CAIRN_F_ZERO : 0);
 	cairn_phys_t p;
-	int err = cairn_frames_alloc_aligned(f, k, a, flags, &p);
+	bool plain = k == 0 && a == 0 && !(flags & CAIRN_F_ZERO) && below(2);
+	int err = plain ? cairn_frames_alloc(f, 0, flags, &p)
+			: cairn_frames_alloc_aligned(f, k, a, flags, &p);
 	unsigned areas = areas_of(flags);
+	/* the model's way: the slot of the first accepted area for a plain
+	 * order-0 request, else each accepted area in turn, its parked frame
+	 * unparked when the area cannot serve the request without it */
+	int64_t expect = -1;
+	unsigned first = 0;
+	while (!(areas & (1u << pref[first])))
+		first++;
+	if (k == 0 && a == 0 && ref_slot[pref[first]] >= 0) {
+		if (ref_live[pref[first]])
+			expect = ref_slot[pref[first]];
+		parked_taken += ref_live[pref[first]];
+		ref_live[pref[first]] = false;
+		ref_slot[pref[first]] = -1;
+	}
+	for (unsigned i = 0; expect < 0 && i < 3; i++) {
+		if (!(areas & (1u << pref[i])))
+			continue;
+		if (ref_fits_unparked(pref[i], k, a))
+			break;
+		parked_searched += ref_live[pref[i]];
+		ref_live[pref[i]] = false;
+		if (ref_fits(pref[i], k, a))
+			break;
+	}
 	if (err) {
 		CHECK_EQ(err, CAIRN_ENOMEM);
+		CHECK_EQ(expect, -1);
 		for (unsigned i = 0; i < 3; i++)
 			if (areas & (1u << pref[i]))
 				CHECK(!ref_fits(pref[i], k, a));
 		return;
 	}
 	uint64_t fr = p / FRAME;
+	if (expect >= 0)
+		CHECK_EQ(fr, (uint64_t)expect);
+	else
+		CHECK(!range_parked(fr, 1ull << k));
 	const struct span *s = span_of(fr);
 	REQUIRE(s);
 	CHECK_EQ(fr % (1ull << a), 0);
@@ -258,6 +381,8 @@ static void op_free(struct cairn_frames *f)
 	struct held h = held[i];
 	CHECK_EQ(cairn_frames_free(f, h.phys, h.order), 0);
 	unmark(h.phys / FRAME, h.order);
+	if (h.order == 0)
+		ref_freed0(h.phys);
 	held[i] = held[--nheld];
 	gone[ngone++ % 64] = h;
 }
@@ -317,6 +442,8 @@ static void op_bad_free(struct cairn_frames *f)
 	CHECK_EQ(err, expect);
 	if (err == 0 && expect == 0) { /* it was a block we hold after all */
 		unmark(p / FRAME, k);
+		if (k == 0)
+			ref_freed0(p);
 		forget_record(p, FRAME << k);
 		for (size_t i = 0; i < nheld; i++)
 			if (held[i].phys == p) {
@@ -333,6 +460,8 @@ static void op_alloc_at(struct cairn_frames *f)
 	int expect = ref_locate(p, k);
 	if (!expect && !range_free(p / FRAME, 1ull << k))
 		expect = CAIRN_EBUSY;
+	if (!expect || expect == CAIRN_EBUSY)
+		unpark_range(p / FRAME, 1ull << k);
 	CHECK_EQ(cairn_frames_alloc_at(f, p, k), expect);
 	if (!expect) {
 		mark(p / FRAME, k);
@@ -349,6 +478,8 @@ static void op_reserve(struct cairn_frames *f)
 	int expect = ref_range_err(p, size);
 	if (!expect && !range_free(p / FRAME, size / FRAME))
 		expect = CAIRN_EBUSY;
+	if (!expect || expect == CAIRN_EBUSY)
+		unpark_range(p / FRAME, size / FRAME);
 	CHECK_EQ(cairn_frames_reserve(f, p, size), expect);
 	if (!expect) {
 		for (uint64_t fr = p / FRAME; fr < (p + size) / FRAME; fr++)
@@ -402,11 +533,23 @@ static void op_bulk(struct cairn_frames *f)
 	size_t n = 1 + below(100);
 	unsigned flags = (unsigned)below(8);
 	cairn_phys_t v[100];
-	size_t got = cairn_frames_alloc_bulk(f, flags, v, n);
 	unsigned areas = areas_of(flags), lowest = 0;
+	/* an area short of counted frames unparks its parked one */
+	uint64_t need = n;
+	for (unsigned j = 0; j < 3 && need; j++) {
+		if (!(areas & (1u << pref[j])))
+			continue;
+		uint64_t counted = ref_free_in(pref[j]) - ref_live[pref[j]];
+		if (need > counted)
+			ref_live[pref[j]] = false;
+		uint64_t avail = ref_free_in(pref[j]) - ref_live[pref[j]];
+		need -= need < avail ? need : avail;
+	}
+	size_t got = cairn_frames_alloc_bulk(f, flags, v, n);
 	for (size_t i = 0; i < got; i++) {
 		const struct span *s = span_of(v[i] / FRAME);
 		REQUIRE(s);
+		CHECK(!is_parked_ref(v[i] / FRAME));
 		CHECK(areas & (1u << s->area));
 		CHECK(head[v[i] / FRAME] == FREE);
 		mark(v[i] / FRAME, 0);
@@ -452,6 +595,11 @@ static void op_bulk_huge(struct cairn_frames *f)
 	size_t got = cairn_frames_alloc_bulk_huge(f, flags, v, n);
 	unsigned areas = areas_of(flags);
 	CHECK(got <= n);
+	for (unsigned a = 0; a < CAIRN_AREAS; a++) /* (see the top: followed) */
+		if (ref_live[a] && !(word_parked(atomic_load(frame_word(
+			    region_find(f, (uint64_t)ref_slot[a]), (uint64_t)ref_slot[a]))) >>
+				     (ref_slot[a] % WORD_FRAMES) & 1))
+			ref_live[a] = false;
 	for (size_t i = 0; i < got; i++) {
 		uint64_t fr = v[i] / FRAME;
 		const struct span *s = span_of(fr);
@@ -541,6 +689,7 @@ int main(int argc, char **argv)
 		else
 			op_bulk_huge(f);
 		CHECK_EQ(cairn_frames_validate(f), 0);
+		compare_parked(f);
 		if (i % 64 == 0)
 			compare_stats(f);
 		if (check_failures)
@@ -566,6 +715,8 @@ int main(int argc, char **argv)
 	struct cairn_frames_stats st;
 	cairn_frames_stats(f, &st);
 	CHECK_EQ(st.free_frames[0] + st.free_frames[1] + st.free_frames[2], total);
-	printf("seed %llu, %llu ops\n", (unsigned long long)seed, (unsigned long long)ops);
+	printf("seed %llu, %llu ops; parked frames taken back %llu times, unparked by a "
+	       "failing area %llu times\n", (unsigned long long)seed, (unsigned long long)ops,
+	       (unsigned long long)parked_taken, (unsigned long long)parked_searched);
 	return check_done("frames_model");
 }

@@ -662,6 +662,255 @@ static void test_two_instances(void)
 	CHECK_EQ(cairn_frames_free(fb, q, 0), 0);
 }
 
+/* Parked frames (frames_layout.h): an order-0 free on a CPU whose park slot
+ * is empty leaves the frame HEAD without ALLOCATED, uncounted in FREE and
+ * named by the slot; that CPU's next order-0 allocation takes it back.
+ * Every other path must see it as free but not take it by a search, and
+ * unpark it when it needs it. */
+static _Atomic uint64_t *park_slot(struct cairn_frames *f)
+{
+	return &f->cpu[cairn_port_cpu()].park[CAIRN_AREA_HIGH];
+}
+
+static uint64_t word_of(struct cairn_frames *f, cairn_phys_t p)
+{
+	uint64_t fr = p >> CAIRN_FRAME_SHIFT;
+	return atomic_load(frame_word(region_find(f, fr), fr));
+}
+
+static uint64_t entry_of(struct cairn_frames *f, cairn_phys_t p)
+{
+	uint64_t fr = p >> CAIRN_FRAME_SHIFT;
+	return atomic_load(frame_entry(region_find(f, fr), fr));
+}
+
+static bool is_parked(struct cairn_frames *f, cairn_phys_t p)
+{
+	return (word_parked(word_of(f, p)) >> ((p >> CAIRN_FRAME_SHIFT) % WORD_FRAMES)) & 1;
+}
+
+/* Leave this CPU's park slot empty and nothing of it parked: an
+ * allocation takes the slot's frame (or clears a stale slot), and the
+ * bulk free, which never parks, gives it back. */
+static void settle(struct cairn_frames *f)
+{
+	cairn_phys_t p;
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+	CHECK_EQ(cairn_frames_free_bulk(f, &p, 1, NULL), 0);
+	CHECK_EQ(atomic_load(park_slot(f)), 0);
+}
+
+/* Allocate every frame of f's only region, one by one. */
+static size_t take_all(struct cairn_frames *f, cairn_phys_t *v, size_t max)
+{
+	size_t n = 0;
+	while (n < max && cairn_frames_alloc(f, 0, 0, &v[n]) == 0)
+		n++;
+	return n;
+}
+
+static void test_parked(void)
+{
+	const cairn_phys_t base = 24 * GiB;
+	const struct cairn_mem_range map[] = { { base, 4 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	cairn_phys_t a, b, q;
+
+	/* free parks (no FREE add), the next allocation takes it back (no
+	 * claim); a second free while the slot is full frees as before */
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &a), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &b), 0);
+	uint64_t e = entry_of(f, a);
+	CHECK_EQ(atomic_load(park_slot(f)), 0);
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
+	CHECK_EQ(atomic_load(park_slot(f)), (a >> CAIRN_FRAME_SHIFT) + 1);
+	CHECK(is_parked(f, a));
+	CHECK_EQ(entry_of(f, a), e);
+	CHECK(!cairn_frames_is_allocated(f, a, 0));
+	CHECK_EQ(free_total(f), total - 1); /* stats: parked is free */
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, b, 0), 0);
+	CHECK_EQ(entry_of(f, a), e + 1);
+	CHECK(!is_parked(f, b));
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	CHECK_EQ(q, a);
+	CHECK_EQ(atomic_load(park_slot(f)), 0);
+	CHECK_EQ(entry_of(f, a), e + 1);
+	CHECK(cairn_frames_is_allocated(f, a, 0));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* the general path's order-0 allocation takes it back too */
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
+	CHECK(is_parked(f, a));
+	CHECK_EQ(cairn_frames_alloc_aligned(f, 0, 0, CAIRN_F_ZERO, &q), 0);
+	CHECK_EQ(q, a);
+	CHECK_EQ(entry_of(f, a), e + 1);
+
+	/* A parked frame in no slot (two threads as one CPU index both
+	 * parked; simulated by emptying the slot) is no search's to take,
+	 * not even the order-0 claim path's in the frame's own word: it
+	 * stays parked until something unparks it. */
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
+	CHECK(is_parked(f, a));
+	atomic_store(park_slot(f), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	CHECK(q != a && (q >> 17) == (a >> 17)); /* the same word */
+	CHECK(is_parked(f, a));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	cairn_phys_t q2, q3;
+	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, &q2, 1), 1);
+	CHECK(q2 != a && is_parked(f, a));
+	CHECK_EQ(cairn_frames_alloc_aligned(f, 0, 1, 0, &q3), 0);
+	CHECK(q3 != a && is_parked(f, a));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, q3, 0), 0); /* slot empty: parks q3 */
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &b), 0);
+	CHECK_EQ(b, q3);
+	CHECK_EQ(cairn_frames_alloc_at(f, a, 0), 0);
+	CHECK_EQ(free_total(f), total - 4);
+	CHECK_EQ(entry_of(f, a), e - 2);
+	CHECK_EQ(cairn_frames_free_bulk(f, &q, 1, NULL), 0);
+	CHECK_EQ(cairn_frames_free_bulk(f, &q2, 1, NULL), 0);
+	CHECK_EQ(cairn_frames_free_bulk(f, &q3, 1, NULL), 0);
+	CHECK_EQ(free_total(f), total - 1);
+	CHECK_EQ(entry_of(f, a), e + 1);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(atomic_load(park_slot(f)), 0);
+
+	/* a double free of a parked frame: EFREE, nothing changed */
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0);
+	uint64_t w = word_of(f, a), slot = atomic_load(park_slot(f));
+	uint64_t reports = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_frames_free(f, a, 0), CAIRN_EFREE);
+	CHECK_EQ(cairn_frames_free_bulk(f, &a, 1, NULL), CAIRN_EFREE);
+	CHECK_EQ(cairn_frames_unreserve(f, a, FRAME), CAIRN_EFREE);
+	cairn_host_reports_quiet(0);
+	CHECK(cairn_host_reports() > reports);
+	CHECK_EQ(word_of(f, a), w);
+	CHECK_EQ(entry_of(f, a), e + 1);
+	CHECK_EQ(atomic_load(park_slot(f)), slot);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+
+	/* alloc_at and reserve over a parked frame unpark it and go on; the
+	 * slot, now stale, costs the next allocation a failed CAS only */
+	CHECK_EQ(cairn_frames_alloc_at(f, a, 0), 0);
+	CHECK(cairn_frames_is_allocated(f, a, 0) && !is_parked(f, a));
+	CHECK_EQ(free_total(f), total - 1);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	CHECK(q != a);
+	CHECK_EQ(atomic_load(park_slot(f)), 0);
+	CHECK_EQ(cairn_frames_free(f, q, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, a, 0), 0); /* slot full: freed */
+	CHECK(is_parked(f, q));
+	CHECK_EQ(cairn_frames_alloc_at(f, q & ~(2 * FRAME - 1), 1), 0); /* its pair */
+	CHECK(!is_parked(f, q));
+	CHECK_EQ(cairn_frames_free(f, q & ~(2 * FRAME - 1), 1), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	settle(f);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	CHECK_EQ(cairn_frames_free(f, q, 0), 0);
+	CHECK(is_parked(f, q));
+	cairn_phys_t lo = q >= base + 3 * FRAME ? q - 3 * FRAME : base;
+	CHECK_EQ(cairn_frames_reserve(f, lo, 40 * FRAME), 0);
+	CHECK(!is_parked(f, q) && cairn_frames_is_allocated(f, q, 0));
+	CHECK_EQ(free_total(f), total - 40);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_unreserve(f, lo, 40 * FRAME), 0);
+	CHECK_EQ(free_total(f), total);
+	settle(f);
+
+	/* A 2 MiB block of a chunk one parked frame short: the search finds
+	 * no chunk with 512 counted, so the area is unparked and searched
+	 * again. */
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 2 * MiB, 9), 0);
+	CHECK_EQ(cairn_frames_alloc_at(f, base + 5 * FRAME, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, base + 5 * FRAME, 0), 0);
+	CHECK(is_parked(f, base + 5 * FRAME));
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &q), 0);
+	CHECK_EQ(q, base);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, q, 9), 0);
+	CHECK_EQ(cairn_frames_free(f, base + 2 * MiB, 9), 0);
+	/* and alloc_at of a chunk holding one */
+	settle(f);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+	CHECK_EQ(cairn_frames_free(f, q, 0), 0);
+	CHECK(is_parked(f, q));
+	CHECK_EQ(cairn_frames_alloc_at(f, q & ~(2 * MiB - 1), 9), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, q & ~(2 * MiB - 1), 9), 0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+
+	/* Exhaustion: every frame allocated but one, parked. It must be
+	 * found whether or not a slot names it: by this CPU through its
+	 * slot, by another CPU, and by this CPU when its slot lost it (two
+	 * threads running as one CPU index both park; simulated by emptying
+	 * the slot). */
+	enum { N = 1024 };
+	static cairn_phys_t all[N + 1];
+	settle(f);
+	size_t n = take_all(f, all, N + 1);
+	CHECK_EQ(n, total);
+	CHECK_EQ(free_total(f), 0);
+	for (unsigned round = 0; round < 4; round++) {
+		cairn_phys_t x = all[(round * 397) % n];
+		CHECK_EQ(cairn_frames_free(f, x, 0), 0);
+		CHECK(is_parked(f, x));
+		CHECK_EQ(free_total(f), 1);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		if (round == 1) { /* another CPU: the slot is not its own */
+			CHECK_EQ(cairn_host_cpu_bind(1), 0);
+			CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+			cairn_host_cpu_unregister();
+		} else if (round == 2) { /* the slot lost it */
+			atomic_store(park_slot(f), 0);
+			CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+		} else if (round == 3) { /* the same, in bulk */
+			atomic_store(park_slot(f), 0);
+			CHECK_EQ(cairn_frames_alloc_bulk(f, 0, &q, 1), 1);
+		} else {
+			CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
+		}
+		CHECK_EQ(q, x);
+		CHECK_EQ(free_total(f), 0);
+		CHECK(cairn_frames_alloc(f, 0, 0, &q) == CAIRN_ENOMEM); /* (a stale slot) */
+		CHECK_EQ(atomic_load(park_slot(f)), 0);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+	}
+	for (size_t i = 0; i < n; i++)
+		CHECK_EQ(cairn_frames_free(f, all[i], 0), 0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+
+	/* Region removal with a parked frame in the region: it is free, so
+	 * the removal succeeds; the slot naming it is then stale and the
+	 * metadata gone (ASan catches any look into it). */
+	const cairn_phys_t extra = 26 * GiB;
+	size_t ms = cairn_frames_region_meta_size(extra, 4 * MiB);
+	void *meta = malloc(ms);
+	CHECK_EQ(cairn_frames_add_region(f, extra, 4 * MiB, meta, ms), 0);
+	settle(f);
+	CHECK_EQ(cairn_frames_alloc_at(f, extra + 7 * FRAME, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, extra + 7 * FRAME, 0), 0);
+	CHECK(is_parked(f, extra + 7 * FRAME));
+	CHECK_EQ(free_total(f), total + 1024);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, extra), 0);
+	free(meta);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0); /* the stale slot */
+	CHECK(q - base < 4 * MiB);
+	CHECK_EQ(cairn_frames_free(f, q, 0), 0);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_validate_catches(void)
 {
 	const struct cairn_mem_range map[] = { { 34 * GiB, 4 * MiB } };
@@ -698,6 +947,7 @@ int main(void)
 	test_high_regions();
 	test_top_partial_frame();
 	test_two_instances();
+	test_parked();
 	test_validate_catches();
 	return check_done("frames_unit");
 }
