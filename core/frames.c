@@ -601,6 +601,8 @@ static __attribute__((noinline)) int alloc0_parked(struct cairn_frames *f, unsig
 						   cairn_phys_t *out, _Atomic uint64_t *hp)
 {
 	_Atomic uint64_t *pk = hint_park(hp), *seed = hint_word(hp);
+	/* (0 if a thread running as this CPU emptied it since alloc0 looked:
+	 * frame ~0 then matches no hint's word and no region) */
 	uint64_t frame = atomic_load_explicit(pk, RELAXED) - 1;
 	atomic_store_explicit(pk, 0, RELAXED);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
