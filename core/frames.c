@@ -414,7 +414,32 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 	return false;
 }
 
-/* Unpark every parked frame of the area (the exhaustion path only). */
+/* Unpark the frames the CPUs' park slots name in the area (ncpus loads: the
+ * first thing an area short of counted frames tries). A slot is only a
+ * place to look: the word's CAS decides, and a stale slot unparks nothing.
+ * Slots are never written here (a store could overwrite a frame the owner
+ * parks at that moment); the owner finds its slot stale and moves on. */
+static __attribute__((noinline)) uint64_t slots_unpark(struct cairn_frames *f,
+						       enum cairn_area area)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < f->ncpus; i++) {
+		uint64_t pk = atomic_load_explicit(&f->cpu[i].park[area], RELAXED);
+		if (!pk)
+			continue;
+		uint64_t frame = pk - 1; /* frame number + 1 in the slot */
+		struct region *r = region_find(f, frame);
+		if (r && r->area == area)
+			n += word_unpark(frame_word(r, frame), frame_entry(r, frame),
+					 1u << (frame % WORD_FRAMES));
+	}
+	return n;
+}
+
+/* Unpark every parked frame of the area: the bitmap, not the slots, which
+ * can miss one when two threads run as one CPU index at once (both find the
+ * slot empty, both park, one slot store survives). Order-0 exhaustion only:
+ * it reads every word of the area. */
 static __attribute__((noinline)) uint64_t area_unpark(struct cairn_frames *f,
 						      enum cairn_area area)
 {
@@ -437,26 +462,38 @@ static const enum cairn_area area_order[CAIRN_AREAS] = {
 	CAIRN_AREA_HIGH, CAIRN_AREA_LOW4G, CAIRN_AREA_LOW16M,
 };
 
+static bool area_alloc(struct cairn_frames *f, enum cairn_area area, struct request *q)
+{
+	return q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q)
+					: area_alloc_small(f, area, q);
+}
+
 static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request *q)
 {
 	unsigned areas = flags & CAIRN_F_ANY ? flags & CAIRN_F_ANY : CAIRN_F_ANY;
 	q->me = this_cpu(f);
 	q->me1 = q->me + 1;
+	/* An area short of counted frames: the parked frames the slots name
+	 * may be what is missing (a huge block's chunk short of one, the
+	 * area's last frames), so unpark those and try once more. */
 	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
 		enum cairn_area area = area_order[i];
 		if (!(areas & (1u << area)))
 			continue;
-		bool done = q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q)
-						      : area_alloc_small(f, area, q);
-		/* Short of counted frames: parked ones may be what is missing
-		 * (a huge block's chunk short of one, the area's last frames).
-		 * Unpark every one in the area's bitmap, not only those the
-		 * slots name (two threads running as one CPU index can leave
-		 * one in no slot), and try once more. */
-		if (!done && area_unpark(f, area))
-			done = q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q)
-						       : area_alloc_small(f, area, q);
-		if (done)
+		if (area_alloc(f, area, q) || (slots_unpark(f, area) && area_alloc(f, area, q)))
+			return true;
+	}
+	/* Every area short: before an order-0 request fails, every parked
+	 * frame of every area, slot or none (the exhaustion rule: no order-0
+	 * allocation fails while a frame is free and no free is in flight).
+	 * Larger requests fail here, as from fragmentation: a parked frame in
+	 * no slot stays until an order-0 request comes up short, or a range
+	 * operation (alloc_at, reserve, region removal) meets it. */
+	if (q->k)
+		return false;
+	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
+		enum cairn_area area = area_order[i];
+		if ((areas & (1u << area)) && area_unpark(f, area) && area_alloc(f, area, q))
 			return true;
 	}
 	return false;
@@ -564,6 +601,8 @@ static __attribute__((noinline)) int alloc0_parked(struct cairn_frames *f, unsig
 						   cairn_phys_t *out, _Atomic uint64_t *hp)
 {
 	_Atomic uint64_t *pk = hint_park(hp), *seed = hint_word(hp);
+	/* (0 if a thread running as this CPU emptied it since alloc0 looked:
+	 * frame ~0 then matches no hint's word and no region) */
 	uint64_t frame = atomic_load_explicit(pk, RELAXED) - 1;
 	atomic_store_explicit(pk, 0, RELAXED);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);

@@ -74,8 +74,12 @@ void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st)
 		st->regions++;
 		st->meta_bytes += r->meta_bytes;
 		st->total_frames[r->area] += r->end - r->first;
-		for (uint64_t c = 0; c < r->nchunks; c++)
-			st->free_frames[r->area] += ce_free(ld(&r->chunk[c])) + chunk_parked(r, c);
+		for (uint64_t c = 0; c < r->nchunks; c++) {
+			/* the entry first: an unpark between the two reads (bits,
+			 * then FREE) is then missed, never counted twice */
+			uint64_t e = ld(&r->chunk[c]);
+			st->free_frames[r->area] += ce_free(e) + chunk_parked(r, c);
+		}
 		uint64_t step = 1ull << (CAIRN_MAX_ORDER - CAIRN_HUGE_ORDER);
 		for (uint64_t cn = r->chunk0 & ~(step - 1); cn < r->chunk0 + r->nchunks; cn += step)
 			count_chunks(r, cn, CAIRN_MAX_ORDER, st->free_blocks[r->area]);
