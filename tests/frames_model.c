@@ -132,8 +132,9 @@ static void unmark(uint64_t fr, unsigned k)
 		head[fr + i] = FREE;
 }
 
-/* Is there a free order-k block aligned to 2^a in `area`? */
-static bool ref_fits(unsigned area, unsigned k, unsigned a)
+/* Is there a free order-k block aligned to 2^a in `area`? With
+ * `unparked`, one without parked frames: what a search can take. */
+static bool ref_fits_in(unsigned area, unsigned k, unsigned a, bool unparked)
 {
 	for (int i = 0; i < NSPANS; i++) {
 		if (spans[i].area != area)
@@ -141,25 +142,20 @@ static bool ref_fits(unsigned area, unsigned k, unsigned a)
 		uint64_t step = 1ull << a, n = 1ull << k;
 		for (uint64_t fr = (spans[i].first + step - 1) & ~(step - 1);
 		     fr + n <= spans[i].end; fr += step)
-			if (range_free(fr, n))
+			if (range_free(fr, n) && !(unparked && range_parked(fr, n)))
 				return true;
 	}
 	return false;
 }
 
-/* The same without the parked frames: what a search can take. */
+static bool ref_fits(unsigned area, unsigned k, unsigned a)
+{
+	return ref_fits_in(area, k, a, false);
+}
+
 static bool ref_fits_unparked(unsigned area, unsigned k, unsigned a)
 {
-	for (int i = 0; i < NSPANS; i++) {
-		if (spans[i].area != area)
-			continue;
-		uint64_t step = 1ull << a, n = 1ull << k;
-		for (uint64_t fr = (spans[i].first + step - 1) & ~(step - 1);
-		     fr + n <= spans[i].end; fr += step)
-			if (range_free(fr, n) && !range_parked(fr, n))
-				return true;
-	}
-	return false;
+	return ref_fits_in(area, k, a, true);
 }
 
 static uint64_t ref_free_in(unsigned area)
