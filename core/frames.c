@@ -437,9 +437,10 @@ static __attribute__((noinline)) uint64_t slots_unpark(struct cairn_frames *f,
 }
 
 /* Unpark every parked frame of the area: the bitmap, not the slots, which
- * can miss one when two threads run as one CPU index at once (both find the
- * slot empty, both park, one slot store survives). Order-0 exhaustion only:
- * it reads every word of the area. */
+ * miss one when two threads run as one CPU index at once (both find the
+ * slot empty and park, one slot store survives; or one empties the slot
+ * the other has just filled). Reads every word of the area: only when the
+ * area failed a request and the slots had nothing for it. */
 static __attribute__((noinline)) uint64_t area_unpark(struct cairn_frames *f,
 						      enum cairn_area area)
 {
@@ -473,27 +474,18 @@ static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request
 	unsigned areas = flags & CAIRN_F_ANY ? flags & CAIRN_F_ANY : CAIRN_F_ANY;
 	q->me = this_cpu(f);
 	q->me1 = q->me + 1;
-	/* An area short of counted frames: the parked frames the slots name
-	 * may be what is missing (a huge block's chunk short of one, the
-	 * area's last frames), so unpark those and try once more. */
+	/* An area short of counted frames: parked frames may be what is
+	 * missing (a huge block's chunk short of one, the area's last frames).
+	 * First those the CPUs' slots name (ncpus loads), then every one in
+	 * the area's bitmap, before the request falls to the next area: two
+	 * threads running as one CPU index lose slots, and their frames would
+	 * otherwise stay parked (counted free, taken by nobody). */
 	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
 		enum cairn_area area = area_order[i];
 		if (!(areas & (1u << area)))
 			continue;
-		if (area_alloc(f, area, q) || (slots_unpark(f, area) && area_alloc(f, area, q)))
-			return true;
-	}
-	/* Every area short: before an order-0 request fails, every parked
-	 * frame of every area, slot or none (the exhaustion rule: no order-0
-	 * allocation fails while a frame is free and no free is in flight).
-	 * Larger requests fail here, as from fragmentation: a parked frame in
-	 * no slot stays until an order-0 request comes up short, or a range
-	 * operation (alloc_at, reserve, region removal) meets it. */
-	if (q->k)
-		return false;
-	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
-		enum cairn_area area = area_order[i];
-		if ((areas & (1u << area)) && area_unpark(f, area) && area_alloc(f, area, q))
+		if (area_alloc(f, area, q) || (slots_unpark(f, area) && area_alloc(f, area, q)) ||
+		    (area_unpark(f, area) && area_alloc(f, area, q)))
 			return true;
 	}
 	return false;

@@ -38,8 +38,9 @@
  * rule reads: FREE + parked <= free bits - claims, and FREE alone never
  * exceeds the unparked free bits (neither bit set) minus claims, which is
  * why every search takes only frames with neither bit set, and why every
- * path that needs counted frames and comes up short unparks first: the
- * area's bitmap on exhaustion, a range's words for alloc_at, reserve and
+ * path that needs counted frames and comes up short unparks first: an
+ * area short of frames the frames its CPUs' slots name and then its
+ * bitmap (a slot can lose one), a range's words for alloc_at, reserve and
  * region removal.
  *
  * Frames of a partial chunk that lie outside the region are marked

@@ -3,6 +3,7 @@
 #include <cairn/frames.h>
 #include <cairn/host.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -911,6 +912,56 @@ static void test_parked(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* Threads that never registered all run as CPU 0 and race on its park
+ * slots: frames parked by one are dropped from the slot by another, so
+ * many end up parked in no slot. Counted free, they must still serve every
+ * request: the area's bitmap is scanned when its slots come up short. */
+struct shared_cpu_arg {
+	struct cairn_frames *f;
+	unsigned rounds;
+	_Atomic unsigned bad_frees; /* (the checks' counters are not atomic) */
+};
+
+static void *shared_cpu_worker(void *arg)
+{
+	struct shared_cpu_arg *a = arg;
+	cairn_phys_t p[4];
+	for (unsigned it = 0; it < a->rounds; it++) {
+		for (int i = 0; i < 4; i++)
+			if (cairn_frames_alloc(a->f, 0, 0, &p[i]))
+				p[i] = 0;
+		for (int i = 0; i < 4; i++)
+			if (p[i] && cairn_frames_free(a->f, p[i], 0))
+				atomic_fetch_add(&a->bad_frees, 1);
+	}
+	return NULL;
+}
+
+static void test_parked_shared_cpu(void)
+{
+	const struct cairn_mem_range map[] = { { 4 * GiB, 4 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	struct shared_cpu_arg a = { f, 20000, 0 };
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		REQUIRE(pthread_create(&t[i], NULL, shared_cpu_worker, &a) == 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ(atomic_load(&a.bad_frees), 0);
+	CHECK_EQ(free_total(f), 1024);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* every order-3 block, then the whole region as one 4 MiB block */
+	cairn_phys_t blk[128], p;
+	for (int i = 0; i < 128; i++)
+		CHECK_EQ(cairn_frames_alloc(f, 3, 0, &blk[i]), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), CAIRN_ENOMEM);
+	for (int i = 0; i < 128; i++)
+		CHECK_EQ(cairn_frames_free(f, blk[i], 3), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 10, 0, &p), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 10), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_validate_catches(void)
 {
 	const struct cairn_mem_range map[] = { { 34 * GiB, 4 * MiB } };
@@ -948,6 +999,7 @@ int main(void)
 	test_top_partial_frame();
 	test_two_instances();
 	test_parked();
+	test_parked_shared_cpu();
 	test_validate_catches();
 	return check_done("frames_unit");
 }

@@ -87,9 +87,8 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys,
 /* Free a block; the order must be the one it was allocated with. An
  * order-0 free may park the frame for this CPU's next order-0 allocation
  * (one CAS back, no count): it is free all the same, counted free by the
- * statistics, and unparked by an order-0 allocation that would otherwise
- * fail, by a larger one while a CPU's park slot names it, and by alloc_at,
- * reserve and region removal over it (docs/design.md). */
+ * statistics, and unparked by any allocation that would otherwise fail,
+ * and by alloc_at, reserve and region removal over it (docs/design.md). */
 int cairn_frames_free(struct cairn_frames *f, cairn_phys_t phys,
 		      unsigned order);
 
