@@ -439,10 +439,13 @@ static __attribute__((noinline)) uint64_t slots_unpark(struct cairn_frames *f,
 /* Unpark every parked frame of the area: the bitmap, not the slots, which
  * miss one when two threads run as one CPU index at once (both find the
  * slot empty and park, one slot store survives; or one empties the slot
- * the other has just filled). Reads every word of the area: only when the
- * area failed a request and the slots had nothing for it. */
+ * the other has just filled). Only when the area failed a request and the
+ * slots had nothing for it. For a request of whole chunks (`whole`), only
+ * chunks with no allocated frame can help: the walk of a chunk stops at
+ * its first word with one, so a fragmented area costs about a word per
+ * chunk, not all sixteen. */
 static __attribute__((noinline)) uint64_t area_unpark(struct cairn_frames *f,
-						      enum cairn_area area)
+						      enum cairn_area area, bool whole)
 {
 	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
 	uint64_t n = 0;
@@ -450,9 +453,16 @@ static __attribute__((noinline)) uint64_t area_unpark(struct cairn_frames *f,
 		struct region *r = active_region(f, ri);
 		if (!r || r->area != area)
 			continue;
-		for (uint64_t c = 0; c < r->nchunks; c++)
-			if (!(ld(&r->chunk[c]) & CE_HUGE))
+		for (uint64_t c = 0; c < r->nchunks; c++) {
+			if (ld(&r->chunk[c]) & CE_HUGE)
+				continue;
+			unsigned wi = 0;
+			while (whole && wi < CHUNK_WORDS &&
+			       !(uint32_t)ld(&r->bits[c * CHUNK_WORDS + wi]))
+				wi++;
+			if (!whole || wi == CHUNK_WORDS)
 				n += chunk_unpark(r, c, 0, CHUNK_FRAMES);
+		}
 	}
 	return n;
 }
@@ -485,7 +495,7 @@ static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request
 		if (!(areas & (1u << area)))
 			continue;
 		if (area_alloc(f, area, q) || (slots_unpark(f, area) && area_alloc(f, area, q)) ||
-		    (area_unpark(f, area) && area_alloc(f, area, q)))
+		    (area_unpark(f, area, q->k >= CAIRN_HUGE_ORDER) && area_alloc(f, area, q)))
 			return true;
 	}
 	return false;

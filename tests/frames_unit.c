@@ -950,15 +950,21 @@ static void test_parked_shared_cpu(void)
 	CHECK_EQ(atomic_load(&a.bad_frees), 0);
 	CHECK_EQ(free_total(f), 1024);
 	CHECK_EQ(cairn_frames_validate(f), 0);
-	/* every order-3 block, then the whole region as one 4 MiB block */
+	/* the whole region as one 4 MiB block (chunks' walk), then every
+	 * order-3 block after the threads again (the full walk) */
 	cairn_phys_t blk[128], p;
+	CHECK_EQ(cairn_frames_alloc(f, 10, 0, &p), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 10), 0);
+	for (int i = 0; i < 4; i++)
+		REQUIRE(pthread_create(&t[i], NULL, shared_cpu_worker, &a) == 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
 	for (int i = 0; i < 128; i++)
 		CHECK_EQ(cairn_frames_alloc(f, 3, 0, &blk[i]), 0);
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), CAIRN_ENOMEM);
 	for (int i = 0; i < 128; i++)
 		CHECK_EQ(cairn_frames_free(f, blk[i], 3), 0);
-	CHECK_EQ(cairn_frames_alloc(f, 10, 0, &p), 0);
-	CHECK_EQ(cairn_frames_free(f, p, 10), 0);
+	CHECK_EQ(atomic_load(&a.bad_frees), 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
