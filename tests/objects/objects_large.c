@@ -236,6 +236,35 @@ static void test_errors(struct cairn_objects *o, struct cairn_objects *other, bo
 	cairn_host_reports_quiet(0);
 }
 
+/* Three ranges of 17 pages and one of 200 (251 of the 256 pages a heap
+ * caches here): the nearly full cache of the eviction tests. */
+static void *cache_set_alloc(struct cairn_heap *h, void *a[3])
+{
+	for (unsigned i = 0; i < 3; i++)
+		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
+	void *b200 = cairn_heap_alloc(h, 200 * 4096);
+	REQUIRE(b200);
+	return b200;
+}
+
+static void cache_set_free(struct cairn_heap *h, void *a[3], void *b200)
+{
+	for (unsigned i = 0; i < 3; i++)
+		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
+	CHECK_EQ(cairn_heap_free(h, b200), 0);
+}
+
+/* The cached set is served back (the newest 17-page range first), then
+ * freed again. */
+static void cache_set_cycle(struct cairn_objects *o, struct cairn_heap *h, void *a[3],
+			    void *b200)
+{
+	for (unsigned i = 3; i-- > 0;)
+		CHECK(cairn_heap_alloc(h, 17 * 4096) == a[i]);
+	CHECK(cairn_heap_alloc(h, 200 * 4096) == b200);
+	CHECK_EQ(stats(o).large_cached_frames, 0);
+	cache_set_free(h, a, b200);
+}
 
 /* The heaps' large caches (large_cache_kib = 1 MiB): a freed range stays
  * allocated in the arena and comes back by bin without a tree update. */
@@ -330,14 +359,10 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 	 * the fullest bin takes the place of that bin's newest, which goes
 	 * back to the arena; one of a bin with as many goes back itself */
 	void *a[3], *b200, *c21, *d17;
-	for (unsigned i = 0; i < 3; i++)
-		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
-	REQUIRE((b200 = cairn_heap_alloc(h, 200 * 4096)));
+	b200 = cache_set_alloc(h, a);
 	REQUIRE((c21 = cairn_heap_alloc(h, 21 * 4096)));
 	REQUIRE((d17 = cairn_heap_alloc(h, 17 * 4096)));
-	for (unsigned i = 0; i < 3; i++)
-		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
-	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	cache_set_free(h, a, b200);
 	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
 	CHECK_EQ(cairn_heap_free(h, d17), 0); /* bin 17..20 is the fullest */
 	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
@@ -360,53 +385,34 @@ static void test_large_cache(struct cairn_objects *o, bool harden)
 	 * pages exceed the bound alone; 210 (the bin of the cached 200, so
 	 * only two of the three 17-page ranges may go) need 205 freed */
 	void *e300, *f210;
-	for (unsigned i = 0; i < 3; i++)
-		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
-	REQUIRE((b200 = cairn_heap_alloc(h, 200 * 4096)));
+	b200 = cache_set_alloc(h, a);
 	REQUIRE((e300 = cairn_heap_alloc(h, 300 * 4096)));
 	REQUIRE((f210 = cairn_heap_alloc(h, 210 * 4096)));
-	for (unsigned i = 0; i < 3; i++)
-		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
-	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	cache_set_free(h, a, b200);
 	CHECK_EQ(cairn_heap_free(h, e300), 0);
 	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
 	CHECK_EQ(cairn_heap_free(h, f210), 0);
 	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	for (unsigned i = 3; i-- > 0;)
-		CHECK(cairn_heap_alloc(h, 17 * 4096) == a[i]);
-	CHECK(cairn_heap_alloc(h, 200 * 4096) == b200);
-	CHECK_EQ(stats(o).large_cached_frames, 0);
-	for (unsigned i = 0; i < 3; i++)
-		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
-	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	cache_set_cycle(o, h, a, b200);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_heap_offline(h);
 	cairn_heap_online(h);
 	/* no request takes a range under 17 pages (a small size aligned
 	 * above a page): such ranges go straight back, and in a full cache
 	 * evict nothing */
-	for (unsigned i = 0; i < 3; i++)
-		REQUIRE((a[i] = cairn_heap_alloc(h, 17 * 4096)));
-	REQUIRE((b200 = cairn_heap_alloc(h, 200 * 4096)));
+	b200 = cache_set_alloc(h, a);
 	void *s1 = cairn_heap_alloc_aligned(h, 100, 128 << 10);
 	void *s16 = cairn_heap_alloc_aligned(h, 64 << 10, 2 << 20);
 	REQUIRE(s1 && s16);
 	CHECK_EQ(cairn_objects_usable_size(o, s16), 64 << 10);
 	CHECK_EQ(cairn_heap_free(h, s1), 0);
 	CHECK_EQ(stats(o).large_cached_frames, 0);
-	for (unsigned i = 0; i < 3; i++)
-		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
-	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	cache_set_free(h, a, b200);
 	CHECK_EQ(cairn_heap_free(h, s16), 0);
 	CHECK_EQ(stats(o).large_cached_frames, 3 * 17 + 200);
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	for (unsigned i = 3; i-- > 0;)
-		CHECK(cairn_heap_alloc(h, 17 * 4096) == a[i]);
-	CHECK(cairn_heap_alloc(h, 200 * 4096) == b200);
-	for (unsigned i = 0; i < 3; i++)
-		CHECK_EQ(cairn_heap_free(h, a[i]), 0);
-	CHECK_EQ(cairn_heap_free(h, b200), 0);
+	cache_set_cycle(o, h, a, b200);
 	cairn_heap_offline(h);
 	cairn_heap_online(h);
 	/* hardened: an overwritten link is reported and not followed */
