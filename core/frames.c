@@ -964,7 +964,8 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	 * so this CPU's next order-0 allocation takes it back with one CAS
 	 * and no claim. The slot is read plainly: a thread that shares this
 	 * CPU index may park at the same time and one frame is then in no
-	 * slot, which the exhaustion scan still finds (alloc_request). */
+	 * slot, which the bitmap scan of an area that comes up short still
+	 * finds (alloc_request). */
 	_Atomic uint64_t *pk = hint_park(hp);
 	uint64_t clear = atomic_load_explicit(pk, RELAXED) ? both : bit;
 	for (;;) {
