@@ -218,23 +218,27 @@ static __attribute__((noinline)) int free_slow(struct cairn_fcache *fc, cairn_ph
 	return 0;
 }
 
+/* A hit of cairn_fcache_free: the block checked as in free_slow, into a
+ * loaded magazine with room. */
+static inline bool free_hit(struct cairn_fcache *fc, int i, cairn_phys_t phys, unsigned order)
+{
+	return !(phys & ((CAIRN_FRAME_SIZE << order) - 1)) &&
+	       (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) &&
+	       mag_hit_free(fc->mag[i], phys);
+}
+
 int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order)
 {
-	/* A block of a cached order, checked as in free_slow, into a loaded
-	 * magazine with room; anything else (a failed check included) takes
-	 * the slow path, which checks again and names the error. Order 0
-	 * first, as in cairn_fcache_alloc: its check is then the order-0 one
-	 * with no test of the order, and shares the alignment test. */
+	/* Anything but a hit (a failed check included) takes the slow path,
+	 * which checks again and names the error. Order 0 first, as in
+	 * cairn_fcache_alloc: with the constants inlined its check is the
+	 * order-0 one, with no test of the order. */
 	if (__builtin_expect(order == 0, 1)) {
-		if (!(phys & (CAIRN_FRAME_SIZE - 1)) &&
-		    (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, 0)) &&
-		    mag_hit_free(fc->mag[0], phys))
+		if (free_hit(fc, 0, phys, 0))
 			return 0;
 	} else {
 		int i = order_index(order);
-		if (i >= 0 && !(phys & ((CAIRN_FRAME_SIZE << order) - 1)) &&
-		    (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) &&
-		    mag_hit_free(fc->mag[i], phys))
+		if (i >= 0 && free_hit(fc, i, phys, order))
 			return 0;
 	}
 	return free_slow(fc, phys, order);
