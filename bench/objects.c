@@ -64,8 +64,17 @@ static const struct impl impls[] = {
 };
 #define NIMPLS (sizeof impls / sizeof impls[0])
 
-static const char *tests[] = { "larson", "xmalloc", "scratch", "simple", "mstress", "rss",
-			       "big" };
+/* Work per thread is SCALE units of each test. A full run's scale is 8 times
+ * `units`, which makes every test's timed phase last about 0.1 s or more on one thread
+ * here: with shorter phases (a few ms) the figures are mostly thread start
+ * and first-touch faults, and vary twofold from run to run. */
+static const struct {
+	const char *name;
+	unsigned units;
+} tests[] = {
+	{ "larson", 64 }, { "xmalloc", 32 }, { "scratch", 16 }, { "simple", 8 },
+	{ "mstress", 4 }, { "rss", 1 },	    { "big", 2 },
+};
 #define NTESTS (sizeof tests / sizeof tests[0])
 
 /* ---- workers ---- */
@@ -468,7 +477,6 @@ int main(int argc, char **argv)
 		memcpy(o.threads, def, sizeof def);
 		o.nthreads = 4;
 	}
-	uint64_t sc = o.quick ? 1 : 8;
 	bench_header(&o, "objects: malloc shim against Debian's allocators (LD_PRELOAD)",
 		     "ops/s = allocations + frees per second, all threads; rss = peak "
 		     "resident KiB; medians of the runs");
@@ -492,24 +500,25 @@ int main(int argc, char **argv)
 	}
 	int failures = 0;
 	for (unsigned k = 0; k < NTESTS; k++) {
-		if (!bench_selected(o.tests, tests[k]))
+		if (!bench_selected(o.tests, tests[k].name))
 			continue;
+		uint64_t sc = o.quick ? 1 : 8 * (uint64_t)tests[k].units;
 		for (unsigned ti = 0; ti < o.nthreads; ti++) {
 			unsigned t = o.threads[ti];
 			if (!o.json)
-				printf("%-8s %3u", tests[k], t);
+				printf("%-8s %3u", tests[k].name, t);
 			for (unsigned i = 0; i < NIMPLS; i++) {
 				if (!have[i])
 					continue;
 				double ops[BENCH_MAX_RUNS], rs[BENCH_MAX_RUNS];
 				unsigned n = 0;
 				for (unsigned r = 0; r < o.runs; r++)
-					if (run_one(argv[0], &impls[i], tests[k], t, sc, &ops[n], &rs[n]))
+					if (run_one(argv[0], &impls[i], tests[k].name, t, sc, &ops[n], &rs[n]))
 						n++;
 				if (n < o.runs) {
 					failures++;
 					fprintf(stderr, "%s %s %u threads: %u of %u runs failed\n",
-						impls[i].name, tests[k], t, o.runs - n, o.runs);
+						impls[i].name, tests[k].name, t, o.runs - n, o.runs);
 				}
 				if (!n) {
 					if (!o.json)
@@ -520,7 +529,7 @@ int main(int argc, char **argv)
 				if (o.json)
 					printf("{\"suite\": \"objects\", \"test\": \"%s\", \"impl\": \"%s\", "
 					       "\"threads\": %u, \"ops_per_s\": %.0f, \"peak_rss_kib\": %.0f, "
-					       "\"runs\": %u}\n", tests[k], impls[i].name, t, mo, mr, n);
+					       "\"runs\": %u}\n", tests[k].name, impls[i].name, t, mo, mr, n);
 				else
 					printf(" %8.2f %9.0f", mo / 1e6, mr);
 				fflush(stdout);
