@@ -507,35 +507,40 @@ int main(int argc, char **argv)
 			unsigned t = o.threads[ti];
 			if (!o.json)
 				printf("%-8s %3u", tests[k].name, t);
+			/* Run by run, every allocator in turn: a change in the
+			 * machine's load between runs then falls on all of them
+			 * alike, not on whichever ran in that stretch. */
+			double ops[NIMPLS][BENCH_MAX_RUNS], rs[NIMPLS][BENCH_MAX_RUNS];
+			unsigned n[NIMPLS] = { 0 };
+			for (unsigned r = 0; r < o.runs; r++)
+				for (unsigned i = 0; i < NIMPLS; i++)
+					if (have[i] && run_one(argv[0], &impls[i], tests[k].name, t, sc,
+							       &ops[i][n[i]], &rs[i][n[i]]))
+						n[i]++;
 			for (unsigned i = 0; i < NIMPLS; i++) {
 				if (!have[i])
 					continue;
-				double ops[BENCH_MAX_RUNS], rs[BENCH_MAX_RUNS];
-				unsigned n = 0;
-				for (unsigned r = 0; r < o.runs; r++)
-					if (run_one(argv[0], &impls[i], tests[k].name, t, sc, &ops[n], &rs[n]))
-						n++;
-				if (n < o.runs) {
+				if (n[i] < o.runs) {
 					failures++;
 					fprintf(stderr, "%s %s %u threads: %u of %u runs failed\n",
-						impls[i].name, tests[k].name, t, o.runs - n, o.runs);
+						impls[i].name, tests[k].name, t, o.runs - n[i], o.runs);
 				}
-				if (!n) {
+				if (!n[i]) {
 					if (!o.json)
 						printf(" %18s", "failed");
 					continue;
 				}
-				double mo = median(ops, n), mr = median(rs, n);
+				double mo = median(ops[i], n[i]), mr = median(rs[i], n[i]);
 				if (o.json)
 					printf("{\"suite\": \"objects\", \"test\": \"%s\", \"impl\": \"%s\", "
 					       "\"threads\": %u, \"ops_per_s\": %.0f, \"peak_rss_kib\": %.0f, "
-					       "\"runs\": %u}\n", tests[k].name, impls[i].name, t, mo, mr, n);
+					       "\"runs\": %u}\n", tests[k].name, impls[i].name, t, mo, mr, n[i]);
 				else
 					printf(" %8.2f %9.0f", mo / 1e6, mr);
-				fflush(stdout);
 			}
 			if (!o.json)
 				printf("\n");
+			fflush(stdout);
 		}
 	}
 	return failures ? 1 : 0;
