@@ -100,6 +100,9 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 	mc->none = (struct mag){ .n = 0, .cap = 0, .id = DEPOT_NONE };
 	mc->next = (_Atomic uint32_t *)(mem + g.off_next);
 	mc->mag = (struct mag **)(mem + g.off_mag);
+	atomic_init(&mc->lean, 0);
+	atomic_init(&mc->lean_gets, 0);
+	atomic_init(&mc->drains, 0);
 
 	for (unsigned i = 0; i < g.nslots; i++) {
 		struct mag_cpu *c = &mc->cpu[i];
@@ -207,6 +210,35 @@ void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 			      memory_order_relaxed);
 }
 
+/* ---- lean: after a drain, no refills ---- */
+
+/* A drain means memory is short; a miss that then refilled a whole
+ * magazine would hoard what the drain gave back, and the next CPU to miss
+ * would drain everyone again. So a drain makes the cache lean for the
+ * next ncpus * refill misses the depot cannot serve (as many items as every
+ * CPU refilling once would take): each takes a single item from the source.
+ * A free that finds the depot full ends it at once (memory came back).
+ * The word is a hint, read and written by any CPU with relaxed accesses:
+ * it decides only how many items a miss asks of the source, never where an
+ * item is, so no ordering is needed; a stale or lost update makes one miss
+ * take one item or a magazine's worth, both correct. */
+void mag_go_lean(struct cairn_mag_cache *mc)
+{
+	atomic_store_explicit(&mc->lean, (int32_t)(mc->ncpus * mc->refill),
+			      memory_order_relaxed);
+}
+
+static bool mag_lean(struct cairn_mag_cache *mc)
+{
+	return atomic_load_explicit(&mc->lean, memory_order_relaxed) > 0;
+}
+
+static void mag_end_lean(struct cairn_mag_cache *mc)
+{
+	if (mag_lean(mc)) /* a store only when it changes something */
+		atomic_store_explicit(&mc->lean, 0, memory_order_relaxed);
+}
+
 /* ---- alloc ---- */
 
 static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t *item)
@@ -239,7 +271,18 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		goto take;
 	}
 
-	/* The depot has nothing: refill an empty magazine from the source. */
+	/* The depot has nothing. Lean: one item from the source, and the
+	 * magazines stay as they are. */
+	if (mag_lean(mc)) {
+		mag_slot_publish(mc, c);
+		if (!mc->src.get(mc->src.ctx, item, 1))
+			return CAIRN_ENOMEM; /* (the caller drains, frames too) */
+		atomic_fetch_sub_explicit(&mc->lean, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&mc->lean_gets, 1, memory_order_relaxed);
+		return 0;
+	}
+
+	/* Refill an empty magazine from the source. */
 	struct mag *m = l != &mc->none ? l : p != &mc->none ? p : mag_get_empty(mc);
 	if (m) {
 		if (m == p)
@@ -322,7 +365,9 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 	if (p != &mc->none) {
 		if (!ds_push(&mc->full, mc->next, p->id)) {
 			/* The depot is at its limit: the full prev's items go
-			 * to the source and it becomes our empty magazine. */
+			 * to the source and it becomes our empty magazine.
+			 * Memory is plentiful: refills may hoard again. */
+			mag_end_lean(mc);
 			mag_flush(mc, p);
 			c->loaded = p;
 			c->prev = l;

@@ -99,6 +99,11 @@ static void wait_answer(struct cairn_mag_cache *mc, struct mag_cpu *c, uint32_t 
 
 void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 {
+	atomic_fetch_add_explicit(&mc->drains, 1, memory_order_relaxed);
+	/* Lean before anyone gives anything back, so that a CPU that answers
+	 * and misses takes single items; and again at the end, for our own
+	 * retry, whatever misses meanwhile counted down. */
+	mag_go_lean(mc);
 	/* Our own CPU first; after the section we may run elsewhere (a kernel
 	 * may migrate us), which only means we may ask, and then answer
 	 * ourselves while waiting. */
@@ -128,6 +133,7 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 	}
 	/* Magazines the answering CPUs had pushed meanwhile. */
 	depot_drain(mc);
+	mag_go_lean(mc);
 }
 
 void cairn_mag_destroy(struct cairn_mag_cache *mc)
@@ -163,6 +169,8 @@ void cairn_mag_stats(struct cairn_mag_cache *mc, struct cairn_mag_stats *st)
 	st->depot_items = st->depot_full * mc->mag_size;
 	st->magazines = mc->nmags - ds_size(&mc->spare);
 	st->bound = (2ull * mc->ncpus + mc->full.limit) * mc->mag_size;
+	st->drains = atomic_load_explicit(&mc->drains, memory_order_relaxed);
+	st->lean_gets = atomic_load_explicit(&mc->lean_gets, memory_order_relaxed);
 	st->ncpus = mc->ncpus;
 	st->mag_size = mc->mag_size;
 }

@@ -105,6 +105,12 @@ struct cairn_mag_cache {
 	struct depot_stack full, empty, spare;
 	_Atomic uint32_t *next; /* nmags links of the depot stacks */
 	struct mag **mag;       /* nmags: the frame of each id (its holder's) */
+	/* Lean: after a drain, misses take single items (magazine.c). Any
+	 * CPU reads and writes it, relaxed: a hint. Written only near
+	 * exhaustion, so on a line of its own, away from the fields every
+	 * slow path reads. */
+	_Alignas(64) _Atomic int32_t lean; /* > 0: lean, for that many gets */
+	_Atomic uint64_t lean_gets, drains; /* statistics */
 	/* The slots: ncpus, then a bypass slot for every other CPU index the
 	 * port may return. At a fixed offset from the cache: a hit finds its
 	 * own with a shift of the CPU index. */
@@ -125,6 +131,7 @@ void mag_free_frame(struct cairn_mag_cache *mc, struct mag *m);
 void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c);
+void mag_go_lean(struct cairn_mag_cache *mc);
 
 /* The slot of the CPU running the caller (inside its CPU-local section).
  * The empty asm makes the compiler form the slot's address once and reach

@@ -108,7 +108,11 @@ int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
 
 /* Empty the caller's CPU, the depot, and ask every other CPU holding
  * anything to drain, waiting (up to drain_wait for each) for its answer.
- * Callable from any thread or CPU, concurrently with everything. */
+ * Callable from any thread or CPU, concurrently with everything.
+ * Memory is short when anyone drains, so the cache then goes lean: a miss
+ * that the depot cannot serve takes one item from the source instead of
+ * refilling a magazine, for the next ncpus * refill such items, or until a
+ * free finds the depot full (memory is plentiful again). */
 void cairn_mag_drain_all(struct cairn_mag_cache *mc);
 
 struct cairn_mag_cpu_stats {
@@ -128,6 +132,9 @@ struct cairn_mag_stats {
 	uint64_t depot_items; /* items in the depot */
 	uint64_t magazines;   /* magazine frames in use */
 	uint64_t bound;       /* items the cache can ever hold */
+	uint64_t drains;      /* cairn_mag_drain_all calls */
+	uint64_t lean_gets;   /* misses served by one item from the source
+				 while the cache was lean (after a drain) */
 	unsigned ncpus, mag_size;
 };
 

@@ -195,17 +195,23 @@ static void test_paths(void)
 	cairn_mag_poll(mc);
 	CHECK_EQ(cpu_stats(mc, 0).held, 0);
 	bind(1);
-	CHECK_EQ(cairn_mag_alloc(mc, &a), 0); /* answers, then refills */
+	uint64_t held1 = cpu_stats(mc, 1).held;
+	fr = ref_free(&s);
+	/* answers, then (lean after the drain) takes one item and no magazine */
+	CHECK_EQ(cairn_mag_alloc(mc, &a), 0);
+	CHECK_EQ(ref_free(&s), fr + held1 - 1);
 	CHECK_EQ(cpu_stats(mc, 1).misses, 2);
-	/* and hits again: the answer is remembered, not given at every
-	 * operation */
-	for (int i = 0; i < 10; i++) {
-		cairn_mag_free(mc, a);
-		CHECK_EQ(cairn_mag_alloc(mc, &a), 0);
-	}
-	CHECK_EQ(cpu_stats(mc, 1).misses, 2);
-	CHECK_EQ(cpu_stats(mc, 1).hits, 20);
+	CHECK_EQ(cpu_stats(mc, 1).magazines, 0);
+	/* its free loads an empty magazine; then it hits again: the answer is
+	 * remembered, not given at every operation */
 	cairn_mag_free(mc, a);
+	CHECK_EQ(cpu_stats(mc, 1).misses, 3);
+	for (int i = 0; i < 10; i++) {
+		CHECK_EQ(cairn_mag_alloc(mc, &a), 0);
+		cairn_mag_free(mc, a);
+	}
+	CHECK_EQ(cpu_stats(mc, 1).misses, 3);
+	CHECK_EQ(cpu_stats(mc, 1).hits, 20);
 
 	/* a CPU beyond the cache's slots goes to the source directly */
 	bind(NCPUS);
@@ -291,6 +297,138 @@ static void test_exhaustion(int depart)
 	CHECK_EQ(s.errors, 0);
 }
 
+/* ---- lean after a drain ---- */
+
+enum { LN = 200, LMAG = 8, LREFILL = 2, LHELD = 2 * LMAG };
+static struct cairn_mag_cache *lmc;
+static atomic_int l_step; /* 1: items taken, 2: free them, 3: cached, 4: stop */
+
+static void *l_holder(void *arg)
+{
+	(void)arg;
+	REQUIRE(cairn_host_cpu_bind(1) == 0);
+	uint64_t it[LHELD];
+	for (unsigned i = 0; i < LHELD; i++)
+		REQUIRE(cairn_mag_try_alloc(lmc, &it[i]) == 0);
+	atomic_store(&l_step, 1);
+	while (atomic_load(&l_step) != 2)
+		;
+	for (unsigned i = 0; i < LHELD; i++) /* both magazines full, no depot */
+		cairn_mag_free(lmc, it[i]);
+	atomic_store(&l_step, 3);
+	while (atomic_load(&l_step) != 4)
+		cairn_mag_poll(lmc); /* answers the drain */
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static struct cairn_mag_stats mag_stats(struct cairn_mag_cache *mc)
+{
+	struct cairn_mag_stats st;
+	cairn_mag_stats(mc, &st);
+	return st;
+}
+
+/* After a drain a miss takes one item from the source, not a refill, for
+ * ncpus * refill such misses; then refills again. And a free that finds
+ * the depot full ends it at once. */
+static void test_lean(void)
+{
+	struct ref_source s;
+	ref_init(&s, LN);
+	struct cairn_mag_config c = config(&s, LMAG, LREFILL, 2, 2);
+	c.drain_wait = 0; /* wait for the holder's answer */
+	REQUIRE(cairn_mag_create(&lmc, &c) == 0);
+	const unsigned lean = NCPUS * LREFILL;
+	cairn_host_cpu_unregister();
+	atomic_store(&l_step, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, l_holder, NULL);
+	while (atomic_load(&l_step) != 1)
+		;
+	/* CPU 0 takes the rest of the source; then CPU 1 caches LHELD */
+	bind(0);
+	uint64_t *v = calloc(LN, sizeof(*v));
+	unsigned n = 0;
+	while (cairn_mag_try_alloc(lmc, &v[n]) == 0)
+		n++;
+	CHECK_EQ(n, LN - LHELD);
+	atomic_store(&l_step, 2);
+	while (atomic_load(&l_step) != 3)
+		;
+	CHECK_EQ(ref_free(&s), 0);
+	CHECK_EQ(cpu_stats(lmc, 1).held, LHELD);
+	CHECK_EQ(mag_stats(lmc).drains, 0);
+	CHECK_EQ(mag_stats(lmc).lean_gets, 0);
+
+	/* exhaustion: the drain gives CPU 1's items back, and the retry takes
+	 * exactly one of them (not a refill of LREFILL) */
+	CHECK_EQ(cairn_mag_alloc(lmc, &v[n++]), 0);
+	CHECK_EQ(mag_stats(lmc).drains, 1);
+	CHECK_EQ(ref_free(&s), LHELD - 1);
+	CHECK_EQ(mag_stats(lmc).lean_gets, 1);
+	CHECK_EQ(cpu_stats(lmc, 0).magazines, 0);
+	/* while lean, every miss takes one item */
+	for (unsigned i = 1; i < lean; i++) {
+		CHECK_EQ(cairn_mag_alloc(lmc, &v[n++]), 0);
+		CHECK_EQ(ref_free(&s), LHELD - 1 - i);
+	}
+	CHECK_EQ(mag_stats(lmc).lean_gets, lean);
+	CHECK_EQ(mag_stats(lmc).drains, 1);
+	/* ncpus * refill single items later, a miss refills again */
+	CHECK_EQ(cairn_mag_alloc(lmc, &v[n++]), 0);
+	CHECK_EQ(ref_free(&s), LHELD - lean - LREFILL);
+	CHECK_EQ(cpu_stats(lmc, 0).held, LREFILL - 1);
+	CHECK_EQ(mag_stats(lmc).lean_gets, lean);
+	atomic_store(&l_step, 4);
+	pthread_join(t, NULL);
+	for (unsigned i = 0; i < n; i++)
+		cairn_mag_free(lmc, v[i]);
+
+	/* A free that finds the depot full ends lean. Everything back in the
+	 * source; CPU 2 takes 4 magazines' worth, CPU 3 drains (lean) and
+	 * takes one item. */
+	for (unsigned cpu = 0; cpu < NCPUS; cpu++)
+		CHECK_EQ(cairn_mag_drain_cpu(lmc, cpu), 0);
+	bind(2);
+	for (n = 0; n < 4 * LMAG + 1; n++)
+		REQUIRE(cairn_mag_try_alloc(lmc, &v[n]) == 0);
+	CHECK_EQ(cairn_mag_drain_cpu(lmc, 2), 0); /* (no one to wait for) */
+	bind(3);
+	cairn_mag_drain_all(lmc);
+	CHECK_EQ(ref_free(&s), LN - n);
+	uint64_t lg = mag_stats(lmc).lean_gets;
+	CHECK_EQ(cairn_mag_alloc(lmc, &v[n++]), 0);
+	CHECK_EQ(ref_free(&s), LN - n);
+	CHECK_EQ(mag_stats(lmc).lean_gets, lg + 1);
+	/* CPU 3 frees: two magazines full, the depot's two full, then one
+	 * more: the depot is at its limit, a full magazine goes back */
+	for (unsigned i = 0; i < 4 * LMAG; i++)
+		cairn_mag_free(lmc, v[--n]);
+	CHECK_EQ(mag_stats(lmc).depot_full, 2);
+	uint64_t fr = ref_free(&s);
+	cairn_mag_free(lmc, v[--n]);
+	CHECK_EQ(ref_free(&s), fr + LMAG);
+	/* CPU 0 empties the depot's two magazines, then its miss refills */
+	bind(0);
+	uint64_t w[2 * LMAG + 1];
+	for (unsigned i = 0; i < 2 * LMAG; i++)
+		REQUIRE(cairn_mag_alloc(lmc, &w[i]) == 0);
+	CHECK_EQ(mag_stats(lmc).depot_full, 0);
+	fr = ref_free(&s);
+	CHECK_EQ(cairn_mag_alloc(lmc, &w[2 * LMAG]), 0);
+	CHECK_EQ(ref_free(&s), fr - LREFILL);
+	CHECK_EQ(mag_stats(lmc).lean_gets, lg + 1);
+	for (unsigned i = 0; i <= 2 * LMAG; i++)
+		cairn_mag_free(lmc, w[i]);
+	while (n)
+		cairn_mag_free(lmc, v[--n]);
+	free(v);
+	cairn_mag_destroy(lmc);
+	CHECK_EQ(ref_free(&s), LN);
+	CHECK_EQ(s.errors, 0);
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(NCPUS + 1, 0, 64 * MiB) == 0);
@@ -302,6 +440,7 @@ int main(void)
 	test_paths();
 	test_exhaustion(0);
 	test_exhaustion(1);
+	test_lean();
 	CHECK_EQ(frames_free(), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	return check_done("mag_unit");
