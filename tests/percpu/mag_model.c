@@ -13,7 +13,14 @@
  *   - ENOMEM only when the source, the depot and this CPU hold nothing;
  *   - every operation on a CPU's slot counts exactly one hit or one miss
  *     (cairn_mag_alloc a miss and then one more: it may try again after a
- *     drain), checked at each operation and in total.
+ *     drain), checked at each operation and in total;
+ *   - an allocation takes from the source exactly what the algorithm says
+ *     (predict_try): nothing on a hit or a depot exchange; after a drain
+ *     ("lean", which the model keeps by its own rule: ncpus * refill
+ *     single items, or until a free finds the depot full) one item; else a
+ *     refill, or one item when no magazine can be had; and whether it
+ *     fails. The model also keeps which CPUs a drain asked: they empty
+ *     their slot at their next operation.
  * A hit that moves an item without the slot's count is seen by the
  * conservation check: the count is what the figures read, so such a hit
  * loses or duplicates an item.
@@ -49,6 +56,9 @@ static unsigned nuser;
 static unsigned char is_user[N];
 static uint64_t op;
 static uint64_t ops_lo[NCPUS], ops_hi[NCPUS]; /* operations on each slot */
+static unsigned refill;
+static int64_t lean_left;   /* the model's lean countdown (magazine.c) */
+static bool asked[NCPUS];   /* drain requests not answered yet */
 
 static uint64_t frames_free(void)
 {
@@ -96,6 +106,86 @@ static void check_state(void)
 		fail_at("bad put into the source");
 }
 
+/* What the source, the depot and this CPU hold, as the algorithm sees it. */
+struct view {
+	uint64_t src, frames, spare;
+	uint64_t held, mags;             /* this CPU's (0 outside the slots) */
+	uint64_t depot_full, depot_empty;
+};
+
+static struct view look(void)
+{
+	struct cairn_mag_stats ms;
+	cairn_mag_stats(mc, &ms);
+	struct cairn_mag_cpu_stats st = { 0 };
+	if (cpu < NCPUS)
+		REQUIRE(cairn_mag_cpu_stats(mc, cpu, &st) == 0);
+	return (struct view){
+		.src = ref_free(&src), .frames = frames_free(),
+		.spare = 2ull * NCPUS + depot_full + depot_empty - ms.magazines,
+		.held = st.held, .mags = st.magazines,
+		.depot_full = ms.depot_full, .depot_empty = ms.depot_empty,
+	};
+}
+
+/* A CPU asked to drain empties its slot at its next operation. */
+static void answer(struct view *v)
+{
+	if (cpu >= NCPUS || !asked[cpu])
+		return;
+	asked[cpu] = false;
+	v->src += v->held;
+	v->frames += v->mags;
+	v->spare += v->mags;
+	v->held = v->mags = 0;
+}
+
+/* One try of an allocation (cairn_mag_try_alloc): whether it succeeds, and
+ * the source's count after it in v->src. */
+static bool predict_try(struct view *v)
+{
+	if (cpu >= NCPUS) { /* a bypass slot: one item */
+		if (!v->src)
+			return false;
+		v->src--;
+		return true;
+	}
+	answer(v);
+	if (v->held || v->depot_full) /* a hit, a swap, an exchange */
+		return true;
+	if (lean_left > 0) { /* one item, no magazine */
+		if (!v->src)
+			return false;
+		v->src--;
+		lean_left--;
+		return true;
+	}
+	/* a refill into a magazine, if one can be had; else one item */
+	bool mag = v->mags || v->depot_empty || (v->spare && v->frames);
+	uint64_t want = mag ? refill : 1, got = v->src < want ? v->src : want;
+	v->src -= got;
+	return got > 0;
+}
+
+/* cairn_mag_drain_all from this CPU: its slot and the depot to the source,
+ * the other CPUs holding magazines asked, the cache lean. */
+static void predict_drain(struct view *v)
+{
+	if (cpu < NCPUS) {
+		asked[cpu] = true;
+		answer(v);
+	}
+	v->src += v->depot_full * mag_size;
+	v->depot_full = v->depot_empty = 0;
+	for (unsigned c = 0; c < NCPUS; c++) {
+		struct cairn_mag_cpu_stats st;
+		REQUIRE(cairn_mag_cpu_stats(mc, c, &st) == 0);
+		if (c != cpu && st.magazines)
+			asked[c] = true;
+	}
+	lean_left = (int64_t)NCPUS * refill;
+}
+
 static void take(uint64_t it)
 {
 	int64_t k = ref_index(&src, it);
@@ -131,8 +221,23 @@ static void do_alloc(bool drain)
 {
 	uint64_t it;
 	struct cairn_mag_cpu_stats was = counts();
+	struct view v = look();
+	bool ok = predict_try(&v);
+	if (!ok && drain) {
+		predict_drain(&v);
+		ok = predict_try(&v);
+	}
 	int err = drain ? cairn_mag_alloc(mc, &it) : cairn_mag_try_alloc(mc, &it);
 	check_counted(was, drain);
+	if ((err == 0) != ok)
+		fail_at(ok ? "alloc failed where the model has an item" :
+			     "alloc succeeded where the model has none");
+	if (ref_free(&src) != v.src) {
+		fprintf(stderr, "source %llu, model %llu (lean %lld)\n",
+			(unsigned long long)ref_free(&src), (unsigned long long)v.src,
+			(long long)lean_left);
+		fail_at("alloc took other than the model's count from the source");
+	}
 	if (cpu < NCPUS) {
 		ops_lo[cpu]++;
 		ops_hi[cpu] += drain ? 2 : 1;
@@ -163,6 +268,13 @@ static void do_free(void)
 	user[i] = user[--nuser];
 	is_user[ref_index(&src, it)] = 0;
 	struct cairn_mag_cpu_stats was = counts();
+	struct view v = look();
+	answer(&v);
+	/* both magazines full and the depot at its limit: a full magazine
+	 * goes back to the source, and the cache is lean no more */
+	if (cpu < NCPUS && v.mags == 2 && v.held == 2ull * mag_size &&
+	    v.depot_full == depot_full)
+		lean_left = 0;
 	cairn_mag_free(mc, it);
 	check_counted(was, false);
 	if (cpu < NCPUS) {
@@ -194,7 +306,7 @@ int main(int argc, char **argv)
 	static _Alignas(64) unsigned char mem[8192];
 	struct cairn_mag_config cfg = {
 		.source = ref_as_source(&src), .frames = frames, .ncpus = NCPUS,
-		.mag_size = mag_size, .refill = 1 + below(mag_size),
+		.mag_size = mag_size, .refill = refill = 1 + below(mag_size),
 		.depot_full = depot_full, .depot_empty = depot_empty,
 		.drain_wait = 1, /* nobody else runs: do not wait for answers */
 		.mem = mem, .mem_size = sizeof(mem),
@@ -223,17 +335,24 @@ int main(int argc, char **argv)
 		} else if (x < 930) {
 			unsigned c = below(NCPUS);
 			CHECK_EQ(cairn_mag_drain_cpu(mc, c), 0);
+			asked[c] = false;
 			struct cairn_mag_cpu_stats st;
 			cairn_mag_cpu_stats(mc, c, &st);
 			if (st.held || st.magazines)
 				fail_at("drained CPU still holds something");
 		} else if (x < 950) {
+			struct view v = look();
+			predict_drain(&v);
 			cairn_mag_drain_all(mc);
+			if (ref_free(&src) != v.src)
+				fail_at("drain_all gave back other than the model's count");
 			struct cairn_mag_stats ms;
 			cairn_mag_stats(mc, &ms);
 			if (ms.depot_full || ms.depot_empty)
 				fail_at("depot not empty after drain_all");
 		} else {
+			struct view v = look();
+			answer(&v);
 			cairn_mag_poll(mc);
 		}
 		check_state();
