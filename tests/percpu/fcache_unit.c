@@ -180,6 +180,19 @@ static void *x_worker(void *arg)
 	return NULL;
 }
 
+/* Magazine frames in use, all orders. */
+static uint64_t magazines(void)
+{
+	static const unsigned orders[] = { 0, 1, 2, 3, 9 };
+	uint64_t mags = 0;
+	for (unsigned i = 0; i < 5; i++) {
+		struct cairn_mag_stats ms;
+		cairn_mag_stats(cairn_fcache_mags(fc, orders[i]), &ms);
+		mags += ms.magazines;
+	}
+	return mags;
+}
+
 static void test_exhaustion(void)
 {
 	/* a cache whose depot can hold all of memory */
@@ -200,22 +213,31 @@ static void test_exhaustion(void)
 	uint64_t cached = cairn_fcache_cached_frames(fc);
 	printf("exhaustion: %llu frames, %llu of them cached by CPUs 1-3\n",
 	       (unsigned long long)total, (unsigned long long)cached);
-	uint64_t mags = 0;
-	static const unsigned orders[] = { 0, 1, 2, 3, 9 };
-	for (unsigned i = 0; i < 5; i++) {
-		struct cairn_mag_stats ms;
-		cairn_mag_stats(cairn_fcache_mags(fc, orders[i]), &ms);
-		mags += ms.magazines;
-	}
+	uint64_t mags = magazines();
 	/* every frame is cached, or a magazine holding cached frames, or (a
 	 * few, flushed while magazines could not be had) free */
 	CHECK_EQ(cached + mags + frames_free(), total);
 	CHECK(cached > total / 10 * 9);
-	/* every frame, one at a time, on CPU 0 */
+	/* every frame, one at a time, on CPU 0. The allocation that finds
+	 * memory exhausted drains everything back (cached frames and magazine
+	 * frames) and then, lean, takes one frame: not a magazine's worth */
 	cairn_phys_t *v = calloc(total + 1, sizeof(*v));
-	uint64_t n = 0;
-	while (n <= total && cairn_fcache_alloc(fc, 0, 0, &v[n]) == 0)
+	uint64_t n = 0, drains = 0;
+	for (;;) {
+		uint64_t back = frames_free() + cairn_fcache_cached_frames(fc) + magazines();
+		struct cairn_mag_stats was, now;
+		cairn_mag_stats(cairn_fcache_mags(fc, 0), &was);
+		if (n > total || cairn_fcache_alloc(fc, 0, 0, &v[n]))
+			break;
 		n++;
+		cairn_mag_stats(cairn_fcache_mags(fc, 0), &now);
+		if (now.drains != was.drains) {
+			drains++;
+			CHECK_EQ(frames_free(), back - 1);
+			CHECK_EQ(now.lean_gets, was.lean_gets + 1);
+		}
+	}
+	CHECK_EQ(drains, 1);
 	CHECK_EQ(n, total);
 	CHECK_EQ(frames_free(), 0);
 	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);

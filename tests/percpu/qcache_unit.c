@@ -157,10 +157,25 @@ static void test_exhaustion(void)
 	printf("exhaustion: %llu quanta, %llu of them cached by CPUs 1-3\n",
 	       (unsigned long long)(XSPAN / Q), (unsigned long long)cached);
 	CHECK(cached > XSPAN / Q / 2);
-	/* the whole span, one quantum at a time, on CPU 0 */
-	uint64_t v[XSPAN / Q + 1], n = 0;
-	while (n <= XSPAN / Q && cairn_qcache_alloc(xqc, Q, &v[n]) == 0)
+	/* the whole span, one quantum at a time, on CPU 0. The allocation
+	 * that finds the arena exhausted drains every cached range back and
+	 * then, lean, takes one quantum: not a magazine's worth */
+	uint64_t v[XSPAN / Q + 1], n = 0, drains = 0;
+	for (;;) {
+		uint64_t back = arena_free_quanta(&xa, XSPAN) + cairn_qcache_cached_quanta(xqc);
+		struct cairn_mag_stats was, now;
+		cairn_mag_stats(cairn_qcache_mags(xqc, 1), &was);
+		if (n > XSPAN / Q || cairn_qcache_alloc(xqc, Q, &v[n]))
+			break;
 		n++;
+		cairn_mag_stats(cairn_qcache_mags(xqc, 1), &now);
+		if (now.drains != was.drains) {
+			drains++;
+			CHECK_EQ(arena_free_quanta(&xa, XSPAN), back - 1);
+			CHECK_EQ(now.lean_gets, was.lean_gets + 1);
+		}
+	}
+	CHECK_EQ(drains, 1);
 	CHECK_EQ(n, XSPAN / Q);
 	CHECK_EQ(cairn_qcache_cached_quanta(xqc), 0);
 	atomic_store(&x_stop, 1);
