@@ -159,6 +159,11 @@ static struct {
 } xm = { .lock = PTHREAD_MUTEX_INITIALIZER, .nonempty = PTHREAD_COND_INITIALIZER,
 	  .nonfull = PTHREAD_COND_INITIALIZER };
 static uint64_t xm_per_producer; /* batches */
+/* The most batches that waited on the stack at once: the workload's own
+ * data in flight, which is most of its peak RSS (up to XM_LIMIT batches of
+ * 288 KiB) and depends on how far the producers run ahead of the
+ * consumers. Reported with the row so that its RSS can be read. */
+static unsigned xm_peak;
 
 static struct xm_batch *xm_fill(void)
 {
@@ -197,6 +202,8 @@ static void xmalloc_run(unsigned tid, void *arg)
 			b->next = xm.top;
 			xm.top = b;
 			xm.count++;
+			if (xm.count > xm_peak)
+				xm_peak = xm.count;
 			pthread_cond_signal(&xm.nonempty);
 			pthread_mutex_unlock(&xm.lock);
 		}
@@ -402,7 +409,7 @@ static int worker(const char *spec)
 	double secs = (double)(bench_now_ns() - t0) / 1e9;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("%.0f %ld\n", (double)atomic_load(&total_ops) / secs, ru.ru_maxrss);
+	printf("%.0f %ld %u\n", (double)atomic_load(&total_ops) / secs, ru.ru_maxrss, xm_peak);
 	return 0;
 }
 
@@ -417,7 +424,7 @@ static bool set_worker(const char *v)
 }
 
 static bool run_one(const char *self, const struct impl *im, const char *test,
-		    unsigned t, uint64_t sc, double *ops, double *rss_kib)
+		    unsigned t, uint64_t sc, double *ops, double *rss_kib, double *peak)
 {
 	int fd[2];
 	if (pipe(fd))
@@ -445,7 +452,7 @@ static bool run_one(const char *self, const struct impl *im, const char *test,
 	int status;
 	waitpid(pid, &status, 0);
 	return n > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-	       sscanf(buf, "%lf %lf", ops, rss_kib) == 2;
+	       sscanf(buf, "%lf %lf %lf", ops, rss_kib, peak) == 3;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -513,11 +520,13 @@ int main(int argc, char **argv)
 			 * machine's load between runs then falls on all of them
 			 * alike, not on whichever ran in that stretch. */
 			double ops[NIMPLS][BENCH_MAX_RUNS], rs[NIMPLS][BENCH_MAX_RUNS];
+			double pk[NIMPLS][BENCH_MAX_RUNS];
+			bool xm = !strcmp(tests[k].name, "xmalloc");
 			unsigned n[NIMPLS] = { 0 };
 			for (unsigned r = 0; r < o.runs; r++)
 				for (unsigned i = 0; i < NIMPLS; i++)
 					if (have[i] && run_one(argv[0], &impls[i], tests[k].name, t, sc,
-							       &ops[i][n[i]], &rs[i][n[i]]))
+							       &ops[i][n[i]], &rs[i][n[i]], &pk[i][n[i]]))
 						n[i]++;
 			for (unsigned i = 0; i < NIMPLS; i++) {
 				if (!have[i])
@@ -533,12 +542,23 @@ int main(int argc, char **argv)
 					continue;
 				}
 				double mo = median(ops[i], n[i]), mr = median(rs[i], n[i]);
+				char extra[48] = "";
+				if (xm)
+					snprintf(extra, sizeof extra, ", \"peak_batches\": %.0f",
+						 median(pk[i], n[i]));
 				if (o.json)
 					printf("{\"suite\": \"objects\", \"test\": \"%s\", \"impl\": \"%s\", "
-					       "\"threads\": %u, \"ops_per_s\": %.0f, \"peak_rss_kib\": %.0f, "
-					       "\"runs\": %u}\n", tests[k].name, impls[i].name, t, mo, mr, n[i]);
+					       "\"threads\": %u, \"ops_per_s\": %.0f, \"peak_rss_kib\": %.0f%s, "
+					       "\"runs\": %u}\n", tests[k].name, impls[i].name, t, mo, mr, extra,
+					       n[i]);
 				else
 					printf(" %8.2f %9.0f", mo / 1e6, mr);
+			}
+			if (!o.json && xm) { /* what the row's peak RSS is made of */
+				printf("\n%-12s", "  (batches)");
+				for (unsigned i = 0; i < NIMPLS; i++)
+					if (have[i])
+						printf(" %18.0f", n[i] ? median(pk[i], n[i]) : 0.0);
 			}
 			if (!o.json)
 				printf("\n");
