@@ -21,7 +21,8 @@
  *            of 64 KiB .. 1 MiB, touching every page it asked for
  *
  * Figures: operations (allocations + frees) per second over the whole run
- * (all threads), and the process's peak RSS, medians of --runs processes.
+ * (all threads), and the process's peak RSS, medians of --runs processes;
+ * for xmalloc also the most batches that waited at once (its data in flight).
  *
  * cairn-hardened is the shim with its checks on (CAIRN_HARDEN=1): the row
  * pair shows what the checks cost.
