@@ -181,11 +181,10 @@ void mag_release(struct cairn_mag_cache *mc, struct mag *m)
 		mag_free_frame(mc, m);
 }
 
-/* The slot's magazines: items to the source, frames to the frame allocator
- * (draining happens under memory pressure, so keep nothing). */
-void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
+/* A synced slot's magazines: items to the source, frames to the frame
+ * allocator. */
+static void slot_let_go(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
-	mag_slot_sync(mc, c);
 	struct mag *m[2] = { c->loaded, c->prev };
 	c->loaded = c->prev = &mc->none;
 	for (unsigned i = 0; i < 2; i++) {
@@ -194,6 +193,14 @@ void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
 		mag_flush(mc, m[i]);
 		mag_free_frame(mc, m[i]);
 	}
+}
+
+/* The slot's magazines let go (draining happens under memory pressure, so
+ * keep nothing). */
+void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
+{
+	mag_slot_sync(mc, c);
+	slot_let_go(mc, c);
 	mag_slot_publish(mc, c);
 }
 
@@ -274,9 +281,14 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 	/* The depot has nothing. Lean: one item from the source, and the
 	 * magazines stay as they are. */
 	if (mag_lean(mc)) {
+		bool got = mc->src.get(mc->src.ctx, item, 1);
+		if (!got) { /* exhausted: as below */
+			slot_let_go(mc, c);
+			got = mc->src.get(mc->src.ctx, item, 1);
+		}
 		mag_slot_publish(mc, c);
-		if (!mc->src.get(mc->src.ctx, item, 1))
-			return CAIRN_ENOMEM; /* (the caller drains, frames too) */
+		if (!got)
+			return CAIRN_ENOMEM; /* (the caller drains everyone) */
 		atomic_fetch_sub_explicit(&mc->lean, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&mc->lean_gets, 1, memory_order_relaxed);
 		return 0;
@@ -291,11 +303,11 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		m->n = (uint32_t)mc->src.get(mc->src.ctx, mag_items(m), mc->refill);
 		if (m->n)
 			goto take;
-		/* The source is exhausted: the magazine's frame may be what the
-		 * caller needs (a frame cache), so let it go first. */
-		c->loaded = &mc->none;
-		mag_free_frame(mc, m);
 	}
+	/* The source is exhausted, and both our magazines are empty: their
+	 * frames may be what the caller needs (a frame cache), so let them go
+	 * before one last try; failing it, the caller drains everyone. */
+	slot_let_go(mc, c);
 	mag_slot_publish(mc, c);
 	return mc->src.get(mc->src.ctx, item, 1) ? 0 : CAIRN_ENOMEM;
 

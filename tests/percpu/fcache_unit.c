@@ -259,6 +259,47 @@ static void test_exhaustion(void)
 	fc = basic;
 }
 
+/* Memory exhausted while lean (just after a drain): a miss whose own
+ * magazines are empty lets their frames go before it fails, so the
+ * allocation that needs them has one without draining everyone again. */
+static void test_lean_own_magazines(void)
+{
+	struct cairn_fcache *basic = fc;
+	uint64_t before = frames_free();
+	REQUIRE(cairn_fcache_create(&fc, frames, NULL) == 0);
+	bind(0);
+	uint64_t total = frames_free();
+	cairn_phys_t *v = calloc(total + 1, sizeof(*v));
+	uint64_t n = 0;
+	while (n <= total && cairn_fcache_alloc(fc, 0, 0, &v[n]) == 0)
+		n++;
+	CHECK_EQ(n, total);
+	/* The failing allocation drained: lean. The first free finds no
+	 * frame for a magazine and goes back; the second is cached in a
+	 * magazine made of the first. */
+	CHECK_EQ(cairn_fcache_free(fc, v[--n], 0), 0);
+	CHECK_EQ(cairn_fcache_free(fc, v[--n], 0), 0);
+	CHECK_EQ(frames_free(), 0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), 1);
+	CHECK_EQ(magazines(), 1);
+	struct cairn_mag_stats st;
+	cairn_mag_stats(cairn_fcache_mags(fc, 0), &st);
+	uint64_t drains = st.drains;
+	/* the cached frame, then the magazine's own: no drain */
+	REQUIRE(cairn_fcache_alloc(fc, 0, 0, &v[n++]) == 0);
+	REQUIRE(cairn_fcache_alloc(fc, 0, 0, &v[n++]) == 0);
+	cairn_mag_stats(cairn_fcache_mags(fc, 0), &st);
+	CHECK_EQ(st.drains, drains);
+	CHECK_EQ(magazines(), 0);
+	CHECK_EQ(n, total);
+	for (uint64_t i = 0; i < n; i++)
+		CHECK_EQ(cairn_fcache_free(fc, v[i], 0), 0);
+	free(v);
+	cairn_fcache_destroy(fc);
+	CHECK_EQ(frames_free(), before);
+	fc = basic;
+}
+
 /* A double free whose first free still sits in a magazine passes the
  * free's check (as with Linux's per-CPU lists). When the magazine goes back
  * to the frame allocator the second copy is reported there, and every
@@ -300,6 +341,7 @@ int main(void)
 	test_bad_input();
 	test_cached_double_free();
 	test_exhaustion();
+	test_lean_own_magazines();
 	cairn_fcache_destroy(fc);
 	CHECK_EQ(frames_free(), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
