@@ -206,6 +206,36 @@ static void imports(void)
 	cairn_arena_destroy(&parent);
 }
 
+/* A request above 2^63 with a power-of-two import quantum: no import
+ * size can hold it, so it fails before asking the source (the power of
+ * two above it would be 2^64; UBSan aborts on the shift that computes
+ * it), and nothing changes. */
+static void import_huge(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_config pc = { .quantum = 4096, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000000, 0x100000, &pc), 0);
+	struct cairn_arena_source src;
+	cairn_arena_source_arena(&src, &parent);
+	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
+					 .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+
+	uint64_t x = 0, s, n, c;
+	CHECK_EQ(cairn_arena_alloc(&child, (1ull << 63) + 16, 1, &x), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_arena_xalloc(&child, (1ull << 63) + 1, 0, 0, 0, 0, 0,
+				    CAIRN_FIT_BEST, 1, &x), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_arena_xalloc(&child, 1ull << 62, 1ull << 62, 0, 0, 0, 0,
+				    CAIRN_FIT_FIRST, 1, &x), CAIRN_ENOMEM);
+	CHECK_EQ(x, 0);
+	CHECK_EQ(atomic_load(&child.imports), 0);
+	CHECK_EQ(cairn_arena_lookup(&parent, 0x40000000, &s, &n, &c), CAIRN_EFREE);
+	valid(&child);
+	valid(&parent);
+	cairn_arena_destroy(&child);
+	cairn_arena_destroy(&parent);
+}
+
 /* Frames mapped by the port at addresses from a VA arena. */
 static void frames_source(void)
 {
@@ -340,6 +370,7 @@ int main(void)
 	basics(0);
 	shrink();
 	imports();
+	import_huge();
 	frames_source();
 	frames_source_direct();
 	free_owned();
