@@ -313,8 +313,12 @@ static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
 	}
 }
 
+/* The least power of two >= x; 0 above 2^63, where it would be 2^64 (a
+ * shift by 64: undefined). */
 static uint64_t next_pow2(uint64_t x)
 {
+	if (x > 1ull << 63)
+		return 0;
 	return x <= 1 ? 1 : 1ull << (64 - __builtin_clzll(x - 1));
 }
 
@@ -328,7 +332,7 @@ static int import(struct cairn_arena *a, const struct xreq *r)
 	uint64_t sz = pow2(iq) ? next_pow2(need) : ((need + iq - 1) / iq) * iq;
 	if (sz < iq)
 		sz = iq;
-	if (sz < need)
+	if (sz < need) /* next_pow2 found none, or the rounding wrapped */
 		return CAIRN_ENOMEM;
 	uint64_t base;
 	int err = a->source.import(a->source.ctx, sz,
