@@ -236,6 +236,45 @@ static void import_huge(void)
 	cairn_arena_destroy(&parent);
 }
 
+/* nocross through imports: the parent's space starts 16 bytes past a
+ * 64-byte boundary, so a span it hands out with the quantum's alignment
+ * crosses a nocross boundary wherever the request would sit in it. The
+ * import asks for an alignment that leaves room for the request between
+ * two boundaries, and one import serves it. */
+static void import_nocross(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_config pc = { .quantum = 16, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000010, 0x100000, &pc), 0);
+	struct cairn_arena_source src;
+	cairn_arena_source_arena(&src, &parent);
+	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
+					 .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+
+	uint64_t x = 0, y = 0, z = 0;
+	CHECK_EQ(cairn_arena_xalloc(&child, 64, 0, 0, 64, 0, 0, CAIRN_FIT_FIRST, 1, &x), 0);
+	CHECK_EQ(x & 63, 0);
+	CHECK_EQ(atomic_load(&child.imports), 1);
+	/* a boundary wider than the span: the span lies between two */
+	CHECK_EQ(cairn_arena_xalloc(&child, 48, 0, 0, 256, 0, 0, CAIRN_FIT_FIRST, 2, &y), 0);
+	CHECK_EQ(y / 256, (y + 47) / 256);
+	CHECK_EQ(atomic_load(&child.imports), 2);
+	/* with a phase: 32 bytes at 16 mod 64, inside a 64-byte block */
+	CHECK_EQ(cairn_arena_xalloc(&child, 32, 64, 16, 64, 0, 0, CAIRN_FIT_FIRST, 3, &z), 0);
+	CHECK_EQ(z & 63, 16);
+	valid(&child);
+	valid(&parent);
+	CHECK_EQ(cairn_arena_free(&child, x, 64), 0);
+	CHECK_EQ(cairn_arena_free(&child, y, 48), 0);
+	CHECK_EQ(cairn_arena_free(&child, z, 32), 0);
+	CHECK_EQ(atomic_load(&child.releases), atomic_load(&child.imports));
+	valid(&child);
+	valid(&parent);
+	cairn_arena_destroy(&child);
+	cairn_arena_destroy(&parent);
+}
+
 /* Frames mapped by the port at addresses from a VA arena. */
 static void frames_source(void)
 {
@@ -371,6 +410,7 @@ int main(void)
 	shrink();
 	imports();
 	import_huge();
+	import_nocross();
 	frames_source();
 	frames_source_direct();
 	free_owned();
