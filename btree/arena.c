@@ -334,10 +334,24 @@ static int import(struct cairn_arena *a, const struct xreq *r)
 		sz = iq;
 	if (sz < need) /* next_pow2 found none, or the rounding wrapped */
 		return CAIRN_ENOMEM;
+	/*
+	 * The span's alignment: the request's, and with nocross enough that
+	 * the span holds the request between two boundaries (the source
+	 * guarantees nothing else of where the span lies). Aligned to the
+	 * boundary itself, the request sits at base + phase, which crosses
+	 * none unless every placement does. A boundary wider than the
+	 * span's power of two needs only that power of two: the span then
+	 * lies between two boundaries.
+	 */
+	uint64_t align = r->align > a->quantum ? r->align : a->quantum;
+	if (r->nocross) {
+		uint64_t p = next_pow2(sz); /* 0 above 2^63: the boundary */
+		uint64_t b = p && p < r->nocross ? p : r->nocross;
+		if (b > align)
+			align = b;
+	}
 	uint64_t base;
-	int err = a->source.import(a->source.ctx, sz,
-				   r->align > a->quantum ? r->align : a->quantum,
-				   &base);
+	int err = a->source.import(a->source.ctx, sz, align, &base);
 	if (err)
 		return err;
 	/* Every extent is quantum aligned (the unconstrained fits rely on it):
