@@ -275,6 +275,50 @@ static void import_nocross(void)
 	cairn_arena_destroy(&parent);
 }
 
+/* A request no import can serve (a window below the parent's space): it
+ * fails with ENOMEM after importing, and the spans it imported, all still
+ * free, go back to the source; a rejected call changes nothing. */
+static void import_useless(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_config pc = { .quantum = 4096, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000000, 0x100000, &pc), 0);
+	struct cairn_arena_source src;
+	cairn_arena_source_arena(&src, &parent);
+	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
+					 .import_quantum = 0x4000, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+
+	uint64_t x = 0, s, n, c;
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0, 0, 0, 0, 0x10000000,
+				    CAIRN_FIT_FIRST, 1, &x), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0, 0, 0, 0x50000000, 0,
+				    CAIRN_FIT_HIGH, 1, &x), CAIRN_ENOMEM);
+	CHECK_EQ(x, 0);
+	CHECK(atomic_load(&child.imports) > 0);
+	CHECK_EQ(atomic_load(&child.releases), atomic_load(&child.imports));
+	CHECK_EQ(cairn_arena_lookup(&child, 0x40000000, &s, &n, &c), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_lookup(&parent, 0x40000000, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&parent, 0x400fffff, &s, &n, &c), CAIRN_EFREE);
+	valid(&child);
+	valid(&parent);
+	/* a span in use stays: one import serves a plain alloc afterwards */
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 2, &x), 0);
+	CHECK_EQ(x, 0x40000000);
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0, 0, 0, 0, 0x10000000,
+				    CAIRN_FIT_FIRST, 3, &s), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_arena_lookup(&child, x, &s, &n, &c), 0);
+	CHECK(s == x && n == 16 && c == 2);
+	CHECK_EQ(atomic_load(&child.releases) + 1, atomic_load(&child.imports));
+	valid(&child);
+	CHECK_EQ(cairn_arena_free(&child, x, 16), 0);
+	CHECK_EQ(atomic_load(&child.releases), atomic_load(&child.imports));
+	valid(&child);
+	valid(&parent);
+	cairn_arena_destroy(&child);
+	cairn_arena_destroy(&parent);
+}
+
 /* Frames mapped by the port at addresses from a VA arena. */
 static void frames_source(void)
 {
@@ -411,6 +455,7 @@ int main(void)
 	imports();
 	import_huge();
 	import_nocross();
+	import_useless();
 	frames_source();
 	frames_source_direct();
 	free_owned();
