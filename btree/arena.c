@@ -322,8 +322,10 @@ static uint64_t next_pow2(uint64_t x)
 	return x <= 1 ? 1 : 1ull << (64 - __builtin_clzll(x - 1));
 }
 
-/* Bring in a span from the source that can hold the request. */
-static int import(struct cairn_arena *a, const struct xreq *r)
+/* Bring in a span from the source that can hold the request; *span: the
+ * span added. */
+static int import(struct cairn_arena *a, const struct xreq *r,
+		  struct cairn_ext *span)
 {
 	uint64_t iq = a->import_quantum;
 	uint64_t need = r->size + (r->align > a->quantum ? r->align - a->quantum : 0);
@@ -366,6 +368,9 @@ static int import(struct cairn_arena *a, const struct xreq *r)
 		return err == CAIRN_EEXIST ? CAIRN_ECORRUPT : err;
 	}
 	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
+	*span = (struct cairn_ext){ base, sz, 0,
+				    EXT_FREE | CAIRN_ARENA_SPAN |
+					    CAIRN_ARENA_IMPORTED };
 	return 0;
 }
 
@@ -432,6 +437,8 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 	q.nomerge = 0;
 	q.result = &r.got;
 	int err;
+	unsigned nspans = 0;
+	struct cairn_ext spans[IMPORT_TRIES];
 	for (unsigned tries = 0;; tries++) {
 		err = cairn_btree_update(&a->tree, &q);
 		if (err != CAIRN_ENOMEM || !a->source.import ||
@@ -439,12 +446,21 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 			break;
 		/* Nothing fits (or no node): import and try again. A span
 		 * from a source need not satisfy minaddr/maxaddr. */
-		if (import(a, &r) != 0)
+		if (import(a, &r, &spans[nspans]) != 0)
 			break;
+		nspans++;
 		q.shape = shape;
 	}
-	if (err == 0)
+	if (err == 0) {
 		*addr = r.got.start;
+		return 0;
+	}
+	/* A rejected call changes nothing: the spans it imported go back
+	 * to the source, each if it is still one free extent (another CPU
+	 * may have allocated from it meanwhile; the release is one atomic
+	 * update that checks). */
+	while (nspans)
+		try_release(a, &spans[--nspans]);
 	return err;
 }
 
