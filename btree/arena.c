@@ -357,10 +357,12 @@ static int import(struct cairn_arena *a, const struct xreq *r,
 	if (err)
 		return err;
 	/* Every extent is quantum aligned (the unconstrained fits rely on it):
-	 * a source that breaks its contract is refused, not spread. */
-	if (base & (a->quantum - 1)) {
+	 * a source that breaks its contract is refused, not spread. A span
+	 * that ends at 2^64 is refused as cairn_arena_add refuses it: an
+	 * extent's end must be a number (nothing could be carved from it). */
+	if ((base & (a->quantum - 1)) || base + sz <= base) {
 		a->source.release(a->source.ctx, base, sz);
-		return CAIRN_ECORRUPT;
+		return base & (a->quantum - 1) ? CAIRN_ECORRUPT : CAIRN_ERANGE;
 	}
 	err = add_span(a, base, sz, CAIRN_ARENA_SPAN | CAIRN_ARENA_IMPORTED);
 	if (err) {

@@ -319,6 +319,63 @@ static void import_useless(void)
 	cairn_arena_destroy(&parent);
 }
 
+/* A source that hands out one base given by the test and records what
+ * comes back. */
+struct fixed_source {
+	uint64_t base, released, released_size;
+	unsigned imports, releases;
+};
+
+static int fixed_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr)
+{
+	struct fixed_source *fs = ctx;
+	(void)size;
+	(void)align;
+	fs->imports++;
+	*addr = fs->base;
+	return 0;
+}
+
+static void fixed_release(void *ctx, uint64_t addr, uint64_t size)
+{
+	struct fixed_source *fs = ctx;
+	fs->releases++;
+	fs->released = addr;
+	fs->released_size = size;
+}
+
+/* Spans the arena cannot hold, from a source that breaks its contract or
+ * ends a span at 2^64: each is given straight back, the request fails with
+ * its own code, and nothing changes; a good span then serves. */
+static void import_refused(void)
+{
+	struct fixed_source fs = { 0 };
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena child;
+	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
+					 .import_quantum = 0x1000, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	uint64_t x = 0, s, n, c;
+	fs.base = 0x10008; /* not quantum aligned */
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 1, &x), CAIRN_ENOMEM);
+	CHECK(fs.releases == 1 && fs.released == 0x10008 && fs.released_size == 0x1000);
+	fs.base = 0ull - 0x1000; /* the last 4 KiB: it ends at 2^64 */
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 1, &x), CAIRN_ENOMEM);
+	CHECK(fs.releases == 2 && fs.released == fs.base && fs.released_size == 0x1000);
+	CHECK_EQ(x, 0);
+	CHECK_EQ(atomic_load(&child.imports), 0);
+	CHECK_EQ(cairn_arena_lookup(&child, fs.base, &s, &n, &c), CAIRN_ERANGE);
+	valid(&child);
+	fs.base = 0x20000;
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 2, &x), 0);
+	CHECK_EQ(x, 0x20000);
+	CHECK_EQ(atomic_load(&child.imports), 1);
+	CHECK_EQ(cairn_arena_free(&child, x, 16), 0);
+	CHECK(fs.releases == 3 && fs.released == 0x20000);
+	valid(&child);
+	cairn_arena_destroy(&child);
+}
+
 /* Frames mapped by the port at addresses from a VA arena. */
 static void frames_source(void)
 {
@@ -456,6 +513,7 @@ int main(void)
 	import_huge();
 	import_nocross();
 	import_useless();
+	import_refused();
 	frames_source();
 	frames_source_direct();
 	free_owned();
