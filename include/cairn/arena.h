@@ -43,9 +43,9 @@ enum cairn_fit {
 };
 
 /* Where an arena imports from. import returns 0 and the base of a new
- * range of exactly `size` bytes, aligned to `align`, or an error (an
- * unaligned base is released and the import fails with CAIRN_ECORRUPT);
- * release gives one back. */
+ * range of exactly `size` bytes, aligned to `align`, or an error; a range
+ * off the quantum or ending at 2^64 is released at once and serves
+ * nothing. release gives one back. */
 struct cairn_arena_source {
 	int (*import)(void *ctx, uint64_t size, uint64_t align, uint64_t *addr);
 	void (*release)(void *ctx, uint64_t addr, uint64_t size);
