@@ -256,14 +256,100 @@ static void test_fork_large(void)
 	cairn_free(big);
 }
 
+/* Fork while another thread holds an offline heap it claimed. A heap whose
+ * thread exited is OFFLINE with its slot free; every batch of remote frees
+ * posted to it claims it (CLAIMED), collects and gives it back. A child
+ * forked during such a claim has the heap CLAIMED with no thread left to
+ * give it back, and the child's next new thread takes that slot (the
+ * lowest free one) and waits for ever to bring its heap online. */
+#define CLAIM_OBJS 16384
+static void *claim_objs[CLAIM_OBJS];
+static atomic_int claim_round, claim_freed, claim_stop;
+
+static void *claim_maker(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < CLAIM_OBJS; i++) {
+		claim_objs[i] = cairn_malloc(48);
+		if (!claim_objs[i])
+			abort();
+	}
+	return NULL; /* its heap goes offline, its slot is freed */
+}
+
+static void *claim_freer(void *arg)
+{
+	(void)arg;
+	cairn_free(cairn_malloc(16)); /* take a slot before the maker */
+	atomic_store(&claim_freed, -1);
+	for (int seen = 0;;) {
+		int r;
+		while ((r = atomic_load(&claim_round)) == seen && !atomic_load(&claim_stop))
+			sched_yield();
+		if (r == seen)
+			return NULL;
+		seen = r;
+		for (unsigned i = 0; i < CLAIM_OBJS; i++)
+			cairn_free(claim_objs[i]); /* remote: posts claim the maker's heap */
+		atomic_store(&claim_freed, r);
+	}
+}
+
+static void *claim_child_thread(void *arg)
+{
+	(void)arg;
+	void *p = cairn_malloc(100); /* the freed slot: its heap must come online */
+	cairn_free(p);
+	return p;
+}
+
+static void test_fork_claim(unsigned rounds)
+{
+	pthread_t freer;
+	pthread_create(&freer, NULL, claim_freer, NULL);
+	while (atomic_load(&claim_freed) != -1)
+		sched_yield();
+	unsigned forks = 0, failed = 0;
+	for (unsigned r = 1; r <= rounds && !failed; r++) {
+		pthread_t maker;
+		pthread_create(&maker, NULL, claim_maker, NULL);
+		pthread_join(maker, NULL);
+		atomic_store(&claim_round, (int)r);
+		while (atomic_load(&claim_freed) != (int)r && !failed) {
+			pid_t pid = fork();
+			REQUIRE(pid >= 0);
+			if (pid == 0) {
+				alarm(10); /* a heap left claimed hangs here */
+				pthread_t t;
+				pthread_create(&t, NULL, claim_child_thread, NULL);
+				pthread_join(t, NULL);
+				_exit(0);
+			}
+			int status;
+			waitpid(pid, &status, 0);
+			forks++;
+			failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		}
+	}
+	atomic_store(&claim_stop, 1);
+	pthread_join(freer, NULL);
+	printf("fork while claiming: %u forks, %u children hung\n", forks, failed);
+	CHECK_EQ(failed, 0);
+}
+
 int main(int argc, char **argv)
 {
 	unsigned many_threads = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
+	/* 0 under TSan, whose runtime refuses threads in a child forked from
+	 * a multithreaded parent */
+	unsigned claim_rounds = argc > 2 ? (unsigned)atoi(argv[2]) : 40;
 	test_api();
 	test_threads(6, 6, 20000);
 	test_many_threads(many_threads);
 	test_fork();
 	test_fork_large();
+	if (claim_rounds)
+		test_fork_claim(claim_rounds);
 	test_api();
 	return check_done("shim_test");
 }
