@@ -317,19 +317,6 @@ static inline bool arena_ours(const struct cairn_objects *o, uint64_t cookie)
 	return cookie == arena_cookie(o) || (o->qc && cookie == cairn_qcache_cookie(o->qc));
 }
 
-/* Around every call into the arena: the embedder's gate, if any. */
-static inline void arena_enter(const struct cairn_objects *o)
-{
-	if (o->arena_enter)
-		o->arena_enter();
-}
-
-static inline void arena_leave(const struct cairn_objects *o)
-{
-	if (o->arena_leave)
-		o->arena_leave();
-}
-
 /* Exhaustion: the quantum cache's ranges pin arena spans. */
 static void qcache_drain(struct cairn_objects *o)
 {

@@ -209,14 +209,21 @@ void heap_collect(struct cairn_heap *h, bool offline)
 		heap_stat_add(&h->st.offline_collects, msgs);
 }
 
+/* The claims pass the embedder's gate (arena_enter), entered before the
+ * CAS: a claimer holds a heap that is not its CPU's, and a host process
+ * forked meanwhile would have the heap CLAIMED for ever, with no thread
+ * to give it back, while its slot is free for the child's next thread,
+ * which would wait in cairn_heap_online without end. A claimer that
+ * finds the gate closed waits there holding no heap. */
 static void offline_collect(struct cairn_heap *h)
 {
+	arena_enter(h->o);
 	for (;;) {
 		unsigned expect = HEAP_OFFLINE;
 		if (!atomic_compare_exchange_strong_explicit(&h->state, &expect, HEAP_CLAIMED,
 							     memory_order_acquire,
 							     memory_order_relaxed))
-			return; /* online again, or another CPU has it */
+			break; /* online again, or another CPU has it */
 		/* Producers between exchange and link are a few instructions
 		 * from done: wait for them, the heap has no one else. */
 		do {
@@ -229,8 +236,9 @@ static void offline_collect(struct cairn_heap *h)
 		atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
 		/* in_tail was at the stub; it is the next holder's now */
 		if (!inbox_head_moved(h))
-			return;
+			break;
 	}
+	arena_leave(h->o);
 }
 
 void remote_post(struct cairn_heap *h, struct obj_out *b)

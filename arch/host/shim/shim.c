@@ -23,7 +23,11 @@
  * holds such a lock would leave the child's copy locked for ever; so every
  * call into the arena passes a gate (the instance's arena_enter/leave
  * hooks) that the fork handler closes, waiting for the threads inside to
- * leave. Small objects never reach the arena and never pass the gate.
+ * leave. Small objects never reach the arena and never pass the gate,
+ * except for a free that claims a departed thread's heap to collect its
+ * messages: the child must not inherit a heap claimed by a thread it does
+ * not have (its slot is free, so the child's next thread would wait for
+ * ever to bring that heap online).
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
@@ -74,6 +78,7 @@ static TLS struct cairn_heap *my_heap;
 static TLS unsigned my_slot;
 static TLS int in_shim;     /* making the instance or registering: no recursion */
 static TLS int thread_gone; /* the key destructor ran */
+static TLS unsigned gate_depth; /* large_enter calls not yet left */
 
 /* ---- bootstrap: a static bump allocator ---- */
 
@@ -140,12 +145,15 @@ static void atfork_child(void)
 	atfork_parent();
 }
 
-/* Around every call into the arena (the instance's hooks). A thread
- * without a slot reaches the arena only on the shared heap, under
- * shared_lock, which the fork handler takes. */
+/* Around every call into the arena and every claim of an offline heap
+ * (the instance's hooks). A thread without a slot gets there only on the
+ * shared heap, under shared_lock, which the fork handler takes. The calls
+ * nest (a claim gives the heap's cached large objects back to the arena):
+ * only the outermost sets and clears the flag, so an inner one never
+ * clears it, or waits at the gate, in the middle of an outer one. */
 static void large_enter(void)
 {
-	if (!my_heap)
+	if (!my_heap || gate_depth++)
 		return;
 	for (;;) {
 		atomic_store_explicit(&in_large[my_slot].in, 1, memory_order_seq_cst);
@@ -159,7 +167,7 @@ static void large_enter(void)
 
 static void large_leave(void)
 {
-	if (my_heap)
+	if (my_heap && !--gate_depth)
 		atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
 }
 
