@@ -247,6 +247,16 @@ static void test_errors(struct cairn_objects *o)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	CHECK(cairn_objects_usable_size(o, &local) == 0);
 	CHECK(cairn_heap_realloc(h, &local, 10) == NULL);
+	/* realloc of a freed object, to a size it still holds and to a larger
+	 * one: refused and reported, the object stays free (not handed back
+	 * to the caller while the free list holds it too) */
+	for (size_t size = 40; size <= 400; size *= 10) {
+		uint64_t was = cairn_host_reports();
+		CHECK(cairn_heap_realloc(h, a, size) == NULL);
+		CHECK(cairn_host_reports() == was + 1);
+		CHECK_EQ(stats(o).objects, 1);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+	}
 
 	/* A write after free over a free-list link is caught on allocation.
 	 * No 32-byte object is live: after offline/online the class starts
