@@ -1185,6 +1185,18 @@ void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size)
 			   (uintptr_t)p, size);
 		return NULL;
 	}
+	/* Hardened, a freed object of our own slab (its live bitmap is ours
+	 * to read) is refused before anything happens to it: kept in place it
+	 * would be handed back while its free list still holds it (two
+	 * holders), moved it would be copied and then fail the free. Another
+	 * heap's object is left to its free, as a remote free is. */
+	uintptr_t e = heap_pm_lookup(h, (uintptr_t)p);
+	struct slab *s = (struct slab *)e;
+	if (h->harden && e && !(e & PM_TAG_MASK) && s->owner == h &&
+	    !live_test(s, slab_index(s, (uintptr_t)p))) {
+		obj_report(CAIRN_EFREE, "objects: realloc of a freed object", (uintptr_t)p, s->base);
+		return NULL;
+	}
 	if (!size) {
 		cairn_heap_free(h, p);
 		return NULL;
