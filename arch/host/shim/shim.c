@@ -91,16 +91,20 @@ static bool is_boot(const void *p)
 	return (const unsigned char *)p >= boot && (const unsigned char *)p < boot + BOOT_SIZE;
 }
 
-/* A block with its size in the 16 bytes before it. */
+/* A block with its size in the 16 bytes before it. The alignment is the
+ * address's: the buffer itself is aligned to a page only. */
 static void *boot_alloc(size_t size, size_t align)
 {
 	if (align < 16)
 		align = 16;
+	if (size > BOOT_SIZE || align > BOOT_SIZE) /* (before the rounding, which would wrap) */
+		return NULL;
 	size = (size + 15) & ~(size_t)15;
+	uintptr_t base = (uintptr_t)boot;
 	size_t old = atomic_load_explicit(&boot_used, memory_order_relaxed), at;
 	do {
-		at = (old + 16 + align - 1) & ~(align - 1);
-		if (at + size > BOOT_SIZE || at + size < at)
+		at = ((base + old + 16 + align - 1) & ~(uintptr_t)(align - 1)) - base;
+		if (at + size > BOOT_SIZE)
 			return NULL;
 	} while (!atomic_compare_exchange_weak_explicit(&boot_used, &old, at + size,
 							memory_order_relaxed,
