@@ -209,8 +209,9 @@ void heap_collect(struct cairn_heap *h, bool offline)
 		heap_stat_add(&h->st.offline_collects, msgs);
 }
 
-/* The claims pass the embedder's gate (arena_enter), entered before the
- * CAS: a claimer holds a heap that is not its CPU's, and a host process
+/* The claims pass the embedder's gate (arena_enter), as the posts do,
+ * entered before the CAS: a claimer holds a heap that is not its CPU's,
+ * and a host process
  * forked meanwhile would have the heap CLAIMED for ever, with no thread
  * to give it back, while its slot is free for the child's next thread,
  * which would wait in cairn_heap_online without end. A claimer that
@@ -250,7 +251,13 @@ void remote_post(struct cairn_heap *h, struct obj_out *b)
 	if (b->slab && head != tail)
 		obj_set_word(head + sizeof(uintptr_t), b->n);
 	obj_set_word(tail, obj_encode(dest, tail, head | (b->slab ? MSG_ONE_SLAB : 0)));
+	/* The push passes the embedder's gate: a host process forked between
+	 * its exchange and its link would leave the child a link nobody will
+	 * write, and the heap's going offline (or a claim) waits for every
+	 * such link, for ever in the child. */
+	arena_enter(dest->o);
 	q_push(dest, tail);
+	arena_leave(dest->o);
 	b->head = 0;
 	b->n = 0;
 	if (unlikely(atomic_load_explicit(&dest->state, memory_order_seq_cst) == HEAP_OFFLINE))

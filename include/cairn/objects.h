@@ -113,13 +113,15 @@ struct cairn_objects_config {
 	 * when the CPU goes offline or its heap meets exhaustion. 0: none. */
 	unsigned large_cache_kib;
 	/* Optional, with large_arena: called before and after every call
-	 * into the arena (allocation, free, lookup; destroy excepted), and
+	 * into the arena (allocation, free, lookup; destroy excepted), around
+	 * every post of remote frees to another CPU's message queue, and
 	 * around every claim of an offline CPU's heap (a free that collects
 	 * the messages of a heap whose CPU went offline), on the calling
 	 * CPU. Calls nest (a claim gives the heap's cached large objects back
 	 * to the arena). A host process that forks uses them to keep the fork
 	 * from copying the arena's tree while another thread holds one of its
-	 * node locks, or a heap another thread claimed. Both or neither. */
+	 * node locks, a queue with a link another thread still owes, or a
+	 * heap another thread claimed. Both or neither. */
 	void (*arena_enter)(void);
 	void (*arena_leave)(void);
 };
