@@ -10,6 +10,9 @@
  *
  * Not deterministic: the test makes a post of every remote free and forks
  * until `forks` children have exited or one hangs.
+ *
+ * First, a fork handler that runs after the shim's (the gate closed) and
+ * frees: the forking thread passes its own gate (deterministic).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -79,8 +82,54 @@ static void start(pthread_t *t, void *(*fn)(void *), void *arg)
 		sched_yield(); /* slots go lowest first: take them in order */
 }
 
+/* A fork handler registered before the shim's (so run after it, with the
+ * gate closed) that frees: a batch of another thread's objects, whose
+ * last free posts it, and a one-page large object, which goes back to the
+ * arena. The forking thread must pass its own gate. */
+#define EARLY_OBJS 64
+static void *early_objs[EARLY_OBJS], *early_large;
+
+static void early_prepare(void)
+{
+	for (unsigned i = 0; i < EARLY_OBJS; i++)
+		cairn_free(early_objs[i]);
+	cairn_free(early_large);
+	early_large = NULL;
+	for (unsigned i = 0; i < EARLY_OBJS; i++)
+		early_objs[i] = NULL;
+}
+
+static void *early_alloc(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < EARLY_OBJS; i++)
+		REQUIRE((early_objs[i] = cairn_malloc(32)));
+	return NULL;
+}
+
+static void test_early_handler(void)
+{
+	cairn_free(cairn_malloc(16)); /* the shim made, slot 0 ours */
+	pthread_t t;
+	pthread_create(&t, NULL, early_alloc, NULL);
+	pthread_join(t, NULL);
+	REQUIRE((early_large = cairn_aligned_alloc(1u << 20, 100)));
+	alarm(30); /* the forking thread waiting at its own gate hangs here */
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	int status;
+	waitpid(pid, &status, 0);
+	alarm(0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(early_large == NULL);
+}
+
 int main(int argc, char **argv)
 {
+	pthread_atfork(early_prepare, NULL, NULL); /* before the shim's */
+	test_early_handler();
 	unsigned forks = argc > 1 ? (unsigned)atoi(argv[1]) : 1000, made = 0, hung = 0;
 	cairn_free(cairn_malloc(16)); /* slot 0 */
 	pthread_t t[SLOTS + 1];
