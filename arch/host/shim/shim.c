@@ -79,6 +79,7 @@ static TLS unsigned my_slot;
 static TLS int in_shim;     /* making the instance or registering: no recursion */
 static TLS int thread_gone; /* the key destructor ran */
 static TLS unsigned gate_depth; /* large_enter calls not yet left */
+static TLS int forking;     /* this thread closed the fork gate */
 
 /* ---- bootstrap: a static bump allocator ---- */
 
@@ -128,6 +129,7 @@ static void atfork_prepare(void)
 		cairn_port_pause();
 	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
 		cairn_port_pause();
+	forking = 1;
 	atomic_store_explicit(&fork_gate, 1, memory_order_seq_cst);
 	for (unsigned i = 0; i < SHIM_SLOTS; i++)
 		while (atomic_load_explicit(&in_large[i].in, memory_order_seq_cst))
@@ -136,6 +138,7 @@ static void atfork_prepare(void)
 
 static void atfork_parent(void)
 {
+	forking = 0;
 	atomic_store_explicit(&fork_gate, 0, memory_order_release);
 	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
 	atomic_flag_clear_explicit(&grow_lock, memory_order_release);
@@ -154,10 +157,13 @@ static void atfork_child(void)
  * shared heap, under shared_lock, which the fork handler takes. The calls
  * nest (a claim gives the heap's cached large objects back to the arena):
  * only the outermost sets and clears the flag, so an inner one never
- * clears it, or waits at the gate, in the middle of an outer one. */
+ * clears it, or waits at the gate, in the middle of an outer one. The
+ * thread that closed the gate passes it (fork handlers registered before
+ * the shim's run after it and may free): what it does there is done
+ * before it forks, and the others are kept out. */
 static void large_enter(void)
 {
-	if (!my_heap || gate_depth++)
+	if (!my_heap || gate_depth++ || forking)
 		return;
 	for (;;) {
 		atomic_store_explicit(&in_large[my_slot].in, 1, memory_order_seq_cst);
@@ -171,7 +177,7 @@ static void large_enter(void)
 
 static void large_leave(void)
 {
-	if (my_heap && !--gate_depth)
+	if (my_heap && !--gate_depth && !forking)
 		atomic_store_explicit(&in_large[my_slot].in, 0, memory_order_release);
 }
 
