@@ -538,9 +538,10 @@ void released_drain(struct cairn_objects *o);
 /* The heap's cached large objects back to the arena (objects.c). */
 void large_cache_flush(struct cairn_heap *h);
 
-/* The embedder's gate, if any: around every call into the arena, and
- * around every claim of an offline heap (objects_remote.c). Calls nest
- * (a claim gives the heap's cached large objects back to the arena). */
+/* The embedder's gate, if any: around every call into the arena, every
+ * post's push and every claim of an offline heap (objects_remote.c).
+ * Calls nest (a claim gives the heap's cached large objects back to the
+ * arena). */
 static inline void arena_enter(const struct cairn_objects *o)
 {
 	if (o->arena_enter)

@@ -211,11 +211,10 @@ void heap_collect(struct cairn_heap *h, bool offline)
 
 /* The claims pass the embedder's gate (arena_enter), as the posts do,
  * entered before the CAS: a claimer holds a heap that is not its CPU's,
- * and a host process
- * forked meanwhile would have the heap CLAIMED for ever, with no thread
- * to give it back, while its slot is free for the child's next thread,
- * which would wait in cairn_heap_online without end. A claimer that
- * finds the gate closed waits there holding no heap. */
+ * and a host process forked meanwhile would have the heap CLAIMED for
+ * ever, with no thread to give it back, while its slot is free for the
+ * child's next thread, which would wait in cairn_heap_online without
+ * end. A claimer that finds the gate closed waits there holding no heap. */
 static void offline_collect(struct cairn_heap *h)
 {
 	arena_enter(h->o);

@@ -23,11 +23,12 @@
  * holds such a lock would leave the child's copy locked for ever; so every
  * call into the arena passes a gate (the instance's arena_enter/leave
  * hooks) that the fork handler closes, waiting for the threads inside to
- * leave. Small objects never reach the arena and never pass the gate,
- * except for a free that claims a departed thread's heap to collect its
- * messages: the child must not inherit a heap claimed by a thread it does
- * not have (its slot is free, so the child's next thread would wait for
- * ever to bring that heap online).
+ * leave. Small objects pass it only to post a batch of remote frees (a
+ * child must not inherit a queue with a link owed by a thread it does not
+ * have: a heap going offline waits for such a link) and to claim a
+ * departed thread's heap to collect its messages (nor a heap claimed by
+ * such a thread: its slot is free, so the child's next thread would wait
+ * for ever to bring that heap online).
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
@@ -152,8 +153,8 @@ static void atfork_child(void)
 	atfork_parent();
 }
 
-/* Around every call into the arena and every claim of an offline heap
- * (the instance's hooks). A thread without a slot gets there only on the
+/* Around every call into the arena, every post of remote frees and
+ * every claim of an offline heap (the instance's hooks). A thread without a slot gets there only on the
  * shared heap, under shared_lock, which the fork handler takes. The calls
  * nest (a claim gives the heap's cached large objects back to the arena):
  * only the outermost sets and clears the flag, so an inner one never
