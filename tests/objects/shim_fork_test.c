@@ -9,7 +9,9 @@
  * in the child, for ever.
  *
  * Not deterministic: the test makes a post of every remote free and forks
- * until `forks` children have exited or one hangs.
+ * until `forks` children have exited or one hangs. Each child forks once
+ * more before it exits (its prepare handler waits for no flag a thread
+ * of the parent left set).
  *
  * First, a fork handler that runs after the shim's (the gate closed) and
  * frees: the forking thread passes its own gate (deterministic).
@@ -147,6 +149,13 @@ int main(int argc, char **argv)
 			REQUIRE(pid >= 0);
 			if (pid == 0) {
 				alarm(10); /* a link owed by a thread the child lacks */
+				/* The child forks too: it waits at its gate for
+				 * no flag of a thread it does not have. */
+				pid_t g = fork();
+				if (g == 0)
+					_exit(0);
+				if (g < 0 || waitpid(g, NULL, 0) != g)
+					_exit(1);
 				pthread_exit(NULL); /* the heap goes offline; then exit(0) */
 			}
 			int status;

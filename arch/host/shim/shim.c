@@ -149,7 +149,13 @@ static void atfork_child(void)
 {
 	/* Only this thread exists now. The memory is a private mapping, so
 	 * the child has its own copy of everything; other threads' slots stay
-	 * taken (their heaps may have been mid-operation, never the arena). */
+	 * taken (their heaps may have been mid-operation, never the arena).
+	 * Their gate flags are cleared: a thread that arrived after the
+	 * prepare handler had looked at its flag may have set it, for the few
+	 * instructions before it saw the gate closed, just as the fork copied
+	 * it, and the child's own next fork would wait for it for ever. */
+	for (unsigned i = 0; i < SHIM_SLOTS; i++)
+		atomic_store_explicit(&in_large[i].in, 0, memory_order_relaxed);
 	atfork_parent();
 }
 
