@@ -13,8 +13,10 @@
  * more before it exits (its prepare handler waits for no flag a thread
  * of the parent left set).
  *
- * First, a fork handler that runs after the shim's (the gate closed) and
- * frees: the forking thread passes its own gate (deterministic).
+ * First, a fork handler that runs after the shim's (the gate closed and
+ * the shim's locks held) and frees, and allocates enough to make the
+ * instance grow: the forking thread passes its own gate and takes no
+ * lock it already holds (deterministic).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -91,8 +93,20 @@ static void start(pthread_t *t, void *(*fn)(void *), void *arg)
 #define EARLY_OBJS 64
 static void *early_objs[EARLY_OBJS], *early_large;
 
+static int early_grow;
+
 static void early_prepare(void)
 {
+	/* Large enough that the instance must grow: the shim's prepare
+	 * handler holds the lock that growth takes. */
+	if (early_grow) {
+		void *big[3];
+		for (unsigned i = 0; i < 3; i++)
+			REQUIRE((big[i] = cairn_malloc(400u << 20)));
+		for (unsigned i = 0; i < 3; i++)
+			cairn_free(big[i]);
+		early_grow = 0;
+	}
 	for (unsigned i = 0; i < EARLY_OBJS; i++)
 		cairn_free(early_objs[i]);
 	cairn_free(early_large);
@@ -116,6 +130,7 @@ static void test_early_handler(void)
 	pthread_create(&t, NULL, early_alloc, NULL);
 	pthread_join(t, NULL);
 	REQUIRE((early_large = cairn_aligned_alloc(1u << 20, 100)));
+	early_grow = 1;
 	alarm(30); /* the forking thread waiting at its own gate hangs here */
 	pid_t pid = fork();
 	REQUIRE(pid >= 0);
@@ -126,6 +141,7 @@ static void test_early_handler(void)
 	alarm(0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK(early_large == NULL);
+	CHECK(early_grow == 0);
 }
 
 int main(int argc, char **argv)
