@@ -254,7 +254,8 @@ static bool make_instance(void)
  * `seen`)? Then the caller retries. */
 static bool grow(uint64_t seen)
 {
-	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
+	/* The forking thread holds the lock already (see shared_enter). */
+	while (!forking && atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
 		cairn_port_pause();
 	uint64_t g = atomic_load_explicit(&grown_gib, memory_order_relaxed);
 	bool more = g != seen;
@@ -263,7 +264,8 @@ static bool grow(uint64_t seen)
 		atomic_store_explicit(&grown_gib, g + 1, memory_order_release);
 		more = true;
 	}
-	atomic_flag_clear_explicit(&grow_lock, memory_order_release);
+	if (!forking)
+		atomic_flag_clear_explicit(&grow_lock, memory_order_release);
 	return more;
 }
 
@@ -322,16 +324,21 @@ static void thread_exit(void *arg)
 	cairn_host_cpu_unregister();
 }
 
+/* The shared heap, for threads without a slot. The forking thread holds
+ * shared_lock (and grow_lock) from the prepare handler on, and fork
+ * handlers registered before the shim's run after it on that thread and
+ * may allocate: it takes neither lock again, and it alone is in there. */
 static struct cairn_heap *shared_enter(void)
 {
-	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
+	while (!forking && atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
 		cairn_port_pause();
 	return cairn_objects_heap(objs, SHIM_SHARED);
 }
 
 static void shared_leave(void)
 {
-	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
+	if (!forking)
+		atomic_flag_clear_explicit(&shared_lock, memory_order_release);
 }
 
 /* ---- the entry points ---- */
