@@ -429,6 +429,37 @@ static void test_lean(void)
 	CHECK_EQ(s.errors, 0);
 }
 
+/* ---- host port: a registered thread keeps one slot ---- */
+
+static void *slot_taker(void *arg)
+{
+	unsigned cpu = (unsigned)(uintptr_t)arg;
+	int err = cairn_host_cpu_bind(cpu);
+	if (!err)
+		cairn_host_cpu_unregister();
+	return (void *)(intptr_t)err;
+}
+
+/* A thread that holds a slot and binds to another would leave the first
+ * taken for good, with no thread to answer its drains or give it back. */
+static void test_host_rebind(void)
+{
+	cairn_host_cpu_unregister();
+	REQUIRE(cairn_host_cpu_bind(1) == 0);
+	CHECK_EQ(cairn_host_cpu_bind(1), 0); /* its own slot: nothing changes */
+	CHECK_EQ(cairn_host_cpu_bind(2), CAIRN_EBUSY);
+	CHECK_EQ(cairn_host_cpu_register(), 1);
+	cairn_host_cpu_unregister();
+	/* both slots free again */
+	for (unsigned cpu = 1; cpu <= 2; cpu++) {
+		pthread_t t;
+		void *ret;
+		pthread_create(&t, NULL, slot_taker, (void *)(uintptr_t)cpu);
+		pthread_join(t, &ret);
+		CHECK_EQ((intptr_t)ret, 0);
+	}
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(NCPUS + 1, 0, 64 * MiB) == 0);
@@ -441,6 +472,7 @@ int main(void)
 	test_exhaustion(0);
 	test_exhaustion(1);
 	test_lean();
+	test_host_rebind();
 	CHECK_EQ(frames_free(), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	return check_done("mag_unit");
