@@ -111,6 +111,10 @@ int cairn_host_cpu_bind(unsigned cpu)
 	unsigned char expect = 0;
 	if (cpu >= max_cpus)
 		return CAIRN_EINVAL;
+	/* One slot per thread: moving on would leave the old one taken with
+	 * no thread to answer its drains or unregister it. */
+	if (this_cpu >= 0)
+		return (unsigned)this_cpu == cpu ? 0 : CAIRN_EBUSY;
 	if (!atomic_compare_exchange_strong_explicit(&slot_taken[cpu], &expect, 1,
 						     memory_order_acquire,
 						     memory_order_relaxed))

@@ -34,7 +34,9 @@ int cairn_host_hole(cairn_phys_t phys, uint64_t size);
 int cairn_host_cpu_register(void);
 void cairn_host_cpu_unregister(void);
 
-/* Bind the calling thread to slot `cpu` (tests that need a fixed mapping). */
+/* Bind the calling thread to slot `cpu` (tests that need a fixed mapping).
+ * CAIRN_EBUSY when the slot is taken, or when the thread holds another
+ * one (unregister first); 0 when it holds this one already. */
 int cairn_host_cpu_bind(unsigned cpu);
 
 /* Misuse reports: count them, and optionally stay quiet (tests that plant
