@@ -25,6 +25,7 @@ struct cairn_fcache {
 	struct cairn_mag_cache *mag[CAIRN_FCACHE_ORDERS];
 	cairn_phys_t self; /* the frame this structure lives in */
 	bool trust_frees;
+	struct cairn_mag_group own_group; /* unless the config names one */
 };
 
 _Static_assert(sizeof(struct cairn_fcache) <= CAIRN_FRAME_SIZE, "a frame cache lives in one frame");
@@ -109,6 +110,12 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 	fc->f = f;
 	fc->self = self;
 	fc->trust_frees = cfg->trust_frees;
+	/* One drain group for the orders at least: an allocation of one
+	 * order drains them all, and two CPUs short of different orders
+	 * must answer each other while they wait. */
+	atomic_init(&fc->own_group.head, NULL);
+	atomic_init(&fc->own_group.lock, 0);
+	struct cairn_mag_group *group = cfg->group ? cfg->group : &fc->own_group;
 	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
 		fc->src[i] = (struct fc_source){ f, cached_order[i] };
 		unsigned k = cached_order[i];
@@ -122,6 +129,7 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 			.depot_full = cfg->depot_full,
 			.depot_empty = cfg->depot_empty,
 			.drain_wait = cfg->drain_wait,
+			.group = group,
 		};
 		if ((err = cairn_mag_create(&fc->mag[i], &mcfg))) {
 			while (i--)

@@ -97,6 +97,7 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 	mc->mem_phys = phys;
 	mc->mem_order = order;
 	mc->own_mem = !cfg->mem;
+	mc->group = cfg->group;
 	mc->none = (struct mag){ .n = 0, .cap = 0, .id = DEPOT_NONE };
 	mc->next = (_Atomic uint32_t *)(mem + g.off_next);
 	mc->mag = (struct mag **)(mem + g.off_mag);
@@ -129,6 +130,8 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 	mc->full.limit = g.full;
 	mc->empty.limit = g.empty;
 	mc->spare.limit = g.nmags;
+	atomic_init(&mc->group_next, NULL);
+	mag_group_join(mc); /* last: waiters may poll it from here on */
 	*out = mc;
 	return 0;
 }

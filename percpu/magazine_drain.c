@@ -28,7 +28,14 @@
  *    owner is gone and ordered before it), so seen is always the ack it
  *    stored last: comparing req with it is exact.
  *  - A drainer that waits also answers its own CPU's requests while it
- *    waits, so two CPUs draining at once cannot wait for each other.
+ *    waits, in this cache and in every cache of its drain group, so two
+ *    CPUs draining caches of one group at once cannot wait for each other.
+ *    (Without a group, two CPUs draining two caches, each holding what the
+ *    other asks for, would each wait out drain_wait and keep what they
+ *    hold.) Answering from inside a drain is safe because a drain runs
+ *    outside every cache's section: no cache's source drains a cache of
+ *    its group, so no slot this CPU answers for is half way through an
+ *    operation.
  *  - A drainer asks only CPUs that hold magazines (their relaxed nmag;
  *    items live only in magazines). A CPU that does not answer within drain_wait pause hints
  *    keeps what it has; that is the documented contract of an online CPU
@@ -87,12 +94,73 @@ static void depot_drain(struct cairn_mag_cache *mc)
 		mag_free_frame(mc, mc->mag[id]);
 }
 
+/* ---- drain groups ---- */
+
+/* Joins and leaves are rare (create, destroy) and serialised by the
+ * group's lock; waiting drainers walk the members without it. A member is
+ * published by a release store of the link that names it, after it was
+ * made, and the walkers load every link with acquire, so a member they
+ * reach is a whole cache. A member leaves only when no drain of the group
+ * is in progress (the contract of destroy), so no walker stands on it. */
+static void group_lock(struct cairn_mag_group *g)
+{
+	while (atomic_exchange_explicit(&g->lock, 1, memory_order_acquire))
+		cairn_port_pause();
+}
+
+static void group_unlock(struct cairn_mag_group *g)
+{
+	atomic_store_explicit(&g->lock, 0, memory_order_release);
+}
+
+void mag_group_join(struct cairn_mag_cache *mc)
+{
+	struct cairn_mag_group *g = mc->group;
+	if (!g)
+		return;
+	group_lock(g);
+	atomic_store_explicit(&mc->group_next,
+			      atomic_load_explicit(&g->head, memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(&g->head, mc, memory_order_release);
+	group_unlock(g);
+}
+
+void mag_group_leave(struct cairn_mag_cache *mc)
+{
+	struct cairn_mag_group *g = mc->group;
+	if (!g)
+		return;
+	group_lock(g);
+	_Atomic(struct cairn_mag_cache *) *link = &g->head;
+	struct cairn_mag_cache *m;
+	while ((m = atomic_load_explicit(link, memory_order_relaxed)) && m != mc)
+		link = &m->group_next;
+	if (m)
+		atomic_store_explicit(link,
+				      atomic_load_explicit(&mc->group_next, memory_order_relaxed),
+				      memory_order_release);
+	group_unlock(g);
+}
+
+/* This CPU's pending requests in mc and every cache of its group. */
+static void poll_group(struct cairn_mag_cache *mc)
+{
+	if (!mc->group) {
+		cairn_mag_poll(mc);
+		return;
+	}
+	for (struct cairn_mag_cache *m = atomic_load_explicit(&mc->group->head, memory_order_acquire);
+	     m; m = atomic_load_explicit(&m->group_next, memory_order_acquire))
+		cairn_mag_poll(m);
+}
+
 static void wait_answer(struct cairn_mag_cache *mc, struct mag_cpu *c, uint32_t gen)
 {
 	for (unsigned spin = 0; spin < mc->drain_wait; spin++) {
 		if ((int32_t)(atomic_load_explicit(&c->ack, memory_order_acquire) - gen) >= 0)
 			return;
-		cairn_mag_poll(mc);
+		poll_group(mc);
 		cairn_port_pause();
 	}
 }
@@ -138,6 +206,7 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 
 void cairn_mag_destroy(struct cairn_mag_cache *mc)
 {
+	mag_group_leave(mc);
 	for (unsigned i = 0; i < mc->ncpus; i++)
 		mag_slot_empty(mc, &mc->cpu[i]);
 	depot_drain(mc);

@@ -105,6 +105,10 @@ struct cairn_mag_cache {
 	struct depot_stack full, empty, spare;
 	_Atomic uint32_t *next; /* nmags links of the depot stacks */
 	struct mag **mag;       /* nmags: the frame of each id (its holder's) */
+	/* The drain group, if any, and the next member in it (written under
+	 * the group's lock, read by waiting drainers with acquire). */
+	struct cairn_mag_group *group;
+	_Atomic(struct cairn_mag_cache *) group_next;
 	/* Lean: after a drain, misses take single items (magazine.c). Any
 	 * CPU reads and writes it, relaxed: a hint. Written only near
 	 * exhaustion, so on a line of its own, away from the fields every
@@ -132,6 +136,8 @@ void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void mag_go_lean(struct cairn_mag_cache *mc);
+void mag_group_join(struct cairn_mag_cache *mc);
+void mag_group_leave(struct cairn_mag_cache *mc);
 
 /* The slot of the CPU running the caller (inside its CPU-local section).
  * The empty asm makes the compiler form the slot's address once and reach

@@ -21,6 +21,7 @@ struct cairn_qcache {
 	unsigned max;   /* sizes 1..max quanta are cached */
 	bool trust_frees;
 	cairn_phys_t self; /* the frame this structure lives in */
+	struct cairn_mag_group own_group; /* unless the config names one */
 	struct qc_source src[CAIRN_QCACHE_MAX];
 	struct cairn_mag_cache *mag[CAIRN_QCACHE_MAX];
 };
@@ -73,6 +74,10 @@ int cairn_qcache_create(struct cairn_qcache **out, struct cairn_arena *a,
 	qc->max = max;
 	qc->trust_frees = cfg->trust_frees;
 	qc->self = self;
+	/* One drain group for the sizes at least (see frame_cache.c). */
+	atomic_init(&qc->own_group.head, NULL);
+	atomic_init(&qc->own_group.lock, 0);
+	struct cairn_mag_group *group = cfg->group ? cfg->group : &qc->own_group;
 	for (unsigned i = 0; i < max; i++) {
 		qc->src[i] = (struct qc_source){ a, (uint64_t)(i + 1) << qc->shift,
 						 cairn_qcache_cookie(qc) };
@@ -84,6 +89,7 @@ int cairn_qcache_create(struct cairn_qcache **out, struct cairn_arena *a,
 			.depot_full = cfg->depot_full,
 			.depot_empty = cfg->depot_empty,
 			.drain_wait = cfg->drain_wait,
+			.group = group,
 		};
 		if ((err = cairn_mag_create(&qc->mag[i], &mcfg))) {
 			while (i--)

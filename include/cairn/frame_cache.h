@@ -33,6 +33,10 @@ struct cairn_fcache_config {
 			      allocator's record of the block: for embedders
 			      that know their frees are good (the lookup costs
 			      about as much as the rest of a cached free) */
+	/* The drain group of the orders' caches (magazine.h): share one with
+	 * the other caches of this memory (a quantum cache whose ranges it
+	 * backs). NULL: a group of the cache's own. */
+	struct cairn_mag_group *group;
 };
 
 struct cairn_fcache;

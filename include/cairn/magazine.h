@@ -33,6 +33,7 @@
 #ifndef CAIRN_MAGAZINE_H
 #define CAIRN_MAGAZINE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,20 @@ struct cairn_mag_source {
 	void *ctx;
 };
 
+/* A drain group: caches whose drainers answer one another. A drainer
+ * waiting for a CPU's answer answers, meanwhile, its own CPU's pending
+ * requests in every cache of its group (alone, in its own cache only), so
+ * two CPUs that drain two caches of one group at once, each holding what
+ * the other asks for, do not wait each other out (a frame cache's orders,
+ * a frame cache beside a quantum cache). The embedder owns it; zeroed
+ * memory is an empty group. Caches join it at create and leave it at
+ * destroy; a cache is destroyed only when no drain of its group is in
+ * progress, and no cache's source may drain a cache of its group. */
+struct cairn_mag_group {
+	_Atomic(struct cairn_mag_cache *) head; /* members, newest first */
+	_Atomic unsigned char lock;             /* serialises joins and leaves */
+};
+
 struct cairn_mag_config {
 	struct cairn_mag_source source;
 	struct cairn_frames *frames; /* magazine frames (required) */
@@ -66,6 +81,7 @@ struct cairn_mag_config {
 				 answer before it gives up on it; 0 = 2^22 */
 	void *mem;            /* NULL: the cache's memory comes from frames */
 	size_t mem_size;
+	struct cairn_mag_group *group; /* NULL: none */
 };
 
 struct cairn_mag_cache;
@@ -107,7 +123,8 @@ void cairn_mag_poll(struct cairn_mag_cache *mc);
 int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
 
 /* Empty the caller's CPU, the depot, and ask every other CPU holding
- * anything to drain, waiting (up to drain_wait for each) for its answer.
+ * anything to drain, waiting (up to drain_wait for each) for its answer
+ * while answering its own CPU's requests in the caches of the group.
  * Callable from any thread or CPU, concurrently with everything.
  * Memory is short when anyone drains, so the cache then goes lean: a miss
  * that the depot cannot serve takes one item from the source instead of

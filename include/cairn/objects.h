@@ -102,7 +102,8 @@ struct cairn_objects_config {
 	 * otherwise. It runs on cairn_port_cpu(), so every caller must be in
 	 * a CPU-local section or own its CPU slot, and CPUs answer its drain
 	 * requests (cairn_qcache_poll) as for the frame cache. It should
-	 * serve this instance alone. */
+	 * serve this instance alone. With fcache too, make the two caches
+	 * with one drain group (their configs' `group`, magazine.h). */
 	struct cairn_qcache *large_qcache;
 	/* Optional, with large_arena: each heap keeps up to this much of the
 	 * large objects freed on it (of up to 4 MiB, in its arena's share of

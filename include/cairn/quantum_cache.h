@@ -29,6 +29,9 @@ struct cairn_qcache_config {
 	unsigned depot_empty; /* per size; 0 = ncpus */
 	unsigned drain_wait;  /* see cairn_mag_config */
 	bool trust_frees;     /* skip the lookup that checks each free */
+	/* The drain group of the sizes' caches (magazine.h), as in
+	 * cairn_fcache_config. NULL: a group of the cache's own. */
+	struct cairn_mag_group *group;
 };
 
 struct cairn_qcache;

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "../check.h"
 
@@ -300,6 +301,63 @@ static void test_lean_own_magazines(void)
 	fc = basic;
 }
 
+/* Two CPUs short of different orders drain at once: CPU 1 holds an
+ * order-0 frame and drains order 1's cache, CPU 2 holds an order-1 block
+ * and drains order 0's while CPU 1 waits for it, both without limit. The
+ * orders' caches share a drain group, so each waiting drainer answers the
+ * other and both return with everything back. Apart, both waited for ever
+ * (the alarm ends the test). */
+static atomic_int g_step;
+
+static void *g_drainer(void *arg)
+{
+	unsigned me = (unsigned)(uintptr_t)arg; /* 1 or 2 */
+	unsigned mine = me - 1, other = 2 - me;  /* orders */
+	REQUIRE(cairn_host_cpu_bind(me) == 0);
+	cairn_phys_t p;
+	REQUIRE(cairn_fcache_alloc(fc, mine, 0, &p) == 0);
+	CHECK_EQ(cairn_fcache_free(fc, p, mine), 0); /* held in a magazine */
+	atomic_fetch_add(&g_step, 1);
+	while (atomic_load(&g_step) < 2)
+		;
+	struct cairn_mag_stats st;
+	if (me == 2) /* after CPU 1's drain began: it waits for us */
+		do
+			cairn_mag_stats(cairn_fcache_mags(fc, 1), &st);
+		while (st.drains == 0);
+	cairn_mag_drain_all(cairn_fcache_mags(fc, other));
+	/* our drain returned: the other CPU answered it */
+	cairn_mag_stats(cairn_fcache_mags(fc, other), &st);
+	CHECK_EQ(st.cpu_held + st.depot_items, 0);
+	atomic_fetch_add(&g_step, 1);
+	while (atomic_load(&g_step) != 4)
+		cairn_fcache_poll(fc); /* an online CPU keeps answering */
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_orders_drain_group(void)
+{
+	struct cairn_fcache *basic = fc;
+	uint64_t before = frames_free();
+	struct cairn_fcache_config cfg = { .drain_wait = ~0u }; /* for ever here */
+	REQUIRE(cairn_fcache_create(&fc, frames, &cfg) == 0);
+	cairn_host_cpu_unregister();
+	atomic_store(&g_step, 0);
+	alarm(60); /* two drains waiting for each other */
+	pthread_t t[2];
+	for (unsigned i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, g_drainer, (void *)(uintptr_t)(i + 1));
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	alarm(0);
+	bind(0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);
+	cairn_fcache_destroy(fc);
+	CHECK_EQ(frames_free(), before);
+	fc = basic;
+}
+
 /* A double free whose first free still sits in a magazine passes the
  * free's check (as with Linux's per-CPU lists). When the magazine goes back
  * to the frame allocator the second copy is reported there, and every
@@ -342,6 +400,7 @@ int main(void)
 	test_cached_double_free();
 	test_exhaustion();
 	test_lean_own_magazines();
+	test_orders_drain_group();
 	cairn_fcache_destroy(fc);
 	CHECK_EQ(frames_free(), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);

@@ -9,6 +9,7 @@
 #include <cairn/magazine.h>
 
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "../check.h"
 #include "ref_source.h"
@@ -429,6 +430,74 @@ static void test_lean(void)
 	CHECK_EQ(s.errors, 0);
 }
 
+/* ---- two CPUs draining two caches of one drain group at once ---- */
+
+/* CPU 1 holds an item of cache A and drains cache B; CPU 2 holds an item
+ * of B and drains A, while CPU 1 waits for its answer. Both drains wait
+ * without limit. A and B share a drain group, so each waiting drainer
+ * answers the other's request in the cache it is not draining, and both
+ * return with everything back. Apart, each answered requests of the cache
+ * it drained only, and both waited for ever (the alarm ends the test). */
+static struct cairn_mag_cache *cmc[2];
+static atomic_int c_step; /* 1, 2: CPU 1, 2 holds its item; 3: stop */
+
+static void *c_drainer(void *arg)
+{
+	unsigned me = (unsigned)(uintptr_t)arg; /* 1 or 2 */
+	struct cairn_mag_cache *mine = cmc[me - 1], *other = cmc[2 - me];
+	REQUIRE(cairn_host_cpu_bind(me) == 0);
+	uint64_t it;
+	REQUIRE(cairn_mag_try_alloc(mine, &it) == 0);
+	cairn_mag_free(mine, it); /* held in this CPU's magazine */
+	atomic_fetch_add(&c_step, 1);
+	while (atomic_load(&c_step) < 2)
+		;
+	if (me == 2) /* after CPU 1's drain began: it waits for us in B */
+		while (mag_stats(mine).drains == 0)
+			;
+	cairn_mag_drain_all(other);
+	/* our drain returned: the other CPU answered it */
+	CHECK_EQ(cached(other), 0);
+	atomic_fetch_add(&c_step, 1);
+	while (atomic_load(&c_step) != 4) { /* an online CPU keeps answering */
+		cairn_mag_poll(mine);
+		cairn_mag_poll(other);
+	}
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_cross_drain(void)
+{
+	static struct cairn_mag_group group; /* zeroed: empty */
+	struct ref_source s[2];
+	for (unsigned i = 0; i < 2; i++) {
+		ref_init(&s[i], 16);
+		struct cairn_mag_config c = config(&s[i], 4, 1, 2, 2);
+		c.drain_wait = ~0u; /* (about 2^32 pause hints: for ever here) */
+		c.group = &group;
+		REQUIRE(cairn_mag_create(&cmc[i], &c) == 0);
+	}
+	cairn_host_cpu_unregister();
+	atomic_store(&c_step, 0);
+	alarm(60); /* two drains waiting for each other */
+	pthread_t t[2];
+	for (unsigned i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, c_drainer, (void *)(uintptr_t)(i + 1));
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	alarm(0);
+	bind(0);
+	for (unsigned i = 0; i < 2; i++) {
+		CHECK_EQ(cached(cmc[i]), 0);
+		cairn_mag_destroy(cmc[i]);
+		CHECK_EQ(ref_free(&s[i]), 16);
+		CHECK_EQ(s[i].errors, 0);
+	}
+	/* both left the group */
+	CHECK(atomic_load(&group.head) == NULL);
+}
+
 /* ---- host port: a registered thread keeps one slot ---- */
 
 static void *slot_taker(void *arg)
@@ -472,6 +541,7 @@ int main(void)
 	test_exhaustion(0);
 	test_exhaustion(1);
 	test_lean();
+	test_cross_drain();
 	test_host_rebind();
 	CHECK_EQ(frames_free(), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
