@@ -4,6 +4,7 @@
 #include <cairn/host.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -968,6 +969,71 @@ static void test_parked_shared_cpu(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* A reserve across two regions while the second is removed and added
+ * again: the reserve must come back with an error or the range, whatever
+ * the removal does meanwhile, and never look up a piece in a region that
+ * is no longer there. Each round is one instance (a removed slot is never
+ * reused, so an instance has room for 63 additions). */
+struct reserve_remove_arg {
+	struct cairn_frames *f;
+	cairn_phys_t base;
+	void *meta[CAIRN_MAX_REGIONS];
+	unsigned adds;
+	_Atomic int done;
+};
+
+static void *reserve_remove_worker(void *arg)
+{
+	struct reserve_remove_arg *a = arg;
+	size_t ms = cairn_frames_region_meta_size(a->base, 2 * MiB);
+	while (a->adds < CAIRN_MAX_REGIONS - 1) {
+		void *meta = malloc(ms);
+		REQUIRE(meta);
+		a->meta[a->adds++] = meta;
+		REQUIRE(cairn_frames_add_region(a->f, a->base, 2 * MiB, meta, ms) == 0);
+		for (int i = 0; i < 4; i++) /* let some reserves find it */
+			sched_yield();
+		int err;
+		while ((err = cairn_frames_remove_region(a->f, a->base)) == CAIRN_EBUSY)
+			sched_yield(); /* a reserve holds it */
+		REQUIRE(err == 0);
+	}
+	atomic_store(&a->done, 1);
+	return NULL;
+}
+
+static void test_reserve_vs_remove(void)
+{
+	const cairn_phys_t base = 12 * GiB;
+	const struct cairn_mem_range map[] = { { base, 16 * MiB } };
+	unsigned ok = 0, busy = 0, range = 0;
+	for (unsigned round = 0; round < 16; round++) {
+		struct cairn_frames *f = make(map, 1, false);
+		uint64_t total = free_total(f);
+		struct reserve_remove_arg a = { .f = f, .base = base + 16 * MiB };
+		pthread_t t;
+		REQUIRE(pthread_create(&t, NULL, reserve_remove_worker, &a) == 0);
+		while (!atomic_load(&a.done)) {
+			int err = cairn_frames_reserve(f, base, 18 * MiB);
+			if (err == 0) {
+				ok++;
+				CHECK_EQ(cairn_frames_unreserve(f, base, 18 * MiB), 0);
+				sched_yield(); /* room for the removal */
+			} else {
+				busy += err == CAIRN_EBUSY;
+				range += err == CAIRN_ERANGE;
+				CHECK(err == CAIRN_EBUSY || err == CAIRN_ERANGE);
+			}
+		}
+		pthread_join(t, NULL);
+		CHECK_EQ(free_total(f), total);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		for (unsigned i = 0; i < a.adds; i++)
+			free(a.meta[i]);
+	}
+	printf("reserve vs remove: %u reserved, %u busy, %u out of range\n", ok, busy, range);
+}
+
 static void test_validate_catches(void)
 {
 	const struct cairn_mem_range map[] = { { 34 * GiB, 4 * MiB } };
@@ -1006,6 +1072,7 @@ int main(void)
 	test_two_instances();
 	test_parked();
 	test_parked_shared_cpu();
+	test_reserve_vs_remove();
 	test_validate_catches();
 	return check_done("frames_unit");
 }
