@@ -1252,12 +1252,18 @@ struct piece_walk {
 	unsigned lo, hi;
 };
 
-static bool piece_next(struct cairn_frames *f, uint64_t *at, uint64_t end,
-		       struct piece_walk *pw)
+/* 1: the next piece is in pw; 0: the walk is done; CAIRN_ERANGE: no region
+ * holds *at (left unchanged). range_check saw every frame covered, but a
+ * region it saw may have been removed since: nothing stops a removal of a
+ * region none of whose frames the caller holds. */
+static int piece_next(struct cairn_frames *f, uint64_t *at, uint64_t end,
+		      struct piece_walk *pw)
 {
 	if (*at >= end)
-		return false;
+		return 0;
 	pw->r = region_find(f, *at);
+	if (!pw->r)
+		return CAIRN_ERANGE;
 	uint64_t stop = ((*at >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT;
 	if (stop > end)
 		stop = end;
@@ -1267,7 +1273,7 @@ static bool piece_next(struct cairn_frames *f, uint64_t *at, uint64_t end,
 	pw->lo = (unsigned)(*at % CHUNK_FRAMES);
 	pw->hi = pw->lo + (unsigned)(stop - *at);
 	*at = stop;
-	return true;
+	return 1;
 }
 
 static int range_check(struct cairn_frames *f, cairn_phys_t phys, uint64_t size,
@@ -1296,22 +1302,26 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 		return err;
 	struct piece_walk pw;
 	for (int again = 1;; again = 0) {
-		bool done = true;
-		for (at = first; piece_next(f, &at, end, &pw);) {
+		for (at = first; (err = piece_next(f, &at, end, &pw)) > 0;) {
 			if (piece_reserve(pw.r, pw.c, pw.lo, pw.hi))
 				continue;
-			/* undo every piece before the failed one */
-			uint64_t stop = at - (pw.hi - pw.lo);
-			for (at = first; at < stop && piece_next(f, &at, stop, &pw);)
-				piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
-			done = false;
+			at -= pw.hi - pw.lo; /* (piece_reserve undid the failed piece) */
+			err = CAIRN_EBUSY;
 			break;
 		}
-		if (done)
+		if (!err)
 			return 0;
+		/* Undo every piece before `at`. Each holds frames of its region,
+		 * so no region of theirs can have been removed: the walk finds
+		 * the same pieces. */
+		uint64_t stop = at;
+		for (at = first; piece_next(f, &at, stop, &pw) > 0;)
+			piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
+		if (err == CAIRN_ERANGE)
+			return err;
 		/* a parked frame in the range: unpark them all, then once more */
 		uint64_t n = 0;
-		for (at = first; again && piece_next(f, &at, end, &pw);)
+		for (at = first; again && piece_next(f, &at, end, &pw) > 0;)
 			n += chunk_unpark(pw.r, pw.c, pw.lo, pw.hi);
 		if (!n)
 			return CAIRN_EBUSY;
@@ -1326,7 +1336,7 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 		return err;
 	struct piece_walk pw;
 	/* check everything first: all or nothing */
-	for (at = first; piece_next(f, &at, end, &pw);) {
+	for (at = first; (err = piece_next(f, &at, end, &pw)) > 0;) {
 		if (ld(&pw.r->chunk[pw.c]) & CE_HUGE)
 			return misuse(CAIRN_EORDER, "frames: unreserve of a huge block", phys, 0);
 		_Atomic uint64_t *w = chunk_words(pw.r, pw.c);
@@ -1342,7 +1352,10 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 					      (pw.r->chunk0 + pw.c) * CHUNK_FRAMES + o, 0);
 		}
 	}
-	for (at = first; piece_next(f, &at, end, &pw);)
+	if (err)
+		return err; /* a region gone since range_check: nothing changed */
+	/* (the frames checked pin their regions: none goes away now) */
+	for (at = first; piece_next(f, &at, end, &pw) > 0;)
 		piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
 	return 0;
 }
