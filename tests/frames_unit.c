@@ -1034,6 +1034,61 @@ static void test_reserve_vs_remove(void)
 	printf("reserve vs remove: %u reserved, %u busy, %u out of range\n", ok, busy, range);
 }
 
+/* Two threads unreserve the same reserved range at once (a double free
+ * by a range): as with two frees of one block, exactly one succeeds, the
+ * other says EFREE, and every frame is freed and counted once. */
+struct unreserve_race_arg {
+	struct cairn_frames *f;
+	cairn_phys_t base;
+	uint64_t size;
+	_Atomic unsigned *go; /* both start together */
+	int err;
+};
+
+static void *unreserve_race_worker(void *arg)
+{
+	struct unreserve_race_arg *a = arg;
+	atomic_fetch_add(a->go, 1);
+	while (atomic_load(a->go) < 2)
+		;
+	a->err = cairn_frames_unreserve(a->f, a->base, a->size);
+	return NULL;
+}
+
+static void test_unreserve_race(void)
+{
+	const cairn_phys_t base = 12 * GiB;
+	const struct cairn_mem_range map[] = { { base, 8 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	unsigned both_ok = 0;
+	cairn_host_reports_quiet(1);
+	for (unsigned round = 0; round < 500; round++) {
+		/* across a chunk boundary: two pieces, 20 words */
+		_Atomic unsigned go = 0;
+		struct unreserve_race_arg a[2];
+		for (int i = 0; i < 2; i++)
+			a[i] = (struct unreserve_race_arg){ f, base + 2 * MiB - 300 * FRAME,
+							    600 * FRAME, &go, 0 };
+		REQUIRE(cairn_frames_reserve(f, a[0].base, a[0].size) == 0);
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++)
+			REQUIRE(pthread_create(&t[i], NULL, unreserve_race_worker, &a[i]) == 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		both_ok += a[0].err == 0 && a[1].err == 0;
+		CHECK_EQ((a[0].err == 0) + (a[1].err == 0), 1);
+		CHECK_EQ(a[0].err + a[1].err, CAIRN_EFREE);
+		CHECK_EQ(free_total(f), total);
+		int v = cairn_frames_validate(f);
+		CHECK_EQ(v, 0);
+		if (v || free_total(f) != total)
+			break;
+	}
+	cairn_host_reports_quiet(0);
+	printf("unreserve race: both returned 0 %u times\n", both_ok);
+}
+
 static void test_validate_catches(void)
 {
 	const struct cairn_mem_range map[] = { { 34 * GiB, 4 * MiB } };
@@ -1073,6 +1128,7 @@ int main(void)
 	test_parked();
 	test_parked_shared_cpu();
 	test_reserve_vs_remove();
+	test_unreserve_race();
 	test_validate_catches();
 	return check_done("frames_unit");
 }
