@@ -1245,6 +1245,45 @@ static void piece_unreserve(struct region *r, uint64_t c, unsigned lo, unsigned 
 	chunk_unclaim(&r->chunk[c], hi - lo);
 }
 
+/* Free frames [lo, hi) of chunk c, each an order-0 block, word by word:
+ * each CAS requires the word's frames to be order-0 blocks in the value it
+ * replaces, so of two racing frees of a frame (two unreserves of one range,
+ * an unreserve and a free) exactly one clears it, as between two frees of
+ * one block. Stops at the first word that fails and returns its error;
+ * what it cleared before is counted (bits first, then FREE). */
+static int piece_free(struct region *r, uint64_t c, unsigned lo, unsigned hi)
+{
+	_Atomic uint64_t *w = chunk_words(r, c);
+	uint64_t n = 0;
+	int err = 0;
+	for (unsigned at = lo; at < hi && !err;) {
+		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
+		unsigned k = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
+		uint64_t m = run_mask(k) << p, v = ld(&w[wi]);
+		for (;;) {
+			/* allocated heads, and the frame after each no
+			 * continuation (frame 31 heads no larger block) */
+			uint64_t cont = v & ALLOC_HALF & ~(v >> 32);
+			if ((v & m) != m) {
+				err = CAIRN_EFREE;
+				break;
+			}
+			if (((v >> 32) & m) != m || ((m << 1) & cont & ALLOC_HALF)) {
+				err = CAIRN_EORDER;
+				break;
+			}
+			if (cas(&w[wi], &v, v & ~(m | m << 32))) {
+				n += k;
+				break;
+			}
+		}
+		at += k;
+	}
+	if (n)
+		chunk_unclaim(&r->chunk[c], n);
+	return err;
+}
+
 /* Walk [first, end) chunk piece by chunk piece across regions. */
 struct piece_walk {
 	struct region *r;
@@ -1354,10 +1393,18 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t s
 	}
 	if (err)
 		return err; /* a region gone since range_check: nothing changed */
-	/* (the frames checked pin their regions: none goes away now) */
-	for (at = first; piece_next(f, &at, end, &pw) > 0;)
-		piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
-	return 0;
+	/* Against bad input the checks above make it all or nothing. What
+	 * they cannot see is a free of the same frames racing with this one
+	 * (two unreserves of one range, or a free of one of its frames): the
+	 * CASes of piece_free find it, and the call stops there with the
+	 * error, the frames before it freed, as free_bulk does. A region can
+	 * go only once such a racer freed all of its frames. */
+	for (at = first; (err = piece_next(f, &at, end, &pw)) > 0;)
+		if ((err = piece_free(pw.r, pw.c, pw.lo, pw.hi)))
+			return misuse(err, err == CAIRN_EFREE ? "frames: unreserve of a free frame"
+							      : "frames: unreserve inside a block",
+				      phys, 0);
+	return err;
 }
 
 static __attribute__((noinline)) bool is_allocated_other(struct cairn_frames *f,

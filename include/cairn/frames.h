@@ -111,7 +111,9 @@ int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *bloc
 
 /* Reserve every frame of [phys, phys+size) (frame aligned), all or nothing:
  * EBUSY and no change if any frame is in use. Reserved frames are order-0
- * allocations; unreserve frees them, again all or nothing. */
+ * allocations; unreserve frees them, again all or nothing, but for a free
+ * of the same frames racing with it (two unreserves of one range): that
+ * double free stops the call with EFREE, the frames before it freed. */
 int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys,
 			 uint64_t size);
 int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys,
