@@ -157,7 +157,7 @@ static bool bits_take_at(_Atomic uint64_t *w, unsigned off, unsigned k)
 	if (k <= 5) {
 		uint64_t mask = run_mask(1u << k) << p;
 		uint64_t v = ld(&w[wi]);
-		while (!((v | v >> 32) & mask)) /* (parked frames are taken) */
+		while (!((v | v >> 32) & mask)) /* neither bit: a parked frame is not ours */
 			if (cas(&w[wi], &v, v | mask | (1ull << (32 + p))))
 				return true;
 		return false;
@@ -1226,7 +1226,7 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
 		uint64_t m = run_mask(n) << p, v = ld(&w[wi]);
 		bool ok = false;
-		while (!((v | v >> 32) & m)) /* (parked frames are taken) */
+		while (!((v | v >> 32) & m)) /* neither bit: a parked frame is not ours */
 			if ((ok = cas(&w[wi], &v, v | m | m << 32)))
 				break;
 		if (!ok) {
