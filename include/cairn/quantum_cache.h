@@ -49,7 +49,9 @@ int cairn_qcache_alloc(struct cairn_qcache *qc, uint64_t size, uint64_t *addr);
 
 /* Free a range of this size allocated from the cache. Unless trust_frees,
  * anything that is not such a range is handed to cairn_arena_free, which
- * returns its exact error and changes nothing. */
+ * returns its exact error and changes nothing. A range freed twice while
+ * its first free still sits in a magazine cannot be told from a good one
+ * (it is still allocated in the arena). */
 int cairn_qcache_free(struct cairn_qcache *qc, uint64_t addr, uint64_t size);
 
 void cairn_qcache_poll(struct cairn_qcache *qc);
