@@ -161,17 +161,25 @@ static void shrink(void)
 	cairn_arena_destroy(&a);
 }
 
+/* A child arena (quantum 16, fanout 4, import quantum iq) importing
+ * through src from a parent over [pbase, pbase + 1 MiB) of quantum pq. */
+static void family(struct cairn_arena *parent, struct cairn_arena *child,
+		   struct cairn_arena_source *src, uint64_t pbase, uint64_t pq, uint64_t iq)
+{
+	struct cairn_arena_config pc = { .quantum = pq, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(parent, env_frames, pbase, 0x100000, &pc), 0);
+	cairn_arena_source_arena(src, parent);
+	struct cairn_arena_config cc = { .quantum = 16, .source = src,
+					 .import_quantum = iq, .fanout = 4 };
+	CHECK_EQ(cairn_arena_create(child, env_frames, 0, 0, &cc), 0);
+}
+
 /* Imports from a parent arena, release of wholly free spans. */
 static void imports(void)
 {
 	struct cairn_arena parent, child;
-	struct cairn_arena_config pc = { .quantum = 4096, .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000000, 0x100000, &pc), 0);
 	struct cairn_arena_source src;
-	cairn_arena_source_arena(&src, &parent);
-	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
-					 .import_quantum = 0x4000, .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	family(&parent, &child, &src, 0x40000000, 4096, 0x4000);
 
 	uint64_t x, y, z, s, n, c;
 	CHECK_EQ(cairn_arena_alloc(&child, 100, 1, &x), 0);
@@ -213,13 +221,8 @@ static void imports(void)
 static void import_huge(void)
 {
 	struct cairn_arena parent, child;
-	struct cairn_arena_config pc = { .quantum = 4096, .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000000, 0x100000, &pc), 0);
 	struct cairn_arena_source src;
-	cairn_arena_source_arena(&src, &parent);
-	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
-					 .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	family(&parent, &child, &src, 0x40000000, 4096, 0);
 
 	uint64_t x = 0, s, n, c;
 	CHECK_EQ(cairn_arena_alloc(&child, (1ull << 63) + 16, 1, &x), CAIRN_ENOMEM);
@@ -244,13 +247,8 @@ static void import_huge(void)
 static void import_nocross(void)
 {
 	struct cairn_arena parent, child;
-	struct cairn_arena_config pc = { .quantum = 16, .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000010, 0x100000, &pc), 0);
 	struct cairn_arena_source src;
-	cairn_arena_source_arena(&src, &parent);
-	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
-					 .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	family(&parent, &child, &src, 0x40000010, 16, 0);
 
 	uint64_t x = 0, y = 0, z = 0;
 	CHECK_EQ(cairn_arena_xalloc(&child, 64, 0, 0, 64, 0, 0, CAIRN_FIT_FIRST, 1, &x), 0);
@@ -281,13 +279,8 @@ static void import_nocross(void)
 static void import_useless(void)
 {
 	struct cairn_arena parent, child;
-	struct cairn_arena_config pc = { .quantum = 4096, .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0x40000000, 0x100000, &pc), 0);
 	struct cairn_arena_source src;
-	cairn_arena_source_arena(&src, &parent);
-	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
-					 .import_quantum = 0x4000, .fanout = 4 };
-	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	family(&parent, &child, &src, 0x40000000, 4096, 0x4000);
 
 	uint64_t x = 0, s, n, c;
 	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0, 0, 0, 0, 0x10000000,
