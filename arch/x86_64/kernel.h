@@ -173,6 +173,11 @@ extern uint64_t ram_top;
 extern _Atomic uint64_t pt_pages;   /* page-table pages taken from cairn */            /* end of the highest RAM range */
 void mm_read_multiboot(uint32_t magic, uint32_t info, char *cmdline, size_t len);
 void mm_add_hole(uint64_t base, uint64_t end);
+void mm_add_fw_range(uint32_t type, uint64_t base, uint64_t end); /* memmap= */
+/* Whether cairn may own [b, e): RAM by the firmware map, in no other kind of
+ * firmware range, no holes= range, not the first MiB nor the kernel image.
+ * Decided from the raw map, independently of the list cairn was given. */
+bool mm_may_own(uint64_t b, uint64_t e);
 void mm_init(void);                 /* frames, identity map, high regions */
 bool mm_is_mapped(uint64_t virt);
 uint64_t mm_unmapped_probe(void);   /* some address that is surely unmapped */

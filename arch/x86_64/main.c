@@ -18,6 +18,10 @@
  *   plant=triple, plant=hang  a triple fault, a hang: for the runner's
  *                 own tests (it must tell them apart from a failure)
  *   holes=A-B,... take [A, B) out of the memory map (hex or K/M/G)
+ *   memmap=T:A-B,...  add [A, B) of Multiboot type T to the firmware map,
+ *                 as if the firmware had listed it there (overlapping,
+ *                 unsorted and duplicated entries, reserved ranges inside
+ *                 RAM: maps real firmware gives and QEMU's does not)
  *   verbose       more output
  *
  * Output ends with one line per CPU ("cpu N: ops M ..."), a total with the
@@ -58,6 +62,25 @@ static void parse_holes(const char *s)
 	}
 }
 
+static void parse_memmap(const char *s)
+{
+	while (*s) {
+		uint64_t t, b, e;
+		s = parse_u64(s, &t);
+		if (*s != ':')
+			panic("memmap=: expected T:A-B at '%s'", s);
+		s = parse_u64(s + 1, &b);
+		if (*s != '-')
+			panic("memmap=: expected T:A-B at '%s'", s);
+		s = parse_u64(s + 1, &e);
+		mm_add_fw_range((uint32_t)t, b, e);
+		if (*s == ',')
+			s++;
+		else if (*s)
+			panic("memmap=: junk at '%s'", s);
+	}
+}
+
 static void parse_cmdline(void)
 {
 	/* Split in place: every token becomes a NUL-terminated string. The
@@ -91,6 +114,8 @@ static void parse_cmdline(void)
 			opt.plant = v;
 		else if (key(tok, "holes", &v))
 			parse_holes(v);
+		else if (key(tok, "memmap", &v))
+			parse_memmap(v);
 		else if (!strncmp(tok, "verbose", 8))
 			opt.verbose = true;
 		else

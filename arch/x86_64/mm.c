@@ -97,6 +97,41 @@ void mm_add_hole(uint64_t base, uint64_t end)
 	}
 }
 
+void mm_add_fw_range(uint32_t type, uint64_t base, uint64_t end)
+{
+	if (fw_map_n == MAX_MAP)
+		panic("memmap=: the firmware map is full (%u entries)", MAX_MAP);
+	if (base < end)
+		fw_map[fw_map_n++] = (struct mb_range){ base, end - base, type };
+}
+
+bool mm_may_own(uint64_t b, uint64_t e)
+{
+	if (b < MiB || (b < (uintptr_t)_kernel_end && e > (uintptr_t)_kernel_start))
+		return false;
+	for (unsigned h = 0; h < nholes; h++)
+		if (b < holes[h].end && e > holes[h].base)
+			return false;
+	/* Every byte RAM in some entry (entries may overlap or abut), and no
+	 * byte in an entry of another type: such an overlap is not RAM. */
+	for (unsigned i = 0; i < fw_map_n; i++)
+		if (fw_map[i].type != 1 && b < fw_map[i].base + fw_map[i].len &&
+		    e > fw_map[i].base)
+			return false;
+	for (uint64_t a = b; a < e;) {
+		uint64_t next = a;
+		for (unsigned i = 0; i < fw_map_n; i++)
+			if (fw_map[i].type == 1 && fw_map[i].base <= a &&
+			    a < fw_map[i].base + fw_map[i].len &&
+			    fw_map[i].base + fw_map[i].len > next)
+				next = fw_map[i].base + fw_map[i].len;
+		if (next == a)
+			return false;
+		a = next;
+	}
+	return true;
+}
+
 /* ---- the usable list: RAM minus everything cairn must not hand out ---- */
 
 static struct cairn_mem_range usable[2 * MAX_MAP + 32];

@@ -13,8 +13,10 @@
  *            holders at once fails the CAS. Each block also carries a stamp
  *            at both ends, checked before it is freed.
  *   exhaust  every CPU allocates (order 9, then 4, then 0) until cairn says
- *            ENOMEM; then nothing may be free anywhere; then all is freed
- *            and the free count must be back where it started.
+ *            ENOMEM, checking each block against the firmware map (RAM,
+ *            no other kind of range, no hole); then nothing may be free
+ *            anywhere; then all is freed and the free count must be back
+ *            where it started.
  *   objects  the shared objects stress (stress/objects_stress.c) on a cairn
  *            objects instance over all RAM, hardened: every size class,
  *            large blocks, objects handed between CPUs (remote frees),
@@ -337,6 +339,9 @@ static void exhaust_run(unsigned idx, unsigned n)
 	for (unsigned k = 0; k < 3; k++) {
 		cairn_phys_t p;
 		while (!cairn_frames_alloc(frames, orders[k], 0, &p)) {
+			if (!mm_may_own(p, p + (PAGE_SIZE << orders[k])))
+				fail("exhaust: cairn handed out %#lx order %u, which is not "
+				     "free RAM by the firmware map", p, orders[k]);
 			uint64_t *b = cairn_port_phys_to_virt(p);
 			b[0] = list;
 			b[1] = orders[k];
