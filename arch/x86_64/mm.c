@@ -76,8 +76,13 @@ void mm_read_multiboot(uint32_t magic, uint32_t info, char *cmdline, size_t len)
 	memcpy(&n, mbi + 44, 4);
 	memcpy(&a, mbi + 48, 4);
 	/* Entries: size (not counting itself), base, length, type. */
-	for (uint32_t off = 0; off < n && fw_map_n < MAX_MAP;) {
+	for (uint32_t off = 0; off < n;) {
 		const uint8_t *e = (const uint8_t *)(uintptr_t)(a + off);
+		/* A reserved entry left out would be handed out as RAM. */
+		if (fw_map_n == MAX_MAP) {
+			kprintf("boot: the memory map has more than %u entries\n", MAX_MAP);
+			qemu_exit(EXIT_BOOT);
+		}
 		uint32_t size;
 		memcpy(&size, e, 4);
 		memcpy(&fw_map[fw_map_n].base, e + 4, 8);
@@ -90,7 +95,10 @@ void mm_read_multiboot(uint32_t magic, uint32_t info, char *cmdline, size_t len)
 
 void mm_add_hole(uint64_t base, uint64_t end)
 {
-	if (nholes < sizeof holes / sizeof holes[0] && base < end) {
+	/* A hole dropped for want of room would be memory handed out. */
+	if (nholes == sizeof holes / sizeof holes[0])
+		panic("holes=: more than %lu ranges", (uint64_t)(sizeof holes / sizeof holes[0]));
+	if (base < end) {
 		holes[nholes].base = base;
 		holes[nholes].end = end;
 		nholes++;
@@ -145,20 +153,9 @@ static void usable_add(uint64_t b, uint64_t e)
 		usable[nusable++] = (struct cairn_mem_range){ b, e - b };
 }
 
-/* Add [b, e) minus the excluded ranges, from exclusion i on. */
-static void usable_add_except(uint64_t b, uint64_t e, const uint64_t (*ex)[2],
-			      unsigned nex, unsigned i)
+/* Add [b, e), split at 4 GiB: the part above is added at run time. */
+static void usable_add_split(uint64_t b, uint64_t e)
 {
-	for (; i < nex; i++) {
-		if (ex[i][1] <= b || ex[i][0] >= e)
-			continue;
-		if (ex[i][0] > b)
-			usable_add_except(b, ex[i][0], ex, nex, i + 1);
-		if (ex[i][1] < e)
-			usable_add_except(ex[i][1], e, ex, nex, i + 1);
-		return;
-	}
-	/* Split at 4 GiB: the part above is added at run time. */
 	if (b < 4 * GiB && e > 4 * GiB) {
 		usable_add(b, 4 * GiB);
 		usable_add(4 * GiB, e);
@@ -167,10 +164,37 @@ static void usable_add_except(uint64_t b, uint64_t e, const uint64_t (*ex)[2],
 	}
 }
 
+/* Sort [base, end) pairs by base: insertion sort, a few dozen entries. */
+static void sort_ranges(uint64_t (*r)[2], unsigned n)
+{
+	for (unsigned i = 1; i < n; i++) {
+		uint64_t b = r[i][0], e = r[i][1];
+		unsigned j = i;
+		for (; j > 0 && r[j - 1][0] > b; j--) {
+			r[j][0] = r[j - 1][0];
+			r[j][1] = r[j - 1][1];
+		}
+		r[j][0] = b;
+		r[j][1] = e;
+	}
+}
+
+static uint64_t fw_end(const struct mb_range *m)
+{
+	uint64_t e = m->base + m->len;
+	return e < m->base ? ~(uint64_t)0 : e; /* a length that wraps: to the end */
+}
+
+/* RAM is what the firmware lists as RAM (type 1) and as nothing else.
+ * Firmware maps need not be sorted, and entries may overlap: RAM entries
+ * are merged, and a range listed both as RAM and as another type (reserved,
+ * ACPI, NVS, bad) is not RAM, the rule Linux's e820 sanitizer follows.
+ * Those ranges, rounded out to whole pages, are taken out with the first
+ * MiB, the kernel image and the holes= ranges. */
 static void build_usable(void)
 {
-	uint64_t ex[18][2];
-	unsigned nex = 0;
+	static uint64_t ram[MAX_MAP][2], ex[2 + 16 + MAX_MAP][2];
+	unsigned nram = 0, nex = 0;
 
 	/* The first MiB: real-mode IVT, BIOS data, Multiboot info, the AP
 	 * trampoline at 0x8000, VGA and BIOS ROMs. */
@@ -183,12 +207,43 @@ static void build_usable(void)
 		ex[nex++][1] = holes[i].end;
 	}
 	for (unsigned i = 0; i < fw_map_n; i++) {
-		if (fw_map[i].type != 1)
+		uint64_t b = fw_map[i].base, e = fw_end(&fw_map[i]);
+		if (b >= e)
 			continue;
-		uint64_t b = fw_map[i].base, e = b + fw_map[i].len;
+		if (fw_map[i].type == 1) {
+			ram[nram][0] = b;
+			ram[nram++][1] = e;
+		} else {
+			ex[nex][0] = b & ~(PAGE_SIZE - 1);
+			ex[nex++][1] = e > ~(PAGE_SIZE - 1) ? ~(uint64_t)0
+							   : (e + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+		}
+	}
+	sort_ranges(ram, nram);
+	sort_ranges(ex, nex);
+
+	for (unsigned i = 0; i < nram;) {
+		/* One run of overlapping or abutting RAM entries. */
+		uint64_t b = ram[i][0], e = ram[i][1];
+		for (i++; i < nram && ram[i][0] <= e; i++)
+			if (ram[i][1] > e)
+				e = ram[i][1];
 		if (e > ram_top)
 			ram_top = e;
-		usable_add_except(b, e, (const uint64_t(*)[2])ex, nex, 0);
+		/* Minus the exclusions, which are sorted by base and may
+		 * overlap one another. */
+		uint64_t cur = b;
+		for (unsigned x = 0; x < nex && cur < e; x++) {
+			if (ex[x][1] <= cur)
+				continue;
+			if (ex[x][0] >= e)
+				break;
+			if (ex[x][0] > cur)
+				usable_add_split(cur, ex[x][0]);
+			cur = ex[x][1];
+		}
+		if (cur < e)
+			usable_add_split(cur, e);
 	}
 }
 
