@@ -318,6 +318,10 @@ unsigned cpus_discover(void)
 			ids[i] = i;
 	}
 	kprintf("cpus: %u in the MADT, %u from fw_cfg, bsp apic id %u\n", n, fw, bsp);
+	/* A CPU lost between the two would make an -smp N run test fewer
+	 * CPUs and still pass. */
+	if (fw && n != (fw < MAX_CPUS ? fw : MAX_CPUS))
+		panic("cpus: the MADT lists %u CPUs, fw_cfg says %u", n, fw);
 	/* The BSP is index 0; the others follow in MADT order. */
 	unsigned k = 1;
 	for (unsigned i = 0; i < n && k < MAX_CPUS; i++)
