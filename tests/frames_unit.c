@@ -512,6 +512,42 @@ static void test_bulk_and_zero(void)
 	CHECK_EQ(q, p);
 }
 
+/* A bulk free batches the frames that share a bitmap word, and a region
+ * may begin and end inside a word whose other frames lie outside it (kept
+ * as allocated frames nobody holds). A frame outside the region is an
+ * error even in the word of one inside: the good ones before it are
+ * freed, the outside one is not. And a bulk of nothing takes nothing. */
+static void test_bulk_region_edges(void)
+{
+	struct cairn_frames *f = make(pc_map, 3, true);
+	uint64_t total = free_total(f);
+	/* the region [0x1000, 0x9f000): frames 1..158 of words 0 and 4 */
+	cairn_phys_t last = 0x9e000, first = 0x1000;
+	CHECK_EQ(cairn_frames_alloc_at(f, last, 0), 0);
+	CHECK_EQ(cairn_frames_alloc_at(f, first, 0), 0);
+	cairn_phys_t past[2] = { last, last + FRAME }, before[2] = { first, 0 };
+	size_t done = 99;
+	CHECK_EQ(cairn_frames_free_bulk(f, past, 2, &done), CAIRN_ERANGE);
+	CHECK_EQ(done, 1);
+	CHECK(!cairn_frames_is_allocated(f, last, 0));
+	done = 99;
+	CHECK_EQ(cairn_frames_free_bulk(f, before, 2, &done), CAIRN_ERANGE);
+	CHECK_EQ(done, 1);
+	CHECK(!cairn_frames_is_allocated(f, first, 0));
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* the outside frames are still nobody's to free */
+	CHECK_EQ(cairn_frames_free(f, last + FRAME, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_frames_free(f, 0, 0), CAIRN_ERANGE);
+
+	cairn_phys_t out[1] = { 12345 };
+	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, out, 0), 0);
+	CHECK_EQ(cairn_frames_alloc_bulk_huge(f, 0, out, 0), 0);
+	CHECK_EQ(out[0], 12345);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_regions_runtime(void)
 {
 	const struct cairn_mem_range map[] = { { 28 * GiB, 8 * MiB } };
@@ -1120,6 +1156,7 @@ int main(void)
 	test_stale_seed();
 	test_alloc_at_reserve();
 	test_bulk_and_zero();
+	test_bulk_region_edges();
 	test_bulk_huge();
 	test_regions_runtime();
 	test_high_regions();
