@@ -91,6 +91,12 @@ static void basics(unsigned fanout)
 	CHECK_EQ(cairn_arena_reserve(&a, B + 65, 16, 0), CAIRN_EALIGN);
 	CHECK_EQ(cairn_arena_reserve(&a, B - 16, 32, 0), CAIRN_ERANGE);
 	CHECK_EQ(cairn_arena_reserve(&a, B + 0xff0, 32, 0), CAIRN_ERANGE);
+	/* a range that wraps past 2^64 is refused before any extent is looked
+	 * at: a free extent at addr must not be carved by it */
+	CHECK_EQ(cairn_arena_reserve(&a, B + 0x800, 0 - B, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_reserve(&a, B + 0x800, 0 - Q, 0), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_lookup(&a, B + 0x800, &s, &n, &c), CAIRN_EFREE);
+	valid(&a);
 	CHECK_EQ(cairn_arena_reserve(&a, B + 64, 64, 9), 0);
 	CHECK_EQ(cairn_arena_reserve(&a, B + 96, 16, 0), CAIRN_EBUSY);
 	CHECK_EQ(cairn_arena_reserve(&a, B + 32, 64, 0), CAIRN_EBUSY);
