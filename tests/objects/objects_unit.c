@@ -247,6 +247,20 @@ static void test_errors(struct cairn_objects *o)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	CHECK(cairn_objects_usable_size(o, &local) == 0);
 	CHECK(cairn_heap_realloc(h, &local, 10) == NULL);
+	/* an interior pointer, of a slab object or of a large block, has no
+	 * usable size: realloc refuses it, nothing is copied or freed */
+	CHECK_EQ(cairn_objects_usable_size(o, b + 16), 0);
+	CHECK_EQ(cairn_objects_usable_size(o, b + 1), 0);
+	CHECK(cairn_heap_realloc(h, b + 16, 10) == NULL);
+	CHECK_EQ(stats(o).objects, 1);
+	char *big = cairn_heap_alloc(h, 4 * CAIRN_OBJ_SMALL_MAX);
+	REQUIRE(big);
+	CHECK(cairn_objects_usable_size(o, big) >= 4 * CAIRN_OBJ_SMALL_MAX);
+	CHECK_EQ(cairn_objects_usable_size(o, big + 16), 0);
+	CHECK_EQ(cairn_objects_usable_size(o, big + 4096), 0);
+	CHECK(cairn_heap_realloc(h, big + 16, 10) == NULL);
+	CHECK(cairn_objects_usable_size(o, big) >= 4 * CAIRN_OBJ_SMALL_MAX);
+	CHECK_EQ(cairn_heap_free(h, big), 0);
 	/* realloc of a freed object, to a size it still holds and to a larger
 	 * one: refused and reported, the object stays free (not handed back
 	 * to the caller while the free list holds it too) */
