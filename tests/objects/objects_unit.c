@@ -341,6 +341,35 @@ static void test_remote(struct cairn_objects *o)
 	CHECK(stats(o).slabs <= slabs);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 
+	/* The bounds on what a heap holds in its batches, exactly: a batch
+	 * goes at 64 objects, and all of them once the heap holds more than
+	 * 1 MiB, whatever their number. */
+	uint64_t posted = stats(o).remote_posted, robjs = stats(o).remote_objects;
+	for (unsigned i = 0; i < 64; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h0, 16)));
+	for (unsigned i = 0; i < 63; i++)
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	CHECK_EQ(stats(o).remote_posted, posted);
+	CHECK_EQ(cairn_heap_free(h1, p[63]), 0);
+	st = stats(o);
+	CHECK_EQ(st.remote_posted, posted + 1);
+	CHECK_EQ(st.remote_objects, robjs + 64);
+	cairn_heap_flush(h1); /* (the count of bytes held starts again) */
+	CHECK_EQ(stats(o).remote_posted, posted + 1);
+	for (unsigned i = 0; i < 17; i++)
+		REQUIRE((p[i] = cairn_heap_alloc(h0, CAIRN_OBJ_SMALL_MAX)));
+	for (unsigned i = 0; i < 16; i++) /* 1 MiB: not more */
+		CHECK_EQ(cairn_heap_free(h1, p[i]), 0);
+	CHECK_EQ(stats(o).remote_posted, posted + 1);
+	CHECK_EQ(cairn_heap_free(h1, p[16]), 0);
+	st = stats(o);
+	CHECK_EQ(st.remote_posted, posted + 2);
+	CHECK_EQ(st.remote_objects, robjs + 64 + 17);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+
 	/* h0 allocates, goes offline; h1 frees: h1 collects for h0 */
 	for (unsigned i = 0; i < N; i++)
 		REQUIRE((p[i] = cairn_heap_alloc(h0, 200)));
