@@ -71,6 +71,13 @@ static void test_config(void)
 	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
 	c = config(&s, 8, 0, 40000, 40000);
 	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	/* magazine ids are 16 bits with one value for "none": 2 * NCPUS +
+	 * full + empty magazines may be 65535, not one more */
+	c = config(&s, 8, 0, 32764, CAIRN_MAG_MAX_MAGS - 2 * NCPUS - 32764);
+	CHECK(cairn_mag_mem_size(&c) > 0);
+	c.depot_empty++;
+	CHECK_EQ(cairn_mag_mem_size(&c), 0);
+	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
 	c = config(&s, 8, 0, 0, 0);
 	c.source.get = NULL;
 	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
@@ -182,6 +189,9 @@ static void test_paths(void)
 	CHECK_EQ(cpu_stats(mc, 2).magazines, 0);
 	CHECK_EQ(ref_free(&s), fr + held2);
 	CHECK_EQ(cairn_mag_drain_cpu(mc, NCPUS), CAIRN_EINVAL);
+	struct cairn_mag_cpu_stats none;
+	CHECK_EQ(cairn_mag_cpu_stats(mc, NCPUS, &none), CAIRN_EINVAL);
+	CHECK_EQ(cairn_mag_cpu_stats(mc, 0, NULL), CAIRN_EINVAL);
 
 	/* drain all from CPU 3: own CPU and depot at once; CPUs 0 and 1 do not
 	 * answer (no thread runs them) and keep theirs */
