@@ -69,6 +69,8 @@ static void test_config(void)
 	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
 	c = config(&s, 8, 9, 0, 0);
 	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
+	c = config(&s, CAIRN_MAG_MAX, 0, 0, 0); /* the largest is allowed */
+	CHECK(cairn_mag_mem_size(&c) > 0);
 	c = config(&s, 8, 0, 40000, 40000);
 	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
 	/* magazine ids are 16 bits with one value for "none": 2 * NCPUS +
@@ -152,6 +154,20 @@ static void test_paths(void)
 	CHECK_EQ(st.hits + st.misses, 1 + 200 + (n - 1) + n);
 	CHECK(st.hits > 200);
 	CHECK_EQ(ref_free(&s), src_free); /* all of them cached */
+	CHECK_EQ(cached(mc) + ref_free(&s), N);
+	/* what the CPU holds comes back as hits alone, the full prev's
+	 * items through a swap; then freed again, as they were */
+	struct cairn_mag_cpu_stats st0 = cpu_stats(mc, 0);
+	CHECK(st0.held > MAG);
+	for (unsigned i = 0; i < st0.held; i++)
+		REQUIRE(cairn_mag_alloc(mc, &items[i]) == 0);
+	st = cpu_stats(mc, 0);
+	CHECK_EQ(st.hits, st0.hits + st0.held);
+	CHECK_EQ(st.misses, st0.misses);
+	CHECK_EQ(st.held, 0);
+	for (unsigned i = 0; i < st0.held; i++)
+		cairn_mag_free(mc, items[i]);
+	CHECK_EQ(cpu_stats(mc, 0).held, st0.held);
 	CHECK_EQ(cached(mc) + ref_free(&s), N);
 
 	/* a free on another CPU joins that CPU's magazine */
