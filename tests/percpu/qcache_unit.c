@@ -82,6 +82,15 @@ static void test_basic(void)
 	CHECK_EQ(cairn_qcache_alloc(qc, 0, &x), CAIRN_EINVAL);
 	CHECK_EQ(held + cairn_qcache_cached_quanta(qc) + arena_free_quanta(&a, span), span / Q);
 	cairn_host_reports_quiet(0);
+	/* a range of a cached size the arena gave another owner is the
+	 * arena's to free: it goes back there, never into a magazine (from
+	 * which the cache would hand it out as its own) */
+	uint64_t cached = cairn_qcache_cached_quanta(qc), y, start, len, cookie;
+	CHECK_EQ(cairn_arena_alloc(&a, 2 * Q, 77, &y), 0);
+	CHECK_EQ(cairn_qcache_free(qc, y, 2 * Q), 0);
+	CHECK_EQ(cairn_arena_lookup(&a, y, &start, &len, &cookie), CAIRN_EFREE);
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), cached);
+	CHECK_EQ(held + cairn_qcache_cached_quanta(qc) + arena_free_quanta(&a, span), span / Q);
 
 	/* frees from another CPU join that CPU's magazines */
 	bind(1);
