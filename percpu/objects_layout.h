@@ -47,7 +47,9 @@
 #define OBJ_MAX_OBJS 1024               /* per slab; the live bitmap's size */
 #define OBJ_OUT_SLOTS 16                /* remote-free batches kept per heap */
 #define OBJ_BATCH_MAX 64                /* objects per batch, then it is posted */
-#define OBJ_OUT_BYTES_MAX (1u << 20)    /* bytes held in batches, then all posted */
+#define OBJ_OUT_BYTES_MAX (1u << 20)    /* bytes freed remotely since the last
+					 * flush (posted ones too), then all
+					 * batches are posted */
 #define OBJ_DESC_SIZE 256u              /* slab descriptor, 16 per frame */
 #define OBJ_SLAB_ORDERS 9               /* arrays by slab order; orders are 2..6 (classes_init) */
 #define OBJ_SLAB_MIN_ORDER 4            /* 64 KiB slabs unless that is over OBJ_MAX_OBJS */
@@ -212,7 +214,7 @@ struct cairn_heap {
 	unsigned lcache_lost;
 	struct slab *desc_frames;  /* descriptor frames, linked by frame_next */
 	struct obj_out out[OBJ_OUT_SLOTS];
-	size_t out_bytes;
+	size_t out_bytes;          /* pushed since the last flush (OBJ_OUT_BYTES_MAX) */
 	uintptr_t in_tail;         /* message queue: the consumer's end */
 	struct heap_stats st;
 	/* shared */

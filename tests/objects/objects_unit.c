@@ -342,8 +342,8 @@ static void test_remote(struct cairn_objects *o)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 
 	/* The bounds on what a heap holds in its batches, exactly: a batch
-	 * goes at 64 objects, and all of them once the heap holds more than
-	 * 1 MiB, whatever their number. */
+	 * goes at 64 objects, and all of them once the heap's remote frees
+	 * since its last flush pass 1 MiB, whatever their number. */
 	uint64_t posted = stats(o).remote_posted, robjs = stats(o).remote_objects;
 	for (unsigned i = 0; i < 64; i++)
 		REQUIRE((p[i] = cairn_heap_alloc(h0, 16)));
@@ -354,7 +354,7 @@ static void test_remote(struct cairn_objects *o)
 	st = stats(o);
 	CHECK_EQ(st.remote_posted, posted + 1);
 	CHECK_EQ(st.remote_objects, robjs + 64);
-	cairn_heap_flush(h1); /* (the count of bytes held starts again) */
+	cairn_heap_flush(h1); /* (the count of bytes starts again) */
 	CHECK_EQ(stats(o).remote_posted, posted + 1);
 	for (unsigned i = 0; i < 17; i++)
 		REQUIRE((p[i] = cairn_heap_alloc(h0, CAIRN_OBJ_SMALL_MAX)));
