@@ -1125,6 +1125,54 @@ static void test_unreserve_race(void)
 	printf("unreserve race: both returned 0 %u times\n", both_ok);
 }
 
+/* A double free by a buggy caller that lands while a failing reserve holds
+ * the frame: the reserve's undo must count only the frames it still finds
+ * taken, or FREE exceeds the free bits and allocations could loop. The
+ * freeing thread's park slot is kept full so its frees really count. */
+struct undo_free_arg {
+	struct cairn_frames *f;
+	cairn_phys_t victim, parked;
+	_Atomic bool stop;
+	unsigned freed;
+};
+
+static void *undo_free_worker(void *arg)
+{
+	struct undo_free_arg *a = arg;
+	a->freed = cairn_frames_free(a->f, a->parked, 0) == 0; /* fills the slot */
+	while (!atomic_load(&a->stop))
+		a->freed += cairn_frames_free(a->f, a->victim, 0) == 0;
+	return NULL;
+}
+
+static void test_reserve_undo_vs_free(void)
+{
+	const cairn_phys_t base = 12 * GiB;
+	const struct cairn_mem_range map[] = { { base, 16 * MiB } };
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	/* the blocker: the last frame of the reserved range, taken throughout */
+	const uint64_t size = 14 * MiB;
+	REQUIRE(cairn_frames_alloc_at(f, base + size - FRAME, 0) == 0);
+	struct undo_free_arg a = { .f = f, .victim = base + 5 * FRAME,
+				   .parked = base + 16 * MiB - FRAME };
+	REQUIRE(cairn_frames_alloc_at(f, a.parked, 0) == 0);
+	cairn_host_reports_quiet(1);
+	pthread_t t;
+	REQUIRE(pthread_create(&t, NULL, undo_free_worker, &a) == 0);
+	unsigned busy = 0, rounds;
+	for (rounds = 0; rounds < 200000 && a.freed < 64; rounds++)
+		busy += cairn_frames_reserve(f, base, size) == CAIRN_EBUSY;
+	atomic_store(&a.stop, true);
+	pthread_join(t, NULL);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(busy, rounds);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(free_total(f), total - 1);
+	printf("reserve undo vs free: %u of %u frees landed in a reserve\n",
+	       a.freed - 1, rounds);
+}
+
 static void test_validate_catches(void)
 {
 	const struct cairn_mem_range map[] = { { 34 * GiB, 4 * MiB } };
@@ -1166,6 +1214,7 @@ int main(void)
 	test_parked_shared_cpu();
 	test_reserve_vs_remove();
 	test_unreserve_race();
+	test_reserve_undo_vs_free();
 	test_validate_catches();
 	return check_done("frames_unit");
 }
