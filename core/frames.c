@@ -1201,16 +1201,34 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 	}
 }
 
-/* Clear frames [lo, hi) of a chunk's bitmap that we hold as order-0 blocks. */
-static void words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi)
+/* Clear frames [lo, hi) of a chunk's bitmap that a reserve took, and return
+ * how many still had a bit set. A double free by a buggy caller can land
+ * between the reserve and its undo: that free cleared (and counted) its
+ * frame, or parked it (uncounted, and clearing it unparks it). Counting
+ * what the clear found, not the piece's length, keeps FREE equal to the
+ * free bits whatever such a caller does. */
+static unsigned words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi)
 {
+	unsigned cleared = 0;
 	for (unsigned at = lo; at < hi;) {
 		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
 		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
 		uint64_t m = run_mask(n) << p;
-		atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
+		uint64_t v = atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
+		cleared += bit_count((v | v >> 32) & m);
 		at += n;
 	}
+	return cleared;
+}
+
+/* Undo frames [lo, hi) of chunk c taken by a reserve whose claim was
+ * `claimed`: give back the claim of the frames it never took, then count
+ * the ones it clears. */
+static void piece_undo(struct region *r, uint64_t c, unsigned lo, unsigned hi,
+		       unsigned claimed)
+{
+	unsigned cleared = words_clear(chunk_words(r, c), lo, hi);
+	chunk_unclaim(&r->chunk[c], claimed - (hi - lo) + cleared);
 }
 
 /* Reserve frames [lo, hi) of one chunk as order-0 blocks: claim FREE first,
@@ -1230,19 +1248,12 @@ static bool piece_reserve(struct region *r, uint64_t c, unsigned lo, unsigned hi
 			if ((ok = cas(&w[wi], &v, v | m | m << 32)))
 				break;
 		if (!ok) {
-			words_clear(w, lo, at);
-			chunk_unclaim(&r->chunk[c], hi - lo);
+			piece_undo(r, c, lo, at, hi - lo);
 			return false;
 		}
 		at += n;
 	}
 	return true;
-}
-
-static void piece_unreserve(struct region *r, uint64_t c, unsigned lo, unsigned hi)
-{
-	words_clear(chunk_words(r, c), lo, hi);
-	chunk_unclaim(&r->chunk[c], hi - lo);
 }
 
 /* Free frames [lo, hi) of chunk c, each an order-0 block, word by word:
@@ -1355,7 +1366,7 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 		 * the same pieces. */
 		uint64_t stop = at;
 		for (at = first; piece_next(f, &at, stop, &pw) > 0;)
-			piece_unreserve(pw.r, pw.c, pw.lo, pw.hi);
+			piece_undo(pw.r, pw.c, pw.lo, pw.hi, pw.hi - pw.lo);
 		if (err == CAIRN_ERANGE)
 			return err;
 		/* a parked frame in the range: unpark them all, then once more */
