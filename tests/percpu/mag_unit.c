@@ -8,7 +8,10 @@
 #include <cairn/host.h>
 #include <cairn/magazine.h>
 
+#include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../check.h"
@@ -527,6 +530,90 @@ static void test_cross_drain(void)
 	CHECK(atomic_load(&group.head) == NULL);
 }
 
+/* ---- destroying a cache while a drain of its group waits ---- */
+
+/* CPU 1 holds an item of cache X and does not answer; CPUs 2 and 3 drain
+ * X, and while they wait they walk the group and poll every member.
+ * Meanwhile the main thread creates and destroys cache Y of the same group in memory of
+ * its own, and scribbles over that memory after each destroy, as an
+ * embedder reusing it would. A destroy must wait until no drainer stands
+ * on Y; before it did, the walker read the scribbled cache. */
+#define D_ROUNDS 100000
+static struct cairn_mag_cache *dx;
+static atomic_int d_stop, d_held;
+
+static void *d_holder(void *arg)
+{
+	(void)arg;
+	REQUIRE(cairn_host_cpu_bind(1) == 0);
+	uint64_t it;
+	REQUIRE(cairn_mag_try_alloc(dx, &it) == 0);
+	cairn_mag_free(dx, it);
+	atomic_store(&d_held, 1);
+	while (!atomic_load(&d_stop)) /* online, but never answers */
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void *d_drainer(void *arg)
+{
+	REQUIRE(cairn_host_cpu_bind((unsigned)(uintptr_t)arg) == 0);
+	while (!atomic_load(&d_stop))
+		cairn_mag_drain_all(dx);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_destroy_while_draining(void)
+{
+	static struct cairn_mag_group group;
+	struct ref_source sx, sy;
+	ref_init(&sx, 16);
+	ref_init(&sy, 16);
+	struct cairn_mag_config cx = config(&sx, 4, 1, 2, 2), cy = config(&sy, 4, 1, 2, 2);
+	cx.drain_wait = 1u << 16;
+	cx.group = cy.group = &group;
+	REQUIRE(cairn_mag_create(&dx, &cx) == 0);
+	size_t size = cairn_mag_mem_size(&cy);
+	cy.mem_size = size;
+	bind(0);
+	atomic_store(&d_stop, 0);
+	atomic_store(&d_held, 0);
+	pthread_t th, td[2];
+	pthread_create(&th, NULL, d_holder, NULL);
+	while (!atomic_load(&d_held))
+		;
+	for (unsigned i = 0; i < 2; i++) /* more threads than cores: walkers
+					    get preempted where they stand */
+		pthread_create(&td[i], NULL, d_drainer, (void *)(uintptr_t)(2 + i));
+	while (mag_stats(dx).drains < 2)
+		;
+	unsigned made = 0;
+	for (unsigned i = 0; i < D_ROUNDS; i++) {
+		void *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+		REQUIRE(mem);
+		cy.mem = mem;
+		struct cairn_mag_cache *y;
+		made += cairn_mag_create(&y, &cy) == 0;
+		cairn_mag_destroy(y);
+		memset(mem, 0xa5, size);
+		free(mem);
+	}
+	atomic_store(&d_stop, 1);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(td[i], NULL);
+	pthread_join(th, NULL);
+	CHECK_EQ(made, D_ROUNDS);
+	CHECK(atomic_load(&group.head) == dx); /* every Y left */
+	REQUIRE(cairn_mag_drain_cpu(dx, 1) == 0); /* CPU 1 is gone */
+	cairn_mag_destroy(dx);
+	CHECK(atomic_load(&group.head) == NULL);
+	CHECK_EQ(ref_free(&sx), 16);
+	CHECK_EQ(ref_free(&sy), 16);
+	CHECK_EQ(sx.errors + sy.errors, 0);
+}
+
 /* ---- host port: a registered thread keeps one slot ---- */
 
 static void *slot_taker(void *arg)
@@ -571,6 +658,7 @@ int main(void)
 	test_exhaustion(1);
 	test_lean();
 	test_cross_drain();
+	test_destroy_while_draining();
 	test_host_rebind();
 	CHECK_EQ(frames_free(), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
