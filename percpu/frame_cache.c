@@ -115,6 +115,7 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 	 * must answer each other while they wait. */
 	atomic_init(&fc->own_group.head, NULL);
 	atomic_init(&fc->own_group.lock, 0);
+	atomic_init(&fc->own_group.walkers, 0);
 	struct cairn_mag_group *group = cfg->group ? cfg->group : &fc->own_group;
 	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
 		fc->src[i] = (struct fc_source){ f, cached_order[i] };

@@ -100,8 +100,19 @@ static void depot_drain(struct cairn_mag_cache *mc)
  * group's lock; waiting drainers walk the members without it. A member is
  * published by a release store of the link that names it, after it was
  * made, and the walkers load every link with acquire, so a member they
- * reach is a whole cache. A member leaves only when no drain of the group
- * is in progress (the contract of destroy), so no walker stands on it. */
+ * reach is a whole cache.
+ *
+ * A leave unlinks the cache and then waits until `walkers` reads 0. A
+ * walker counts itself in before it loads the head and out after its last
+ * poll. Each side has a seq_cst fence between its write and its read
+ * (the walker's increment and its loads of the links; the leave's unlink
+ * and its load of the count), so of the two fences in their single total
+ * order, either the leave's comes first and the walker's loads see the
+ * cache unlinked, or the walker's does and the leave's load sees the
+ * walker counted (and then waits for its decrement, a release that
+ * orders the walker's polls of the cache before the destroy). Walks are a
+ * few loads and polls long, and a waiting drainer pauses between them, so
+ * the count reads 0 soon. */
 static void group_lock(struct cairn_mag_group *g)
 {
 	while (atomic_exchange_explicit(&g->lock, 1, memory_order_acquire))
@@ -141,18 +152,25 @@ void mag_group_leave(struct cairn_mag_cache *mc)
 				      atomic_load_explicit(&mc->group_next, memory_order_relaxed),
 				      memory_order_release);
 	group_unlock(g);
+	atomic_thread_fence(memory_order_seq_cst);
+	while (atomic_load_explicit(&g->walkers, memory_order_acquire))
+		cairn_port_pause();
 }
 
 /* This CPU's pending requests in mc and every cache of its group. */
 static void poll_group(struct cairn_mag_cache *mc)
 {
-	if (!mc->group) {
+	struct cairn_mag_group *g = mc->group;
+	if (!g) {
 		cairn_mag_poll(mc);
 		return;
 	}
-	for (struct cairn_mag_cache *m = atomic_load_explicit(&mc->group->head, memory_order_acquire);
+	atomic_fetch_add_explicit(&g->walkers, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	for (struct cairn_mag_cache *m = atomic_load_explicit(&g->head, memory_order_acquire);
 	     m; m = atomic_load_explicit(&m->group_next, memory_order_acquire))
 		cairn_mag_poll(m);
+	atomic_fetch_sub_explicit(&g->walkers, 1, memory_order_release);
 }
 
 static void wait_answer(struct cairn_mag_cache *mc, struct mag_cpu *c, uint32_t gen)

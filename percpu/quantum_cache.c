@@ -77,6 +77,7 @@ int cairn_qcache_create(struct cairn_qcache **out, struct cairn_arena *a,
 	/* One drain group for the sizes at least (see frame_cache.c). */
 	atomic_init(&qc->own_group.head, NULL);
 	atomic_init(&qc->own_group.lock, 0);
+	atomic_init(&qc->own_group.walkers, 0);
 	struct cairn_mag_group *group = cfg->group ? cfg->group : &qc->own_group;
 	for (unsigned i = 0; i < max; i++) {
 		qc->src[i] = (struct qc_source){ a, (uint64_t)(i + 1) << qc->shift,

@@ -61,10 +61,12 @@ struct cairn_mag_source {
  * the other asks for, do not wait each other out (a frame cache's orders,
  * a frame cache beside a quantum cache). The embedder owns it; zeroed
  * memory is an empty group. Caches join it at create and leave it at
- * destroy; a cache is destroyed only when no drain of its group is in
- * progress, and no cache's source may drain a cache of its group. */
+ * destroy, which waits until no drainer of the group stands on the cache,
+ * so a member may go while drains of the others run. No cache's source may
+ * drain a cache of its group. */
 struct cairn_mag_group {
 	_Atomic(struct cairn_mag_cache *) head; /* members, newest first */
+	_Atomic unsigned walkers;               /* drainers walking the members */
 	_Atomic unsigned char lock;             /* serialises joins and leaves */
 };
 
