@@ -30,7 +30,12 @@ int cairn_host_hole(cairn_phys_t phys, uint64_t size);
 
 /* Bind the calling thread to a free CPU slot (returns its index, or a
  * negative error when every slot is taken) and release it again. A thread
- * that never registered runs as CPU 0. */
+ * that never registered runs as CPU 0, so it must not use per-CPU caches
+ * while another thread holds slot 0. A thread unregisters before it exits
+ * (after draining its slot from caches, or leaving what it holds to the
+ * slot's next thread): the port cannot see a thread go, and its slot
+ * stays taken otherwise. The malloc shim does this in a thread-exit key
+ * destructor. */
 int cairn_host_cpu_register(void);
 void cairn_host_cpu_unregister(void);
 
