@@ -133,6 +133,7 @@ static uint64_t fit(struct cairn_btree *t, enum cairn_bt_find how,
  * these take the one-leaf fast path, whose checks are its own. */
 static void malformed_edits(struct cairn_btree *t)
 {
+	struct cairn_ext e;
 	struct ins_req r = { .nins = 1 };
 	r.ins[0] = (struct cairn_ext){ 5005, 10, 0, 0 };   /* overlaps 5000+10 */
 	CHECK_EQ(at(t, 5005, &r), CAIRN_EINVAL);
@@ -166,6 +167,13 @@ static void malformed_edits(struct cairn_btree *t)
 	r = (struct ins_req){ .nins = 1 };                 /* past 2^64 */
 	r.ins[0] = (struct cairn_ext){ UINT64_MAX - 5, 10, 0, 0 };
 	CHECK_EQ(at(t, UINT64_MAX - 5, &r), CAIRN_EINVAL);
+	/* A SET may not lengthen succ: its successor (7000) is not in view */
+	r = (struct ins_req){ .act = { 0, 0, CAIRN_BT_SET } };
+	r.val[2] = (struct cairn_ext){ 6000, 1500, 0, 0 };
+	CHECK_EQ(at(t, 5000, &r), CAIRN_EINVAL);
+	CHECK_EQ(cairn_btree_lookup(t, 7005, &e), 0);
+	CHECK(e.start == 7000 && e.len == 10);
+	CHECK_EQ(cairn_btree_validate(t, NULL), 0);
 	{ /* cur_only: an insert must lie inside cur */
 		r = (struct ins_req){ .nins = 1 };
 		r.ins[0] = (struct cairn_ext){ 5500, 10, 0, 0 }; /* past cur */
@@ -173,9 +181,14 @@ static void malformed_edits(struct cairn_btree *t)
 					    .plan = plan_fixed, .arg = &r,
 					    .cur_only = true };
 		CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
+		/* ... and a SET may not lengthen cur either: what follows
+		 * it is not in view (here 6000, which it would overlap) */
+		r = (struct ins_req){ .act = { 0, CAIRN_BT_SET, 0 } };
+		r.val[1] = (struct cairn_ext){ 5000, 1500, 0, 0 };
+		CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
 	}
+	CHECK_EQ(cairn_btree_validate(t, NULL), 0);
 }
-
 
 /* ---- shapes: edits the tree applies in the planner's place ---- */
 
