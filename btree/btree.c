@@ -1242,9 +1242,22 @@ static inline bool ext_fits(const struct cairn_ext *x)
 	return x->start + x->len >= x->start || x->start + x->len == 0;
 }
 
+/* Is view slot k (0 pred, 1 cur, 2 succ) one whose successor the view does
+ * not show, so that a SET of it may not lengthen it? succ's never is in
+ * view, nor is cur's for a cur_only query (`inside`); pred's successor is
+ * cur or succ, and cur without cur_only is followed by succ or by nothing
+ * (has_succ false: the last extent), so the sequence checks cover them. */
+static inline __attribute__((always_inline)) bool set_capped(unsigned k,
+							     bool inside)
+{
+	return k == 2 || (k == 1 && inside);
+}
+
 /* The planned sequence pred, cur, inserts, succ must stay ordered and
- * disjoint, SET must keep the start, and inserts lie between neighbours.
- * (The fast path makes the same checks in its own pass over the edit.) */
+ * disjoint, SET must keep the start (and not lengthen an extent whose
+ * successor is out of view: set_capped), and inserts lie between
+ * neighbours. (The fast path makes the same checks in its own pass over
+ * the edit.) */
 static bool edit_ok(const struct cairn_bt_view *v,
 		    const struct cairn_bt_edit *e, bool inside)
 {
@@ -1261,7 +1274,8 @@ static bool edit_ok(const struct cairn_bt_view *v,
 		if (!has[k] || e->act[k] > CAIRN_BT_DEL)
 			return false;
 		if (e->act[k] == CAIRN_BT_SET &&
-		    (e->val[k].start != old[k]->start || e->val[k].len == 0))
+		    (e->val[k].start != old[k]->start || e->val[k].len == 0 ||
+		     (set_capped(k, inside) && e->val[k].len > old[k]->len)))
 			return false;
 	}
 	for (unsigned k = 0; k < 2; k++) {
@@ -1845,7 +1859,10 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	 * the edit builds the new sequence (kept or replaced pred and cur,
 	 * the inserts, succ), checks it as edit_ok does (ordered, disjoint,
 	 * SET keeps the start, inserts between the neighbours) and takes its
-	 * gap maximum m; held: a window slot held the leaf's old maximum. */
+	 * gap maximum m; held: a window slot held the leaf's old maximum.
+	 * A SET of succ, or of cur for cur_only, may not lengthen it
+	 * (set_capped): its successor may lie in this leaf, but the
+	 * general writer's view does not show it either. */
 	const unsigned L = c->leaf;
 	unsigned cnt = c->lv[L].cnt;
 	const struct cairn_ext *old[3] = { &v->pred, &v->cur, &v->succ };
@@ -1877,7 +1894,9 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 			seq[nn++] = old[k];
 		} else if (act == CAIRN_BT_SET) {
 			if (e->val[k].start != old[k]->start ||
-			    e->val[k].len == 0)
+			    e->val[k].len == 0 ||
+			    (set_capped(k, q->cur_only) &&
+			     e->val[k].len > old[k]->len))
 				goto bad;
 			seq[nn++] = &e->val[k];
 		} else if (act != CAIRN_BT_DEL) {

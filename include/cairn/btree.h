@@ -109,7 +109,10 @@ enum cairn_bt_action { CAIRN_BT_KEEP = 0, CAIRN_BT_SET, CAIRN_BT_DEL };
 
 /* A change: each of pred/cur/succ (index 0/1/2) kept, replaced (same start)
  * or deleted, and up to two new extents inserted. The new set of extents
- * must stay disjoint; the tree checks key order and rejects the rest. */
+ * must stay disjoint; the tree checks the new sequence in view (ordered,
+ * disjoint, below 2^64) and rejects a malformed edit with CAIRN_EINVAL.
+ * What follows the view is unseen: a replacement may not lengthen succ,
+ * nor cur for a cur_only query. */
 struct cairn_bt_edit {
 	unsigned char act[3];
 	struct cairn_ext val[3];
