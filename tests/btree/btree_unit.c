@@ -6,6 +6,8 @@
  * searches in both directions, walk, frame accounting, and the window of
  * slots a node's entries occupy (moved either way, recentred, full).
  */
+#include <unistd.h>
+
 #include "env.h"
 
 struct ins_req {
@@ -188,6 +190,35 @@ static void malformed_edits(struct cairn_btree *t)
 		CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
 	}
 	CHECK_EQ(cairn_btree_validate(t, NULL), 0);
+}
+
+/* A planner's error is negative. Any other non-zero return is malformed,
+ * refused with CAIRN_EINVAL like a malformed edit, with nothing changed,
+ * on the fast path and in the general writer (CAIRN_BT_GENERAL). The
+ * tree's own codes are small positive numbers: none may leak out or be
+ * taken for a restart (which looped for ever: the alarm ends the test). */
+static void planner_returns(struct cairn_btree *t)
+{
+	static const int bad[] = { 2, 3, 4, 6, 7, 1000, 5, 1 };
+	struct cairn_btree_stats st0, st;
+	struct cairn_ext e;
+	CHECK_EQ(cairn_btree_validate(t, &st0), 0);
+	alarm(30);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		for (unsigned g = 0; g < 2; g++) {
+			struct ins_req r = { .err = bad[i] };
+			struct cairn_bt_query q = {
+				.find = CAIRN_BT_AT, .key = 5000, .plan = plan_fixed,
+				.arg = &r, .shape = g ? CAIRN_BT_GENERAL : CAIRN_BT_PLANNED
+			};
+			CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
+		}
+	}
+	alarm(0);
+	CHECK_EQ(cairn_btree_validate(t, &st), 0);
+	CHECK_EQ(st.extents, st0.extents);
+	CHECK_EQ(cairn_btree_lookup(t, 5005, &e), 0);
+	CHECK(e.start == 5000 && e.len == 10);
 }
 
 /* ---- shapes: edits the tree applies in the planner's place ---- */
@@ -704,12 +735,14 @@ int main(void)
 	r.val[1] = (struct cairn_ext){ 5000, 1001, 0, 0 }; /* grows into 6000 */
 	CHECK_EQ(at(&t, 5000, &r), CAIRN_EINVAL);
 	malformed_edits(&t);
+	planner_returns(&t);
 	{ /* the same on a full-fanout tree, where they take the fast path */
 		struct cairn_btree t2;
 		CHECK_EQ(cairn_btree_init(&t2, env_frames, 0), 0);
 		for (uint64_t i = 0; i < 300; i++)
 			CHECK_EQ(insert(&t2, 1000 * i, 10, i % 3 == 0), 0);
 		malformed_edits(&t2);
+		planner_returns(&t2);
 		CHECK_EQ(cairn_btree_validate(&t2, &st), 0);
 		CHECK_EQ(st.extents, 300);
 		cairn_btree_destroy(&t2);
