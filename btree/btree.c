@@ -1299,6 +1299,14 @@ static bool edit_ok(const struct cairn_bt_view *v,
 	return true;
 }
 
+/* A planner's error as the update returns it. Errors are negative; any
+ * other non-zero return is malformed (and must not be taken for one of
+ * the tree's own codes, R_RESTART above all, which would loop). */
+static inline int plan_error(int err)
+{
+	return err < 0 ? err : CAIRN_EINVAL;
+}
+
 /* What a planner starts from: nothing changed, nothing inserted (the
  * values behind KEEP and beyond nins are never read). */
 static void edit_clear(struct cairn_bt_edit *e)
@@ -1401,7 +1409,7 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 	if (err == 0 && !edit_ok(&u->view, e, q->cur_only))
 		err = CAIRN_EINVAL;
 	if (err)
-		return rs_validate(op, NULL) ? err : R_RESTART;
+		return rs_validate(op, NULL) ? plan_error(err) : R_RESTART;
 
 	/* Where the inserts go: right after the extent before them when its
 	 * leaf's key range takes them (the common case), else where a fresh
@@ -1853,7 +1861,7 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 	edit_clear(e);
 	int err = q->plan(v, q->arg, e);
 	if (err)
-		return path_validate(c, 0) ? err : R_RESTART;
+		return path_validate(c, 0) ? plan_error(err) : R_RESTART;
 
 	/* The window: the view's slots, adjacent in the leaf. One pass over
 	 * the edit builds the new sequence (kept or replaced pred and cur,
