@@ -164,8 +164,8 @@ struct cairn_bt_query {
 	 * every act KEEP and nins 0 (val[] and ins[] are read only where act
 	 * and nins say). Returns 0 (apply *edit) or a negative error, which
 	 * cairn_btree_update returns after checking that the snapshot was
-	 * consistent (a positive return is malformed: CAIRN_EINVAL). May run more than once; the last run is the one that
-	 * counts. */
+	 * consistent (a positive return is malformed: CAIRN_EINVAL). May
+	 * run more than once; the last run is the one that counts. */
 	int (*plan)(const struct cairn_bt_view *v, void *arg,
 		    struct cairn_bt_edit *edit);
 	void *arg;
