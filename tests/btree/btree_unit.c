@@ -221,6 +221,34 @@ static void planner_returns(struct cairn_btree *t)
 	CHECK(e.start == 5000 && e.len == 10);
 }
 
+/* A query the tree cannot read: a find or a shape outside its enum, no
+ * planner. Each is CAIRN_EINVAL with nothing changed (an unknown find was
+ * taken for a lowest fit and an unknown shape for a planned update, and
+ * the edit applied; a missing planner was called). */
+static void bad_queries(struct cairn_btree *t)
+{
+	struct cairn_btree_stats st0, st;
+	struct cairn_ext e;
+	CHECK_EQ(cairn_btree_validate(t, &st0), 0);
+	struct ins_req r = { .act = { 0, CAIRN_BT_DEL, 0 } };
+	struct cairn_bt_query q = { .find = (enum cairn_bt_find)4, .key = 5000,
+				    .hi = UINT64_MAX, .need = 1,
+				    .plan = plan_fixed, .arg = &r };
+	CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
+	q.find = CAIRN_BT_AT;
+	q.shape = (enum cairn_bt_shape)4;
+	CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
+	q.shape = CAIRN_BT_PLANNED;
+	q.plan = NULL;
+	CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
+	CHECK_EQ(cairn_btree_validate(t, &st), 0);
+	CHECK_EQ(st.extents, st0.extents);
+	CHECK_EQ(cairn_btree_lookup(t, 0, &e), 0);
+	CHECK(e.start == 0);
+	CHECK_EQ(cairn_btree_lookup(t, 5005, &e), 0);
+	CHECK(e.start == 5000 && e.len == 10);
+}
+
 /* ---- shapes: edits the tree applies in the planner's place ---- */
 
 #define SH_NOMERGE 0x100u
@@ -736,6 +764,7 @@ int main(void)
 	CHECK_EQ(at(&t, 5000, &r), CAIRN_EINVAL);
 	malformed_edits(&t);
 	planner_returns(&t);
+	bad_queries(&t);
 	{ /* the same on a full-fanout tree, where they take the fast path */
 		struct cairn_btree t2;
 		CHECK_EQ(cairn_btree_init(&t2, env_frames, 0), 0);
@@ -743,6 +772,7 @@ int main(void)
 			CHECK_EQ(insert(&t2, 1000 * i, 10, i % 3 == 0), 0);
 		malformed_edits(&t2);
 		planner_returns(&t2);
+		bad_queries(&t2);
 		CHECK_EQ(cairn_btree_validate(&t2, &st), 0);
 		CHECK_EQ(st.extents, 300);
 		cairn_btree_destroy(&t2);
