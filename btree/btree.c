@@ -2049,6 +2049,11 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 {
 	int r = R_PLAN;
 	struct cairn_ext res, *out = q->result ? q->result : &res;
+	/* A query the tree cannot read: refused before anything is read
+	 * (every route may end at the planner, so it is always needed). */
+	if ((unsigned)q->find > CAIRN_BT_FIT_BEST ||
+	    (unsigned)q->shape > CAIRN_BT_GENERAL || !q->plan)
+		return CAIRN_EINVAL;
 	if (q->shape == CAIRN_BT_CARVE && q->find == CAIRN_BT_FIT_LOW &&
 	    !q->fit && q->need && q->lo == 0 && q->hi == UINT64_MAX)
 		r = carve_run(t, q->need, q->cookie, out);

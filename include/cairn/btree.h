@@ -182,7 +182,8 @@ struct cairn_bt_query {
 	struct cairn_ext *result;
 };
 
-/* Find, plan, apply, atomically. 0, the planner's error, CAIRN_ENOMEM when
+/* Find, plan, apply, atomically. CAIRN_EINVAL at once for a find or shape
+ * outside its enum or no planner. 0, the planner's error, CAIRN_ENOMEM when
  * a fit search finds nothing (the planner is not called) or a node cannot
  * be allocated (tree unchanged), CAIRN_ENOSPC when the query would need
  * more than the fixed per-operation bookkeeping allows. */
