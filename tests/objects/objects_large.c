@@ -634,6 +634,102 @@ static void test_buddy_released(uint64_t free0)
 	CHECK_EQ(objtest_free_frames(), free0);
 }
 
+/* The embedder's gate around every arena call: the leave of the first
+ * call after `window_action` is set, at depth 0, runs it (what another CPU
+ * may do right then). */
+static int window_depth;
+static void (*window_action)(void);
+
+static void window_enter(void)
+{
+	window_depth++;
+}
+
+static void window_leave(void)
+{
+	if (--window_depth == 0 && window_action) {
+		void (*f)(void) = window_action;
+		window_action = NULL;
+		f();
+	}
+}
+
+static struct cairn_objects *window_o;
+static void *window_q;
+static size_t window_usable;
+static int window_free;
+
+/* Another heap takes a range of more than 4 MiB (no entry of its own)
+ * at the address just given back, and frees it. */
+static void window_big(void)
+{
+	struct cairn_heap *h1 = cairn_objects_heap(window_o, 1);
+	window_q = cairn_heap_alloc(h1, 5u << 20);
+	if (!window_q)
+		return;
+	window_usable = cairn_objects_usable_size(window_o, window_q);
+	window_free = cairn_heap_free(h1, window_q);
+}
+
+/* A cached range going back to the arena is RETIRING until the tree has
+ * it, then cleared by a CAS. In between another CPU may take the address
+ * for an object that stores no entry (above 4 MiB, or from the quantum
+ * cache): its free and usable size must not read the stale RETIRING. An
+ * arena of its own, first fit from a known base, makes the reuse exact. */
+static void test_retiring_reuse(uint64_t free0)
+{
+	cairn_phys_t base;
+	REQUIRE(cairn_frames_alloc(objtest_frames, 12, 0, &base) == 0); /* 16 MiB */
+	for (int harden = 0; harden < 2; harden++) {
+		struct cairn_arena ar;
+		struct cairn_arena_config ac = { .quantum = 4096 };
+		uintptr_t vb = (uintptr_t)cairn_port_phys_to_virt(base);
+		REQUIRE(cairn_arena_create(&ar, objtest_frames, vb, 16u << 20, &ac) == 0);
+		struct cairn_btree_stats bs;
+		CHECK_EQ(cairn_btree_validate(&ar.tree, &bs), 0);
+		uint64_t ext0 = bs.extents; /* the free span */
+		struct cairn_objects_config cfg = {
+			.frames = objtest_frames, .phys_limit = objtest_mem, .seed = 7,
+			.harden = harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF,
+			.large_arena = &ar, .large_cache_kib = 512,
+			.arena_enter = window_enter, .arena_leave = window_leave,
+		};
+		struct cairn_objects *o;
+		REQUIRE(cairn_objects_create(&o, &cfg) == 0);
+		struct cairn_heap *h = cairn_objects_heap(o, 0);
+		unsigned char *p = cairn_heap_alloc(h, 17 * 4096);
+		REQUIRE(p);
+		CHECK_EQ((uintptr_t)p, vb); /* first fit */
+		CHECK_EQ(cairn_heap_free(h, p), 0); /* cached */
+		CHECK_EQ(stats(o).large_cached_frames, 17);
+		uint64_t r = cairn_host_reports();
+		window_o = o;
+		window_q = NULL;
+		window_usable = 0;
+		window_free = -1;
+		window_action = window_big;
+		cairn_heap_offline(h); /* the cache goes back: the window */
+		cairn_heap_online(h);
+		CHECK(window_action == NULL);
+		CHECK(window_q == p);
+		CHECK_EQ(window_usable, 5u << 20);
+		CHECK_EQ(window_free, 0);
+		CHECK_EQ(cairn_host_reports(), r);
+		CHECK_EQ(stats(o).large, 0);
+		CHECK_EQ(cairn_objects_validate(o), 0);
+		/* the address serves again, cached or not */
+		p = cairn_heap_alloc(h, 17 * 4096);
+		CHECK_EQ((uintptr_t)p, vb);
+		CHECK_EQ(cairn_heap_free(h, p), 0);
+		cairn_objects_destroy(o);
+		CHECK_EQ(cairn_btree_validate(&ar.tree, &bs), 0);
+		CHECK_EQ(bs.extents, ext0);
+		cairn_arena_destroy(&ar);
+	}
+	CHECK_EQ(cairn_frames_free(objtest_frames, base, 12), 0);
+	CHECK_EQ(objtest_free_frames(), free0);
+}
+
 static void run(enum objtest_large mode, uint64_t free0)
 {
 	/* objtest_large_fini clears them: both passes get the caller's */
@@ -688,6 +784,7 @@ int main(void)
 	run(OBJTEST_DIRECT, free0);
 	objtest_large_cache_kib = objtest_released_kib = 0;
 	test_buddy_released(free0);
+	test_retiring_reuse(free0);
 
 	/* bad configurations */
 	objtest_large_init(OBJTEST_DIRECT, 2 << 20);
