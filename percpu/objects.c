@@ -630,6 +630,15 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 			atomic_store_explicit(slot,
 					      PM_X_ENTRY(PM_X_LIVE, bytes >> OBJ_PAGE_SHIFT),
 					      memory_order_relaxed);
+	} else if (o->large_cache_pages && addr - o->vbase < o->span &&
+		   pm_lookup(o, (uintptr_t)addr)) {
+		/* An object without an entry (above OBJ_LC_MAX_PAGES, or from
+		 * the quantum cache) at the address of a range given back
+		 * since: its RETIRING entry is cleared only after the tree
+		 * update this allocation came after, and the object's free or
+		 * usable size must not read it. Nothing else can be there:
+		 * the extent is ours, slabs never share frames with the arena. */
+		atomic_store_explicit(pm_slot(o, (uintptr_t)addr), 0, memory_order_relaxed);
 	}
 	large_count(h, 1, bytes >> OBJ_PAGE_SHIFT);
 	return (void *)(uintptr_t)addr;
