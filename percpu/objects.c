@@ -1184,14 +1184,22 @@ void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size)
 	return p;
 }
 
-void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size)
+/* *err: 0, CAIRN_ENOMEM (no new object: p untouched, nothing reported),
+ * or the error reported for p (refused, untouched). */
+void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *err)
 {
-	if (!p)
-		return cairn_heap_alloc(h, size);
+	*err = 0;
+	if (!p) {
+		void *q = cairn_heap_alloc(h, size);
+		if (!q)
+			*err = CAIRN_ENOMEM;
+		return q;
+	}
 	size_t have = cairn_objects_usable_size(h->o, p);
 	if (!have) {
 		obj_report(CAIRN_ERANGE, "objects: realloc of a pointer this instance never handed out",
 			   (uintptr_t)p, size);
+		*err = CAIRN_ERANGE;
 		return NULL;
 	}
 	/* Hardened, a freed object of our own slab (its live bitmap is ours
@@ -1204,21 +1212,30 @@ void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size)
 	if (h->harden && e && !(e & PM_TAG_MASK) && s->owner == h &&
 	    !live_test(s, slab_index(s, (uintptr_t)p))) {
 		obj_report(CAIRN_EFREE, "objects: realloc of a freed object", (uintptr_t)p, s->base);
+		*err = CAIRN_EFREE;
 		return NULL;
 	}
 	if (!size) {
-		cairn_heap_free(h, p);
+		*err = cairn_heap_free(h, p);
 		return NULL;
 	}
 	/* Keep the block when the size still fits and does not waste half. */
 	if (size <= have && size >= have / 2)
 		return p;
 	void *q = cairn_heap_alloc(h, size);
-	if (!q)
+	if (!q) {
+		*err = CAIRN_ENOMEM;
 		return NULL;
+	}
 	obj_copy(q, p, size < have ? size : have);
 	cairn_heap_free(h, p);
 	return q;
+}
+
+void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size)
+{
+	int err;
+	return cairn_heap_realloc_err(h, p, size, &err);
 }
 
 void *cairn_objects_calloc(struct cairn_objects *o, size_t n, size_t size)

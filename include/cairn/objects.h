@@ -189,6 +189,13 @@ void *cairn_heap_alloc_slow(struct cairn_heap *h, size_t size);
 void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align);
 void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size);
 void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size);
+/* As cairn_heap_realloc, with what happened in *err: 0, CAIRN_ENOMEM (no
+ * memory for the new object; p untouched, nothing reported: an embedder
+ * that can add memory retries), or the error reported for p (refused,
+ * p untouched: CAIRN_ERANGE, not the start of an object of this instance,
+ * or CAIRN_EFREE, hardened, a freed object of h's own slabs). Size 0
+ * frees: NULL, and *err is the free's. */
+void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *err);
 int cairn_heap_free(struct cairn_heap *h, void *p);
 void cairn_heap_flush(struct cairn_heap *h);
 void cairn_heap_offline(struct cairn_heap *h);

@@ -442,6 +442,9 @@ void *cairn_calloc(size_t n, size_t size)
 	return p;
 }
 
+/* Through cairn_heap_realloc_err, so that what it refuses (hardened: a
+ * freed object) stays refused: only a failed allocation falls back, to
+ * growing the memory and trying again, or to keeping p when it fits. */
 void *cairn_realloc(void *p, size_t size)
 {
 	if (!p)
@@ -450,21 +453,36 @@ void *cairn_realloc(void *p, size_t size)
 		cairn_free(p);
 		return NULL;
 	}
-	if (my_heap && !is_boot(p)) {
-		void *q = cairn_heap_realloc(my_heap, p, size);
-		if (q || !cairn_malloc_usable_size(p))
-			return q;
+	if (is_boot(p)) { /* a bootstrap block is copied out, never freed */
+		size_t have = boot_size(p);
+		void *q = cairn_malloc(size);
+		if (q)
+			memcpy(q, p, have < size ? have : size);
+		return q;
 	}
-	/* bootstrap blocks, the shared heap, or memory must grow first */
-	size_t have = cairn_malloc_usable_size(p);
-	if (size <= have && !is_boot(p))
-		return p;
-	void *q = cairn_malloc(size);
-	if (q) {
-		memcpy(q, p, have < size ? have : size);
-		cairn_free(p);
+	for (;;) {
+		uint64_t seen = atomic_load_explicit(&grown_gib, memory_order_acquire);
+		struct cairn_heap *h = heap();
+		void *q;
+		int err;
+		if (h) {
+			q = cairn_heap_realloc_err(h, p, size, &err);
+		} else if (atomic_load_explicit(&state, memory_order_acquire) != READY) {
+			return NULL; /* nothing but boot blocks can exist yet */
+		} else {
+			struct cairn_heap *sh = shared_enter();
+			q = cairn_heap_realloc_err(sh, p, size, &err);
+			shared_leave();
+		}
+		if (q || err != CAIRN_ENOMEM)
+			return q; /* done, or refused and reported */
+		if (size > GIB || !grow(seen)) {
+			if (size <= cairn_malloc_usable_size(p))
+				return p; /* a shrink that found no smaller block */
+			errno = ENOMEM;
+			return NULL;
+		}
 	}
-	return q;
 }
 
 void *cairn_reallocarray(void *p, size_t n, size_t size)
