@@ -343,6 +343,18 @@ static void shared_leave(void)
 
 /* ---- the entry points ---- */
 
+/* Could more memory serve this alignment? Only if some address of the
+ * memory as it may grow (up to mem_gib) is a multiple of it: else its
+ * failure is not exhaustion, and growing (a GiB of frame metadata at a
+ * time, resident for good) would go all the way to the limit for
+ * nothing. (The mapping's base is below 2^47: no overflow.) */
+static bool align_may_fit(size_t align)
+{
+	uintptr_t lo = (uintptr_t)cairn_port_phys_to_virt(0);
+	uintptr_t first = (lo + align - 1) & ~(uintptr_t)(align - 1);
+	return first - lo < mem_gib * GIB;
+}
+
 static void *alloc_aligned(size_t size, size_t align)
 {
 	struct cairn_heap *h = heap();
@@ -358,7 +370,7 @@ static void *alloc_aligned(size_t size, size_t align)
 			p = cairn_heap_alloc_aligned(sh, size, align);
 			shared_leave();
 		}
-		if (p || size > GIB || !grow(seen))
+		if (p || size > GIB || !align_may_fit(align) || !grow(seen))
 			return p;
 	}
 }
