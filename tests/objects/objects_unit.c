@@ -300,9 +300,8 @@ static void test_errors(struct cairn_objects *o)
 	before = cairn_host_reports();
 	CHECK_EQ(cairn_heap_free(h, e), CAIRN_EFREE);
 	CHECK(cairn_host_reports() == before + 1);
-	/* a repeat free into the freeing CPU's own batch: of its tail (the
-	 * word the post overwrites, so refused at the free) and of another
-	 * object (met by the owner's walk); neither leaks an object */
+	/* a repeat free of the tail of the freeing CPU's own batch (the
+	 * word the post overwrites): refused at the free, nothing leaked */
 	char *t = cairn_heap_alloc(h, 64), *m = cairn_heap_alloc(h, 64), *u = cairn_heap_alloc(h, 64);
 	REQUIRE(t && m && u);
 	uint64_t objs = stats(o).objects;
@@ -315,6 +314,26 @@ static void test_errors(struct cairn_objects *o)
 	cairn_heap_flush(h1);
 	cairn_heap_flush(h);
 	CHECK_EQ(stats(o).objects, objs - 3);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* free(p); free(p) on another CPU: a repeat of the batch's head
+	 * (its newest object). Pushed, it would link p to itself, and the
+	 * owner's walk would meet p twice and drop the rest of the batch
+	 * (the objects freed before p, whose link the repeat overwrote):
+	 * refused at the free like the tail, nothing leaked */
+	char *v = cairn_heap_alloc(h, 64), *w = cairn_heap_alloc(h, 64);
+	char *v2 = cairn_heap_alloc(h, 64);
+	REQUIRE(v && w && v2);
+	objs = stats(o).objects;
+	CHECK_EQ(cairn_heap_free(h1, v), 0);
+	CHECK_EQ(cairn_heap_free(h1, w), 0);
+	before = cairn_host_reports();
+	CHECK_EQ(cairn_heap_free(h1, w), CAIRN_EFREE);
+	CHECK(cairn_host_reports() == before + 1);
+	CHECK_EQ(cairn_heap_free(h1, v2), 0);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h);
+	CHECK_EQ(stats(o).objects, objs - 3);
+	CHECK(cairn_host_reports() == before + 1);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_heap_free(h, b);
 	cairn_host_reports_quiet(0);
