@@ -1003,11 +1003,16 @@ static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, stru
 		if (b->n)
 			remote_post(h, b);
 		b->dest = s->owner;
-	} else if (h->harden && b->n && p == b->tail) {
+	} else if (h->harden && b->n && (p == b->tail || p == b->head)) {
 		/* The tail's word becomes the message's head info when the
 		 * batch is posted, so the owner's walk would never meet this
-		 * second free: refuse it here. Repeats of other objects of the
-		 * batch meet their live bit when the owner collects. */
+		 * second free; the head's (free(p); free(p), the commonest
+		 * repeat) would link p to itself over its link to the objects
+		 * freed before it, which the owner's walk would then lose:
+		 * refuse both here, nothing changed. Repeats of other objects
+		 * of the batch meet their live bit when the owner collects,
+		 * and the objects freed into the batch before the repeated
+		 * one's first free are lost with the link it overwrote. */
 		obj_report(CAIRN_EFREE, "objects: object freed twice (still in a remote batch)", p, 0);
 		return CAIRN_EFREE;
 	}
