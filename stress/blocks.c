@@ -63,6 +63,13 @@ bool stress_release(struct stress_blocks *b, struct stress_cpu *c, unsigned me, 
 		stress_fail(b, CAIRN_ECORRUPT, "stress: block changed under its holder", h->phys, m);
 	if (!stress_move(b, h->phys, h->order, me + 1, 0))
 		return false;
+	/* The holder's last write, after the oracle let the block go and
+	 * before the caller frees it: the oracle's acq_rel CAS orders what
+	 * came before it, not this, so the allocator's own release (the free)
+	 * and acquire (the next allocation) are all that order this write
+	 * before the next holder's mark. Without them ThreadSanitizer reports
+	 * the pair, which the oracle's ordering hid for the mark alone. */
+	*(uint64_t *)cairn_port_phys_to_virt(h->phys) = ~h->phys;
 	c->frees++;
 	return true;
 }

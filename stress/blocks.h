@@ -8,7 +8,11 @@
  * checks the mark before it gives the block back: a block handed to two
  * holders at once fails the oracle's CAS, and one written by someone else
  * fails the mark. Holders 1..ncpus are CPUs (CPU i is holder i + 1), 0 is
- * "free", STRESS_MAILBOX_OWNER a mailbox slot.
+ * "free", STRESS_MAILBOX_OWNER a mailbox slot. A holder writes the block
+ * once more after the oracle let it go, just before the free: only the
+ * allocator orders that write before the next holder's mark, so the
+ * sanitizer builds see an allocator that hands a block on without
+ * release/acquire (the oracle's own ordering covers the mark alone).
  */
 #ifndef CAIRN_STRESS_BLOCKS_H
 #define CAIRN_STRESS_BLOCKS_H
