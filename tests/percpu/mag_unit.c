@@ -466,8 +466,13 @@ static void test_lean(void)
  * without limit. A and B share a drain group, so each waiting drainer
  * answers the other's request in the cache it is not draining, and both
  * return with everything back. Apart, each answered requests of the cache
- * it drained only, and both waited for ever (the alarm ends the test). */
-static struct cairn_mag_cache *cmc[2];
+ * it drained only, and both waited for ever (the alarm ends the test).
+ * Run again with a third member that joined last and holds nothing: it is
+ * the group's first (members are newest first), and a waiting drainer
+ * must walk past it; one that polled the first member only would leave
+ * both waiting (with two members it escapes: whichever CPU holds an item
+ * of the first member answers, returns, and answers the other). */
+static struct cairn_mag_cache *cmc[3];
 static atomic_int c_step; /* 2: both hold their item; 4: both drained */
 static uint64_t c_left[2]; /* what each drained cache held after the drain */
 
@@ -498,11 +503,12 @@ static void *c_drainer(void *arg)
 	return NULL;
 }
 
-static void test_cross_drain(void)
+static void test_cross_drain(bool idle_first)
 {
 	static struct cairn_mag_group group; /* zeroed: empty */
-	struct ref_source s[2];
-	for (unsigned i = 0; i < 2; i++) {
+	struct ref_source s[3];
+	unsigned n = idle_first ? 3 : 2;
+	for (unsigned i = 0; i < n; i++) {
 		ref_init(&s[i], 16);
 		struct cairn_mag_config c = config(&s[i], 4, 1, 2, 2);
 		c.drain_wait = ~0u; /* (about 2^32 pause hints: for ever here) */
@@ -519,22 +525,153 @@ static void test_cross_drain(void)
 		pthread_join(t[i], NULL);
 	alarm(0);
 	bind(0);
-	for (unsigned i = 0; i < 2; i++) {
-		CHECK_EQ(c_left[i], 0);
+	for (unsigned i = 0; i < n; i++) {
+		if (i < 2)
+			CHECK_EQ(c_left[i], 0);
 		CHECK_EQ(cached(cmc[i]), 0);
 		cairn_mag_destroy(cmc[i]);
 		CHECK_EQ(ref_free(&s[i]), 16);
 		CHECK_EQ(s[i].errors, 0);
 	}
-	/* both left the group */
+	/* all left the group */
 	CHECK(atomic_load(&group.head) == NULL);
+}
+
+/* ---- a cache joins a drain group while a drainer walks it ---- */
+
+/* Caches join at create, and nothing stops a drain of the group meanwhile:
+ * the join publishes the new member with a release store of the link that
+ * names it, and a waiting drainer walks the links with acquire loads, so a
+ * member it reaches is a whole cache. CPU 2 holds an item of cache A and
+ * does not answer; CPU 1 drains A over and over (each drain waits
+ * drain_wait pause hints, walking the group meanwhile) while CPU 2 creates
+ * cache B in the group and then raises a flag; once CPU 1 has seen the
+ * flag it drains once more, so it walks a group that holds B. The flag is
+ * relaxed and orders nothing: the join's release and the walk's acquire
+ * are all that orders B's initialisation before CPU 1's reads of B's CPU
+ * count and slots (ThreadSanitizer reports those reads otherwise). */
+static struct cairn_mag_cache *jmc[2];
+static atomic_bool j_joined;
+static uint64_t j_drains, j_held; /* CPU 1's, read after the join */
+
+static void *j_walker(void *arg)
+{
+	(void)arg;
+	REQUIRE(cairn_host_cpu_bind(1) == 0);
+	bool seen;
+	do {
+		seen = atomic_load_explicit(&j_joined, memory_order_relaxed);
+		cairn_mag_drain_all(jmc[0]);
+		j_drains++;
+	} while (!seen);
+	j_held = cached(jmc[0]);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_join_while_draining(void)
+{
+	static struct cairn_mag_group group;
+	struct ref_source s[2];
+	struct cairn_mag_config c[2];
+	for (unsigned i = 0; i < 2; i++) {
+		ref_init(&s[i], 16);
+		c[i] = config(&s[i], 4, 1, 2, 2);
+		c[i].drain_wait = 2000;
+		c[i].group = &group;
+	}
+	bind(2);
+	REQUIRE(cairn_mag_create(&jmc[0], &c[0]) == 0);
+	uint64_t it;
+	REQUIRE(cairn_mag_try_alloc(jmc[0], &it) == 0);
+	cairn_mag_free(jmc[0], it); /* held in CPU 2's magazine */
+	atomic_store(&j_joined, false);
+	pthread_t t;
+	pthread_create(&t, NULL, j_walker, NULL);
+	REQUIRE(cairn_mag_create(&jmc[1], &c[1]) == 0); /* joins while CPU 1 walks */
+	atomic_store_explicit(&j_joined, true, memory_order_relaxed);
+	pthread_join(t, NULL);
+	CHECK(j_drains >= 1);
+	CHECK_EQ(j_held, 1); /* CPU 2 did not answer: its item stayed */
+	CHECK(atomic_load(&group.head) == jmc[1]);
+	cairn_mag_poll(jmc[0]); /* now it does */
+	CHECK_EQ(cached(jmc[0]), 0);
+	CHECK_EQ(ref_free(&s[0]), 16);
+	for (unsigned i = 0; i < 2; i++) {
+		cairn_mag_destroy(jmc[i]);
+		CHECK_EQ(ref_free(&s[i]), 16);
+		CHECK_EQ(s[i].errors, 0);
+	}
+	CHECK(atomic_load(&group.head) == NULL);
+	bind(0);
+}
+
+/* ---- full magazines handed between CPUs through the depot ---- */
+
+/* Three CPUs allocate and free in bursts longer than their two magazines
+ * hold, so full magazines go into the depot on one CPU and come out on
+ * another, and pops meet pushes and other pops. The items a CPU wrote into
+ * a magazine reach the CPU that pops it only through the depot's release
+ * and acquire, also for a pop whose CAS lost a race and retried from the
+ * head that the failed CAS returned (ThreadSanitizer reports the popper's
+ * reads of the items otherwise). No item is out twice (the reference
+ * source counts a second put) and every one comes back. */
+#define H_CPUS 3
+#define H_BURST 12
+static struct cairn_mag_cache *hmc;
+static atomic_int h_go;
+
+static void *h_worker(void *arg)
+{
+	unsigned cpu = (unsigned)(uintptr_t)arg;
+	REQUIRE(cairn_host_cpu_bind(cpu) == 0);
+	atomic_fetch_add(&h_go, 1);
+	while (atomic_load(&h_go) < H_CPUS)
+		;
+	uint64_t it[H_BURST];
+	for (unsigned r = 0; r < 3000; r++) {
+		unsigned n = 0;
+		while (n < H_BURST && cairn_mag_try_alloc(hmc, &it[n]) == 0)
+			n++;
+		while (n)
+			cairn_mag_free(hmc, it[--n]);
+	}
+	REQUIRE(cairn_mag_drain_cpu(hmc, cpu) == 0);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_depot_handoff(void)
+{
+	struct ref_source s;
+	ref_init(&s, 64);
+	struct cairn_mag_config c = config(&s, 2, 1, 64, 64);
+	REQUIRE(cairn_mag_create(&hmc, &c) == 0);
+	cairn_host_cpu_unregister();
+	atomic_store(&h_go, 0);
+	pthread_t t[H_CPUS];
+	for (unsigned i = 0; i < H_CPUS; i++)
+		pthread_create(&t[i], NULL, h_worker, (void *)(uintptr_t)(i + 1));
+	for (unsigned i = 0; i < H_CPUS; i++)
+		pthread_join(t[i], NULL);
+	bind(0);
+	uint64_t exchanges = 0;
+	for (unsigned i = 1; i <= H_CPUS; i++)
+		exchanges += cpu_stats(hmc, i).exchanges;
+	CHECK(exchanges > 0); /* the depot was used */
+	cairn_mag_drain_all(hmc);
+	CHECK_EQ(cached(hmc), 0);
+	cairn_mag_destroy(hmc);
+	CHECK_EQ(ref_free(&s), 64);
+	CHECK_EQ(s.errors, 0);
 }
 
 /* ---- destroying a cache while a drain of its group waits ---- */
 
 /* CPU 1 holds an item of cache X and does not answer; CPUs 2 and 3 drain
  * X, and while they wait they walk the group and poll every member.
- * Meanwhile the main thread creates and destroys cache Y of the same group in memory of
+ * Meanwhile the main thread creates and destroys cache Y of the same group
+ * in memory of
  * its own, and scribbles over that memory after each destroy, as an
  * embedder reusing it would. A destroy must wait until no drainer stands
  * on Y; before it did, the walker read the scribbled cache. */
@@ -657,7 +794,10 @@ int main(void)
 	test_exhaustion(0);
 	test_exhaustion(1);
 	test_lean();
-	test_cross_drain();
+	test_cross_drain(false);
+	test_cross_drain(true);
+	test_join_while_draining();
+	test_depot_handoff();
 	test_destroy_while_draining();
 	test_host_rebind();
 	CHECK_EQ(frames_free(), before);
