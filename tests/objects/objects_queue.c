@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The message queue's one interleaving a stress run rarely hits, built by
- * hand (white box: the heap's queue fields, objects_layout.h).
+ * hand (white box: the heap's queue fields, objects_layout.h); then many
+ * producers posting to one heap at once.
  *
  * The owner pops x, the last node, and pushes the stub back behind it; a
  * producer exchanges y in just before that push-back and has not linked
@@ -100,14 +101,66 @@ static void test_stub_pushed_over_a_gap(struct cairn_objects *o)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 }
 
+/* ---- producers meeting at one heap's head ---- */
+
+/* Four CPUs free objects of heap 0 one at a time, flushing after each, so
+ * that every free is a message of its own and the producers' exchanges on
+ * heap 0's head meet, while heap 0's owner collects. An exchange that were
+ * a load and a store would lose a message whenever two met: its objects
+ * would stay allocated for good (and a head left at the lost node would
+ * cut off every message after it). */
+#define QP_PRODUCERS 4
+#define QP_OBJECTS 100000 /* per producer */
+static struct cairn_objects *qp_o;
+static uintptr_t *qp_obj;
+static atomic_int qp_left;
+
+static void *qp_producer(void *arg)
+{
+	unsigned i = (unsigned)(uintptr_t)arg;
+	REQUIRE(cairn_host_cpu_bind(i + 1) == 0);
+	struct cairn_heap *h = cairn_objects_heap(qp_o, i + 1);
+	for (unsigned k = 0; k < QP_OBJECTS; k++) {
+		REQUIRE(cairn_heap_free(h, (void *)qp_obj[i * QP_OBJECTS + k]) == 0);
+		cairn_heap_flush(h);
+	}
+	atomic_fetch_sub(&qp_left, 1);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_producers_at_once(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	qp_o = o;
+	qp_obj = calloc(QP_PRODUCERS * QP_OBJECTS, sizeof(*qp_obj));
+	REQUIRE(qp_obj);
+	for (unsigned k = 0; k < QP_PRODUCERS * QP_OBJECTS; k++)
+		REQUIRE((qp_obj[k] = (uintptr_t)cairn_heap_alloc(h, 32)) != 0);
+	CHECK_EQ(stats(o).objects, QP_PRODUCERS * QP_OBJECTS);
+	atomic_store(&qp_left, QP_PRODUCERS);
+	pthread_t t[QP_PRODUCERS];
+	for (unsigned i = 0; i < QP_PRODUCERS; i++)
+		REQUIRE(pthread_create(&t[i], NULL, qp_producer, (void *)(uintptr_t)i) == 0);
+	while (atomic_load(&qp_left))
+		cairn_heap_flush(h); /* the owner collects meanwhile */
+	for (unsigned i = 0; i < QP_PRODUCERS; i++)
+		pthread_join(t[i], NULL);
+	cairn_heap_flush(h);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	free(qp_obj);
+}
+
 int main(void)
 {
-	objtest_init(2, 64);
+	objtest_init(QP_PRODUCERS + 1, 64);
 	uint64_t free0 = objtest_free_frames();
 	for (int harden = 0; harden < 2; harden++) {
 		struct cairn_objects *o = objtest_create(harden ? CAIRN_OBJ_HARDEN_ON
 								: CAIRN_OBJ_HARDEN_OFF);
 		test_stub_pushed_over_a_gap(o);
+		test_producers_at_once(o);
 		cairn_objects_destroy(o);
 		CHECK_EQ(objtest_free_frames(), free0);
 	}
