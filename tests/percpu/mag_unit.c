@@ -671,9 +671,8 @@ static void test_depot_handoff(void)
 /* CPU 1 holds an item of cache X and does not answer; CPUs 2 and 3 drain
  * X, and while they wait they walk the group and poll every member.
  * Meanwhile the main thread creates and destroys cache Y of the same group
- * in memory of
- * its own, and scribbles over that memory after each destroy, as an
- * embedder reusing it would. A destroy must wait until no drainer stands
+ * in memory of its own, and scribbles over that memory after each destroy,
+ * as an embedder reusing it would. A destroy must wait until no drainer stands
  * on Y; before it did, the walker read the scribbled cache. */
 #define D_ROUNDS 100000
 static struct cairn_mag_cache *dx;
