@@ -1054,7 +1054,7 @@ static int commit(struct bt_op *op, struct bt_plan *p)
 	for (i = 0; i < p->ndirty; i++) {
 		if (p->d[i].retire) {
 			olc_unlock_obsolete(&p->d[i].n->version, p->d[i].v);
-			bt_node_retire(op->t, p->d[i].n);
+			cairn__bt_node_retire(op->t, p->d[i].n);
 		} else {
 			olc_unlock(&p->d[i].n->version, p->d[i].v);
 		}
@@ -1091,7 +1091,7 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 	unsigned want = d == 0 ? 2 : 1;
 
 	while (sp->cnt < want) {
-		struct bt_node *x = bt_node_alloc(t);
+		struct bt_node *x = cairn__bt_node_alloc(t);
 		if (!x)
 			return CAIRN_ENOMEM;
 		sp->n[sp->cnt++] = x;
@@ -1105,14 +1105,14 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 			return R_RESTART;
 		unsigned cnt = rd(n->count), mid = cnt / 2;
 		struct bt_node *l = sp->n[--sp->cnt], *r = sp->n[--sp->cnt];
-		bt_node_prepare(l, level);
-		bt_node_prepare(r, level);
+		cairn__bt_node_prepare(l, level);
+		cairn__bt_node_prepare(r, level);
 		fill(t, l, n, 0, mid);
 		fill(t, r, n, mid, cnt);
 		uint64_t ml = bt_node_max(t, l), mr = bt_node_max(t, r);
 		uint64_t sep = rd(n->key[rd(n->first) + mid]);
-		bt_node_publish(l);
-		bt_node_publish(r);
+		cairn__bt_node_publish(l);
+		cairn__bt_node_publish(r);
 		wr(n->first, 0);
 		write_slot(n, 0, &(struct cairn_ext){ 0, (uintptr_t)l, ml, 0 });
 		write_slot(n, 1, &(struct cairn_ext){ sep, (uintptr_t)r, mr, 0 });
@@ -1139,11 +1139,11 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 		return R_RESTART;
 	}
 	struct bt_node *r = sp->n[--sp->cnt];
-	bt_node_prepare(r, rd(n->level));
+	cairn__bt_node_prepare(r, rd(n->level));
 	fill(t, r, n, mid, cnt);
 	wr(n->count, mid);
 	uint64_t mr = bt_node_max(t, r), mn = bt_node_max(t, n);
-	bt_node_publish(r);
+	cairn__bt_node_publish(r);
 	unsigned pf = open_window(t, pn, rd(pn->first), pc, ci + 1, ci + 1, 1);
 	write_slot(pn, pf + ci + 1,
 		   &(struct cairn_ext){ rd(r->key[rd(r->first)]),
@@ -1184,7 +1184,7 @@ static __attribute__((noinline, cold)) void collapse(struct cairn_btree *t)
 		wr(r->level, rd(c->level));
 		olc_unlock(&r->version, rv);
 		olc_unlock_obsolete(&c->version, cv);
-		bt_node_retire(t, c);
+		cairn__bt_node_retire(t, c);
 	}
 }
 
@@ -1961,7 +1961,7 @@ static __attribute__((noinline)) int slow_update(struct cairn_btree *t,
 		cairn_port_pause();
 	}
 	while (sp.cnt)
-		bt_node_release_unused(t, sp.n[--sp.cnt]);
+		cairn__bt_node_release_unused(t, sp.n[--sp.cnt]);
 	return r;
 }
 
@@ -2114,11 +2114,11 @@ int cairn_btree_init(struct cairn_btree *t, struct cairn_frames *f,
 		atomic_store_explicit(&t->finger[i].path, BT_NO_GUESS,
 				      memory_order_relaxed);
 	}
-	struct bt_node *root = bt_node_alloc(t);
+	struct bt_node *root = cairn__bt_node_alloc(t);
 	if (!root)
 		return CAIRN_ENOMEM;
-	bt_node_prepare(root, 0);
-	bt_node_publish(root);
+	cairn__bt_node_prepare(root, 0);
+	cairn__bt_node_publish(root);
 	t->root = root;
 	return 0;
 }

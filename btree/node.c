@@ -77,17 +77,17 @@ static struct bt_node *fl_pop(struct cairn_btree *t)
 	}
 }
 
-struct bt_node *bt_freelist_peek(struct cairn_btree *t)
+struct bt_node *cairn__bt_freelist_peek(struct cairn_btree *t)
 {
 	return fl_node(fl_load(t));
 }
 
 /*
  * A node for a split: reused from the free list or a fresh frame. It comes
- * back retired (obsolete, unlocked) and unreachable; bt_node_prepare makes
- * it writable and bt_node_publish makes it a live node.
+ * back retired (obsolete, unlocked) and unreachable; cairn__bt_node_prepare makes
+ * it writable and cairn__bt_node_publish makes it a live node.
  */
-struct bt_node *bt_node_alloc(struct cairn_btree *t)
+struct bt_node *cairn__bt_node_alloc(struct cairn_btree *t)
 {
 	struct bt_node *n = fl_pop(t);
 	if (n)
@@ -113,7 +113,7 @@ struct bt_node *bt_node_alloc(struct cairn_btree *t)
  * before retirement fails its validation. The release fence orders the
  * lock before the field stores, as in olc_upgrade.
  */
-void bt_node_prepare(struct bt_node *n, unsigned level)
+void cairn__bt_node_prepare(struct bt_node *n, unsigned level)
 {
 	uint64_t w = atomic_load_explicit(&n->version, memory_order_relaxed);
 	atomic_store_explicit(&n->version, w | OLC_LOCKED | OLC_OBSOLETE,
@@ -128,7 +128,7 @@ void bt_node_prepare(struct bt_node *n, unsigned level)
 /* Make a prepared node live at a version no reader has ever seen. It
  * becomes reachable only through a parent written under that parent's
  * lock, whose release-unlock publishes both. */
-void bt_node_publish(struct bt_node *n)
+void cairn__bt_node_publish(struct bt_node *n)
 {
 	uint64_t w = atomic_load_explicit(&n->version, memory_order_relaxed);
 	atomic_store_explicit(&n->version,
@@ -146,7 +146,7 @@ bool cairn_btree_reclaim_hook(struct cairn_btree *t, void *node);
 #endif
 
 /* A node the caller unlinked and unlocked obsolete: recycle it. */
-void bt_node_retire(struct cairn_btree *t, struct bt_node *n)
+void cairn__bt_node_retire(struct cairn_btree *t, struct bt_node *n)
 {
 	CAIRN_BTREE_YIELD();
 #ifdef CAIRN_BTREE_RECLAIM_HOOK
@@ -157,7 +157,7 @@ void bt_node_retire(struct cairn_btree *t, struct bt_node *n)
 }
 
 /* A node taken for a split that did not happen (never published). */
-void bt_node_release_unused(struct cairn_btree *t, struct bt_node *n)
+void cairn__bt_node_release_unused(struct cairn_btree *t, struct bt_node *n)
 {
 	uint64_t w = atomic_load_explicit(&n->version, memory_order_relaxed);
 	atomic_store_explicit(&n->version,

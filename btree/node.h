@@ -123,11 +123,11 @@ static inline uint64_t bt_node_max(const struct cairn_btree *t,
 }
 
 /* node.c: the node pool of one tree. */
-struct bt_node *bt_node_alloc(struct cairn_btree *t);
-void bt_node_prepare(struct bt_node *n, unsigned level);
-void bt_node_publish(struct bt_node *n);
-void bt_node_retire(struct cairn_btree *t, struct bt_node *n);
-void bt_node_release_unused(struct cairn_btree *t, struct bt_node *n);
-struct bt_node *bt_freelist_peek(struct cairn_btree *t);
+struct bt_node *cairn__bt_node_alloc(struct cairn_btree *t);
+void cairn__bt_node_prepare(struct bt_node *n, unsigned level);
+void cairn__bt_node_publish(struct bt_node *n);
+void cairn__bt_node_retire(struct cairn_btree *t, struct bt_node *n);
+void cairn__bt_node_release_unused(struct cairn_btree *t, struct bt_node *n);
+struct bt_node *cairn__bt_freelist_peek(struct cairn_btree *t);
 
 #endif /* CAIRN_BTREE_NODE_H */

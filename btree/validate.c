@@ -113,7 +113,7 @@ int cairn_btree_validate(struct cairn_btree *t, struct cairn_btree_stats *st)
 		return r;
 
 	uint64_t total = atomic_load_explicit(&t->nodes, memory_order_relaxed);
-	for (struct bt_node *n = bt_freelist_peek(t); n;
+	for (struct bt_node *n = cairn__bt_freelist_peek(t); n;
 	     n = (struct bt_node *)(uintptr_t)rd(n->next)) {
 		uint64_t v = atomic_load_explicit(&n->version,
 						  memory_order_relaxed);

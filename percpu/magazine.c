@@ -131,7 +131,7 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 	mc->empty.limit = g.empty;
 	mc->spare.limit = g.nmags;
 	atomic_init(&mc->group_next, NULL);
-	mag_group_join(mc); /* last: waiters may poll it from here on */
+	cairn__mag_group_join(mc); /* last: waiters may poll it from here on */
 	*out = mc;
 	return 0;
 }
@@ -160,7 +160,7 @@ static struct mag *mag_get_empty(struct cairn_mag_cache *mc)
 }
 
 /* Give an empty magazine's frame back to the frame allocator. */
-void mag_free_frame(struct cairn_mag_cache *mc, struct mag *m)
+void cairn__mag_free_frame(struct cairn_mag_cache *mc, struct mag *m)
 {
 	uint32_t id = m->id;
 	mc->mag[id] = NULL;
@@ -169,7 +169,7 @@ void mag_free_frame(struct cairn_mag_cache *mc, struct mag *m)
 }
 
 /* Every item of m back to the source. */
-void mag_flush(struct cairn_mag_cache *mc, struct mag *m)
+void cairn__mag_flush(struct cairn_mag_cache *mc, struct mag *m)
 {
 	if (m->n) {
 		mc->src.put(mc->src.ctx, mag_items(m), m->n);
@@ -178,10 +178,10 @@ void mag_flush(struct cairn_mag_cache *mc, struct mag *m)
 }
 
 /* An empty magazine we no longer want: to the depot, or its frame freed. */
-void mag_release(struct cairn_mag_cache *mc, struct mag *m)
+void cairn__mag_release(struct cairn_mag_cache *mc, struct mag *m)
 {
 	if (m != &mc->none && !ds_push(&mc->empty, mc->next, m->id))
-		mag_free_frame(mc, m);
+		cairn__mag_free_frame(mc, m);
 }
 
 /* A synced slot's magazines: items to the source, frames to the frame
@@ -193,24 +193,24 @@ static void slot_let_go(struct cairn_mag_cache *mc, struct mag_cpu *c)
 	for (unsigned i = 0; i < 2; i++) {
 		if (m[i] == &mc->none)
 			continue;
-		mag_flush(mc, m[i]);
-		mag_free_frame(mc, m[i]);
+		cairn__mag_flush(mc, m[i]);
+		cairn__mag_free_frame(mc, m[i]);
 	}
 }
 
 /* The slot's magazines let go (draining happens under memory pressure, so
  * keep nothing). */
-void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
+void cairn__mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	mag_slot_sync(mc, c);
 	slot_let_go(mc, c);
-	mag_slot_publish(mc, c);
+	cairn__mag_slot_publish(mc, c);
 }
 
 /* After a slow path: the loaded magazine's count and capacity into the slot
  * for the hits (its header's count is stale from here on), prev's count
  * and the magazines for the statistics and the drainers. */
-void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
+void cairn__mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	c->cap = c->loaded->cap;
 	atomic_store_explicit(&c->n, c->loaded->n, memory_order_relaxed);
@@ -232,7 +232,7 @@ void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
  * it decides only how many items a miss asks of the source, never where an
  * item is, so no ordering is needed; a stale or lost update makes one miss
  * take one item or a magazine's worth, both correct. */
-void mag_go_lean(struct cairn_mag_cache *mc)
+void cairn__mag_go_lean(struct cairn_mag_cache *mc)
 {
 	atomic_store_explicit(&mc->lean, (int32_t)(mc->ncpus * mc->refill),
 			      memory_order_relaxed);
@@ -268,13 +268,13 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		c->prev = l;
 		*item = mag_items(p)[--p->n];
 		stat_add(&c->hits, 1);
-		mag_slot_publish(mc, c);
+		cairn__mag_slot_publish(mc, c);
 		return 0;
 	}
 	stat_add(&c->misses, 1);
 	uint32_t id = ds_pop(&mc->full, mc->next);
 	if (id != DEPOT_NONE) { /* a full one for our empty prev */
-		mag_release(mc, p);
+		cairn__mag_release(mc, p);
 		c->prev = l;
 		c->loaded = mc->mag[id];
 		stat_add(&c->exchanges, 1);
@@ -289,7 +289,7 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 			slot_let_go(mc, c);
 			got = mc->src.get(mc->src.ctx, item, 1);
 		}
-		mag_slot_publish(mc, c);
+		cairn__mag_slot_publish(mc, c);
 		if (!got)
 			return CAIRN_ENOMEM; /* (the caller drains everyone) */
 		atomic_fetch_sub_explicit(&mc->lean, 1, memory_order_relaxed);
@@ -311,12 +311,12 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 	 * frames may be what the caller needs (a frame cache), so let them go
 	 * before one last try; failing it, the caller drains everyone. */
 	slot_let_go(mc, c);
-	mag_slot_publish(mc, c);
+	cairn__mag_slot_publish(mc, c);
 	return mc->src.get(mc->src.ctx, item, 1) ? 0 : CAIRN_ENOMEM;
 
 take:
 	*item = mag_items(c->loaded)[--c->loaded->n];
-	mag_slot_publish(mc, c);
+	cairn__mag_slot_publish(mc, c);
 	return 0;
 }
 
@@ -332,7 +332,7 @@ static slow_path int alloc_miss(struct cairn_mag_cache *mc, uint64_t *item)
 	} else {
 		struct mag_cpu *c = &mc->cpu[cpu];
 		if (mag_asked(c))
-			mag_answer(mc, c); /* (empties the slot) */
+			cairn__mag_answer(mc, c); /* (empties the slot) */
 		err = alloc_slow(mc, c, item);
 	}
 	cairn_port_local_leave(irq);
@@ -373,7 +373,7 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		c->prev = l;
 		mag_items(p)[p->n++] = item;
 		stat_add(&c->hits, 1);
-		mag_slot_publish(mc, c);
+		cairn__mag_slot_publish(mc, c);
 		return;
 	}
 	stat_add(&c->misses, 1);
@@ -383,7 +383,7 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 			 * to the source and it becomes our empty magazine.
 			 * Memory is plentiful: refills may hoard again. */
 			mag_end_lean(mc);
-			mag_flush(mc, p);
+			cairn__mag_flush(mc, p);
 			c->loaded = p;
 			c->prev = l;
 			goto put;
@@ -399,17 +399,17 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 	 * give the item itself back. */
 	c->loaded = &mc->none;
 	if (l != &mc->none) {
-		mag_flush(mc, l);
+		cairn__mag_flush(mc, l);
 		c->loaded = l;
 		c->prev = &mc->none;
 		goto put;
 	}
-	mag_slot_publish(mc, c);
+	cairn__mag_slot_publish(mc, c);
 	mc->src.put(mc->src.ctx, &item, 1);
 	return;
 put:
 	mag_items(c->loaded)[c->loaded->n++] = item;
-	mag_slot_publish(mc, c);
+	cairn__mag_slot_publish(mc, c);
 }
 
 static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item)
@@ -421,7 +421,7 @@ static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item)
 	} else {
 		struct mag_cpu *c = &mc->cpu[cpu];
 		if (mag_asked(c))
-			mag_answer(mc, c); /* (empties the slot) */
+			cairn__mag_answer(mc, c); /* (empties the slot) */
 		free_slow(mc, c, item);
 	}
 	cairn_port_local_leave(irq);

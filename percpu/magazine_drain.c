@@ -50,11 +50,11 @@
 
 #define ASK_BATCH 64
 
-void mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c)
+void cairn__mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	/* Relaxed: the drainer passes us nothing but the request itself. */
 	uint32_t r = atomic_load_explicit(&c->req, memory_order_relaxed);
-	mag_slot_empty(mc, c);
+	cairn__mag_slot_empty(mc, c);
 	c->seen = r;
 	atomic_store_explicit(&c->ack, r, memory_order_release);
 }
@@ -64,7 +64,7 @@ void cairn_mag_poll(struct cairn_mag_cache *mc)
 	unsigned long irq = cairn_port_local_enter();
 	unsigned cpu = cairn_port_cpu();
 	if (cpu < mc->ncpus && mag_asked(&mc->cpu[cpu]))
-		mag_answer(mc, &mc->cpu[cpu]);
+		cairn__mag_answer(mc, &mc->cpu[cpu]);
 	cairn_port_local_leave(irq);
 }
 
@@ -76,7 +76,7 @@ int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu)
 	 * gone, the caller's ordering after its last operation makes the slot
 	 * ours. Answering also settles requests the slot never saw. */
 	unsigned long irq = cairn_port_local_enter();
-	mag_answer(mc, &mc->cpu[cpu]);
+	cairn__mag_answer(mc, &mc->cpu[cpu]);
 	cairn_port_local_leave(irq);
 	return 0;
 }
@@ -87,11 +87,11 @@ static void depot_drain(struct cairn_mag_cache *mc)
 {
 	uint32_t id;
 	while ((id = ds_pop(&mc->full, mc->next)) != DEPOT_NONE) {
-		mag_flush(mc, mc->mag[id]);
-		mag_free_frame(mc, mc->mag[id]);
+		cairn__mag_flush(mc, mc->mag[id]);
+		cairn__mag_free_frame(mc, mc->mag[id]);
 	}
 	while ((id = ds_pop(&mc->empty, mc->next)) != DEPOT_NONE)
-		mag_free_frame(mc, mc->mag[id]);
+		cairn__mag_free_frame(mc, mc->mag[id]);
 }
 
 /* ---- drain groups ---- */
@@ -124,7 +124,7 @@ static void group_unlock(struct cairn_mag_group *g)
 	atomic_store_explicit(&g->lock, 0, memory_order_release);
 }
 
-void mag_group_join(struct cairn_mag_cache *mc)
+void cairn__mag_group_join(struct cairn_mag_cache *mc)
 {
 	struct cairn_mag_group *g = mc->group;
 	if (!g)
@@ -137,7 +137,7 @@ void mag_group_join(struct cairn_mag_cache *mc)
 	group_unlock(g);
 }
 
-void mag_group_leave(struct cairn_mag_cache *mc)
+void cairn__mag_group_leave(struct cairn_mag_cache *mc)
 {
 	struct cairn_mag_group *g = mc->group;
 	if (!g)
@@ -189,14 +189,14 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 	/* Lean before anyone gives anything back, so that a CPU that answers
 	 * and misses takes single items; and again at the end, for our own
 	 * retry, whatever misses meanwhile counted down. */
-	mag_go_lean(mc);
+	cairn__mag_go_lean(mc);
 	/* Our own CPU first; after the section we may run elsewhere (a kernel
 	 * may migrate us), which only means we may ask, and then answer
 	 * ourselves while waiting. */
 	unsigned long irq = cairn_port_local_enter();
 	unsigned me = cairn_port_cpu();
 	if (me < mc->ncpus)
-		mag_answer(mc, &mc->cpu[me]);
+		cairn__mag_answer(mc, &mc->cpu[me]);
 	cairn_port_local_leave(irq);
 
 	depot_drain(mc);
@@ -219,14 +219,14 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 	}
 	/* Magazines the answering CPUs had pushed meanwhile. */
 	depot_drain(mc);
-	mag_go_lean(mc);
+	cairn__mag_go_lean(mc);
 }
 
 void cairn_mag_destroy(struct cairn_mag_cache *mc)
 {
-	mag_group_leave(mc);
+	cairn__mag_group_leave(mc);
 	for (unsigned i = 0; i < mc->ncpus; i++)
-		mag_slot_empty(mc, &mc->cpu[i]);
+		cairn__mag_slot_empty(mc, &mc->cpu[i]);
 	depot_drain(mc);
 	if (mc->own_mem)
 		cairn_frames_free(mc->frames, mc->mem_phys, mc->mem_order);

@@ -31,7 +31,7 @@
  * the slot (`n`), not in its header: the hits change that one word, and
  * the slow paths write it back to the header before they look at or move
  * the magazine (mag_slot_sync) and take it from the header again when they
- * are done (mag_slot_publish). `n`, `prev_n` (prev's count) and the other
+ * are done (cairn__mag_slot_publish). `n`, `prev_n` (prev's count) and the other
  * counters are atomics written only by the slot's CPU with relaxed stores
  * (one writer: no RMW), so statistics may read them from anywhere:
  *	held = n + prev_n = the items in the slot's magazines
@@ -129,15 +129,15 @@ static inline void stat_add(_Atomic uint64_t *v, uint64_t d)
 }
 
 /* Shared by magazine.c and magazine_drain.c. */
-void mag_flush(struct cairn_mag_cache *mc, struct mag *m);
-void mag_release(struct cairn_mag_cache *mc, struct mag *m);
-void mag_free_frame(struct cairn_mag_cache *mc, struct mag *m);
-void mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c);
-void mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c);
-void mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c);
-void mag_go_lean(struct cairn_mag_cache *mc);
-void mag_group_join(struct cairn_mag_cache *mc);
-void mag_group_leave(struct cairn_mag_cache *mc);
+void cairn__mag_flush(struct cairn_mag_cache *mc, struct mag *m);
+void cairn__mag_release(struct cairn_mag_cache *mc, struct mag *m);
+void cairn__mag_free_frame(struct cairn_mag_cache *mc, struct mag *m);
+void cairn__mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c);
+void cairn__mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c);
+void cairn__mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c);
+void cairn__mag_go_lean(struct cairn_mag_cache *mc);
+void cairn__mag_group_join(struct cairn_mag_cache *mc);
+void cairn__mag_group_leave(struct cairn_mag_cache *mc);
 
 /* The slot of the CPU running the caller (inside its CPU-local section).
  * The empty asm makes the compiler form the slot's address once and reach

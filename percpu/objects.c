@@ -11,14 +11,14 @@
 #include "objects_layout.h"
 #include "objects_pages.h"
 
-void obj_report(int err, const char *what, uintptr_t a, uintptr_t b)
+void cairn__obj_report(int err, const char *what, uintptr_t a, uintptr_t b)
 {
 	cairn_port_report(err, what, a, b);
 }
 
 /* ---- size classes and slab geometry ---- */
 
-const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1] = {
+const uint8_t cairn__obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1] = {
 	0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11, 11, /* .. 256 B */
 	12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15, /* .. 512 B */
 	16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17,
@@ -122,7 +122,7 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	o->arena_leave = cfg->arena_leave;
 	atomic_init(&o->meta_frames, (uint64_t)1 << order);
 	classes_init(o);
-	int err = pm_create(o);
+	int err = cairn__pm_create(o);
 	if (err) {
 		pages_put(o, mem, order);
 		return err;
@@ -149,7 +149,7 @@ static void heap_init(struct cairn_objects *o, unsigned i)
 	h->pm_span = o->span;
 	h->pagemap = o->pagemap;
 	h->key = (uintptr_t)mix64(o->seed + i * 0x9e3779b97f4a7c15ull) | 1;
-	heap_queue_init(h);
+	cairn__heap_queue_init(h);
 	atomic_init(&h->state, HEAP_ONLINE);
 }
 
@@ -157,7 +157,7 @@ static void heap_init(struct cairn_objects *o, unsigned i)
  * hundred stores). Only a heap's own CPU (or a caller that owns the
  * slot) gets it this way; remote freers reach only made heaps (they own
  * slabs). */
-struct cairn_heap *__attribute__((noinline)) heap_make(struct cairn_objects *o, unsigned i)
+struct cairn_heap *__attribute__((noinline)) cairn__heap_make(struct cairn_objects *o, unsigned i)
 {
 	uint8_t expect = HEAP_UNMADE;
 	if (atomic_compare_exchange_strong_explicit(&o->heap_made[i], &expect, HEAP_MAKING,
@@ -180,13 +180,13 @@ void cairn_objects_destroy(struct cairn_objects *o)
 		return;
 	for (unsigned i = 0; i < o->ncpus; i++)
 		if (heap_is_made(o, i))
-			heap_destroy_slabs(&o->heaps[i]);
-	released_drain(o);
+			cairn__heap_destroy_slabs(&o->heaps[i]);
+	cairn__released_drain(o);
 	if (o->arena)
 		arena_destroy_all(o);
 	else
 		large_destroy_all(o);
-	pm_destroy(o);
+	cairn__pm_destroy(o);
 	pages_put(o, (uintptr_t)o, o->self_order);
 }
 
@@ -239,15 +239,15 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 	unsigned order = large_order(size);
 	uintptr_t p = pages_get(o, order, false);
 	if (!p) {
-		remote_flush(h);
-		heap_collect(h, false);
-		heap_release_empty(h);
-		released_drain(o);
+		cairn__remote_flush(h);
+		cairn__heap_collect(h, false);
+		cairn__heap_release_empty(h);
+		cairn__released_drain(o);
 		p = pages_get(o, order, false);
 	}
 	if (!p)
 		return NULL;
-	_Atomic uintptr_t *e = pm_entry(o, p);
+	_Atomic uintptr_t *e = cairn__pm_entry(o, p);
 	if (!e) {
 		pages_put(o, p, order);
 		return NULL;
@@ -255,7 +255,7 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 	/* Interior frames are marked below 2 MiB (within one leaf) only: above, an
 	 * interior pointer finds no entry and is reported as foreign. */
 	if (order < CAIRN_HUGE_ORDER)
-		pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, PM_LARGE_TAIL);
+		cairn__pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, PM_LARGE_TAIL);
 	atomic_store_explicit(e, PM_LARGE_ENTRY(order), memory_order_release);
 	large_count(h, 1, (uint64_t)1 << order);
 	return (void *)p;
@@ -265,19 +265,19 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 static int large_free(struct cairn_objects *o, struct cairn_heap *h, uintptr_t p, uintptr_t e)
 {
 	if ((e & PM_TAG_MASK) != PM_LARGE || (p & (OBJ_PAGE - 1))) {
-		obj_report(CAIRN_EALIGN, "objects: free of an interior pointer of a large block", p, e);
+		cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior pointer of a large block", p, e);
 		return CAIRN_EALIGN;
 	}
 	/* One CAS takes the block, so of two racing frees one loses. */
-	_Atomic uintptr_t *ent = pm_entry(o, p);
+	_Atomic uintptr_t *ent = cairn__pm_entry(o, p);
 	if (!atomic_compare_exchange_strong_explicit(ent, &e, 0, memory_order_acq_rel,
 						     memory_order_relaxed)) {
-		obj_report(CAIRN_EFREE, "objects: large block freed twice", p, e);
+		cairn__obj_report(CAIRN_EFREE, "objects: large block freed twice", p, e);
 		return CAIRN_EFREE;
 	}
 	unsigned order = PM_LARGE_ORDER(e);
 	if (order < CAIRN_HUGE_ORDER)
-		pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, 0);
+		cairn__pm_set(o, p + OBJ_PAGE, ((uintptr_t)1 << order) - 1, 0);
 	large_count(h, (uint64_t)-1, -((uint64_t)1 << order));
 	pages_put(o, p, order);
 	return 0;
@@ -370,7 +370,7 @@ static void arena_give_back(struct cairn_heap *h, uintptr_t p)
 	int err = cairn_arena_free_owned(o->arena, p, arena_cookie(o), &len);
 	arena_leave(o);
 	if (err)
-		obj_report(err, "objects: cached large block not allocated in the arena", p, 0);
+		cairn__obj_report(err, "objects: cached large block not allocated in the arena", p, 0);
 	atomic_compare_exchange_strong_explicit(slot, &retiring, 0, memory_order_relaxed,
 						memory_order_relaxed);
 }
@@ -384,7 +384,7 @@ static void arena_give_back(struct cairn_heap *h, uintptr_t p)
  * corrupted cache only: the quadratic cycle check costs nothing else. */
 static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, uintptr_t r)
 {
-	obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
+	cairn__obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
 	if (prev)
 		obj_set_word(prev, obj_encode(h, prev, 0));
 	else
@@ -401,7 +401,7 @@ static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, u
 			for (unsigned k = 0; !bad && k < n; k++, s = obj_decode(h, s, obj_word(s)))
 				bad = s == q;
 			if (bad) {
-				obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", q, 0);
+				cairn__obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", q, 0);
 				if (last)
 					obj_set_word(last, obj_encode(h, last, 0));
 				else
@@ -540,13 +540,13 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 	case 0:
 		break;
 	case CAIRN_ERANGE:
-		obj_report(err, "objects: free of a pointer this instance never handed out", p, 0);
+		cairn__obj_report(err, "objects: free of a pointer this instance never handed out", p, 0);
 		return err;
 	case CAIRN_EALIGN:
-		obj_report(err, "objects: free of an interior pointer of a large block", p, 0);
+		cairn__obj_report(err, "objects: free of an interior pointer of a large block", p, 0);
 		return err;
 	default:
-		obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
+		cairn__obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
 		return err;
 	}
 	large_count(h, (uint64_t)-1, -pages);
@@ -564,7 +564,7 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 }
 
 /* Offline or exhaustion: every cached range back to the arena. */
-void large_cache_flush(struct cairn_heap *h)
+void cairn__large_cache_flush(struct cairn_heap *h)
 {
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
 		uintptr_t r = h->lcache[b];
@@ -576,7 +576,7 @@ void large_cache_flush(struct cairn_heap *h)
 			 * in the wrong bin (a range given back is no longer CACHED) */
 			if (unlikely(!n || !lc_is_cached(h->o, r) ||
 				     lc_bin(PM_X_VALUE(pm_lookup(h->o, r))) != b)) {
-				obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
+				cairn__obj_report(CAIRN_ECORRUPT, "objects: large cache link overwritten", r, 0);
 				h->lcache_lost += n; /* the rest of the bin: unreachable */
 				break;
 			}
@@ -616,16 +616,16 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 			return NULL;
 		/* Exhausted: what this heap and the caches hold may be what
 		 * the arena lacks. */
-		remote_flush(h);
-		heap_collect(h, false);
-		heap_release_empty(h);
-		released_drain(o);
+		cairn__remote_flush(h);
+		cairn__heap_collect(h, false);
+		cairn__heap_release_empty(h);
+		cairn__released_drain(o);
 		qcache_drain(o);
 	}
 	/* In the pagemap's range, the entry that lets its free skip the tree
 	 * (no leaf and no frame for one: the free goes through the tree). */
 	if (small && !cached && addr - o->vbase < o->span) {
-		_Atomic uintptr_t *slot = pm_entry(o, (uintptr_t)addr);
+		_Atomic uintptr_t *slot = cairn__pm_entry(o, (uintptr_t)addr);
 		if (slot)
 			atomic_store_explicit(slot,
 					      PM_X_ENTRY(PM_X_LIVE, bytes >> OBJ_PAGE_SHIFT),
@@ -678,14 +678,14 @@ static int __attribute__((noinline)) arena_free(struct cairn_heap *h, uintptr_t 
 	}
 	switch (err) {
 	case CAIRN_EALIGN:
-		obj_report(err, "objects: free of an interior pointer of a large block", p, 0);
+		cairn__obj_report(err, "objects: free of an interior pointer of a large block", p, 0);
 		break;
 	case CAIRN_EFREE:
-		obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
+		cairn__obj_report(err, "objects: large block freed twice (or never allocated)", p, 0);
 		break;
 	default:
 		err = CAIRN_ERANGE;
-		obj_report(err, "objects: free of a pointer this instance never handed out", p, 0);
+		cairn__obj_report(err, "objects: free of a pointer this instance never handed out", p, 0);
 	}
 	return err;
 }
@@ -741,7 +741,7 @@ static void *__attribute__((noinline)) slab_pop_hardened(struct cairn_heap *h, s
 {
 	uintptr_t next = obj_decode(h, p, obj_word(p));
 	if (unlikely(next && !slab_is_object(s, next))) {
-		obj_report(CAIRN_ECORRUPT,
+		cairn__obj_report(CAIRN_ECORRUPT,
 			   "objects: corrupted free-list link (write after free?); "
 			   "rest of the list dropped", p, next);
 		next = 0;
@@ -811,13 +811,13 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 			return true;
 		}
 		if (s->capacity < s->nobjs) {
-			slab_extend(h, s);
+			cairn__slab_extend(h, s);
 			return true;
 		}
 	}
 	/* Collect before looking further: remote frees may refill this class. */
-	if (heap_inbox_pending(h)) {
-		heap_collect(h, false);
+	if (cairn__heap_inbox_pending(h)) {
+		cairn__heap_collect(h, false);
 		s = h->cur[cls];
 		if (s != &h->o->empty && s->local_free) {
 			s->free = s->local_free;
@@ -831,27 +831,27 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 	if (next) {
 		/* (cur names the full slab until here: nothing in between
 		 * looks at it, so the fast slots are written once) */
-		avail_remove(h, next);
+		cairn__avail_remove(h, next);
 		slab_set_state(h, next, SLAB_CUR);
 		next->free = next->local_free;
 		next->local_free = 0;
 		heap_set_cur(h, cls, next);
 		return true;
 	}
-	if (s != &h->o->empty) /* before slab_new, which may collect */
+	if (s != &h->o->empty) /* before cairn__slab_new, which may collect */
 		heap_set_cur(h, cls, &h->o->empty);
-	s = slab_new(h, cls);
+	s = cairn__slab_new(h, cls);
 	if (!s) {
 		/* Exhausted: give back what this heap holds (and the large
 		 * objects' cache: its ranges pin arena spans) and try again. */
-		remote_flush(h);
-		heap_collect(h, false);
-		heap_release_empty(h);
-		released_drain(h->o);
+		cairn__remote_flush(h);
+		cairn__heap_collect(h, false);
+		cairn__heap_release_empty(h);
+		cairn__released_drain(h->o);
 		qcache_drain(h->o);
 		if (h->cur[cls] != &h->o->empty || h->avail[cls])
 			return refill(h, cls);
-		s = slab_new(h, cls);
+		s = cairn__slab_new(h, cls);
 		if (!s)
 			return false;
 	}
@@ -920,33 +920,33 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
  * slab every round). So a class keeps at most one empty slab besides
  * the current one; offline and the heap's exhaustion release them. A
  * damaged slab is never kept: the objects it dropped go back with it. */
-void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
+void cairn__slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
-		avail_push(h, s); /* (a collected run may also have emptied it) */
+		cairn__avail_push(h, s); /* (a collected run may also have emptied it) */
 	if (unlikely(s->used == 0) &&
 	    (offline || (s->state != SLAB_CUR &&
 			 (s->next || s->prev || s->order > OBJ_SLAB_MIN_ORDER || s->damaged))))
-		slab_release(h, s);
+		cairn__slab_release(h, s);
 }
 
 static void __attribute__((noinline)) slab_emptied(struct cairn_heap *h, struct slab *s)
 {
-	slab_after_free(h, s, false);
+	cairn__slab_after_free(h, s, false);
 }
 
 /* An object of a slab this heap owns goes onto local_free. */
-int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline)
+int cairn__slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline)
 {
 	if (h->harden) {
 		if (unlikely(!slab_is_object(s, p))) {
-			obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
+			cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
 				   p, s->base);
 			return CAIRN_EALIGN;
 		}
 		uint32_t i = slab_index(s, p);
 		if (unlikely(!live_test(s, i))) {
-			obj_report(CAIRN_EFREE, "objects: double free (or never allocated)", p, s->base);
+			cairn__obj_report(CAIRN_EFREE, "objects: double free (or never allocated)", p, s->base);
 			return CAIRN_EFREE;
 		}
 		live_flip(s, i);
@@ -954,16 +954,16 @@ int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offl
 	obj_set_word(p, obj_encode(h, p, s->local_free));
 	s->local_free = p;
 	s->used--;
-	slab_after_free(h, s, offline);
+	cairn__slab_after_free(h, s, offline);
 	return 0;
 }
 
 static int __attribute__((noinline)) remote_batch_full(struct cairn_heap *h, struct obj_out *b)
 {
 	if (b->n >= OBJ_BATCH_MAX)
-		remote_post(h, b);
+		cairn__remote_post(h, b);
 	else
-		remote_flush(h);
+		cairn__remote_flush(h);
 	return 0;
 }
 
@@ -995,13 +995,13 @@ static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, stru
 						      uintptr_t p, struct obj_out *b)
 {
 	if (h->harden && unlikely(!slab_is_object(s, p))) {
-		obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
+		cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
 			   p, s->base);
 		return CAIRN_EALIGN;
 	}
 	if (b->dest != s->owner) {
 		if (b->n)
-			remote_post(h, b);
+			cairn__remote_post(h, b);
 		b->dest = s->owner;
 	} else if (h->harden && b->n && (p == b->tail || p == b->head)) {
 		/* The tail's word becomes the message's head info when the
@@ -1013,7 +1013,7 @@ static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, stru
 		 * of the batch meet their live bit when the owner collects,
 		 * and the objects freed into the batch before the repeated
 		 * one's first free are lost with the link it overwrote. */
-		obj_report(CAIRN_EFREE, "objects: object freed twice (still in a remote batch)", p, 0);
+		cairn__obj_report(CAIRN_EFREE, "objects: object freed twice (still in a remote batch)", p, 0);
 		return CAIRN_EFREE;
 	}
 	return remote_push(h, b, s, p);
@@ -1046,7 +1046,7 @@ static int __attribute__((noinline)) free_other(struct cairn_heap *h, uintptr_t 
 	if (!e) {
 		if (h->o->arena)
 			return arena_free(h, p);
-		obj_report(CAIRN_ERANGE, "objects: free of a pointer this instance never handed out",
+		cairn__obj_report(CAIRN_ERANGE, "objects: free of a pointer this instance never handed out",
 			   p, 0);
 		return CAIRN_ERANGE;
 	}
@@ -1060,14 +1060,14 @@ static int free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
 		return free_other(h, p, e);
 	struct slab *s = (struct slab *)e;
 	if (s->owner == h)
-		return slab_free_owned(h, s, p, false);
+		return cairn__slab_free_owned(h, s, p, false);
 	return free_remote(h, s, p);
 }
 
 /* The fast path: the pagemap names a slab whose free is a plain push by
  * this heap (fast_owner: ours, CUR or AVAIL, unhardened), so push; the
  * last object out of an AVAIL slab and everything else go out of line.
- * An emptied CUR slab stays as it is (slab_after_free keeps it online), so
+ * An emptied CUR slab stays as it is (cairn__slab_after_free keeps it online), so
  * its state, on the line just written, is tested here: an allocation and
  * its free in turn (one object in and out of the current slab, which
  * every such free empties) make no call. */
@@ -1202,7 +1202,7 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 	}
 	size_t have = cairn_objects_usable_size(h->o, p);
 	if (!have) {
-		obj_report(CAIRN_ERANGE, "objects: realloc of a pointer this instance never handed out",
+		cairn__obj_report(CAIRN_ERANGE, "objects: realloc of a pointer this instance never handed out",
 			   (uintptr_t)p, size);
 		*err = CAIRN_ERANGE;
 		return NULL;
@@ -1216,7 +1216,7 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 	struct slab *s = (struct slab *)e;
 	if (h->harden && e && !(e & PM_TAG_MASK) && s->owner == h &&
 	    !live_test(s, slab_index(s, (uintptr_t)p))) {
-		obj_report(CAIRN_EFREE, "objects: realloc of a freed object", (uintptr_t)p, s->base);
+		cairn__obj_report(CAIRN_EFREE, "objects: realloc of a freed object", (uintptr_t)p, s->base);
 		*err = CAIRN_EFREE;
 		return NULL;
 	}

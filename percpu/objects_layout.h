@@ -268,26 +268,26 @@ static inline bool heap_is_made(struct cairn_objects *o, unsigned i)
 	return atomic_load_explicit(&o->heap_made[i], memory_order_acquire) == HEAP_MADE;
 }
 
-struct cairn_heap *heap_make(struct cairn_objects *o, unsigned i);
+struct cairn_heap *cairn__heap_make(struct cairn_objects *o, unsigned i);
 
 /* Heap i, made first if need be. */
 static inline struct cairn_heap *heap_get(struct cairn_objects *o, unsigned i)
 {
 	if (likely(heap_is_made(o, i)))
 		return &o->heaps[i];
-	return heap_make(o, i);
+	return cairn__heap_make(o, i);
 }
 
 /* ---- size classes ---- */
 
 /* Sizes up to OBJ_CLASS_TABLE_MAX: the class by 16-byte steps (every class
  * size is a multiple of 16), one load instead of the arithmetic below. */
-extern const uint8_t obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1];
+extern const uint8_t cairn__obj_class_by16[OBJ_CLASS_TABLE_MAX / 16 + 1];
 
 static inline unsigned obj_class(size_t size)
 {
 	if (size <= OBJ_CLASS_TABLE_MAX)
-		return obj_class_by16[(size + 15) >> 4];
+		return cairn__obj_class_by16[(size + 15) >> 4];
 	size_t s = size - 1;
 	unsigned e = 63u - (unsigned)__builtin_clzll(s);
 	return 4 + (e - 6) * 4 + (unsigned)((s >> (e - 2)) & 3);
@@ -513,11 +513,11 @@ _Static_assert(1 + (sizeof(uintptr_t) << (OBJ_SLAB_ORDERS - 1)) / OBJ_DESC_SIZE 
 	       "a descriptor frame has a slot off every pagemap entry of its slab");
 
 /* The entry of page p, creating its leaf; NULL when no frame is left. */
-_Atomic uintptr_t *pm_entry(struct cairn_objects *o, uintptr_t p);
-/* Set the entries of npages pages from p (leaves must exist: pm_entry). */
-void pm_set(struct cairn_objects *o, uintptr_t p, uintptr_t npages, uintptr_t v);
-int pm_create(struct cairn_objects *o);
-void pm_destroy(struct cairn_objects *o);
+_Atomic uintptr_t *cairn__pm_entry(struct cairn_objects *o, uintptr_t p);
+/* Set the entries of npages pages from p (leaves must exist: cairn__pm_entry). */
+void cairn__pm_set(struct cairn_objects *o, uintptr_t p, uintptr_t npages, uintptr_t v);
+int cairn__pm_create(struct cairn_objects *o);
+void cairn__pm_destroy(struct cairn_objects *o);
 
 /* ---- slabs (objects_slab.c) ---- */
 /* Every change of a slab's state goes through here (fast_owner follows). */
@@ -528,17 +528,17 @@ static inline void slab_set_state(struct cairn_heap *h, struct slab *s, enum sla
 	atomic_store_explicit(&s->fast_owner, plain_push ? h : NULL, memory_order_relaxed);
 }
 
-struct slab *slab_new(struct cairn_heap *h, unsigned cls);
-void slab_release(struct cairn_heap *h, struct slab *s);
-void slab_extend(struct cairn_heap *h, struct slab *s);
-void avail_remove(struct cairn_heap *h, struct slab *s);
-void avail_push(struct cairn_heap *h, struct slab *s);
-void heap_release_empty(struct cairn_heap *h);
-void heap_flush_blocks(struct cairn_heap *h);
-void heap_destroy_slabs(struct cairn_heap *h);
-void released_drain(struct cairn_objects *o);
+struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls);
+void cairn__slab_release(struct cairn_heap *h, struct slab *s);
+void cairn__slab_extend(struct cairn_heap *h, struct slab *s);
+void cairn__avail_remove(struct cairn_heap *h, struct slab *s);
+void cairn__avail_push(struct cairn_heap *h, struct slab *s);
+void cairn__heap_release_empty(struct cairn_heap *h);
+void cairn__heap_flush_blocks(struct cairn_heap *h);
+void cairn__heap_destroy_slabs(struct cairn_heap *h);
+void cairn__released_drain(struct cairn_objects *o);
 /* The heap's cached large objects back to the arena (objects.c). */
-void large_cache_flush(struct cairn_heap *h);
+void cairn__large_cache_flush(struct cairn_heap *h);
 
 /* The embedder's gate, if any: around every call into the arena, every
  * post's push and every claim of an offline heap (objects_remote.c).
@@ -557,26 +557,26 @@ static inline void arena_leave(const struct cairn_objects *o)
 }
 
 /* ---- remote frees and messages (objects_remote.c) ---- */
-void remote_post(struct cairn_heap *h, struct obj_out *b);
-void remote_flush(struct cairn_heap *h);
-bool heap_inbox_pending(struct cairn_heap *h);
-void heap_collect(struct cairn_heap *h, bool offline);
-void heap_queue_init(struct cairn_heap *h);
+void cairn__remote_post(struct cairn_heap *h, struct obj_out *b);
+void cairn__remote_flush(struct cairn_heap *h);
+bool cairn__heap_inbox_pending(struct cairn_heap *h);
+void cairn__heap_collect(struct cairn_heap *h, bool offline);
+void cairn__heap_queue_init(struct cairn_heap *h);
 
 /* ---- the common free of an object into its owner's slab (objects.c) ---- */
 /* 0, or the error reported (p was left alone). */
-int slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
+int cairn__slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
 /* After a push onto s's local_free: FULL -> AVAIL, or an empty slab back. */
-void slab_after_free(struct cairn_heap *h, struct slab *s, bool offline);
+void cairn__slab_after_free(struct cairn_heap *h, struct slab *s, bool offline);
 
 /* The free of p by h when s->fast_owner == h (unhardened: a plain link).
- * False when p was the last object out: then slab_after_free. */
+ * False when p was the last object out: then cairn__slab_after_free. */
 static inline bool slab_push_plain(struct slab *s, uintptr_t p)
 {
 	obj_set_word(p, s->local_free);
 	s->local_free = p;
 	return --s->used != 0;
 }
-void obj_report(int err, const char *what, uintptr_t a, uintptr_t b);
+void cairn__obj_report(int err, const char *what, uintptr_t a, uintptr_t b);
 
 #endif /* CAIRN_OBJECTS_LAYOUT_H */

@@ -6,7 +6,7 @@
  * and kept until the instance is destroyed. Lookup is two loads, with no
  * test in between: a leaf not made yet is the instance's zero leaf, all
  * entries 0 and never written (entries are written only through
- * pm_entry, which makes the leaf first, or pm_set on frames that have one).
+ * cairn__pm_entry, which makes the leaf first, or cairn__pm_set on frames that have one).
  *
  * A leaf is zeroed before it is published with a release CAS; lookups load
  * the leaf pointer with acquire, so they never see its memory before the
@@ -23,7 +23,7 @@ static uintptr_t pm_leaves(const struct cairn_objects *o)
 	return (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
 }
 
-int pm_create(struct cairn_objects *o)
+int cairn__pm_create(struct cairn_objects *o)
 {
 	uintptr_t bytes = pm_leaves(o) * sizeof(*o->pagemap);
 	unsigned order = 0;
@@ -50,7 +50,7 @@ int pm_create(struct cairn_objects *o)
 	return 0;
 }
 
-_Atomic uintptr_t *pm_entry(struct cairn_objects *o, uintptr_t p)
+_Atomic uintptr_t *cairn__pm_entry(struct cairn_objects *o, uintptr_t p)
 {
 	uintptr_t off = p - o->vbase;
 	_Atomic(_Atomic uintptr_t *) *slot = &o->pagemap[off >> OBJ_LEAF_SPAN_SHIFT];
@@ -74,7 +74,7 @@ _Atomic uintptr_t *pm_entry(struct cairn_objects *o, uintptr_t p)
 	return &leaf[(off >> OBJ_PAGE_SHIFT) & ((1u << OBJ_LEAF_SHIFT) - 1)];
 }
 
-void pm_set(struct cairn_objects *o, uintptr_t p, uintptr_t npages, uintptr_t v)
+void cairn__pm_set(struct cairn_objects *o, uintptr_t p, uintptr_t npages, uintptr_t v)
 {
 	for (uintptr_t i = 0; i < npages; i++) {
 		uintptr_t off = p + i * OBJ_PAGE - o->vbase;
@@ -85,7 +85,7 @@ void pm_set(struct cairn_objects *o, uintptr_t p, uintptr_t npages, uintptr_t v)
 	}
 }
 
-void pm_destroy(struct cairn_objects *o)
+void cairn__pm_destroy(struct cairn_objects *o)
 {
 	uintptr_t n = pm_leaves(o);
 	for (uintptr_t i = 0; i < n; i++) {

@@ -31,7 +31,7 @@ static inline void pages_put(struct cairn_objects *o, uintptr_t v, unsigned orde
 	int err = o->fcache ? cairn_fcache_free(o->fcache, p, order)
 			    : cairn_frames_free(o->frames, p, order);
 	if (err)
-		obj_report(err, "objects: frame allocator refused a block back", v, order);
+		cairn__obj_report(err, "objects: frame allocator refused a block back", v, order);
 }
 
 #endif /* CAIRN_OBJECTS_PAGES_H */

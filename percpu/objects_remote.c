@@ -47,7 +47,7 @@
 #include "objects_layout.h"
 #include "objects_pages.h"
 
-void heap_queue_init(struct cairn_heap *h)
+void cairn__heap_queue_init(struct cairn_heap *h)
 {
 	uintptr_t stub = (uintptr_t)h->stub;
 	atomic_store_explicit(obj_qnext(stub), 0, memory_order_relaxed);
@@ -100,7 +100,7 @@ static bool inbox_head_moved(struct cairn_heap *h)
 
 /* Anything posted and not yet collected? Holder only: in_tail short of the
  * stub is a node waiting for a producer's link (see above). */
-bool heap_inbox_pending(struct cairn_heap *h)
+bool cairn__heap_inbox_pending(struct cairn_heap *h)
 {
 	return h->in_tail != (uintptr_t)h->stub || inbox_head_moved(h);
 }
@@ -112,9 +112,9 @@ static struct slab *collect_slab(struct cairn_heap *h, uintptr_t p, uintptr_t m)
 	struct slab *s = (struct slab *)e;
 	if (likely(e && !(e & PM_TAG_MASK) && s->owner == h))
 		return s;
-	obj_report(CAIRN_ECORRUPT,
-		   "objects: a message holds an object this heap does not own "
-		   "(corrupted batch link); rest of the batch dropped", p, m);
+	cairn__obj_report(CAIRN_ECORRUPT,
+			  "objects: a message holds an object this heap does not own "
+			  "(corrupted batch link); rest of the batch dropped", p, m);
 	return NULL;
 }
 
@@ -143,7 +143,7 @@ static void collect_plain(struct cairn_heap *h, uintptr_t m, bool offline)
 		/* Off the run's common case (CUR or AVAIL, objects left) only
 		 * when the slab was FULL or is now empty. */
 		if (unlikely(s->state == SLAB_FULL || s->used == 0))
-			slab_after_free(h, s, offline);
+			cairn__slab_after_free(h, s, offline);
 	}
 }
 
@@ -155,7 +155,7 @@ static void collect_checked(struct cairn_heap *h, uintptr_t m, bool offline)
 		struct slab *s = collect_slab(h, p, m);
 		if (unlikely(!s))
 			return;
-		if (slab_free_owned(h, s, p, offline)) {
+		if (cairn__slab_free_owned(h, s, p, offline)) {
 			s->damaged = 1;
 			return;
 		}
@@ -177,7 +177,7 @@ static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
 		if (unlikely(!s))
 			return;
 		if (unlikely(first - s->base >= s->end - s->base)) {
-			obj_report(CAIRN_ECORRUPT, "objects: a one-slab message names an object of "
+			cairn__obj_report(CAIRN_ECORRUPT, "objects: a one-slab message names an object of "
 				   "another slab; batch dropped", first, m);
 			return;
 		}
@@ -186,7 +186,7 @@ static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
 		s->local_free = first;
 		s->used -= n;
 		if (unlikely(s->state == SLAB_FULL || s->used == 0))
-			slab_after_free(h, s, offline);
+			cairn__slab_after_free(h, s, offline);
 		return;
 	}
 	obj_set_word(m, obj_encode(h, m, 0)); /* the list ends at the tail */
@@ -197,7 +197,7 @@ static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
 }
 
 /* Collect every message that can be popped. */
-void heap_collect(struct cairn_heap *h, bool offline)
+void cairn__heap_collect(struct cairn_heap *h, bool offline)
 {
 	uintptr_t m;
 	uint64_t msgs = 0;
@@ -227,12 +227,12 @@ static void offline_collect(struct cairn_heap *h)
 		/* Producers between exchange and link are a few instructions
 		 * from done: wait for them, the heap has no one else. */
 		do {
-			heap_collect(h, true);
-			if (!heap_inbox_pending(h))
+			cairn__heap_collect(h, true);
+			if (!cairn__heap_inbox_pending(h))
 				break;
 			cairn_port_pause();
 		} while (1);
-		heap_release_empty(h);
+		cairn__heap_release_empty(h);
 		atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
 		/* in_tail was at the stub; it is the next holder's now */
 		if (!inbox_head_moved(h))
@@ -241,7 +241,7 @@ static void offline_collect(struct cairn_heap *h)
 	arena_leave(h->o);
 }
 
-void remote_post(struct cairn_heap *h, struct obj_out *b)
+void cairn__remote_post(struct cairn_heap *h, struct obj_out *b)
 {
 	struct cairn_heap *dest = b->dest;
 	heap_stat_add(&h->st.posted, 1);
@@ -263,25 +263,25 @@ void remote_post(struct cairn_heap *h, struct obj_out *b)
 		offline_collect(dest);
 }
 
-void remote_flush(struct cairn_heap *h)
+void cairn__remote_flush(struct cairn_heap *h)
 {
 	for (unsigned i = 0; i < OBJ_OUT_SLOTS; i++)
 		if (h->out[i].n)
-			remote_post(h, &h->out[i]);
+			cairn__remote_post(h, &h->out[i]);
 	h->out_bytes = 0;
 }
 
 void cairn_heap_flush(struct cairn_heap *h)
 {
-	remote_flush(h);
-	heap_collect(h, false);
+	cairn__remote_flush(h);
+	cairn__heap_collect(h, false);
 }
 
 void cairn_heap_offline(struct cairn_heap *h)
 {
-	remote_flush(h);
-	heap_collect(h, false);
-	heap_release_empty(h);
+	cairn__remote_flush(h);
+	cairn__heap_collect(h, false);
+	cairn__heap_release_empty(h);
 	/* A node behind a producer's unwritten link: that producer may have
 	 * loaded ONLINE already, so collect it as a claimer would. Read before
 	 * the release store: after it, in_tail is a claimer's. */

@@ -64,7 +64,7 @@ static void desc_put(struct cairn_heap *h, struct slab *d)
 	h->spare = d;
 }
 
-void avail_push(struct cairn_heap *h, struct slab *s)
+void cairn__avail_push(struct cairn_heap *h, struct slab *s)
 {
 	slab_set_state(h, s, SLAB_AVAIL);
 	s->prev = NULL;
@@ -74,7 +74,7 @@ void avail_push(struct cairn_heap *h, struct slab *s)
 	h->avail[s->cls] = s;
 }
 
-void avail_remove(struct cairn_heap *h, struct slab *s)
+void cairn__avail_remove(struct cairn_heap *h, struct slab *s)
 {
 	if (s->prev)
 		s->prev->next = s->next;
@@ -122,7 +122,7 @@ static bool released_push(struct cairn_objects *o, uintptr_t b, unsigned order)
 		atomic_fetch_sub_explicit(&o->released_frames, frames, memory_order_relaxed);
 		return false;
 	}
-	_Atomic uintptr_t *link = pm_entry(o, b); /* the leaf exists: b was a slab */
+	_Atomic uintptr_t *link = cairn__pm_entry(o, b); /* the leaf exists: b was a slab */
 	uint64_t idx = ((b - o->vbase) >> (OBJ_PAGE_SHIFT + order)) + 1;
 	_Atomic uint64_t *head = &o->released[order];
 	uint64_t old = atomic_load_explicit(head, memory_order_relaxed);
@@ -147,7 +147,7 @@ static uintptr_t released_pop(struct cairn_objects *o, unsigned order)
 		if (atomic_compare_exchange_weak_explicit(head, &old,
 							  rs_next(old, PM_X_VALUE(link) & 0xffffffffu),
 							  memory_order_acquire, memory_order_acquire)) {
-			pm_set(o, b, 1, 0);
+			cairn__pm_set(o, b, 1, 0);
 			atomic_fetch_sub_explicit(&o->released_frames, (uint64_t)1 << order,
 						  memory_order_relaxed);
 			return b;
@@ -156,7 +156,7 @@ static uintptr_t released_pop(struct cairn_objects *o, unsigned order)
 }
 
 /* Exhaustion and destroy: every released block back to the frames. */
-void released_drain(struct cairn_objects *o)
+void cairn__released_drain(struct cairn_objects *o)
 {
 	if (!o->released_max)
 		return;
@@ -173,17 +173,17 @@ static void block_away(struct cairn_objects *o, uintptr_t b, unsigned order)
 }
 
 /* An empty slab of the order kept on another class's avail list (see
- * slab_after_free), released: its block serves the new slab, so a kept
+ * cairn__slab_after_free), released: its block serves the new slab, so a kept
  * slab seldom makes the heap ask for more memory. Only list heads are
  * looked at: a kept slab was alone when it emptied, but a slab that gets a
- * free later goes in front of it; that one is found by heap_release_empty
+ * free later goes in front of it; that one is found by cairn__heap_release_empty
  * on exhaustion. */
 static bool block_steal(struct cairn_heap *h, unsigned order)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 		struct slab *s = h->avail[c];
 		if (s && s->used == 0 && s->order == order) {
-			slab_release(h, s);
+			cairn__slab_release(h, s);
 			return true;
 		}
 	}
@@ -216,7 +216,7 @@ static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order)
 	h->block_frames += 1u << order;
 }
 
-void heap_flush_blocks(struct cairn_heap *h)
+void cairn__heap_flush_blocks(struct cairn_heap *h)
 {
 	for (unsigned order = 0; order < OBJ_SLAB_ORDERS; order++)
 		while (h->blocks[order]) {
@@ -227,14 +227,14 @@ void heap_flush_blocks(struct cairn_heap *h)
 	h->block_frames = 0;
 }
 
-struct slab *slab_new(struct cairn_heap *h, unsigned cls)
+struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls)
 {
 	struct cairn_objects *o = h->o;
 	unsigned order = o->cls_order[cls];
 	uintptr_t base = block_get(h, order);
 	struct slab *s = NULL;
 	/* the block first: its descriptor is chosen by where it is */
-	if (!base || !pm_entry(o, base) || !(s = desc_get(h, base, order))) {
+	if (!base || !cairn__pm_entry(o, base) || !(s = desc_get(h, base, order))) {
 		if (base)
 			pages_put(o, base, order);
 		return NULL;
@@ -257,13 +257,13 @@ struct slab *slab_new(struct cairn_heap *h, unsigned cls)
 	if (h->harden)
 		for (unsigned i = 0; i < OBJ_MAX_OBJS / 64; i++)
 			s->live[i] = 0;
-	pm_set(o, base, (uintptr_t)1 << order, (uintptr_t)s);
-	slab_extend(h, s);
+	cairn__pm_set(o, base, (uintptr_t)1 << order, (uintptr_t)s);
+	cairn__slab_extend(h, s);
 	return s;
 }
 
 /* Carve about a page worth of objects (at least one) onto `free`. */
-void slab_extend(struct cairn_heap *h, struct slab *s)
+void cairn__slab_extend(struct cairn_heap *h, struct slab *s)
 {
 	uint32_t n = (uint32_t)(OBJ_PAGE / s->size);
 	if (n == 0)
@@ -281,48 +281,48 @@ void slab_extend(struct cairn_heap *h, struct slab *s)
 
 /* An empty slab (used == 0) leaves its list and goes back to the page
  * layer; the descriptor goes back to the heap's spares. */
-void slab_release(struct cairn_heap *h, struct slab *s)
+void cairn__slab_release(struct cairn_heap *h, struct slab *s)
 {
 	struct cairn_objects *o = h->o;
 	if (s->state == SLAB_AVAIL)
-		avail_remove(h, s);
+		cairn__avail_remove(h, s);
 	else if (s->state == SLAB_CUR)
 		heap_set_cur(h, s->cls, &o->empty);
-	pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
+	cairn__pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
 	block_put(h, s->base, s->order);
 	desc_put(h, s);
 }
 
 /* Every empty slab of the heap, the current ones included, and the
  * cached blocks: all back to the page layer. */
-void heap_release_empty(struct cairn_heap *h)
+void cairn__heap_release_empty(struct cairn_heap *h)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 		struct slab *s = h->cur[c];
 		if (s != &h->o->empty && s->used == 0)
-			slab_release(h, s);
+			cairn__slab_release(h, s);
 		for (s = h->avail[c]; s;) {
 			struct slab *next = s->next;
 			if (s->used == 0)
-				slab_release(h, s);
+				cairn__slab_release(h, s);
 			s = next;
 		}
 	}
-	heap_flush_blocks(h);
-	large_cache_flush(h);
+	cairn__heap_flush_blocks(h);
+	cairn__large_cache_flush(h);
 }
 
 /* Destroy: every slab and descriptor frame back, whatever it holds. */
-void heap_destroy_slabs(struct cairn_heap *h)
+void cairn__heap_destroy_slabs(struct cairn_heap *h)
 {
 	struct cairn_objects *o = h->o;
-	heap_flush_blocks(h);
+	cairn__heap_flush_blocks(h);
 	for (struct slab *f = h->desc_frames; f;) {
 		struct slab *next = f->frame_next;
 		for (unsigned i = 0; i < OBJ_PAGE / OBJ_DESC_SIZE; i++) {
 			struct slab *s = (struct slab *)((uintptr_t)f + i * OBJ_DESC_SIZE);
 			if (s->state != SLAB_UNUSED) {
-				pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
+				cairn__pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
 				pages_put(o, s->base, s->order);
 			}
 		}

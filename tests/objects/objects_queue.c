@@ -40,7 +40,7 @@ static void *producer(void *arg)
 	return NULL;
 }
 
-/* p as a message of one object for h, as remote_post writes it. */
+/* p as a message of one object for h, as cairn__remote_post writes it. */
 static void message(struct cairn_heap *h, uintptr_t p)
 {
 	obj_set_word(p, obj_encode(h, p, p | MSG_ONE_SLAB));
