@@ -869,6 +869,18 @@ int main(void)
 	bad.phys_base = 100;
 	bad.phys_limit = objtest_mem;
 	CHECK_EQ(cairn_objects_create(&o, &bad), CAIRN_EINVAL);
+	/* fewer heaps than CPUs: cairn_objects_alloc on CPU 3 would index
+	 * heap 3 of an instance of 2 */
+	bad.phys_base = 0;
+	bad.ncpus = 2;
+	int r = cairn_objects_create(&o, &bad);
+	CHECK_EQ(r, CAIRN_EINVAL);
+	if (r == 0)
+		cairn_objects_destroy(o);
+	bad.ncpus = 5; /* more is fine: explicit heaps beyond the CPUs */
+	CHECK_EQ(cairn_objects_create(&o, &bad), 0);
+	cairn_objects_destroy(o);
+	CHECK_EQ(objtest_free_frames(), free0);
 
 	o = objtest_create(CAIRN_OBJ_HARDEN_ON);
 	test_exhaustion(o);
