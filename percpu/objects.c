@@ -81,8 +81,10 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 	    (cfg->large_qcache && !cfg->large_arena) ||
 	    (!cfg->arena_enter != !cfg->arena_leave) || (cfg->arena_enter && !cfg->large_arena))
 		return CAIRN_EINVAL;
+	/* The calling CPU's heap is heaps[cairn_port_cpu()], unchecked on the
+	 * fast paths: every CPU index must have one. */
 	unsigned ncpus = cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
-	if (!ncpus)
+	if (!ncpus || ncpus < cairn_port_cpu_count())
 		return CAIRN_EINVAL;
 
 	size_t head = (sizeof(struct cairn_objects) + ncpus + 63) & ~(size_t)63;

@@ -67,7 +67,8 @@ struct cairn_objects_config {
 	 * may hand out must lie in [phys_base, phys_limit). */
 	cairn_phys_t phys_base;
 	cairn_phys_t phys_limit;
-	unsigned ncpus;              /* CPU slots; 0 = cairn_port_cpu_count() */
+	unsigned ncpus;              /* heaps, at least cairn_port_cpu_count()
+					(more: explicit heaps); 0 = that */
 	enum cairn_obj_harden harden;
 	uint64_t seed;               /* free-list keys; 0 = derived from addresses */
 	/* Blocks of released slabs each heap keeps for its next slabs (hot
@@ -130,6 +131,13 @@ struct cairn_objects_config {
 struct cairn_objects;
 struct cairn_heap;
 
+/* Create an instance; its memory (instance, heaps, pagemap) comes from
+ * cfg->frames (or cfg->fcache). CAIRN_EINVAL for a bad configuration
+ * (frames missing, phys_base not page aligned or not below phys_limit,
+ * ncpus below cairn_port_cpu_count(), an arena whose quantum is not
+ * CAIRN_FRAME_SIZE, large_qcache or large_cache_kib without large_arena,
+ * one of arena_enter/arena_leave alone), CAIRN_ENOMEM when its memory
+ * cannot be had. The arena, caches and frames given must outlive it. */
 int cairn_objects_create(struct cairn_objects **out,
 			 const struct cairn_objects_config *cfg);
 
