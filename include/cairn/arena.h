@@ -13,6 +13,13 @@
  * which lookup returns (the resource tree: address -> owner). Lookups are
  * lock-free; alloc/free lock only the tree nodes they change.
  *
+ * Context: a reader or writer that meets a node locked by a writer retries
+ * until the writer is done, so a writer must not be interrupted by a call on
+ * the same arena on its own CPU: in a kernel, either no interrupt handler
+ * uses the arena, or every call on it runs with interrupts off (in a
+ * CPU-local section, as the objects layer and the quantum cache's refills
+ * do). A source's import and release run inside the call that needs them.
+ *
  * Errors (a rejected call changes nothing):
  *   CAIRN_EINVAL  zero size, bad policy or nocross, bad create arguments
  *   CAIRN_EALIGN  address/size not a multiple of the quantum; alignment
@@ -72,7 +79,10 @@ struct cairn_arena {
 #define CAIRN_ARENA_IMPORTED 0x200u /* ... an imported one */
 
 /* Tree nodes come from `nodes`. [base, base + size) becomes the first span
- * unless size is 0. */
+ * unless size is 0. The caller owns the memory of `a` (it must stay put:
+ * sources and quantum caches point to it); cfg may be NULL. CAIRN_EINVAL
+ * for a bad config, CAIRN_ENOMEM when the root node cannot be had, or an
+ * error of cairn_arena_add. */
 int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
 		       uint64_t base, uint64_t size,
 		       const struct cairn_arena_config *cfg);
@@ -137,6 +147,8 @@ struct cairn_frames_source {
 	struct cairn_arena *va; /* NULL: the identity map */
 	unsigned flags; /* frame request flags (areas) */
 };
+/* s->ctx points to fs (and cairn_arena_source_arena's to the parent): it
+ * must outlive every arena made with s; the arena copies s itself. */
 void cairn_arena_source_frames(struct cairn_arena_source *s,
 			       struct cairn_frames_source *fs);
 

@@ -41,7 +41,10 @@ struct cairn_fcache_config {
 
 struct cairn_fcache;
 
-/* Create a cache in front of f (its memory comes from f). cfg may be NULL. */
+/* Create a cache in front of f (its memory comes from f). cfg may be NULL.
+ * CAIRN_EINVAL for a bad configuration (a mag_size above CAIRN_MAG_MAX, a
+ * magazine setting cairn_mag_create refuses), CAIRN_ENOMEM when its memory
+ * cannot be had. */
 int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 			const struct cairn_fcache_config *cfg);
 

@@ -8,6 +8,33 @@
  *
  * Addresses are physical and in bytes. An instance lives in its metadata
  * memory; several instances can coexist (no global state).
+ *
+ * Every call may run on any CPU at any time, also with interrupts off and,
+ * in a kernel, from an interrupt handler: nothing waits for another CPU
+ * (add_region and remove_region excepted: they take a spin lock on the
+ * region table, and are not for interrupt handlers).
+ *
+ * Errors (a rejected call changes nothing; reserve/unreserve see there):
+ *   CAIRN_EINVAL  order or align_order above CAIRN_MAX_ORDER, align_order
+ *                 below order, a flag not defined here; init: an empty map,
+ *                 a range that wraps past 2^64, ncpus 0 or above 65534,
+ *                 cfg->meta_size too small; add_region: a range that
+ *                 straddles an area boundary (add each part), meta_size too
+ *                 small; reserve/unreserve: size 0 or a wrapping range
+ *   CAIRN_EALIGN  an address not aligned to its block (or not to a frame)
+ *   CAIRN_ERANGE  a block or range not inside the regions; remove_region:
+ *                 no region starts at base
+ *   CAIRN_ENOMEM  alloc: nothing free fits; init/add_region: no range large
+ *                 enough to carve the metadata from
+ *   CAIRN_EFREE   free of a block that is free
+ *   CAIRN_EORDER  free with another order than the block was allocated with
+ *   CAIRN_EBUSY   alloc_at/reserve over a frame in use; remove_region of a
+ *                 region with a frame in use
+ *   CAIRN_EEXIST  init: ranges overlap; add_region: overlaps a region
+ *   CAIRN_ENOSPC  more than CAIRN_MAX_REGIONS regions (after the split at
+ *                 the area boundaries; removed regions keep their slot)
+ * A bad free (EALIGN, ERANGE, EFREE, EORDER) is also reported through
+ * cairn_port_report.
  */
 #ifndef CAIRN_FRAMES_H
 #define CAIRN_FRAMES_H
@@ -57,19 +84,28 @@ struct cairn_frames_config {
 
 struct cairn_frames;
 
-/* Bytes of metadata cairn_frames_init needs for this map. */
+/* Bytes of metadata cairn_frames_init needs for this map (cfg->meta_size);
+ * 0 for a map cairn_frames_init would reject. ncpus 0 =
+ * cairn_port_cpu_count(). */
 size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
 			      unsigned ncpus);
 
 /* Create an instance over the usable ranges of `map` (need not be sorted or
  * aligned; partial frames are dropped, ranges are split at area boundaries).
- * With cfg->meta == NULL the metadata is carved from the managed memory and
- * those frames are allocated (reserved) from the start. */
+ * With cfg->meta == NULL the metadata is carved from the top of the highest
+ * range that holds it, through cairn_port_phys_to_virt (so the identity map
+ * must already cover it), and those frames stay allocated for the life of
+ * the instance; otherwise the caller's cfg->meta holds it and must outlive
+ * the instance. cfg may be NULL. There is no destroy: an instance lives as
+ * long as its memory. Call it before any other cairn function that takes
+ * this instance; cairn_port_cpu_count() must be final by then. */
 int cairn_frames_init(struct cairn_frames **out,
 		      const struct cairn_mem_range *map, size_t n,
 		      const struct cairn_frames_config *cfg);
 
-/* Allocate a block of 2^order frames, naturally aligned. */
+/* Allocate a block of 2^order frames, naturally aligned: 0 and *out, or
+ * CAIRN_ENOMEM / CAIRN_EINVAL. The block's contents are undefined unless
+ * CAIRN_F_ZERO. */
 int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		       cairn_phys_t *out);
 
@@ -120,8 +156,11 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys,
 			   uint64_t size);
 
 /* Hand over more memory at run time (e.g. a 2 MiB or 1 GiB chunk from a
- * hypervisor). meta == NULL carves the region's metadata from the region
- * itself; such a region can never be removed. */
+ * hypervisor); it must be reachable through cairn_port_phys_to_virt first.
+ * meta == NULL carves the region's metadata from the region itself; such a
+ * region can never be removed. Otherwise meta (meta_size at least
+ * cairn_frames_region_meta_size(), which is 0 for a range with no whole
+ * frame) must outlive the region. */
 size_t cairn_frames_region_meta_size(cairn_phys_t base, uint64_t size);
 int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base,
 			    uint64_t size, void *meta, size_t meta_size);
@@ -149,7 +188,8 @@ int cairn_frames_validate(struct cairn_frames *f);
 /* Print regions, chunk states and counters through cairn_port_log. */
 void cairn_frames_dump(struct cairn_frames *f);
 
-/* Is [phys, phys + 2^order frames) allocated as one block of this order? */
+/* Is [phys, phys + 2^order frames) allocated as one block of this order?
+ * False for anything malformed or outside the regions. */
 bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys,
 			       unsigned order);
 

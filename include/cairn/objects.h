@@ -183,7 +183,10 @@ void cairn_objects_cpu_online(struct cairn_objects *o);
 
 /* ---- explicit heaps ----
  * For embedders that know the caller owns a CPU slot for its whole run
- * (a host thread registered as a CPU): no CPU-local section per call. */
+ * (a host thread registered as a CPU): no CPU-local section per call, so
+ * not for a heap an interrupt handler may use too. Each call behaves, and
+ * fails, as the cairn_objects_* call of the same name; cairn_objects_heap
+ * returns NULL for cpu >= ncpus. */
 struct cairn_heap *cairn_objects_heap(struct cairn_objects *o, unsigned cpu);
 void *cairn_heap_alloc(struct cairn_heap *h, size_t size);
 /* The allocation fast path alone: an object from the class's current slab

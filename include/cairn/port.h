@@ -19,10 +19,13 @@
 typedef uint64_t cairn_phys_t;
 
 /* Index of the CPU executing the caller, in [0, cairn_port_cpu_count()).
- * Stable for the caller while it is inside a CPU-local section. */
+ * Stable for the caller while it is inside a CPU-local section. Called on
+ * every fast path: make it one load. */
 unsigned cairn_port_cpu(void);
 
-/* Upper bound on CPU indices; fixed once the first allocator is created. */
+/* Upper bound on CPU indices (CPUs that may ever come online, not those
+ * online now); fixed before the first instance is created, which sizes its
+ * per-CPU tables by it (a config's ncpus 0 means this value). */
 unsigned cairn_port_cpu_count(void);
 
 /* Enter/leave a CPU-local section: in a kernel, interrupts (or preemption)
@@ -33,22 +36,32 @@ unsigned long cairn_port_local_enter(void);
 void cairn_port_local_leave(unsigned long state);
 
 /* The identity-mapped (direct) region: every managed frame is reachable at
- * cairn_port_phys_to_virt(phys) for as long as it is managed. */
+ * cairn_port_phys_to_virt(phys) for as long as it is managed (from
+ * cairn_frames_init or cairn_frames_add_region on: metadata, tree nodes,
+ * magazines and objects all live there). virt_to_phys is its inverse on
+ * that region. */
 void *cairn_port_phys_to_virt(cairn_phys_t phys);
 cairn_phys_t cairn_port_virt_to_phys(const void *virt);
 
 /* Map `len` bytes of frames starting at `phys` at virtual address `virt`
- * (both 4 KiB aligned), and undo it. Used by arenas that back address space.
- * Return 0 or a negative cairn error code. */
+ * (both 4 KiB aligned), and undo it. Called only by arenas importing from
+ * cairn_arena_source_frames with a `va` arena, possibly on every CPU at
+ * once and with interrupts off; a port without such arenas may return
+ * CAIRN_EINVAL. Return 0 or a negative cairn error code (map: nothing
+ * mapped; the import then fails). Unmap must have removed the mapping from
+ * every CPU's TLB when it returns: the frames are freed right after. */
 int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len);
 int cairn_port_unmap(uintptr_t virt, size_t len);
 
 /* Misuse detected (double free, foreign pointer, corrupted metadata...).
  * `err` is a cairn error code, `what` a constant string, `a`/`b` the values
- * involved. The port decides whether to log, count or halt. */
+ * involved. The port decides whether to log, count or halt; if it returns,
+ * the call that reported returns its error. May be called inside a
+ * CPU-local section (interrupts off), on any CPU at once. */
 void cairn_port_report(int err, const char *what, uint64_t a, uint64_t b);
 
-/* A line of diagnostic text (no newline needed). */
+/* A line of diagnostic text (no newline needed), from cairn_frames_dump.
+ * The line's memory is reused when the call returns. */
 void cairn_port_log(const char *line);
 
 /* Spin-wait hint (pause on x86). */

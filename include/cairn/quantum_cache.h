@@ -36,7 +36,10 @@ struct cairn_qcache_config {
 
 struct cairn_qcache;
 
-/* The cache's own memory and magazines come from frames `f`. */
+/* The cache's own memory and magazines come from frames `f`; the arena
+ * must outlive the cache. cfg may be NULL. CAIRN_EINVAL for a bad
+ * configuration (max_quanta above CAIRN_QCACHE_MAX, a magazine setting
+ * cairn_mag_create refuses), CAIRN_ENOMEM when its memory cannot be had. */
 int cairn_qcache_create(struct cairn_qcache **out, struct cairn_arena *a,
 			struct cairn_frames *f, const struct cairn_qcache_config *cfg);
 
