@@ -6,6 +6,7 @@
  * searches in both directions, walk, frame accounting, and the window of
  * slots a node's entries occupy (moved either way, recentred, full).
  */
+#include <string.h>
 #include <unistd.h>
 
 #include "env.h"
@@ -717,6 +718,14 @@ int main(void)
 
 	CHECK_EQ(cairn_btree_init(&t, env_frames, 3), CAIRN_EINVAL);
 	CHECK_EQ(cairn_btree_init(&t, env_frames, CAIRN_BTREE_FANOUT_MAX + 1), CAIRN_EINVAL);
+	/* an init that finds no frame for its root leaves a tree that destroy
+	 * takes for empty, whatever the memory held before */
+	memset(&t, 0xa5, sizeof t);
+	env_drain();
+	CHECK_EQ(cairn_btree_init(&t, env_frames, 0), CAIRN_ENOMEM);
+	env_undrain();
+	cairn_btree_destroy(&t);
+	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_btree_init(&t, env_frames, 4), 0);
 	CHECK_EQ(cairn_btree_lookup(&t, 0, &e), CAIRN_ERANGE);
 	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
