@@ -2105,6 +2105,7 @@ int cairn_btree_init(struct cairn_btree *t, struct cairn_frames *f,
 	if (!t || !f || fanout < CAIRN_BTREE_FANOUT_MIN ||
 	    fanout > CAIRN_BTREE_FANOUT_MAX)
 		return CAIRN_EINVAL;
+	t->root = NULL; /* what destroy finds should the root's frame fail */
 	t->free_head = 0;
 	t->frames = f;
 	t->fanout = fanout;

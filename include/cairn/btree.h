@@ -75,7 +75,8 @@ struct cairn_btree {
 };
 
 /* Create an empty tree; fanout 0 means CAIRN_BTREE_FANOUT_MAX. Takes one
- * frame for the root. */
+ * frame for the root. CAIRN_EINVAL for a bad argument (t untouched);
+ * CAIRN_ENOMEM without a frame, and then destroy finds the tree empty. */
 int cairn_btree_init(struct cairn_btree *t, struct cairn_frames *f,
 		     unsigned fanout);
 
