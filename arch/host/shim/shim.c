@@ -571,3 +571,9 @@ struct cairn_objects *cairn_shim_objects(void)
 {
 	return atomic_load_explicit(&state, memory_order_acquire) == READY ? objs : NULL;
 }
+
+/* GiB of memory handed to the frame allocator so far (tests). */
+uint64_t cairn_shim_memory_gib(void)
+{
+	return atomic_load_explicit(&grown_gib, memory_order_relaxed);
+}

@@ -7,6 +7,7 @@
 #define CAIRN_SHIM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void *cairn_malloc(size_t size);
 void cairn_free(void *p);
@@ -23,5 +24,8 @@ size_t cairn_malloc_usable_size(void *p);
 struct cairn_objects;
 /* The instance behind the shim (NULL before the first allocation). */
 struct cairn_objects *cairn_shim_objects(void);
+/* GiB of memory handed to the frame allocator so far; it grows a GiB at a
+ * time when an allocation fails, up to CAIRN_MEMORY_GIB. */
+uint64_t cairn_shim_memory_gib(void);
 
 #endif
