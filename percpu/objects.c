@@ -744,8 +744,8 @@ static void *__attribute__((noinline)) slab_pop_hardened(struct cairn_heap *h, s
 	uintptr_t next = obj_decode(h, p, obj_word(p));
 	if (unlikely(next && !slab_is_object(s, next))) {
 		cairn__obj_report(CAIRN_ECORRUPT,
-			   "objects: corrupted free-list link (write after free?); "
-			   "rest of the list dropped", p, next);
+				  "objects: corrupted free-list link (write after free?); "
+				  "rest of the list dropped", p, next);
 		next = 0;
 		s->damaged = 1;
 	}
@@ -943,7 +943,7 @@ int cairn__slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bo
 	if (h->harden) {
 		if (unlikely(!slab_is_object(s, p))) {
 			cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
-				   p, s->base);
+					  p, s->base);
 			return CAIRN_EALIGN;
 		}
 		uint32_t i = slab_index(s, p);
@@ -998,7 +998,7 @@ static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, stru
 {
 	if (h->harden && unlikely(!slab_is_object(s, p))) {
 		cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
-			   p, s->base);
+				  p, s->base);
 		return CAIRN_EALIGN;
 	}
 	if (b->dest != s->owner) {
@@ -1049,7 +1049,7 @@ static int __attribute__((noinline)) free_other(struct cairn_heap *h, uintptr_t 
 		if (h->o->arena)
 			return arena_free(h, p);
 		cairn__obj_report(CAIRN_ERANGE, "objects: free of a pointer this instance never handed out",
-			   p, 0);
+				  p, 0);
 		return CAIRN_ERANGE;
 	}
 	return large_free(h->o, h, p, e);
@@ -1205,7 +1205,7 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 	size_t have = cairn_objects_usable_size(h->o, p);
 	if (!have) {
 		cairn__obj_report(CAIRN_ERANGE, "objects: realloc of a pointer this instance never handed out",
-			   (uintptr_t)p, size);
+				  (uintptr_t)p, size);
 		*err = CAIRN_ERANGE;
 		return NULL;
 	}

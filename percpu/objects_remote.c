@@ -178,7 +178,7 @@ static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
 			return;
 		if (unlikely(first - s->base >= s->end - s->base)) {
 			cairn__obj_report(CAIRN_ECORRUPT, "objects: a one-slab message names an object of "
-				   "another slab; batch dropped", first, m);
+					  "another slab; batch dropped", first, m);
 			return;
 		}
 		uint32_t n = first == m ? 1 : (uint32_t)obj_word(first + sizeof(uintptr_t));
