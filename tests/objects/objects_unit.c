@@ -225,32 +225,33 @@ static void test_large(struct cairn_objects *o)
 	CHECK(cairn_heap_alloc(h, (size_t)1 << 50) == NULL);
 }
 
-/* Hardened: every misuse is reported and changes nothing. */
-/* Hardened: on CPU h1, free two objects of h into h1's pending batch, then
- * repeat the first freed (repeat 0: the batch's tail) or the second (1:
- * its head). The repeat is refused at the free with one report, nothing
- * changed: a third free joins the batch, and once it is posted and
- * collected all three objects are back. */
+/* Hardened: on CPU h1, free four objects of h into h1's pending batch,
+ * then repeat one of them: the first freed (repeat 0: the batch's tail),
+ * one in the middle (1, 2) or the last (3: its head). The repeat is refused
+ * at the free with one report, nothing changed: a fifth free joins the
+ * batch, and once it is posted and collected all five objects are back. */
 static void check_batch_repeat(struct cairn_objects *o, struct cairn_heap *h,
 			       struct cairn_heap *h1, unsigned repeat)
 {
-	char *x[3];
-	for (unsigned i = 0; i < 3; i++)
+	enum { FREED = 4 };
+	char *x[FREED + 1];
+	for (unsigned i = 0; i <= FREED; i++)
 		REQUIRE((x[i] = cairn_heap_alloc(h, 64)) != NULL);
 	uint64_t objs = stats(o).objects;
-	CHECK_EQ(cairn_heap_free(h1, x[0]), 0);
-	CHECK_EQ(cairn_heap_free(h1, x[1]), 0);
+	for (unsigned i = 0; i < FREED; i++)
+		CHECK_EQ(cairn_heap_free(h1, x[i]), 0);
 	uint64_t before = cairn_host_reports();
 	CHECK_EQ(cairn_heap_free(h1, x[repeat]), CAIRN_EFREE);
 	CHECK(cairn_host_reports() == before + 1);
-	CHECK_EQ(cairn_heap_free(h1, x[2]), 0);
+	CHECK_EQ(cairn_heap_free(h1, x[FREED]), 0);
 	cairn_heap_flush(h1);
 	cairn_heap_flush(h);
-	CHECK_EQ(stats(o).objects, objs - 3);
+	CHECK_EQ(stats(o).objects, objs - FREED - 1);
 	CHECK(cairn_host_reports() == before + 1);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 }
 
+/* Hardened: every misuse is reported and changes nothing. */
 static void test_errors(struct cairn_objects *o)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -325,14 +326,13 @@ static void test_errors(struct cairn_objects *o)
 	before = cairn_host_reports();
 	CHECK_EQ(cairn_heap_free(h, e), CAIRN_EFREE);
 	CHECK(cairn_host_reports() == before + 1);
-	/* a repeat free of the tail of the freeing CPU's own batch (the
-	 * word the post overwrites) */
-	check_batch_repeat(o, h, h1, 0);
-	/* free(p); free(p) on another CPU: a repeat of the batch's head (its
-	 * newest object). Pushed, it would link p to itself, and the owner's
-	 * walk would meet p twice and drop the rest of the batch (the objects
-	 * freed before p, whose link the repeat overwrote) */
-	check_batch_repeat(o, h, h1, 1);
+	/* repeat frees of objects in the freeing CPU's own batch: its tail
+	 * (the word the post overwrites), the middle, and its head (newest:
+	 * free(p); free(p) on another CPU). Pushed, a repeat would link p to
+	 * the head over its link to the objects freed before it, which the
+	 * owner's walk would then lose, or meet p twice */
+	for (unsigned repeat = 0; repeat < 4; repeat++)
+		check_batch_repeat(o, h, h1, repeat);
 	cairn_heap_free(h, b);
 	cairn_host_reports_quiet(0);
 	CHECK(cairn_host_reports() > r0);
