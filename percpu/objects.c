@@ -992,6 +992,32 @@ static inline int remote_push(struct cairn_heap *h, struct obj_out *b, struct sl
 	return 0;
 }
 
+/* Hardened: is p already in b, the pending batch for its owner? A second
+ * push would link p to the head over its link to the objects freed before
+ * it, which the owner's walk would then lose (or, p being the head, meet p
+ * twice); and the tail's word becomes the message's head info when the
+ * batch is posted, so the owner would never meet a second free of it. Any
+ * member but the tail has a word that decodes, with the owner's key, to
+ * another member, an address of the objects' memory; user data does so
+ * by chance (about span / 2^64), so only then is the batch walked, at most
+ * OBJ_BATCH_MAX links of this CPU's own writing. A repeat of an object in
+ * a batch already posted meets its live bit when the owner collects. */
+static bool remote_pending(const struct cairn_heap *h, const struct obj_out *b, uintptr_t p)
+{
+	if (p == b->tail || p == b->head)
+		return true;
+	uintptr_t prev = obj_word(p) ^ b->dest->key ^ obj_rol(p); /* obj_decode, hardened */
+	if (prev - h->pm_vbase >= h->pm_span)
+		return false;
+	uintptr_t q = b->head;
+	for (uint32_t i = 1; i < b->n; i++) {
+		q = obj_decode(b->dest, q, obj_word(q));
+		if (q == p)
+			return true;
+	}
+	return false;
+}
+
 /* Hardened checks, or the batch slot holds another destination's. */
 static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, struct slab *s,
 						      uintptr_t p, struct obj_out *b)
@@ -1005,16 +1031,7 @@ static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, stru
 		if (b->n)
 			cairn__remote_post(h, b);
 		b->dest = s->owner;
-	} else if (h->harden && b->n && (p == b->tail || p == b->head)) {
-		/* The tail's word becomes the message's head info when the
-		 * batch is posted, so the owner's walk would never meet this
-		 * second free; the head's (free(p); free(p), the commonest
-		 * repeat) would link p to itself over its link to the objects
-		 * freed before it, which the owner's walk would then lose:
-		 * refuse both here, nothing changed. Repeats of other objects
-		 * of the batch meet their live bit when the owner collects,
-		 * and the objects freed into the batch before the repeated
-		 * one's first free are lost with the link it overwrote. */
+	} else if (h->harden && b->n && remote_pending(h, b, p)) {
 		cairn__obj_report(CAIRN_EFREE, "objects: object freed twice (still in a remote batch)", p, 0);
 		return CAIRN_EFREE;
 	}
