@@ -407,6 +407,47 @@ static void frames_source(void)
 	cairn_arena_destroy(&va);
 }
 
+/* A VA arena whose quantum (64 KiB) is above the import size (4 KiB): each
+ * import's VA range is rounded up to that quantum in the VA arena, and the
+ * release must still find it as the range the import took, unmap it and
+ * give back both the frame and the VA range. */
+static void frames_source_coarse_va(void)
+{
+	struct cairn_arena va, heap;
+	const uint64_t base = 0x7e0000000000ull;
+	struct cairn_arena_config vc = { .quantum = 64 * 1024 };
+	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
+	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
+	struct cairn_arena_source src;
+	cairn_arena_source_frames(&src, &fs);
+	struct cairn_arena_config hc = { .quantum = 64, .source = &src,
+					 .import_quantum = 4096 };
+	CHECK_EQ(cairn_arena_create(&heap, env_frames, 0, 0, &hc), 0);
+	uint64_t before = env_free_frames(), reports = cairn_host_reports();
+	uint64_t x, y, s, n, c;
+	CHECK_EQ(cairn_arena_alloc(&heap, 1000, 7, &x), 0);
+	memset((void *)(uintptr_t)x, 0xa5, 1000); /* it is mapped */
+	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &c), 0);
+	CHECK(s == x && n == 64 * 1024);
+	CHECK_EQ(cairn_arena_alloc(&heap, 4096, 8, &y), 0); /* a second span */
+	CHECK_EQ(cairn_arena_free(&heap, x, 1000), 0);
+	CHECK_EQ(cairn_arena_free(&heap, y, 4096), 0);
+	CHECK_EQ(atomic_load(&heap.releases), 2);
+	CHECK_EQ(cairn_host_reports(), reports);
+	CHECK_EQ(env_free_frames(), before);
+	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&va, y, &s, &n, &c), CAIRN_EFREE);
+	valid(&heap);
+	valid(&va);
+	/* destroy gives an allocated span back the same way */
+	CHECK_EQ(cairn_arena_alloc(&heap, 64, 9, &x), 0);
+	cairn_arena_destroy(&heap);
+	CHECK_EQ(cairn_host_reports(), reports);
+	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(env_free_frames(), before + 1); /* and the heap's root node */
+	cairn_arena_destroy(&va);
+}
+
 /* Frames used in place: spans are blocks of the identity map. */
 static void frames_source_direct(void)
 {
@@ -514,6 +555,7 @@ int main(void)
 	import_useless();
 	import_refused();
 	frames_source();
+	frames_source_coarse_va();
 	frames_source_direct();
 	free_owned();
 	node_failure();
