@@ -794,8 +794,10 @@ static void frames_release(void *ctx, uint64_t addr, uint64_t size)
 		cairn_frames_free(fs->frames, phys, order_of(size));
 		return;
 	}
+	/* The import's VA range is the size rounded up to the VA arena's
+	 * quantum (its own xalloc did that), and starts at the span. */
 	if (cairn_arena_lookup(fs->va, addr, &start, &len, &phys) != 0 ||
-	    start != addr || len != size) {
+	    start != addr || len != qround(fs->va, size)) {
 		cairn_port_report(CAIRN_ECORRUPT, "arena: release of a span "
 				  "the frames source did not import", addr, size);
 		return;
