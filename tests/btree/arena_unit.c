@@ -448,6 +448,51 @@ static void frames_source_coarse_va(void)
 	cairn_arena_destroy(&va);
 }
 
+/* A frames source under an arena whose import quantum is below a frame
+ * (0: the 64-byte quantum) or not a power of two (12 KiB): the header
+ * promises import sizes rounded to powers of two of at least 4 KiB, which
+ * is all the source can take (a block of 2^k frames). direct: the identity
+ * map, else a VA arena. */
+static void frames_source_small_iq(bool direct)
+{
+	struct cairn_arena va, heap;
+	const uint64_t base = 0x7e0000000000ull;
+	struct cairn_arena_config vc = { .quantum = 4096 };
+	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
+	struct cairn_frames_source fs = { .frames = env_frames,
+					  .va = direct ? NULL : &va };
+	struct cairn_arena_source src;
+	cairn_arena_source_frames(&src, &fs);
+	static const uint64_t iqs[] = { 0, 12 * 1024 };
+	for (unsigned i = 0; i < 2; i++) {
+		struct cairn_arena_config hc = { .quantum = 64, .source = &src,
+						 .import_quantum = iqs[i] };
+		CHECK_EQ(cairn_arena_create(&heap, env_frames, 0, 0, &hc), 0);
+		uint64_t before = env_free_frames();
+		uint64_t x = 0, y = 0, s, n, c;
+		CHECK_EQ(cairn_arena_alloc(&heap, 100, 7, &x), 0);
+		CHECK_EQ(atomic_load(&heap.imports), 1);
+		/* one block: a frame, or 16 KiB for the 12 KiB quantum */
+		uint64_t span = i ? 16 * 1024 : 4096;
+		CHECK_EQ(env_free_frames(), before - span / 4096);
+		if (x)
+			memset((void *)(uintptr_t)x, 0xa5, 100);
+		/* the rest of the block serves the next request */
+		CHECK_EQ(cairn_arena_alloc(&heap, span - 128, 8, &y), 0);
+		CHECK_EQ(y, x + 128);
+		CHECK_EQ(atomic_load(&heap.imports), 1);
+		CHECK_EQ(cairn_arena_free(&heap, x, 100), 0);
+		CHECK_EQ(cairn_arena_free(&heap, y, span - 128), 0);
+		CHECK_EQ(atomic_load(&heap.releases), 1);
+		CHECK_EQ(env_free_frames(), before);
+		CHECK_EQ(cairn_arena_lookup(&heap, x, &s, &n, &c), CAIRN_ERANGE);
+		valid(&heap);
+		cairn_arena_destroy(&heap);
+	}
+	valid(&va);
+	cairn_arena_destroy(&va);
+}
+
 /* Frames used in place: spans are blocks of the identity map. */
 static void frames_source_direct(void)
 {
@@ -556,6 +601,8 @@ int main(void)
 	import_refused();
 	frames_source();
 	frames_source_coarse_va();
+	frames_source_small_iq(false);
+	frames_source_small_iq(true);
 	frames_source_direct();
 	free_owned();
 	node_failure();
