@@ -38,6 +38,10 @@ static uint64_t qround(const struct cairn_arena *a, uint64_t x)
 	return r < x ? 0 : r;
 }
 
+static uint64_t next_pow2(uint64_t x);
+static int frames_import(void *ctx, uint64_t size, uint64_t align,
+			 uint64_t *addr);
+
 /* ---- fitting a constrained request into one free extent ---- */
 
 struct xreq {
@@ -614,8 +618,19 @@ int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
 	if (!pow2(q) || (cfg->import_quantum & (q - 1)) ||
 	    (cfg->source && (!cfg->source->import || !cfg->source->release)))
 		return CAIRN_EINVAL;
+	uint64_t iq = cfg->import_quantum ? cfg->import_quantum : q;
+	if (cfg->source && cfg->source->import == frames_import) {
+		/* A frames source takes blocks of 2^k frames and nothing
+		 * else: a power-of-two import quantum of at least a frame
+		 * rounds every import size to one (a power of two above the
+		 * quantum is a multiple of it). */
+		uint64_t p = next_pow2(iq);
+		if (!p)
+			return CAIRN_EINVAL;
+		iq = p > CAIRN_FRAME_SIZE ? p : CAIRN_FRAME_SIZE;
+	}
 	a->quantum = q;
-	a->import_quantum = cfg->import_quantum ? cfg->import_quantum : q;
+	a->import_quantum = iq;
 	a->source = cfg->source ? *cfg->source : (struct cairn_arena_source){ 0 };
 	atomic_store_explicit(&a->imports, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->releases, 0, memory_order_relaxed);

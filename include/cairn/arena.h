@@ -137,8 +137,9 @@ void cairn_arena_source_arena(struct cairn_arena_source *s,
 			      struct cairn_arena *parent);
 
 /* Frames mapped by the port: each import takes a naturally aligned block
- * of 2^k frames (import sizes are rounded to powers of two, at least 4 KiB)
- * and maps it at an address allocated from `va`, whose cookie keeps the
+ * of 2^k frames (an arena created with this source rounds its import
+ * quantum up to a power of two of at least 4 KiB, so every import size is
+ * one; CAIRN_EINVAL if that power of two would be 2^64) and maps it at an address allocated from `va`, whose cookie keeps the
  * physical address; release unmaps and frees both. With `va` NULL the
  * block is used where the identity map has it (cairn_port_phys_to_virt):
  * no mapping, and nothing but the frames to give back. */
