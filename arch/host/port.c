@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ static __attribute__((tls_model("initial-exec"))) _Thread_local int this_cpu = -
 static __attribute__((tls_model("initial-exec"))) _Thread_local unsigned cpu_index;
 static atomic_uint_fast64_t report_count;
 static atomic_int report_quiet;
+static atomic_uint unmap_failures; /* unmaps still to fail (tests) */
 
 /* The mapping is aligned to 1 GiB (the largest block) so that a block's
  * natural alignment in physical addresses is also its virtual alignment. */
@@ -143,6 +145,20 @@ void cairn_host_reports_quiet(int quiet)
 	atomic_store(&report_quiet, quiet);
 }
 
+void cairn_host_fail_unmaps(unsigned n)
+{
+	atomic_store(&unmap_failures, n);
+}
+
+/* Take one planted failure, if any is left. */
+static bool unmap_fails(void)
+{
+	unsigned n = atomic_load(&unmap_failures);
+	while (n && !atomic_compare_exchange_weak(&unmap_failures, &n, n - 1))
+		;
+	return n != 0;
+}
+
 /* ---- the port ---- */
 
 unsigned cairn_port_cpu(void)
@@ -190,6 +206,8 @@ int cairn_port_unmap(uintptr_t virt, size_t len)
 {
 	if ((virt | len) & 0xfff)
 		return CAIRN_EINVAL;
+	if (unmap_fails()) /* as the kernel's on a page it finds unmapped */
+		return CAIRN_ERANGE;
 	/* Leave the range reserved but inaccessible rather than unmapped, so
 	 * nothing else in the process can land there. */
 	void *p = mmap((void *)virt, len, PROT_NONE,

@@ -49,4 +49,8 @@ int cairn_host_cpu_bind(unsigned cpu);
 uint64_t cairn_host_reports(void);
 void cairn_host_reports_quiet(int quiet);
 
+/* Make the next n calls of cairn_port_unmap fail with CAIRN_ERANGE and
+ * unmap nothing (tests of what a failed unmap leaves behind). */
+void cairn_host_fail_unmaps(unsigned n);
+
 #endif /* CAIRN_HOST_H */
