@@ -91,6 +91,24 @@ int cairn_host_hole(cairn_phys_t phys, uint64_t size)
 	return mprotect(mem_base + (phys - mem_phys), size, PROT_NONE) ? CAIRN_EINVAL : 0;
 }
 
+uint64_t cairn_host_va_window(uint64_t size, uint64_t align)
+{
+	if (!size || (size & 0xfff) || !align || (align & (align - 1)) ||
+	    size + align < size)
+		return 0;
+	void *r = mmap(NULL, size + align, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
+		return 0;
+	/* Keep the aligned window, give back what lies around it. */
+	uintptr_t lo = (uintptr_t)r, at = (lo + align - 1) & ~(uintptr_t)(align - 1);
+	if (at > lo)
+		munmap(r, at - lo);
+	if (align > at - lo)
+		munmap((void *)(at + size), align - (at - lo));
+	return at;
+}
+
 int cairn_host_cpu_register(void)
 {
 	if (this_cpu >= 0)

@@ -28,6 +28,12 @@ int cairn_host_init_private(unsigned max_cpus, cairn_phys_t phys_base, uint64_t 
 /* Make [phys, phys + size) inaccessible (a hole in the memory map). */
 int cairn_host_hole(cairn_phys_t phys, uint64_t size);
 
+/* Reserve `size` bytes of address space (inaccessible until mapped),
+ * aligned to `align` (a power of two), for cairn_port_map to map frames
+ * into: a VA arena's span. The address, or 0 when none can be had. The
+ * process's own allocator, or a sanitizer's, never lands there. */
+uint64_t cairn_host_va_window(uint64_t size, uint64_t align);
+
 /* Bind the calling thread to a free CPU slot (returns its index, or a
  * negative error when every slot is taken) and release it again. A thread
  * that never registered runs as CPU 0, so it must not use per-CPU caches

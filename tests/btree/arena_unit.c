@@ -10,6 +10,18 @@
 #define B 0x100000ull /* base of the first span */
 #define Q 16ull       /* quantum */
 
+/* A window of host address space for mapped spans (64 MiB), reserved
+ * once: under TSan, fixed addresses may lie outside what it lets a
+ * program map. */
+static uint64_t va_window(void)
+{
+	static uint64_t base;
+	if (!base)
+		base = cairn_host_va_window(64 * MiB, 64 * MiB);
+	REQUIRE(base != 0);
+	return base;
+}
+
 static void valid(struct cairn_arena *a)
 {
 	CHECK_EQ(cairn_arena_validate(a), 0);
@@ -379,8 +391,7 @@ static void import_refused(void)
 static void frames_source(void)
 {
 	struct cairn_arena va, heap;
-	/* a window of host address space nothing else uses */
-	const uint64_t base = 0x7e0000000000ull;
+	const uint64_t base = va_window();
 	struct cairn_arena_config vc = { .quantum = 4096 };
 	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
 	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
@@ -414,7 +425,7 @@ static void frames_source(void)
 static void frames_source_coarse_va(void)
 {
 	struct cairn_arena va, heap;
-	const uint64_t base = 0x7e0000000000ull;
+	const uint64_t base = va_window();
 	struct cairn_arena_config vc = { .quantum = 64 * 1024 };
 	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
 	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
@@ -460,7 +471,7 @@ static uint64_t planted_reports;
 static void frames_source_unmap_fails(void)
 {
 	struct cairn_arena va, heap;
-	const uint64_t base = 0x7e0000000000ull;
+	const uint64_t base = va_window();
 	struct cairn_arena_config vc = { .quantum = 4096 };
 	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
 	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
@@ -522,7 +533,7 @@ static void frames_source_unmap_fails(void)
 static void frames_source_small_iq(bool direct)
 {
 	struct cairn_arena va, heap;
-	const uint64_t base = 0x7e0000000000ull;
+	const uint64_t base = va_window();
 	struct cairn_arena_config vc = { .quantum = 4096 };
 	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
 	struct cairn_frames_source fs = { .frames = env_frames,

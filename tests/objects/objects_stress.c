@@ -62,8 +62,8 @@ int main(int argc, char **argv)
 	uint64_t free0 = objtest_free_frames();
 	objtest_large_init((enum objtest_large)large, 2 << 20);
 	if (large == OBJTEST_MAPPED) {
-		s.oracle_va_base = OBJTEST_VA_BASE;
-		s.oracle_va_granules = (4ull << 30) / 16; /* the VA arena's window */
+		s.oracle_va_base = objtest_va_base;
+		s.oracle_va_granules = OBJTEST_VA_SIZE / 16; /* the VA arena's window */
 		s.oracle_va = calloc(s.oracle_va_granules / 64, sizeof(*s.oracle_va));
 		if (!s.oracle_va)
 			return 2;

@@ -45,11 +45,14 @@ static struct cairn_arena objtest_va, objtest_arena;
 static struct cairn_frames_source objtest_fs;
 static struct cairn_arena_source objtest_src;
 static struct cairn_qcache *objtest_qc;
+static uint64_t objtest_va_base; /* mapped mode: the VA arena's window */
 /* The heaps' large caches and the instance's released blocks (0: none). */
 static unsigned objtest_large_cache_kib, objtest_released_kib;
 
-/* A window of host address space nothing else uses (mapped mode). */
-#define OBJTEST_VA_BASE 0x7d0000000000ull
+/* The VA arena's window (mapped mode): 4 GiB of host address space,
+ * reserved at run time (under TSan, fixed addresses may lie outside what
+ * it lets a program map). */
+#define OBJTEST_VA_SIZE (4ull << 30)
 
 static inline void objtest_large_init(enum objtest_large mode, uint64_t import_quantum)
 {
@@ -62,8 +65,12 @@ static inline void objtest_large_init(enum objtest_large mode, uint64_t import_q
 	if (mode == OBJTEST_BUDDY)
 		return;
 	struct cairn_arena_config vc = { .quantum = 4096 };
+	if (mode == OBJTEST_MAPPED)
+		objtest_va_base = cairn_host_va_window(OBJTEST_VA_SIZE, 1ull << 30);
 	if (mode == OBJTEST_MAPPED &&
-	    cairn_arena_create(&objtest_va, objtest_frames, OBJTEST_VA_BASE, 4ull << 30, &vc)) {
+	    (!objtest_va_base ||
+	     cairn_arena_create(&objtest_va, objtest_frames, objtest_va_base,
+				OBJTEST_VA_SIZE, &vc))) {
 		fprintf(stderr, "va arena: create failed\n");
 		exit(2);
 	}
