@@ -817,7 +817,17 @@ static void frames_release(void *ctx, uint64_t addr, uint64_t size)
 				  "the frames source did not import", addr, size);
 		return;
 	}
-	cairn_port_unmap((uintptr_t)addr, size);
+	/* A failed unmap may leave the frames reachable at addr: they stay
+	 * taken (freed, they would go to another user while this mapping
+	 * still reaches them), and so does the VA range (the next import
+	 * would map over it; its cookie keeps saying where the frames are).
+	 * The span is out of the arena already; nothing is left to fail. */
+	int err = cairn_port_unmap((uintptr_t)addr, size);
+	if (err) {
+		cairn_port_report(err, "arena: unmap of a released frames span "
+				  "failed; frames and VA range kept", addr, size);
+		return;
+	}
 	cairn_frames_free(fs->frames, phys, order_of(size));
 	cairn_arena_free(fs->va, addr, size);
 }

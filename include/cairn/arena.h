@@ -139,10 +139,13 @@ void cairn_arena_source_arena(struct cairn_arena_source *s,
 /* Frames mapped by the port: each import takes a naturally aligned block
  * of 2^k frames (an arena created with this source rounds its import
  * quantum up to a power of two of at least 4 KiB, so every import size is
- * one; CAIRN_EINVAL if that power of two would be 2^64) and maps it at an address allocated from `va`, whose cookie keeps the
- * physical address; release unmaps and frees both. With `va` NULL the
- * block is used where the identity map has it (cairn_port_phys_to_virt):
- * no mapping, and nothing but the frames to give back. */
+ * one; CAIRN_EINVAL if that power of two would be 2^64) and maps it at an
+ * address allocated from `va`, whose cookie keeps the physical address;
+ * release unmaps and frees both. An unmap that fails is reported
+ * (cairn_port_report), and the frames and the VA range stay taken: the
+ * mapping may still reach them. With `va` NULL the block is used where the
+ * identity map has it (cairn_port_phys_to_virt): no mapping, and nothing
+ * but the frames to give back. */
 struct cairn_frames_source {
 	struct cairn_frames *frames;
 	struct cairn_arena *va; /* NULL: the identity map */

@@ -49,7 +49,9 @@ cairn_phys_t cairn_port_virt_to_phys(const void *virt);
  * once and with interrupts off; a port without such arenas may return
  * CAIRN_EINVAL. Return 0 or a negative cairn error code (map: nothing
  * mapped; the import then fails). Unmap must have removed the mapping from
- * every CPU's TLB when it returns: the frames are freed right after. */
+ * every CPU's TLB when it returns: the frames are freed right after. An
+ * unmap that fails is reported, and the frames and the VA range are kept
+ * (never reused while the mapping may still reach them). */
 int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len);
 int cairn_port_unmap(uintptr_t virt, size_t len);
 
