@@ -132,7 +132,9 @@ int cairn_arena_lookup(struct cairn_arena *a, uint64_t addr,
 int cairn_arena_validate(struct cairn_arena *a);
 
 /* Sources. An arena as the source of another: imports are xallocs in the
- * parent (cookie = the child's address), releases are frees. */
+ * parent with the parent's own address as cookie (the import callback is
+ * not told which arena imports: a lookup in the parent names no child),
+ * releases are frees. */
 void cairn_arena_source_arena(struct cairn_arena_source *s,
 			      struct cairn_arena *parent);
 
