@@ -11,7 +11,11 @@
  * is taken away, so tree node allocation fails: an operation may then
  * return CAIRN_ENOMEM, and must leave the arena exactly as it was.
  *
- * usage: arena_model [seed] [ops] [fanout]
+ * With `top`, the universe lies at the top of the address space (its last
+ * quantum just below 2^64), so fits, merges, windows and adds meet the
+ * arithmetic's edge; requests of sizes near 2^64 run in both placements.
+ *
+ * usage: arena_model [seed] [ops] [fanout] [top]
  */
 #include <string.h>
 
@@ -21,6 +25,7 @@
 #define UNIVERSE (1ull << 20)
 
 static uint64_t seed;
+static uint64_t base_off; /* where the universe starts (top: 2^64 - universe) */
 
 static uint64_t rnd(void)
 {
@@ -78,7 +83,8 @@ static uint64_t rnd_size(void)
 {
 	switch (rnd_below(8)) {
 	case 0: return 0;
-	case 1: return rnd_below(Q * 4) + 1;          /* unrounded */
+	case 1: /* unrounded, and now and then near 2^64 */
+		return rnd_below(32) ? rnd_below(Q * 4) + 1 : 0 - rnd_below(2 * Q);
 	case 2: return (rnd_below(256) + 1) * Q;
 	default: return (rnd_below(16) + 1) * Q;
 	}
@@ -91,7 +97,7 @@ static uint64_t rnd_addr(void)
 		uint64_t x = e->start + rnd_below(e->len);
 		return rnd_below(8) ? x & ~(Q - 1) : x;
 	}
-	return rnd_below(UNIVERSE) & (rnd_below(16) ? ~(Q - 1) : ~0ull);
+	return (base_off + rnd_below(UNIVERSE)) & (rnd_below(16) ? ~(Q - 1) : ~0ull);
 }
 
 int main(int argc, char **argv)
@@ -103,6 +109,8 @@ int main(int argc, char **argv)
 	static const uint64_t quanta[] = { 1, 16, 4096 };
 	Q = quanta[seed % 3];
 	uint64_t universe = UNIVERSE * (Q == 4096 ? 64 : 1);
+	bool top = argc > 4 && atoi(argv[4]);
+	base_off = top ? 0 - universe : 0;
 
 	env_init(1, 512);
 	cairn_host_reports_quiet(1);
@@ -114,14 +122,16 @@ int main(int argc, char **argv)
 
 	/* a few spans to start with */
 	for (unsigned i = 0; i < 6; i++) {
-		uint64_t base = rnd_below(universe) & ~(Q - 1);
+		uint64_t base = (base_off + rnd_below(universe)) & ~(Q - 1);
 		uint64_t size = (rnd_below(4096) + 16) * Q;
+		if (top && i == 0) /* the last span below 2^64 */
+			base = 0 - size - Q;
 		int r = m_add(base, size);
 		CHECK_EQ(cairn_arena_add(&a, base, size), r);
 	}
 
 	static uint64_t live[MAXEXT];
-	static uint64_t live_size[MAXEXT];
+	static uint64_t live_size[MAXEXT], live_cookie[MAXEXT];
 	unsigned nlive = 0;
 	unsigned stats[8] = { 0 }, nomem_injected = 0, drained_ops = 0;
 	bool drained = false;
@@ -168,6 +178,7 @@ int main(int argc, char **argv)
 				CHECK_EQ(xa, xm);
 				if (nlive < MAXEXT) {
 					live[nlive] = xm;
+					live_cookie[nlive] = cookie;
 					live_size[nlive++] = (size + Q - 1) / Q * Q;
 				}
 			}
@@ -192,14 +203,28 @@ int main(int argc, char **argv)
 				addr = rnd_addr();
 				size = rnd_size();
 			}
-			ra = cairn_arena_free(&a, addr, size);
-			rm = m_free(addr, size);
-			CHECK_EQ(ra, rm);
+			if (rnd_below(4) == 0) { /* by owner */
+				uint64_t c = nlive && rnd_below(4) ? live_cookie[li]
+								   : rnd() | 1;
+				uint64_t sa = 1, sm = 2;
+				ra = cairn_arena_free_owned(&a, addr, c, &sa);
+				rm = m_free_owned(addr, c, &sm);
+				CHECK_EQ(ra, rm);
+				if (ra == 0 && rm == 0)
+					CHECK_EQ(sa, sm);
+				if (ra)
+					CHECK_EQ(sa, 1); /* untouched */
+			} else {
+				ra = cairn_arena_free(&a, addr, size);
+				rm = m_free(addr, size);
+				CHECK_EQ(ra, rm);
+			}
 			if (rm == 0) {
 				for (unsigned k = 0; k < nlive; k++)
 					if (live[k] == addr) {
 						live[k] = live[--nlive];
 						live_size[k] = live_size[nlive];
+						live_cookie[k] = live_cookie[nlive];
 						break;
 					}
 			}
@@ -217,13 +242,14 @@ int main(int argc, char **argv)
 			CHECK_EQ(ra, rm);
 			if (rm == 0 && nlive < MAXEXT) {
 				live[nlive] = addr;
+				live_cookie[nlive] = cookie;
 				live_size[nlive++] = size;
 			}
 			stats[4 + (ra != 0)]++;
 		} else if (kind < 88) { /* add a span */
 			uint64_t base = rnd_addr(), size = rnd_size() * 8;
-			if (base + size > universe)
-				size = 0;
+			if (!top && base + size > universe)
+				size = 0; /* top: some run to 2^64 and past */
 			ra = cairn_arena_add(&a, base, size);
 			if (drained && ra == CAIRN_ENOMEM) {
 				nomem_injected++;
@@ -259,10 +285,11 @@ int main(int argc, char **argv)
 
 	struct cairn_btree_stats st;
 	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
-	printf("seed %llu Q %llu fanout %u: %u extents, depth %u, %llu node frames "
+	printf("seed %llu Q %llu fanout %u%s: %u extents, depth %u, %llu node frames "
 	       "(%llu free); alloc ok/err %u/%u free %u/%u reserve %u/%u add %u/%u; "
 	       "%u ops drained, %u injected ENOMEM\n",
-	       (unsigned long long)seed0, (unsigned long long)Q, fanout, nm, st.depth,
+	       (unsigned long long)seed0, (unsigned long long)Q, fanout,
+	       top ? " top" : "", nm, st.depth,
 	       (unsigned long long)st.nodes, (unsigned long long)st.free_nodes,
 	       stats[0], stats[1], stats[2], stats[3], stats[4], stats[5], stats[6],
 	       stats[7], drained_ops, nomem_injected);

@@ -113,6 +113,8 @@ static int m_xalloc(uint64_t size, uint64_t align, uint64_t phase,
 		return CAIRN_EALIGN;
 	if (align < Q)
 		align = Q;
+	if (size > UINT64_MAX - (Q - 1)) /* rounds to 2^64 */
+		return CAIRN_ENOMEM;
 	size = (size + Q - 1) / Q * Q;
 	if (policy < 0 || policy > 2 ||
 	    (nocross && ((nocross & (nocross - 1)) || nocross < size)))
@@ -131,16 +133,26 @@ static int m_xalloc(uint64_t size, uint64_t align, uint64_t phase,
 		uint64_t h = end_of(&m[i]) < hi ? end_of(&m[i]) : hi;
 		if (h <= l)
 			continue;
-		uint64_t a = l <= phase ? phase
-			   : (l - phase + align - 1) / align * align + phase;
+		/* overflow-safe near 2^64: a past h, or a step that wraps,
+		 * ends the search */
+		uint64_t a = phase;
+		if (l > phase) {
+			uint64_t k = (l - phase) / align +
+				     ((l - phase) % align != 0);
+			if (k > (UINT64_MAX - phase) / align)
+				continue;
+			a = k * align + phase;
+		}
 		bool found = false;
 		uint64_t fa = 0;
-		for (; a + size <= h; a += align) {
-			if (!ok_at(a, size, nocross))
-				continue;
-			fa = a;
-			found = true;
-			if (policy != CAIRN_FIT_HIGH)
+		for (; a <= h && h - a >= size; a += align) {
+			if (ok_at(a, size, nocross)) {
+				fa = a;
+				found = true;
+				if (policy != CAIRN_FIT_HIGH)
+					break;
+			}
+			if (a > UINT64_MAX - align)
 				break;
 		}
 		if (!found)
@@ -168,6 +180,8 @@ static int m_free(uint64_t addr, uint64_t size)
 		return CAIRN_EINVAL;
 	if (addr % Q)
 		return CAIRN_EALIGN;
+	if (size > UINT64_MAX - (Q - 1)) /* rounds to 2^64: no such range */
+		return CAIRN_EORDER;
 	size = (size + Q - 1) / Q * Q;
 	int i = m_find(addr);
 	if (i < 0)
@@ -190,6 +204,24 @@ static int m_free(uint64_t addr, uint64_t size)
 		m_remove(u);
 	}
 	return 0;
+}
+
+/* Free the allocated range at addr if its cookie is `cookie`, whatever
+ * its size (*size). */
+static __attribute__((unused)) int m_free_owned(uint64_t addr, uint64_t cookie,
+						 uint64_t *size)
+{
+	int i = m_find(addr);
+	if (i < 0)
+		return CAIRN_ERANGE;
+	if (is_free(&m[i]))
+		return CAIRN_EFREE;
+	if (m[i].start != addr)
+		return CAIRN_EALIGN;
+	if (m[i].cookie != cookie)
+		return CAIRN_EBUSY;
+	*size = m[i].len;
+	return m_free(addr, m[i].len);
 }
 
 static int m_reserve(uint64_t addr, uint64_t size, uint64_t cookie)
