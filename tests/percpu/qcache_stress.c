@@ -5,9 +5,19 @@
  * each other through a mailbox so frees land on other CPUs, and come and go
  * (a departing thread's slot is drained and reused). An ownership oracle of
  * one atomic byte per quantum fails the run on any quantum handed out twice.
+ * Every range handed out is looked up at once: it must be allocated in the
+ * arena to the cache, exactly as long as asked (rounded to the quantum).
  * At the end every quantum is free in the arena again.
  *
- * usage: qcache_stress [threads] [ops per thread] [rounds] [seed]
+ * With a span of a few MiB the arena runs out: allocations that fail drain
+ * every CPU's caches while the others allocate and free. With `import`,
+ * the cache's arena has no span of its own and imports 64 KiB spans from a
+ * parent arena over the span, releasing them when they become free again
+ * (so drains race imports and releases too); at the end the child holds
+ * nothing and the parent's span is one free extent.
+ *
+ * usage: qcache_stress [threads] [ops per thread] [rounds] [seed] [span MiB]
+ *                      [import]
  */
 #include <cairn/host.h>
 #include <cairn/quantum_cache.h>
@@ -21,13 +31,15 @@
 #define MiB (1024ull * 1024)
 #define Q 4096ull
 #define VA 0x200000000000ull
-#define SPAN (32 * MiB)
+#define MAXSPAN (32 * MiB)
 #define HELD 64
 #define MAILBOX 32
 
-static struct cairn_arena arena;
+static struct cairn_arena parent, arena;
 static struct cairn_qcache *qc;
-static _Atomic unsigned char owner[SPAN / Q];
+static uint64_t span = MAXSPAN;
+static atomic_uint nomem;
+static _Atomic unsigned char owner[MAXSPAN / Q];
 static _Atomic uint64_t mailbox[MAILBOX]; /* addr | quanta, 0 = empty */
 static atomic_int errors;
 static uint64_t ops, seed;
@@ -72,13 +84,24 @@ static void *cpu_main(void *arg)
 			unsigned k = 1 + (unsigned)(rnd(&s) % 20);
 			uint64_t a;
 			int err = cairn_qcache_alloc(qc, k * Q - (r & 1) * 7, &a);
-			if (err == CAIRN_ENOMEM)
+			if (err == CAIRN_ENOMEM) {
+				atomic_fetch_add(&nomem, 1);
 				continue;
-			if (err || a < VA || a + k * Q > VA + SPAN || a % Q) {
+			}
+			if (err || a < VA || a + k * Q > VA + span || a % Q) {
 				atomic_fetch_add(&errors, 1);
 				continue;
 			}
 			own(a, k, 0, me);
+			uint64_t start, len, cookie;
+			if (cairn_arena_lookup(&arena, a + (k - 1) * Q, &start, &len,
+					       &cookie) != 0 ||
+			    start != a || len != k * Q ||
+			    cookie != cairn_qcache_cookie(qc)) {
+				fprintf(stderr, "%#llx (%u quanta): not the cache's\n",
+					(unsigned long long)a, k);
+				atomic_fetch_add(&errors, 1);
+			}
 			held[n] = a, q[n++] = k;
 		} else if (n) { /* swap with whoever left a range in a slot */
 			unsigned k = (unsigned)(rnd(&s) % n);
@@ -110,7 +133,10 @@ int main(int argc, char **argv)
 	ops = argc > 2 ? strtoull(argv[2], NULL, 0) : 20000;
 	unsigned rounds = argc > 3 ? (unsigned)atoi(argv[3]) : 3;
 	seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
+	span = argc > 5 ? strtoull(argv[5], NULL, 0) * MiB : MAXSPAN;
+	bool import = argc > 6 && atoi(argv[6]);
 	REQUIRE(threads >= 1 && threads <= 64);
+	REQUIRE(span && span <= MAXSPAN);
 	/* fewer slots than threads over all rounds: slots are reused */
 	REQUIRE(cairn_host_init(threads, 0, 64 * MiB) == 0);
 	struct cairn_mem_range map[] = { { 1 * MiB, 62 * MiB } };
@@ -118,7 +144,16 @@ int main(int argc, char **argv)
 	struct cairn_frames_config fcfg = { .ncpus = threads };
 	REQUIRE(cairn_frames_init(&f, map, 1, &fcfg) == 0);
 	struct cairn_arena_config acfg = { .quantum = Q };
-	REQUIRE(cairn_arena_create(&arena, f, VA, SPAN, &acfg) == 0);
+	struct cairn_arena_source src;
+	if (import) {
+		REQUIRE(cairn_arena_create(&parent, f, VA, span, &acfg) == 0);
+		cairn_arena_source_arena(&src, &parent);
+		struct cairn_arena_config ccfg = { .quantum = Q, .source = &src,
+						   .import_quantum = 16 * Q };
+		REQUIRE(cairn_arena_create(&arena, f, 0, 0, &ccfg) == 0);
+	} else {
+		REQUIRE(cairn_arena_create(&arena, f, VA, span, &acfg) == 0);
+	}
 	struct cairn_qcache_config qcfg = { .ncpus = threads };
 	REQUIRE(cairn_qcache_create(&qc, &arena, f, &qcfg) == 0);
 
@@ -140,12 +175,28 @@ int main(int argc, char **argv)
 	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
 	CHECK_EQ(atomic_load(&errors), 0);
 	uint64_t start, len, cookie;
-	CHECK_EQ(cairn_arena_lookup(&arena, VA, &start, &len, &cookie), CAIRN_EFREE);
+	if (import) {
+		/* every import went back: the child has no span left */
+		CHECK_EQ(cairn_arena_lookup(&arena, VA, &start, &len, &cookie), CAIRN_ERANGE);
+		CHECK_EQ(atomic_load(&arena.imports), atomic_load(&arena.releases));
+		CHECK(atomic_load(&arena.imports) > 0);
+		CHECK_EQ(cairn_arena_validate(&parent), 0);
+	}
+	struct cairn_arena *whole = import ? &parent : &arena;
+	CHECK_EQ(cairn_arena_lookup(whole, VA, &start, &len, &cookie), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(whole, VA + span - Q, &start, &len, &cookie),
+		 CAIRN_EFREE);
+	struct cairn_btree_stats bst;
+	CHECK_EQ(cairn_btree_validate(&whole->tree, &bst), 0);
+	CHECK_EQ(bst.extents, 1); /* one free extent: the span */
 	CHECK_EQ(cairn_arena_validate(&arena), 0);
 	cairn_qcache_destroy(qc);
 	cairn_arena_destroy(&arena);
+	if (import)
+		cairn_arena_destroy(&parent);
 	CHECK_EQ(cairn_frames_validate(f), 0);
-	printf("qcache stress: %u threads x %u rounds, seed %llu, errors %d\n", threads, rounds,
-	       (unsigned long long)seed, atomic_load(&errors));
+	printf("qcache stress: %u threads x %u rounds, seed %llu, %llu MiB%s, %u ENOMEM, errors %d\n",
+	       threads, rounds, (unsigned long long)seed, (unsigned long long)(span / MiB),
+	       import ? " imported" : "", atomic_load(&nomem), atomic_load(&errors));
 	return check_done("qcache_stress");
 }
