@@ -153,12 +153,17 @@ int main(int argc, char **argv)
 		if (kind < 40) { /* xalloc */
 			uint64_t size = rnd_size();
 			uint64_t align = rnd_below(3) ? 0 : (Q << rnd_below(7));
+			unsigned qbits = (unsigned)__builtin_ctzll(Q);
+			if (rnd_below(20) == 0) /* up to 2^63 */
+				align = 1ull << (qbits + rnd_below(64 - qbits));
 			if (rnd_below(50) == 0)
 				align = 3 * Q;
 			uint64_t phase = align && rnd_below(3) == 0
 						 ? rnd_below(align / Q) * Q : 0;
 			uint64_t nocross = rnd_below(6) == 0
 				? (Q << (4 + rnd_below(6))) : 0;
+			if (rnd_below(40) == 0)
+				nocross = 1ull << (qbits + rnd_below(64 - qbits));
 			uint64_t lo = rnd_below(4) == 0 ? rnd_addr() & ~(Q - 1) : 0;
 			uint64_t hi = rnd_below(4) == 0 ? rnd_addr() & ~(Q - 1) : 0;
 			int pol = (int)rnd_below(3);
