@@ -3,7 +3,8 @@
  * Quantum caches in front of a range arena: sizes, alignment, owners seen by
  * lookup, pass-through sizes, bad frees (the arena's error, nothing changed),
  * conservation (allocated + cached + free in the arena == the span), and
- * exhaustion while every free range sits in other CPUs' caches.
+ * exhaustion while every free range sits in other CPUs' caches, of a span
+ * and of a frames source.
  */
 #include <cairn/host.h>
 #include <cairn/quantum_cache.h>
@@ -146,6 +147,28 @@ static void *x_worker(void *arg)
 	return NULL;
 }
 
+/* CPU `arg` takes frames-sourced quanta until the source is empty, and
+ * caches them all. */
+static atomic_int xf_ready, xf_errors;
+
+static void *xf_worker(void *arg)
+{
+	unsigned cpu = (unsigned)(uintptr_t)arg;
+	REQUIRE(cairn_host_cpu_bind(cpu) == 0);
+	static uint64_t v[4][512];
+	unsigned n = 0;
+	while (n < 512 && cairn_qcache_alloc(xqc, Q, &v[cpu][n]) == 0)
+		n++;
+	for (unsigned i = 0; i < n; i++)
+		if (cairn_qcache_free(xqc, v[cpu][i], Q))
+			atomic_fetch_add(&xf_errors, 1); /* checked by CPU 0 */
+	atomic_fetch_add(&xf_ready, 1);
+	while (!atomic_load(&x_stop))
+		cairn_qcache_poll(xqc);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
 static void test_exhaustion(void)
 {
 	struct cairn_arena_config acfg = { .quantum = Q };
@@ -203,6 +226,81 @@ static void test_exhaustion(void)
 	cairn_arena_destroy(&xa);
 }
 
+/* ---- exhaustion of a frames-sourced arena ----
+ *
+ * The arena has no span of its own: it imports frames, used in place, from
+ * a small frames instance of its own (1 MiB), one frame a span. CPUs 1-3
+ * take every frame through the cache and free it into their magazines, so
+ * every frame is imported and cached elsewhere. CPU 0 must still get every
+ * quantum: the allocation that finds the source empty drains the cached
+ * ranges back, their spans go back to the frames, and the import succeeds.
+ * Every range's owner is the cache; at the end every frame is back. */
+
+static struct cairn_frames *small;
+static struct cairn_frames_source fsrc;
+
+static uint64_t small_free(void)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(small, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+static void test_frames_exhaustion(void)
+{
+	struct cairn_mem_range map[] = { { 63 * MiB, 1 * MiB } };
+	struct cairn_frames_config fcfg = { .ncpus = NCPUS };
+	REQUIRE(cairn_frames_init(&small, map, 1, &fcfg) == 0);
+	uint64_t total = small_free();
+	REQUIRE(total > 64);
+	fsrc = (struct cairn_frames_source){ .frames = small };
+	struct cairn_arena_source src;
+	cairn_arena_source_frames(&src, &fsrc);
+	struct cairn_arena_config acfg = { .quantum = Q, .source = &src };
+	REQUIRE(cairn_arena_create(&xa, frames, 0, 0, &acfg) == 0);
+	struct cairn_qcache_config cfg = { .depot_full = 200, .mag_size = 15,
+					   .max_quanta = 1 };
+	REQUIRE(cairn_qcache_create(&xqc, &xa, frames, &cfg) == 0);
+	cairn_host_cpu_unregister();
+	atomic_store(&xf_ready, 0);
+	atomic_store(&x_stop, 0);
+	pthread_t t[3];
+	for (unsigned i = 0; i < 3; i++) { /* one after the other */
+		pthread_create(&t[i], NULL, xf_worker, (void *)(uintptr_t)(i + 1));
+		while (atomic_load(&xf_ready) != (int)i + 1)
+			;
+	}
+	bind(0);
+	CHECK_EQ(atomic_load(&xf_errors), 0);
+	CHECK_EQ(small_free(), 0); /* every frame imported ... */
+	CHECK_EQ(cairn_qcache_cached_quanta(xqc), total); /* ... and cached */
+	static uint64_t v[512];
+	uint64_t n = 0;
+	while (n < 512 && cairn_qcache_alloc(xqc, Q, &v[n]) == 0) {
+		uint64_t start, len, cookie;
+		CHECK_EQ(cairn_arena_lookup(&xa, v[n], &start, &len, &cookie), 0);
+		CHECK(start == v[n] && len == Q && cookie == cairn_qcache_cookie(xqc));
+		n++;
+	}
+	CHECK_EQ(n, total);
+	CHECK_EQ(cairn_qcache_cached_quanta(xqc), 0);
+	CHECK_EQ(small_free(), 0);
+	atomic_store(&x_stop, 1);
+	for (unsigned i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	for (uint64_t i = 0; i < n; i++)
+		CHECK_EQ(cairn_qcache_free(xqc, v[i], Q), 0);
+	for (unsigned c = 0; c < NCPUS; c++)
+		CHECK_EQ(cairn_qcache_drain_cpu(xqc, c), 0);
+	cairn_qcache_drain_all(xqc);
+	CHECK_EQ(small_free(), total); /* every span went back */
+	CHECK_EQ(atomic_load(&xa.imports), atomic_load(&xa.releases));
+	cairn_qcache_destroy(xqc);
+	CHECK_EQ(cairn_arena_validate(&xa), 0);
+	cairn_arena_destroy(&xa);
+	CHECK_EQ(cairn_frames_validate(small), 0);
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(NCPUS, 0, 64 * MiB) == 0);
@@ -214,6 +312,7 @@ int main(void)
 	uint64_t before = st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
 	test_basic();
 	test_exhaustion();
+	test_frames_exhaustion();
 	cairn_frames_stats(frames, &st);
 	/* every frame of the caches and the trees went back */
 	CHECK_EQ(st.free_frames[0] + st.free_frames[1] + st.free_frames[2], before);
