@@ -662,6 +662,67 @@ static void node_failure(void)
 	cairn_arena_destroy(&a);
 }
 
+/* Node allocation failing, on and off, in a child that imports from a
+ * parent (both fanout 4, so splits come often), between allocs and frees
+ * (which release spans while no node can be had): each alloc succeeds or
+ * fails with ENOMEM, and a failure leaves no span it imported behind, in
+ * the child or the parent; in the end everything frees and goes back. */
+static void node_failure_imports(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_source src;
+	family(&parent, &child, &src, 0x40000000, 16, 64);
+	static uint64_t x[512];
+	unsigned held = 0, ok = 0, nomem = 0;
+	uint64_t seed = 7, s, n, c;
+	for (unsigned i = 0; i < 2048; i++) {
+		if (i % 64 == 0)
+			env_drain();
+		if (i % 64 == 40)
+			env_undrain();
+		if (held && (held == 512 || splitmix(&seed) % 3 == 0)) {
+			unsigned k = (unsigned)(splitmix(&seed) % held);
+			CHECK_EQ(cairn_arena_free(&child, x[k], 16), 0);
+			x[k] = x[--held];
+		} else {
+			uint64_t imports = atomic_load(&child.imports);
+			uint64_t releases = atomic_load(&child.releases);
+			int r = cairn_arena_xalloc(&child, 16, 32, 0, 0, 0, 0,
+						   CAIRN_FIT_FIRST, i + 1, &x[held]);
+			if (r == 0) {
+				ok++;
+				CHECK_EQ(cairn_arena_lookup(&child, x[held], &s, &n, &c), 0);
+				CHECK(s == x[held] && n == 16 && c == i + 1);
+				held++;
+			} else {
+				CHECK_EQ(r, CAIRN_ENOMEM);
+				nomem++;
+				/* every span this call imported went back */
+				CHECK_EQ(atomic_load(&child.imports) - imports,
+					 atomic_load(&child.releases) - releases);
+			}
+		}
+		valid(&child);
+		valid(&parent);
+	}
+	env_undrain();
+	CHECK(nomem > 0 && ok > 256);
+	CHECK(atomic_load(&child.releases) > 0);
+	while (held) {
+		held--;
+		CHECK_EQ(cairn_arena_free(&child, x[held], 16), 0);
+	}
+	CHECK_EQ(atomic_load(&child.imports), atomic_load(&child.releases));
+	CHECK_EQ(cairn_arena_lookup(&parent, 0x40000000, &s, &n, &c), CAIRN_EFREE);
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_btree_validate(&parent.tree, &st), 0);
+	CHECK_EQ(st.extents, 1);
+	CHECK_EQ(cairn_btree_validate(&child.tree, &st), 0);
+	CHECK_EQ(st.extents, 0);
+	cairn_arena_destroy(&child);
+	cairn_arena_destroy(&parent);
+}
+
 int main(void)
 {
 	env_init(1, 256);
@@ -684,6 +745,7 @@ int main(void)
 	frames_source_direct();
 	free_owned();
 	node_failure();
+	node_failure_imports();
 	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_host_reports(), planted_reports);
 	return check_done("arena_unit");
