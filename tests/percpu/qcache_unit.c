@@ -81,6 +81,17 @@ static void test_basic(void)
 	CHECK_EQ(cairn_qcache_free(qc, x + Q, 3 * Q), CAIRN_EFREE); /* interior */
 	CHECK_EQ(cairn_qcache_free(qc, VA + span + Q, Q), CAIRN_ERANGE);
 	CHECK_EQ(cairn_qcache_alloc(qc, 0, &x), CAIRN_EINVAL);
+	/* a size no arena can ever hold (it rounds past 2^64) fails with the
+	 * arena's ENOMEM and drains nothing: every CPU's cached ranges stay,
+	 * and no size goes lean */
+	uint64_t cached0 = cairn_qcache_cached_quanta(qc);
+	struct cairn_mag_stats ms0, ms1;
+	cairn_mag_stats(cairn_qcache_mags(qc, 1), &ms0);
+	CHECK_EQ(cairn_qcache_alloc(qc, UINT64_MAX, &x), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_qcache_alloc(qc, UINT64_MAX - Q + 2, &x), CAIRN_ENOMEM);
+	cairn_mag_stats(cairn_qcache_mags(qc, 1), &ms1);
+	CHECK_EQ(ms1.drains, ms0.drains);
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), cached0);
 	CHECK_EQ(held + cairn_qcache_cached_quanta(qc) + arena_free_quanta(&a, span), span / Q);
 	cairn_host_reports_quiet(0);
 	/* a range of a cached size the arena gave another owner is the
