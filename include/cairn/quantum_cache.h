@@ -47,7 +47,8 @@ int cairn_qcache_create(struct cairn_qcache **out, struct cairn_arena *a,
 void cairn_qcache_destroy(struct cairn_qcache *qc);
 
 /* size rounded up to the quantum. CAIRN_ENOMEM only after every CPU's
- * cached ranges went back to the arena and the arena still had no room. */
+ * cached ranges went back to the arena and the arena still had no room,
+ * or at once (nothing drained) for a size that rounds past 2^64. */
 int cairn_qcache_alloc(struct cairn_qcache *qc, uint64_t size, uint64_t *addr);
 
 /* Free a range of this size allocated from the cache. Unless trust_frees,
