@@ -43,7 +43,9 @@ struct cairn_qcache;
 int cairn_qcache_create(struct cairn_qcache **out, struct cairn_arena *a,
 			struct cairn_frames *f, const struct cairn_qcache_config *cfg);
 
-/* Every cached range goes back to the arena, then the cache's frames. */
+/* Every cached range goes back to the arena, then the cache's frames.
+ * Ranges still handed out stay allocated in the arena under the cache's
+ * cookie (no cache to free them to): cairn_arena_free takes them. */
 void cairn_qcache_destroy(struct cairn_qcache *qc);
 
 /* size rounded up to the quantum. CAIRN_ENOMEM only after every CPU's

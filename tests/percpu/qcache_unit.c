@@ -134,6 +134,51 @@ static void test_basic(void)
 	cairn_arena_destroy(&a);
 }
 
+/* Destroy with ranges still handed out, over an arena that imports from
+ * a parent: the cached ranges go back (their spans to the parent), the
+ * ranges in hand stay allocated in the arena under the cache's cookie, and
+ * freeing them in the arena afterwards gives their spans back too. */
+static void test_destroy_outstanding(void)
+{
+	struct cairn_arena parent, a;
+	struct cairn_arena_config pcfg = { .quantum = Q };
+	REQUIRE(cairn_arena_create(&parent, frames, VA, 16 * MiB, &pcfg) == 0);
+	struct cairn_arena_source src;
+	cairn_arena_source_arena(&src, &parent);
+	struct cairn_arena_config acfg = { .quantum = Q, .source = &src,
+					   .import_quantum = 16 * Q };
+	REQUIRE(cairn_arena_create(&a, frames, 0, 0, &acfg) == 0);
+	struct cairn_qcache *qc;
+	REQUIRE(cairn_qcache_create(&qc, &a, frames, NULL) == 0);
+	bind(0);
+	uint64_t x[64], cookie = cairn_qcache_cookie(qc), s, n, c;
+	for (unsigned i = 0; i < 64; i++)
+		CHECK_EQ(cairn_qcache_alloc(qc, (i % 20 + 1) * Q, &x[i]), 0);
+	for (unsigned i = 0; i < 64; i += 2) /* half back, into the caches */
+		CHECK_EQ(cairn_qcache_free(qc, x[i], (i % 20 + 1) * Q), 0);
+	CHECK(cairn_qcache_cached_quanta(qc) > 0);
+	cairn_qcache_destroy(qc);
+	for (unsigned i = 0; i < 64; i++) {
+		int err = cairn_arena_lookup(&a, x[i], &s, &n, &c);
+		if (i % 2 == 0) {
+			CHECK(err == CAIRN_EFREE || err == CAIRN_ERANGE);
+		} else {
+			CHECK_EQ(err, 0);
+			CHECK(s == x[i] && n == (i % 20 + 1) * Q && c == cookie);
+		}
+	}
+	CHECK_EQ(cairn_arena_validate(&a), 0);
+	for (unsigned i = 1; i < 64; i += 2)
+		CHECK_EQ(cairn_arena_free(&a, x[i], (i % 20 + 1) * Q), 0);
+	CHECK_EQ(atomic_load(&a.imports), atomic_load(&a.releases));
+	CHECK_EQ(cairn_arena_lookup(&parent, VA, &s, &n, &c), CAIRN_EFREE);
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_btree_validate(&parent.tree, &st), 0);
+	CHECK_EQ(st.extents, 1);
+	cairn_arena_destroy(&a);
+	cairn_arena_destroy(&parent);
+}
+
 /* ---- exhaustion: every free range cached by other CPUs ---- */
 
 static struct cairn_arena xa;
@@ -322,6 +367,7 @@ int main(void)
 	cairn_frames_stats(frames, &st);
 	uint64_t before = st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
 	test_basic();
+	test_destroy_outstanding();
 	test_exhaustion();
 	test_frames_exhaustion();
 	cairn_frames_stats(frames, &st);
