@@ -10,6 +10,9 @@
 #define B 0x100000ull /* base of the first span */
 #define Q 16ull       /* quantum */
 
+/* Reports planted by the tests (main expects exactly these). */
+static uint64_t planted_reports;
+
 /* A window of host address space for mapped spans (64 MiB), reserved
  * once: under TSan, fixed addresses may lie outside what it lets a
  * program map. */
@@ -229,6 +232,35 @@ static void imports(void)
 	cairn_arena_destroy(&child);
 	CHECK_EQ(cairn_arena_lookup(&parent, x, &s, &n, &c), CAIRN_EFREE);
 	valid(&parent);
+	cairn_arena_destroy(&parent);
+}
+
+/* A span the parent no longer has allocated as the child's import (here
+ * freed in the parent behind the child's back, then taken by another
+ * owner): the child's release must not free the other owner's range, and
+ * the misuse is reported, as the frames source reports a span it did not
+ * import. */
+static void import_release_foreign(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_source src;
+	family(&parent, &child, &src, 0x40000000, 4096, 0x4000);
+	uint64_t x, y, s, n, c, reports = cairn_host_reports();
+	CHECK_EQ(cairn_arena_alloc(&child, 100, 1, &x), 0);
+	CHECK_EQ(cairn_arena_free(&parent, x, 0x4000), 0); /* the misuse */
+	CHECK_EQ(cairn_arena_alloc(&parent, 0x4000, 77, &y), 0);
+	CHECK_EQ(y, x);
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_arena_free(&child, x, 100), 0);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_host_reports(), reports + 1);
+	planted_reports++;
+	CHECK_EQ(cairn_arena_lookup(&parent, y, &s, &n, &c), 0);
+	CHECK(s == y && n == 0x4000 && c == 77); /* the other owner's, still */
+	CHECK_EQ(cairn_arena_free(&parent, y, 0x4000), 0);
+	valid(&child);
+	valid(&parent);
+	cairn_arena_destroy(&child);
 	cairn_arena_destroy(&parent);
 }
 
@@ -458,9 +490,6 @@ static void frames_source_coarse_va(void)
 	CHECK_EQ(env_free_frames(), before + 1); /* and the heap's root node */
 	cairn_arena_destroy(&va);
 }
-
-/* Reports planted by the tests (main expects exactly these). */
-static uint64_t planted_reports;
 
 /* A release whose unmap fails: the frames may still be reachable through
  * the mapping, so they must not go back to the frames instance (another
@@ -733,6 +762,7 @@ int main(void)
 	basics(0);
 	shrink();
 	imports();
+	import_release_foreign();
 	import_huge();
 	import_nocross();
 	import_useless();
