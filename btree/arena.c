@@ -750,9 +750,35 @@ static int arena_import(void *ctx, uint64_t size, uint64_t align,
 				  addr);
 }
 
+/* A span goes back only if the parent still lends it: allocated at addr,
+ * to a child (the parent's cookie), of the size it was imported with (as
+ * the parent rounded it). Checked in the update that frees it, so a range
+ * the parent has since given another owner is never freed. */
+static int plan_free_lent(const struct cairn_bt_view *v, void *arg,
+			  struct cairn_bt_edit *e)
+{
+	const struct freq *r = arg;
+	if (v->has_cur && !(v->cur.flags & EXT_FREE) &&
+	    v->cur.start == r->addr && v->cur.cookie != r->cookie)
+		return CAIRN_EBUSY;
+	return plan_free(v, arg, e);
+}
+
 static void arena_release(void *ctx, uint64_t addr, uint64_t size)
 {
-	cairn_arena_free(ctx, addr, size);
+	struct cairn_arena *parent = ctx;
+	struct freq r = { .addr = addr, .size = qround(parent, size),
+			  .cookie = (uint64_t)(uintptr_t)parent };
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
+				    .plan = plan_free_lent, .arg = &r };
+	int err = r.size ? cairn_btree_update(&parent->tree, &q) : CAIRN_EORDER;
+	if (err) {
+		cairn_port_report(err, "arena: release of a span the parent "
+				  "arena does not lend", addr, size);
+		return;
+	}
+	if (r.merged.flags & CAIRN_ARENA_IMPORTED)
+		try_release(parent, &r.merged);
 }
 
 void cairn_arena_source_arena(struct cairn_arena_source *s,

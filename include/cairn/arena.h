@@ -134,7 +134,9 @@ int cairn_arena_validate(struct cairn_arena *a);
 /* Sources. An arena as the source of another: imports are xallocs in the
  * parent with the parent's own address as cookie (the import callback is
  * not told which arena imports: a lookup in the parent names no child),
- * releases are frees. */
+ * releases are frees that check, in the same update, that the parent
+ * still lends the span (allocated there with that cookie and size); a
+ * span it does not is reported (cairn_port_report) and left alone. */
 void cairn_arena_source_arena(struct cairn_arena_source *s,
 			      struct cairn_arena *parent);
 
