@@ -214,7 +214,7 @@ static uint64_t span; /* bytes */
 static uint64_t populated; /* extents after populate() */
 
 /* Out of line, both: callgrind then counts an alloc and a free as the
- * inclusive cost of these two (docs/design.md, Ranges: instructions). */
+ * inclusive cost of these two (docs/benchmarks.md, Ranges). */
 static __attribute__((noinline)) int do_alloc(uint64_t size, uint64_t cookie,
 					      uint64_t *x)
 {
