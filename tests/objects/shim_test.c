@@ -16,6 +16,30 @@
 #include "../check.h"
 #include "shim.h"
 
+/* memalign is glibc's, not C's aligned_alloc: an alignment up to 16 is
+ * malloc's, one that is not a power of two is rounded up to the next,
+ * and only one above 2^63 (no power of two is that large) is EINVAL. */
+static void test_memalign(void)
+{
+	static const size_t want[][2] = {
+		{ 0, 16 }, { 1, 16 }, { 3, 16 }, { 8, 16 }, { 24, 32 }, { 48, 64 },
+		{ 100, 128 }, { 4095, 4096 }, { 3u << 20, 4u << 20 },
+	};
+	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		errno = 0;
+		unsigned char *p = cairn_memalign(want[i][0], 48);
+		CHECK(p != NULL && errno == 0);
+		if (!p)
+			continue;
+		CHECK_EQ((uintptr_t)p & (want[i][1] - 1), 0);
+		CHECK(cairn_malloc_usable_size(p) >= 48);
+		memset(p, 0x11, 48);
+		cairn_free(p);
+	}
+	errno = 0;
+	CHECK(cairn_memalign(((size_t)1 << 63) + 1, 16) == NULL && errno == EINVAL);
+}
+
 static void test_api(void)
 {
 	void *p = cairn_malloc(0);
@@ -65,6 +89,9 @@ static void test_api(void)
 	}
 	errno = 0;
 	CHECK(cairn_aligned_alloc(24, 48) == NULL && errno == EINVAL);
+	errno = 0;
+	CHECK(cairn_aligned_alloc(0, 48) == NULL && errno == EINVAL);
+	test_memalign();
 	void *v = cairn_valloc(10);
 	CHECK(v && ((uintptr_t)v & 4095) == 0);
 	cairn_free(v);
