@@ -530,8 +530,20 @@ void *cairn_aligned_alloc(size_t align, size_t size)
 	return p;
 }
 
+/* glibc's memalign, which programs written for it rely on: an alignment
+ * up to 16 is malloc's, one that is not a power of two is rounded up to
+ * the next; only one above 2^63, where there is none, is EINVAL. (C's
+ * aligned_alloc refuses a non-power of two; posix_memalign too.) */
 void *cairn_memalign(size_t align, size_t size)
 {
+	if (align > ((size_t)1 << 63)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (align <= 16)
+		return cairn_malloc(size);
+	if (align & (align - 1))
+		align = (size_t)1 << (64 - __builtin_clzll(align));
 	return cairn_aligned_alloc(align, size);
 }
 
