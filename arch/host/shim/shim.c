@@ -41,6 +41,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -198,7 +199,7 @@ static uint64_t env_gib(void)
 }
 
 /* The frame allocator starts with the first GiB and is handed one more
- * GiB (a run-time region, its metadata carved from itself) whenever an
+ * GiB (a run-time region, its metadata mapped apart: add_gib) whenever an
  * allocation fails, up to CAIRN_MEMORY_GIB: start-up cost and metadata stay
  * proportional to what a program uses. */
 static bool make_instance(void)
@@ -250,6 +251,24 @@ static bool make_instance(void)
 	return true;
 }
 
+/* GiB g to the frame allocator, whole: its metadata (68 KiB) is mapped
+ * apart, so the GiB is one free 1 GiB block, which the largest spans
+ * need. Carved from the GiB itself, as it is when the mapping fails, the
+ * metadata leaves no 1 GiB block: a span above 512 MiB would never be
+ * had (and every request for one grew the memory to its limit). */
+static bool add_gib(uint64_t g)
+{
+	int saved = errno;
+	size_t size = cairn_frames_region_meta_size(g * GIB, GIB);
+	void *meta = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	bool ok = meta != MAP_FAILED && !cairn_frames_add_region(frames, g * GIB, GIB, meta, size);
+	if (!ok && meta != MAP_FAILED)
+		munmap(meta, size);
+	ok = ok || !cairn_frames_add_region(frames, g * GIB, GIB, NULL, 0);
+	errno = saved;
+	return ok;
+}
+
 /* After a failed allocation: was memory added (or by someone else since
  * `seen`)? Then the caller retries. */
 static bool grow(uint64_t seen)
@@ -259,8 +278,7 @@ static bool grow(uint64_t seen)
 		cairn_port_pause();
 	uint64_t g = atomic_load_explicit(&grown_gib, memory_order_relaxed);
 	bool more = g != seen;
-	if (!more && g < mem_gib &&
-	    !cairn_frames_add_region(frames, g * GIB, GIB, NULL, 0)) {
+	if (!more && g < mem_gib && add_gib(g)) {
 		atomic_store_explicit(&grown_gib, g + 1, memory_order_release);
 		more = true;
 	}
@@ -355,6 +373,23 @@ static bool align_may_fit(size_t align)
 	return first - lo < mem_gib * GIB;
 }
 
+/* Could more memory serve this request at all? A large object (above
+ * 64 KiB, or aligned above it) is carved from a span of the arena, one
+ * buddy block: its pages, plus its alignment beyond a page, rounded up
+ * to a power of two, which is at most 1 GiB. A request no such span
+ * holds fails for good, however much memory is added. */
+static bool may_fit(size_t size, size_t align)
+{
+	if (!align_may_fit(align))
+		return false;
+	if (size <= CAIRN_OBJ_SMALL_MAX && align <= CAIRN_OBJ_SMALL_MAX)
+		return true;
+	if (size > GIB)
+		return false;
+	size_t pages = (size + PAGE - 1) & ~(PAGE - 1); /* no overflow: size <= 1 GiB */
+	return pages + (align > PAGE ? align - PAGE : 0) <= GIB;
+}
+
 static void *alloc_aligned(size_t size, size_t align)
 {
 	struct cairn_heap *h = heap();
@@ -370,7 +405,7 @@ static void *alloc_aligned(size_t size, size_t align)
 			p = cairn_heap_alloc_aligned(sh, size, align);
 			shared_leave();
 		}
-		if (p || size > GIB || !align_may_fit(align) || !grow(seen))
+		if (p || !may_fit(size, align) || !grow(seen))
 			return p;
 	}
 }
@@ -488,7 +523,7 @@ void *cairn_realloc(void *p, size_t size)
 		}
 		if (q || err != CAIRN_ENOMEM)
 			return q; /* done, or refused and reported */
-		if (size > GIB || !grow(seen)) {
+		if (!may_fit(size, 16) || !grow(seen)) {
 			if (size <= cairn_malloc_usable_size(p))
 				return p; /* a shrink that found no smaller block */
 			errno = ENOMEM;
