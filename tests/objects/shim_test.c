@@ -6,12 +6,15 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cairn/host.h>
 
 #include "../check.h"
 #include "shim.h"
@@ -196,6 +199,56 @@ static void test_many_threads(unsigned n)
 	free(t);
 }
 
+/* A thread whose first call comes after its last chance at a key
+ * destructor: glibc runs destructors for at most
+ * PTHREAD_DESTRUCTOR_ITERATIONS rounds, so the shim's key, set in the last
+ * round, is never destroyed, and the slot taken there is never given
+ * back. (glibc itself frees from an exiting detached thread after every
+ * round: a thread that never allocated takes a slot there.) Such threads,
+ * more than there are slots, must not leave a later thread without one. */
+static pthread_key_t late_key;
+
+static void late_destructor(void *arg)
+{
+	uintptr_t round = (uintptr_t)arg;
+	if (round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+		pthread_setspecific(late_key, (void *)(round + 1)); /* once more */
+		return;
+	}
+	cairn_free(cairn_malloc(100)); /* the last round: the first call */
+}
+
+static void *late_thread(void *arg)
+{
+	(void)arg;
+	pthread_setspecific(late_key, (void *)1);
+	return NULL;
+}
+
+static void *slot_thread(void *arg)
+{
+	(void)arg;
+	cairn_free(cairn_malloc(100));
+	/* the slot the shim registered this thread on (or ENOSPC) */
+	return (void *)(intptr_t)cairn_host_cpu_register();
+}
+
+static void test_late_threads(unsigned n)
+{
+	REQUIRE(pthread_key_create(&late_key, late_destructor) == 0);
+	for (unsigned i = 0; i < n; i++) {
+		pthread_t t;
+		REQUIRE(pthread_create(&t, NULL, late_thread, NULL) == 0);
+		pthread_join(t, NULL);
+	}
+	pthread_t t;
+	void *slot;
+	REQUIRE(pthread_create(&t, NULL, slot_thread, NULL) == 0);
+	pthread_join(t, &slot);
+	CHECK((intptr_t)slot >= 0);
+	pthread_key_delete(late_key);
+}
+
 static void test_fork(void)
 {
 	void *keep = cairn_malloc(1000);
@@ -370,9 +423,15 @@ int main(int argc, char **argv)
 	/* 0 under TSan, whose runtime refuses threads in a child forked from
 	 * a multithreaded parent */
 	unsigned claim_rounds = argc > 2 ? (unsigned)atoi(argv[2]) : 40;
+	/* 0 under TSan, whose runtime re-arms its own key to tear the thread
+	 * down in the last destructor round: a destructor after it may not
+	 * run instrumented code */
+	unsigned late_threads = argc > 3 ? (unsigned)atoi(argv[3]) : 300;
 	test_api();
 	test_threads(6, 6, 20000);
 	test_many_threads(many_threads);
+	if (late_threads)
+		test_late_threads(late_threads);
 	test_fork();
 	test_fork_large();
 	if (claim_rounds)
