@@ -153,6 +153,12 @@ void cairn_host_cpu_unregister(void)
 	cpu_index = 0;
 }
 
+void cairn_host_cpu_release(unsigned cpu)
+{
+	if (cpu < max_cpus)
+		atomic_store_explicit(&slot_taken[cpu], 0, memory_order_release);
+}
+
 uint64_t cairn_host_reports(void)
 {
 	return atomic_load(&report_count);

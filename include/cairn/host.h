@@ -45,6 +45,11 @@ uint64_t cairn_host_va_window(uint64_t size, uint64_t align);
 int cairn_host_cpu_register(void);
 void cairn_host_cpu_unregister(void);
 
+/* Give back slot `cpu` of a thread that exited without unregistering: the
+ * caller knows the thread is gone (the malloc shim asks the kernel), and
+ * the slot's next thread takes its per-CPU data as that thread left it. */
+void cairn_host_cpu_release(unsigned cpu);
+
 /* Bind the calling thread to slot `cpu` (tests that need a fixed mapping).
  * CAIRN_EBUSY when the slot is taken, or when the thread holds another
  * one (unregister first); 0 when it holds this one already. */

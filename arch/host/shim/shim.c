@@ -9,8 +9,10 @@
  * Threads are CPUs: a thread takes a CPU slot of the host port on its first
  * call, brings that slot's heap online, and at exit (a pthread key
  * destructor) takes it offline and gives the slot back, so slots and their
- * heaps are recycled. A thread that finds every slot taken, or that calls
- * in after its destructor ran, uses one more heap shared under a spinlock.
+ * heaps are recycled (the slot of a thread whose destructor never ran is
+ * given back once the kernel says the thread is gone: slots_sweep). A
+ * thread that finds every slot taken, or that calls in after its
+ * destructor ran, uses one more heap shared under a spinlock.
  *
  * Before the instance exists (and while it is being made, e.g. when
  * pthread_atfork allocates), requests are served from a static buffer by
@@ -42,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -82,6 +85,18 @@ static TLS int in_shim;     /* making the instance or registering: no recursion 
 static TLS int thread_gone; /* the key destructor ran */
 static TLS unsigned gate_depth; /* large_enter calls not yet left */
 static TLS int forking;     /* this thread closed the fork gate */
+static TLS int swept;       /* this thread looked for slots of dead threads */
+
+/* Who holds each slot: (registration number << 32) | kernel thread id, or
+ * 0 (free, or in a forked child, a slot of a thread of the parent). A
+ * thread whose key destructor never runs keeps its slot after it exits:
+ * glibc runs destructors for at most PTHREAD_DESTRUCTOR_ITERATIONS rounds,
+ * and a first call in the last one (another key's destructor) or after
+ * them (glibc frees other threads' stacks from an exiting detached thread)
+ * sets the shim's key too late. A thread that finds every slot taken asks
+ * the kernel which holders are gone and gives their slots back. */
+static _Atomic uint64_t slot_owner[SHIM_SLOTS];
+static _Atomic uint32_t owner_seq;
 
 /* ---- bootstrap: a static bump allocator ---- */
 
@@ -125,6 +140,39 @@ static size_t boot_size(const void *p)
 
 static void thread_exit(void *arg);
 
+static void slot_own(unsigned slot)
+{
+	uint32_t seq = atomic_fetch_add_explicit(&owner_seq, 1, memory_order_relaxed) + 1;
+	atomic_store_explicit(&slot_owner[slot], (uint64_t)seq << 32 | (uint32_t)gettid(),
+			      memory_order_relaxed);
+}
+
+/* Give back the slots of threads that are gone (tgkill: ESRCH) while they
+ * held one. The registration number keeps a slot given back and taken
+ * again meanwhile, even by a thread with the dead one's id, from being
+ * given back twice. The dead thread's heap stays ONLINE, as it left it,
+ * for the slot's next thread. (Its stores to the heap precede its exit,
+ * which precedes the ESRCH: the kernel orders them, not C11.) */
+static bool slots_sweep(void)
+{
+	int saved = errno;
+	pid_t pid = getpid();
+	bool freed = false;
+	for (unsigned i = 0; i < SHIM_SLOTS; i++) {
+		uint64_t v = atomic_load_explicit(&slot_owner[i], memory_order_relaxed);
+		if (!v || syscall(SYS_tgkill, pid, (pid_t)(uint32_t)v, 0) == 0 || errno != ESRCH)
+			continue;
+		if (atomic_compare_exchange_strong_explicit(&slot_owner[i], &v, 0,
+							    memory_order_acquire,
+							    memory_order_relaxed)) {
+			cairn_host_cpu_release(i);
+			freed = true;
+		}
+	}
+	errno = saved;
+	return freed;
+}
+
 static void atfork_prepare(void)
 {
 	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
@@ -157,6 +205,13 @@ static void atfork_child(void)
 	 * it, and the child's own next fork would wait for it for ever. */
 	for (unsigned i = 0; i < SHIM_SLOTS; i++)
 		atomic_store_explicit(&in_large[i].in, 0, memory_order_relaxed);
+	/* The other threads' slots stay taken for good: they are not here,
+	 * and a thread that was in a call left its heap half written. This
+	 * one holds its slot under its new thread id. */
+	for (unsigned i = 0; i < SHIM_SLOTS; i++)
+		atomic_store_explicit(&slot_owner[i], 0, memory_order_relaxed);
+	if (my_heap)
+		slot_own(my_slot);
 	atfork_parent();
 }
 
@@ -314,9 +369,15 @@ static struct cairn_heap *heap_slow(void)
 		return NULL;
 	in_shim = 1;
 	int cpu = cairn_host_cpu_register();
+	if (cpu < 0 && !swept) { /* once per thread: a system call per slot */
+		swept = 1;
+		if (slots_sweep())
+			cpu = cairn_host_cpu_register();
+	}
 	if (cpu >= 0) {
 		struct cairn_heap *h = cairn_objects_heap(objs, (unsigned)cpu);
-		cairn_heap_online(h);
+		cairn_heap_online(h); /* (a dead thread's: ONLINE already) */
+		slot_own((unsigned)cpu);
 		my_slot = (unsigned)cpu;
 		my_heap = h;
 		pthread_setspecific(exit_key, h);
@@ -339,6 +400,7 @@ static void thread_exit(void *arg)
 	 * ranges to the arena: large_enter must still close the fork gate. */
 	cairn_heap_offline(h);
 	my_heap = NULL;
+	atomic_store_explicit(&slot_owner[my_slot], 0, memory_order_relaxed);
 	cairn_host_cpu_unregister();
 }
 
