@@ -199,6 +199,80 @@ static void test_many_threads(unsigned n)
 	free(t);
 }
 
+/* Calls after the shim's key destructor: a key made after the shim's has
+ * its destructor run after the shim's in the same round, when the thread's
+ * slot may already be another thread's. It allocates and frees (on the
+ * shared heap), frees what the thread allocated on its own heap, and what
+ * a thread of the wave before left it, while the other thread of its wave
+ * does the same and threads take the slots given back. */
+#define AFTER_THREADS 64
+#define AFTER_OBJS 64
+static pthread_key_t after_key;
+static void *after_own[AFTER_THREADS][AFTER_OBJS], *after_left[AFTER_THREADS][AFTER_OBJS];
+static _Atomic unsigned after_bad;
+
+static size_t after_size(unsigned i)
+{
+	return i % 8 == 0 ? 70000 + i * 4096 : 24 + i * 40;
+}
+
+static void after_free(void **objs, unsigned owner)
+{
+	for (unsigned i = 0; i < AFTER_OBJS; i++) {
+		unsigned char *p = objs[i];
+		if (p[0] != (unsigned char)owner || p[after_size(i) - 1] != (unsigned char)owner)
+			atomic_fetch_add(&after_bad, 1);
+		cairn_free(p);
+	}
+}
+
+static void after_destructor(void *arg)
+{
+	unsigned me = (unsigned)(uintptr_t)arg - 1;
+	void *mine[AFTER_OBJS];
+	for (unsigned i = 0; i < AFTER_OBJS; i++) {
+		mine[i] = cairn_malloc(after_size(i));
+		if (!mine[i])
+			abort();
+		memset(mine[i], (int)me, after_size(i));
+	}
+	after_free(after_own[me], me);
+	if (me >= 2)
+		after_free(after_left[me - 2], me - 2);
+	after_free(mine, me);
+}
+
+static void *after_thread(void *arg)
+{
+	unsigned me = (unsigned)(uintptr_t)arg;
+	for (unsigned i = 0; i < 2 * AFTER_OBJS; i++) {
+		unsigned char *p = cairn_malloc(after_size(i % AFTER_OBJS));
+		if (!p)
+			abort();
+		memset(p, (int)me, after_size(i % AFTER_OBJS));
+		(i < AFTER_OBJS ? after_own[me] : after_left[me])[i % AFTER_OBJS] = p;
+	}
+	pthread_setspecific(after_key, (void *)(uintptr_t)(me + 1));
+	return NULL;
+}
+
+static void test_after_exit(void)
+{
+	REQUIRE(pthread_key_create(&after_key, after_destructor) == 0);
+	for (unsigned w = 0; w < AFTER_THREADS; w += 2) {
+		pthread_t t[2];
+		for (unsigned i = 0; i < 2; i++)
+			REQUIRE(pthread_create(&t[i], NULL, after_thread,
+					       (void *)(uintptr_t)(w + i)) == 0);
+		for (unsigned i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+	}
+	for (unsigned i = AFTER_THREADS - 2; i < AFTER_THREADS; i++)
+		after_free(after_left[i], i);
+	CHECK_EQ(atomic_load(&after_bad), 0);
+	pthread_key_delete(after_key);
+}
+
 /* A thread whose first call comes after its last chance at a key
  * destructor: glibc runs destructors for at most
  * PTHREAD_DESTRUCTOR_ITERATIONS rounds, so the shim's key, set in the last
@@ -430,6 +504,7 @@ int main(int argc, char **argv)
 	test_api();
 	test_threads(6, 6, 20000);
 	test_many_threads(many_threads);
+	test_after_exit();
 	if (late_threads)
 		test_late_threads(late_threads);
 	test_fork();
