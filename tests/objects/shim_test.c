@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -41,6 +42,86 @@ static void test_memalign(void)
 	}
 	errno = 0;
 	CHECK(cairn_memalign(((size_t)1 << 63) + 1, 16) == NULL && errno == EINVAL);
+}
+
+/* Sizes no memory holds, failures that must change nothing, usable sizes
+ * at every class boundary, realloc's contents, errno across free. */
+static void test_edges(void)
+{
+	static const size_t huge[] = {
+		SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4095, SIZE_MAX - 4096,
+		(size_t)PTRDIFF_MAX, (size_t)PTRDIFF_MAX + 1, (size_t)1 << 62,
+	};
+	unsigned char *keep = cairn_malloc(100);
+	REQUIRE(keep);
+	memset(keep, 0x3c, 100);
+	for (unsigned i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+		errno = 0;
+		CHECK(cairn_malloc(huge[i]) == NULL && errno == ENOMEM);
+		errno = 0;
+		CHECK(cairn_calloc(1, huge[i]) == NULL && errno == ENOMEM);
+		errno = 0;
+		CHECK(cairn_aligned_alloc(64, huge[i]) == NULL && errno == ENOMEM);
+		errno = 0;
+		CHECK(cairn_memalign(1u << 20, huge[i]) == NULL && errno == ENOMEM);
+		errno = 0;
+		CHECK(cairn_valloc(huge[i]) == NULL && errno == ENOMEM);
+		errno = 0;
+		CHECK(cairn_pvalloc(huge[i]) == NULL && errno == ENOMEM);
+		errno = 0;
+		CHECK(cairn_realloc(keep, huge[i]) == NULL && errno == ENOMEM);
+		/* posix_memalign: the error returned, errno and *out untouched */
+		void *out = (void *)1;
+		errno = 1234;
+		CHECK_EQ(cairn_posix_memalign(&out, 64, huge[i]), ENOMEM);
+		CHECK(out == (void *)1 && errno == 1234);
+	}
+	void *out = (void *)1;
+	errno = 1234;
+	CHECK_EQ(cairn_posix_memalign(&out, 24, 10), EINVAL);
+	CHECK_EQ(cairn_posix_memalign(&out, 0, 10), EINVAL);
+	CHECK_EQ(cairn_posix_memalign(&out, (size_t)1 << 63, 10), ENOMEM);
+	CHECK(out == (void *)1 && errno == 1234);
+	for (unsigned i = 0; i < 100; i++)
+		CHECK(keep[i] == 0x3c); /* every failed realloc left it */
+	errno = 0;
+	void *z = cairn_calloc(SIZE_MAX, 0); /* no overflow: a unique object */
+	CHECK(z != NULL && z != keep);
+	cairn_free(z);
+	CHECK_EQ(cairn_malloc_usable_size(NULL), 0);
+	void *m0 = cairn_malloc(0), *m1 = cairn_malloc(0), *r0 = cairn_realloc(NULL, 0);
+	CHECK(m0 && m1 && r0 && m0 != m1 && r0 != m0 && r0 != m1);
+	unsigned char *rn = cairn_realloc(NULL, 3000); /* malloc */
+	CHECK(rn && cairn_malloc_usable_size(rn) >= 3000);
+	cairn_free(m0);
+	cairn_free(m1);
+	cairn_free(r0);
+	cairn_free(rn);
+	/* around every class boundary and past the large threshold */
+	for (size_t b = 16; b <= (1u << 20); b += b < 128 ? 16 : b / 4) {
+		for (size_t size = b - 1; size <= b + 1; size++) {
+			unsigned char *p = cairn_malloc(size);
+			CHECK(p != NULL);
+			if (!p)
+				continue;
+			size_t u = cairn_malloc_usable_size(p);
+			CHECK(u >= size);
+			memset(p, 0x77, u); /* all of it is the caller's */
+			unsigned char *q = cairn_realloc(p, size / 3 + 1); /* shrink */
+			REQUIRE(q);
+			CHECK(q[0] == 0x77 && q[size / 3] == 0x77);
+			p = cairn_realloc(q, size * 3); /* grow: the prefix stays */
+			REQUIRE(p);
+			CHECK(p[0] == 0x77 && p[size / 3] == 0x77);
+			errno = 4321;
+			cairn_free(p);
+			CHECK_EQ(errno, 4321);
+		}
+	}
+	errno = 4321;
+	cairn_free(NULL);
+	cairn_free(keep);
+	CHECK_EQ(errno, 4321);
 }
 
 static void test_api(void)
@@ -95,6 +176,7 @@ static void test_api(void)
 	errno = 0;
 	CHECK(cairn_aligned_alloc(0, 48) == NULL && errno == EINVAL);
 	test_memalign();
+	test_edges();
 	void *v = cairn_valloc(10);
 	CHECK(v && ((uintptr_t)v & 4095) == 0);
 	cairn_free(v);
