@@ -492,6 +492,95 @@ static void test_fork_large(void)
 	cairn_free(big);
 }
 
+/* Fork while two threads are in the middle of small and large allocations
+ * and frees, handing objects to each other through a ring (remote frees).
+ * The child frees the ring's objects (of heaps whose threads it does not
+ * have: posts nobody collects), allocates, starts a thread and forks
+ * again; the grandchild does the same. A child that waits for ever is
+ * killed by its alarm. */
+#define FRING 2048
+static _Atomic(void *) fring[FRING];
+static atomic_int fchurn_stop;
+
+static void *fork_churn(void *arg)
+{
+	unsigned x = (unsigned)(uintptr_t)arg * 7919 + 1;
+	while (!atomic_load_explicit(&fchurn_stop, memory_order_relaxed)) {
+		x = x * 1103515245 + 12345;
+		size_t size = (x >> 20) % 64 ? (x >> 8) % 3000 + 1 : 70000 + (x >> 6) % 300000;
+		unsigned char *p = cairn_malloc(size);
+		if (!p)
+			abort();
+		p[0] = (unsigned char)x;
+		cairn_free(atomic_exchange(&fring[(x >> 12) % FRING], p));
+	}
+	return NULL;
+}
+
+static void *fork_child_thread(void *arg)
+{
+	for (unsigned i = 0; i < 3000; i++)
+		cairn_free(cairn_malloc(i % 5000 + 1));
+	return arg;
+}
+
+static int fork_child(int depth)
+{
+	alarm(20);
+	for (unsigned i = 0; i < FRING; i++)
+		cairn_free(atomic_exchange(&fring[i], NULL));
+	void *held[256];
+	for (unsigned i = 0; i < 10000; i++) {
+		void *p = cairn_malloc(i % 7 ? i % 4000 + 1 : 100000);
+		if (!p)
+			return 2;
+		memset(p, 1, 16);
+		if (i < 256)
+			held[i] = p;
+		else
+			cairn_free(p);
+	}
+	for (unsigned i = 0; i < 256; i++)
+		cairn_free(held[i]);
+	pthread_t t;
+	if (pthread_create(&t, NULL, fork_child_thread, NULL))
+		return 3;
+	pthread_join(t, NULL);
+	if (depth) {
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(fork_child(depth - 1));
+		int st;
+		if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+			return 4;
+	}
+	return 0;
+}
+
+static void test_fork_churn(unsigned forks)
+{
+	pthread_t t[2];
+	for (uintptr_t i = 0; i < 2; i++)
+		REQUIRE(pthread_create(&t[i], NULL, fork_churn, (void *)i) == 0);
+	unsigned failed = 0;
+	for (unsigned f = 0; f < forks; f++) {
+		pid_t pid = fork();
+		REQUIRE(pid >= 0);
+		if (pid == 0)
+			_exit(fork_child(1));
+		int st;
+		waitpid(pid, &st, 0);
+		failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	atomic_store(&fchurn_stop, 1);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	for (unsigned i = 0; i < FRING; i++)
+		cairn_free(atomic_exchange(&fring[i], NULL));
+	printf("fork while allocating: %u forks, %u children failed\n", forks, failed);
+	CHECK_EQ(failed, 0);
+}
+
 /* Fork while another thread holds an offline heap it claimed. A heap whose
  * thread exited is OFFLINE with its slot free; every batch of remote frees
  * posted to it claims it (CLAIMED), collects and gives it back. A child
@@ -591,8 +680,10 @@ int main(int argc, char **argv)
 		test_late_threads(late_threads);
 	test_fork();
 	test_fork_large();
-	if (claim_rounds)
+	if (claim_rounds) {
+		test_fork_churn(claim_rounds);
 		test_fork_claim(claim_rounds);
+	}
 	test_api();
 	return check_done("shim_test");
 }
