@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shim under an address-space limit (ulimit -v, RLIMIT_AS) below its
+ * reservation: 64 GiB of simulated memory and one GiB for alignment,
+ * NORESERVE but counted against the limit. The reservation failed, the
+ * instance was never made, and every request came from the 1 MiB
+ * bootstrap buffer, then failed (python3 died at start-up with a
+ * MemoryError under `ulimit -v 8000000`). The shim must reserve what the
+ * limit allows and work as usual within it.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
+#include "../check.h"
+#include "shim.h"
+
+int main(void)
+{
+	/* 6 GiB of address space beyond what the process has now (the
+	 * sanitizers' shadow included) */
+	unsigned long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	REQUIRE(f && fscanf(f, "%lu", &pages) == 1);
+	fclose(f);
+	struct rlimit rl;
+	rl.rlim_cur = rl.rlim_max = pages * 4096 + (6ull << 30);
+	REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+
+	void *p = cairn_malloc(100);
+	CHECK(p != NULL);
+	CHECK(cairn_shim_objects() != NULL); /* an instance, not the buffer */
+	cairn_free(p);
+	/* more than the bootstrap buffer holds, small and large */
+	void *v[64];
+	unsigned n = 0;
+	for (unsigned i = 0; i < 64; i++)
+		n += (v[i] = cairn_malloc(i % 2 ? 1u << 20 : 3000)) != NULL;
+	CHECK_EQ(n, 64);
+	for (unsigned i = 0; i < 64; i++)
+		cairn_free(v[i]);
+	/* and the memory grows within the limit */
+	void *b = cairn_malloc(600u << 20);
+	CHECK(b != NULL);
+	cairn_free(b);
+	printf("under a limit of %llu MiB: %llu GiB of memory\n",
+	       (unsigned long long)(rl.rlim_cur >> 20), (unsigned long long)cairn_shim_memory_gib());
+	return check_done("shim_limit_test");
+}
