@@ -253,17 +253,30 @@ static uint64_t env_gib(void)
 	return v && v <= 4096 ? v : SHIM_DEFAULT_GIB;
 }
 
+/* The simulated memory: CAIRN_MEMORY_GIB, or under an address-space
+ * limit (ulimit -v: the NORESERVE mapping counts against it) that refuses
+ * it, half as much, and so on down to 1 GiB. Without that fallback no
+ * instance was made and everything came from the 1 MiB bootstrap buffer.
+ * (A failed reservation leaves nothing mapped.) */
+static bool reserve_memory(void)
+{
+	for (mem_gib = env_gib();; mem_gib /= 2) {
+		if (!cairn_host_init_private(SHIM_SLOTS, 0, mem_gib * GIB))
+			return true;
+		if (mem_gib == 1)
+			return false;
+	}
+}
+
 /* The frame allocator starts with the first GiB and is handed one more
  * GiB (a run-time region, its metadata mapped apart: add_gib) whenever an
- * allocation fails, up to CAIRN_MEMORY_GIB: start-up cost and metadata stay
+ * allocation fails, up to mem_gib: start-up cost and metadata stay
  * proportional to what a program uses. */
 static bool make_instance(void)
 {
-	mem_gib = env_gib();
 	struct cairn_mem_range map[] = { { 2ull << 20, GIB - (2ull << 20) } };
 	struct cairn_frames_config fcfg = { .ncpus = SHIM_SLOTS };
-	if (cairn_host_init_private(SHIM_SLOTS, 0, mem_gib * GIB) ||
-	    cairn_frames_init(&frames, map, 1, &fcfg))
+	if (!reserve_memory() || cairn_frames_init(&frames, map, 1, &fcfg))
 		return false;
 	atomic_store(&grown_gib, 1);
 	/* Large objects: 64 MiB blocks of frames, in place, cut to pages.
