@@ -38,9 +38,10 @@ bool stress_move(struct stress_blocks *b, cairn_phys_t phys, unsigned order, uin
 	return err == 0;
 }
 
-static void mark(cairn_phys_t p, unsigned me)
+static void mark(cairn_phys_t p, unsigned order, unsigned me)
 {
 	*(uint64_t *)cairn_port_phys_to_virt(p) = p ^ me;
+	*stress_last_word(p, order) = ~(p ^ me);
 }
 
 void stress_take(struct stress_blocks *b, struct stress_cpu *c, unsigned me, cairn_phys_t p,
@@ -48,7 +49,7 @@ void stress_take(struct stress_blocks *b, struct stress_cpu *c, unsigned me, cai
 {
 	if (!stress_move(b, p, order, 0, me + 1))
 		return;
-	mark(p, me); /* a block shared with another holder races here */
+	mark(p, order, me); /* a block shared with another holder races here */
 	c->held[c->nheld++] = (struct stress_held){ p, order };
 	c->allocs++;
 }
@@ -59,7 +60,7 @@ bool stress_release(struct stress_blocks *b, struct stress_cpu *c, unsigned me, 
 	*h = c->held[i];
 	c->held[i] = c->held[--c->nheld];
 	uint64_t m = *(uint64_t *)cairn_port_phys_to_virt(h->phys);
-	if (m != (h->phys ^ me))
+	if (m != (h->phys ^ me) || *stress_last_word(h->phys, h->order) != ~m)
 		stress_fail(b, CAIRN_ECORRUPT, "stress: block changed under its holder", h->phys, m);
 	if (!stress_move(b, h->phys, h->order, me + 1, 0))
 		return false;
@@ -102,7 +103,7 @@ void stress_swap(struct stress_blocks *b, struct stress_cpu *c, unsigned me)
 		return;
 	h = unmail(got);
 	if (stress_move(b, h.phys, h.order, STRESS_MAILBOX_OWNER, me + 1)) {
-		mark(h.phys, me); /* it is ours now */
+		mark(h.phys, h.order, me); /* it is ours now */
 		c->held[c->nheld++] = h;
 	}
 	c->swaps++;

@@ -4,10 +4,12 @@
  * oracle that proves no two holders ever have the same frame. Shared by the
  * frames stress and the per-CPU cache stress. Freestanding.
  *
- * A holder marks each block it takes (first word = address ^ holder) and
- * checks the mark before it gives the block back: a block handed to two
- * holders at once fails the oracle's CAS, and one written by someone else
- * fails the mark. Holders 1..ncpus are CPUs (CPU i is holder i + 1), 0 is
+ * A holder marks each block it takes at both ends (first word = address ^
+ * holder, last word its complement) and checks the marks before it gives
+ * the block back: a block handed to two holders at once fails the oracle's
+ * CAS, and one written by someone else fails a mark. The marks also leave
+ * both ends of every block that was ever held dirty, so a zeroed
+ * allocation that reads zero at both ends was zeroed by the allocator. Holders 1..ncpus are CPUs (CPU i is holder i + 1), 0 is
  * "free", STRESS_MAILBOX_OWNER a mailbox slot. A holder writes the block
  * once more after the oracle let it go, just before the free: only the
  * allocator orders that write before the next holder's mark, so the
@@ -83,6 +85,26 @@ void stress_swap(struct stress_blocks *b, struct stress_cpu *c, unsigned me);
 
 /* The planted fault: CPU 0 claims a block it already holds, once. */
 void stress_plant(struct stress_blocks *b, struct stress_cpu *c, unsigned me, unsigned plant);
+
+/* The last 64-bit word of a block (the complement mark's place). */
+static inline uint64_t *stress_last_word(cairn_phys_t p, unsigned order)
+{
+	return (uint64_t *)cairn_port_phys_to_virt(p + (CAIRN_FRAME_SIZE << order) - 8);
+}
+
+/* Whether a CAIRN_F_ZERO block reads zero where holders leave marks (both
+ * ends) and in its second word. */
+static inline bool stress_zeroed(cairn_phys_t p, unsigned order)
+{
+	const uint64_t *w = cairn_port_phys_to_virt(p);
+	return !(w[0] | w[1] | *stress_last_word(p, order));
+}
+
+/* The area (CAIRN_F_*) a frame lies in. */
+static inline unsigned stress_area_of(cairn_phys_t p)
+{
+	return p < (16ull << 20) ? CAIRN_F_LOW16M : p < (4096ull << 20) ? CAIRN_F_LOW4G : CAIRN_F_HIGH;
+}
 
 /* Free frames of every area. */
 uint64_t stress_free_frames(struct cairn_frames *f);

@@ -41,11 +41,16 @@ static void mixed_op(struct stress_frames *s, struct stress_cpu *c, unsigned me)
 		cairn_phys_t p;
 		if (a > CAIRN_MAX_ORDER)
 			a = CAIRN_MAX_ORDER;
-		int err = cairn_frames_alloc_aligned(s->f, k, a, flags, &p);
+		/* Naturally aligned requests go through cairn_frames_alloc, whose
+		 * own fast paths (order 0 and 9) the general path never runs. */
+		int err = a == k ? cairn_frames_alloc(s->f, k, flags, &p)
+				 : cairn_frames_alloc_aligned(s->f, k, a, flags, &p);
 		if (err == 0) {
 			if (p & ((CAIRN_FRAME_SIZE << a) - 1))
 				fail(s, CAIRN_EALIGN, "stress: misaligned block", p, a);
-			if ((flags & CAIRN_F_ZERO) && ((uint64_t *)cairn_port_phys_to_virt(p))[1])
+			if ((flags & CAIRN_F_ANY) && !(stress_area_of(p) & flags))
+				fail(s, CAIRN_ERANGE, "stress: block outside the areas asked for", p, flags);
+			if ((flags & CAIRN_F_ZERO) && !stress_zeroed(p, k))
 				fail(s, CAIRN_ECORRUPT, "stress: zeroed block not zero", p, k);
 			stress_take(&s->blocks, c, me, p, k);
 		} else if (err == CAIRN_ENOMEM) {
@@ -76,13 +81,26 @@ static void mixed_op(struct stress_frames *s, struct stress_cpu *c, unsigned me)
 	stress_plant(&s->blocks, c, me, s->plant);
 }
 
+/* Take up to 64 order-0 frames: in bulk, or (`single`) one at a time
+ * through cairn_frames_alloc's fast path, which must find every frame as
+ * well (parked ones included). */
+static size_t take_some(struct stress_frames *s, bool single, cairn_phys_t *v)
+{
+	if (!single)
+		return cairn_frames_alloc_bulk(s->f, 0, v, 64);
+	size_t n = 0;
+	while (n < 64 && cairn_frames_alloc(s->f, 0, 0, &v[n]) == 0)
+		n++;
+	return n;
+}
+
 /* Allocate every frame there is, threading the frames into a list through
  * their own first word, then check nothing is left. */
-static void exhaust(struct stress_frames *s, struct stress_cpu *c, unsigned me)
+static void exhaust(struct stress_frames *s, struct stress_cpu *c, unsigned me, bool single)
 {
 	cairn_phys_t list = 0, v[64];
 	size_t n;
-	while ((n = cairn_frames_alloc_bulk(s->f, 0, v, 64)) > 0) {
+	while ((n = take_some(s, single, v)) > 0) {
 		for (size_t i = 0; i < n; i++) {
 			if (!stress_move(&s->blocks, v[i], 0, 0, me + 1))
 				continue;
@@ -139,7 +157,7 @@ uint64_t stress_frames_cpu(struct stress_frames *s, unsigned me)
 		for (uint64_t i = 0; i < s->ops / phases; i++, c->ops++)
 			mixed_op(s, c, me);
 		barrier(s);
-		exhaust(s, c, me);
+		exhaust(s, c, me, ph % 2 == 1);
 		barrier(s);
 	}
 	while (c->nheld)

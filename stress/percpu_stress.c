@@ -2,8 +2,6 @@
 /* The per-CPU cache stress: see percpu_stress.h. */
 #include "percpu_stress.h"
 
-#define MiB (1024ull * 1024)
-
 static void fail(struct stress_percpu *s, int err, const char *what, uint64_t a, uint64_t b)
 {
 	stress_fail(&s->blocks, err, what, a, b);
@@ -31,11 +29,6 @@ static void give_back(struct stress_percpu *s, struct stress_cpu *c, unsigned me
 		fail(s, err, "percpu stress: free of a held block failed", h.phys, h.order);
 }
 
-static unsigned area_of(cairn_phys_t p)
-{
-	return p < 16 * MiB ? CAIRN_F_LOW16M : p < 4096 * MiB ? CAIRN_F_LOW4G : CAIRN_F_HIGH;
-}
-
 static void alloc_one(struct stress_percpu *s, struct stress_cpu *c, unsigned me)
 {
 	uint64_t *r = &c->rng, x = stress_below(r, 100);
@@ -60,14 +53,10 @@ static void alloc_one(struct stress_percpu *s, struct stress_cpu *c, unsigned me
 	}
 	if (p & ((CAIRN_FRAME_SIZE << k) - 1))
 		fail(s, CAIRN_EALIGN, "percpu stress: misaligned block", p, k);
-	if ((flags & CAIRN_F_ANY) && !(area_of(p) & flags))
+	if ((flags & CAIRN_F_ANY) && !(stress_area_of(p) & flags))
 		fail(s, CAIRN_ERANGE, "percpu stress: block outside the areas asked for", p, flags);
-	if (flags & CAIRN_F_ZERO) {
-		uint64_t *m = cairn_port_phys_to_virt(p);
-		uint64_t last = ((CAIRN_FRAME_SIZE << k) / 8) - 1;
-		if (m[0] | m[1] | m[last])
-			fail(s, CAIRN_ECORRUPT, "percpu stress: zeroed block not zero", p, k);
-	}
+	if ((flags & CAIRN_F_ZERO) && !stress_zeroed(p, k))
+		fail(s, CAIRN_ECORRUPT, "percpu stress: zeroed block not zero", p, k);
 	stress_take(&s->blocks, c, me, p, k);
 }
 
