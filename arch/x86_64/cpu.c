@@ -114,7 +114,9 @@ void trap(struct trap_frame *tf)
 	if (tf->vector == VEC_SPURIOUS)
 		return;
 	if (tf->vector == VEC_WAKE) {
-		/* Nothing to do: the point was to end someone's hlt. */
+		/* Nothing to do: the point was to end someone's hlt. Counted,
+		 * so the port test can see when an interrupt was taken. */
+		atomic_fetch_add_explicit(&this_cpu()->wakes, 1, memory_order_relaxed);
 		lapic_write(LAPIC_EOI, 0);
 		return;
 	}
@@ -173,7 +175,18 @@ void cpu_local_init(unsigned idx)
 	lapic_write(LAPIC_LVT_LINT0, 1u << 16);
 	lapic_write(LAPIC_TPR, 0);
 	lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
-	p->apic_id = lapic_read(LAPIC_ID) >> 24;
+	/* The BSP learns its id here; an AP must be the CPU the BSP started
+	 * under this index (the port test relies on the pairing). */
+	if (idx == 0)
+		p->apic_id = lapic_id();
+	else if (lapic_id() != p->apic_id)
+		panic("cpu %u: started as APIC id %u, runs as APIC id %u", idx, p->apic_id,
+		      lapic_id());
+}
+
+unsigned lapic_id(void)
+{
+	return lapic_read(LAPIC_ID) >> 24;
 }
 
 void cpu_tss_init(unsigned idx, uintptr_t df_stack_top)
@@ -436,6 +449,11 @@ void wake_all(void)
 {
 	if (ncpus > 1)
 		ipi(0, (3u << 18) | VEC_WAKE);
+}
+
+void wake_self(void)
+{
+	ipi(0, (1u << 18) | VEC_WAKE); /* shorthand self, fixed */
 }
 
 void wait_while(_Atomic uint64_t *word, uint64_t value)

@@ -86,6 +86,12 @@ static inline void irq_restore(unsigned long flags)
 	if (flags & (1ul << 9))
 		__asm__ volatile("sti" : : : "memory");
 }
+static inline bool irq_enabled(void)
+{
+	unsigned long flags;
+	__asm__ volatile("pushfq; popq %0" : "=r"(flags));
+	return flags & (1ul << 9);
+}
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
 	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
@@ -96,9 +102,10 @@ static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 struct percpu {
 	struct percpu *self;  /* %gs:0 */
 	unsigned idx;         /* %gs:8: cairn's CPU index */
-	unsigned apic_id;
+	unsigned apic_id;     /* the MADT's id this CPU was started as */
 	uintptr_t stack_top;
 	_Atomic uint64_t tlb_acks;  /* shootdown IPIs this CPU has handled */
+	_Atomic uint64_t wakes;     /* wake-up IPIs this CPU has taken */
 	_Atomic int started;  /* checked in from the trampoline */
 	_Atomic int online;   /* takes part in shootdowns (interrupts on) */
 	/* test results, written by the CPU itself, read by CPU 0 after a barrier */
@@ -154,6 +161,8 @@ void tsc_calibrate(void);
 extern uint64_t tsc_hz;
 void udelay(unsigned us);
 void tlb_shootdown(void);           /* every online CPU flushes its TLB */
+unsigned lapic_id(void);            /* this CPU's local APIC id, read now */
+void wake_self(void);               /* a wake-up IPI to this CPU */
 void wake_all(void);                /* end every other CPU's wait_while */
 void wait_while(_Atomic uint64_t *word, uint64_t value); /* interrupts on */
 uint64_t probe_read(const void *addr, bool *ok); /* a load that may fault */

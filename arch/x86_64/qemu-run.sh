@@ -17,6 +17,8 @@
 # With --expect-fail the run passes only if the guest failed by itself (exit
 # 0x11 or 0x12, verdict FAIL on the console) and, with --expect-output, the
 # console matches REGEX: a planted fault must be seen, and seen for what it is.
+# A run expected to pass must match --expect-output too (what it must have
+# shown on the way, say the CPUs it found).
 # --expect reset / --expect hang do the same for the runner's own verdicts
 # (the qemu suite plants a triple fault and a hang to prove it tells them
 # apart); --expect fail is --expect-fail.
@@ -116,6 +118,10 @@ if [ "$outcome" = fail ] && [ "$verdict_fail" != 1 ]; then
 fi
 
 if [ "$expect" = pass ]; then
+	if [ "$outcome" = pass ] && [ -n "$expect_output" ] && ! grep -Eq "$expect_output" "$log"; then
+		echo "qemu-run: FAIL: $what, but the console lacks /$expect_output/ (${secs} s)"
+		exit 1
+	fi
 	if [ "$outcome" = pass ]; then
 		echo "qemu-run: PASS ($what) (${secs} s)"
 		exit 0

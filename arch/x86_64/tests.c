@@ -31,6 +31,12 @@
  *            and passed-through orders through a cairn_fcache, frees on
  *            foreign CPUs, CPUs going offline, drains, exhaustion phases,
  *            under its ownership oracle; every frame free at the end.
+ *   port     what include/cairn/port.h promises, on every test CPU: the CPU
+ *            index is this CPU's own (its APIC id is the one the index was
+ *            started as, whatever the ids are) and no other CPU's; sections
+ *            turn interrupts off, nest, and restore the state they found;
+ *            an interrupt sent inside a section waits for its end, then
+ *            comes.
  *   map      cairn_port_map/unmap: frames mapped into a per-CPU window,
  *            written there and read through the identity map, error paths,
  *            and a cross-CPU check that an unmapped page faults on a CPU
@@ -100,6 +106,93 @@ static void check_quiescent(const char *name)
 	int err = cairn_frames_validate(frames);
 	if (err)
 		fail("%s: cairn_frames_validate: %s", name, cairn_strerror(err));
+}
+
+/* ---- port: the port's promises on every test CPU ---- */
+
+static _Atomic uint64_t port_seen; /* bit i: a CPU said it is index i */
+
+static void port_setup(void)
+{
+	atomic_store(&port_seen, 0);
+}
+
+static void port_index(unsigned idx)
+{
+	unsigned me = cairn_port_cpu(), n = cairn_port_cpu_count();
+	if (me != idx || me >= n) {
+		fail("port: cairn_port_cpu() is %u on test CPU %u (count %u)", me, idx, n);
+		return;
+	}
+	if (atomic_fetch_or(&port_seen, 1ull << me) & (1ull << me))
+		fail("port: two CPUs say they are CPU %u", me);
+	if (lapic_id() != percpu[me].apic_id)
+		fail("port: CPU %u runs as APIC id %u, but was started as APIC id %u", me,
+		     lapic_id(), percpu[me].apic_id);
+}
+
+/* Sections entered with interrupts on: a wake-up IPI sent to ourselves in
+ * the inner one is held off (its handler counts it) until the outer one
+ * ends, and is taken then. Entered with them off: they stay off. */
+static void port_sections(unsigned idx)
+{
+	_Atomic uint64_t *wakes = &this_cpu()->wakes;
+	if (!irq_enabled()) {
+		fail("port: test CPU %u runs with interrupts off", idx);
+		return;
+	}
+	uint64_t w0 = atomic_load(wakes);
+	unsigned long outer = cairn_port_local_enter();
+	bool on1 = irq_enabled();
+	unsigned long inner = cairn_port_local_enter();
+	bool on2 = irq_enabled();
+	wake_self();
+	udelay(1000);
+	cairn_port_local_leave(inner);
+	bool on3 = irq_enabled();
+	udelay(1000);
+	uint64_t w1 = atomic_load(wakes);
+	cairn_port_local_leave(outer);
+	bool on4 = irq_enabled();
+	for (unsigned i = 0; i < 1000 && atomic_load(wakes) == w0; i++)
+		udelay(10);
+	if (on1 || on2 || on3 || !on4)
+		fail("port: interrupts %d, %d nested, %d after the inner leave, %d after the "
+		     "outer (want 0, 0, 0, 1)", on1, on2, on3, on4);
+	if (w1 != w0)
+		fail("port: an interrupt was taken inside a CPU-local section");
+	if (atomic_load(wakes) == w0)
+		fail("port: the interrupt a CPU-local section held off never came");
+
+	__asm__ volatile("cli" : : : "memory");
+	unsigned long s = cairn_port_local_enter();
+	cairn_port_local_leave(s);
+	bool on5 = irq_enabled();
+	__asm__ volatile("sti" : : : "memory");
+	if (on5)
+		fail("port: a section entered with interrupts off turned them on");
+}
+
+static void port_run(unsigned idx, unsigned n)
+{
+	(void)n;
+	port_index(idx);
+	port_sections(idx);
+	this_cpu()->ops++;
+}
+
+static void port_check(void)
+{
+	char line[200];
+	size_t at = 0;
+	for (unsigned i = 0; i < opt.cpus && at + 12 < sizeof line; i++) {
+		ksnprintf(line + at, sizeof line - at, " %u:%u", i, percpu[i].apic_id);
+		at += strlen(line + at);
+	}
+	kprintf("port: cpu index:apic id%s\n", line);
+	uint64_t want = opt.cpus >= 64 ? ~0ull : (1ull << opt.cpus) - 1;
+	if (atomic_load(&port_seen) != want)
+		fail("port: CPU indices seen %#lx, want %#lx", atomic_load(&port_seen), want);
 }
 
 /* ---- kframes: mixed operations under the ownership oracle ---- */
@@ -745,6 +838,7 @@ static void percpu_check(void)
 }
 
 const struct test tests[] = {
+	{ "port", port_setup, port_run, port_check, false },
 	{ "frames", frames_setup, frames_run, frames_check, false },
 	{ "objects", objects_setup, objects_run, objects_check, false },
 	/* Not in "all": its exhaustion phases drain every vCPU's cache, each
