@@ -15,6 +15,9 @@
  *   plant=stackoverflow  recurse on the last test CPU until its stack
  *                 hits the guard page: the #DF (on its own stack) must be
  *                 reported (the run must FAIL)
+ *   plant=stuck   the last test CPU stops for good (interrupts off) while
+ *                 the others finish: the run must hang, never pass
+ *   plant=panic   the last test CPU panics: the run must FAIL
  *   plant=triple, plant=hang  a triple fault, a hang: for the runner's
  *                 own tests (it must tell them apart from a failure)
  *   holes=A-B,... take [A, B) out of the memory map (hex or K/M/G)
@@ -236,6 +239,27 @@ static void plant_stack_run(unsigned idx, unsigned n)
 
 static const struct test plant_stack = { "plant-stack", NULL, plant_stack_run, NULL, true };
 
+/* ---- plant=stuck, plant=panic: a CPU that never finishes, or panics ---- */
+
+static void plant_stuck_run(unsigned idx, unsigned n)
+{
+	if (idx == n - 1) {
+		kprintf("cpu %u: plant: stuck for good, interrupts off\n", idx);
+		for (;;)
+			__asm__ volatile("cli; hlt");
+	}
+}
+
+static const struct test plant_stuck = { "plant-stuck", NULL, plant_stuck_run, NULL, true };
+
+static void plant_panic_run(unsigned idx, unsigned n)
+{
+	if (idx == n - 1)
+		panic("plant: a panic on cpu %u", idx);
+}
+
+static const struct test plant_panic = { "plant-panic", NULL, plant_panic_run, NULL, true };
+
 /* ---- entry ---- */
 
 extern uint32_t mb_magic, mb_info;
@@ -277,6 +301,10 @@ static _Noreturn void kmain_smp(void)
 		run_on_all(&plant_pagefault);
 	if (opt.plant && !strncmp(opt.plant, "stackoverflow", 14))
 		run_on_all(&plant_stack);
+	if (opt.plant && !strncmp(opt.plant, "stuck", 6))
+		run_on_all(&plant_stuck);
+	if (opt.plant && !strncmp(opt.plant, "panic", 6))
+		run_on_all(&plant_panic);
 	if (opt.plant && !strncmp(opt.plant, "triple", 7)) {
 		/* An empty IDT: the breakpoint cannot be delivered, nor the
 		 * #GP that follows, nor the #DF: the CPU resets. */
