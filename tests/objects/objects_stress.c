@@ -121,6 +121,11 @@ int main(int argc, char **argv)
 	if (large && cairn_arena_validate(&objtest_arena))
 		errors++;
 	objtest_large_fini();
+	if (!plant && cairn_host_reports()) {
+		printf("%llu cairn reports in a run that provoked none\n",
+		       (unsigned long long)cairn_host_reports());
+		errors++;
+	}
 	if (objtest_free_frames() != free0) {
 		printf("frames: %llu free after destroy, %llu before\n",
 		       (unsigned long long)objtest_free_frames(), (unsigned long long)free0);

@@ -174,6 +174,7 @@ int main(int argc, char **argv)
 	cairn_qcache_drain_all(qc);
 	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
 	CHECK_EQ(atomic_load(&errors), 0);
+	CHECK_EQ(cairn_host_reports(), 0); /* the stress misuses nothing */
 	uint64_t start, len, cookie;
 	if (import) {
 		/* every import went back: the child has no span left */
