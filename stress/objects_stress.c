@@ -100,6 +100,24 @@ static bool stamp_ok(uintptr_t p, size_t size)
 	return true;
 }
 
+/* After a realloc of an object stamped for `old` bytes to `new` (>= 16)
+ * bytes: its stamp, up to the smaller size, moved with it. */
+static bool stamp_moved(uintptr_t q, size_t old, size_t new, uint64_t tag)
+{
+	volatile uint64_t *w = (volatile uint64_t *)q;
+	size_t words = (old < 16 ? 16 : old) / 8, kept = new / 8 < words ? new / 8 : words;
+	if (w[0] != tag || w[1] != old)
+		return false;
+	if (old <= 512) {
+		for (size_t i = 2; i < kept; i++)
+			if (w[i] != tag + i)
+				return false;
+	} else if (kept == words && w[words - 1] != ~tag) {
+		return false;
+	}
+	return true;
+}
+
 /* ---- operations ---- */
 
 static size_t pick_size(uint64_t *r)
@@ -191,7 +209,7 @@ static void op_realloc(struct stress_objects *s, struct stress_obj_cpu *c, unsig
 		c->enomem++;
 		return;
 	}
-	if (*(volatile uint64_t *)q != tag)
+	if (!stamp_moved(q, ob.size, size, tag))
 		fail(s, "stress: realloc lost the contents", q, tag);
 	c->held[i] = c->held[--c->nheld];
 	c->reallocs++;

@@ -11,7 +11,8 @@
  * granule: an object's first granule is claimed when cairn hands it out and
  * released before it is freed, so an object handed to two holders fails the
  * claim; every object carries its tag and size at both ends (small ones are
- * filled), so an overlap is caught when either holder checks. At the end
+ * filled), so an overlap is caught when either holder checks, and a realloc
+ * must bring the stamp along up to the smaller of the two sizes. At the end
  * of a run everything is freed and every CPU goes offline: then no slab and
  * no large block may be left (nothing leaked, no free lost), and validate
  * must pass.
