@@ -489,7 +489,8 @@ static uintptr_t window(unsigned idx)
 }
 
 static uint64_t pt_pages_before;
-static _Atomic uint64_t cross_seen[MAX_CPUS], cross_unmapped[MAX_CPUS];
+static _Atomic uint64_t cross_seen[MAX_CPUS], cross_done[MAX_CPUS];
+static _Atomic uint64_t cross_mapped, cross_unmapped; /* the round the owner is at */
 
 static void map_setup(void)
 {
@@ -497,8 +498,57 @@ static void map_setup(void)
 	pt_pages_before = atomic_load(&pt_pages);
 	for (unsigned i = 0; i < MAX_CPUS; i++) {
 		atomic_store(&cross_seen[i], 0);
-		atomic_store(&cross_unmapped[i], 0);
+		atomic_store(&cross_done[i], 0);
 	}
+	atomic_store(&cross_mapped, 0);
+	atomic_store(&cross_unmapped, 0);
+}
+
+/* Wait until every CPU but `owner` has stored `round` in flags[]. */
+static void cross_wait_readers(_Atomic uint64_t *flags, unsigned owner, uint64_t round,
+			       unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		while (i != owner && atomic_load(&flags[i]) != round)
+			cpu_relax();
+}
+
+static void cross_owner_round(uintptr_t slot, uint64_t round, unsigned n)
+{
+	unsigned me = this_cpu()->idx;
+	cairn_phys_t f;
+	if (cairn_frames_alloc(frames, 0, CAIRN_F_ZERO, &f))
+		panic("map: no frame");
+	if (cairn_port_map(slot, f, PAGE_SIZE))
+		fail("map: cross slot busy");
+	*(volatile uint64_t *)slot = f;
+	atomic_store(&cross_mapped, round);
+	cross_wait_readers(cross_seen, me, round, n);
+	if (cairn_port_unmap(slot, PAGE_SIZE))
+		fail("map: unmap of the cross slot failed");
+	atomic_store(&cross_unmapped, round);
+	cross_wait_readers(cross_done, me, round, n);
+	cairn_frames_free(frames, f, 0);
+	this_cpu()->ops += 2;
+}
+
+static void cross_reader_round(uintptr_t theirs, unsigned owner, uint64_t round, unsigned me)
+{
+	bool ok;
+	while (atomic_load(&cross_mapped) != round)
+		cpu_relax();
+	uint64_t got = probe_read((void *)theirs, &ok);
+	if (!ok || !got)
+		fail("map: cpu %u's page at %#lx is not readable", owner, theirs);
+	atomic_store(&cross_seen[me], round);
+	while (atomic_load(&cross_unmapped) != round)
+		cpu_relax();
+	probe_read((void *)theirs, &ok);
+	if (ok)
+		fail("map: stale TLB entry: cpu %u's unmapped page at %#lx is still readable",
+		     owner, theirs);
+	atomic_store(&cross_done[me], round);
+	this_cpu()->ops++;
 }
 
 static void map_run(unsigned idx, unsigned n)
@@ -547,43 +597,23 @@ static void map_run(unsigned idx, unsigned n)
 		for (unsigned i = 0; i < k; i++)
 			cairn_frames_free(frames, pg[i], 0);
 	}
-	/* The cross-CPU part. CPU i maps a page in its slot; CPU i+1 reads
-	 * it there (its TLB may now hold the entry); CPU i unmaps it; CPU i+1
-	 * must fault on the next read. The hand-offs spin rather than sleep.
-	 * On real hardware this fails without the shootdown; QEMU's TCG was
-	 * seen to drop the reader's entry by itself, so under QEMU this checks
-	 * the outcome, not that the IPI was needed. */
+	/* The cross-CPU part. In each round one CPU (the owner) maps a page
+	 * in its slot; every other CPU reads it there (its TLB may now hold
+	 * the entry); the owner unmaps it, and every reader must fault on its
+	 * next read. Readers change no mapping in the round: their own unmap
+	 * would reload CR3, flush their whole TLB and hide a missing
+	 * shootdown (it did: with every CPU both owner and reader, a
+	 * shootdown without its IPI passed). The hand-offs spin rather than
+	 * sleep. */
 	if (n > 1) {
-		unsigned reader = (idx + 1) % n, owner = (idx + n - 1) % n;
 		uintptr_t slot = w + WINDOW_SIZE - PAGE_SIZE;
-		uintptr_t theirs = window(owner) + WINDOW_SIZE - PAGE_SIZE;
-		for (uint64_t round = 1; round <= 4; round++) {
-			cairn_phys_t f;
-			if (cairn_frames_alloc(frames, 0, CAIRN_F_ZERO, &f))
-				panic("map: no frame");
-			if (cairn_port_map(slot, f, PAGE_SIZE))
-				fail("map: cross slot busy");
-			*(volatile uint64_t *)slot = f;
-			barrier_wait();
-
-			uint64_t got = probe_read((void *)theirs, &ok);
-			if (!ok || !got)
-				fail("map: cpu %u's page at %#lx is not readable", owner, theirs);
-			atomic_store(&cross_seen[idx], round);
-			while (atomic_load(&cross_seen[reader]) != round)
-				cpu_relax();
-			if (cairn_port_unmap(slot, PAGE_SIZE))
-				fail("map: unmap of the cross slot failed");
-			atomic_store(&cross_unmapped[idx], round);
-			while (atomic_load(&cross_unmapped[owner]) != round)
-				cpu_relax();
-			probe_read((void *)theirs, &ok);
-			if (ok)
-				fail("map: stale TLB entry: cpu %u's unmapped page at %#lx is "
-				     "still readable", owner, theirs);
-			barrier_wait();
-			cairn_frames_free(frames, f, 0);
-			this_cpu()->ops += 2;
+		for (uint64_t round = 1; round <= 2 * n; round++) {
+			unsigned owner = (unsigned)(round % n);
+			uintptr_t theirs = window(owner) + WINDOW_SIZE - PAGE_SIZE;
+			if (idx == owner)
+				cross_owner_round(slot, round, n);
+			else
+				cross_reader_round(theirs, owner, round, idx);
 		}
 	}
 }
