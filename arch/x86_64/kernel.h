@@ -217,7 +217,6 @@ struct test {
 	void (*setup)(void);
 	void (*run)(unsigned idx, unsigned n);
 	void (*check)(void);
-	bool not_in_all;
 };
 extern const struct test tests[];
 extern const unsigned ntests;

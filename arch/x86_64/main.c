@@ -213,7 +213,7 @@ static void plant_pagefault_run(unsigned idx, unsigned n)
 	}
 }
 
-static const struct test plant_pagefault = { "plant-pagefault", NULL, plant_pagefault_run, NULL, true };
+static const struct test plant_pagefault = { "plant-pagefault", NULL, plant_pagefault_run, NULL };
 
 /* ---- plant=stackoverflow ---- */
 
@@ -237,7 +237,7 @@ static void plant_stack_run(unsigned idx, unsigned n)
 	}
 }
 
-static const struct test plant_stack = { "plant-stack", NULL, plant_stack_run, NULL, true };
+static const struct test plant_stack = { "plant-stack", NULL, plant_stack_run, NULL };
 
 /* ---- plant=stuck, plant=panic: a CPU that never finishes, or panics ---- */
 
@@ -250,7 +250,7 @@ static void plant_stuck_run(unsigned idx, unsigned n)
 	}
 }
 
-static const struct test plant_stuck = { "plant-stuck", NULL, plant_stuck_run, NULL, true };
+static const struct test plant_stuck = { "plant-stuck", NULL, plant_stuck_run, NULL };
 
 static void plant_panic_run(unsigned idx, unsigned n)
 {
@@ -258,7 +258,7 @@ static void plant_panic_run(unsigned idx, unsigned n)
 		panic("plant: a panic on cpu %u", idx);
 }
 
-static const struct test plant_panic = { "plant-panic", NULL, plant_panic_run, NULL, true };
+static const struct test plant_panic = { "plant-panic", NULL, plant_panic_run, NULL };
 
 /* ---- entry ---- */
 
@@ -324,8 +324,6 @@ static _Noreturn void kmain_smp(void)
 	for (unsigned i = 0; i < ntests; i++) {
 		const struct test *t = &tests[i];
 		if (!all && strncmp(opt.test, t->name, 64))
-			continue;
-		if (all && t->not_in_all)
 			continue;
 		found = true;
 		uint64_t before = atomic_load(&failures);

@@ -868,14 +868,12 @@ static void percpu_check(void)
 }
 
 const struct test tests[] = {
-	{ "port", port_setup, port_run, port_check, false },
-	{ "frames", frames_setup, frames_run, frames_check, false },
-	{ "objects", objects_setup, objects_run, objects_check, false },
-	/* Not in "all": its exhaustion phases drain every vCPU's cache, each
-	 * drain a round trip to vCPUs that TCG time-slices; own qemu tests. */
-	{ "percpu", percpu_setup, percpu_run, percpu_check, true },
-	{ "kframes", kframes_setup, kframes_run, kframes_check, false },
-	{ "map", map_setup, map_run, map_check, false },
-	{ "exhaust", exhaust_setup, exhaust_run, exhaust_check, false },
+	{ "port", port_setup, port_run, port_check },
+	{ "frames", frames_setup, frames_run, frames_check },
+	{ "objects", objects_setup, objects_run, objects_check },
+	{ "percpu", percpu_setup, percpu_run, percpu_check },
+	{ "kframes", kframes_setup, kframes_run, kframes_check },
+	{ "map", map_setup, map_run, map_check },
+	{ "exhaust", exhaust_setup, exhaust_run, exhaust_check },
 };
 const unsigned ntests = sizeof tests / sizeof tests[0];
