@@ -419,35 +419,47 @@ static void import_refused(void)
 	cairn_arena_destroy(&child);
 }
 
+/* A heap arena of 64-byte quantum whose spans are frames the port maps
+ * at addresses from a VA arena over the test window. */
+struct mapped_heap {
+	struct cairn_arena va, heap;
+	struct cairn_frames_source fs;
+	struct cairn_arena_source src;
+};
+
+static void mapped_heap_create(struct mapped_heap *m, uint64_t va_quantum,
+			       uint64_t import_quantum)
+{
+	struct cairn_arena_config vc = { .quantum = va_quantum };
+	CHECK_EQ(cairn_arena_create(&m->va, env_frames, va_window(), 64 * MiB, &vc), 0);
+	m->fs = (struct cairn_frames_source){ .frames = env_frames, .va = &m->va };
+	cairn_arena_source_frames(&m->src, &m->fs);
+	struct cairn_arena_config hc = { .quantum = 64, .source = &m->src,
+					 .import_quantum = import_quantum };
+	CHECK_EQ(cairn_arena_create(&m->heap, env_frames, 0, 0, &hc), 0);
+}
+
 /* Frames mapped by the port at addresses from a VA arena. */
 static void frames_source(void)
 {
-	struct cairn_arena va, heap;
-	const uint64_t base = va_window();
-	struct cairn_arena_config vc = { .quantum = 4096 };
-	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
-	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
-	struct cairn_arena_source src;
-	cairn_arena_source_frames(&src, &fs);
-	struct cairn_arena_config hc = { .quantum = 64, .source = &src,
-					 .import_quantum = 2 * MiB };
-	CHECK_EQ(cairn_arena_create(&heap, env_frames, 0, 0, &hc), 0);
+	struct mapped_heap m;
+	mapped_heap_create(&m, 4096, 2 * MiB);
 	uint64_t before = env_free_frames();
 	uint64_t x, y;
-	CHECK_EQ(cairn_arena_alloc(&heap, 1000, 7, &x), 0);
+	CHECK_EQ(cairn_arena_alloc(&m.heap, 1000, 7, &x), 0);
 	CHECK_EQ(x & (2 * MiB - 1), 0);
 	memset((void *)(uintptr_t)x, 0xa5, 1000); /* it is mapped */
-	CHECK_EQ(cairn_arena_alloc(&heap, 3 * MiB, 8, &y), 0); /* 4 MiB import */
+	CHECK_EQ(cairn_arena_alloc(&m.heap, 3 * MiB, 8, &y), 0); /* 4 MiB import */
 	memset((void *)(uintptr_t)y, 0x5a, 3 * MiB);
 	CHECK(env_free_frames() <= before - 6 * MiB / 4096);
-	CHECK_EQ(cairn_arena_free(&heap, y, 3 * MiB), 0);
-	CHECK_EQ(cairn_arena_free(&heap, x, 1000), 0);
-	CHECK_EQ(atomic_load(&heap.releases), 2);
+	CHECK_EQ(cairn_arena_free(&m.heap, y, 3 * MiB), 0);
+	CHECK_EQ(cairn_arena_free(&m.heap, x, 1000), 0);
+	CHECK_EQ(atomic_load(&m.heap.releases), 2);
 	CHECK_EQ(env_free_frames(), before);
-	valid(&heap);
-	valid(&va);
-	cairn_arena_destroy(&heap);
-	cairn_arena_destroy(&va);
+	valid(&m.heap);
+	valid(&m.va);
+	cairn_arena_destroy(&m.heap);
+	cairn_arena_destroy(&m.va);
 }
 
 /* A VA arena whose quantum (64 KiB) is above the import size (4 KiB): each
@@ -456,39 +468,31 @@ static void frames_source(void)
  * give back both the frame and the VA range. */
 static void frames_source_coarse_va(void)
 {
-	struct cairn_arena va, heap;
-	const uint64_t base = va_window();
-	struct cairn_arena_config vc = { .quantum = 64 * 1024 };
-	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
-	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
-	struct cairn_arena_source src;
-	cairn_arena_source_frames(&src, &fs);
-	struct cairn_arena_config hc = { .quantum = 64, .source = &src,
-					 .import_quantum = 4096 };
-	CHECK_EQ(cairn_arena_create(&heap, env_frames, 0, 0, &hc), 0);
+	struct mapped_heap m;
+	mapped_heap_create(&m, 64 * 1024, 4096);
 	uint64_t before = env_free_frames(), reports = cairn_host_reports();
 	uint64_t x, y, s, n, c;
-	CHECK_EQ(cairn_arena_alloc(&heap, 1000, 7, &x), 0);
+	CHECK_EQ(cairn_arena_alloc(&m.heap, 1000, 7, &x), 0);
 	memset((void *)(uintptr_t)x, 0xa5, 1000); /* it is mapped */
-	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &c), 0);
+	CHECK_EQ(cairn_arena_lookup(&m.va, x, &s, &n, &c), 0);
 	CHECK(s == x && n == 64 * 1024);
-	CHECK_EQ(cairn_arena_alloc(&heap, 4096, 8, &y), 0); /* a second span */
-	CHECK_EQ(cairn_arena_free(&heap, x, 1000), 0);
-	CHECK_EQ(cairn_arena_free(&heap, y, 4096), 0);
-	CHECK_EQ(atomic_load(&heap.releases), 2);
+	CHECK_EQ(cairn_arena_alloc(&m.heap, 4096, 8, &y), 0); /* a second span */
+	CHECK_EQ(cairn_arena_free(&m.heap, x, 1000), 0);
+	CHECK_EQ(cairn_arena_free(&m.heap, y, 4096), 0);
+	CHECK_EQ(atomic_load(&m.heap.releases), 2);
 	CHECK_EQ(cairn_host_reports(), reports);
 	CHECK_EQ(env_free_frames(), before);
-	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &c), CAIRN_EFREE);
-	CHECK_EQ(cairn_arena_lookup(&va, y, &s, &n, &c), CAIRN_EFREE);
-	valid(&heap);
-	valid(&va);
+	CHECK_EQ(cairn_arena_lookup(&m.va, x, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&m.va, y, &s, &n, &c), CAIRN_EFREE);
+	valid(&m.heap);
+	valid(&m.va);
 	/* destroy gives an allocated span back the same way */
-	CHECK_EQ(cairn_arena_alloc(&heap, 64, 9, &x), 0);
-	cairn_arena_destroy(&heap);
+	CHECK_EQ(cairn_arena_alloc(&m.heap, 64, 9, &x), 0);
+	cairn_arena_destroy(&m.heap);
 	CHECK_EQ(cairn_host_reports(), reports);
-	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&m.va, x, &s, &n, &c), CAIRN_EFREE);
 	CHECK_EQ(env_free_frames(), before + 1); /* and the heap's root node */
-	cairn_arena_destroy(&va);
+	cairn_arena_destroy(&m.va);
 }
 
 /* A release whose unmap fails: the frames may still be reachable through
@@ -499,46 +503,38 @@ static void frames_source_coarse_va(void)
  * From a free and from destroy. */
 static void frames_source_unmap_fails(void)
 {
-	struct cairn_arena va, heap;
-	const uint64_t base = va_window();
-	struct cairn_arena_config vc = { .quantum = 4096 };
-	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
-	struct cairn_frames_source fs = { .frames = env_frames, .va = &va };
-	struct cairn_arena_source src;
-	cairn_arena_source_frames(&src, &fs);
-	struct cairn_arena_config hc = { .quantum = 64, .source = &src,
-					 .import_quantum = 4096 };
-	CHECK_EQ(cairn_arena_create(&heap, env_frames, 0, 0, &hc), 0);
+	struct mapped_heap m;
+	mapped_heap_create(&m, 4096, 4096);
 	uint64_t before = env_free_frames(), reports = cairn_host_reports();
 	uint64_t x, y, s, n, phys;
-	CHECK_EQ(cairn_arena_alloc(&heap, 4096, 7, &x), 0);
+	CHECK_EQ(cairn_arena_alloc(&m.heap, 4096, 7, &x), 0);
 	memset((void *)(uintptr_t)x, 0xa5, 4096);
-	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &phys), 0);
+	CHECK_EQ(cairn_arena_lookup(&m.va, x, &s, &n, &phys), 0);
 
 	cairn_host_reports_quiet(1);
 	cairn_host_fail_unmaps(1);
-	CHECK_EQ(cairn_arena_free(&heap, x, 4096), 0); /* the heap's part is done */
+	CHECK_EQ(cairn_arena_free(&m.heap, x, 4096), 0); /* the heap's part is done */
 	cairn_host_reports_quiet(0);
-	CHECK_EQ(atomic_load(&heap.releases), 1);
+	CHECK_EQ(atomic_load(&m.heap.releases), 1);
 	CHECK_EQ(cairn_host_reports(), reports + 1);
 	CHECK_EQ(env_free_frames(), before - 1); /* the frame stays taken */
-	CHECK_EQ(cairn_arena_lookup(&va, x, &s, &n, &y), 0);
+	CHECK_EQ(cairn_arena_lookup(&m.va, x, &s, &n, &y), 0);
 	CHECK(s == x && n == 4096 && y == phys);
 	CHECK_EQ(((volatile unsigned char *)(uintptr_t)x)[100], 0xa5); /* still mapped */
 	/* the next import takes another frame and another VA range */
-	CHECK_EQ(cairn_arena_alloc(&heap, 4096, 8, &y), 0);
+	CHECK_EQ(cairn_arena_alloc(&m.heap, 4096, 8, &y), 0);
 	CHECK(y != x);
 	CHECK_EQ(env_free_frames(), before - 2);
 
 	/* the same from destroy */
 	uint64_t yphys;
-	CHECK_EQ(cairn_arena_lookup(&va, y, &s, &n, &yphys), 0);
+	CHECK_EQ(cairn_arena_lookup(&m.va, y, &s, &n, &yphys), 0);
 	cairn_host_reports_quiet(1);
 	cairn_host_fail_unmaps(1);
-	cairn_arena_destroy(&heap);
+	cairn_arena_destroy(&m.heap);
 	cairn_host_reports_quiet(0);
 	CHECK_EQ(cairn_host_reports(), reports + 2);
-	CHECK_EQ(cairn_arena_lookup(&va, y, &s, &n, &s), 0);
+	CHECK_EQ(cairn_arena_lookup(&m.va, y, &s, &n, &s), 0);
 	CHECK_EQ(s, yphys);
 	planted_reports += 2;
 
@@ -547,11 +543,11 @@ static void frames_source_unmap_fails(void)
 	CHECK_EQ(cairn_port_unmap((uintptr_t)y, 4096), 0);
 	CHECK_EQ(cairn_frames_free(env_frames, phys, 0), 0);
 	CHECK_EQ(cairn_frames_free(env_frames, yphys, 0), 0);
-	CHECK_EQ(cairn_arena_free(&va, x, 4096), 0);
-	CHECK_EQ(cairn_arena_free(&va, y, 4096), 0);
+	CHECK_EQ(cairn_arena_free(&m.va, x, 4096), 0);
+	CHECK_EQ(cairn_arena_free(&m.va, y, 4096), 0);
 	CHECK_EQ(env_free_frames(), before + 1); /* and the heap's root node */
-	valid(&va);
-	cairn_arena_destroy(&va);
+	valid(&m.va);
+	cairn_arena_destroy(&m.va);
 }
 
 /* A frames source under an arena whose import quantum is below a frame

@@ -186,6 +186,45 @@ static struct cairn_qcache *xqc;
 static atomic_int x_ready, x_stop;
 #define XSPAN (2 * MiB)
 
+/* A worker's end: ready, then answering drains until told to stop. */
+static void *x_wait(void)
+{
+	atomic_fetch_add(&x_ready, 1);
+	while (!atomic_load(&x_stop))
+		cairn_qcache_poll(xqc); /* an online CPU keeps answering */
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+/* CPUs 1-3 run fn one after the other (each has cached what it took
+ * before the next starts); then the caller runs as CPU 0. */
+static void x_start(pthread_t t[3], void *(*fn)(void *))
+{
+	cairn_host_cpu_unregister();
+	atomic_store(&x_ready, 0);
+	atomic_store(&x_stop, 0);
+	for (unsigned i = 0; i < 3; i++) {
+		pthread_create(&t[i], NULL, fn, (void *)(uintptr_t)(i + 1));
+		while (atomic_load(&x_ready) != (int)i + 1)
+			;
+	}
+	bind(0);
+}
+
+/* Stop the workers, free the n quanta CPU 0 took, and drain every CPU's
+ * cache and the depot back to the arena. */
+static void x_finish(pthread_t t[3], const uint64_t *v, uint64_t n)
+{
+	atomic_store(&x_stop, 1);
+	for (unsigned i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	for (uint64_t i = 0; i < n; i++)
+		CHECK_EQ(cairn_qcache_free(xqc, v[i], Q), 0);
+	for (unsigned c = 0; c < NCPUS; c++)
+		CHECK_EQ(cairn_qcache_drain_cpu(xqc, c), 0);
+	cairn_qcache_drain_all(xqc);
+}
+
 static void *x_worker(void *arg)
 {
 	unsigned cpu = (unsigned)(uintptr_t)arg;
@@ -196,16 +235,12 @@ static void *x_worker(void *arg)
 		n++;
 	for (unsigned i = 0; i < n; i++)
 		CHECK_EQ(cairn_qcache_free(xqc, v[i], q * Q), 0);
-	atomic_fetch_add(&x_ready, 1);
-	while (!atomic_load(&x_stop))
-		cairn_qcache_poll(xqc); /* an online CPU keeps answering */
-	cairn_host_cpu_unregister();
-	return NULL;
+	return x_wait();
 }
 
 /* CPU `arg` takes frames-sourced quanta until the source is empty, and
  * caches them all. */
-static atomic_int xf_ready, xf_errors;
+static atomic_int xf_errors;
 
 static void *xf_worker(void *arg)
 {
@@ -218,11 +253,7 @@ static void *xf_worker(void *arg)
 	for (unsigned i = 0; i < n; i++)
 		if (cairn_qcache_free(xqc, v[cpu][i], Q))
 			atomic_fetch_add(&xf_errors, 1); /* checked by CPU 0 */
-	atomic_fetch_add(&xf_ready, 1);
-	while (!atomic_load(&x_stop))
-		cairn_qcache_poll(xqc);
-	cairn_host_cpu_unregister();
-	return NULL;
+	return x_wait();
 }
 
 static void test_exhaustion(void)
@@ -231,16 +262,8 @@ static void test_exhaustion(void)
 	REQUIRE(cairn_arena_create(&xa, frames, VA, XSPAN, &acfg) == 0);
 	struct cairn_qcache_config cfg = { .depot_full = 200, .mag_size = 15 };
 	REQUIRE(cairn_qcache_create(&xqc, &xa, frames, &cfg) == 0);
-	cairn_host_cpu_unregister();
-	atomic_store(&x_ready, 0);
-	atomic_store(&x_stop, 0);
 	pthread_t t[3];
-	for (unsigned i = 0; i < 3; i++) { /* one after the other */
-		pthread_create(&t[i], NULL, x_worker, (void *)(uintptr_t)(i + 1));
-		while (atomic_load(&x_ready) != (int)i + 1)
-			;
-	}
-	bind(0);
+	x_start(t, x_worker);
 	uint64_t cached = cairn_qcache_cached_quanta(xqc);
 	printf("exhaustion: %llu quanta, %llu of them cached by CPUs 1-3\n",
 	       (unsigned long long)(XSPAN / Q), (unsigned long long)cached);
@@ -268,14 +291,7 @@ static void test_exhaustion(void)
 	CHECK_EQ(drains, 1);
 	CHECK_EQ(n, XSPAN / Q);
 	CHECK_EQ(cairn_qcache_cached_quanta(xqc), 0);
-	atomic_store(&x_stop, 1);
-	for (unsigned i = 0; i < 3; i++)
-		pthread_join(t[i], NULL);
-	for (uint64_t i = 0; i < n; i++)
-		CHECK_EQ(cairn_qcache_free(xqc, v[i], Q), 0);
-	for (unsigned c = 0; c < NCPUS; c++)
-		CHECK_EQ(cairn_qcache_drain_cpu(xqc, c), 0);
-	cairn_qcache_drain_all(xqc);
+	x_finish(t, v, n);
 	CHECK_EQ(arena_free_quanta(&xa, XSPAN), XSPAN / Q);
 	cairn_qcache_destroy(xqc);
 	CHECK_EQ(cairn_arena_validate(&xa), 0);
@@ -317,16 +333,8 @@ static void test_frames_exhaustion(void)
 	struct cairn_qcache_config cfg = { .depot_full = 200, .mag_size = 15,
 					   .max_quanta = 1 };
 	REQUIRE(cairn_qcache_create(&xqc, &xa, frames, &cfg) == 0);
-	cairn_host_cpu_unregister();
-	atomic_store(&xf_ready, 0);
-	atomic_store(&x_stop, 0);
 	pthread_t t[3];
-	for (unsigned i = 0; i < 3; i++) { /* one after the other */
-		pthread_create(&t[i], NULL, xf_worker, (void *)(uintptr_t)(i + 1));
-		while (atomic_load(&xf_ready) != (int)i + 1)
-			;
-	}
-	bind(0);
+	x_start(t, xf_worker);
 	CHECK_EQ(atomic_load(&xf_errors), 0);
 	CHECK_EQ(small_free(), 0); /* every frame imported ... */
 	CHECK_EQ(cairn_qcache_cached_quanta(xqc), total); /* ... and cached */
@@ -341,14 +349,7 @@ static void test_frames_exhaustion(void)
 	CHECK_EQ(n, total);
 	CHECK_EQ(cairn_qcache_cached_quanta(xqc), 0);
 	CHECK_EQ(small_free(), 0);
-	atomic_store(&x_stop, 1);
-	for (unsigned i = 0; i < 3; i++)
-		pthread_join(t[i], NULL);
-	for (uint64_t i = 0; i < n; i++)
-		CHECK_EQ(cairn_qcache_free(xqc, v[i], Q), 0);
-	for (unsigned c = 0; c < NCPUS; c++)
-		CHECK_EQ(cairn_qcache_drain_cpu(xqc, c), 0);
-	cairn_qcache_drain_all(xqc);
+	x_finish(t, v, n);
 	CHECK_EQ(small_free(), total); /* every span went back */
 	CHECK_EQ(atomic_load(&xa.imports), atomic_load(&xa.releases));
 	cairn_qcache_destroy(xqc);
