@@ -18,8 +18,9 @@
 #include "../check.h"
 #include "shim.h"
 
-/* p (100 B, freed) realloc'd to `size`: NULL, reported once, and the
- * next allocations of its class hand p out once. */
+/* p (100 B, freed) realloc'd to `size`: NULL with EINVAL (not ENOMEM:
+ * more memory would not help), reported once, and the next allocations
+ * of its class hand p out once. */
 static void freed_realloc(size_t size)
 {
 	unsigned char *p = cairn_malloc(100);
@@ -27,8 +28,10 @@ static void freed_realloc(size_t size)
 	memset(p, 0x33, 100);
 	cairn_free(p);
 	uint64_t r = cairn_host_reports();
+	errno = 0;
 	void *q = cairn_realloc(p, size);
 	CHECK(q == NULL);
+	CHECK_EQ(errno, EINVAL);
 	CHECK_EQ(cairn_host_reports(), r + 1);
 	if (q && q != p)
 		cairn_free(q);
