@@ -596,8 +596,13 @@ void *cairn_realloc(void *p, size_t size)
 			q = cairn_heap_realloc_err(sh, p, size, &err);
 			shared_leave();
 		}
-		if (q || err != CAIRN_ENOMEM)
-			return q; /* done, or refused and reported */
+		if (q)
+			return q;
+		if (err != CAIRN_ENOMEM) { /* refused and reported: not a live
+					      object; more memory would not help */
+			errno = EINVAL;
+			return NULL;
+		}
 		if (!may_fit(size, 16) || !grow(seen)) {
 			if (size <= cairn_malloc_usable_size(p))
 				return p; /* a shrink that found no smaller block */
