@@ -26,6 +26,15 @@ static bool pow2(uint64_t x)
 	return x && !(x & (x - 1));
 }
 
+/* The least power of two >= x; 0 above 2^63, where it would be 2^64 (a
+ * shift by 64: undefined). */
+static uint64_t next_pow2(uint64_t x)
+{
+	if (x > 1ull << 63)
+		return 0;
+	return x <= 1 ? 1 : 1ull << (64 - __builtin_clzll(x - 1));
+}
+
 static uint64_t ext_end(const struct cairn_ext *e)
 {
 	return e->start + e->len;
@@ -38,7 +47,7 @@ static uint64_t qround(const struct cairn_arena *a, uint64_t x)
 	return r < x ? 0 : r;
 }
 
-static uint64_t next_pow2(uint64_t x);
+/* cairn_arena_create knows the frames source by its import function. */
 static int frames_import(void *ctx, uint64_t size, uint64_t align,
 			 uint64_t *addr);
 
@@ -315,15 +324,6 @@ static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
 		atomic_fetch_add_explicit(&a->releases, 1, memory_order_relaxed);
 		a->source.release(a->source.ctx, span.start, span.len);
 	}
-}
-
-/* The least power of two >= x; 0 above 2^63, where it would be 2^64 (a
- * shift by 64: undefined). */
-static uint64_t next_pow2(uint64_t x)
-{
-	if (x > 1ull << 63)
-		return 0;
-	return x <= 1 ? 1 : 1ull << (64 - __builtin_clzll(x - 1));
 }
 
 /* Bring in a span from the source that can hold the request; *span: the

@@ -9,8 +9,9 @@
  * the block back: a block handed to two holders at once fails the oracle's
  * CAS, and one written by someone else fails a mark. The marks also leave
  * both ends of every block that was ever held dirty, so a zeroed
- * allocation that reads zero at both ends was zeroed by the allocator. Holders 1..ncpus are CPUs (CPU i is holder i + 1), 0 is
- * "free", STRESS_MAILBOX_OWNER a mailbox slot. A holder writes the block
+ * allocation that reads zero at both ends was zeroed by the allocator.
+ * Holders 1..ncpus are CPUs (CPU i is holder i + 1), 0 is "free",
+ * STRESS_MAILBOX_OWNER a mailbox slot. A holder writes the block
  * once more after the oracle let it go, just before the free: only the
  * allocator orders that write before the next holder's mark, so the
  * sanitizer builds see an allocator that hands a block on without

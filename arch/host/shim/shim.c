@@ -598,8 +598,9 @@ void *cairn_realloc(void *p, size_t size)
 		}
 		if (q)
 			return q;
-		if (err != CAIRN_ENOMEM) { /* refused and reported: not a live
-					      object; more memory would not help */
+		if (err != CAIRN_ENOMEM) {
+			/* refused and reported: not a live object, which
+			 * more memory would not change */
 			errno = EINVAL;
 			return NULL;
 		}
