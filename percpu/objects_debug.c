@@ -12,29 +12,41 @@
 		     s = (struct slab *)((uintptr_t)s + OBJ_DESC_SIZE))          \
 			if (s->state != SLAB_UNUSED)
 
+/* Heap i's share, added to *st. */
+static void heap_stats(struct cairn_objects *o, unsigned i, struct cairn_objects_stats *st)
+{
+	if (i >= o->ncpus || !heap_is_made(o, i))
+		return;
+	struct cairn_heap *h = &o->heaps[i];
+	for_each_slab(h, f, s) {
+		st->slabs++;
+		st->slab_frames += (uint64_t)1 << s->order;
+		st->objects += s->used;
+	}
+	st->cached_frames += h->block_frames;
+	st->large_cached_frames += h->lcache_pages;
+	st->remote_posted += atomic_load_explicit(&h->st.posted, memory_order_relaxed);
+	st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
+	st->remote_collected += atomic_load_explicit(&h->st.collected, memory_order_relaxed);
+	st->offline_collects += atomic_load_explicit(&h->st.offline_collects, memory_order_relaxed);
+	st->large += atomic_load_explicit(&h->st.large, memory_order_relaxed);
+	st->large_frames += atomic_load_explicit(&h->st.large_frames, memory_order_relaxed);
+}
+
 void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st)
 {
 	*st = (struct cairn_objects_stats){ 0 };
-	for (unsigned i = 0; i < o->ncpus; i++) {
-		if (!heap_is_made(o, i))
-			continue;
-		struct cairn_heap *h = &o->heaps[i];
-		for_each_slab(h, f, s) {
-			st->slabs++;
-			st->slab_frames += (uint64_t)1 << s->order;
-			st->objects += s->used;
-		}
-		st->cached_frames += h->block_frames;
-		st->large_cached_frames += h->lcache_pages;
-		st->remote_posted += atomic_load_explicit(&h->st.posted, memory_order_relaxed);
-		st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
-		st->offline_collects +=
-			atomic_load_explicit(&h->st.offline_collects, memory_order_relaxed);
-		st->large += atomic_load_explicit(&h->st.large, memory_order_relaxed);
-		st->large_frames += atomic_load_explicit(&h->st.large_frames, memory_order_relaxed);
-	}
+	for (unsigned i = 0; i < o->ncpus; i++)
+		heap_stats(o, i, st);
 	st->meta_frames = atomic_load_explicit(&o->meta_frames, memory_order_relaxed);
 	st->released_frames = atomic_load_explicit(&o->released_frames, memory_order_relaxed);
+}
+
+void cairn_objects_heap_stats(struct cairn_objects *o, unsigned cpu,
+			      struct cairn_objects_stats *st)
+{
+	*st = (struct cairn_objects_stats){ 0 };
+	heap_stats(o, cpu, st);
 }
 
 static int bad(const char *what, uintptr_t a, uintptr_t b)

@@ -163,7 +163,7 @@ enum heap_state { HEAP_ONLINE = 0, HEAP_OFFLINE = 1, HEAP_CLAIMED = 2 };
  * allocated it, so one heap's large counts may wrap below zero; their sum
  * over all heaps is exact (mod 2^64) when no CPU is inside the instance. */
 struct heap_stats {
-	_Atomic uint64_t posted, remote_objects, offline_collects;
+	_Atomic uint64_t posted, remote_objects, collected, offline_collects;
 	_Atomic uint64_t large, large_frames;
 };
 

@@ -205,8 +205,8 @@ void cairn__heap_collect(struct cairn_heap *h, bool offline)
 		msgs++;
 		collect_msg(h, m, offline);
 	}
-	if (offline)
-		heap_stat_add(&h->st.offline_collects, msgs);
+	if (msgs)
+		heap_stat_add(offline ? &h->st.offline_collects : &h->st.collected, msgs);
 }
 
 /* The claims pass the embedder's gate (arena_enter), as the posts do,

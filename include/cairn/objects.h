@@ -230,11 +230,20 @@ struct cairn_objects_stats {
 	uint64_t large_cached_frames; /* freed large objects the heaps keep */
 	uint64_t remote_posted;  /* messages (batches) posted, all heaps */
 	uint64_t remote_objects; /* objects freed remotely */
+	uint64_t remote_collected; /* messages collected by their heap's own CPU */
 	uint64_t offline_collects; /* messages collected on an offline heap's behalf */
 };
 
-/* A snapshot; exact when no CPU is inside the instance. */
+/* A snapshot; exact when no CPU is inside the instance. Every message
+ * posted is collected once: with every CPU offline and nothing in flight,
+ * remote_posted == remote_collected + offline_collects. */
 void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st);
+/* The same for heap `cpu` alone (what its CPU posted and collected, and
+ * what was collected on its behalf); all zero for a heap never made or
+ * cpu >= ncpus. meta_frames and released_frames belong to the instance
+ * and stay zero here. */
+void cairn_objects_heap_stats(struct cairn_objects *o, unsigned cpu,
+			      struct cairn_objects_stats *st);
 
 /* Check slab and heap invariants (quiescent instance): 0 or CAIRN_ECORRUPT
  * with the first violation reported. */

@@ -386,6 +386,20 @@ static void test_remote(struct cairn_objects *o)
 	cairn_heap_flush(h0);
 	CHECK_EQ(stats(o).objects, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* every message collected once, by h0 itself: per heap, h1 posted
+	 * them and h0 collected them */
+	st = stats(o);
+	CHECK_EQ(st.remote_posted, st.remote_collected + st.offline_collects);
+	struct cairn_objects_stats s0, s1;
+	cairn_objects_heap_stats(o, 0, &s0);
+	cairn_objects_heap_stats(o, 1, &s1);
+	CHECK(s1.remote_posted >= 2 && s1.remote_objects >= 64 + 17);
+	CHECK(s0.remote_collected >= 2);
+	CHECK_EQ(s0.remote_posted + s1.remote_posted, st.remote_posted);
+	CHECK_EQ(s0.remote_collected + s1.remote_collected, st.remote_collected);
+	cairn_objects_heap_stats(o, 1u << 20, &s0); /* no such heap: zeros */
+	CHECK_EQ(s0.remote_posted, 0);
+	CHECK_EQ(s0.slabs, 0);
 
 	/* h0 allocates, goes offline; h1 frees: h1 collects for h0 */
 	for (unsigned i = 0; i < N; i++)
@@ -399,6 +413,7 @@ static void test_remote(struct cairn_objects *o)
 	CHECK_EQ(st.slabs, 0);
 	CHECK_EQ(st.objects, 0);
 	CHECK(st.offline_collects > 0);
+	CHECK_EQ(st.remote_posted, st.remote_collected + st.offline_collects);
 	cairn_heap_online(h0);
 	cairn_heap_online(h1);
 	CHECK_EQ(cairn_objects_validate(o), 0);
