@@ -19,8 +19,12 @@ void stress_objects_init(struct stress_objects *s)
 {
 	stress_barrier_init(&s->barrier);
 	atomic_store(&s->errors, 0);
-	for (unsigned i = 0; i < STRESS_OBJ_MAILBOX; i++)
-		atomic_store(&s->mailbox[i], 0);
+	atomic_store(&s->seats, 0);
+	for (unsigned i = 0; i < STRESS_OBJ_MAX_CPUS; i++) {
+		atomic_store(&s->fed[i], 0);
+		for (unsigned j = 0; j < STRESS_OBJ_INBOX; j++)
+			atomic_store(&s->inbox[i][j], 0);
+	}
 }
 
 /* ---- the oracle: bit per granule, the object's first granule ---- */
@@ -216,36 +220,127 @@ static void op_realloc(struct stress_objects *s, struct stress_obj_cpu *c, unsig
 	hold(s, c, me, q, size);
 }
 
-/* Hand an object to another CPU, or take one handed to us: the mailbox has
- * a region of slots per CPU; a give fills an empty slot of a random other
- * CPU's region (CAS from 0), a take empties a slot of our own. */
-static void take_got(struct stress_obj_cpu *c, unsigned me, uintptr_t got)
+/* ---- objects between CPUs ----
+ * An object in an inbox keeps its oracle bit and its stamp: it changes
+ * hands, not state. A give fills an empty slot (CAS from 0), a take
+ * empties one (exchange): each object has one holder at a time. */
+
+/* Put p in an empty slot of inbox `to`, probing from a random slot. */
+static bool give(struct stress_objects *s, struct stress_obj_cpu *c, unsigned to, uintptr_t p)
 {
-	if (!got)
-		return;
-	c->held[c->nheld].p = got;
-	c->held[c->nheld].size = (size_t)((volatile uint64_t *)got)[1];
-	c->nheld++;
-	if ((((volatile uint64_t *)got)[0] >> 40 & 0xff) != me)
-		c->remote++; /* allocated on another CPU */
+	unsigned at = (unsigned)stress_below(&c->rng, STRESS_OBJ_INBOX);
+	for (unsigned probe = 0; probe < 8; probe++) {
+		uintptr_t expect = 0;
+		if (atomic_compare_exchange_strong_explicit(&s->inbox[to][(at + probe) % STRESS_OBJ_INBOX],
+							    &expect, p, memory_order_acq_rel,
+							    memory_order_relaxed))
+			return true;
+	}
+	return false;
 }
 
-static void op_swap(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me)
+/* An object taken from an inbox: checked, then held (keep) or freed. */
+static void took(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me, uintptr_t got,
+		 bool keep)
 {
-	unsigned n = s->ncpus < STRESS_OBJ_MAILBOX ? s->ncpus : STRESS_OBJ_MAILBOX;
-	unsigned per = STRESS_OBJ_MAILBOX / n, mine = me % n;
+	size_t size = (size_t)((volatile uint64_t *)got)[1];
+	if ((((volatile uint64_t *)got)[0] >> 40 & 0xff) != (me & 0xff))
+		c->remote++; /* allocated on another CPU */
+	c->held[c->nheld].p = got;
+	c->held[c->nheld].size = size;
+	c->nheld++;
+	if (!keep)
+		release(s, c, c->nheld - 1);
+}
 
-	if (c->nheld && stress_below(&c->rng, 3)) {
-		unsigned to = n > 1 ? (mine + 1 + (unsigned)stress_below(&c->rng, n - 1)) % n : mine;
-		unsigned i = (unsigned)stress_below(&c->rng, c->nheld);
-		uintptr_t expect = 0;
-		if (atomic_compare_exchange_strong_explicit(&s->mailbox[to * per + stress_below(&c->rng, per)],
-							    &expect, c->held[i].p,
-							    memory_order_acq_rel, memory_order_relaxed))
+/* Empty inbox `seat`: keep about one in `keep_one_in` (0: none), free the
+ * rest at once. Returns how many were taken. */
+static unsigned sweep(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me, unsigned seat,
+		      unsigned keep_one_in)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < STRESS_OBJ_INBOX; i++) {
+		if (!atomic_load_explicit(&s->inbox[seat][i], memory_order_relaxed))
+			continue;
+		uintptr_t got = atomic_exchange_explicit(&s->inbox[seat][i], 0, memory_order_acq_rel);
+		if (!got)
+			continue;
+		n++;
+		took(s, c, me, got, keep_one_in && c->nheld + 1 < STRESS_OBJ_HELD / 2 &&
+					     !stress_below(&c->rng, keep_one_in));
+	}
+	return n;
+}
+
+/* Mixed phase: give a few held objects to a random other CPU, or empty
+ * our inbox (half of it kept for later frees and reallocs). */
+static void op_swap(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me,
+		    unsigned seat, unsigned n)
+{
+	if (n > 1 && c->nheld && stress_below(&c->rng, 2)) {
+		unsigned to = (seat + 1 + (unsigned)stress_below(&c->rng, n - 1)) % n;
+		for (unsigned k = 1 + (unsigned)stress_below(&c->rng, 8); k && c->nheld; k--) {
+			unsigned i = (unsigned)stress_below(&c->rng, c->nheld);
+			if (!give(s, c, to, c->held[i].p))
+				break;
 			c->held[i] = c->held[--c->nheld];
+		}
 	} else {
-		take_got(c, me, atomic_exchange_explicit(&s->mailbox[mine * per + stress_below(&c->rng, per)],
-							 0, memory_order_acq_rel));
+		sweep(s, c, me, seat, 2);
+	}
+}
+
+/* The hand-off: allocate s->handoff objects, each stamped and claimed,
+ * into the inbox of seat `to`, while emptying our own inbox, which seat
+ * `from` fills. It ends when ours are all given and `from` has said it is
+ * done (fed[seat] == gen, release/acquire: every give of `from` happened
+ * before, so the sweep after the load finds them all). A full inbox waits
+ * for its CPU's sweep, and every CPU sweeps until its feeder is done, so
+ * the ring of hand-offs always moves. */
+static void handoff(struct stress_objects *s, struct stress_obj_cpu *c, unsigned me,
+		    unsigned seat, unsigned to, uint32_t gen)
+{
+	uint64_t made = 0;
+	uintptr_t p = 0;
+	bool told = false;
+	for (;;) {
+		bool moved = false;
+		if (!p && made < s->handoff) {
+			/* small objects: the ones whose frees travel as messages */
+			size_t size = 1 + stress_below(&c->rng, stress_below(&c->rng, 4) ? 256 : 2048);
+			p = (uintptr_t)cairn_objects_alloc(s->o, size);
+			made++;
+			if (!p) {
+				c->enomem++;
+			} else {
+				if (p & 15)
+					fail(s, "stress: allocation not 16-byte aligned", p, size);
+				c->allocs++;
+				unsigned had = c->nheld;
+				hold(s, c, me, p, size); /* claimed and stamped */
+				/* the inbox holds it next (a failed claim failed the run) */
+				p = c->nheld > had ? c->held[--c->nheld].p : 0;
+			}
+			moved = true;
+		}
+		if (p && give(s, c, to, p)) {
+			c->handed++;
+			p = 0;
+			moved = true;
+		}
+		if (!p && made == s->handoff && !told) {
+			atomic_store_explicit(&s->fed[to], gen, memory_order_release);
+			told = true;
+		}
+		bool last = atomic_load_explicit(&s->fed[seat], memory_order_acquire) == gen;
+		moved |= sweep(s, c, me, seat, 16) != 0;
+		if (last && told)
+			return;
+		if (!moved) {
+			if (s->idle)
+				s->idle(s->idle_arg);
+			cairn_port_pause();
+		}
 	}
 }
 
@@ -254,24 +349,37 @@ uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
 	struct stress_obj_cpu *c = &s->cpu[me];
 	bool planted = false;
 	c->rng = s->seed * 0x9e3779b97f4a7c15ull + me * 0xbf58476d1ce4e5b9ull + c->ops + 1;
+	unsigned seat = atomic_fetch_add_explicit(&s->seats, 1, memory_order_relaxed);
+	unsigned n = s->ncpus < STRESS_OBJ_MAX_CPUS ? s->ncpus : STRESS_OBJ_MAX_CPUS;
 	barrier(s);
-	for (uint64_t n = 0; n < s->ops; n++, c->ops++) {
-		uint64_t k = stress_below(&c->rng, 100);
-		if (c->nheld + 1 >= STRESS_OBJ_HELD || (k < 40 && c->nheld)) {
+	/* Everyone is seated and nobody seats again before the round's last
+	 * barrier; until the next barrier gen is the same for all. */
+	uint32_t gen = atomic_load_explicit(&s->barrier.gen, memory_order_acquire);
+	if (seat == 0)
+		atomic_store_explicit(&s->seats, 0, memory_order_relaxed);
+	if (seat >= n) {
+		fail(s, "stress: more CPUs in a round than ncpus", seat, n);
+		seat = n - 1;
+	}
+	if (n > 1 && s->handoff)
+		handoff(s, c, me, seat, (seat + 1 + gen % (n - 1)) % n, gen);
+	for (uint64_t k = 0; k < s->ops; k++, c->ops++) {
+		uint64_t r = stress_below(&c->rng, 100);
+		if (c->nheld + 1 >= STRESS_OBJ_HELD || (r < 40 && c->nheld)) {
 			release(s, c, (unsigned)stress_below(&c->rng, c->nheld));
-		} else if (k < 50 && c->nheld) {
+		} else if (r < 50 && c->nheld) {
 			op_realloc(s, c, me);
-		} else if (k < 65) {
-			op_swap(s, c, me);
+		} else if (r < 65) {
+			op_swap(s, c, me, seat, n);
 		} else {
 			op_alloc(s, c, me);
 		}
 		if (s->plant == STRESS_OBJ_PLANT_DOUBLE && me == 0 && !planted &&
-		    n >= s->ops / 2 && c->nheld) {
+		    k >= s->ops / 2 && c->nheld) {
 			oracle_claim(s, c->held[0].p); /* as if cairn handed it out again */
 			planted = true;
 		}
-		if (s->offline_every && n % s->offline_every == s->offline_every - 1) {
+		if (s->offline_every && k % s->offline_every == s->offline_every - 1) {
 			/* The CPU leaves and comes back while the others free its
 			 * objects: their messages reach an offline heap. */
 			cairn_objects_cpu_offline(s->o);
@@ -284,13 +392,10 @@ uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
 	/* Everyone's gives are in: take half of what was handed to us (the
 	 * rest outlives this round and maybe its thread), free all we hold. */
 	barrier(s);
-	unsigned n = s->ncpus < STRESS_OBJ_MAILBOX ? s->ncpus : STRESS_OBJ_MAILBOX;
-	unsigned per = STRESS_OBJ_MAILBOX / n;
-	for (unsigned i = 0; i < per; i += 2) {
-		if (c->nheld + 1 >= STRESS_OBJ_HELD)
-			release(s, c, c->nheld - 1);
-		take_got(c, me, atomic_exchange_explicit(&s->mailbox[me % n * per + i], 0,
-							 memory_order_acq_rel));
+	for (unsigned i = 0; i < STRESS_OBJ_INBOX; i += 2) {
+		uintptr_t got = atomic_exchange_explicit(&s->inbox[seat][i], 0, memory_order_acq_rel);
+		if (got)
+			took(s, c, me, got, false);
 	}
 	while (c->nheld)
 		release(s, c, c->nheld - 1);
@@ -298,15 +403,15 @@ uint64_t stress_objects_round(struct stress_objects *s, unsigned me)
 	return atomic_load(&s->errors);
 }
 
-void stress_objects_drain_mailbox(struct stress_objects *s)
+void stress_objects_drain_inboxes(struct stress_objects *s)
 {
-	for (unsigned i = 0; i < STRESS_OBJ_MAILBOX; i++) {
-		uintptr_t p = atomic_exchange(&s->mailbox[i], 0);
+	for (unsigned i = 0; i < STRESS_OBJ_MAX_CPUS * STRESS_OBJ_INBOX; i++) {
+		uintptr_t p = atomic_exchange(&s->inbox[i / STRESS_OBJ_INBOX][i % STRESS_OBJ_INBOX], 0);
 		if (!p)
 			continue;
 		size_t size = (size_t)((volatile uint64_t *)p)[1];
 		if (!stamp_ok(p, size))
-			fail(s, "stress: object overwritten in the mailbox", p, size);
+			fail(s, "stress: object overwritten in an inbox", p, size);
 		oracle_release(s, p);
 		if (cairn_objects_free(s->o, (void *)p))
 			fail(s, "stress: free refused a good object", p, 0);

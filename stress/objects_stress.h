@@ -6,8 +6,12 @@
  * Every participating CPU runs stress_objects_cpu() at once on one shared
  * struct stress_objects: random allocations of every size class, large
  * blocks, aligned requests, calloc and realloc; objects handed between CPUs
- * through a mailbox so that most frees are remote; CPUs going offline and
- * online in the middle. The ownership oracle is one atomic bit per 16-byte
+ * through per-CPU inboxes so that many frees are remote; CPUs going offline
+ * and online in the middle. Each round opens with a hand-off: every CPU
+ * allocates s->handoff objects for its neighbour (another CPU each round)
+ * while freeing the ones its own neighbour allocates for it, so every CPU
+ * posts remote frees to a heap whose CPU is allocating, and collects the
+ * messages of another CPU's frees at the same time. The ownership oracle is one atomic bit per 16-byte
  * granule: an object's first granule is claimed when cairn hands it out and
  * released before it is freed, so an object handed to two holders fails the
  * claim; every object carries its tag and size at both ends (small ones are
@@ -27,7 +31,7 @@
 #include "stress_util.h"
 
 #define STRESS_OBJ_HELD 256
-#define STRESS_OBJ_MAILBOX 64
+#define STRESS_OBJ_INBOX 64 /* slots per CPU taking part */
 #define STRESS_OBJ_MAX_CPUS 256
 
 enum stress_obj_plant {
@@ -44,7 +48,9 @@ struct stress_obj_cpu {
 	struct stress_obj held[STRESS_OBJ_HELD];
 	unsigned nheld;
 	uint64_t rng, seq;
-	uint64_t ops, allocs, frees, remote, reallocs, large, aligned, offlines, enomem;
+	/* remote: objects taken from another CPU's hands (allocated there);
+	 * handed: objects allocated for the neighbour in the hand-off */
+	uint64_t ops, allocs, frees, remote, handed, reallocs, large, aligned, offlines, enomem;
 };
 
 struct stress_objects {
@@ -62,6 +68,7 @@ struct stress_objects {
 	uint64_t ops;              /* per CPU per round */
 	uint64_t seed;
 	unsigned offline_every;    /* ops between offline/online cycles; 0 = never */
+	uint64_t handoff;          /* objects per CPU per round handed to the neighbour */
 	unsigned plant;
 	/* Optional: called while a CPU waits at a barrier (answer the drain
 	 * requests of the caches in front of the instance). */
@@ -71,18 +78,23 @@ struct stress_objects {
 	/* shared, zeroed by stress_objects_init */
 	struct stress_barrier barrier;
 	_Atomic uint64_t errors;
-	_Atomic uintptr_t mailbox[STRESS_OBJ_MAILBOX];
+	/* A round seats its CPUs 0..ncpus-1 in the order they come (CPU
+	 * indices need not be dense); seat i's inbox is inbox[i], and fed[i]
+	 * is the last round (barrier generation) whose hand-off to it ended. */
+	_Atomic unsigned seats;
+	_Atomic uint32_t fed[STRESS_OBJ_MAX_CPUS];
+	_Atomic uintptr_t inbox[STRESS_OBJ_MAX_CPUS][STRESS_OBJ_INBOX];
 };
 
 void stress_objects_init(struct stress_objects *s);
 
 /* One round on CPU `cpu` (registered/online), with s->ncpus CPUs at once:
- * mixed operations, then everything this CPU holds is freed (the mailbox
- * keeps what it holds for the next round). Returns errors so far. */
+ * the hand-off, mixed operations, then everything this CPU holds is freed
+ * (the inboxes keep some for the next round). Returns errors so far. */
 uint64_t stress_objects_round(struct stress_objects *s, unsigned cpu);
 
-/* After the last round, on one CPU: free what the mailbox holds. */
-void stress_objects_drain_mailbox(struct stress_objects *s);
+/* After the last round, on one CPU: free what the inboxes hold. */
+void stress_objects_drain_inboxes(struct stress_objects *s);
 
 /* With every CPU offline (nothing in flight): no slab, no large block, no
  * object left, validate passes. Returns errors so far. */

@@ -201,6 +201,7 @@ struct options {
 	const char *test;
 	uint64_t seed;
 	uint64_t ops;
+	uint64_t handoff; /* objects test: objects per CPU per hand-off; ~0 = from ops */
 	unsigned cpus;
 	const char *plant;
 	bool verbose;

@@ -25,6 +25,8 @@
  *                 as if the firmware had listed it there (overlapping,
  *                 unsorted and duplicated entries, reserved ranges inside
  *                 RAM: maps real firmware gives and QEMU's does not)
+ *   handoff=N     objects test: objects each CPU hands to its neighbour
+ *                 per round (default 16384 / cpus: 32768 a run)
  *   verbose       more output
  *
  * Output ends with one line per CPU ("cpu N: ops M ..."), a total with the
@@ -33,7 +35,7 @@
  */
 #include "kernel.h"
 
-struct options opt = { .test = "all", .seed = 1, .ops = 20000 };
+struct options opt = { .test = "all", .seed = 1, .ops = 20000, .handoff = ~0ull };
 _Atomic uint64_t failures;
 
 static char cmdline[512];
@@ -110,6 +112,8 @@ static void parse_cmdline(void)
 			parse_u64(v, &opt.seed);
 		else if (key(tok, "ops", &v))
 			parse_u64(v, &opt.ops);
+		else if (key(tok, "handoff", &v))
+			parse_u64(v, &opt.handoff);
 		else if (key(tok, "cpus", &v)) {
 			parse_u64(v, &n);
 			opt.cpus = (unsigned)n;

@@ -20,6 +20,10 @@
  *   objects  the shared objects stress (stress/objects_stress.c) on a cairn
  *            objects instance over all RAM, hardened: every size class,
  *            large blocks, objects handed between CPUs (remote frees),
+ *            a hand-off in each round (every CPU allocates for another
+ *            while freeing what a third allocated for it: tens of
+ *            thousands of remote frees a run, every CPU posting and
+ *            collecting; the messages posted must all be collected),
  *            CPUs going offline and online in the middle, an ownership
  *            oracle of one bit per 16 bytes; at the end every CPU goes
  *            offline, nothing may be left, and destroying the instance
@@ -761,6 +765,10 @@ static void objects_setup(void)
 	so->ops = opt.ops / 8 + 1000;
 	so->seed = opt.seed;
 	so->offline_every = (unsigned)(so->ops / 3 + 1);
+	/* The hand-off makes most of the run's remote frees: 32768 objects
+	 * over its two rounds whatever ops= and the CPU count say (QEMU runs
+	 * the vCPUs on a few host cores: the cost follows the total). */
+	so->handoff = opt.handoff != ~0ull ? opt.handoff : (1u << 14) / opt.cpus;
 	so->plant = opt.plant && !strncmp(opt.plant, "double", 7) ? STRESS_OBJ_PLANT_DOUBLE
 								  : STRESS_OBJ_PLANT_NONE;
 	stress_objects_init(so);
@@ -774,15 +782,15 @@ static void objects_run(unsigned idx, unsigned n)
 		stress_objects_round(so, idx);
 	barrier_wait();
 	if (idx == 0)
-		stress_objects_drain_mailbox(so);
+		stress_objects_drain_inboxes(so);
 	barrier_wait();
 	cairn_objects_cpu_offline(ko);
 	this_cpu()->ops += c->ops;
 	if (opt.verbose)
 		kprintf("cpu %u: objects: ops %lu allocs %lu frees %lu from other cpus %lu "
-			"reallocs %lu large %lu aligned %lu offline cycles %lu\n", idx, c->ops,
-			c->allocs, c->frees, c->remote, c->reallocs, c->large, c->aligned,
-			c->offlines);
+			"handed over %lu reallocs %lu large %lu aligned %lu offline cycles %lu\n",
+			idx, c->ops, c->allocs, c->frees, c->remote, c->handed, c->reallocs,
+			c->large, c->aligned, c->offlines);
 }
 
 static void objects_check(void)
@@ -790,8 +798,27 @@ static void objects_check(void)
 	uint64_t errors = stress_objects_check_empty(so);
 	struct cairn_objects_stats st;
 	cairn_objects_stats(ko, &st);
-	kprintf("objects: %lu batches of remote frees posted (%lu objects), %lu collected for "
-		"offline heaps\n", st.remote_posted, st.remote_objects, st.offline_collects);
+	uint64_t taken = 0, min_posted = UINT64_MAX, min_collected = UINT64_MAX;
+	for (unsigned i = 0; i < opt.cpus; i++) {
+		struct cairn_objects_stats h;
+		cairn_objects_heap_stats(ko, i, &h);
+		min_posted = h.remote_posted < min_posted ? h.remote_posted : min_posted;
+		min_collected = h.remote_collected < min_collected ? h.remote_collected
+								   : min_collected;
+		taken += so->cpu[i].remote;
+	}
+	kprintf("objects: %lu objects taken from other cpus; %lu remote frees posted in %lu "
+		"messages, %lu collected by their heaps, %lu for offline heaps; fewest by a cpu: "
+		"%lu posted, %lu collected\n", taken, st.remote_objects, st.remote_posted,
+		st.remote_collected, st.offline_collects, min_posted, min_collected);
+	/* Every CPU is offline and nothing is in flight: each message was
+	 * collected exactly once, and with a hand-off every CPU posted to its
+	 * neighbour and collected its own objects freed by another. */
+	if (st.remote_posted != st.remote_collected + st.offline_collects)
+		fail("objects: %lu messages posted, %lu collected", st.remote_posted,
+		     st.remote_collected + st.offline_collects);
+	if (opt.cpus > 1 && so->handoff && (!min_posted || !min_collected))
+		fail("objects: a cpu posted no remote frees or collected no messages");
 	if (errors)
 		fail("objects: the stress suite saw %lu errors", errors);
 	cairn_objects_destroy(ko);

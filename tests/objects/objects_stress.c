@@ -78,6 +78,7 @@ int main(int argc, char **argv)
 	s.ops = ops;
 	s.seed = seed;
 	s.offline_every = (unsigned)(ops / 3 + 1);
+	s.handoff = ops / 4;
 	s.plant = plant;
 	if (objtest_qc) {
 		s.idle = idle;
@@ -102,7 +103,7 @@ int main(int argc, char **argv)
 	if (cairn_host_cpu_register() < 0)
 		return 2;
 	cairn_objects_cpu_online(s.o);
-	stress_objects_drain_mailbox(&s);
+	stress_objects_drain_inboxes(&s);
 	cairn_objects_cpu_offline(s.o);
 	cairn_host_cpu_unregister();
 	uint64_t errors = stress_objects_check_empty(&s);
@@ -133,13 +134,18 @@ int main(int argc, char **argv)
 	}
 	static const char *const large_name[] = { "", ", arena", ", mapped arena", ", arena+qcache",
 						   ", arena+caches" };
+	if (st.remote_posted != st.remote_collected + st.offline_collects) {
+		printf("%llu messages posted, %llu collected\n", (unsigned long long)st.remote_posted,
+		       (unsigned long long)(st.remote_collected + st.offline_collects));
+		errors++;
+	}
 	printf("objects stress%s%s: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
-	       "%llu offline cycles, %llu batches posted (%llu objects), %llu collected for "
-	       "offline heaps, errors %llu%s\n",
+	       "%llu offline cycles, %llu batches posted (%llu objects), %llu collected by their "
+	       "heaps, %llu for offline heaps, errors %llu%s\n",
 	       fc ? " (frame cache)" : "", large_name[large], threads, waves, (unsigned long long)seed, (unsigned long long)ops_total,
 	       (unsigned long long)remote, (unsigned long long)offl,
 	       (unsigned long long)st.remote_posted, (unsigned long long)st.remote_objects,
-	       (unsigned long long)st.offline_collects, (unsigned long long)errors,
+	       (unsigned long long)st.remote_collected, (unsigned long long)st.offline_collects, (unsigned long long)errors,
 	       plant ? " (planted fault: errors expected)" : "");
 	if (plant)
 		return errors ? 0 : 1;
