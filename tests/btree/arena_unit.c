@@ -182,6 +182,41 @@ static void shrink(void)
 	cairn_arena_destroy(&a);
 }
 
+/* Fanout 4, allocations in address order: an extent each (allocated
+ * extents never merge), the free rest last, leaves about half full (a
+ * split halves a full node and the next inserts go right), so the tree
+ * grows a level per doubling. 24,001 extents need 13 levels; a depth limit
+ * of 12 levels refused the allocations from 12,286 extents on (ENOSPC).
+ * Then the frees, out of order, must shrink it back to one node. */
+static void deep(void)
+{
+	enum { N = 24000 };
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
+	struct cairn_btree_stats st;
+	uint64_t x, frames = env_free_frames();
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 1ull << 32, &cfg), 0);
+	unsigned n = 0;
+	int err = 0;
+	while (n < N && !(err = cairn_arena_alloc(&a, 1, n, &x)) && x == n)
+		n++;
+	CHECK_EQ(err, 0);
+	CHECK_EQ(n, N); /* how far it got */
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.extents, n + 1ull);
+	CHECK(st.depth >= 13);
+	printf("arena_unit: fanout 4: %llu extents, depth %u, %llu nodes\n",
+	       (unsigned long long)st.extents, st.depth, (unsigned long long)st.tree_nodes);
+	for (unsigned i = 0; i < n; i++) /* 7919 is prime: a permutation of 0..N-1 */
+		CHECK_EQ(cairn_arena_free(&a, n == N ? (i * 7919ull) % N : i, 1), 0);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.extents, 1);
+	CHECK_EQ(st.depth, 1);
+	valid(&a);
+	cairn_arena_destroy(&a);
+	CHECK_EQ(env_free_frames(), frames);
+}
+
 /* A child arena (quantum 16, fanout 4, import quantum iq) importing
  * through src from a parent over [pbase, pbase + 1 MiB) of quantum pq. */
 static void family(struct cairn_arena *parent, struct cairn_arena *child,
@@ -757,6 +792,7 @@ int main(void)
 	basics(5);
 	basics(0);
 	shrink();
+	deep();
 	imports();
 	import_release_foreign();
 	import_huge();
