@@ -43,9 +43,14 @@
 
 #include <cairn/port.h>
 
-#define RS_MAX 64      /* nodes one operation may read */
-#define DIRTY_MAX 32   /* nodes one operation may change */
-#define CHG_MAX 48     /* changes one operation may make */
+/* Per operation, from the depth limit (the values at 12 levels are those
+ * these tables had before they followed it): a scan keeps two paths after
+ * rs_compact and reads one more path; an update's gap maxima rise along
+ * the paths of the leaves it changes, room here for two that part at the
+ * root, plus the leaves' own changes. Beyond that: CAIRN_ENOSPC. */
+#define RS_MAX (3 * CAIRN_BTREE_DEPTH_MAX + 28)    /* nodes one operation may read */
+#define DIRTY_MAX (2 * CAIRN_BTREE_DEPTH_MAX + 8)  /* nodes one operation may change */
+#define CHG_MAX (2 * CAIRN_BTREE_DEPTH_MAX + 24)   /* changes one operation may make */
 #define STEP_GUARD 4096
 
 /* R_SLOW: the fast path hands over to the general writer (see fast_update) */
