@@ -43,8 +43,8 @@
 
 #include <cairn/port.h>
 
-/* Per operation, from the depth limit (the values at 12 levels are those
- * these tables had before they followed it): a scan keeps two paths after
+/* Per operation, from the depth limit (64, 32 and 48 at 12 levels): a
+ * scan keeps two paths after
  * rs_compact and reads one more path; an update's gap maxima rise along
  * the paths of the leaves it changes, room here for two that part at the
  * root, plus the leaves' own changes. Beyond that: CAIRN_ENOSPC. */

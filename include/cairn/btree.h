@@ -37,19 +37,19 @@
 #define CAIRN_BTREE_FINGERS 8
 /* Levels, root included; a root split beyond this fails (CAIRN_ENOSPC,
  * tree unchanged). Every operation's bookkeeping (paths, read set, change
- * plan) is sized by it on the stack, so it stays fixed; the capacity it
- * gives follows from the fanout F. A node splits only when full, into
- * halves of at least m = F / 2 (rounded down) entries, and the root splits
- * only when full, so a tree built by inserts reaches the limit only when
- * its full root has F children, each the top of DEPTH_MAX - 1 levels of
- * at least m entries per node: at least F * m^(DEPTH_MAX - 1) extents.
- * F = 4 (or 5): 2^17 (5 * 2^15); extents in address order (leaves about
- * half full, a level per doubling, 4 KiB of node frames per extent) fail
- * near 200,000. F = 8: 2^33; F = 16: 2^49; F >= 32, the full fanout
- * among them: beyond any 64-bit key space. Frees leave nodes thinner
- * (a node leaves the tree only when it empties), so a tree that churns may
- * reach the limit with fewer extents than it once held. */
-#define CAIRN_BTREE_DEPTH_MAX 16
+ * plan) is sized by it on the stack, so it stays small and fixed; the
+ * capacity it gives follows from the fanout F. A node splits only when
+ * full, into halves of at least m = F / 2 (rounded down) entries, and the
+ * root splits only when full, so a tree built by inserts reaches the limit
+ * only when its full root has F children, each the top of DEPTH_MAX - 1
+ * levels of at least m entries per node: at least F * m^(DEPTH_MAX - 1)
+ * extents. F = 4: 2^13 (extents in address order leave leaves about half
+ * full and fail near 12,000); F = 8: 2^25; F = 16: 2^37; F = 32: 2^49;
+ * F >= 64, the full fanout among them: beyond any 64-bit key space. Frees
+ * leave nodes thinner (a node leaves the tree only when it empties), so a
+ * tree that churns may reach the limit with fewer extents than it once
+ * held. */
+#define CAIRN_BTREE_DEPTH_MAX 12
 
 struct cairn_ext {
 	uint64_t start;

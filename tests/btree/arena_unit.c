@@ -185,12 +185,17 @@ static void shrink(void)
 /* Fanout 4, allocations in address order: an extent each (allocated
  * extents never merge), the free rest last, leaves about half full (a
  * split halves a full node and the next inserts go right), so the tree
- * grows a level per doubling. 24,001 extents need 13 levels; a depth limit
- * of 12 levels refused the allocations from 12,286 extents on (ENOSPC).
- * Then the frees, out of order, must shrink it back to one node. */
+ * grows a level per doubling until the depth limit refuses a root split.
+ * That must come no sooner than btree.h promises (F * (F/2)^(DEPTH_MAX -
+ * 1) extents), as CAIRN_ENOSPC, and change nothing; the frees, out of
+ * order, must then shrink the tree back to one node, and it must grow
+ * again. */
 static void deep(void)
 {
-	enum { N = 24000 };
+	enum { N = 1 << 16 };
+	uint64_t bound = 4;
+	for (unsigned l = 1; l < CAIRN_BTREE_DEPTH_MAX; l++)
+		bound *= 2;
 	struct cairn_arena a;
 	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
 	struct cairn_btree_stats st;
@@ -200,18 +205,35 @@ static void deep(void)
 	int err = 0;
 	while (n < N && !(err = cairn_arena_alloc(&a, 1, n, &x)) && x == n)
 		n++;
-	CHECK_EQ(err, 0);
-	CHECK_EQ(n, N); /* how far it got */
+	CHECK(n >= bound);
 	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
 	CHECK_EQ(st.extents, n + 1ull);
-	CHECK(st.depth >= 13);
-	printf("arena_unit: fanout 4: %llu extents, depth %u, %llu nodes\n",
-	       (unsigned long long)st.extents, st.depth, (unsigned long long)st.tree_nodes);
-	for (unsigned i = 0; i < n; i++) /* 7919 is prime: a permutation of 0..N-1 */
-		CHECK_EQ(cairn_arena_free(&a, n == N ? (i * 7919ull) % N : i, 1), 0);
+	printf("arena_unit: fanout 4: %llu extents, depth %u, %llu nodes (at least %llu promised)\n",
+	       (unsigned long long)st.extents, st.depth, (unsigned long long)st.tree_nodes,
+	       (unsigned long long)bound);
+	if (n < N) { /* the limit: refused, nothing changed, refused again */
+		CHECK_EQ(err, CAIRN_ENOSPC);
+		CHECK_EQ(st.depth, CAIRN_BTREE_DEPTH_MAX);
+		x = 7;
+		CHECK_EQ(cairn_arena_alloc(&a, 1, n, &x), CAIRN_ENOSPC);
+		CHECK_EQ(x, 7);
+		struct cairn_btree_stats again;
+		CHECK_EQ(cairn_btree_validate(&a.tree, &again), 0);
+		CHECK_EQ(again.extents, st.extents);
+		CHECK_EQ(again.tree_nodes, st.tree_nodes);
+		CHECK_EQ(cairn_arena_free(&a, n - 1, 1), 0); /* frees still work there */
+		CHECK_EQ(cairn_arena_alloc(&a, 1, n, &x), 0);
+		CHECK_EQ(x, n - 1);
+	}
+	for (unsigned i = 0; i < n; i++) /* 7919 is prime: a permutation of 0..n-1 */
+		CHECK_EQ(cairn_arena_free(&a, n % 7919 ? (i * 7919ull) % n : i, 1), 0);
 	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
 	CHECK_EQ(st.extents, 1);
 	CHECK_EQ(st.depth, 1);
+	for (unsigned i = 0; i < 1000; i++) {
+		CHECK_EQ(cairn_arena_alloc(&a, 1, 0, &x), 0);
+		CHECK_EQ(x, i);
+	}
 	valid(&a);
 	cairn_arena_destroy(&a);
 	CHECK_EQ(env_free_frames(), frames);
