@@ -255,7 +255,10 @@ static int plan_free_owned(const struct cairn_bt_view *v, void *arg,
 	return plan_free(v, arg, e);
 }
 
-/* Drop an imported span if it is one free extent. */
+/* Drop an imported span if it is one free extent; with a tag in
+ * span->cookie (a failed alloc's give-back), only the span that import
+ * added: one at the same start may since have been released and imported
+ * again by another CPU, whose retry is about to use it. */
 static int plan_release(const struct cairn_bt_view *v, void *arg,
 			struct cairn_bt_edit *e)
 {
@@ -263,7 +266,8 @@ static int plan_release(const struct cairn_bt_view *v, void *arg,
 	const struct cairn_ext *c = &v->cur;
 	if (!v->has_cur || c->start != span->start ||
 	    (c->flags & (EXT_FREE | CAIRN_ARENA_IMPORTED)) !=
-		    (EXT_FREE | CAIRN_ARENA_IMPORTED))
+		    (EXT_FREE | CAIRN_ARENA_IMPORTED) ||
+	    (span->cookie && c->cookie != span->cookie))
 		return CAIRN_EBUSY;
 	if (v->has_succ && v->succ.start == ext_end(c) &&
 	    !(v->succ.flags & CAIRN_ARENA_SPAN))
@@ -274,7 +278,7 @@ static int plan_release(const struct cairn_bt_view *v, void *arg,
 }
 
 struct areq {
-	uint64_t base, size;
+	uint64_t base, size, tag;
 	uint32_t flags;
 };
 
@@ -285,7 +289,7 @@ static int plan_add(const struct cairn_bt_view *v, void *arg,
 	if (v->has_cur || (v->has_pred && ext_end(&v->pred) > r->base) ||
 	    (v->has_succ && v->succ.start < r->base + r->size))
 		return CAIRN_EEXIST;
-	e->ins[0] = (struct cairn_ext){ r->base, r->size, 0,
+	e->ins[0] = (struct cairn_ext){ r->base, r->size, r->tag,
 					EXT_FREE | r->flags };
 	e->nins = 1;
 	return 0;
@@ -294,9 +298,9 @@ static int plan_add(const struct cairn_bt_view *v, void *arg,
 /* ---- operations ---- */
 
 static int add_span(struct cairn_arena *a, uint64_t base, uint64_t size,
-		    uint32_t flags)
+		    uint64_t tag, uint32_t flags)
 {
-	struct areq r = { base, size, flags };
+	struct areq r = { base, size, tag, flags };
 	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = base,
 				    .plan = plan_add, .arg = &r };
 	return cairn_btree_update(&a->tree, &q);
@@ -310,7 +314,7 @@ int cairn_arena_add(struct cairn_arena *a, uint64_t base, uint64_t size)
 		return CAIRN_EALIGN;
 	if (base + size <= base)
 		return CAIRN_ERANGE;
-	return add_span(a, base, size, CAIRN_ARENA_SPAN);
+	return add_span(a, base, size, 0, CAIRN_ARENA_SPAN);
 }
 
 static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
@@ -327,7 +331,7 @@ static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
 }
 
 /* Bring in a span from the source that can hold the request; *span: the
- * span added. */
+ * span added, its tag in the cookie. */
 static int import(struct cairn_arena *a, const struct xreq *r,
 		  struct cairn_ext *span)
 {
@@ -368,13 +372,20 @@ static int import(struct cairn_arena *a, const struct xreq *r,
 		a->source.release(a->source.ctx, base, sz);
 		return base & (a->quantum - 1) ? CAIRN_ECORRUPT : CAIRN_ERANGE;
 	}
-	err = add_span(a, base, sz, CAIRN_ARENA_SPAN | CAIRN_ARENA_IMPORTED);
+	/* The span's free extent carries a tag no other import of this
+	 * arena has had (2^64 of them would wrap it), until a carve or a
+	 * merge rewrites that extent (both clear the cookie of what stays
+	 * free): the give-back of a failed alloc finds its span by it. */
+	uint64_t tag = atomic_fetch_add_explicit(&a->tags, 1,
+						 memory_order_relaxed) + 1;
+	err = add_span(a, base, sz, tag,
+		       CAIRN_ARENA_SPAN | CAIRN_ARENA_IMPORTED);
 	if (err) {
 		a->source.release(a->source.ctx, base, sz);
 		return err == CAIRN_EEXIST ? CAIRN_ECORRUPT : err;
 	}
 	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
-	*span = (struct cairn_ext){ base, sz, 0,
+	*span = (struct cairn_ext){ base, sz, tag,
 				    EXT_FREE | CAIRN_ARENA_SPAN |
 					    CAIRN_ARENA_IMPORTED };
 	return 0;
@@ -462,9 +473,11 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 		return 0;
 	}
 	/* A rejected call changes nothing: the spans it imported go back
-	 * to the source, each if it is still one free extent (another CPU
-	 * may have allocated from it meanwhile; the release is one atomic
-	 * update that checks). */
+	 * to the source, each if it is still one free extent with the tag
+	 * its import gave it, in one update that checks. Not otherwise:
+	 * another CPU allocated from it (the free that empties it releases
+	 * it), or it went back already, and a span at that address now is
+	 * another import, another CPU's, which that CPU's retry needs. */
 	while (nspans)
 		try_release(a, &spans[--nspans]);
 	return err;
@@ -634,6 +647,7 @@ int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
 	a->source = cfg->source ? *cfg->source : (struct cairn_arena_source){ 0 };
 	atomic_store_explicit(&a->imports, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->releases, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->tags, 0, memory_order_relaxed);
 	int err = cairn_btree_init(&a->tree, nodes, cfg->fanout);
 	if (err)
 		return err;
@@ -722,9 +736,15 @@ static int check_visit(const struct cairn_ext *e, void *arg)
 	    (e->flags & EXT_FREE) && (c->prev.flags & EXT_FREE))
 		return arena_bad("arena: free neighbours not coalesced",
 				 c->prev.start, e->start);
-	if ((e->flags & EXT_FREE) && e->cookie)
+	if ((e->flags & EXT_FREE) && e->cookie &&
+	    !(e->flags & CAIRN_ARENA_IMPORTED))
 		return arena_bad("arena: free extent with a cookie", e->start,
 				 e->cookie);
+	/* A tag: the span as its import added it, one free extent. */
+	if (contiguous && !(e->flags & CAIRN_ARENA_SPAN) &&
+	    (c->prev.flags & EXT_FREE) && c->prev.cookie)
+		return arena_bad("arena: tagged span not one free extent",
+				 c->prev.start, c->prev.cookie);
 	c->have = true;
 	c->prev = *e;
 	return 0;

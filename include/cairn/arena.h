@@ -72,9 +72,12 @@ struct cairn_arena {
 	uint64_t import_quantum;
 	struct cairn_arena_source source;
 	_Atomic uint64_t imports, releases;
+	_Atomic uint64_t tags; /* the last tag an imported span was given */
 };
 
-/* Extent flags the arena keeps in the tree (beside CAIRN_EXT_FREE). */
+/* Extent flags the arena keeps in the tree (beside CAIRN_EXT_FREE). A free
+ * extent's cookie is 0, except an imported span's while it is the one free
+ * extent its import added: a tag unique in the arena. */
 #define CAIRN_ARENA_SPAN 0x100u     /* this extent starts a span */
 #define CAIRN_ARENA_IMPORTED 0x200u /* ... an imported one */
 
