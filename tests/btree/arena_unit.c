@@ -419,6 +419,45 @@ static void import_useless(void)
 	cairn_arena_destroy(&parent);
 }
 
+/* A request whose window the third import reaches: the two spans below
+ * it served nothing and go back, as a failed request's would; only the
+ * span that serves it stays (they stayed in the child, whole and free,
+ * and nothing but an allocation from them and its free would have
+ * released them). */
+static void import_window_served(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_source src;
+	family(&parent, &child, &src, 0x40000000, 4096, 0x4000);
+
+	uint64_t x = 0, y = 0, s, n, c;
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0, 0, 0, 0x40008000, 0,
+				    CAIRN_FIT_FIRST, 1, &x), 0);
+	CHECK_EQ(x, 0x40008000);
+	CHECK_EQ(atomic_load(&child.imports), 3);
+	CHECK_EQ(atomic_load(&child.releases), 2);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x40000000, &s, &n, &c), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x40004000, &s, &n, &c), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_lookup(&parent, 0x40000000, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&parent, 0x40004000, &s, &n, &c), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&parent, x, &s, &n, &c), 0);
+	CHECK(s == x && n == 0x4000 && c == (uintptr_t)&parent);
+	valid(&child);
+	valid(&parent);
+	/* a span another request then allocates from stays */
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 2, &y), 0);
+	CHECK_EQ(y, x + 16);
+	CHECK_EQ(atomic_load(&child.imports), 3);
+	CHECK_EQ(cairn_arena_free(&child, x, 16), 0);
+	CHECK_EQ(cairn_arena_free(&child, y, 16), 0);
+	CHECK_EQ(atomic_load(&child.releases), 3);
+	CHECK_EQ(cairn_arena_lookup(&parent, x, &s, &n, &c), CAIRN_EFREE);
+	valid(&child);
+	valid(&parent);
+	cairn_arena_destroy(&child);
+	cairn_arena_destroy(&parent);
+}
+
 /* A source that hands out one base given by the test and records what
  * comes back. */
 struct fixed_source {
@@ -820,6 +859,7 @@ int main(void)
 	import_huge();
 	import_nocross();
 	import_useless();
+	import_window_served();
 	import_refused();
 	frames_source();
 	frames_source_coarse_va();
