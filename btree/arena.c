@@ -468,16 +468,16 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 		nspans++;
 		q.shape = shape;
 	}
-	if (err == 0) {
+	if (err == 0)
 		*addr = r.got.start;
-		return 0;
-	}
-	/* A rejected call changes nothing: the spans it imported go back
-	 * to the source, each if it is still one free extent with the tag
-	 * its import gave it, in one update that checks. Not otherwise:
-	 * another CPU allocated from it (the free that empties it releases
-	 * it), or it went back already, and a span at that address now is
-	 * another import, another CPU's, which that CPU's retry needs. */
+	/* The spans this call imported and did not use go back to the
+	 * source (a rejected call so changes nothing; one that succeeds
+	 * keeps the span that serves it), each if it is still one free
+	 * extent with the tag its import gave it, in one update that
+	 * checks. Not otherwise: it was allocated from (the carve that
+	 * served this request, or another CPU's; the free that empties it
+	 * releases it), or it went back already, and a span at that address
+	 * now is another import, another CPU's, which its retry needs. */
 	while (nspans)
 		try_release(a, &spans[--nspans]);
 	return err;

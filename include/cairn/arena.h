@@ -6,7 +6,8 @@
  * windows, IDs) in multiples of its quantum. Its spans are added explicitly
  * or imported from a source (another arena, or frames mapped by the port)
  * in an import quantum when a request does not fit, and imported spans go
- * back to the source when they become entirely free.
+ * back to the source when they become entirely free (and those a request
+ * imported but did not use, when it returns).
  *
  * The tree stores every span as a tiling of extents, free and allocated,
  * free neighbours coalesced; an allocated extent carries its owner cookie,
