@@ -255,10 +255,12 @@ static int plan_free_owned(const struct cairn_bt_view *v, void *arg,
 	return plan_free(v, arg, e);
 }
 
-/* Drop an imported span if it is one free extent; with a tag in
- * span->cookie (a failed alloc's give-back), only the span that import
- * added: one at the same start may since have been released and imported
- * again by another CPU, whose retry is about to use it. */
+/* Drop an imported span if it is one free extent with the cookie in
+ * span: 0 for a free's release (the free wrote the extent), an import's
+ * tag for an alloc's give-back. Between the update that made the span
+ * free and this one, it may have been released and imported again at the
+ * same start by another CPU, whose retry is about to use it: that import
+ * has a tag of its own, which neither release has. */
 static int plan_release(const struct cairn_bt_view *v, void *arg,
 			struct cairn_bt_edit *e)
 {
@@ -267,7 +269,7 @@ static int plan_release(const struct cairn_bt_view *v, void *arg,
 	if (!v->has_cur || c->start != span->start ||
 	    (c->flags & (EXT_FREE | CAIRN_ARENA_IMPORTED)) !=
 		    (EXT_FREE | CAIRN_ARENA_IMPORTED) ||
-	    (span->cookie && c->cookie != span->cookie))
+	    c->cookie != span->cookie)
 		return CAIRN_EBUSY;
 	if (v->has_succ && v->succ.start == ext_end(c) &&
 	    !(v->succ.flags & CAIRN_ARENA_SPAN))
