@@ -659,6 +659,181 @@ static void high_region_round(cairn_phys_t base, uint64_t size)
 	}
 }
 
+/* Regions added and removed again and again (a hypervisor handing chunks
+ * to and from a guest): a removed region's slot is reused once the caller
+ * reclaims it, after the grace period that also frees its metadata, so
+ * an instance outlives any number of cycles. Each cycle puts another
+ * range into the same slot. The hints, seed and park slot a CPU kept from
+ * the slot's previous region are planted back after the reclaim, as a
+ * CPU that loaded them before the reclaim cleared them would use them:
+ * they must miss (the old metadata is freed: ASan catches a look into it)
+ * and never reach a word of the new region through the old one's word
+ * number. */
+static void test_regions_reuse(void)
+{
+	const cairn_phys_t base = 20 * GiB;
+	const struct cairn_mem_range map[] = { { base, 8 * MiB } };
+	static const struct cairn_mem_range cycle[3] = {
+		{ 32 * GiB, 4 * MiB },
+		{ 33 * GiB + 2 * MiB, 2 * MiB },
+		{ 34 * GiB + 6 * MiB, 6 * MiB },
+	};
+	struct cairn_frames *f = make(map, 1, false);
+	uint64_t total = free_total(f);
+	struct cpu_hint *h = &f->cpu[cairn_port_cpu()];
+	const unsigned hi = CAIRN_AREA_HIGH;
+	uint64_t old_small = 0, old_word = 0, old_huge = 0, old_owned = 0, old_park = 0;
+	cairn_phys_t old_frame = 0, old_huge_block = 0;
+	unsigned slot = ~0u;
+	struct cairn_frames_stats st;
+	for (unsigned i = 0; i < 3 * CAIRN_MAX_REGIONS; i++) {
+		const struct cairn_mem_range *g = &cycle[i % 3];
+		uint64_t frames = g->size / FRAME;
+		size_t ms = cairn_frames_region_meta_size(g->base, g->size);
+		void *meta = malloc(ms);
+		REQUIRE(meta);
+		int err = cairn_frames_add_region(f, g->base, g->size, meta, ms);
+		CHECK_EQ(err, 0);
+		if (err) {
+			free(meta);
+			break;
+		}
+		cairn_frames_stats(f, &st);
+		CHECK_EQ(st.regions, 2);
+		CHECK_EQ(free_total(f), total + frames);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		/* Every cycle reuses the one slot after the boot region's. */
+		struct region *r = region_find(f, g->base / FRAME);
+		REQUIRE(r);
+		if (i)
+			CHECK_EQ(r - f->region, slot);
+		slot = (unsigned)(r - f->region);
+
+		/* The previous region's hints and park slot, as a CPU that
+		 * loaded them before the reclaim would use them: the next
+		 * allocations must take the general path or another region,
+		 * never a word of this region through the old word number. */
+		if (i) {
+			atomic_store(&h->small[hi], old_small);
+			atomic_store(&h->word[hi], old_word);
+			atomic_store(&h->huge[hi], old_huge);
+			atomic_store(&h->owned[hi], old_owned);
+			atomic_store(&h->park[hi], old_park);
+			cairn_phys_t p, q;
+			CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+			CHECK_EQ(cairn_frames_alloc(f, CAIRN_HUGE_ORDER, 0, &q), 0);
+			CHECK(cairn_frames_is_allocated(f, p, 0));
+			CHECK(cairn_frames_is_allocated(f, q, CAIRN_HUGE_ORDER));
+			CHECK_EQ(free_total(f), total + frames - 1 - CHUNK_FRAMES);
+			CHECK_EQ(cairn_frames_validate(f), 0);
+			/* (the bulk free never parks: the slot stays empty) */
+			CHECK_EQ(cairn_frames_free_bulk(f, &p, 1, NULL), 0);
+			CHECK_EQ(cairn_frames_free(f, q, CAIRN_HUGE_ORDER), 0);
+			CHECK_EQ(atomic_load(&h->park[hi]), 0);
+			CHECK_EQ(free_total(f), total + frames);
+			CHECK_EQ(cairn_frames_validate(f), 0);
+			/* the removed region's blocks, unless this range has them */
+			if (old_frame - g->base >= g->size) {
+				CHECK_EQ(cairn_frames_free(f, old_frame, 0), CAIRN_ERANGE);
+				CHECK(!cairn_frames_is_allocated(f, old_frame, 0));
+			}
+			if (old_huge_block - g->base >= g->size)
+				CHECK_EQ(cairn_frames_free(f, old_huge_block, CAIRN_HUGE_ORDER),
+					 CAIRN_ERANGE);
+		}
+
+		/* Frames of the new region are handed out and freed: a frame
+		 * and a 2 MiB block taken where asked, freed (the CPU's hints
+		 * then name them), and had again by the short paths. */
+		cairn_phys_t fr = g->base + (i % 7 + 1) * 37 * FRAME;
+		cairn_phys_t hb = g->base + g->size - 2 * MiB, p;
+		CHECK_EQ(cairn_frames_alloc_at(f, hb, CAIRN_HUGE_ORDER), 0);
+		CHECK_EQ(cairn_frames_free(f, hb, CAIRN_HUGE_ORDER), 0);
+		CHECK_EQ(cairn_frames_free(f, hb, CAIRN_HUGE_ORDER), CAIRN_EFREE);
+		CHECK_EQ(hint_slot(atomic_load(&h->huge[hi])), slot);
+		CHECK_EQ(cairn_frames_alloc(f, CAIRN_HUGE_ORDER, 0, &p), 0);
+		CHECK_EQ(p, hb);
+		CHECK_EQ(cairn_frames_free(f, p, CAIRN_HUGE_ORDER), 0);
+		CHECK_EQ(cairn_frames_alloc_at(f, fr, 0), 0);
+		CHECK_EQ(cairn_frames_free(f, fr, 0), 0);
+		CHECK_EQ(cairn_frames_free(f, fr, 0), CAIRN_EFREE);
+		CHECK_EQ(hint_slot(atomic_load(&h->small[hi])), slot);
+		CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+		CHECK_EQ(p, fr);
+		CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+		/* an owned chunk in the region for the owned hint */
+		CHECK_EQ(cairn_frames_alloc_at(f, fr, 0), 0);
+		CHECK_EQ(cairn_frames_free_bulk(f, &fr, 1, NULL), 0);
+		old_small = atomic_load(&h->small[hi]);
+		old_word = atomic_load(&h->word[hi]);
+		old_huge = atomic_load(&h->huge[hi]);
+		old_owned = atomic_load(&h->owned[hi]);
+		old_park = atomic_load(&h->park[hi]);
+		CHECK_EQ(hint_slot(old_small), slot);
+		old_frame = fr;
+		old_huge_block = hb;
+		CHECK_EQ(free_total(f), total + frames);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+
+		/* Remove it: its frames are nobody's to free any more. Its
+		 * slot is not reused before the reclaim. */
+		CHECK_EQ(cairn_frames_remove_region(f, g->base), 0);
+		CHECK_EQ(cairn_frames_free(f, fr, 0), CAIRN_ERANGE);
+		CHECK_EQ(cairn_frames_free(f, hb, CAIRN_HUGE_ORDER), CAIRN_ERANGE);
+		CHECK(!cairn_frames_is_allocated(f, fr, 0));
+		CHECK_EQ(cairn_frames_alloc_at(f, fr, 0), CAIRN_ERANGE);
+		CHECK_EQ(free_total(f), total);
+		cairn_frames_stats(f, &st);
+		CHECK_EQ(st.regions, 1);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+		CHECK_EQ(cairn_frames_reclaim_region(f, base), CAIRN_ERANGE); /* active */
+		/* (the grace period: no other CPU is inside the allocator) */
+		CHECK_EQ(cairn_frames_reclaim_region(f, g->base), 0);
+		CHECK_EQ(cairn_frames_reclaim_region(f, g->base), CAIRN_ERANGE);
+		free(meta);
+		/* the reclaim cleared this CPU's hints into the slot */
+		CHECK(hint_slot(atomic_load(&h->small[hi])) != slot);
+		CHECK(hint_slot(atomic_load(&h->huge[hi])) != slot);
+		CHECK(hint_slot(atomic_load(&h->owned[hi])) != slot);
+	}
+	cairn_frames_stats(f, &st);
+	CHECK_EQ(st.regions, 1);
+	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+
+	/* Without reclaims, removed regions keep their slots: the table
+	 * fills, and one reclaim makes room for one more. The reclaim takes
+	 * the oldest removal of its base first. */
+	size_t ms = cairn_frames_region_meta_size(cycle[0].base, cycle[0].size);
+	void *metas[CAIRN_MAX_REGIONS];
+	unsigned n = 0;
+	int err;
+	for (;;) {
+		metas[n] = malloc(ms);
+		REQUIRE(metas[n]);
+		err = cairn_frames_add_region(f, cycle[0].base, cycle[0].size, metas[n], ms);
+		if (err)
+			break;
+		CHECK_EQ(cairn_frames_remove_region(f, cycle[0].base), 0);
+		n++;
+		REQUIRE(n < CAIRN_MAX_REGIONS);
+	}
+	CHECK_EQ(err, CAIRN_ENOSPC);
+	CHECK_EQ(n, CAIRN_MAX_REGIONS - 1);
+	CHECK_EQ(cairn_frames_reclaim_region(f, cycle[0].base), 0);
+	CHECK_EQ(cairn_frames_add_region(f, cycle[0].base, cycle[0].size, metas[n], ms), 0);
+	CHECK_EQ(free_total(f), total + cycle[0].size / FRAME);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, cycle[0].base), 0);
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_frames_reclaim_region(f, cycle[0].base), 0);
+	CHECK_EQ(cairn_frames_reclaim_region(f, cycle[0].base), CAIRN_ERANGE);
+	for (unsigned i = 0; i <= n; i++)
+		free(metas[i]);
+	CHECK_EQ(cairn_frames_add_region(f, cycle[1].base, cycle[1].size, NULL, 0), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_high_regions(void)
 {
 	high_region_round(1ull << 57, 8 * MiB);
@@ -1207,6 +1382,7 @@ int main(void)
 	test_bulk_region_edges();
 	test_bulk_huge();
 	test_regions_runtime();
+	test_regions_reuse();
 	test_high_regions();
 	test_top_partial_frame();
 	test_two_instances();
