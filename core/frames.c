@@ -98,16 +98,26 @@ static void zero_frames(cairn_phys_t phys, uint64_t frames)
 /* ---- regions ---- */
 
 
-/* Region slot i if it is active (any i: hint_slot of a hint of 0 is ~0u).
- * No look at nregions: every slot's state starts UNUSED, and one read
- * ACTIVE by acquire has its fields, stored before the release of the
- * state, visible. */
+/* Region slot i (< CAIRN_MAX_REGIONS) if it is active. No look at
+ * nregions: every slot's state starts UNUSED, and one read active by
+ * acquire has its fields, stored before the release of the state,
+ * visible. */
 static inline struct region *active_region(struct cairn_frames *f, unsigned i)
 {
-	if (i >= CAIRN_MAX_REGIONS)
-		return NULL;
 	struct region *r = &f->region[i];
-	return atomic_load_explicit(&r->state, ACQUIRE) == REGION_ACTIVE ? r : NULL;
+	return region_active(atomic_load_explicit(&r->state, ACQUIRE)) ? r : NULL;
+}
+
+/* The region a hint names, if that filling of its slot is still active:
+ * the state must equal the hint's tag, which holds the slot's generation
+ * (frames_layout.h). A hint of 0, or one from a removed region whose slot
+ * is unused, dead or filled again since, matches no state. The tag's slot
+ * bits index the table as they are: no bounds check. */
+static inline struct region *hint_region(struct cairn_frames *f, uint64_t hint)
+{
+	uint32_t t = (uint32_t)(hint >> HINT_SLOT_SHIFT);
+	struct region *r = &f->region[t & TAG_SLOT_MASK];
+	return atomic_load_explicit(&r->state, ACQUIRE) == t ? r : NULL;
 }
 
 /* ---- chunk counters ---- */
@@ -284,7 +294,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	if (owned) {
 		uint64_t at = chunk_hint(r, c);
 		uint64_t old = atomic_exchange_explicit(&h->owned[r->area], at, RELAXED);
-		struct region *or = old ? active_region(f, hint_slot(old)) : NULL;
+		struct region *or = hint_region(f, old);
 		if (or && hint_place(old) < or->nchunks && old != at)
 			chunk_disown(&or->chunk[hint_place(old)], q->me1);
 	}
@@ -298,8 +308,8 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 			     struct request *q)
 {
 	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
-	unsigned hr = hint_slot(hint);
-	struct region *r = hint ? active_region(f, hr) : NULL;
+	struct region *r = hint_region(f, hint);
+	unsigned hr = r ? hint_slot(hint) : ~0u;
 	uint64_t hc = r ? hint_place(hint) / CHUNK_WORDS - r->chunk0 : ~0ull;
 	if (r && hc < r->nchunks &&
 	    chunk_alloc(f, hr, hc, q, false, (unsigned)(hint_place(hint) % CHUNK_WORDS)))
@@ -382,7 +392,8 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 	uint64_t step = 1ull << shift;
 	_Atomic uint64_t *hp = &f->cpu[q->me].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	unsigned hr = hint_slot(hint);
+	/* (a hint of another filling of its slot is no place to start) */
+	unsigned hr = hint_region(f, hint) ? hint_slot(hint) : ~0u;
 	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
 
 	for (unsigned i = 0; i < nr; i++) {
@@ -608,7 +619,7 @@ static __attribute__((noinline)) int alloc0_parked(struct cairn_frames *f, unsig
 	uint64_t frame = atomic_load_explicit(pk, RELAXED) - 1;
 	atomic_store_explicit(pk, 0, RELAXED);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	struct region *r = active_region(f, hint_slot(hint));
+	struct region *r = hint_region(f, hint);
 	if (r && hint_place(hint) == frame / WORD_FRAMES) {
 		_Atomic uint64_t *w = frame_word(r, frame);
 		uint64_t bit = 1ull << (frame % WORD_FRAMES);
@@ -633,9 +644,10 @@ static __attribute__((noinline)) int alloc0(struct cairn_frames *f, unsigned fla
 	if (atomic_load_explicit(hint_park(hp), RELAXED))
 		return alloc0_parked(f, flags, out, hp);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	/* (a CPU with no hint yet reads 0, which hint_slot decodes to slot
-	 * ~0u: no region, so the general path runs) */
-	struct region *r = active_region(f, hint_slot(hint));
+	/* (a CPU with no hint yet reads 0, and a hint left from a removed
+	 * region has another generation than its slot's state, if the slot
+	 * is active at all: no region, so the general path runs) */
+	struct region *r = hint_region(f, hint);
 	if (!r)
 		return alloc_slow(f, 0, flags, out);
 	/* The hint names a word by its global number: its entry, the word and
@@ -693,7 +705,7 @@ static __attribute__((noinline)) int alloc9(struct cairn_frames *f, unsigned fla
 		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
 	_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
-	struct region *r = active_region(f, hint_slot(hint));
+	struct region *r = hint_region(f, hint);
 	uint64_t c = hint_place(hint);
 	if (!r || c >= r->nchunks)
 		return alloc_slow(f, CAIRN_HUGE_ORDER, flags, out);
@@ -755,7 +767,7 @@ size_t cairn_frames_alloc_bulk_huge(struct cairn_frames *f, unsigned flags,
 		if (area >= 0) {
 			_Atomic uint64_t *hp = &f->cpu[this_cpu(f)].huge[area];
 			uint64_t hint = atomic_load_explicit(hp, RELAXED);
-			struct region *r = active_region(f, hint_slot(hint));
+			struct region *r = hint_region(f, hint);
 			uint64_t c = hint_place(hint), c0 = c;
 			for (; r && got < n && c < r->nchunks; c++) {
 				uint64_t e = CHUNK_FRAMES;

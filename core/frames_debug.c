@@ -69,7 +69,7 @@ void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st)
 	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
 	for (uint32_t i = 0; i < n; i++) {
 		struct region *r = &f->region[i];
-		if (atomic_load_explicit(&r->state, memory_order_acquire) != REGION_ACTIVE)
+		if (!region_active(atomic_load_explicit(&r->state, memory_order_acquire)))
 			continue;
 		st->regions++;
 		st->meta_bytes += r->meta_bytes;
@@ -147,14 +147,20 @@ int cairn_frames_validate(struct cairn_frames *f)
 		return broken("frames: region count", n, 0);
 	for (uint32_t i = 0; i < n; i++) {
 		struct region *r = &f->region[i];
-		if (atomic_load_explicit(&r->state, memory_order_acquire) != REGION_ACTIVE)
+		uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
+		if (!region_active(state)) {
+			if (state != REGION_UNUSED && state != REGION_DEAD)
+				return broken("frames: region state", i, state);
 			continue;
+		}
+		if (state != r->tag >> HINT_SLOT_SHIFT || (state & TAG_SLOT_MASK) != i)
+			return broken("frames: region tag", i, state);
 		if (r->first >= r->end || r->area != area_of(r->first) ||
 		    area_of(r->end - 1) != r->area)
 			return broken("frames: region bounds", r->first, r->end);
 		for (uint32_t j = 0; j < i; j++)
-			if (atomic_load_explicit(&f->region[j].state, memory_order_acquire) ==
-				    REGION_ACTIVE &&
+			if (region_active(atomic_load_explicit(&f->region[j].state,
+							       memory_order_acquire)) &&
 			    f->region[j].first < r->end && r->first < f->region[j].end)
 				return broken("frames: regions overlap", r->first, f->region[j].first);
 		uint64_t tail = 0; /* chunks still owed to the last huge head */
@@ -209,17 +215,19 @@ void cairn_frames_dump(struct cairn_frames *f)
 	for (uint32_t i = 0; i < n; i++) {
 		struct region *r = &f->region[i];
 		uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
+		if (state == REGION_UNUSED) /* (reclaimed: its fields are stale) */
+			continue;
 		l.n = 0;
 		fmt_str(&l, "  region ");
 		fmt_dec(&l, i);
-		fmt_str(&l, state == REGION_ACTIVE ? " " : " (removed) ");
+		fmt_str(&l, region_active(state) ? " " : " (removed) ");
 		fmt_hex(&l, r->first << CAIRN_FRAME_SHIFT);
 		fmt_str(&l, "-");
 		fmt_hex(&l, r->end << CAIRN_FRAME_SHIFT);
 		fmt_str(&l, " ");
 		fmt_str(&l, names[r->area]);
 		uint64_t free = 0, huge = 0, full = 0;
-		for (uint64_t c = 0; state == REGION_ACTIVE && c < r->nchunks; c++) {
+		for (uint64_t c = 0; region_active(state) && c < r->nchunks; c++) {
 			uint64_t e = ld(&r->chunk[c]);
 			free += ce_free(e) + chunk_parked(r, c);
 			huge += !!(e & CE_HUGE);

@@ -171,6 +171,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	atomic_init(&f->table_lock, 0);
 	atomic_init(&f->areas_present, 0);
 	f->meta_bytes = instance_bytes(ncpus);
+	f->removals = 0;
 	f->cpu = (struct cpu_hint *)(meta + ALIGN_UP(sizeof(struct cairn_frames), 64));
 	for (unsigned c = 0; c < ncpus; c++)
 		for (unsigned a = 0; a < CAIRN_AREAS; a++) {
@@ -187,11 +188,13 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	for (int i = 0; i < k; i++) {
 		struct region *r = &f->region[i];
 		region_init(r, s[i], at, busy_first, busy_end);
-		r->tag = region_tag((unsigned)i);
+		r->tag = region_tag((unsigned)i, 0);
+		r->removed = 0;
 		r->self_meta = !(cfg && cfg->meta) && busy_first >= s[i].first &&
 			       busy_first < s[i].end;
 		at += ALIGN_UP(r->meta_bytes, 64);
-		atomic_store_explicit(&r->state, REGION_ACTIVE, memory_order_relaxed);
+		atomic_store_explicit(&r->state, (uint32_t)(r->tag >> HINT_SLOT_SHIFT),
+				      memory_order_relaxed);
 		atomic_fetch_or_explicit(&f->areas_present, 1u << r->area, memory_order_relaxed);
 	}
 	/* Publication to other CPUs is the caller's (it hands them *out). */
@@ -250,28 +253,39 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 	}
 
 	table_lock(f);
-	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_relaxed);
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_relaxed), slot = n;
 	for (uint32_t i = 0; i < n; i++) {
 		struct region *r = &f->region[i];
-		if (atomic_load_explicit(&r->state, memory_order_relaxed) == REGION_ACTIVE &&
-		    r->first < s[0].end && s[0].first < r->end) {
+		uint32_t state = atomic_load_explicit(&r->state, memory_order_relaxed);
+		if (state == REGION_UNUSED && slot == n)
+			slot = i; /* reclaimed: the lowest is reused */
+		if (region_active(state) && r->first < s[0].end && s[0].first < r->end) {
 			table_unlock(f);
 			return CAIRN_EEXIST;
 		}
 	}
-	if (n == CAIRN_MAX_REGIONS) {
+	if (slot == CAIRN_MAX_REGIONS) {
 		table_unlock(f);
 		return CAIRN_ENOSPC;
 	}
-	struct region *r = &f->region[n];
+	struct region *r = &f->region[slot];
+	/* A reused slot's next generation: hints of its earlier fillings
+	 * match the new state in no generation but their own (a stale hint
+	 * outlives no reclaim, which clears them; one loaded before the
+	 * reclaim is in a call that began after the removal, and the slot's
+	 * next reuse waits for a grace period that ends that call). */
+	unsigned gen = slot < n ? (unsigned)(r->tag >> (HINT_SLOT_SHIFT + TAG_GEN_SHIFT)) + 1 : 0;
 	if (!meta)
 		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
 	region_init(r, s[0], meta, busy_first, busy_end);
-	r->tag = region_tag(n);
+	r->tag = region_tag(slot, gen % TAG_GENS);
+	r->removed = 0;
 	r->self_meta = busy_end != 0;
 	/* Publish: fields before state, state before the count. */
-	atomic_store_explicit(&r->state, REGION_ACTIVE, memory_order_release);
-	atomic_store_explicit(&f->nregions, n + 1, memory_order_release);
+	atomic_store_explicit(&r->state, (uint32_t)(r->tag >> HINT_SLOT_SHIFT),
+			      memory_order_release);
+	if (slot == n)
+		atomic_store_explicit(&f->nregions, n + 1, memory_order_release);
 	atomic_fetch_or_explicit(&f->areas_present, 1u << r->area, memory_order_relaxed);
 	table_unlock(f);
 	return 0;
@@ -285,7 +299,7 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_relaxed);
 	for (uint32_t i = 0; i < n; i++) {
 		struct region *r = &f->region[i];
-		if (atomic_load_explicit(&r->state, memory_order_relaxed) != REGION_ACTIVE ||
+		if (!region_active(atomic_load_explicit(&r->state, memory_order_relaxed)) ||
 		    r->first != first || (base & (CAIRN_FRAME_SIZE - 1)))
 			continue;
 		err = 0;
@@ -322,9 +336,57 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 			err = CAIRN_EBUSY;
 			break;
 		}
+		r->removed = ++f->removals;
 		atomic_store_explicit(&r->state, REGION_DEAD, memory_order_release);
 		break;
 	}
 	table_unlock(f);
 	return err;
+}
+
+/* Clear a hint that names slot i, of any generation (a CAS: a hint the
+ * CPU stores meanwhile names another slot, and stays). */
+static void hint_clear(_Atomic uint64_t *hp, unsigned i)
+{
+	uint64_t h = atomic_load_explicit(hp, memory_order_relaxed);
+	while (hint_slot(h) == i &&
+	       !atomic_compare_exchange_weak_explicit(hp, &h, 0, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+int cairn_frames_reclaim_region(struct cairn_frames *f, cairn_phys_t base)
+{
+	uint64_t first = base >> CAIRN_FRAME_SHIFT;
+	if (base & (CAIRN_FRAME_SIZE - 1))
+		return CAIRN_ERANGE;
+	table_lock(f);
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_relaxed), slot = n;
+	for (uint32_t i = 0; i < n; i++) { /* the oldest removal at base */
+		struct region *r = &f->region[i];
+		if (atomic_load_explicit(&r->state, memory_order_relaxed) == REGION_DEAD &&
+		    r->first == first && (slot == n || r->removed < f->region[slot].removed))
+			slot = i;
+	}
+	if (slot == n) {
+		table_unlock(f);
+		return CAIRN_ERANGE;
+	}
+	/* The grace period the caller waited for ended every call that saw
+	 * the region active: nothing stores a hint of this slot now until
+	 * it is filled again. Hints stored before are cleared here, so none
+	 * outlives the slot's generations; a CPU that loaded one already
+	 * compares it with the state, which is not active or of the next
+	 * generation. The park slots name frames, found by region_find:
+	 * nothing to clear there. */
+	for (unsigned c = 0; c < f->ncpus; c++)
+		for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+			hint_clear(&f->cpu[c].small[a], slot);
+			hint_clear(&f->cpu[c].huge[a], slot);
+			hint_clear(&f->cpu[c].owned[a], slot);
+		}
+	f->region[slot].removed = 0;
+	atomic_store_explicit(&f->region[slot].state, REGION_UNUSED, memory_order_relaxed);
+	table_unlock(f);
+	return 0;
 }

@@ -74,14 +74,30 @@ static inline uint64_t ce_free(uint64_t e) { return e & CE_FREE_MASK; }
 static inline unsigned ce_order(uint64_t e) { return (unsigned)((e & CE_ORDER_MASK) >> CE_ORDER_SHIFT); }
 static inline unsigned ce_owner(uint64_t e) { return (unsigned)(e >> CE_OWNER_SHIFT) & 0xffff; }
 
-enum region_state { REGION_UNUSED = 0, REGION_ACTIVE = 1, REGION_DEAD = 2 };
+/* A slot's state: UNUSED (never filled, or reclaimed), DEAD (removed, not
+ * yet reclaimed: the slot keeps its range and is not reused), or, while
+ * the region is active, the slot's tag (TAG_ACTIVE | generation | slot,
+ * below): the one value a hint's top 16 bits must equal for the hint to
+ * name this region, so one compare says both "active" and "this very
+ * filling of the slot". */
+enum region_state { REGION_UNUSED = 0, REGION_DEAD = 1 };
+#define TAG_ACTIVE 0x8000u
+#define TAG_SLOT_MASK 0x3fu   /* slot index, bits 0..5 of the tag */
+#define TAG_GEN_SHIFT 6       /* generation, bits 6..14 */
+#define TAG_GENS 512u
 
-/* Immutable once `state` is published ACTIVE (release); readers load state
- * with acquire before touching anything else. Slots are never reused.
- * region_find is the one exception: it compares first and nframes before
- * it loads state. That is safe because it only looks at slots below
- * nregions, loaded by acquire and released after the slot was filled, and
- * a slot is never refilled, so those two never change once it is counted. */
+static inline bool region_active(uint32_t state)
+{
+	return state & TAG_ACTIVE;
+}
+
+/* Immutable while the slot is active; readers load state with acquire
+ * before touching anything else (region_find too), so they see the fields
+ * of the filling whose state they read. A slot is refilled only after the
+ * caller reclaimed it (cairn_frames_reclaim_region), i.e. after a grace
+ * period since its removal: no reader that saw the old filling active is
+ * still inside the allocator, and every later reader finds the state not
+ * active until the new filling is published (release). */
 struct region {
 	_Atomic uint32_t state;
 	uint32_t area;
@@ -93,40 +109,46 @@ struct region {
 	 * Only ever offset by an in-region number (frame_entry, frame_word). */
 	uintptr_t entry_base;   /* (uintptr_t)chunk - chunk0 * 8 */
 	uintptr_t word_base;    /* (uintptr_t)bits - chunk0 * CHUNK_WORDS * 8 */
-	uint64_t tag;           /* region_tag(slot): the region's part of a hint */
+	uint64_t tag;           /* region_tag(slot, gen): the region's part of a hint */
 	uint64_t chunk0;        /* chunk number of chunk[0] = first >> 9 */
 	uint64_t nchunks;
 	_Atomic uint64_t *chunk;  /* nchunks entries */
 	_Atomic uint64_t *bits;   /* nchunks * CHUNK_WORDS words */
 	uint64_t meta_bytes;
+	uint64_t removed;         /* DEAD: the instance's removal count then */
 	bool self_meta;           /* metadata carved from the region itself */
 };
 
-/* Hints pack region slot + 1 << HINT_SLOT_SHIFT with a place in it; 0 is no
- * hint. The huge and owned hints' place is the chunk's index in the region;
- * the small hint's is the global word number (frame / 32) of the word it
- * names, which gives its entry, word and first frame by shifts alone
- * (HINT_WORD). A frame number is below 2^52 (phys >> 12), so a word number
- * is below 2^47 for any 64-bit physical address: the place never reaches
- * the slot bits, whatever the region's base. */
+/* Hints pack the region's tag << HINT_SLOT_SHIFT with a place in it; 0 is
+ * no hint. The tag is TAG_ACTIVE | generation << 6 | slot: the slot's
+ * generation counts its fillings, so a hint left from an earlier filling
+ * of the slot (a stale hint, a hint loaded before the reclaim cleared it)
+ * does not match the state of a later one, and no hint of 0 matches any
+ * state. The huge and owned hints' place is the chunk's index in the
+ * region; the small hint's is the global word number (frame / 32) of the
+ * word it names, which gives its entry, word and first frame by shifts
+ * alone (HINT_WORD). A frame number is below 2^52 (phys >> 12), so a word
+ * number is below 2^47 for any 64-bit physical address: the place never
+ * reaches the tag, whatever the region's base. */
 #define HINT_SLOT_SHIFT 48
 #define HINT_WORD ((1ull << HINT_SLOT_SHIFT) - 1)
 
 _Static_assert(64 - CAIRN_FRAME_SHIFT - 5 <= HINT_SLOT_SHIFT,
-	       "a global word number must fit below the hint's slot field");
-_Static_assert(CAIRN_MAX_REGIONS + 1 <= 1ull << (64 - HINT_SLOT_SHIFT),
-	       "every region slot + 1 must fit in the hint's slot field");
+	       "a global word number must fit below the hint's tag");
+_Static_assert(CAIRN_MAX_REGIONS == TAG_SLOT_MASK + 1,
+	       "a tag's slot bits index the whole region table");
+_Static_assert((TAG_GENS - 1) << TAG_GEN_SHIFT < TAG_ACTIVE && TAG_ACTIVE < 1u << 16,
+	       "slot, generation and TAG_ACTIVE fit the hint's 16 tag bits");
 
-static inline uint64_t region_tag(unsigned slot)
+static inline uint64_t region_tag(unsigned slot, unsigned gen)
 {
-	return (uint64_t)(slot + 1) << HINT_SLOT_SHIFT;
+	return (uint64_t)(TAG_ACTIVE | gen << TAG_GEN_SHIFT | slot) << HINT_SLOT_SHIFT;
 }
 
-/* The region slot a hint names; a hint of 0 (none yet) decodes to slot
- * ~0u, which no region has. */
+/* The region slot a hint names (of any generation); ~0u for no hint. */
 static inline unsigned hint_slot(uint64_t hint)
 {
-	return (unsigned)(hint >> HINT_SLOT_SHIFT) - 1;
+	return hint ? (unsigned)(hint >> HINT_SLOT_SHIFT) & TAG_SLOT_MASK : ~0u;
 }
 
 /* The chunk entry and the bitmap word of an in-region frame, and the entry
@@ -146,16 +168,17 @@ static inline _Atomic uint64_t *word_entry(const struct region *r, uint64_t gwor
 	return (_Atomic uint64_t *)(r->entry_base + (gword / CHUNK_WORDS) * sizeof(uint64_t));
 }
 
-/* Per-CPU search hints; written only by their CPU (relaxed atomics keep the
- * host TSan build honest when a slot passes from one thread to another). */
+/* Per-CPU search hints; written by their CPU, and cleared by the reclaim
+ * of the slot they name (relaxed atomics keep the host TSan build honest
+ * when a slot passes from one thread to another). */
 struct cpu_hint {
-	_Atomic uint64_t small[CAIRN_AREAS]; /* slot+1 << HINT_SLOT_SHIFT | global word number */
+	_Atomic uint64_t small[CAIRN_AREAS]; /* tag << HINT_SLOT_SHIFT | global word number */
 	/* The value this CPU last gave that word (by an order-0 free or
 	 * allocation): only the expected value of the next order-0
 	 * allocation's bit CAS, or of an order-0 free's CAS in the word the
 	 * hint names, so it may be stale or wrong in any way. */
 	_Atomic uint64_t word[CAIRN_AREAS];
-	_Atomic uint64_t huge[CAIRN_AREAS];  /* slot+1 << HINT_SLOT_SHIFT | chunk */
+	_Atomic uint64_t huge[CAIRN_AREAS];  /* tag << HINT_SLOT_SHIFT | chunk */
 	_Atomic uint64_t owned[CAIRN_AREAS]; /* chunk whose OWNER is us, same packing */
 	/* Frame number + 1 of the frame this CPU last parked in the area (0:
 	 * none). Only a place to look: whoever CASes the frame's word decides
@@ -207,9 +230,10 @@ static inline uint32_t word_avail(uint64_t v)
 struct cairn_frames {
 	unsigned ncpus;
 	_Atomic uint32_t nregions;   /* slots [0, nregions) may be in use */
-	_Atomic uint32_t table_lock; /* serialises add/remove region only */
+	_Atomic uint32_t table_lock; /* serialises add/remove/reclaim region only */
 	_Atomic uint32_t areas_present; /* CAIRN_F_* of areas with a region */
 	uint64_t meta_bytes;         /* instance part */
+	uint64_t removals;           /* regions removed so far (under table_lock) */
 	struct cpu_hint *cpu;
 	struct region region[CAIRN_MAX_REGIONS];
 };
@@ -274,15 +298,15 @@ static inline uint64_t chunk_unpark(const struct region *r, uint64_t c, unsigned
 	return n;
 }
 
-/* The active region holding `frame`, or NULL. Slots below nregions were
- * filled before the count was published (release, read here by acquire),
- * so the bounds may be compared before the state: a slot's bounds never
- * change. A removed region's range may come back as a new slot, so a match
- * that is no longer active does not end the search. */
+/* The active region holding `frame`, or NULL. The state first (acquire):
+ * a slot is refilled once reclaimed, so its bounds are only read under a
+ * state read active, and then they are that filling's (struct region). A
+ * removed region's range may come back in another slot, so a slot that
+ * is not active does not end the search. */
 static inline bool region_holds(const struct region *r, uint64_t frame)
 {
-	return frame - r->first < r->nframes &&
-	       atomic_load_explicit(&r->state, memory_order_acquire) == REGION_ACTIVE;
+	return region_active(atomic_load_explicit(&r->state, memory_order_acquire)) &&
+	       frame - r->first < r->nframes;
 }
 
 static inline struct region *region_find(struct cairn_frames *f, uint64_t frame)

@@ -11,8 +11,8 @@
  *
  * Every call may run on any CPU at any time, also with interrupts off and,
  * in a kernel, from an interrupt handler: nothing waits for another CPU
- * (add_region and remove_region excepted: they take a spin lock on the
- * region table, and are not for interrupt handlers).
+ * (add_region, remove_region and reclaim_region excepted: they take a spin
+ * lock on the region table, and are not for interrupt handlers).
  *
  * Errors (a rejected call changes nothing; reserve/unreserve see there):
  *   CAIRN_EINVAL  order or align_order above CAIRN_MAX_ORDER, align_order
@@ -22,8 +22,9 @@
  *                 straddles an area boundary (add each part), meta_size too
  *                 small; reserve/unreserve: size 0 or a wrapping range
  *   CAIRN_EALIGN  an address not aligned to its block (or not to a frame)
- *   CAIRN_ERANGE  a block or range not inside the regions; remove_region:
- *                 no region starts at base
+ *   CAIRN_ERANGE  a block or range not inside the regions (a removed
+ *                 region's too); remove_region: no region starts at base;
+ *                 reclaim_region: no removed region starts at base
  *   CAIRN_ENOMEM  alloc: nothing free fits; init/add_region: no range large
  *                 enough to carve the metadata from
  *   CAIRN_EFREE   free of a block that is free
@@ -32,7 +33,8 @@
  *                 region with a frame in use
  *   CAIRN_EEXIST  init: ranges overlap; add_region: overlaps a region
  *   CAIRN_ENOSPC  more than CAIRN_MAX_REGIONS regions (after the split at
- *                 the area boundaries; removed regions keep their slot)
+ *                 the area boundaries; a removed region keeps its slot
+ *                 until reclaimed: cairn_frames_reclaim_region)
  * A bad free (EALIGN, ERANGE, EFREE, EORDER) is also reported through
  * cairn_port_report.
  */
@@ -166,8 +168,21 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base,
 			    uint64_t size, void *meta, size_t meta_size);
 
 /* Take a region back; EBUSY unless every frame of it is free. Its metadata
- * memory may be reused once no CPU can still be inside the allocator. */
+ * memory may be reused once no CPU can still be inside the allocator: once
+ * every call into this instance that began before the removal returned
+ * (a grace period). Until then frees of its frames are ERANGE, and calls
+ * in flight may still read its metadata.
+ *
+ * The removed region keeps its slot of the CAIRN_MAX_REGIONS table until
+ * the caller reclaims it: cairn_frames_reclaim_region(f, base) says that
+ * grace period has passed, so the slot may be filled again by a later
+ * add_region. A caller that never reclaims loses nothing but the slot. A
+ * reclaim before the grace period is the same error as reusing the
+ * metadata early. With several removed regions at base, the oldest removal
+ * is reclaimed. ERANGE (and nothing changes) if no removed, unreclaimed
+ * region starts at base. Not for interrupt handlers (the table's lock). */
 int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base);
+int cairn_frames_reclaim_region(struct cairn_frames *f, cairn_phys_t base);
 
 struct cairn_frames_stats {
 	uint64_t total_frames[CAIRN_AREAS];
