@@ -1183,8 +1183,9 @@ static void test_parked_shared_cpu(void)
 /* A reserve across two regions while the second is removed and added
  * again: the reserve must come back with an error or the range, whatever
  * the removal does meanwhile, and never look up a piece in a region that
- * is no longer there. Each round is one instance (a removed slot is never
- * reused, so an instance has room for 63 additions). */
+ * is no longer there. Each round is one instance: the removals have no
+ * grace period (the reserve may be inside the allocator), so no slot is
+ * reclaimed and an instance has room for 63 additions. */
 struct reserve_remove_arg {
 	struct cairn_frames *f;
 	cairn_phys_t base;
