@@ -38,7 +38,7 @@
 #define MiB (1024ull * 1024)
 #define GiB (1024ull * MiB)
 #define FRAME CAIRN_FRAME_SIZE
-#define UNIVERSE ((4 * GiB + 16 * MiB) / FRAME)
+#define UNIVERSE ((4 * GiB + 32 * MiB) / FRAME)
 
 enum { ABSENT = -2, FREE = -1 };
 
@@ -56,12 +56,25 @@ struct span {
 	uint64_t first, end;
 	unsigned area;
 };
-static const struct span spans[] = {
+static struct span spans[4] = {
 	{ (1 * MiB + 8192) / FRAME, 16 * MiB / FRAME, CAIRN_AREA_LOW16M },
 	{ 16 * MiB / FRAME, (22 * MiB + 4096) / FRAME, CAIRN_AREA_LOW4G },
 	{ 4 * GiB / FRAME, (4 * GiB + 10 * MiB + 36 * 1024) / FRAME, CAIRN_AREA_HIGH },
 };
-#define NSPANS 3
+#define NSPANS nspans
+static int nspans = 3; /* the map's, and spans[3] while a range is added */
+
+/* Ranges added at run time, one at a time, and removed again: each
+ * removal is reclaimed, so they all pass through one slot of the table,
+ * many more times than it has slots. */
+static const struct cairn_mem_range extra[3] = {
+	{ 4 * GiB + 12 * MiB, 4 * MiB },
+	{ 4 * GiB + 18 * MiB, 2 * MiB },
+	{ 4 * GiB + 22 * MiB, 6 * MiB },
+};
+static void *extra_meta;
+static uint64_t gone_first, gone_end; /* the last removed range's frames */
+static uint64_t extra_adds, extra_removals, extra_busy;
 
 static uint64_t rng_state;
 static uint64_t rnd(void)
@@ -289,6 +302,8 @@ static cairn_phys_t random_addr(unsigned k)
 {
 	const struct span *s = &spans[below(NSPANS)];
 	uint64_t fr = s->first + below(s->end - s->first + 64) - 32;
+	if (gone_end && below(16) == 0) /* a frame of the removed range */
+		fr = gone_first + below(gone_end - gone_first);
 	if (below(8) != 0)
 		fr &= ~((1ull << k) - 1);
 	return fr * FRAME;
@@ -645,6 +660,64 @@ static void op_bulk_huge(struct cairn_frames *f)
 	}
 }
 
+/* Add a range (when none is in), or remove it: EBUSY while any frame of
+ * it is in use, and then the chunks up to the first such one (its
+ * own included) have had their parked frames unparked; removed, its
+ * frames are outside the regions (frees and alloc_at are ERANGE), and
+ * its slot is reclaimed (one thread: no call can be in flight). Half the
+ * removals first free every block held in the range. */
+static void op_region(struct cairn_frames *f)
+{
+	if (nspans == 3) {
+		const struct cairn_mem_range *g = &extra[below(3)];
+		size_t ms = cairn_frames_region_meta_size(g->base, g->size);
+		extra_meta = malloc(ms);
+		REQUIRE(extra_meta);
+		CHECK_EQ(cairn_frames_add_region(f, g->base, g->size, extra_meta, ms), 0);
+		spans[nspans++] = (struct span){ g->base / FRAME, (g->base + g->size) / FRAME,
+						 CAIRN_AREA_HIGH };
+		for (uint64_t fr = g->base / FRAME; fr < (g->base + g->size) / FRAME; fr++)
+			head[fr] = FREE;
+		extra_adds++;
+		return;
+	}
+	struct span *s = &spans[3];
+	if (below(2)) {
+		for (size_t i = 0; i < nheld;) {
+			struct held h = held[i];
+			if (h.phys / FRAME - s->first >= s->end - s->first) {
+				i++;
+				continue;
+			}
+			CHECK_EQ(cairn_frames_free(f, h.phys, h.order), 0);
+			unmark(h.phys / FRAME, h.order);
+			if (h.order == 0)
+				ref_freed0(h.phys);
+			held[i] = held[--nheld];
+		}
+	}
+	uint64_t busy = s->first;
+	while (busy < s->end && head[busy] == FREE)
+		busy++;
+	int expect = busy < s->end ? CAIRN_EBUSY : 0;
+	uint64_t upto = busy < s->end ? ((busy >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT : s->end;
+	unpark_range(s->first, upto - s->first);
+	CHECK_EQ(cairn_frames_remove_region(f, s->first * FRAME), expect);
+	if (expect) {
+		extra_busy++;
+		return;
+	}
+	for (uint64_t fr = s->first; fr < s->end; fr++)
+		head[fr] = ABSENT;
+	gone_first = s->first;
+	gone_end = s->end;
+	nspans = 3;
+	CHECK_EQ(cairn_frames_reclaim_region(f, gone_first * FRAME), 0);
+	CHECK_EQ(cairn_frames_reclaim_region(f, gone_first * FRAME), CAIRN_ERANGE);
+	free(extra_meta);
+	extra_removals++;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
@@ -672,18 +745,20 @@ int main(int argc, char **argv)
 			op_alloc(f);
 		else if (r < 58)
 			op_free(f);
-		else if (r < 70)
+		else if (r < 68)
 			op_bad_free(f);
-		else if (r < 80)
+		else if (r < 78)
 			op_alloc_at(f);
-		else if (r < 86)
+		else if (r < 84)
 			op_reserve(f);
-		else if (r < 92)
+		else if (r < 90)
 			op_unreserve(f);
-		else if (r < 97)
+		else if (r < 95)
 			op_bulk(f);
-		else
+		else if (r < 98)
 			op_bulk_huge(f);
+		else
+			op_region(f);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 		compare_parked(f);
 		if (i % 64 == 0)
@@ -712,7 +787,10 @@ int main(int argc, char **argv)
 	cairn_frames_stats(f, &st);
 	CHECK_EQ(st.free_frames[0] + st.free_frames[1] + st.free_frames[2], total);
 	printf("seed %llu, %llu ops; parked frames taken back %llu times, unparked by a "
-	       "failing area %llu times\n", (unsigned long long)seed, (unsigned long long)ops,
-	       (unsigned long long)parked_taken, (unsigned long long)parked_searched);
+	       "failing area %llu times; a range added %llu times, removed %llu (busy %llu)\n",
+	       (unsigned long long)seed, (unsigned long long)ops,
+	       (unsigned long long)parked_taken, (unsigned long long)parked_searched,
+	       (unsigned long long)extra_adds, (unsigned long long)extra_removals,
+	       (unsigned long long)extra_busy);
 	return check_done("frames_model");
 }
