@@ -834,6 +834,45 @@ static void test_regions_reuse(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* The first region of the map, in slot 0, removed and reclaimed: an
+ * unused slot 0 must match no hint, not even a CPU's "no hint yet" (0),
+ * whatever the caller then does with the metadata. Here the caller reuses
+ * it so that it reads as free chunks: a CPU with no hints that took slot 0
+ * for its hinted region would hand out frames of the removed range. */
+static void test_slot0_reuse(void)
+{
+	const struct cairn_mem_range map[] = { { 8 * GiB, 4 * MiB }, { 9 * GiB, 4 * MiB } };
+	struct cairn_frames *f = make(map, 2, false);
+	struct region *r0 = region_find(f, 8 * GiB / FRAME);
+	REQUIRE(r0 == &f->region[0]);
+	_Atomic uint64_t *chunk = r0->chunk, *bits = r0->bits;
+	uint64_t nchunks = r0->nchunks;
+	CHECK_EQ(cairn_frames_remove_region(f, 8 * GiB), 0);
+	CHECK_EQ(cairn_frames_reclaim_region(f, 8 * GiB), 0);
+	for (uint64_t c = 0; c < nchunks; c++) {
+		atomic_store(&chunk[c], CHUNK_FRAMES);
+		for (unsigned wi = 0; wi < CHUNK_WORDS; wi++)
+			atomic_store(&bits[c * CHUNK_WORDS + wi], 0);
+	}
+	struct cpu_hint *h = &f->cpu[cairn_port_cpu()];
+	for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+		CHECK_EQ(atomic_load(&h->small[a]), 0);
+		CHECK_EQ(atomic_load(&h->huge[a]), 0);
+		CHECK_EQ(atomic_load(&h->owned[a]), 0);
+		CHECK_EQ(atomic_load(&h->park[a]), 0);
+	}
+	cairn_phys_t p, q;
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+	CHECK(p - 9 * GiB < 4 * MiB);
+	CHECK_EQ(cairn_frames_alloc(f, CAIRN_HUGE_ORDER, 0, &q), 0);
+	CHECK(q - 9 * GiB < 4 * MiB);
+	CHECK_EQ(free_total(f), 1024 - 1 - 512);
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, q, CAIRN_HUGE_ORDER), 0);
+	CHECK_EQ(free_total(f), 1024);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_high_regions(void)
 {
 	high_region_round(1ull << 57, 8 * MiB);
@@ -1384,6 +1423,7 @@ int main(void)
 	test_bulk_huge();
 	test_regions_runtime();
 	test_regions_reuse();
+	test_slot0_reuse();
 	test_high_regions();
 	test_top_partial_frame();
 	test_two_instances();
