@@ -79,8 +79,9 @@ static inline unsigned ce_owner(uint64_t e) { return (unsigned)(e >> CE_OWNER_SH
  * the region is active, the slot's tag (TAG_ACTIVE | generation | slot,
  * below): the one value a hint's top 16 bits must equal for the hint to
  * name this region, so one compare says both "active" and "this very
- * filling of the slot". */
-enum region_state { REGION_UNUSED = 0, REGION_DEAD = 1 };
+ * filling of the slot". Neither UNUSED nor DEAD is 0, the top bits of no
+ * hint at all, nor has TAG_ACTIVE, which every hint's tag has. */
+enum region_state { REGION_UNUSED = 1, REGION_DEAD = 2 };
 #define TAG_ACTIVE 0x8000u
 #define TAG_SLOT_MASK 0x3fu   /* slot index, bits 0..5 of the tag */
 #define TAG_GEN_SHIFT 6       /* generation, bits 6..14 */
