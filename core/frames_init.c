@@ -189,7 +189,6 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 		struct region *r = &f->region[i];
 		region_init(r, s[i], at, busy_first, busy_end);
 		r->tag = region_tag((unsigned)i, 0);
-		r->removed = 0;
 		r->self_meta = !(cfg && cfg->meta) && busy_first >= s[i].first &&
 			       busy_first < s[i].end;
 		at += ALIGN_UP(r->meta_bytes, 64);
@@ -279,7 +278,6 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
 	region_init(r, s[0], meta, busy_first, busy_end);
 	r->tag = region_tag(slot, gen % TAG_GENS);
-	r->removed = 0;
 	r->self_meta = busy_end != 0;
 	/* Publish: fields before state, state before the count. */
 	atomic_store_explicit(&r->state, (uint32_t)(r->tag >> HINT_SLOT_SHIFT),
@@ -336,7 +334,7 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 			err = CAIRN_EBUSY;
 			break;
 		}
-		r->removed = ++f->removals;
+		f->removed[i] = ++f->removals;
 		atomic_store_explicit(&r->state, REGION_DEAD, memory_order_release);
 		break;
 	}
@@ -365,7 +363,7 @@ int cairn_frames_reclaim_region(struct cairn_frames *f, cairn_phys_t base)
 	for (uint32_t i = 0; i < n; i++) { /* the oldest removal at base */
 		struct region *r = &f->region[i];
 		if (atomic_load_explicit(&r->state, memory_order_relaxed) == REGION_DEAD &&
-		    r->first == first && (slot == n || r->removed < f->region[slot].removed))
+		    r->first == first && (slot == n || f->removed[i] < f->removed[slot]))
 			slot = i;
 	}
 	if (slot == n) {
@@ -385,7 +383,6 @@ int cairn_frames_reclaim_region(struct cairn_frames *f, cairn_phys_t base)
 			hint_clear(&f->cpu[c].huge[a], slot);
 			hint_clear(&f->cpu[c].owned[a], slot);
 		}
-	f->region[slot].removed = 0;
 	atomic_store_explicit(&f->region[slot].state, REGION_UNUSED, memory_order_relaxed);
 	table_unlock(f);
 	return 0;

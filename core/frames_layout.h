@@ -116,7 +116,6 @@ struct region {
 	_Atomic uint64_t *chunk;  /* nchunks entries */
 	_Atomic uint64_t *bits;   /* nchunks * CHUNK_WORDS words */
 	uint64_t meta_bytes;
-	uint64_t removed;         /* DEAD: the instance's removal count then */
 	bool self_meta;           /* metadata carved from the region itself */
 };
 
@@ -237,6 +236,10 @@ struct cairn_frames {
 	uint64_t removals;           /* regions removed so far (under table_lock) */
 	struct cpu_hint *cpu;
 	struct region region[CAIRN_MAX_REGIONS];
+	/* A DEAD slot's removal number (`removals` then), under table_lock:
+	 * the reclaim takes the oldest. Apart from struct region, which the
+	 * short paths index: its size stays a cheap multiply. */
+	uint64_t removed[CAIRN_MAX_REGIONS];
 };
 
 static inline enum cairn_area area_of(uint64_t frame)
