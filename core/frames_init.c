@@ -273,11 +273,13 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 	 * outlives no reclaim, which clears them; one loaded before the
 	 * reclaim is in a call that began after the removal, and the slot's
 	 * next reuse waits for a grace period that ends that call). */
-	unsigned gen = slot < n ? (unsigned)(r->tag >> (HINT_SLOT_SHIFT + TAG_GEN_SHIFT)) + 1 : 0;
+	unsigned gen = slot < n ? ((unsigned)(r->tag >> (HINT_SLOT_SHIFT + TAG_GEN_SHIFT)) + 1) %
+					  TAG_GENS
+				: 0;
 	if (!meta)
 		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
 	region_init(r, s[0], meta, busy_first, busy_end);
-	r->tag = region_tag(slot, gen % TAG_GENS);
+	r->tag = region_tag(slot, gen);
 	r->self_meta = busy_end != 0;
 	/* Publish: fields before state, state before the count. */
 	atomic_store_explicit(&r->state, (uint32_t)(r->tag >> HINT_SLOT_SHIFT),
