@@ -145,6 +145,7 @@ int cairn_frames_validate(struct cairn_frames *f)
 	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
 	if (n > CAIRN_MAX_REGIONS)
 		return broken("frames: region count", n, 0);
+	uint32_t present = 0; /* the areas of the active regions */
 	for (uint32_t i = 0; i < n; i++) {
 		struct region *r = &f->region[i];
 		uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
@@ -158,6 +159,7 @@ int cairn_frames_validate(struct cairn_frames *f)
 		if (r->first >= r->end || r->area != area_of(r->first) ||
 		    area_of(r->end - 1) != r->area)
 			return broken("frames: region bounds", r->first, r->end);
+		present |= 1u << r->area;
 		for (uint32_t j = 0; j < i; j++)
 			if (region_active(atomic_load_explicit(&f->region[j].state,
 							       memory_order_acquire)) &&
@@ -194,6 +196,9 @@ int cairn_frames_validate(struct cairn_frames *f)
 		if (tail)
 			return broken("frames: huge block past the region", r->end, tail);
 	}
+	uint32_t bits = atomic_load_explicit(&f->areas_present, memory_order_relaxed);
+	if (bits != present)
+		return broken("frames: areas present", bits, present);
 	return 0;
 }
 

@@ -881,6 +881,49 @@ static void test_high_regions(void)
 	high_region_round(0ull - 10 * MiB, 8 * MiB);
 }
 
+/* An area whose last region goes away is no longer present: requests that
+ * accept it skip it at once on the short paths instead of trying its
+ * hints first every time (validate checks the bits against the table). */
+static void test_area_gone(void)
+{
+	const struct cairn_mem_range map[] = { { 2 * GiB, 4 * MiB }, { 10 * GiB, 4 * MiB } };
+	struct cairn_frames *f = make(map, 2, false);
+	CHECK_EQ(atomic_load(&f->areas_present), CAIRN_F_LOW4G | CAIRN_F_HIGH);
+	size_t ms = cairn_frames_region_meta_size(3 * GiB, 2 * MiB);
+	void *meta = malloc(ms);
+	CHECK_EQ(cairn_frames_add_region(f, 3 * GiB, 2 * MiB, meta, ms), 0);
+	cairn_phys_t p;
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_LOW4G, &p), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	/* one of two regions of the area gone: still present */
+	CHECK_EQ(cairn_frames_remove_region(f, 2 * GiB), 0);
+	CHECK_EQ(atomic_load(&f->areas_present), CAIRN_F_LOW4G | CAIRN_F_HIGH);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* a refused removal changes nothing */
+	CHECK_EQ(cairn_frames_alloc_at(f, 3 * GiB, 0), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, 3 * GiB), CAIRN_EBUSY);
+	CHECK_EQ(atomic_load(&f->areas_present), CAIRN_F_LOW4G | CAIRN_F_HIGH);
+	CHECK_EQ(cairn_frames_free(f, 3 * GiB, 0), 0);
+	/* the last one gone: the area is not present */
+	CHECK_EQ(cairn_frames_remove_region(f, 3 * GiB), 0);
+	CHECK_EQ(atomic_load(&f->areas_present), CAIRN_F_HIGH);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_LOW4G, &p), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_LOW4G | CAIRN_F_HIGH, &p), 0);
+	CHECK(p - 10 * GiB < 4 * MiB);
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	/* and present again with a new region, a reclaimed slot */
+	CHECK_EQ(cairn_frames_reclaim_region(f, 3 * GiB), 0);
+	CHECK_EQ(cairn_frames_add_region(f, 3 * GiB, 2 * MiB, meta, ms), 0);
+	CHECK_EQ(atomic_load(&f->areas_present), CAIRN_F_LOW4G | CAIRN_F_HIGH);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_LOW4G, &p), 0);
+	CHECK(p - 3 * GiB < 2 * MiB);
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, 3 * GiB), 0);
+	free(meta);
+}
+
 /* A range inside the last partial frame of the address space holds no
  * whole frame: it is dropped, and does not wrap round to frame 0. */
 static void test_top_partial_frame(void)
@@ -1424,6 +1467,7 @@ int main(void)
 	test_regions_runtime();
 	test_regions_reuse();
 	test_slot0_reuse();
+	test_area_gone();
 	test_high_regions();
 	test_top_partial_frame();
 	test_two_instances();
