@@ -291,6 +291,20 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 	return 0;
 }
 
+/* The areas of the active regions, after a removal (under the table lock,
+ * which every writer of the bits holds once the instance is published).
+ * The bits only steer the short paths to an area's hints; a reader that
+ * loads them before this store still finds the region inactive and takes
+ * the general path. */
+static void areas_recount(struct cairn_frames *f, uint32_t n)
+{
+	uint32_t present = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (region_active(atomic_load_explicit(&f->region[i].state, memory_order_relaxed)))
+			present |= 1u << f->region[i].area;
+	atomic_store_explicit(&f->areas_present, present, memory_order_relaxed);
+}
+
 int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 {
 	uint64_t first = base >> CAIRN_FRAME_SHIFT;
@@ -338,6 +352,7 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 		}
 		f->removed[i] = ++f->removals;
 		atomic_store_explicit(&r->state, REGION_DEAD, memory_order_release);
+		areas_recount(f, n);
 		break;
 	}
 	table_unlock(f);

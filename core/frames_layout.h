@@ -231,7 +231,7 @@ struct cairn_frames {
 	unsigned ncpus;
 	_Atomic uint32_t nregions;   /* slots [0, nregions) may be in use */
 	_Atomic uint32_t table_lock; /* serialises add/remove/reclaim region only */
-	_Atomic uint32_t areas_present; /* CAIRN_F_* of areas with a region */
+	_Atomic uint32_t areas_present; /* CAIRN_F_* of areas with an active region */
 	uint64_t meta_bytes;         /* instance part */
 	uint64_t removals;           /* regions removed so far (under table_lock) */
 	struct cpu_hint *cpu;
