@@ -10,11 +10,15 @@
  * The head is one 64-bit word: [63:32] tag, [31:16] count, [15:0] top id+1
  * (0: empty). Every successful push or pop adds one to the tag, so a pop
  * whose head value went A -> B -> A (id popped and pushed again) fails its
- * CAS instead of installing a stale link (ABA). The tag wraps after 2^32
- * updates; a pop would have to stall across all of them between its load
- * and its CAS, which a CPU-local section (interrupts off) rules out in a
- * kernel and which would take minutes of preemption on the host. The count
- * changes in the same CAS, so the depot's limit is exact.
+ * CAS instead of installing a stale link (ABA). The count alone fails it
+ * when the length changed (pop A, pop B, push A leaves it one short); pop
+ * A, pop B, push D, push A restores top and count, and only the tag
+ * differs (tests/percpu/depot_aba.c parks a pop at the hook point below
+ * for exactly that). The tag wraps after 2^32 updates; a pop would have to stall across
+ * all of them between its load and its CAS, which a CPU-local section
+ * (interrupts off) rules out in a kernel and which would take minutes of
+ * preemption on the host. The count changes in the same CAS, so the
+ * depot's limit is exact.
  *
  * Ordering. A push writes the id's link (relaxed), then publishes with a
  * release CAS; a pop reads the head with acquire, then the link (relaxed),
@@ -31,6 +35,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "hook.h"
 
 #define DEPOT_NONE 0xffffffffu
 
@@ -71,6 +77,7 @@ static inline uint32_t ds_pop(struct depot_stack *s, _Atomic uint32_t *next)
 		if (!top)
 			return DEPOT_NONE;
 		uint32_t below = atomic_load_explicit(&next[top - 1], memory_order_relaxed);
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DEPOT_POP, s); /* the ABA window */
 		if (atomic_compare_exchange_weak_explicit(
 			    &s->head, &old, ds_next_head(old, ds_count(old) - 1, below),
 			    memory_order_acquire, memory_order_acquire))

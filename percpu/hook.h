@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hook points for the per-CPU caches' interleaving tests: a build that
+ * defines CAIRN_PERCPU_TEST_HOOK calls cairn_percpu_test_hook() at each
+ * point below, so that a test can park one CPU exactly there while others
+ * act, and then let it go on. The hook has one definition, in the test
+ * program; shipped builds compile it away.
+ */
+#ifndef CAIRN_PERCPU_HOOK_H
+#define CAIRN_PERCPU_HOOK_H
+
+enum cairn_percpu_hook_point {
+	/* ds_pop: the head and its top's link read, before the CAS (the
+	 * stack) */
+	CAIRN_HOOK_DEPOT_POP,
+};
+
+#ifdef CAIRN_PERCPU_TEST_HOOK
+void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj);
+#define CAIRN_PERCPU_HOOK(at, obj) cairn_percpu_test_hook(at, obj)
+#else
+#define CAIRN_PERCPU_HOOK(at, obj) ((void)0)
+#endif
+
+#endif /* CAIRN_PERCPU_HOOK_H */
