@@ -13,6 +13,15 @@ enum cairn_percpu_hook_point {
 	/* ds_pop: the head and its top's link read, before the CAS (the
 	 * stack) */
 	CAIRN_HOOK_DEPOT_POP,
+	/* cairn__mag_answer: the request read, the slot not emptied yet (the
+	 * slot) */
+	CAIRN_HOOK_ANSWER,
+	/* cairn_mag_drain_all: a batch of CPUs asked, before the waits (the
+	 * cache) */
+	CAIRN_HOOK_DRAIN_ASKED,
+	/* wait_answer: a CPU's answer not there yet, at every turn (the
+	 * CPU's slot) */
+	CAIRN_HOOK_DRAIN_WAITING,
 };
 
 #ifdef CAIRN_PERCPU_TEST_HOOK

@@ -54,6 +54,7 @@ void cairn__mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	/* Relaxed: the drainer passes us nothing but the request itself. */
 	uint32_t r = atomic_load_explicit(&c->req, memory_order_relaxed);
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_ANSWER, c);
 	cairn__mag_slot_empty(mc, c);
 	c->seen = r;
 	atomic_store_explicit(&c->ack, r, memory_order_release);
@@ -178,6 +179,7 @@ static void wait_answer(struct cairn_mag_cache *mc, struct mag_cpu *c, uint32_t 
 	for (unsigned spin = 0; spin < mc->drain_wait; spin++) {
 		if ((int32_t)(atomic_load_explicit(&c->ack, memory_order_acquire) - gen) >= 0)
 			return;
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_WAITING, c);
 		poll_group(mc);
 		cairn_port_pause();
 	}
@@ -213,6 +215,7 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 				gen[i] = atomic_fetch_add_explicit(&c->req, 1,
 								   memory_order_relaxed) + 1;
 		}
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_ASKED, mc);
 		for (unsigned i = 0; i < n; i++)
 			if (asked[i])
 				wait_answer(mc, &mc->cpu[base + i], gen[i]);

@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The drain handshake against interleavings a stress run seldom makes,
+ * each in a fixed order: the library is built with the per-CPU hook points
+ * (CAIRN_PERCPU_TEST_HOOK), and the test parks a CPU at one of them while
+ * others act.
+ *
+ *  slow path: the owner parked in its miss, inside the depot pop of the
+ *    full stack (it read the top), holding an empty magazine; a drainer
+ *    pops and frees that very magazine and asks the owner. The owner's pop
+ *    must fail and find the depot empty (the miss then takes one item:
+ *    lean), and its answer at the next poll lets the drainer return.
+ *  two drainers: the owner parked in its answer after reading the request
+ *    of the first, before emptying its slot; a second drainer asks then.
+ *    The first returns on that answer, the second only on the owner's next
+ *    operation, which answers again before it serves.
+ *  departure: the owner parked in its own drain_cpu (leaving) after reading
+ *    the request; a drainer asks then; the owner leaves with the request
+ *    unanswered; a new thread takes the slot, and its first operation
+ *    answers it.
+ *  leaving while drained: a drainer parked after asking; the owner leaves
+ *    (drain_cpu) before the drainer waits; the drainer returns on that.
+ *
+ * Expected every time: each item exactly once (in a thread's hands, a
+ * magazine, or the source: the reference source counts a put of an item
+ * that is not out), a drainer returns only once the CPU it waits for has
+ * emptied its slot, and no magazine frame is left behind.
+ */
+#define _GNU_SOURCE
+#include <cairn/host.h>
+#include <cairn/magazine.h>
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "ref_source.h"
+#include "../../percpu/magazine_layout.h"
+
+#define MiB (1024ull * 1024)
+#define NCPUS 4
+#define NITEMS 64
+#define MAG 4
+
+static struct cairn_frames *frames;
+
+static uint64_t frames_free(void)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(frames, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+/* ---- CPU threads that run steps on command, and park at a hook ---- */
+
+struct park {
+	enum cairn_percpu_hook_point at;
+	void *obj; /* NULL: any */
+	sem_t parked, go;
+};
+
+struct cpu_thread {
+	pthread_t t;
+	unsigned cpu;
+	sem_t cmd, done;
+	void (*fn)(struct cpu_thread *);
+	bool quit;
+	struct park park;
+	bool arm; /* park at the next matching point of the next step */
+	uint64_t hand[NITEMS]; /* items in this thread's hands */
+	unsigned nhand;
+	/* A drainer: posted when it first finds an answer missing, and when
+	 * it returns (drained set). */
+	sem_t event;
+	bool noted;
+	atomic_bool drained;
+};
+
+static _Thread_local struct park *my_park;
+static _Thread_local struct cpu_thread *me;
+
+void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj)
+{
+	if (at == CAIRN_HOOK_DRAIN_WAITING && me && !me->noted) {
+		me->noted = true;
+		sem_post(&me->event);
+	}
+	struct park *p = my_park;
+	if (!p || p->at != at || (p->obj && p->obj != obj))
+		return;
+	my_park = NULL; /* once */
+	sem_post(&p->parked);
+	sem_wait(&p->go);
+}
+
+static void *cpu_main(void *arg)
+{
+	struct cpu_thread *ct = arg;
+	me = ct;
+	REQUIRE(cairn_host_cpu_bind(ct->cpu) == 0);
+	for (;;) {
+		sem_wait(&ct->cmd);
+		if (ct->quit)
+			break;
+		my_park = ct->arm ? &ct->park : NULL;
+		ct->arm = false;
+		ct->fn(ct);
+		my_park = NULL;
+		sem_post(&ct->done);
+	}
+	cairn_host_cpu_unregister(); /* the slot is free for the next thread */
+	return NULL;
+}
+
+static void cpu_start(struct cpu_thread *ct, unsigned cpu)
+{
+	ct->cpu = cpu;
+	ct->quit = false;
+	ct->arm = false;
+	ct->nhand = 0;
+	ct->noted = false;
+	atomic_init(&ct->drained, false);
+	REQUIRE(sem_init(&ct->cmd, 0, 0) == 0 && sem_init(&ct->done, 0, 0) == 0);
+	REQUIRE(sem_init(&ct->park.parked, 0, 0) == 0 && sem_init(&ct->park.go, 0, 0) == 0);
+	REQUIRE(sem_init(&ct->event, 0, 0) == 0);
+	REQUIRE(pthread_create(&ct->t, NULL, cpu_main, ct) == 0);
+}
+
+static void cpu_stop(struct cpu_thread *ct)
+{
+	ct->quit = true;
+	sem_post(&ct->cmd);
+	pthread_join(ct->t, NULL);
+	sem_destroy(&ct->cmd);
+	sem_destroy(&ct->done);
+	sem_destroy(&ct->park.parked);
+	sem_destroy(&ct->park.go);
+	sem_destroy(&ct->event);
+}
+
+/* Wait for a thread's step, park or event; a few seconds without it mean
+ * it never comes (a point never reached, an answer never given). */
+static void wait_for(sem_t *sem, const struct cpu_thread *ct, const char *what)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += 10;
+	while (sem_timedwait(sem, &t))
+		if (errno != EINTR) {
+			fprintf(stderr, "CPU %u: %s never came\n", ct->cpu, what);
+			exit(1);
+		}
+}
+
+/* Run fn on the thread. */
+static void run(struct cpu_thread *ct, void (*fn)(struct cpu_thread *))
+{
+	ct->fn = fn;
+	sem_post(&ct->cmd);
+}
+
+/* Run fn on the thread until it parks at `at` (of obj, unless NULL). */
+static void run_parked(struct cpu_thread *ct, void (*fn)(struct cpu_thread *),
+		       enum cairn_percpu_hook_point at, void *obj)
+{
+	ct->park.at = at;
+	ct->park.obj = obj;
+	ct->arm = true;
+	run(ct, fn);
+	wait_for(&ct->park.parked, ct, "the park at a hook point");
+}
+
+static void let_go(struct cpu_thread *ct)
+{
+	sem_post(&ct->park.go);
+}
+
+static void wait_done(struct cpu_thread *ct)
+{
+	wait_for(&ct->done, ct, "the end of a step");
+}
+
+static void run_wait(struct cpu_thread *ct, void (*fn)(struct cpu_thread *))
+{
+	run(ct, fn);
+	wait_done(ct);
+}
+
+/* ---- the cache and its steps ---- */
+
+static struct ref_source src;
+static struct cairn_mag_cache *mc;
+static struct cpu_thread cpu[NCPUS];
+static unsigned watched;	 /* the CPU a drainer waits for */
+static uint32_t ret_nmag[NCPUS]; /* its magazines when a drainer returned */
+
+static void step_alloc(struct cpu_thread *ct)
+{
+	REQUIRE(ct->nhand < NITEMS);
+	CHECK_EQ(cairn_mag_alloc(mc, &ct->hand[ct->nhand]), 0);
+	ct->nhand++;
+}
+
+static void step_alloc4(struct cpu_thread *ct)
+{
+	for (unsigned i = 0; i < 4; i++)
+		step_alloc(ct);
+}
+
+static void step_free_all(struct cpu_thread *ct)
+{
+	while (ct->nhand)
+		cairn_mag_free(mc, ct->hand[--ct->nhand]);
+}
+
+static void step_poll(struct cpu_thread *ct)
+{
+	(void)ct;
+	cairn_mag_poll(mc);
+}
+
+static void step_leave(struct cpu_thread *ct)
+{
+	CHECK_EQ(cairn_mag_drain_cpu(mc, ct->cpu), 0);
+}
+
+static void step_drain(struct cpu_thread *ct)
+{
+	cairn_mag_drain_all(mc);
+	/* ack's acquire orders the answer's publication before this */
+	ret_nmag[ct->cpu] = atomic_load_explicit(&mc->cpu[watched].nmag,
+						 memory_order_relaxed);
+	atomic_store(&ct->drained, true);
+	sem_post(&ct->event);
+}
+
+/* Let a drainer parked after asking go on; `waits`: it must then wait for
+ * an answer, else it must return without waiting. */
+static void let_drainer_go(struct cpu_thread *d, bool waits)
+{
+	d->noted = false;
+	atomic_store(&d->drained, false);
+	let_go(d);
+	wait_for(&d->event, d, "waiting or returning"); /* either */
+	CHECK_EQ(atomic_load(&d->drained), !waits);
+}
+
+static struct cairn_mag_cpu_stats cpu_stats(unsigned c)
+{
+	struct cairn_mag_cpu_stats st;
+	REQUIRE(cairn_mag_cpu_stats(mc, c, &st) == 0);
+	return st;
+}
+
+static struct cairn_mag_stats stats(void)
+{
+	struct cairn_mag_stats st;
+	cairn_mag_stats(mc, &st);
+	return st;
+}
+
+/* Every item once: in hands + cached + in the source == all of them. */
+static void check_conserved(const char *when)
+{
+	uint64_t hands = 0;
+	for (unsigned i = 0; i < NCPUS; i++)
+		hands += cpu[i].nhand;
+	struct cairn_mag_stats st = stats();
+	uint64_t total = hands + st.cpu_held + st.depot_items + ref_free(&src);
+	if (total != NITEMS || src.errors)
+		fprintf(stderr, "%s: %llu in hands, %llu in slots, %llu in the "
+			"depot, %llu in the source, %llu bad puts\n", when,
+			(unsigned long long)hands, (unsigned long long)st.cpu_held,
+			(unsigned long long)st.depot_items,
+			(unsigned long long)ref_free(&src),
+			(unsigned long long)src.errors);
+	CHECK_EQ(total, NITEMS);
+	CHECK_EQ(src.errors, 0);
+}
+
+static void setup(void)
+{
+	ref_init(&src, NITEMS);
+	struct cairn_mag_config c = {
+		.source = ref_as_source(&src), .frames = frames, .ncpus = NCPUS,
+		.mag_size = MAG, .depot_full = 4, .depot_empty = 4,
+		/* no drainer here may give up: it waits for every answer (the
+		 * timed waits end a run where one never comes) */
+		.drain_wait = 1u << 31,
+	};
+	REQUIRE(cairn_mag_create(&mc, &c) == 0);
+	for (unsigned i = 1; i < NCPUS; i++)
+		cpu_start(&cpu[i], i);
+}
+
+static void teardown(const char *name)
+{
+	for (unsigned i = 1; i < NCPUS; i++) {
+		run_wait(&cpu[i], step_free_all);
+		run_wait(&cpu[i], step_leave);
+		cpu_stop(&cpu[i]);
+	}
+	check_conserved(name);
+	cairn_mag_drain_all(mc);
+	struct cairn_mag_stats st = stats();
+	CHECK_EQ(st.cpu_held + st.depot_items, 0);
+	CHECK_EQ(st.magazines, 0);
+	cairn_mag_destroy(mc);
+	CHECK_EQ(ref_free(&src), NITEMS);
+	CHECK_EQ(src.errors, 0);
+	free(src.out);
+	free(src.stack);
+}
+
+/* ---- the interleavings ---- */
+
+static void slow_path(void)
+{
+	setup();
+	struct cpu_thread *o = &cpu[1], *d = &cpu[2], *h = &cpu[3];
+	watched = 1;
+	/* The owner empties the magazine of its refill. */
+	run_wait(o, step_alloc4);
+	CHECK_EQ(cpu_stats(1).magazines, 1);
+	CHECK_EQ(cpu_stats(1).held, 0);
+	/* CPU 3 leaves one full magazine in the depot: 12 frees fill loaded
+	 * and prev and push the first full prev. */
+	for (unsigned i = 0; i < 3; i++)
+		run_wait(h, step_alloc4);
+	run_wait(h, step_free_all);
+	run_wait(h, step_leave);
+	CHECK_EQ(stats().depot_full, 1);
+	/* The owner misses: parked in the pop of the full stack, top read. */
+	run_parked(o, step_alloc, CAIRN_HOOK_DEPOT_POP, &mc->full);
+	/* The drainer takes that magazine from the depot, frees its frame,
+	 * and asks the owner (it holds the empty one). */
+	run_parked(d, step_drain, CAIRN_HOOK_DRAIN_ASKED, NULL);
+	CHECK_EQ(stats().depot_full, 0);
+	CHECK_EQ(stats().depot_empty, 0);
+	CHECK_EQ(stats().magazines, 1); /* its frame is free, the owner's left */
+	let_go(o); /* its CAS fails; lean: one item from the source */
+	wait_done(o);
+	CHECK_EQ(o->nhand, 5);
+	CHECK_EQ(cpu_stats(1).magazines, 1); /* not answered yet */
+	let_drainer_go(d, true);
+	run_wait(o, step_poll); /* the answer */
+	wait_done(d);
+	CHECK_EQ(ret_nmag[2], 0);
+	CHECK_EQ(cpu_stats(1).magazines, 0);
+	CHECK_EQ(stats().lean_gets, 1);
+	teardown("slow path");
+}
+
+static void two_drainers(void)
+{
+	setup();
+	struct cpu_thread *o = &cpu[1], *d1 = &cpu[2], *d2 = &cpu[3];
+	watched = 1;
+	run_wait(o, step_alloc4);
+	run_wait(o, step_free_all); /* one full magazine loaded */
+	CHECK_EQ(cpu_stats(1).held, MAG);
+	run_parked(d1, step_drain, CAIRN_HOOK_DRAIN_ASKED, NULL);
+	/* The owner reads the first request and parks before emptying. */
+	run_parked(o, step_poll, CAIRN_HOOK_ANSWER, &mc->cpu[1]);
+	run_parked(d2, step_drain, CAIRN_HOOK_DRAIN_ASKED, NULL);
+	CHECK_EQ(cpu_stats(1).magazines, 1); /* the second asked it too */
+	CHECK(atomic_load(&mc->cpu[1].req) - mc->cpu[1].seen == 2);
+	let_go(o);
+	wait_done(o); /* answered the first request only */
+	CHECK_EQ(cpu_stats(1).magazines, 0);
+	CHECK_EQ(atomic_load(&mc->cpu[1].req) - atomic_load(&mc->cpu[1].ack), 1);
+	let_drainer_go(d1, false);
+	wait_done(d1);
+	let_drainer_go(d2, true); /* waits for the second answer */
+	run_wait(o, step_alloc); /* answers, then takes one item (lean) */
+	wait_done(d2);
+	CHECK_EQ(atomic_load(&mc->cpu[1].req), atomic_load(&mc->cpu[1].ack));
+	CHECK_EQ(o->nhand, 1);
+	teardown("two drainers");
+}
+
+static void departure(void)
+{
+	setup();
+	struct cpu_thread *o = &cpu[1], *d = &cpu[2];
+	watched = 1;
+	run_wait(o, step_alloc4);
+	run_wait(o, step_free_all);
+	/* Leaving: parked in its own drain_cpu, the request read. */
+	run_parked(o, step_leave, CAIRN_HOOK_ANSWER, &mc->cpu[1]);
+	run_parked(d, step_drain, CAIRN_HOOK_DRAIN_ASKED, NULL);
+	let_go(o);
+	wait_done(o);
+	cpu_stop(o); /* gone, the request unanswered */
+	CHECK_EQ(cpu_stats(1).magazines, 0);
+	CHECK(atomic_load(&mc->cpu[1].ack) != atomic_load(&mc->cpu[1].req));
+	check_conserved("departure, gone");
+	let_drainer_go(d, true); /* waits for the slot's next thread */
+	cpu_start(o, 1); /* a new thread in the old slot */
+	run_wait(o, step_alloc4); /* the first answers */
+	wait_done(d);
+	CHECK_EQ(o->nhand, 4);
+	teardown("departure");
+}
+
+static void leave_while_drained(void)
+{
+	setup();
+	struct cpu_thread *o = &cpu[1], *d = &cpu[2];
+	watched = 1;
+	run_wait(o, step_alloc4);
+	run_wait(o, step_free_all);
+	run_parked(d, step_drain, CAIRN_HOOK_DRAIN_ASKED, NULL);
+	run_wait(o, step_leave); /* answers the request as it leaves */
+	cpu_stop(o);
+	let_drainer_go(d, false);
+	wait_done(d);
+	CHECK_EQ(ret_nmag[2], 0);
+	CHECK_EQ(ref_free(&src), NITEMS);
+	cpu_start(o, 1);
+	teardown("leaving while drained");
+}
+
+int main(void)
+{
+	alarm(40); /* a wait the timed waits do not see */
+	REQUIRE(cairn_host_init(NCPUS + 1, 0, 16 * MiB) == 0);
+	struct cairn_mem_range map[] = { { 1 * MiB, 14 * MiB } };
+	struct cairn_frames_config fcfg = { .ncpus = NCPUS + 1 };
+	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
+	REQUIRE(cairn_host_cpu_bind(0) == 0);
+	uint64_t before = frames_free();
+	slow_path();
+	two_drainers();
+	departure();
+	leave_while_drained();
+	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(cairn_frames_validate(frames), 0);
+	cairn_host_cpu_unregister();
+	return check_done("mag_drain_race");
+}
