@@ -12,19 +12,22 @@
  *    lean), and its answer at the next poll lets the drainer return.
  *  two drainers: the owner parked in its answer after reading the request
  *    of the first, before emptying its slot; a second drainer asks then.
- *    The first returns on that answer, the second only on the owner's next
- *    operation, which answers again before it serves.
+ *    The first returns on that answer, the second on the emptied slot (it
+ *    holds nothing to wait for); the owner's next operation answers the
+ *    second request before it serves.
  *  departure: the owner parked in its own drain_cpu (leaving) after reading
  *    the request; a drainer asks then; the owner leaves with the request
- *    unanswered; a new thread takes the slot, and its first operation
- *    answers it.
+ *    unanswered. The drainer returns on the empty slot, not after
+ *    drain_wait; a new thread takes the slot, and its first operation
+ *    answers the request.
  *  leaving while drained: a drainer parked after asking; the owner leaves
  *    (drain_cpu) before the drainer waits; the drainer returns on that.
  *
  * Expected every time: each item exactly once (in a thread's hands, a
  * magazine, or the source: the reference source counts a put of an item
  * that is not out), a drainer returns only once the CPU it waits for has
- * emptied its slot, and no magazine frame is left behind.
+ * emptied its slot, and at once when it has, and no magazine frame is left
+ * behind.
  */
 #define _GNU_SOURCE
 #include <cairn/host.h>
@@ -375,9 +378,11 @@ static void two_drainers(void)
 	CHECK_EQ(atomic_load(&mc->cpu[1].req) - atomic_load(&mc->cpu[1].ack), 1);
 	let_drainer_go(d1, false);
 	wait_done(d1);
-	let_drainer_go(d2, true); /* waits for the second answer */
-	run_wait(o, step_alloc); /* answers, then takes one item (lean) */
+	let_drainer_go(d2, false); /* the slot is empty: nothing to wait for */
 	wait_done(d2);
+	CHECK_EQ(ret_nmag[3], 0);
+	CHECK_EQ(atomic_load(&mc->cpu[1].req) - atomic_load(&mc->cpu[1].ack), 1);
+	run_wait(o, step_alloc); /* answers, then takes one item (lean) */
 	CHECK_EQ(atomic_load(&mc->cpu[1].req), atomic_load(&mc->cpu[1].ack));
 	CHECK_EQ(o->nhand, 1);
 	teardown("two drainers");
@@ -399,10 +404,13 @@ static void departure(void)
 	CHECK_EQ(cpu_stats(1).magazines, 0);
 	CHECK(atomic_load(&mc->cpu[1].ack) != atomic_load(&mc->cpu[1].req));
 	check_conserved("departure, gone");
-	let_drainer_go(d, true); /* waits for the slot's next thread */
+	let_drainer_go(d, false); /* nothing there: no wait for a next thread */
+	wait_done(d);
+	CHECK_EQ(ret_nmag[2], 0);
+	check_conserved("departure, drained");
 	cpu_start(o, 1); /* a new thread in the old slot */
 	run_wait(o, step_alloc4); /* the first answers */
-	wait_done(d);
+	CHECK_EQ(atomic_load(&mc->cpu[1].req), atomic_load(&mc->cpu[1].ack));
 	CHECK_EQ(o->nhand, 4);
 	teardown("departure");
 }
