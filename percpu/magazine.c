@@ -215,9 +215,11 @@ void cairn__mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 	c->cap = c->loaded->cap;
 	atomic_store_explicit(&c->n, c->loaded->n, memory_order_relaxed);
 	atomic_store_explicit(&c->prev_n, (uint16_t)c->prev->n, memory_order_relaxed);
+	/* release: a drainer that reads 0 returns, and its retry must find
+	 * what the slow path put back or pushed (wait_answer) */
 	atomic_store_explicit(&c->nmag,
 			      (uint16_t)((c->loaded != &mc->none) + (c->prev != &mc->none)),
-			      memory_order_relaxed);
+			      memory_order_release);
 }
 
 /* ---- lean: after a drain, no refills ---- */

@@ -37,7 +37,9 @@
  *    its group, so no slot this CPU answers for is half way through an
  *    operation.
  *  - A drainer asks only CPUs that hold magazines (their relaxed nmag;
- *    items live only in magazines). A CPU that does not answer within drain_wait pause hints
+ *    items live only in magazines), and stops waiting for one whose nmag
+ *    reads 0 (acquire, from the release store after its emptying).
+ *    A CPU that does not answer within drain_wait pause hints
  *    keeps what it has; that is the documented contract of an online CPU
  *    (answer at the next operation or at poll, or be drained when it goes
  *    offline), not a race: nothing is lost or duplicated either way.
@@ -174,10 +176,18 @@ static void poll_group(struct cairn_mag_cache *mc)
 	atomic_fetch_sub_explicit(&g->walkers, 1, memory_order_release);
 }
 
+/* Until the answer, or until the slot holds no magazine: an owner that
+ * emptied it after our request was taken (another drainer's answer, its
+ * own departure) has nothing left for us, and a departed slot may not
+ * operate again for a long time. nmag's release store follows the puts of
+ * the emptying (and any push to the depot, which our last depot_drain
+ * takes), so the acquire load orders them before our retry as ack's
+ * would. */
 static void wait_answer(struct cairn_mag_cache *mc, struct mag_cpu *c, uint32_t gen)
 {
 	for (unsigned spin = 0; spin < mc->drain_wait; spin++) {
-		if ((int32_t)(atomic_load_explicit(&c->ack, memory_order_acquire) - gen) >= 0)
+		if ((int32_t)(atomic_load_explicit(&c->ack, memory_order_acquire) - gen) >= 0 ||
+		    !atomic_load_explicit(&c->nmag, memory_order_acquire))
 			return;
 		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_WAITING, c);
 		poll_group(mc);
