@@ -1,0 +1,953 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bad input gets its documented error and changes nothing: for every public
+ * API, an instance with live state, a digest of everything observable about
+ * it (statistics, validate, the outstanding allocations, the tree's extents),
+ * and a seeded random stream of bad calls mixed with good ones. After each
+ * bad call the error must be the one the header documents for that defect
+ * (one defect per call, so the code is determined) and the digest unchanged.
+ *
+ *   api_misuse [seed [rounds]]
+ */
+#include <cairn/arena.h>
+#include <cairn/btree.h>
+#include <cairn/frame_cache.h>
+#include <cairn/frames.h>
+#include <cairn/host.h>
+#include <cairn/magazine.h>
+#include <cairn/objects.h>
+#include <cairn/quantum_cache.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define FRAME CAIRN_FRAME_SIZE
+#define NCPUS 4
+
+static uint64_t rng_state;
+static unsigned rounds = 3000;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t n)
+{
+	return n ? rnd() % n : 0;
+}
+
+/* A failed expectation names the call that broke it (once per kind). */
+#define EXPECT(what, got, want)                                               \
+	do {                                                                  \
+		long long g_ = (long long)(got), w_ = (long long)(want);      \
+		check_count++;                                                \
+		if (g_ != w_) {                                               \
+			check_failures++;                                     \
+			if (check_failures < 40)                              \
+				fprintf(stderr, "%s:%d: %s: got %lld (%s), want %lld (%s)\n", \
+					__FILE__, __LINE__, what, g_,         \
+					cairn_strerror((int)g_), w_,          \
+					cairn_strerror((int)w_));             \
+		}                                                             \
+	} while (0)
+
+#define SAME(what, cond)                                                      \
+	do {                                                                  \
+		check_count++;                                                \
+		if (!(cond)) {                                                \
+			check_failures++;                                     \
+			if (check_failures < 40)                              \
+				fprintf(stderr, "%s:%d: %s changed the state: %s\n", \
+					__FILE__, __LINE__, what, #cond);     \
+		}                                                             \
+	} while (0)
+
+/* ======================================================================
+ * frames
+ * ====================================================================== */
+
+/* The model: every frame of the regions, used or not, and the order of
+ * each live block at its head (order + 1; 0: not a head). */
+struct mreg {
+	uint64_t base, end; /* bytes */
+	uint8_t *used, *ord;
+	bool present;
+};
+
+#define FR_REGIONS 3
+static struct mreg mr[FR_REGIONS];
+static struct cairn_frames *fr;
+
+struct blk {
+	cairn_phys_t p;
+	unsigned order;
+};
+static struct blk live[16384];
+static size_t nlive;
+static struct blk rsv[256]; /* reserved ranges: p, size in frames (order field) */
+static size_t nrsv, nreserved;
+
+static struct mreg *reg_of(uint64_t p)
+{
+	for (int i = 0; i < FR_REGIONS; i++)
+		if (mr[i].present && p >= mr[i].base && p < mr[i].end)
+			return &mr[i];
+	return NULL;
+}
+
+/* Is [p, p + len) inside the present regions (a run of adjacent ones)? */
+static bool inside(uint64_t p, uint64_t len)
+{
+	if (p + len < p)
+		return false;
+	for (uint64_t at = p; at < p + len;) {
+		struct mreg *r = reg_of(at);
+		if (!r)
+			return false;
+		at = r->end;
+	}
+	return true;
+}
+
+static uint8_t *used_at(uint64_t p)
+{
+	struct mreg *r = reg_of(p);
+	return &r->used[(p - r->base) / FRAME];
+}
+
+static uint8_t *ord_at(uint64_t p)
+{
+	struct mreg *r = reg_of(p);
+	return &r->ord[(p - r->base) / FRAME];
+}
+
+static bool all_free(uint64_t p, uint64_t len)
+{
+	for (uint64_t at = p; at < p + len; at += FRAME)
+		if (*used_at(at))
+			return false;
+	return true;
+}
+
+static void mark(uint64_t p, unsigned order, bool use)
+{
+	for (uint64_t i = 0; i < (1ull << order); i++)
+		*used_at(p + i * FRAME) = use;
+	*ord_at(p) = use ? (uint8_t)(order + 1) : 0;
+}
+
+static void live_add(cairn_phys_t p, unsigned order)
+{
+	REQUIRE(inside(p, FRAME << order));
+	REQUIRE(p % (FRAME << order) == 0);
+	SAME("frames alloc: a used frame handed out", all_free(p, FRAME << order));
+	mark(p, order, true);
+	REQUIRE(nlive < sizeof(live) / sizeof(live[0]));
+	live[nlive++] = (struct blk){ p, order };
+}
+
+static void live_drop(size_t i)
+{
+	mark(live[i].p, live[i].order, false);
+	live[i] = live[--nlive];
+}
+
+struct fdigest {
+	struct cairn_frames_stats st;
+};
+
+static void fdigest(struct fdigest *d)
+{
+	memset(d, 0, sizeof(*d));
+	cairn_frames_stats(fr, &d->st);
+}
+
+static unsigned fcheck_n;
+
+/* The state after a refused call is the state before it. */
+static void fsame(const char *what, const struct fdigest *before)
+{
+	struct fdigest now;
+	fdigest(&now);
+	SAME(what, memcmp(&now.st, &before->st, sizeof(now.st)) == 0);
+	SAME(what, cairn_frames_validate(fr) == 0);
+	for (size_t i = 0; i < nlive; i++)
+		SAME(what, cairn_frames_is_allocated(fr, live[i].p, live[i].order));
+	if (++fcheck_n % 32)
+		return;
+	/* every frame: an order-0 block exactly where the model has one */
+	for (int i = 0; i < FR_REGIONS; i++) {
+		if (!mr[i].present)
+			continue;
+		for (uint64_t p = mr[i].base; p < mr[i].end; p += FRAME)
+			SAME(what, cairn_frames_is_allocated(fr, p, 0) == (*ord_at(p) == 1));
+	}
+}
+
+static uint64_t rand_frame(void)
+{
+	for (;;) {
+		struct mreg *r = &mr[below(FR_REGIONS)];
+		if (r->present)
+			return r->base + below((r->end - r->base) / FRAME) * FRAME;
+	}
+}
+
+/* Addresses outside every region: below, between, one past the end, far. */
+static uint64_t rand_outside(unsigned order)
+{
+	uint64_t sz = FRAME << order;
+	for (;;) {
+		uint64_t p;
+		switch (below(7)) {
+		case 0: p = 0; break;
+		case 1: p = mr[below(FR_REGIONS)].end; break;
+		case 2: p = mr[below(FR_REGIONS)].base - sz; break;
+		case 3: p = (UINT64_MAX - sz + 1); break;
+		case 4: p = 3 * GiB; break;
+		case 5: p = (1ull << 52) + below(1ull << 30) * FRAME; break;
+		default: p = mr[below(FR_REGIONS)].end + below(64) * FRAME; break;
+		}
+		p &= ~(sz - 1);
+		bool any = false;
+		for (int i = 0; i < FR_REGIONS; i++)
+			if (mr[i].present && p < mr[i].end && mr[i].base < p + sz)
+				any = true;
+		if (!any && p + sz > p)
+			return p;
+	}
+}
+
+static int expect_free(uint64_t p, unsigned order)
+{
+	if (order > CAIRN_MAX_ORDER)
+		return CAIRN_EINVAL;
+	if (p % (FRAME << order))
+		return CAIRN_EALIGN;
+	if (!inside(p, FRAME << order))
+		return CAIRN_ERANGE;
+	if (!*used_at(p))
+		return CAIRN_EFREE;
+	return *ord_at(p) == order + 1 ? 0 : CAIRN_EORDER;
+}
+
+static int expect_alloc_at(uint64_t p, unsigned order)
+{
+	if (order > CAIRN_MAX_ORDER)
+		return CAIRN_EINVAL;
+	if (p % (FRAME << order))
+		return CAIRN_EALIGN;
+	if (!inside(p, FRAME << order))
+		return CAIRN_ERANGE;
+	return all_free(p, FRAME << order) ? 0 : CAIRN_EBUSY;
+}
+
+static int expect_reserve(uint64_t p, uint64_t size)
+{
+	if (size == 0 || p + size < p)
+		return CAIRN_EINVAL;
+	if ((p | size) % FRAME)
+		return CAIRN_EALIGN;
+	if (!inside(p, size))
+		return CAIRN_ERANGE;
+	return all_free(p, size) ? 0 : CAIRN_EBUSY;
+}
+
+static int expect_unreserve(uint64_t p, uint64_t size)
+{
+	if (size == 0 || p + size < p)
+		return CAIRN_EINVAL;
+	if ((p | size) % FRAME)
+		return CAIRN_EALIGN;
+	if (!inside(p, size))
+		return CAIRN_ERANGE;
+	for (uint64_t at = p; at < p + size; at += FRAME) {
+		if (!*used_at(at))
+			return CAIRN_EFREE;
+		if (*ord_at(at) != 1)
+			return CAIRN_EORDER;
+	}
+	return 0;
+}
+
+static unsigned rand_bad_order(void)
+{
+	static const unsigned v[] = { CAIRN_MAX_ORDER + 1, 31, 32, 63, 64, 255, 1u << 20, ~0u };
+	return v[below(sizeof(v) / sizeof(v[0]))];
+}
+
+static unsigned rand_bad_flags(void)
+{
+	unsigned bit;
+	do
+		bit = (unsigned)below(32);
+	while (bit < CAIRN_AREAS || bit == 8);
+	return (unsigned)(below(2) ? CAIRN_F_ANY & rnd() : 0) | (1u << bit);
+}
+
+static void frames_valid_op(void)
+{
+	cairn_phys_t p;
+	int err;
+	switch (below(9)) {
+	case 0:
+	case 1: {
+		unsigned order = (unsigned)below(11);
+		unsigned flags = below(3) ? 0 : (unsigned)(rnd() & (CAIRN_F_ANY | CAIRN_F_ZERO));
+		err = cairn_frames_alloc(fr, order, flags, &p);
+		if (err == 0)
+			live_add(p, order);
+		else
+			EXPECT("frames alloc", err, CAIRN_ENOMEM);
+		break;
+	}
+	case 2: {
+		unsigned order = (unsigned)below(6), al = order + (unsigned)below(6);
+		err = cairn_frames_alloc_aligned(fr, order, al, 0, &p);
+		if (err == 0) {
+			CHECK(p % (FRAME << al) == 0);
+			live_add(p, order);
+		} else {
+			EXPECT("frames alloc_aligned", err, CAIRN_ENOMEM);
+		}
+		break;
+	}
+	case 3:
+	case 4:
+		if (nlive) {
+			size_t i = below(nlive);
+			EXPECT("frames free", cairn_frames_free(fr, live[i].p, live[i].order), 0);
+			live_drop(i);
+		}
+		break;
+	case 5: {
+		unsigned order = (unsigned)below(5);
+		p = rand_frame() & ~((FRAME << order) - 1);
+		int want = expect_alloc_at(p, order);
+		if (want == 0) {
+			EXPECT("frames alloc_at", cairn_frames_alloc_at(fr, p, order), 0);
+			live_add(p, order);
+		}
+		break;
+	}
+	case 6: {
+		p = rand_frame();
+		uint64_t size = (1 + below(40)) * FRAME;
+		if (expect_reserve(p, size) == 0 && nrsv < 256) {
+			EXPECT("frames reserve", cairn_frames_reserve(fr, p, size), 0);
+			nreserved++;
+			for (uint64_t at = p; at < p + size; at += FRAME)
+				mark(at, 0, true);
+			rsv[nrsv++] = (struct blk){ p, (unsigned)(size / FRAME) };
+		}
+		break;
+	}
+	case 7:
+		if (nrsv) {
+			size_t i = below(nrsv);
+			uint64_t size = rsv[i].order * FRAME;
+			EXPECT("frames unreserve", cairn_frames_unreserve(fr, rsv[i].p, size), 0);
+			for (uint64_t at = rsv[i].p; at < rsv[i].p + size; at += FRAME)
+				mark(at, 0, false);
+			rsv[i] = rsv[--nrsv];
+		}
+		break;
+	default: {
+		cairn_phys_t v[16];
+		size_t n = cairn_frames_alloc_bulk(fr, 0, v, 1 + below(16));
+		for (size_t i = 0; i < n; i++)
+			live_add(v[i], 0);
+		break;
+	}
+	}
+}
+
+/* A live block of this order, or none. */
+static long find_live(unsigned order)
+{
+	size_t s = below(nlive + 1);
+	for (size_t k = 0; k < nlive; k++) {
+		size_t i = (s + k) % nlive;
+		if (live[i].order == order)
+			return (long)i;
+	}
+	return -1;
+}
+
+static void frames_bad_op(void)
+{
+	struct fdigest d;
+	fdigest(&d);
+	cairn_phys_t p, out = 0x5a5a5a5a;
+	unsigned order;
+	int want, err;
+	char what[96];
+
+	switch (below(16)) {
+	case 0: /* free: a live block with another order */
+		if (!nlive)
+			return;
+		{
+			size_t i = below(nlive);
+			p = live[i].p;
+			do
+				order = (unsigned)below(CAIRN_MAX_ORDER + 1);
+			while (order == live[i].order);
+		}
+		goto do_free;
+	case 1: /* free: a frame never allocated, or inside a block */
+		p = rand_frame();
+		order = (unsigned)below(3) ? 0 : (unsigned)below(10);
+		p &= ~((FRAME << order) - 1);
+		if (expect_free(p, order) == 0)
+			return;
+		goto do_free;
+	case 2: /* free: misaligned */
+		if (nlive) {
+			size_t i = below(nlive);
+			p = live[i].p;
+			order = live[i].order;
+		} else {
+			p = rand_frame();
+			order = 0;
+		}
+		p += below(2) ? 1 + below(FRAME - 1) : (1 + below(3)) * FRAME;
+		if (expect_free(p, order) == 0)
+			return;
+		goto do_free;
+	case 3: /* free: outside every region, first/last frame edges */
+		order = (unsigned)below(CAIRN_MAX_ORDER + 1);
+		p = rand_outside(order);
+		goto do_free;
+	case 4: /* free: bad order (on a live block, and anywhere) */
+		p = nlive ? live[below(nlive)].p : rand_frame();
+		order = rand_bad_order();
+		goto do_free;
+	case 5: /* double free: free a block, then again (the first is good) */
+		if (!nlive)
+			return;
+		{
+			size_t i = below(nlive);
+			p = live[i].p;
+			order = live[i].order;
+			EXPECT("frames free", cairn_frames_free(fr, p, order), 0);
+			live_drop(i);
+			fdigest(&d);
+		}
+		goto do_free;
+	do_free:
+		want = expect_free(p, order);
+		snprintf(what, sizeof(what), "frames_free(%#llx, %u)", (unsigned long long)p, order);
+		err = cairn_frames_free(fr, p, order);
+		EXPECT(what, err, want);
+		if (err == 0) /* the expectation failed: keep the model true */
+			for (size_t i = 0; i < nlive; i++)
+				if (live[i].p == p && live[i].order == order) {
+					live_drop(i);
+					return;
+				}
+		fsame(what, &d);
+		return;
+	case 6: /* alloc: bad order, bad flags */
+		if (below(2)) {
+			order = rand_bad_order();
+			err = cairn_frames_alloc(fr, order, 0, &out);
+			snprintf(what, sizeof(what), "frames_alloc(order %u)", order);
+		} else {
+			unsigned fl = rand_bad_flags();
+			err = cairn_frames_alloc(fr, (unsigned)below(4), fl, &out);
+			snprintf(what, sizeof(what), "frames_alloc(flags %#x)", fl);
+		}
+		EXPECT(what, err, CAIRN_EINVAL);
+		SAME(what, out == 0x5a5a5a5a);
+		fsame(what, &d);
+		return;
+	case 7: /* alloc_aligned: align below order, above the maximum, flags */
+		switch (below(3)) {
+		case 0:
+			order = 1 + (unsigned)below(CAIRN_MAX_ORDER);
+			err = cairn_frames_alloc_aligned(fr, order, (unsigned)below(order), 0, &out);
+			break;
+		case 1:
+			order = (unsigned)below(CAIRN_MAX_ORDER + 1);
+			err = cairn_frames_alloc_aligned(fr, order, rand_bad_order(), 0, &out);
+			break;
+		default:
+			err = cairn_frames_alloc_aligned(fr, 0, (unsigned)below(4), rand_bad_flags(), &out);
+			break;
+		}
+		EXPECT("frames_alloc_aligned", err, CAIRN_EINVAL);
+		SAME("frames_alloc_aligned", out == 0x5a5a5a5a);
+		fsame("frames_alloc_aligned", &d);
+		return;
+	case 8: /* alloc_at: misaligned, outside, over a used frame, bad order */
+		switch (below(5)) {
+		case 0:
+			order = (unsigned)below(10);
+			p = (rand_frame() & ~((FRAME << order) - 1)) + 1 + below(FRAME << order) - 1;
+			if (p % (FRAME << order) == 0)
+				p += FRAME / 2;
+			break;
+		case 1:
+			order = (unsigned)below(CAIRN_MAX_ORDER + 1);
+			p = rand_outside(order);
+			break;
+		case 2:
+			order = rand_bad_order();
+			p = rand_frame();
+			break;
+		default:
+			/* an aligned block over a used frame, or off an edge */
+			order = (unsigned)below(10);
+			p = (nlive && below(2) ? live[below(nlive)].p : rand_frame()) &
+			    ~((FRAME << order) - 1);
+			break;
+		}
+		want = expect_alloc_at(p, order);
+		if (want == 0)
+			return;
+		snprintf(what, sizeof(what), "frames_alloc_at(%#llx, %u)", (unsigned long long)p, order);
+		err = cairn_frames_alloc_at(fr, p, order);
+		EXPECT(what, err, want);
+		if (err == 0) {
+			live_add(p, order);
+			return;
+		}
+		fsame(what, &d);
+		return;
+	case 9: { /* reserve: empty, wrapping, misaligned, outside, partly used */
+		uint64_t size;
+		switch (below(6)) {
+		case 0: p = rand_frame(); size = 0; break;
+		case 1: p = rand_frame(); size = UINT64_MAX - p + 1 + below(4) * FRAME + FRAME; break;
+		case 2: p = rand_frame() + 1 + below(FRAME - 1); size = FRAME * (1 + below(8)); break;
+		case 3: p = rand_frame(); size = 1 + below(8 * FRAME); if (!(size % FRAME)) size++; break;
+		case 4: { /* from inside a region past its end, or from outside into one */
+			struct mreg *r = &mr[below(FR_REGIONS)];
+			if (!r->present)
+				return;
+			if (below(2)) {
+				p = r->end - FRAME * (1 + below(8));
+				size = (r->end - p) + FRAME * (1 + below(8));
+			} else {
+				p = r->base - FRAME * (1 + below(8));
+				size = (r->base - p) + FRAME * (1 + below(8));
+			}
+			break;
+		}
+		default: p = rand_frame(); size = FRAME * (1 + below(64)); break;
+		}
+		want = expect_reserve(p, size);
+		if (want == 0)
+			return;
+		snprintf(what, sizeof(what), "frames_reserve(%#llx, %#llx)", (unsigned long long)p,
+			 (unsigned long long)size);
+		err = cairn_frames_reserve(fr, p, size);
+		EXPECT(what, err, want);
+		if (err == 0) {
+			CHECK(cairn_frames_unreserve(fr, p, size) == 0);
+			return;
+		}
+		fsame(what, &d);
+		return;
+	}
+	case 10: { /* unreserve: empty, wrapping, misaligned, outside, partly free, in a block */
+		uint64_t size;
+		switch (below(6)) {
+		case 0: p = rand_frame(); size = 0; break;
+		case 1: p = rand_frame(); size = UINT64_MAX - p + 1 + FRAME; break;
+		case 2: p = rand_frame() + 1 + below(FRAME - 1); size = FRAME; break;
+		case 3:
+			if (nrsv) {
+				size_t i = below(nrsv);
+				/* a reserved range and one frame more on either side */
+				p = rsv[i].p - (below(2) ? FRAME : 0);
+				size = rsv[i].order * FRAME + FRAME;
+			} else {
+				p = rand_frame();
+				size = FRAME;
+			}
+			break;
+		case 4: {
+			long i = -1;
+			for (unsigned o = 1 + (unsigned)below(6); o > 0 && i < 0; o--)
+				i = find_live(o);
+			if (i < 0)
+				return;
+			p = live[i].p + FRAME * below(1ull << live[i].order);
+			size = FRAME;
+			break;
+		}
+		default:
+			order = (unsigned)below(4);
+			p = rand_outside(order);
+			size = FRAME << order;
+			break;
+		}
+		want = expect_unreserve(p, size);
+		if (want == 0)
+			return;
+		snprintf(what, sizeof(what), "frames_unreserve(%#llx, %#llx)", (unsigned long long)p,
+			 (unsigned long long)size);
+		err = cairn_frames_unreserve(fr, p, size);
+		EXPECT(what, err, want);
+		fsame(what, &d);
+		return;
+	}
+	case 11: { /* free_bulk: good frames, then a bad one: those before it freed */
+		cairn_phys_t v[8];
+		size_t n = 0, done = 99;
+		size_t idx[8];
+		for (size_t k = 0; k < nlive && n < 6; k++)
+			if (live[k].order == 0 && below(3) == 0) {
+				idx[n] = k;
+				v[n++] = live[k].p;
+			}
+		size_t good = n;
+		switch (below(4)) {
+		case 0: v[n] = n ? v[0] : rand_outside(0); break;  /* a double free in the batch */
+		case 1: v[n] = rand_outside(0); break;
+		case 2: v[n] = rand_frame() + 8; break;
+		default: {
+			long i = find_live(1 + (unsigned)below(4));
+			v[n] = i >= 0 ? live[i].p : rand_outside(0);
+			break;
+		}
+		}
+		/* the expected error of the bad one, after the good ones */
+		for (size_t k = 0; k < good; k++)
+			mark(v[k], 0, false);
+		want = expect_free(v[n], 0);
+		for (size_t k = 0; k < good; k++)
+			mark(v[k], 0, true);
+		if (want == 0)
+			return;
+		n++;
+		err = cairn_frames_free_bulk(fr, v, n, &done);
+		EXPECT("frames_free_bulk", err, want);
+		EXPECT("frames_free_bulk done", done, good);
+		/* the good ones are freed: drop them from the model, highest index first */
+		for (size_t k = good; k-- > 0;) {
+			for (size_t j = 0; j < k; j++)
+				if (idx[j] > idx[k]) {
+					size_t t = idx[j];
+					idx[j] = idx[k];
+					idx[k] = t;
+				}
+		}
+		for (size_t k = good; k-- > 0;)
+			live_drop(idx[k]);
+		fdigest(&d);
+		err = cairn_frames_free_bulk(fr, v + good, 1, &done);
+		EXPECT("frames_free_bulk (bad first)", err, want);
+		EXPECT("frames_free_bulk (bad first) done", done, 0);
+		fsame("frames_free_bulk", &d);
+		return;
+	}
+	case 12: { /* free_bulk_huge: a bad block first */
+		cairn_phys_t v[2];
+		size_t done = 99;
+		switch (below(4)) {
+		case 0: v[0] = rand_outside(9); break;
+		case 1: v[0] = (rand_frame() & ~(2 * MiB - 1)) + FRAME; break;
+		case 2: {
+			long i = find_live((unsigned)below(9));
+			v[0] = i >= 0 ? live[i].p & ~(2 * MiB - 1) : rand_outside(9);
+			break;
+		}
+		default: v[0] = rand_frame() & ~(2 * MiB - 1); break;
+		}
+		v[1] = v[0];
+		want = expect_free(v[0], 9);
+		if (want == 0)
+			return;
+		err = cairn_frames_free_bulk_huge(fr, v, 2, &done);
+		EXPECT("frames_free_bulk_huge", err, want);
+		EXPECT("frames_free_bulk_huge done", done, 0);
+		fsame("frames_free_bulk_huge", &d);
+		return;
+	}
+	case 13: { /* add_region misuse */
+		static char meta[64 * KiB];
+		uint64_t base, size;
+		size_t msz = sizeof(meta);
+		switch (below(7)) {
+		case 0: { /* overlapping a present region */
+			struct mreg *r = &mr[below(FR_REGIONS)];
+			if (!r->present)
+				return;
+			base = r->base + (below(2) ? 0 : below((r->end - r->base) / FRAME) * FRAME);
+			size = FRAME * (1 + below(512));
+			if (below(2)) { /* from below it */
+				base = r->base - FRAME * (1 + below(16));
+				size += r->base - base;
+			}
+			want = CAIRN_EEXIST;
+			break;
+		}
+		case 1: /* straddling 16 MiB or 4 GiB */
+			base = (below(2) ? 16 * MiB : 4 * GiB) - FRAME * (1 + below(64));
+			size = FRAME * (65 + below(64));
+			if (base < 16 * MiB && base + size > mr[0].base && mr[0].end > base)
+				return;
+			want = CAIRN_EINVAL;
+			break;
+		case 2: /* meta too small */
+			base = 7 * GiB;
+			size = 4 * MiB;
+			msz = cairn_frames_region_meta_size(base, size) - 1 - below(64);
+			want = CAIRN_EINVAL;
+			break;
+		case 3: /* empty */
+			base = 7 * GiB + below(1024) * FRAME;
+			size = 0;
+			want = CAIRN_EINVAL;
+			break;
+		case 4: /* no whole frame */
+			base = 7 * GiB + 1 + below(FRAME - 2);
+			size = FRAME - 1 - (base % FRAME);
+			want = CAIRN_EINVAL;
+			break;
+		case 5: /* wrapping */
+			base = UINT64_MAX - below(1024) * FRAME;
+			size = UINT64_MAX - base + 1 + FRAME * (1 + below(1024));
+			want = CAIRN_EINVAL;
+			break;
+		default: /* twice the same region (a present one) */
+			if (!mr[2].present)
+				return;
+			base = mr[2].base;
+			size = mr[2].end - mr[2].base;
+			want = CAIRN_EEXIST;
+			break;
+		}
+		if (msz > sizeof(meta))
+			msz = sizeof(meta);
+		snprintf(what, sizeof(what), "frames_add_region(%#llx, %#llx, %zu)",
+			 (unsigned long long)base, (unsigned long long)size, msz);
+		err = cairn_frames_add_region(fr, base, size, meta, msz);
+		EXPECT(what, err, want);
+		REQUIRE(err != 0);
+		fsame(what, &d);
+		return;
+	}
+	case 14: { /* remove_region / reclaim_region misuse */
+		uint64_t base;
+		switch (below(4)) {
+		case 0: { /* not a region start */
+			struct mreg *r = &mr[below(FR_REGIONS)];
+			base = r->base + FRAME * (1 + below(64));
+			if (below(4) == 0)
+				base = rand_outside(0);
+			snprintf(what, sizeof(what), "frames_remove_region(%#llx)", (unsigned long long)base);
+			EXPECT(what, cairn_frames_remove_region(fr, base), CAIRN_ERANGE);
+			break;
+		}
+		case 1: { /* a region with a frame in use */
+			int i = (int)below(FR_REGIONS);
+			if (!mr[i].present || all_free(mr[i].base, mr[i].end - mr[i].base))
+				return;
+			base = mr[i].base;
+			snprintf(what, sizeof(what), "frames_remove_region(%#llx) busy", (unsigned long long)base);
+			EXPECT(what, cairn_frames_remove_region(fr, base), CAIRN_EBUSY);
+			break;
+		}
+		default: /* reclaim of a present region, or of none */
+			base = below(2) ? mr[below(FR_REGIONS)].base : rand_outside(0);
+			if (!reg_of(base) && base == mr[2].base)
+				return; /* removed and unreclaimed: see frames_regions() */
+			snprintf(what, sizeof(what), "frames_reclaim_region(%#llx)", (unsigned long long)base);
+			EXPECT(what, cairn_frames_reclaim_region(fr, base), CAIRN_ERANGE);
+			break;
+		}
+		fsame(what, &d);
+		return;
+	}
+	default: { /* queries with garbage: no change, the model's answer */
+		for (int k = 0; k < 8; k++) {
+			order = below(4) ? (unsigned)below(CAIRN_MAX_ORDER + 1) : rand_bad_order();
+			p = below(2) ? rand_frame() : rand_outside(order > CAIRN_MAX_ORDER ? 0 : order);
+			if (below(4) == 0)
+				p += 1 + below(FRAME - 1);
+			bool want_alloc = expect_free(p, order) == 0;
+			SAME("frames_is_allocated", cairn_frames_is_allocated(fr, p, order) == want_alloc);
+		}
+		fsame("frames_is_allocated", &d);
+		return;
+	}
+	}
+}
+
+/* Region 2 removed (when all free), frees into it refused, reclaimed,
+ * added again: the runtime region table's misuse. */
+static char region2_meta[256 * KiB];
+
+static void frames_regions(void)
+{
+	struct mreg *r = &mr[2];
+	char what[64];
+	if (r->present) {
+		if (!all_free(r->base, r->end - r->base))
+			return;
+		EXPECT("frames_remove_region", cairn_frames_remove_region(fr, r->base), 0);
+		r->present = false;
+		struct fdigest d;
+		fdigest(&d);
+		/* a removed region: its frames are outside, it cannot be
+		 * removed again, a reclaim of another base is refused */
+		snprintf(what, sizeof(what), "removed region");
+		EXPECT("free in a removed region", cairn_frames_free(fr, r->base, 0), CAIRN_ERANGE);
+		EXPECT("alloc_at in a removed region", cairn_frames_alloc_at(fr, r->base, 0), CAIRN_ERANGE);
+		EXPECT("reserve in a removed region", cairn_frames_reserve(fr, r->base, FRAME), CAIRN_ERANGE);
+		EXPECT("remove of a removed region", cairn_frames_remove_region(fr, r->base), CAIRN_ERANGE);
+		EXPECT("reclaim inside a removed region",
+		       cairn_frames_reclaim_region(fr, r->base + FRAME), CAIRN_ERANGE);
+		fsame(what, &d);
+	} else {
+		/* (every call that began before the removal returned: the
+		 * grace period of a single thread) */
+		EXPECT("frames_reclaim_region", cairn_frames_reclaim_region(fr, r->base), 0);
+		struct fdigest d;
+		fdigest(&d);
+		EXPECT("reclaim twice", cairn_frames_reclaim_region(fr, r->base), CAIRN_ERANGE);
+		fsame("reclaim twice", &d);
+		size_t msz = cairn_frames_region_meta_size(r->base, r->end - r->base);
+		REQUIRE(msz + 64 <= sizeof(region2_meta));
+		EXPECT("frames_add_region again",
+		       cairn_frames_add_region(fr, r->base, r->end - r->base, region2_meta,
+					       sizeof(region2_meta)), 0);
+		r->present = true;
+		memset(r->used, 0, (r->end - r->base) / FRAME);
+		memset(r->ord, 0, (r->end - r->base) / FRAME);
+	}
+}
+
+/* init misuse: nothing written to *out, the error documented. */
+static void frames_init_misuse(void)
+{
+	static char meta[1 * MiB];
+	struct cairn_frames *f = (struct cairn_frames *)0x1234;
+	struct cairn_frames_config cfg = { .ncpus = NCPUS, .meta = meta, .meta_size = sizeof(meta) };
+	const struct cairn_mem_range good[] = { { 6 * GiB, 8 * MiB } };
+	const struct cairn_mem_range wrap[] = { { 6 * GiB, 8 * MiB }, { UINT64_MAX - 8 * MiB, 16 * MiB } };
+	const struct cairn_mem_range overlap[] = { { 6 * GiB, 8 * MiB }, { 6 * GiB + 4 * MiB, 8 * MiB } };
+	const struct cairn_mem_range tiny[] = { { 6 * GiB + 1, FRAME - 2 } };
+
+	EXPECT("init: NULL map", cairn_frames_init(&f, NULL, 1, &cfg), CAIRN_EINVAL);
+	EXPECT("init: no range", cairn_frames_init(&f, good, 0, &cfg), CAIRN_EINVAL);
+	EXPECT("init: no whole frame", cairn_frames_init(&f, tiny, 1, &cfg), CAIRN_EINVAL);
+	EXPECT("init: wrapping", cairn_frames_init(&f, wrap, 2, &cfg), CAIRN_EINVAL);
+	EXPECT("init: overlapping", cairn_frames_init(&f, overlap, 2, &cfg), CAIRN_EEXIST);
+	cfg.ncpus = 65535;
+	EXPECT("init: ncpus 65535", cairn_frames_init(&f, good, 1, &cfg), CAIRN_EINVAL);
+	cfg.ncpus = ~0u;
+	EXPECT("init: ncpus ~0", cairn_frames_init(&f, good, 1, &cfg), CAIRN_EINVAL);
+	cfg.ncpus = NCPUS;
+	cfg.meta_size = cairn_frames_meta_size(good, 1, NCPUS) - 1;
+	EXPECT("init: meta too small", cairn_frames_init(&f, good, 1, &cfg), CAIRN_EINVAL);
+	CHECK_EQ(cairn_frames_meta_size(wrap, 2, NCPUS), 0);
+	CHECK_EQ(cairn_frames_meta_size(overlap, 2, NCPUS), 0);
+	CHECK_EQ(cairn_frames_meta_size(NULL, 0, NCPUS), 0);
+	CHECK(f == (struct cairn_frames *)0x1234);
+	CHECK_EQ(cairn_frames_region_meta_size(6 * GiB + 1, FRAME - 2), 0);
+	CHECK_EQ(cairn_frames_region_meta_size(UINT64_MAX - FRAME, 4 * FRAME), 0);
+}
+
+static void test_frames(void)
+{
+	frames_init_misuse();
+
+	/* LOW16M with a partial first chunk; HIGH with partial chunks at both
+	 * ends; a runtime region with its metadata apart, removed and added
+	 * again through the run. */
+	static const struct cairn_mem_range map[] = {
+		{ 1 * MiB, 7 * MiB },
+		{ 4 * GiB + 64 * KiB, 16 * MiB },
+	};
+	mr[0] = (struct mreg){ .base = 1 * MiB, .end = 8 * MiB };
+	mr[1] = (struct mreg){ .base = 4 * GiB + 64 * KiB, .end = 4 * GiB + 16 * MiB + 64 * KiB };
+	mr[2] = (struct mreg){ .base = 5 * GiB - 2 * MiB + 12 * KiB, .end = 5 * GiB + 4 * MiB };
+	for (int i = 0; i < FR_REGIONS; i++) {
+		size_t n = (mr[i].end - mr[i].base) / FRAME;
+		mr[i].used = calloc(n, 1);
+		mr[i].ord = calloc(n, 1);
+		mr[i].present = true;
+	}
+	struct cairn_frames_config cfg = { .ncpus = NCPUS };
+	cfg.meta_size = cairn_frames_meta_size(map, 2, NCPUS);
+	cfg.meta = malloc(cfg.meta_size);
+	REQUIRE(cairn_frames_init(&fr, map, 2, &cfg) == 0);
+	REQUIRE(cairn_frames_add_region(fr, mr[2].base, mr[2].end - mr[2].base, region2_meta,
+					sizeof(region2_meta)) == 0);
+	REQUIRE(cairn_frames_validate(fr) == 0);
+
+	cairn_host_reports_quiet(1);
+	for (unsigned i = 0; i < rounds * 4; i++) {
+		for (unsigned k = (unsigned)below(4); k-- > 0;)
+			frames_valid_op();
+		frames_bad_op();
+		if (i % 500 == 250) {
+			/* free everything in region 2 now and then: remove it */
+			for (size_t k = nlive; k-- > 0;)
+				if (live[k].p >= mr[2].base && live[k].p < mr[2].end) {
+					EXPECT("frames free", cairn_frames_free(fr, live[k].p, live[k].order), 0);
+					live_drop(k);
+				}
+			for (size_t k = nrsv; k-- > 0;)
+				if (rsv[k].p >= mr[2].base && rsv[k].p < mr[2].end) {
+					EXPECT("frames unreserve",
+					       cairn_frames_unreserve(fr, rsv[k].p, rsv[k].order * FRAME), 0);
+					for (uint64_t at = 0; at < rsv[k].order; at++)
+						mark(rsv[k].p + at * FRAME, 0, false);
+					rsv[k] = rsv[--nrsv];
+				}
+		}
+		if (i % 500 == 251 || i % 500 == 400)
+			frames_regions();
+	}
+	/* exhaustion: everything allocated, every allocation fails cleanly */
+	for (;;) {
+		cairn_phys_t v[64];
+		size_t n = cairn_frames_alloc_bulk(fr, 0, v, 64);
+		for (size_t k = 0; k < n; k++)
+			live_add(v[k], 0);
+		if (!n)
+			break;
+	}
+	struct fdigest d;
+	fdigest(&d);
+	cairn_phys_t p = 0x77;
+	for (unsigned o = 0; o <= CAIRN_MAX_ORDER; o++) {
+		EXPECT("frames_alloc exhausted", cairn_frames_alloc(fr, o, 0, &p), CAIRN_ENOMEM);
+		EXPECT("frames_alloc_aligned exhausted",
+		       cairn_frames_alloc_aligned(fr, o, CAIRN_MAX_ORDER, CAIRN_F_ZERO, &p), CAIRN_ENOMEM);
+	}
+	EXPECT("frames_alloc_bulk exhausted", cairn_frames_alloc_bulk(fr, 0, &p, 1), 0);
+	EXPECT("frames_alloc_bulk_huge exhausted", cairn_frames_alloc_bulk_huge(fr, 0, &p, 1), 0);
+	CHECK(p == 0x77);
+	fsame("exhausted allocations", &d);
+	cairn_host_reports_quiet(0);
+	printf("frames: %zu reserves; %zu blocks, %zu reserved ranges live at the end\n",
+	       nreserved, nlive, nrsv);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+	if (argc > 2)
+		rounds = (unsigned)strtoul(argv[2], NULL, 0);
+	rng_state = seed;
+	REQUIRE(cairn_host_init(NCPUS, 0, 8 * GiB) == 0);
+	test_frames();
+	return check_done("api_misuse");
+}
