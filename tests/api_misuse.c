@@ -941,6 +941,700 @@ static void test_frames(void)
 	       nreserved, nlive, nrsv);
 }
 
+/* ======================================================================
+ * arena and btree
+ * ====================================================================== */
+
+static struct cairn_frames *fr2; /* nodes, magazines, caches, objects */
+
+static uint64_t frames_free_total(struct cairn_frames *f)
+{
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+}
+
+#define AQ 16ull
+#define TOP (UINT64_MAX - 0xffffull) /* a span near 2^64: [TOP, TOP + 0x8000) */
+
+struct aspan {
+	uint64_t base, end;
+};
+/* S0 and S1 adjacent (a span start between them), S2 apart, S3 near 2^64 */
+static const struct aspan aspans[] = {
+	{ 0x10000, 0x20000 }, { 0x20000, 0x28000 }, { 0x40000, 0x48000 }, { TOP, TOP + 0x8000 },
+};
+#define NSPANS 4
+
+struct aalloc {
+	uint64_t addr, size, cookie;
+};
+static struct aalloc al[16384];
+static size_t nal;
+static struct cairn_arena ar;
+
+static int span_of(uint64_t x)
+{
+	for (int i = 0; i < NSPANS; i++)
+		if (x >= aspans[i].base && x < aspans[i].end)
+			return i;
+	return -1;
+}
+
+static long alloc_of(uint64_t x)
+{
+	for (size_t i = 0; i < nal; i++)
+		if (x >= al[i].addr && x - al[i].addr < al[i].size)
+			return (long)i;
+	return -1;
+}
+
+/* The free extent around x (x in a span, in no allocation). */
+static void free_ext(uint64_t x, uint64_t *fs, uint64_t *fe)
+{
+	int s = span_of(x);
+	*fs = aspans[s].base;
+	*fe = aspans[s].end;
+	for (size_t i = 0; i < nal; i++) {
+		if (al[i].addr + al[i].size <= x && al[i].addr + al[i].size > *fs)
+			*fs = al[i].addr + al[i].size;
+		if (al[i].addr > x && al[i].addr < *fe)
+			*fe = al[i].addr;
+	}
+}
+
+static uint64_t qround16(uint64_t size)
+{
+	return (size + AQ - 1) & ~(AQ - 1);
+}
+
+static int aexpect_free(uint64_t addr, uint64_t size)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if (addr % AQ)
+		return CAIRN_EALIGN;
+	uint64_t len = qround16(size);
+	if (len == 0)
+		return CAIRN_EORDER;
+	if (span_of(addr) < 0)
+		return CAIRN_ERANGE;
+	long i = alloc_of(addr);
+	if (i < 0 || al[i].addr != addr)
+		return CAIRN_EFREE;
+	return al[i].size == len ? 0 : CAIRN_EORDER;
+}
+
+static int aexpect_free_owned(uint64_t addr, uint64_t cookie)
+{
+	if (span_of(addr) < 0)
+		return CAIRN_ERANGE;
+	long i = alloc_of(addr);
+	if (i < 0)
+		return CAIRN_EFREE;
+	if (al[i].addr != addr)
+		return CAIRN_EALIGN;
+	return al[i].cookie == cookie ? 0 : CAIRN_EBUSY;
+}
+
+static int aexpect_reserve(uint64_t addr, uint64_t size)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if ((addr | size) % AQ)
+		return CAIRN_EALIGN;
+	if (addr + size <= addr)
+		return CAIRN_ERANGE;
+	int s = span_of(addr);
+	if (s < 0)
+		return CAIRN_ERANGE;
+	if (alloc_of(addr) >= 0)
+		return CAIRN_EBUSY;
+	uint64_t fs, fe;
+	free_ext(addr, &fs, &fe);
+	if (addr + size <= fe)
+		return 0;
+	if (fe == aspans[s].end)
+		return span_of(fe) >= 0 ? CAIRN_EBUSY : CAIRN_ERANGE;
+	return CAIRN_EBUSY;
+}
+
+static int aexpect_add(uint64_t base, uint64_t size)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if ((base | size) % AQ)
+		return CAIRN_EALIGN;
+	if (base + size <= base)
+		return CAIRN_ERANGE;
+	for (int i = 0; i < NSPANS; i++)
+		if (base < aspans[i].end && aspans[i].base < base + size)
+			return CAIRN_EEXIST;
+	return 0;
+}
+
+static void al_add(uint64_t addr, uint64_t size, uint64_t cookie)
+{
+	int s = span_of(addr);
+	SAME("arena alloc: inside a span", s >= 0 && addr + size <= aspans[s].end &&
+						   addr + size > addr);
+	for (size_t i = 0; i < nal; i++)
+		SAME("arena alloc: overlapping", addr + size <= al[i].addr ||
+							 al[i].addr + al[i].size <= addr);
+	REQUIRE(nal < sizeof(al) / sizeof(al[0]));
+	al[nal++] = (struct aalloc){ addr, size, cookie };
+}
+
+struct adigest {
+	uint64_t hash, extents;
+	struct cairn_btree_stats bs;
+	uint64_t imports, releases, frames_free;
+};
+
+static int hash_ext(const struct cairn_ext *e, void *arg)
+{
+	struct adigest *d = arg;
+	uint64_t v[4] = { e->start, e->len, e->cookie, e->flags };
+	for (int i = 0; i < 4; i++)
+		d->hash = (d->hash ^ v[i]) * 0x100000001b3ull;
+	d->extents++;
+	return 0;
+}
+
+static void adigest_of(struct cairn_arena *a, struct adigest *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->hash = 0xcbf29ce484222325ull;
+	CHECK_EQ(cairn_btree_walk(&a->tree, hash_ext, d), 0);
+	CHECK_EQ(cairn_btree_validate(&a->tree, &d->bs), 0);
+	d->imports = atomic_load(&a->imports);
+	d->releases = atomic_load(&a->releases);
+	d->frames_free = frames_free_total(fr2);
+}
+
+static void asame(const char *what, const struct adigest *before)
+{
+	struct adigest now;
+	adigest_of(&ar, &now);
+	SAME(what, now.hash == before->hash && now.extents == before->extents);
+	SAME(what, memcmp(&now.bs, &before->bs, sizeof(now.bs)) == 0);
+	SAME(what, now.imports == before->imports && now.releases == before->releases);
+	SAME(what, now.frames_free == before->frames_free);
+	SAME(what, cairn_arena_validate(&ar) == 0);
+	for (size_t i = 0; i < nal; i++) {
+		uint64_t st = 0, sz = 0, ck = 0;
+		SAME(what, cairn_arena_lookup(&ar, al[i].addr + below(al[i].size), &st, &sz, &ck) == 0 &&
+				   st == al[i].addr && sz == al[i].size && ck == al[i].cookie);
+	}
+}
+
+/* Somewhere in or near the spans: starts and ends of spans and allocations,
+ * one before, one past, inside. */
+static uint64_t arand_addr(void)
+{
+	switch (below(6)) {
+	case 0: {
+		const struct aspan *s = &aspans[below(NSPANS)];
+		return below(2) ? s->base : s->end;
+	}
+	case 1: {
+		const struct aspan *s = &aspans[below(NSPANS)];
+		return below(2) ? s->base - AQ : s->end - AQ;
+	}
+	case 2:
+		if (nal) {
+			struct aalloc *x = &al[below(nal)];
+			return below(2) ? x->addr : x->addr + x->size;
+		}
+		/* fall through */
+	case 3:
+		if (nal) {
+			struct aalloc *x = &al[below(nal)];
+			return x->addr + below(x->size / AQ) * AQ;
+		}
+		/* fall through */
+	case 4: {
+		const struct aspan *s = &aspans[below(NSPANS)];
+		return s->base + below((s->end - s->base) / AQ) * AQ;
+	}
+	default: {
+		static const uint64_t far[] = { 0, AQ, 0x30000, 0x48000, UINT64_MAX - AQ + 1,
+						 TOP - AQ, TOP + 0x8000, 1ull << 63 };
+		return far[below(sizeof(far) / sizeof(far[0]))];
+	}
+	}
+}
+
+static uint64_t arand_size(void)
+{
+	switch (below(5)) {
+	case 0: return AQ * (1 + below(4));
+	case 1: return 1 + below(0x400);
+	case 2: return AQ * (1 + below(0x800));
+	case 3: return nal ? al[below(nal)].size : AQ;
+	default: return 1 + below(AQ * 64);
+	}
+}
+
+static void arena_valid_op(void)
+{
+	uint64_t addr, size, cookie = 1 + below(8);
+	int err;
+	switch (below(6)) {
+	case 0:
+		size = 1 + below(0x800);
+		err = cairn_arena_alloc(&ar, size, cookie, &addr);
+		if (!err)
+			al_add(addr, qround16(size), cookie);
+		else
+			EXPECT("arena_alloc", err, CAIRN_ENOMEM);
+		break;
+	case 1: {
+		size = AQ * (1 + below(32));
+		uint64_t align = AQ << below(6), phase = below(align / AQ) * AQ;
+		uint64_t nocross = below(2) ? 0 : (size <= 0x400 ? 0x400 : 0);
+		uint64_t lo = below(2) ? 0 : 0x18000, hi = below(2) ? 0 : 0x44000;
+		enum cairn_fit pol = (enum cairn_fit)below(3);
+		err = cairn_arena_xalloc(&ar, size, align, phase, nocross, lo, hi, pol, cookie, &addr);
+		if (!err) {
+			CHECK(addr % align == phase);
+			CHECK(addr >= lo && (!hi || addr + size <= hi));
+			CHECK(!nocross || addr / nocross == (addr + size - 1) / nocross);
+			al_add(addr, size, cookie);
+		} else {
+			EXPECT("arena_xalloc", err, CAIRN_ENOMEM);
+		}
+		break;
+	}
+	case 2:
+	case 3:
+		if (nal) {
+			size_t i = below(nal);
+			if (below(2)) {
+				/* any size that rounds to the allocated one */
+				uint64_t sz = al[i].size - below(AQ);
+				EXPECT("arena_free", cairn_arena_free(&ar, al[i].addr, sz), 0);
+			} else {
+				uint64_t sz = 0;
+				EXPECT("arena_free_owned",
+				       cairn_arena_free_owned(&ar, al[i].addr, al[i].cookie, &sz), 0);
+				EXPECT("arena_free_owned size", sz, al[i].size);
+			}
+			al[i] = al[--nal];
+		}
+		break;
+	default:
+		addr = arand_addr() & ~(AQ - 1);
+		size = AQ * (1 + below(64));
+		if (aexpect_reserve(addr, size) == 0) {
+			EXPECT("arena_reserve", cairn_arena_reserve(&ar, addr, size, cookie), 0);
+			al_add(addr, size, cookie);
+		}
+		break;
+	}
+}
+
+static void arena_bad_op(void)
+{
+	struct adigest d;
+	adigest_of(&ar, &d);
+	uint64_t addr, size, out = 0x5a5a, cookie;
+	int want, err;
+	char what[128];
+
+	switch (below(9)) {
+	case 0: /* free: free space, interior, wrong size, misaligned, outside, 0, huge */
+		addr = arand_addr();
+		if (below(4) == 0)
+			addr += 1 + below(AQ - 1);
+		size = below(8) ? arand_size() : (below(2) ? 0 : UINT64_MAX - below(AQ));
+		want = aexpect_free(addr, size);
+		if (want == 0)
+			return;
+		snprintf(what, sizeof(what), "arena_free(%#llx, %#llx)", (unsigned long long)addr,
+			 (unsigned long long)size);
+		err = cairn_arena_free(&ar, addr, size);
+		EXPECT(what, err, want);
+		if (err == 0) {
+			long i = alloc_of(addr);
+			if (i >= 0)
+				al[i] = al[--nal];
+			return;
+		}
+		asame(what, &d);
+		return;
+	case 1: /* double free */
+		if (!nal)
+			return;
+		{
+			size_t i = below(nal);
+			addr = al[i].addr;
+			size = al[i].size;
+			EXPECT("arena_free", cairn_arena_free(&ar, addr, size), 0);
+			al[i] = al[--nal];
+			adigest_of(&ar, &d);
+		}
+		snprintf(what, sizeof(what), "arena_free twice (%#llx, %#llx)", (unsigned long long)addr,
+			 (unsigned long long)size);
+		EXPECT(what, cairn_arena_free(&ar, addr, size), aexpect_free(addr, size));
+		asame(what, &d);
+		return;
+	case 2: /* free_owned: wrong owner, interior, free, outside */
+		addr = arand_addr();
+		if (below(4) == 0)
+			addr += 1 + below(AQ - 1);
+		cookie = 1 + below(8);
+		want = aexpect_free_owned(addr, cookie);
+		if (want == 0)
+			return;
+		snprintf(what, sizeof(what), "arena_free_owned(%#llx, %llu)", (unsigned long long)addr,
+			 (unsigned long long)cookie);
+		size = 0x5a5a;
+		err = cairn_arena_free_owned(&ar, addr, cookie, &size);
+		EXPECT(what, err, want);
+		if (err == 0) {
+			long i = alloc_of(addr);
+			if (i >= 0)
+				al[i] = al[--nal];
+			return;
+		}
+		SAME(what, size == 0x5a5a);
+		asame(what, &d);
+		return;
+	case 3: /* reserve: used, into a gap, into the next span, misaligned, empty, wrapping */
+		addr = arand_addr();
+		switch (below(5)) {
+		case 0: size = 0; break;
+		case 1: size = UINT64_MAX - addr + 1 + AQ * below(4); break;
+		case 2: addr += 1 + below(AQ - 1); size = AQ; break;
+		case 3: size = 1 + below(AQ - 1); break;
+		default: size = AQ * (1 + below(0x1000)); break;
+		}
+		want = aexpect_reserve(addr, size);
+		if (want == 0)
+			return;
+		snprintf(what, sizeof(what), "arena_reserve(%#llx, %#llx)", (unsigned long long)addr,
+			 (unsigned long long)size);
+		err = cairn_arena_reserve(&ar, addr, size, 7);
+		EXPECT(what, err, want);
+		if (err == 0) {
+			al_add(addr, size, 7);
+			return;
+		}
+		asame(what, &d);
+		return;
+	case 4: /* add: overlapping, misaligned, empty, wrapping */
+		addr = arand_addr();
+		switch (below(5)) {
+		case 0: size = 0; break;
+		case 1: size = UINT64_MAX - addr + 1 + AQ * below(4); break;
+		case 2: addr |= 1 + below(AQ - 1); size = AQ; break;
+		case 3: size = UINT64_MAX - addr + 1; break; /* ends at 2^64 exactly */
+		default: size = AQ * (1 + below(0x10000)); break;
+		}
+		want = aexpect_add(addr, size);
+		if (want == 0)
+			return;
+		snprintf(what, sizeof(what), "arena_add(%#llx, %#llx)", (unsigned long long)addr,
+			 (unsigned long long)size);
+		err = cairn_arena_add(&ar, addr, size);
+		EXPECT(what, err, want);
+		REQUIRE(err != 0);
+		asame(what, &d);
+		return;
+	case 5: /* alloc / xalloc with malformed requests */
+		switch (below(10)) {
+		case 0:
+			snprintf(what, sizeof(what), "arena_alloc(0)");
+			err = cairn_arena_alloc(&ar, 0, 1, &out);
+			want = CAIRN_EINVAL;
+			break;
+		case 1:
+			size = UINT64_MAX - below(AQ - 1);
+			snprintf(what, sizeof(what), "arena_alloc(%#llx)", (unsigned long long)size);
+			err = cairn_arena_alloc(&ar, size, 1, &out);
+			want = CAIRN_ENOMEM;
+			break;
+		case 2: {
+			uint64_t align = (AQ << below(8)) + AQ * (1 + below(3));
+			if (!(align & (align - 1)))
+				align += AQ;
+			snprintf(what, sizeof(what), "arena_xalloc(align %#llx)", (unsigned long long)align);
+			err = cairn_arena_xalloc(&ar, AQ, align, 0, 0, 0, 0, CAIRN_FIT_FIRST, 1, &out);
+			want = CAIRN_EALIGN;
+			break;
+		}
+		case 3: {
+			uint64_t align = AQ << below(8), phase = align + AQ * below(4);
+			snprintf(what, sizeof(what), "arena_xalloc(phase %#llx >= align)",
+				 (unsigned long long)phase);
+			err = cairn_arena_xalloc(&ar, AQ, align, phase, 0, 0, 0, CAIRN_FIT_FIRST, 1, &out);
+			want = CAIRN_EALIGN;
+			break;
+		}
+		case 4:
+			snprintf(what, sizeof(what), "arena_xalloc(phase off the quantum)");
+			err = cairn_arena_xalloc(&ar, AQ, 256, 1 + below(AQ - 1), 0, 0, 0, CAIRN_FIT_FIRST,
+						 1, &out);
+			want = CAIRN_EALIGN;
+			break;
+		case 5: {
+			unsigned pol = 3 + (unsigned)below(100);
+			snprintf(what, sizeof(what), "arena_xalloc(policy %u)", pol);
+			err = cairn_arena_xalloc(&ar, AQ, 0, 0, 0, 0, 0, (enum cairn_fit)pol, 1, &out);
+			want = CAIRN_EINVAL;
+			break;
+		}
+		case 6: {
+			uint64_t nc = below(2) ? 0x300 : 0x40;
+			snprintf(what, sizeof(what), "arena_xalloc(nocross %#llx)", (unsigned long long)nc);
+			err = cairn_arena_xalloc(&ar, 0x100, 0, 0, nc, 0, 0, CAIRN_FIT_FIRST, 1, &out);
+			want = CAIRN_EINVAL;
+			break;
+		}
+		case 7: {
+			uint64_t lo = arand_addr();
+			if (lo < 16 * AQ)
+				lo += 16 * AQ;
+			uint64_t hi = lo - AQ * below(16);
+			snprintf(what, sizeof(what), "arena_xalloc(min %#llx >= max %#llx)",
+				 (unsigned long long)lo, (unsigned long long)hi);
+			err = cairn_arena_xalloc(&ar, AQ, 0, 0, 0, lo, hi, (enum cairn_fit)below(3), 1,
+						 &out);
+			want = lo >= hi ? CAIRN_ERANGE : CAIRN_ENOMEM;
+			break;
+		}
+		case 8:
+			/* bounds in the gap between the spans: nothing fits */
+			snprintf(what, sizeof(what), "arena_xalloc(bounds in a gap)");
+			err = cairn_arena_xalloc(&ar, AQ, 0, 0, 0, 0x28000, 0x40000,
+						 (enum cairn_fit)below(3), 1, &out);
+			want = CAIRN_ENOMEM;
+			break;
+		default:
+			/* larger than any span */
+			snprintf(what, sizeof(what), "arena_xalloc(too large)");
+			err = cairn_arena_xalloc(&ar, 0x20000, 0, 0, 0, 0, 0, (enum cairn_fit)below(3), 1,
+						 &out);
+			want = CAIRN_ENOMEM;
+			break;
+		}
+		EXPECT(what, err, want);
+		if (err == 0) {
+			CHECK(0); /* not expected: keep the model */
+			return;
+		}
+		SAME(what, out == 0x5a5a);
+		asame(what, &d);
+		return;
+	default: /* lookups: the model's answer, and nothing changes */
+		for (int k = 0; k < 8; k++) {
+			addr = arand_addr() + (below(2) ? below(AQ) : 0);
+			uint64_t st = 1, sz = 2, ck = 3;
+			err = cairn_arena_lookup(&ar, addr, &st, &sz, &ck);
+			long i = alloc_of(addr);
+			want = span_of(addr) < 0 ? CAIRN_ERANGE : i < 0 ? CAIRN_EFREE : 0;
+			snprintf(what, sizeof(what), "arena_lookup(%#llx)", (unsigned long long)addr);
+			EXPECT(what, err, want);
+			if (!err && i >= 0)
+				CHECK(st == al[i].addr && sz == al[i].size && ck == al[i].cookie);
+			else if (!(st == 1 && sz == 2 && ck == 3)) {
+				check_failures++;
+				if (check_failures < 40)
+					fprintf(stderr, "%s: %s, yet wrote start %#llx size %#llx cookie %#llx\n",
+						what, cairn_strerror(err), (unsigned long long)st,
+						(unsigned long long)sz, (unsigned long long)ck);
+			}
+		}
+		asame("arena_lookup", &d);
+		return;
+	}
+}
+
+/* Planners for the btree's own misuse. */
+static int plan_err(const struct cairn_bt_view *v, void *arg, struct cairn_bt_edit *e)
+{
+	(void)v;
+	(void)e;
+	return (int)(intptr_t)arg;
+}
+
+static int plan_bad_edit(const struct cairn_bt_view *v, void *arg, struct cairn_bt_edit *e)
+{
+	unsigned kind = (unsigned)(uintptr_t)arg;
+	switch (kind) {
+	case 0: /* insert over cur */
+		if (!v->has_cur)
+			return CAIRN_EBUSY;
+		e->ins[0] = (struct cairn_ext){ v->cur.start, 1, 0, 0 };
+		e->nins = 1;
+		return 0;
+	case 1: /* an extent past 2^64 */
+		e->ins[0] = (struct cairn_ext){ UINT64_MAX - 4, 16, 0, 0 };
+		e->nins = 1;
+		return 0;
+	case 2: /* two inserts out of order */
+		e->ins[0] = (struct cairn_ext){ 0x38000, 16, 0, 0 };
+		e->ins[1] = (struct cairn_ext){ 0x30000, 16, 0, 0 };
+		e->nins = 2;
+		return 0;
+	case 3: /* cur lengthened over succ */
+		if (!v->has_cur || !v->has_succ)
+			return CAIRN_EBUSY;
+		e->act[1] = CAIRN_BT_SET;
+		e->val[1] = v->cur;
+		e->val[1].len += v->succ.len + 16;
+		return 0;
+	case 4: /* an action outside the enum */
+		e->act[1] = 7;
+		return 0;
+	case 5: /* too many inserts */
+		e->ins[0] = (struct cairn_ext){ 0x38000, 16, 0, 0 };
+		e->nins = 3;
+		return 0;
+	default: /* an empty extent */
+		e->ins[0] = (struct cairn_ext){ 0x38000, 0, 0, 0 };
+		e->nins = 1;
+		return 0;
+	}
+}
+
+static void btree_bad_op(void)
+{
+	struct adigest d;
+	adigest_of(&ar, &d);
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = arand_addr(), .plan = plan_err };
+	char what[96];
+	int want;
+	switch (below(5)) {
+	case 0:
+		q.find = (enum cairn_bt_find)(4 + below(100));
+		want = CAIRN_EINVAL;
+		snprintf(what, sizeof(what), "btree_update(find %u)", (unsigned)q.find);
+		break;
+	case 1:
+		q.shape = (enum cairn_bt_shape)(4 + below(100));
+		want = CAIRN_EINVAL;
+		snprintf(what, sizeof(what), "btree_update(shape %u)", (unsigned)q.shape);
+		break;
+	case 2:
+		q.plan = NULL;
+		want = CAIRN_EINVAL;
+		snprintf(what, sizeof(what), "btree_update(no planner)");
+		break;
+	case 3: {
+		static const int errs[] = { 1, 5, CAIRN_EBUSY, CAIRN_ENOMEM, CAIRN_EFREE };
+		int e = errs[below(5)];
+		q.arg = (void *)(intptr_t)e;
+		q.find = (enum cairn_bt_find)below(4);
+		q.lo = 0;
+		q.hi = UINT64_MAX;
+		q.need = AQ;
+		want = e > 0 ? CAIRN_EINVAL : e;
+		snprintf(what, sizeof(what), "btree_update(planner returns %d)", e);
+		break;
+	}
+	default: {
+		unsigned kind = (unsigned)below(7);
+		q.plan = plan_bad_edit;
+		q.arg = (void *)(uintptr_t)kind;
+		q.key = kind == 3 ? (nal ? al[below(nal)].addr : aspans[0].base)
+				  : (kind == 0 ? arand_addr() : 0x38000);
+		want = CAIRN_EINVAL;
+		if ((kind == 0 && alloc_of(q.key) < 0 && span_of(q.key) < 0) ||
+		    (kind == 3 && 0))
+			want = CAIRN_EBUSY;
+		snprintf(what, sizeof(what), "btree_update(malformed edit %u at %#llx)", kind,
+			 (unsigned long long)q.key);
+		break;
+	}
+	}
+	int err = cairn_btree_update(&ar.tree, &q);
+	if (want == CAIRN_EINVAL || err != CAIRN_EBUSY)
+		EXPECT(what, err, want);
+	REQUIRE(err != 0);
+	asame(what, &d);
+}
+
+static void arena_create_misuse(void)
+{
+	struct cairn_arena a;
+	uint64_t before = frames_free_total(fr2);
+	struct cairn_arena_source src = { 0 };
+	struct {
+		struct cairn_arena_config cfg;
+		uint64_t base, size;
+		int want;
+	} bad[] = {
+		{ { .quantum = 3 }, 0, 0, CAIRN_EINVAL },
+		{ { .quantum = 16, .import_quantum = 24 }, 0, 0, CAIRN_EINVAL },
+		{ { .quantum = 16, .fanout = 3 }, 0, 0, CAIRN_EINVAL },
+		{ { .quantum = 16, .fanout = CAIRN_BTREE_FANOUT_MAX + 1 }, 0, 0, CAIRN_EINVAL },
+		{ { .quantum = 16, .source = &src }, 0, 0, CAIRN_EINVAL },
+		{ { .quantum = 16 }, 0x1008, 0x100, CAIRN_EALIGN },
+		{ { .quantum = 16 }, UINT64_MAX - 0xff, 0x200, CAIRN_ERANGE },
+		{ { .quantum = 16 }, UINT64_MAX - 0xff, 0x100, CAIRN_ERANGE },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char what[64];
+		snprintf(what, sizeof(what), "arena_create bad config %zu", i);
+		EXPECT(what, cairn_arena_create(&a, fr2, bad[i].base, bad[i].size, &bad[i].cfg),
+		       bad[i].want);
+		SAME(what, frames_free_total(fr2) == before);
+	}
+	struct cairn_frames_source fs = { .frames = fr2 };
+	cairn_arena_source_frames(&src, &fs);
+	struct cairn_arena_config big = { .quantum = 4096, .source = &src,
+					  .import_quantum = (1ull << 63) + 4096 };
+	EXPECT("arena_create frames source, import quantum past 2^63",
+	       cairn_arena_create(&a, fr2, 0, 0, &big), CAIRN_EINVAL);
+	SAME("arena_create", frames_free_total(fr2) == before);
+
+	struct cairn_btree t;
+	memset(&t, 0xa5, sizeof(t));
+	unsigned char pat[sizeof(t)];
+	memcpy(pat, &t, sizeof(t));
+	EXPECT("btree_init fanout 3", cairn_btree_init(&t, fr2, 3), CAIRN_EINVAL);
+	EXPECT("btree_init fanout max + 1", cairn_btree_init(&t, fr2, CAIRN_BTREE_FANOUT_MAX + 1),
+	       CAIRN_EINVAL);
+	EXPECT("btree_init no frames", cairn_btree_init(&t, NULL, 0), CAIRN_EINVAL);
+	SAME("btree_init", memcmp(&t, pat, sizeof(t)) == 0);
+	SAME("btree_init", frames_free_total(fr2) == before);
+}
+
+static void test_arena(void)
+{
+	arena_create_misuse();
+	struct cairn_arena_config cfg = { .quantum = AQ, .fanout = 4 };
+	REQUIRE(cairn_arena_create(&ar, fr2, aspans[0].base, aspans[0].end - aspans[0].base, &cfg) == 0);
+	for (int i = 1; i < NSPANS; i++)
+		REQUIRE(cairn_arena_add(&ar, aspans[i].base, aspans[i].end - aspans[i].base) == 0);
+	cairn_host_reports_quiet(1);
+	for (unsigned i = 0; i < rounds * 2; i++) {
+		for (unsigned k = (unsigned)below(5); k-- > 0;)
+			arena_valid_op();
+		if (below(8) == 0)
+			btree_bad_op();
+		else
+			arena_bad_op();
+	}
+	/* exhaustion: fill every span, then allocations fail cleanly */
+	uint64_t addr;
+	while (cairn_arena_alloc(&ar, AQ, 9, &addr) == 0)
+		al_add(addr, AQ, 9);
+	struct adigest d;
+	adigest_of(&ar, &d);
+	EXPECT("arena_alloc exhausted", cairn_arena_alloc(&ar, AQ, 1, &addr), CAIRN_ENOMEM);
+	for (int p = 0; p < 3; p++)
+		EXPECT("arena_xalloc exhausted",
+		       cairn_arena_xalloc(&ar, AQ, 0, 0, 0, 0, 0, (enum cairn_fit)p, 1, &addr),
+		       CAIRN_ENOMEM);
+	asame("arena exhausted", &d);
+	cairn_host_reports_quiet(0);
+	printf("arena: %zu ranges live at the end\n", nal);
+	cairn_arena_destroy(&ar);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
@@ -949,5 +1643,9 @@ int main(int argc, char **argv)
 	rng_state = seed;
 	REQUIRE(cairn_host_init(NCPUS, 0, 8 * GiB) == 0);
 	test_frames();
+	static const struct cairn_mem_range map2[] = { { 6 * GiB, 512 * MiB } };
+	struct cairn_frames_config cfg2 = { .ncpus = NCPUS };
+	REQUIRE(cairn_frames_init(&fr2, map2, 1, &cfg2) == 0);
+	test_arena();
 	return check_done("api_misuse");
 }
