@@ -1635,6 +1635,456 @@ static void test_arena(void)
 	cairn_arena_destroy(&ar);
 }
 
+/* ======================================================================
+ * magazines, the frame cache, the quantum cache
+ * ====================================================================== */
+
+static size_t src_get(void *ctx, uint64_t *items, size_t n)
+{
+	uint64_t *next = ctx;
+	for (size_t i = 0; i < n; i++)
+		items[i] = (*next)++;
+	return n;
+}
+
+static void src_put(void *ctx, const uint64_t *items, size_t n)
+{
+	(void)ctx;
+	(void)items;
+	(void)n;
+}
+
+static void test_mag(void)
+{
+	uint64_t next = 1;
+	uint64_t before = frames_free_total(fr2);
+	struct cairn_mag_cache *mc = (struct cairn_mag_cache *)0x1234;
+	static _Alignas(64) unsigned char mem[64 * KiB];
+	const struct cairn_mag_config good = { .source = { src_get, src_put, &next }, .frames = fr2,
+					       .ncpus = NCPUS };
+	struct cairn_mag_config bad[12];
+	for (int i = 0; i < 12; i++)
+		bad[i] = good;
+	bad[0].frames = NULL;
+	bad[1].source.get = NULL;
+	bad[2].source.put = NULL;
+	bad[3].mag_size = CAIRN_MAG_MAX + 1;
+	bad[4].refill = 64; /* above the default mag_size 63 */
+	bad[5].mag_size = 8;
+	bad[5].refill = 9;
+	bad[6].ncpus = 40000; /* more magazines than ids */
+	bad[7].depot_full = CAIRN_MAG_MAX_MAGS;
+	bad[8].mem = mem + 8; /* misaligned */
+	bad[8].mem_size = sizeof(mem) - 8;
+	bad[9].mem = mem;
+	bad[9].mem_size = cairn_mag_mem_size(&good) - 1;
+	bad[10].depot_empty = ~0u;
+	bad[11].ncpus = ~0u;
+	for (int i = 0; i < 12; i++) {
+		char what[48];
+		snprintf(what, sizeof(what), "mag_create bad config %d", i);
+		EXPECT(what, cairn_mag_create(&mc, &bad[i]), CAIRN_EINVAL);
+		SAME(what, mc == (struct cairn_mag_cache *)0x1234);
+		SAME(what, frames_free_total(fr2) == before);
+		if (i < 8 || i >= 10)
+			CHECK_EQ(cairn_mag_mem_size(&bad[i]), 0);
+	}
+	EXPECT("mag_create NULL config", cairn_mag_create(&mc, NULL), CAIRN_EINVAL);
+	EXPECT("mag_create NULL out", cairn_mag_create(NULL, &good), CAIRN_EINVAL);
+	SAME("mag_create", frames_free_total(fr2) == before);
+	CHECK_EQ(cairn_mag_mem_size(NULL), 0);
+
+	REQUIRE(cairn_mag_create(&mc, &good) == 0);
+	uint64_t items[200];
+	for (int i = 0; i < 200; i++)
+		REQUIRE(cairn_mag_alloc(mc, &items[i]) == 0);
+	for (int i = 0; i < 100; i++)
+		cairn_mag_free(mc, items[i]);
+	struct cairn_mag_stats st0, st1;
+	struct cairn_mag_cpu_stats cs = { 1, 2, 3, 4, 5 }, cs0 = cs;
+	cairn_mag_stats(mc, &st0);
+	for (unsigned cpu = NCPUS; cpu < NCPUS + 4; cpu++) {
+		EXPECT("mag_drain_cpu out of range", cairn_mag_drain_cpu(mc, cpu), CAIRN_EINVAL);
+		EXPECT("mag_cpu_stats out of range", cairn_mag_cpu_stats(mc, cpu, &cs), CAIRN_EINVAL);
+	}
+	EXPECT("mag_drain_cpu ~0", cairn_mag_drain_cpu(mc, ~0u), CAIRN_EINVAL);
+	EXPECT("mag_cpu_stats ~0", cairn_mag_cpu_stats(mc, ~0u, &cs), CAIRN_EINVAL);
+	EXPECT("mag_cpu_stats NULL", cairn_mag_cpu_stats(mc, 0, NULL), CAIRN_EINVAL);
+	SAME("mag_cpu_stats", memcmp(&cs, &cs0, sizeof(cs)) == 0);
+	cairn_mag_stats(mc, &st1);
+	SAME("mag bad calls", memcmp(&st0, &st1, sizeof(st0)) == 0);
+	cairn_mag_destroy(mc);
+	SAME("mag_destroy", frames_free_total(fr2) == before);
+}
+
+/* -- the frame cache -- */
+
+static struct cairn_fcache *fc;
+static struct blk fcl[4096];
+static size_t nfcl;
+
+struct cdigest {
+	struct cairn_frames_stats st;
+	uint64_t cached;
+	struct cairn_mag_stats ms[CAIRN_FCACHE_ORDERS];
+};
+
+static const unsigned fc_orders[CAIRN_FCACHE_ORDERS] = { 0, 1, 2, 3, 9 };
+
+static void fc_digest(struct cdigest *d)
+{
+	memset(d, 0, sizeof(*d));
+	cairn_frames_stats(fr2, &d->st);
+	d->cached = cairn_fcache_cached_frames(fc);
+	for (int i = 0; i < CAIRN_FCACHE_ORDERS; i++)
+		cairn_mag_stats(cairn_fcache_mags(fc, fc_orders[i]), &d->ms[i]);
+}
+
+static void fc_same(const char *what, const struct cdigest *before)
+{
+	struct cdigest now;
+	fc_digest(&now);
+	SAME(what, memcmp(&now, before, sizeof(now)) == 0);
+	SAME(what, cairn_frames_validate(fr2) == 0);
+	for (size_t i = 0; i < nfcl; i++)
+		SAME(what, cairn_frames_is_allocated(fr2, fcl[i].p, fcl[i].order));
+}
+
+static const uint64_t FR2_BASE = 6 * GiB, FR2_END = 6 * GiB + 512 * MiB;
+
+/* The frame allocator's answer for a block the cache does not hold:
+ * p free in the frame allocator (not cached), or a live block. */
+static int fc_expect(uint64_t p, unsigned order)
+{
+	if (order > CAIRN_MAX_ORDER)
+		return CAIRN_EINVAL;
+	if (p % (FRAME << order))
+		return CAIRN_EALIGN;
+	if (p < FR2_BASE || p + (FRAME << order) > FR2_END || p + (FRAME << order) < p)
+		return CAIRN_ERANGE;
+	for (size_t i = 0; i < nfcl; i++) {
+		if (p >= fcl[i].p && p < fcl[i].p + (FRAME << fcl[i].order))
+			return p == fcl[i].p && order == fcl[i].order ? 0 : CAIRN_EORDER;
+	}
+	return -100; /* unknown: not asked */
+}
+
+static void test_fcache(void)
+{
+	uint64_t before = frames_free_total(fr2);
+	struct cairn_fcache *bad = (struct cairn_fcache *)0x1234;
+	struct cairn_fcache_config cfg = { .ncpus = NCPUS };
+	for (int i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
+		cfg.mag_size[i] = CAIRN_MAG_MAX + 1;
+		EXPECT("fcache_create mag_size", cairn_fcache_create(&bad, fr2, &cfg), CAIRN_EINVAL);
+		cfg.mag_size[i] = 0;
+	}
+	cfg.ncpus = 40000;
+	EXPECT("fcache_create ncpus", cairn_fcache_create(&bad, fr2, &cfg), CAIRN_EINVAL);
+	cfg.ncpus = NCPUS;
+	cfg.depot_full = CAIRN_MAG_MAX_MAGS;
+	EXPECT("fcache_create depot_full", cairn_fcache_create(&bad, fr2, &cfg), CAIRN_EINVAL);
+	cfg.depot_full = 0;
+	EXPECT("fcache_create NULL frames", cairn_fcache_create(&bad, NULL, &cfg), CAIRN_EINVAL);
+	EXPECT("fcache_create NULL out", cairn_fcache_create(NULL, fr2, &cfg), CAIRN_EINVAL);
+	SAME("fcache_create", bad == (struct cairn_fcache *)0x1234);
+	SAME("fcache_create", frames_free_total(fr2) == before);
+
+	REQUIRE(cairn_fcache_create(&fc, fr2, &cfg) == 0);
+	cairn_host_reports_quiet(1);
+	for (unsigned r = 0; r < rounds; r++) {
+		/* good calls */
+		for (unsigned k = (unsigned)below(4); k-- > 0;) {
+			if (nfcl < 2000 && below(2)) {
+				static const unsigned ord[] = { 0, 0, 0, 1, 2, 3, 9, 4, 6 };
+				unsigned o = ord[below(9)], fl = below(4) ? 0 : CAIRN_F_ZERO;
+				if (below(8) == 0)
+					fl |= CAIRN_F_HIGH;
+				cairn_phys_t p;
+				if (cairn_fcache_alloc(fc, o, fl, &p) == 0) {
+					CHECK(p % (FRAME << o) == 0);
+					CHECK(cairn_frames_is_allocated(fr2, p, o));
+					fcl[nfcl++] = (struct blk){ p, o };
+				}
+			} else if (nfcl) {
+				size_t i = below(nfcl);
+				EXPECT("fcache_free", cairn_fcache_free(fc, fcl[i].p, fcl[i].order), 0);
+				fcl[i] = fcl[--nfcl];
+			}
+		}
+		if (below(16) == 0)
+			cairn_fcache_drain_all(fc);
+
+		struct cdigest d;
+		fc_digest(&d);
+		cairn_phys_t p = 0, out = 0x5a5a;
+		unsigned order = 0;
+		int want, err;
+		char what[96];
+		switch (below(7)) {
+		case 0: /* a live block with another order, or an interior frame */
+			if (!nfcl)
+				continue;
+			{
+				size_t i = below(nfcl);
+				p = fcl[i].p;
+				order = fcl[i].order;
+				if (order && below(2))
+					p += FRAME * (1 + below((1ull << order) - 1));
+				else
+					do
+						order = below(2) ? (unsigned)below(10) : fc_orders[below(5)];
+					while (order == fcl[i].order);
+			}
+			break;
+		case 1: /* misaligned */
+			p = nfcl ? fcl[below(nfcl)].p : FR2_BASE;
+			order = fc_orders[below(5)];
+			p += below(2) ? 1 + below(FRAME - 1) : FRAME;
+			break;
+		case 2: { /* outside the memory */
+			static const uint64_t far[] = { 0, 6 * GiB - 2 * MiB, 6 * GiB + 512 * MiB,
+							 7 * GiB, UINT64_MAX & ~(2 * MiB - 1) };
+			p = far[below(5)];
+			order = fc_orders[below(5)];
+			break;
+		}
+		case 3: /* bad order */
+			p = nfcl ? fcl[below(nfcl)].p : FR2_BASE;
+			order = rand_bad_order();
+			break;
+		case 4: /* double free: freed, drained to the frame allocator, freed again */
+			if (!nfcl)
+				continue;
+			{
+				size_t i = below(nfcl);
+				p = fcl[i].p;
+				order = fcl[i].order;
+				EXPECT("fcache_free", cairn_fcache_free(fc, p, order), 0);
+				fcl[i] = fcl[--nfcl];
+				cairn_fcache_drain_all(fc);
+				fc_digest(&d);
+			}
+			snprintf(what, sizeof(what), "fcache_free twice (%#llx, %u)",
+				 (unsigned long long)p, order);
+			EXPECT(what, cairn_fcache_free(fc, p, order), CAIRN_EFREE);
+			fc_same(what, &d);
+			continue;
+		case 5: /* alloc: bad order, bad flags */
+			if (below(2)) {
+				order = rand_bad_order();
+				snprintf(what, sizeof(what), "fcache_alloc(order %u)", order);
+				err = cairn_fcache_alloc(fc, order, 0, &out);
+			} else {
+				unsigned fl = rand_bad_flags();
+				snprintf(what, sizeof(what), "fcache_alloc(flags %#x)", fl);
+				err = cairn_fcache_alloc(fc, fc_orders[below(5)], fl, &out);
+			}
+			EXPECT(what, err, CAIRN_EINVAL);
+			if (err == 0) {
+				cairn_fcache_free(fc, out, order);
+				continue;
+			}
+			SAME(what, out == 0x5a5a);
+			fc_same(what, &d);
+			continue;
+		default:
+			snprintf(what, sizeof(what), "fcache_drain_cpu out of range");
+			EXPECT(what, cairn_fcache_drain_cpu(fc, NCPUS + (unsigned)below(4)), CAIRN_EINVAL);
+			fc_same(what, &d);
+			continue;
+		}
+		want = fc_expect(p, order);
+		if (want == 0 || want == -100)
+			continue;
+		snprintf(what, sizeof(what), "fcache_free(%#llx, %u)", (unsigned long long)p, order);
+		err = cairn_fcache_free(fc, p, order);
+		EXPECT(what, err, want);
+		if (err == 0)
+			REQUIRE(0);
+		fc_same(what, &d);
+	}
+	cairn_host_reports_quiet(0);
+	while (nfcl) {
+		nfcl--;
+		CHECK_EQ(cairn_fcache_free(fc, fcl[nfcl].p, fcl[nfcl].order), 0);
+	}
+	cairn_fcache_destroy(fc);
+	CHECK_EQ(frames_free_total(fr2), before);
+	CHECK_EQ(cairn_frames_validate(fr2), 0);
+}
+
+/* -- the quantum cache -- */
+
+#define VA 0x100000000000ull
+#define QSPAN (4 * MiB)
+
+static void test_qcache(void)
+{
+	uint64_t before = frames_free_total(fr2);
+	struct cairn_arena a;
+	struct cairn_arena_config acfg = { .quantum = FRAME };
+	REQUIRE(cairn_arena_create(&a, fr2, VA, QSPAN, &acfg) == 0);
+	uint64_t fr_arena = frames_free_total(fr2);
+	struct cairn_qcache *qc = (struct cairn_qcache *)0x1234;
+	struct cairn_qcache_config bad[] = {
+		{ .max_quanta = CAIRN_QCACHE_MAX + 1 },
+		{ .max_quanta = ~0u },
+		{ .mag_size = CAIRN_MAG_MAX + 1 },
+		{ .ncpus = 40000 },
+		{ .depot_empty = CAIRN_MAG_MAX_MAGS },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char what[48];
+		snprintf(what, sizeof(what), "qcache_create bad config %zu", i);
+		EXPECT(what, cairn_qcache_create(&qc, &a, fr2, &bad[i]), CAIRN_EINVAL);
+	}
+	EXPECT("qcache_create NULL arena", cairn_qcache_create(&qc, NULL, fr2, NULL), CAIRN_EINVAL);
+	EXPECT("qcache_create NULL frames", cairn_qcache_create(&qc, &a, NULL, NULL), CAIRN_EINVAL);
+	SAME("qcache_create", qc == (struct cairn_qcache *)0x1234);
+	SAME("qcache_create", frames_free_total(fr2) == fr_arena);
+
+	struct cairn_qcache_config cfg = { .ncpus = NCPUS, .max_quanta = 8 };
+	REQUIRE(cairn_qcache_create(&qc, &a, fr2, &cfg) == 0);
+	uint64_t cookie = cairn_qcache_cookie(qc);
+	struct aalloc ql[1100];
+	size_t nql = 0;
+	cairn_host_reports_quiet(1);
+	for (unsigned r = 0; r < rounds; r++) {
+		for (unsigned k = (unsigned)below(4); k-- > 0;) {
+			if (nql < 600 && below(2)) {
+				uint64_t size = below(4) ? 1 + below(8 * FRAME) : 1 + below(24 * FRAME), addr;
+				if (cairn_qcache_alloc(qc, size, &addr) == 0) {
+					uint64_t st, len, ck;
+					CHECK(cairn_arena_lookup(&a, addr, &st, &len, &ck) == 0 && st == addr &&
+					      ck == cookie && len == ((size + FRAME - 1) & ~(FRAME - 1)));
+					ql[nql++] = (struct aalloc){ addr, size, 0 };
+				}
+			} else if (nql) {
+				size_t i = below(nql);
+				EXPECT("qcache_free", cairn_qcache_free(qc, ql[i].addr, ql[i].size), 0);
+				ql[i] = ql[--nql];
+			}
+		}
+		if (below(16) == 0)
+			cairn_qcache_drain_all(qc);
+
+		struct adigest d;
+		uint64_t cached = cairn_qcache_cached_quanta(qc);
+		adigest_of(&a, &d);
+		uint64_t addr = 0, size = 0, out = 0x5a5a;
+		int want = 0, err;
+		char what[96];
+		switch (below(7)) {
+		case 0: /* wrong size (another number of quanta), 0 */
+			if (!nql)
+				continue;
+			{
+				size_t i = below(nql);
+				addr = ql[i].addr;
+				uint64_t q = (ql[i].size + FRAME - 1) / FRAME, q2;
+				do
+					q2 = below(4) ? 1 + below(10) : 0;
+				while (q2 == q);
+				size = q2 ? q2 * FRAME - below(FRAME) : 0;
+				want = q2 ? CAIRN_EORDER : CAIRN_EINVAL;
+			}
+			break;
+		case 1: /* interior or misaligned */
+			if (!nql)
+				continue;
+			{
+				size_t i = below(nql);
+				size = ql[i].size;
+				if (size > FRAME && below(2)) {
+					addr = ql[i].addr + FRAME * (1 + below((size - 1) / FRAME));
+					want = CAIRN_EFREE;
+				} else {
+					addr = ql[i].addr + 1 + below(FRAME - 1);
+					want = CAIRN_EALIGN;
+				}
+			}
+			break;
+		case 2: /* outside the arena */
+			addr = below(2) ? VA + QSPAN : VA - FRAME * (1 + below(16));
+			size = FRAME * (1 + below(8));
+			want = CAIRN_ERANGE;
+			break;
+		case 3: { /* free space of the arena (not cached: a cached range is allocated) */
+			addr = VA + below(QSPAN / FRAME) * FRAME;
+			if (cairn_arena_lookup(&a, addr, NULL, NULL, NULL) != CAIRN_EFREE)
+				continue;
+			size = FRAME * (1 + below(8));
+			want = CAIRN_EFREE;
+			break;
+		}
+		case 4: /* double free, after the cache gave the range back to the arena */
+			if (!nql)
+				continue;
+			{
+				size_t i = below(nql);
+				addr = ql[i].addr;
+				size = ql[i].size;
+				EXPECT("qcache_free", cairn_qcache_free(qc, addr, size), 0);
+				ql[i] = ql[--nql];
+				cairn_qcache_drain_all(qc);
+				cached = cairn_qcache_cached_quanta(qc);
+				adigest_of(&a, &d);
+				want = CAIRN_EFREE;
+			}
+			break;
+		case 5: /* alloc of 0 and of sizes that round past 2^64 */
+			if (below(2)) {
+				snprintf(what, sizeof(what), "qcache_alloc(0)");
+				err = cairn_qcache_alloc(qc, 0, &out);
+				want = CAIRN_EINVAL;
+			} else {
+				size = UINT64_MAX - below(FRAME - 1);
+				snprintf(what, sizeof(what), "qcache_alloc(%#llx)", (unsigned long long)size);
+				err = cairn_qcache_alloc(qc, size, &out);
+				want = CAIRN_ENOMEM;
+			}
+			EXPECT(what, err, want);
+			SAME(what, out == 0x5a5a);
+			goto same;
+		default:
+			snprintf(what, sizeof(what), "qcache_drain_cpu out of range");
+			EXPECT(what, cairn_qcache_drain_cpu(qc, NCPUS + (unsigned)below(4)), CAIRN_EINVAL);
+			goto same;
+		}
+		snprintf(what, sizeof(what), "qcache_free(%#llx, %#llx)", (unsigned long long)addr,
+			 (unsigned long long)size);
+		err = cairn_qcache_free(qc, addr, size);
+		EXPECT(what, err, want);
+		REQUIRE(err != 0);
+	same:
+		SAME(what, cairn_qcache_cached_quanta(qc) == cached);
+		{
+			struct adigest now;
+			adigest_of(&a, &now);
+			SAME(what, now.hash == d.hash && now.extents == d.extents &&
+					   memcmp(&now.bs, &d.bs, sizeof(d.bs)) == 0 &&
+					   now.frames_free == d.frames_free);
+		}
+	}
+	/* exhaustion: every quantum handed out, then allocations fail cleanly */
+	uint64_t addr;
+	while (nql < 1100 && cairn_qcache_alloc(qc, FRAME, &addr) == 0)
+		ql[nql++] = (struct aalloc){ addr, FRAME, 0 };
+	CHECK(nql < 1100);
+	EXPECT("qcache_alloc exhausted", cairn_qcache_alloc(qc, FRAME, &addr), CAIRN_ENOMEM);
+	EXPECT("qcache_alloc exhausted", cairn_qcache_alloc(qc, 20 * FRAME, &addr), CAIRN_ENOMEM);
+	cairn_host_reports_quiet(0);
+	while (nql) {
+		nql--;
+		CHECK_EQ(cairn_qcache_free(qc, ql[nql].addr, ql[nql].size), 0);
+	}
+	cairn_qcache_destroy(qc);
+	CHECK_EQ(cairn_arena_validate(&a), 0);
+	cairn_arena_destroy(&a);
+	CHECK_EQ(frames_free_total(fr2), before);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
@@ -1647,5 +2097,8 @@ int main(int argc, char **argv)
 	struct cairn_frames_config cfg2 = { .ncpus = NCPUS };
 	REQUIRE(cairn_frames_init(&fr2, map2, 1, &cfg2) == 0);
 	test_arena();
+	test_mag();
+	test_fcache();
+	test_qcache();
 	return check_done("api_misuse");
 }
