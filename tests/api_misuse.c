@@ -1582,6 +1582,13 @@ static void arena_create_misuse(void)
 		       bad[i].want);
 		SAME(what, frames_free_total(fr2) == before);
 	}
+	/* no arena, no frames for its nodes: refused as every create refuses
+	 * a missing instance */
+	EXPECT("arena_create NULL arena", cairn_arena_create(NULL, fr2, 0x1000, 0x100, NULL),
+	       CAIRN_EINVAL);
+	EXPECT("arena_create NULL nodes", cairn_arena_create(&a, NULL, 0x1000, 0x100, NULL),
+	       CAIRN_EINVAL);
+	SAME("arena_create", frames_free_total(fr2) == before);
 	struct cairn_frames_source fs = { .frames = fr2 };
 	cairn_arena_source_frames(&src, &fs);
 	struct cairn_arena_config big = { .quantum = 4096, .source = &src,
