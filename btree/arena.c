@@ -630,7 +630,7 @@ int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
 	if (!cfg)
 		cfg = &none;
 	uint64_t q = cfg->quantum ? cfg->quantum : 1;
-	if (!pow2(q) || (cfg->import_quantum & (q - 1)) ||
+	if (!a || !nodes || !pow2(q) || (cfg->import_quantum & (q - 1)) ||
 	    (cfg->source && (!cfg->source->import || !cfg->source->release)))
 		return CAIRN_EINVAL;
 	uint64_t iq = cfg->import_quantum ? cfg->import_quantum : q;

@@ -85,8 +85,8 @@ struct cairn_arena {
 /* Tree nodes come from `nodes`. [base, base + size) becomes the first span
  * unless size is 0. The caller owns the memory of `a` (it must stay put:
  * sources and quantum caches point to it); cfg may be NULL. CAIRN_EINVAL
- * for a bad config, CAIRN_ENOMEM when the root node cannot be had, or an
- * error of cairn_arena_add. */
+ * for a bad config or a missing `a` or `nodes`, CAIRN_ENOMEM when the
+ * root node cannot be had, or an error of cairn_arena_add. */
 int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
 		       uint64_t base, uint64_t size,
 		       const struct cairn_arena_config *cfg);
