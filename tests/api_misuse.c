@@ -1597,6 +1597,30 @@ static void arena_create_misuse(void)
 	       cairn_arena_create(&a, fr2, 0, 0, &big), CAIRN_EINVAL);
 	SAME("arena_create", frames_free_total(fr2) == before);
 
+	/* importing from frames: requests no import can serve fail cleanly,
+	 * no frame kept, the arena as it was */
+	struct cairn_arena_config icfg = { .quantum = FRAME, .source = &src,
+					   .import_quantum = 2 * MiB };
+	REQUIRE(cairn_arena_create(&a, fr2, 0, 0, &icfg) == 0);
+	uint64_t addr = 0x5a5a, with_root = frames_free_total(fr2);
+	static const uint64_t huge[] = { 1ull << 31, 1ull << 40, (1ull << 63) + FRAME,
+					 UINT64_MAX - FRAME + 1, 3ull << 30 };
+	for (int i = 0; i < 5; i++) {
+		char what[64];
+		snprintf(what, sizeof(what), "arena_alloc(%#llx) from frames",
+			 (unsigned long long)huge[i]);
+		EXPECT(what, cairn_arena_alloc(&a, huge[i], 1, &addr), CAIRN_ENOMEM);
+		snprintf(what, sizeof(what), "arena_xalloc(align %#llx) from frames",
+			 (unsigned long long)huge[i]);
+		EXPECT(what, cairn_arena_xalloc(&a, FRAME, huge[i], 0, 0, 0, 0, CAIRN_FIT_HIGH, 1,
+						 &addr),
+		       huge[i] & (huge[i] - 1) ? CAIRN_EALIGN : CAIRN_ENOMEM);
+		SAME(what, addr == 0x5a5a && frames_free_total(fr2) == with_root &&
+				   atomic_load(&a.imports) == 0 && cairn_arena_validate(&a) == 0);
+	}
+	cairn_arena_destroy(&a);
+	SAME("arena_destroy", frames_free_total(fr2) == before);
+
 	struct cairn_btree t;
 	memset(&t, 0xa5, sizeof(t));
 	unsigned char pat[sizeof(t)];
@@ -2195,13 +2219,29 @@ static void objects_create_misuse(void)
 	CHECK_EQ(frames_free_total(fr2), before);
 }
 
-static void test_objects(void)
+/* mode 0: hardened, large objects buddy blocks; 1: hardened, large
+ * objects from an arena importing frames, with the heaps' large caches;
+ * 2: the same unhardened, with released blocks kept (only what is always
+ * checked is planted: foreign pointers, large objects). */
+static void test_objects(unsigned mode)
 {
-	objects_create_misuse();
 	uint64_t before = frames_free_total(fr2);
-	const struct cairn_objects_config cfg = { .frames = fr2, .phys_base = FR2_BASE,
-						  .phys_limit = FR2_END, .ncpus = NCPUS,
-						  .harden = CAIRN_OBJ_HARDEN_ON };
+	struct cairn_arena la;
+	struct cairn_arena_source src;
+	struct cairn_frames_source fs = { .frames = fr2 };
+	struct cairn_objects_config cfg = { .frames = fr2, .phys_base = FR2_BASE,
+					    .phys_limit = FR2_END, .ncpus = NCPUS,
+					    .harden = mode < 2 ? CAIRN_OBJ_HARDEN_ON
+							       : CAIRN_OBJ_HARDEN_OFF };
+	if (mode) {
+		cairn_arena_source_frames(&src, &fs);
+		struct cairn_arena_config acfg = { .quantum = FRAME, .source = &src,
+						   .import_quantum = 2 * MiB };
+		REQUIRE(cairn_arena_create(&la, fr2, 0, 0, &acfg) == 0);
+		cfg.large_arena = &la;
+		cfg.large_cache_kib = 1024;
+		cfg.released_kib = mode == 2 ? 2048 : 0;
+	}
 	REQUIRE(cairn_objects_create(&ob, &cfg) == 0);
 	struct cairn_heap *h0 = cairn_objects_heap(ob, 0);
 	REQUIRE(h0);
@@ -2249,7 +2289,7 @@ static void test_objects(void)
 			{
 				struct oobj *x = &ol[below(nol)];
 				size_t us = cairn_objects_usable_size(ob, x->p), off;
-				if (us < 32)
+				if (us < 32 || (mode == 2 && us <= CAIRN_OBJ_SMALL_MAX))
 					continue;
 				off = below(2) ? 1 + below(15) : 16 * (1 + below(us / 16 - 1));
 				if (us > CAIRN_OBJ_SMALL_MAX && off >= 2 * MiB)
@@ -2265,6 +2305,8 @@ static void test_objects(void)
 				size_t i = below(nol);
 				unsigned char *p = ol[i].p;
 				size_t size = ol[i].size;
+				if (mode == 2 && size <= CAIRN_OBJ_SMALL_MAX)
+					continue;
 				EXPECT("objects_free", cairn_objects_free(ob, p), 0);
 				ol[i] = ol[--nol];
 				ob_digest(&d);
@@ -2281,7 +2323,9 @@ static void test_objects(void)
 		case 3: { /* impossible requests */
 			static const size_t sizes[] = { SIZE_MAX, SIZE_MAX - 15, SIZE_MAX / 2 + 1,
 							((size_t)FRAME << CAIRN_MAX_ORDER) + 1 };
-			size_t size = sizes[below(4)];
+			/* (with an arena, a large object may pass 1 GiB: that one is
+			 * exhaustion, which gives cached memory back first) */
+			size_t size = sizes[below(mode ? 3 : 4)];
 			snprintf(what, sizeof(what), "objects_alloc(%#zx)", size);
 			SAME(what, cairn_objects_alloc(ob, size) == NULL);
 			SAME(what, cairn_heap_alloc(h0, size) == NULL);
@@ -2343,6 +2387,10 @@ static void test_objects(void)
 	}
 	CHECK_EQ(cairn_objects_validate(ob), 0);
 	cairn_objects_destroy(ob);
+	if (mode) {
+		CHECK_EQ(cairn_arena_validate(&la), 0);
+		cairn_arena_destroy(&la);
+	}
 	CHECK_EQ(cairn_frames_free(fr2, foreign_frame, 0), 0);
 	CHECK_EQ(frames_free_total(fr2), before);
 	free(hostmem);
@@ -2363,6 +2411,8 @@ int main(int argc, char **argv)
 	test_mag();
 	test_fcache();
 	test_qcache();
-	test_objects();
+	objects_create_misuse();
+	for (unsigned mode = 0; mode < 3; mode++)
+		test_objects(mode);
 	return check_done("api_misuse");
 }
