@@ -393,7 +393,7 @@ static void frames_bad_op(void)
 	int want, err;
 	char what[96];
 
-	switch (below(16)) {
+	switch (below(17)) {
 	case 0: /* free: a live block with another order */
 		if (!nlive)
 			return;
@@ -458,6 +458,16 @@ static void frames_bad_op(void)
 				}
 		fsame(what, &d);
 		return;
+	case 15: { /* bulk allocations with bad flags: none */
+		cairn_phys_t v[4] = { 1, 2, 3, 4 };
+		unsigned fl = rand_bad_flags();
+		snprintf(what, sizeof(what), "frames_alloc_bulk(flags %#x)", fl);
+		EXPECT(what, cairn_frames_alloc_bulk(fr, fl, v, 4), 0);
+		EXPECT(what, cairn_frames_alloc_bulk_huge(fr, fl, v, 4), 0);
+		SAME(what, v[0] == 1 && v[3] == 4);
+		fsame(what, &d);
+		return;
+	}
 	case 6: /* alloc: bad order, bad flags */
 		if (below(2)) {
 			order = rand_bad_order();
@@ -692,7 +702,11 @@ static void frames_bad_op(void)
 				base = r->base - FRAME * (1 + below(16));
 				size += r->base - base;
 			}
-			want = CAIRN_EEXIST;
+			/* (one across an area boundary has two defects: the
+			 * boundary is checked first) */
+			want = (base < 16 * MiB && base + size > 16 * MiB) ||
+				       (base < 4 * GiB && base + size > 4 * GiB)
+				       ? CAIRN_EINVAL : CAIRN_EEXIST;
 			break;
 		}
 		case 1: /* straddling 16 MiB or 4 GiB */
@@ -755,9 +769,11 @@ static void frames_bad_op(void)
 		}
 		case 1: { /* a region with a frame in use */
 			int i = (int)below(FR_REGIONS);
-			if (!mr[i].present || all_free(mr[i].base, mr[i].end - mr[i].base))
+			/* (model region 0 is two regions, split at 16 MiB) */
+			base = i == 0 && below(2) ? 16 * MiB : mr[i].base;
+			uint64_t end = i == 0 && base < 16 * MiB ? 16 * MiB : mr[i].end;
+			if (!mr[i].present || all_free(base, end - base))
 				return;
-			base = mr[i].base;
 			snprintf(what, sizeof(what), "frames_remove_region(%#llx) busy", (unsigned long long)base);
 			EXPECT(what, cairn_frames_remove_region(fr, base), CAIRN_EBUSY);
 			break;
@@ -863,18 +879,81 @@ static void frames_init_misuse(void)
 	CHECK_EQ(cairn_frames_region_meta_size(UINT64_MAX - FRAME, 4 * FRAME), 0);
 }
 
+/* The region table full: CAIRN_ENOSPC, nothing changed; a removed region
+ * keeps its slot until reclaimed. Init with more ranges than slots. */
+static void frames_table_full(void)
+{
+	static char meta[1 * MiB];
+	static char rmeta[CAIRN_MAX_REGIONS][8 * KiB];
+	const uint64_t base = 7 * GiB, step = 128 * KiB, rsize = 64 * KiB;
+	struct cairn_mem_range many[CAIRN_MAX_REGIONS + 1];
+	for (int i = 0; i <= CAIRN_MAX_REGIONS; i++)
+		many[i] = (struct cairn_mem_range){ base + i * step, rsize };
+	struct cairn_frames *f = (struct cairn_frames *)0x1234;
+	struct cairn_frames_config cfg = { .ncpus = NCPUS, .meta = meta, .meta_size = sizeof(meta) };
+	EXPECT("init: more ranges than regions", cairn_frames_init(&f, many, CAIRN_MAX_REGIONS + 1, &cfg),
+	       CAIRN_ENOSPC);
+	/* 63 ranges, one across 4 GiB: 64 regions after the split */
+	struct cairn_mem_range split[CAIRN_MAX_REGIONS];
+	for (int i = 0; i < CAIRN_MAX_REGIONS - 2; i++)
+		split[i] = many[i];
+	split[CAIRN_MAX_REGIONS - 2] = (struct cairn_mem_range){ 4 * GiB - 64 * KiB, 128 * KiB };
+	split[CAIRN_MAX_REGIONS - 1] = (struct cairn_mem_range){ 16 * MiB - 64 * KiB, 128 * KiB };
+	EXPECT("init: too many regions after the split",
+	       cairn_frames_init(&f, split, CAIRN_MAX_REGIONS, &cfg), CAIRN_ENOSPC);
+	CHECK_EQ(cairn_frames_meta_size(many, CAIRN_MAX_REGIONS + 1, NCPUS), 0);
+	CHECK(f == (struct cairn_frames *)0x1234);
+
+	REQUIRE(cairn_frames_init(&f, many, 1, &cfg) == 0);
+	int added = 0, err = 0;
+	for (int i = 1; i <= CAIRN_MAX_REGIONS && !err; i++) {
+		err = cairn_frames_add_region(f, many[i].base, many[i].size, rmeta[i - 1],
+					      sizeof(rmeta[0]));
+		added += !err;
+	}
+	EXPECT("add_region past the table", err, CAIRN_ENOSPC);
+	CHECK_EQ(added, CAIRN_MAX_REGIONS - 1);
+	struct cairn_frames_stats st0, st1;
+	cairn_frames_stats(f, &st0);
+	uint64_t last = many[CAIRN_MAX_REGIONS].base;
+	EXPECT("add_region, table full", cairn_frames_add_region(f, last, rsize, rmeta[63], sizeof(rmeta[0])),
+	       CAIRN_ENOSPC);
+	/* a removed region keeps its slot */
+	EXPECT("remove_region", cairn_frames_remove_region(f, many[5].base), 0);
+	cairn_frames_stats(f, &st0);
+	EXPECT("add_region, a slot removed but not reclaimed",
+	       cairn_frames_add_region(f, last, rsize, rmeta[63], sizeof(rmeta[0])), CAIRN_ENOSPC);
+	EXPECT("add_region over the removed one",
+	       cairn_frames_add_region(f, many[5].base, rsize, rmeta[4], sizeof(rmeta[0])), CAIRN_ENOSPC);
+	cairn_frames_stats(f, &st1);
+	SAME("add_region, table full", memcmp(&st0, &st1, sizeof(st0)) == 0);
+	SAME("add_region, table full", cairn_frames_validate(f) == 0);
+	cairn_phys_t p;
+	EXPECT("free in the removed region", cairn_frames_free(f, many[5].base, 0), CAIRN_ERANGE);
+	EXPECT("reclaim", cairn_frames_reclaim_region(f, many[5].base), 0);
+	EXPECT("add_region after the reclaim",
+	       cairn_frames_add_region(f, last, rsize, rmeta[63], sizeof(rmeta[0])), 0);
+	EXPECT("alloc_at in it", cairn_frames_alloc_at(f, last, 4), 0);
+	EXPECT("remove busy", cairn_frames_remove_region(f, last), CAIRN_EBUSY);
+	EXPECT("free", cairn_frames_free(f, last, 4), 0);
+	EXPECT("alloc", cairn_frames_alloc(f, 0, 0, &p), 0);
+	EXPECT("free", cairn_frames_free(f, p, 0), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_frames(void)
 {
 	frames_init_misuse();
+	frames_table_full();
 
-	/* LOW16M with a partial first chunk; HIGH with partial chunks at both
+	/* LOW16M with a partial first chunk and LOW4G after it; HIGH with partial chunks at both
 	 * ends; a runtime region with its metadata apart, removed and added
 	 * again through the run. */
 	static const struct cairn_mem_range map[] = {
-		{ 1 * MiB, 7 * MiB },
+		{ 1 * MiB, 23 * MiB }, /* split at 16 MiB: two adjacent regions */
 		{ 4 * GiB + 64 * KiB, 16 * MiB },
 	};
-	mr[0] = (struct mreg){ .base = 1 * MiB, .end = 8 * MiB };
+	mr[0] = (struct mreg){ .base = 1 * MiB, .end = 24 * MiB };
 	mr[1] = (struct mreg){ .base = 4 * GiB + 64 * KiB, .end = 4 * GiB + 16 * MiB + 64 * KiB };
 	mr[2] = (struct mreg){ .base = 5 * GiB - 2 * MiB + 12 * KiB, .end = 5 * GiB + 4 * MiB };
 	for (int i = 0; i < FR_REGIONS; i++) {
@@ -1503,6 +1582,27 @@ static void btree_bad_op(void)
 {
 	struct adigest d;
 	adigest_of(&ar, &d);
+	if (below(4) == 0) {
+		/* the shapes alone: a release of what is not an allocated
+		 * extent of that length at that key, a carve of nothing or
+		 * of more than any free extent: unshaped, nothing changed */
+		struct cairn_ext res = { 1, 2, 3, 4 };
+		uint64_t key = arand_addr() + (below(4) ? 0 : 1 + below(AQ - 1)), need;
+		long i = alloc_of(key);
+		need = below(4) ? arand_size() : (below(2) ? 0 : UINT64_MAX - below(AQ));
+		if (i >= 0 && al[i].addr == key && al[i].size == need)
+			need += AQ;
+		int err = cairn_btree_release(&ar.tree, key, need, CAIRN_ARENA_SPAN, &res);
+		EXPECT("btree_release of no such extent", err, CAIRN_BT_UNSHAPED);
+		need = below(2) ? 0 : 0x10000 + AQ * (1 + below(1000));
+		if (below(4) == 0)
+			need = UINT64_MAX - below(AQ);
+		err = cairn_btree_carve(&ar.tree, need, 5, &res);
+		EXPECT("btree_carve of nothing or too much", err, CAIRN_BT_UNSHAPED);
+		SAME("btree shapes", res.start == 1 && res.len == 2 && res.cookie == 3 && res.flags == 4);
+		asame("btree shapes", &d);
+		return;
+	}
 	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = arand_addr(), .plan = plan_err };
 	char what[96];
 	int want;
@@ -2243,6 +2343,16 @@ static void test_objects(unsigned mode)
 		cfg.released_kib = mode == 2 ? 2048 : 0;
 	}
 	REQUIRE(cairn_objects_create(&ob, &cfg) == 0);
+	/* another instance on the same frames (and arena): its objects are
+	 * foreign to this one */
+	struct cairn_objects *ob2;
+	REQUIRE(cairn_objects_create(&ob2, &cfg) == 0);
+	void *other[64];
+	size_t nother = 0;
+	for (; nother < 64; nother++) {
+		size_t size = nother % 4 == 3 ? CAIRN_OBJ_SMALL_MAX + 1 + FRAME * nother : 16 + 64 * nother;
+		REQUIRE((other[nother] = cairn_objects_alloc(ob2, size)) != NULL);
+	}
 	struct cairn_heap *h0 = cairn_objects_heap(ob, 0);
 	REQUIRE(h0);
 	cairn_phys_t foreign_frame;
@@ -2272,12 +2382,13 @@ static void test_objects(unsigned mode)
 		switch (below(8)) {
 		case 0: { /* foreign pointers */
 			static const char *names[] = { "a frame of the frame allocator", "host memory",
-						       "the stack", "one past the range", "NULL + 16" };
-			unsigned k = (unsigned)below(5);
+						       "the stack", "one past the range", "NULL + 16",
+						       "another instance's object" };
+			unsigned k = (unsigned)below(6);
 			unsigned char *p = k == 0 ? foreign + 16 * below(256)
 					   : k == 1 ? hostmem : k == 2 ? stackmem
 					   : k == 3 ? (unsigned char *)cairn_port_phys_to_virt(FR2_END)
-						    : (unsigned char *)16;
+					   : k == 4 ? (unsigned char *)16 : other[below(nother)];
 			snprintf(what, sizeof(what), "objects_free(%s)", names[k]);
 			EXPECT(what, cairn_objects_free(ob, p), CAIRN_ERANGE);
 			SAME(what, cairn_objects_usable_size(ob, p) == 0);
@@ -2386,6 +2497,10 @@ static void test_objects(unsigned mode)
 		CHECK_EQ(cairn_objects_free(ob, ol[nol].p), 0);
 	}
 	CHECK_EQ(cairn_objects_validate(ob), 0);
+	for (size_t i = 0; i < nother; i++)
+		CHECK_EQ(cairn_objects_free(ob2, other[i]), 0);
+	CHECK_EQ(cairn_objects_validate(ob2), 0);
+	cairn_objects_destroy(ob2);
 	cairn_objects_destroy(ob);
 	if (mode) {
 		CHECK_EQ(cairn_arena_validate(&la), 0);
