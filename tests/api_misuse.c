@@ -971,6 +971,24 @@ static void test_frames(void)
 	REQUIRE(cairn_frames_validate(fr) == 0);
 
 	cairn_host_reports_quiet(1);
+	/* the last block of every order below 2^64, and beyond the last byte */
+	struct fdigest d0;
+	fdigest(&d0);
+	for (unsigned o = 0; o <= CAIRN_MAX_ORDER; o++) {
+		cairn_phys_t top = 0 - (FRAME << o);
+		EXPECT("frames_free(top block)", cairn_frames_free(fr, top, o), CAIRN_ERANGE);
+		EXPECT("frames_alloc_at(top block)", cairn_frames_alloc_at(fr, top, o), CAIRN_ERANGE);
+		CHECK(!cairn_frames_is_allocated(fr, top, o));
+		EXPECT("frames_reserve(to 2^64)", cairn_frames_reserve(fr, top, FRAME << o), CAIRN_EINVAL);
+		EXPECT("frames_unreserve(to 2^64)", cairn_frames_unreserve(fr, top, FRAME << o),
+		       CAIRN_EINVAL);
+		EXPECT("frames_reserve(below 2^64)", cairn_frames_reserve(fr, top - FRAME, FRAME << o),
+		       CAIRN_ERANGE);
+		EXPECT("frames_free(last byte)", cairn_frames_free(fr, UINT64_MAX, o), CAIRN_EALIGN);
+		EXPECT("frames_free(top block, order + 1)", cairn_frames_free(fr, top, o + 1),
+		       o == CAIRN_MAX_ORDER ? CAIRN_EINVAL : CAIRN_EALIGN);
+	}
+	fsame("top blocks", &d0);
 	for (unsigned i = 0; i < rounds * 4; i++) {
 		for (unsigned k = (unsigned)below(4); k-- > 0;)
 			frames_valid_op();
@@ -2383,12 +2401,15 @@ static void test_objects(unsigned mode)
 		case 0: { /* foreign pointers */
 			static const char *names[] = { "a frame of the frame allocator", "host memory",
 						       "the stack", "one past the range", "NULL + 16",
-						       "another instance's object" };
-			unsigned k = (unsigned)below(6);
+						       "another instance's object", "the instance",
+						       "a heap" };
+			unsigned k = (unsigned)below(8);
 			unsigned char *p = k == 0 ? foreign + 16 * below(256)
 					   : k == 1 ? hostmem : k == 2 ? stackmem
 					   : k == 3 ? (unsigned char *)cairn_port_phys_to_virt(FR2_END)
-					   : k == 4 ? (unsigned char *)16 : other[below(nother)];
+					   : k == 4 ? (unsigned char *)16
+					   : k == 5 ? other[below(nother)]
+					   : k == 6 ? (unsigned char *)ob : (unsigned char *)cairn_objects_heap(ob, (unsigned)below(NCPUS));
 			snprintf(what, sizeof(what), "objects_free(%s)", names[k]);
 			EXPECT(what, cairn_objects_free(ob, p), CAIRN_ERANGE);
 			SAME(what, cairn_objects_usable_size(ob, p) == 0);
@@ -2511,6 +2532,213 @@ static void test_objects(unsigned mode)
 	free(hostmem);
 }
 
+/* ======================================================================
+ * concurrent: bad calls on a thread's own blocks while the others work
+ * ====================================================================== */
+
+/* Each thread plants only what its own state decides (a wrong order, an
+ * interior or misaligned address of its own live block, an address
+ * outside everything, a bad order), never a double free: a block freed
+ * may be another thread's by then. After each refused call its own block
+ * is still allocated as it was. */
+#include <pthread.h>
+
+static struct cairn_arena car;
+static struct cairn_objects *cob;
+static _Atomic unsigned conc_failures;
+
+struct conc_arg {
+	unsigned seed;
+};
+
+static uint64_t crnd(uint64_t *st)
+{
+	uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+#define CFAIL(cond, ...)                                                      \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			if (atomic_fetch_add(&conc_failures, 1) < 20)         \
+				fprintf(stderr, __VA_ARGS__);                 \
+		}                                                             \
+	} while (0)
+
+static void *conc_worker(void *argp)
+{
+	struct conc_arg *arg = argp;
+	uint64_t st = arg->seed;
+	REQUIRE(cairn_host_cpu_register() >= 0);
+	struct blk mine[64];
+	size_t n = 0;
+	struct aalloc ra[64];
+	size_t nr = 0;
+	unsigned char *objs[64];
+	size_t sizes[64], no = 0;
+	uint64_t cookie = 1000 + arg->seed;
+
+	for (unsigned r = 0; r < rounds * 4; r++) {
+		/* good calls */
+		if (n < 64 && crnd(&st) % 2) {
+			unsigned o = (unsigned)(crnd(&st) % 6);
+			cairn_phys_t p;
+			if (cairn_frames_alloc(fr2, o, 0, &p) == 0)
+				mine[n++] = (struct blk){ p, o };
+		} else if (n) {
+			size_t i = crnd(&st) % n;
+			CFAIL(cairn_frames_free(fr2, mine[i].p, mine[i].order) == 0, "conc: frames free\n");
+			mine[i] = mine[--n];
+		}
+		if (nr < 64 && crnd(&st) % 2) {
+			uint64_t size = AQ * (1 + crnd(&st) % 16), a;
+			if (cairn_arena_alloc(&car, size, cookie, &a) == 0)
+				ra[nr++] = (struct aalloc){ a, size, cookie };
+		} else if (nr) {
+			size_t i = crnd(&st) % nr;
+			CFAIL(cairn_arena_free(&car, ra[i].addr, ra[i].size) == 0, "conc: arena free\n");
+			ra[i] = ra[--nr];
+		}
+		if (no < 64 && crnd(&st) % 2) {
+			size_t size = 16 + crnd(&st) % 2000;
+			unsigned char *p = cairn_objects_alloc(cob, size);
+			if (p) {
+				memset(p, (int)(size & 0xff), size);
+				objs[no] = p;
+				sizes[no++] = size;
+			}
+		} else if (no) {
+			size_t i = crnd(&st) % no;
+			CFAIL(cairn_objects_free(cob, objs[i]) == 0, "conc: objects free\n");
+			objs[i] = objs[no - 1];
+			sizes[i] = sizes[--no];
+		}
+
+		/* a bad call on our own state */
+		int err;
+		if (n) {
+			struct blk *b = &mine[crnd(&st) % n];
+			unsigned o;
+			switch (crnd(&st) % 4) {
+			case 0:
+				do
+					o = (unsigned)(crnd(&st) % 12);
+				while (o == b->order);
+				err = cairn_frames_free(fr2, b->p, o);
+				CFAIL(err == (b->p % (FRAME << o) ? CAIRN_EALIGN : CAIRN_EORDER),
+				      "conc: frames_free(own, order %u of %u): %d\n", o, b->order, err);
+				break;
+			case 1:
+				err = cairn_frames_free(fr2, b->p + 1 + crnd(&st) % (FRAME - 1), b->order);
+				CFAIL(err == CAIRN_EALIGN, "conc: frames_free(misaligned): %d\n", err);
+				break;
+			case 2:
+				if (b->order) {
+					err = cairn_frames_free(fr2, b->p + FRAME * (1 + crnd(&st) % ((1u << b->order) - 1)), 0);
+					CFAIL(err == CAIRN_EORDER, "conc: frames_free(interior): %d\n", err);
+				}
+				err = cairn_frames_alloc_at(fr2, b->p, b->order);
+				CFAIL(err == CAIRN_EBUSY, "conc: frames_alloc_at(own): %d\n", err);
+				err = cairn_frames_reserve(fr2, b->p, FRAME << b->order);
+				CFAIL(err == CAIRN_EBUSY, "conc: frames_reserve(own): %d\n", err);
+				break;
+			default:
+				err = cairn_frames_free(fr2, b->p, CAIRN_MAX_ORDER + 1 + (unsigned)(crnd(&st) % 8));
+				CFAIL(err == CAIRN_EINVAL, "conc: frames_free(bad order): %d\n", err);
+				err = cairn_frames_free(fr2, FR2_END + FRAME * (crnd(&st) % 64), 0);
+				CFAIL(err == CAIRN_ERANGE, "conc: frames_free(outside): %d\n", err);
+				break;
+			}
+			CFAIL(cairn_frames_is_allocated(fr2, b->p, b->order), "conc: own block lost\n");
+		}
+		if (nr) {
+			struct aalloc *x = &ra[crnd(&st) % nr];
+			uint64_t s2, c2, st2;
+			switch (crnd(&st) % 5) {
+			case 0:
+				err = cairn_arena_free(&car, x->addr, x->size + AQ * (1 + crnd(&st) % 4));
+				CFAIL(err == CAIRN_EORDER, "conc: arena_free(wrong size): %d\n", err);
+				break;
+			case 1:
+				if (x->size > AQ) {
+					err = cairn_arena_free(&car, x->addr + AQ, x->size - AQ);
+					CFAIL(err == CAIRN_EFREE, "conc: arena_free(interior): %d\n", err);
+				}
+				break;
+			case 2:
+				err = cairn_arena_free_owned(&car, x->addr, cookie + 1, NULL);
+				CFAIL(err == CAIRN_EBUSY, "conc: arena_free_owned(other owner): %d\n", err);
+				break;
+			case 3:
+				err = cairn_arena_reserve(&car, x->addr, x->size, 1);
+				CFAIL(err == CAIRN_EBUSY, "conc: arena_reserve(own): %d\n", err);
+				break;
+			default:
+				err = cairn_arena_free(&car, x->addr + 1, x->size);
+				CFAIL(err == CAIRN_EALIGN, "conc: arena_free(misaligned): %d\n", err);
+				break;
+			}
+			err = cairn_arena_lookup(&car, x->addr, &st2, &s2, &c2);
+			CFAIL(err == 0 && st2 == x->addr && s2 == x->size && c2 == cookie,
+			      "conc: own range lost\n");
+		}
+		if (no) {
+			size_t i = crnd(&st) % no;
+			size_t us = cairn_objects_usable_size(cob, objs[i]);
+			if (us >= 32) {
+				err = cairn_objects_free(cob, objs[i] + 16 * (1 + crnd(&st) % (us / 16 - 1)));
+				CFAIL(err == CAIRN_EALIGN, "conc: objects_free(interior): %d\n", err);
+			}
+			err = cairn_objects_free(cob, objs[i] + 1 + crnd(&st) % 15);
+			CFAIL(err == CAIRN_EALIGN, "conc: objects_free(misaligned): %d\n", err);
+			bool ok = cairn_objects_usable_size(cob, objs[i]) >= sizes[i];
+			for (size_t k = 0; k < sizes[i] && ok; k += 61)
+				ok = objs[i][k] == (unsigned char)(sizes[i] & 0xff);
+			CFAIL(ok, "conc: own object changed\n");
+		}
+	}
+	while (n--)
+		CFAIL(cairn_frames_free(fr2, mine[n].p, mine[n].order) == 0, "conc: frames free\n");
+	while (nr--)
+		CFAIL(cairn_arena_free(&car, ra[nr].addr, ra[nr].size) == 0, "conc: arena free\n");
+	while (no--)
+		CFAIL(cairn_objects_free(cob, objs[no]) == 0, "conc: objects free\n");
+	cairn_objects_flush(cob);
+	cairn_objects_cpu_offline(cob);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_concurrent(void)
+{
+	uint64_t before = frames_free_total(fr2);
+	struct cairn_arena_config acfg = { .quantum = AQ, .fanout = 8 };
+	REQUIRE(cairn_arena_create(&car, fr2, 0x100000, 0x100000, &acfg) == 0);
+	const struct cairn_objects_config ocfg = { .frames = fr2, .phys_base = FR2_BASE,
+						   .phys_limit = FR2_END, .ncpus = NCPUS,
+						   .harden = CAIRN_OBJ_HARDEN_ON };
+	REQUIRE(cairn_objects_create(&cob, &ocfg) == 0);
+	pthread_t th[NCPUS - 1];
+	struct conc_arg args[NCPUS - 1];
+	cairn_host_reports_quiet(1);
+	for (unsigned i = 0; i < NCPUS - 1; i++) {
+		args[i].seed = (unsigned)rnd() | 1;
+		REQUIRE(pthread_create(&th[i], NULL, conc_worker, &args[i]) == 0);
+	}
+	for (unsigned i = 0; i < NCPUS - 1; i++)
+		pthread_join(th[i], NULL);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(atomic_load(&conc_failures), 0);
+	CHECK_EQ(cairn_arena_validate(&car), 0);
+	CHECK_EQ(cairn_objects_validate(cob), 0);
+	cairn_objects_destroy(cob);
+	cairn_arena_destroy(&car);
+	CHECK_EQ(cairn_frames_validate(fr2), 0);
+	CHECK_EQ(frames_free_total(fr2), before);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
@@ -2529,5 +2757,6 @@ int main(int argc, char **argv)
 	objects_create_misuse();
 	for (unsigned mode = 0; mode < 3; mode++)
 		test_objects(mode);
+	test_concurrent();
 	return check_done("api_misuse");
 }
