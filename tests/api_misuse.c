@@ -2483,7 +2483,25 @@ static void test_objects(unsigned mode)
 			break;
 		}
 		case 6: /* realloc to an impossible size, or of a foreign pointer */
-			if (nol && below(2)) {
+			if (nol && below(3) == 0) {
+				/* not the start of an object: refused, as foreign */
+				struct oobj *x = &ol[below(nol)];
+				size_t us = cairn_objects_usable_size(ob, x->p);
+				size_t off = below(2) ? 1 + below(15) : 16 * (1 + below(us / 16 - 1));
+				if (us < 32 || (mode == 2 && us <= CAIRN_OBJ_SMALL_MAX) || off >= 2 * MiB)
+					continue;
+				err = 99;
+				q = cairn_heap_realloc_err(h0, x->p + off, 1 + below(100000), &err);
+				snprintf(what, sizeof(what), "heap_realloc_err(interior +%zu of %zu): %s", off,
+					 us, cairn_strerror(err));
+				SAME(what, q == NULL && err == CAIRN_ERANGE);
+				err = 99;
+				/* (size 0 too: p is judged before anything is freed) */
+				q = cairn_heap_realloc_err(h0, x->p + off, 0, &err);
+				snprintf(what, sizeof(what), "heap_realloc_err(interior +%zu, 0): %s", off,
+					 cairn_strerror(err));
+				SAME(what, q == NULL && err == CAIRN_ERANGE);
+			} else if (nol && below(2)) {
 				struct oobj *x = &ol[below(nol)];
 				snprintf(what, sizeof(what), "objects_realloc(live, SIZE_MAX)");
 				SAME(what, cairn_objects_realloc(ob, x->p, SIZE_MAX - below(16)) == NULL);
