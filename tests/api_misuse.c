@@ -939,6 +939,24 @@ static void frames_table_full(void)
 	EXPECT("alloc", cairn_frames_alloc(f, 0, 0, &p), 0);
 	EXPECT("free", cairn_frames_free(f, p, 0), 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
+
+	/* a region carrying its own metadata: none too small to hold it, and
+	 * the region never removed (its metadata frames stay in use) */
+	EXPECT("remove_region", cairn_frames_remove_region(f, many[7].base), 0);
+	EXPECT("reclaim_region", cairn_frames_reclaim_region(f, many[7].base), 0);
+	const uint64_t self = 7 * GiB + 512 * MiB;
+	cairn_frames_stats(f, &st0);
+	EXPECT("add_region, no room for its metadata",
+	       cairn_frames_add_region(f, self, FRAME, NULL, 0), CAIRN_ENOMEM);
+	cairn_frames_stats(f, &st1);
+	SAME("add_region, no room", memcmp(&st0, &st1, sizeof(st0)) == 0);
+	EXPECT("add_region, metadata carved", cairn_frames_add_region(f, self, 4 * MiB, NULL, 0), 0);
+	cairn_frames_stats(f, &st0);
+	EXPECT("remove_region, metadata carved", cairn_frames_remove_region(f, self), CAIRN_EBUSY);
+	EXPECT("reclaim_region, never removed", cairn_frames_reclaim_region(f, self), CAIRN_ERANGE);
+	cairn_frames_stats(f, &st1);
+	SAME("remove_region, metadata carved", memcmp(&st0, &st1, sizeof(st0)) == 0);
+	SAME("remove_region, metadata carved", cairn_frames_validate(f) == 0);
 }
 
 static void test_frames(void)
