@@ -1887,7 +1887,7 @@ static void test_mag(void)
 /* -- the frame cache -- */
 
 static struct cairn_fcache *fc;
-static struct blk fcl[4096];
+static struct blk fcl[16384];
 static size_t nfcl;
 
 struct cdigest {
@@ -1918,6 +1918,26 @@ static void fc_same(const char *what, const struct cdigest *before)
 }
 
 static const uint64_t FR2_BASE = 6 * GiB, FR2_END = 6 * GiB + 512 * MiB;
+
+/* Take every free frame of fr2 (exhaustion on demand) and give them back. */
+static cairn_phys_t *drained2;
+static size_t ndrained2;
+
+static void fr2_drain(void)
+{
+	size_t cap = (size_t)(FR2_END - FR2_BASE) / FRAME, got;
+	if (!drained2)
+		drained2 = malloc(cap * sizeof(*drained2));
+	while ((got = cairn_frames_alloc_bulk(fr2, 0, drained2 + ndrained2, cap - ndrained2)) > 0)
+		ndrained2 += got;
+	REQUIRE(frames_free_total(fr2) == 0);
+}
+
+static void fr2_undrain(void)
+{
+	REQUIRE(cairn_frames_free_bulk(fr2, drained2, ndrained2, NULL) == 0);
+	ndrained2 = 0;
+}
 
 /* The frame allocator's answer for a block the cache does not hold:
  * p free in the frame allocator (not cached), or a live block. */
@@ -2071,6 +2091,25 @@ static void test_fcache(void)
 			REQUIRE(0);
 		fc_same(what, &d);
 	}
+	/* exhaustion: the frame allocator empty, the caches drained back to
+	 * it first (so taken as well), then every order fails cleanly */
+	fr2_drain();
+	for (int i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
+		cairn_phys_t p = 0x5a5a;
+		int err = cairn_fcache_alloc(fc, fc_orders[i], 0, &p);
+		if (err == 0) { /* a frame a cache held: take them all */
+			REQUIRE(nfcl < sizeof(fcl) / sizeof(fcl[0]));
+			fcl[nfcl++] = (struct blk){ p, fc_orders[i] };
+			i--;
+			continue;
+		}
+		EXPECT("fcache_alloc exhausted", err, CAIRN_ENOMEM);
+		SAME("fcache_alloc exhausted", p == 0x5a5a);
+	}
+	EXPECT("fcache exhausted: nothing cached", cairn_fcache_cached_frames(fc), 0);
+	cairn_phys_t p5;
+	EXPECT("fcache_alloc exhausted, order 5", cairn_fcache_alloc(fc, 5, 0, &p5), CAIRN_ENOMEM);
+	fr2_undrain();
 	cairn_host_reports_quiet(0);
 	while (nfcl) {
 		nfcl--;
@@ -2080,6 +2119,7 @@ static void test_fcache(void)
 	CHECK_EQ(frames_free_total(fr2), before);
 	CHECK_EQ(cairn_frames_validate(fr2), 0);
 }
+
 
 /* -- the quantum cache -- */
 
@@ -2548,6 +2588,21 @@ static void test_objects(unsigned mode)
 		}
 		ob_same(what, &d);
 	}
+	/* exhaustion: allocations fail with NULL (after the heap gave back
+	 * what it keeps), the live objects intact, and work again after */
+	fr2_drain();
+	for (int k = 0; k < 8; k++) {
+		static const size_t big[] = { 256 * KiB, 4 * MiB, 64 * MiB };
+		unsigned char *p = cairn_objects_alloc(ob, big[k % 3]);
+		if (p) /* what the heap or the arena had cached */
+			ob_keep(p, big[k % 3]);
+	}
+	{
+		struct odigest d;
+		ob_digest(&d);
+		ob_same("objects exhausted", &d);
+	}
+	fr2_undrain();
 	cairn_host_reports_quiet(0);
 	while (nol) {
 		nol--;
