@@ -1769,9 +1769,88 @@ static void arena_create_misuse(void)
 	SAME("btree_init", frames_free_total(fr2) == before);
 }
 
+/* An arena importing from a parent: malformed requests are refused before
+ * any import, and a refused free or reserve touches neither arena. */
+static void arena_import_misuse(void)
+{
+	struct cairn_arena parent, child;
+	struct cairn_arena_source src;
+	struct cairn_arena_config pcfg = { .quantum = AQ, .fanout = 4 };
+	REQUIRE(cairn_arena_create(&parent, fr2, 0x1000000, 0x100000, &pcfg) == 0);
+	cairn_arena_source_arena(&src, &parent);
+	struct cairn_arena_config ccfg = { .quantum = AQ, .source = &src, .import_quantum = 0x1000,
+					   .fanout = 4 };
+	REQUIRE(cairn_arena_create(&child, fr2, 0, 0, &ccfg) == 0);
+	uint64_t live[16], out;
+	for (int i = 0; i < 16; i++)
+		REQUIRE(cairn_arena_alloc(&child, 0x100 + AQ * i, 7, &live[i]) == 0);
+	cairn_host_reports_quiet(1);
+	for (unsigned r = 0; r < rounds / 4 + 10; r++) {
+		struct adigest pd, cd;
+		adigest_of(&parent, &pd);
+		adigest_of(&child, &cd);
+		int err, want;
+		uint64_t x = live[below(16)];
+		switch (below(8)) {
+		case 0: err = cairn_arena_alloc(&child, 0, 1, &out); want = CAIRN_EINVAL; break;
+		case 1:
+			err = cairn_arena_xalloc(&child, AQ, 48, 0, 0, 0, 0, CAIRN_FIT_FIRST, 1, &out);
+			want = CAIRN_EALIGN;
+			break;
+		case 2:
+			err = cairn_arena_xalloc(&child, 0x200, 0, 0, 0x100, 0, 0, CAIRN_FIT_FIRST, 1, &out);
+			want = CAIRN_EINVAL;
+			break;
+		case 3:
+			err = cairn_arena_xalloc(&child, AQ, 0, 0, 0, 0x5000, 0x4000, CAIRN_FIT_FIRST, 1, &out);
+			want = CAIRN_ERANGE;
+			break;
+		case 4:
+			err = cairn_arena_xalloc(&child, AQ, 0, 0, 0, 0, 0, (enum cairn_fit)7, 1, &out);
+			want = CAIRN_EINVAL;
+			break;
+		case 5: /* more than the parent holds: its xalloc fails, nothing imported */
+			err = cairn_arena_alloc(&child, 0x200000 + AQ * below(100), 1, &out);
+			want = CAIRN_ENOMEM;
+			break;
+		case 6:
+			err = cairn_arena_free(&child, x, AQ * 3);
+			want = CAIRN_EORDER;
+			break;
+		default:
+			err = cairn_arena_reserve(&child, x, AQ, 1);
+			want = CAIRN_EBUSY;
+			break;
+		}
+		EXPECT("importing arena: bad call", err, want);
+		struct adigest pn, cn;
+		adigest_of(&parent, &pn);
+		adigest_of(&child, &cn);
+		SAME("importing arena: parent", pn.hash == pd.hash && pn.extents == pd.extents);
+		SAME("importing arena: child", cn.hash == cd.hash && cn.extents == cd.extents &&
+						       cn.imports == cd.imports && cn.releases == cd.releases);
+		/* the parent's lent spans: a free there of less than a span is refused */
+		uint64_t st, len, ck;
+		REQUIRE(cairn_arena_lookup(&parent, x, &st, &len, &ck) == 0);
+		EXPECT("parent: free of part of a lent span", cairn_arena_free(&parent, st, len - AQ),
+		       CAIRN_EORDER);
+		EXPECT("parent: free_owned as another owner",
+		       cairn_arena_free_owned(&parent, st, ck + 1, NULL), CAIRN_EBUSY);
+	}
+	cairn_host_reports_quiet(0);
+	for (int i = 0; i < 16; i++)
+		CHECK_EQ(cairn_arena_free(&child, live[i], 0x100 + AQ * i), 0);
+	CHECK_EQ(cairn_arena_validate(&child), 0);
+	CHECK_EQ(atomic_load(&child.imports), atomic_load(&child.releases));
+	cairn_arena_destroy(&child);
+	CHECK_EQ(cairn_arena_validate(&parent), 0);
+	cairn_arena_destroy(&parent);
+}
+
 static void test_arena(void)
 {
 	arena_create_misuse();
+	arena_import_misuse();
 	struct cairn_arena_config cfg = { .quantum = AQ, .fanout = 4 };
 	REQUIRE(cairn_arena_create(&ar, fr2, aspans[0].base, aspans[0].end - aspans[0].base, &cfg) == 0);
 	for (int i = 1; i < NSPANS; i++)
