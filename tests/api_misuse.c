@@ -6,6 +6,8 @@
  * and a seeded random stream of bad calls mixed with good ones. After each
  * bad call the error must be the one the header documents for that defect
  * (one defect per call, so the code is determined) and the digest unchanged.
+ * Then the same on every CPU at once, each planting only what its own
+ * state decides.
  *
  *   api_misuse [seed [rounds]]
  */
@@ -18,6 +20,8 @@
 #include <cairn/objects.h>
 #include <cairn/quantum_cache.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2711,7 +2715,6 @@ static void test_objects(unsigned mode)
  * outside everything, a bad order), never a double free: a block freed
  * may be another thread's by then. After each refused call its own block
  * is still allocated as it was. */
-#include <pthread.h>
 
 static struct cairn_arena car;
 static struct cairn_objects *cob;
