@@ -162,7 +162,9 @@ void *cairn_objects_realloc(struct cairn_objects *o, void *p, size_t size);
 /* Free an object of this instance (NULL is fine). Returns 0, or the error
  * that was also reported through cairn_port_report: CAIRN_ERANGE (not an
  * object of this instance), CAIRN_EALIGN (interior or misaligned pointer),
- * CAIRN_EFREE (already free). With hardening off only ERANGE is checked
+ * CAIRN_EFREE (already free). A large buddy block of 2 MiB or more (no
+ * large_arena) has only its first page in the pagemap: a pointer into a
+ * later page of it is CAIRN_ERANGE. With hardening off only ERANGE is checked
  * for small objects; large objects are always checked, except ranges of
  * the quantum cache. A remote free's double free is detected by the owner
  * when it collects. A large object's second free is EFREE while its
