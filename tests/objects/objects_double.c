@@ -183,6 +183,49 @@ static void test_checked_head_again(void)
 	cairn_objects_destroy(o);
 }
 
+/* Hardened: h1 frees x and posts, h0 collects (x is free, its link to
+ * c, freed before it); then h1 frees y and x again and posts (x, the
+ * batch's head, now links to y). Collecting, the owner finds x free: its
+ * word is the second free's link to y, an object the owner counts as held
+ * (its free is in this message, which is dropped), so the free list is cut
+ * at x (c lost with it: the second free wrote over its link). Followed, the
+ * list would hand y out while it is counted as held, with its live bit
+ * turned off, and y's next free would be refused. */
+static void test_checked_middle_again(void)
+{
+	struct cairn_objects *o = objtest_create(CAIRN_OBJ_HARDEN_ON);
+	struct cairn_heap *h0 = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	char *c = cairn_heap_alloc(h0, 64), *x = cairn_heap_alloc(h0, 64);
+	char *y = cairn_heap_alloc(h0, 64);
+	REQUIRE(c && x && y);
+	CHECK_EQ(cairn_heap_free(h0, c), 0);
+	CHECK_EQ(cairn_heap_free(h1, x), 0);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(stats(o).objects, 1);
+	CHECK_EQ(cairn_heap_free(h1, y), 0);
+	CHECK_EQ(cairn_heap_free(h1, x), 0); /* x is free: only its owner can tell */
+	cairn_heap_flush(h1);
+	uint64_t before = cairn_host_reports();
+	collect_or_fail(h0);
+	CHECK(cairn_host_reports() > before);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	enum { N = 2500 };
+	static uintptr_t v[N];
+	unsigned seen_y = 0;
+	for (unsigned i = 0; i < N; i++) {
+		REQUIRE((v[i] = (uintptr_t)cairn_heap_alloc(h0, 64)) != 0);
+		seen_y += v[i] == (uintptr_t)y;
+	}
+	CHECK_EQ(seen_y, 0);
+	before = cairn_host_reports();
+	for (unsigned i = 0; i < N; i++)
+		CHECK_EQ(cairn_heap_free(h0, (void *)v[i]), 0);
+	CHECK_EQ(cairn_host_reports(), before);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_objects_destroy(o);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -192,6 +235,7 @@ int main(int argc, char **argv)
 		{ "plain", test_plain_repeat },
 		{ "tail", test_checked_tail_again },
 		{ "head", test_checked_head_again },
+		{ "middle", test_checked_middle_again },
 	};
 	objtest_init(2, 64);
 	uint64_t free0 = objtest_free_frames();
