@@ -339,6 +339,21 @@ static inline uintptr_t obj_encode(const struct cairn_heap *h, uintptr_t slot, u
 
 #define obj_decode obj_encode /* an involution */
 
+/* A message's head info (its tail's first word) is encoded apart from
+ * links: hardened, also xored with MSG_SALT, the top bit, which no address
+ * of the objects' memory shares with its xor (a range of canonical
+ * addresses lies in one half), nor 0. So an info decoded as a link, or a
+ * link as an info, names no object: the owner tells a message's word from
+ * a free-list link written over it (objects_remote.c, collect_free_again). */
+#define MSG_SALT ((uintptr_t)1 << (sizeof(uintptr_t) * 8 - 1))
+
+static inline uintptr_t msg_encode(const struct cairn_heap *h, uintptr_t m, uintptr_t info)
+{
+	return h->harden ? info ^ h->key ^ obj_rol(m) ^ MSG_SALT : info;
+}
+
+#define msg_decode msg_encode
+
 static inline uintptr_t obj_word(uintptr_t p)
 {
 	return *(uintptr_t *)p;

@@ -62,6 +62,23 @@ static void q_push(struct cairn_heap *dest, uintptr_t n)
 	atomic_store_explicit(obj_qnext(prev), n, memory_order_release);
 }
 
+/* A node whose link names itself was pushed twice in a row: one object
+ * the tail of two batches, freed twice on another CPU (the second push
+ * stored 0 over the link and then, finding itself the head, itself).
+ * Taken as pushed once: the link goes back to 0 with a CAS, so that a
+ * producer's link stored meanwhile wins; the first batch's head info is
+ * lost under the second's, its other objects leaked. */
+static uintptr_t __attribute__((noinline)) q_unloop(uintptr_t n)
+{
+	cairn__obj_report(CAIRN_EFREE, "objects: a message pushed twice (its object freed twice on "
+			  "another CPU); the first batch is lost", n, 0);
+	uintptr_t next = n;
+	if (atomic_compare_exchange_strong_explicit(obj_qnext(n), &next, 0, memory_order_acquire,
+						    memory_order_acquire))
+		return 0;
+	return next;
+}
+
 /* The next message, or 0 (empty, or a producer is between its exchange
  * and its link). Consumer only. */
 static uintptr_t q_pop(struct cairn_heap *h)
@@ -75,6 +92,8 @@ static uintptr_t q_pop(struct cairn_heap *h)
 		h->in_tail = tail = next;
 		next = atomic_load_explicit(obj_qnext(tail), memory_order_acquire);
 	}
+	if (unlikely(next == tail))
+		next = q_unloop(tail);
 	if (next) {
 		h->in_tail = next;
 		return tail;
@@ -118,16 +137,27 @@ static struct slab *collect_slab(struct cairn_heap *h, uintptr_t p, uintptr_t m)
 	return NULL;
 }
 
+/* A batch whose links do not end at its count: an object of it was
+ * freed twice on another CPU (pushed twice, it links back into the batch,
+ * a cycle; or a later push overwrote its link). The walk stops at the
+ * count: what it did not reach is dropped (leaked), never followed. */
+static void __attribute__((noinline)) collect_miscount(uintptr_t head, uintptr_t p)
+{
+	cairn__obj_report(CAIRN_EFREE, "objects: a message's links do not match its count (an object "
+			  "freed twice on another CPU?); rest of the batch dropped", head, p);
+}
+
 /* Unhardened, batch links and local_free links are both plain pointers,
  * so a run of consecutive objects of one slab is spliced onto its
- * local_free whole: per object a load and a range test (objects of s are
- * exactly [base, end), and no other slab overlaps it), and per run one
- * pagemap lookup and one state check. A batch is usually a few runs: a
- * freeing CPU tends to free neighbours. */
-static void collect_plain(struct cairn_heap *h, uintptr_t m, bool offline)
+ * local_free whole: per object a load, a range test and the count's
+ * decrement (objects of s are exactly [base, end), and no other slab
+ * overlaps it), and per run one pagemap lookup and one state check. A
+ * batch is usually a few runs: a freeing CPU tends to free neighbours. */
+static void collect_plain(struct cairn_heap *h, uintptr_t head, uint32_t left, bool offline)
 {
-	for (uintptr_t p = m; p;) {
-		struct slab *s = collect_slab(h, p, m);
+	uintptr_t p = head;
+	do {
+		struct slab *s = collect_slab(h, p, head);
 		if (unlikely(!s))
 			return;
 		uintptr_t first = p, last, base = s->base, span = s->end - s->base;
@@ -136,7 +166,7 @@ static void collect_plain(struct cairn_heap *h, uintptr_t m, bool offline)
 			last = p;
 			p = obj_word(p);
 			n++;
-		} while (p && p - base < span);
+		} while (--left && p && p - base < span);
 		obj_set_word(last, s->local_free);
 		s->local_free = first;
 		s->used -= n;
@@ -144,18 +174,45 @@ static void collect_plain(struct cairn_heap *h, uintptr_t m, bool offline)
 		 * when the slab was FULL or is now empty. */
 		if (unlikely(s->state == SLAB_FULL || s->used == 0))
 			cairn__slab_after_free(h, s, offline);
+	} while (p && left);
+	if (unlikely(p || left))
+		collect_miscount(head, p);
+}
+
+/* Hardened: p, an object of a batch, is free already: freed again on
+ * another CPU after its first free reached the owner (or was walked into
+ * from another batch that its second push linked to). Its word is the
+ * owner's free-list link if the owner freed p after that push, else what
+ * the second free wrote there: a batch link to an object of that batch
+ * (still held: not collected) or a message's head info, which decodes as
+ * a link to no object (MSG_SALT). A link that could be the owner's (the
+ * end, or a free object of s) is kept; anything else is cut, the list
+ * ending at p (what was behind it leaked, s damaged), where it would have
+ * handed out an object the owner counts as held. */
+static void __attribute__((noinline)) collect_free_again(struct cairn_heap *h, struct slab *s,
+							 uintptr_t p)
+{
+	uintptr_t v = obj_decode(h, p, obj_word(p));
+	if (v && !(slab_is_object(s, v) && !live_test(s, slab_index(s, v)))) {
+		obj_set_word(p, obj_encode(h, p, 0));
+		s->damaged = 1;
 	}
 }
 
-/* Hardened: every object checked (object start, live bit) on its own. */
-static void collect_checked(struct cairn_heap *h, uintptr_t m, bool offline)
+/* Hardened: every object checked (object start, live bit) on its own.
+ * No count bounds this walk: every step clears a live bit or stops, so a
+ * cycle ends at its first repeat. */
+static void collect_checked(struct cairn_heap *h, uintptr_t head, bool offline)
 {
-	for (uintptr_t p = m; p;) {
-		uintptr_t next = obj_decode(h, p, obj_word(p));
-		struct slab *s = collect_slab(h, p, m);
+	for (uintptr_t p = head; p;) {
+		struct slab *s = collect_slab(h, p, head);
 		if (unlikely(!s))
 			return;
-		if (cairn__slab_free_owned(h, s, p, offline)) {
+		uintptr_t next = obj_decode(h, p, obj_word(p));
+		int err = cairn__slab_free_owned(h, s, p, offline);
+		if (unlikely(err)) {
+			if (err == CAIRN_EFREE)
+				collect_free_again(h, s, p);
 			s->damaged = 1;
 			return;
 		}
@@ -163,14 +220,39 @@ static void collect_checked(struct cairn_heap *h, uintptr_t m, bool offline)
 	}
 }
 
-/* One message: m is the batch's tail, its first word names the head.
+/* Hardened: is the message's tail, m, not an object still handed out?
+ * It is one until the owner collects it; one already free was freed
+ * again (collect_free_again), and its word is not the head info. */
+static bool collect_tail_bad(struct cairn_heap *h, uintptr_t m)
+{
+	struct slab *s = collect_slab(h, m, m);
+	if (unlikely(!s))
+		return true;
+	if (unlikely(!slab_is_object(s, m))) {
+		cairn__obj_report(CAIRN_ECORRUPT, "objects: a message is not an object (corrupted "
+				  "queue link); dropped", m, s->base);
+		return true;
+	}
+	if (likely(live_test(s, slab_index(s, m))))
+		return false;
+	cairn__obj_report(CAIRN_EFREE, "objects: a message's object is free already (freed twice "
+			  "on another CPU); batch dropped", m, s->base);
+	collect_free_again(h, s, m);
+	return true;
+}
+
+/* One message: m is the batch's tail, its first word names the head, and
+ * the head's second word holds the count (head == tail: one object).
  * A batch of one slab (unhardened) is spliced whole: two loads of lines
  * the collector touches anyway (m, and the head for the count), where a
  * walk would load every object's line, each just written by the freeing
- * CPU, one after the other. */
+ * CPU, one after the other. Any other batch is walked, at most count
+ * objects. */
 static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
 {
-	uintptr_t info = obj_decode(h, m, obj_word(m));
+	if (h->harden && collect_tail_bad(h, m))
+		return;
+	uintptr_t info = msg_decode(h, m, obj_word(m));
 	uintptr_t first = info & ~(uintptr_t)(CAIRN_OBJ_MIN - 1);
 	if (!h->harden && (info & MSG_ONE_SLAB)) {
 		struct slab *s = collect_slab(h, m, m);
@@ -190,10 +272,25 @@ static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
 		return;
 	}
 	obj_set_word(m, obj_encode(h, m, 0)); /* the list ends at the tail */
-	if (h->harden)
+	if (h->harden) {
 		collect_checked(h, first, offline);
-	else
-		collect_plain(h, first, offline);
+		return;
+	}
+	/* The head is read only inside the objects' memory; its walk checks
+	 * it is ours. */
+	uint32_t n = 1;
+	if (first != m) {
+		if (unlikely(first - h->pm_vbase >= h->pm_span)) {
+			collect_miscount(first, m);
+			return;
+		}
+		n = (uint32_t)obj_word(first + sizeof(uintptr_t));
+		if (unlikely(n - 1 >= OBJ_BATCH_MAX)) {
+			collect_miscount(first, n);
+			return;
+		}
+	}
+	collect_plain(h, first, n, offline);
 }
 
 /* Collect every message that can be popped. */
@@ -247,9 +344,9 @@ void cairn__remote_post(struct cairn_heap *h, struct obj_out *b)
 	heap_stat_add(&h->st.posted, 1);
 	heap_stat_add(&h->st.remote_objects, b->n);
 	uintptr_t head = b->head, tail = b->tail;
-	if (b->slab && head != tail)
+	if (head != tail)
 		obj_set_word(head + sizeof(uintptr_t), b->n);
-	obj_set_word(tail, obj_encode(dest, tail, head | (b->slab ? MSG_ONE_SLAB : 0)));
+	obj_set_word(tail, msg_encode(dest, tail, head | (b->slab ? MSG_ONE_SLAB : 0)));
 	/* The push passes the embedder's gate: a host process forked between
 	 * its exchange and its link would leave the child a link nobody will
 	 * write, and the heap's going offline (or a claim) waits for every

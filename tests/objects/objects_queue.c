@@ -43,7 +43,7 @@ static void *producer(void *arg)
 /* p as a message of one object for h, as cairn__remote_post writes it. */
 static void message(struct cairn_heap *h, uintptr_t p)
 {
-	obj_set_word(p, obj_encode(h, p, p | MSG_ONE_SLAB));
+	obj_set_word(p, msg_encode(h, p, p | MSG_ONE_SLAB));
 }
 
 static struct cairn_objects_stats stats(struct cairn_objects *o)
