@@ -878,6 +878,9 @@ static void frames_init_misuse(void)
 	CHECK_EQ(cairn_frames_meta_size(wrap, 2, NCPUS), 0);
 	CHECK_EQ(cairn_frames_meta_size(overlap, 2, NCPUS), 0);
 	CHECK_EQ(cairn_frames_meta_size(NULL, 0, NCPUS), 0);
+	CHECK_EQ(cairn_frames_meta_size(good, 1, 65535), 0); /* ncpus init refuses */
+	CHECK_EQ(cairn_frames_meta_size(good, 1, ~0u), 0);
+	CHECK(cairn_frames_meta_size(good, 1, 65534) > 0);
 	CHECK(f == (struct cairn_frames *)0x1234);
 	CHECK_EQ(cairn_frames_region_meta_size(6 * GiB + 1, FRAME - 2), 0);
 	CHECK_EQ(cairn_frames_region_meta_size(UINT64_MAX - FRAME, 4 * FRAME), 0);
