@@ -124,12 +124,12 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n, unsig
 {
 	struct span s[CAIRN_MAX_REGIONS];
 	int k = normalise(map, n, s);
-	if (k < 0)
-		return 0;
 	if (ncpus == 0)
 		ncpus = cairn_port_cpu_count();
+	if (k < 0 || ncpus == 0 || ncpus > FRAMES_MAX_CPUS)
+		return 0;
 	/* + 64: room to align a caller's buffer up to a cache line */
-	uint64_t bytes = 64 + instance_bytes(ncpus ? ncpus : 1);
+	uint64_t bytes = 64 + instance_bytes(ncpus);
 	for (int i = 0; i < k; i++)
 		bytes += ALIGN_UP(frames_region_meta_bytes(s[i].first, s[i].end), 64);
 	return (size_t)bytes;
@@ -140,7 +140,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 {
 	struct span s[CAIRN_MAX_REGIONS];
 	unsigned ncpus = cfg && cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
-	if (!out || ncpus == 0 || ncpus > 0xfffe)
+	if (!out || ncpus == 0 || ncpus > FRAMES_MAX_CPUS)
 		return CAIRN_EINVAL;
 	int k = normalise(map, n, s);
 	if (k < 0)

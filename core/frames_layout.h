@@ -73,6 +73,8 @@
 static inline uint64_t ce_free(uint64_t e) { return e & CE_FREE_MASK; }
 static inline unsigned ce_order(uint64_t e) { return (unsigned)((e & CE_ORDER_MASK) >> CE_ORDER_SHIFT); }
 static inline unsigned ce_owner(uint64_t e) { return (unsigned)(e >> CE_OWNER_SHIFT) & 0xffff; }
+/* An entry names its owner as CPU + 1 in 16 bits (0: none). */
+#define FRAMES_MAX_CPUS 0xfffeu
 
 /* A slot's state: UNUSED (never filled, or reclaimed), DEAD (removed, not
  * yet reclaimed: the slot keeps its range and is not reused), or, while
