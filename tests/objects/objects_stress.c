@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Host driver of the objects stress suite (stress/objects_stress.c).
- * usage: objects_stress threads waves ops seed [plant [fcache [large]]]
+ * usage: objects_stress threads waves ops seed [plant [fcache [large [harden]]]]
+ * harden: 0 the build's default (on in debug builds), 1 off, 2 on; off in
+ * the sanitizer builds runs the paths a release build ships under them.
  * large: where large objects come from: 0 buddy blocks, 1 a range arena
  * importing frames in place, 2 mapped at addresses of a VA arena, 3 the
  * arena in place behind a quantum cache (used when hardening is off), 4 in
@@ -19,6 +21,8 @@
 #include "objects_stress.h"
 
 #include <cairn/frame_cache.h>
+
+#include "../../percpu/objects_layout.h" /* o->harden: the mode asked for is the one run */
 
 static struct stress_objects s;
 static struct cairn_fcache *fc;
@@ -55,7 +59,9 @@ int main(int argc, char **argv)
 	unsigned plant = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
 	bool use_fcache = argc > 6 && atoi(argv[6]);
 	unsigned large = argc > 7 ? (unsigned)atoi(argv[7]) : 0;
-	if (threads == 0 || threads > 64 || waves == 0 || large > OBJTEST_CACHES)
+	unsigned harden = argc > 8 ? (unsigned)atoi(argv[8]) : CAIRN_OBJ_HARDEN_BUILD;
+	if (threads == 0 || threads > 64 || waves == 0 || large > OBJTEST_CACHES ||
+	    harden > CAIRN_OBJ_HARDEN_ON)
 		return 2;
 	unsigned slots = threads + 2;
 	objtest_init(slots, 256);
@@ -70,7 +76,11 @@ int main(int argc, char **argv)
 	}
 	if (use_fcache && cairn_fcache_create(&fc, objtest_frames, NULL))
 		return 2;
-	s.o = objtest_create_with(CAIRN_OBJ_HARDEN_BUILD, fc);
+	s.o = objtest_create_with((enum cairn_obj_harden)harden, fc);
+	if (!s.o || (harden != CAIRN_OBJ_HARDEN_BUILD && s.o->harden != (harden == CAIRN_OBJ_HARDEN_ON))) {
+		fprintf(stderr, "objects stress: not the hardening asked for\n");
+		return 2;
+	}
 	s.oracle_base = (uintptr_t)cairn_port_phys_to_virt(0);
 	s.oracle_granules = objtest_mem / 16;
 	s.oracle = calloc(s.oracle_granules / 64, sizeof(*s.oracle));
