@@ -14,11 +14,11 @@
  * when the length changed (pop A, pop B, push A leaves it one short); pop
  * A, pop B, push D, push A restores top and count, and only the tag
  * differs (tests/percpu/depot_aba.c parks a pop at the hook point below
- * for exactly that). The tag wraps after 2^32 updates; a pop would have to stall across
- * all of them between its load and its CAS, which a CPU-local section
- * (interrupts off) rules out in a kernel and which would take minutes of
- * preemption on the host. The count changes in the same CAS, so the
- * depot's limit is exact.
+ * for exactly that). The tag wraps after 2^32 updates; a pop would have
+ * to stall across all of them between its load and its CAS, which a
+ * CPU-local section (interrupts off) rules out in a kernel and which would
+ * take minutes of preemption on the host. The count changes in the same
+ * CAS, so the depot's limit is exact.
  *
  * Ordering. A push writes the id's link (relaxed), then publishes with a
  * release CAS; a pop reads the head with acquire, then the link (relaxed),
