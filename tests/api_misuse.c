@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "frames_total.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
@@ -1068,13 +1069,6 @@ static void test_frames(void)
  * ====================================================================== */
 
 static struct cairn_frames *fr2; /* nodes, magazines, caches, objects */
-
-static uint64_t frames_free_total(struct cairn_frames *f)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(f, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-}
 
 #define AQ 16ull
 #define TOP (UINT64_MAX - 0xffffull) /* a span near 2^64: [TOP, TOP + 0x8000) */

@@ -10,18 +10,12 @@
 
 #include "../core/frames_layout.h"
 #include "check.h"
+#include "frames_total.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
 #define GiB (1024ull * MiB)
 #define FRAME CAIRN_FRAME_SIZE
-
-static uint64_t free_total(struct cairn_frames *f)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(f, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-}
 
 static struct cairn_frames *make(const struct cairn_mem_range *map, size_t n, bool carve)
 {
@@ -100,16 +94,16 @@ static void test_orders_and_alignment(void)
 {
 	const struct cairn_mem_range big[] = { { 8 * GiB, 1 * GiB + 64 * MiB } };
 	struct cairn_frames *f = make(big, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t p;
 	for (unsigned k = 0; k <= CAIRN_MAX_ORDER; k++) {
 		CHECK_EQ(cairn_frames_alloc(f, k, 0, &p), 0);
 		CHECK_EQ(p % (FRAME << k), 0);
 		CHECK(cairn_frames_is_allocated(f, p, k));
-		CHECK_EQ(free_total(f), total - (1ull << k));
+		CHECK_EQ(frames_free_total(f), total - (1ull << k));
 		CHECK_EQ(cairn_frames_validate(f), 0);
 		CHECK_EQ(cairn_frames_free(f, p, k), 0);
-		CHECK_EQ(free_total(f), total);
+		CHECK_EQ(frames_free_total(f), total);
 	}
 	/* a second 1 GiB block does not fit; the first does again after free */
 	CHECK_EQ(cairn_frames_alloc(f, 18, 0, &p), 0);
@@ -121,7 +115,7 @@ static void test_orders_and_alignment(void)
 		for (unsigned a = k; a <= 16; a += 3) {
 			CHECK_EQ(cairn_frames_alloc_aligned(f, k, a, 0, &p), 0);
 			CHECK_EQ(p % (FRAME << a), 0);
-			CHECK_EQ(free_total(f), total - (1ull << k));
+			CHECK_EQ(frames_free_total(f), total - (1ull << k));
 			CHECK(cairn_frames_is_allocated(f, p, k));
 			CHECK_EQ(cairn_frames_validate(f), 0);
 			CHECK_EQ(cairn_frames_free(f, p, k), 0);
@@ -143,7 +137,7 @@ static void test_errors(void)
 {
 	const struct cairn_mem_range map[] = { { 16 * GiB, 8 * MiB }, { 16 * GiB + 12 * MiB, 4 * MiB } };
 	struct cairn_frames *f = make(map, 2, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t p, h;
 	cairn_host_reports_quiet(1);
 	CHECK_EQ(cairn_frames_alloc(f, 3, 0, &p), 0);
@@ -160,7 +154,7 @@ static void test_errors(void)
 	CHECK_EQ(cairn_frames_free(f, h, 10), h % (FRAME << 10) ? CAIRN_EALIGN : CAIRN_EORDER);
 	CHECK_EQ(cairn_frames_free(f, h + 2 * MiB, 9), CAIRN_EFREE);
 	CHECK_EQ(cairn_frames_free(f, 16 * GiB, 12), CAIRN_ERANGE); /* past the end */
-	CHECK_EQ(free_total(f), total - 8 - 512); /* nothing changed */
+	CHECK_EQ(frames_free_total(f), total - 8 - 512); /* nothing changed */
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_free(f, p, 3), 0);
 	CHECK_EQ(cairn_frames_free(f, p, 3), CAIRN_EFREE);   /* double free */
@@ -175,7 +169,7 @@ static void test_errors(void)
 	CHECK_EQ(cairn_frames_free(f, p, 6), CAIRN_EFREE);
 	CHECK(cairn_host_reports() > 0);
 	cairn_host_reports_quiet(0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -190,7 +184,7 @@ static void test_short_frees(void)
 	const uint64_t base = 20 * GiB + 64 * KiB, size = 32 * MiB;
 	const struct cairn_mem_range map[] = { { base, size } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t a, b, q, h, g, o1, o6, o10, s;
 
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &a), 0);
@@ -209,7 +203,7 @@ static void test_short_frees(void)
 	CHECK_EQ(cairn_frames_alloc_aligned(f, 0, 9, 0, &s), 0); /* a small block heads a chunk */
 	CHECK_EQ(cairn_frames_free(f, g, 9), 0);
 
-	uint64_t before = free_total(f), reports = cairn_host_reports();
+	uint64_t before = frames_free_total(f), reports = cairn_host_reports();
 	cairn_host_reports_quiet(1);
 	CHECK_EQ(cairn_frames_free(f, o1, 0), CAIRN_EORDER);          /* head of order 1 */
 	CHECK_EQ(cairn_frames_free(f, o1 + FRAME, 0), CAIRN_EORDER);  /* its tail */
@@ -230,7 +224,7 @@ static void test_short_frees(void)
 	CHECK_EQ(cairn_frames_free(f, base & ~(2 * MiB - 1), 9), CAIRN_ERANGE);
 	cairn_host_reports_quiet(0);
 	CHECK(cairn_host_reports() > reports);
-	CHECK_EQ(free_total(f), before);
+	CHECK_EQ(frames_free_total(f), before);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK(cairn_frames_is_allocated(f, o1, 1) && cairn_frames_is_allocated(f, o6, 6) &&
 	      cairn_frames_is_allocated(f, h, 9) && cairn_frames_is_allocated(f, o10, 10) &&
@@ -243,7 +237,7 @@ static void test_short_frees(void)
 	CHECK_EQ(cairn_frames_free(f, o6, 6), 0);
 	CHECK_EQ(cairn_frames_free(f, o10, 10), 0);
 	CHECK_EQ(cairn_frames_free(f, s, 0), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -256,7 +250,7 @@ static void test_stale_seed(void)
 {
 	const struct cairn_mem_range map[] = { { 20 * GiB, 16 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t held[40], q;
 	unsigned n = 0;
 
@@ -271,7 +265,7 @@ static void test_stale_seed(void)
 		CHECK(q != held[i]);
 	held[n++] = q;
 	CHECK_EQ(cairn_frames_validate(f), 0);
-	CHECK_EQ(free_total(f), total - n);
+	CHECK_EQ(frames_free_total(f), total - n);
 
 	/* A seed that says "full" is not trusted either: the allocation looks
 	 * at the word itself before moving on. Otherwise the seed a CPU leaves
@@ -281,7 +275,7 @@ static void test_stale_seed(void)
 	for (unsigned i = 0; i < n; i++)
 		CHECK_EQ(cairn_frames_free(f, held[i], 0), 0);
 	n = 0;
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	struct cairn_frames *g = make(map, 1, false);
 	cairn_phys_t prev, next;
 	CHECK_EQ(cairn_frames_alloc(g, 0, 0, &prev), 0);
@@ -315,7 +309,7 @@ static void test_stale_seed(void)
 		for (unsigned i = 1; i < n; i++)
 			CHECK(held[0] != held[i]);
 		CHECK_EQ(cairn_frames_validate(f), 0);
-		CHECK_EQ(free_total(f), total - n);
+		CHECK_EQ(frames_free_total(f), total - n);
 	}
 
 	/* The order-0 free seeds its CAS the same way when the CPU's small
@@ -330,7 +324,7 @@ static void test_stale_seed(void)
 		atomic_store(seed, lies[l]);
 		CHECK_EQ(cairn_frames_free(f, held[1], 0), 0);
 		CHECK_EQ(cairn_frames_validate(f), 0);
-		CHECK_EQ(free_total(f), total - (n - 2));
+		CHECK_EQ(frames_free_total(f), total - (n - 2));
 		for (unsigned i = 2; i < n; i++)
 			CHECK(cairn_frames_is_allocated(f, held[i], 0));
 		CHECK(!cairn_frames_is_allocated(f, held[0], 0) &&
@@ -344,11 +338,11 @@ static void test_stale_seed(void)
 		CHECK_EQ(cairn_frames_alloc_at(f, held[0], 0), 0);
 		CHECK_EQ(cairn_frames_alloc_at(f, held[1], 0), 0);
 		CHECK_EQ(cairn_frames_validate(f), 0);
-		CHECK_EQ(free_total(f), total - n);
+		CHECK_EQ(frames_free_total(f), total - n);
 	}
 	for (unsigned i = 0; i < n; i++)
 		CHECK_EQ(cairn_frames_free(f, held[i], 0), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -356,7 +350,7 @@ static void test_alloc_at_reserve(void)
 {
 	const struct cairn_mem_range map[] = { { 20 * GiB, 16 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t base = 20 * GiB;
 	cairn_host_reports_quiet(1);
 	CHECK_EQ(cairn_frames_alloc_at(f, base + 64 * FRAME, 4), 0);
@@ -369,7 +363,7 @@ static void test_alloc_at_reserve(void)
 	CHECK_EQ(cairn_frames_alloc_at(f, base + 2 * MiB, 10), CAIRN_EALIGN);
 	CHECK_EQ(cairn_frames_alloc_at(f, base + 4 * MiB, 10), 0);
 	CHECK_EQ(cairn_frames_alloc_at(f, base + 6 * MiB, 9), CAIRN_EBUSY);
-	CHECK_EQ(free_total(f), total - 16 - 1024);
+	CHECK_EQ(frames_free_total(f), total - 16 - 1024);
 	CHECK_EQ(cairn_frames_free(f, base + 4 * MiB, 10), 0);
 	CHECK_EQ(cairn_frames_free(f, base + 64 * FRAME, 4), 0);
 
@@ -377,19 +371,19 @@ static void test_alloc_at_reserve(void)
 	cairn_phys_t r0 = base + 2 * MiB - 37 * FRAME;
 	uint64_t rsize = 700 * FRAME;
 	CHECK_EQ(cairn_frames_reserve(f, r0, rsize), 0);
-	CHECK_EQ(free_total(f), total - 700);
+	CHECK_EQ(frames_free_total(f), total - 700);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_reserve(f, r0 + rsize - FRAME, 2 * FRAME), CAIRN_EBUSY);
-	CHECK_EQ(free_total(f), total - 700); /* the free frame after it was not kept */
+	CHECK_EQ(frames_free_total(f), total - 700); /* the free frame after it was not kept */
 	CHECK(!cairn_frames_is_allocated(f, r0 + rsize, 0));
 	CHECK_EQ(cairn_frames_reserve(f, r0, 0), CAIRN_EINVAL);
 	CHECK_EQ(cairn_frames_reserve(f, r0 + 1, FRAME), CAIRN_EALIGN);
 	CHECK_EQ(cairn_frames_reserve(f, base + 15 * MiB, 2 * MiB), CAIRN_ERANGE);
 	/* unreserve with a free frame inside: nothing changes */
 	CHECK_EQ(cairn_frames_unreserve(f, r0, rsize + FRAME), CAIRN_EFREE);
-	CHECK_EQ(free_total(f), total - 700);
+	CHECK_EQ(frames_free_total(f), total - 700);
 	CHECK_EQ(cairn_frames_unreserve(f, r0, rsize), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	/* unreserve inside a real block is refused */
 	cairn_phys_t p;
 	CHECK_EQ(cairn_frames_alloc(f, 2, 0, &p), 0);
@@ -401,7 +395,7 @@ static void test_alloc_at_reserve(void)
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), CAIRN_ENOMEM);
 	CHECK_EQ(cairn_frames_unreserve(f, base, 16 * MiB), 0);
 	cairn_host_reports_quiet(0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -409,7 +403,7 @@ static void test_bulk_huge(void)
 {
 	const struct cairn_mem_range map[] = { { 24 * GiB, 32 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	const uint64_t huge = FRAME << CAIRN_HUGE_ORDER;
 	/* a small block in chunk 5 ends the first run; the general path
 	 * walks past it and the next run goes on to the end */
@@ -444,13 +438,13 @@ static void test_bulk_huge(void)
 	CHECK_EQ(cairn_frames_free_bulk_huge(f, bad, 1, &done), CAIRN_ERANGE);
 	CHECK_EQ(done, 0);
 	cairn_host_reports_quiet(0);
-	CHECK_EQ(free_total(f), total - 1 - 13 * (huge / FRAME));
+	CHECK_EQ(frames_free_total(f), total - 1 - 13 * (huge / FRAME));
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	/* zeroed */
 	memset(cairn_port_phys_to_virt(v[2]), 0xa5, huge);
 	CHECK_EQ(cairn_frames_free_bulk_huge(f, v + 2, 13, &done), 0);
 	CHECK_EQ(done, 13);
-	CHECK_EQ(free_total(f), total - 1);
+	CHECK_EQ(frames_free_total(f), total - 1);
 	cairn_phys_t z[16];
 	size_t nz = cairn_frames_alloc_bulk_huge(f, CAIRN_F_ZERO, z, 16);
 	CHECK_EQ(nz, 15);
@@ -460,7 +454,7 @@ static void test_bulk_huge(void)
 	}
 	CHECK_EQ(cairn_frames_free_bulk_huge(f, z, nz, NULL), 0);
 	CHECK_EQ(cairn_frames_free(f, 24 * GiB + 5 * huge + FRAME, 0), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -468,10 +462,10 @@ static void test_bulk_and_zero(void)
 {
 	const struct cairn_mem_range map[] = { { 24 * GiB, 8 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t v[1500];
 	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, v, 1500), 1500);
-	CHECK_EQ(free_total(f), total - 1500);
+	CHECK_EQ(frames_free_total(f), total - 1500);
 	for (int i = 0; i < 1500; i++)
 		CHECK(cairn_frames_is_allocated(f, v[i], 0));
 	CHECK_EQ(cairn_frames_validate(f), 0);
@@ -484,7 +478,7 @@ static void test_bulk_and_zero(void)
 	CHECK_EQ(done, 2);
 	CHECK_EQ(cairn_frames_free_bulk(f, v + 2, 1498, &done), 0);
 	CHECK_EQ(done, 1498);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	/* exhaustion: bulk returns what there is */
 	cairn_phys_t *all = malloc((total + 10) * sizeof(*all));
 	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, all, total + 10), total);
@@ -508,7 +502,7 @@ static void test_bulk_and_zero(void)
 				CHECK(!"zeroed block has a non-zero byte");
 				break;
 			}
-	} while (q != p && free_total(f) > 16);
+	} while (q != p && frames_free_total(f) > 16);
 	CHECK_EQ(q, p);
 }
 
@@ -520,7 +514,7 @@ static void test_bulk_and_zero(void)
 static void test_bulk_region_edges(void)
 {
 	struct cairn_frames *f = make(pc_map, 3, true);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	/* the region [0x1000, 0x9f000): frames 1..158 of words 0 and 4 */
 	cairn_phys_t last = 0x9e000, first = 0x1000;
 	CHECK_EQ(cairn_frames_alloc_at(f, last, 0), 0);
@@ -534,7 +528,7 @@ static void test_bulk_region_edges(void)
 	CHECK_EQ(cairn_frames_free_bulk(f, before, 2, &done), CAIRN_ERANGE);
 	CHECK_EQ(done, 1);
 	CHECK(!cairn_frames_is_allocated(f, first, 0));
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	/* the outside frames are still nobody's to free */
 	CHECK_EQ(cairn_frames_free(f, last + FRAME, 0), CAIRN_ERANGE);
@@ -544,7 +538,7 @@ static void test_bulk_region_edges(void)
 	CHECK_EQ(cairn_frames_alloc_bulk(f, 0, out, 0), 0);
 	CHECK_EQ(cairn_frames_alloc_bulk_huge(f, 0, out, 0), 0);
 	CHECK_EQ(out[0], 12345);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -552,7 +546,7 @@ static void test_regions_runtime(void)
 {
 	const struct cairn_mem_range map[] = { { 28 * GiB, 8 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t extra = 30 * GiB;
 	size_t ms = cairn_frames_region_meta_size(extra, 4 * MiB);
 	void *meta = malloc(ms);
@@ -560,21 +554,21 @@ static void test_regions_runtime(void)
 	CHECK_EQ(cairn_frames_add_region(f, extra, 4 * MiB, meta, ms - 65), CAIRN_EINVAL);
 	CHECK_EQ(cairn_frames_add_region(f, 4 * GiB - 2 * MiB, 4 * MiB, meta, ms), CAIRN_EINVAL);
 	CHECK_EQ(cairn_frames_add_region(f, extra, 4 * MiB, meta, ms), 0);
-	CHECK_EQ(free_total(f), total + 1024);
+	CHECK_EQ(frames_free_total(f), total + 1024);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	/* a hypervisor-style 2 MiB chunk with its metadata carved from itself */
 	CHECK_EQ(cairn_frames_add_region(f, 31 * GiB, 2 * MiB, NULL, 0), 0);
-	CHECK_EQ(free_total(f), total + 1024 + 511);
+	CHECK_EQ(frames_free_total(f), total + 1024 + 511);
 	CHECK_EQ(cairn_frames_remove_region(f, 31 * GiB), CAIRN_EBUSY);
 	cairn_phys_t p;
 	CHECK_EQ(cairn_frames_alloc_at(f, extra + 2 * MiB, 9), 0);
 	CHECK_EQ(cairn_frames_remove_region(f, extra), CAIRN_EBUSY);
-	CHECK_EQ(free_total(f), total + 1024 + 511 - 512);
+	CHECK_EQ(frames_free_total(f), total + 1024 + 511 - 512);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_free(f, extra + 2 * MiB, 9), 0);
 	CHECK_EQ(cairn_frames_remove_region(f, extra), 0);
 	CHECK_EQ(cairn_frames_remove_region(f, extra), CAIRN_ERANGE);
-	CHECK_EQ(free_total(f), total + 511);
+	CHECK_EQ(frames_free_total(f), total + 511);
 	CHECK_EQ(cairn_frames_free(f, extra, 0), CAIRN_ERANGE);
 	CHECK_EQ(cairn_frames_alloc_at(f, extra, 0), CAIRN_ERANGE);
 	CHECK_EQ(cairn_frames_validate(f), 0);
@@ -582,7 +576,7 @@ static void test_regions_runtime(void)
 	 * still spans it: every lookup must pass over the dead slot. */
 	void *meta2 = malloc(ms);
 	CHECK_EQ(cairn_frames_add_region(f, extra, 4 * MiB, meta2, ms), 0);
-	CHECK_EQ(free_total(f), total + 1024 + 511);
+	CHECK_EQ(frames_free_total(f), total + 1024 + 511);
 	CHECK(!cairn_frames_is_allocated(f, extra, 0));
 	CHECK_EQ(cairn_frames_alloc_at(f, extra, 0), 0);
 	CHECK(cairn_frames_is_allocated(f, extra, 0));
@@ -603,7 +597,7 @@ static void test_regions_runtime(void)
 	CHECK(slot < CAIRN_MAX_REGIONS && f->region[slot].first == extra >> CAIRN_FRAME_SHIFT);
 	CHECK_EQ(hint_slot(atomic_load(&h->huge[CAIRN_AREA_HIGH])), slot);
 	CHECK_EQ(cairn_frames_remove_region(f, extra), 0);
-	CHECK_EQ(free_total(f), total + 511);
+	CHECK_EQ(frames_free_total(f), total + 511);
 	/* No CPU is inside the allocator: the metadata goes back, so under
 	 * ASan any look through the stale hints into it is caught. */
 	free(meta2);
@@ -612,11 +606,11 @@ static void test_regions_runtime(void)
 	CHECK(p - extra >= 4 * MiB);
 	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &q), 0);
 	CHECK(q - extra >= 4 * MiB);
-	CHECK_EQ(free_total(f), total + 511 - 513);
+	CHECK_EQ(frames_free_total(f), total + 511 - 513);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
 	CHECK_EQ(cairn_frames_free(f, q, 9), 0);
-	CHECK_EQ(free_total(f), total + 511);
+	CHECK_EQ(frames_free_total(f), total + 511);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	cairn_frames_dump(f);
 }
@@ -632,7 +626,7 @@ static void high_region_round(cairn_phys_t base, uint64_t size)
 	 * field would still name an active region */
 	const struct cairn_mem_range map[] = { { base, size } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	CHECK_EQ(total, size / FRAME);
 	enum { N = 40 };
 	cairn_phys_t small[N], huge[2];
@@ -648,13 +642,13 @@ static void high_region_round(cairn_phys_t base, uint64_t size)
 			CHECK(huge[i] - base < size);
 			CHECK(cairn_frames_is_allocated(f, huge[i], 9));
 		}
-		CHECK_EQ(free_total(f), total - N - 1024);
+		CHECK_EQ(frames_free_total(f), total - N - 1024);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 		for (unsigned i = 0; i < N; i++)
 			CHECK_EQ(cairn_frames_free(f, small[i], 0), 0);
 		for (unsigned i = 0; i < 2; i++)
 			CHECK_EQ(cairn_frames_free(f, huge[i], 9), 0);
-		CHECK_EQ(free_total(f), total);
+		CHECK_EQ(frames_free_total(f), total);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 	}
 }
@@ -679,7 +673,7 @@ static void test_regions_reuse(void)
 		{ 34 * GiB + 6 * MiB, 6 * MiB },
 	};
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	struct cpu_hint *h = &f->cpu[cairn_port_cpu()];
 	const unsigned hi = CAIRN_AREA_HIGH;
 	uint64_t old_small = 0, old_word = 0, old_huge = 0, old_owned = 0, old_park = 0;
@@ -700,7 +694,7 @@ static void test_regions_reuse(void)
 		}
 		cairn_frames_stats(f, &st);
 		CHECK_EQ(st.regions, 2);
-		CHECK_EQ(free_total(f), total + frames);
+		CHECK_EQ(frames_free_total(f), total + frames);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 		/* Every cycle reuses the one slot after the boot region's. */
 		struct region *r = region_find(f, g->base / FRAME);
@@ -724,13 +718,13 @@ static void test_regions_reuse(void)
 			CHECK_EQ(cairn_frames_alloc(f, CAIRN_HUGE_ORDER, 0, &q), 0);
 			CHECK(cairn_frames_is_allocated(f, p, 0));
 			CHECK(cairn_frames_is_allocated(f, q, CAIRN_HUGE_ORDER));
-			CHECK_EQ(free_total(f), total + frames - 1 - CHUNK_FRAMES);
+			CHECK_EQ(frames_free_total(f), total + frames - 1 - CHUNK_FRAMES);
 			CHECK_EQ(cairn_frames_validate(f), 0);
 			/* (the bulk free never parks: the slot stays empty) */
 			CHECK_EQ(cairn_frames_free_bulk(f, &p, 1, NULL), 0);
 			CHECK_EQ(cairn_frames_free(f, q, CAIRN_HUGE_ORDER), 0);
 			CHECK_EQ(atomic_load(&h->park[hi]), 0);
-			CHECK_EQ(free_total(f), total + frames);
+			CHECK_EQ(frames_free_total(f), total + frames);
 			CHECK_EQ(cairn_frames_validate(f), 0);
 			/* the removed region's blocks, unless this range has them */
 			if (old_frame - g->base >= g->size) {
@@ -772,7 +766,7 @@ static void test_regions_reuse(void)
 		CHECK_EQ(hint_slot(old_small), slot);
 		old_frame = fr;
 		old_huge_block = hb;
-		CHECK_EQ(free_total(f), total + frames);
+		CHECK_EQ(frames_free_total(f), total + frames);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 
 		/* Remove it: its frames are nobody's to free any more. Its
@@ -782,7 +776,7 @@ static void test_regions_reuse(void)
 		CHECK_EQ(cairn_frames_free(f, hb, CAIRN_HUGE_ORDER), CAIRN_ERANGE);
 		CHECK(!cairn_frames_is_allocated(f, fr, 0));
 		CHECK_EQ(cairn_frames_alloc_at(f, fr, 0), CAIRN_ERANGE);
-		CHECK_EQ(free_total(f), total);
+		CHECK_EQ(frames_free_total(f), total);
 		cairn_frames_stats(f, &st);
 		CHECK_EQ(st.regions, 1);
 		CHECK_EQ(cairn_frames_validate(f), 0);
@@ -798,7 +792,7 @@ static void test_regions_reuse(void)
 	}
 	cairn_frames_stats(f, &st);
 	CHECK_EQ(st.regions, 1);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 
 	/* Without reclaims, removed regions keep their slots: the table
@@ -822,7 +816,7 @@ static void test_regions_reuse(void)
 	CHECK_EQ(n, CAIRN_MAX_REGIONS - 1);
 	CHECK_EQ(cairn_frames_reclaim_region(f, cycle[0].base), 0);
 	CHECK_EQ(cairn_frames_add_region(f, cycle[0].base, cycle[0].size, metas[n], ms), 0);
-	CHECK_EQ(free_total(f), total + cycle[0].size / FRAME);
+	CHECK_EQ(frames_free_total(f), total + cycle[0].size / FRAME);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_remove_region(f, cycle[0].base), 0);
 	for (unsigned i = 0; i < n; i++)
@@ -866,10 +860,10 @@ static void test_slot0_reuse(void)
 	CHECK(p - 9 * GiB < 4 * MiB);
 	CHECK_EQ(cairn_frames_alloc(f, CAIRN_HUGE_ORDER, 0, &q), 0);
 	CHECK(q - 9 * GiB < 4 * MiB);
-	CHECK_EQ(free_total(f), 1024 - 1 - 512);
+	CHECK_EQ(frames_free_total(f), 1024 - 1 - 512);
 	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
 	CHECK_EQ(cairn_frames_free(f, q, CAIRN_HUGE_ORDER), 0);
-	CHECK_EQ(free_total(f), 1024);
+	CHECK_EQ(frames_free_total(f), 1024);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -933,9 +927,9 @@ static void test_top_partial_frame(void)
 	CHECK_EQ(cairn_frames_region_meta_size(top, 50), 0);
 	CHECK_EQ(cairn_frames_meta_size(map, 2, 4), cairn_frames_meta_size(map, 1, 4));
 	struct cairn_frames *f = make(map, 2, false);
-	CHECK_EQ(free_total(f), (4 * MiB) >> CAIRN_FRAME_SHIFT);
+	CHECK_EQ(frames_free_total(f), (4 * MiB) >> CAIRN_FRAME_SHIFT);
 	CHECK_EQ(cairn_frames_add_region(f, top, 50, NULL, 0), CAIRN_EINVAL);
-	CHECK_EQ(free_total(f), (4 * MiB) >> CAIRN_FRAME_SHIFT);
+	CHECK_EQ(frames_free_total(f), (4 * MiB) >> CAIRN_FRAME_SHIFT);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -944,15 +938,15 @@ static void test_two_instances(void)
 	const struct cairn_mem_range a[] = { { 32 * GiB, 4 * MiB } };
 	const struct cairn_mem_range b[] = { { 33 * GiB, 4 * MiB } };
 	struct cairn_frames *fa = make(a, 1, true), *fb = make(b, 1, true);
-	uint64_t ta = free_total(fa), tb = free_total(fb);
+	uint64_t ta = frames_free_total(fa), tb = frames_free_total(fb);
 	cairn_phys_t p, q;
 	CHECK_EQ(cairn_frames_alloc(fa, 0, 0, &p), 0);
 	CHECK_EQ(cairn_frames_alloc(fb, 0, 0, &q), 0);
 	CHECK(p >= 32 * GiB && p < 32 * GiB + 4 * MiB);
 	CHECK(q >= 33 * GiB && q < 33 * GiB + 4 * MiB);
 	CHECK_EQ(cairn_frames_free(fa, q, 0), CAIRN_ERANGE);
-	CHECK_EQ(free_total(fa), ta - 1);
-	CHECK_EQ(free_total(fb), tb - 1);
+	CHECK_EQ(frames_free_total(fa), ta - 1);
+	CHECK_EQ(frames_free_total(fb), tb - 1);
 	CHECK_EQ(cairn_frames_free(fa, p, 0), 0);
 	CHECK_EQ(cairn_frames_free(fb, q, 0), 0);
 }
@@ -1009,7 +1003,7 @@ static void test_parked(void)
 	const cairn_phys_t base = 24 * GiB;
 	const struct cairn_mem_range map[] = { { base, 4 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	cairn_phys_t a, b, q;
 
 	/* free parks (no FREE add), the next allocation takes it back (no
@@ -1023,12 +1017,12 @@ static void test_parked(void)
 	CHECK(is_parked(f, a));
 	CHECK_EQ(entry_of(f, a), e);
 	CHECK(!cairn_frames_is_allocated(f, a, 0));
-	CHECK_EQ(free_total(f), total - 1); /* stats: parked is free */
+	CHECK_EQ(frames_free_total(f), total - 1); /* stats: parked is free */
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_free(f, b, 0), 0);
 	CHECK_EQ(entry_of(f, a), e + 1);
 	CHECK(!is_parked(f, b));
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
 	CHECK_EQ(q, a);
@@ -1064,12 +1058,12 @@ static void test_parked(void)
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &b), 0);
 	CHECK_EQ(b, q3);
 	CHECK_EQ(cairn_frames_alloc_at(f, a, 0), 0);
-	CHECK_EQ(free_total(f), total - 4);
+	CHECK_EQ(frames_free_total(f), total - 4);
 	CHECK_EQ(entry_of(f, a), e - 2);
 	CHECK_EQ(cairn_frames_free_bulk(f, &q, 1, NULL), 0);
 	CHECK_EQ(cairn_frames_free_bulk(f, &q2, 1, NULL), 0);
 	CHECK_EQ(cairn_frames_free_bulk(f, &q3, 1, NULL), 0);
-	CHECK_EQ(free_total(f), total - 1);
+	CHECK_EQ(frames_free_total(f), total - 1);
 	CHECK_EQ(entry_of(f, a), e + 1);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(atomic_load(park_slot(f)), 0);
@@ -1087,14 +1081,14 @@ static void test_parked(void)
 	CHECK_EQ(word_of(f, a), w);
 	CHECK_EQ(entry_of(f, a), e + 1);
 	CHECK_EQ(atomic_load(park_slot(f)), slot);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 
 	/* alloc_at and reserve over a parked frame unpark it and go on; the
 	 * slot, now stale, costs the next allocation a failed CAS only */
 	CHECK_EQ(cairn_frames_alloc_at(f, a, 0), 0);
 	CHECK(cairn_frames_is_allocated(f, a, 0) && !is_parked(f, a));
-	CHECK_EQ(free_total(f), total - 1);
+	CHECK_EQ(frames_free_total(f), total - 1);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
 	CHECK(q != a);
@@ -1113,10 +1107,10 @@ static void test_parked(void)
 	cairn_phys_t lo = q >= base + 3 * FRAME ? q - 3 * FRAME : base;
 	CHECK_EQ(cairn_frames_reserve(f, lo, 40 * FRAME), 0);
 	CHECK(!is_parked(f, q) && cairn_frames_is_allocated(f, q, 0));
-	CHECK_EQ(free_total(f), total - 40);
+	CHECK_EQ(frames_free_total(f), total - 40);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_unreserve(f, lo, 40 * FRAME), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	settle(f);
 
 	/* A 2 MiB block of a chunk one parked frame short: the search finds
@@ -1139,7 +1133,7 @@ static void test_parked(void)
 	CHECK_EQ(cairn_frames_alloc_at(f, q & ~(2 * MiB - 1), 9), 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_free(f, q & ~(2 * MiB - 1), 9), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 
 	/* Exhaustion: every frame allocated but one, parked. It must be
@@ -1152,12 +1146,12 @@ static void test_parked(void)
 	settle(f);
 	size_t n = take_all(f, all, N + 1);
 	CHECK_EQ(n, total);
-	CHECK_EQ(free_total(f), 0);
+	CHECK_EQ(frames_free_total(f), 0);
 	for (unsigned round = 0; round < 4; round++) {
 		cairn_phys_t x = all[(round * 397) % n];
 		CHECK_EQ(cairn_frames_free(f, x, 0), 0);
 		CHECK(is_parked(f, x));
-		CHECK_EQ(free_total(f), 1);
+		CHECK_EQ(frames_free_total(f), 1);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 		if (round == 1) { /* another CPU: the slot is not its own */
 			CHECK_EQ(cairn_host_cpu_bind(1), 0);
@@ -1173,14 +1167,14 @@ static void test_parked(void)
 			CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0);
 		}
 		CHECK_EQ(q, x);
-		CHECK_EQ(free_total(f), 0);
+		CHECK_EQ(frames_free_total(f), 0);
 		CHECK(cairn_frames_alloc(f, 0, 0, &q) == CAIRN_ENOMEM); /* (a stale slot) */
 		CHECK_EQ(atomic_load(park_slot(f)), 0);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 	}
 	for (size_t i = 0; i < n; i++)
 		CHECK_EQ(cairn_frames_free(f, all[i], 0), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 
 	/* Region removal with a parked frame in the region: it is free, so
@@ -1194,15 +1188,15 @@ static void test_parked(void)
 	CHECK_EQ(cairn_frames_alloc_at(f, extra + 7 * FRAME, 0), 0);
 	CHECK_EQ(cairn_frames_free(f, extra + 7 * FRAME, 0), 0);
 	CHECK(is_parked(f, extra + 7 * FRAME));
-	CHECK_EQ(free_total(f), total + 1024);
+	CHECK_EQ(frames_free_total(f), total + 1024);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(cairn_frames_remove_region(f, extra), 0);
 	free(meta);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &q), 0); /* the stale slot */
 	CHECK(q - base < 4 * MiB);
 	CHECK_EQ(cairn_frames_free(f, q, 0), 0);
-	CHECK_EQ(free_total(f), total);
+	CHECK_EQ(frames_free_total(f), total);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
@@ -1242,7 +1236,7 @@ static void test_parked_shared_cpu(void)
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
 	CHECK_EQ(atomic_load(&a.bad_frees), 0);
-	CHECK_EQ(free_total(f), 1024);
+	CHECK_EQ(frames_free_total(f), 1024);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	/* the whole region as one 4 MiB block (chunks' walk), then every
 	 * order-3 block after the threads again (the full walk) */
@@ -1303,7 +1297,7 @@ static void test_reserve_vs_remove(void)
 	unsigned ok = 0, busy = 0, range = 0;
 	for (unsigned round = 0; round < 16; round++) {
 		struct cairn_frames *f = make(map, 1, false);
-		uint64_t total = free_total(f);
+		uint64_t total = frames_free_total(f);
 		struct reserve_remove_arg a = { .f = f, .base = base + 16 * MiB };
 		pthread_t t;
 		REQUIRE(pthread_create(&t, NULL, reserve_remove_worker, &a) == 0);
@@ -1320,7 +1314,7 @@ static void test_reserve_vs_remove(void)
 			}
 		}
 		pthread_join(t, NULL);
-		CHECK_EQ(free_total(f), total);
+		CHECK_EQ(frames_free_total(f), total);
 		CHECK_EQ(cairn_frames_validate(f), 0);
 		for (unsigned i = 0; i < a.adds; i++)
 			free(a.meta[i]);
@@ -1354,7 +1348,7 @@ static void test_unreserve_race(void)
 	const cairn_phys_t base = 12 * GiB;
 	const struct cairn_mem_range map[] = { { base, 8 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	unsigned both_ok = 0;
 	cairn_host_reports_quiet(1);
 	for (unsigned round = 0; round < 500; round++) {
@@ -1373,10 +1367,10 @@ static void test_unreserve_race(void)
 		both_ok += a[0].err == 0 && a[1].err == 0;
 		CHECK_EQ((a[0].err == 0) + (a[1].err == 0), 1);
 		CHECK_EQ(a[0].err + a[1].err, CAIRN_EFREE);
-		CHECK_EQ(free_total(f), total);
+		CHECK_EQ(frames_free_total(f), total);
 		int v = cairn_frames_validate(f);
 		CHECK_EQ(v, 0);
-		if (v || free_total(f) != total)
+		if (v || frames_free_total(f) != total)
 			break;
 	}
 	cairn_host_reports_quiet(0);
@@ -1408,7 +1402,7 @@ static void test_reserve_undo_vs_free(void)
 	const cairn_phys_t base = 12 * GiB;
 	const struct cairn_mem_range map[] = { { base, 16 * MiB } };
 	struct cairn_frames *f = make(map, 1, false);
-	uint64_t total = free_total(f);
+	uint64_t total = frames_free_total(f);
 	/* the blocker: the last frame of the reserved range, taken throughout */
 	const uint64_t size = 14 * MiB;
 	REQUIRE(cairn_frames_alloc_at(f, base + size - FRAME, 0) == 0);
@@ -1426,7 +1420,7 @@ static void test_reserve_undo_vs_free(void)
 	cairn_host_reports_quiet(0);
 	CHECK_EQ(busy, rounds);
 	CHECK_EQ(cairn_frames_validate(f), 0);
-	CHECK_EQ(free_total(f), total - 1);
+	CHECK_EQ(frames_free_total(f), total - 1);
 	printf("reserve undo vs free: %u of %u frees landed in a reserve\n",
 	       a.freed - 1, rounds);
 }

@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include "../frames_total.h"
 
 #define MiB (1024ull * 1024)
 
@@ -141,9 +142,7 @@ static inline struct cairn_objects *objtest_create(enum cairn_obj_harden harden)
 
 static inline uint64_t objtest_free_frames(void)
 {
-	struct cairn_frames_stats st;
-	cairn_frames_stats(objtest_frames, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+	return frames_free_total(objtest_frames);
 }
 
 #endif

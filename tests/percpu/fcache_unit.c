@@ -13,19 +13,13 @@
 #include <unistd.h>
 
 #include "../check.h"
+#include "../frames_total.h"
 
 #define MiB (1024ull * 1024)
 #define NCPUS 4
 
 static struct cairn_frames *frames;
 static struct cairn_fcache *fc;
-
-static uint64_t frames_free(void)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(frames, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-}
 
 static void bind(unsigned cpu)
 {
@@ -98,7 +92,7 @@ static void test_bad_input(void)
 	cairn_phys_t p, q;
 	REQUIRE(cairn_fcache_alloc(fc, 2, 0, &p) == 0);
 	REQUIRE(cairn_fcache_alloc(fc, 0, 0, &q) == 0);
-	uint64_t cached = cairn_fcache_cached_frames(fc), fr = frames_free();
+	uint64_t cached = cairn_fcache_cached_frames(fc), fr = frames_free_total(frames);
 	cairn_host_reports_quiet(1);
 	uint64_t reports = cairn_host_reports();
 	CHECK_EQ(cairn_fcache_free(fc, p + CAIRN_FRAME_SIZE, 2), CAIRN_EALIGN);
@@ -119,7 +113,7 @@ static void test_bad_input(void)
 	CHECK(cairn_host_reports() > reports);
 	cairn_host_reports_quiet(0);
 	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
-	CHECK_EQ(frames_free(), fr);
+	CHECK_EQ(frames_free_total(frames), fr);
 	CHECK_EQ(cairn_fcache_free(fc, p, 2), 0);
 	CHECK_EQ(cairn_fcache_free(fc, q, 0), 0);
 	CHECK_EQ(cairn_fcache_drain_cpu(fc, NCPUS), CAIRN_EINVAL);
@@ -127,7 +121,7 @@ static void test_bad_input(void)
 	/* the same for a huge block (its own check on the inline path) */
 	REQUIRE(cairn_fcache_alloc(fc, CAIRN_HUGE_ORDER, 0, &p) == 0);
 	cached = cairn_fcache_cached_frames(fc);
-	fr = frames_free();
+	fr = frames_free_total(frames);
 	cairn_host_reports_quiet(1);
 	CHECK_EQ(cairn_fcache_free(fc, p + CAIRN_FRAME_SIZE, CAIRN_HUGE_ORDER), CAIRN_EALIGN);
 	CHECK_EQ(cairn_fcache_free(fc, p, 8), CAIRN_EORDER);
@@ -137,7 +131,7 @@ static void test_bad_input(void)
 	CHECK_EQ(cairn_fcache_free(fc, r, CAIRN_HUGE_ORDER), CAIRN_EFREE);
 	cairn_host_reports_quiet(0);
 	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
-	CHECK_EQ(frames_free(), fr);
+	CHECK_EQ(frames_free_total(frames), fr);
 	CHECK_EQ(cairn_fcache_free(fc, p, CAIRN_HUGE_ORDER), 0);
 	CHECK_EQ(cairn_fcache_cached_frames(fc), cached + (1u << CAIRN_HUGE_ORDER));
 
@@ -201,7 +195,7 @@ static void test_exhaustion(void)
 	struct cairn_fcache_config cfg = { .depot_full = 300, .depot_empty = 8 };
 	REQUIRE(cairn_fcache_create(&fc, frames, &cfg) == 0);
 	cairn_host_cpu_unregister();
-	uint64_t total = frames_free();
+	uint64_t total = frames_free_total(frames);
 	atomic_store(&x_ready, 0);
 	atomic_store(&x_stop, 0);
 	pthread_t t[3];
@@ -217,7 +211,7 @@ static void test_exhaustion(void)
 	uint64_t mags = magazines();
 	/* every frame is cached, or a magazine holding cached frames, or (a
 	 * few, flushed while magazines could not be had) free */
-	CHECK_EQ(cached + mags + frames_free(), total);
+	CHECK_EQ(cached + mags + frames_free_total(frames), total);
 	CHECK(cached > total / 10 * 9);
 	/* every frame, one at a time, on CPU 0. The allocation that finds
 	 * memory exhausted drains everything back (cached frames and magazine
@@ -225,7 +219,7 @@ static void test_exhaustion(void)
 	cairn_phys_t *v = calloc(total + 1, sizeof(*v));
 	uint64_t n = 0, drains = 0;
 	for (;;) {
-		uint64_t back = frames_free() + cairn_fcache_cached_frames(fc) + magazines();
+		uint64_t back = frames_free_total(frames) + cairn_fcache_cached_frames(fc) + magazines();
 		struct cairn_mag_stats was, now;
 		cairn_mag_stats(cairn_fcache_mags(fc, 0), &was);
 		if (n > total || cairn_fcache_alloc(fc, 0, 0, &v[n]))
@@ -234,7 +228,7 @@ static void test_exhaustion(void)
 		cairn_mag_stats(cairn_fcache_mags(fc, 0), &now);
 		if (now.drains != was.drains) {
 			drains++;
-			CHECK_EQ(frames_free(), back - 1);
+			CHECK_EQ(frames_free_total(frames), back - 1);
 			CHECK_EQ(now.lean_gets, was.lean_gets + 1);
 		}
 	}
@@ -242,7 +236,7 @@ static void test_exhaustion(void)
 	 * which fails, drains again) */
 	CHECK_EQ(drains, 1);
 	CHECK_EQ(n, total);
-	CHECK_EQ(frames_free(), 0);
+	CHECK_EQ(frames_free_total(frames), 0);
 	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);
 	atomic_store(&x_stop, 1);
 	for (unsigned i = 0; i < 3; i++)
@@ -255,7 +249,7 @@ static void test_exhaustion(void)
 		CHECK_EQ(cairn_fcache_drain_cpu(fc, c), 0);
 	cairn_fcache_drain_all(fc); /* and the depot */
 	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);
-	CHECK_EQ(frames_free(), total);
+	CHECK_EQ(frames_free_total(frames), total);
 	cairn_fcache_destroy(fc);
 	fc = basic;
 }
@@ -266,10 +260,10 @@ static void test_exhaustion(void)
 static void test_lean_own_magazines(void)
 {
 	struct cairn_fcache *basic = fc;
-	uint64_t before = frames_free();
+	uint64_t before = frames_free_total(frames);
 	REQUIRE(cairn_fcache_create(&fc, frames, NULL) == 0);
 	bind(0);
-	uint64_t total = frames_free();
+	uint64_t total = frames_free_total(frames);
 	cairn_phys_t *v = calloc(total + 1, sizeof(*v));
 	uint64_t n = 0;
 	while (n <= total && cairn_fcache_alloc(fc, 0, 0, &v[n]) == 0)
@@ -280,7 +274,7 @@ static void test_lean_own_magazines(void)
 	 * magazine made of the first. */
 	CHECK_EQ(cairn_fcache_free(fc, v[--n], 0), 0);
 	CHECK_EQ(cairn_fcache_free(fc, v[--n], 0), 0);
-	CHECK_EQ(frames_free(), 0);
+	CHECK_EQ(frames_free_total(frames), 0);
 	CHECK_EQ(cairn_fcache_cached_frames(fc), 1);
 	CHECK_EQ(magazines(), 1);
 	struct cairn_mag_stats st;
@@ -297,7 +291,7 @@ static void test_lean_own_magazines(void)
 		CHECK_EQ(cairn_fcache_free(fc, v[i], 0), 0);
 	free(v);
 	cairn_fcache_destroy(fc);
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	fc = basic;
 }
 
@@ -341,7 +335,7 @@ static void *g_drainer(void *arg)
 static void test_orders_drain_group(void)
 {
 	struct cairn_fcache *basic = fc;
-	uint64_t before = frames_free();
+	uint64_t before = frames_free_total(frames);
 	struct cairn_fcache_config cfg = { .drain_wait = ~0u }; /* for ever here */
 	REQUIRE(cairn_fcache_create(&fc, frames, &cfg) == 0);
 	cairn_host_cpu_unregister();
@@ -358,7 +352,7 @@ static void test_orders_drain_group(void)
 	CHECK_EQ(g_left[1], 0);
 	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);
 	cairn_fcache_destroy(fc);
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	fc = basic;
 }
 
@@ -370,7 +364,7 @@ static void test_cached_double_free(void)
 {
 	bind(2);
 	cairn_fcache_drain_all(fc); /* CPUs 0 and 1 have no thread to answer */
-	uint64_t fr = frames_free(), cached = cairn_fcache_cached_frames(fc);
+	uint64_t fr = frames_free_total(frames), cached = cairn_fcache_cached_frames(fc);
 	static const unsigned orders[] = { 0, CAIRN_HUGE_ORDER };
 	for (unsigned i = 0; i < 2; i++) {
 		unsigned k = orders[i];
@@ -387,7 +381,7 @@ static void test_cached_double_free(void)
 		CHECK(cairn_host_reports() > reports);
 		cairn_host_reports_quiet(0);
 		CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
-		CHECK_EQ(frames_free(), fr);
+		CHECK_EQ(frames_free_total(frames), fr);
 	}
 }
 
@@ -397,7 +391,7 @@ int main(void)
 	struct cairn_mem_range map[] = { { 1 * MiB, 62 * MiB } };
 	struct cairn_frames_config fcfg = { .ncpus = NCPUS };
 	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
-	uint64_t before = frames_free();
+	uint64_t before = frames_free_total(frames);
 	REQUIRE(cairn_fcache_create(&fc, frames, NULL) == 0);
 	test_basic();
 	test_bad_input();
@@ -406,7 +400,7 @@ int main(void)
 	test_lean_own_magazines();
 	test_orders_drain_group();
 	cairn_fcache_destroy(fc);
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	return check_done("fcache_unit");
 }

@@ -43,6 +43,7 @@
 #include "../check.h"
 #include "ref_source.h"
 #include "../../percpu/magazine_layout.h"
+#include "../frames_total.h"
 
 #define MiB (1024ull * 1024)
 #define NCPUS 4
@@ -50,13 +51,6 @@
 #define MAG 4
 
 static struct cairn_frames *frames;
-
-static uint64_t frames_free(void)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(frames, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-}
 
 /* ---- CPU threads that run steps on command, and park at a hook ---- */
 
@@ -441,12 +435,12 @@ int main(void)
 	struct cairn_frames_config fcfg = { .ncpus = NCPUS + 1 };
 	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
 	REQUIRE(cairn_host_cpu_bind(0) == 0);
-	uint64_t before = frames_free();
+	uint64_t before = frames_free_total(frames);
 	slow_path();
 	two_drainers();
 	departure();
 	leave_while_drained();
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	cairn_host_cpu_unregister();
 	return check_done("mag_drain_race");

@@ -31,6 +31,7 @@
 
 #include "../check.h"
 #include "ref_source.h"
+#include "../frames_total.h"
 
 #define MiB (1024ull * 1024)
 #define NCPUS 4
@@ -59,13 +60,6 @@ static uint64_t ops_lo[NCPUS], ops_hi[NCPUS]; /* operations on each slot */
 static unsigned refill;
 static int64_t lean_left;   /* the model's lean countdown (magazine.c) */
 static bool asked[NCPUS];   /* drain requests not answered yet */
-
-static uint64_t frames_free(void)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(frames, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-}
 
 static void fail_at(const char *what)
 {
@@ -100,7 +94,7 @@ static void check_state(void)
 		fail_at("items lost or duplicated");
 	if (ms.magazines != mags + ms.depot_full + ms.depot_empty)
 		fail_at("magazine count");
-	if (frames_free() + ms.magazines != frames_total)
+	if (frames_free_total(frames) + ms.magazines != frames_total)
 		fail_at("magazine frames lost");
 	if (src.errors)
 		fail_at("bad put into the source");
@@ -121,7 +115,7 @@ static struct view look(void)
 	if (cpu < NCPUS)
 		REQUIRE(cairn_mag_cpu_stats(mc, cpu, &st) == 0);
 	return (struct view){
-		.src = ref_free(&src), .frames = frames_free(),
+		.src = ref_free(&src), .frames = frames_free_total(frames),
 		.spare = 2ull * NCPUS + depot_full + depot_empty - ms.magazines,
 		.held = st.held, .mags = st.magazines,
 		.depot_full = ms.depot_full, .depot_empty = ms.depot_empty,
@@ -297,7 +291,7 @@ int main(int argc, char **argv)
 	struct cairn_frames_config fcfg = { .ncpus = NCPUS + 1, .meta = aligned_alloc(64, (meta + 63) & ~63ull),
 					    .meta_size = meta };
 	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
-	frames_total = frames_free();
+	frames_total = frames_free_total(frames);
 
 	mag_size = 1 + below(16);
 	depot_full = 1 + below(6);
@@ -361,7 +355,7 @@ int main(int argc, char **argv)
 		do_free();
 	cairn_mag_destroy(mc);
 	CHECK_EQ(ref_free(&src), N);
-	CHECK_EQ(frames_free(), frames_total);
+	CHECK_EQ(frames_free_total(frames), frames_total);
 	CHECK_EQ(src.errors, 0);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	return check_done("mag_model");

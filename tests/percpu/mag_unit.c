@@ -16,18 +16,12 @@
 
 #include "../check.h"
 #include "ref_source.h"
+#include "../frames_total.h"
 
 #define MiB (1024ull * 1024)
 #define NCPUS 4
 
 static struct cairn_frames *frames;
-
-static uint64_t frames_free(void)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(frames, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-}
 
 static void bind(unsigned cpu)
 {
@@ -63,7 +57,7 @@ static void test_config(void)
 {
 	struct ref_source s;
 	ref_init(&s, 10);
-	uint64_t before = frames_free();
+	uint64_t before = frames_free_total(frames);
 	struct cairn_mag_cache *mc;
 	struct cairn_mag_config c = config(&s, 8, 0, 0, 0);
 	c.frames = NULL;
@@ -92,16 +86,16 @@ static void test_config(void)
 	c.mem = mem;
 	c.mem_size = cairn_mag_mem_size(&c) - 1;
 	CHECK_EQ(cairn_mag_create(&mc, &c), CAIRN_EINVAL);
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	/* caller memory: nothing of the cache itself comes from frames */
 	c.mem_size = sizeof(mem);
 	REQUIRE(cairn_mag_create(&mc, &c) == 0);
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	uint64_t it;
 	CHECK_EQ(cairn_mag_alloc(mc, &it), 0);
 	cairn_mag_free(mc, it);
 	cairn_mag_destroy(mc);
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(ref_free(&s), 10);
 }
 
@@ -110,7 +104,7 @@ static void test_paths(void)
 	enum { N = 1000, MAG = 8 };
 	struct ref_source s;
 	ref_init(&s, N);
-	uint64_t before = frames_free();
+	uint64_t before = frames_free_total(frames);
 	struct cairn_mag_cache *mc;
 	struct cairn_mag_config c = config(&s, MAG, 4, 2, 2);
 	REQUIRE(cairn_mag_create(&mc, &c) == 0);
@@ -254,7 +248,7 @@ static void test_paths(void)
 	cairn_mag_destroy(mc);
 	CHECK_EQ(ref_free(&s), N);
 	CHECK_EQ(s.errors, 0);
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	free(all);
 }
 
@@ -787,7 +781,7 @@ int main(void)
 	struct cairn_mem_range map[] = { { 1 * MiB, 62 * MiB } };
 	struct cairn_frames_config fcfg = { .ncpus = NCPUS + 1 };
 	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
-	uint64_t before = frames_free();
+	uint64_t before = frames_free_total(frames);
 	test_config();
 	test_paths();
 	test_exhaustion(0);
@@ -799,7 +793,7 @@ int main(void)
 	test_depot_handoff();
 	test_destroy_while_draining();
 	test_host_rebind();
-	CHECK_EQ(frames_free(), before);
+	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	return check_done("mag_unit");
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "../check.h"
+#include "../frames_total.h"
 
 #define MiB (1024ull * 1024)
 #define NCPUS 4
@@ -311,19 +312,12 @@ static void test_exhaustion(void)
 static struct cairn_frames *small;
 static struct cairn_frames_source fsrc;
 
-static uint64_t small_free(void)
-{
-	struct cairn_frames_stats st;
-	cairn_frames_stats(small, &st);
-	return st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
-}
-
 static void test_frames_exhaustion(void)
 {
 	struct cairn_mem_range map[] = { { 63 * MiB, 1 * MiB } };
 	struct cairn_frames_config fcfg = { .ncpus = NCPUS };
 	REQUIRE(cairn_frames_init(&small, map, 1, &fcfg) == 0);
-	uint64_t total = small_free();
+	uint64_t total = frames_free_total(small);
 	REQUIRE(total > 64);
 	fsrc = (struct cairn_frames_source){ .frames = small };
 	struct cairn_arena_source src;
@@ -336,7 +330,7 @@ static void test_frames_exhaustion(void)
 	pthread_t t[3];
 	x_start(t, xf_worker);
 	CHECK_EQ(atomic_load(&xf_errors), 0);
-	CHECK_EQ(small_free(), 0); /* every frame imported ... */
+	CHECK_EQ(frames_free_total(small), 0); /* every frame imported ... */
 	CHECK_EQ(cairn_qcache_cached_quanta(xqc), total); /* ... and cached */
 	static uint64_t v[512];
 	uint64_t n = 0;
@@ -348,9 +342,9 @@ static void test_frames_exhaustion(void)
 	}
 	CHECK_EQ(n, total);
 	CHECK_EQ(cairn_qcache_cached_quanta(xqc), 0);
-	CHECK_EQ(small_free(), 0);
+	CHECK_EQ(frames_free_total(small), 0);
 	x_finish(t, v, n);
-	CHECK_EQ(small_free(), total); /* every span went back */
+	CHECK_EQ(frames_free_total(small), total); /* every span went back */
 	CHECK_EQ(atomic_load(&xa.imports), atomic_load(&xa.releases));
 	cairn_qcache_destroy(xqc);
 	CHECK_EQ(cairn_arena_validate(&xa), 0);
@@ -364,16 +358,13 @@ int main(void)
 	struct cairn_mem_range map[] = { { 1 * MiB, 62 * MiB } };
 	struct cairn_frames_config fcfg = { .ncpus = NCPUS };
 	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
-	struct cairn_frames_stats st;
-	cairn_frames_stats(frames, &st);
-	uint64_t before = st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
+	uint64_t before = frames_free_total(frames);
 	test_basic();
 	test_destroy_outstanding();
 	test_exhaustion();
 	test_frames_exhaustion();
-	cairn_frames_stats(frames, &st);
 	/* every frame of the caches and the trees went back */
-	CHECK_EQ(st.free_frames[0] + st.free_frames[1] + st.free_frames[2], before);
+	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	return check_done("qcache_unit");
 }
