@@ -38,12 +38,18 @@
 static uint64_t rng_state;
 static unsigned rounds = 3000;
 
-static uint64_t rnd(void)
+/* splitmix64: the main thread's stream, and each concurrent thread's own */
+static uint64_t crnd(uint64_t *st)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+	uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+static uint64_t rnd(void)
+{
+	return crnd(&rng_state);
 }
 
 static uint64_t below(uint64_t n)
@@ -2723,14 +2729,6 @@ static _Atomic unsigned conc_failures;
 struct conc_arg {
 	unsigned seed;
 };
-
-static uint64_t crnd(uint64_t *st)
-{
-	uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 #define CFAIL(cond, ...)                                                      \
 	do {                                                                  \
