@@ -38,51 +38,88 @@ static uint64_t instance_bytes(unsigned ncpus)
 	return ALIGN_UP(sizeof(struct cairn_frames), 64) + (uint64_t)ncpus * sizeof(struct cpu_hint);
 }
 
+/* The whole frames of a map entry, [*first, *end); false if none. */
+static bool entry_frames(const struct cairn_mem_range *e, uint64_t *first, uint64_t *end)
+{
+	*first = first_frame(e->base);
+	*end = (e->base + e->size) >> CAIRN_FRAME_SHIFT;
+	return *end > *first;
+}
+
+/* Append [first, end) to out[], cut at the area boundaries; false when the
+ * table has no room for a part. */
+static bool spans_add(struct span *out, int *k, uint64_t first, uint64_t end)
+{
+	static const uint64_t cuts[2] = { FRAMES_16M, FRAMES_4G };
+	for (int c = 0; c <= 2; c++) {
+		uint64_t stop = c < 2 && first < cuts[c] && end > cuts[c] ? cuts[c] : end;
+		if (c < 2 && stop == end)
+			continue;
+		if (*k == CAIRN_MAX_REGIONS)
+			return false;
+		out[(*k)++] = (struct span){ first, stop };
+		first = stop;
+	}
+	return true;
+}
+
 /* Trim to whole frames, sort, reject overlaps, merge neighbours, split at the
- * area boundaries. Returns the number of spans or a negative error. */
+ * area boundaries. Returns the number of spans or a negative error.
+ *
+ * The map may list far more entries than the table has regions (firmware
+ * lists neighbouring ranges apart), so entries are not gathered first: the
+ * walk visits them in address order by selection, the next being the least
+ * (first frame, index) above the last, n steps of n compares and no memory
+ * but the spans. Only what is left after the merge counts against the
+ * table; an overlap is the map's error wherever it lies, so the walk goes on
+ * to the end when the table is full. */
 static int normalise(const struct cairn_mem_range *map, size_t n, struct span *out)
 {
-	int m = 0;
 	if (!map || n == 0)
 		return CAIRN_EINVAL;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		if (map[i].base + map[i].size < map[i].base)
 			return CAIRN_EINVAL;
-		uint64_t first = first_frame(map[i].base);
-		uint64_t end = (map[i].base + map[i].size) >> CAIRN_FRAME_SHIFT;
-		if (end <= first)
-			continue;
-		if (m == CAIRN_MAX_REGIONS)
-			return CAIRN_ENOSPC;
-		int j = m++;
-		for (; j > 0 && out[j - 1].first > first; j--) /* insertion sort */
-			out[j] = out[j - 1];
-		out[j] = (struct span){ first, end };
-	}
 	int k = 0;
-	for (int i = 0; i < m; i++) {
-		if (k && out[k - 1].end > out[i].first)
-			return CAIRN_EEXIST;
-		if (k && out[k - 1].end == out[i].first)
-			out[k - 1].end = out[i].end;
-		else
-			out[k++] = out[i];
-	}
-	static const uint64_t cuts[2] = { FRAMES_16M, FRAMES_4G };
-	for (int c = 0; c < 2; c++) {
-		for (int i = 0; i < k; i++) {
-			if (out[i].first < cuts[c] && out[i].end > cuts[c]) {
-				if (k == CAIRN_MAX_REGIONS)
-					return CAIRN_ENOSPC;
-				for (int j = k++; j > i + 1; j--)
-					out[j] = out[j - 1];
-				out[i + 1] = (struct span){ cuts[c], out[i].end };
-				out[i].end = cuts[c];
+	bool any = false, full = false;
+	uint64_t cur_first = 0, cur_end = 0; /* the span being merged */
+	uint64_t last_first = 0;
+	size_t last = n; /* the entry visited last (n: none yet) */
+	for (;;) {
+		size_t next = n;
+		uint64_t nf = 0, ne = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t first, end;
+			if (!entry_frames(&map[i], &first, &end))
+				continue;
+			if (last < n && (first < last_first || (first == last_first && i <= last)))
+				continue; /* visited */
+			if (next == n || first < nf) {
+				next = i;
+				nf = first;
+				ne = end;
 			}
 		}
+		if (next == n)
+			break;
+		last = next;
+		last_first = nf;
+		if (any && cur_end > nf)
+			return CAIRN_EEXIST;
+		if (any && cur_end == nf) {
+			cur_end = ne;
+			continue;
+		}
+		if (any && !spans_add(out, &k, cur_first, cur_end))
+			full = true;
+		any = true;
+		cur_first = nf;
+		cur_end = ne;
 	}
-	if (k == 0)
+	if (!any)
 		return CAIRN_EINVAL;
+	if (!spans_add(out, &k, cur_first, cur_end) || full)
+		return CAIRN_ENOSPC;
 	return k;
 }
 

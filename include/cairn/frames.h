@@ -93,7 +93,9 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
 			      unsigned ncpus);
 
 /* Create an instance over the usable ranges of `map` (need not be sorted or
- * aligned; partial frames are dropped, ranges are split at area boundaries).
+ * aligned; partial frames are dropped, neighbours merged, ranges split at
+ * area boundaries; any number of entries, only the regions left count
+ * against CAIRN_MAX_REGIONS; quadratic in n).
  * With cfg->meta == NULL the metadata is carved from the top of the highest
  * range that holds it, through cairn_port_phys_to_virt (so the identity map
  * must already cover it), and those frames stay allocated for the life of
