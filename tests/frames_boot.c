@@ -22,6 +22,10 @@
  * out each free frame of the reference exactly once and nothing else
  * (the carved frames are EBUSY to alloc_at, frames outside the map
  * ERANGE), and freeing them all must give back the statistics of the start.
+ * Before that, aligned requests (alignment above the size, 2 MiB and more
+ * for small blocks) in random areas until ENOMEM must take exactly the
+ * reference's count of aligned free blocks, highest area first: the
+ * partial chunks at the ends of regions and areas hold such blocks too.
  *
  * usage: frames_boot [seed] [rounds]
  */
@@ -273,6 +277,71 @@ static bool in_ref(uint64_t fr)
 	return false;
 }
 
+/* Free order-k blocks at multiples of 2^a frames in area `area` (they
+ * cannot overlap: a >= k), with [cfirst, cend) in use. */
+static uint64_t ref_aligned(unsigned area, unsigned k, unsigned a, uint64_t cfirst, uint64_t cend)
+{
+	uint64_t n = 0, step = 1ull << a, len = 1ull << k;
+	for (unsigned i = 0; i < nref; i++) {
+		if (area_of_frame(ref[i].first) != area)
+			continue;
+		for (uint64_t p = (ref[i].first + step - 1) & ~(step - 1); p + len <= ref[i].end;
+		     p += step)
+			n += p + len <= cfirst || p >= cend;
+	}
+	return n;
+}
+
+/* Aligned requests (alignment above the size too) until ENOMEM: each block
+ * free, aligned, in one region of an accepted area, the areas taken highest
+ * first, and exactly as many as the reference has. */
+static void aligned_exhaust(struct cairn_frames *f, unsigned round, uint64_t cfirst, uint64_t cend)
+{
+	static const unsigned pref[CAIRN_AREAS] = { CAIRN_AREA_HIGH, CAIRN_AREA_LOW4G,
+						    CAIRN_AREA_LOW16M };
+	unsigned k = below(4) ? (unsigned)below(9) : (unsigned)below(CAIRN_MAX_ORDER + 1);
+	unsigned a = k + (unsigned)below(CAIRN_MAX_ORDER + 1 - k);
+	if (below(2) && k < CAIRN_HUGE_ORDER) /* below 2 MiB, aligned to 2 MiB or more */
+		a = CAIRN_HUGE_ORDER + (unsigned)below(4);
+	unsigned flags = (unsigned)below(8); /* 0: any area */
+	unsigned areas = flags ? flags : CAIRN_F_ANY;
+	uint64_t left[CAIRN_AREAS], want = 0;
+	for (unsigned ar = 0; ar < CAIRN_AREAS; ar++) {
+		left[ar] = areas & (1u << ar) ? ref_aligned(ar, k, a, cfirst, cend) : 0;
+		want += left[ar];
+	}
+	if (want > 4096)
+		return;
+	uint64_t n = 0;
+	cairn_phys_t p;
+	int err;
+	while ((err = cairn_frames_alloc_aligned(f, k, a, flags, &p)) == 0) {
+		uint64_t fr = p / FRAME, len = 1ull << k;
+		unsigned ar = area_of_frame(fr);
+		bool in = false;
+		for (unsigned i = 0; i < nref; i++)
+			in |= fr >= ref[i].first && fr + len <= ref[i].end;
+		CHECK(in && fr % (1ull << a) == 0 && (areas & (1u << ar)));
+		CHECK(fr + len <= cfirst || fr >= cend);
+		for (unsigned i = 0; i < CAIRN_AREAS && pref[i] != ar; i++)
+			CHECK_EQ(left[pref[i]], 0); /* a higher accepted area had one */
+		if (left[ar])
+			left[ar]--;
+		got[n++] = p;
+		if (!in || n > want)
+			break;
+	}
+	if (n != want)
+		fprintf(stderr, "round %u: order %u align %u areas %#x: %llu blocks, expected %llu\n",
+			round, k, a, areas, (unsigned long long)n, (unsigned long long)want);
+	CHECK_EQ(n, want);
+	CHECK(err == 0 || err == CAIRN_ENOMEM);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	for (uint64_t i = 0; i < n; i++)
+		CHECK_EQ(cairn_frames_free(f, got[i], k), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void round_check(unsigned round, bool carve)
 {
 	make_map();
@@ -370,6 +439,11 @@ static void round_check(unsigned round, bool carve)
 	}
 	CHECK_EQ(cairn_frames_validate(f), 0);
 
+	for (unsigned i = 0; i < 4; i++)
+		aligned_exhaust(f, round, cfirst, cend);
+	cairn_frames_stats(f, &st);
+	CHECK(memcmp(&st, &st0, sizeof(st)) == 0);
+
 	/* every free frame exactly once, nothing else */
 	uint64_t want_free = freef[0] + freef[1] + freef[2], n = 0;
 	for (;;) {
@@ -451,6 +525,31 @@ static void fixed_maps(void)
 	CHECK_EQ(cairn_frames_init(&f, map, nmap, &cfg), CAIRN_ENOSPC);
 	add_entry(64 * MiB + 32 * KiB, 64 * MiB + 96 * KiB);
 	CHECK_EQ(cairn_frames_init(&f, map, nmap, &cfg), CAIRN_EEXIST);
+
+	/* blocks aligned to 2 MiB and more in a chunk the region holds only in
+	 * part: at the start of the area above 16 MiB, and a region smaller
+	 * than a chunk at an aligned base */
+	nmap = 0;
+	add_entry(15 * MiB, 17 * MiB);
+	add_entry(6 * GiB, 6 * GiB + 1 * MiB);
+	if (init_ok(&f, &cfg)) {
+		cairn_phys_t p = 0;
+		int err = cairn_frames_alloc_aligned(f, 0, 9, CAIRN_F_LOW4G, &p);
+		CHECK_EQ(err, 0);
+		if (!err) {
+			CHECK_EQ(p, 16 * MiB);
+			CHECK_EQ(cairn_frames_alloc_aligned(f, 0, 9, CAIRN_F_LOW4G, &p),
+				 CAIRN_ENOMEM);
+			CHECK_EQ(cairn_frames_free(f, 16 * MiB, 0), 0);
+		}
+		err = cairn_frames_alloc_aligned(f, 7, 12, CAIRN_F_HIGH, &p);
+		CHECK_EQ(err, 0);
+		if (!err) {
+			CHECK_EQ(p, 6 * GiB);
+			CHECK_EQ(cairn_frames_free(f, 6 * GiB, 7), 0);
+		}
+		CHECK_EQ(cairn_frames_validate(f), 0);
+	}
 
 	/* the first range too small for the metadata, the second holds it */
 	nmap = 0;
