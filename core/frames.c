@@ -366,12 +366,15 @@ taken:;
 	return true;
 }
 
-/* A small block at the start of chunk c (alignment >= 2 MiB). */
+/* A small block at the start of chunk c (alignment >= 2 MiB). The chunk
+ * need not be wholly the region's, only the block: a region's partial
+ * chunk at its end (or a region smaller than a chunk) holds such blocks
+ * too. */
 static bool chunk_head_take(struct region *r, uint64_t c, unsigned k)
 {
 	bool owned;
-	uint64_t n = 1ull << k;
-	if (chunk_capacity(r, c) != CHUNK_FRAMES ||
+	uint64_t n = 1ull << k, start = (r->chunk0 + c) << CHUNK_SHIFT;
+	if (start < r->first || start + n > r->end ||
 	    !chunk_claim(&r->chunk[c], n, n, 0, false, &owned))
 		return false;
 	if (bits_take_at(chunk_words(r, c), 0, k))
