@@ -267,6 +267,7 @@ static void decompose(uint64_t a, uint64_t b, uint64_t blocks[CAIRN_AREAS][CAIRN
 /* ---- one round ---- */
 
 static uint8_t *seen; /* one bit per frame of TOP */
+static unsigned outcomes[5], many_entries; /* created, EEXIST, ENOSPC, ENOMEM, EINVAL */
 static cairn_phys_t *got;
 
 static bool in_ref(uint64_t fr)
@@ -383,6 +384,9 @@ static void round_check(unsigned round, bool carve)
 				(unsigned long long)map[i].size);
 	}
 	CHECK_EQ(err, want);
+	outcomes[want == 0 ? 0 : want == CAIRN_EEXIST ? 1 : want == CAIRN_ENOSPC ? 2
+		 : want == CAIRN_ENOMEM ? 3 : 4]++;
+	many_entries += !want && nmap > CAIRN_MAX_REGIONS;
 	if (err) {
 		CHECK(f == (struct cairn_frames *)0x1234);
 		free(meta);
@@ -576,5 +580,9 @@ int main(int argc, char **argv)
 	int fixed_failures = check_failures; /* the random rounds stop at their first */
 	for (unsigned r = 0; r < rounds && check_failures == fixed_failures; r++)
 		round_check(r, r % 2);
+	printf("frames_boot: seed %llu, %u rounds: %u created (%u from more entries than "
+	       "regions), %u EEXIST, %u ENOSPC, %u ENOMEM, %u EINVAL\n",
+	       (unsigned long long)seed, rounds, outcomes[0], many_entries, outcomes[1],
+	       outcomes[2], outcomes[3], outcomes[4]);
 	return check_done("frames_boot");
 }
