@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every xalloc constraint combination at the edges of the integer space,
+ * exhaustively, against model.h's reference.
+ *
+ * Small spans lie at the bottom of the space, around 2^32, across 2^63 and
+ * at the top (its last extent ending one quantum below 2^64), each with
+ * allocated pieces in it, so that each span holds several free extents.
+ * Every combination of a list of sizes (1 quantum up to 2^64 - 1, unrounded
+ * ones included), alignments (0, powers of two up to 2^63, and bad ones),
+ * phases (0, one quantum, half and all but one quantum of the alignment,
+ * off the quantum), nocross boundaries (none, the least power of two that
+ * holds the size and a few above it, 2^63, bad ones), windows [minaddr,
+ * maxaddr) at and across the edges (empty ones too) and the three policies
+ * (and a bad one) is asked of the arena and of the reference: the error
+ * code and the address must be the same, and the extents after it; a
+ * range served is freed again in both, so every request meets the same
+ * state. Quanta 1 and 16 (sizes, phases and windows off the quantum
+ * then), fanouts 4 and 126.
+ *
+ * usage: arena_edges fanout
+ */
+#include "env.h"
+#include "model.h"
+
+struct cmp {
+	unsigned i;
+	bool bad;
+};
+
+static int cmp_visit(const struct cairn_ext *e, void *arg)
+{
+	struct cmp *c = arg;
+	if (c->i >= nm || e->start != m[c->i].start || e->len != m[c->i].len ||
+	    e->cookie != m[c->i].cookie || e->flags != m[c->i].flags) {
+		c->bad = true;
+		return 1;
+	}
+	c->i++;
+	return 0;
+}
+
+static bool same(struct cairn_arena *a)
+{
+	struct cmp c = { 0, false };
+	cairn_btree_walk(&a->tree, cmp_visit, &c);
+	return !c.bad && c.i == nm;
+}
+
+#define TOP (0ull - 1)
+#define H63 (1ull << 63)
+
+static unsigned served, refused, asked;
+
+static void one(struct cairn_arena *a, uint64_t size, uint64_t align,
+		uint64_t phase, uint64_t nocross, uint64_t lo, uint64_t hi, int pol)
+{
+	uint64_t xa = 0, xm = 0;
+	int ra = cairn_arena_xalloc(a, size, align, phase, nocross, lo, hi,
+				    (enum cairn_fit)pol, 77, &xa);
+	int rm = m_xalloc(size, align, phase, nocross, lo, hi, pol, 77, &xm);
+	asked++;
+	if (ra != rm || (ra == 0 && xa != xm) || !same(a)) {
+		fprintf(stderr, "Q %llu size %#llx align %#llx phase %#llx nocross %#llx "
+			"lo %#llx hi %#llx pol %d: arena %d %#llx, reference %d %#llx\n",
+			(unsigned long long)Q, (unsigned long long)size,
+			(unsigned long long)align, (unsigned long long)phase,
+			(unsigned long long)nocross, (unsigned long long)lo,
+			(unsigned long long)hi, pol, ra, (unsigned long long)xa, rm,
+			(unsigned long long)xm);
+		CHECK(!"arena and reference differ");
+		REQUIRE(check_failures < 10);
+	}
+	if (ra == 0 && rm == 0) {
+		served++;
+		CHECK_EQ(cairn_arena_free(a, xa, size), 0);
+		CHECK_EQ(m_free(xm, size), 0);
+	} else {
+		refused++;
+	}
+}
+
+static void run(unsigned fanout, uint64_t q)
+{
+	Q = q;
+	nm = 0;
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = Q, .fanout = fanout };
+	REQUIRE(cairn_arena_create(&a, env_frames, 0, 0, &cfg) == 0);
+	/* spans: [base, base + len), then reserved pieces (in quanta) */
+	static const struct {
+		uint64_t base, len;
+	} spans[] = {
+		{ 0, 48 }, { 1ull << 32, 40 }, { H63 - 40, 80 }, { 0, 0 } /* top */
+	};
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t base = spans[i].base, len = spans[i].len * Q;
+		if (i == 3) { /* 96 quanta ending one quantum below 2^64 */
+			len = 96 * Q;
+			base = 0 - len - Q;
+		} else if (i == 2) {
+			base = H63 - 40 * Q;
+		}
+		REQUIRE(m_add(base, len) == 0);
+		REQUIRE(cairn_arena_add(&a, base, len) == 0);
+		/* allocated pieces at 1/4 and 5/8 of the span */
+		uint64_t r1 = base + len / 4 / Q * Q, r2 = base + len * 5 / 8 / Q * Q;
+		REQUIRE(m_reserve(r1, 3 * Q, 5) == 0);
+		REQUIRE(cairn_arena_reserve(&a, r1, 3 * Q, 5) == 0);
+		REQUIRE(m_reserve(r2, Q, 6) == 0);
+		REQUIRE(cairn_arena_reserve(&a, r2, Q, 6) == 0);
+	}
+	/* and the space's very first and last quanta taken */
+	REQUIRE(m_reserve(0, Q, 7) == 0);
+	REQUIRE(cairn_arena_reserve(&a, 0, Q, 7) == 0);
+	REQUIRE(m_reserve(0 - 2 * Q, Q, 7) == 0);
+	REQUIRE(cairn_arena_reserve(&a, 0 - 2 * Q, Q, 7) == 0);
+	REQUIRE(same(&a));
+
+	const uint64_t sizes[] = { 1, Q, 2 * Q, 3 * Q, 5 * Q, 8 * Q, 16 * Q,
+				   17 * Q, 33 * Q, 64 * Q, 95 * Q, 96 * Q, H63,
+				   H63 + 1, 0 - 64 * Q, TOP, 0 };
+	const uint64_t aligns[] = { 0, 1, Q, 2 * Q, 4 * Q, 8 * Q, 32 * Q, 64 * Q,
+				    1ull << 32, 1ull << 62, H63, 3 * Q };
+	const uint64_t windows[][2] = {
+		{ 0, 0 }, { H63, 0 }, { 0, H63 }, { 0 - 90 * Q, 0 },
+		{ 0 - 90 * Q, 0 - 3 * Q }, { 0 - Q, 0 }, { TOP, 0 },
+		{ 1ull << 32, (1ull << 32) + 8 * Q }, { H63 - 3 * Q, H63 + 5 * Q + 1 },
+		{ 5 * Q, 3 * Q }, { 0, 1 }, { Q + 1, 40 * Q - 1 },
+		{ 0 - 60 * Q, 0 - 20 * Q }, { H63 + Q, TOP },
+	};
+	for (unsigned si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		uint64_t size = sizes[si];
+		uint64_t p = 1;
+		while (p && p < size)
+			p <<= 1;
+		const uint64_t nocrosses[] = { 0, p, p << 1, p << 2, p << 5, H63,
+					       3 * Q, p > 1 ? p >> 1 : 0 };
+		for (unsigned ai = 0; ai < sizeof(aligns) / sizeof(aligns[0]); ai++) {
+			uint64_t al = aligns[ai];
+			uint64_t eff = al < Q ? Q : al;
+			/* ... and the phases of addresses inside the top span
+			 * and the one across 2^63 */
+			const uint64_t phases[] = { 0, Q, eff / 2, eff - Q, 1, eff,
+						    (0 - 50 * Q) & (eff - 1),
+						    (H63 + 7 * Q) & (eff - 1) };
+			for (unsigned pi = 0; pi < 8; pi++) {
+				if (pi > 0 && phases[pi] == 0)
+					continue;
+				for (unsigned ni = 0; ni < 8; ni++)
+					for (unsigned wi = 0;
+					     wi < sizeof(windows) / sizeof(windows[0]); wi++)
+						for (int pol = 0; pol < 4; pol++)
+							one(&a, size, al, phases[pi],
+							    nocrosses[ni], windows[wi][0],
+							    windows[wi][1], pol == 3 ? 7 : pol);
+			}
+		}
+	}
+	CHECK_EQ(cairn_arena_validate(&a), 0);
+	cairn_arena_destroy(&a);
+}
+
+int main(int argc, char **argv)
+{
+	unsigned fanout = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : 4;
+	env_init(1, 16);
+	uint64_t frames0 = env_free_frames();
+	run(fanout, 1);
+	run(fanout, 16);
+	printf("arena_edges: fanout %u: %u requests, %u served, %u refused\n", fanout,
+	       asked, served, refused);
+	CHECK(served > 1000 && refused > 1000);
+	CHECK_EQ(env_free_frames(), frames0);
+	return check_done("arena_edges");
+}
