@@ -37,7 +37,12 @@
  * everything is freed, the children and P destroyed, and G must be its
  * one free span, the node frames all back.
  *
- * usage: arena_oracle threads ops-per-thread-per-round rounds fanout seed
+ * With `drain` set, the main thread keeps taking every free frame away and
+ * giving them back while the threads work, so node allocations fail at
+ * random points of concurrent operations (and of imports): those fail with
+ * CAIRN_ENOMEM and change nothing; frees and releases never need a node.
+ *
+ * usage: arena_oracle threads ops-per-thread-per-round rounds fanout seed [drain]
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -397,6 +402,7 @@ struct worker {
 
 static unsigned rounds;
 static pthread_barrier_t bar;
+static atomic_uint at_barrier;
 
 static void *worker(void *arg)
 {
@@ -423,8 +429,11 @@ static void *worker(void *arg)
 			} else if (kind < 79) {
 				unsigned k = atomic_fetch_add(&next_span, 1);
 				if (k < NSPAN_A) {
-					int e = cairn_arena_add(&ar[AR_A],
-								BASE_A + k * STRIDE_A, SPAN_A);
+					int e;
+					while ((e = cairn_arena_add(&ar[AR_A],
+								    BASE_A + k * STRIDE_A,
+								    SPAN_A)) == CAIRN_ENOMEM)
+						sched_yield(); /* no node: frames drained */
 					if (e)
 						fail("add failed", k, (uint64_t)e);
 					atomic_store(&span_added[k], 1);
@@ -446,6 +455,7 @@ static void *worker(void *arg)
 		if (round + 1 == rounds)
 			while (w->nlive)
 				do_free(&w->live[--w->nlive], false);
+		atomic_fetch_add(&at_barrier, 1);
 		pthread_barrier_wait(&bar); /* the main thread checks */
 		pthread_barrier_wait(&bar);
 	}
@@ -600,6 +610,7 @@ int main(int argc, char **argv)
 	rounds = argc > 3 ? (unsigned)atoi(argv[3]) : 3;
 	unsigned fanout = argc > 4 ? (unsigned)atoi(argv[4]) : 4;
 	uint64_t seed = argc > 5 ? strtoull(argv[5], NULL, 0) : 1;
+	bool drain = argc > 6 && atoi(argv[6]);
 	REQUIRE(nthreads >= 1 && nthreads <= MAXT && rounds >= 1);
 	maxseq = (uint64_t)nops * rounds;
 	for (unsigned t = 0; t < nthreads; t++)
@@ -637,7 +648,17 @@ int main(int argc, char **argv)
 		ws[t].seed = seed * 1000 + t;
 		REQUIRE(pthread_create(&ws[t].th, NULL, worker, &ws[t]) == 0);
 	}
+	unsigned drains = 0;
 	for (unsigned round = 0; round < rounds; round++) {
+		while (drain && atomic_load(&at_barrier) < nthreads * (round + 1)) {
+			env_drain();
+			for (volatile unsigned i = 0; i < 20000; i++)
+				;
+			env_undrain();
+			for (volatile unsigned i = 0; i < 100000; i++)
+				;
+			drains++;
+		}
 		pthread_barrier_wait(&bar);
 		check_quiescent();
 		pthread_barrier_wait(&bar);
@@ -668,7 +689,7 @@ int main(int argc, char **argv)
 	printf("arena_oracle: %u threads x %u ops x %u rounds, fanout %u: %llu allocs "
 	       "(%llu ENOMEM), %llu reserves, %llu frees, %llu span adds, %llu lookups "
 	       "(%llu allocated, %llu waited for their call); P imports %llu releases "
-	       "%llu; children imports %llu releases %llu\n",
+	       "%llu; children imports %llu releases %llu; %u drains\n",
 	       nthreads, nops, rounds, fanout, (unsigned long long)n_alloc,
 	       (unsigned long long)n_nomem, (unsigned long long)n_reserve,
 	       (unsigned long long)n_free, (unsigned long long)n_add,
@@ -681,7 +702,7 @@ int main(int argc, char **argv)
 				    atomic_load(&ar[AR_C0 + 2].imports)),
 	       (unsigned long long)(atomic_load(&ar[AR_C0].releases) +
 				    atomic_load(&ar[AR_C0 + 1].releases) +
-				    atomic_load(&ar[AR_C0 + 2].releases)));
+				    atomic_load(&ar[AR_C0 + 2].releases)), drains);
 	CHECK(!atomic_load(&failed));
 	CHECK_EQ(cairn_host_reports(), 0);
 	cairn_arena_destroy(&ar[AR_G]);
