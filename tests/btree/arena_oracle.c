@@ -42,7 +42,11 @@
  * random points of concurrent operations (and of imports): those fail with
  * CAIRN_ENOMEM and change nothing; frees and releases never need a node.
  *
- * usage: arena_oracle threads ops-per-thread-per-round rounds fanout seed [drain]
+ * With `top` set, G's span ends one quantum below 2^64 and A's spans lie
+ * just below it: every boundary and window meets the top of the space.
+ *
+ * usage: arena_oracle threads ops-per-thread-per-round rounds fanout seed
+ *                     [drain [top]]
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -53,12 +57,10 @@
 #include "env.h"
 
 #define QA 64ull
-#define BASE_A (1ull << 32)
-#define STRIDE_A (64 * 1024ull) /* span k of A: [BASE_A + k * STRIDE_A, + SPAN_A) */
+#define STRIDE_A (64 * 1024ull) /* span k of A: [base_a + k * STRIDE_A, + SPAN_A) */
 #define SPAN_A (32 * 1024ull)
 #define NSPAN_A 8
 #define NOWN_A (NSPAN_A * STRIDE_A / 64)
-#define BASE_G (3ull << 32)
 #define SIZE_G (4 * MiB)
 #define NOWN_G (SIZE_G / 64)
 #define NCHILD 3
@@ -67,6 +69,10 @@
 #define MAXT 16
 
 enum { AR_A = 0, AR_G, AR_P, AR_C0 };
+
+/* A's spans from base_a on, G's span at base_g; with `top`, G's ends one
+ * quantum below 2^64 and A's lie just below it. */
+static uint64_t base_a = 1ull << 32, base_g = 3ull << 32;
 
 static struct cairn_arena ar[NARENA];
 static struct cairn_arena_source src_g, src_p;
@@ -120,9 +126,9 @@ static bool is_ours(uint64_t c)
 static _Atomic uint64_t *owner(unsigned arena, uint64_t x)
 {
 	if (arena == AR_A)
-		return x >= BASE_A && x - BASE_A < NSPAN_A * STRIDE_A
-			       ? &own_a[(x - BASE_A) / 64] : NULL;
-	return x >= BASE_G && x - BASE_G < SIZE_G ? &own_g[(x - BASE_G) / 64]
+		return x >= base_a && x - base_a < NSPAN_A * STRIDE_A
+			       ? &own_a[(x - base_a) / 64] : NULL;
+	return x >= base_g && x - base_g < SIZE_G ? &own_g[(x - base_g) / 64]
 						   : NULL;
 }
 
@@ -199,8 +205,8 @@ static void check_lookup(unsigned arena, uint64_t x)
 {
 	_Atomic uint64_t *w = owner(arena, x);
 	int added = -1;
-	if (arena == AR_A && w && (x - BASE_A) % STRIDE_A < SPAN_A)
-		added = atomic_load(&span_added[(x - BASE_A) / STRIDE_A]);
+	if (arena == AR_A && w && (x - base_a) % STRIDE_A < SPAN_A)
+		added = atomic_load(&span_added[(x - base_a) / STRIDE_A]);
 	uint64_t t0 = atomic_load(&clk);
 	uint64_t w0 = w ? atomic_load(w) : 0;
 	uint64_t s = 0, n = 0, c = 0;
@@ -236,7 +242,7 @@ static void check_lookup(unsigned arena, uint64_t x)
 
 static uint64_t space_base(unsigned arena)
 {
-	return arena == AR_A ? BASE_A : BASE_G;
+	return arena == AR_A ? base_a : base_g;
 }
 
 static uint64_t space_size(unsigned arena)
@@ -276,6 +282,8 @@ static bool do_alloc(unsigned tid, uint64_t *seed, struct live *l)
 			lo = space_base(arena) + ((r2 >> 26) % 64) * (sp / 64);
 			lo &= ~(q - 1);
 			hi = lo + (1 + (r2 >> 34) % 32) * (sp / 64);
+			if (hi < lo) /* past 2^64 (top): no limit */
+				hi = 0;
 			if ((r2 >> 40) & 1)
 				lo = 0;
 		}
@@ -431,7 +439,7 @@ static void *worker(void *arg)
 				if (k < NSPAN_A) {
 					int e;
 					while ((e = cairn_arena_add(&ar[AR_A],
-								    BASE_A + k * STRIDE_A,
+								    base_a + k * STRIDE_A,
 								    SPAN_A)) == CAIRN_ENOMEM)
 						sched_yield(); /* no node: frames drained */
 					if (e)
@@ -611,6 +619,10 @@ int main(int argc, char **argv)
 	unsigned fanout = argc > 4 ? (unsigned)atoi(argv[4]) : 4;
 	uint64_t seed = argc > 5 ? strtoull(argv[5], NULL, 0) : 1;
 	bool drain = argc > 6 && atoi(argv[6]);
+	if (argc > 7 && atoi(argv[7])) {
+		base_g = 0 - SIZE_G - 4096;
+		base_a = base_g - NSPAN_A * STRIDE_A - 16 * 4096;
+	}
 	REQUIRE(nthreads >= 1 && nthreads <= MAXT && rounds >= 1);
 	maxseq = (uint64_t)nops * rounds;
 	for (unsigned t = 0; t < nthreads; t++)
@@ -624,11 +636,11 @@ int main(int argc, char **argv)
 	REQUIRE(cairn_arena_create(&ar[AR_A], env_frames, 0, 0, &ca) == 0);
 	atomic_store(&next_span, 3);
 	for (unsigned k = 0; k < 3; k++) {
-		REQUIRE(cairn_arena_add(&ar[AR_A], BASE_A + k * STRIDE_A, SPAN_A) == 0);
+		REQUIRE(cairn_arena_add(&ar[AR_A], base_a + k * STRIDE_A, SPAN_A) == 0);
 		atomic_store(&span_added[k], 1);
 	}
 	struct cairn_arena_config cg = { .quantum = 4096, .fanout = fanout };
-	REQUIRE(cairn_arena_create(&ar[AR_G], env_frames, BASE_G, SIZE_G, &cg) == 0);
+	REQUIRE(cairn_arena_create(&ar[AR_G], env_frames, base_g, SIZE_G, &cg) == 0);
 	cairn_arena_source_arena(&src_g, &ar[AR_G]);
 	struct cairn_arena_config cp = { .quantum = 4096, .source = &src_g,
 					 .import_quantum = 64 * 1024,
@@ -682,8 +694,8 @@ int main(int argc, char **argv)
 	free(wp.spans);
 	cairn_arena_destroy(&ar[AR_P]);
 	struct cairn_ext e;
-	CHECK_EQ(cairn_btree_lookup(&ar[AR_G].tree, BASE_G, &e), 0);
-	CHECK(e.start == BASE_G && e.len == SIZE_G && (e.flags & CAIRN_EXT_FREE));
+	CHECK_EQ(cairn_btree_lookup(&ar[AR_G].tree, base_g, &e), 0);
+	CHECK(e.start == base_g && e.len == SIZE_G && (e.flags & CAIRN_EXT_FREE));
 	CHECK_EQ(cairn_arena_validate(&ar[AR_G]), 0);
 
 	printf("arena_oracle: %u threads x %u ops x %u rounds, fanout %u: %llu allocs "
