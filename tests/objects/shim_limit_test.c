@@ -7,24 +7,35 @@
  * bootstrap buffer, then failed (python3 died at start-up with a
  * MemoryError under `ulimit -v 8000000`). The shim must reserve what the
  * limit allows and work as usual within it.
+ *
+ * usage: shim_limit_test [HEADROOM_MIB [LARGEST_MIB]]: the limit is what
+ * the process maps now plus HEADROOM_MIB (default 6144); LARGEST_MIB
+ * (default 600) is the largest request that must then be served. With
+ * less than 2 GiB of headroom, even 1 GiB of memory and its alignment
+ * do not fit: below that, python3 and sort failed as before under
+ * `ulimit -v 1500000`.
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "../check.h"
 #include "shim.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
-	/* 6 GiB of address space beyond what the process has now (the
-	 * sanitizers' shadow included) */
+	unsigned long long headroom = argc > 1 ? strtoull(argv[1], NULL, 10) : 6144;
+	size_t largest = (size_t)(argc > 2 ? strtoull(argv[2], NULL, 10) : 600) << 20;
+	/* the headroom beyond what the process has now (the sanitizers'
+	 * shadow included) */
 	unsigned long pages = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
 	REQUIRE(f && fscanf(f, "%lu", &pages) == 1);
 	fclose(f);
 	struct rlimit rl;
-	rl.rlim_cur = rl.rlim_max = pages * 4096 + (6ull << 30);
+	rl.rlim_cur = rl.rlim_max = pages * 4096 + (headroom << 20);
 	REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
 
 	void *p = cairn_malloc(100);
@@ -39,9 +50,13 @@ int main(void)
 	CHECK_EQ(n, 64);
 	for (unsigned i = 0; i < 64; i++)
 		cairn_free(v[i]);
-	/* and the memory grows within the limit */
-	void *b = cairn_malloc(600u << 20);
+	/* and the largest request: growing the memory within the limit */
+	unsigned char *b = cairn_malloc(largest);
 	CHECK(b != NULL);
+	if (b) {
+		b[0] = 1;
+		b[largest - 1] = 2;
+	}
 	cairn_free(b);
 	printf("under a limit of %llu MiB: %llu GiB of memory\n",
 	       (unsigned long long)(rl.rlim_cur >> 20), (unsigned long long)cairn_shim_memory_gib());
