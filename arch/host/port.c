@@ -37,8 +37,11 @@ static atomic_uint_fast64_t report_count;
 static atomic_int report_quiet;
 static atomic_uint unmap_failures; /* unmaps still to fail (tests) */
 
-/* The mapping is aligned to 1 GiB (the largest block) so that a block's
- * natural alignment in physical addresses is also its virtual alignment. */
+/* The mapping is aligned to the largest block (1 GiB) so that a block's
+ * natural alignment in physical addresses is also its virtual alignment.
+ * A smaller memory holds no block above the smallest power of two not
+ * below its size, and is aligned to that: the slack is reserved address
+ * space too, which an address-space limit (ulimit -v) counts. */
 #define HOST_ALIGN (1ull << 30)
 
 static int host_init(unsigned cpus, cairn_phys_t phys_base, uint64_t size, int share)
@@ -48,18 +51,21 @@ static int host_init(unsigned cpus, cairn_phys_t phys_base, uint64_t size, int s
 		return CAIRN_EINVAL;
 	if (mem_base)
 		return CAIRN_EEXIST;
-	void *r = mmap(NULL, size + HOST_ALIGN, PROT_NONE,
+	uint64_t align = HOST_ALIGN;
+	while (align / 2 >= size)
+		align /= 2;
+	void *r = mmap(NULL, size + align, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (r == MAP_FAILED)
 		return CAIRN_ENOMEM;
-	uintptr_t lo = (uintptr_t)r, hi = lo + size + HOST_ALIGN;
-	uintptr_t at = ((lo + HOST_ALIGN - 1) & ~(HOST_ALIGN - 1)) + (phys_base & (HOST_ALIGN - 1));
-	if (at - HOST_ALIGN >= lo)
-		at -= HOST_ALIGN;
+	uintptr_t lo = (uintptr_t)r, hi = lo + size + align;
+	uintptr_t at = ((lo + align - 1) & ~(align - 1)) + (phys_base & (align - 1));
+	if (at - align >= lo)
+		at -= align;
 	void *p = mmap((void *)at, size, PROT_READ | PROT_WRITE,
 		       share | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 	if (p == MAP_FAILED) {
-		munmap(r, size + HOST_ALIGN);
+		munmap(r, size + align);
 		return CAIRN_ENOMEM;
 	}
 	if (at > lo)

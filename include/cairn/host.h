@@ -5,7 +5,8 @@
  *
  * Physical address p lives at virtual host_base + (p - phys_base), with
  * host_base aligned so that virtual and physical addresses agree modulo
- * 1 GiB (aligned blocks stay aligned). Holes in a
+ * 1 GiB, or for a smaller memory modulo the smallest power of two not
+ * below its size (aligned blocks stay aligned). Holes in a
  * simulated memory map are made inaccessible (PROT_NONE) so that touching
  * memory the allocator does not manage faults at once.
  */

@@ -52,6 +52,7 @@
 #define SHIM_SLOTS 255                 /* host CPU slots for threads */
 #define SHIM_SHARED SHIM_SLOTS         /* the shared heap's index */
 #define SHIM_DEFAULT_GIB 64            /* simulated physical memory (NORESERVE) */
+#define SHIM_MIN_MEMORY (64ull << 20)  /* the least of it under a limit */
 #define GIB (1ull << 30)
 #define PAGE 4096ul
 #define TLS __attribute__((tls_model("initial-exec"))) _Thread_local
@@ -61,7 +62,7 @@ enum { UNINIT, INITIALISING, READY, FAILED };
 static _Atomic int state;
 static struct cairn_objects *objs;
 static struct cairn_frames *frames;
-static uint64_t mem_gib;
+static uint64_t mem_size;              /* bytes: GiB, or a power of two below one */
 static _Atomic uint64_t grown_gib;     /* GiB handed to the frame allocator */
 static atomic_flag grow_lock = ATOMIC_FLAG_INIT;
 static pthread_key_t exit_key;
@@ -255,38 +256,49 @@ static uint64_t env_gib(void)
 
 /* The simulated memory: CAIRN_MEMORY_GIB, or under an address-space
  * limit (ulimit -v: the NORESERVE mapping counts against it) that refuses
- * it, half as much, and so on down to 1 GiB. Without that fallback no
- * instance was made and everything came from the 1 MiB bootstrap buffer.
- * (A failed reservation leaves nothing mapped.) */
+ * it, half as much (whole GiB down to one, then powers of two), and so on
+ * down to SHIM_MIN_MEMORY. Without that fallback no instance was made and
+ * everything came from the 1 MiB bootstrap buffer. The reservation is
+ * the memory and its alignment (cairn_host_init: 1 GiB, or a smaller
+ * memory's own size), so with 1 GiB the least, it took 2 GiB of address
+ * space: under `ulimit -v 1500000` python3 and sort failed as if there
+ * were no fallback. (A failed reservation leaves nothing mapped.) */
 static bool reserve_memory(void)
 {
-	for (mem_gib = env_gib();; mem_gib /= 2) {
-		if (!cairn_host_init_private(SHIM_SLOTS, 0, mem_gib * GIB))
+	for (mem_size = env_gib() * GIB;;
+	     mem_size = mem_size > GIB ? mem_size / GIB / 2 * GIB : mem_size / 2) {
+		if (!cairn_host_init_private(SHIM_SLOTS, 0, mem_size))
 			return true;
-		if (mem_gib == 1)
+		if (mem_size <= SHIM_MIN_MEMORY)
 			return false;
 	}
 }
 
-/* The frame allocator starts with the first GiB and is handed one more
- * GiB (a run-time region, its metadata mapped apart: add_gib) whenever an
- * allocation fails, up to mem_gib: start-up cost and metadata stay
- * proportional to what a program uses. */
+/* The frame allocator starts with the first GiB (all of a smaller memory)
+ * and is handed one more GiB (a run-time region, its metadata mapped
+ * apart: add_gib) whenever an allocation fails, up to mem_size: start-up
+ * cost and metadata stay proportional to what a program uses. */
 static bool make_instance(void)
 {
-	struct cairn_mem_range map[] = { { 2ull << 20, GIB - (2ull << 20) } };
+	if (!reserve_memory())
+		return false;
+	uint64_t first = mem_size < GIB ? mem_size : GIB;
+	struct cairn_mem_range map[] = { { 2ull << 20, first - (2ull << 20) } };
 	struct cairn_frames_config fcfg = { .ncpus = SHIM_SLOTS };
-	if (!reserve_memory() || cairn_frames_init(&frames, map, 1, &fcfg))
+	if (cairn_frames_init(&frames, map, 1, &fcfg))
 		return false;
 	atomic_store(&grown_gib, 1);
 	/* Large objects: 64 MiB blocks of frames, in place, cut to pages.
 	 * Spans that large are seldom entirely free, so they seldom go back
 	 * (a new span is fresh memory the process must fault in), and first
-	 * fit reuses the lowest, hottest free pages. */
+	 * fit reuses the lowest, hottest free pages. A memory below 256 MiB
+	 * (under a limit) imports a quarter of itself at a time: 64 MiB
+	 * blocks would be none, or one. */
 	large_fs = (struct cairn_frames_source){ .frames = frames };
 	cairn_arena_source_frames(&large_src, &large_fs);
 	struct cairn_arena_config acfg = { .quantum = PAGE, .source = &large_src,
-					   .import_quantum = 64ull << 20,
+					   .import_quantum = first / 4 < (64ull << 20)
+								     ? first / 4 : 64ull << 20,
 					   /* few extents: small nodes are cheaper to
 					    * snapshot and copy on every update */
 					   .fanout = 32 };
@@ -295,7 +307,7 @@ static bool make_instance(void)
 	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
 	const char *hv = getenv("CAIRN_HARDEN");
 	struct cairn_objects_config ocfg = {
-		.frames = frames, .phys_base = 0, .phys_limit = mem_gib * GIB,
+		.frames = frames, .phys_base = 0, .phys_limit = mem_size,
 		.ncpus = SHIM_SLOTS + 1,
 		.block_cache_kib = 16 << 10, /* freed frames stay resident here anyway */
 		/* what departing threads give back, for the next ones' slabs */
@@ -346,7 +358,7 @@ static bool grow(uint64_t seen)
 		cairn_port_pause();
 	uint64_t g = atomic_load_explicit(&grown_gib, memory_order_relaxed);
 	bool more = g != seen;
-	if (!more && g < mem_gib && add_gib(g)) {
+	if (!more && g < mem_size / GIB && add_gib(g)) {
 		atomic_store_explicit(&grown_gib, g + 1, memory_order_release);
 		more = true;
 	}
@@ -437,7 +449,7 @@ static void shared_leave(void)
 /* ---- the entry points ---- */
 
 /* Could more memory serve this alignment? Only if some address of the
- * memory as it may grow (up to mem_gib) is a multiple of it: else its
+ * memory as it may grow (up to mem_size) is a multiple of it: else its
  * failure is not exhaustion, and growing (a GiB of frame metadata at a
  * time, resident for good) would go all the way to the limit for
  * nothing. (The mapping's base is below 2^47: no overflow.) */
@@ -445,7 +457,7 @@ static bool align_may_fit(size_t align)
 {
 	uintptr_t lo = (uintptr_t)cairn_port_phys_to_virt(0);
 	uintptr_t first = (lo + align - 1) & ~(uintptr_t)(align - 1);
-	return first - lo < mem_gib * GIB;
+	return first - lo < mem_size;
 }
 
 /* Could more memory serve this request at all? A large object (above

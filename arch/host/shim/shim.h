@@ -25,7 +25,8 @@ struct cairn_objects;
 /* The instance behind the shim (NULL before the first allocation). */
 struct cairn_objects *cairn_shim_objects(void);
 /* GiB of memory handed to the frame allocator so far; it grows a GiB at a
- * time when an allocation fails, up to CAIRN_MEMORY_GIB. */
+ * time when an allocation fails, up to CAIRN_MEMORY_GIB (1 for a memory
+ * below a GiB, under an address-space limit: handed over whole). */
 uint64_t cairn_shim_memory_gib(void);
 
 #endif
