@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Real programs under LD_PRELOAD=libcairn-malloc.so must print exactly what
-# they print on the system allocator. usage: preload.sh SHIM SRCDIR [PROGRAM]
-# (PROGRAM: preload_threads, built without the shim)
+# they print on the system allocator. usage: preload.sh SHIM SRCDIR [PROGRAM...]
+# (PROGRAMs: preload_threads, preload_exit, built without the shim)
 set -uo pipefail
 shim=$1
 src=$2
-ours=${3:-}
+ours=("${@:3}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failed=0 ran=0
@@ -22,18 +22,20 @@ cases=(
 	"perl" "perl -e 'my %h; \$h{\$_ % 9973} .= \"x\" x (\$_ % 11) for 1..300000; my \$t = 0; \$t += length(\$h{\$_}) for sort keys %h; print scalar(keys %h), \" \$t\\n\"'"
 	"awk" "awk '{ a[\$1] = a[\$1] \$3 } END { n = 0; for (k in a) n += length(a[k]); print n }' \"\$work/input\""
 )
-[[ -n $ours ]] && cases+=("preload_threads" "\"\$ours\"")
+for prog in "${ours[@]}"; do
+	cases+=("$(basename "$prog")" "\"$prog\"")
+done
 
 for ((i = 0; i < ${#cases[@]}; i += 2)); do
 	name=${cases[i]}
 	cmd=${cases[i + 1]}
 	prog=${name%%-*}
-	if [[ $name != preload_threads ]] && ! command -v "$prog" >/dev/null &&
+	if [[ $name != preload_* ]] && ! command -v "$prog" >/dev/null &&
 		[[ ! -x /usr/bin/$prog ]]; then
 		echo "SKIP $name: $prog is not installed"
 		continue
 	fi
-	export work src ours
+	export work src
 	want=$(bash -c "$cmd" 2>&1; echo "exit $?")
 	got=$(LD_PRELOAD=$shim bash -c "$cmd" 2>&1; echo "exit $?")
 	ran=$((ran + 1))
