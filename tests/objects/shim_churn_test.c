@@ -20,8 +20,8 @@
  * and threads taking theirs offline as they exit. Each child frees the
  * ring (objects of threads it does not have), runs threads of its own
  * and frees the ring again; a child that hangs is killed by its alarm
- * (not under TSan, which does not follow a child of a multithreaded
- * parent).
+ * (not under the sanitizers: their runtimes' allocators are not
+ * fork-safe while threads start).
  *
  * usage: shim_churn_test [WAVES [THREADS_PER_WAVE [OPS [FORKS]]]]
  */
@@ -198,7 +198,12 @@ static void test_fork(unsigned forks)
 			_exit(fork_child());
 		int st;
 		waitpid(pid, &st, 0);
-		failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			failed++;
+			fprintf(stderr, "child %u: %s %d\n", f,
+				WIFEXITED(st) ? "exit status" : "signal",
+				WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		}
 	}
 	atomic_store(&spawn_stop, 1);
 	for (unsigned i = 0; i < 2; i++)
