@@ -8,13 +8,17 @@
  * MemoryError under `ulimit -v 8000000`). The shim must reserve what the
  * limit allows and work as usual within it.
  *
- * usage: shim_limit_test [HEADROOM_MIB [LARGEST_MIB]]: the limit is what
- * the process maps now plus HEADROOM_MIB (default 6144); LARGEST_MIB
- * (default 600) is the largest request that must then be served. With
- * less than 2 GiB of headroom, even 1 GiB of memory and its alignment
- * do not fit: below that, python3 and sort failed as before under
- * `ulimit -v 1500000`.
+ * usage: shim_limit_test [HEADROOM_MIB [LARGEST_MIB [THREADS]]]: the
+ * limit is what the process maps now plus HEADROOM_MIB (default 6144);
+ * LARGEST_MIB (default 600) is the largest request that must then be
+ * served. With less than 2 GiB of headroom, even 1 GiB of memory and its
+ * alignment do not fit: below that, python3 and sort failed as before
+ * under `ulimit -v 1500000`. THREADS (default 0) threads first allocate
+ * and free 16 MiB of small objects each and stay alive meanwhile: what
+ * their heaps cache must not keep the memory from the largest request.
  */
+#define _GNU_SOURCE
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +28,26 @@
 #include "../check.h"
 #include "shim.h"
 
+static pthread_barrier_t freed, done;
+
+static void *cacher(void *arg)
+{
+	void **v = arg;
+	for (unsigned i = 0; i < 4096; i++)
+		if (!(v[i] = cairn_malloc(4000)))
+			abort();
+	for (unsigned i = 0; i < 4096; i++)
+		cairn_free(v[i]);
+	pthread_barrier_wait(&freed);
+	pthread_barrier_wait(&done); /* alive, its heap online, while main allocates */
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long long headroom = argc > 1 ? strtoull(argv[1], NULL, 10) : 6144;
 	size_t largest = (size_t)(argc > 2 ? strtoull(argv[2], NULL, 10) : 600) << 20;
+	unsigned threads = argc > 3 ? (unsigned)atoi(argv[3]) : 0;
 	/* the headroom beyond what the process has now (the sanitizers'
 	 * shadow included) */
 	unsigned long pages = 0;
@@ -42,6 +62,15 @@ int main(int argc, char **argv)
 	CHECK(p != NULL);
 	CHECK(cairn_shim_objects() != NULL); /* an instance, not the buffer */
 	cairn_free(p);
+	/* threads whose heaps have cached what they freed, from here on */
+	pthread_t t[64];
+	static void *objs[64][4096];
+	REQUIRE(threads <= 64);
+	pthread_barrier_init(&freed, NULL, threads + 1);
+	pthread_barrier_init(&done, NULL, threads + 1);
+	for (unsigned i = 0; i < threads; i++)
+		REQUIRE(pthread_create(&t[i], NULL, cacher, objs[i]) == 0);
+	pthread_barrier_wait(&freed);
 	/* more than the bootstrap buffer holds, small and large */
 	void *v[64];
 	unsigned n = 0;
@@ -58,6 +87,9 @@ int main(int argc, char **argv)
 		b[largest - 1] = 2;
 	}
 	cairn_free(b);
+	pthread_barrier_wait(&done);
+	for (unsigned i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
 	printf("under a limit of %llu MiB: %llu GiB of memory\n",
 	       (unsigned long long)(rl.rlim_cur >> 20), (unsigned long long)cairn_shim_memory_gib());
 	return check_done("shim_limit_test");
