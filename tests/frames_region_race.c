@@ -22,8 +22,8 @@
  *    the oracle: total and free frames per area, free blocks per order and
  *    area, the number of regions; there, removing a range with a frame
  *    held must be EBUSY and removing one with none held must succeed.
- * At the end every frame is free. A grace period of the test's own (as in
- * frames_reuse_stress) comes before each reclaim, and the metadata is then
+ * At the end every frame is free. A grace period of the test's own
+ * (grace.h) comes before each reclaim, and the metadata is then
  * freed, so the ASan build catches a look into a removed region.
  *
  * usage: frames_region_race [workers] [cycles] [seed]
@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "blocks.h"
+#include "grace.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
@@ -91,25 +92,19 @@ static int range_of(cairn_phys_t p)
 
 static void enter(struct worker *me)
 {
-	atomic_store_explicit(&me->epoch, atomic_load_explicit(&me->epoch, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
+	grace_enter(&me->epoch);
 }
 
 static void leave(struct worker *me)
 {
-	atomic_store_explicit(&me->epoch, atomic_load_explicit(&me->epoch, memory_order_relaxed) + 1,
-			      memory_order_release);
+	grace_leave(&me->epoch);
 }
 
 static void grace(void)
 {
-	atomic_thread_fence(memory_order_seq_cst);
-	for (unsigned i = 0; i < nworkers; i++) {
-		uint64_t e = atomic_load_explicit(&w[i].epoch, memory_order_acquire);
-		while ((e & 1) && atomic_load_explicit(&w[i].epoch, memory_order_acquire) == e)
-			sched_yield();
-	}
+	grace_fence();
+	for (unsigned i = 0; i < nworkers; i++)
+		grace_wait(&w[i].epoch);
 }
 
 /* A block [p, p + n frames) just handed out: its range must still be in

@@ -16,12 +16,8 @@
  * back, as a CPU stalled between its load of a hint and its use would
  * use it after the slot was reclaimed and filled again.
  *
- * The grace period is the test's own: each worker's epoch is odd while it
- * is inside the allocator (set, then a seq_cst fence, before its call;
- * made even by a release store after it); the remover, after a seq_cst
- * fence, waits for every odd epoch to change. Either a worker's fence
- * comes first and the remover sees it inside, or the worker's call sees
- * the removal.
+ * The grace period is the test's own (grace.h): the remover waits out
+ * every call a worker may have begun before the removal returned.
  * usage: frames_reuse_stress [workers] [cycles] [seed]
  */
 #include <cairn/frames.h>
@@ -34,6 +30,7 @@
 
 #include "../core/frames_layout.h"
 #include "blocks.h"
+#include "grace.h"
 
 #define MiB (1024ull * 1024)
 #define HELD_MAX 64        /* blocks a worker holds at most */
@@ -71,26 +68,20 @@ static _Atomic int stop, draining;
 
 static void enter(struct worker *me)
 {
-	atomic_store_explicit(&me->epoch, atomic_load_explicit(&me->epoch, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
+	grace_enter(&me->epoch);
 }
 
 static void leave(struct worker *me)
 {
-	atomic_store_explicit(&me->epoch, atomic_load_explicit(&me->epoch, memory_order_relaxed) + 1,
-			      memory_order_release);
+	grace_leave(&me->epoch);
 }
 
 /* Every call that may have seen the region before its removal returned. */
 static void grace(void)
 {
-	atomic_thread_fence(memory_order_seq_cst);
-	for (unsigned i = 0; i < nworkers; i++) {
-		uint64_t e = atomic_load_explicit(&w[i].epoch, memory_order_acquire);
-		while ((e & 1) && atomic_load_explicit(&w[i].epoch, memory_order_acquire) == e)
-			sched_yield();
-	}
+	grace_fence();
+	for (unsigned i = 0; i < nworkers; i++)
+		grace_wait(&w[i].epoch);
 }
 
 static void free_held(struct worker *me, unsigned cpu, unsigned i)

@@ -182,26 +182,9 @@ static bool replay(const struct op *o)
 	}
 }
 
-struct cmp {
-	unsigned i;
-	bool bad;
-};
-
-static int cmp_visit(const struct cairn_ext *e, void *arg)
-{
-	struct cmp *c = arg;
-	if (c->i >= nm || e->start != m[c->i].start || e->len != m[c->i].len ||
-	    e->cookie != m[c->i].cookie || e->flags != m[c->i].flags)
-		c->bad = true;
-	c->i++;
-	return 0;
-}
-
 static bool tree_equals_model(void)
 {
-	struct cmp c = { 0, false };
-	cairn_btree_walk(&arena.tree, cmp_visit, &c);
-	return !c.bad && c.i == nm;
+	return m_same(&arena.tree, false);
 }
 
 static bool search(unsigned depth)

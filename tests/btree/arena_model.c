@@ -39,42 +39,9 @@ static uint64_t rnd_below(uint64_t n)
 
 /* ---- comparing ---- */
 
-struct cmp {
-	unsigned i;
-	bool bad;
-};
-
-static int cmp_visit(const struct cairn_ext *e, void *arg)
-{
-	struct cmp *c = arg;
-	if (c->i >= nm || e->start != m[c->i].start || e->len != m[c->i].len ||
-	    e->cookie != m[c->i].cookie || e->flags != m[c->i].flags) {
-		fprintf(stderr, "mismatch at extent %u: tree %#llx+%#llx c%llu f%x",
-			c->i, (unsigned long long)e->start,
-			(unsigned long long)e->len,
-			(unsigned long long)e->cookie, e->flags);
-		if (c->i < nm)
-			fprintf(stderr, ", model %#llx+%#llx c%llu f%x",
-				(unsigned long long)m[c->i].start,
-				(unsigned long long)m[c->i].len,
-				(unsigned long long)m[c->i].cookie, m[c->i].flags);
-		fprintf(stderr, "\n");
-		c->bad = true;
-		return 1;
-	}
-	c->i++;
-	return 0;
-}
-
 static bool same(struct cairn_arena *a)
 {
-	struct cmp c = { 0, false };
-	cairn_btree_walk(&a->tree, cmp_visit, &c);
-	if (!c.bad && c.i != nm) {
-		fprintf(stderr, "tree has %u extents, model %u\n", c.i, nm);
-		c.bad = true;
-	}
-	return !c.bad;
+	return m_same(&a->tree, true);
 }
 
 /* ---- random requests ---- */

@@ -36,28 +36,9 @@ static uint64_t rnd_below(uint64_t n)
 	return n ? rnd() % n : 0;
 }
 
-struct cmp {
-	unsigned i;
-	bool bad;
-};
-
-static int cmp_visit(const struct cairn_ext *e, void *arg)
-{
-	struct cmp *c = arg;
-	if (c->i >= nm || e->start != m[c->i].start || e->len != m[c->i].len ||
-	    e->cookie != m[c->i].cookie || e->flags != m[c->i].flags) {
-		c->bad = true;
-		return 1;
-	}
-	c->i++;
-	return 0;
-}
-
 static bool same(struct cairn_arena *a)
 {
-	struct cmp c = { 0, false };
-	cairn_btree_walk(&a->tree, cmp_visit, &c);
-	return !c.bad && c.i == nm;
+	return m_same(&a->tree, false);
 }
 
 /* The reference before the operation: m[] is put back to it while the

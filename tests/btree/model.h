@@ -11,6 +11,7 @@
 #include <cairn/arena.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../check.h"
@@ -242,6 +243,49 @@ static int m_reserve(uint64_t addr, uint64_t size, uint64_t cookie)
 			       ? CAIRN_EBUSY : CAIRN_ERANGE;
 	m_carve((unsigned)i, addr, size, cookie);
 	return 0;
+}
+
+/* ---- the tree against the reference ---- */
+
+struct m_cmp {
+	unsigned i;
+	bool bad, verbose;
+};
+
+static int m_cmp_visit(const struct cairn_ext *e, void *arg)
+{
+	struct m_cmp *c = arg;
+	if (c->i < nm && e->start == m[c->i].start && e->len == m[c->i].len &&
+	    e->cookie == m[c->i].cookie && e->flags == m[c->i].flags) {
+		c->i++;
+		return 0;
+	}
+	if (c->verbose) {
+		fprintf(stderr, "mismatch at extent %u: tree %#llx+%#llx c%llu f%x", c->i,
+			(unsigned long long)e->start, (unsigned long long)e->len,
+			(unsigned long long)e->cookie, e->flags);
+		if (c->i < nm)
+			fprintf(stderr, ", model %#llx+%#llx c%llu f%x",
+				(unsigned long long)m[c->i].start, (unsigned long long)m[c->i].len,
+				(unsigned long long)m[c->i].cookie, m[c->i].flags);
+		fprintf(stderr, "\n");
+	}
+	c->bad = true;
+	return 1;
+}
+
+/* The tree's extents are exactly m[] (verbose: the first difference on
+ * stderr). */
+static __attribute__((unused)) bool m_same(struct cairn_btree *t, bool verbose)
+{
+	struct m_cmp c = { 0, false, verbose };
+	cairn_btree_walk(t, m_cmp_visit, &c);
+	if (!c.bad && c.i != nm) {
+		if (verbose)
+			fprintf(stderr, "tree has %u extents, model %u\n", c.i, nm);
+		c.bad = true;
+	}
+	return !c.bad;
 }
 
 #endif
