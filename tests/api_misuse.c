@@ -38,18 +38,9 @@
 static uint64_t rng_state;
 static unsigned rounds = 3000;
 
-/* splitmix64: the main thread's stream, and each concurrent thread's own */
-static uint64_t crnd(uint64_t *st)
-{
-	uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static uint64_t rnd(void)
 {
-	return crnd(&rng_state);
+	return splitmix64(&rng_state);
 }
 
 static uint64_t below(uint64_t n)
@@ -2753,27 +2744,27 @@ static void *conc_worker(void *argp)
 
 	for (unsigned r = 0; r < rounds * 4; r++) {
 		/* good calls */
-		if (n < 64 && crnd(&st) % 2) {
-			unsigned o = (unsigned)(crnd(&st) % 6);
+		if (n < 64 && splitmix64(&st) % 2) {
+			unsigned o = (unsigned)(splitmix64(&st) % 6);
 			cairn_phys_t p;
 			if (cairn_frames_alloc(fr2, o, 0, &p) == 0)
 				mine[n++] = (struct blk){ p, o };
 		} else if (n) {
-			size_t i = crnd(&st) % n;
+			size_t i = splitmix64(&st) % n;
 			CFAIL(cairn_frames_free(fr2, mine[i].p, mine[i].order) == 0, "conc: frames free\n");
 			mine[i] = mine[--n];
 		}
-		if (nr < 64 && crnd(&st) % 2) {
-			uint64_t size = AQ * (1 + crnd(&st) % 16), a;
+		if (nr < 64 && splitmix64(&st) % 2) {
+			uint64_t size = AQ * (1 + splitmix64(&st) % 16), a;
 			if (cairn_arena_alloc(&car, size, cookie, &a) == 0)
 				ra[nr++] = (struct aalloc){ a, size, cookie };
 		} else if (nr) {
-			size_t i = crnd(&st) % nr;
+			size_t i = splitmix64(&st) % nr;
 			CFAIL(cairn_arena_free(&car, ra[i].addr, ra[i].size) == 0, "conc: arena free\n");
 			ra[i] = ra[--nr];
 		}
-		if (no < 64 && crnd(&st) % 2) {
-			size_t size = 16 + crnd(&st) % 2000;
+		if (no < 64 && splitmix64(&st) % 2) {
+			size_t size = 16 + splitmix64(&st) % 2000;
 			unsigned char *p = cairn_objects_alloc(cob, size);
 			if (p) {
 				memset(p, (int)(size & 0xff), size);
@@ -2781,7 +2772,7 @@ static void *conc_worker(void *argp)
 				sizes[no++] = size;
 			}
 		} else if (no) {
-			size_t i = crnd(&st) % no;
+			size_t i = splitmix64(&st) % no;
 			CFAIL(cairn_objects_free(cob, objs[i]) == 0, "conc: objects free\n");
 			objs[i] = objs[no - 1];
 			sizes[i] = sizes[--no];
@@ -2790,24 +2781,24 @@ static void *conc_worker(void *argp)
 		/* a bad call on our own state */
 		int err;
 		if (n) {
-			struct blk *b = &mine[crnd(&st) % n];
+			struct blk *b = &mine[splitmix64(&st) % n];
 			unsigned o;
-			switch (crnd(&st) % 4) {
+			switch (splitmix64(&st) % 4) {
 			case 0:
 				do
-					o = (unsigned)(crnd(&st) % 12);
+					o = (unsigned)(splitmix64(&st) % 12);
 				while (o == b->order);
 				err = cairn_frames_free(fr2, b->p, o);
 				CFAIL(err == (b->p % (FRAME << o) ? CAIRN_EALIGN : CAIRN_EORDER),
 				      "conc: frames_free(own, order %u of %u): %d\n", o, b->order, err);
 				break;
 			case 1:
-				err = cairn_frames_free(fr2, b->p + 1 + crnd(&st) % (FRAME - 1), b->order);
+				err = cairn_frames_free(fr2, b->p + 1 + splitmix64(&st) % (FRAME - 1), b->order);
 				CFAIL(err == CAIRN_EALIGN, "conc: frames_free(misaligned): %d\n", err);
 				break;
 			case 2:
 				if (b->order) {
-					err = cairn_frames_free(fr2, b->p + FRAME * (1 + crnd(&st) % ((1u << b->order) - 1)), 0);
+					err = cairn_frames_free(fr2, b->p + FRAME * (1 + splitmix64(&st) % ((1u << b->order) - 1)), 0);
 					CFAIL(err == CAIRN_EORDER, "conc: frames_free(interior): %d\n", err);
 				}
 				err = cairn_frames_alloc_at(fr2, b->p, b->order);
@@ -2816,20 +2807,20 @@ static void *conc_worker(void *argp)
 				CFAIL(err == CAIRN_EBUSY, "conc: frames_reserve(own): %d\n", err);
 				break;
 			default:
-				err = cairn_frames_free(fr2, b->p, CAIRN_MAX_ORDER + 1 + (unsigned)(crnd(&st) % 8));
+				err = cairn_frames_free(fr2, b->p, CAIRN_MAX_ORDER + 1 + (unsigned)(splitmix64(&st) % 8));
 				CFAIL(err == CAIRN_EINVAL, "conc: frames_free(bad order): %d\n", err);
-				err = cairn_frames_free(fr2, FR2_END + FRAME * (crnd(&st) % 64), 0);
+				err = cairn_frames_free(fr2, FR2_END + FRAME * (splitmix64(&st) % 64), 0);
 				CFAIL(err == CAIRN_ERANGE, "conc: frames_free(outside): %d\n", err);
 				break;
 			}
 			CFAIL(cairn_frames_is_allocated(fr2, b->p, b->order), "conc: own block lost\n");
 		}
 		if (nr) {
-			struct aalloc *x = &ra[crnd(&st) % nr];
+			struct aalloc *x = &ra[splitmix64(&st) % nr];
 			uint64_t s2, c2, st2;
-			switch (crnd(&st) % 5) {
+			switch (splitmix64(&st) % 5) {
 			case 0:
-				err = cairn_arena_free(&car, x->addr, x->size + AQ * (1 + crnd(&st) % 4));
+				err = cairn_arena_free(&car, x->addr, x->size + AQ * (1 + splitmix64(&st) % 4));
 				CFAIL(err == CAIRN_EORDER, "conc: arena_free(wrong size): %d\n", err);
 				break;
 			case 1:
@@ -2856,13 +2847,13 @@ static void *conc_worker(void *argp)
 			      "conc: own range lost\n");
 		}
 		if (no) {
-			size_t i = crnd(&st) % no;
+			size_t i = splitmix64(&st) % no;
 			size_t us = cairn_objects_usable_size(cob, objs[i]);
 			if (us >= 32) {
-				err = cairn_objects_free(cob, objs[i] + 16 * (1 + crnd(&st) % (us / 16 - 1)));
+				err = cairn_objects_free(cob, objs[i] + 16 * (1 + splitmix64(&st) % (us / 16 - 1)));
 				CFAIL(err == CAIRN_EALIGN, "conc: objects_free(interior): %d\n", err);
 			}
-			err = cairn_objects_free(cob, objs[i] + 1 + crnd(&st) % 15);
+			err = cairn_objects_free(cob, objs[i] + 1 + splitmix64(&st) % 15);
 			CFAIL(err == CAIRN_EALIGN, "conc: objects_free(misaligned): %d\n", err);
 			bool ok = cairn_objects_usable_size(cob, objs[i]) >= sizes[i];
 			for (size_t k = 0; k < sizes[i] && ok; k += 61)

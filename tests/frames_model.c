@@ -79,10 +79,7 @@ static uint64_t extra_adds, extra_removals, extra_busy;
 static uint64_t rng_state;
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return splitmix64(&rng_state);
 }
 static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
 

@@ -90,16 +90,6 @@ static int range_of(cairn_phys_t p)
 	return -1;
 }
 
-static void enter(struct worker *me)
-{
-	grace_enter(&me->epoch);
-}
-
-static void leave(struct worker *me)
-{
-	grace_leave(&me->epoch);
-}
-
 static void grace(void)
 {
 	grace_fence();
@@ -130,9 +120,9 @@ static void free_held(struct worker *me, unsigned cpu, unsigned i)
 	struct stress_held h;
 	if (!stress_release(&blocks, &me->c, cpu, i, &h))
 		return;
-	enter(me);
+	grace_enter(&me->epoch);
 	int err = cairn_frames_free(f, h.phys, h.order);
-	leave(me);
+	grace_leave(&me->epoch);
 	if (err)
 		stress_fail(&blocks, err, "region race: free of a held block failed", h.phys, h.order);
 }
@@ -152,9 +142,9 @@ static void free_bulk_held(struct worker *me, unsigned cpu)
 			v[n++] = h.phys;
 	}
 	size_t done = 0;
-	enter(me);
+	grace_enter(&me->epoch);
 	int err = n ? cairn_frames_free_bulk(f, v, n, &done) : 0;
-	leave(me);
+	grace_leave(&me->epoch);
 	if (err || done != n)
 		stress_fail(&blocks, err, "region race: bulk free of held frames failed", done, n);
 }
@@ -168,9 +158,9 @@ static void unreserve(struct worker *me, unsigned cpu, unsigned i)
 		ok &= stress_move(&blocks, r.phys + j * FRAME, 0, cpu + 1, 0);
 	/* the holder's last write, ordered by the allocator alone */
 	*(uint64_t *)cairn_port_phys_to_virt(r.phys) = ~r.phys;
-	enter(me);
+	grace_enter(&me->epoch);
 	int err = ok ? cairn_frames_unreserve(f, r.phys, r.n * FRAME) : 0;
-	leave(me);
+	grace_leave(&me->epoch);
 	if (err)
 		stress_fail(&blocks, err, "region race: unreserve of a reserved range failed", r.phys,
 			    r.n);
@@ -214,9 +204,9 @@ static void do_alloc_at(struct worker *me, unsigned cpu)
 	cairn_phys_t p = ((base + stress_below(rng, size + bs)) & ~(bs - 1));
 	if (stress_below(rng, 4) == 0)
 		p = stress_below(rng, 2) ? base & ~(bs - 1) : ((base + size) & ~(bs - 1)) - bs;
-	enter(me);
+	grace_enter(&me->epoch);
 	int err = cairn_frames_alloc_at(f, p, order);
-	leave(me);
+	grace_leave(&me->epoch);
 	if (!err) {
 		me->at_ok++;
 		take(me, cpu, p, order);
@@ -239,9 +229,9 @@ static void do_reserve(struct worker *me, unsigned cpu)
 	cairn_phys_t p = (base + stress_below(rng, size)) & ~(FRAME - 1);
 	if (stress_below(rng, 4) == 0) /* across the shared chunk's two regions */
 		p = ranges[2].base - stress_below(rng, n) * FRAME;
-	enter(me);
+	grace_enter(&me->epoch);
 	int err = cairn_frames_reserve(f, p, n * FRAME);
-	leave(me);
+	grace_leave(&me->epoch);
 	me->reserves++;
 	if (err == CAIRN_EBUSY || err == CAIRN_ERANGE) {
 		me->reserve_busy += err == CAIRN_EBUSY;
@@ -270,9 +260,9 @@ static void do_alloc(struct worker *me, unsigned cpu, unsigned r)
 		size_t want = 1 + stress_below(rng, 16);
 		if (me->c.nheld + want > STRESS_HELD)
 			return;
-		enter(me);
+		grace_enter(&me->epoch);
 		size_t got = cairn_frames_alloc_bulk(f, flags, v, want);
-		leave(me);
+		grace_leave(&me->epoch);
 		for (size_t i = 0; i < got; i++)
 			take(me, cpu, v[i], 0);
 		return;
@@ -280,10 +270,10 @@ static void do_alloc(struct worker *me, unsigned cpu, unsigned r)
 	unsigned order = orders[stress_below(rng, 10)];
 	unsigned align = order + (stress_below(rng, 4) == 0 ? (unsigned)stress_below(rng, 5) : 0);
 	cairn_phys_t p;
-	enter(me);
+	grace_enter(&me->epoch);
 	int err = align == order ? cairn_frames_alloc(f, order, flags, &p)
 				 : cairn_frames_alloc_aligned(f, order, align, flags, &p);
-	leave(me);
+	grace_leave(&me->epoch);
 	if (err) {
 		me->c.enomem++;
 		return;

@@ -66,16 +66,6 @@ static struct worker *w;
 static unsigned nworkers;
 static _Atomic int stop, draining;
 
-static void enter(struct worker *me)
-{
-	grace_enter(&me->epoch);
-}
-
-static void leave(struct worker *me)
-{
-	grace_leave(&me->epoch);
-}
-
 /* Every call that may have seen the region before its removal returned. */
 static void grace(void)
 {
@@ -89,9 +79,9 @@ static void free_held(struct worker *me, unsigned cpu, unsigned i)
 	struct stress_held h;
 	if (!stress_release(&blocks, &me->c, cpu, i, &h))
 		return;
-	enter(me);
+	grace_enter(&me->epoch);
 	int err = cairn_frames_free(f, h.phys, h.order);
-	leave(me);
+	grace_leave(&me->epoch);
 	if (err)
 		stress_fail(&blocks, err, "reuse stress: free of a held block failed", h.phys,
 			    h.order);
@@ -168,7 +158,7 @@ static void *worker_main(void *arg)
 						 ? CAIRN_F_LOW4G
 						 : r < 75 ? CAIRN_F_HIGH : 0;
 			cairn_phys_t p;
-			enter(me);
+			grace_enter(&me->epoch);
 			/* (this CPU's own hints: only it stores them, or the
 			 * reclaim, which clears them) */
 			if (r % 16 == 0)
@@ -176,7 +166,7 @@ static void *worker_main(void *arg)
 			else if (r % 16 == 1)
 				hints_plant(&me->saved, &f->cpu[cpu]);
 			int err = cairn_frames_alloc(f, order, flags, &p);
-			leave(me);
+			grace_leave(&me->epoch);
 			if (err)
 				c->enomem++;
 			else
