@@ -115,6 +115,20 @@ void stress_plant(struct stress_blocks *b, struct stress_cpu *c, unsigned me, un
 		stress_move(b, c->held[0].phys, c->held[0].order, 0, me + 1);
 }
 
+void stress_mailbox_take(struct stress_blocks *b, struct stress_cpu *c, unsigned me)
+{
+	for (unsigned k = 0; k < STRESS_MAILBOX && c->nheld < STRESS_HELD; k++) {
+		uint64_t got = atomic_exchange_explicit(&b->mailbox[k], 0, memory_order_acq_rel);
+		if (!got)
+			continue;
+		struct stress_held h = unmail(got);
+		if (!stress_move(b, h.phys, h.order, STRESS_MAILBOX_OWNER, me + 1))
+			continue;
+		mark(h.phys, h.order, me);
+		c->held[c->nheld++] = h;
+	}
+}
+
 void stress_mailbox_empty(struct stress_blocks *b,
 			  int (*give)(void *ctx, cairn_phys_t phys, unsigned order), void *ctx)
 {

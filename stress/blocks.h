@@ -110,6 +110,10 @@ static inline unsigned stress_area_of(cairn_phys_t p)
 /* Free frames of every area. */
 uint64_t stress_free_frames(struct cairn_frames *f);
 
+/* Take the blocks left in the mailbox (while c has room): a region's
+ * removal waits for those of its range. */
+void stress_mailbox_take(struct stress_blocks *b, struct stress_cpu *c, unsigned me);
+
 /* After the run: every block left in the mailbox goes back through `give`. */
 void stress_mailbox_empty(struct stress_blocks *b,
 			  int (*give)(void *ctx, cairn_phys_t phys, unsigned order), void *ctx);

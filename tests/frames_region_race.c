@@ -166,23 +166,6 @@ static void unreserve(struct worker *me, unsigned cpu, unsigned i)
 			    r.n);
 }
 
-/* Take every block left in the mailbox (a removal waits for them). */
-static void mailbox_take(struct worker *me, unsigned cpu)
-{
-	for (unsigned k = 0; k < STRESS_MAILBOX && me->c.nheld < STRESS_HELD; k++) {
-		uint64_t got = atomic_exchange_explicit(&blocks.mailbox[k], 0, memory_order_acq_rel);
-		if (!got)
-			continue;
-		struct stress_held h = { got & ~(uint64_t)(FRAME - 1),
-					 (unsigned)(got & (FRAME - 1)) - 1 };
-		if (!stress_move(&blocks, h.phys, h.order, STRESS_MAILBOX_OWNER, cpu + 1))
-			continue;
-		*(uint64_t *)cairn_port_phys_to_virt(h.phys) = h.phys ^ cpu;
-		*stress_last_word(h.phys, h.order) = ~(h.phys ^ cpu);
-		me->c.held[me->c.nheld++] = h;
-	}
-}
-
 /* A place in a range (any, in or out) or in the boot range. */
 static void pick_place(uint64_t *rng, cairn_phys_t *base, uint64_t *size)
 {
@@ -306,7 +289,7 @@ static void *worker_main(void *arg)
 		if (dr) {
 			/* give back what lies in a range being removed, but keep
 			 * allocating there: the removal races with that */
-			mailbox_take(me, cpu);
+			stress_mailbox_take(&blocks, &me->c, cpu);
 			unsigned i = 0;
 			while (i < c->nheld) {
 				int g = range_of(c->held[i].phys);

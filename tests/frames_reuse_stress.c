@@ -87,23 +87,6 @@ static void free_held(struct worker *me, unsigned cpu, unsigned i)
 			    h.order);
 }
 
-/* Take every block left in the mailbox (a removal waits for them). */
-static void mailbox_take(struct worker *me, unsigned cpu)
-{
-	for (unsigned k = 0; k < STRESS_MAILBOX && me->c.nheld < STRESS_HELD; k++) {
-		uint64_t got = atomic_exchange_explicit(&blocks.mailbox[k], 0, memory_order_acq_rel);
-		if (!got)
-			continue;
-		struct stress_held h = { got & ~(uint64_t)(CAIRN_FRAME_SIZE - 1),
-					 (unsigned)(got & (CAIRN_FRAME_SIZE - 1)) - 1 };
-		if (!stress_move(&blocks, h.phys, h.order, STRESS_MAILBOX_OWNER, cpu + 1))
-			continue;
-		*(uint64_t *)cairn_port_phys_to_virt(h.phys) = h.phys ^ cpu;
-		*stress_last_word(h.phys, h.order) = ~(h.phys ^ cpu);
-		me->c.held[me->c.nheld++] = h;
-	}
-}
-
 static void hints_save(struct saved_hints *sv, struct cpu_hint *h)
 {
 	sv->small = atomic_load_explicit(&h->small[CAIRN_AREA_HIGH], memory_order_relaxed);
@@ -137,7 +120,7 @@ static void *worker_main(void *arg)
 		c->ops++;
 		if (atomic_load_explicit(&draining, memory_order_relaxed)) {
 			/* give back the blocks of the range being removed */
-			mailbox_take(me, cpu);
+			stress_mailbox_take(&blocks, &me->c, cpu);
 			unsigned i = 0;
 			while (i < c->nheld && c->held[i].phys < 4096 * MiB)
 				i++;

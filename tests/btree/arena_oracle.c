@@ -91,6 +91,15 @@ struct rec {
 	_Atomic int state;      /* 0 in flight, 1 allocated, 2 the call failed */
 	_Atomic unsigned arena;
 };
+/* A call's success: its range, then state 1 (release: a lookup that
+ * reads 1 reads the range). */
+static void rec_publish(struct rec *rc, unsigned arena, uint64_t start, uint64_t size)
+{
+	atomic_store_explicit(&rc->start, start, memory_order_relaxed);
+	atomic_store_explicit(&rc->size, size, memory_order_relaxed);
+	atomic_store_explicit(&rc->arena, arena, memory_order_relaxed);
+	atomic_store_explicit(&rc->state, 1, memory_order_release);
+}
 static struct rec *recs[MAXT];
 static _Atomic uint64_t issued[MAXT];
 static uint64_t maxseq;
@@ -307,10 +316,7 @@ static bool do_alloc(unsigned tid, uint64_t *seed, struct live *l)
 			fail("alloc error", size, (uint64_t)e);
 		return false;
 	}
-	atomic_store_explicit(&rc->start, x, memory_order_relaxed);
-	atomic_store_explicit(&rc->size, size, memory_order_relaxed);
-	atomic_store_explicit(&rc->arena, arena, memory_order_relaxed);
-	atomic_store_explicit(&rc->state, 1, memory_order_release);
+	rec_publish(rc, arena, x, size);
 	uint64_t al = align < q ? q : align;
 	if (x % al != phase)
 		fail("xalloc: alignment or phase not met", x, al);
@@ -346,10 +352,7 @@ static bool do_reserve(unsigned tid, uint64_t *seed, struct live *l)
 			fail("reserve error", x, (uint64_t)e);
 		return false;
 	}
-	atomic_store_explicit(&rc->start, x, memory_order_relaxed);
-	atomic_store_explicit(&rc->size, size, memory_order_relaxed);
-	atomic_store_explicit(&rc->arena, arena, memory_order_relaxed);
-	atomic_store_explicit(&rc->state, 1, memory_order_release);
+	rec_publish(rc, arena, x, size);
 	*l = (struct live){ arena, x, size, cookie };
 	claim(l);
 	atomic_fetch_add_explicit(&n_reserve, 1, memory_order_relaxed);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "../check.h"
+#include "../frames_total.h"
 
 #define MiB (1024ull * 1024)
 
@@ -32,12 +33,7 @@ static inline struct cairn_frames *env_init(unsigned cpus, unsigned mib)
 
 static inline uint64_t env_free_frames(void)
 {
-	struct cairn_frames_stats st;
-	cairn_frames_stats(env_frames, &st);
-	uint64_t n = 0;
-	for (int a = 0; a < CAIRN_AREAS; a++)
-		n += st.free_frames[a];
-	return n;
+	return frames_free_total(env_frames);
 }
 
 /* Take every free frame away, so a node allocation fails, and give them
@@ -70,10 +66,7 @@ static inline void env_undrain(void)
 
 static inline uint64_t splitmix(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return splitmix64(s);
 }
 
 #endif
