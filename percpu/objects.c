@@ -233,6 +233,22 @@ static unsigned large_order(size_t size)
 	return order;
 }
 
+static void qcache_drain(struct cairn_objects *o);
+
+/* Exhausted: give back what this heap holds, take back what the other
+ * heaps cache, and empty the shared caches (the released stacks; the
+ * quantum cache and the large caches, whose ranges pin arena spans), so
+ * the caller's one retry sees all memory not handed out or in a slab. */
+static void heap_exhausted(struct cairn_heap *h)
+{
+	cairn__remote_flush(h);
+	cairn__heap_collect(h, false);
+	cairn__heap_release_empty(h);
+	cairn__caches_reclaim(h);
+	cairn__released_drain(h->o);
+	qcache_drain(h->o);
+}
+
 static void *large_alloc(struct cairn_heap *h, size_t size)
 {
 	struct cairn_objects *o = h->o;
@@ -241,10 +257,7 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 	unsigned order = large_order(size);
 	uintptr_t p = pages_get(o, order, false);
 	if (!p) {
-		cairn__remote_flush(h);
-		cairn__heap_collect(h, false);
-		cairn__heap_release_empty(h);
-		cairn__released_drain(o);
+		heap_exhausted(h);
 		p = pages_get(o, order, false);
 	}
 	if (!p)
@@ -553,21 +566,30 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 	}
 	large_count(h, (uint64_t)-1, -pages);
 	unsigned b = lc_bin(pages);
-	if (pages < OBJ_LC_MIN_PAGES ||
-	    (h->lcache_pages + pages > o->large_cache_pages && !lcache_make_room(h, b, pages))) {
+	if (pages < OBJ_LC_MIN_PAGES || !caches_try(h)) {
 		arena_give_back(h, p);
 		return 0;
 	}
-	obj_set_word(p, obj_encode(h, p, h->lcache[b]));
-	h->lcache[b] = p;
-	h->lcache_n[b]++;
-	h->lcache_pages += (unsigned)pages;
+	bool room = h->lcache_pages + pages <= o->large_cache_pages ||
+		    lcache_make_room(h, b, pages);
+	if (room) {
+		obj_set_word(p, obj_encode(h, p, h->lcache[b]));
+		h->lcache[b] = p;
+		h->lcache_n[b]++;
+		h->lcache_pages += (unsigned)pages;
+	}
+	caches_done(h);
+	if (!room)
+		arena_give_back(h, p);
 	return 0;
 }
 
-/* Offline or exhaustion: every cached range back to the arena. */
+/* Offline or exhaustion (of this heap or another): every cached range back
+ * to the arena; nothing to do when the other side has the caches. */
 void cairn__large_cache_flush(struct cairn_heap *h)
 {
+	if (!caches_try(h))
+		return;
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
 		uintptr_t r = h->lcache[b];
 		unsigned n = h->lcache_n[b];
@@ -588,6 +610,7 @@ void cairn__large_cache_flush(struct cairn_heap *h)
 		}
 	}
 	h->lcache_pages = 0;
+	caches_done(h);
 }
 
 static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t size, size_t align)
@@ -595,10 +618,11 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 	struct cairn_objects *o = h->o;
 	if (size > ((size_t)1 << 62))
 		return NULL;
-	uint64_t bytes = (size + OBJ_PAGE - 1) & ~(uint64_t)(OBJ_PAGE - 1), addr, pages;
+	uint64_t bytes = (size + OBJ_PAGE - 1) & ~(uint64_t)(OBJ_PAGE - 1), addr, pages = 0;
 	bool small = o->large_cache_pages && bytes <= (uint64_t)OBJ_LC_MAX_PAGES << OBJ_PAGE_SHIFT;
-	if (small && align <= OBJ_PAGE) {
+	if (small && align <= OBJ_PAGE && caches_try(h)) {
 		addr = lcache_take(h, bytes >> OBJ_PAGE_SHIFT, &pages);
+		caches_done(h);
 		if (addr) {
 			large_count(h, 1, pages);
 			return (void *)(uintptr_t)addr;
@@ -616,13 +640,7 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 			break;
 		if (err != CAIRN_ENOMEM || tries)
 			return NULL;
-		/* Exhausted: what this heap and the caches hold may be what
-		 * the arena lacks. */
-		cairn__remote_flush(h);
-		cairn__heap_collect(h, false);
-		cairn__heap_release_empty(h);
-		cairn__released_drain(o);
-		qcache_drain(o);
+		heap_exhausted(h);
 	}
 	/* In the pagemap's range, the entry that lets its free skip the tree
 	 * (no leaf and no frame for one: the free goes through the tree). */
@@ -844,13 +862,7 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 		heap_set_cur(h, cls, &h->o->empty);
 	s = cairn__slab_new(h, cls);
 	if (!s) {
-		/* Exhausted: give back what this heap holds (and the large
-		 * objects' cache: its ranges pin arena spans) and try again. */
-		cairn__remote_flush(h);
-		cairn__heap_collect(h, false);
-		cairn__heap_release_empty(h);
-		cairn__released_drain(h->o);
-		qcache_drain(h->o);
+		heap_exhausted(h);
 		if (h->cur[cls] != &h->o->empty || h->avail[cls])
 			return refill(h, cls);
 		s = cairn__slab_new(h, cls);

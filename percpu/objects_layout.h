@@ -197,6 +197,9 @@ struct cairn_heap {
 	struct slab *cur[CAIRN_OBJ_CLASSES]; /* never NULL: &o->empty when none */
 	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
 	struct slab *spare;        /* unused descriptors */
+	/* The two caches below are the holder's, and an exhausted heap's
+	 * (caches_try): whoever holds caches_busy. */
+	_Atomic unsigned caches_busy;
 	/* Blocks of released slabs, by order, last in first out, linked
 	 * through their first word: a new slab reuses memory that is still
 	 * hot (and, on a host, already resident) before it asks for more. */
@@ -542,6 +545,37 @@ static inline void slab_set_state(struct cairn_heap *h, struct slab *s, enum sla
 	bool plain_push = (st == SLAB_CUR || st == SLAB_AVAIL) && !h->harden;
 	atomic_store_explicit(&s->fast_owner, plain_push ? h : NULL, memory_order_relaxed);
 }
+
+/* ---- a heap's caches, and taking them back ----
+ *
+ * A heap's block cache and large cache are filled and used by its holder,
+ * but a heap that meets exhaustion empties every other heap's too
+ * (cairn__caches_reclaim): memory cached for one CPU must not be why
+ * another CPU's allocation fails. The two sides exclude each other with
+ * one word per heap that each side only ever tries to take, with one
+ * exchange: a holder that finds it taken does without its caches for that
+ * call (a block goes to the released stacks or the frames, a freed large
+ * range to the arena, an allocation to the next source), and a reclaimer
+ * skips a heap whose word is taken. Nobody waits for anybody, so neither
+ * side can be stalled by the other being preempted. The exchange acquires
+ * and the store that gives the word back releases, so each holder of the
+ * word sees the lists, counts and links the previous holder left (the
+ * links are in the cached memory itself, plain words). A reclaimer never
+ * touches slabs: a kept empty slab (cairn__slab_after_free) stays its
+ * heap's. Cost to the holder: one exchange and one store per slab made or
+ * released and per large object through its cache, none on the object
+ * paths. */
+static inline bool caches_try(struct cairn_heap *h)
+{
+	return !atomic_exchange_explicit(&h->caches_busy, 1, memory_order_acquire);
+}
+
+static inline void caches_done(struct cairn_heap *h)
+{
+	atomic_store_explicit(&h->caches_busy, 0, memory_order_release);
+}
+
+void cairn__caches_reclaim(struct cairn_heap *self);
 
 struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls);
 void cairn__slab_release(struct cairn_heap *h, struct slab *s);

@@ -190,16 +190,29 @@ static bool block_steal(struct cairn_heap *h, unsigned order)
 	return false;
 }
 
+/* The newest cached block of the order, or 0 (none, or a reclaimer has
+ * the caches). */
+static uintptr_t cache_pop(struct cairn_heap *h, unsigned order)
+{
+	uintptr_t b = 0;
+	if (caches_try(h)) {
+		b = h->blocks[order];
+		if (b) {
+			h->blocks[order] = obj_word(b);
+			h->block_frames -= 1u << order;
+		}
+		caches_done(h);
+	}
+	return b;
+}
+
 static uintptr_t block_get(struct cairn_heap *h, unsigned order)
 {
-	uintptr_t b = h->blocks[order];
+	uintptr_t b = cache_pop(h, order);
 	if (!b && order <= OBJ_SLAB_MIN_ORDER && block_steal(h, order))
-		b = h->blocks[order];
-	if (b) {
-		h->blocks[order] = obj_word(b);
-		h->block_frames -= 1u << order;
+		b = cache_pop(h, order);
+	if (b)
 		return b;
-	}
 	if (h->o->released_max && (b = released_pop(h->o, order)))
 		return b;
 	return pages_get(h->o, order, false);
@@ -207,17 +220,26 @@ static uintptr_t block_get(struct cairn_heap *h, unsigned order)
 
 static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order)
 {
-	if (h->block_frames + (1u << order) > h->o->block_cache_frames) {
-		block_away(h->o, b, order);
-		return;
+	if (caches_try(h)) {
+		bool room = h->block_frames + (1u << order) <= h->o->block_cache_frames;
+		if (room) {
+			obj_set_word(b, h->blocks[order]);
+			h->blocks[order] = b;
+			h->block_frames += 1u << order;
+		}
+		caches_done(h);
+		if (room)
+			return;
 	}
-	obj_set_word(b, h->blocks[order]);
-	h->blocks[order] = b;
-	h->block_frames += 1u << order;
+	block_away(h->o, b, order);
 }
 
+/* Every cached block away, by the holder or a reclaimer; nothing to do
+ * when the other side has the caches (it empties them or uses them). */
 void cairn__heap_flush_blocks(struct cairn_heap *h)
 {
+	if (!caches_try(h))
+		return;
 	for (unsigned order = 0; order < OBJ_SLAB_ORDERS; order++)
 		while (h->blocks[order]) {
 			uintptr_t b = h->blocks[order];
@@ -225,6 +247,27 @@ void cairn__heap_flush_blocks(struct cairn_heap *h)
 			block_away(h->o, b, order);
 		}
 	h->block_frames = 0;
+	caches_done(h);
+}
+
+/* Exhaustion of self: every other heap's cached blocks and large ranges
+ * back to the instance's stacks, the frames and the arena (the caller
+ * drains the stacks next). Inside the embedder's gate, as a claim is: a
+ * host process forked meanwhile would copy a heap's word taken, with no
+ * thread to give it back, and the heap would do without its caches for
+ * ever. */
+void cairn__caches_reclaim(struct cairn_heap *self)
+{
+	struct cairn_objects *o = self->o;
+	arena_enter(o);
+	for (unsigned i = 0; i < o->ncpus; i++) {
+		struct cairn_heap *h = &o->heaps[i];
+		if (h != self && heap_is_made(o, i)) {
+			cairn__heap_flush_blocks(h);
+			cairn__large_cache_flush(h);
+		}
+	}
+	arena_leave(o);
 }
 
 struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls)

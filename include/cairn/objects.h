@@ -73,7 +73,7 @@ struct cairn_objects_config {
 	uint64_t seed;               /* free-list keys; 0 = derived from addresses */
 	/* Blocks of released slabs each heap keeps for its next slabs (hot
 	 * memory first); 0 = 1 MiB. Given back when the CPU goes offline or
-	 * its heap meets exhaustion. */
+	 * any heap meets exhaustion. */
 	unsigned block_cache_kib;
 	/* Optional: blocks of released slabs kept for every heap's next slabs
 	 * beyond the heaps' own caches (a heap going offline puts its blocks
@@ -112,7 +112,7 @@ struct cairn_objects_config {
 	 * count, without a tree update. A cached range stays allocated in the
 	 * arena; its pagemap entry records its length and state, so a second
 	 * free is refused there, hardened or not. Given back to the arena
-	 * when the CPU goes offline or its heap meets exhaustion. 0: none. */
+	 * when the CPU goes offline or any heap meets exhaustion. 0: none. */
 	unsigned large_cache_kib;
 	/* Optional, with large_arena: called before and after every call
 	 * into the arena (allocation, free, lookup; destroy excepted), around
@@ -149,7 +149,7 @@ void cairn_objects_destroy(struct cairn_objects *o);
 
 /* malloc-like calls on the calling CPU's heap. alloc(0) returns a minimal
  * object. NULL on exhaustion (after collecting and releasing what the heap
- * holds) and for impossible requests (EINVAL-like: align not a power of
+ * holds, and taking back every heap's caches) and for impossible requests (EINVAL-like: align not a power of
  * two, calloc overflow); nothing changes then. */
 void *cairn_objects_alloc(struct cairn_objects *o, size_t size);
 void *cairn_objects_alloc_aligned(struct cairn_objects *o, size_t size,

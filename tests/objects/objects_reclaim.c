@@ -10,7 +10,8 @@
  *  - large: the same with large objects and the heaps' large caches;
  *  - race: thread 0 allocates until NULL and frees, round after round, while
  *    the others fill and empty their caches; every object carries its
- *    holder's tag, checked before its free (two holders of one byte fail).
+ *    holder's tag, checked before its free (two holders of one byte fail);
+ *    no call may report an error.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -227,5 +228,6 @@ int main(int argc, char **argv)
 	test_blocks(free0);
 	test_large(free0);
 	test_race(threads, rounds, seed, free0);
+	CHECK_EQ(cairn_host_reports(), 0);
 	return check_done("objects_reclaim");
 }

@@ -306,10 +306,10 @@ static bool make_instance(void)
 		return false;
 	/* CAIRN_HARDEN=1 turns the checks on in a release build, =0 off */
 	const char *hv = getenv("CAIRN_HARDEN");
-	/* A heap that runs out gives back its own caches only: every heap's
-	 * together stay below a fifth of the memory (the sizes below from
-	 * 32 GiB up; under a limit, 512 KiB and 256 KiB per heap of 1 GiB).
-	 * With 16 MiB, 8 live threads' caches of 256 MiB starved the rest. */
+	/* Caches in proportion to the memory: every heap's together stay
+	 * below a fifth of it (the sizes below from 32 GiB up; under a
+	 * limit, 512 KiB and 256 KiB per heap of 1 GiB). A heap that runs
+	 * out takes them all back, but only once the memory ran out. */
 	uint64_t heap_kib = (mem_size >> 10) / 2048;
 	struct cairn_objects_config ocfg = {
 		.frames = frames, .phys_base = 0, .phys_limit = mem_size,
