@@ -121,6 +121,10 @@ int cairn_host_cpu_register(void)
 		return this_cpu;
 	for (unsigned i = 0; i < max_cpus; i++) {
 		unsigned char expect = 0;
+		/* a load first: a thread that finds every slot taken reads
+		 * them, it does not take each line for a failing CAS */
+		if (atomic_load_explicit(&slot_taken[i], memory_order_relaxed))
+			continue;
 		if (atomic_compare_exchange_strong_explicit(&slot_taken[i], &expect, 1,
 							    memory_order_acquire,
 							    memory_order_relaxed)) {

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <cairn/host.h>
+#include <cairn/port.h>
 
 #include "../check.h"
 #include "shim.h"
@@ -279,6 +281,70 @@ static void test_many_threads(unsigned n)
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&many_barrier);
 	free(t);
+}
+
+/* A thread that found every slot taken takes one at its first call after
+ * a slot was given back; between, it does not try the slots at every call
+ * (a try reads all of them). Slot 0 is main's, so the port's CPU index of
+ * a thread is 0 exactly while it has no slot. */
+#define FULL_HOLDERS 255
+static pthread_barrier_t full_in, full_out;
+static _Atomic int full_looked, full_released;
+
+static void *full_holder(void *arg)
+{
+	(void)arg;
+	cairn_free(cairn_malloc(24));
+	pthread_barrier_wait(&full_in);
+	pthread_barrier_wait(&full_out);
+	return NULL;
+}
+
+static void *full_latecomer(void *arg)
+{
+	(void)arg;
+	uintptr_t ok = 1;
+	for (int i = 0; i < 1000; i++) /* the shared heap, slots not tried again */
+		cairn_free(cairn_malloc(24));
+	ok &= cairn_port_cpu() == 0;
+	atomic_store(&full_looked, 1);
+	while (!atomic_load(&full_released))
+		sched_yield();
+	cairn_free(cairn_malloc(24));
+	ok &= cairn_port_cpu() != 0;
+	return (void *)ok;
+}
+
+static void test_slot_freed(void)
+{
+	cairn_free(cairn_malloc(24));
+	CHECK_EQ(cairn_port_cpu(), 0); /* main: slot 0, its first call */
+	pthread_t t[FULL_HOLDERS], late;
+	pthread_barrier_init(&full_in, NULL, FULL_HOLDERS + 1);
+	pthread_barrier_init(&full_out, NULL, FULL_HOLDERS + 1);
+	atomic_store(&full_looked, 0);
+	atomic_store(&full_released, 0);
+	for (unsigned i = 0; i < FULL_HOLDERS; i++) {
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 256 << 10);
+		REQUIRE(pthread_create(&t[i], &attr, full_holder, NULL) == 0);
+		pthread_attr_destroy(&attr);
+	}
+	/* every holder has its slot (or found none) before the latecomer looks */
+	pthread_barrier_wait(&full_in);
+	REQUIRE(pthread_create(&late, NULL, full_latecomer, NULL) == 0);
+	while (!atomic_load(&full_looked))
+		sched_yield();
+	pthread_barrier_wait(&full_out);
+	for (unsigned i = 0; i < FULL_HOLDERS; i++)
+		pthread_join(t[i], NULL);
+	atomic_store(&full_released, 1);
+	void *ok;
+	pthread_join(late, &ok);
+	CHECK(ok == (void *)1);
+	pthread_barrier_destroy(&full_in);
+	pthread_barrier_destroy(&full_out);
 }
 
 /* Calls after the shim's key destructor: a key made after the shim's has
@@ -673,6 +739,7 @@ int main(int argc, char **argv)
 	 * run instrumented code */
 	unsigned late_threads = argc > 3 ? (unsigned)atoi(argv[3]) : 300;
 	test_api();
+	test_slot_freed();
 	test_threads(6, 6, 20000);
 	test_many_threads(many_threads);
 	test_after_exit();

@@ -87,6 +87,12 @@ static TLS int thread_gone; /* the key destructor ran */
 static TLS unsigned gate_depth; /* large_enter calls not yet left */
 static TLS int forking;     /* this thread closed the fork gate */
 static TLS int swept;       /* this thread looked for slots of dead threads */
+/* A thread without a slot looks for one again only after a slot was given
+ * back since it last looked (slots_freed moved): otherwise every call of
+ * such a thread would try all the slots. */
+static _Atomic uint64_t slots_freed;
+static TLS uint64_t slots_seen;
+static TLS int looked;
 
 /* Who holds each slot: (registration number << 32) | kernel thread id, or
  * 0 (free, or in a forked child, a slot of a thread of the parent). A
@@ -167,6 +173,7 @@ static bool slots_sweep(void)
 							    memory_order_acquire,
 							    memory_order_relaxed)) {
 			cairn_host_cpu_release(i);
+			atomic_fetch_add_explicit(&slots_freed, 1, memory_order_relaxed);
 			freed = true;
 		}
 	}
@@ -399,7 +406,15 @@ static struct cairn_heap *heap_slow(void)
 	if (in_shim || thread_gone || !ready())
 		return NULL;
 	in_shim = 1;
-	int cpu = cairn_host_cpu_register();
+	/* Relaxed: a slot freed just before this load is found next time
+	 * (the count moves after the slot is free). */
+	uint64_t freed = atomic_load_explicit(&slots_freed, memory_order_relaxed);
+	int cpu = CAIRN_ENOSPC;
+	if (!looked || freed != slots_seen) {
+		looked = 1;
+		slots_seen = freed;
+		cpu = cairn_host_cpu_register();
+	}
 	if (cpu < 0 && !swept) { /* once per thread: a system call per slot */
 		swept = 1;
 		if (slots_sweep())
@@ -433,6 +448,7 @@ static void thread_exit(void *arg)
 	my_heap = NULL;
 	atomic_store_explicit(&slot_owner[my_slot], 0, memory_order_relaxed);
 	cairn_host_cpu_unregister();
+	atomic_fetch_add_explicit(&slots_freed, 1, memory_order_relaxed);
 }
 
 /* The shared heap, for threads without a slot. The forking thread holds
