@@ -515,6 +515,91 @@ static void import_refused(void)
 	cairn_arena_destroy(&child);
 }
 
+/* A source that serves spans of at most `cap` bytes, naturally aligned,
+ * from a bump pointer, as a fragmented frame allocator would: it has
+ * small blocks and no large one. It records the sizes asked. */
+struct short_source {
+	uint64_t next, cap;
+	unsigned asked, releases;
+	uint64_t sizes[32];
+};
+
+static int short_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr)
+{
+	struct short_source *ss = ctx;
+	if (ss->asked < 32)
+		ss->sizes[ss->asked] = size;
+	ss->asked++;
+	if (size > ss->cap)
+		return CAIRN_ENOMEM;
+	uint64_t al = align > size ? align : size;
+	if (al & (al - 1))
+		al = 4096;
+	ss->next = (ss->next + al - 1) & ~(al - 1);
+	*addr = ss->next;
+	ss->next += size;
+	return 0;
+}
+
+static void short_release(void *ctx, uint64_t addr, uint64_t size)
+{
+	(void)addr;
+	(void)size;
+	((struct short_source *)ctx)->releases++;
+}
+
+/* The import quantum is a preference: a source short of spans that large
+ * serves the request from the largest smaller span it has, halving (a
+ * power-of-two quantum) down to the request's own size, or (any other
+ * quantum) from a span of the request's size. A request no span can hold
+ * still fails with ENOMEM, and nothing changes. */
+static void import_short_source(void)
+{
+	struct short_source ss = { .next = 1ull << 40, .cap = 2 * MiB };
+	struct cairn_arena_source src = { short_import, short_release, &ss };
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 4096, .source = &src,
+					  .import_quantum = 64 * MiB };
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 0, &cfg), 0);
+	uint64_t x = 0, y = 0, s, n, c;
+	CHECK_EQ(cairn_arena_alloc(&a, 100 << 10, 1, &x), 0);
+	CHECK_EQ(ss.asked, 6); /* 64, 32, 16, 8, 4, 2 MiB */
+	for (unsigned i = 0; i < 6 && i < ss.asked; i++)
+		CHECK_EQ(ss.sizes[i], (64 * MiB) >> i);
+	CHECK_EQ(atomic_load(&a.imports), 1);
+	CHECK_EQ(cairn_arena_lookup(&a, x, &s, &n, &c), 0);
+	CHECK(s == x && n == 100 << 10 && c == 1);
+	/* 3 MiB needs a 4 MiB span: none */
+	ss.asked = 0;
+	CHECK_EQ(cairn_arena_alloc(&a, 3 * MiB, 2, &y), CAIRN_ENOMEM);
+	CHECK_EQ(ss.asked, 5); /* 64 .. 4 MiB */
+	CHECK_EQ(ss.sizes[4], 4 * MiB);
+	CHECK_EQ(atomic_load(&a.imports), 1);
+	CHECK_EQ(ss.releases, 0);
+	valid(&a);
+	/* the first span's rest serves without an import */
+	ss.asked = 0;
+	CHECK_EQ(cairn_arena_alloc(&a, MiB, 3, &y), 0);
+	CHECK_EQ(ss.asked, 0);
+	CHECK_EQ(cairn_arena_free(&a, x, 100 << 10), 0);
+	CHECK_EQ(cairn_arena_free(&a, y, MiB), 0);
+	CHECK_EQ(ss.releases, 1);
+	valid(&a);
+	cairn_arena_destroy(&a);
+
+	/* a quantum of 3 MiB: then a span of the request's size, 100 KiB */
+	ss = (struct short_source){ .next = 1ull << 40, .cap = MiB };
+	cfg.import_quantum = 3 * MiB;
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 0, &cfg), 0);
+	CHECK_EQ(cairn_arena_alloc(&a, 100 << 10, 4, &x), 0);
+	CHECK_EQ(ss.asked, 2);
+	CHECK(ss.sizes[0] == 3 * MiB && ss.sizes[1] == 100 << 10);
+	CHECK_EQ(cairn_arena_free(&a, x, 100 << 10), 0);
+	CHECK_EQ(ss.releases, 1);
+	valid(&a);
+	cairn_arena_destroy(&a);
+}
+
 /* A heap arena of 64-byte quantum whose spans are frames the port maps
  * at addresses from a VA arena over the test window. */
 struct mapped_heap {
@@ -861,6 +946,7 @@ int main(void)
 	import_useless();
 	import_window_served();
 	import_refused();
+	import_short_source();
 	frames_source();
 	frames_source_coarse_va();
 	frames_source_unmap_fails();
