@@ -332,8 +332,32 @@ static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
 	}
 }
 
+/*
+ * The span's alignment: the request's, and with nocross enough that the
+ * span holds the request between two boundaries (the source guarantees
+ * nothing else of where the span lies). Aligned to the boundary itself,
+ * the request sits at base + phase, which crosses none unless every
+ * placement does. A boundary wider than the span's power of two needs
+ * only that power of two: the span then lies between two boundaries.
+ */
+static uint64_t span_align(const struct cairn_arena *a, const struct xreq *r, uint64_t sz)
+{
+	uint64_t align = r->align > a->quantum ? r->align : a->quantum;
+	if (r->nocross) {
+		uint64_t p = next_pow2(sz); /* 0 above 2^63: the boundary */
+		uint64_t b = p && p < r->nocross ? p : r->nocross;
+		if (b > align)
+			align = b;
+	}
+	return align;
+}
+
 /* Bring in a span from the source that can hold the request; *span: the
- * span added, its tag in the cookie. */
+ * span added, its tag in the cookie. The import quantum is a preference
+ * (fewer, larger spans): a source that has no span that large (frames
+ * fragmented into smaller blocks) is asked for half as much, down to the
+ * request's own size (a quantum that is not a power of two: the request's
+ * size at once), before the request fails. */
 static int import(struct cairn_arena *a, const struct xreq *r,
 		  struct cairn_ext *span)
 {
@@ -342,28 +366,17 @@ static int import(struct cairn_arena *a, const struct xreq *r,
 	if (need < r->size)
 		return CAIRN_ENOMEM;
 	uint64_t sz = pow2(iq) ? next_pow2(need) : ((need + iq - 1) / iq) * iq;
+	uint64_t least = pow2(iq) ? sz : qround(a, need);
 	if (sz < iq)
 		sz = iq;
-	if (sz < need) /* next_pow2 found none, or the rounding wrapped */
+	if (sz < need || least < need) /* next_pow2 found none, or the rounding wrapped */
 		return CAIRN_ENOMEM;
-	/*
-	 * The span's alignment: the request's, and with nocross enough that
-	 * the span holds the request between two boundaries (the source
-	 * guarantees nothing else of where the span lies). Aligned to the
-	 * boundary itself, the request sits at base + phase, which crosses
-	 * none unless every placement does. A boundary wider than the
-	 * span's power of two needs only that power of two: the span then
-	 * lies between two boundaries.
-	 */
-	uint64_t align = r->align > a->quantum ? r->align : a->quantum;
-	if (r->nocross) {
-		uint64_t p = next_pow2(sz); /* 0 above 2^63: the boundary */
-		uint64_t b = p && p < r->nocross ? p : r->nocross;
-		if (b > align)
-			align = b;
-	}
 	uint64_t base;
-	int err = a->source.import(a->source.ctx, sz, align, &base);
+	int err;
+	while ((err = a->source.import(a->source.ctx, sz, span_align(a, r, sz), &base)) ==
+		       CAIRN_ENOMEM &&
+	       sz > least)
+		sz = pow2(iq) ? sz / 2 : least;
 	if (err)
 		return err;
 	/* Every extent is quantum aligned (the unconstrained fits rely on it):

@@ -63,7 +63,10 @@ struct cairn_arena_source {
 struct cairn_arena_config {
 	uint64_t quantum;        /* power of two; 0 = 1 */
 	const struct cairn_arena_source *source; /* NULL: none */
-	uint64_t import_quantum; /* multiple of quantum; 0 = quantum */
+	/* Multiple of quantum; 0 = quantum. Imports are rounded up to it; a
+	 * source that refuses one (ENOMEM) is asked for half, down to the
+	 * request's size (not a power of two: the request's size at once). */
+	uint64_t import_quantum;
 	unsigned fanout;         /* tree slots per node; 0 = full 4 KiB */
 };
 

@@ -94,6 +94,8 @@ static bool x_free_now(void)
 static int src_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr)
 {
 	(void)ctx;
+	if (size < SPAN && !(size & (size - 1)))
+		return CAIRN_ENOMEM; /* the arena asks for less after a refusal: none */
 	if (size != SPAN || (X & (align - 1))) {
 		atomic_fetch_add(&bad, 1);
 		return CAIRN_ENOMEM;
