@@ -149,8 +149,9 @@ void cairn_objects_destroy(struct cairn_objects *o);
 
 /* malloc-like calls on the calling CPU's heap. alloc(0) returns a minimal
  * object. NULL on exhaustion (after collecting and releasing what the heap
- * holds, and taking back every heap's caches) and for impossible requests (EINVAL-like: align not a power of
- * two, calloc overflow); nothing changes then. */
+ * holds, and taking back every heap's caches) and for impossible requests
+ * (EINVAL-like: align not a power of two, calloc overflow); nothing
+ * changes then. */
 void *cairn_objects_alloc(struct cairn_objects *o, size_t size);
 void *cairn_objects_alloc_aligned(struct cairn_objects *o, size_t size,
 				  size_t align);
