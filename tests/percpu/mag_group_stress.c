@@ -21,6 +21,8 @@
  * most two magazines' worth, the depot within its limits, the whole within
  * cairn_mag_stats().bound; and each slot's hits + misses == the operations
  * its threads ran on it (every try_alloc and every free is one operation).
+ * Each round ends with every thread giving back all it holds, so the
+ * caches fill to their bound and the depots to their limits.
  *
  * Arguments: rounds, operations per thread per phase, seed.
  */
@@ -51,6 +53,7 @@ static struct cairn_mag_cache *mc[NCACHES];
 static _Atomic unsigned char owner[NCACHES][NITEMS]; /* 1 + thread, or 0 */
 static uint64_t ops[NCACHES][NCPUS]; /* per slot: written by its thread */
 static unsigned ops_per_phase;
+static bool full_seen[NCACHES]; /* a depot held its limit of full magazines */
 static _Atomic int failed; /* a thread's oracle failed (threads do not CHECK) */
 
 /* ---- the mailbox: items handed from one CPU to another ---- */
@@ -185,8 +188,11 @@ static void mixed(struct worker *me)
 	}
 }
 
-/* Take everything of cache k there is, answering the other cache's
- * requests between allocations (an online CPU keeps answering). */
+/* Take everything of cache k there is. The other exhausting thread holds
+ * an item of k in its magazines, and this one an item of the other's
+ * cache; neither answers the other cache between allocations: a drain
+ * waiting for the other thread is answered when that thread drains too,
+ * through the group, and not before (the drains wait without limit). */
 static void exhaust(struct worker *me, unsigned k)
 {
 	uint64_t it;
@@ -196,7 +202,6 @@ static void exhaust(struct worker *me, unsigned k)
 		if (i < 0 || atomic_exchange(&owner[k][i], (unsigned char)(1 + me->id)))
 			fail(me, "exhaustion: a bad or duplicated item", it);
 		me->got++;
-		cairn_mag_poll(mc[1 - k]);
 	}
 }
 
@@ -252,6 +257,12 @@ static void *worker_main(void *arg)
 	if (me->id < 2)
 		give_back_exhausted(me, me->id);
 	mixed(me);
+	quiesce();
+	/* Everything in hand back, on this CPU: the caches fill to their
+	 * bound and the depots to their limits, the rest to the sources. */
+	for (unsigned k = 0; k < NCACHES; k++)
+		while (me->nhand[k])
+			give(me, k, me->nhand[k] - 1);
 	quiesce();
 	if (me->leave_drained)
 		for (unsigned k = 0; k < NCACHES; k++)
@@ -344,7 +355,8 @@ int main(int argc, char **argv)
 		struct cairn_mag_config c = {
 			.source = ref_as_source(&src[k]), .frames = frames, .ncpus = NCPUS,
 			.mag_size = MAG, .refill = k ? 0 : 2, .depot_full = DEPOT,
-			.depot_empty = DEPOT, .drain_wait = 0 /* wait long */,
+			.depot_empty = DEPOT,
+			.drain_wait = ~0u, /* (about 2^32 pause hints: for ever here) */
 			.group = &group,
 		};
 		REQUIRE(cairn_mag_create(&mc[k], &c) == 0);
@@ -352,7 +364,7 @@ int main(int argc, char **argv)
 	/* The main thread takes slot NCPUS: outside the caches (bypass), so
 	 * its polls in the barrier touch no slot of theirs. */
 	REQUIRE(cairn_host_cpu_bind(NCPUS) == 0);
-	alarm(240); /* two drains waiting for each other for ever */
+	alarm(60); /* drains waiting for each other (for ever) */
 	for (unsigned r = 0; r < rounds; r++) {
 		for (unsigned t = 0; t < NCPUS; t++) {
 			w[t].id = t;
@@ -381,6 +393,14 @@ int main(int argc, char **argv)
 		barrier(); /* mixed again */
 		check_all("after the second mixed phase");
 		barrier();
+		barrier(); /* everything in hand given back */
+		check_all("after the threads gave everything back");
+		for (unsigned k = 0; k < NCACHES; k++) {
+			struct cairn_mag_stats st;
+			cairn_mag_stats(mc[k], &st);
+			full_seen[k] |= st.depot_full == DEPOT;
+		}
+		barrier();
 		for (unsigned t = 0; t < NCPUS; t++)
 			pthread_join(w[t].t, NULL);
 		check_all("after the threads left");
@@ -389,6 +409,9 @@ int main(int argc, char **argv)
 	}
 	alarm(0);
 	CHECK_EQ(atomic_load(&failed), 0);
+	/* the depots' limits were reached (and so tested) */
+	for (unsigned k = 0; k < NCACHES; k++)
+		CHECK(full_seen[k]);
 	/* Everything back: the hands, the mailbox, then the caches. */
 	for (unsigned k = 0; k < NCACHES; k++) {
 		for (unsigned t = 0; t < NCPUS; t++)
