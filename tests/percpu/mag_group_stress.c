@@ -13,7 +13,8 @@
  * its cache that no other thread holds in its hands (the drains of the two
  * caches wait for each other's CPUs, which answer only through the group).
  * At the end of a round each thread either drains its slot and leaves, or
- * leaves it as it is for the next round's thread in that slot.
+ * leaves it as it is, for the next round's thread in that slot or, every
+ * other round, for the main thread to drain once it joined them.
  *
  * At every barrier, for each cache: in hands + in CPUs' magazines + in the
  * depot + in the source == the items, exactly; no item in two hands (one
@@ -404,6 +405,28 @@ int main(int argc, char **argv)
 		for (unsigned t = 0; t < NCPUS; t++)
 			pthread_join(w[t].t, NULL);
 		check_all("after the threads left");
+		/* Slots left as they were: every other round, the main thread
+		 * drains them (the threads were joined: they are offline). A
+		 * CPU outside the cache is refused and changes nothing. */
+		for (unsigned k = 0; k < NCACHES; k++) {
+			struct cairn_mag_stats was, now;
+			cairn_mag_stats(mc[k], &was);
+			CHECK_EQ(cairn_mag_drain_cpu(mc[k], NCPUS), CAIRN_EINVAL);
+			CHECK_EQ(cairn_mag_cpu_stats(mc[k], NCPUS, &(struct cairn_mag_cpu_stats){ 0 }),
+				 CAIRN_EINVAL);
+			CHECK_EQ(cairn_mag_cpu_stats(mc[k], 0, NULL), CAIRN_EINVAL);
+			cairn_mag_stats(mc[k], &now);
+			CHECK(memcmp(&was, &now, sizeof(was)) == 0);
+			for (unsigned t = 0; t < NCPUS && r % 2; t++) {
+				if (w[t].leave_drained)
+					continue;
+				CHECK_EQ(cairn_mag_drain_cpu(mc[k], w[t].slot), 0);
+				struct cairn_mag_cpu_stats cs;
+				REQUIRE(cairn_mag_cpu_stats(mc[k], w[t].slot, &cs) == 0);
+				CHECK_EQ(cs.held + cs.magazines, 0);
+			}
+		}
+		check_all("after the main thread drained departed slots");
 		if (atomic_load(&failed))
 			break;
 	}
