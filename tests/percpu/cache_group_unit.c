@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A frame cache and a quantum cache in one drain group, exhausted at once
+ * The frame cache's counts and frames accounted under random use, bad
+ * frees among it. A frame cache and a quantum cache in one drain group, exhausted at once
  * by two CPUs that each hold what the other's drain asks for; the quantum
  * cache at its largest size (CAIRN_QCACHE_MAX quanta) and just past it;
  * and configurations the caches refuse, which must leave the frame
@@ -239,6 +240,100 @@ static void test_qcache_edge(void)
 	cairn_arena_destroy(&a);
 }
 
+/* ---- the frame cache's counts, and every frame accounted ---- */
+
+/* Random allocations (with and without CAIRN_F_ZERO, cached orders and
+ * passed-through ones) and frees, on CPUs 0 and 1, frees often on the
+ * other CPU, with rejected frees between them. Each cached order's
+ * CPU counts hits + misses == the operations that reached its cache (a
+ * rejected free or a passed-through order reaches none), and after every
+ * step: free frames + cached frames + frames in hand + magazine frames ==
+ * what was free after the cache was made. */
+static const unsigned fc_order[5] = { 0, 1, 2, 3, 9 };
+
+static void test_fcache_counts(void)
+{
+	struct cairn_fcache *fc;
+	struct cairn_fcache_config cfg = { .ncpus = NCPUS, .mag_size = { 4, 3, 2, 2, 1 },
+					   .depot_full = 1, .depot_empty = 1,
+					   .drain_wait = 1000 }; /* the other CPU is not there to answer */
+	REQUIRE(cairn_fcache_create(&fc, f1, &cfg) == 0);
+	const uint64_t total = frames_free_total(f1);
+	enum { HELD = 48 };
+	uint64_t hand[HELD];
+	unsigned hand_order[HELD], nh = 0;
+	uint64_t ops[5][2] = { { 0 } };
+	uint64_t rng = 0x2545f4914f6cdd1dull;
+	cairn_host_reports_quiet(1);
+	for (unsigned step = 0; step < 6000; step++) {
+		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+		unsigned cpu = (unsigned)(rng >> 60) & 1;
+		bind(cpu);
+		unsigned r = (unsigned)(rng % 100), oi = (unsigned)((rng >> 8) % 6);
+		if (r < 50 && nh < HELD) {
+			unsigned order = oi < 5 ? fc_order[oi] : 4; /* 4: passes through */
+			unsigned flags = (rng >> 20) & 1 ? CAIRN_F_ZERO : 0;
+			uint64_t p;
+			struct cairn_mag_stats was, now;
+			cairn_mag_stats(cairn_fcache_mags(fc, 0), &was);
+			int err = cairn_fcache_alloc(fc, order, flags, &p);
+			cairn_mag_stats(cairn_fcache_mags(fc, 0), &now);
+			/* one try, and one more after a drain (ENOMEM drains
+			 * every order, order 0's among them) */
+			if (oi < 5)
+				ops[oi][cpu] += 1 + (now.drains != was.drains);
+			if (err == 0) {
+				hand[nh] = p;
+				hand_order[nh++] = order;
+			}
+		} else if (r < 90 && nh) {
+			unsigned i = (unsigned)((rng >> 24) % nh);
+			int k = -1;
+			for (unsigned j = 0; j < 5; j++)
+				if (fc_order[j] == hand_order[i])
+					k = (int)j;
+			/* first a bad free of it: misaligned, or the wrong order */
+			if (hand_order[i] && (rng >> 30) & 1)
+				CHECK(cairn_fcache_free(fc, hand[i] + CAIRN_FRAME_SIZE, hand_order[i]) != 0);
+			else
+				CHECK(cairn_fcache_free(fc, hand[i], hand_order[i] == 9 ? 3 : hand_order[i] + 1) != 0);
+			CHECK_EQ(cairn_fcache_free(fc, hand[i], hand_order[i]), 0);
+			if (k >= 0)
+				ops[k][cpu]++;
+			hand[i] = hand[--nh];
+			hand_order[i] = hand_order[nh];
+		} else if (r < 92) {
+			cairn_fcache_drain_all(fc);
+		}
+		uint64_t in_hand = 0, mags = 0;
+		for (unsigned i = 0; i < nh; i++)
+			in_hand += 1ull << hand_order[i];
+		for (unsigned j = 0; j < 5; j++) {
+			struct cairn_mag_stats st;
+			cairn_mag_stats(cairn_fcache_mags(fc, fc_order[j]), &st);
+			mags += st.magazines;
+			CHECK(st.depot_full <= 1 && st.depot_empty <= 1);
+			CHECK(st.cpu_held + st.depot_items <= st.bound);
+		}
+		CHECK_EQ(frames_free_total(f1) + cairn_fcache_cached_frames(fc) + in_hand + mags, total);
+	}
+	cairn_host_reports_quiet(0);
+	for (unsigned j = 0; j < 5; j++)
+		for (unsigned c = 0; c < 2; c++) {
+			struct cairn_mag_cpu_stats cs;
+			REQUIRE(cairn_mag_cpu_stats(cairn_fcache_mags(fc, fc_order[j]), c, &cs) == 0);
+			if (cs.hits + cs.misses != ops[j][c])
+				fprintf(stderr, "order %u cpu %u: %llu hits + %llu misses, %llu ops\n",
+					fc_order[j], c, (unsigned long long)cs.hits,
+					(unsigned long long)cs.misses, (unsigned long long)ops[j][c]);
+			CHECK_EQ(cs.hits + cs.misses, ops[j][c]);
+		}
+	bind(0);
+	for (unsigned i = 0; i < nh; i++)
+		CHECK_EQ(cairn_fcache_free(fc, hand[i], hand_order[i]), 0);
+	cairn_fcache_destroy(fc);
+}
+
 /* ---- refused configurations change nothing ---- */
 
 static void test_refused(void)
@@ -307,6 +402,7 @@ int main(void)
 	REQUIRE(cairn_frames_init(&f2, m2, 1, &fcfg) == 0);
 	uint64_t before1 = frames_free_total(f1), before2 = frames_free_total(f2);
 	test_refused();
+	test_fcache_counts();
 	test_qcache_edge();
 	test_group_exhaustion();
 	CHECK_EQ(frames_free_total(f1), before1);
