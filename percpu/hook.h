@@ -22,6 +22,9 @@ enum cairn_percpu_hook_point {
 	/* wait_answer: a CPU's answer not there yet, at every turn (the
 	 * CPU's slot) */
 	CAIRN_HOOK_DRAIN_WAITING,
+	/* cairn__caches_reclaim: another heap's blocks flushed, its large
+	 * cache not yet (the heap) */
+	CAIRN_HOOK_RECLAIM_BETWEEN,
 };
 
 #ifdef CAIRN_PERCPU_TEST_HOOK

@@ -8,6 +8,7 @@
  */
 #include "objects_layout.h"
 #include "objects_pages.h"
+#include "hook.h"
 
 /* Spare descriptors looked at before a fresh frame is carved. */
 #define DESC_SEARCH 16
@@ -264,6 +265,7 @@ void cairn__caches_reclaim(struct cairn_heap *self)
 		struct cairn_heap *h = &o->heaps[i];
 		if (h != self && heap_is_made(o, i)) {
 			cairn__heap_flush_blocks(h);
+			CAIRN_PERCPU_HOOK(CAIRN_HOOK_RECLAIM_BETWEEN, h);
 			cairn__large_cache_flush(h);
 		}
 	}
