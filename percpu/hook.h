@@ -23,7 +23,7 @@ enum cairn_percpu_hook_point {
 	 * CPU's slot) */
 	CAIRN_HOOK_DRAIN_WAITING,
 	/* cairn__caches_reclaim: another heap's blocks flushed, its large
-	 * cache not yet (the heap) */
+	 * cache not yet, its caches held (the heap) */
 	CAIRN_HOOK_RECLAIM_BETWEEN,
 };
 

@@ -584,12 +584,10 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 	return 0;
 }
 
-/* Offline or exhaustion (of this heap or another): every cached range back
- * to the arena; nothing to do when the other side has the caches. */
-void cairn__large_cache_flush(struct cairn_heap *h)
+/* Every cached range back to the arena; the caller holds the caches (the
+ * holder, or another heap's reclaim). */
+void cairn__large_cache_flush_held(struct cairn_heap *h)
 {
-	if (!caches_try(h))
-		return;
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
 		uintptr_t r = h->lcache[b];
 		unsigned n = h->lcache_n[b];
@@ -610,6 +608,15 @@ void cairn__large_cache_flush(struct cairn_heap *h)
 		}
 	}
 	h->lcache_pages = 0;
+}
+
+/* Offline or this heap's exhaustion: nothing to do when a reclaimer has
+ * the caches (it empties both). */
+void cairn__large_cache_flush(struct cairn_heap *h)
+{
+	if (!caches_try(h))
+		return;
+	cairn__large_cache_flush_held(h);
 	caches_done(h);
 }
 

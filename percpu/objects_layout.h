@@ -555,8 +555,11 @@ static inline void slab_set_state(struct cairn_heap *h, struct slab *s, enum sla
  * one word per heap that each side only ever tries to take, with one
  * exchange: a holder that finds it taken does without its caches for that
  * call (a block goes to the released stacks or the frames, a freed large
- * range to the arena, an allocation to the next source), and a reclaimer
- * skips a heap whose word is taken. Nobody waits for anybody, so neither
+ * range to the arena, an allocation to the next source, a flush has
+ * nothing to do), and a reclaimer skips a heap whose word is taken. A
+ * reclaimer holds the word across both caches' flushes, so a holder whose
+ * flush finds it taken leaves nothing behind: what it cached before is on
+ * the lists being emptied, and what it releases meanwhile goes away. Nobody waits for anybody, so neither
  * side can be stalled by the other being preempted. The exchange acquires
  * and the store that gives the word back releases, so each holder of the
  * word sees the lists, counts and links the previous holder left (the
@@ -586,8 +589,10 @@ void cairn__heap_release_empty(struct cairn_heap *h);
 void cairn__heap_flush_blocks(struct cairn_heap *h);
 void cairn__heap_destroy_slabs(struct cairn_heap *h);
 void cairn__released_drain(struct cairn_objects *o);
-/* The heap's cached large objects back to the arena (objects.c). */
+/* The heap's cached large objects back to the arena (objects.c): by its
+ * holder, or with the caches held already (a reclaimer). */
 void cairn__large_cache_flush(struct cairn_heap *h);
+void cairn__large_cache_flush_held(struct cairn_heap *h);
 
 /* The embedder's gate, if any: around every call into the arena, every
  * post's push and every claim of an offline heap (objects_remote.c).

@@ -235,12 +235,9 @@ static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order)
 	block_away(h->o, b, order);
 }
 
-/* Every cached block away, by the holder or a reclaimer; nothing to do
- * when the other side has the caches (it empties them or uses them). */
-void cairn__heap_flush_blocks(struct cairn_heap *h)
+/* Every cached block away; the caller holds the caches. */
+static void flush_blocks_held(struct cairn_heap *h)
 {
-	if (!caches_try(h))
-		return;
 	for (unsigned order = 0; order < OBJ_SLAB_ORDERS; order++)
 		while (h->blocks[order]) {
 			uintptr_t b = h->blocks[order];
@@ -248,25 +245,40 @@ void cairn__heap_flush_blocks(struct cairn_heap *h)
 			block_away(h->o, b, order);
 		}
 	h->block_frames = 0;
+}
+
+/* Every cached block away, by the holder; nothing to do when a reclaimer
+ * has the caches (it empties both). */
+void cairn__heap_flush_blocks(struct cairn_heap *h)
+{
+	if (!caches_try(h))
+		return;
+	flush_blocks_held(h);
 	caches_done(h);
 }
 
 /* Exhaustion of self: every other heap's cached blocks and large ranges
  * back to the instance's stacks, the frames and the arena (the caller
- * drains the stacks next). Inside the embedder's gate, as a claim is: a
- * host process forked meanwhile would copy a heap's word taken, with no
- * thread to give it back, and the heap would do without its caches for
- * ever. */
+ * drains the stacks next). Both caches under one hold of the word: a
+ * holder that finds it taken does without, and takes it that its flushes
+ * have nothing to do, so the reclaimer must be emptying both. Taken once
+ * per cache, a block the holder released between the two (the word free)
+ * stayed in a heap that had gone offline meanwhile, its flush having
+ * found the reclaimer in the large cache (objects_reclaim_order). Inside
+ * the embedder's gate, as a claim is: a host process forked meanwhile
+ * would copy a heap's word taken, with no thread to give it back, and the
+ * heap would do without its caches for ever. */
 void cairn__caches_reclaim(struct cairn_heap *self)
 {
 	struct cairn_objects *o = self->o;
 	arena_enter(o);
 	for (unsigned i = 0; i < o->ncpus; i++) {
 		struct cairn_heap *h = &o->heaps[i];
-		if (h != self && heap_is_made(o, i)) {
-			cairn__heap_flush_blocks(h);
+		if (h != self && heap_is_made(o, i) && caches_try(h)) {
+			flush_blocks_held(h);
 			CAIRN_PERCPU_HOOK(CAIRN_HOOK_RECLAIM_BETWEEN, h);
-			cairn__large_cache_flush(h);
+			cairn__large_cache_flush_held(h);
+			caches_done(h);
 		}
 	}
 	arena_leave(o);
