@@ -7,10 +7,15 @@
  * inside A's large cache flush (the embedder's gate, around the give-back
  * of A's cached range) while A goes offline. A heap that goes offline
  * gives back its caches: nothing may be left in them once B is done.
+ * While B is parked there, the range it gives back (RETIRING, still
+ * allocated in the arena) is freed again on two heaps: both refused
+ * (CAIRN_EFREE), the range left to B's give-back.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+
+#include <cairn/error.h>
 
 #include "../../percpu/hook.h"
 #include "../check.h"
@@ -110,8 +115,15 @@ int main(void)
 			v[i] = NULL;
 		}
 	atomic_store(&stage, 2);
-	/* B is inside A's large cache flush: A goes offline */
+	/* B is inside A's large cache flush, giving back `big`: a second
+	 * free of it, on A and on a third heap, must not reach the tree */
 	wait_stage(3);
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_heap_free(heap_a, big), CAIRN_EFREE);
+	CHECK_EQ(cairn_heap_free(cairn_objects_heap(o, 2), big), CAIRN_EFREE);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_host_reports(), 2);
+	/* ... and A goes offline */
 	cairn_heap_offline(heap_a);
 	atomic_store(&stage, 4);
 	pthread_join(t, NULL);
@@ -131,6 +143,6 @@ int main(void)
 	cairn_objects_destroy(o);
 	objtest_large_fini();
 	CHECK_EQ(objtest_free_frames(), free0);
-	CHECK_EQ(cairn_host_reports(), 0);
+	CHECK_EQ(cairn_host_reports(), 2); /* the two refusals alone */
 	return check_done("objects_reclaim_order");
 }
