@@ -559,8 +559,9 @@ static inline void slab_set_state(struct cairn_heap *h, struct slab *s, enum sla
  * nothing to do), and a reclaimer skips a heap whose word is taken. A
  * reclaimer holds the word across both caches' flushes, so a holder whose
  * flush finds it taken leaves nothing behind: what it cached before is on
- * the lists being emptied, and what it releases meanwhile goes away. Nobody waits for anybody, so neither
- * side can be stalled by the other being preempted. The exchange acquires
+ * the lists being emptied, and what it releases meanwhile goes away.
+ * Nobody waits for anybody, so neither side can be stalled by the other
+ * being preempted. The exchange acquires
  * and the store that gives the word back releases, so each holder of the
  * word sees the lists, counts and links the previous holder left (the
  * links are in the cached memory itself, plain words). A reclaimer never
