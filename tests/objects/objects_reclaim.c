@@ -77,41 +77,30 @@ static void free_all(struct cairn_objects *o, void **v, size_t n)
 	free(v);
 }
 
-/* Released slab blocks: 64 MiB caches, so nothing but exhaustion empties them. */
-static void test_blocks(uint64_t free0)
+/* Heaps 1..3 leave 12 MiB each in one of their caches (bounds far above
+ * that: nothing but exhaustion empties them); heap 0 must then have had
+ * all but the metadata, a kept slab per heap and what is too small for a
+ * slab or a span: at least `tenths` of the frames.
+ * large: released slab blocks (false) or freed large ranges (true). */
+static void test_caches(uint64_t free0, bool large, unsigned tenths)
 {
-	struct cairn_objects *o = make(64 << 10, 0);
+	if (large)
+		objtest_large_init(OBJTEST_DIRECT, 2 * MiB);
+	struct cairn_objects *o = large ? make(0, 32 << 10) : make(64 << 10, 0);
+	size_t size = large ? LARGE_SIZE : SMALL_SIZE;
 	void **v;
-	size_t n = fill_others_then_exhaust(o, SMALL_SIZE, 12 * MiB, &v);
+	size_t n = fill_others_then_exhaust(o, size, 12 * MiB, &v);
 	uint64_t cached = 0;
 	for (unsigned i = 1; i < 4; i++)
-		cached += heap_stats(o, i).cached_frames;
+		cached += large ? heap_stats(o, i).large_cached_frames
+				: heap_stats(o, i).cached_frames;
 	CHECK_EQ(cached, 0);
-	/* all but the metadata, a kept slab per heap and what is too small
-	 * for a slab: at least nine tenths of the frames */
-	CHECK((uint64_t)n * SMALL_SIZE / CAIRN_FRAME_SIZE >= free0 / 10 * 9);
+	CHECK((uint64_t)n * size / CAIRN_FRAME_SIZE >= free0 / 10 * tenths);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	free_all(o, v, n);
 	cairn_objects_destroy(o);
-	CHECK_EQ(objtest_free_frames(), free0);
-}
-
-/* Freed large ranges: the heaps' large caches hold 32 MiB each. */
-static void test_large(uint64_t free0)
-{
-	objtest_large_init(OBJTEST_DIRECT, 2 * MiB);
-	struct cairn_objects *o = make(0, 32 << 10);
-	void **v;
-	size_t n = fill_others_then_exhaust(o, LARGE_SIZE, 12 * MiB, &v);
-	uint64_t cached = 0;
-	for (unsigned i = 1; i < 4; i++)
-		cached += heap_stats(o, i).large_cached_frames;
-	CHECK_EQ(cached, 0);
-	CHECK((uint64_t)n * LARGE_SIZE / CAIRN_FRAME_SIZE >= free0 / 10 * 8);
-	CHECK_EQ(cairn_objects_validate(o), 0);
-	free_all(o, v, n);
-	cairn_objects_destroy(o);
-	objtest_large_fini();
+	if (large)
+		objtest_large_fini();
 	CHECK_EQ(objtest_free_frames(), free0);
 }
 
@@ -225,8 +214,8 @@ int main(int argc, char **argv)
 	REQUIRE(threads >= 4 && threads <= 16);
 	objtest_init(threads, 64);
 	uint64_t free0 = objtest_free_frames();
-	test_blocks(free0);
-	test_large(free0);
+	test_caches(free0, false, 9);
+	test_caches(free0, true, 8);
 	test_race(threads, rounds, seed, free0);
 	CHECK_EQ(cairn_host_reports(), 0);
 	return check_done("objects_reclaim");
