@@ -25,6 +25,9 @@ enum cairn_percpu_hook_point {
 	/* cairn__caches_reclaim: another heap's blocks flushed, its large
 	 * cache not yet, its caches held (the heap) */
 	CAIRN_HOOK_RECLAIM_BETWEEN,
+	/* offline_collect: the claimed heap's messages collected, its state
+	 * not yet OFFLINE again (the heap) */
+	CAIRN_HOOK_CLAIM_ENDING,
 };
 
 #ifdef CAIRN_PERCPU_TEST_HOOK

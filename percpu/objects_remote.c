@@ -45,6 +45,7 @@
  * release store means nothing came since.
  */
 #include "objects_layout.h"
+#include "hook.h"
 #include "objects_pages.h"
 
 void cairn__heap_queue_init(struct cairn_heap *h)
@@ -330,6 +331,7 @@ static void offline_collect(struct cairn_heap *h)
 			cairn_port_pause();
 		} while (1);
 		cairn__heap_release_empty(h);
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_CLAIM_ENDING, h);
 		atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
 		/* in_tail was at the stub; it is the next holder's now */
 		if (!inbox_head_moved(h))
