@@ -11,30 +11,18 @@
  * stays, with nobody left to collect it until some later post to D.
  */
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 
-#include "../../percpu/hook.h"
 #include "../check.h"
 #include "objtest.h"
+#include "park.h"
 
 static struct cairn_objects *o;
 static struct cairn_heap *heap_c, *heap_p, *heap_d;
-static atomic_int stage;
 static void *first, *second;
-
-static void wait_stage(int s)
-{
-	while (atomic_load(&stage) != s)
-		sched_yield();
-}
 
 void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj)
 {
-	if (at != CAIRN_HOOK_CLAIM_ENDING || obj != heap_d || atomic_load(&stage) != 0)
-		return;
-	atomic_store(&stage, 1);
-	wait_stage(2);
+	park_once(at, obj, CAIRN_HOOK_CLAIM_ENDING, heap_d);
 }
 
 static void *claimer(void *arg)

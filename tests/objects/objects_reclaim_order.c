@@ -17,30 +17,20 @@
 
 #include <cairn/error.h>
 
-#include "../../percpu/hook.h"
 #include "../check.h"
 #include "objtest.h"
+#include "park.h"
 
 #define LARGE_SIZE (68u << 10)
 
 static struct cairn_objects *o;
 static struct cairn_heap *heap_a, *heap_b;
-static atomic_int stage;
 static _Thread_local bool armed;
-
-static void wait_stage(int s)
-{
-	while (atomic_load(&stage) != s)
-		sched_yield();
-}
 
 void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj)
 {
-	if (at != CAIRN_HOOK_RECLAIM_BETWEEN || obj != heap_a || atomic_load(&stage) != 0)
-		return;
-	atomic_store(&stage, 1);
-	wait_stage(2);
-	armed = true; /* the next gate on this thread: A's range given back */
+	if (park_once(at, obj, CAIRN_HOOK_RECLAIM_BETWEEN, heap_a))
+		armed = true; /* the next gate on this thread: A's range given back */
 }
 
 static void gate_enter(void)
