@@ -126,6 +126,19 @@ static uint64_t cookie_of(unsigned arena, unsigned tid, uint64_t seq)
 	return 1ull << 63 | (uint64_t)arena << 52 | (uint64_t)tid << 40 | seq;
 }
 
+/* The next call's record and cookie for thread tid, or NULL when its
+ * records are used up. The count is published (release) before the call,
+ * so a lookup that finds the cookie finds its record. */
+static struct rec *rec_issue(unsigned tid, unsigned arena, uint64_t *cookie)
+{
+	uint64_t seq = atomic_load_explicit(&issued[tid], memory_order_relaxed);
+	if (seq >= maxseq)
+		return NULL;
+	*cookie = cookie_of(arena, tid, seq);
+	atomic_store_explicit(&issued[tid], seq + 1, memory_order_release);
+	return &recs[tid][seq];
+}
+
 static bool is_ours(uint64_t c)
 {
 	return (c >> 63) && ((c >> 52) & 0x7ff) < NARENA &&
@@ -297,12 +310,10 @@ static bool do_alloc(unsigned tid, uint64_t *seed, struct live *l)
 				lo = 0;
 		}
 	}
-	uint64_t seq = atomic_load_explicit(&issued[tid], memory_order_relaxed);
-	if (seq >= maxseq)
+	uint64_t cookie;
+	struct rec *rc = rec_issue(tid, arena, &cookie);
+	if (!rc)
 		return false;
-	uint64_t cookie = cookie_of(arena, tid, seq);
-	atomic_store_explicit(&issued[tid], seq + 1, memory_order_release);
-	struct rec *rc = &recs[tid][seq];
 	uint64_t x;
 	int e = plain && pol == CAIRN_FIT_FIRST
 			? cairn_arena_alloc(a, size, cookie, &x)
@@ -339,12 +350,10 @@ static bool do_reserve(unsigned tid, uint64_t *seed, struct live *l)
 	uint64_t size = ((r >> 8) % 4 + 1) * q;
 	uint64_t x = space_base(arena) +
 		     ((r >> 16) % (space_size(arena) / q - 4)) * q;
-	uint64_t seq = atomic_load_explicit(&issued[tid], memory_order_relaxed);
-	if (seq >= maxseq)
+	uint64_t cookie;
+	struct rec *rc = rec_issue(tid, arena, &cookie);
+	if (!rc)
 		return false;
-	uint64_t cookie = cookie_of(arena, tid, seq);
-	atomic_store_explicit(&issued[tid], seq + 1, memory_order_release);
-	struct rec *rc = &recs[tid][seq];
 	int e = cairn_arena_reserve(a, x, size, cookie);
 	if (e) {
 		atomic_store_explicit(&rc->state, 2, memory_order_release);
