@@ -282,6 +282,9 @@ static int plan_release(const struct cairn_bt_view *v, void *arg,
 struct areq {
 	uint64_t base, size, tag;
 	uint32_t flags;
+	/* need != 0: [at, at + need) goes to `cookie` in the same update, at
+	 * the span's start or end (two extents at most: an insert's limit) */
+	uint64_t at, need, cookie;
 };
 
 static int plan_add(const struct cairn_bt_view *v, void *arg,
@@ -291,20 +294,29 @@ static int plan_add(const struct cairn_bt_view *v, void *arg,
 	if (v->has_cur || (v->has_pred && ext_end(&v->pred) > r->base) ||
 	    (v->has_succ && v->succ.start < r->base + r->size))
 		return CAIRN_EEXIST;
-	e->ins[0] = (struct cairn_ext){ r->base, r->size, r->tag,
-					EXT_FREE | r->flags };
-	e->nins = 1;
+	struct cairn_ext span = { r->base, r->size, r->tag, EXT_FREE | r->flags };
+	if (!r->need) {
+		e->ins[0] = span;
+		e->nins = 1;
+		return 0;
+	}
+	/* The span as an alloc's carve would leave it, inserted whole: the
+	 * carve's replacement of the span's extent, then what it inserts. */
+	struct cairn_bt_view whole = { .cur = span, .has_cur = true };
+	struct cairn_bt_edit c = { .nins = 0 };
+	carve(&whole, r->at, r->need, r->cookie, &c);
+	e->ins[0] = c.val[1];
+	e->ins[1] = c.ins[0];
+	e->nins = 1 + c.nins;
 	return 0;
 }
 
 /* ---- operations ---- */
 
-static int add_span(struct cairn_arena *a, uint64_t base, uint64_t size,
-		    uint64_t tag, uint32_t flags)
+static int add_span(struct cairn_arena *a, const struct areq *r)
 {
-	struct areq r = { base, size, tag, flags };
-	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = base,
-				    .plan = plan_add, .arg = &r };
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = r->base,
+				    .plan = plan_add, .arg = (void *)r };
 	return cairn_btree_update(&a->tree, &q);
 }
 
@@ -316,7 +328,8 @@ int cairn_arena_add(struct cairn_arena *a, uint64_t base, uint64_t size)
 		return CAIRN_EALIGN;
 	if (base + size <= base)
 		return CAIRN_ERANGE;
-	return add_span(a, base, size, 0, CAIRN_ARENA_SPAN);
+	struct areq r = { .base = base, .size = size, .flags = CAIRN_ARENA_SPAN };
+	return add_span(a, &r);
 }
 
 static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
@@ -352,14 +365,20 @@ static uint64_t span_align(const struct cairn_arena *a, const struct xreq *r, ui
 	return align;
 }
 
-/* Bring in a span from the source that can hold the request; *span: the
- * span added, its tag in the cookie. The import quantum is a preference
- * (fewer, larger spans): a source that has no span that large (frames
- * fragmented into smaller blocks) is asked for half as much, down to the
- * request's own size (a quantum that is not a power of two: the request's
- * size at once), before the request fails. */
-static int import(struct cairn_arena *a, const struct xreq *r,
-		  struct cairn_ext *span)
+/* Bring in a span from the source that can hold the request. Where the
+ * request fits at the span's start or end, the update that adds the span
+ * carves it too (*served, r->got): added free and retried in a second
+ * update, the span could be taken whole by another CPU in between, and an
+ * alloc that lost each of its imports so would fail with ENOMEM while the
+ * source still lent (arena_import_steal). Otherwise (a phase leaves room
+ * on both sides, or the request's window misses the span) the span is
+ * added free, *span with its tag in the cookie, for the caller's retry.
+ * The import quantum is a preference (fewer, larger spans): a source that
+ * has no span that large (frames fragmented into smaller blocks) is asked
+ * for half as much, down to the request's own size (a quantum that is not
+ * a power of two: the request's size at once), before the request fails. */
+static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
+		  bool *served)
 {
 	uint64_t iq = a->import_quantum;
 	uint64_t need = r->size + (r->align > a->quantum ? r->align - a->quantum : 0);
@@ -387,22 +406,33 @@ static int import(struct cairn_arena *a, const struct xreq *r,
 		a->source.release(a->source.ctx, base, sz);
 		return base & (a->quantum - 1) ? CAIRN_ECORRUPT : CAIRN_ERANGE;
 	}
-	/* The span's free extent carries a tag no other import of this
-	 * arena has had (2^64 of them would wrap it), until a carve or a
-	 * merge rewrites that extent (both clear the cookie of what stays
-	 * free): the give-back of a failed alloc finds its span by it. */
-	uint64_t tag = atomic_fetch_add_explicit(&a->tags, 1,
-						 memory_order_relaxed) + 1;
-	err = add_span(a, base, sz, tag,
-		       CAIRN_ARENA_SPAN | CAIRN_ARENA_IMPORTED);
+	struct areq add = { .base = base, .size = sz, .flags = SPAN_FLAGS };
+	struct cairn_ext whole = { base, sz, 0, EXT_FREE | SPAN_FLAGS };
+	uint64_t at;
+	*served = xfit(&whole, r, &at) && (at == base || at + r->size == base + sz);
+	if (*served) {
+		add.at = at;
+		add.need = r->size;
+		add.cookie = r->cookie;
+	} else {
+		/* The span's free extent carries a tag no other import of
+		 * this arena has had (2^64 of them would wrap it), until a
+		 * carve or a merge rewrites that extent (both clear the
+		 * cookie of what stays free): the give-back of a failed
+		 * alloc finds its span by it. */
+		add.tag = atomic_fetch_add_explicit(&a->tags, 1, memory_order_relaxed) + 1;
+	}
+	err = add_span(a, &add);
 	if (err) {
 		a->source.release(a->source.ctx, base, sz);
 		return err == CAIRN_EEXIST ? CAIRN_ECORRUPT : err;
 	}
 	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
-	*span = (struct cairn_ext){ base, sz, tag,
-				    EXT_FREE | CAIRN_ARENA_SPAN |
-					    CAIRN_ARENA_IMPORTED };
+	if (*served)
+		r->got = (struct cairn_ext){ at, r->size, r->cookie,
+					     at == base ? SPAN_FLAGS : 0 };
+	else
+		*span = (struct cairn_ext){ base, sz, add.tag, EXT_FREE | SPAN_FLAGS };
 	return 0;
 }
 
@@ -476,10 +506,15 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 		if (err != CAIRN_ENOMEM || !a->source.import ||
 		    tries == IMPORT_TRIES)
 			break;
-		/* Nothing fits (or no node): import and try again. A span
-		 * from a source need not satisfy minaddr/maxaddr. */
-		if (import(a, &r, &spans[nspans]) != 0)
+		/* Nothing fits (or no node): import, served there or tried
+		 * again. A span from a source need not satisfy minaddr/maxaddr. */
+		bool served;
+		if (import(a, &r, &spans[nspans], &served) != 0)
 			break;
+		if (served) {
+			err = 0;
+			break;
+		}
 		nspans++;
 		q.shape = shape;
 	}

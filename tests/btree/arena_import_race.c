@@ -25,7 +25,9 @@
  *     free) and its free, parked by the test's yield hook at the first
  *     yield point after the free (in the update of its release of X).
  * Then the main thread allocates X whole and frees it, so that X goes back
- * to the source. Then the victim, a plain alloc of 256 bytes, imports X;
+ * to the source. Then the victim, an xalloc of 256 bytes at phase 16 of
+ * 256 (inside X, not at an end: the update that adds X cannot serve it, so
+ * the victim retries), imports X;
  * its retry must split the full leaf, which takes the general writer, and
  * the yield hook (the library is built with CAIRN_BTREE_TEST_YIELD) parks
  * it at its first yield point after the import added X, before it has
@@ -50,6 +52,7 @@
 #define LOW 0x10000ull       /* a static span, all allocated */
 #define WINDOW 0x10000000ull /* the thieves' maxaddr: below X */
 #define THIEVES 4            /* the imports an alloc makes at most */
+#define PHASE Q              /* the victim's, modulo 256 */
 
 static struct cairn_arena arena;
 
@@ -194,7 +197,8 @@ static void *victim(void *arg)
 	(void)arg;
 	role = VICTIM;
 	REQUIRE(cairn_host_cpu_register() >= 0);
-	victim_rc = cairn_arena_alloc(&arena, 256, 77, &victim_addr);
+	victim_rc = cairn_arena_xalloc(&arena, 256, 256, PHASE, 0, 0, 0, CAIRN_FIT_FIRST, 77,
+				       &victim_addr);
 	cairn_host_cpu_unregister();
 	atomic_store(&victim_done, true);
 	sem_post(&victim_event);
@@ -278,16 +282,16 @@ static void race(enum kind k)
 			atomic_load(&taken) ? "taken" : "free");
 	CHECK_EQ(victim_rc, 0);
 	CHECK_EQ(atomic_load(&victim_pauses), 1);
-	CHECK_EQ(victim_addr, X);
+	CHECK_EQ(victim_addr, X + PHASE);
 	CHECK(atomic_load(&taken));
 	CHECK_EQ(atomic_load(&imports) - imports0, lent + 1);
 	CHECK_EQ(atomic_load(&releases) - releases0, lent);
 	CHECK_EQ(atomic_load(&bad), 0);
 	CHECK_EQ(cairn_arena_validate(&arena), 0);
 	if (victim_rc == 0) {
-		CHECK_EQ(cairn_arena_lookup(&arena, X + 8, &s, &n, &c), 0);
-		CHECK(s == X && n == 256 && c == 77);
-		CHECK_EQ(cairn_arena_free(&arena, X, 256), 0);
+		CHECK_EQ(cairn_arena_lookup(&arena, X + PHASE + 8, &s, &n, &c), 0);
+		CHECK(s == X + PHASE && n == 256 && c == 77);
+		CHECK_EQ(cairn_arena_free(&arena, X + PHASE, 256), 0);
 	}
 	CHECK(!atomic_load(&taken));
 	CHECK_EQ(atomic_load(&releases), atomic_load(&imports));
