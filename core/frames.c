@@ -144,9 +144,12 @@ static uint64_t chunk_claim(_Atomic uint64_t *ce, uint64_t min, uint64_t max,
 	return take;
 }
 
-static void chunk_unclaim(_Atomic uint64_t *ce, uint64_t n)
+/* Give n frames to the FREE count of r's chunk entry ce (a free, or a
+ * claim undone). */
+static void chunk_unclaim(struct region *r, _Atomic uint64_t *ce, uint64_t n)
 {
 	atomic_fetch_add_explicit(ce, n, ACQ_REL);
+	region_refilled(r);
 }
 
 /* Drop our soft ownership of a chunk we are moving away from. */
@@ -280,7 +283,7 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 			return false;
 		int off = bits_take(chunk_words(r, c), q->k, q->a, word);
 		if (off < 0) { /* enough frames, but fragmented */
-			chunk_unclaim(ce, n);
+			chunk_unclaim(r, ce, n);
 			if (owned)
 				chunk_disown(ce, q->me1);
 			return false;
@@ -303,9 +306,11 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 
 /* Small blocks (order <= 8, alignment <= 8) from one area: the CPU's current
  * chunk first, then chunks nobody prefers, then any chunk. Each CPU starts
- * its search at its own share of the region so CPUs spread out. */
+ * its search at its own share of the region so CPUs spread out. A region
+ * whose every chunk the second pass found without a counted frame is
+ * marked exhausted, and skipped unless `all`. */
 static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
-			     struct request *q)
+			     struct request *q, bool all)
 {
 	uint64_t hint = atomic_load_explicit(&f->cpu[q->me].small[area], RELAXED);
 	struct region *r = hint_region(f, hint);
@@ -322,19 +327,26 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 	for (int strict = 1; strict >= 0; strict--) {
 		for (unsigned ri = 0; ri < nr; ri++) {
 			r = active_region(f, ri);
-			if (!r || r->area != area)
+			if (!r || r->area != area ||
+			    (!all && atomic_load_explicit(&r->exhausted, RELAXED)))
 				continue;
 			uint64_t nc = r->nchunks;
 			uint64_t c = ri == hr && hc < nc ? hc : q->me * nc / f->ncpus;
+			bool counted = false;
 			for (uint64_t i = 0; i < nc; i++, c = c + 1 < nc ? c + 1 : 0) {
 				uint64_t e = ld(&r->chunk[c]);
-				if ((e & CE_HUGE) || ce_free(e) < need)
+				if (e & CE_HUGE)
+					continue;
+				counted |= ce_free(e) != 0;
+				if (ce_free(e) < need)
 					continue;
 				if (strict && ce_owner(e) && ce_owner(e) != q->me1)
 					continue;
 				if (chunk_alloc(f, ri, c, q, strict, 0))
 					return true;
 			}
+			if (!strict && !counted)
+				atomic_store_explicit(&r->exhausted, 1, RELAXED);
 		}
 	}
 	return false;
@@ -360,6 +372,7 @@ static bool chunks_take(struct region *r, uint64_t c, unsigned k)
 		}
 		while (j--) /* ours alone while HUGE: a store undoes it */
 			atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
+		region_refilled(r);
 		return false;
 taken:;
 	}
@@ -379,7 +392,7 @@ static bool chunk_head_take(struct region *r, uint64_t c, unsigned k)
 		return false;
 	if (bits_take_at(chunk_words(r, c), 0, k))
 		return true;
-	chunk_unclaim(&r->chunk[c], n);
+	chunk_unclaim(r, &r->chunk[c], n);
 	return false;
 }
 
@@ -388,7 +401,7 @@ static bool chunk_head_take(struct region *r, uint64_t c, unsigned k)
  * one it last freed); each candidate is O(1) to reject via its first chunk
  * entry, so no bits are ever scanned one by one. */
 static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
-			      struct request *q)
+			      struct request *q, bool all)
 {
 	unsigned k = q->k, shift = q->a - CAIRN_HUGE_ORDER;
 	uint64_t nc = k >= CAIRN_HUGE_ORDER ? 1ull << (k - CAIRN_HUGE_ORDER) : 1;
@@ -403,7 +416,8 @@ static bool area_alloc_chunks(struct cairn_frames *f, enum cairn_area area,
 		/* the hinted region first, then the others in order */
 		unsigned ri = i == 0 && hr < nr ? hr : (i <= hr && hr < nr ? i - 1 : i);
 		struct region *r = active_region(f, ri);
-		if (!r || r->area != area)
+		if (!r || r->area != area ||
+		    (!all && atomic_load_explicit(&r->exhausted, RELAXED)))
 			continue;
 		uint64_t c0 = ((r->chunk0 + step - 1) & ~(step - 1)) - r->chunk0;
 		if (c0 >= r->nchunks || r->nchunks - c0 < nc)
@@ -443,9 +457,11 @@ static __attribute__((noinline)) uint64_t slots_unpark(struct cairn_frames *f,
 			continue;
 		uint64_t frame = pk - 1; /* frame number + 1 in the slot */
 		struct region *r = region_find(f, frame);
-		if (r && r->area == area)
-			n += word_unpark(frame_word(r, frame), frame_entry(r, frame),
-					 1u << (frame % WORD_FRAMES));
+		if (r && r->area == area &&
+		    word_unpark(frame_word(r, frame), frame_entry(r, frame), 1u << (frame % WORD_FRAMES))) {
+			region_refilled(r);
+			n++;
+		}
 	}
 	return n;
 }
@@ -487,10 +503,12 @@ static const enum cairn_area area_order[CAIRN_AREAS] = {
 	CAIRN_AREA_HIGH, CAIRN_AREA_LOW4G, CAIRN_AREA_LOW16M,
 };
 
-static bool area_alloc(struct cairn_frames *f, enum cairn_area area, struct request *q)
+/* `all`: exhausted regions too (see alloc_request). */
+static bool area_alloc(struct cairn_frames *f, enum cairn_area area, struct request *q,
+		       bool all)
 {
-	return q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q)
-					: area_alloc_small(f, area, q);
+	return q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q, all)
+					: area_alloc_small(f, area, q, all);
 }
 
 static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request *q)
@@ -500,16 +518,28 @@ static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request
 	q->me1 = q->me + 1;
 	/* An area short of counted frames: parked frames may be what is
 	 * missing (a huge block's chunk short of one, the area's last frames).
-	 * First those the CPUs' slots name (ncpus loads), then every one in
-	 * the area's bitmap, before the request falls to the next area: two
-	 * threads running as one CPU index lose slots, and their frames would
-	 * otherwise stay parked (counted free, taken by nobody). */
+	 * Those the CPUs' slots name (ncpus loads) are unparked before the
+	 * request falls to the next area. Regions found exhausted are
+	 * skipped: a full area above 4 GiB would otherwise cost a look at
+	 * every chunk entry to every request served below it. */
 	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
 		enum cairn_area area = area_order[i];
-		if (!(areas & (1u << area)))
-			continue;
-		if (area_alloc(f, area, q) || (slots_unpark(f, area) && area_alloc(f, area, q)) ||
-		    (area_unpark(f, area, q->k >= CAIRN_HUGE_ORDER) && area_alloc(f, area, q)))
+		if ((areas & (1u << area)) &&
+		    (area_alloc(f, area, q, false) ||
+		     (slots_unpark(f, area) && area_alloc(f, area, q, false))))
+			return true;
+	}
+	/* Every area short: every region, exhausted or not (a free may have
+	 * missed the mark a search was setting), then every parked frame in
+	 * each area's bitmap, before the request fails. Two threads running
+	 * as one CPU index lose slots, and their frames would otherwise stay
+	 * parked (counted free, taken by nobody). Not before the next area:
+	 * the walk reads every word of the area. */
+	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
+		enum cairn_area area = area_order[i];
+		if ((areas & (1u << area)) &&
+		    (area_alloc(f, area, q, true) ||
+		     (area_unpark(f, area, q->k >= CAIRN_HUGE_ORDER) && area_alloc(f, area, q, true))))
 			return true;
 	}
 	return false;
@@ -897,6 +927,7 @@ static int chunks_free(struct region *r, uint64_t c, unsigned k)
 	} while (!cas(&r->chunk[c], &e, CHUNK_FRAMES));
 	for (uint64_t j = 1; j < 1ull << (k - CAIRN_HUGE_ORDER); j++)
 		atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
+	region_refilled(r);
 	return 0;
 }
 
@@ -997,7 +1028,7 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	if (clear == bit)
 		atomic_store_explicit(pk, frame + 1, RELAXED);
 	else
-		chunk_unclaim(frame_entry(r, frame), 1);
+		chunk_unclaim(r, frame_entry(r, frame), 1);
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */
@@ -1039,6 +1070,7 @@ static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
 	_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
 	if (!ce || !cas_strong(ce, HUGE9_HEAD, CHUNK_FRAMES))
 		return false;
+	region_refilled(r);
 	/* the next huge block of this CPU comes from here */
 	atomic_store_explicit(&f->cpu[this_cpu(f)].huge[r->area],
 			      chunk_hint(r, chunk_of(r, phys)), RELAXED);
@@ -1066,7 +1098,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 	} else {
 		err = bits_free(r, c, off, order);
 		if (!err) {
-			chunk_unclaim(&r->chunk[c], 1ull << order);
+			chunk_unclaim(r, &r->chunk[c], 1ull << order);
 			/* Allocate next where we just freed: the frame is warm in
 			 * this CPU's cache, and free+alloc stays O(1). */
 			atomic_store_explicit(&f->cpu[this_cpu(f)].small[r->area],
@@ -1129,7 +1161,7 @@ int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
 				break;
 			}
 			if (cas(w, &v, v & ~(m | m << 32))) {
-				chunk_unclaim(&r->chunk[c], (uint64_t)bit_count(m));
+				chunk_unclaim(r, &r->chunk[c], (uint64_t)bit_count(m));
 				i = j;
 				break;
 			}
@@ -1162,6 +1194,7 @@ int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *bloc
 			r = region_find(f, frame);
 		if (r && huge_fits(r, phys) &&
 		    cas_strong(frame_entry(r, frame), HUGE9_HEAD, CHUNK_FRAMES)) {
+			region_refilled(r);
 			last = r;
 			last_phys = phys;
 			continue;
@@ -1209,7 +1242,7 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 		if (chunk_claim(&r->chunk[c], n, n, 0, false, &owned)) {
 			if (bits_take_at(chunk_words(r, c), off, order))
 				return 0;
-			chunk_unclaim(&r->chunk[c], n);
+			chunk_unclaim(r, &r->chunk[c], n);
 		}
 		if (!again || !chunk_unpark(r, c, off, off + (unsigned)n))
 			return CAIRN_EBUSY;
@@ -1243,7 +1276,7 @@ static void piece_undo(struct region *r, uint64_t c, unsigned lo, unsigned hi,
 		       unsigned claimed)
 {
 	unsigned cleared = words_clear(chunk_words(r, c), lo, hi);
-	chunk_unclaim(&r->chunk[c], claimed - (hi - lo) + cleared);
+	chunk_unclaim(r, &r->chunk[c], claimed - (hi - lo) + cleared);
 }
 
 /* Reserve frames [lo, hi) of one chunk as order-0 blocks: claim FREE first,
@@ -1306,7 +1339,7 @@ static int piece_free(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 		at += k;
 	}
 	if (n)
-		chunk_unclaim(&r->chunk[c], n);
+		chunk_unclaim(r, &r->chunk[c], n);
 	return err;
 }
 

@@ -139,6 +139,7 @@ static void region_init(struct region *r, struct span s, void *meta,
 	r->entry_base = (uintptr_t)r->chunk - r->chunk0 * sizeof(uint64_t);
 	r->word_base = (uintptr_t)r->bits - r->chunk0 * CHUNK_WORDS * sizeof(uint64_t);
 	r->meta_bytes = frames_region_meta_bytes(s.first, s.end);
+	atomic_store_explicit(&r->exhausted, 0, memory_order_relaxed);
 	for (uint64_t c = 0; c < r->nchunks; c++) {
 		uint64_t base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0;
 		for (unsigned wi = 0; wi < CHUNK_WORDS; wi++) {

@@ -119,7 +119,20 @@ struct region {
 	_Atomic uint64_t *bits;   /* nchunks * CHUNK_WORDS words */
 	uint64_t meta_bytes;
 	bool self_meta;           /* metadata carved from the region itself */
+	/* A hint, not a count: set when a search of every chunk found no
+	 * counted frame, cleared by whatever adds to a chunk's FREE after
+	 * that (region_refilled). A request skips the region while it is set,
+	 * until every area has come up short (alloc_request). */
+	_Atomic uint32_t exhausted;
 };
+
+/* The region gained counted frames: no longer exhausted. One load; a
+ * store only when the hint was set. */
+static inline void region_refilled(struct region *r)
+{
+	if (__builtin_expect(atomic_load_explicit(&r->exhausted, memory_order_relaxed), 0))
+		atomic_store_explicit(&r->exhausted, 0, memory_order_relaxed);
+}
 
 /* Hints pack the region's tag << HINT_SLOT_SHIFT with a place in it; 0 is
  * no hint. The tag is TAG_ACTIVE | generation << 6 | slot: the slot's
@@ -290,7 +303,7 @@ static inline unsigned word_unpark(_Atomic uint64_t *w, _Atomic uint64_t *ce, ui
 
 /* Unpark every parked frame of chunk c's frames [lo, hi). A huge chunk's
  * words are zero: nothing there. Returns how many. */
-static inline uint64_t chunk_unpark(const struct region *r, uint64_t c, unsigned lo, unsigned hi)
+static inline uint64_t chunk_unpark(struct region *r, uint64_t c, unsigned lo, unsigned hi)
 {
 	_Atomic uint64_t *w = &r->bits[c * CHUNK_WORDS];
 	uint64_t n = 0;
@@ -301,6 +314,8 @@ static inline uint64_t chunk_unpark(const struct region *r, uint64_t c, unsigned
 		n += word_unpark(&w[wi], &r->chunk[c], within);
 		at += k;
 	}
+	if (n)
+		region_refilled(r);
 	return n;
 }
 

@@ -1445,6 +1445,126 @@ static void test_validate_catches(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* A full area is skipped: the search that finds a region without a
+ * counted frame marks it exhausted, and requests of any area pass it by
+ * until a free gives it frames again. Every kind of free must clear the
+ * mark, or a request of any area goes below 4 GiB while a block above is
+ * free (the policy the model test holds cairn to). */
+static struct cairn_frames *exh_f;
+static struct region *exh_r;
+
+/* Above 4 GiB is empty: the next request of any area falls below it and
+ * leaves the region marked. */
+static void exh_marked(void)
+{
+	cairn_phys_t p;
+	CHECK_EQ(cairn_frames_alloc(exh_f, 0, 0, &p), 0);
+	CHECK(p < 4 * GiB);
+	CHECK_EQ(atomic_load(&exh_r->exhausted), 1u);
+	CHECK_EQ(cairn_frames_free(exh_f, p, 0), 0);
+	CHECK_EQ(atomic_load(&exh_r->exhausted), 1u); /* a free below leaves it */
+}
+
+/* b (order k, above 4 GiB) was just freed: it is what a request of any
+ * area gets. */
+static void exh_served(cairn_phys_t b, unsigned k)
+{
+	cairn_phys_t p;
+	CHECK_EQ(atomic_load(&exh_r->exhausted), 0u);
+	CHECK_EQ(cairn_frames_alloc(exh_f, k, 0, &p), 0);
+	CHECK_EQ(p, b);
+	exh_marked();
+}
+
+static void test_exhausted_region(void)
+{
+	static const struct cairn_mem_range map[] = {
+		{ 4 * GiB, 64 * MiB },
+		{ 1 * MiB, 39 * MiB },
+	};
+	struct cairn_frames *f = exh_f = make(map, 2, false);
+	exh_r = region_find(f, 4 * GiB / FRAME);
+	REQUIRE(exh_r);
+	CHECK_EQ(atomic_load(&exh_r->exhausted), 0u);
+	/* Above 4 GiB: a reserved range, an order-3 and an order-10 block,
+	 * then 2 MiB blocks and frames until nothing is left. */
+	const cairn_phys_t rsv = 4 * GiB + 40 * MiB + 5 * FRAME;
+	CHECK_EQ(cairn_frames_reserve(f, rsv, 3 * FRAME), 0);
+	cairn_phys_t b3, b10, p;
+	CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_HIGH, &b3), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 10, CAIRN_F_HIGH, &b10), 0);
+	enum { MAXN = 64 * MiB / FRAME };
+	static cairn_phys_t huge[64], small[MAXN];
+	size_t nh = 0, ns = 0;
+	while (nh < 64 && cairn_frames_alloc(f, 9, CAIRN_F_HIGH, &huge[nh]) == 0)
+		nh++;
+	while (ns < MAXN && cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &small[ns]) == 0)
+		ns++;
+	CHECK(nh >= 4 && ns >= 8);
+	exh_marked();
+
+	/* order 0: the first free parks (the CPU's slot, not FREE), the
+	 * second is counted */
+	CHECK_EQ(cairn_frames_free(f, small[0], 0), 0);
+	CHECK_EQ(cairn_frames_free(f, small[1], 0), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+	CHECK_EQ(p, small[0]); /* the parked one, from the slot */
+	exh_served(small[1], 0);
+	/* the bulk free */
+	CHECK_EQ(cairn_frames_free_bulk(f, &small[2], 1, NULL), 0);
+	exh_served(small[2], 0);
+	/* the general free (order 3) */
+	CHECK_EQ(cairn_frames_free(f, b3, 3), 0);
+	exh_served(b3, 3);
+	/* 2 MiB: the short free, the bulk free */
+	CHECK_EQ(cairn_frames_free(f, huge[0], 9), 0);
+	exh_served(huge[0], 9);
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, &huge[1], 1, NULL), 0);
+	exh_served(huge[1], 9);
+	/* several chunks: the general huge free */
+	CHECK_EQ(cairn_frames_free(f, b10, 10), 0);
+	exh_served(b10, 10);
+	/* an unreserve */
+	CHECK_EQ(cairn_frames_unreserve(f, rsv, FRAME), 0);
+	exh_served(rsv, 0);
+	/* a parked frame the slot names: unparked for a request of order 1 */
+	CHECK_EQ(cairn_frames_free(f, small[3], 0), 0); /* parks */
+	CHECK_EQ(cairn_frames_free(f, small[4], 0), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &p), 0); /* the parked one */
+	CHECK_EQ(p, small[3]);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &p), 0);
+	CHECK_EQ(p, small[4]);
+	exh_marked();
+
+	/* A mark that missed a free (a free between a search's last look and
+	 * its mark): requests of any area pass the region by, one that only
+	 * the region can serve still finds the frame. On another CPU, whose
+	 * hints do not name the frame's word (this CPU's would take it at
+	 * once, without a search). */
+	CHECK_EQ(cairn_frames_free_bulk(f, &small[5], 1, NULL), 0);
+	atomic_store(&exh_r->exhausted, 1);
+	REQUIRE(cairn_host_cpu_bind(2) == 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+	CHECK(p < 4 * GiB);
+	CHECK_EQ(cairn_frames_free_bulk(f, &p, 1, NULL), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &p), 0);
+	CHECK_EQ(p, small[5]);
+	cairn_host_cpu_unregister(); /* CPU 0 again */
+	exh_marked();
+	CHECK_EQ(cairn_frames_validate(f), 0);
+
+	/* everything back: the region is whole again, and unmarked */
+	CHECK_EQ(cairn_frames_free_bulk(f, small, ns, NULL), 0);
+	CHECK_EQ(atomic_load(&exh_r->exhausted), 0u);
+	CHECK_EQ(cairn_frames_free_bulk_huge(f, huge, nh, NULL), 0);
+	CHECK_EQ(cairn_frames_unreserve(f, rsv + FRAME, 2 * FRAME), 0);
+	CHECK_EQ(cairn_frames_free(f, rsv, 0), 0); /* served after its unreserve */
+	CHECK_EQ(cairn_frames_free(f, b3, 3), 0);
+	CHECK_EQ(cairn_frames_free(f, b10, 10), 0);
+	CHECK_EQ(frames_free_total(f), 103 * MiB / FRAME);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(4, 0, 36 * GiB) == 0);
@@ -1471,5 +1591,6 @@ int main(void)
 	test_unreserve_race();
 	test_reserve_undo_vs_free();
 	test_validate_catches();
+	test_exhausted_region();
 	return check_done("frames_unit");
 }
