@@ -1527,23 +1527,23 @@ static void test_exhausted_region(void)
 	/* an unreserve */
 	CHECK_EQ(cairn_frames_unreserve(f, rsv, FRAME), 0);
 	exh_served(rsv, 0);
-	/* a parked frame the slot names: unparked for a request of order 1 */
-	CHECK_EQ(cairn_frames_free(f, small[3], 0), 0); /* parks */
-	CHECK_EQ(cairn_frames_free(f, small[4], 0), 0);
-	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &p), 0); /* the parked one */
+	/* a frame parked in another CPU's slot: unparked by a request of any
+	 * area (CPU 2's hints name nothing here, so it searches) */
+	CHECK_EQ(cairn_frames_free(f, small[3], 0), 0); /* parks in CPU 0's slot */
+	REQUIRE(cairn_host_cpu_bind(2) == 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
 	CHECK_EQ(p, small[3]);
-	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &p), 0);
-	CHECK_EQ(p, small[4]);
+	cairn_host_cpu_unregister(); /* CPU 0 again */
 	exh_marked();
 
 	/* A mark that missed a free (a free between a search's last look and
 	 * its mark): requests of any area pass the region by, one that only
-	 * the region can serve still finds the frame. On another CPU, whose
-	 * hints do not name the frame's word (this CPU's would take it at
-	 * once, without a search). */
+	 * the region can serve still finds the frame. On a CPU whose hints
+	 * name no word here (this CPU's would take it at once, without a
+	 * search). */
 	CHECK_EQ(cairn_frames_free_bulk(f, &small[5], 1, NULL), 0);
 	atomic_store(&exh_r->exhausted, 1);
-	REQUIRE(cairn_host_cpu_bind(2) == 0);
+	REQUIRE(cairn_host_cpu_bind(3) == 0);
 	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
 	CHECK(p < 4 * GiB);
 	CHECK_EQ(cairn_frames_free_bulk(f, &p, 1, NULL), 0);
