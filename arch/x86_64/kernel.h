@@ -193,6 +193,8 @@ uint64_t mm_unmapped_probe(void);   /* some address that is surely unmapped */
 void *alloc_pages(unsigned order);  /* zeroed, from cairn frames; panics on failure */
 uintptr_t stack_alloc(unsigned idx); /* a guarded kernel stack; returns its top */
 #define STACK_ORDER 2                /* 16 KiB stacks */
+#define STACK_LIMIT ((PAGE_SIZE << STACK_ORDER) * 3 / 4) /* a run that used more fails */
+size_t stack_used(unsigned idx);     /* the deepest the stack has been, bytes */
 #define STACK_SLOT ((uintptr_t)64 << 10) /* of which the rest is unmapped */
 void free_pages(void *p, unsigned order);
 

@@ -348,9 +348,16 @@ static _Noreturn void kmain_smp(void)
 	uint64_t total = 0, reports = atomic_load(&cairn_reports);
 	for (unsigned i = 0; i < opt.cpus; i++) {
 		struct percpu *p = &percpu[i];
-		kprintf("cpu %u: ops %lu errors %lu busy %lu ms\n", i, p->ops, p->errors,
-			p->cycles / (tsc_hz / 1000 ? tsc_hz / 1000 : 1));
+		kprintf("cpu %u: ops %lu errors %lu busy %lu ms stack %lu bytes\n", i, p->ops,
+			p->errors, p->cycles / (tsc_hz / 1000 ? tsc_hz / 1000 : 1),
+			(uint64_t)stack_used(i));
 		total += p->ops;
+		/* Interrupts arrive on this stack, on top of the deepest
+		 * library path: keep a quarter of it for them. */
+		if (stack_used(i) > STACK_LIMIT)
+			fail("cpu %u: %lu bytes of its %lu-byte stack used, more than %lu", i,
+			     (uint64_t)stack_used(i), PAGE_SIZE << STACK_ORDER,
+			     (uint64_t)STACK_LIMIT);
 	}
 	uint64_t ms = elapsed / (tsc_hz / 1000 ? tsc_hz / 1000 : 1);
 	kprintf("total: cpus %u ops %lu in %lu ms, %lu ops/s\n", opt.cpus, total, ms,

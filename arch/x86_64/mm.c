@@ -484,6 +484,20 @@ uintptr_t stack_alloc(unsigned idx)
 	return top;
 }
 
+/* How deep this CPU's stack has been: it was zeroed when it was allocated,
+ * so the lowest non-zero word is the deepest store. A lower bound (a frame
+ * whose lowest words only ever held zeros hides below it), which is what a
+ * headroom check wants. */
+size_t stack_used(unsigned idx)
+{
+	uintptr_t top = percpu[idx].stack_top;
+	const volatile uint64_t *w =
+		(const volatile uint64_t *)(top - (PAGE_SIZE << STACK_ORDER));
+	while ((uintptr_t)w < top && !*w)
+		w++;
+	return top - (uintptr_t)w;
+}
+
 /* ---- the port's map/unmap ---- */
 
 static bool canonical(uint64_t v)
