@@ -18,7 +18,8 @@
 # 0x11 or 0x12, verdict FAIL on the console) and, with --expect-output, the
 # console matches REGEX: a planted fault must be seen, and seen for what it is.
 # A run expected to pass must match --expect-output too (what it must have
-# shown on the way, say the CPUs it found).
+# shown on the way, say the CPUs it found), and must have run its tests on
+# every CPU of --smp (or on the cpus= subset of the command line).
 # --expect reset / --expect hang do the same for the runner's own verdicts
 # (the qemu suite plants a triple fault and a hang to prove it tells them
 # apart); --expect fail is --expect-fail.
@@ -122,6 +123,20 @@ if [ "$outcome" = fail ] && [ "$verdict_fail" != 1 ]; then
 fi
 
 if [ "$expect" = pass ]; then
+	# A pass counts only on every CPU QEMU was given (--smp's first number),
+	# or on the cpus= subset: a kernel that found fewer CPUs would pass
+	# every check on the ones it found.
+	smp_n=${smp%%,*} tests_n=${smp%%,*}
+	for w in $append; do
+		case $w in
+		cpus=*) c=${w#cpus=}
+			[[ $c =~ ^[0-9]+$ ]] && [ "$c" -gt 0 ] && [ "$c" -lt "$smp_n" ] && tests_n=$c ;;
+		esac
+	done
+	if [ "$outcome" = pass ] && ! grep -Eq "^smp: $smp_n CPUs up, tests on $tests_n," "$log"; then
+		echo "qemu-run: FAIL: $what, but not on $smp_n CPUs with tests on $tests_n (${secs} s)"
+		exit 1
+	fi
 	if [ "$outcome" = pass ] && [ -n "$expect_output" ] && ! grep -Eq "$expect_output" "$log"; then
 		echo "qemu-run: FAIL: $what, but the console lacks /$expect_output/ (${secs} s)"
 		exit 1
