@@ -117,6 +117,8 @@ void trap(struct trap_frame *tf)
 		/* Nothing to do: the point was to end someone's hlt. Counted,
 		 * so the port test can see when an interrupt was taken. */
 		atomic_fetch_add_explicit(&this_cpu()->wakes, 1, memory_order_relaxed);
+		if (this_cpu()->irq_frames)
+			irq_frames_tick();
 		lapic_write(LAPIC_EOI, 0);
 		return;
 	}

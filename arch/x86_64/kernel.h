@@ -112,6 +112,11 @@ struct percpu {
 	uint64_t ops;
 	uint64_t cycles;
 	uint64_t errors;
+	/* irq test: the wake-up handler takes and gives back frames while
+	 * set; only this CPU writes these, with interrupts off */
+	volatile int irq_frames;
+	uint64_t irq_frame;  /* the frame its handler holds, or 0 */
+	uint64_t irq_allocs; /* frames its handler took */
 };
 
 extern struct percpu percpu[MAX_CPUS];
@@ -224,6 +229,7 @@ struct test {
 extern const struct test tests[];
 extern const unsigned ntests;
 extern uint64_t expected_reports;   /* cairn reports the tests provoked */
+void irq_frames_tick(void);         /* from the wake-up IPI handler */
 
 /* ---- port.c ---- */
 extern unsigned cpu_slots;          /* cairn_port_cpu_count() */

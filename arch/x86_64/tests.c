@@ -12,6 +12,12 @@
  *            0 on allocation and released on free. A frame handed to two
  *            holders at once fails the CAS. Each block also carries a stamp
  *            at both ends, checked before it is freed.
+ *   irq      cairn frames from an interrupt handler, which frames.h allows:
+ *            every CPU allocates and frees order-0 frames (the parking
+ *            fast paths) under the kframes oracle and now and then sends
+ *            every other CPU a wake-up IPI, whose handler takes a frame or
+ *            gives back the one it took, under the same oracle: handlers
+ *            land in the middle of their CPU's own frames calls.
  *   exhaust  every CPU allocates (order 9, then 4, then 0) until cairn says
  *            ENOMEM, checking each block against the firmware map (RAM,
  *            no other kind of range, no hole); then nothing may be free
@@ -414,6 +420,101 @@ static void kframes_check(void)
 {
 	free_pages((void *)owner, owner_order);
 	check_quiescent("kframes");
+}
+
+/* ---- irq: frames from an interrupt handler ---- */
+
+/* Interrupts are off here (the handler), so the per-CPU fields are this
+ * CPU's alone. The handler's blocks are held as CPU idx + MAX_CPUS. */
+void irq_frames_tick(void)
+{
+	struct percpu *p = this_cpu();
+	unsigned holder = p->idx + MAX_CPUS;
+	if (p->irq_frame) {
+		check_stamp(p->irq_frame, 0);
+		unclaim(p->irq_frame, 0, holder);
+		int err = cairn_frames_free(frames, p->irq_frame, 0);
+		if (err)
+			fail("irq: handler's free of %#lx: %s", p->irq_frame, cairn_strerror(err));
+		p->irq_frame = 0;
+		return;
+	}
+	cairn_phys_t f;
+	if (cairn_frames_alloc(frames, 0, 0, &f) || !claim(f, 0, holder))
+		return;
+	stamp(f, 0);
+	p->irq_frame = f;
+	p->irq_allocs++;
+}
+
+/* Wake every other CPU, and give each armed one a moment (50 us) to take
+ * it: IPIs sent while the target has one pending merge into one. */
+static void irq_kick(unsigned me, unsigned n)
+{
+	uint64_t before[MAX_CPUS];
+	for (unsigned i = 0; i < n; i++)
+		before[i] = atomic_load(&percpu[i].wakes);
+	wake_all();
+	uint64_t end = rdtsc() + tsc_hz / 20000;
+	for (unsigned i = 0; i < n; i++)
+		while (i != me && percpu[i].irq_frames &&
+		       atomic_load(&percpu[i].wakes) == before[i] && rdtsc() < end)
+			cpu_relax();
+}
+
+static void irq_run(unsigned idx, unsigned n)
+{
+	struct percpu *p = this_cpu();
+	cairn_phys_t held[HELD_MAX];
+	unsigned nh = 0;
+	uint64_t s = rng_seed(idx, 4);
+
+	uint64_t w0 = atomic_load(&p->wakes), sent = 0;
+	p->irq_allocs = 0;
+	p->irq_frames = 1;
+	barrier_wait(); /* every CPU armed, and all start at once */
+	for (uint64_t i = 0; i < opt.ops / 2; i++) {
+		uint64_t r = rng_next(&s);
+		p->ops++;
+		if (nh == HELD_MAX || (nh && (r & 1))) {
+			unsigned k = (unsigned)((r >> 8) % nh);
+			struct block b = { held[k], 0 };
+			release(&b, idx);
+			held[k] = held[--nh];
+		} else {
+			cairn_phys_t f;
+			if (!cairn_frames_alloc(frames, 0, 0, &f) && claim(f, 0, idx)) {
+				stamp(f, 0);
+				held[nh++] = f;
+			}
+		}
+		if (n > 1 && (r >> 24) % 16 == 0) {
+			irq_kick(idx, n);
+			sent++;
+		}
+	}
+	unsigned long flags = irq_save();
+	p->irq_frames = 0;
+	if (p->irq_frame)
+		irq_frames_tick(); /* gives it back */
+	irq_restore(flags);
+	while (nh)
+		release(&(struct block){ held[--nh], 0 }, idx);
+	if (opt.verbose)
+		kprintf("cpu %u: irq: %lu wake-ups sent, %lu taken, %lu frames taken by its "
+			"handler\n", idx, sent, atomic_load(&p->wakes) - w0, p->irq_allocs);
+}
+
+static void irq_check(void)
+{
+	/* Per CPU it may come to nothing (all its IPIs merged while it was
+	 * descheduled); over every CPU, not under TCG or on hardware. */
+	uint64_t allocs = 0;
+	for (unsigned i = 0; i < opt.cpus; i++)
+		allocs += percpu[i].irq_allocs;
+	if (opt.cpus > 1 && !allocs)
+		fail("irq: no wake-up handler took a frame");
+	kframes_check();
 }
 
 /* ---- exhaust ---- */
@@ -900,6 +1001,7 @@ const struct test tests[] = {
 	{ "objects", objects_setup, objects_run, objects_check },
 	{ "percpu", percpu_setup, percpu_run, percpu_check },
 	{ "kframes", kframes_setup, kframes_run, kframes_check },
+	{ "irq", kframes_setup, irq_run, irq_check },
 	{ "map", map_setup, map_run, map_check },
 	{ "exhaust", exhaust_setup, exhaust_run, exhaust_check },
 };
