@@ -239,6 +239,77 @@ static void deep(void)
 	CHECK_EQ(env_free_frames(), frames);
 }
 
+/*
+ * Constrained fits that scan far in a deep tree, then insert through a
+ * descent of their own. Fanout 4, 6000 allocated quanta (depth 10); every
+ * odd quantum below 1848 and above 2100 freed (free extents of one quantum
+ * that no 1024-aligned request can use), and [1858, 2051) freed in address
+ * order, so that one free extent, filed in the leaf of 1858, reaches past
+ * that leaf's upper separator (the merges deleted the next leaves' first
+ * keys). A request aligned to 1024 fits below 6000 only at 2048: a lowest
+ * fit from each of the 400 minaddrs below the block, a highest fit from
+ * each of the 400 maxaddrs above it and a best fit scan the free quanta on
+ * the way (the read set is compacted every few dozen nodes, so the scans
+ * end at every point of that cycle), and the carve's pieces at 2048 and
+ * 2049 lie past the separator: the update descends for them after the
+ * scan. Each must be served at 2048, and its free must leave the extents
+ * as they were.
+ */
+static void deep_scan(void)
+{
+	enum { M = 6000, LOW = 1848, BLK0 = 1858, BLK1 = 2051, HIGH = 2100 };
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
+	struct cairn_btree_stats st, again;
+	uint64_t x;
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 1 << 20, &cfg), 0);
+	for (unsigned i = 0; i < M; i++) {
+		REQUIRE(cairn_arena_alloc(&a, 1, i + 1, &x) == 0);
+		REQUIRE(x == i);
+	}
+	for (uint64_t u = 1; u < LOW; u += 2)
+		CHECK_EQ(cairn_arena_free(&a, u, 1), 0);
+	for (uint64_t u = HIGH + 1; u < M; u += 2)
+		CHECK_EQ(cairn_arena_free(&a, u, 1), 0);
+	for (uint64_t u = BLK0; u < BLK1; u++)
+		CHECK_EQ(cairn_arena_free(&a, u, 1), 0);
+	valid(&a);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK(st.depth >= 10);
+	unsigned bad = 0;
+	for (uint64_t lo = LOW - 400; lo <= LOW; lo++) {
+		x = 0;
+		int err = cairn_arena_xalloc(&a, 1, 1024, 0, 0, lo, 0,
+					     CAIRN_FIT_FIRST, 7, &x);
+		if (err != 0 || x != 2048)
+			printf("lo %llu: %d %llu\n", (unsigned long long)lo, err, (unsigned long long)x);
+		bad += err != 0 || x != 2048;
+		if (err == 0)
+			CHECK_EQ(cairn_arena_free(&a, x, 1), 0);
+		x = 0;
+		err = cairn_arena_xalloc(&a, 1, 1024, 0, 0, 0, HIGH + LOW - lo,
+					 CAIRN_FIT_HIGH, 7, &x);
+		if (err != 0 || x != 2048)
+			printf("hi %llu: %d %llu\n", (unsigned long long)(HIGH + LOW - lo), err, (unsigned long long)x);
+		bad += err != 0 || x != 2048;
+		if (err == 0)
+			CHECK_EQ(cairn_arena_free(&a, x, 1), 0);
+	}
+	for (uint64_t hi = BLK1; hi < BLK1 + 64; hi++) {
+		x = 0;
+		int err = cairn_arena_xalloc(&a, 1, 1024, 0, 0, 0, hi,
+					     CAIRN_FIT_BEST, 7, &x);
+		bad += err != 0 || x != 2048;
+		if (err == 0)
+			CHECK_EQ(cairn_arena_free(&a, x, 1), 0);
+	}
+	CHECK_EQ(bad, 0);
+	valid(&a);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &again), 0);
+	CHECK_EQ(again.extents, st.extents);
+	cairn_arena_destroy(&a);
+}
+
 /* A child arena (quantum 16, fanout 4, import quantum iq) importing
  * through src from a parent over [pbase, pbase + 1 MiB) of quantum pq. */
 static void family(struct cairn_arena *parent, struct cairn_arena *child,
@@ -939,6 +1010,7 @@ int main(void)
 	basics(0);
 	shrink();
 	deep();
+	deep_scan();
 	imports();
 	import_release_foreign();
 	import_huge();
