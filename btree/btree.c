@@ -542,6 +542,31 @@ static bool consider(struct fit_state *fs, const struct bt_cur *c)
 	return accept(fs);
 }
 
+/* Validate the read set, then keep only the n paths x still needed: every
+ * node dropped held what was read from its read until this validation. */
+static int rs_keep(struct bt_op *op, const struct bt_cur *const *x,
+		   unsigned n)
+{
+	if (!rs_validate(op, NULL))
+		return R_RESTART;
+	op->nrs = 0;
+	for (unsigned k = 0; k < n; k++) {
+		for (unsigned d = 0; d <= x[k]->leaf; d++) {
+			/* re-adding at the recorded version cannot fail:
+			 * the validation just passed */
+			op->rs[op->nrs].n = x[k]->lv[d].n;
+			op->rs[op->nrs].v = x[k]->lv[d].v;
+			bool dup = false;
+			for (unsigned i = 0; i < op->nrs; i++)
+				if (op->rs[i].n == x[k]->lv[d].n)
+					dup = true;
+			if (!dup)
+				op->nrs++;
+		}
+	}
+	return R_OK;
+}
+
 /*
  * A long scan (a constrained request that max-pruning cannot steer, or best
  * fit) could outgrow the read set. Before that happens, validate what was
@@ -556,27 +581,24 @@ static int rs_compact(struct bt_op *op, const struct bt_cur *c,
 {
 	if (op->nrs + CAIRN_BTREE_DEPTH_MAX + 1 < RS_MAX)
 		return R_OK;
-	if (!rs_validate(op, NULL))
-		return R_RESTART;
-	op->nrs = 0;
-	for (unsigned k = 0; k < 2; k++) {
-		const struct bt_cur *x = k ? keep : c;
-		if (!x)
-			continue;
-		for (unsigned d = 0; d <= x->leaf; d++) {
-			/* re-adding at the recorded version cannot fail:
-			 * the validation just passed */
-			op->rs[op->nrs].n = x->lv[d].n;
-			op->rs[op->nrs].v = x->lv[d].v;
-			bool dup = false;
-			for (unsigned i = 0; i < op->nrs; i++)
-				if (op->rs[i].n == x->lv[d].n)
-					dup = true;
-			if (!dup)
-				op->nrs++;
-		}
-	}
-	return R_OK;
+	const struct bt_cur *x[2] = { c, keep };
+	return rs_keep(op, x, keep ? 2 : 1);
+}
+
+/*
+ * Room for one more path (a neighbour's step, an insert's descent) after
+ * the scan: a scan leaves up to RS_MAX - DEPTH_MAX - 2 nodes plus its
+ * path, and an update then reads up to four more paths. Only when the
+ * table could overflow (a long scan in a deep tree) is the read set
+ * validated and cut down to the paths the update uses, which drops the
+ * scanned prefix as rs_compact does; otherwise nothing changes.
+ */
+static int rs_room(struct bt_op *op, const struct bt_cur *const *x,
+		   unsigned n)
+{
+	if (op->nrs + CAIRN_BTREE_DEPTH_MAX <= RS_MAX)
+		return R_OK;
+	return rs_keep(op, x, n);
 }
 
 /* Position *c on the accepted extent (R_OK) or report R_END. */
@@ -1334,6 +1356,10 @@ static int locate(struct bt_op *op, const struct cairn_bt_query *q,
 {
 	struct cairn_bt_view *v = &u->view;
 	struct bt_cur *c = u->c;
+	/* The paths kept should the read set need room (rs_room): c[1] is
+	 * a whole path in every case (the position seek_le left), c[0] once
+	 * there is a pred. */
+	const struct bt_cur *const keep[2] = { &c[1], &c[0] };
 	int st;
 
 	v->has_pred = v->has_cur = v->has_succ = false;
@@ -1364,6 +1390,9 @@ static int locate(struct bt_op *op, const struct cairn_bt_query *q,
 	v->has_cur = true;
 	if (q->cur_only)
 		return R_OK;
+	st = rs_room(op, keep, 1);
+	if (st)
+		return st;
 	c[0] = c[1];
 	st = step(op, &c[0], -1, 0);
 	if (st == R_OK) {
@@ -1374,6 +1403,9 @@ static int locate(struct bt_op *op, const struct cairn_bt_query *q,
 	}
 	c[2] = c[1];
 succ:
+	st = rs_room(op, keep, v->has_pred ? 2 : 1);
+	if (st)
+		return st;
 	st = step(op, &c[2], 1, 0);
 	if (st == R_OK) {
 		read_ext(&c[2], &v->succ);
@@ -1427,6 +1459,19 @@ static int try_update(struct bt_op *op, const struct cairn_bt_query *q,
 			ic[k] = anchor;
 			continue;
 		}
+		/* the paths the plan uses: the view's and the inserts' so far */
+		const struct bt_cur *keep[4];
+		unsigned nk = 0;
+		keep[nk++] = &u->c[1];
+		if (u->view.has_pred)
+			keep[nk++] = &u->c[0];
+		if (u->view.has_succ)
+			keep[nk++] = &u->c[2];
+		if (k == 1 && ic[0] == &u->ic[0])
+			keep[nk++] = &u->ic[0];
+		st = rs_room(op, keep, nk);
+		if (st)
+			return st;
 		st = descend(op->t, op, e->ins[k].start, &u->ic[k]);
 		if (st)
 			return st;
