@@ -253,8 +253,29 @@ static void deep(void)
  * end at every point of that cycle), and the carve's pieces at 2048 and
  * 2049 lie past the separator: the update descends for them after the
  * scan. Each must be served at 2048, and its free must leave the extents
- * as they were.
+ * as they were. Then the tree's own query from the same minaddrs, with a
+ * fit callback and the neighbours in view: the block is its leaf's last
+ * extent, so the step to succ reads the next leaf's path after the scan;
+ * the planner must see pred, the block and succ (and changes nothing).
  */
+static bool deep_fit(const struct cairn_ext *e, void *arg, uint64_t *where)
+{
+	(void)arg;
+	uint64_t at = (e->start + 1023) & ~1023ull;
+	if (at < e->start || e->start + e->len - at < 1 || at >= e->start + e->len)
+		return false;
+	*where = at;
+	return true;
+}
+
+static int deep_view(const struct cairn_bt_view *v, void *arg,
+		     struct cairn_bt_edit *e)
+{
+	(void)e;
+	*(struct cairn_bt_view *)arg = *v;
+	return 0; /* every action KEEP: nothing changes */
+}
+
 static void deep_scan(void)
 {
 	enum { M = 6000, LOW = 1848, BLK0 = 1858, BLK1 = 2051, HIGH = 2100 };
@@ -294,6 +315,24 @@ static void deep_scan(void)
 		bad += err != 0 || x != 2048;
 		if (err == 0)
 			CHECK_EQ(cairn_arena_free(&a, x, 1), 0);
+	}
+	/* The tree's own query, neighbours in view: the steps to pred and
+	 * succ after the scan (succ lies in the next leaf) need room too. */
+	for (uint64_t lo = LOW - 400; lo <= LOW; lo++) {
+		struct cairn_bt_view v = { 0 };
+		struct cairn_bt_query q = { .find = CAIRN_BT_FIT_LOW, .lo = lo,
+					    .hi = UINT64_MAX, .need = 1,
+					    .fit = deep_fit, .plan = deep_view,
+					    .arg = &v };
+		int err = cairn_btree_update(&a.tree, &q);
+		if (err != 0 || v.where != 2048 || v.cur.start != BLK0 ||
+		    !v.has_pred || v.pred.start != BLK0 - 1 || !v.has_succ ||
+		    v.succ.start != BLK1)
+			printf("view from %llu: %d %llu\n", (unsigned long long)lo,
+			       err, (unsigned long long)v.where);
+		bad += err != 0 || v.where != 2048 || v.cur.start != BLK0 ||
+		       !v.has_pred || v.pred.start != BLK0 - 1 ||
+		       !v.has_succ || v.succ.start != BLK1;
 	}
 	for (uint64_t hi = BLK1; hi < BLK1 + 64; hi++) {
 		x = 0;
