@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "../../btree/node.h" /* deep_free reads the root's separators */
 
 #define B 0x100000ull /* base of the first span */
 #define Q 16ull       /* quantum */
@@ -235,6 +236,57 @@ static void deep(void)
 		CHECK_EQ(x, i);
 	}
 	valid(&a);
+	cairn_arena_destroy(&a);
+	CHECK_EQ(env_free_frames(), frames);
+}
+
+/*
+ * A free whose update changes three whole paths that part at the root, at
+ * the depth limit. Fanout 4, allocations in address order until the root
+ * split is refused (depth 12, the root's four children each the top of
+ * 11 levels); X and Y are the root's second and third children, keys
+ * [s1, s2) and [s2, s3). s2 (Y's first extent, so the longest free one in
+ * Y) is freed, then s1 - 1 (the last of the first child) and s1 .. s2 - 2
+ * in order, each merging into the free extent before X, which leaves X a
+ * chain of single children down to one leaf holding s2 - 1. Its free
+ * merges with both neighbours: the first child's path (the merged extent
+ * grows its maxima, 11 nodes), X's chain (every node empties and is
+ * unlinked, 11) and Y's path (its maximum drops to 0, 11) change, and the
+ * root: 34 nodes, two more than the change plan had room for, and the
+ * free came back CAIRN_ENOSPC with the range still allocated. It must
+ * succeed and leave one free extent [s1 - 1, s2 + 1).
+ */
+static void deep_free(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .fanout = 4 };
+	struct cairn_btree_stats st;
+	uint64_t x, s, len, cookie, frames = env_free_frames();
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 1ull << 32, &cfg), 0);
+	unsigned n = 0;
+	while (n < (1u << 16) && cairn_arena_alloc(&a, 1, n + 1, &x) == 0)
+		n++;
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.depth, CAIRN_BTREE_DEPTH_MAX);
+	struct bt_node *r = a.tree.root;
+	unsigned f = rd(r->first);
+	REQUIRE(rd(r->count) >= 3);
+	uint64_t s1 = rd(r->key[f + 1]), s2 = rd(r->key[f + 2]);
+	REQUIRE(s1 > 0 && s1 + 2 < s2 && s2 < n);
+	CHECK_EQ(cairn_arena_free(&a, s2, 1), 0);
+	CHECK_EQ(cairn_arena_free(&a, s1 - 1, 1), 0);
+	for (uint64_t u = s1; u < s2 - 1; u++)
+		CHECK_EQ(cairn_arena_free(&a, u, 1), 0);
+	CHECK_EQ(cairn_arena_free(&a, s2 - 1, 1), 0);
+	CHECK_EQ(cairn_arena_lookup(&a, s2 - 1, &s, &len, &cookie), CAIRN_EFREE);
+	CHECK_EQ(cairn_arena_lookup(&a, s1 - 2, &s, &len, &cookie), 0);
+	CHECK_EQ(s, s1 - 2);
+	CHECK_EQ(cairn_arena_lookup(&a, s2 + 1, &s, &len, &cookie), 0);
+	CHECK_EQ(s, s2 + 1);
+	CHECK_EQ(cairn_arena_free(&a, s2 - 1, 1), CAIRN_EFREE);
+	valid(&a);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(st.extents, n + 1ull - (s2 - s1 + 2) + 1);
 	cairn_arena_destroy(&a);
 	CHECK_EQ(env_free_frames(), frames);
 }
@@ -1050,6 +1102,7 @@ int main(void)
 	shrink();
 	deep();
 	deep_scan();
+	deep_free();
 	imports();
 	import_release_foreign();
 	import_huge();
