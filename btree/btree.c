@@ -43,13 +43,17 @@
 
 #include <cairn/port.h>
 
-/* Per operation, from the depth limit (64, 32 and 48 at 12 levels): a
- * scan keeps two paths after
- * rs_compact and reads one more path; an update's gap maxima rise along
- * the paths of the leaves it changes, room here for two that part at the
- * root, plus the leaves' own changes. Beyond that: CAIRN_ENOSPC. */
+/* Per operation, from the depth limit (64, 36 and 48 at 12 levels): a
+ * scan keeps two paths after rs_compact and reads one more path, and an
+ * update makes room (rs_room) for each path it reads after the scan. An
+ * update changes at most three leaves (pred's, cur's and succ's; an
+ * insert lands in cur's leaf or in the next one, as nothing lies between
+ * them), and each change may rise to the root along its leaf's path (gap
+ * maxima, unlinks): three paths that part at the root are 3 * (DEPTH_MAX
+ * - 1) + 1 nodes, and every node but the root gives its parent one
+ * change, beside at most five in the leaves. Beyond that: CAIRN_ENOSPC. */
 #define RS_MAX (3 * CAIRN_BTREE_DEPTH_MAX + 28)    /* nodes one operation may read */
-#define DIRTY_MAX (2 * CAIRN_BTREE_DEPTH_MAX + 8)  /* nodes one operation may change */
+#define DIRTY_MAX (3 * CAIRN_BTREE_DEPTH_MAX)      /* nodes one operation may change */
 #define CHG_MAX (2 * CAIRN_BTREE_DEPTH_MAX + 24)   /* changes one operation may make */
 #define STEP_GUARD 4096
 
