@@ -33,6 +33,9 @@
  *   CAIRN_EFREE   free: addr is not the start of an allocated range
  *   CAIRN_EORDER  free: the size is not the allocated size
  *   CAIRN_ENOMEM  nothing fits (after importing), or no tree node
+ *   CAIRN_ENOSPC  an insert needs a root split beyond the tree's depth
+ *                 limit (CAIRN_BTREE_DEPTH_MAX; only small fanouts get
+ *                 there): frees still succeed
  */
 #ifndef CAIRN_ARENA_H
 #define CAIRN_ARENA_H
