@@ -14,6 +14,7 @@
  * Hints are relaxed: a stale hint costs a failed attempt, never correctness.
  */
 #include "frames_layout.h"
+#include "hook.h"
 
 #define ACQ_REL memory_order_acq_rel
 #define ACQUIRE memory_order_acquire
@@ -909,6 +910,7 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 		if (cas(&w[wi], &v, ALLOC_HALF | 3ull << 32))
 			break;
 	}
+	CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_BLOCK_MARKED, &w[wi]);
 	for (unsigned j = nw - 1; j > 0; j--)
 		atomic_store_explicit(&w[wi + j], 0, RELEASE);
 	atomic_store_explicit(&w[wi], 0, RELEASE);

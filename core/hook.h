@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hook points for the frame allocator's interleaving tests: a build that
+ * defines CAIRN_FRAMES_TEST_HOOK calls cairn_frames_test_hook() at each
+ * point below, so that a test can hold one CPU exactly there while others
+ * act, and then let it go on. The hook has one definition, in the test
+ * program; shipped builds compile it away.
+ */
+#ifndef CAIRN_FRAMES_HOOK_H
+#define CAIRN_FRAMES_HOOK_H
+
+enum cairn_frames_hook_point {
+	/* bits_free: a block of several bitmap words marked as being freed
+	 * (the linearisation point), none of its words cleared yet (its
+	 * head word) */
+	CAIRN_FRAMES_HOOK_BLOCK_MARKED,
+};
+
+#ifdef CAIRN_FRAMES_TEST_HOOK
+void cairn_frames_test_hook(enum cairn_frames_hook_point at, void *obj);
+#define CAIRN_FRAMES_HOOK(at, obj) cairn_frames_test_hook(at, obj)
+#else
+#define CAIRN_FRAMES_HOOK(at, obj) ((void)0)
+#endif
+
+#endif /* CAIRN_FRAMES_HOOK_H */
