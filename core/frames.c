@@ -889,13 +889,18 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return 0;
 		}
 	}
-	/* Multi-word block. Marking frame 1 as a head too is the linearisation
+	/* Multi-word block. Marking frame 3 as a head too is the linearisation
 	 * point: of two racing frees exactly one wins, and from then on the
-	 * block is ours alone (a head word with two heads is no block anybody
-	 * can free). Frame 0 keeps its head bit, so the word never looks like
-	 * a continuation to the block before it. Then the words go free last
-	 * to first, the head word last, so a word that becomes free is never
-	 * followed by a word still marked as this block's continuation. */
+	 * block is ours alone. The marked word is no block anybody can free:
+	 * frames 0..2 run into a continuation (frames 1 and 2) or into the
+	 * head at 3 at every order, and frame 3, odd, heads only an order-0
+	 * block, which the continuation at 4 denies. (Frame 1 as the mark
+	 * made frame 0 an order-0 block: a wrong-order free of the head then
+	 * went through and was counted twice.) Frame 0 keeps its head bit, so
+	 * the word never looks like a continuation to the block before it.
+	 * Then the words go free last to first, the head word last, so a word
+	 * that becomes free is never followed by a word still marked as this
+	 * block's continuation. */
 	unsigned nw = n / WORD_FRAMES;
 	uint64_t v = ld(&w[wi]);
 	for (;;) {
@@ -907,7 +912,7 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return CAIRN_EORDER;
 		if (next_cont)
 			return CAIRN_EORDER;
-		if (cas(&w[wi], &v, ALLOC_HALF | 3ull << 32))
+		if (cas(&w[wi], &v, ALLOC_HALF | 9ull << 32))
 			break;
 	}
 	CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_BLOCK_MARKED, &w[wi]);
