@@ -581,6 +581,7 @@ static bool alloc_parked(struct cairn_frames *f, unsigned areas, cairn_phys_t *o
 	if (!parked)
 		return false;
 	atomic_store_explicit(pk, 0, RELAXED);
+	CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_TAKE_BACK, pk);
 	return take_parked(f, parked - 1, hp, out);
 }
 
@@ -652,6 +653,7 @@ static __attribute__((noinline)) int alloc0_parked(struct cairn_frames *f, unsig
 	 * frame ~0 then matches no hint's word and no region) */
 	uint64_t frame = atomic_load_explicit(pk, RELAXED) - 1;
 	atomic_store_explicit(pk, 0, RELAXED);
+	CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_TAKE_BACK, pk);
 	uint64_t hint = atomic_load_explicit(hp, RELAXED);
 	struct region *r = hint_region(f, hint);
 	if (r && hint_place(hint) == frame / WORD_FRAMES) {
@@ -1032,10 +1034,12 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 		if (cas(w, &v, v & ~clear))
 			break;
 	}
-	if (clear == bit)
+	if (clear == bit) {
+		CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_PARKED, w);
 		atomic_store_explicit(pk, frame + 1, RELAXED);
-	else
+	} else {
 		chunk_unclaim(r, frame_entry(r, frame), 1);
+	}
 	/* Allocate next where we just freed: the frame is warm in this CPU's
 	 * cache, and free+alloc stays O(1). The word's new value seeds that
 	 * allocation's CAS. */

@@ -14,6 +14,12 @@ enum cairn_frames_hook_point {
 	 * (the linearisation point), none of its words cleared yet (its
 	 * head word) */
 	CAIRN_FRAMES_HOOK_BLOCK_MARKED,
+	/* free0_fast: the frame parked by the word's CAS, the CPU's park
+	 * slot not yet naming it (the word) */
+	CAIRN_FRAMES_HOOK_PARKED,
+	/* alloc0_parked, alloc_parked: the CPU's park slot emptied, its
+	 * frame not yet taken back (the slot) */
+	CAIRN_FRAMES_HOOK_TAKE_BACK,
 };
 
 #ifdef CAIRN_FRAMES_TEST_HOOK
