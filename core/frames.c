@@ -188,6 +188,8 @@ static bool bits_take_at(_Atomic uint64_t *w, unsigned off, unsigned k)
 				atomic_store_explicit(&w[wi + j], 0, RELEASE);
 			return false;
 		}
+		if (j == nw / 2 - 1)
+			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_BLOCK_TAKING, &w[wi]);
 	}
 	return true;
 }
@@ -375,7 +377,9 @@ static bool chunks_take(struct region *r, uint64_t c, unsigned k)
 			atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
 		region_refilled(r);
 		return false;
-taken:;
+taken:
+		if (j == nc / 2 - 1 && nc > 1)
+			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_BLOCK_TAKING, &r->chunk[c]);
 	}
 	return true;
 }

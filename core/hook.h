@@ -20,6 +20,10 @@ enum cairn_frames_hook_point {
 	/* alloc0_parked, alloc_parked: the CPU's park slot emptied, its
 	 * frame not yet taken back (the slot) */
 	CAIRN_FRAMES_HOOK_TAKE_BACK,
+	/* bits_take_at, chunks_take: a block of several bitmap words or
+	 * chunk entries half taken (the block's head word, or its first
+	 * chunk's entry) */
+	CAIRN_FRAMES_HOOK_BLOCK_TAKING,
 };
 
 #ifdef CAIRN_FRAMES_TEST_HOOK
