@@ -39,6 +39,14 @@ static inline bool cas_strong(_Atomic uint64_t *p, uint64_t old, uint64_t new)
 	return atomic_compare_exchange_strong_explicit(p, &old, new, ACQ_REL, RELAXED);
 }
 
+/* The head word of a block of several words while it is being taken or
+ * freed: frame 0 a head, and frame 3 a head too. No free accepts it at
+ * any order: frames 0..2 run into a continuation (frames 1 and 2) or into
+ * the head at 3, and frame 3, odd, heads only an order-0 block, which the
+ * continuation at frame 4 denies. Frame 0 keeps its head bit, so the word
+ * never looks like a continuation to the block before it. */
+#define WORD_MARKED (ALLOC_HALF | 9ull << 32)
+
 /* n low bits set, n <= 32 */
 static inline uint64_t run_mask(unsigned n)
 {
@@ -177,13 +185,19 @@ static bool bits_take_at(_Atomic uint64_t *w, unsigned off, unsigned k)
 		return false;
 	}
 	/* 2..8 whole words: take them in order, undo on the first conflict.
-	 * The words are entirely ours once taken, so undo is a plain store. */
+	 * The head word is taken marked (WORD_MARKED) and made the block's
+	 * head only once every word is ours: a head word of its own, with
+	 * the next word still free, read as an allocated order-5 block, and
+	 * the words taken so far as a block one order down, which a double
+	 * free of an earlier block there took and counted. The words are
+	 * entirely ours once taken, so the last step and the undo are plain
+	 * stores. */
 	unsigned nw = 1u << (k - 5);
 	for (unsigned j = 0; j < nw; j++)
 		if (ld(&w[wi + j]) != 0)
 			return false;
 	for (unsigned j = 0; j < nw; j++) {
-		if (!cas_strong(&w[wi + j], 0, ALLOC_HALF | (j == 0 ? 1ull << 32 : 0))) {
+		if (!cas_strong(&w[wi + j], 0, j == 0 ? WORD_MARKED : ALLOC_HALF)) {
 			while (j--)
 				atomic_store_explicit(&w[wi + j], 0, RELEASE);
 			return false;
@@ -191,6 +205,7 @@ static bool bits_take_at(_Atomic uint64_t *w, unsigned off, unsigned k)
 		if (j == nw / 2 - 1)
 			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_BLOCK_TAKING, &w[wi]);
 	}
+	atomic_store_explicit(&w[wi], ALLOC_HALF | 1ull << 32, RELEASE);
 	return true;
 }
 
@@ -355,7 +370,12 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 	return false;
 }
 
-/* Take chunks [c, c + 2^(k-9)) of r as one huge block, or nothing. */
+/* Take chunks [c, c + 2^(k-9)) of r as one huge block, or nothing. Last
+ * to first, the head last: a head entry published while chunks after it
+ * were still free read as the whole block, which a double free of an
+ * earlier block there took, storing "512 free" over chunks the take had
+ * not reached (another CPU's claims among them). Chunks taken without the
+ * head are HUGE without HEAD, which no free accepts. */
 static bool chunks_take(struct region *r, uint64_t c, unsigned k)
 {
 	uint64_t nc = 1ull << (k - CAIRN_HUGE_ORDER);
@@ -364,7 +384,7 @@ static bool chunks_take(struct region *r, uint64_t c, unsigned k)
 		if ((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)
 			return false;
 	}
-	for (uint64_t j = 0; j < nc; j++) {
+	for (uint64_t j = nc; j-- > 0;) {
 		uint64_t e = ld(&r->chunk[c + j]);
 		uint64_t ne = CE_HUGE | (j == 0 ? CE_HEAD | ((uint64_t)k << CE_ORDER_SHIFT) : 0);
 		/* FREE == 512 means nothing is in flight in the chunk; only the
@@ -373,12 +393,12 @@ static bool chunks_take(struct region *r, uint64_t c, unsigned k)
 			if (cas(&r->chunk[c + j], &e, ne))
 				goto taken;
 		}
-		while (j--) /* ours alone while HUGE: a store undoes it */
+		while (++j < nc) /* ours alone while HUGE: a store undoes it */
 			atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
 		region_refilled(r);
 		return false;
 taken:
-		if (j == nc / 2 - 1 && nc > 1)
+		if (j == nc / 2 && nc > 1)
 			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_BLOCK_TAKING, &r->chunk[c]);
 	}
 	return true;
@@ -895,18 +915,14 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return 0;
 		}
 	}
-	/* Multi-word block. Marking frame 3 as a head too is the linearisation
-	 * point: of two racing frees exactly one wins, and from then on the
-	 * block is ours alone. The marked word is no block anybody can free:
-	 * frames 0..2 run into a continuation (frames 1 and 2) or into the
-	 * head at 3 at every order, and frame 3, odd, heads only an order-0
-	 * block, which the continuation at 4 denies. (Frame 1 as the mark
-	 * made frame 0 an order-0 block: a wrong-order free of the head then
-	 * went through and was counted twice.) Frame 0 keeps its head bit, so
-	 * the word never looks like a continuation to the block before it.
-	 * Then the words go free last to first, the head word last, so a word
-	 * that becomes free is never followed by a word still marked as this
-	 * block's continuation. */
+	/* Multi-word block. Marking its head word (WORD_MARKED: frame 3 a
+	 * head too, a word no free accepts) is the linearisation point: of
+	 * two racing frees exactly one wins, and from then on the block is
+	 * ours alone. (Frame 1 as the mark made frame 0 an order-0 block: a
+	 * wrong-order free of the head then went through and was counted
+	 * twice.) Then the words go free last to first, the head word last,
+	 * so a word that becomes free is never followed by a word still
+	 * marked as this block's continuation. */
 	unsigned nw = n / WORD_FRAMES;
 	uint64_t v = ld(&w[wi]);
 	for (;;) {
@@ -918,7 +934,7 @@ static int bits_free(struct region *r, uint64_t c, unsigned off, unsigned k)
 				return CAIRN_EORDER;
 		if (next_cont)
 			return CAIRN_EORDER;
-		if (cas(&w[wi], &v, ALLOC_HALF | 9ull << 32))
+		if (cas(&w[wi], &v, WORD_MARKED))
 			break;
 	}
 	CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_BLOCK_MARKED, &w[wi]);
