@@ -313,10 +313,10 @@ static int plan_add(const struct cairn_bt_view *v, void *arg,
 
 /* ---- operations ---- */
 
-static int add_span(struct cairn_arena *a, const struct areq *r)
+static int add_span(struct cairn_arena *a, struct areq *r)
 {
 	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = r->base,
-				    .plan = plan_add, .arg = (void *)r };
+				    .plan = plan_add, .arg = r };
 	return cairn_btree_update(&a->tree, &q);
 }
 

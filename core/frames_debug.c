@@ -249,6 +249,8 @@ void cairn_frames_dump(struct cairn_frames *f)
 		fmt_str(&l, ", full ");
 		fmt_dec(&l, full);
 		fmt_str(&l, ")");
+		if (region_active(state) && atomic_load_explicit(&r->exhausted, memory_order_relaxed))
+			fmt_str(&l, " exhausted"); /* requests pass it by (alloc_request) */
 		cairn_port_log(l.s);
 	}
 	for (unsigned a = 0; a < CAIRN_AREAS; a++) {

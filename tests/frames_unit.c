@@ -1502,6 +1502,7 @@ static void test_exhausted_region(void)
 		ns++;
 	CHECK(nh >= 4 && ns >= 8);
 	exh_marked();
+	cairn_frames_dump(f); /* the region above 4 GiB shown exhausted */
 
 	/* order 0: the first free parks (the CPU's slot, not FREE), the
 	 * second is counted */
