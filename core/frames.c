@@ -363,8 +363,10 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 				if (chunk_alloc(f, ri, c, q, strict, 0))
 					return true;
 			}
-			if (!strict && !counted)
+			if (!strict && !counted) {
+				CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_MARKING, r);
 				atomic_store_explicit(&r->exhausted, 1, RELAXED);
+			}
 		}
 	}
 	return false;

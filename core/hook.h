@@ -24,6 +24,9 @@ enum cairn_frames_hook_point {
 	 * chunk entries half taken (the block's head word, or its first
 	 * chunk's entry) */
 	CAIRN_FRAMES_HOOK_BLOCK_TAKING,
+	/* area_alloc_small: a search found no counted frame in the region,
+	 * whose exhausted mark it has not yet set (the region) */
+	CAIRN_FRAMES_HOOK_MARKING,
 };
 
 #ifdef CAIRN_FRAMES_TEST_HOOK

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The exhausted mark against a free that lands between a search's last
+ * look at a region and its mark, in a fixed order: the library is built
+ * with the frames hook points (CAIRN_FRAMES_TEST_HOOK), and CPU 0 is held
+ * at MARKING while CPU 1 frees a block of that region.
+ *
+ * Memory: 8 MiB below 4 GiB and 8 MiB above, so a request of any area
+ * looks above 4 GiB first. The region above is filled (with order-3
+ * blocks, or with 2 MiB blocks: the two ways a free adds to FREE, a
+ * count added to a chunk's entry or a whole chunk given back), then a
+ * request of any area is held at the mark while one block above is freed.
+ * Afterwards the region must not stay marked over that block: the next
+ * request of any area gets it (a marked region is passed by, and the
+ * request would be served below 4 GiB).
+ */
+#include <cairn/frames.h>
+#include <cairn/host.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "../core/frames_layout.h"
+#include "../core/hook.h"
+#include "check.h"
+#include "frames_total.h"
+
+#ifndef CAIRN_FRAMES_TEST_HOOK
+#error "built with the frames hook points"
+#endif
+
+#define MiB (1024ull * 1024)
+#define LOW (4096 * MiB - 8 * MiB) /* [LOW, 4 GiB) and [4 GiB, 4 GiB + 8 MiB) */
+#define HIGH (4096 * MiB)
+#define NHELD (8 * MiB / (8 * CAIRN_FRAME_SIZE))
+
+static struct cairn_frames *f;
+static cairn_phys_t held[NHELD];
+static size_t nheld;
+
+/* the hook: at the mark of the region above 4 GiB, CPU 1 frees `victim` */
+static cairn_phys_t victim;
+static unsigned victim_order;
+static bool armed;
+static unsigned fired;
+
+static void *cpu1_free(void *arg)
+{
+	(void)arg;
+	REQUIRE(cairn_host_cpu_bind(1) == 0);
+	CHECK_EQ(cairn_frames_free(f, victim, victim_order), 0);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+void cairn_frames_test_hook(enum cairn_frames_hook_point at, void *obj)
+{
+	if (!armed || at != CAIRN_FRAMES_HOOK_MARKING ||
+	    obj != region_find(f, HIGH >> CAIRN_FRAME_SHIFT))
+		return;
+	armed = false;
+	fired++;
+	pthread_t t;
+	REQUIRE(pthread_create(&t, NULL, cpu1_free, NULL) == 0);
+	pthread_join(t, NULL);
+}
+
+static bool marked(void)
+{
+	return atomic_load(&region_find(f, HIGH >> CAIRN_FRAME_SHIFT)->exhausted) != 0;
+}
+
+static void run_case(const char *what, unsigned order)
+{
+	const struct cairn_mem_range map[] = { { LOW, 16 * MiB } };
+	struct cairn_frames_config cfg = { .ncpus = 2 };
+	cfg.meta_size = cairn_frames_meta_size(map, 1, 2);
+	cfg.meta = malloc(cfg.meta_size);
+	REQUIRE(cairn_frames_init(&f, map, 1, &cfg) == 0);
+	uint64_t total = frames_free_total(f);
+
+	/* Fill the region above 4 GiB; a failing small request marks it. */
+	cairn_phys_t p;
+	for (nheld = 0; cairn_frames_alloc(f, order, CAIRN_F_HIGH, &p) == 0;)
+		held[nheld++] = p;
+	CHECK(nheld > 1);
+	CHECK_EQ(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &p), CAIRN_ENOMEM);
+	CHECK(marked());
+	/* A free clears the mark; taking the block back leaves the region
+	 * full and unmarked. */
+	CHECK_EQ(cairn_frames_free(f, held[0], order), 0);
+	CHECK(!marked());
+	CHECK_EQ(cairn_frames_alloc(f, order, CAIRN_F_HIGH, &p), 0);
+	CHECK_EQ(p, held[0]);
+
+	/* A request of any area, held at the mark while the last block is
+	 * freed: in another chunk than held[0], where CPU 0's hint is. */
+	victim = held[nheld - 1];
+	victim_order = order;
+	held[nheld - 1] = ~0ull;
+	armed = true;
+	cairn_phys_t got[2];
+	CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_ANY, &got[0]), 0);
+	CHECK(!armed);
+	/* The hook's block, or one below 4 GiB; then the next request must
+	 * find the freed block above, not pass its region by. */
+	CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_ANY, &got[1]), 0);
+	bool above = got[0] >= HIGH || got[1] >= HIGH;
+	CHECK(above);
+	if (!above)
+		fprintf(stderr, "  (%s: %#llx and %#llx below 4 GiB, mark %d)\n", what,
+			(unsigned long long)got[0], (unsigned long long)got[1], marked());
+
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(cairn_frames_free(f, got[i], 3), 0);
+	for (size_t i = 0; i < nheld; i++)
+		if (held[i] != ~0ull)
+			CHECK_EQ(cairn_frames_free(f, held[i], order), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(frames_free_total(f), total);
+	free(cfg.meta);
+}
+
+int main(void)
+{
+	REQUIRE(cairn_host_init(2, LOW, 16 * MiB) == 0);
+	REQUIRE(cairn_host_cpu_bind(0) == 0);
+	run_case("order 3: a count added to a chunk", 3);
+	run_case("2 MiB: a whole chunk given back", CAIRN_HUGE_ORDER);
+	printf("mark race: %u cases held at the mark\n", fired);
+	CHECK_EQ(fired, 2);
+	return check_done("frames_mark_race");
+}
