@@ -39,6 +39,12 @@ static inline bool cas_strong(_Atomic uint64_t *p, uint64_t old, uint64_t new)
 	return atomic_compare_exchange_strong_explicit(p, &old, new, ACQ_REL, RELAXED);
 }
 
+/* A whole chunk given back: an add to FREE (REFILL). */
+static inline bool cas_refill(_Atomic uint64_t *ce, uint64_t old)
+{
+	return atomic_compare_exchange_strong_explicit(ce, &old, CHUNK_FRAMES, REFILL, RELAXED);
+}
+
 /* The head word of a block of several words while it is being taken or
  * freed: frame 0 a head, and frame 3 a head too. No free accepts it at
  * any order: frames 0..2 run into a continuation (frames 1 and 2) or into
@@ -157,7 +163,7 @@ static uint64_t chunk_claim(_Atomic uint64_t *ce, uint64_t min, uint64_t max,
  * claim undone). */
 static void chunk_unclaim(struct region *r, _Atomic uint64_t *ce, uint64_t n)
 {
-	atomic_fetch_add_explicit(ce, n, ACQ_REL);
+	atomic_fetch_add_explicit(ce, n, REFILL);
 	region_refilled(r);
 }
 
@@ -322,6 +328,24 @@ static bool chunk_alloc(struct cairn_frames *f, unsigned ri, uint64_t c,
 	return q->got == q->want;
 }
 
+/* r's search found no counted frame in any chunk: mark it, then look
+ * once more, so that a free which added frames after that search and read
+ * the mark before this store does not leave the region passed by with
+ * them (REFILL). Only when a region runs out, so the second pass over its
+ * entries is rare. */
+static void region_mark_exhausted(struct region *r)
+{
+	CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_MARKING, r);
+	atomic_store_explicit(&r->exhausted, 1, REFILL);
+	for (uint64_t c = 0; c < r->nchunks; c++) {
+		uint64_t e = atomic_load_explicit(&r->chunk[c], REFILL);
+		if (!(e & CE_HUGE) && ce_free(e)) {
+			atomic_store_explicit(&r->exhausted, 0, RELAXED);
+			return;
+		}
+	}
+}
+
 /* Small blocks (order <= 8, alignment <= 8) from one area: the CPU's current
  * chunk first, then chunks nobody prefers, then any chunk. Each CPU starts
  * its search at its own share of the region so CPUs spread out. A region
@@ -363,10 +387,8 @@ static bool area_alloc_small(struct cairn_frames *f, enum cairn_area area,
 				if (chunk_alloc(f, ri, c, q, strict, 0))
 					return true;
 			}
-			if (!strict && !counted) {
-				CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_MARKING, r);
-				atomic_store_explicit(&r->exhausted, 1, RELAXED);
-			}
+			if (!strict && !counted)
+				region_mark_exhausted(r);
 		}
 	}
 	return false;
@@ -396,7 +418,7 @@ static bool chunks_take(struct region *r, uint64_t c, unsigned k)
 				goto taken;
 		}
 		while (++j < nc) /* ours alone while HUGE: a store undoes it */
-			atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
+			atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, REFILL);
 		region_refilled(r);
 		return false;
 taken:
@@ -955,9 +977,12 @@ static int chunks_free(struct region *r, uint64_t c, unsigned k)
 			return CAIRN_EFREE;
 		if (!(e & CE_HEAD) || ce_order(e) != k)
 			return CAIRN_EORDER;
-	} while (!cas(&r->chunk[c], &e, CHUNK_FRAMES));
+	} while (!atomic_compare_exchange_weak_explicit(&r->chunk[c], &e, CHUNK_FRAMES,
+							REFILL, RELAXED));
+	/* every chunk REFILL: another CPU may take the head chunk before a
+	 * marker's second look, which must then find these */
 	for (uint64_t j = 1; j < 1ull << (k - CAIRN_HUGE_ORDER); j++)
-		atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, RELEASE);
+		atomic_store_explicit(&r->chunk[c + j], CHUNK_FRAMES, REFILL);
 	region_refilled(r);
 	return 0;
 }
@@ -1101,7 +1126,7 @@ static inline bool free9_fast(struct cairn_frames *f, cairn_phys_t phys)
 {
 	struct region *r;
 	_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
-	if (!ce || !cas_strong(ce, HUGE9_HEAD, CHUNK_FRAMES))
+	if (!ce || !cas_refill(ce, HUGE9_HEAD))
 		return false;
 	region_refilled(r);
 	/* the next huge block of this CPU comes from here */
@@ -1226,7 +1251,7 @@ int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *bloc
 		if (!r || frame - r->first >= r->nframes)
 			r = region_find(f, frame);
 		if (r && huge_fits(r, phys) &&
-		    cas_strong(frame_entry(r, frame), HUGE9_HEAD, CHUNK_FRAMES)) {
+		    cas_refill(frame_entry(r, frame), HUGE9_HEAD)) {
 			region_refilled(r);
 			last = r;
 			last_phys = phys;

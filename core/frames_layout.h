@@ -126,11 +126,20 @@ struct region {
 	_Atomic uint32_t exhausted;
 };
 
+/* Every add to a chunk's FREE (the RMW or store that adds) is seq_cst, and
+ * so are region_refilled's load and the marker's store and second look
+ * (region_mark_exhausted): in the one order of seq_cst operations either
+ * the free's load comes after the mark and clears it, or the marker's look
+ * comes after the add and finds the frames. No region stays marked over
+ * counted frames. On x86-64 and arm64 a seq_cst RMW is the acq_rel one's
+ * instruction and the load a plain (x86) or acquire (arm64) load. */
+#define REFILL memory_order_seq_cst
+
 /* The region gained counted frames: no longer exhausted. One load; a
  * store only when the hint was set. */
 static inline void region_refilled(struct region *r)
 {
-	if (__builtin_expect(atomic_load_explicit(&r->exhausted, memory_order_relaxed), 0))
+	if (__builtin_expect(atomic_load_explicit(&r->exhausted, REFILL), 0))
 		atomic_store_explicit(&r->exhausted, 0, memory_order_relaxed);
 }
 
@@ -295,7 +304,7 @@ static inline unsigned word_unpark(_Atomic uint64_t *w, _Atomic uint64_t *ce, ui
 		if (atomic_compare_exchange_weak_explicit(w, &v, v & ~((uint64_t)m << 32),
 							  memory_order_acq_rel,
 							  memory_order_relaxed)) {
-			atomic_fetch_add_explicit(ce, bit_count(m), memory_order_acq_rel);
+			atomic_fetch_add_explicit(ce, bit_count(m), REFILL);
 			return bit_count(m);
 		}
 	return 0;
