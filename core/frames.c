@@ -414,6 +414,7 @@ static bool chunks_take(struct region *r, uint64_t c, unsigned k)
 		/* FREE == 512 means nothing is in flight in the chunk; only the
 		 * owner hint may change under us, so retry on that alone. */
 		while (!((e & CE_HUGE) || ce_free(e) != CHUNK_FRAMES)) {
+			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_CHUNK_CAS, &r->chunk[c + j]);
 			if (cas(&r->chunk[c + j], &e, ne))
 				goto taken;
 		}
