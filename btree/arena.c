@@ -372,13 +372,14 @@ static uint64_t span_align(const struct cairn_arena *a, const struct xreq *r, ui
  * alloc that lost each of its imports so would fail with ENOMEM while the
  * source still lent (arena_import_steal). Otherwise (a phase leaves room
  * on both sides, or the request's window misses the span) the span is
- * added free, *span with its tag in the cookie, for the caller's retry.
+ * added free, *span with its tag in the cookie, for the caller's retry;
+ * *fits says whether the span, as added, holds the request (a phase).
  * The import quantum is a preference (fewer, larger spans): a source that
  * has no span that large (frames fragmented into smaller blocks) is asked
  * for half as much, down to the request's own size (a quantum that is not
  * a power of two: the request's size at once), before the request fails. */
 static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
-		  bool *served)
+		  bool *served, bool *fits)
 {
 	uint64_t iq = a->import_quantum;
 	uint64_t need = r->size + (r->align > a->quantum ? r->align - a->quantum : 0);
@@ -409,7 +410,8 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 	struct areq add = { .base = base, .size = sz, .flags = SPAN_FLAGS };
 	struct cairn_ext whole = { base, sz, 0, EXT_FREE | SPAN_FLAGS };
 	uint64_t at;
-	*served = xfit(&whole, r, &at) && (at == base || at + r->size == base + sz);
+	*fits = xfit(&whole, r, &at);
+	*served = *fits && (at == base || at + r->size == base + sz);
 	if (*served) {
 		add.at = at;
 		add.need = r->size;
@@ -434,6 +436,19 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 	else
 		*span = (struct cairn_ext){ base, sz, add.tag, EXT_FREE | SPAN_FLAGS };
 	return 0;
+}
+
+/* Whether another CPU allocated from a span this alloc imported free: it
+ * is no longer one free extent with its import's tag (no other import has
+ * that tag, and a carve or a merge clears it for good), or it is gone
+ * (emptied and released since). Read after the retry that failed: if the
+ * span is still as added now, it was so at that retry too. */
+static bool import_lost(struct cairn_arena *a, const struct cairn_ext *span)
+{
+	struct cairn_ext e;
+	return cairn_btree_lookup(&a->tree, span->start, &e) != 0 ||
+	       e.start != span->start || e.len != span->len ||
+	       e.cookie != span->cookie || e.flags != span->flags;
 }
 
 /* xalloc; carved: cairn_arena_alloc tried the carve shape already. Out of
@@ -501,15 +516,29 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 	int err;
 	unsigned nspans = 0;
 	struct cairn_ext spans[IMPORT_TRIES];
-	for (unsigned tries = 0;; tries++) {
+	bool fits = false; /* spans[nspans - 1] held the request as added */
+	for (;;) {
 		err = cairn_btree_update(&a->tree, &q);
-		if (err != CAIRN_ENOMEM || !a->source.import ||
-		    tries == IMPORT_TRIES)
+		if (err != CAIRN_ENOMEM || !a->source.import)
+			break;
+		/* The last span held the request and the retry found none: if
+		 * another CPU allocated from it in between, that import does
+		 * not count against the limit (its tag is gone: there is
+		 * nothing to give back), and the alloc fails only when the
+		 * source refuses, or after IMPORT_TRIES spans that were still
+		 * as added at the retry that failed (no node) or never held
+		 * it (a window that misses them: those count even when taken,
+		 * so such a request stops rather than draining the source).
+		 * Each import not counted is another CPU's alloc done since
+		 * the import: lock-free, as the tree's own restarts. */
+		if (fits && import_lost(a, &spans[nspans - 1]))
+			nspans--;
+		else if (nspans == IMPORT_TRIES)
 			break;
 		/* Nothing fits (or no node): import, served there or tried
 		 * again. A span from a source need not satisfy minaddr/maxaddr. */
 		bool served;
-		if (import(a, &r, &spans[nspans], &served) != 0)
+		if (import(a, &r, &spans[nspans], &served, &fits) != 0)
 			break;
 		if (served) {
 			err = 0;
