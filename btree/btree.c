@@ -107,6 +107,7 @@ static int visit(struct bt_op *op, struct bt_node *n, uint64_t *vp)
 	uint64_t v = olc_read_begin(&n->version);
 	if (olc_busy(v))
 		return R_RESTART;
+	CAIRN_BTREE_AT(BT_AT_VISITED, n);
 	if (!op) {
 		*vp = v;
 		return R_OK;
@@ -308,6 +309,7 @@ descend_to(struct cairn_btree *t, struct bt_op *op, uint64_t key, bool fit,
 		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, v))
 			return R_RESTART;
+		CAIRN_BTREE_AT(BT_AT_CHILD, child);
 		/* A fit descent reads the gap columns, not keys; a guided one
 		 * reads the two keys beside each guess, in nodes the carve
 		 * that left the guesses touched, and searches without the
@@ -400,6 +402,7 @@ static int step(struct bt_op *op, struct bt_cur *c, int dir, uint64_t need)
 		struct bt_node *child = bt_child(n, f + (unsigned)i);
 		if (!olc_validate(&n->version, c->lv[d].v))
 			return R_RESTART;
+		CAIRN_BTREE_AT(BT_AT_CHILD, child);
 		uint64_t v;
 		int st = visit(op, child, &v);
 		if (st)

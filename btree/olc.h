@@ -59,6 +59,34 @@ void cairn_btree_test_yield(void);
 #define CAIRN_BTREE_YIELD() ((void)0)
 #endif
 
+/*
+ * Named pause points, for the tests that need one interleaving in a fixed
+ * order rather than many at random. The same build calls
+ * cairn_btree_test_at(site, node) where a descent stands at a site, if the
+ * test program defines it (a weak reference: the others need not):
+ *
+ *   BT_AT_CHILD    a child pointer was read from its parent and the parent
+ *                  validated; nothing of the child read yet, not even its
+ *                  version (descend_to, step)
+ *   BT_AT_VISITED  a node's version was read, not busy; none of its fields
+ *                  read yet (visit)
+ *
+ * A stale pointer is met at either: the child may be unlinked, retired and
+ * reused before the reader goes on.
+ */
+enum { BT_AT_CHILD = 1, BT_AT_VISITED = 2 };
+#ifdef CAIRN_BTREE_TEST_YIELD
+void cairn_btree_test_at(unsigned site, const void *node)
+	__attribute__((weak));
+#define CAIRN_BTREE_AT(site, node)                          \
+	do {                                                \
+		if (cairn_btree_test_at)                    \
+			cairn_btree_test_at((site), (node)); \
+	} while (0)
+#else
+#define CAIRN_BTREE_AT(site, node) ((void)0)
+#endif
+
 typedef _Atomic uint64_t olc_t;
 
 static inline bool olc_busy(uint64_t v)
