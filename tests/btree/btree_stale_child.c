@@ -9,17 +9,20 @@
  * built with CAIRN_BTREE_TEST_YIELD) at one of two sites on a chosen node
  * X: right after it read X's pointer from X's parent and validated the
  * parent (BT_AT_CHILD), or right after it read X's version, before any of
- * X's fields (BT_AT_VISITED). Meanwhile the main thread
- *   - deletes every extent under X, so that X is unlinked and retired to
- *     the tree's free list (an inner X: its leaves first, X last, so X is
- *     on top);
+ * X's fields (BT_AT_VISITED). X holds one extent then (one leaf of one
+ * extent for an inner X), so that its retirement is its only change after
+ * the reader's read: a reuse must move the version past that one step.
+ * Meanwhile the main thread
+ *   - deletes that extent, so that X is unlinked and retired to the
+ *     tree's free list (an inner X after its leaf, so X is on top);
  *   - makes the answer the reader looks for another one (an extent that
  *     now covers the looked-up address, a free extent further on);
  *   - and, unless X is to stay on the free list, splits a full node
  *     elsewhere so that X is popped and published with other contents:
  *     a leaf reused as the leaf of another key range (one where the old
  *     question has a different, wrong, answer), an inner node reused as
- *     an inner node at another position, or as a leaf.
+ *     an inner node at another position, or as a leaf; X is not changed
+ *     again after it is published.
  * Then the reader goes on. It must restart (it visits the root again) and
  * return exactly what the reference (a sorted array of the extents) says
  * for the tree as it is now, never anything read from X's new contents or
@@ -322,10 +325,11 @@ static pthread_t start_reader(unsigned site, struct bt_node *x)
 /* Let it go on, and check its answer against the reference. */
 static void finish_reader(pthread_t th, const char *what)
 {
+	printf("%s\n", what);
+	fflush(stdout);
 	sem_post(&resume);
 	pthread_join(th, NULL);
 	sem_wait(&parked);
-	printf("%s\n", what);
 	bool restarted = atomic_load(&root_visits) >
 			 atomic_load(&root_visits_at_park);
 	if (!restarted)
@@ -387,19 +391,31 @@ static void empty_node(struct bt_node *x)
 		del(keys[i]);
 }
 
-/* Insert into the full leaf lf at its end, below `below`, until x leaves
- * the free list. */
-static void split_leaf_until_popped(struct bt_node *lf, uint64_t below,
-				    struct bt_node *x)
+/* Delete every extent below x but the one at keep, so that the update
+ * that deletes that one retires x, and is the only change of x after the
+ * reader read it: x goes from the version the reader saw to that version
+ * retired (+ 4, obsolete), the least a reuse must move it past. */
+static void thin(struct bt_node *x, uint64_t keep)
 {
-	for (unsigned k = 0; on_free_list(x); k++) {
-		REQUIRE(k < 8);
-		uint64_t s = key(lf, cnt(lf) - 1) + LEN;
-		REQUIRE(s + LEN <= below);
+	static uint64_t keys[MAXE];
+	unsigned k = starts_below(x, keys, 0);
+	for (unsigned i = 0; i < k; i++)
+		if (keys[i] != keep)
+			del(keys[i]);
+	REQUIRE(starts_below(x, keys, 0) == 1 && keys[0] == keep);
+}
+
+/* Insert into the full leaf lf right after its first extent until x
+ * leaves the free list: the split makes x the upper half of lf (or of
+ * lf's parent, when that is full too and splits first), and the insert
+ * lands in the lower half, so that x is published and then left alone. */
+static void split_until_popped(struct bt_node *lf, struct bt_node *x)
+{
+	for (uint64_t k = 1; on_free_list(x); k++) {
+		REQUIRE(k < 8 && cnt(lf) > 1);
+		uint64_t s = key(lf, 0) + k * LEN;
+		REQUIRE(s + LEN <= key(lf, 1));
 		ins(s, LEN, false);
-		if (!on_free_list(x))
-			break;
-		lf = last_leaf(lf); /* unchanged unless it split */
 	}
 }
 
@@ -411,18 +427,19 @@ static const char *const site_name[] = { "", "after the parent's check",
 					 "after the child's version" };
 
 /*
- * Fanout 8, two levels: leaves A, W, X, Y, Z, ... under the root, each of
- * four extents of LEN at 0x1000 apart, allocated (for the fits: the second
- * extent of X, of Y and the last one of Z free). A and the last leaf Z
- * are filled up to the fanout. The lookup asks for an address inside X's
- * first extent, the fits for the lowest free extent of LEN (X's).
- * Meanwhile X is emptied; for the lookup an extent E from the end of W to
- * near Y's first extent now covers the address; for the fits Y's free
- * extent is now the first. Reused: A (lookup) or Z (fits) takes one more
- * extent and splits, so that X becomes its upper half: the lookup's
- * address then lands past every extent of X (a stale reader would say
- * CAIRN_ERANGE), the fits find Z's free extent first in X (a stale reader
- * would take it).
+ * Fanout 8, two levels: leaves A, W, X, Y, ..., Z under the root, of
+ * extents of LEN at 0x1000 apart, allocated (for the fits: the second
+ * extent of X and of Y and the last but one of Z free); A and Z full.
+ * The lookup asks for an address inside X's first extent, the fits for
+ * the lowest free extent of LEN (X's second). X is thinned to that one
+ * extent before the reader starts. Meanwhile X is emptied (one update,
+ * which retires it); for the lookup an extent E from the end of W to near
+ * Y's first extent now covers the address; for the fits Y's free extent
+ * is now the first. Reused: A (lookup) or Z (fits) takes an extent after
+ * its first and splits, so that X becomes its upper half and is not
+ * changed again: the lookup's address then lies past every extent of X
+ * (a stale reader would say CAIRN_ERANGE), the fits find Z's free extent
+ * in X, not at X's edge (a stale reader would take it on the fast path).
  */
 static void leaf_case(enum rkind kind, unsigned site, enum reuse reuse)
 {
@@ -432,27 +449,26 @@ static void leaf_case(enum rkind kind, unsigned site, enum reuse reuse)
 	tree_init(8);
 	for (uint64_t k = 1; k <= 24; k++) {
 		bool free_ = kind != R_LOOKUP &&
-			     (k == 10 || k == 14 || k == 24);
+			     (k == 10 || k == 14 || k == 23);
 		ins(k * 0x1000, LEN, free_);
 	}
 	struct bt_node *r = root();
 	REQUIRE(rd(r->level) == 1 && cnt(r) >= 5);
 	struct bt_node *a = child(r, 0), *w = child(r, 1), *x = child(r, 2),
 		       *y = child(r, 3), *z = child(r, cnt(r) - 1);
-	/* the fits' free extents: the second of X and Y, Z's last */
+	/* the fits' free extents: the second of X and Y, Z's last but one */
 	REQUIRE(cnt(x) == 4 && key(x, 1) == 10 * 0x1000);
 	REQUIRE(cnt(y) == 4 && key(y, 1) == 14 * 0x1000);
-	REQUIRE(key(z, cnt(z) - 1) == 24 * 0x1000);
+	REQUIRE(cnt(z) == 8 && key(z, 6) == 23 * 0x1000);
 	while (cnt(a) < 8)
 		ins(key(a, cnt(a) - 1) + 0x100, LEN, false);
-	while (cnt(z) < 8) /* after its first extent: routed to Z */
-		ins(key(z, 0) + 0x100 * cnt(z), LEN, false);
 	REQUIRE(child(r, 0) == a && child(r, 2) == x && cnt(r) >= 5);
 
 	rq.kind = kind;
 	rq.addr = key(x, 0) + LEN / 2;
 	rq.lo = kind == R_FIT_GENERAL ? 1 : 0;
 	rq.need = LEN;
+	thin(x, kind == R_LOOKUP ? key(x, 0) : key(x, 1));
 	pthread_t th = start_reader(site, x);
 
 	uint64_t e_start = key(w, cnt(w) - 1) + 0x100;
@@ -462,10 +478,7 @@ static void leaf_case(enum rkind kind, unsigned site, enum reuse reuse)
 	if (kind == R_LOOKUP)
 		ins(e_start, y_first - 0x100 - e_start, false);
 	if (reuse == REUSED) {
-		if (kind == R_LOOKUP)
-			split_leaf_until_popped(a, key(w, 0), x);
-		else
-			split_leaf_until_popped(z, UINT64_MAX, x);
+		split_until_popped(kind == R_LOOKUP ? a : z, x);
 		struct bt_node *p;
 		unsigned i;
 		REQUIRE(find_node(r, x, &p, &i) && p == r);
@@ -474,7 +487,7 @@ static void leaf_case(enum rkind kind, unsigned site, enum reuse reuse)
 			REQUIRE(i == 1 && key(x, cnt(x) - 1) < e_start);
 		else /* Z's upper half, with its free extent */
 			REQUIRE(i == cnt(r) - 1 &&
-				key(x, cnt(x) - 2) == 24 * 0x1000);
+				key(x, cnt(x) - 2) == 23 * 0x1000);
 	}
 	finish_reader(th, what);
 	tree_done();
@@ -484,15 +497,16 @@ static void leaf_case(enum rkind kind, unsigned site, enum reuse reuse)
 
 /*
  * Fanout 4, three levels: the root over inner nodes I0, I1, I2 (, I3).
- * I0 is filled to four children, its last leaf to four extents; I1's last
- * leaf keeps room for one. The lookup asks for an address inside the
- * first extent below I2, parked at I2. Meanwhile every extent below I2 is
- * deleted (its leaves go to the free list, then I2 on top), an extent E
- * from the end of I1's last leaf to near the next subtree covers the
- * address, and
- *   reused, inner: I0's last leaf takes one more extent: I0 splits first
- *     and I2 becomes its upper half, an inner node at another position
- *     (over leaves below E: a stale reader would say CAIRN_ERANGE);
+ * I0 is filled to four children, its first leaf to four extents; I1's
+ * last leaf keeps room for one; I2 is thinned to one leaf of one extent.
+ * The lookup asks for an address inside that extent, parked at I2.
+ * Meanwhile that extent is deleted (one update retires the leaf, then
+ * I2, which is on top of the free list), an extent E from the end of
+ * I1's last leaf to near the next subtree covers the address, and
+ *   reused, inner: I0's first leaf takes one more extent: I0 splits
+ *     first and I2 becomes its upper half, an inner node at another
+ *     position (over leaves below E: a stale reader would say
+ *     CAIRN_ERANGE), not changed again;
  *   reused, leaf: E's insert splits I1's last leaf instead, and I2
  *     becomes a leaf (another level), with E in it;
  *   on the free list: nothing more.
@@ -514,9 +528,13 @@ static void inner_case(unsigned site, enum inner_reuse how)
 	REQUIRE(rd(r->level) == 2 && cnt(r) >= 3);
 	struct bt_node *i0 = child(r, 0), *i1 = child(r, 1), *i2 = child(r, 2);
 	uint64_t next = cnt(r) > 3 ? key(r, 3) : UINT64_MAX / 2;
-	/* I0: four children, the last one full */
+	/* I0: four children, the first one full */
 	while (cnt(i0) < 4 || cnt(last_leaf(i0)) < 4) {
 		struct bt_node *lf = last_leaf(i0);
+		ins(key(lf, cnt(lf) - 1) + 0x100, LEN, false);
+	}
+	while (cnt(first_leaf(i0)) < 4) {
+		struct bt_node *lf = first_leaf(i0);
 		ins(key(lf, cnt(lf) - 1) + 0x100, LEN, false);
 	}
 	/* I1's last leaf: room for one (AS_LEAF: full) */
@@ -532,6 +550,8 @@ static void inner_case(unsigned site, enum inner_reuse how)
 
 	rq.kind = R_LOOKUP;
 	rq.addr = key(first_leaf(i2), 0) + LEN / 2;
+	thin(i2, key(first_leaf(i2), 0));
+	REQUIRE(cnt(i2) == 1 && cnt(first_leaf(i2)) == 1);
 	pthread_t th = start_reader(site, i2);
 
 	l1 = last_leaf(i1);
@@ -544,7 +564,7 @@ static void inner_case(unsigned site, enum inner_reuse how)
 	unsigned i;
 	if (how == AS_INNER) {
 		REQUIRE(on_free_list(i2));
-		split_leaf_until_popped(last_leaf(i0), key(r, 1), i2);
+		split_until_popped(first_leaf(i0), i2);
 		REQUIRE(find_node(r, i2, &p, &i) && p == r && i == 1);
 		REQUIRE(rd(i2->level) == 1 &&
 			key(last_leaf(i2), cnt(last_leaf(i2)) - 1) < e_start);
