@@ -28,6 +28,9 @@ enum cairn_percpu_hook_point {
 	/* offline_collect: the claimed heap's messages collected, its state
 	 * not yet OFFLINE again (the heap) */
 	CAIRN_HOOK_CLAIM_ENDING,
+	/* arena_give_back: the range freed into the arena, its RETIRING
+	 * entry not cleared yet (the heap whose holder gives it back) */
+	CAIRN_HOOK_GIVE_BACK,
 };
 
 #ifdef CAIRN_PERCPU_TEST_HOOK

@@ -10,6 +10,7 @@
  */
 #include "objects_layout.h"
 #include "objects_pages.h"
+#include "hook.h"
 
 void cairn__obj_report(int err, const char *what, uintptr_t a, uintptr_t b)
 {
@@ -386,6 +387,7 @@ static void arena_give_back(struct cairn_heap *h, uintptr_t p)
 	arena_leave(o);
 	if (err)
 		cairn__obj_report(err, "objects: cached large block not allocated in the arena", p, 0);
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_GIVE_BACK, h);
 	atomic_compare_exchange_strong_explicit(slot, &retiring, 0, memory_order_relaxed,
 						memory_order_relaxed);
 }
