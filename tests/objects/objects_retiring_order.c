@@ -24,10 +24,13 @@
  *   slab       slab frames: the arena's span went back to the frames
  *              with p, a slab of 64 KiB objects takes them (its entry
  *              over G's RETIRING) and releases them, and the arena
- *              imports the span again;
- * and G's CAS while p is still held: by a 5 MiB object (`entryless_held`)
- * or a slab (`slab_held`), whose free, usable size and entries it must
- * leave alone. Hardened and not.
+ *              imports the span again.
+ * G as a reclaimer (`reclaim`): the arena full, G's allocation takes H's
+ * caches back and gives p back from H's cache; H, doing without its
+ * caches meanwhile, takes p and gives it back at its free. And G's CAS
+ * while p is still held: by a 5 MiB object (`entryless_held`) or a slab
+ * (`slab_held`), whose free, usable size and entries it must leave alone.
+ * Hardened and not.
  */
 #include <pthread.h>
 #include <string.h>
@@ -42,18 +45,23 @@
 #define BIG_SIZE (5u << 20)    /* above OBJ_LC_MAX_PAGES: no entry */
 #define SLAB_OBJ (64u << 10)   /* the largest class: 256 KiB slabs */
 
-enum variant { DIRECT, ENTRYLESS, SLAB, ENTRYLESS_HELD, SLAB_HELD };
-static const char *const variant_name[] = { "direct", "entryless", "slab", "entryless_held",
-					    "slab_held" };
+enum variant { DIRECT, ENTRYLESS, SLAB, RECLAIM, ENTRYLESS_HELD, SLAB_HELD };
+static const char *const variant_name[] = { "direct", "entryless", "slab", "reclaim",
+					    "entryless_held", "slab_held" };
+static enum variant var;
 
 static struct cairn_objects *o;
 static struct cairn_heap *heap_h, *heap_g, *heap_c; /* heaps 0, 1, 2 */
 static struct cairn_arena *arena;
 static uintptr_t p;
 
+/* G's thread: its first give-back parks before the clear. */
+static _Thread_local bool giver_thread;
+
 void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj)
 {
-	park_once(at, obj, CAIRN_HOOK_GIVE_BACK, heap_g);
+	if (giver_thread)
+		park_once(at, obj, CAIRN_HOOK_GIVE_BACK, obj);
 }
 
 /* ---- ownership: live objects never overlap, and keep their stamps ---- */
@@ -129,7 +137,11 @@ static void *giver(void *arg)
 {
 	(void)arg;
 	REQUIRE(cairn_host_cpu_register() >= 0);
-	cairn_heap_offline(heap_g); /* gives p back: parked before the clear */
+	giver_thread = true;
+	if (var == RECLAIM) /* its arena full: it takes H's cache back */
+		CHECK(cairn_heap_alloc(heap_g, 16u << 20) == NULL);
+	else
+		cairn_heap_offline(heap_g); /* gives p back */
 	atomic_store(&stage, 3);
 	cairn_host_cpu_unregister();
 	return NULL;
@@ -172,23 +184,29 @@ static void h_window(void)
 }
 
 /* H takes p (LIVE), frees it into its cache, gives it back (offline): in
- * that give-back's gate, G's CAS and the second free. */
+ * that give-back's gate, G's CAS and the second free. With G reclaiming
+ * H's caches, H does without them: its free gives p back at once. */
 static void aba(void)
 {
 	void *q = cairn_heap_alloc(heap_h, LC_SIZE);
 	CHECK_EQ((uintptr_t)q, p);
 	CHECK_EQ(usable(q), LC_SIZE);
 	own(q, LC_SIZE);
-	free_own(heap_h, q);
-	struct cairn_objects_stats st;
-	cairn_objects_heap_stats(o, 0, &st);
-	CHECK_EQ(st.large_cached_frames, LC_SIZE / 4096);
-
 	gate_ran = false;
-	gate_action = h_window;
-	cairn_heap_offline(heap_h);
-	CHECK(gate_ran);
-	cairn_heap_online(heap_h);
+	if (var == RECLAIM) {
+		gate_action = h_window;
+		free_own(heap_h, q);
+		CHECK(gate_ran);
+	} else {
+		free_own(heap_h, q);
+		struct cairn_objects_stats st;
+		cairn_objects_heap_stats(o, 0, &st);
+		CHECK_EQ(st.large_cached_frames, LC_SIZE / 4096);
+		gate_action = h_window;
+		cairn_heap_offline(heap_h);
+		CHECK(gate_ran);
+		cairn_heap_online(heap_h);
+	}
 
 	/* p served again, once */
 	void *s = cairn_heap_alloc(heap_c, LC_SIZE);
@@ -251,7 +269,7 @@ static unsigned slab_take_p(void **v)
 
 /* ---- one run ---- */
 
-static void run(enum variant var, bool harden)
+static void run(bool harden)
 {
 	bool slab = var == SLAB || var == SLAB_HELD;
 	uint64_t free0 = objtest_free_frames(), reports0 = cairn_host_reports();
@@ -296,16 +314,17 @@ static void run(enum variant var, bool harden)
 		cairn_heap_online(heap_c);
 	}
 
-	/* G caches p */
-	void *q = cairn_heap_alloc(heap_g, LC_SIZE);
+	/* G caches p (H, which G reclaims) */
+	struct cairn_heap *cacher = var == RECLAIM ? heap_h : heap_g;
+	void *q = cairn_heap_alloc(cacher, LC_SIZE);
 	REQUIRE(q);
 	p = (uintptr_t)q;
 	if (!slab)
 		CHECK_EQ(p, (uintptr_t)cairn_port_phys_to_virt(base)); /* first fit */
 	CHECK_EQ(usable(q), LC_SIZE);
-	CHECK_EQ(cairn_heap_free(heap_g, q), 0);
+	CHECK_EQ(cairn_heap_free(cacher, q), 0);
 	struct cairn_objects_stats st;
-	cairn_objects_heap_stats(o, 1, &st);
+	cairn_objects_heap_stats(o, var == RECLAIM ? 0 : 1, &st);
 	CHECK_EQ(st.large_cached_frames, LC_SIZE / 4096);
 	if (slab)
 		grab_all();
@@ -321,6 +340,7 @@ static void run(enum variant var, bool harden)
 	unsigned nv;
 	switch (var) {
 	case DIRECT:
+	case RECLAIM:
 		aba();
 		break;
 	case ENTRYLESS:
@@ -356,12 +376,13 @@ static void run(enum variant var, bool harden)
 	pthread_join(t, NULL);
 	if (slab)
 		ungrab_all();
-	cairn_heap_online(heap_g);
+	if (var != RECLAIM)
+		cairn_heap_online(heap_g);
 	CHECK_EQ(nlive, 0);
 	cairn_objects_stats(o, &st);
 	CHECK_EQ(st.large, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	bool refused = var == DIRECT || var == ENTRYLESS || var == SLAB;
+	bool refused = var == DIRECT || var == ENTRYLESS || var == SLAB || var == RECLAIM;
 	CHECK_EQ(cairn_host_reports(), reports0 + refused);
 	cairn_objects_destroy(o);
 	if (slab) {
@@ -379,7 +400,7 @@ int main(void)
 	objtest_init(3, 64);
 	REQUIRE(cairn_host_cpu_register() >= 0);
 	for (int harden = 0; harden < 2; harden++)
-		for (enum variant var = DIRECT; var <= SLAB_HELD; var++)
-			run(var, harden);
+		for (var = DIRECT; var <= SLAB_HELD; var++)
+			run(harden);
 	return check_done("objects_retiring_order");
 }
