@@ -360,7 +360,8 @@ static void qcache_drain(struct cairn_objects *o)
  * heap's cache is that heap's alone, and a free of a block comes after
  * its allocation by the program's own synchronisation. A range going back
  * to the arena is RETIRING until the tree has it, then its entry is
- * cleared unless a new owner already wrote it (arena_give_back), so no
+ * cleared unless a new owner already wrote it or another give-back marked
+ * it since (arena_give_back), so no
  * stale head survives into an extent that may later start elsewhere (or
  * hold slabs), and no second free reaches the tree meanwhile. Links are
  * encoded as free lists are (hardened: with the heap's key), and every
@@ -373,13 +374,20 @@ static void qcache_drain(struct cairn_objects *o)
  * harmlessly if the range was meanwhile allocated again and its new owner
  * stored an entry of its own. Clearing first would send a racing second
  * free to the tree, which frees whatever extent starts at p: after a
- * reallocation there, another owner's live object. */
-static void arena_give_back(struct cairn_heap *h, uintptr_t p)
+ * reallocation there, another owner's live object. The mark names the
+ * giver, the heap `by` whose holder runs this (p's cache's, or a
+ * reclaimer's own): between the tree update and the CAS, another heap may
+ * take p, cache it and give it back in turn, and a mark of the same value
+ * (p's length alone) was cleared by this CAS while that give-back had yet
+ * to free p in the tree, so a second free of p reached the tree and freed
+ * it under the give-back (objects_retiring_order). A holder does one thing
+ * at a time, so no other give-back in flight stores this mark. */
+static void arena_give_back(struct cairn_heap *by, uintptr_t p)
 {
-	struct cairn_objects *o = h->o;
+	struct cairn_objects *o = by->o;
 	_Atomic uintptr_t *slot = pm_slot(o, p);
-	uintptr_t retiring = PM_X_ENTRY(PM_X_RETIRING,
-					PM_X_VALUE(atomic_load_explicit(slot, memory_order_relaxed)));
+	uintptr_t retiring = PM_RETIRING(PM_X_VALUE(atomic_load_explicit(slot, memory_order_relaxed)),
+					 by->cpu);
 	atomic_store_explicit(slot, retiring, memory_order_relaxed);
 	uint64_t len;
 	arena_enter(o);
@@ -387,7 +395,7 @@ static void arena_give_back(struct cairn_heap *h, uintptr_t p)
 	arena_leave(o);
 	if (err)
 		cairn__obj_report(err, "objects: cached large block not allocated in the arena", p, 0);
-	CAIRN_PERCPU_HOOK(CAIRN_HOOK_GIVE_BACK, h);
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_GIVE_BACK, by);
 	atomic_compare_exchange_strong_explicit(slot, &retiring, 0, memory_order_relaxed,
 						memory_order_relaxed);
 }
@@ -586,9 +594,9 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 	return 0;
 }
 
-/* Every cached range back to the arena; the caller holds the caches (the
- * holder, or another heap's reclaim). */
-void cairn__large_cache_flush_held(struct cairn_heap *h)
+/* Every cached range back to the arena; the caller holds the caches (h's
+ * holder, or the holder of `by` reclaiming them). */
+void cairn__large_cache_flush_held(struct cairn_heap *h, struct cairn_heap *by)
 {
 	for (unsigned b = 0; b < OBJ_LC_BINS; b++) {
 		uintptr_t r = h->lcache[b];
@@ -605,7 +613,7 @@ void cairn__large_cache_flush_held(struct cairn_heap *h)
 				break;
 			}
 			uintptr_t next = obj_decode(h, r, obj_word(r));
-			arena_give_back(h, r);
+			arena_give_back(by, r);
 			r = next;
 		}
 	}
@@ -618,7 +626,7 @@ void cairn__large_cache_flush(struct cairn_heap *h)
 {
 	if (!caches_try(h))
 		return;
-	cairn__large_cache_flush_held(h);
+	cairn__large_cache_flush_held(h, h);
 	caches_done(h);
 }
 

@@ -78,11 +78,19 @@
 #define PM_X_ENTRY(kind, v) (((uintptr_t)(v) << 8) | (kind) << 2 | PM_X)
 #define PM_X_KIND(e) (((e) >> 2) & 3)
 #define PM_X_VALUE(e) ((e) >> 8)
+/* RETIRING's value: the range's pages, and above them the index of the
+ * heap whose holder gives the range back (its own cache's, or another
+ * heap's as a reclaimer), so that the CAS which ends a give-back clears
+ * only the mark it stored (arena_give_back). */
+#define PM_RETIRING_BY_SHIFT 11
+#define PM_RETIRING(pages, by) \
+	PM_X_ENTRY(PM_X_RETIRING, (pages) | (uintptr_t)(by) << PM_RETIRING_BY_SHIFT)
 
 /* The per-heap cache of freed arena large objects: ranges of up to
  * OBJ_LC_MAX_PAGES pages in bins of four per power of two of their
  * page count (OBJ_LC_BINS of them up to 1024 pages). */
 #define OBJ_LC_MAX_PAGES 1024u
+_Static_assert(OBJ_LC_MAX_PAGES < (1u << PM_RETIRING_BY_SHIFT), "RETIRING's pages");
 #define OBJ_LC_BINS 36u
 /* The shortest range a request can take: a request that looks in the
  * cache (aligned to a page at most) is larger than the largest class.
@@ -591,9 +599,10 @@ void cairn__heap_flush_blocks(struct cairn_heap *h);
 void cairn__heap_destroy_slabs(struct cairn_heap *h);
 void cairn__released_drain(struct cairn_objects *o);
 /* The heap's cached large objects back to the arena (objects.c): by its
- * holder, or with the caches held already (a reclaimer). */
+ * holder; or with the caches held already, by the holder of `by` (h, or a
+ * reclaimer's own heap: the giver its RETIRING entries name). */
 void cairn__large_cache_flush(struct cairn_heap *h);
-void cairn__large_cache_flush_held(struct cairn_heap *h);
+void cairn__large_cache_flush_held(struct cairn_heap *h, struct cairn_heap *by);
 
 /* The embedder's gate, if any: around every call into the arena, every
  * post's push and every claim of an offline heap (objects_remote.c).

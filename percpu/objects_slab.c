@@ -277,7 +277,7 @@ void cairn__caches_reclaim(struct cairn_heap *self)
 		if (h != self && heap_is_made(o, i) && caches_try(h)) {
 			flush_blocks_held(h);
 			CAIRN_PERCPU_HOOK(CAIRN_HOOK_RECLAIM_BETWEEN, h);
-			cairn__large_cache_flush_held(h);
+			cairn__large_cache_flush_held(h, self);
 			caches_done(h);
 		}
 	}
