@@ -10,6 +10,7 @@
  * so no allocator can ever see them free.
  */
 #include "frames_layout.h"
+#include "hook.h"
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
@@ -382,6 +383,7 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 				break;
 		}
 		if (c < r->nchunks) {
+			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_REMOVE_UNDO, r);
 			while (c--)
 				atomic_store_explicit(&r->chunk[c], chunk_capacity(r, c),
 						      memory_order_release);

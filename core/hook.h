@@ -27,6 +27,9 @@ enum cairn_frames_hook_point {
 	/* area_alloc_small: a search found no counted frame in the region,
 	 * whose exhausted mark it has not yet set (the region) */
 	CAIRN_FRAMES_HOOK_MARKING,
+	/* cairn_frames_remove_region: a chunk found busy, the chunks before
+	 * it still taken, not yet given back (the region) */
+	CAIRN_FRAMES_HOOK_REMOVE_UNDO,
 	/* chunks_take: a chunk's entry read free (512, not HUGE) after the
 	 * take's check, its CAS not yet made (the entry) */
 	CAIRN_FRAMES_HOOK_CHUNK_CAS,

@@ -13,6 +13,11 @@
  * Afterwards the region must not stay marked over that block: the next
  * request of any area gets it (a marked region is passed by, and the
  * request would be served below 4 GiB).
+ *
+ * And the other way round: a removal of the region above, held after it
+ * took every chunk but its last (busy) and before it gives them back,
+ * while CPU 1's request finds the region without a counted frame and
+ * marks it. The removal's undo adds to FREE: it must clear the mark.
  */
 #include <cairn/frames.h>
 #include <cairn/host.h>
@@ -38,46 +43,73 @@ static struct cairn_frames *f;
 static cairn_phys_t held[NHELD];
 static size_t nheld;
 
-/* the hook: at the mark of the region above 4 GiB, CPU 1 frees `victim` */
-static cairn_phys_t victim;
-static unsigned victim_order;
+/* the hook: CPU 0 held at `armed_at` on the region above 4 GiB while CPU 1
+ * runs `action` */
+static enum cairn_frames_hook_point armed_at;
 static bool armed;
+static void (*action)(void);
 static unsigned fired;
 
-static void *cpu1_free(void *arg)
+static void *cpu1(void *arg)
 {
 	(void)arg;
 	REQUIRE(cairn_host_cpu_bind(1) == 0);
-	CHECK_EQ(cairn_frames_free(f, victim, victim_order), 0);
+	action();
 	cairn_host_cpu_unregister();
 	return NULL;
 }
 
 void cairn_frames_test_hook(enum cairn_frames_hook_point at, void *obj)
 {
-	if (!armed || at != CAIRN_FRAMES_HOOK_MARKING ||
-	    obj != region_find(f, HIGH >> CAIRN_FRAME_SHIFT))
+	if (!armed || at != armed_at || obj != region_find(f, HIGH >> CAIRN_FRAME_SHIFT))
 		return;
 	armed = false;
 	fired++;
 	pthread_t t;
-	REQUIRE(pthread_create(&t, NULL, cpu1_free, NULL) == 0);
+	REQUIRE(pthread_create(&t, NULL, cpu1, NULL) == 0);
 	pthread_join(t, NULL);
 }
+
+static void arm(enum cairn_frames_hook_point at, void (*fn)(void))
+{
+	armed_at = at;
+	action = fn;
+	armed = true;
+}
+
+/* CPU 1's actions */
+static cairn_phys_t victim, got1;
+static unsigned victim_order;
+static void c1_free(void) { CHECK_EQ(cairn_frames_free(f, victim, victim_order), 0); }
+static void c1_alloc(void) { CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_ANY, &got1), 0); }
 
 static bool marked(void)
 {
 	return atomic_load(&region_find(f, HIGH >> CAIRN_FRAME_SHIFT)->exhausted) != 0;
 }
 
-static void run_case(const char *what, unsigned order)
+static uint64_t total;
+
+static void *fresh(void)
 {
 	const struct cairn_mem_range map[] = { { LOW, 16 * MiB } };
 	struct cairn_frames_config cfg = { .ncpus = 2 };
 	cfg.meta_size = cairn_frames_meta_size(map, 1, 2);
 	cfg.meta = malloc(cfg.meta_size);
 	REQUIRE(cairn_frames_init(&f, map, 1, &cfg) == 0);
-	uint64_t total = frames_free_total(f);
+	total = frames_free_total(f);
+	return cfg.meta;
+}
+
+static void report_below(const char *what, cairn_phys_t a, cairn_phys_t b)
+{
+	fprintf(stderr, "  (%s: %#llx and %#llx below 4 GiB, mark %d)\n", what,
+		(unsigned long long)a, (unsigned long long)b, marked());
+}
+
+static void run_case(const char *what, unsigned order)
+{
+	void *meta = fresh();
 
 	/* Fill the region above 4 GiB; a failing small request marks it. */
 	cairn_phys_t p;
@@ -98,7 +130,7 @@ static void run_case(const char *what, unsigned order)
 	victim = held[nheld - 1];
 	victim_order = order;
 	held[nheld - 1] = ~0ull;
-	armed = true;
+	arm(CAIRN_FRAMES_HOOK_MARKING, c1_free);
 	cairn_phys_t got[2];
 	CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_ANY, &got[0]), 0);
 	CHECK(!armed);
@@ -108,8 +140,7 @@ static void run_case(const char *what, unsigned order)
 	bool above = got[0] >= HIGH || got[1] >= HIGH;
 	CHECK(above);
 	if (!above)
-		fprintf(stderr, "  (%s: %#llx and %#llx below 4 GiB, mark %d)\n", what,
-			(unsigned long long)got[0], (unsigned long long)got[1], marked());
+		report_below(what, got[0], got[1]);
 
 	for (int i = 0; i < 2; i++)
 		CHECK_EQ(cairn_frames_free(f, got[i], 3), 0);
@@ -118,7 +149,30 @@ static void run_case(const char *what, unsigned order)
 			CHECK_EQ(cairn_frames_free(f, held[i], order), 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 	CHECK_EQ(frames_free_total(f), total);
-	free(cfg.meta);
+	free(meta);
+}
+
+/* A removal of the region above undone (its last chunk busy), held before
+ * it gives its chunks back while CPU 1 allocates and marks the region. */
+static void case_remove_undo(void)
+{
+	void *meta = fresh();
+	cairn_phys_t busy = HIGH + 6 * MiB, p;
+	CHECK_EQ(cairn_frames_alloc_at(f, busy, CAIRN_HUGE_ORDER), 0);
+	arm(CAIRN_FRAMES_HOOK_REMOVE_UNDO, c1_alloc);
+	CHECK_EQ(cairn_frames_remove_region(f, HIGH), CAIRN_EBUSY);
+	CHECK(!armed);
+	CHECK(got1 < HIGH); /* the region had nothing to give then */
+	CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_ANY, &p), 0);
+	CHECK(p >= HIGH);
+	if (p < HIGH)
+		report_below("a removal undone", got1, p);
+	CHECK_EQ(cairn_frames_free(f, p, 3), 0);
+	CHECK_EQ(cairn_frames_free(f, got1, 3), 0);
+	CHECK_EQ(cairn_frames_free(f, busy, CAIRN_HUGE_ORDER), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(frames_free_total(f), total);
+	free(meta);
 }
 
 int main(void)
@@ -127,7 +181,8 @@ int main(void)
 	REQUIRE(cairn_host_cpu_bind(0) == 0);
 	run_case("order 3: a count added to a chunk", 3);
 	run_case("2 MiB: a whole chunk given back", CAIRN_HUGE_ORDER);
-	printf("mark race: %u cases held at the mark\n", fired);
-	CHECK_EQ(fired, 2);
+	case_remove_undo();
+	printf("mark race: %u cases held at a hook point\n", fired);
+	CHECK_EQ(fired, 3);
 	return check_done("frames_mark_race");
 }
