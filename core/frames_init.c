@@ -384,9 +384,12 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 		}
 		if (c < r->nchunks) {
 			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_REMOVE_UNDO, r);
+			/* an add to FREE, as every free's (REFILL): a search
+			 * meanwhile found the region empty and may have
+			 * marked it */
 			while (c--)
-				atomic_store_explicit(&r->chunk[c], chunk_capacity(r, c),
-						      memory_order_release);
+				atomic_store_explicit(&r->chunk[c], chunk_capacity(r, c), REFILL);
+			region_refilled(r);
 			err = CAIRN_EBUSY;
 			break;
 		}
