@@ -25,6 +25,14 @@
  *              with p, a slab of 64 KiB objects takes them (its entry
  *              over G's RETIRING) and releases them, and the arena
  *              imports the span again.
+ *   aligned    an object aligned above a page (an entry: LIVE over G's
+ *              RETIRING), its interior pointers refused, shrunk in place
+ *              and grown by a move, which caches p in C's cache;
+ *   interior   an object with an entry that starts a page before p (a
+ *              one-page object there, freed in the window), so that p is
+ *              its second page: a free and a realloc of p refused, the
+ *              object's own free and usable size untouched; after G's
+ *              CAS the free of p is EALIGN.
  * G as a reclaimer (`reclaim`): the arena full, G's allocation takes H's
  * caches back and gives p back from H's cache; H, doing without its
  * caches meanwhile, takes p and gives it back at its free. And G's CAS
@@ -45,9 +53,9 @@
 #define BIG_SIZE (5u << 20)    /* above OBJ_LC_MAX_PAGES: no entry */
 #define SLAB_OBJ (64u << 10)   /* the largest class: 256 KiB slabs */
 
-enum variant { DIRECT, ENTRYLESS, SLAB, RECLAIM, ENTRYLESS_HELD, SLAB_HELD };
+enum variant { DIRECT, ENTRYLESS, SLAB, RECLAIM, ENTRYLESS_HELD, SLAB_HELD, ALIGNED, INTERIOR };
 static const char *const variant_name[] = { "direct", "entryless", "slab", "reclaim",
-					    "entryless_held", "slab_held" };
+					    "entryless_held", "slab_held", "aligned", "interior" };
 static enum variant var;
 
 static struct cairn_objects *o;
@@ -270,6 +278,101 @@ static unsigned slab_take_p(void **v)
 	}
 }
 
+/* ---- refused calls: one report each, nothing changed ---- */
+
+static int free_refused(struct cairn_heap *h, uintptr_t q)
+{
+	uint64_t r = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	int err = cairn_heap_free(h, (void *)q);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_host_reports(), r + 1);
+	return err;
+}
+
+/* In G's window, C takes p aligned to 64 KiB (an entry of its own over
+ * G's RETIRING), keeps it through a shrink and moves it on a grow, whose
+ * free caches p in C's cache; G's CAS then, and p serves again. */
+static unsigned aligned(void)
+{
+	void *k = cairn_heap_alloc_aligned(heap_c, LC_SIZE, 64u << 10);
+	CHECK_EQ((uintptr_t)k, p);
+	CHECK_EQ(usable(k), LC_SIZE);
+	own(k, LC_SIZE);
+	/* interior pointers: on its first page (the entry) and past it (the arena) */
+	CHECK_EQ(free_refused(heap_c, p + 16), CAIRN_EALIGN);
+	CHECK_EQ(free_refused(heap_c, p + 4096), CAIRN_EALIGN);
+	CHECK_EQ(usable((void *)(p + 4096)), 0);
+	disown(k);
+	void *k2 = cairn_heap_realloc(heap_c, k, LC_SIZE - 4096);
+	CHECK_EQ((uintptr_t)k2, p); /* kept: fits, not half wasted */
+	CHECK_EQ(usable(k2), LC_SIZE);
+	own(k2, LC_SIZE);
+	unsigned char st = *(unsigned char *)k2;
+	disown(k2);
+	void *m = cairn_heap_realloc(heap_c, k2, 3 * LC_SIZE);
+	REQUIRE(m);
+	CHECK((uintptr_t)m != p);
+	CHECK_EQ(*(unsigned char *)m, st); /* copied */
+	CHECK_EQ(usable(m), 3 * LC_SIZE);
+	own(m, 3 * LC_SIZE);
+	struct cairn_objects_stats st2;
+	cairn_objects_heap_stats(o, 2, &st2);
+	CHECK_EQ(st2.large_cached_frames, LC_SIZE / 4096); /* p, in C's cache */
+	CHECK_EQ(usable((void *)p), 0);
+	release_giver(); /* its CAS finds C's CACHED: fails */
+	CHECK_EQ(usable((void *)p), 0);
+	CHECK_EQ(free_refused(heap_c, p), CAIRN_EFREE);
+	void *s = cairn_heap_alloc(heap_c, LC_SIZE);
+	CHECK_EQ((uintptr_t)s, p);
+	CHECK_EQ(usable(s), LC_SIZE);
+	own(s, LC_SIZE);
+	free_own(heap_c, s);
+	free_own(heap_c, m);
+	return 3;
+}
+
+/* In G's window, the page before p freed and an object of one page more
+ * than p's range taken there: p is its second page, still RETIRING (G's).
+ * Frees and reallocs of p are refused and change nothing; the object's own
+ * calls are not affected. */
+static void *interior_pad;
+
+static unsigned interior(void)
+{
+	uintptr_t x0 = p - 4096;
+	CHECK_EQ((uintptr_t)interior_pad, x0);
+	free_own(heap_c, interior_pad);
+	void *x = cairn_heap_alloc(heap_c, LC_SIZE + 4096);
+	CHECK_EQ((uintptr_t)x, x0);
+	CHECK_EQ(usable(x), LC_SIZE + 4096);
+	own(x, LC_SIZE + 4096);
+	/* p's entry is G's RETIRING: refused there (as a second free), or by
+	 * the arena (an interior pointer); never taken */
+	int err = free_refused(heap_c, p);
+	CHECK(err == CAIRN_EFREE || err == CAIRN_EALIGN);
+	CHECK_EQ(usable((void *)p), 0);
+	uint64_t r = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	int rerr;
+	CHECK(cairn_heap_realloc_err(heap_c, (void *)p, 2 * LC_SIZE, &rerr) == NULL);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(rerr, CAIRN_ERANGE);
+	CHECK_EQ(cairn_host_reports(), r + 1);
+	CHECK_EQ(usable(x), LC_SIZE + 4096);
+	release_giver(); /* its CAS clears p's entry: x's second page */
+	CHECK_EQ(free_refused(heap_c, p), CAIRN_EALIGN);
+	CHECK_EQ(usable((void *)p), 0);
+	CHECK_EQ(usable(x), LC_SIZE + 4096);
+	/* nothing else took x's pages meanwhile */
+	void *y = cairn_heap_alloc(heap_c, LC_SIZE);
+	REQUIRE(y);
+	own(y, LC_SIZE);
+	free_own(heap_c, y);
+	free_own(heap_c, x);
+	return 3;
+}
+
 /* ---- one run ---- */
 
 static void run(bool harden)
@@ -317,13 +420,21 @@ static void run(bool harden)
 		cairn_heap_online(heap_c);
 	}
 
+	/* interior: a page of its own before p (one page, aligned above a
+	 * page: never cached) */
+	if (var == INTERIOR) {
+		interior_pad = cairn_heap_alloc_aligned(heap_c, 100, 128u << 10);
+		CHECK_EQ((uintptr_t)interior_pad, (uintptr_t)cairn_port_phys_to_virt(base));
+		own(interior_pad, 100);
+	}
+
 	/* G caches p (H, which G reclaims) */
 	struct cairn_heap *cacher = var == RECLAIM ? heap_h : heap_g;
 	void *q = cairn_heap_alloc(cacher, LC_SIZE);
 	REQUIRE(q);
 	p = (uintptr_t)q;
-	if (!slab)
-		CHECK_EQ(p, (uintptr_t)cairn_port_phys_to_virt(base)); /* first fit */
+	if (!slab) /* first fit */
+		CHECK_EQ(p, (uintptr_t)cairn_port_phys_to_virt(base) + (var == INTERIOR ? 4096 : 0));
 	CHECK_EQ(usable(q), LC_SIZE);
 	CHECK_EQ(cairn_heap_free(cacher, q), 0);
 	struct cairn_objects_stats st;
@@ -340,8 +451,14 @@ static void run(bool harden)
 		CHECK_EQ(objtest_free_frames(), 512); /* the span, back whole */
 
 	void *k;
-	unsigned nv;
+	unsigned nv, more = 0;
 	switch (var) {
+	case ALIGNED:
+		more = aligned();
+		break;
+	case INTERIOR:
+		more = interior();
+		break;
 	case DIRECT:
 	case RECLAIM:
 		aba();
@@ -386,7 +503,7 @@ static void run(bool harden)
 	CHECK_EQ(st.large, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	bool refused = var == DIRECT || var == ENTRYLESS || var == SLAB || var == RECLAIM;
-	CHECK_EQ(cairn_host_reports(), reports0 + refused);
+	CHECK_EQ(cairn_host_reports(), reports0 + refused + more);
 	cairn_objects_destroy(o);
 	if (slab) {
 		objtest_large_fini();
@@ -403,7 +520,7 @@ int main(void)
 	objtest_init(3, 64);
 	REQUIRE(cairn_host_cpu_register() >= 0);
 	for (int harden = 0; harden < 2; harden++)
-		for (var = DIRECT; var <= SLAB_HELD; var++)
+		for (var = DIRECT; var <= INTERIOR; var++)
 			run(harden);
 	return check_done("objects_retiring_order");
 }
