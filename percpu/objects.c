@@ -544,6 +544,20 @@ again:;
 	return true;
 }
 
+/* A free at a RETIRING entry, refused: a second free of the range going
+ * back (EFREE), unless the tree has it back and p is now inside another
+ * extent of ours that starts before it, whose interior pointer p is
+ * (EALIGN, as after the giver's CAS). The arena's lock-free lookup, on
+ * this error path alone; the mark stays the giver's either way. */
+static int retiring_err(struct cairn_objects *o, uintptr_t p)
+{
+	uint64_t start, len, cookie;
+	arena_enter(o);
+	int r = cairn_arena_lookup(o->arena, p, &start, &len, &cookie);
+	arena_leave(o);
+	return r == 0 && start != p && arena_ours(o, cookie) ? CAIRN_EALIGN : CAIRN_EFREE;
+}
+
 /* The free of a large object with an entry (e: tag PM_X). */
 static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t p, uintptr_t e)
 {
@@ -554,7 +568,7 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 	else if (p & (OBJ_PAGE - 1))
 		err = CAIRN_EALIGN;
 	else if (PM_X_KIND(e) != PM_X_LIVE)
-		err = CAIRN_EFREE;
+		err = PM_X_KIND(e) == PM_X_RETIRING ? retiring_err(o, p) : CAIRN_EFREE;
 	uint64_t pages = PM_X_VALUE(e);
 	if (!err &&
 	    !atomic_compare_exchange_strong_explicit(pm_slot(o, p), &e,
