@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the C allocation API promises that shim_test does not reach:
+ *
+ * - blocks of the bootstrap buffer after the instance exists: the shim
+ *   hands them out while it makes the instance (glibc's pthread_atfork
+ *   allocates there under LD_PRELOAD); here the key it creates is wrapped
+ *   (-Wl,--wrap) so that the test allocates at that point too. free must
+ *   ignore them from every thread (not report them as pointers the
+ *   instance never handed out), malloc_usable_size report them,
+ *   realloc copy them out;
+ * - errno across the first call of the process and of a thread, which
+ *   take a slot and make the instance: free and posix_memalign leave it;
+ * - alignments from 1 MiB to 1 GiB, above and below the size, through
+ *   every aligned entry point, and malloc_usable_size at least what was
+ *   asked on every size and alignment path (realloc of aligned blocks
+ *   too).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cairn/host.h>
+
+#include "../check.h"
+#include "shim.h"
+
+/* ---- the bootstrap buffer ---- */
+
+#define BOOT_N 4
+static unsigned char *boot_blk[BOOT_N];
+static const size_t boot_len[BOOT_N] = { 24, 100, 4000, 70000 };
+
+int __real_pthread_key_create(pthread_key_t *key, void (*destructor)(void *));
+int __wrap_pthread_key_create(pthread_key_t *key, void (*destructor)(void *))
+{
+	/* the shim's, made inside its first call: the instance is not ready */
+	if (!boot_blk[0] && cairn_shim_objects() == NULL)
+		for (unsigned i = 0; i < BOOT_N; i++) {
+			boot_blk[i] = cairn_malloc(boot_len[i]);
+			if (boot_blk[i])
+				memset(boot_blk[i], 0x40 + (int)i, boot_len[i]);
+		}
+	return __real_pthread_key_create(key, destructor);
+}
+
+static void *boot_free_thread(void *arg)
+{
+	(void)arg;
+	cairn_free(cairn_malloc(16)); /* a heap of its own: the fast path */
+	int bad = 0;
+	for (unsigned i = 0; i < BOOT_N; i++) {
+		errno = 777;
+		cairn_free(boot_blk[i]);
+		bad |= errno != 777;
+		bad |= cairn_malloc_usable_size(boot_blk[i]) < boot_len[i];
+	}
+	return (void *)(uintptr_t)bad;
+}
+
+static void test_boot(void)
+{
+	uint64_t reports = cairn_host_reports();
+	for (unsigned i = 0; i < BOOT_N; i++)
+		REQUIRE(boot_blk[i] != NULL);
+	/* main's heap, then another thread's, then main's again */
+	for (unsigned i = 0; i < BOOT_N; i++) {
+		CHECK(cairn_malloc_usable_size(boot_blk[i]) >= boot_len[i]);
+		errno = 777;
+		cairn_free(boot_blk[i]);
+		CHECK_EQ(errno, 777);
+	}
+	pthread_t t;
+	void *bad;
+	REQUIRE(pthread_create(&t, NULL, boot_free_thread, NULL) == 0);
+	pthread_join(t, &bad);
+	CHECK(bad == NULL);
+	/* never reused: what they held is still there */
+	for (unsigned i = 0; i < BOOT_N; i++)
+		for (size_t k = 0; k < boot_len[i]; k += 97)
+			CHECK(boot_blk[i][k] == 0x40 + i);
+	/* realloc copies them out, larger and smaller; a failed one changes
+	 * nothing */
+	errno = 0;
+	CHECK(cairn_realloc(boot_blk[2], SIZE_MAX - 4096) == NULL && errno == ENOMEM);
+	unsigned char *g = cairn_realloc(boot_blk[2], 9000);
+	REQUIRE(g);
+	CHECK(g != boot_blk[2] && g[0] == 0x42 && g[3999] == 0x42);
+	unsigned char *s = cairn_realloc(boot_blk[3], 10);
+	REQUIRE(s);
+	CHECK(s != boot_blk[3] && s[0] == 0x43 && s[9] == 0x43);
+	CHECK(boot_blk[3][69999] == 0x43);
+	cairn_free(g);
+	cairn_free(s);
+	CHECK(cairn_realloc(boot_blk[1], 0) == NULL); /* freed: ignored */
+	CHECK(boot_blk[1][99] == 0x41);
+	CHECK_EQ(cairn_host_reports(), reports); /* none taken for a stranger's */
+}
+
+/* ---- errno across a thread's first call ---- */
+
+static void *first_free_thread(void *arg)
+{
+	errno = 555;
+	cairn_free(arg); /* the first call: takes a slot, a remote free */
+	int bad = errno != 555;
+	void *p = NULL;
+	errno = 556;
+	bad |= cairn_posix_memalign(&p, 64, 100) != 0 || errno != 556;
+	cairn_free(p);
+	return (void *)(uintptr_t)bad;
+}
+
+static void *first_memalign_thread(void *arg)
+{
+	(void)arg;
+	void *p = NULL;
+	errno = 557;
+	int bad = cairn_posix_memalign(&p, 4096, 100000) != 0 || errno != 557;
+	errno = 558;
+	cairn_free(p);
+	bad |= errno != 558;
+	return (void *)(uintptr_t)bad;
+}
+
+static void test_first_calls(void)
+{
+	void *(*fn[])(void *) = { first_free_thread, first_memalign_thread };
+	for (unsigned i = 0; i < 2; i++)
+		for (unsigned r = 0; r < 8; r++) {
+			pthread_t t;
+			void *bad;
+			REQUIRE(pthread_create(&t, NULL, fn[i],
+					       i ? NULL : cairn_malloc(r % 2 ? 200000 : 48)) == 0);
+			pthread_join(t, &bad);
+			CHECK(bad == NULL);
+		}
+}
+
+/* ---- alignments ---- */
+
+static int aligned_ok(unsigned char *p, size_t size, size_t align)
+{
+	if (!p || ((uintptr_t)p & (align - 1)) || cairn_malloc_usable_size(p) < size)
+		return 0;
+	p[0] = 1;
+	p[size - 1] = 2;
+	return 1;
+}
+
+static void test_big_alignments(void)
+{
+	for (size_t align = 1u << 20; align <= (1u << 30); align <<= 1) {
+		const size_t sizes[] = { 1, 4096, 70000, align / 2, align, align + 1 };
+		for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			size_t size = sizes[i];
+			/* a span of align + size does not fit a GiB: skip those */
+			if (align >= (1u << 30) && size > 4096)
+				continue;
+			void *p = NULL;
+			errno = 99;
+			CHECK_EQ(cairn_posix_memalign(&p, align, size), 0);
+			CHECK(errno == 99);
+			CHECK(aligned_ok(p, size, align));
+			cairn_free(p);
+			p = cairn_aligned_alloc(align, size);
+			CHECK(aligned_ok(p, size, align));
+			cairn_free(p);
+			p = cairn_memalign(align, size);
+			CHECK(aligned_ok(p, size, align));
+			cairn_free(p);
+		}
+	}
+}
+
+static void test_usable(void)
+{
+	for (size_t align = 16; align <= (1u << 20); align <<= 1)
+		for (size_t b = 1; b <= (1u << 20); b = b * 2 + 1)
+			for (size_t size = b - 1; size <= b + 1; size++) {
+				unsigned char *p = cairn_aligned_alloc(align, size);
+				REQUIRE(p);
+				CHECK(aligned_ok(p, size ? size : 1, align));
+				size_t u = cairn_malloc_usable_size(p);
+				memset(p, 0x5c, u);
+				/* realloc of an aligned block: the contents kept */
+				unsigned char *q = cairn_realloc(p, u + 1);
+				REQUIRE(q);
+				CHECK(cairn_malloc_usable_size(q) >= u + 1);
+				CHECK(q[0] == 0x5c && q[u - 1] == 0x5c);
+				cairn_free(q);
+			}
+	for (size_t size = 0; size < 3 * 4096 + 3; size += 509) {
+		unsigned char *v = cairn_valloc(size), *pv = cairn_pvalloc(size);
+		CHECK(aligned_ok(v, size ? size : 1, 4096));
+		size_t pages = (size + 4095) / 4096 * 4096;
+		CHECK(aligned_ok(pv, pages ? pages : 4096, 4096));
+		cairn_free(v);
+		cairn_free(pv);
+	}
+}
+
+int main(void)
+{
+	void *p = NULL;
+	errno = 4321;
+	/* the process's first call: it makes the instance */
+	CHECK_EQ(cairn_posix_memalign(&p, 256, 1000), 0);
+	CHECK_EQ(errno, 4321);
+	CHECK(p && ((uintptr_t)p & 255) == 0);
+	cairn_free(p);
+	test_boot();
+	test_first_calls();
+	test_usable();
+	test_big_alignments();
+	return check_done("shim_api_test");
+}
