@@ -111,9 +111,12 @@ static _Atomic uint32_t owner_seq;
 static _Alignas(4096) unsigned char boot[BOOT_SIZE];
 static _Atomic size_t boot_used;
 
-static bool is_boot(const void *p)
+/* One compare (unsigned: below the buffer wraps high), so that free's
+ * fast path can afford it: a bootstrap block is freed by threads that
+ * have a heap, and the heap would report it as never handed out. */
+static inline bool is_boot(const void *p)
 {
-	return (const unsigned char *)p >= boot && (const unsigned char *)p < boot + BOOT_SIZE;
+	return (uintptr_t)p - (uintptr_t)boot < BOOT_SIZE;
 }
 
 /* A block with its size in the 16 bytes before it. The alignment is the
@@ -568,7 +571,7 @@ static void __attribute__((noinline)) free_slow(void *p)
 void cairn_free(void *p)
 {
 	struct cairn_heap *h = my_heap;
-	if (__builtin_expect(h != NULL, 1))
+	if (__builtin_expect(h != NULL && !is_boot(p), 1))
 		cairn_heap_free(h, p);
 	else
 		free_slow(p);
