@@ -23,6 +23,7 @@
  * come from smaller spans.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,7 +64,12 @@ int main(int argc, char **argv)
 	rl.rlim_cur = rl.rlim_max = pages * 4096 + (headroom << 20);
 	REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
 
-	void *p = cairn_malloc(100);
+	/* the first call makes the instance, its reservations refused
+	 * before one fits: posix_memalign still leaves errno alone */
+	void *p = NULL;
+	errno = 4321;
+	CHECK_EQ(cairn_posix_memalign(&p, 64, 100), 0);
+	CHECK_EQ(errno, 4321);
 	CHECK(p != NULL);
 	CHECK(cairn_shim_objects() != NULL); /* an instance, not the buffer */
 	cairn_free(p);
