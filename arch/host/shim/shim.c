@@ -391,9 +391,13 @@ static bool ready(void)
 	if (s == UNINIT && atomic_compare_exchange_strong_explicit(&state, &s, INITIALISING,
 								   memory_order_acq_rel,
 								   memory_order_acquire)) {
+		/* what it refuses on the way (reservations under a limit)
+		 * is no error of the call that made it */
+		int saved = errno;
 		in_shim = 1;
 		bool ok = make_instance();
 		in_shim = 0;
+		errno = saved;
 		atomic_store_explicit(&state, ok ? READY : FAILED, memory_order_release);
 		return ok;
 	}
