@@ -14,12 +14,15 @@
  * - alignments from 1 MiB to 1 GiB, above and below the size, through
  *   every aligned entry point, and malloc_usable_size at least what was
  *   asked on every size and alignment path (realloc of aligned blocks
- *   too).
+ *   too);
+ * - with `exhaust`, in a memory of 1 GiB: ENOMEM from every entry point
+ *   once it is used up, and a failed realloc keeps its block.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cairn/host.h>
@@ -202,8 +205,61 @@ static void test_usable(void)
 	}
 }
 
-int main(void)
+/* ---- exhaustion (run alone: a memory of 1 GiB) ----
+ *
+ * Large blocks until nothing is left, then every entry point asked for
+ * more: NULL (or the error returned) with ENOMEM, the block a realloc
+ * was asked to grow untouched; everything freed, the memory serves again. */
+static void *fill[4096];
+
+static int exhaust(void)
 {
+	unsigned n = 0;
+	for (size_t size = 64u << 20; size >= (1u << 20); size /= 2)
+		while (n < 4096 && (fill[n] = cairn_malloc(size)))
+			n++;
+	REQUIRE(n > 0 && n < 4096);
+	const size_t big = 2u << 20;
+	errno = 0;
+	CHECK(cairn_malloc(big) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(cairn_calloc(1, big) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(cairn_aligned_alloc(4096, big) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(cairn_memalign(1u << 20, big) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(cairn_valloc(big) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(cairn_pvalloc(big) == NULL && errno == ENOMEM);
+	void *out = (void *)1;
+	errno = 1234;
+	CHECK_EQ(cairn_posix_memalign(&out, 64, big), ENOMEM);
+	CHECK(out == (void *)1 && errno == 1234);
+	unsigned char *keep = fill[n - 1];
+	memset(keep, 0x6d, 1u << 20);
+	errno = 0;
+	CHECK(cairn_realloc(keep, 64u << 20) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(cairn_reallocarray(keep, 64, 1u << 20) == NULL && errno == ENOMEM);
+	CHECK(keep[0] == 0x6d && keep[(1u << 20) - 1] == 0x6d);
+	CHECK(cairn_malloc_usable_size(keep) >= (1u << 20));
+	for (unsigned i = 0; i < n; i++)
+		cairn_free(fill[i]);
+	void *again = cairn_malloc(64u << 20);
+	CHECK(again != NULL);
+	cairn_free(again);
+	printf("exhausted after %u blocks, %llu GiB\n", n,
+	       (unsigned long long)cairn_shim_memory_gib());
+	return check_done("shim_api_test exhaust");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "exhaust")) {
+		setenv("CAIRN_MEMORY_GIB", "1", 1);
+		return exhaust();
+	}
 	void *p = NULL;
 	errno = 4321;
 	/* the process's first call: it makes the instance */
