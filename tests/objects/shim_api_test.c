@@ -15,6 +15,8 @@
  *   every aligned entry point, and malloc_usable_size at least what was
  *   asked on every size and alignment path (realloc of aligned blocks
  *   too);
+ * - with `fork`, forks from fork handlers that run while the shim's
+ *   locks are held;
  * - with `exhaust`, in a memory of 1 GiB: ENOMEM from every entry point
  *   once it is used up, and a failed realloc keeps its block.
  */
@@ -24,6 +26,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cairn/host.h>
 
@@ -205,6 +209,80 @@ static void test_usable(void)
 	}
 }
 
+/* ---- fork from a fork handler ----
+ *
+ * Handlers registered before the shim's (before its first call): their
+ * prepare runs after the shim's, their parent and child handlers before
+ * the shim's, so the shim's locks are held and its gate closed while they
+ * run. Each allocates and frees, small and large, and in the phase under
+ * test forks once more: the shim's prepare handler runs again on the
+ * thread that already holds its locks. The inner child allocates and
+ * exits; the outer child allocates, runs a thread and exits. A hang is
+ * ended by the alarm. */
+enum { NEST_NONE, NEST_PREPARE, NEST_PARENT, NEST_CHILD };
+static int nest_phase, nest_busy, nest_bad;
+
+static int churn_some(void)
+{
+	void *p[8];
+	for (unsigned i = 0; i < 8; i++)
+		if (!(p[i] = cairn_malloc(i % 2 ? 100000 + i * 4096 : 40 + i * 100)))
+			return 1;
+	for (unsigned i = 0; i < 8; i++)
+		cairn_free(p[i]);
+	return 0;
+}
+
+static void nest_handler(int phase)
+{
+	if (nest_phase == NEST_NONE)
+		return;
+	nest_bad |= churn_some();
+	if (phase != nest_phase || nest_busy)
+		return;
+	nest_busy = 1;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(churn_some());
+	int st;
+	nest_bad |= pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st);
+	nest_busy = 0;
+}
+
+static void nest_prepare(void) { nest_handler(NEST_PREPARE); }
+static void nest_parent(void) { nest_handler(NEST_PARENT); }
+static void nest_child(void) { nest_handler(NEST_CHILD); }
+
+static void *nest_thread(void *arg)
+{
+	return (void *)(uintptr_t)churn_some() + (uintptr_t)arg;
+}
+
+static void test_nested_fork(void)
+{
+	for (int phase = NEST_PREPARE; phase <= NEST_CHILD; phase++) {
+		nest_phase = phase;
+		nest_bad = 0;
+		alarm(20);
+		pid_t pid = fork();
+		if (pid == 0) {
+			nest_phase = NEST_NONE;
+			pthread_t t;
+			void *r = (void *)1;
+			if (pthread_create(&t, NULL, nest_thread, NULL) == 0)
+				pthread_join(t, &r);
+			_exit(nest_bad || churn_some() || r);
+		}
+		nest_phase = NEST_NONE;
+		int st;
+		REQUIRE(pid > 0 && waitpid(pid, &st, 0) == pid);
+		alarm(0);
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		CHECK_EQ(nest_bad, 0);
+		CHECK_EQ(churn_some(), 0); /* the locks given back */
+	}
+}
+
 /* ---- exhaustion (run alone: a memory of 1 GiB) ----
  *
  * Large blocks until nothing is left, then every entry point asked for
@@ -260,6 +338,8 @@ int main(int argc, char **argv)
 		setenv("CAIRN_MEMORY_GIB", "1", 1);
 		return exhaust();
 	}
+	/* before the shim's: see test_nested_fork */
+	REQUIRE(pthread_atfork(nest_prepare, nest_parent, nest_child) == 0);
 	void *p = NULL;
 	errno = 4321;
 	/* the process's first call: it makes the instance */
@@ -271,5 +351,7 @@ int main(int argc, char **argv)
 	test_first_calls();
 	test_usable();
 	test_big_alignments();
+	if (argc > 1 && !strcmp(argv[1], "fork"))
+		test_nested_fork();
 	return check_done("shim_api_test");
 }
