@@ -85,7 +85,10 @@ static TLS unsigned my_slot;
 static TLS int in_shim;     /* making the instance or registering: no recursion */
 static TLS int thread_gone; /* the key destructor ran */
 static TLS unsigned gate_depth; /* large_enter calls not yet left */
-static TLS int forking;     /* this thread closed the fork gate */
+/* This thread closed the fork gate: its prepare handlers not yet matched
+ * by a parent or child handler (a fork handler that runs inside the
+ * shim's may fork again: the inner fork finds everything held). */
+static TLS unsigned forking;
 static TLS int swept;       /* this thread looked for slots of dead threads */
 /* A thread without a slot looks for one again only after a slot was given
  * back since it last looked (slots_freed moved): otherwise every call of
@@ -186,6 +189,10 @@ static bool slots_sweep(void)
 
 static void atfork_prepare(void)
 {
+	if (forking) { /* a fork from a fork handler run inside ours */
+		forking++;
+		return;
+	}
 	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
 		cairn_port_pause();
 	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
@@ -199,7 +206,8 @@ static void atfork_prepare(void)
 
 static void atfork_parent(void)
 {
-	forking = 0;
+	if (--forking)
+		return; /* the outer fork's handlers release them */
 	atomic_store_explicit(&fork_gate, 0, memory_order_release);
 	atomic_flag_clear_explicit(&shared_lock, memory_order_release);
 	atomic_flag_clear_explicit(&grow_lock, memory_order_release);
@@ -223,7 +231,7 @@ static void atfork_child(void)
 		atomic_store_explicit(&slot_owner[i], 0, memory_order_relaxed);
 	if (my_heap)
 		slot_own(my_slot);
-	atfork_parent();
+	atfork_parent(); /* (inside an outer fork: its handlers go on here) */
 }
 
 /* Around every call into the arena, every post of remote frees and
