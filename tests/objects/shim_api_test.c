@@ -11,6 +11,8 @@
  *   realloc copy them out;
  * - errno across the first call of the process and of a thread, which
  *   take a slot and make the instance: free and posix_memalign leave it;
+ * - more live threads than slots, each freeing and reallocating its
+ *   neighbour's objects;
  * - alignments from 1 MiB to 1 GiB, above and below the size, through
  *   every aligned entry point, and malloc_usable_size at least what was
  *   asked on every size and alignment path (realloc of aligned blocks
@@ -22,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +36,8 @@
 
 #include "../check.h"
 #include "shim.h"
+
+static int churn_some(void);
 
 /* ---- the bootstrap buffer ---- */
 
@@ -144,6 +149,66 @@ static void test_first_calls(void)
 			pthread_join(t, &bad);
 			CHECK(bad == NULL);
 		}
+}
+
+/* ---- more live threads than slots, freeing each other's ----
+ *
+ * Every thread allocates (some on a heap of their own, the rest on the
+ * shared one), then reallocs and frees its neighbour's objects: a slot's
+ * objects through the shared heap and the other way round, while the
+ * neighbour may already have gone. */
+#define CROSS_THREADS 270
+#define CROSS_OBJS 24
+static unsigned char *cross[CROSS_THREADS][CROSS_OBJS];
+static pthread_barrier_t cross_made;
+static _Atomic unsigned cross_bad;
+
+static size_t cross_size(unsigned i)
+{
+	return i % 6 == 5 ? 70000 + i * 1000 : 16 + i * 48;
+}
+
+static void *cross_thread(void *arg)
+{
+	unsigned me = (unsigned)(uintptr_t)arg, next = (me + 1) % CROSS_THREADS;
+	for (unsigned i = 0; i < CROSS_OBJS; i++) {
+		if (!(cross[me][i] = cairn_malloc(cross_size(i))))
+			abort();
+		memset(cross[me][i], (int)(me & 0xff), cross_size(i));
+	}
+	pthread_barrier_wait(&cross_made);
+	for (unsigned i = 0; i < CROSS_OBJS; i++) {
+		unsigned char *p = cross[next][i];
+		size_t n = cross_size(i);
+		if (p[0] != (next & 0xff) || p[n - 1] != (next & 0xff))
+			atomic_fetch_add(&cross_bad, 1);
+		if (i % 2) {
+			unsigned char *q = cairn_realloc(p, i % 4 == 1 ? n * 2 : n / 2 + 1);
+			if (!q || q[0] != (next & 0xff) || q[n / 2] != (next & 0xff))
+				atomic_fetch_add(&cross_bad, 1);
+			p = q;
+		}
+		cairn_free(p);
+	}
+	return NULL;
+}
+
+static void test_cross_threads(void)
+{
+	pthread_t t[CROSS_THREADS];
+	pthread_barrier_init(&cross_made, NULL, CROSS_THREADS);
+	for (unsigned i = 0; i < CROSS_THREADS; i++) {
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 256 << 10);
+		REQUIRE(pthread_create(&t[i], &attr, cross_thread, (void *)(uintptr_t)i) == 0);
+		pthread_attr_destroy(&attr);
+	}
+	for (unsigned i = 0; i < CROSS_THREADS; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&cross_made);
+	CHECK_EQ(atomic_load(&cross_bad), 0);
+	CHECK_EQ(churn_some(), 0);
 }
 
 /* ---- alignments ---- */
@@ -349,6 +414,7 @@ int main(int argc, char **argv)
 	cairn_free(p);
 	test_boot();
 	test_first_calls();
+	test_cross_threads();
 	test_usable();
 	test_big_alignments();
 	if (argc > 1 && !strcmp(argv[1], "fork"))
