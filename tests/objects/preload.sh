@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real programs under LD_PRELOAD=libcairn-malloc.so must print exactly what
 # they print on the system allocator. usage: preload.sh SHIM SRCDIR [PROGRAM...]
-# (PROGRAMs: preload_threads, preload_exit, built without the shim)
+# (PROGRAMs: preload_threads, preload_exit, preload_atfork, built without the shim)
 set -uo pipefail
 shim=$1
 src=$2
