@@ -351,9 +351,23 @@ static bool make_instance(void)
 		return false;
 	if (pthread_key_create(&exit_key, thread_exit))
 		return false;
+#ifndef CAIRN_SHIM_EXPORT
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+#endif
 	return true;
 }
+
+#ifdef CAIRN_SHIM_EXPORT
+/* As malloc, the instance may be made inside pthread_atfork (glibc grows
+ * its handler list while it holds the list's lock): registering there
+ * would wait for that lock for ever. So libcairn-malloc.so registers at
+ * load, before the instance exists (the handlers need none), and its
+ * prepare handler runs after every later one's. */
+__attribute__((constructor)) static void shim_load(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+#endif
 
 /* GiB g to the frame allocator, whole: its metadata (68 KiB) is mapped
  * apart, so the GiB is one free 1 GiB block, which the largest spans
