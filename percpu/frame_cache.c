@@ -227,13 +227,70 @@ static __attribute__((noinline)) int free_slow(struct cairn_fcache *fc, cairn_ph
 	return 0;
 }
 
-/* A hit of cairn_fcache_free: the block checked as in free_slow, into a
- * loaded magazine with room. */
-static inline bool free_hit(struct cairn_fcache *fc, int i, cairn_phys_t phys, unsigned order)
+/* A hit of cairn_fcache_free at order 0: the block checked as in
+ * free_slow, into a loaded magazine with room. */
+static inline bool free_hit0(struct cairn_fcache *fc, cairn_phys_t phys)
 {
-	return !(phys & ((CAIRN_FRAME_SIZE << order) - 1)) &&
-	       (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) &&
-	       mag_hit_free(fc->mag[i], phys);
+	return !(phys & (CAIRN_FRAME_SIZE - 1)) &&
+	       (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, 0)) &&
+	       mag_hit_free(fc->mag[0], phys);
+}
+
+/* A free of the other cached orders that finds both of its CPU's
+ * magazines full and the depot too (mag_full_past_depot): the magazine
+ * layer could only flush prev to the frame allocator, whose free checks
+ * every block again, so the block goes to the frame allocator's free
+ * instead, checked once, by it, and the magazines stay as they are. Called
+ * inside the caller's section, as the magazine layer's own puts to the
+ * source are: the slot is ours until the miss is counted. A refused block
+ * counts nothing and changes nothing (the frame allocator's error); a
+ * freed one is the slot's miss, and memory came back, so lean ends (as in
+ * the magazine layer's free_slow). Not with trust_frees: there the cache
+ * checks nothing, and the flush's bulk free costs less per block than a
+ * single free. */
+static __attribute__((noinline)) int free_pass(struct cairn_fcache *fc,
+					       struct cairn_mag_cache *mc, struct mag_cpu *c,
+					       cairn_phys_t phys, unsigned order)
+{
+	int err = cairn_frames_free(fc->f, phys, order);
+	if (!err) {
+		stat_add(&c->misses, 1);
+		cairn__mag_end_lean(mc);
+	}
+	return err;
+}
+
+/* cairn_fcache_free of the other cached orders: 0 freed, an error, or 1
+ * for free_slow. The slot first: the cache's check (inside the section)
+ * only when the loaded magazine has room, so that a free the magazines
+ * cannot take pays no check before free_pass gives it to the frame
+ * allocator. The check reads only the frame allocator's records; in a
+ * kernel it runs with interrupts off, a few loads longer. Order 0 keeps
+ * the check first: its check is inline, and its hits are what the cache
+ * is for. */
+static inline int free_other(struct cairn_fcache *fc, int i, cairn_phys_t phys, unsigned order)
+{
+	if (phys & ((CAIRN_FRAME_SIZE << order) - 1))
+		return 1;
+	struct cairn_mag_cache *mc = fc->mag[i];
+	int ret = 1;
+	unsigned long irq = cairn_port_local_enter();
+	struct mag_cpu *c = mag_my_slot(mc);
+	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	if (mag_likely(!mag_asked(c))) {
+		if (mag_likely(n < c->cap)) {
+			if (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) {
+				mag_items(c->loaded)[n] = phys;
+				atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
+				stat_add(&c->hits, 1);
+				ret = 0;
+			}
+		} else if (!fc->trust_frees && mag_full_past_depot(mc, c)) {
+			ret = free_pass(fc, mc, c, phys, order);
+		}
+	}
+	cairn_port_local_leave(irq);
+	return ret;
 }
 
 int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order)
@@ -243,12 +300,13 @@ int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order
 	 * cairn_fcache_alloc: with the constants inlined its check is the
 	 * order-0 one, with no test of the order. */
 	if (__builtin_expect(order == 0, 1)) {
-		if (free_hit(fc, 0, phys, 0))
+		if (free_hit0(fc, phys))
 			return 0;
 	} else {
 		int i = order_index(order);
-		if (i >= 0 && free_hit(fc, i, phys, order))
-			return 0;
+		int ret = i >= 0 ? free_other(fc, i, phys, order) : 1;
+		if (ret <= 0)
+			return ret;
 	}
 	return free_slow(fc, phys, order);
 }

@@ -245,7 +245,7 @@ static bool mag_lean(struct cairn_mag_cache *mc)
 	return atomic_load_explicit(&mc->lean, memory_order_relaxed) > 0;
 }
 
-static void mag_end_lean(struct cairn_mag_cache *mc)
+void cairn__mag_end_lean(struct cairn_mag_cache *mc)
 {
 	if (mag_lean(mc)) /* a store only when it changes something */
 		atomic_store_explicit(&mc->lean, 0, memory_order_relaxed);
@@ -384,7 +384,7 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 			/* The depot is at its limit: the full prev's items go
 			 * to the source and it becomes our empty magazine.
 			 * Memory is plentiful: refills may hoard again. */
-			mag_end_lean(mc);
+			cairn__mag_end_lean(mc);
 			cairn__mag_flush(mc, p);
 			c->loaded = p;
 			c->prev = l;

@@ -136,6 +136,7 @@ void cairn__mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void cairn__mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void cairn__mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c);
 void cairn__mag_go_lean(struct cairn_mag_cache *mc);
+void cairn__mag_end_lean(struct cairn_mag_cache *mc);
 void cairn__mag_group_join(struct cairn_mag_cache *mc);
 void cairn__mag_group_leave(struct cairn_mag_cache *mc);
 
@@ -174,6 +175,21 @@ static inline uint64_t mag_cpu_held(struct mag_cpu *c)
 }
 
 #define mag_likely(x) __builtin_expect(!!(x), 1)
+
+/* Would a free on this (owner's, synced or not) slot find both magazines
+ * full and the depot's full stack at its limit, so that free_slow could
+ * only flush prev to the source and start it again? Then an item may as
+ * well go to the source itself, and the magazines stay as they are. The
+ * depot's count is read relaxed: a stale one only sends one item to the
+ * source, or one more prev to the flush; an item is never anywhere but in
+ * a magazine or the source, whichever the answer. */
+static inline bool mag_full_past_depot(struct cairn_mag_cache *mc, struct mag_cpu *c)
+{
+	return atomic_load_explicit(&c->nmag, memory_order_relaxed) == 2 &&
+	       atomic_load_explicit(&c->n, memory_order_relaxed) == c->cap &&
+	       atomic_load_explicit(&c->prev_n, memory_order_relaxed) == mc->mag_size &&
+	       ds_size(&mc->full) >= mc->full.limit;
+}
 
 /* The hits, inline so that the frame cache serves one without a call into
  * the magazine layer (everyone else through cairn_mag_try_alloc/free).
