@@ -385,6 +385,76 @@ static void test_cached_double_free(void)
 	}
 }
 
+/* A huge free that finds its CPU's magazines full and the depot at its
+ * limit goes to the frame allocator's free, which checks it: bad ones are
+ * refused there with the same errors, counting nothing and changing
+ * nothing; a good one is freed at once (the frame allocator's free count
+ * rises, the cache holds what it held) and counts one miss; the magazines
+ * still serve the next allocation. */
+static uint64_t ops9(struct cairn_fcache *c, unsigned cpu)
+{
+	struct cairn_mag_cpu_stats cs;
+	REQUIRE(cairn_mag_cpu_stats(cairn_fcache_mags(c, CAIRN_HUGE_ORDER), cpu, &cs) == 0);
+	return cs.hits + cs.misses;
+}
+
+static void test_full_pass(void)
+{
+	bind(3);
+	uint64_t start = frames_free_total(frames);
+	struct cairn_fcache *t;
+	struct cairn_fcache_config cfg = { .mag_size = { 0, 0, 0, 0, 2 }, .depot_full = 1 };
+	REQUIRE(cairn_fcache_create(&t, frames, &cfg) == 0);
+	cairn_phys_t b[8], r;
+	for (unsigned j = 0; j < 8; j++)
+		REQUIRE(cairn_fcache_alloc(t, CAIRN_HUGE_ORDER, 0, &b[j]) == 0);
+	/* loaded and prev full (2 each), one full magazine in the depot */
+	for (unsigned j = 0; j < 6; j++)
+		CHECK_EQ(cairn_fcache_free(t, b[j], CAIRN_HUGE_ORDER), 0);
+	uint64_t cached = cairn_fcache_cached_frames(t), fr = frames_free_total(frames);
+	CHECK_EQ(cached, 6u << CAIRN_HUGE_ORDER);
+	struct cairn_mag_cpu_stats cs;
+	REQUIRE(cairn_mag_cpu_stats(cairn_fcache_mags(t, CAIRN_HUGE_ORDER), 3, &cs) == 0);
+	uint64_t ops = ops9(t, 3), misses = cs.misses;
+
+	REQUIRE(cairn_frames_alloc(frames, CAIRN_HUGE_ORDER, 0, &r) == 0);
+	REQUIRE(cairn_frames_free(frames, r, CAIRN_HUGE_ORDER) == 0);
+	cairn_host_reports_quiet(1);
+	uint64_t reports = cairn_host_reports();
+	CHECK_EQ(cairn_fcache_free(t, r, CAIRN_HUGE_ORDER), CAIRN_EFREE);
+	CHECK_EQ(cairn_fcache_free(t, b[6] + CAIRN_FRAME_SIZE, CAIRN_HUGE_ORDER), CAIRN_EALIGN);
+	CHECK_EQ(cairn_fcache_free(t, 1ull << 40, CAIRN_HUGE_ORDER), CAIRN_ERANGE);
+	REQUIRE(cairn_frames_alloc(frames, 0, 0, &r) == 0);
+	CHECK_EQ(cairn_fcache_free(t, r & ~((CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) - 1),
+				   CAIRN_HUGE_ORDER) < 0, 1);
+	CHECK(cairn_host_reports() > reports);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_frames_free(frames, r, 0), 0);
+	CHECK_EQ(cairn_fcache_cached_frames(t), cached);
+	CHECK_EQ(frames_free_total(frames), fr);
+	CHECK_EQ(ops9(t, 3), ops);
+
+	/* the good ones: to the frame allocator, one miss each */
+	CHECK_EQ(cairn_fcache_free(t, b[6], CAIRN_HUGE_ORDER), 0);
+	CHECK_EQ(frames_free_total(frames), fr + (1u << CAIRN_HUGE_ORDER));
+	CHECK_EQ(cairn_fcache_cached_frames(t), cached);
+	CHECK_EQ(cairn_fcache_free(t, b[7], CAIRN_HUGE_ORDER), 0);
+	CHECK_EQ(frames_free_total(frames), fr + (2u << CAIRN_HUGE_ORDER));
+	REQUIRE(cairn_mag_cpu_stats(cairn_fcache_mags(t, CAIRN_HUGE_ORDER), 3, &cs) == 0);
+	CHECK_EQ(cs.misses, misses + 2);
+	CHECK_EQ(ops9(t, 3), ops + 2);
+	CHECK_EQ(cairn_fcache_free(t, b[7], CAIRN_HUGE_ORDER), CAIRN_EFREE);
+
+	/* the magazines still serve: a hit each way */
+	REQUIRE(cairn_fcache_alloc(t, CAIRN_HUGE_ORDER, 0, &b[0]) == 0);
+	CHECK_EQ(cairn_fcache_cached_frames(t), cached - (1u << CAIRN_HUGE_ORDER));
+	CHECK_EQ(cairn_fcache_free(t, b[0], CAIRN_HUGE_ORDER), 0);
+	CHECK_EQ(cairn_fcache_cached_frames(t), cached);
+	CHECK_EQ(cairn_fcache_drain_cpu(t, 3), 0);
+	cairn_fcache_destroy(t);
+	CHECK_EQ(frames_free_total(frames), start);
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(NCPUS, 0, 64 * MiB) == 0);
@@ -396,6 +466,7 @@ int main(void)
 	test_basic();
 	test_bad_input();
 	test_cached_double_free();
+	test_full_pass();
 	test_exhaustion();
 	test_lean_own_magazines();
 	test_orders_drain_group();
