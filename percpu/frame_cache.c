@@ -295,10 +295,10 @@ static inline int free_other(struct cairn_fcache *fc, int i, cairn_phys_t phys, 
 
 int cairn_fcache_free(struct cairn_fcache *fc, cairn_phys_t phys, unsigned order)
 {
-	/* Anything but a hit (a failed check included) takes the slow path,
-	 * which checks again and names the error. Order 0 first, as in
-	 * cairn_fcache_alloc: with the constants inlined its check is the
-	 * order-0 one, with no test of the order. */
+	/* Anything but a hit or a pass (free_other; a failed check included)
+	 * takes the slow path, which checks again and names the error. Order
+	 * 0 first, as in cairn_fcache_alloc: with the constants inlined its
+	 * check is the order-0 one, with no test of the order. */
 	if (__builtin_expect(order == 0, 1)) {
 		if (free_hit0(fc, phys))
 			return 0;
