@@ -26,19 +26,13 @@
 #include <cairn/frames.h>
 #include <cairn/host.h>
 
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/frames_layout.h"
-#include "../core/hook.h"
 #include "check.h"
-
-#ifndef CAIRN_FRAMES_TEST_HOOK
-#error "built with the frames hook points"
-#endif
+#include "frames_hold.h"
 
 #define MiB (1024ull * 1024)
 #define FRAME CAIRN_FRAME_SIZE
@@ -50,64 +44,6 @@
 static struct cairn_frames *f;
 static struct region *reg;
 static struct cairn_frames_config cfg = { .ncpus = 2 };
-
-/* ---- CPU 1: runs one action at a time, on command ---- */
-
-static void (*action)(void);
-static _Atomic unsigned posted, done_; /* command numbers */
-static _Atomic bool quit;
-
-static void *cpu1(void *arg)
-{
-	(void)arg;
-	REQUIRE(cairn_host_cpu_bind(1) == 0);
-	for (unsigned n = 1;; n++) {
-		while (atomic_load_explicit(&posted, memory_order_acquire) != n)
-			if (atomic_load_explicit(&quit, memory_order_acquire))
-				goto out;
-			else
-				sched_yield();
-		action();
-		atomic_store_explicit(&done_, n, memory_order_release);
-	}
-out:
-	cairn_host_cpu_unregister();
-	return NULL;
-}
-
-static void on_cpu1(void (*fn)(void))
-{
-	action = fn;
-	unsigned n = atomic_fetch_add_explicit(&posted, 1, memory_order_acq_rel) + 1;
-	while (atomic_load_explicit(&done_, memory_order_acquire) != n)
-		sched_yield();
-}
-
-/* ---- the hook: CPU 0 held at `armed_at` (on `armed_obj`, if set) ---- */
-
-static _Thread_local bool cpu0;
-static enum cairn_frames_hook_point armed_at;
-static void *armed_obj;
-static bool armed;
-static void (*at_hook)(void);
-static unsigned fired;
-
-void cairn_frames_test_hook(enum cairn_frames_hook_point at, void *obj)
-{
-	if (!cpu0 || !armed || at != armed_at || (armed_obj && obj != armed_obj))
-		return;
-	armed = false;
-	fired++;
-	on_cpu1(at_hook);
-}
-
-static void arm(enum cairn_frames_hook_point at, void *obj, void (*fn)(void))
-{
-	armed_at = at;
-	armed_obj = obj;
-	at_hook = fn;
-	armed = true;
-}
 
 static _Atomic uint64_t *entry(unsigned chunk)
 {
@@ -449,10 +385,7 @@ int main(void)
 	const struct cairn_mem_range map[] = { { BASE, SIZE } };
 	cfg.meta_size = cairn_frames_meta_size(map, 1, 2);
 	cfg.meta = malloc(cfg.meta_size);
-	REQUIRE(cairn_host_cpu_bind(0) == 0);
-	cpu0 = true;
-	pthread_t t;
-	REQUIRE(pthread_create(&t, NULL, cpu1, NULL) == 0);
+	hold_start();
 	cairn_host_reports_quiet(1);
 
 	case_taking();
@@ -460,8 +393,7 @@ int main(void)
 	case_walk();
 
 	cairn_host_reports_quiet(0);
-	atomic_store_explicit(&quit, true, memory_order_release);
-	pthread_join(t, NULL);
+	hold_stop();
 	printf("huge race: %u cases held at a hook point\n", fired);
 	free(cfg.meta);
 	return check_done("frames_huge_race");

@@ -22,17 +22,12 @@
 #include <cairn/frames.h>
 #include <cairn/host.h>
 
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "../core/frames_layout.h"
-#include "../core/hook.h"
 #include "check.h"
+#include "frames_hold.h"
 #include "frames_total.h"
-
-#ifndef CAIRN_FRAMES_TEST_HOOK
-#error "built with the frames hook points"
-#endif
 
 #define MiB (1024ull * 1024)
 #define LOW (4096 * MiB - 8 * MiB) /* [LOW, 4 GiB) and [4 GiB, 4 GiB + 8 MiB) */
@@ -43,49 +38,20 @@ static struct cairn_frames *f;
 static cairn_phys_t held[NHELD];
 static size_t nheld;
 
-/* the hook: CPU 0 held at `armed_at` on the region above 4 GiB while CPU 1
- * runs `action` */
-static enum cairn_frames_hook_point armed_at;
-static bool armed;
-static void (*action)(void);
-static unsigned fired;
-
-static void *cpu1(void *arg)
-{
-	(void)arg;
-	REQUIRE(cairn_host_cpu_bind(1) == 0);
-	action();
-	cairn_host_cpu_unregister();
-	return NULL;
-}
-
-void cairn_frames_test_hook(enum cairn_frames_hook_point at, void *obj)
-{
-	if (!armed || at != armed_at || obj != region_find(f, HIGH >> CAIRN_FRAME_SHIFT))
-		return;
-	armed = false;
-	fired++;
-	pthread_t t;
-	REQUIRE(pthread_create(&t, NULL, cpu1, NULL) == 0);
-	pthread_join(t, NULL);
-}
-
-static void arm(enum cairn_frames_hook_point at, void (*fn)(void))
-{
-	armed_at = at;
-	action = fn;
-	armed = true;
-}
-
-/* CPU 1's actions */
+/* CPU 1's actions, while CPU 0 is held on the region above 4 GiB */
 static cairn_phys_t victim, got1;
 static unsigned victim_order;
 static void c1_free(void) { CHECK_EQ(cairn_frames_free(f, victim, victim_order), 0); }
 static void c1_alloc(void) { CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_ANY, &got1), 0); }
 
+static struct region *high(void)
+{
+	return region_find(f, HIGH >> CAIRN_FRAME_SHIFT);
+}
+
 static bool marked(void)
 {
-	return atomic_load(&region_find(f, HIGH >> CAIRN_FRAME_SHIFT)->exhausted) != 0;
+	return atomic_load(&high()->exhausted) != 0;
 }
 
 static uint64_t total;
@@ -130,7 +96,7 @@ static void run_case(const char *what, unsigned order)
 	victim = held[nheld - 1];
 	victim_order = order;
 	held[nheld - 1] = ~0ull;
-	arm(CAIRN_FRAMES_HOOK_MARKING, c1_free);
+	arm(CAIRN_FRAMES_HOOK_MARKING, high(), c1_free);
 	cairn_phys_t got[2];
 	CHECK_EQ(cairn_frames_alloc(f, 3, CAIRN_F_ANY, &got[0]), 0);
 	CHECK(!armed);
@@ -159,7 +125,7 @@ static void case_remove_undo(void)
 	void *meta = fresh();
 	cairn_phys_t busy = HIGH + 6 * MiB, p;
 	CHECK_EQ(cairn_frames_alloc_at(f, busy, CAIRN_HUGE_ORDER), 0);
-	arm(CAIRN_FRAMES_HOOK_REMOVE_UNDO, c1_alloc);
+	arm(CAIRN_FRAMES_HOOK_REMOVE_UNDO, high(), c1_alloc);
 	CHECK_EQ(cairn_frames_remove_region(f, HIGH), CAIRN_EBUSY);
 	CHECK(!armed);
 	CHECK(got1 < HIGH); /* the region had nothing to give then */
@@ -178,10 +144,11 @@ static void case_remove_undo(void)
 int main(void)
 {
 	REQUIRE(cairn_host_init(2, LOW, 16 * MiB) == 0);
-	REQUIRE(cairn_host_cpu_bind(0) == 0);
+	hold_start();
 	run_case("order 3: a count added to a chunk", 3);
 	run_case("2 MiB: a whole chunk given back", CAIRN_HUGE_ORDER);
 	case_remove_undo();
+	hold_stop();
 	printf("mark race: %u cases held at a hook point\n", fired);
 	CHECK_EQ(fired, 3);
 	return check_done("frames_mark_race");

@@ -24,20 +24,14 @@
 #include <cairn/frames.h>
 #include <cairn/host.h>
 
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/frames_layout.h"
-#include "../core/hook.h"
 #include "check.h"
+#include "frames_hold.h"
 #include "frames_total.h"
-
-#ifndef CAIRN_FRAMES_TEST_HOOK
-#error "built with the frames hook points"
-#endif
 
 #define MiB (1024ull * 1024)
 #define FRAME CAIRN_FRAME_SIZE
@@ -48,63 +42,6 @@
 static struct cairn_frames *f;
 static void *meta, *rmeta;
 static size_t meta_size, rmeta_size;
-
-/* ---- CPU 1: runs one action at a time, on command ---- */
-
-static void (*action)(void);
-static _Atomic unsigned posted, done_; /* command numbers */
-static _Atomic bool quit;
-
-static void *cpu1(void *arg)
-{
-	(void)arg;
-	REQUIRE(cairn_host_cpu_bind(1) == 0);
-	for (unsigned n = 1;; n++) {
-		while (atomic_load_explicit(&posted, memory_order_acquire) != n)
-			if (atomic_load_explicit(&quit, memory_order_acquire))
-				goto out;
-			else
-				sched_yield();
-		action();
-		atomic_store_explicit(&done_, n, memory_order_release);
-	}
-out:
-	cairn_host_cpu_unregister();
-	return NULL;
-}
-
-static void on_cpu1(void (*fn)(void))
-{
-	action = fn;
-	unsigned n = atomic_fetch_add_explicit(&posted, 1, memory_order_acq_rel) + 1;
-	while (atomic_load_explicit(&done_, memory_order_acquire) != n)
-		sched_yield();
-}
-
-/* ---- the hook: CPU 0 held at `armed` while CPU 1 runs `at_hook` ---- */
-
-static _Thread_local bool cpu0;
-static enum cairn_frames_hook_point armed_at;
-static bool armed;
-static void (*at_hook)(void);
-static unsigned fired;
-
-void cairn_frames_test_hook(enum cairn_frames_hook_point at, void *obj)
-{
-	(void)obj;
-	if (!cpu0 || !armed || at != armed_at)
-		return;
-	armed = false;
-	fired++;
-	on_cpu1(at_hook);
-}
-
-static void arm(enum cairn_frames_hook_point at, void (*fn)(void))
-{
-	armed_at = at;
-	at_hook = fn;
-	armed = true;
-}
 
 /* ---- state shared with CPU 1's actions (ordered by the command) ---- */
 
@@ -203,7 +140,7 @@ static void c1_take_one(void)
 /* CPU 0 frees X, its park slot empty, and is held once X is parked. */
 static void free_held(void (*fn)(void))
 {
-	arm(CAIRN_FRAMES_HOOK_PARKED, fn);
+	arm(CAIRN_FRAMES_HOOK_PARKED, NULL, fn);
 	unsigned before = fired;
 	CHECK_EQ(cairn_frames_free(f, X, 0), 0);
 	CHECK_EQ(fired, before + 1);
@@ -319,7 +256,7 @@ static void take_back_held(void (*fn)(void), bool general, cairn_phys_t *q, int 
 {
 	REQUIRE(cairn_frames_free(f, X, 0) == 0);
 	REQUIRE(parked(X));
-	arm(CAIRN_FRAMES_HOOK_TAKE_BACK, fn);
+	arm(CAIRN_FRAMES_HOOK_TAKE_BACK, NULL, fn);
 	unsigned before = fired;
 	int err = general ? cairn_frames_alloc_aligned(f, 0, 0, 0, q) : cairn_frames_alloc(f, 0, 0, q);
 	CHECK_EQ(fired, before + 1);
@@ -384,10 +321,7 @@ int main(void)
 	meta_size = cairn_frames_meta_size(map, 1, 2);
 	meta = malloc(meta_size);
 	rmeta_size = cairn_frames_region_meta_size(RBASE, 4 * MiB);
-	REQUIRE(cairn_host_cpu_bind(0) == 0);
-	cpu0 = true;
-	pthread_t t;
-	REQUIRE(pthread_create(&t, NULL, cpu1, NULL) == 0);
+	hold_start();
 	cairn_host_reports_quiet(1);
 
 	case_parked_alloc_at();
@@ -402,8 +336,7 @@ int main(void)
 	}
 
 	cairn_host_reports_quiet(0);
-	atomic_store_explicit(&quit, true, memory_order_release);
-	pthread_join(t, NULL);
+	hold_stop();
 	printf("park race: %u cases held at a hook point\n", fired);
 	free(meta);
 	return check_done("frames_park_race");
