@@ -31,6 +31,15 @@ enum cairn_percpu_hook_point {
 	/* arena_give_back: the range freed into the arena, its RETIRING
 	 * entry not cleared yet (the heap whose holder gives it back) */
 	CAIRN_HOOK_GIVE_BACK,
+	/* q_push: the queue's head exchanged, the previous node not yet
+	 * linked to the new one (the node: a message, or the heap's stub) */
+	CAIRN_HOOK_PUSH_LINK,
+	/* q_pop: the consumer's tail is the head (the last node), the stub
+	 * not yet pushed back behind it (the heap) */
+	CAIRN_HOOK_POP_LAST,
+	/* cairn_heap_offline: the heap collected and emptied, its tail not
+	 * yet read and its state not yet OFFLINE (the heap) */
+	CAIRN_HOOK_GOING_OFFLINE,
 };
 
 #ifdef CAIRN_PERCPU_TEST_HOOK

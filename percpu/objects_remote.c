@@ -60,6 +60,7 @@ static void q_push(struct cairn_heap *dest, uintptr_t n)
 {
 	atomic_store_explicit(obj_qnext(n), 0, memory_order_relaxed);
 	uintptr_t prev = atomic_exchange_explicit(&dest->in_head, n, memory_order_seq_cst);
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_PUSH_LINK, (void *)n);
 	atomic_store_explicit(obj_qnext(prev), n, memory_order_release);
 }
 
@@ -102,6 +103,7 @@ static uintptr_t q_pop(struct cairn_heap *h)
 	if (tail != atomic_load_explicit(&h->in_head, memory_order_acquire))
 		return 0;
 	/* tail is the last node: put the stub behind it so it can leave */
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_POP_LAST, h);
 	q_push(h, stub);
 	next = atomic_load_explicit(obj_qnext(tail), memory_order_acquire);
 	if (next) {
@@ -381,6 +383,7 @@ void cairn_heap_offline(struct cairn_heap *h)
 	cairn__remote_flush(h);
 	cairn__heap_collect(h, false);
 	cairn__heap_release_empty(h);
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_GOING_OFFLINE, h);
 	/* A node behind a producer's unwritten link: that producer may have
 	 * loaded ONLINE already, so collect it as a claimer would. Read before
 	 * the release store: after it, in_tail is a claimer's. */
