@@ -28,6 +28,9 @@ enum cairn_percpu_hook_point {
 	/* offline_collect: the claimed heap's messages collected, its state
 	 * not yet OFFLINE again (the heap) */
 	CAIRN_HOOK_CLAIM_ENDING,
+	/* offline_collect: the claimed heap's state OFFLINE again, its queue
+	 * not looked at again yet (the heap) */
+	CAIRN_HOOK_CLAIM_ENDED,
 	/* arena_give_back: the range freed into the arena, its RETIRING
 	 * entry not cleared yet (the heap whose holder gives it back) */
 	CAIRN_HOOK_GIVE_BACK,

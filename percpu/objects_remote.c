@@ -335,6 +335,7 @@ static void offline_collect(struct cairn_heap *h)
 		cairn__heap_release_empty(h);
 		CAIRN_PERCPU_HOOK(CAIRN_HOOK_CLAIM_ENDING, h);
 		atomic_store_explicit(&h->state, HEAP_OFFLINE, memory_order_seq_cst);
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_CLAIM_ENDED, h);
 		/* in_tail was at the stub; it is the next holder's now */
 		if (!inbox_head_moved(h))
 			break;
