@@ -28,64 +28,21 @@
  * back. Unhardened and hardened (encoded links and head info).
  */
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 #include "../check.h"
 #include "objtest.h"
-#include "../../percpu/hook.h"
+#include "hold.h"
 
 #include "../../percpu/objects_layout.h"
-
-enum hold { HOLD_POP, HOLD_LINK, HOLD_LET_GO, HOLDS };
-
-static struct {
-	enum cairn_percpu_hook_point at;
-	void *obj;
-	atomic_int reached, released;
-} holds[HOLDS];
-static atomic_bool armed;
 
 static bool claimer_variant;
 static struct cairn_heap *heap_d, *heap_p, *heap_c; /* heaps 0, 1, 2 */
 static void *x, *y;
 
-/* The first time each hold's point is reached for its object: hold. */
 void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj)
 {
-	if (!atomic_load(&armed))
-		return;
-	for (int i = 0; i < HOLDS; i++) {
-		if (holds[i].at != at || holds[i].obj != obj || atomic_exchange(&holds[i].reached, 1))
-			continue;
-		while (!atomic_load(&holds[i].released))
-			sched_yield();
-		return;
-	}
-}
-
-static void wait_reached(enum hold i)
-{
-	while (!atomic_load(&holds[i].reached))
-		sched_yield();
-}
-
-/* Has hold i been reached within ms milliseconds? */
-static bool reached_within(enum hold i, unsigned ms)
-{
-	for (unsigned t = 0; t < ms; t++) {
-		if (atomic_load(&holds[i].reached))
-			return true;
-		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
-	}
-	return atomic_load(&holds[i].reached);
-}
-
-static void let_go(enum hold i)
-{
-	atomic_store(&holds[i].released, 1);
+	hold_at(at, obj);
 }
 
 /* H: D going offline (owner), or C posting x to offline D (claimer). */
@@ -130,37 +87,35 @@ static void run(enum cairn_obj_harden harden)
 		cairn_heap_flush(heap_p); /* D ONLINE: left to D */
 	}
 
-	memset(holds, 0, sizeof(holds));
-	holds[HOLD_POP].at = CAIRN_HOOK_POP_LAST;
-	holds[HOLD_POP].obj = heap_d;
-	holds[HOLD_LINK].at = CAIRN_HOOK_PUSH_LINK;
-	holds[HOLD_LINK].obj = y;
-	holds[HOLD_LET_GO].at = claimer_variant ? CAIRN_HOOK_CLAIM_ENDING : CAIRN_HOOK_GOING_OFFLINE;
-	holds[HOLD_LET_GO].obj = heap_d;
-	atomic_store(&armed, true);
+	holds_reset();
+	unsigned hold_pop = hold_add(CAIRN_HOOK_POP_LAST, heap_d);
+	unsigned hold_link = hold_add(CAIRN_HOOK_PUSH_LINK, y);
+	unsigned hold_let = hold_add(claimer_variant ? CAIRN_HOOK_CLAIM_ENDING
+						     : CAIRN_HOOK_GOING_OFFLINE, heap_d);
+	holds_arm();
 
 	pthread_t th, tp;
 	REQUIRE(pthread_create(&th, NULL, holder, NULL) == 0);
-	wait_reached(HOLD_POP); /* H has x, the head, in its tail */
+	hold_wait(hold_pop); /* H has x, the head, in its tail */
 	REQUIRE(pthread_create(&tp, NULL, producer, NULL) == 0);
-	wait_reached(HOLD_LINK); /* y exchanged in behind x */
-	let_go(HOLD_POP);
+	hold_wait(hold_link); /* y exchanged in behind x */
+	hold_let_go(hold_pop);
 	if (claimer_variant) {
 		/* A claim that does not wait for the link gets there now. */
-		(void)reached_within(HOLD_LET_GO, 500);
+		(void)flag_within(&holds[hold_let].reached, 500);
 	} else {
-		wait_reached(HOLD_LET_GO);
+		hold_wait(hold_let);
 		/* the shape the test is after: stub pushed over the gap */
 		CHECK_EQ(heap_d->in_tail, (uintptr_t)x);
 		CHECK_EQ(atomic_load(&heap_d->in_head), (uintptr_t)heap_d->stub);
 		CHECK_EQ(atomic_load(&heap_d->state), HEAP_ONLINE);
 	}
-	let_go(HOLD_LINK);
+	hold_let_go(hold_link);
 	pthread_join(tp, NULL); /* P linked and left both messages */
-	let_go(HOLD_LET_GO);
+	hold_let_go(hold_let);
 	pthread_join(th, NULL);
-	atomic_store(&armed, false);
-	CHECK(atomic_load(&holds[HOLD_LET_GO].reached));
+	holds_disarm();
+	CHECK(hold_reached(hold_let));
 
 	struct cairn_objects_stats st;
 	cairn_objects_stats(o, &st);
