@@ -377,7 +377,7 @@ static void pass_asked(unsigned k)
 
 int main(void)
 {
-	alarm(120); /* a wait the timed waits do not see */
+	alarm(40); /* a wait the timed waits do not see */
 	REQUIRE(cairn_host_init(NCPUS, 0, 64 * MiB) == 0);
 	struct cairn_mem_range map[] = { { 1 * MiB, 62 * MiB } };
 	struct cairn_frames_config fcfg = { .ncpus = NCPUS };
