@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The quantum cache in fixed interleavings of two or three CPUs, against
+ * the library built with the per-CPU hook points (CAIRN_PERCPU_TEST_HOOK):
+ * each CPU is a thread that runs steps on command and may park at a hook
+ * point while the others act.
+ *
+ *  stale copy: a range freed twice, once on each of two CPUs, sits in both
+ *    CPUs' magazines (the cache cannot tell the second free from a good
+ *    one). The first copy goes back to the arena, which gives the range to
+ *    another owner; the second copy's flush must leave that owner's range
+ *    alone (and report it), not free it from under it.
+ *  departure: CPU 1 caches the whole span in 2-quantum ranges (both its
+ *    magazines and a full one in the depot); CPU 0 asks for one quantum,
+ *    and its drain parks after asking CPU 1 in the 2-quantum cache. CPU 1
+ *    leaves (drain_cpu) and its thread goes; the drainer must return
+ *    without waiting, and the allocation succeed.
+ *  answer parked: the same, but CPU 1 stays and is parked in its answer
+ *    (the request read, its slot not emptied yet) when the drainer goes
+ *    on: the drainer must wait, and succeed once the answer is done.
+ *  bound: CPU 2 takes the whole span in quanta, CPU 1 frees them all; the
+ *    depot stops at its limit, the rest goes back to the arena, and every
+ *    count (held, depot, hits, misses, exchanges) is exact.
+ *
+ * Expected every time: every quantum of the span in exactly one place (in
+ * a CPU's hands, in a cache, or free in the arena), every range in hands
+ * allocated in the arena at its start with its size and the cache's
+ * cookie, and at the end the span one free extent and every frame back.
+ */
+#define _GNU_SOURCE
+#include <cairn/host.h>
+#include <cairn/quantum_cache.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "../frames_total.h"
+#include "../../percpu/magazine_layout.h"
+
+#define MiB (1024ull * 1024)
+#define NCPUS 3
+#define Q 4096ull
+#define VA 0x100000000000ull
+#define SPAN_QUANTA 24
+#define NHAND 64
+
+static struct cairn_frames *frames;
+
+/* ---- CPU threads that run steps on command, and park at a hook ---- */
+
+struct cpu_thread {
+	pthread_t t;
+	unsigned cpu;
+	sem_t cmd, done, parked, go, event;
+	void (*fn)(struct cpu_thread *);
+	bool quit;
+	bool arm; /* park at the next matching point of the next step */
+	enum cairn_percpu_hook_point at;
+	void *obj;
+	bool noted;            /* a drainer found an answer missing */
+	atomic_bool drained;   /* a drainer's step returned */
+	uint64_t hand[NHAND];  /* ranges in this CPU's hands ... */
+	uint64_t quanta[NHAND]; /* ... and their sizes in quanta */
+	unsigned nhand;
+	int err;               /* the last step's result */
+};
+
+static _Thread_local struct cpu_thread *me;
+static _Thread_local bool armed;
+
+void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj)
+{
+	if (!me)
+		return;
+	if (at == CAIRN_HOOK_DRAIN_WAITING && !me->noted) {
+		me->noted = true;
+		sem_post(&me->event);
+	}
+	if (!armed || me->at != at || (me->obj && me->obj != obj))
+		return;
+	armed = false; /* once */
+	sem_post(&me->parked);
+	sem_wait(&me->go);
+}
+
+static void *cpu_main(void *arg)
+{
+	struct cpu_thread *ct = arg;
+	me = ct;
+	REQUIRE(cairn_host_cpu_bind(ct->cpu) == 0);
+	for (;;) {
+		sem_wait(&ct->cmd);
+		if (ct->quit)
+			break;
+		armed = ct->arm;
+		ct->arm = false;
+		ct->fn(ct);
+		armed = false;
+		sem_post(&ct->done);
+	}
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void cpu_start(struct cpu_thread *ct, unsigned cpu)
+{
+	ct->cpu = cpu;
+	ct->quit = ct->arm = ct->noted = false;
+	ct->nhand = 0;
+	atomic_init(&ct->drained, false);
+	REQUIRE(sem_init(&ct->cmd, 0, 0) == 0 && sem_init(&ct->done, 0, 0) == 0);
+	REQUIRE(sem_init(&ct->parked, 0, 0) == 0 && sem_init(&ct->go, 0, 0) == 0);
+	REQUIRE(sem_init(&ct->event, 0, 0) == 0);
+	REQUIRE(pthread_create(&ct->t, NULL, cpu_main, ct) == 0);
+}
+
+static void cpu_stop(struct cpu_thread *ct)
+{
+	ct->quit = true;
+	sem_post(&ct->cmd);
+	pthread_join(ct->t, NULL);
+	sem_destroy(&ct->cmd);
+	sem_destroy(&ct->done);
+	sem_destroy(&ct->parked);
+	sem_destroy(&ct->go);
+	sem_destroy(&ct->event);
+}
+
+/* A step, park or event that does not come within 10 s never comes. */
+static void wait_for(sem_t *sem, const struct cpu_thread *ct, const char *what)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += 10;
+	while (sem_timedwait(sem, &t))
+		if (errno != EINTR) {
+			fprintf(stderr, "CPU %u: %s never came\n", ct->cpu, what);
+			exit(1);
+		}
+}
+
+static void run(struct cpu_thread *ct, void (*fn)(struct cpu_thread *))
+{
+	ct->fn = fn;
+	sem_post(&ct->cmd);
+}
+
+static void run_wait(struct cpu_thread *ct, void (*fn)(struct cpu_thread *))
+{
+	run(ct, fn);
+	wait_for(&ct->done, ct, "the end of a step");
+}
+
+/* Run fn until it parks at `at` (of obj, unless NULL). */
+static void run_parked(struct cpu_thread *ct, void (*fn)(struct cpu_thread *),
+		       enum cairn_percpu_hook_point at, void *obj)
+{
+	ct->at = at;
+	ct->obj = obj;
+	ct->arm = true;
+	run(ct, fn);
+	wait_for(&ct->parked, ct, "the park at a hook point");
+}
+
+static void let_go(struct cpu_thread *ct)
+{
+	sem_post(&ct->go);
+}
+
+/* ---- the arena, the cache, and the steps ---- */
+
+static struct cairn_arena arena;
+static struct cairn_qcache *qc;
+static struct cpu_thread cpu[NCPUS];
+static unsigned step_quanta; /* the size the next alloc/free steps use */
+static unsigned step_count;  /* and how many ranges */
+
+static void step_alloc(struct cpu_thread *ct)
+{
+	for (unsigned i = 0; i < step_count; i++) {
+		REQUIRE(ct->nhand < NHAND);
+		ct->err = cairn_qcache_alloc(qc, step_quanta * Q, &ct->hand[ct->nhand]);
+		if (ct->err)
+			return;
+		ct->quanta[ct->nhand++] = step_quanta;
+	}
+}
+
+/* Free the last range in hands, and keep it there (a double free follows). */
+static void step_free_keep(struct cpu_thread *ct)
+{
+	ct->err = cairn_qcache_free(qc, ct->hand[ct->nhand - 1],
+				    ct->quanta[ct->nhand - 1] * Q);
+}
+
+static void step_free_all(struct cpu_thread *ct)
+{
+	while (ct->nhand) {
+		ct->nhand--;
+		CHECK_EQ(cairn_qcache_free(qc, ct->hand[ct->nhand], ct->quanta[ct->nhand] * Q), 0);
+	}
+}
+
+static void step_poll(struct cpu_thread *ct)
+{
+	(void)ct;
+	cairn_qcache_poll(qc);
+}
+
+static void step_leave(struct cpu_thread *ct)
+{
+	CHECK_EQ(cairn_qcache_drain_cpu(qc, ct->cpu), 0);
+}
+
+/* Quanta of the span free in the arena itself. */
+static uint64_t arena_free_quanta(void)
+{
+	uint64_t n = 0, start, len, cookie;
+	for (uint64_t at = VA; at < VA + SPAN_QUANTA * Q;) {
+		int err = cairn_arena_lookup(&arena, at, &start, &len, &cookie);
+		if (err == CAIRN_EFREE) {
+			n++;
+			at += Q;
+		} else {
+			REQUIRE(err == 0 && len);
+			at = start + len;
+		}
+	}
+	return n;
+}
+
+/* Every quantum once: in hands (each range the cache's, at its start, of
+ * its size) + cached + free in the arena == the span. */
+static void check_conserved(const char *when)
+{
+	uint64_t hands = 0, start, len, cookie;
+	for (unsigned i = 0; i < NCPUS; i++)
+		for (unsigned j = 0; j < cpu[i].nhand; j++) {
+			hands += cpu[i].quanta[j];
+			CHECK_EQ(cairn_arena_lookup(&arena, cpu[i].hand[j], &start, &len, &cookie), 0);
+			CHECK(start == cpu[i].hand[j] && len == cpu[i].quanta[j] * Q &&
+			      cookie == cairn_qcache_cookie(qc));
+		}
+	uint64_t cached = cairn_qcache_cached_quanta(qc), free = arena_free_quanta();
+	if (hands + cached + free != SPAN_QUANTA)
+		fprintf(stderr, "%s: %llu quanta in hands, %llu cached, %llu free\n", when,
+			(unsigned long long)hands, (unsigned long long)cached,
+			(unsigned long long)free);
+	CHECK_EQ(hands + cached + free, SPAN_QUANTA);
+	CHECK_EQ(cairn_arena_validate(&arena), 0);
+}
+
+static void setup(void)
+{
+	struct cairn_arena_config acfg = { .quantum = Q };
+	REQUIRE(cairn_arena_create(&arena, frames, VA, SPAN_QUANTA * Q, &acfg) == 0);
+	struct cairn_qcache_config cfg = {
+		.max_quanta = 4, .ncpus = NCPUS, .mag_size = 4,
+		.depot_full = 2, .depot_empty = 2,
+		/* no drainer here may give up: it waits for every answer (the
+		 * timed waits end a run where one never comes) */
+		.drain_wait = 1u << 31,
+	};
+	REQUIRE(cairn_qcache_create(&qc, &arena, frames, &cfg) == 0);
+	for (unsigned i = 0; i < NCPUS; i++)
+		cpu_start(&cpu[i], i);
+}
+
+static void teardown(const char *name)
+{
+	for (unsigned i = 0; i < NCPUS; i++) {
+		run_wait(&cpu[i], step_free_all);
+		run_wait(&cpu[i], step_leave);
+	}
+	check_conserved(name);
+	for (unsigned i = 0; i < NCPUS; i++)
+		cpu_stop(&cpu[i]);
+	cairn_qcache_drain_all(qc); /* the depot (every slot is empty) */
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
+	CHECK_EQ(arena_free_quanta(), SPAN_QUANTA);
+	cairn_qcache_destroy(qc);
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_btree_validate(&arena.tree, &st), 0);
+	CHECK_EQ(st.extents, 1);
+	cairn_arena_destroy(&arena);
+}
+
+/* ---- the interleavings ---- */
+
+static struct cairn_mag_cpu_stats cpu_stats(unsigned quanta, unsigned c)
+{
+	struct cairn_mag_cpu_stats st;
+	REQUIRE(cairn_mag_cpu_stats(cairn_qcache_mags(qc, quanta), c, &st) == 0);
+	return st;
+}
+
+static struct cairn_mag_stats stats(unsigned quanta)
+{
+	struct cairn_mag_stats st;
+	cairn_mag_stats(cairn_qcache_mags(qc, quanta), &st);
+	return st;
+}
+
+/* CPU 1 takes the whole span in 2-quantum ranges (three refills of one
+ * magazine) and frees them: both its magazines full, the first full prev
+ * in the depot. Nothing is free in the arena. */
+static void cache_span_in_pairs(struct cpu_thread *o)
+{
+	step_quanta = 2;
+	step_count = SPAN_QUANTA / 2;
+	run_wait(o, step_alloc);
+	CHECK_EQ(o->err, 0);
+	run_wait(o, step_free_all);
+	CHECK_EQ(cpu_stats(2, o->cpu).held, 8);
+	CHECK_EQ(stats(2).depot_full, 1);
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), SPAN_QUANTA);
+	CHECK_EQ(arena_free_quanta(), 0);
+}
+
+/* The one quantum CPU 0 got after the drain: taken alone (lean), and
+ * nothing cached anywhere. */
+static void check_drained_alloc(struct cpu_thread *d, const char *when)
+{
+	CHECK_EQ(d->err, 0);
+	CHECK_EQ(d->nhand, 1);
+	CHECK_EQ(stats(1).lean_gets, 1);
+	CHECK_EQ(stats(2).drains, 1);
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
+	CHECK_EQ(arena_free_quanta(), SPAN_QUANTA - 1);
+	check_conserved(when);
+}
+
+static void stale_copy(void)
+{
+	setup();
+	struct cpu_thread *a = &cpu[1], *b = &cpu[2];
+	step_quanta = 1;
+	step_count = 1;
+	run_wait(a, step_alloc); /* a refill of 4: x and 3 cached */
+	CHECK_EQ(a->err, 0);
+	uint64_t x = a->hand[0];
+	/* freed on CPU 1, then again on CPU 2: both pass the check (the
+	 * range is still allocated to the cache while its first free sits
+	 * in a magazine) */
+	run_wait(a, step_free_keep);
+	CHECK_EQ(a->err, 0);
+	b->hand[0] = x;
+	b->quanta[0] = 1;
+	b->nhand = 1;
+	run_wait(b, step_free_keep);
+	CHECK_EQ(b->err, 0);
+	a->nhand = b->nhand = 0;
+	CHECK_EQ(cpu_stats(1, 1).held, 4);
+	CHECK_EQ(cpu_stats(1, 2).held, 1);
+	/* CPU 1's copy goes back; the arena gives x to another owner */
+	run_wait(a, step_leave);
+	uint64_t start, len, cookie;
+	CHECK_EQ(cairn_arena_reserve(&arena, x, Q, 77), 0);
+	/* CPU 2's copy is flushed: the arena must still lend x to owner 77 */
+	uint64_t reports = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	run_wait(b, step_leave);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
+	CHECK_EQ(cairn_arena_lookup(&arena, x, &start, &len, &cookie), 0);
+	CHECK(start == x && len == Q && cookie == 77);
+	CHECK_EQ(cairn_host_reports(), reports + 1); /* the stale copy, seen */
+	CHECK_EQ(arena_free_quanta(), SPAN_QUANTA - 1);
+	CHECK_EQ(cairn_arena_free(&arena, x, Q), 0);
+	teardown("stale copy");
+}
+
+static void departure(void)
+{
+	setup();
+	struct cpu_thread *d = &cpu[0], *o = &cpu[1];
+	cache_span_in_pairs(o);
+	step_quanta = 1;
+	step_count = 1;
+	d->noted = false;
+	run_parked(d, step_alloc, CAIRN_HOOK_DRAIN_ASKED, cairn_qcache_mags(qc, 2));
+	CHECK_EQ(cpu_stats(2, 1).magazines, 2);
+	run_wait(o, step_leave);
+	cpu_stop(o); /* gone */
+	CHECK_EQ(cpu_stats(2, 1).magazines, 0);
+	let_go(d);
+	wait_for(&d->done, d, "the end of the drained allocation");
+	CHECK(!d->noted); /* answered and empty: nothing to wait for */
+	check_drained_alloc(d, "departure");
+	cpu_start(o, 1);
+	teardown("departure");
+}
+
+static void answer_parked(void)
+{
+	setup();
+	struct cpu_thread *d = &cpu[0], *o = &cpu[1];
+	struct cairn_mag_cache *m2 = cairn_qcache_mags(qc, 2);
+	cache_span_in_pairs(o);
+	step_quanta = 1;
+	step_count = 1;
+	d->noted = false;
+	run_parked(d, step_alloc, CAIRN_HOOK_DRAIN_ASKED, m2);
+	run_parked(o, step_poll, CAIRN_HOOK_ANSWER, &m2->cpu[1]);
+	let_go(d);
+	wait_for(&d->event, d, "the drainer's wait"); /* it must wait */
+	CHECK_EQ(cpu_stats(2, 1).magazines, 2); /* still unanswered */
+	CHECK_EQ(d->nhand, 0);
+	let_go(o);
+	wait_for(&o->done, o, "the answer");
+	wait_for(&d->done, d, "the end of the drained allocation");
+	CHECK_EQ(cpu_stats(2, 1).magazines, 0);
+	CHECK_EQ(atomic_load(&m2->cpu[1].req), atomic_load(&m2->cpu[1].ack));
+	check_drained_alloc(d, "answer parked");
+	teardown("answer parked");
+}
+
+static void bound(void)
+{
+	setup();
+	struct cpu_thread *a = &cpu[1], *b = &cpu[2];
+	step_quanta = 1;
+	step_count = SPAN_QUANTA;
+	run_wait(b, step_alloc); /* six refills of 4 */
+	CHECK_EQ(b->err, 0);
+	CHECK_EQ(arena_free_quanta(), 0);
+	for (unsigned i = 0; i < b->nhand; i++) {
+		a->hand[i] = b->hand[i];
+		a->quanta[i] = 1;
+	}
+	a->nhand = b->nhand;
+	b->nhand = 0;
+	/* 24 frees: a miss every 4th (a new magazine, then prev to the depot
+	 * twice, then at the limit prev flushed to the arena twice) */
+	run_wait(a, step_free_all);
+	struct cairn_mag_stats st = stats(1);
+	CHECK_EQ(st.cpu_held, 8);
+	CHECK_EQ(st.depot_full, 2);
+	CHECK_EQ(st.depot_items, 8);
+	CHECK_EQ(st.bound, (2 * NCPUS + 2) * 4);
+	CHECK_EQ(st.drains, 0);
+	CHECK_EQ(arena_free_quanta(), SPAN_QUANTA - 16);
+	struct cairn_mag_cpu_stats ca = cpu_stats(1, 1), cb = cpu_stats(1, 2);
+	CHECK(ca.hits == 18 && ca.misses == 6 && ca.exchanges == 2 && ca.magazines == 2);
+	CHECK(cb.hits == 18 && cb.misses == 6 && cb.exchanges == 0 && cb.held == 0);
+	check_conserved("bound");
+	teardown("bound");
+}
+
+int main(void)
+{
+	alarm(60); /* a wait the timed waits do not see */
+	REQUIRE(cairn_host_init(NCPUS + 1, 0, 16 * MiB) == 0);
+	struct cairn_mem_range map[] = { { 1 * MiB, 14 * MiB } };
+	struct cairn_frames_config fcfg = { .ncpus = NCPUS + 1 };
+	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
+	uint64_t before = frames_free_total(frames);
+	stale_copy();
+	departure();
+	answer_parked();
+	bound();
+	CHECK_EQ(frames_free_total(frames), before);
+	CHECK_EQ(cairn_frames_validate(frames), 0);
+	return check_done("qcache_race");
+}
