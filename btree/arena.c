@@ -255,6 +255,18 @@ static int plan_free_owned(const struct cairn_bt_view *v, void *arg,
 	return plan_free(v, arg, e);
 }
 
+/* Free exactly [r->addr, r->addr + r->size) if its owner is r->cookie
+ * (cairn_arena_free_as; a span's release to a parent arena). */
+static int plan_free_as(const struct cairn_bt_view *v, void *arg,
+			struct cairn_bt_edit *e)
+{
+	const struct freq *r = arg;
+	if (v->has_cur && !(v->cur.flags & EXT_FREE) &&
+	    v->cur.start == r->addr && v->cur.cookie != r->cookie)
+		return CAIRN_EBUSY;
+	return plan_free(v, arg, e);
+}
+
 /* Drop an imported span if it is one free extent with the cookie in
  * span: 0 for a free's release (the free wrote the extent), an import's
  * tag for an alloc's give-back. Between the update that made the span
@@ -664,6 +676,24 @@ int cairn_arena_free_owned(struct cairn_arena *a, uint64_t addr, uint64_t cookie
 	return 0;
 }
 
+int cairn_arena_free_as(struct cairn_arena *a, uint64_t addr, uint64_t size,
+			uint64_t cookie)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if (addr & (a->quantum - 1))
+		return CAIRN_EALIGN;
+	struct freq r = { .addr = addr, .size = qround(a, size), .cookie = cookie };
+	if (r.size == 0)
+		return CAIRN_EORDER;
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
+				    .plan = plan_free_as, .arg = &r };
+	int err = cairn_btree_update(&a->tree, &q);
+	if (err == 0 && (r.merged.flags & CAIRN_ARENA_IMPORTED))
+		try_release(a, &r.merged);
+	return err;
+}
+
 int cairn_arena_reserve(struct cairn_arena *a, uint64_t addr, uint64_t size,
 			uint64_t cookie)
 {
@@ -853,31 +883,13 @@ static int arena_import(void *ctx, uint64_t size, uint64_t align,
  * to a child (the parent's cookie), of the size it was imported with (as
  * the parent rounded it). Checked in the update that frees it, so a range
  * the parent has since given another owner is never freed. */
-static int plan_free_lent(const struct cairn_bt_view *v, void *arg,
-			  struct cairn_bt_edit *e)
-{
-	const struct freq *r = arg;
-	if (v->has_cur && !(v->cur.flags & EXT_FREE) &&
-	    v->cur.start == r->addr && v->cur.cookie != r->cookie)
-		return CAIRN_EBUSY;
-	return plan_free(v, arg, e);
-}
-
 static void arena_release(void *ctx, uint64_t addr, uint64_t size)
 {
 	struct cairn_arena *parent = ctx;
-	struct freq r = { .addr = addr, .size = qround(parent, size),
-			  .cookie = (uint64_t)(uintptr_t)parent };
-	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,
-				    .plan = plan_free_lent, .arg = &r };
-	int err = r.size ? cairn_btree_update(&parent->tree, &q) : CAIRN_EORDER;
-	if (err) {
+	int err = cairn_arena_free_as(parent, addr, size, (uint64_t)(uintptr_t)parent);
+	if (err)
 		cairn_port_report(err, "arena: release of a span the parent "
 				  "arena does not lend", addr, size);
-		return;
-	}
-	if (r.merged.flags & CAIRN_ARENA_IMPORTED)
-		try_release(parent, &r.merged);
 }
 
 void cairn_arena_source_arena(struct cairn_arena_source *s,

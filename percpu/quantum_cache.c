@@ -43,10 +43,19 @@ static size_t qc_get(void *ctx, uint64_t *items, size_t n)
 static void qc_put(void *ctx, const uint64_t *items, size_t n)
 {
 	struct qc_source *s = ctx;
-	/* Every item passed cairn_qcache_free's check (or the caller vouched
-	 * for it), so this cannot fail; if it did, the arena said so. */
-	for (size_t i = 0; i < n; i++)
-		(void)cairn_arena_free(s->a, items[i], s->size);
+	/* Every item passed cairn_qcache_free's check when it entered a
+	 * magazine (or the caller vouched for it). But a range freed twice
+	 * while its first free sat in a magazine is in two magazines, and
+	 * once one copy went back the arena may have given the range to
+	 * another owner, or to this cache in another size. So the free
+	 * checks, in the same update, that the range is still the cache's,
+	 * of this size: a copy that is not is reported and left alone. */
+	for (size_t i = 0; i < n; i++) {
+		int err = cairn_arena_free_as(s->a, items[i], s->size, s->cookie);
+		if (err)
+			cairn_port_report(err, "qcache: a cached range the cache does "
+					  "not own (freed twice?)", items[i], s->size);
+	}
 }
 
 /* ---- setup ---- */

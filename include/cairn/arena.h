@@ -119,6 +119,15 @@ int cairn_arena_xalloc(struct cairn_arena *a, uint64_t size, uint64_t align,
  * An imported span that becomes entirely free goes back to the source. */
 int cairn_arena_free(struct cairn_arena *a, uint64_t addr, uint64_t size);
 
+/* cairn_arena_free, if the range's owner is `cookie`: the check and the
+ * free are one update. CAIRN_EBUSY (nothing changed) when the allocated
+ * range at addr has another owner; otherwise cairn_arena_free's errors.
+ * For an owner that may hold a stale copy of a range it gave back (a
+ * quantum cache's magazines after a double free): the range may have
+ * gone to another owner since, whose allocation must stay. */
+int cairn_arena_free_as(struct cairn_arena *a, uint64_t addr, uint64_t size,
+			uint64_t cookie);
+
 /* Free the allocated range that starts at addr, whatever its size, if its
  * cookie is `cookie`: the check and the free are one atomic update. 0 and
  * the range's size in *size (may be NULL), or (nothing changed)

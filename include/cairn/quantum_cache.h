@@ -57,7 +57,10 @@ int cairn_qcache_alloc(struct cairn_qcache *qc, uint64_t size, uint64_t *addr);
  * anything that is not such a range is handed to cairn_arena_free, which
  * returns its exact error and changes nothing. A range freed twice while
  * its first free still sits in a magazine cannot be told from a good one
- * (it is still allocated in the arena). */
+ * (it is still allocated in the arena); when the copies go back, each
+ * is freed only if the arena still has the range allocated to the cache
+ * at this size (cairn_arena_free_as), so a range the arena gave another
+ * owner meanwhile stays theirs, and the stale copy is reported. */
 int cairn_qcache_free(struct cairn_qcache *qc, uint64_t addr, uint64_t size);
 
 void cairn_qcache_poll(struct cairn_qcache *qc);

@@ -1005,6 +1005,34 @@ static void free_owned(void)
 	cairn_arena_destroy(&a);
 }
 
+/* Free by owner at a size: cairn_arena_free's checks and the owner's, in
+ * one update; errors change nothing. */
+static void free_as(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 4096 };
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 1 << 20, 1 << 20, &cfg), 0);
+	uint64_t x, y, s, len, c;
+	CHECK_EQ(cairn_arena_alloc(&a, 3 * 4096, 5, &x), 0);
+	CHECK_EQ(cairn_arena_alloc(&a, 4096, 6, &y), 0);
+	CHECK_EQ(cairn_arena_free_as(&a, x, 3 * 4096, 6), CAIRN_EBUSY);     /* not its owner */
+	CHECK_EQ(cairn_arena_free_as(&a, x, 2 * 4096, 5), CAIRN_EORDER);    /* not its size */
+	CHECK_EQ(cairn_arena_free_as(&a, x + 4096, 4096, 5), CAIRN_EFREE);  /* interior */
+	CHECK_EQ(cairn_arena_free_as(&a, x + 100, 4096, 5), CAIRN_EALIGN);
+	CHECK_EQ(cairn_arena_free_as(&a, x, 0, 5), CAIRN_EINVAL);
+	CHECK_EQ(cairn_arena_free_as(&a, y + 4096, 4096, 6), CAIRN_EFREE);  /* free space */
+	CHECK_EQ(cairn_arena_free_as(&a, 4096, 4096, 5), CAIRN_ERANGE);     /* no span */
+	CHECK_EQ(cairn_arena_lookup(&a, x, &s, &len, &c), 0);
+	CHECK(s == x && len == 3 * 4096 && c == 5);
+	valid(&a);
+	CHECK_EQ(cairn_arena_free_as(&a, x, 3 * 4096 - 100, 5), 0);        /* rounded */
+	CHECK_EQ(cairn_arena_free_as(&a, x, 3 * 4096, 5), CAIRN_EFREE);     /* twice */
+	CHECK_EQ(cairn_arena_free_as(&a, y, 4096, 6), 0);
+	CHECK_EQ(cairn_arena_lookup(&a, 1 << 20, &s, &len, &c), CAIRN_EFREE);
+	valid(&a);
+	cairn_arena_destroy(&a);
+}
+
 static void node_failure(void)
 {
 	struct cairn_arena a;
@@ -1118,6 +1146,7 @@ int main(void)
 	frames_source_small_iq(true);
 	frames_source_direct();
 	free_owned();
+	free_as();
 	node_failure();
 	node_failure_imports();
 	CHECK_EQ(env_free_frames(), frames0);
