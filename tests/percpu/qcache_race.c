@@ -18,6 +18,12 @@
  *  answer parked: the same, but CPU 1 stays and is parked in its answer
  *    (the request read, its slot not emptied yet) when the drainer goes
  *    on: the drainer must wait, and succeed once the answer is done.
+ *  free parked: CPU 1's free, its full prev pushed to the depot, parked
+ *    in its pop of an empty magazine (top read); a drain takes that full
+ *    magazine and that empty one (its frame freed) and asks. CPU 1's pop
+ *    must fail and its free go into a fresh magazine; the drainer must
+ *    wait for its answer, and then everything not in hands is free in
+ *    the arena.
  *  bound: CPU 2 takes the whole span in quanta, CPU 1 frees them all; the
  *    depot stops at its limit, the rest goes back to the arena, and every
  *    count (held, depot, hits, misses, exchanges) is exact.
@@ -197,6 +203,21 @@ static void step_free_keep(struct cpu_thread *ct)
 {
 	ct->err = cairn_qcache_free(qc, ct->hand[ct->nhand - 1],
 				    ct->quanta[ct->nhand - 1] * Q);
+}
+
+/* Free step_count ranges from the end of the hands. */
+static void step_free_n(struct cpu_thread *ct)
+{
+	for (unsigned i = 0; i < step_count; i++) {
+		ct->nhand--;
+		CHECK_EQ(cairn_qcache_free(qc, ct->hand[ct->nhand], ct->quanta[ct->nhand] * Q), 0);
+	}
+}
+
+static void step_drain(struct cpu_thread *ct)
+{
+	cairn_qcache_drain_all(qc);
+	atomic_store(&ct->drained, true);
 }
 
 static void step_free_all(struct cpu_thread *ct)
@@ -421,6 +442,63 @@ static void answer_parked(void)
 	teardown("answer parked");
 }
 
+static void free_parked(void)
+{
+	setup();
+	struct cpu_thread *d = &cpu[0], *o = &cpu[1], *h = &cpu[2];
+	struct cairn_mag_cache *m1 = cairn_qcache_mags(qc, 1);
+	step_quanta = 1;
+	/* CPU 1 ends with both magazines real and empty, 8 quanta in hands */
+	step_count = 8;
+	run_wait(o, step_alloc);
+	run_wait(o, step_free_all);
+	run_wait(o, step_alloc);
+	CHECK_EQ(cpu_stats(1, 1).magazines, 2);
+	CHECK_EQ(cpu_stats(1, 1).held, 0);
+	/* CPU 2 leaves a full magazine in the depot (12 frees) */
+	step_count = 12;
+	run_wait(h, step_alloc);
+	run_wait(h, step_free_all);
+	CHECK_EQ(stats(1).depot_full, 1);
+	/* CPU 1 takes it for its empty prev, which goes to the empty stack */
+	step_count = 1;
+	run_wait(o, step_alloc);
+	CHECK_EQ(stats(1).depot_full, 0);
+	CHECK_EQ(stats(1).depot_empty, 1);
+	/* five frees fill both magazines; the sixth pushes the full prev and
+	 * parks in the pop of the empty stack, its top read */
+	step_count = 5;
+	run_wait(o, step_free_n);
+	CHECK_EQ(cpu_stats(1, 1).held, 8);
+	step_count = 1;
+	run_parked(o, step_free_n, CAIRN_HOOK_DEPOT_POP, &m1->empty);
+	CHECK_EQ(stats(1).depot_full, 1);
+	/* the drain takes both from the depot and asks CPUs 1 and 2 */
+	uint64_t mags_before = stats(1).magazines;
+	d->noted = false;
+	run_parked(d, step_drain, CAIRN_HOOK_DRAIN_ASKED, m1);
+	CHECK_EQ(stats(1).depot_full, 0);
+	CHECK_EQ(stats(1).depot_empty, 0);
+	CHECK_EQ(stats(1).magazines, mags_before - 2);
+	let_go(o); /* its CAS fails; the free goes into a fresh magazine */
+	wait_for(&o->done, o, "the parked free");
+	CHECK_EQ(cpu_stats(1, 1).held, 5);
+	CHECK_EQ(cpu_stats(1, 1).magazines, 2);
+	check_conserved("free parked, freed");
+	let_go(d);
+	wait_for(&d->event, d, "the drainer's wait"); /* it must wait */
+	CHECK(!atomic_load(&d->drained));
+	run_wait(h, step_poll);
+	run_wait(o, step_poll);
+	wait_for(&d->done, d, "the end of the drain");
+	CHECK(atomic_load(&d->drained));
+	CHECK_EQ(stats(1).magazines, 0);
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
+	CHECK_EQ(arena_free_quanta(), SPAN_QUANTA - o->nhand);
+	check_conserved("free parked");
+	teardown("free parked");
+}
+
 static void bound(void)
 {
 	setup();
@@ -464,6 +542,7 @@ int main(void)
 	stale_copy();
 	departure();
 	answer_parked();
+	free_parked();
 	bound();
 	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
