@@ -173,6 +173,88 @@ static void test_errors(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* frames.h: a bad free (EALIGN, ERANGE, EFREE, EORDER) is also reported
+ * through cairn_port_report, whichever free call meets it: each refused
+ * call below must report once, and change nothing. */
+static int free_one(struct cairn_frames *f, int how, cairn_phys_t phys, unsigned order)
+{
+	size_t done = 99;
+	int err;
+	switch (how) {
+	case 0:
+		return cairn_frames_free(f, phys, order);
+	case 1:
+		err = cairn_frames_free_bulk(f, &phys, 1, &done);
+		break;
+	default:
+		err = cairn_frames_free_bulk_huge(f, &phys, 1, &done);
+		break;
+	}
+	CHECK_EQ(done, err ? 0 : 1);
+	return err;
+}
+
+static void test_bad_free_reports(void)
+{
+	const struct cairn_mem_range map[] = { { 16 * GiB, 8 * MiB }, { 16 * GiB + 12 * MiB, 4 * MiB } };
+	struct cairn_frames *f = make(map, 2, false);
+	cairn_phys_t p, h, gone, gone9, q;
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &p), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &h), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 0, 0, &gone), 0);
+	CHECK_EQ(cairn_frames_free(f, gone, 0), 0);
+	/* a free 2 MiB block, and an order-0 block at a 2 MiB boundary */
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &gone9), 0);
+	CHECK_EQ(cairn_frames_alloc(f, 9, 0, &q), 0);
+	CHECK_EQ(cairn_frames_free(f, gone9, 9), 0);
+	CHECK_EQ(cairn_frames_free(f, q, 9), 0);
+	CHECK_EQ(cairn_frames_alloc_at(f, q, 0), 0);
+	uint64_t total = frames_free_total(f);
+	static const char *const call[] = { "free", "free_bulk", "free_bulk_huge" };
+	for (int how = 0; how < 3; how++) {
+		unsigned o0 = how == 2 ? 9 : 0; /* the order the call frees */
+		cairn_phys_t block = how == 2 ? h : p;
+		const struct {
+			cairn_phys_t phys;
+			unsigned order;
+			int err;
+		} bad[] = {
+			{ block + 1, o0, CAIRN_EALIGN },               /* not a frame */
+			{ 16 * GiB + 8 * MiB, o0, CAIRN_ERANGE },      /* the hole */
+			{ 0, o0, CAIRN_ERANGE },                       /* below every region */
+			{ 16 * GiB + 16 * MiB, o0, CAIRN_ERANGE },     /* past the end */
+			{ how == 2 ? gone9 : gone, o0, CAIRN_EFREE },  /* free already */
+			{ how == 2 ? q : h, o0, CAIRN_EORDER },        /* another order */
+		};
+		for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			uint64_t before = cairn_host_reports();
+			cairn_host_reports_quiet(1);
+			int err = free_one(f, how, bad[i].phys, bad[i].order);
+			cairn_host_reports_quiet(0);
+			if (err != bad[i].err || cairn_host_reports() != before + 1)
+				fprintf(stderr, "  %s of %#llx (order %u): %d, %llu reports\n", call[how],
+					(unsigned long long)bad[i].phys, bad[i].order, err,
+					(unsigned long long)(cairn_host_reports() - before));
+			CHECK_EQ(err, bad[i].err);
+			CHECK_EQ(cairn_host_reports(), before + 1);
+		}
+		/* order-aligned only in part: order 3 at a single frame's address */
+		if (how == 0) {
+			uint64_t before = cairn_host_reports();
+			cairn_host_reports_quiet(1);
+			CHECK_EQ(cairn_frames_free(f, p | FRAME, 3), CAIRN_EALIGN);
+			cairn_host_reports_quiet(0);
+			CHECK_EQ(cairn_host_reports(), before + 1);
+		}
+	}
+	CHECK_EQ(frames_free_total(f), total);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, p, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, q, 0), 0);
+	CHECK_EQ(cairn_frames_free(f, h, 9), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 /* The short paths of free (order 0 and order 9) take only exact blocks of
  * their order inside a region; every other free falls through to the
  * general path and gets its error, with nothing changed. A free also makes
@@ -1573,6 +1655,7 @@ int main(void)
 	test_init_and_areas();
 	test_orders_and_alignment();
 	test_errors();
+	test_bad_free_reports();
 	test_short_frees();
 	test_stale_seed();
 	test_alloc_at_reserve();
