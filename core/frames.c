@@ -1006,6 +1006,18 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
 	return 0;
 }
 
+/* A free whose block is no block of any region (locate's EALIGN and
+ * ERANGE) is reported as every bad free is (frames.h); a bad order
+ * (EINVAL) is a bad argument, returned only. */
+static int bad_place(int err, cairn_phys_t phys, unsigned order)
+{
+	if (err == CAIRN_EINVAL)
+		return err;
+	return misuse(err, err == CAIRN_EALIGN ? "frames: free of a misaligned block"
+					       : "frames: free outside every region",
+		      phys, order);
+}
+
 /* Is the frame at `bit` of word v an allocated order-0 block? An allocated
  * head whose next frame in the word is no continuation (frame 31 can head
  * no larger block). */
@@ -1144,7 +1156,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 	unsigned off;
 	int err = locate(f, phys, order, &r, &c, &off);
 	if (err)
-		return err;
+		return bad_place(err, phys, order);
 	uint64_t e = ld(&r->chunk[c]);
 	if (e & CE_HUGE) {
 		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
@@ -1191,8 +1203,10 @@ int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
 		uint64_t c;
 		unsigned off;
 		err = locate(f, frames[i], 0, &r, &c, &off);
-		if (err)
+		if (err) {
+			bad_place(err, frames[i], 0);
 			break;
+		}
 		unsigned wi = off / WORD_FRAMES;
 		uint64_t m = 1ull << (off % WORD_FRAMES);
 		size_t j = i + 1;
