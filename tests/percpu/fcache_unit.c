@@ -455,6 +455,62 @@ static void test_full_pass(void)
 	CHECK_EQ(frames_free_total(frames), start);
 }
 
+/* Drains counted by every order's cache. */
+static uint64_t all_drains(void)
+{
+	static const unsigned order[] = { 0, 1, 2, 3, CAIRN_HUGE_ORDER };
+	uint64_t n = 0;
+	for (unsigned i = 0; i < 5; i++) {
+		struct cairn_mag_stats st;
+		cairn_mag_stats(cairn_fcache_mags(fc, order[i]), &st);
+		n += st.drains;
+	}
+	return n;
+}
+
+/* A request no region could ever serve (a block larger than every region
+ * of its areas holds, or areas with no memory at all) fails without a
+ * drain: nothing the caches hold could make it possible, and a drain
+ * would take every CPU's magazines and leave the caches lean, on every
+ * such call. The memory: [1, 63) MiB, below 16 MiB and below 4 GiB. */
+static void test_hopeless(void)
+{
+	bind(0);
+	cairn_phys_t v[8], p;
+	for (unsigned i = 0; i < 8; i++)
+		REQUIRE(cairn_fcache_alloc(fc, 0, 0, &v[i]) == 0);
+	for (unsigned i = 0; i < 8; i++)
+		CHECK_EQ(cairn_fcache_free(fc, v[i], 0), 0);
+	uint64_t cached = cairn_fcache_cached_frames(fc), fr = frames_free_total(frames);
+	uint64_t drains = all_drains(), mags = magazines();
+	CHECK(cached >= 8);
+	/* 1 GiB: no region is that large */
+	CHECK_EQ(cairn_fcache_alloc(fc, 18, 0, &p), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_fcache_alloc(fc, 18, CAIRN_F_ZERO, &p), CAIRN_ENOMEM);
+	/* above 4 GiB: no memory there, at a cached order and another */
+	CHECK_EQ(cairn_fcache_alloc(fc, 0, CAIRN_F_HIGH, &p), CAIRN_ENOMEM);
+	CHECK_EQ(cairn_fcache_alloc(fc, 5, CAIRN_F_HIGH, &p), CAIRN_ENOMEM);
+	/* 16 MiB below 16 MiB: [1, 16) MiB holds no aligned one */
+	CHECK_EQ(cairn_fcache_alloc(fc, 12, CAIRN_F_LOW16M, &p), CAIRN_ENOMEM);
+	CHECK_EQ(all_drains(), drains);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
+	CHECK_EQ(frames_free_total(frames), fr);
+	/* one that memory could serve still drains when it fails: 8 MiB
+	 * blocks until none is left (62 MiB of memory hold at most 7) */
+	cairn_phys_t big[8];
+	unsigned n = 0;
+	while (n < 8 && cairn_fcache_alloc(fc, 11, 0, &big[n]) == 0)
+		n++;
+	CHECK(n >= 1 && n < 8);
+	CHECK(all_drains() > drains);
+	CHECK(cairn_fcache_cached_frames(fc) < cached);
+	while (n)
+		CHECK_EQ(cairn_fcache_free(fc, big[--n], 11), 0);
+	/* (a magazine is a frame of its own) */
+	CHECK_EQ(frames_free_total(frames) + cairn_fcache_cached_frames(fc) + magazines(),
+		 fr + cached + mags);
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(NCPUS, 0, 64 * MiB) == 0);
@@ -469,6 +525,7 @@ int main(void)
 	test_full_pass();
 	test_exhaustion();
 	test_lean_own_magazines();
+	test_hopeless();
 	test_orders_drain_group();
 	cairn_fcache_destroy(fc);
 	CHECK_EQ(frames_free_total(frames), before);
