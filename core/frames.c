@@ -820,6 +820,23 @@ int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 	return alloc_slow(f, order, flags, out);
 }
 
+/* The regions are immutable while active (frames_layout.h), so this reads
+ * them as region_find does; it answers for the regions of this moment. */
+bool cairn_frames_could_hold(struct cairn_frames *f, unsigned order, unsigned flags)
+{
+	if (order > CAIRN_MAX_ORDER)
+		return false;
+	unsigned areas = flags & CAIRN_F_ANY ? flags & CAIRN_F_ANY : CAIRN_F_ANY;
+	uint64_t n = 1ull << order;
+	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
+	for (unsigned ri = 0; ri < nr; ri++) {
+		struct region *r = active_region(f, ri);
+		if (r && (areas >> r->area & 1) && ((r->first + n - 1) & ~(n - 1)) + n <= r->end)
+			return true;
+	}
+	return false;
+}
+
 size_t cairn_frames_alloc_bulk(struct cairn_frames *f, unsigned flags,
 			       cairn_phys_t *out, size_t n)
 {

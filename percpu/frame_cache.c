@@ -172,17 +172,22 @@ static void zero_block(cairn_phys_t phys, unsigned order)
 static __attribute__((noinline)) int alloc_slow(struct cairn_fcache *fc, unsigned order,
 						unsigned flags, cairn_phys_t *out)
 {
+	/* On exhaustion every CPU's caches go back and the request is tried
+	 * once more, unless no region could ever hold the block: then what
+	 * the caches hold cannot help, and a drain would only empty every
+	 * CPU's magazines and leave the caches lean, at every such call. */
 	int i = order_index(order);
 	if (i < 0 || !cacheable(flags)) {
 		int err = cairn_frames_alloc(fc->f, order, flags, out);
-		if (err == CAIRN_ENOMEM) {
+		if (err == CAIRN_ENOMEM && cairn_frames_could_hold(fc->f, order, flags)) {
 			cairn_fcache_drain_all(fc);
 			err = cairn_frames_alloc(fc->f, order, flags, out);
 		}
 		return err;
 	}
 	int err = cairn_mag_try_alloc(fc->mag[i], out);
-	if (__builtin_expect(err == CAIRN_ENOMEM, 0)) {
+	if (__builtin_expect(err == CAIRN_ENOMEM, 0) &&
+	    cairn_frames_could_hold(fc->f, order, flags)) {
 		/* Frames may sit in the caches of other orders too. */
 		cairn_fcache_drain_all(fc);
 		err = cairn_mag_try_alloc(fc->mag[i], out);

@@ -255,6 +255,35 @@ static void test_bad_free_reports(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* cairn_frames_could_hold: whether some region of the areas holds an
+ * aligned block of the order, free or not. */
+static void test_could_hold(void)
+{
+	const struct cairn_mem_range map[] = { { 16 * GiB, 8 * MiB }, { 16 * GiB + 12 * MiB, 6 * MiB } };
+	struct cairn_frames *f = make(map, 2, false);
+	cairn_phys_t p;
+	CHECK(cairn_frames_could_hold(f, 0, 0));
+	CHECK(cairn_frames_could_hold(f, 11, 0));          /* [16 GiB, +8 MiB) itself */
+	CHECK(cairn_frames_could_hold(f, 11, CAIRN_F_HIGH));
+	CHECK(!cairn_frames_could_hold(f, 12, 0));         /* 16 MiB: no region is that large */
+	CHECK(!cairn_frames_could_hold(f, 18, 0));
+	CHECK(!cairn_frames_could_hold(f, 19, 0));         /* no such order */
+	CHECK(!cairn_frames_could_hold(f, 0, CAIRN_F_LOW16M)); /* no memory in the area */
+	CHECK(!cairn_frames_could_hold(f, 0, CAIRN_F_LOW4G | CAIRN_F_LOW16M));
+	CHECK(cairn_frames_could_hold(f, 0, CAIRN_F_LOW4G | CAIRN_F_HIGH));
+	/* free or not: the whole first region allocated, it still holds one */
+	CHECK_EQ(cairn_frames_alloc(f, 11, 0, &p), 0);
+	CHECK_EQ(p, 16 * GiB);
+	CHECK(cairn_frames_could_hold(f, 11, 0));
+	CHECK_EQ(cairn_frames_free(f, p, 11), 0);
+	/* the second region, [16 GiB + 12 MiB, +6 MiB), holds a 4 MiB
+	 * block (at its start) and no aligned 8 MiB one */
+	CHECK_EQ(cairn_frames_remove_region(f, 16 * GiB), 0);
+	CHECK(cairn_frames_could_hold(f, 10, 0));
+	CHECK(!cairn_frames_could_hold(f, 11, 0));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 /* The short paths of free (order 0 and order 9) take only exact blocks of
  * their order inside a region; every other free falls through to the
  * general path and gets its error, with nothing changed. A free also makes
@@ -1656,6 +1685,7 @@ int main(void)
 	test_orders_and_alignment();
 	test_errors();
 	test_bad_free_reports();
+	test_could_hold();
 	test_short_frees();
 	test_stale_seed();
 	test_alloc_at_reserve();

@@ -113,6 +113,12 @@ int cairn_frames_init(struct cairn_frames **out,
 int cairn_frames_alloc(struct cairn_frames *f, unsigned order, unsigned flags,
 		       cairn_phys_t *out);
 
+/* Does some region of the areas in flags hold a block of 2^order frames,
+ * naturally aligned, free or not? False: cairn_frames_alloc of that order
+ * and flags fails however much is freed (until a region is added), so a
+ * cache in front of the allocator need not drain anything for it. */
+bool cairn_frames_could_hold(struct cairn_frames *f, unsigned order, unsigned flags);
+
 /* Allocate 2^order frames aligned to 2^align_order frames (align_order >=
  * order); only 2^order frames are taken, nothing around the block is lost. */
 int cairn_frames_alloc_aligned(struct cairn_frames *f, unsigned order,
