@@ -679,11 +679,22 @@ int cairn_arena_free_owned(struct cairn_arena *a, uint64_t addr, uint64_t cookie
 int cairn_arena_free_as(struct cairn_arena *a, uint64_t addr, uint64_t size,
 			uint64_t cookie)
 {
+	/* The common case first, as cairn_arena_free's, the owner checked in
+	 * the shape's own read (validated with the leaf): otherwise nothing
+	 * changed, and the planner decides. */
+	uint64_t len = qround(a, size);
+	struct cairn_ext m;
+	if (len && !(addr & (a->quantum - 1)) &&
+	    cairn_btree_release_as(&a->tree, addr, len, cookie, CAIRN_ARENA_SPAN, &m) == 0) {
+		if (m.flags & CAIRN_ARENA_IMPORTED)
+			try_release(a, &m);
+		return 0;
+	}
 	if (size == 0)
 		return CAIRN_EINVAL;
 	if (addr & (a->quantum - 1))
 		return CAIRN_EALIGN;
-	struct freq r = { .addr = addr, .size = qround(a, size), .cookie = cookie };
+	struct freq r = { .addr = addr, .size = len, .cookie = cookie };
 	if (r.size == 0)
 		return CAIRN_EORDER;
 	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = addr,

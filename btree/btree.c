@@ -1796,8 +1796,8 @@ enum { R_PLAN = 6 };
 
 static inline __attribute__((always_inline)) int
 shape_update(struct cairn_btree *t, bool carve, uint64_t key, uint64_t need,
-	     uint64_t cookie, uint32_t nomerge, struct cairn_ext *result,
-	     uint64_t guess, struct bt_cur *c, bool again)
+	     uint64_t cookie, const uint64_t *owner, uint32_t nomerge,
+	     struct cairn_ext *result, uint64_t guess, struct bt_cur *c, bool again)
 {
 	struct bt_lv *lf;
 	int st;
@@ -1867,7 +1867,8 @@ shape_update(struct cairn_btree *t, bool carve, uint64_t key, uint64_t need,
 			return R_PLAN; /* nothing at or before key here */
 		uint64_t s = rd(k[i]), len = rd(a[i]);
 		uint32_t f = (uint32_t)rd(fl[i]);
-		if (s != key || len != need || (f & CAIRN_EXT_FREE))
+		if (s != key || len != need || (f & CAIRN_EXT_FREE) ||
+		    (owner && rd(n->b[lf->f + (unsigned)i]) != *owner))
 			return R_PLAN; /* the planner's error */
 		/* A neighbour the merge needs outside the leaf: unless this is
 		 * the first (last) leaf, it lies in another one. */
@@ -2044,7 +2045,7 @@ static __attribute__((noinline)) int carve_run(struct cairn_btree *t,
 	bool again = false;
 	int r;
 
-	while ((r = shape_update(t, true, 0, need, cookie, 0, result,
+	while ((r = shape_update(t, true, 0, need, cookie, NULL, 0, result,
 				 BT_NO_GUESS, &c, again)) == R_RESTART ||
 	       r == R_AGAIN) {
 		again = r == R_AGAIN;
@@ -2065,7 +2066,7 @@ static __attribute__((noinline)) int carve_run(struct cairn_btree *t,
 
 static __attribute__((noinline)) int release_run(struct cairn_btree *t,
 						 uint64_t key, uint64_t need,
-						 uint32_t nomerge,
+						 const uint64_t *owner, uint32_t nomerge,
 						 struct cairn_ext *result)
 {
 	struct bt_cur c;
@@ -2074,7 +2075,7 @@ static __attribute__((noinline)) int release_run(struct cairn_btree *t,
 	struct cairn_btree_finger *fs = finger_of(t);
 	uint64_t guess = rd(fs->key) == key ? rd(fs->path) : BT_NO_GUESS;
 
-	while ((r = shape_update(t, false, key, need, 0, nomerge, result,
+	while ((r = shape_update(t, false, key, need, 0, owner, nomerge, result,
 				 guess, &c, again)) == R_RESTART ||
 	       r == R_AGAIN) {
 		again = r == R_AGAIN;
@@ -2116,7 +2117,7 @@ int cairn_btree_update(struct cairn_btree *t, const struct cairn_bt_query *q)
 		r = carve_run(t, q->need, q->cookie, out);
 	else if (q->shape == CAIRN_BT_RELEASE && q->find == CAIRN_BT_AT &&
 		 !q->cur_only) /* else the planner sees no neighbours */
-		r = release_run(t, q->key, q->need, q->nomerge, out);
+		r = release_run(t, q->key, q->need, NULL, q->nomerge, out);
 	else if (q->shape == CAIRN_BT_GENERAL)
 		r = R_SLOW;
 	if (r == R_PLAN)
@@ -2145,7 +2146,16 @@ int cairn_btree_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
 int cairn_btree_release(struct cairn_btree *t, uint64_t key, uint64_t need,
 			uint32_t nomerge, struct cairn_ext *result)
 {
-	if (release_run(t, key, need, nomerge, result) != R_OK)
+	if (release_run(t, key, need, NULL, nomerge, result) != R_OK)
+		return CAIRN_BT_UNSHAPED;
+	collapse_check(t);
+	return 0;
+}
+
+int cairn_btree_release_as(struct cairn_btree *t, uint64_t key, uint64_t need,
+			   uint64_t cookie, uint32_t nomerge, struct cairn_ext *result)
+{
+	if (release_run(t, key, need, &cookie, nomerge, result) != R_OK)
 		return CAIRN_BT_UNSHAPED;
 	collapse_check(t);
 	return 0;

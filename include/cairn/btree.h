@@ -224,6 +224,10 @@ int cairn_btree_carve(struct cairn_btree *t, uint64_t need, uint64_t cookie,
 		      struct cairn_ext *result);
 int cairn_btree_release(struct cairn_btree *t, uint64_t key, uint64_t need,
 			uint32_t nomerge, struct cairn_ext *result);
+/* The release shape of an extent whose cookie is `cookie`: unshaped too
+ * when the allocated extent at key has another (the planner decides). */
+int cairn_btree_release_as(struct cairn_btree *t, uint64_t key, uint64_t need,
+			   uint64_t cookie, uint32_t nomerge, struct cairn_ext *result);
 
 /* ---- checking and walking (quiescent tree only) ---- */
 
