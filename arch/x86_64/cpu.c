@@ -445,6 +445,11 @@ void tlb_shootdown(void)
 	irq_restore(flags);
 }
 
+uint64_t tlb_requests(void)
+{
+	return atomic_load(&tlb_gen);
+}
+
 /* ---- sleeping until something changes ---- */
 
 void wake_all(void)

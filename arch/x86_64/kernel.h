@@ -166,6 +166,7 @@ void tsc_calibrate(void);
 extern uint64_t tsc_hz;
 void udelay(unsigned us);
 void tlb_shootdown(void);           /* every online CPU flushes its TLB */
+uint64_t tlb_requests(void);        /* shootdowns requested so far */
 unsigned lapic_id(void);            /* this CPU's local APIC id, read now */
 void wake_self(void);               /* a wake-up IPI to this CPU */
 void wake_all(void);                /* end every other CPU's wait_while */

@@ -46,7 +46,8 @@
  *            started as, whatever the ids are) and no other CPU's; sections
  *            turn interrupts off, nest, and restore the state they found;
  *            an interrupt sent inside a section waits for its end, then
- *            comes.
+ *            comes, even when the section shoots TLBs down and waits long
+ *            for the other CPUs' acknowledgements.
  *   map      cairn_port_map/unmap: frames mapped into a per-CPU window,
  *            written there and read through the identity map, error paths,
  *            and a cross-CPU check that an unmapped page faults on a CPU
@@ -121,10 +122,13 @@ static void check_quiescent(const char *name)
 /* ---- port: the port's promises on every test CPU ---- */
 
 static _Atomic uint64_t port_seen; /* bit i: a CPU said it is index i */
+static _Atomic unsigned port_holding; /* CPUs holding interrupts off for CPU 0 */
+static _Atomic uint64_t port_gen;     /* shootdown requests before CPU 0's */
 
 static void port_setup(void)
 {
 	atomic_store(&port_seen, 0);
+	atomic_store(&port_holding, 0);
 }
 
 static void port_index(unsigned idx)
@@ -183,11 +187,69 @@ static void port_sections(unsigned idx)
 		fail("port: a section entered with interrupts off turned them on");
 }
 
+/* A TLB shootdown inside a section (an arena's unmap under the objects
+ * layer): while CPU 0 waits for the acknowledgements, every other CPU holds
+ * interrupts off from before CPU 0's request until 2 ms after it, so the
+ * wait is long. A wake-up CPU 0 sent itself inside the section must still
+ * be held off until the section ends: no interrupt, whatever the port does
+ * while it waits. */
+#define PORT_VA ((uintptr_t)0xffffa00000000000)
+
+static void port_shootdown_hold(unsigned n)
+{
+	unsigned long f = irq_save();
+	atomic_fetch_add(&port_holding, 1);
+	while (atomic_load(&port_holding) < n) /* CPU 0 has read the count */
+		cpu_relax();
+	while (tlb_requests() == atomic_load(&port_gen))
+		cpu_relax();
+	udelay(2000);
+	irq_restore(f);
+}
+
+static void port_shootdown(unsigned idx, unsigned n)
+{
+	barrier_wait();
+	if (idx != 0) {
+		port_shootdown_hold(n);
+		barrier_wait();
+		return;
+	}
+	cairn_phys_t p;
+	if (cairn_frames_alloc(frames, 0, CAIRN_F_ZERO, &p))
+		panic("port: no frame");
+	atomic_store(&port_gen, tlb_requests());
+	while (atomic_load(&port_holding) < n - 1)
+		cpu_relax();
+	_Atomic uint64_t *wakes = &this_cpu()->wakes;
+	unsigned long s = cairn_port_local_enter();
+	atomic_fetch_add(&port_holding, 1); /* the others may wait for us now */
+	uint64_t w0 = atomic_load(wakes);
+	wake_self();
+	int e1 = cairn_port_map(PORT_VA, p, PAGE_SIZE);
+	*(volatile uint64_t *)PORT_VA = 1; /* in this CPU's TLB */
+	int e2 = cairn_port_unmap(PORT_VA, PAGE_SIZE);
+	uint64_t w1 = atomic_load(wakes);
+	cairn_port_local_leave(s);
+	for (unsigned i = 0; i < 1000 && atomic_load(wakes) == w0; i++)
+		udelay(10);
+	if (e1 || e2)
+		fail("port: map %d, unmap %d in a section", e1, e2);
+	if (w1 != w0)
+		fail("port: an interrupt was taken inside a CPU-local section, during a TLB "
+		     "shootdown");
+	if (atomic_load(wakes) == w0)
+		fail("port: the interrupt held off over a shootdown never came");
+	cairn_frames_free(frames, p, 0);
+	barrier_wait();
+}
+
 static void port_run(unsigned idx, unsigned n)
 {
-	(void)n;
 	port_index(idx);
 	port_sections(idx);
+	if (n > 1)
+		port_shootdown(idx, n);
 	this_cpu()->ops++;
 }
 
