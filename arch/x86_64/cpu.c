@@ -109,6 +109,19 @@ extern char probe_insn[], probe_fixup[];
 
 static _Atomic uint64_t tlb_gen; /* bumped by every shootdown request */
 
+/* Flush this CPU's TLB for every request made so far, and say so. The
+ * generation is read before the flush: any request numbered up to g cleared
+ * its entries before bumping to g, so the flush comes after all of them.
+ * Called with interrupts off (the handler, or a waiting shootdown), so the
+ * acknowledgements of one CPU only grow. */
+static void tlb_flush_ack(void)
+{
+	uint64_t g = atomic_load(&tlb_gen);
+	uint64_t cr3;
+	__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
+	atomic_store(&this_cpu()->tlb_acks, g);
+}
+
 void trap(struct trap_frame *tf)
 {
 	if (tf->vector == VEC_SPURIOUS)
@@ -128,13 +141,7 @@ void trap(struct trap_frame *tf)
 		return;
 	}
 	if (tf->vector == VEC_SHOOTDOWN) {
-		/* Read the generation before flushing: any request numbered up
-		 * to g cleared its entries before bumping to g, so our flush
-		 * comes after all of them. */
-		uint64_t g = atomic_load(&tlb_gen);
-		uint64_t cr3;
-		__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
-		atomic_store(&this_cpu()->tlb_acks, g);
+		tlb_flush_ack();
 		lapic_write(LAPIC_EOI, 0);
 		return;
 	}
@@ -422,23 +429,25 @@ void tlb_shootdown(void)
 	 * increment below orders those changes before every flush that
 	 * reads a generation >= g. */
 	unsigned long flags = irq_save();
+	struct percpu *self = this_cpu();
 	uint64_t g = atomic_fetch_add(&tlb_gen, 1) + 1;
-	unsigned me = this_cpu()->idx;
-	uint64_t cr3;
 
-	__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
+	tlb_flush_ack(); /* our own flush, after our request */
 	if (ncpus > 1)
 		ipi(0, (3u << 18) | VEC_SHOOTDOWN); /* all excluding self, fixed */
 	for (unsigned i = 0; i < ncpus; i++) {
-		if (i == me)
+		if (i == self->idx)
 			continue;
 		while (atomic_load(&percpu[i].online) &&
 		       atomic_load(&percpu[i].tlb_acks) < g) {
 			/* Two CPUs may shoot down at once, each with interrupts
-			 * off: open a window so that ours can be served. The
-			 * shootdown handler touches no per-CPU data of cairn,
-			 * so this is safe even inside a CPU-local section. */
-			__asm__ volatile("sti; nop; cli" : : : "memory");
+			 * off, each waiting for the other: serve the requests
+			 * made since our last flush here. Interrupts stay off:
+			 * opening them, even for one instruction, would let any
+			 * pending interrupt (a wake-up whose handler uses cairn)
+			 * into the CPU-local section we may be in. */
+			if (atomic_load(&self->tlb_acks) < atomic_load(&tlb_gen))
+				tlb_flush_ack();
 			cpu_relax();
 		}
 	}
