@@ -47,7 +47,9 @@
  *            turn interrupts off, nest, and restore the state they found;
  *            an interrupt sent inside a section waits for its end, then
  *            comes, even when the section shoots TLBs down and waits long
- *            for the other CPUs' acknowledgements.
+ *            for the other CPUs' acknowledgements; CPUs spinning in
+ *            cairn_port_pause() with interrupts off acknowledge the
+ *            shootdowns of the others.
  *   map      cairn_port_map/unmap: frames mapped into a per-CPU window,
  *            written there and read through the identity map, error paths,
  *            and a cross-CPU check that an unmapped page faults on a CPU
@@ -124,11 +126,15 @@ static void check_quiescent(const char *name)
 static _Atomic uint64_t port_seen; /* bit i: a CPU said it is index i */
 static _Atomic unsigned port_holding; /* CPUs holding interrupts off for CPU 0 */
 static _Atomic uint64_t port_gen;     /* shootdown requests before CPU 0's */
+static _Atomic unsigned port_inside;  /* CPUs in the section of port_shootdown_turns */
+static _Atomic unsigned port_turn;    /* the CPU whose unmap is next */
 
 static void port_setup(void)
 {
 	atomic_store(&port_seen, 0);
 	atomic_store(&port_holding, 0);
+	atomic_store(&port_inside, 0);
+	atomic_store(&port_turn, 0);
 }
 
 static void port_index(unsigned idx)
@@ -244,12 +250,63 @@ static void port_shootdown(unsigned idx, unsigned n)
 	barrier_wait();
 }
 
+/* Spin as cairn's own loops do (cairn_heap_online, a drain's wait, a tree
+ * node's lock), interrupts off, until *word reaches `want`; false after
+ * 10 s. */
+static bool port_spin_until(_Atomic unsigned *word, unsigned want, uint64_t end)
+{
+	while (atomic_load(word) < want)
+		if (rdtsc() > end)
+			return false;
+		else
+			cairn_port_pause();
+	return true;
+}
+
+/* Every CPU inside a section, interrupts off, unmaps a page in turn, and
+ * waits there in cairn_port_pause() for the others' turns: every shootdown
+ * needs the acknowledgement of CPUs that spin in a cairn wait loop and take
+ * no IPI. A port that serves shootdowns only from its IPI handler, or only
+ * while shooting down itself, deadlocks here (the spinners give up after
+ * 10 s and fail the test). */
+static void port_shootdown_turns(unsigned idx, unsigned n)
+{
+	uintptr_t va = PORT_VA + (1 + idx) * PAGE_SIZE;
+	cairn_phys_t p;
+	bool ok;
+	if (cairn_frames_alloc(frames, 0, CAIRN_F_ZERO, &p))
+		panic("port: no frame");
+	int e1 = cairn_port_map(va, p, PAGE_SIZE);
+	*(volatile uint64_t *)va = 1;
+	barrier_wait();
+	unsigned long s = cairn_port_local_enter();
+	uint64_t end = rdtsc() + 10 * tsc_hz;
+	atomic_fetch_add(&port_inside, 1);
+	bool in = port_spin_until(&port_inside, n, end);
+	bool turn = in && port_spin_until(&port_turn, idx, end);
+	int e2 = cairn_port_unmap(va, PAGE_SIZE);
+	atomic_fetch_add(&port_turn, 1);
+	bool all = port_spin_until(&port_turn, n, end);
+	cairn_port_local_leave(s);
+	if (!in || !turn || !all)
+		fail("port: cpu %u waited 10 s in cairn_port_pause, interrupts off, for the "
+		     "others' shootdowns (%s)", idx, !in ? "to meet" : !turn ? "for its turn" : "after it");
+	if (e1 || e2)
+		fail("port: map %d, unmap %d in a section, in turn", e1, e2);
+	if (probe_read((void *)va, &ok), ok)
+		fail("port: %#lx readable after its unmap", va);
+	cairn_frames_free(frames, p, 0);
+	barrier_wait();
+}
+
 static void port_run(unsigned idx, unsigned n)
 {
 	port_index(idx);
 	port_sections(idx);
-	if (n > 1)
+	if (n > 1) {
 		port_shootdown(idx, n);
+		port_shootdown_turns(idx, n);
+	}
 	this_cpu()->ops++;
 }
 
