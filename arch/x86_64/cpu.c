@@ -454,6 +454,23 @@ void tlb_shootdown(void)
 	irq_restore(flags);
 }
 
+/* A CPU that spins with interrupts off (in a CPU-local section, in one of
+ * cairn's wait loops: a heap coming online while a claimer holds it, a
+ * drain, a tree node's lock) takes no shootdown IPI; if the CPU it waits
+ * for is waiting for its acknowledgement, neither moves. Every such loop
+ * calls cairn_port_pause, which calls this: requests made since this CPU's
+ * last flush are served here. Interrupts off around it, so that the IPI
+ * handler cannot store a newer acknowledgement between our read and our
+ * store (one CPU's acknowledgements only grow). */
+void tlb_poll(void)
+{
+	unsigned long flags = irq_save();
+	if (atomic_load_explicit(&this_cpu()->tlb_acks, memory_order_relaxed) <
+	    atomic_load_explicit(&tlb_gen, memory_order_relaxed))
+		tlb_flush_ack();
+	irq_restore(flags);
+}
+
 uint64_t tlb_requests(void)
 {
 	return atomic_load(&tlb_gen);

@@ -167,6 +167,7 @@ extern uint64_t tsc_hz;
 void udelay(unsigned us);
 void tlb_shootdown(void);           /* every online CPU flushes its TLB */
 uint64_t tlb_requests(void);        /* shootdowns requested so far */
+void tlb_poll(void);                /* serve pending shootdowns (interrupts off) */
 unsigned lapic_id(void);            /* this CPU's local APIC id, read now */
 void wake_self(void);               /* a wake-up IPI to this CPU */
 void wake_all(void);                /* end every other CPU's wait_while */

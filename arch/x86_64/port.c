@@ -10,6 +10,8 @@
  * - phys<->virt: the identity map, virt == phys.
  * - report/log: serial console; reports are also counted, so a test can
  *   tell expected reports (planted bad input) from unexpected ones.
+ * - pause: serves TLB shootdowns pending for this CPU, then pause: a cairn
+ *   wait loop with interrupts off still acknowledges them.
  */
 #include "kernel.h"
 
@@ -64,5 +66,8 @@ void cairn_port_log(const char *line)
 
 void cairn_port_pause(void)
 {
+	/* cairn spins here, maybe with interrupts off, waiting for another
+	 * CPU that may be waiting for our TLB shootdown acknowledgement. */
+	tlb_poll();
 	cpu_relax();
 }
