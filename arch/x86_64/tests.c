@@ -785,7 +785,9 @@ static void map_run(unsigned idx, unsigned n)
 
 	for (unsigned round = 0; round < rounds; round++) {
 		unsigned k = 1 + (unsigned)(rng_next(&s) % MAP_PAGES);
-		uintptr_t v = w + (rng_next(&s) % (WINDOW_SIZE / PAGE_SIZE - MAP_PAGES)) * PAGE_SIZE;
+		/* From the window's second page: the page below v is ours too. */
+		uintptr_t v = w + (1 + rng_next(&s) % (WINDOW_SIZE / PAGE_SIZE - MAP_PAGES - 1)) *
+				      PAGE_SIZE;
 
 		/* Frames need not be contiguous: map them one by one. */
 		for (unsigned i = 0; i < k; i++) {
@@ -810,6 +812,18 @@ static void map_run(unsigned idx, unsigned n)
 			fail("map over the identity map did not say EEXIST");
 		if (cairn_port_unmap(v + k * PAGE_SIZE, 2 * PAGE_SIZE) != CAIRN_ERANGE)
 			fail("unmap of a range not all mapped did not say ERANGE");
+		/* All or nothing: a map whose second page is taken leaves its
+		 * first unmapped; an unmap whose second page is not mapped
+		 * leaves its first mapped. */
+		if (cairn_port_map(v - PAGE_SIZE, pg[0], 2 * PAGE_SIZE) != CAIRN_EEXIST)
+			fail("map of a range whose second page is mapped did not say EEXIST");
+		if (probe_read((void *)(v - PAGE_SIZE), &ok), ok)
+			fail("map: a failed map left %#lx mapped", v - PAGE_SIZE);
+		uintptr_t last = v + (k - 1) * PAGE_SIZE;
+		if (cairn_port_unmap(last, 2 * PAGE_SIZE) != CAIRN_ERANGE)
+			fail("unmap of a range whose second page is unmapped did not say ERANGE");
+		if (probe_read((void *)last, &ok), !ok)
+			fail("map: a failed unmap unmapped %#lx", last);
 		if (probe_read((void *)v, &ok) != (pg[0] ^ round) || !ok)
 			fail("map: a failed call changed the mapping at %#lx", v);
 
