@@ -775,6 +775,32 @@ static void cross_reader_round(uintptr_t theirs, unsigned owner, uint64_t round,
 	this_cpu()->ops++;
 }
 
+/* Both ends canonical, every byte between them not: page 0 (the NULL
+ * guard) after the last page of the address space, or the hole between the
+ * halves. EINVAL, and nothing mapped. */
+static void map_bad_ranges(cairn_phys_t f)
+{
+	static const struct { uintptr_t virt; size_t len; } bad[] = {
+		{ (uintptr_t)0 - PAGE_SIZE, 2 * PAGE_SIZE },
+		{ (uintptr_t)0x00007ffffffff000, (uintptr_t)0xffff800000001000 - 0x00007ffffffff000 },
+	};
+	bool ok;
+	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int err = cairn_port_map(bad[i].virt, f, bad[i].len);
+		if (err != CAIRN_EINVAL)
+			fail("map of %#lx + %#lx, which wraps, said %d, not EINVAL", bad[i].virt,
+			     (uint64_t)bad[i].len, err);
+		if (probe_read((void *)bad[i].virt, &ok), ok)
+			fail("map: %#lx mapped by a map that wraps", bad[i].virt);
+		if (probe_read((void *)0, &ok), ok)
+			fail("map: page 0 (the NULL guard) mapped by a map that wraps");
+		err = cairn_port_unmap(bad[i].virt, bad[i].len);
+		if (err != CAIRN_EINVAL)
+			fail("unmap of %#lx + %#lx, which wraps, said %d, not EINVAL", bad[i].virt,
+			     (uint64_t)bad[i].len, err);
+	}
+}
+
 static void map_run(unsigned idx, unsigned n)
 {
 	uint64_t s = rng_seed(idx, 3);
@@ -826,6 +852,10 @@ static void map_run(unsigned idx, unsigned n)
 			fail("map: a failed unmap unmapped %#lx", last);
 		if (probe_read((void *)v, &ok) != (pg[0] ^ round) || !ok)
 			fail("map: a failed call changed the mapping at %#lx", v);
+		/* A range that wraps past 2^64, or runs from the lower half
+		 * of the address space into the upper one, is not a range. */
+		if (round == 0 && idx == 0)
+			map_bad_ranges(pg[0]);
 
 		int err = cairn_port_unmap(v, k * PAGE_SIZE);
 		if (err)
