@@ -505,10 +505,20 @@ static bool canonical(uint64_t v)
 	return (uint64_t)((int64_t)(v << 16) >> 16) == v;
 }
 
+/* [virt, virt + len): page aligned, not empty, and every page of it
+ * canonical: both ends canonical, no wrap past 2^64 (onto page 0, the NULL
+ * guard) and both ends in the same half (the non-canonical addresses
+ * between the halves would index the upper half's tables). */
+static bool range_ok(uint64_t virt, uint64_t len)
+{
+	uint64_t last = virt + len - 1;
+	return !((virt | len) & (PAGE_SIZE - 1)) && len && last > virt && canonical(virt) &&
+	       canonical(last) && !((virt ^ last) >> 47);
+}
+
 int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 {
-	if ((virt | phys | len) & (PAGE_SIZE - 1) || !len || !canonical(virt) ||
-	    !canonical(virt + len - 1))
+	if (!range_ok(virt, len) || (phys & (PAGE_SIZE - 1)))
 		return CAIRN_EINVAL;
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {
 		int err = 0;
@@ -529,8 +539,7 @@ int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 
 int cairn_port_unmap(uintptr_t virt, size_t len)
 {
-	if ((virt | len) & (PAGE_SIZE - 1) || !len || !canonical(virt) ||
-	    !canonical(virt + len - 1))
+	if (!range_ok(virt, len))
 		return CAIRN_EINVAL;
 	/* All or nothing: every page must be a 4 KiB mapping of ours. */
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {

@@ -775,14 +775,15 @@ static void cross_reader_round(uintptr_t theirs, unsigned owner, uint64_t round,
 	this_cpu()->ops++;
 }
 
-/* Both ends canonical, every byte between them not: page 0 (the NULL
- * guard) after the last page of the address space, or the hole between the
- * halves. EINVAL, and nothing mapped. */
+/* Both ends canonical, not every byte between them: page 0 (the NULL
+ * guard) after the last page of the address space, the hole between the
+ * halves, or all of it once round. EINVAL, and nothing mapped. */
 static void map_bad_ranges(cairn_phys_t f)
 {
 	static const struct { uintptr_t virt; size_t len; } bad[] = {
 		{ (uintptr_t)0 - PAGE_SIZE, 2 * PAGE_SIZE },
 		{ (uintptr_t)0x00007ffffffff000, (uintptr_t)0xffff800000001000 - 0x00007ffffffff000 },
+		{ (uintptr_t)0 - 2 * PAGE_SIZE, (size_t)0 - PAGE_SIZE }, /* round, to below itself */
 	};
 	bool ok;
 	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
