@@ -207,7 +207,10 @@ static void port_shootdown_hold(unsigned n)
 	atomic_fetch_add(&port_holding, 1);
 	while (atomic_load(&port_holding) < n) /* CPU 0 has read the count */
 		cpu_relax();
-	while (tlb_requests() == atomic_load(&port_gen))
+	/* Until CPU 0 requests (a map that failed requests none: its check
+	 * fails it, and we go on after 10 s rather than hang the run). */
+	uint64_t end = rdtsc() + 10 * tsc_hz;
+	while (tlb_requests() == atomic_load(&port_gen) && rdtsc() < end)
 		cpu_relax();
 	udelay(2000);
 	irq_restore(f);
