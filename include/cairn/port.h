@@ -70,7 +70,12 @@ void cairn_port_report(int err, const char *what, uint64_t a, uint64_t b);
  * The line's memory is reused when the call returns. */
 void cairn_port_log(const char *line);
 
-/* Spin-wait hint (pause on x86). */
+/* Spin-wait hint (pause on x86). Every cairn loop that waits for another
+ * CPU calls it, possibly inside a CPU-local section (interrupts off): a
+ * port whose unmap waits for the other CPUs (a TLB shootdown) must serve
+ * their pending requests here too, or a CPU waiting in cairn for one that
+ * is unmapping never acknowledges it, and neither moves (the test kernel
+ * does). */
 void cairn_port_pause(void);
 
 #endif /* CAIRN_PORT_H */
