@@ -51,102 +51,14 @@ static struct cairn_fcache *fc;
 
 /* ---- CPU threads that run steps on command, and park at a hook ---- */
 
-struct cpu_thread {
-	pthread_t t;
-	unsigned cpu;
-	sem_t cmd, done, parked, go, event;
-	void (*fn)(struct cpu_thread *);
-	bool quit, arm;
-	enum cairn_percpu_hook_point at;
-	void *obj;
-	unsigned order;           /* of the blocks in hand */
-	cairn_phys_t hand[NHAND]; /* blocks in this thread's hands */
-	unsigned nhand;
+#define CPU_THREAD_OWN                                                         \
+	unsigned order;           /* of the blocks in hand */                  \
+	cairn_phys_t hand[NHAND]; /* blocks in this thread's hands */          \
+	unsigned nhand;                                                        \
 	int err;                  /* the last step's result */
-	bool noted;               /* a drainer: seen waiting */
-	atomic_bool drained;      /* a drainer: returned */
-};
+#include "cpu_thread.h"
 
-static _Thread_local struct cpu_thread *me;
 static struct cpu_thread cpu[CACHE_CPUS];
-
-void cairn_percpu_test_hook(enum cairn_percpu_hook_point at, void *obj)
-{
-	if (!me)
-		return;
-	if (at == CAIRN_HOOK_DRAIN_WAITING && !me->noted) {
-		me->noted = true;
-		sem_post(&me->event);
-	}
-	if (!me->arm || me->at != at || (me->obj && me->obj != obj))
-		return;
-	me->arm = false; /* once */
-	sem_post(&me->parked);
-	sem_wait(&me->go);
-}
-
-static void *cpu_main(void *arg)
-{
-	struct cpu_thread *ct = arg;
-	me = ct;
-	REQUIRE(cairn_host_cpu_bind(ct->cpu) == 0);
-	for (;;) {
-		sem_wait(&ct->cmd);
-		if (ct->quit)
-			break;
-		ct->fn(ct);
-		ct->arm = false;
-		sem_post(&ct->done);
-	}
-	cairn_host_cpu_unregister();
-	return NULL;
-}
-
-static void cpu_start(struct cpu_thread *ct, unsigned c)
-{
-	*ct = (struct cpu_thread){ .cpu = c };
-	REQUIRE(sem_init(&ct->cmd, 0, 0) == 0 && sem_init(&ct->done, 0, 0) == 0);
-	REQUIRE(sem_init(&ct->parked, 0, 0) == 0 && sem_init(&ct->go, 0, 0) == 0);
-	REQUIRE(sem_init(&ct->event, 0, 0) == 0);
-	REQUIRE(pthread_create(&ct->t, NULL, cpu_main, ct) == 0);
-}
-
-static void cpu_stop(struct cpu_thread *ct)
-{
-	ct->quit = true;
-	sem_post(&ct->cmd);
-	pthread_join(ct->t, NULL);
-	sem_destroy(&ct->cmd);
-	sem_destroy(&ct->done);
-	sem_destroy(&ct->parked);
-	sem_destroy(&ct->go);
-	sem_destroy(&ct->event);
-}
-
-/* A step, park or event that does not come within 10 s never comes. */
-static void wait_for(sem_t *sem, const struct cpu_thread *ct, const char *what)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	t.tv_sec += 10;
-	while (sem_timedwait(sem, &t))
-		if (errno != EINTR) {
-			fprintf(stderr, "CPU %u: %s never came\n", ct->cpu, what);
-			exit(1);
-		}
-}
-
-static void run(struct cpu_thread *ct, void (*fn)(struct cpu_thread *))
-{
-	ct->fn = fn;
-	sem_post(&ct->cmd);
-}
-
-static void run_wait(struct cpu_thread *ct, void (*fn)(struct cpu_thread *))
-{
-	run(ct, fn);
-	wait_for(&ct->done, ct, "the end of a step");
-}
 
 /* ---- steps ---- */
 
