@@ -1086,9 +1086,10 @@ static inline bool free0_fast(struct cairn_frames *f, cairn_phys_t phys)
 	 * wait for a load of the word behind that allocation's locked RMW.
 	 * The CAS compares the whole word, so a stale seed only makes it fail
 	 * and return the word; a value that fails the check is a verdict only
-	 * once the word itself says so. The hint's place alone is compared: a
-	 * global word number names at most one word of all active regions, and
-	 * a seed left by a removed region's slot is only a stale seed. */
+	 * once the word itself says so. The hint's place alone is compared:
+	 * a seed of another region's word of the same number (two regions
+	 * may share a word's frames) or of a removed region's slot is only a
+	 * stale seed, since the CAS is always on this region's own word. */
 	uint64_t v = hint_place(atomic_load_explicit(hp, RELAXED)) == frame / WORD_FRAMES
 			     ? atomic_load_explicit(hint_word(hp), RELAXED) : ld(w);
 	/* Park the frame if this CPU's slot is free: clear ALLOCATED only

@@ -17,7 +17,8 @@
  * Errors (a rejected call changes nothing; reserve/unreserve see there):
  *   CAIRN_EINVAL  order or align_order above CAIRN_MAX_ORDER, align_order
  *                 below order, a flag not defined here; init: an empty map,
- *                 a range that wraps past 2^64, ncpus 0 or above 65534,
+ *                 a range whose end (base + size) is not below 2^64,
+ *                 ncpus 0 or above 65534,
  *                 cfg->meta_size too small; add_region: a range that
  *                 straddles an area boundary (add each part), meta_size too
  *                 small; reserve/unreserve: size 0 or a wrapping range
