@@ -803,6 +803,19 @@ static void map_bad_ranges(cairn_phys_t f)
 			fail("unmap of %#lx + %#lx, which wraps, said %d, not EINVAL", bad[i].virt,
 			     (uint64_t)bad[i].len, err);
 	}
+	/* Page 0 is the NULL guard: no map may fill it (the second range's
+	 * other pages are the identity map's). */
+	static const struct { uintptr_t virt; size_t len; } guard[] = {
+		{ 0, PAGE_SIZE }, { 0, 3 * PAGE_SIZE },
+	};
+	for (unsigned i = 0; i < sizeof guard / sizeof guard[0]; i++) {
+		int err = cairn_port_map(guard[i].virt, f, guard[i].len);
+		if (err != CAIRN_EINVAL)
+			fail("map of %#lx + %#lx, over the NULL guard, said %d, not EINVAL",
+			     guard[i].virt, (uint64_t)guard[i].len, err);
+		if (probe_read((void *)0, &ok), ok)
+			fail("map: page 0 (the NULL guard) mapped by a map at 0");
+	}
 }
 
 static void map_run(unsigned idx, unsigned n)
