@@ -505,15 +505,16 @@ static bool canonical(uint64_t v)
 	return (uint64_t)((int64_t)(v << 16) >> 16) == v;
 }
 
-/* [virt, virt + len): page aligned, not empty, and every page of it
- * canonical: both ends canonical, no wrap past 2^64 (onto page 0, the NULL
- * guard) and both ends in the same half (the non-canonical addresses
- * between the halves would index the upper half's tables). */
+/* [virt, virt + len): page aligned, not empty, clear of page 0 (the NULL
+ * guard, which nothing maps), and every page of it canonical: both ends
+ * canonical, no wrap past 2^64 (onto page 0 again) and both ends in the
+ * same half (the non-canonical addresses between the halves would index
+ * the upper half's tables). */
 static bool range_ok(uint64_t virt, uint64_t len)
 {
 	uint64_t last = virt + len - 1;
-	return !((virt | len) & (PAGE_SIZE - 1)) && len && last > virt && canonical(virt) &&
-	       canonical(last) && !((virt ^ last) >> 47);
+	return !((virt | len) & (PAGE_SIZE - 1)) && len && virt && last > virt &&
+	       canonical(virt) && canonical(last) && !((virt ^ last) >> 47);
 }
 
 int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
