@@ -348,6 +348,21 @@ bool mm_is_mapped(uint64_t virt)
 	return mapped_in(kernel_cr3, virt);
 }
 
+/* The tables reachable from the table at `t` (level 4: a PML4), itself
+ * included: every table allocated is linked for good (none is ever freed),
+ * so after the identity map is built this must equal pt_pages. */
+static unsigned tables_under(uint64_t t, int level)
+{
+	unsigned n = 1;
+	_Atomic uint64_t *table = (_Atomic uint64_t *)(uintptr_t)t;
+	for (unsigned i = 0; level > 1 && i < 512; i++) {
+		uint64_t v = atomic_load(&table[i]);
+		if ((v & PTE_P) && !(v & PTE_PS))
+			n += tables_under(v & PTE_ADDR, level - 1);
+	}
+	return n;
+}
+
 static bool in_hole(uint64_t b, uint64_t e)
 {
 	for (unsigned h = 0; h < nholes; h++)
@@ -394,6 +409,10 @@ static void build_identity_map(void)
 
 	kernel_cr3 = cr3;
 	__asm__ volatile("mov %0, %%cr3" : : "r"(cr3) : "memory");
+	unsigned reached = tables_under(cr3, 4);
+	if (reached != atomic_load(&pt_pages))
+		panic("identity map: %u page-table pages allocated, %u in the tables",
+		      (unsigned)atomic_load(&pt_pages), reached);
 }
 
 /* ---- bring-up ---- */
