@@ -313,11 +313,22 @@ static void map_one(uint64_t cr3, uint64_t addr, int level, uint64_t attr)
 
 static unsigned pages_1g, pages_2m; /* in the identity map, for the log */
 
+/* Does a page table already map part of the GiB at b in 2 MiB pages (an
+ * earlier firmware entry that overlaps this one)? A 1 GiB page stored over
+ * it would leak the table and map whatever that entry left out. */
+static bool gib_has_table(uint64_t cr3, uint64_t b)
+{
+	int err = 0;
+	_Atomic uint64_t *e = pt_slot(cr3, b, 3, false, &err);
+	uint64_t v = e ? atomic_load(e) : 0;
+	return (v & PTE_P) && !(v & PTE_PS);
+}
+
 /* Identity-map [b, e), both 2 MiB aligned, with the largest pages that fit. */
 static void map_identity(uint64_t cr3, uint64_t b, uint64_t e, uint64_t attr)
 {
 	while (b < e) {
-		if (have_1g_pages && !(b & (GiB - 1)) && e - b >= GiB) {
+		if (have_1g_pages && !(b & (GiB - 1)) && e - b >= GiB && !gib_has_table(cr3, b)) {
 			map_one(cr3, b, 3, attr);
 			b += GiB;
 			pages_1g++;
@@ -385,7 +396,8 @@ static void build_identity_map(void)
 
 	/* RAM and ACPI tables, widened to 2 MiB, minus the 2 MiB pages that
 	 * lie wholly inside a holes= range. Overlapping firmware entries are
-	 * harmless: the same entry is written twice with the same value. */
+	 * harmless: the same entry is written twice with the same value, and
+	 * no 1 GiB page replaces a table an earlier entry made. */
 	for (unsigned i = 0; i < fw_map_n; i++) {
 		uint32_t t = fw_map[i].type;
 		if (t != 1 && t != 3 && t != 4)
