@@ -15,6 +15,7 @@ const char *cairn_strerror(int err)
 	case CAIRN_EEXIST: return "overlaps an existing region";
 	case CAIRN_ENOSPC: return "table full";
 	case CAIRN_ECORRUPT: return "invariant broken";
+	case CAIRN_EMETA: return "the allocator's own metadata";
 	}
 	return "unknown error";
 }

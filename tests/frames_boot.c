@@ -20,8 +20,8 @@
  * carved from the top of the highest region that holds it (or from the
  * caller's memory), validate passing. Allocating every frame must hand
  * out each free frame of the reference exactly once and nothing else
- * (the carved frames are EBUSY to alloc_at, frames outside the map
- * ERANGE), and freeing them all must give back the statistics of the start.
+ * (the carved frames are EBUSY to alloc_at and EMETA to free and
+ * unreserve, frames outside the map ERANGE), and freeing them all must give back the statistics of the start.
  * Before that, aligned requests (alignment above the size, 2 MiB and more
  * for small blocks) in random areas until ENOMEM must take exactly the
  * reference's count of aligned free blocks, highest area first: the
@@ -431,6 +431,13 @@ static void round_check(unsigned round, bool carve)
 	if (carve) {
 		CHECK_EQ(cairn_frames_alloc_at(f, cfirst * FRAME, 0), CAIRN_EBUSY);
 		CHECK_EQ(cairn_frames_alloc_at(f, (cend - 1) * FRAME, 0), CAIRN_EBUSY);
+		/* and no caller's to free: refused, nothing changed */
+		cairn_host_reports_quiet(1);
+		CHECK_EQ(cairn_frames_free(f, cfirst * FRAME, 0), CAIRN_EMETA);
+		CHECK_EQ(cairn_frames_free(f, (cend - 1) * FRAME, 0), CAIRN_EMETA);
+		CHECK_EQ(cairn_frames_unreserve(f, cfirst * FRAME, (cend - cfirst) * FRAME),
+			 CAIRN_EMETA);
+		cairn_host_reports_quiet(0);
 	}
 	for (unsigned i = 0; i < nref; i++) {
 		if (!in_ref(ref[i].end))

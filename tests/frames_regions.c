@@ -18,7 +18,8 @@
  * region keeps its slot until reclaimed); else the lowest reclaimed slot,
  * or the next new one. A removal is ERANGE where no active region starts,
  * EBUSY for carved metadata or a frame the test holds (parked frames are
- * free: the order-0 frees park some), else the region goes. A reclaim takes
+ * free: the order-0 frees park some), else the region goes. A free of a
+ * carved frame is EMETA (no caller's block). A reclaim takes
  * the oldest removal at its base, ERANGE if there is none, and its metadata
  * is freed at once (ASan catches a later look into it through a hint).
  *
@@ -195,10 +196,14 @@ static void huge_regions(void)
 	CHECK_EQ(st.free_frames[CAIRN_AREA_HIGH], GiB / FRAME - mframes);
 	CHECK_EQ(st.free_blocks[CAIRN_AREA_HIGH][CAIRN_MAX_ORDER], 0);
 	CHECK_EQ(st.free_blocks[CAIRN_AREA_HIGH][CAIRN_MAX_ORDER - 1], 1);
-	CHECK(cairn_frames_is_allocated(f, cb + GiB - FRAME, 0));
-	CHECK(cairn_frames_is_allocated(f, cb + GiB - mframes * FRAME, 0));
+	/* in use for good, and no caller's block */
+	CHECK(!cairn_frames_is_allocated(f, cb + GiB - FRAME, 0));
+	CHECK(!cairn_frames_is_allocated(f, cb + GiB - mframes * FRAME, 0));
 	CHECK(!cairn_frames_is_allocated(f, cb + GiB - (mframes + 1) * FRAME, 0));
 	CHECK_EQ(cairn_frames_alloc_at(f, cb + GiB - FRAME, 0), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_alloc_at(f, cb + GiB - 2 * MiB, CAIRN_HUGE_ORDER), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_free(f, cb + GiB - mframes * FRAME, 0), CAIRN_EMETA);
+	CHECK_EQ(cairn_frames_free(f, cb + GiB - 2 * MiB, CAIRN_HUGE_ORDER), CAIRN_EMETA);
 	CHECK_EQ(cairn_frames_alloc(f, CAIRN_MAX_ORDER, 0, &q), CAIRN_ENOMEM);
 	CHECK_EQ(cairn_frames_remove_region(f, cb), CAIRN_EBUSY);
 	CHECK_EQ(cairn_frames_validate(f), 0);
@@ -216,8 +221,9 @@ static void huge_regions(void)
 	cairn_frames_stats(f, &st);
 	CHECK_EQ(st.regions, 4);
 	CHECK_EQ(st.free_frames[CAIRN_AREA_HIGH], GiB / FRAME - mframes + 2);
-	CHECK(cairn_frames_is_allocated(f, 7 * GiB + FRAME, 0));
-	CHECK(cairn_frames_is_allocated(f, 7 * GiB + 4 * MiB, 0));
+	CHECK_EQ(cairn_frames_free(f, 7 * GiB + FRAME, 0), CAIRN_EMETA);
+	CHECK_EQ(cairn_frames_free(f, 7 * GiB + 4 * MiB, 0), CAIRN_EMETA);
+	CHECK_EQ(cairn_frames_free(f, 7 * GiB, 1), CAIRN_EMETA); /* holds a carved frame */
 	CHECK_EQ(cairn_frames_alloc_at(f, 7 * GiB, 0), 0);
 	CHECK_EQ(cairn_frames_alloc_at(f, 7 * GiB + 4 * MiB - FRAME, 0), 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
@@ -648,6 +654,14 @@ static void step_at(unsigned step)
 {
 	unsigned w = (unsigned)below(3), k = below(2) ? 0 : (unsigned)below(11);
 	uint64_t fr = (win[w].first + below(win[w].end - win[w].first)) & ~((1ull << k) - 1);
+	if (!below(8)) { /* carved metadata, which a random place seldom meets */
+		uint64_t n = win[w].end - win[w].first, at = below(n);
+		for (uint64_t i = 0; i < n; i++)
+			if (fs[w][(at + i) % n] == META) {
+				fr = (win[w].first + (at + i) % n) & ~((1ull << k) - 1);
+				break;
+			}
+	}
 	if (fr < win[w].first)
 		fr += 1ull << k;
 	int r = active_at(fr);
@@ -673,9 +687,8 @@ static void step_at(unsigned step)
 		int32_t s = *ref_at(fr);
 		if (s >= 0)
 			return; /* the test's own block */
-		want = s == FREE ? CAIRN_EFREE : CAIRN_EORDER;
-		if (s == META) /* (a carved frame is an order-0 block: not the test's to free) */
-			return;
+		/* carved metadata is no caller's block: refused as such */
+		want = s == FREE ? CAIRN_EFREE : s == META ? CAIRN_EMETA : CAIRN_EORDER;
 	}
 	expect("free of a block not held", step, cairn_frames_free(f, fr * FRAME, 0), want);
 }
@@ -776,12 +789,15 @@ int main(int argc, char **argv)
 			}
 	}
 	printf("frames_regions: seed %llu, %u steps: adds %u, removes %u, reclaims %u, allocs %u "
-	       "(ENOMEM %u); EINVAL %u ERANGE %u EBUSY %u EEXIST %u ENOSPC %u ENOMEM %u EFREE %u\n",
+	       "(ENOMEM %u); EINVAL %u ERANGE %u EBUSY %u EEXIST %u ENOSPC %u ENOMEM %u EFREE %u "
+	       "EMETA %u\n",
 	       (unsigned long long)seed, steps, adds_ok, removes_ok, reclaims_ok, allocs_ok, enomem,
-	       outcome[2], outcome[3], outcome[7], outcome[8], outcome[9], outcome[1], outcome[5]);
+	       outcome[2], outcome[3], outcome[7], outcome[8], outcome[9], outcome[1], outcome[5],
+	       outcome[11]);
 	/* every outcome met, so no branch of the reference went untried */
 	CHECK(adds_ok && removes_ok && reclaims_ok && enomem);
 	CHECK(outcome[-CAIRN_EINVAL] && outcome[-CAIRN_ERANGE] && outcome[-CAIRN_EBUSY] &&
-	      outcome[-CAIRN_EEXIST] && outcome[-CAIRN_ENOSPC] && outcome[-CAIRN_ENOMEM]);
+	      outcome[-CAIRN_EEXIST] && outcome[-CAIRN_ENOSPC] && outcome[-CAIRN_ENOMEM] &&
+	      outcome[-CAIRN_EMETA]);
 	return check_done("frames_regions");
 }

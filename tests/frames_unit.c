@@ -51,7 +51,8 @@ static void test_init_and_areas(void)
 	uint64_t meta_frames = (cairn_frames_meta_size(pc_map, 3, 4) + FRAME - 1) / FRAME;
 	CHECK_EQ(st.free_frames[CAIRN_AREA_HIGH], 64 * MiB / FRAME - meta_frames);
 	CHECK_EQ(st.free_frames[CAIRN_AREA_LOW4G], 24 * MiB / FRAME);
-	CHECK(cairn_frames_is_allocated(f, 4 * GiB + 64 * MiB - FRAME, 0));
+	/* no caller's block: carved metadata is no allocation (test_carved_meta) */
+	CHECK(!cairn_frames_is_allocated(f, 4 * GiB + 64 * MiB - FRAME, 0));
 	/* at most ~2 bits per frame plus a small cost per 2 MiB */
 	uint64_t frames = st.total_frames[0] + st.total_frames[1] + st.total_frames[2];
 	CHECK(st.meta_bytes * 8 <= frames * 2 + (frames / 512 + 8) * 64 + 8 * 8192);
@@ -253,6 +254,100 @@ static void test_bad_free_reports(void)
 	CHECK_EQ(cairn_frames_free(f, q, 0), 0);
 	CHECK_EQ(cairn_frames_free(f, h, 9), 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
+/* A refused call into carved metadata: CAIRN_EMETA, reported once. */
+static int meta_call(struct cairn_frames *f, int how, cairn_phys_t phys, unsigned order)
+{
+	uint64_t before = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	int err = how < 3 ? free_one(f, how, phys, order)
+			  : cairn_frames_unreserve(f, phys, FRAME << order);
+	cairn_host_reports_quiet(0);
+	if (err != CAIRN_EMETA || cairn_host_reports() != before + 1)
+		fprintf(stderr, "  call %d of %#llx (order %u): %d, %llu reports\n", how,
+			(unsigned long long)phys, order, err,
+			(unsigned long long)(cairn_host_reports() - before));
+	CHECK_EQ(cairn_host_reports(), before + 1);
+	return err;
+}
+
+/* Metadata carved from the managed memory (the instance's at init, a
+ * region's by add_region) belongs to no caller: every free of it (each
+ * frame, any order whose block holds one, the bulk frees, unreserve) is
+ * CAIRN_EMETA, reported, and changes nothing; no allocation hands it out
+ * later; alloc_at and reserve find it in use; the other region, whose
+ * metadata lies in the carve, still goes. */
+static void test_carved_meta(void)
+{
+	const struct cairn_mem_range map[] = { { 20 * GiB, 8 * MiB }, { 21 * GiB, 4 * MiB } };
+	struct cairn_frames *f = make(map, 2, true);
+	cairn_phys_t top = 21 * GiB + 4 * MiB;
+	uint64_t mf = (cairn_frames_meta_size(map, 2, 4) + FRAME - 1) / FRAME;
+	cairn_phys_t carve = top - mf * FRAME;
+	REQUIRE(mf >= 2 && mf < 512);
+	CHECK((uintptr_t)f == (uintptr_t)cairn_port_phys_to_virt(carve));
+	struct cairn_frames_stats st0, st;
+	cairn_frames_stats(f, &st0);
+	CHECK_EQ(st0.total_frames[CAIRN_AREA_HIGH], (8 + 4) * MiB / FRAME);
+	CHECK_EQ(st0.free_frames[CAIRN_AREA_HIGH], (8 + 4) * MiB / FRAME - mf);
+	/* an allocated frame just below the carve: its frees are unharmed */
+	CHECK_EQ(cairn_frames_alloc_at(f, carve - FRAME, 0), 0);
+	for (uint64_t i = 0; i < mf; i++) {
+		cairn_phys_t m = carve + i * FRAME;
+		CHECK(!cairn_frames_is_allocated(f, m, 0));
+		for (int how = 0; how < 4; how++) /* free, free_bulk, unreserve */
+			if (how != 2)
+				CHECK_EQ(meta_call(f, how, m, 0), CAIRN_EMETA);
+		CHECK_EQ(cairn_frames_alloc_at(f, m, 0), CAIRN_EBUSY);
+		CHECK_EQ(cairn_frames_reserve(f, m, FRAME), CAIRN_EBUSY);
+	}
+	/* blocks of larger orders that hold carved frames, the 2 MiB block
+	 * of the carve's chunk, unreserve of a range that ends in the carve */
+	for (unsigned k = 1; k <= 8; k++)
+		CHECK_EQ(meta_call(f, 0, carve & ~((FRAME << k) - 1), k), CAIRN_EMETA);
+	CHECK_EQ(meta_call(f, 0, top - 2 * MiB, 9), CAIRN_EMETA);
+	CHECK_EQ(meta_call(f, 2, top - 2 * MiB, 9), CAIRN_EMETA);
+	CHECK_EQ(meta_call(f, 3, carve - FRAME, 1), CAIRN_EMETA);
+	CHECK(cairn_frames_is_allocated(f, carve - FRAME, 0));
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK_EQ(cairn_frames_free(f, carve - FRAME, 0), 0);
+	cairn_frames_stats(f, &st);
+	CHECK(memcmp(&st, &st0, sizeof(st)) == 0);
+	/* every free frame once, no carved one */
+	uint64_t n = st0.free_frames[CAIRN_AREA_HIGH], got = 0;
+	cairn_phys_t *all = malloc((n + 1) * sizeof(*all));
+	REQUIRE(all);
+	for (size_t k; (k = cairn_frames_alloc_bulk(f, 0, all + got, n + 1 - got)) > 0;)
+		got += k;
+	CHECK_EQ(got, n);
+	for (uint64_t i = 0; i < got; i++)
+		CHECK(all[i] < carve || all[i] >= top);
+	CHECK_EQ(cairn_frames_free_bulk(f, all, got, NULL), 0);
+	free(all);
+	cairn_frames_stats(f, &st);
+	CHECK(memcmp(&st, &st0, sizeof(st)) == 0);
+	/* the carved range is still the region's: no region over it */
+	size_t ms = cairn_frames_region_meta_size(top - FRAME, FRAME);
+	void *meta = malloc(ms);
+	CHECK_EQ(cairn_frames_add_region(f, top - FRAME, FRAME, meta, ms), CAIRN_EEXIST);
+	free(meta);
+	/* the region holding the carve stays; the other goes */
+	CHECK_EQ(cairn_frames_remove_region(f, 21 * GiB), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_remove_region(f, 20 * GiB), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	/* a region's own carve, of one frame */
+	cairn_phys_t r = 22 * GiB;
+	CHECK_EQ(cairn_frames_add_region(f, r, 2 * MiB, NULL, 0), 0);
+	uint64_t total = frames_free_total(f);
+	CHECK_EQ(meta_call(f, 0, r + 2 * MiB - FRAME, 0), CAIRN_EMETA);
+	CHECK_EQ(meta_call(f, 1, r + 2 * MiB - FRAME, 0), CAIRN_EMETA);
+	CHECK_EQ(meta_call(f, 3, r + 2 * MiB - FRAME, 0), CAIRN_EMETA);
+	CHECK_EQ(meta_call(f, 0, r, 9), CAIRN_EMETA);
+	CHECK_EQ(frames_free_total(f), total);
+	CHECK_EQ(cairn_frames_remove_region(f, r), CAIRN_EBUSY);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	cairn_frames_dump(f);
 }
 
 /* cairn_frames_could_hold: whether some region of the areas holds an
@@ -1685,6 +1780,7 @@ int main(void)
 	test_orders_and_alignment();
 	test_errors();
 	test_bad_free_reports();
+	test_carved_meta();
 	test_could_hold();
 	test_short_frees();
 	test_stale_seed();
