@@ -1023,13 +1023,34 @@ static inline int locate(struct cairn_frames *f, cairn_phys_t phys, unsigned ord
 	return 0;
 }
 
+/* The active region whose carved metadata ([end, meta_end): struct
+ * region) the frames [frame, frame + n) reach, all of them inside the
+ * range it was given; NULL if none. Only for calls the region bounds
+ * refused already: the carve is outside every region, so no short path
+ * meets it, and the errors that name it cost nothing until then. */
+static struct region *carve_find(struct cairn_frames *f, uint64_t frame, uint64_t n)
+{
+	uint32_t nr = atomic_load_explicit(&f->nregions, ACQUIRE);
+	for (uint32_t i = 0; i < nr; i++) {
+		struct region *r = &f->region[i];
+		if (region_active(atomic_load_explicit(&r->state, ACQUIRE)) &&
+		    frame >= r->first && frame + n > r->end && frame + n <= r->meta_end)
+			return r;
+	}
+	return NULL;
+}
+
 /* A free whose block is no block of any region (locate's EALIGN and
- * ERANGE) is reported as every bad free is (frames.h); a bad order
- * (EINVAL) is a bad argument, returned only. */
-static int bad_place(int err, cairn_phys_t phys, unsigned order)
+ * ERANGE) is reported as every bad free is (frames.h): as EMETA when the
+ * block holds carved metadata, which no caller was ever given. A bad
+ * order (EINVAL) is a bad argument, returned only. */
+static int bad_place(struct cairn_frames *f, int err, cairn_phys_t phys, unsigned order)
 {
 	if (err == CAIRN_EINVAL)
 		return err;
+	if (err == CAIRN_ERANGE && carve_find(f, phys >> CAIRN_FRAME_SHIFT, 1ull << order))
+		return misuse(CAIRN_EMETA, "frames: free of the allocator's metadata", phys,
+			      order);
 	return misuse(err, err == CAIRN_EALIGN ? "frames: free of a misaligned block"
 					       : "frames: free outside every region",
 		      phys, order);
@@ -1174,7 +1195,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_frames *f, cairn_phy
 	unsigned off;
 	int err = locate(f, phys, order, &r, &c, &off);
 	if (err)
-		return bad_place(err, phys, order);
+		return bad_place(f, err, phys, order);
 	uint64_t e = ld(&r->chunk[c]);
 	if (e & CE_HUGE) {
 		err = order >= CAIRN_HUGE_ORDER ? chunks_free(r, c, order) : CAIRN_EORDER;
@@ -1222,7 +1243,7 @@ int cairn_frames_free_bulk(struct cairn_frames *f, const cairn_phys_t *frames,
 		unsigned off;
 		err = locate(f, frames[i], 0, &r, &c, &off);
 		if (err) {
-			bad_place(err, frames[i], 0);
+			err = bad_place(f, err, frames[i], 0);
 			break;
 		}
 		unsigned wi = off / WORD_FRAMES;
@@ -1309,6 +1330,8 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 	uint64_t c;
 	unsigned off;
 	int err = locate(f, phys, order, &r, &c, &off);
+	if (err == CAIRN_ERANGE && carve_find(f, phys >> CAIRN_FRAME_SHIFT, 1ull << order))
+		return CAIRN_EBUSY; /* carved metadata: in use for good */
 	if (err)
 		return err;
 	if (order >= CAIRN_HUGE_ORDER) {
@@ -1465,8 +1488,10 @@ static int piece_next(struct cairn_frames *f, uint64_t *at, uint64_t end,
 	return 1;
 }
 
+/* The range's frames, if regions and their carved metadata cover it with
+ * no hole; *carved says whether some of it is carved metadata. */
 static int range_check(struct cairn_frames *f, cairn_phys_t phys, uint64_t size,
-		       uint64_t *first, uint64_t *end)
+		       uint64_t *first, uint64_t *end, bool *carved)
 {
 	if (size == 0 || phys + size < phys)
 		return CAIRN_EINVAL;
@@ -1474,11 +1499,17 @@ static int range_check(struct cairn_frames *f, cairn_phys_t phys, uint64_t size,
 		return CAIRN_EALIGN;
 	*first = phys >> CAIRN_FRAME_SHIFT;
 	*end = (phys + size) >> CAIRN_FRAME_SHIFT;
+	*carved = false;
 	for (uint64_t at = *first; at < *end;) { /* covered by regions, no hole */
 		struct region *r = region_find(f, at);
-		if (!r)
+		if (r) {
+			at = r->end;
+			continue;
+		}
+		if (!(r = carve_find(f, at, 1)))
 			return CAIRN_ERANGE;
-		at = r->end;
+		*carved = true;
+		at = r->meta_end;
 	}
 	return 0;
 }
@@ -1486,9 +1517,12 @@ static int range_check(struct cairn_frames *f, cairn_phys_t phys, uint64_t size,
 int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t size)
 {
 	uint64_t first, end, at;
-	int err = range_check(f, phys, size, &first, &end);
+	bool carved;
+	int err = range_check(f, phys, size, &first, &end, &carved);
 	if (err)
 		return err;
+	if (carved)
+		return CAIRN_EBUSY; /* metadata: in use for good */
 	struct piece_walk pw;
 	for (int again = 1;; again = 0) {
 		for (at = first; (err = piece_next(f, &at, end, &pw)) > 0;) {
@@ -1520,9 +1554,12 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t size)
 {
 	uint64_t first, end, at;
-	int err = range_check(f, phys, size, &first, &end);
+	bool carved;
+	int err = range_check(f, phys, size, &first, &end, &carved);
 	if (err)
 		return err;
+	if (carved)
+		return misuse(CAIRN_EMETA, "frames: unreserve of the allocator's metadata", phys, 0);
 	struct piece_walk pw;
 	/* check everything first: all or nothing */
 	for (at = first; (err = piece_next(f, &at, end, &pw)) > 0;) {

@@ -72,8 +72,9 @@ void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st)
 		if (!region_active(atomic_load_explicit(&r->state, memory_order_acquire)))
 			continue;
 		st->regions++;
-		st->meta_bytes += r->meta_bytes;
-		st->total_frames[r->area] += r->end - r->first;
+		st->meta_bytes += region_meta_bytes(r->first, r->meta_end);
+		/* the range given, carved metadata too: never free */
+		st->total_frames[r->area] += r->meta_end - r->first;
 		for (uint64_t c = 0; c < r->nchunks; c++) {
 			/* the entry first: an unpark between the two reads (bits,
 			 * then FREE) is then missed, never counted twice */
@@ -156,14 +157,15 @@ int cairn_frames_validate(struct cairn_frames *f)
 		}
 		if (state != r->tag >> HINT_SLOT_SHIFT || (state & TAG_SLOT_MASK) != i)
 			return broken("frames: region tag", i, state);
-		if (r->first >= r->end || r->area != area_of(r->first) ||
-		    area_of(r->end - 1) != r->area)
+		if (r->first >= r->end || r->end > r->meta_end || r->area != area_of(r->first) ||
+		    area_of(r->meta_end - 1) != r->area ||
+		    r->nchunks != ((r->end - 1) >> CHUNK_SHIFT) - r->chunk0 + 1)
 			return broken("frames: region bounds", r->first, r->end);
 		present |= 1u << r->area;
 		for (uint32_t j = 0; j < i; j++)
 			if (region_active(atomic_load_explicit(&f->region[j].state,
 							       memory_order_acquire)) &&
-			    f->region[j].first < r->end && r->first < f->region[j].end)
+			    f->region[j].first < r->meta_end && r->first < f->region[j].meta_end)
 				return broken("frames: regions overlap", r->first, f->region[j].first);
 		uint64_t tail = 0; /* chunks still owed to the last huge head */
 		for (uint64_t c = 0; c < r->nchunks; c++) {
@@ -229,6 +231,10 @@ void cairn_frames_dump(struct cairn_frames *f)
 		fmt_hex(&l, r->first << CAIRN_FRAME_SHIFT);
 		fmt_str(&l, "-");
 		fmt_hex(&l, r->end << CAIRN_FRAME_SHIFT);
+		if (r->meta_end != r->end) { /* carved from the range's top */
+			fmt_str(&l, " metadata to ");
+			fmt_hex(&l, r->meta_end << CAIRN_FRAME_SHIFT);
+		}
 		fmt_str(&l, " ");
 		fmt_str(&l, names[r->area]);
 		uint64_t free = 0, huge = 0, full = 0;

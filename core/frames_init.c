@@ -6,8 +6,9 @@
  * Metadata placement: the instance (header, per-CPU hints, region table)
  * followed by each region's chunk entries and bitmap, in one block. Carved,
  * the block is the top of the highest range that can hold it (low memory is
- * scarce), and its frames are marked allocated before anything is published,
- * so no allocator can ever see them free.
+ * scarce), and the region made of that range ends below it (its meta_end
+ * is the range's end): no allocation or free can reach those frames, and a
+ * free of one is named for what it is (CAIRN_EMETA).
  */
 #include "frames_layout.h"
 #include "hook.h"
@@ -26,13 +27,6 @@ static inline uint64_t first_frame(cairn_phys_t phys)
 struct span {
 	uint64_t first, end; /* frame numbers */
 };
-
-static uint64_t frames_region_meta_bytes(uint64_t first, uint64_t end)
-{
-	uint64_t nchunks = ((end - 1) >> CHUNK_SHIFT) - (first >> CHUNK_SHIFT) + 1;
-	return ALIGN_UP(nchunks * sizeof(uint64_t), 64) +
-	       nchunks * CHUNK_WORDS * sizeof(uint64_t);
-}
 
 static uint64_t instance_bytes(unsigned ncpus)
 {
@@ -124,22 +118,24 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 	return k;
 }
 
-/* Lay a region out in `meta` with every in-region frame free, except
- * [busy_first, busy_end) which start allocated (the carved metadata). */
-static void region_init(struct region *r, struct span s, void *meta,
-			uint64_t busy_first, uint64_t busy_end)
+/* Lay a region of span s out in `meta` with every frame free, but for
+ * [carve, s.end), the metadata carved from its top (carve == s.end when
+ * none): the region ends at carve, and the carve's frames in its last
+ * chunk are absent like any frame outside it. The metadata laid out is
+ * at most region_meta_bytes(s.first, s.end), which the caller placed. */
+static void region_init(struct region *r, struct span s, void *meta, uint64_t carve)
 {
 	r->area = area_of(s.first);
 	r->first = s.first;
-	r->end = s.end;
+	r->end = carve;
+	r->meta_end = s.end;
 	r->chunk0 = s.first >> CHUNK_SHIFT;
-	r->nchunks = ((s.end - 1) >> CHUNK_SHIFT) - r->chunk0 + 1;
+	r->nchunks = ((carve - 1) >> CHUNK_SHIFT) - r->chunk0 + 1;
 	r->chunk = meta;
 	r->bits = (_Atomic uint64_t *)((char *)meta + ALIGN_UP(r->nchunks * sizeof(uint64_t), 64));
-	r->nframes = s.end - s.first;
+	r->nframes = carve - s.first;
 	r->entry_base = (uintptr_t)r->chunk - r->chunk0 * sizeof(uint64_t);
 	r->word_base = (uintptr_t)r->bits - r->chunk0 * CHUNK_WORDS * sizeof(uint64_t);
-	r->meta_bytes = frames_region_meta_bytes(s.first, s.end);
 	atomic_store_explicit(&r->exhausted, 0, memory_order_relaxed);
 	for (uint64_t c = 0; c < r->nchunks; c++) {
 		uint64_t base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0;
@@ -147,8 +143,7 @@ static void region_init(struct region *r, struct span s, void *meta,
 			uint64_t v = 0;
 			for (unsigned p = 0; p < WORD_FRAMES; p++) {
 				uint64_t fr = base + wi * WORD_FRAMES + p;
-				bool absent = fr < s.first || fr >= s.end;
-				if (absent || (fr >= busy_first && fr < busy_end))
+				if (fr < r->first || fr >= r->end) /* absent */
 					v |= (1ull << p) | (1ull << (32 + p));
 				else
 					free++;
@@ -170,7 +165,7 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n, unsig
 	/* + 64: room to align a caller's buffer up to a cache line */
 	uint64_t bytes = 64 + instance_bytes(ncpus);
 	for (int i = 0; i < k; i++)
-		bytes += ALIGN_UP(frames_region_meta_bytes(s[i].first, s[i].end), 64);
+		bytes += ALIGN_UP(region_meta_bytes(s[i].first, s[i].end), 64);
 	return (size_t)bytes;
 }
 
@@ -185,7 +180,8 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	if (k < 0)
 		return k;
 	uint64_t bytes = cairn_frames_meta_size(map, n, ncpus);
-	uint64_t busy_first = 0, busy_end = 0;
+	int carved = -1; /* the span the metadata is carved from */
+	uint64_t carve = 0;
 	char *meta;
 	if (cfg && cfg->meta) {
 		if (cfg->meta_size < bytes)
@@ -199,9 +195,9 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 			i--;
 		if (i < 0)
 			return CAIRN_ENOMEM;
-		busy_end = s[i].end;
-		busy_first = busy_end - frames;
-		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
+		carved = i;
+		carve = s[i].end - frames;
+		meta = cairn_port_phys_to_virt(carve << CAIRN_FRAME_SHIFT);
 	}
 
 	struct cairn_frames *f = (struct cairn_frames *)meta;
@@ -226,11 +222,9 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	char *at = meta + f->meta_bytes;
 	for (int i = 0; i < k; i++) {
 		struct region *r = &f->region[i];
-		region_init(r, s[i], at, busy_first, busy_end);
+		region_init(r, s[i], at, i == carved ? carve : s[i].end);
 		r->tag = region_tag((unsigned)i, 0);
-		r->self_meta = !(cfg && cfg->meta) && busy_first >= s[i].first &&
-			       busy_first < s[i].end;
-		at += ALIGN_UP(r->meta_bytes, 64);
+		at += ALIGN_UP(region_meta_bytes(s[i].first, s[i].end), 64);
 		atomic_store_explicit(&r->state, (uint32_t)(r->tag >> HINT_SLOT_SHIFT),
 				      memory_order_relaxed);
 		atomic_fetch_or_explicit(&f->areas_present, 1u << r->area, memory_order_relaxed);
@@ -263,7 +257,7 @@ size_t cairn_frames_region_meta_size(cairn_phys_t base, uint64_t size)
 {
 	uint64_t first = first_frame(base);
 	uint64_t end = (base + size) >> CAIRN_FRAME_SHIFT;
-	return end > first ? (size_t)frames_region_meta_bytes(first, end) + 64 : 0;
+	return end > first ? (size_t)region_meta_bytes(first, end) + 64 : 0;
 }
 
 int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t size,
@@ -276,8 +270,8 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 		return k;
 	if (k != 1)
 		return CAIRN_EINVAL; /* straddles an area boundary: add each part */
-	uint64_t bytes = frames_region_meta_bytes(s[0].first, s[0].end);
-	uint64_t busy_first = 0, busy_end = 0;
+	uint64_t bytes = region_meta_bytes(s[0].first, s[0].end);
+	uint64_t carve = s[0].end; /* no carve */
 	if (meta) {
 		if (meta_size < bytes + 64)
 			return CAIRN_EINVAL;
@@ -286,8 +280,7 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 		uint64_t frames = ALIGN_UP(bytes, CAIRN_FRAME_SIZE) >> CAIRN_FRAME_SHIFT;
 		if (frames >= s[0].end - s[0].first)
 			return CAIRN_ENOMEM;
-		busy_end = s[0].end;
-		busy_first = busy_end - frames;
+		carve = s[0].end - frames;
 	}
 
 	table_lock(f);
@@ -297,7 +290,8 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 		uint32_t state = atomic_load_explicit(&r->state, memory_order_relaxed);
 		if (state == REGION_UNUSED && slot == n)
 			slot = i; /* reclaimed: the lowest is reused */
-		if (region_active(state) && r->first < s[0].end && s[0].first < r->end) {
+		/* the range given, its carve too: that is no free memory */
+		if (region_active(state) && r->first < s[0].end && s[0].first < r->meta_end) {
 			table_unlock(f);
 			return CAIRN_EEXIST;
 		}
@@ -316,10 +310,9 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 					  TAG_GENS
 				: 0;
 	if (!meta)
-		meta = cairn_port_phys_to_virt(busy_first << CAIRN_FRAME_SHIFT);
-	region_init(r, s[0], meta, busy_first, busy_end);
+		meta = cairn_port_phys_to_virt(carve << CAIRN_FRAME_SHIFT);
+	region_init(r, s[0], meta, carve);
 	r->tag = region_tag(slot, gen);
-	r->self_meta = busy_end != 0;
 	/* Publish: fields before state, state before the count. */
 	atomic_store_explicit(&r->state, (uint32_t)(r->tag >> HINT_SLOT_SHIFT),
 			      memory_order_release);
@@ -356,7 +349,7 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 		    r->first != first || (base & (CAIRN_FRAME_SIZE - 1)))
 			continue;
 		err = 0;
-		if (r->self_meta) {
+		if (r->meta_end != r->end) { /* its frames hold live metadata */
 			err = CAIRN_EBUSY;
 			break;
 		}

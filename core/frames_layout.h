@@ -45,7 +45,10 @@
  *
  * Frames of a partial chunk that lie outside the region are marked
  * ALLOCATED|HEAD forever and never counted; every entry point checks region
- * bounds first, so they are never freed.
+ * bounds first, so they are never freed. Metadata carved from the top of a
+ * region's range lies outside the region in this sense (struct region,
+ * meta_end): a free of it fails the bounds check like any frame outside,
+ * and only then is it named (CAIRN_EMETA).
  *
  * Metadata cost: 2 bits per frame plus 8 bytes per 2 MiB chunk.
  */
@@ -104,7 +107,7 @@ static inline bool region_active(uint32_t state)
 struct region {
 	_Atomic uint32_t state;
 	uint32_t area;
-	uint64_t first, end;    /* frame numbers [first, end) */
+	uint64_t first, end;    /* frame numbers [first, end): what it hands out */
 	uint64_t nframes;       /* end - first: one compare finds the region */
 	/* chunk and bits indexed by global chunk and word number (frame / 512,
 	 * frame / 32) rather than by their index in the region: the short
@@ -117,14 +120,28 @@ struct region {
 	uint64_t nchunks;
 	_Atomic uint64_t *chunk;  /* nchunks entries */
 	_Atomic uint64_t *bits;   /* nchunks * CHUNK_WORDS words */
-	uint64_t meta_bytes;
-	bool self_meta;           /* metadata carved from the region itself */
+	/* The end of the range the region was given. [end, meta_end) is
+	 * metadata carved from the range's top (the instance's or the
+	 * region's own; empty if it has none): outside the region for every
+	 * lookup, so no path that starts with one (every alloc and free,
+	 * the short ones too) can take or give back a frame of it, and no
+	 * bitmap state has to tell it apart. Only the slow paths' errors,
+	 * the table (overlaps, removal) and the statistics look past end. */
+	uint64_t meta_end;
 	/* A hint, not a count: set when a search of every chunk found no
 	 * counted frame, cleared by whatever adds to a chunk's FREE after
 	 * that (region_refilled). A request skips the region while it is set,
 	 * until every area has come up short (alloc_request). */
 	_Atomic uint32_t exhausted;
 };
+
+/* Bytes of chunk entries and bitmap for frames [first, end). */
+static inline uint64_t region_meta_bytes(uint64_t first, uint64_t end)
+{
+	uint64_t nchunks = ((end - 1) >> CHUNK_SHIFT) - (first >> CHUNK_SHIFT) + 1;
+	return ((nchunks * sizeof(uint64_t) + 63) & ~63ull) +
+	       nchunks * CHUNK_WORDS * sizeof(uint64_t);
+}
 
 /* Every add to a chunk's FREE (the RMW or store that adds) is seq_cst, and
  * so are region_refilled's load and the marker's store and second look

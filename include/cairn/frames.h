@@ -30,14 +30,19 @@
  *                 enough to carve the metadata from
  *   CAIRN_EFREE   free of a block that is free
  *   CAIRN_EORDER  free with another order than the block was allocated with
- *   CAIRN_EBUSY   alloc_at/reserve over a frame in use; remove_region of a
- *                 region with a frame in use
- *   CAIRN_EEXIST  init: ranges overlap; add_region: overlaps a region
+ *   CAIRN_EBUSY   alloc_at/reserve over a frame in use (carved metadata
+ *                 too); remove_region of a region with a frame in use or
+ *                 with its metadata carved from it
+ *   CAIRN_EMETA   free (any order, the bulk frees too) of a block that holds
+ *                 a frame of carved metadata, unreserve of a range that
+ *                 does: no caller was given those frames
+ *   CAIRN_EEXIST  init: ranges overlap; add_region: overlaps a region (its
+ *                 carved metadata too)
  *   CAIRN_ENOSPC  more than CAIRN_MAX_REGIONS regions (after the split at
  *                 the area boundaries; a removed region keeps its slot
  *                 until reclaimed: cairn_frames_reclaim_region)
- * A bad free (EALIGN, ERANGE, EFREE, EORDER) is also reported through
- * cairn_port_report.
+ * A bad free (EALIGN, ERANGE, EFREE, EORDER, EMETA) is also reported
+ * through cairn_port_report.
  */
 #ifndef CAIRN_FRAMES_H
 #define CAIRN_FRAMES_H
@@ -99,8 +104,10 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
  * against CAIRN_MAX_REGIONS; quadratic in n).
  * With cfg->meta == NULL the metadata is carved from the top of the highest
  * range that holds it, through cairn_port_phys_to_virt (so the identity map
- * must already cover it), and those frames stay allocated for the life of
- * the instance; otherwise the caller's cfg->meta holds it and must outlive
+ * must already cover it), and those frames are in use for the life of the
+ * instance: no caller's block (a free of one is CAIRN_EMETA,
+ * cairn_frames_is_allocated says false), counted in total_frames, never
+ * free; otherwise the caller's cfg->meta holds it and must outlive
  * the instance. cfg may be NULL. There is no destroy: an instance lives as
  * long as its memory. Call it before any other cairn function that takes
  * this instance; cairn_port_cpu_count() must be final by then. */
@@ -168,7 +175,8 @@ int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys,
 
 /* Hand over more memory at run time (e.g. a 2 MiB or 1 GiB chunk from a
  * hypervisor); it must be reachable through cairn_port_phys_to_virt first.
- * meta == NULL carves the region's metadata from the region itself; such a
+ * meta == NULL carves the region's metadata from the region's top, as
+ * cairn_frames_init does (in use for good, CAIRN_EMETA to free); such a
  * region can never be removed. Otherwise meta (meta_size at least
  * cairn_frames_region_meta_size(), which is 0 for a range with no whole
  * frame) must outlive the region. */
