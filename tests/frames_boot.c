@@ -6,9 +6,10 @@
  * into adjacent entries (at frame boundaries and inside frames), entries
  * that are less than a frame, unaligned bases and ends, spans across
  * 16 MiB and 4 GiB, and now and then an entry that overlaps another; all
- * shuffled. The reference trims every entry to whole frames, drops the
- * empty ones, sorts, finds overlaps, merges neighbours and splits at the
- * area boundaries, and so knows the answer of cairn_frames_init: EEXIST for
+ * shuffled. The reference finds overlaps in the bytes listed (a byte in
+ * two entries, whole frames or not), trims every entry to whole frames,
+ * drops the empty ones, sorts, merges neighbours and splits at the area
+ * boundaries, and so knows the answer of cairn_frames_init: EEXIST for
  * an overlap, ENOSPC for more than CAIRN_MAX_REGIONS regions after the
  * merge and the split, ENOMEM when no region can hold carved metadata,
  * else the regions. cairn_frames_meta_size must be 0 exactly for the maps
@@ -152,8 +153,8 @@ static void make_map(void)
 			}
 		}
 	}
-	/* entries smaller than a frame, anywhere (overlapping others too: they
-	 * hold no whole frame, so they are no overlap) */
+	/* entries smaller than a frame, anywhere (overlapping others too,
+	 * which is an overlap though they hold no whole frame) */
 	for (unsigned i = below(4); i > 0; i--) {
 		uint64_t b = nmap && below(2) ? map[below(nmap)].base + below(8 * FRAME) : below(TOP);
 		uint64_t s = below(2) ? 1 + below(FRAME - 1) : FRAME - (b & (FRAME - 1)) + below(FRAME - 1);
@@ -189,6 +190,19 @@ static int reference(void)
 {
 	struct ival t[MAX_ENTRIES];
 	unsigned n = 0;
+	/* the bytes first: sorted by base, each entry must start at or past
+	 * the end of every entry before it */
+	for (size_t i = 0; i < nmap; i++)
+		if (map[i].size)
+			t[n++] = (struct ival){ map[i].base, map[i].base + map[i].size };
+	qsort(t, n, sizeof(t[0]), cmp_ival);
+	uint64_t reach = 0; /* the end of the bytes before t[i] */
+	for (unsigned i = 0; i < n; i++) {
+		if (i && t[i].first < reach)
+			return CAIRN_EEXIST;
+		reach = t[i].end > reach ? t[i].end : reach;
+	}
+	n = 0;
 	for (size_t i = 0; i < nmap; i++) {
 		uint64_t first = (map[i].base + FRAME - 1) / FRAME;
 		uint64_t end = (map[i].base + map[i].size) / FRAME;

@@ -85,6 +85,34 @@ static void test_init_and_areas(void)
 	struct cairn_frames *g;
 	struct cairn_mem_range overlap[] = { { 0, 8 * MiB }, { 4 * MiB, 8 * MiB } };
 	CHECK_EQ(cairn_frames_init(&g, overlap, 2, NULL), CAIRN_EEXIST);
+	/* Bytes listed twice are an overlap whole frames or not: inside the
+	 * frame between two entries' whole frames, across a frame line the
+	 * entries would otherwise merge at, and an entry of no whole frame
+	 * inside another. Each also makes meta_size 0. Entries that only
+	 * touch, in a frame or on a line, are no overlap. */
+	static const struct cairn_mem_range bytes_twice[][2] = {
+		{ { 8 * MiB, 0x1800 }, { 8 * MiB + 0x1400, 0x1c00 } },
+		{ { 8 * MiB, 0x2100 }, { 8 * MiB + 0x2000, 0x3000 } },
+		{ { 8 * MiB, 1 * MiB }, { 8 * MiB + 0x1100, 0x100 } },
+		{ { 8 * MiB + 0x1100, 0x100 }, { 8 * MiB, 1 * MiB } },
+		{ { 8 * MiB + 0x800, 0x10 }, { 8 * MiB + 0x80f, 0x10 } },
+	};
+	for (unsigned i = 0; i < sizeof bytes_twice / sizeof bytes_twice[0]; i++) {
+		CHECK_EQ(cairn_frames_meta_size(bytes_twice[i], 2, 4), 0);
+		CHECK_EQ(cairn_frames_init(&g, bytes_twice[i], 2, NULL), CAIRN_EEXIST);
+	}
+	static const struct cairn_mem_range touch[][2] = {
+		{ { 8 * MiB, 0x1800 }, { 8 * MiB + 0x1800, 0x1800 + 1 * MiB } },
+		{ { 8 * MiB + 0x800, 1 * MiB }, { 8 * MiB + 0x100800, 1 * MiB } },
+	};
+	for (unsigned i = 0; i < sizeof touch / sizeof touch[0]; i++) {
+		struct cairn_frames_config c = { .ncpus = 4 };
+		c.meta_size = cairn_frames_meta_size(touch[i], 2, 4);
+		CHECK(c.meta_size != 0);
+		c.meta = malloc(c.meta_size);
+		CHECK_EQ(cairn_frames_init(&g, touch[i], 2, &c), 0);
+		free(c.meta);
+	}
 	struct cairn_mem_range tiny[] = { { 0x10, 0x100 } };
 	CHECK_EQ(cairn_frames_init(&g, tiny, 1, NULL), CAIRN_EINVAL);
 	struct cairn_mem_range small[] = { { 0, FRAME } };
