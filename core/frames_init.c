@@ -58,16 +58,19 @@ static bool spans_add(struct span *out, int *k, uint64_t first, uint64_t end)
 	return true;
 }
 
-/* Trim to whole frames, sort, reject overlaps, merge neighbours, split at the
- * area boundaries. Returns the number of spans or a negative error.
+/* Reject overlaps, trim to whole frames, sort, merge neighbours, split at
+ * the area boundaries. Returns the number of spans or a negative error.
  *
  * The map may list far more entries than the table has regions (firmware
  * lists neighbouring ranges apart), so entries are not gathered first: the
  * walk visits them in address order by selection, the next being the least
- * (first frame, index) above the last, n steps of n compares and no memory
- * but the spans. Only what is left after the merge counts against the
- * table; an overlap is the map's error wherever it lies, so the walk goes on
- * to the end when the table is full. */
+ * (base, index) above the last, n steps of n compares and no memory but
+ * the spans. An overlap is judged on the bytes listed, before the trim: a
+ * byte in two entries is the map's error whether or not either holds its
+ * frame whole (an entry of no whole frame too), so the verdict does not
+ * depend on where the frame lines fall. Only what is left after the merge
+ * counts against the table; an overlap is the map's error wherever it
+ * lies, so the walk goes on to the end when the table is full. */
 static int normalise(const struct cairn_mem_range *map, size_t n, struct span *out)
 {
 	if (!map || n == 0)
@@ -78,29 +81,31 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 	int k = 0;
 	bool any = false, full = false;
 	uint64_t cur_first = 0, cur_end = 0; /* the span being merged */
-	uint64_t last_first = 0;
-	size_t last = n; /* the entry visited last (n: none yet) */
+	uint64_t reach = 0; /* the end of the bytes visited (none: last == n) */
+	size_t last = n;    /* the entry visited last */
 	for (;;) {
 		size_t next = n;
-		uint64_t nf = 0, ne = 0;
 		for (size_t i = 0; i < n; i++) {
-			uint64_t first, end;
-			if (!entry_frames(&map[i], &first, &end))
+			const struct cairn_mem_range *e = &map[i];
+			if (!e->size)
 				continue;
-			if (last < n && (first < last_first || (first == last_first && i <= last)))
+			if (last < n && (e->base < map[last].base ||
+					 (e->base == map[last].base && i <= last)))
 				continue; /* visited */
-			if (next == n || first < nf) {
+			if (next == n || e->base < map[next].base)
 				next = i;
-				nf = first;
-				ne = end;
-			}
 		}
 		if (next == n)
 			break;
-		last = next;
-		last_first = nf;
-		if (any && cur_end > nf)
+		/* in base order no overlap means each entry starts at or
+		 * past the end of the one before, so reach only grows */
+		if (last < n && map[next].base < reach)
 			return CAIRN_EEXIST;
+		last = next;
+		reach = map[next].base + map[next].size;
+		uint64_t nf, ne;
+		if (!entry_frames(&map[next], &nf, &ne))
+			continue;
 		if (any && cur_end == nf) {
 			cur_end = ne;
 			continue;

@@ -36,8 +36,8 @@
  *   CAIRN_EMETA   free (any order, the bulk frees too) of a block that holds
  *                 a frame of carved metadata, unreserve of a range that
  *                 does: no caller was given those frames
- *   CAIRN_EEXIST  init: ranges overlap; add_region: overlaps a region (its
- *                 carved metadata too)
+ *   CAIRN_EEXIST  init: ranges overlap (by a byte too); add_region:
+ *                 overlaps a region (its carved metadata too)
  *   CAIRN_ENOSPC  more than CAIRN_MAX_REGIONS regions (after the split at
  *                 the area boundaries; a removed region keeps its slot
  *                 until reclaimed: cairn_frames_reclaim_region)
@@ -101,7 +101,8 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
 /* Create an instance over the usable ranges of `map` (need not be sorted or
  * aligned; partial frames are dropped, neighbours merged, ranges split at
  * area boundaries; any number of entries, only the regions left count
- * against CAIRN_MAX_REGIONS; quadratic in n).
+ * against CAIRN_MAX_REGIONS; quadratic in n). Entries may touch but not
+ * overlap: a byte in two entries is EEXIST, whole frames or not.
  * With cfg->meta == NULL the metadata is carved from the top of the highest
  * range that holds it, through cairn_port_phys_to_virt (so the identity map
  * must already cover it), and those frames are in use for the life of the
