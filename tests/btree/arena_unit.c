@@ -762,6 +762,75 @@ static void import_short_source(void)
 	cairn_arena_destroy(&a);
 }
 
+/*
+ * An aligned request whose source holds only the least span that serves
+ * it: a block aligned for the request, phase + size long (a power of two
+ * above that for a power-of-two import quantum), and nothing larger. The
+ * import quantum is a preference, and the source is asked for less, down
+ * to that span: the request is served there, at the block's start plus
+ * its phase (the only place it fits), and goes back whole when freed.
+ * Before, the least span asked for kept room for every phase of the
+ * alignment (size + align - quantum), which such a source refuses, and
+ * the request failed with ENOMEM.
+ */
+static void import_least_span(void)
+{
+	static const struct {
+		uint64_t size, align, phase, nocross;
+		enum cairn_fit pol;
+	} rq[] = {
+		{ 4 * Q, 4 * Q, 0, 0, CAIRN_FIT_FIRST },
+		{ 4 * Q, 4 * Q, 0, 0, CAIRN_FIT_HIGH },
+		{ Q, 8 * Q, 2 * Q, 0, CAIRN_FIT_FIRST },
+		{ Q, 8 * Q, 3 * Q, 0, CAIRN_FIT_BEST },
+		{ Q, 4 * Q, 2 * Q, 2 * Q, CAIRN_FIT_HIGH },  /* nocross too */
+		{ 2 * Q, 1ull << 20, 0, 2 * Q, CAIRN_FIT_HIGH }, /* nocross = size */
+		{ Q, 1ull << 40, 5 * Q, 0, CAIRN_FIT_FIRST }, /* far beyond the span */
+	};
+	const uint64_t base = 1ull << 44; /* aligned for every request */
+	for (unsigned i = 0; i < sizeof(rq) / sizeof(rq[0]); i++) {
+		for (unsigned pw = 0; pw < 2; pw++) {
+			uint64_t hold = rq[i].size + rq[i].phase, span = hold;
+			while (pw && (span & (span - 1)))
+				span += span & -span; /* up to a power of two */
+			struct cairn_arena parent, child;
+			struct cairn_arena_source src;
+			struct cairn_arena_config pc = { .quantum = Q, .fanout = 4 };
+			CHECK_EQ(cairn_arena_create(&parent, env_frames, base, span, &pc), 0);
+			cairn_arena_source_arena(&src, &parent);
+			struct cairn_arena_config cc = {
+				.quantum = Q, .source = &src, .fanout = 4,
+				.import_quantum = pw ? 64 * Q : 3 * Q,
+			};
+			CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+			uint64_t x = 0, s = 0, n = 0, c = 0;
+			int err = cairn_arena_xalloc(&child, rq[i].size, rq[i].align,
+						     rq[i].phase, rq[i].nocross, 0, 0,
+						     rq[i].pol, 5, &x);
+			if (err)
+				fprintf(stderr, "request %u (import quantum %s): %d\n",
+					i, pw ? "64Q" : "3Q", err);
+			CHECK_EQ(err, 0);
+			if (err == 0) {
+				CHECK_EQ(x, base + rq[i].phase);
+				CHECK_EQ(cairn_arena_lookup(&child, x, &s, &n, &c), 0);
+				CHECK(s == x && n == rq[i].size && c == 5);
+				CHECK_EQ(cairn_arena_lookup(&parent, base, &s, &n, &c), 0);
+				CHECK(s == base && n == span && c == (uintptr_t)&parent);
+				CHECK_EQ(atomic_load(&child.imports), 1);
+				valid(&child);
+				CHECK_EQ(cairn_arena_free(&child, x, rq[i].size), 0);
+			}
+			CHECK_EQ(atomic_load(&child.releases), atomic_load(&child.imports));
+			CHECK_EQ(cairn_arena_lookup(&parent, base, &s, &n, &c), CAIRN_EFREE);
+			valid(&child);
+			valid(&parent);
+			cairn_arena_destroy(&child);
+			cairn_arena_destroy(&parent);
+		}
+	}
+}
+
 /* A heap arena of 64-byte quantum whose spans are frames the port maps
  * at addresses from a VA arena over the test window. */
 struct mapped_heap {
@@ -1139,6 +1208,7 @@ int main(void)
 	import_window_served();
 	import_refused();
 	import_short_source();
+	import_least_span();
 	frames_source();
 	frames_source_coarse_va();
 	frames_source_unmap_fails();
