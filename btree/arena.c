@@ -388,20 +388,27 @@ static uint64_t span_align(const struct cairn_arena *a, const struct xreq *r, ui
  * *fits says whether the span, as added, holds the request (a phase).
  * The import quantum is a preference (fewer, larger spans): a source that
  * has no span that large (frames fragmented into smaller blocks) is asked
- * for half as much, down to the request's own size (a quantum that is not
- * a power of two: the request's size at once), before the request fails. */
+ * for half as much, down to the request's own size with its phase (a
+ * quantum that is not a power of two: that size at once), before the
+ * request fails. */
 static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 		  bool *served, bool *fits)
 {
 	uint64_t iq = a->import_quantum;
+	/* The first size asked for has room for any phase of the alignment
+	 * (a source that aligns blocks only to their size, the frames
+	 * source without a VA arena, can serve it); the least holds the
+	 * request at base + phase in a span aligned for it (span_align),
+	 * phase + size, no more (phase < align: hold <= need). */
 	uint64_t need = r->size + (r->align > a->quantum ? r->align - a->quantum : 0);
+	uint64_t hold = r->size + r->phase;
 	if (need < r->size)
 		return CAIRN_ENOMEM;
 	uint64_t sz = pow2(iq) ? next_pow2(need) : ((need + iq - 1) / iq) * iq;
-	uint64_t least = pow2(iq) ? sz : qround(a, need);
+	uint64_t least = pow2(iq) ? next_pow2(hold) : hold;
 	if (sz < iq)
 		sz = iq;
-	if (sz < need || least < need) /* next_pow2 found none, or the rounding wrapped */
+	if (sz < need || least < hold) /* next_pow2 found none, or the rounding wrapped */
 		return CAIRN_ENOMEM;
 	uint64_t base;
 	int err;

@@ -68,7 +68,8 @@ struct cairn_arena_config {
 	const struct cairn_arena_source *source; /* NULL: none */
 	/* Multiple of quantum; 0 = quantum. Imports are rounded up to it; a
 	 * source that refuses one (ENOMEM) is asked for half, down to the
-	 * request's size (not a power of two: the request's size at once). */
+	 * request's size plus its phase (the span is aligned for the request;
+	 * not a power of two: that size at once). */
 	uint64_t import_quantum;
 	unsigned fanout;         /* tree slots per node; 0 = full 4 KiB */
 };
