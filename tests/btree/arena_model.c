@@ -11,6 +11,13 @@
  * is taken away, so tree node allocation fails: an operation may then
  * return CAIRN_ENOMEM, and must leave the arena exactly as it was.
  *
+ * Frees come by size, by owner with any size (free_owned) and by owner
+ * with the size (free_as); spans are now and then added right beside an
+ * extent (spans that touch: lookups, frees, reserves and fits at their
+ * common edge), lookups ask for the edges of extents, and requests draw
+ * nocross equal to their size, windows at the top of the space and bad
+ * policies on both sides.
+ *
  * With `top`, the universe lies at the top of the address space (its last
  * quantum just below 2^64), so fits, merges, windows and adds meet the
  * arithmetic's edge; requests of sizes near 2^64 run in both placements.
@@ -45,6 +52,18 @@ static bool same(struct cairn_arena *a)
 }
 
 /* ---- random requests ---- */
+
+/* The least power of two that holds size rounded to the quantum (0 past
+ * 2^63, or for size 0). */
+static uint64_t rnd_pow2_above(uint64_t size)
+{
+	if (size == 0 || size > UINT64_MAX - (Q - 1))
+		return 0;
+	uint64_t r = (size + Q - 1) / Q * Q, p = 1;
+	while (p && p < r)
+		p <<= 1;
+	return p;
+}
 
 static uint64_t rnd_size(void)
 {
@@ -131,11 +150,17 @@ int main(int argc, char **argv)
 				? (Q << (4 + rnd_below(6))) : 0;
 			if (rnd_below(40) == 0)
 				nocross = 1ull << (qbits + rnd_below(64 - qbits));
+			if (rnd_below(30) == 0) /* the boundary the size itself */
+				nocross = rnd_pow2_above(size);
 			uint64_t lo = rnd_below(4) == 0 ? rnd_addr() & ~(Q - 1) : 0;
 			uint64_t hi = rnd_below(4) == 0 ? rnd_addr() & ~(Q - 1) : 0;
+			if (rnd_below(60) == 0) /* at the top of the space */
+				lo = 0 - 1 - rnd_below(Q * 64);
+			if (rnd_below(60) == 0)
+				hi = 0 - 1 - rnd_below(2 * Q);
 			int pol = (int)rnd_below(3);
 			if (rnd_below(100) == 0)
-				pol = 5;
+				pol = rnd_below(2) ? 5 : -1;
 			uint64_t cookie = rnd() | 1;
 			ra = cairn_arena_xalloc(&a, size, align, phase, nocross, lo, hi,
 						(enum cairn_fit)pol, cookie, &xa);
@@ -175,7 +200,13 @@ int main(int argc, char **argv)
 				addr = rnd_addr();
 				size = rnd_size();
 			}
-			if (rnd_below(4) == 0) { /* by owner */
+			if (rnd_below(8) == 0) { /* exactly, by owner */
+				uint64_t c = nlive && rnd_below(4) ? live_cookie[li]
+								   : rnd() | 1;
+				ra = cairn_arena_free_as(&a, addr, size, c);
+				rm = m_free_as(addr, size, c);
+				CHECK_EQ(ra, rm);
+			} else if (rnd_below(4) == 0) { /* by owner, any size */
 				uint64_t c = nlive && rnd_below(4) ? live_cookie[li]
 								   : rnd() | 1;
 				uint64_t sa = 1, sm = 2;
@@ -220,6 +251,10 @@ int main(int argc, char **argv)
 			stats[4 + (ra != 0)]++;
 		} else if (kind < 88) { /* add a span */
 			uint64_t base = rnd_addr(), size = rnd_size() * 8;
+			if (nm && rnd_below(3) == 0) { /* beside an extent */
+				const struct mext *e = &m[rnd_below(nm)];
+				base = rnd_below(2) ? end_of(e) : e->start - size;
+			}
 			if (!top && base + size > universe)
 				size = 0; /* top: some run to 2^64 and past */
 			ra = cairn_arena_add(&a, base, size);
@@ -234,6 +269,12 @@ int main(int argc, char **argv)
 		} else { /* lookups */
 			for (unsigned k = 0; k < 4; k++) {
 				uint64_t x = rnd_addr(), s = 0, n = 0, c = 0;
+				if (nm && rnd_below(3) == 0) { /* at an edge */
+					const struct mext *e = &m[rnd_below(nm)];
+					uint64_t edge[] = { e->start, e->start - 1,
+							    end_of(e) - 1, end_of(e) };
+					x = edge[rnd_below(4)];
+				}
 				ra = cairn_arena_lookup(&a, x, &s, &n, &c);
 				int i = m_find(x);
 				rm = i < 0 ? CAIRN_ERANGE

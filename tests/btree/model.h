@@ -225,6 +225,25 @@ static __attribute__((unused)) int m_free_owned(uint64_t addr, uint64_t cookie,
 	return m_free(addr, m[i].len);
 }
 
+/* Free exactly [addr, addr + size) if its cookie is `cookie`: the
+ * argument checks first, then another owner of the allocated range that
+ * starts at addr, then m_free's errors. */
+static __attribute__((unused)) int m_free_as(uint64_t addr, uint64_t size,
+					      uint64_t cookie)
+{
+	if (size == 0)
+		return CAIRN_EINVAL;
+	if (addr % Q)
+		return CAIRN_EALIGN;
+	if (size > UINT64_MAX - (Q - 1))
+		return CAIRN_EORDER;
+	int i = m_find(addr);
+	if (i >= 0 && !is_free(&m[i]) && m[i].start == addr &&
+	    m[i].cookie != cookie)
+		return CAIRN_EBUSY;
+	return m_free(addr, size);
+}
+
 static int m_reserve(uint64_t addr, uint64_t size, uint64_t cookie)
 {
 	if (size == 0)
