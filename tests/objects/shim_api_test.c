@@ -291,7 +291,7 @@ static void test_usable(void)
 
 /* ---- fork from a fork handler ----
  *
- * Handlers registered before the shim's (before its first call): their
+ * Handlers registered before the shim's (which it registers at load): their
  * prepare runs after the shim's, their parent and child handlers before
  * the shim's, so the shim's locks are held and its gate closed while they
  * run. Each allocates and frees, small and large, and in the phase under
@@ -412,14 +412,18 @@ static int exhaust(void)
 	return check_done("shim_api_test exhaust");
 }
 
+/* Before the shim's, which it registers at load: see test_nested_fork. */
+__attribute__((constructor(101))) static void nest_register(void)
+{
+	REQUIRE(pthread_atfork(nest_prepare, nest_parent, nest_child) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "exhaust")) {
 		setenv("CAIRN_MEMORY_GIB", "1", 1);
 		return exhaust();
 	}
-	/* before the shim's: see test_nested_fork */
-	REQUIRE(pthread_atfork(nest_prepare, nest_parent, nest_child) == 0);
 	void *p = NULL;
 	boot_armed = 1;
 	errno = 4321;

@@ -144,9 +144,15 @@ static void test_early_handler(void)
 	CHECK(early_grow == 0);
 }
 
+/* Before the shim's, which it registers at load: so it runs after the
+ * shim's prepare handler. */
+__attribute__((constructor(101))) static void early_register(void)
+{
+	pthread_atfork(early_prepare, NULL, NULL);
+}
+
 int main(int argc, char **argv)
 {
-	pthread_atfork(early_prepare, NULL, NULL); /* before the shim's */
 	test_early_handler();
 	unsigned forks = argc > 1 ? (unsigned)atoi(argv[1]) : 1000, made = 0, hung = 0;
 	cairn_free(cairn_malloc(16)); /* slot 0 */

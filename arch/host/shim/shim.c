@@ -193,6 +193,12 @@ static void atfork_prepare(void)
 		forking++;
 		return;
 	}
+	/* A thread making the instance finishes first (it takes none of the
+	 * locks a fork holds, and forks nowhere): a child copied in the
+	 * middle would wait for it for ever. (in_shim: this thread is that
+	 * one, forking from a signal handler; it cannot wait for itself.) */
+	while (!in_shim && atomic_load_explicit(&state, memory_order_acquire) == INITIALISING)
+		sched_yield();
 	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
 		cairn_port_pause();
 	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
@@ -351,23 +357,23 @@ static bool make_instance(void)
 		return false;
 	if (pthread_key_create(&exit_key, thread_exit))
 		return false;
-#ifndef CAIRN_SHIM_EXPORT
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-#endif
 	return true;
 }
 
-#ifdef CAIRN_SHIM_EXPORT
-/* As malloc, the instance may be made inside pthread_atfork (glibc grows
- * its handler list while it holds the list's lock): registering there
- * would wait for that lock for ever. So libcairn-malloc.so registers at
- * load, before the instance exists (the handlers need none), and its
- * prepare handler runs after every later one's. */
+/* Fork handlers are registered at load, before the instance exists (the
+ * handlers need none), never at the first call:
+ *  - as malloc, the instance may be made inside pthread_atfork (glibc
+ *    grows its handler list while it holds the list's lock): registering
+ *    there would wait for that lock for ever;
+ *  - glibc runs the prepare handlers with that lock dropped around each,
+ *    and only those registered when the fork began: a fork racing the
+ *    registration runs none of ours, and copied the instance half made
+ *    (the prepare handler waits for the maker: atfork_prepare).
+ * So the prepare handler runs after every later-registered one's. */
 __attribute__((constructor)) static void shim_load(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
-#endif
 
 /* GiB g to the frame allocator, whole: its metadata (68 KiB) is mapped
  * apart, so the GiB is one free 1 GiB block, which the largest spans
