@@ -9,7 +9,8 @@
  * the instance with its first call while the process's main thread forks,
  * at a delay that moves with the round; the grandchild allocates under an
  * alarm. Not deterministic: the delay sweeps the making's window, and
- * any grandchild that hangs fails the test.
+ * any grandchild that hangs fails the test. Not under TSan (see
+ * tests/objects/meson.build).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
