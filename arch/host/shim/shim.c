@@ -473,9 +473,17 @@ static inline struct cairn_heap *heap(void)
 	return __builtin_expect(h != NULL, 1) ? h : heap_slow();
 }
 
+/* The key's value is this thread's heap, or a stale one: glibc keeps a
+ * thread's descriptor, key values included, with its stack for a later
+ * thread, and a value set after the destructor rounds (a first call from
+ * glibc's own stack reaping: slots_sweep) is not cleared. The later
+ * thread, which may never have called the shim, must not take that heap
+ * offline: its slot's next thread may be using it. */
 static void thread_exit(void *arg)
 {
 	struct cairn_heap *h = arg;
+	if (h != my_heap)
+		return;
 	thread_gone = 1;
 	/* my_heap stays set through the offline, which may return large
 	 * ranges to the arena: large_enter must still close the fork gate. */
