@@ -980,26 +980,68 @@ static void __attribute__((noinline)) slab_emptied(struct cairn_heap *h, struct 
 	cairn__slab_after_free(h, s, false);
 }
 
-/* An object of a slab this heap owns goes onto local_free. */
-int cairn__slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline)
+/* Hardened: may the owner take p, an object of its slab s, back? Not
+ * unless it is an object start (EALIGN) handed out (live bit, EFREE).
+ * Its index, or the error reported. */
+static inline __attribute__((always_inline)) int64_t owned_check(const struct slab *s, uintptr_t p)
 {
-	if (h->harden) {
-		if (unlikely(!slab_is_object(s, p))) {
-			cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
-					  p, s->base);
-			return CAIRN_EALIGN;
-		}
-		uint32_t i = slab_index(s, p);
-		if (unlikely(!live_test(s, i))) {
-			cairn__obj_report(CAIRN_EFREE, "objects: double free (or never allocated)", p, s->base);
-			return CAIRN_EFREE;
-		}
-		live_flip(s, i);
+	if (unlikely(!slab_is_object(s, p))) {
+		cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
+				  p, s->base);
+		return CAIRN_EALIGN;
 	}
+	uint32_t i = slab_index(s, p);
+	if (unlikely(!live_test(s, i))) {
+		cairn__obj_report(CAIRN_EFREE, "objects: double free (or never allocated)", p, s->base);
+		return CAIRN_EFREE;
+	}
+	return i;
+}
+
+static inline __attribute__((always_inline)) void owned_push(struct cairn_heap *h, struct slab *s,
+							     uintptr_t p, bool offline)
+{
 	obj_set_word(p, obj_encode(h, p, s->local_free));
 	s->local_free = p;
 	s->used--;
 	cairn__slab_after_free(h, s, offline);
+}
+
+/* An object of a slab this heap owns, freed by the owner, goes onto
+ * local_free. Hardened, also refused while a remote free of it is on its
+ * way to us (its pending bit, objects_layout.h: a double free). Out of
+ * line: inlined into the free path, it costs that path registers. */
+int __attribute__((noinline)) cairn__slab_free_owned(struct cairn_heap *h, struct slab *s,
+						   uintptr_t p, bool offline)
+{
+	if (h->harden) {
+		int64_t i = owned_check(s, p);
+		if (unlikely(i < 0))
+			return (int)i;
+		if (unlikely(pending_test(s, (uint32_t)i))) {
+			cairn__obj_report(CAIRN_EFREE, "objects: double free (already freed on another "
+					  "CPU, not collected yet)", p, s->base);
+			return CAIRN_EFREE;
+		}
+		live_flip(s, (uint32_t)i);
+	}
+	owned_push(h, s, p, offline);
+	return 0;
+}
+
+/* Hardened: p, collected from a message, goes onto local_free as the
+ * owner's free does, and its pending bit is cleared before p can be
+ * handed out again (a fetch-and: remote freers set other bits of the
+ * word meanwhile). */
+int cairn__slab_free_collected(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline)
+{
+	int64_t i = owned_check(s, p);
+	if (unlikely(i < 0))
+		return (int)i;
+	atomic_fetch_and_explicit(slab_pending(s, (uint32_t)i), ~((uint64_t)1 << (i % 64)),
+				  memory_order_relaxed);
+	live_flip(s, (uint32_t)i);
+	owned_push(h, s, p, offline);
 	return 0;
 }
 
@@ -1035,48 +1077,51 @@ static inline int remote_push(struct cairn_heap *h, struct obj_out *b, struct sl
 	return 0;
 }
 
-/* Hardened: is p already in b, the pending batch for its owner? A second
- * push would link p to the head over its link to the objects freed before
- * it, which the owner's walk would then lose (or, p being the head, meet p
- * twice); and the tail's word becomes the message's head info when the
- * batch is posted, so the owner would never meet a second free of it. Any
- * member but the tail has a word that decodes, with the owner's key, to
- * another member, an address of the objects' memory; user data does so
- * by chance (about span / 2^64), so only then is the batch walked, at most
- * OBJ_BATCH_MAX links of this CPU's own writing. A repeat of an object in
- * a batch already posted meets its live bit when the owner collects. */
-static bool remote_pending(const struct cairn_heap *h, const struct obj_out *b, uintptr_t p)
+/* Hardened: may p, an object of another heap's slab s, be freed here?
+ * Not if its owner holds it free (live bit clear: freed by the owner, or
+ * freed remotely and collected already), nor if another remote free of it
+ * is on its way (pending bit set, by this CPU or another, its message
+ * posted or not). Either is a double free (or a pointer never handed
+ * out), refused before p's words are touched: pushed again, p's batch
+ * link or message words would be written over while its first free
+ * still uses them, or while the owner's free list links through it.
+ * The live bit is read with a relaxed load: a valid free reads it set
+ * (objects_layout.h). The fetch-or marks p pending for the owner, which
+ * clears the mark when it collects p, before p can be handed out again. */
+static bool __attribute__((noinline)) remote_claim(struct slab *s, uintptr_t p)
 {
-	if (p == b->tail || p == b->head)
-		return true;
-	uintptr_t prev = obj_word(p) ^ b->dest->key ^ obj_rol(p); /* obj_decode, hardened */
-	if (prev - h->pm_vbase >= h->pm_span)
+	uint32_t i = slab_index(s, p);
+	uint64_t bit = (uint64_t)1 << (i % 64);
+	if (unlikely(!live_test(s, i))) {
+		cairn__obj_report(CAIRN_EFREE, "objects: double free on another CPU (its owner holds "
+				  "the object free)", p, s->base);
 		return false;
-	uintptr_t q = b->head;
-	for (uint32_t i = 1; i < b->n; i++) {
-		q = obj_decode(b->dest, q, obj_word(q));
-		if (q == p)
-			return true;
 	}
-	return false;
+	if (unlikely(atomic_fetch_or_explicit(slab_pending(s, i), bit, memory_order_relaxed) & bit)) {
+		cairn__obj_report(CAIRN_EFREE, "objects: double free on another CPU (freed remotely "
+				  "already, not collected yet)", p, s->base);
+		return false;
+	}
+	return true;
 }
 
 /* Hardened checks, or the batch slot holds another destination's. */
 static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, struct slab *s,
 						      uintptr_t p, struct obj_out *b)
 {
-	if (h->harden && unlikely(!slab_is_object(s, p))) {
-		cairn__obj_report(CAIRN_EALIGN, "objects: free of an interior or misaligned pointer",
-				  p, s->base);
-		return CAIRN_EALIGN;
+	if (h->harden) {
+		if (unlikely(!slab_is_object(s, p))) {
+			cairn__obj_report(CAIRN_EALIGN,
+					  "objects: free of an interior or misaligned pointer", p, s->base);
+			return CAIRN_EALIGN;
+		}
+		if (unlikely(!remote_claim(s, p)))
+			return CAIRN_EFREE;
 	}
 	if (b->dest != s->owner) {
 		if (b->n)
 			cairn__remote_post(h, b);
 		b->dest = s->owner;
-	} else if (h->harden && b->n && remote_pending(h, b, p)) {
-		cairn__obj_report(CAIRN_EFREE, "objects: object freed twice (still in a remote batch)", p, 0);
-		return CAIRN_EFREE;
 	}
 	return remote_push(h, b, s, p);
 }
@@ -1277,7 +1322,8 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 	uintptr_t e = heap_pm_lookup(h, (uintptr_t)p);
 	struct slab *s = (struct slab *)e;
 	if (h->harden && e && !(e & PM_TAG_MASK) && s->owner == h &&
-	    !live_test(s, slab_index(s, (uintptr_t)p))) {
+	    (!live_test(s, slab_index(s, (uintptr_t)p)) ||
+	     pending_test(s, slab_index(s, (uintptr_t)p)))) {
 		cairn__obj_report(CAIRN_EFREE, "objects: realloc of a freed object", (uintptr_t)p, s->base);
 		*err = CAIRN_EFREE;
 		return NULL;

@@ -217,10 +217,20 @@ int cairn_objects_validate(struct cairn_objects *o)
 			if (h->harden && !s->damaged) {
 				uint64_t live = 0;
 				for (unsigned w = 0; w < OBJ_MAX_OBJS / 64; w++)
-					for (uint64_t x = s->live[w]; x; x &= x - 1)
+					for (uint64_t x = atomic_load_explicit(&s->live[w],
+									       memory_order_relaxed);
+					     x; x &= x - 1)
 						live++;
 				if (live != s->used)
 					return bad("objects: live bits != used", s->base, live);
+			}
+			/* a remote free on its way names an object handed out */
+			for (unsigned i = 0; h->harden && i < OBJ_MAX_OBJS; i += 64) {
+				uint64_t w = atomic_load_explicit(slab_pending(s, i),
+								  memory_order_relaxed);
+				if (w & ~atomic_load_explicit(&s->live[i / 64], memory_order_relaxed))
+					return bad("objects: pending remote free of an object not "
+						   "handed out", s->base, i);
 			}
 			for (uintptr_t pg = 0; pg < ((uintptr_t)1 << s->order); pg++)
 				if (pm_lookup(o, s->base + pg * OBJ_PAGE) != (uintptr_t)s)

@@ -141,8 +141,12 @@ struct slab {
 	uintptr_t end;            /* base + nobjs * size */
 	uint32_t nobjs;
 	uint8_t cls, order;
-	/* Lines 2-3, the owner's: hardened, the objects handed out. */
-	_Alignas(64) uint64_t live[OBJ_MAX_OBJS / 64];
+	/* Lines 2-3: hardened, the objects handed out. Written by the
+	 * owner (or claimer) alone, with relaxed loads and stores; read by a
+	 * remote freer too (live_test), which for a valid free reads its
+	 * object's bit set: the allocation that set it happened before the
+	 * free, and the owner's later stores to the word keep that bit. */
+	_Alignas(64) _Atomic uint64_t live[OBJ_MAX_OBJS / 64];
 };
 
 _Static_assert(sizeof(struct slab) <= OBJ_DESC_SIZE, "slab descriptor too big");
@@ -398,12 +402,49 @@ static inline bool slab_is_object(const struct slab *s, uintptr_t p)
 
 static inline bool live_test(const struct slab *s, uint32_t i)
 {
-	return s->live[i / 64] >> (i % 64) & 1;
+	return atomic_load_explicit(&s->live[i / 64], memory_order_relaxed) >> (i % 64) & 1;
 }
 
+/* The owner (or claimer) only: a load and a store, no read-modify-write. */
 static inline void live_flip(struct slab *s, uint32_t i)
 {
-	s->live[i / 64] ^= (uint64_t)1 << (i % 64);
+	uint64_t w = atomic_load_explicit(&s->live[i / 64], memory_order_relaxed);
+	atomic_store_explicit(&s->live[i / 64], w ^ (uint64_t)1 << (i % 64), memory_order_relaxed);
+}
+
+/* Hardened: the objects freed on another CPU whose message the owner has
+ * not collected, one bit per object, in the frame after the descriptor's
+ * (a hardened heap's descriptor frames are pairs: descriptors, then their
+ * pending bitmaps), at the live bitmap's offset in its slot: on the lines
+ * of its page the live bitmap is on in its own, so loading it after the
+ * live bitmap waits for no store a load of the live bitmap does not wait
+ * for (4 KiB aliasing, below). Set by the remote free with a
+ * fetch-or, which refuses the free if the bit was set already (the object
+ * is on its way to its owner: a second free); cleared by the owner's
+ * collection with a fetch-and, before the object can be handed out again,
+ * so the next valid remote free of it, which happens after that
+ * allocation, finds it clear (both read-modify-write one word: the
+ * modification order of the word, not a fence, orders them). The owner's
+ * own free reads it (relaxed) and refuses an object whose remote free is
+ * still on its way. Only read-modify-writes and loads touch it besides
+ * the zeroing of a new slab's. */
+_Static_assert(__builtin_offsetof(struct slab, live) + OBJ_MAX_OBJS / 8 <= OBJ_DESC_SIZE,
+	       "a pending bitmap fits its descriptor's slot of the next frame");
+
+static inline _Atomic uint64_t *slab_pending(const struct slab *s, uint32_t i)
+{
+	return (_Atomic uint64_t *)((uintptr_t)s->live + OBJ_PAGE) + i / 64;
+}
+
+static inline bool pending_test(const struct slab *s, uint32_t i)
+{
+	return atomic_load_explicit(slab_pending(s, i), memory_order_relaxed) >> (i % 64) & 1;
+}
+
+/* Frames of one block of descriptors: 1, hardened 2 (the pending bitmaps). */
+static inline unsigned desc_frame_order(const struct cairn_heap *h)
+{
+	return h->harden ? 1 : 0;
 }
 
 /* ---- pagemap ---- */
@@ -630,6 +671,8 @@ void cairn__heap_queue_init(struct cairn_heap *h);
 /* ---- the common free of an object into its owner's slab (objects.c) ---- */
 /* 0, or the error reported (p was left alone). */
 int cairn__slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
+/* Hardened: the same for an object collected from a message. */
+int cairn__slab_free_collected(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
 /* After a push onto s's local_free: FULL -> AVAIL, or an empty slab back. */
 void cairn__slab_after_free(struct cairn_heap *h, struct slab *s, bool offline);
 

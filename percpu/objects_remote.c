@@ -212,7 +212,7 @@ static void collect_checked(struct cairn_heap *h, uintptr_t head, bool offline)
 		if (unlikely(!s))
 			return;
 		uintptr_t next = obj_decode(h, p, obj_word(p));
-		int err = cairn__slab_free_owned(h, s, p, offline);
+		int err = cairn__slab_free_collected(h, s, p, offline);
 		if (unlikely(err)) {
 			if (err == CAIRN_EFREE)
 				collect_free_again(h, s, p);

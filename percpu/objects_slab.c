@@ -31,7 +31,7 @@ static struct slab *desc_get(struct cairn_heap *h, uintptr_t b, unsigned order)
 			*link = d->next;
 			return d;
 		}
-	uintptr_t frame = pages_get(h->o, 0, true);
+	uintptr_t frame = pages_get(h->o, desc_frame_order(h), true);
 	if (!frame) {
 		struct slab *d = h->spare;
 		if (d) {
@@ -40,7 +40,8 @@ static struct slab *desc_get(struct cairn_heap *h, uintptr_t b, unsigned order)
 		}
 		return d;
 	}
-	atomic_fetch_add_explicit(&h->o->meta_frames, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->o->meta_frames, 1u << desc_frame_order(h),
+				  memory_order_relaxed);
 	/* never 0: a frame has a slot off every ruled-out line (static assertion) */
 	unsigned line = (unsigned)__builtin_ctzll(~ruled_out & DESC_LINE_STARTS);
 	struct slab *first = (struct slab *)frame, *d = (struct slab *)(frame + line * 64);
@@ -312,8 +313,10 @@ struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls)
 	s->damaged = 0;
 	s->next = s->prev = NULL;
 	if (h->harden)
-		for (unsigned i = 0; i < OBJ_MAX_OBJS / 64; i++)
-			s->live[i] = 0;
+		for (unsigned i = 0; i < OBJ_MAX_OBJS; i += 64) {
+			atomic_store_explicit(&s->live[i / 64], 0, memory_order_relaxed);
+			atomic_store_explicit(slab_pending(s, i), 0, memory_order_relaxed);
+		}
 	cairn__pm_set(o, base, (uintptr_t)1 << order, (uintptr_t)s);
 	cairn__slab_extend(h, s);
 	return s;
@@ -383,7 +386,7 @@ void cairn__heap_destroy_slabs(struct cairn_heap *h)
 				pages_put(o, s->base, s->order);
 			}
 		}
-		pages_put(o, (uintptr_t)f, 0);
+		pages_put(o, (uintptr_t)f, desc_frame_order(h));
 		f = next;
 	}
 	h->desc_frames = NULL;

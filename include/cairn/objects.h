@@ -167,8 +167,11 @@ void *cairn_objects_realloc(struct cairn_objects *o, void *p, size_t size);
  * large_arena) has only its first page in the pagemap: a pointer into a
  * later page of it is CAIRN_ERANGE. With hardening off only ERANGE is checked
  * for small objects; large objects are always checked, except ranges of
- * the quantum cache. A remote free's double free is detected by the owner
- * when it collects. A large object's second free is EFREE while its
+ * the quantum cache. Hardened, a small object's second free is EFREE on
+ * any CPU until it is handed out again: its owner holds it free, or a
+ * free of it on another CPU has not been collected yet (after it is
+ * handed out again, a second free frees the new holder's object: no
+ * allocator can tell). A large object's second free is EFREE while its
  * arena span is still there, ERANGE once the span went back to the
  * source. */
 int cairn_objects_free(struct cairn_objects *o, void *p);

@@ -12,14 +12,13 @@
  * a thread of its own here, and the test fails if it has not returned
  * within seconds.
  *
- * Hardened, a repeat within the freeing CPU's pending batch is refused at
- * the free (objects_unit); a repeat after that batch was posted is a second
- * message naming p while p's words still serve the first: as a message's
- * tail (p freed first into both batches, "tail"), p is pushed onto the
- * queue twice, and pushed right behind itself its queue link names itself;
- * as the head of the first batch ("head"), p's batch link is overwritten.
- * The owner must report it, return, and keep its lists whole: no object
- * cut off a free list, none handed out twice.
+ * Hardened, a repeat is refused at the free, before it writes into p: a
+ * repeat after p's batch was posted ("tail": p the tail of both batches,
+ * whose second push would link p behind itself in the queue; "head": p the
+ * head of the first, its batch link overwritten), or after the owner
+ * collected p ("middle": p on the owner's free list, its link overwritten).
+ * One report, no object cut off a free list or handed out twice
+ * (objects_remote_double has the other orders).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -133,9 +132,9 @@ static void test_plain_repeat(void)
 }
 
 /* Hardened: h1 frees p and posts (message 1: p alone), then frees p
- * again and posts (message 2: p alone), before h0 collects either. c,
- * freed on h0, heads p's slab's local_free when p's first message is
- * collected, so p's word is then a link of that list. */
+ * again before h0 collects: refused (p's remote free is on its way). c,
+ * freed on h0, heads p's slab's local_free when p's message is collected,
+ * so p's word is then a link of that list. */
 static void test_checked_tail_again(void)
 {
 	struct cairn_objects *o = objtest_create(CAIRN_OBJ_HARDEN_ON);
@@ -146,9 +145,9 @@ static void test_checked_tail_again(void)
 	CHECK_EQ(cairn_heap_free(h0, c), 0);
 	CHECK_EQ(cairn_heap_free(h1, p), 0);
 	cairn_heap_flush(h1);
-	CHECK_EQ(cairn_heap_free(h1, p), 0); /* its batch is posted: not seen here */
-	cairn_heap_flush(h1);
 	uint64_t before = cairn_host_reports();
+	CHECK_EQ(cairn_heap_free(h1, p), CAIRN_EFREE); /* its batch is posted */
+	cairn_heap_flush(h1);
 	collect_or_fail(h0);
 	CHECK_EQ(cairn_host_reports(), before + 1);
 	CHECK_EQ(stats(o).objects, 1); /* k */
@@ -158,39 +157,36 @@ static void test_checked_tail_again(void)
 }
 
 /* Hardened: h1 frees a, then p, and posts (message 1: p -> a); frees p
- * again and posts (message 2: p alone). p's second push overwrote its
- * link to a, so message 1's walk cannot reach a: a is lost to the caller's
- * double free (still counted, never handed out again). The owner reports
- * it and its lists stay whole. */
+ * again: refused, so p's link to a stays and a comes back too. k stays
+ * held. */
 static void test_checked_head_again(void)
 {
 	struct cairn_objects *o = objtest_create(CAIRN_OBJ_HARDEN_ON);
 	struct cairn_heap *h0 = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
 	char *c = cairn_heap_alloc(h0, 64), *a = cairn_heap_alloc(h0, 64);
-	char *p = cairn_heap_alloc(h0, 64);
-	REQUIRE(c && a && p);
+	char *p = cairn_heap_alloc(h0, 64), *k = cairn_heap_alloc(h0, 64);
+	REQUIRE(c && a && p && k);
 	CHECK_EQ(cairn_heap_free(h0, c), 0);
 	CHECK_EQ(cairn_heap_free(h1, a), 0);
 	CHECK_EQ(cairn_heap_free(h1, p), 0);
 	cairn_heap_flush(h1);
-	CHECK_EQ(cairn_heap_free(h1, p), 0);
-	cairn_heap_flush(h1);
 	uint64_t before = cairn_host_reports();
+	CHECK_EQ(cairn_heap_free(h1, p), CAIRN_EFREE);
+	cairn_heap_flush(h1);
 	collect_or_fail(h0);
-	CHECK(cairn_host_reports() > before);
+	CHECK_EQ(cairn_host_reports(), before + 1);
+	CHECK_EQ(stats(o).objects, 1); /* k */
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	check_handed_out(o, h0, (uintptr_t)c, (uintptr_t)p, (uintptr_t)a);
+	check_handed_out(o, h0, (uintptr_t)a, (uintptr_t)p, (uintptr_t)k);
 	cairn_objects_destroy(o);
 }
 
 /* Hardened: h1 frees x and posts, h0 collects (x is free, its link to
- * c, freed before it); then h1 frees y and x again and posts (x, the
- * batch's head, now links to y). Collecting, the owner finds x free: its
- * word is the second free's link to y, an object the owner counts as held
- * (its free is in this message, which is dropped), so the free list is cut
- * at x (c lost with it: the second free wrote over its link). Followed, the
- * list would hand y out while it is counted as held, with its live bit
- * turned off, and y's next free would be refused. */
+ * c, freed before it); then h1 frees y and x again and posts. x's second
+ * free is refused (its owner holds it free), before it writes over x's
+ * link to c: y is collected alone and comes back, and so do x and c;
+ * pushed, x's word would have become a batch link to y, which the owner's
+ * list would follow to hand y out while it is counted as held. */
 static void test_checked_middle_again(void)
 {
 	struct cairn_objects *o = objtest_create(CAIRN_OBJ_HARDEN_ON);
@@ -204,20 +200,25 @@ static void test_checked_middle_again(void)
 	cairn_heap_flush(h0);
 	CHECK_EQ(stats(o).objects, 1);
 	CHECK_EQ(cairn_heap_free(h1, y), 0);
-	CHECK_EQ(cairn_heap_free(h1, x), 0); /* x is free: only its owner can tell */
-	cairn_heap_flush(h1);
 	uint64_t before = cairn_host_reports();
+	CHECK_EQ(cairn_heap_free(h1, x), CAIRN_EFREE); /* x is free */
+	cairn_heap_flush(h1);
 	collect_or_fail(h0);
-	CHECK(cairn_host_reports() > before);
+	CHECK_EQ(cairn_host_reports(), before + 1);
+	CHECK_EQ(stats(o).objects, 0);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	enum { N = 2500 };
 	static uintptr_t v[N];
-	unsigned seen_y = 0;
+	unsigned seen_y = 0, seen_x = 0, seen_c = 0;
 	for (unsigned i = 0; i < N; i++) {
 		REQUIRE((v[i] = (uintptr_t)cairn_heap_alloc(h0, 64)) != 0);
 		seen_y += v[i] == (uintptr_t)y;
+		seen_x += v[i] == (uintptr_t)x;
+		seen_c += v[i] == (uintptr_t)c;
 	}
-	CHECK_EQ(seen_y, 0);
+	CHECK_EQ(seen_y, 1);
+	CHECK_EQ(seen_x, 1);
+	CHECK_EQ(seen_c, 1);
 	before = cairn_host_reports();
 	for (unsigned i = 0; i < N; i++)
 		CHECK_EQ(cairn_heap_free(h0, (void *)v[i]), 0);

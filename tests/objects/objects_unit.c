@@ -317,7 +317,7 @@ static void test_errors(struct cairn_objects *o)
 	cairn_heap_free(h, x);
 	cairn_heap_free(h, y);
 	cairn_heap_free(h, z);
-	/* remote double free: caught by the owner when it collects */
+	/* a free by the owner of an object it collected from another CPU */
 	struct cairn_heap *h1 = cairn_objects_heap(o, 1);
 	char *e = cairn_heap_alloc(h, 64);
 	CHECK_EQ(cairn_heap_free(h1, e), 0);
