@@ -34,8 +34,10 @@
  *                 too); remove_region of a region with a frame in use or
  *                 with its metadata carved from it
  *   CAIRN_EMETA   free (any order, the bulk frees too) of a block that holds
- *                 a frame of carved metadata, unreserve of a range that
- *                 does: no caller was given those frames
+ *                 a frame of carved metadata and lies inside the range its
+ *                 region was given (one reaching into the next region too
+ *                 is ERANGE), unreserve of a range that holds such a
+ *                 frame: no caller was given those frames
  *   CAIRN_EEXIST  init: ranges overlap (by a byte too); add_region:
  *                 overlaps a region (its carved metadata too)
  *   CAIRN_ENOSPC  more than CAIRN_MAX_REGIONS regions (after the split at
