@@ -137,15 +137,6 @@ static void parent_rounds(unsigned rounds, unsigned *served)
 	}
 }
 
-static uint64_t va_window(void)
-{
-	static uint64_t base;
-	if (!base)
-		base = cairn_host_va_window(64 * MiB, 64 * MiB);
-	REQUIRE(base != 0);
-	return base;
-}
-
 static void frames_rounds(unsigned rounds, unsigned *served)
 {
 	static cairn_phys_t held[2048];
@@ -168,7 +159,7 @@ static void frames_rounds(unsigned rounds, unsigned *served)
 		bool mapped = below(2);
 		if (mapped) {
 			struct cairn_arena_config vc = { .quantum = Q << below(3), .fanout = 4 };
-			REQUIRE(cairn_arena_create(&va, env_frames, va_window(), 64 * MiB, &vc) == 0);
+			REQUIRE(cairn_arena_create(&va, env_frames, env_va_window(), 64 * MiB, &vc) == 0);
 			fs.va = &va;
 		}
 		cairn_arena_source_frames(&src, &fs);

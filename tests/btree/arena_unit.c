@@ -14,18 +14,6 @@
 /* Reports planted by the tests (main expects exactly these). */
 static uint64_t planted_reports;
 
-/* A window of host address space for mapped spans (64 MiB), reserved
- * once: under TSan, fixed addresses may lie outside what it lets a
- * program map. */
-static uint64_t va_window(void)
-{
-	static uint64_t base;
-	if (!base)
-		base = cairn_host_va_window(64 * MiB, 64 * MiB);
-	REQUIRE(base != 0);
-	return base;
-}
-
 static void valid(struct cairn_arena *a)
 {
 	CHECK_EQ(cairn_arena_validate(a), 0);
@@ -843,7 +831,7 @@ static void mapped_heap_create(struct mapped_heap *m, uint64_t va_quantum,
 			       uint64_t import_quantum)
 {
 	struct cairn_arena_config vc = { .quantum = va_quantum };
-	CHECK_EQ(cairn_arena_create(&m->va, env_frames, va_window(), 64 * MiB, &vc), 0);
+	CHECK_EQ(cairn_arena_create(&m->va, env_frames, env_va_window(), 64 * MiB, &vc), 0);
 	m->fs = (struct cairn_frames_source){ .frames = env_frames, .va = &m->va };
 	cairn_arena_source_frames(&m->src, &m->fs);
 	struct cairn_arena_config hc = { .quantum = 64, .source = &m->src,
@@ -970,7 +958,7 @@ static void frames_source_unmap_fails(void)
 static void frames_source_small_iq(bool direct)
 {
 	struct cairn_arena va, heap;
-	const uint64_t base = va_window();
+	const uint64_t base = env_va_window();
 	struct cairn_arena_config vc = { .quantum = 4096 };
 	CHECK_EQ(cairn_arena_create(&va, env_frames, base, 64 * MiB, &vc), 0);
 	struct cairn_frames_source fs = { .frames = env_frames,

@@ -31,6 +31,18 @@ static inline struct cairn_frames *env_init(unsigned cpus, unsigned mib)
 	return env_frames;
 }
 
+/* A window of host address space for mapped spans (64 MiB), reserved
+ * once: under TSan, fixed addresses may lie outside what it lets a
+ * program map. */
+static inline uint64_t env_va_window(void)
+{
+	static uint64_t base;
+	if (!base)
+		base = cairn_host_va_window(64 * MiB, 64 * MiB);
+	REQUIRE(base != 0);
+	return base;
+}
+
 static inline uint64_t env_free_frames(void)
 {
 	return frames_free_total(env_frames);
