@@ -13,8 +13,8 @@
  * the caller's (sometimes one byte short, at any misalignment) or carved
  * from the range. The reference knows every answer: EINVAL for no whole
  * frame, a range across an area boundary or metadata too small; ENOMEM when
- * the carve leaves no frame; EEXIST for an overlap with an active region
- * (a removed one does not count); ENOSPC with no slot left (a removed
+ * the carve leaves no frame; EEXIST for a byte in the range an active
+ * region was given, in a partial frame too (a removed one does not count); ENOSPC with no slot left (a removed
  * region keeps its slot until reclaimed); else the lowest reclaimed slot,
  * or the next new one. A removal is ERANGE where no active region starts,
  * EBUSY for carved metadata or a frame the test holds (parked frames are
@@ -262,6 +262,7 @@ struct slot {
 	uint64_t first, end, removal;
 	bool carved;
 	void *meta; /* the caller's buffer (freed at reclaim) */
+	cairn_phys_t base, top; /* the bytes it was given, partial frames too */
 };
 static struct slot slot[CAIRN_MAX_REGIONS];
 static unsigned nslots;
@@ -487,8 +488,10 @@ static int add_at(unsigned step, cairn_phys_t base, uint64_t size, bool carve, b
 			want = CAIRN_EINVAL;
 		else if (carve && (region_bytes(rf, re) + FRAME - 1) / FRAME >= re - rf)
 			want = CAIRN_ENOMEM;
+		/* on the bytes given, as init judges its map */
 		for (unsigned i = 0; !want && i < nslots; i++)
-			if (slot[i].state == S_ACTIVE && slot[i].first < re && rf < slot[i].end)
+			if (slot[i].state == S_ACTIVE && slot[i].base < base + size &&
+			    base < slot[i].top)
 				want = CAIRN_EEXIST;
 		for (unsigned i = 0; !want && i < nslots && at == nslots; i++)
 			if (slot[i].state == S_UNUSED)
@@ -515,7 +518,7 @@ static int add_at(unsigned step, cairn_phys_t base, uint64_t size, bool carve, b
 	adds_ok++;
 	if (at == nslots)
 		nslots++;
-	slot[at] = (struct slot){ S_ACTIVE, rf, re, 0, carve, buf };
+	slot[at] = (struct slot){ S_ACTIVE, rf, re, 0, carve, buf, base, base + size };
 	uint64_t mf = carve ? (region_bytes(rf, re) + FRAME - 1) / FRAME : 0;
 	for (uint64_t fr = rf; fr < re; fr++)
 		*ref_at(fr) = fr >= re - mf ? META : FREE;
@@ -749,7 +752,8 @@ int main(int argc, char **argv)
 	struct cairn_frames_config cfg = { .ncpus = NCPUS };
 	REQUIRE(cairn_frames_init(&f, map, 1, &cfg) == 0);
 	uint64_t mf = (cairn_frames_meta_size(map, 1, NCPUS) + FRAME - 1) / FRAME;
-	slot[0] = (struct slot){ S_ACTIVE, BOOT_FIRST, win[2].end, 0, true, NULL };
+	slot[0] = (struct slot){ S_ACTIVE, BOOT_FIRST, win[2].end, 0, true, NULL,
+				 BOOT_FIRST * FRAME, win[2].end * FRAME };
 	nslots = 1;
 	for (uint64_t fr = BOOT_FIRST; fr < win[2].end; fr++)
 		*ref_at(fr) = fr >= win[2].end - mf ? META : FREE;

@@ -897,6 +897,101 @@ static void high_region_round(cairn_phys_t base, uint64_t size)
  * they must miss (the old metadata is freed: ASan catches a look into it)
  * and never reach a word of the new region through the old one's word
  * number. */
+/* An add is judged on the bytes it is given against the bytes every active
+ * region was given (cairn_frames_init's entries, merged and cut at the
+ * area lines; an add's range; the carved metadata and the partial frames
+ * at either end too), as init judges its map: a byte in both is EEXIST,
+ * and nothing changes; ranges that only touch are no overlap. Judged in
+ * whole frames, a range sharing only bytes of a partial frame went in. */
+static void add_rejected(struct cairn_frames *f, cairn_phys_t base, uint64_t size)
+{
+	struct cairn_frames_stats st0, st;
+	cairn_frames_stats(f, &st0);
+	uint32_t n = atomic_load(&f->nregions);
+	size_t ms = cairn_frames_region_meta_size(base, size);
+	void *meta = malloc(ms);
+	REQUIRE(ms && meta);
+	int err = cairn_frames_add_region(f, base, size, meta, ms);
+	CHECK_EQ(err, CAIRN_EEXIST);
+	if (err == 0) { /* taken: out again, so that what follows still tells */
+		cairn_phys_t first = (base + FRAME - 1) & ~(FRAME - 1);
+		CHECK_EQ(cairn_frames_remove_region(f, first), 0);
+		CHECK_EQ(cairn_frames_reclaim_region(f, first), 0);
+	} else { /* carved from itself: the same verdict */
+		CHECK_EQ(cairn_frames_add_region(f, base, size, NULL, 0), CAIRN_EEXIST);
+	}
+	cairn_frames_stats(f, &st);
+	CHECK(memcmp(&st, &st0, sizeof(st)) == 0);
+	CHECK_EQ(atomic_load(&f->nregions), n);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	free(meta);
+}
+
+/* The touching range goes in, and out again. */
+static void add_touching(struct cairn_frames *f, cairn_phys_t base, uint64_t size)
+{
+	size_t ms = cairn_frames_region_meta_size(base, size);
+	void *meta = malloc(ms);
+	REQUIRE(ms && meta);
+	CHECK_EQ(cairn_frames_add_region(f, base, size, meta, ms), 0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	cairn_phys_t first = (base + FRAME - 1) & ~(FRAME - 1);
+	CHECK_EQ(cairn_frames_remove_region(f, first), 0);
+	CHECK_EQ(cairn_frames_reclaim_region(f, first), 0);
+	free(meta);
+}
+
+static void test_add_region_bytes(void)
+{
+	/* 20 GiB + 2 KiB .. 20 GiB + 8 MiB + 2 KiB from two entries that
+	 * merge, the instance's metadata carved from its top; 8 MiB + 2 KiB
+	 * .. 24 MiB + 2 KiB, cut at 16 MiB */
+	const struct cairn_mem_range map[] = {
+		{ 20 * GiB + 0x800, 4 * MiB - 0x800 },
+		{ 20 * GiB + 4 * MiB, 4 * MiB + 0x800 },
+		{ 8 * MiB + 0x800, 16 * MiB },
+	};
+	struct cairn_frames *f = make(map, 3, true);
+	struct cairn_frames_stats st;
+	cairn_frames_stats(f, &st);
+	CHECK_EQ(st.regions, 3);
+
+	/* above the carve, in the range's last partial frame */
+	add_rejected(f, 20 * GiB + 8 * MiB + 0x400, 4 * MiB);
+	add_rejected(f, 20 * GiB + 8 * MiB + 0x7ff, 4 * MiB);
+	add_touching(f, 20 * GiB + 8 * MiB + 0x800, 4 * MiB);
+	/* below the range, in its first partial frame */
+	add_rejected(f, 20 * GiB - 4 * MiB, 4 * MiB + 0xc00);
+	add_rejected(f, 20 * GiB - 4 * MiB, 4 * MiB + 0x801);
+	add_touching(f, 20 * GiB - 4 * MiB, 4 * MiB + 0x800);
+	/* both ends of the range cut at 16 MiB */
+	add_rejected(f, 4 * MiB, 4 * MiB + 0x900);
+	add_touching(f, 4 * MiB, 4 * MiB + 0x800);
+	add_rejected(f, 24 * MiB + 0x400, 4 * MiB);
+	add_touching(f, 24 * MiB + 0x800, 4 * MiB);
+
+	/* a region added with the caller's metadata, and one carved from
+	 * itself: their partial frames are theirs as well */
+	const cairn_phys_t r1 = 24 * GiB + 0x100, r2 = 26 * GiB;
+	size_t ms = cairn_frames_region_meta_size(r1, 4 * MiB);
+	void *meta = malloc(ms);
+	REQUIRE(meta);
+	CHECK_EQ(cairn_frames_add_region(f, r1, 4 * MiB, meta, ms), 0);
+	CHECK_EQ(cairn_frames_add_region(f, r2, 2 * MiB + 0x300, NULL, 0), 0);
+	add_rejected(f, r1 + 4 * MiB - 0x100, 4 * MiB);
+	add_rejected(f, r1 - 4 * MiB - 0x100, 4 * MiB + 0x200);
+	add_touching(f, r1 + 4 * MiB, 4 * MiB);
+	add_touching(f, r1 - 4 * MiB - 0x100, 4 * MiB + 0x100);
+	add_rejected(f, r2 + 2 * MiB + 0x200, 2 * MiB);
+	add_touching(f, r2 + 2 * MiB + 0x300, 2 * MiB);
+	/* a removed region's bytes are free to add again */
+	CHECK_EQ(cairn_frames_remove_region(f, r1 + FRAME - 0x100), 0);
+	add_touching(f, r1 + 4 * MiB - 0x100, 4 * MiB);
+	CHECK_EQ(cairn_frames_reclaim_region(f, r1 + FRAME - 0x100), 0);
+	free(meta);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 static void test_regions_reuse(void)
 {
 	const cairn_phys_t base = 20 * GiB;
@@ -1817,6 +1912,7 @@ int main(void)
 	test_bulk_region_edges();
 	test_bulk_huge();
 	test_regions_runtime();
+	test_add_region_bytes();
 	test_regions_reuse();
 	test_slot0_reuse();
 	test_area_gone();
