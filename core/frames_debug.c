@@ -161,11 +161,15 @@ int cairn_frames_validate(struct cairn_frames *f)
 		    area_of(r->meta_end - 1) != r->area ||
 		    r->nchunks != ((r->end - 1) >> CHUNK_SHIFT) - r->chunk0 + 1)
 			return broken("frames: region bounds", r->first, r->end);
+		if (r->lead >= CAIRN_FRAME_SIZE || r->trail >= CAIRN_FRAME_SIZE)
+			return broken("frames: region's partial frames", r->lead, r->trail);
 		present |= 1u << r->area;
+		/* on the bytes given, which hold the frames, carves too */
 		for (uint32_t j = 0; j < i; j++)
 			if (region_active(atomic_load_explicit(&f->region[j].state,
 							       memory_order_acquire)) &&
-			    f->region[j].first < r->meta_end && r->first < f->region[j].meta_end)
+			    region_given_base(&f->region[j]) < region_given_end(r) &&
+			    region_given_base(r) < region_given_end(&f->region[j]))
 				return broken("frames: regions overlap", r->first, f->region[j].first);
 		uint64_t tail = 0; /* chunks still owed to the last huge head */
 		for (uint64_t c = 0; c < r->nchunks; c++) {

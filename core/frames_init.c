@@ -26,6 +26,7 @@ static inline uint64_t first_frame(cairn_phys_t phys)
 
 struct span {
 	uint64_t first, end; /* frame numbers */
+	cairn_phys_t lo, hi; /* the bytes given for them, partial frames too */
 };
 
 static uint64_t instance_bytes(unsigned ncpus)
@@ -41,19 +42,22 @@ static bool entry_frames(const struct cairn_mem_range *e, uint64_t *first, uint6
 	return *end > *first;
 }
 
-/* Append [first, end) to out[], cut at the area boundaries; false when the
- * table has no room for a part. */
-static bool spans_add(struct span *out, int *k, uint64_t first, uint64_t end)
+/* Append s to out[], cut at the area boundaries (a cut is a frame line,
+ * where the parts' bytes meet); false when the table has no room for a
+ * part. */
+static bool spans_add(struct span *out, int *k, struct span s)
 {
 	static const uint64_t cuts[2] = { FRAMES_16M, FRAMES_4G };
 	for (int c = 0; c <= 2; c++) {
-		uint64_t stop = c < 2 && first < cuts[c] && end > cuts[c] ? cuts[c] : end;
-		if (c < 2 && stop == end)
+		uint64_t stop = c < 2 && s.first < cuts[c] && s.end > cuts[c] ? cuts[c] : s.end;
+		if (c < 2 && stop == s.end)
 			continue;
 		if (*k == CAIRN_MAX_REGIONS)
 			return false;
-		out[(*k)++] = (struct span){ first, stop };
-		first = stop;
+		out[(*k)++] = (struct span){ s.first, stop, s.lo,
+					     stop == s.end ? s.hi : stop << CAIRN_FRAME_SHIFT };
+		s.first = stop;
+		s.lo = stop << CAIRN_FRAME_SHIFT;
 	}
 	return true;
 }
@@ -80,7 +84,7 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 			return CAIRN_EINVAL;
 	int k = 0;
 	bool any = false, full = false;
-	uint64_t cur_first = 0, cur_end = 0; /* the span being merged */
+	struct span cur = { 0, 0, 0, 0 }; /* the span being merged */
 	uint64_t reach = 0; /* the end of the bytes visited (none: last == n) */
 	size_t last = n;    /* the entry visited last */
 	for (;;) {
@@ -106,19 +110,21 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 		uint64_t nf, ne;
 		if (!entry_frames(&map[next], &nf, &ne))
 			continue;
-		if (any && cur_end == nf) {
-			cur_end = ne;
+		/* (frames that meet come from bytes that meet: the entry
+		 * before ended on the frame line this one starts at) */
+		if (any && cur.end == nf) {
+			cur.end = ne;
+			cur.hi = reach;
 			continue;
 		}
-		if (any && !spans_add(out, &k, cur_first, cur_end))
+		if (any && !spans_add(out, &k, cur))
 			full = true;
 		any = true;
-		cur_first = nf;
-		cur_end = ne;
+		cur = (struct span){ nf, ne, map[next].base, reach };
 	}
 	if (!any)
 		return CAIRN_EINVAL;
-	if (!spans_add(out, &k, cur_first, cur_end) || full)
+	if (!spans_add(out, &k, cur) || full)
 		return CAIRN_ENOSPC;
 	return k;
 }
@@ -134,6 +140,8 @@ static void region_init(struct region *r, struct span s, void *meta, uint64_t ca
 	r->first = s.first;
 	r->end = carve;
 	r->meta_end = s.end;
+	r->lead = (uint16_t)((s.first << CAIRN_FRAME_SHIFT) - s.lo);
+	r->trail = (uint16_t)(s.hi - (s.end << CAIRN_FRAME_SHIFT));
 	r->chunk0 = s.first >> CHUNK_SHIFT;
 	r->nchunks = ((carve - 1) >> CHUNK_SHIFT) - r->chunk0 + 1;
 	r->chunk = meta;
@@ -295,8 +303,13 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 		uint32_t state = atomic_load_explicit(&r->state, memory_order_relaxed);
 		if (state == REGION_UNUSED && slot == n)
 			slot = i; /* reclaimed: the lowest is reused */
-		/* the range given, its carve too: that is no free memory */
-		if (region_active(state) && r->first < s[0].end && s[0].first < r->meta_end) {
+		/* On the bytes given, each range's partial frames and carve
+		 * too, as init judges its map: a byte in both is the
+		 * caller's error, though neither region manages its frame.
+		 * The given bytes hold the frames, so no range sharing a
+		 * frame passes either. */
+		if (region_active(state) && region_given_base(r) < s[0].hi &&
+		    s[0].lo < region_given_end(r)) {
 			table_unlock(f);
 			return CAIRN_EEXIST;
 		}

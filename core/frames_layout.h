@@ -133,7 +133,27 @@ struct region {
 	 * that (region_refilled). A request skips the region while it is set,
 	 * until every area has come up short (alloc_request). */
 	_Atomic uint32_t exhausted;
+	/* The bytes of the range given in its partial frames, below first
+	 * and above meta_end (each below a frame): its bytes are
+	 * region_given_base() .. region_given_end(). No region manages
+	 * those frames, but an add that shares a byte with the range is
+	 * EEXIST all the same, as init judges its map. (In what was the
+	 * struct's padding: its size, which the short paths multiply by,
+	 * stays.) */
+	uint16_t lead, trail;
 };
+
+/* The range r was given, [base, end) in bytes: the map entries init
+ * merged into it (cut at the area lines), or the range of its add. */
+static inline cairn_phys_t region_given_base(const struct region *r)
+{
+	return (r->first << CAIRN_FRAME_SHIFT) - r->lead;
+}
+
+static inline cairn_phys_t region_given_end(const struct region *r)
+{
+	return (r->meta_end << CAIRN_FRAME_SHIFT) + r->trail;
+}
 
 /* Bytes of chunk entries and bitmap for frames [first, end). */
 static inline uint64_t region_meta_bytes(uint64_t first, uint64_t end)

@@ -39,7 +39,9 @@
  *                 is ERANGE), unreserve of a range that holds such a
  *                 frame: no caller was given those frames
  *   CAIRN_EEXIST  init: ranges overlap (by a byte too); add_region:
- *                 overlaps a region (its carved metadata too)
+ *                 shares a byte with the range an active region was
+ *                 given (its carved metadata and its partial frames
+ *                 too: judged as init judges its map; touching passes)
  *   CAIRN_ENOSPC  more than CAIRN_MAX_REGIONS regions (after the split at
  *                 the area boundaries; a removed region keeps its slot
  *                 until reclaimed: cairn_frames_reclaim_region)
