@@ -984,7 +984,9 @@ static void test_add_region_bytes(void)
 	add_touching(f, r1 - 4 * MiB - 0x100, 4 * MiB + 0x100);
 	add_rejected(f, r2 + 2 * MiB + 0x200, 2 * MiB);
 	add_touching(f, r2 + 2 * MiB + 0x300, 2 * MiB);
-	/* a removed region's bytes are free to add again */
+	/* a removed region's bytes are free to add again; it is named by
+	 * its first whole frame, not by the base it was given */
+	CHECK_EQ(cairn_frames_remove_region(f, r1), CAIRN_ERANGE);
 	CHECK_EQ(cairn_frames_remove_region(f, r1 + FRAME - 0x100), 0);
 	add_touching(f, r1 + 4 * MiB - 0x100, 4 * MiB);
 	CHECK_EQ(cairn_frames_reclaim_region(f, r1 + FRAME - 0x100), 0);

@@ -14,7 +14,9 @@
  * (add_region, remove_region and reclaim_region excepted: they take a spin
  * lock on the region table, and are not for interrupt handlers).
  *
- * Errors (a rejected call changes nothing; reserve/unreserve see there):
+ * Errors (a rejected call changes nothing; the bulk frees, which stop at
+ * the first bad block with those before it freed, and reserve/unreserve
+ * see there):
  *   CAIRN_EINVAL  order or align_order above CAIRN_MAX_ORDER, align_order
  *                 below order, a flag not defined here; init: an empty map,
  *                 a range whose end (base + size) is not below 2^64,
@@ -193,7 +195,14 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base,
  * memory may be reused once no CPU can still be inside the allocator: once
  * every call into this instance that began before the removal returned
  * (a grace period). Until then frees of its frames are ERANGE, and calls
- * in flight may still read its metadata.
+ * in flight may still read its metadata. base (here and for the reclaim)
+ * is the address of the region's first whole frame (of an added region,
+ * the base it was given rounded up to a frame).
+ *
+ * The removal takes the region's chunks one by one as if allocating them
+ * whole, and gives them back if one is busy: an allocation, alloc_at or
+ * reserve there meanwhile finds them in use, as if another CPU held them
+ * (another region serves it, or ENOMEM, EBUSY), however the removal ends.
  *
  * The removed region keeps its slot of the CAIRN_MAX_REGIONS table until
  * the caller reclaims it: cairn_frames_reclaim_region(f, base) says that
