@@ -27,6 +27,10 @@
  * for small blocks) in random areas until ENOMEM must take exactly the
  * reference's count of aligned free blocks, highest area first: the
  * partial chunks at the ends of regions and areas hold such blocks too.
+ * Ranges added after init that share the first or last byte of an entry,
+ * or only touch it, must be EEXIST exactly when they share a byte with an
+ * entry of a whole frame: a region keeps the bytes of the entries merged
+ * into it, partial frames too, cut at the area lines.
  *
  * usage: frames_boot [seed] [rounds]
  */
@@ -354,6 +358,63 @@ static void aligned_exhaust(struct cairn_frames *f, unsigned round, uint64_t cfi
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* ---- adds after init, judged on the bytes the map listed ---- */
+
+static unsigned probes[3]; /* EEXIST, accepted, other */
+
+/* What cairn_frames_add_region of [base, base + size) must answer: every
+ * region holds the bytes of the entries merged into it, partial frames
+ * too, so a byte in an entry of a whole frame is EEXIST (an entry of no
+ * whole frame is in no region); a range across an area line is EINVAL
+ * first, and a full table ENOSPC last. */
+static int probe_want(cairn_phys_t base, uint64_t size)
+{
+	uint64_t first = (base + FRAME - 1) / FRAME, end = (base + size) / FRAME;
+	if (area_of_frame(first) != area_of_frame(end - 1))
+		return CAIRN_EINVAL;
+	for (size_t i = 0; i < nmap; i++) {
+		const struct cairn_mem_range *e = &map[i];
+		if ((e->base + FRAME - 1) / FRAME < (e->base + e->size) / FRAME &&
+		    e->base < base + size && base < e->base + e->size)
+			return CAIRN_EEXIST;
+	}
+	return nref == CAIRN_MAX_REGIONS ? CAIRN_ENOSPC : 0;
+}
+
+static void probe(struct cairn_frames *f, unsigned round, cairn_phys_t base, uint64_t size)
+{
+	static char meta[4096];
+	REQUIRE(cairn_frames_region_meta_size(base, size) <= sizeof(meta));
+	int want = probe_want(base, size);
+	int err = cairn_frames_add_region(f, base, size, meta, sizeof(meta));
+	if (err != want)
+		fprintf(stderr, "round %u: add %#llx + %#llx: %d, expected %d\n", round,
+			(unsigned long long)base, (unsigned long long)size, err, want);
+	CHECK_EQ(err, want);
+	probes[err == CAIRN_EEXIST ? 0 : err == 0 ? 1 : 2]++;
+	if (!err) { /* out again: the round goes on with the map's regions */
+		cairn_phys_t first = (base + FRAME - 1) & ~(FRAME - 1);
+		CHECK_EQ(cairn_frames_remove_region(f, first), 0);
+		CHECK_EQ(cairn_frames_reclaim_region(f, first), 0);
+	}
+}
+
+/* Ranges of two frames that share the first or the last byte of a few
+ * entries, or only touch them. */
+static void probe_edges(struct cairn_frames *f, unsigned round)
+{
+	for (unsigned n = 0; n < 8 && nmap; n++) {
+		const struct cairn_mem_range *e = &map[below(nmap)];
+		cairn_phys_t end = e->base + e->size;
+		if (e->base >= 2 * FRAME) {
+			probe(f, round, e->base + 1 - 2 * FRAME, 2 * FRAME);
+			probe(f, round, e->base - 2 * FRAME, 2 * FRAME);
+		}
+		probe(f, round, end - 1, 2 * FRAME);
+		probe(f, round, end, 2 * FRAME);
+	}
+}
+
 static void round_check(unsigned round, bool carve)
 {
 	make_map();
@@ -459,6 +520,10 @@ static void round_check(unsigned round, bool carve)
 		if (ref[i].first && !in_ref(ref[i].first - 1))
 			CHECK_EQ(cairn_frames_alloc_at(f, (ref[i].first - 1) * FRAME, 0), CAIRN_ERANGE);
 	}
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	probe_edges(f, round);
+	cairn_frames_stats(f, &st);
+	CHECK(memcmp(&st, &st0, sizeof(st)) == 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 
 	for (unsigned i = 0; i < 4; i++)
@@ -602,5 +667,8 @@ int main(int argc, char **argv)
 	       "regions), %u EEXIST, %u ENOSPC, %u ENOMEM, %u EINVAL\n",
 	       (unsigned long long)seed, rounds, outcomes[0], many_entries, outcomes[1],
 	       outcomes[2], outcomes[3], outcomes[4]);
+	printf("frames_boot: adds after init: %u EEXIST, %u accepted, %u other\n", probes[0],
+	       probes[1], probes[2]);
+	CHECK(probes[0] && probes[1]); /* both answers met */
 	return check_done("frames_boot");
 }
