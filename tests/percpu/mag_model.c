@@ -13,7 +13,9 @@
  *   - ENOMEM only when the source, the depot and this CPU hold nothing;
  *   - every operation on a CPU's slot counts exactly one hit or one miss
  *     (cairn_mag_alloc a miss and then one more: it may try again after a
- *     drain), checked at each operation and in total;
+ *     drain), checked at each operation and in total; and one exchange
+ *     for each magazine it moved to or from the depot's full stack; and it
+ *     changes no other CPU's figures;
  *   - an allocation takes from the source exactly what the algorithm says
  *     (predict_try): nothing on a hit or a depot exchange; after a drain
  *     ("lean", which the model keeps by its own rule: ncpus * refill
@@ -189,32 +191,62 @@ static void take(uint64_t it)
 	user[nuser++] = it;
 }
 
-/* This CPU's hits and misses, to see what one operation counted. */
-static struct cairn_mag_cpu_stats counts(void)
+/* Every slot's figures and the depot's, to see what one operation counted
+ * and where. */
+struct counts {
+	struct cairn_mag_cpu_stats cpu[NCPUS];
+	uint64_t depot_full, drains;
+};
+
+static struct counts counts(void)
 {
-	struct cairn_mag_cpu_stats st = { 0 };
-	if (cpu < NCPUS)
-		REQUIRE(cairn_mag_cpu_stats(mc, cpu, &st) == 0);
-	return st;
+	struct counts k;
+	for (unsigned c = 0; c < NCPUS; c++)
+		REQUIRE(cairn_mag_cpu_stats(mc, c, &k.cpu[c]) == 0);
+	struct cairn_mag_stats ms;
+	cairn_mag_stats(mc, &ms);
+	k.depot_full = ms.depot_full;
+	k.drains = ms.drains;
+	return k;
 }
 
 /* One operation on a slot is one hit or one miss; an alloc that may retry
  * after a drain is a miss (the ENOMEM) and then one more. A CPU outside the
- * slots counts nothing. */
-static void check_counted(struct cairn_mag_cpu_stats was, bool may_retry)
+ * slots counts nothing. The slot counts one exchange for each magazine its
+ * operation moved to or from the depot's full stack, which only an
+ * exchange does (a drain empties the depot first, so an operation that
+ * drained exchanged nothing); and no other slot changes at all (their
+ * drain requests wait for their own next operation). */
+static void check_counted(const struct counts *was, bool may_retry)
 {
-	struct cairn_mag_cpu_stats now = counts();
-	uint64_t hits = now.hits - was.hits, misses = now.misses - was.misses;
-	bool one = hits + misses == 1;
-	bool retried = may_retry && misses >= 1 && hits + misses == 2;
-	if (cpu < NCPUS ? !(one || retried) : hits + misses != 0)
-		fail_at("an operation not counted as exactly one hit or miss");
+	struct counts now = counts();
+	for (unsigned c = 0; c < NCPUS; c++) {
+		const struct cairn_mag_cpu_stats *a = &was->cpu[c], *b = &now.cpu[c];
+		uint64_t hits = b->hits - a->hits, misses = b->misses - a->misses;
+		uint64_t exch = b->exchanges - a->exchanges;
+		if (c != cpu) {
+			if (hits || misses || exch || a->held != b->held ||
+			    a->magazines != b->magazines)
+				fail_at("an operation changed another CPU's slot");
+			continue;
+		}
+		bool one = hits + misses == 1;
+		bool retried = may_retry && misses >= 1 && hits + misses == 2;
+		if (!(one || retried))
+			fail_at("an operation not counted as exactly one hit or miss");
+		bool drained = now.drains != was->drains;
+		uint64_t moved = now.depot_full > was->depot_full ?
+					 now.depot_full - was->depot_full :
+					 was->depot_full - now.depot_full;
+		if (exch != (drained ? 0 : moved) || exch > misses)
+			fail_at("exchanges do not count the magazines moved to or from the depot");
+	}
 }
 
 static void do_alloc(bool drain)
 {
 	uint64_t it;
-	struct cairn_mag_cpu_stats was = counts();
+	struct counts was = counts();
 	struct view v = look();
 	bool ok = predict_try(&v);
 	if (!ok && drain) {
@@ -222,7 +254,7 @@ static void do_alloc(bool drain)
 		ok = predict_try(&v);
 	}
 	int err = drain ? cairn_mag_alloc(mc, &it) : cairn_mag_try_alloc(mc, &it);
-	check_counted(was, drain);
+	check_counted(&was, drain);
 	if ((err == 0) != ok)
 		fail_at(ok ? "alloc failed where the model has an item" :
 			     "alloc succeeded where the model has none");
@@ -261,7 +293,7 @@ static void do_free(void)
 	uint64_t it = user[i];
 	user[i] = user[--nuser];
 	is_user[ref_index(&src, it)] = 0;
-	struct cairn_mag_cpu_stats was = counts();
+	struct counts was = counts();
 	struct view v = look();
 	answer(&v);
 	/* both magazines full and the depot at its limit: a full magazine
@@ -270,7 +302,7 @@ static void do_free(void)
 	    v.depot_full == depot_full)
 		lean_left = 0;
 	cairn_mag_free(mc, it);
-	check_counted(was, false);
+	check_counted(&was, false);
 	if (cpu < NCPUS) {
 		ops_lo[cpu]++;
 		ops_hi[cpu]++;
