@@ -2,8 +2,8 @@
 /*
  * Unit tests of the magazine cache in front of a reference source: the
  * paths of Bonwick's algorithm one by one, statistics, the bound, draining
- * one CPU and all of them, bad configurations, and exhaustion while every
- * item sits in other CPUs' caches.
+ * one CPU and all of them, bad configurations, exhaustion while every
+ * item sits in other CPUs' caches, and a CPU that does not answer.
  */
 #include <cairn/host.h>
 #include <cairn/magazine.h>
@@ -50,6 +50,13 @@ static struct cairn_mag_cpu_stats cpu_stats(struct cairn_mag_cache *mc, unsigned
 {
 	struct cairn_mag_cpu_stats st;
 	REQUIRE(cairn_mag_cpu_stats(mc, cpu, &st) == 0);
+	return st;
+}
+
+static struct cairn_mag_stats mag_stats(struct cairn_mag_cache *mc)
+{
+	struct cairn_mag_stats st;
+	cairn_mag_stats(mc, &st);
 	return st;
 }
 
@@ -321,6 +328,138 @@ static void test_exhaustion(int depart)
 	CHECK_EQ(s.errors, 0);
 }
 
+/* ---- a CPU that does not answer, and a slot left holding items ---- */
+
+/* A drainer waits drain_wait for each CPU and then gives up on it: the CPU
+ * keeps everything it holds (nobody but the owner touches a slot), so the
+ * allocation fails with nothing moved; the requests stay pending, and the
+ * CPU's next operation answers them before it does anything else. A slot
+ * whose thread left without draining is the same until a thread takes the
+ * slot over and drains it (or operates in it). */
+enum { UMAG = 8, UN = 2 * UMAG };
+static struct cairn_mag_cache *umc;
+static atomic_int u_step; /* 1: cached; 2: operate once; 3: done; 4: stop */
+
+static void *u_busy(void *arg)
+{
+	(void)arg;
+	REQUIRE(cairn_host_cpu_bind(1) == 0);
+	uint64_t it[UN];
+	for (unsigned i = 0; i < UN; i++)
+		REQUIRE(cairn_mag_try_alloc(umc, &it[i]) == 0);
+	for (unsigned i = 0; i < UN; i++) /* both magazines full */
+		cairn_mag_free(umc, it[i]);
+	atomic_store(&u_step, 1);
+	while (atomic_load(&u_step) != 2) /* busy: no cache call, no poll */
+		;
+	REQUIRE(cairn_mag_try_alloc(umc, &it[0]) == 0);
+	atomic_store(&u_step, 3);
+	while (atomic_load(&u_step) != 4)
+		;
+	cairn_mag_free(umc, it[0]);
+	cairn_mag_drain_cpu(umc, 1);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+/* Caches UMAG items in slot 2 and leaves without draining. */
+static void *u_leaver(void *arg)
+{
+	(void)arg;
+	REQUIRE(cairn_host_cpu_bind(2) == 0);
+	uint64_t it[UMAG];
+	for (unsigned i = 0; i < UMAG; i++)
+		REQUIRE(cairn_mag_try_alloc(umc, &it[i]) == 0);
+	for (unsigned i = 0; i < UMAG; i++)
+		cairn_mag_free(umc, it[i]);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+/* Takes slot 2 over and drains it. */
+static void *u_taker(void *arg)
+{
+	(void)arg;
+	REQUIRE(cairn_host_cpu_bind(2) == 0);
+	REQUIRE(cpu_stats(umc, 2).held == UMAG);
+	REQUIRE(cairn_mag_drain_cpu(umc, 2) == 0);
+	cairn_host_cpu_unregister();
+	return NULL;
+}
+
+static void test_unanswered(void)
+{
+	struct ref_source s;
+	ref_init(&s, UN);
+	struct cairn_mag_config c = config(&s, UMAG, UMAG, 1, 1); /* drain_wait 1000 */
+	REQUIRE(cairn_mag_create(&umc, &c) == 0);
+	cairn_host_cpu_unregister();
+	atomic_store(&u_step, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, u_busy, NULL);
+	while (atomic_load(&u_step) != 1)
+		;
+	bind(0);
+	CHECK_EQ(ref_free(&s), 0);
+	CHECK_EQ(cpu_stats(umc, 1).held, UN);
+	struct cairn_mag_cpu_stats busy = cpu_stats(umc, 1);
+	uint64_t it[UN];
+	/* twice: two requests pending on CPU 1, each given up on */
+	for (unsigned i = 0; i < 2; i++)
+		CHECK_EQ(cairn_mag_alloc(umc, &it[0]), CAIRN_ENOMEM);
+	CHECK_EQ(mag_stats(umc).drains, 2);
+	struct cairn_mag_cpu_stats now = cpu_stats(umc, 1);
+	CHECK_EQ(now.held, UN);
+	CHECK_EQ(now.magazines, 2);
+	CHECK_EQ(now.hits + now.misses, busy.hits + busy.misses);
+	CHECK_EQ(ref_free(&s), 0);
+	CHECK_EQ(cpu_stats(umc, 0).held + cpu_stats(umc, 0).magazines, 0);
+
+	/* CPU 1's next operation answers first: its magazines go back, and
+	 * its allocation is a miss that takes one item (the cache is lean) */
+	atomic_store(&u_step, 2);
+	while (atomic_load(&u_step) != 3)
+		;
+	now = cpu_stats(umc, 1);
+	CHECK_EQ(now.held, 0);
+	CHECK_EQ(now.magazines, 0);
+	CHECK_EQ(now.hits, busy.hits);
+	CHECK_EQ(now.misses, busy.misses + 1);
+	CHECK_EQ(ref_free(&s), UN - 1);
+
+	/* CPU 0 takes all but UMAG of the rest; slot 2 caches those and its
+	 * thread leaves without draining */
+	unsigned n = 0;
+	while (n < UN - 1 - UMAG)
+		REQUIRE(cairn_mag_alloc(umc, &it[n++]) == 0);
+	pthread_t l;
+	pthread_create(&l, NULL, u_leaver, NULL);
+	pthread_join(l, NULL);
+	CHECK_EQ(ref_free(&s), 0);
+	CHECK_EQ(cpu_stats(umc, 2).held, UMAG);
+	/* nobody answers for slot 2: nothing moves */
+	CHECK_EQ(cairn_mag_alloc(umc, &it[n]), CAIRN_ENOMEM);
+	CHECK_EQ(cpu_stats(umc, 2).held, UMAG);
+	CHECK_EQ(ref_free(&s), 0);
+	/* a thread takes the slot over and drains it: the items are there */
+	pthread_create(&l, NULL, u_taker, NULL);
+	pthread_join(l, NULL);
+	CHECK_EQ(cpu_stats(umc, 2).magazines, 0);
+	CHECK_EQ(ref_free(&s), UMAG);
+	while (n < UN - 1)
+		CHECK_EQ(cairn_mag_alloc(umc, &it[n++]), 0);
+	CHECK_EQ(cairn_mag_alloc(umc, &it[n]), CAIRN_ENOMEM);
+	CHECK_EQ(cached(umc) + ref_free(&s), 0);
+
+	atomic_store(&u_step, 4);
+	pthread_join(t, NULL);
+	while (n)
+		cairn_mag_free(umc, it[--n]);
+	cairn_mag_destroy(umc);
+	CHECK_EQ(ref_free(&s), UN);
+	CHECK_EQ(s.errors, 0);
+}
+
 /* ---- lean after a drain ---- */
 
 enum { LN = 200, LMAG = 8, LREFILL = 2, LHELD = 2 * LMAG };
@@ -344,13 +483,6 @@ static void *l_holder(void *arg)
 		cairn_mag_poll(lmc); /* answers the drain */
 	cairn_host_cpu_unregister();
 	return NULL;
-}
-
-static struct cairn_mag_stats mag_stats(struct cairn_mag_cache *mc)
-{
-	struct cairn_mag_stats st;
-	cairn_mag_stats(mc, &st);
-	return st;
 }
 
 /* After a drain a miss takes one item from the source, not a refill, for
@@ -786,6 +918,7 @@ int main(void)
 	test_paths();
 	test_exhaustion(0);
 	test_exhaustion(1);
+	test_unanswered();
 	test_lean();
 	test_cross_drain(false);
 	test_cross_drain(true);
