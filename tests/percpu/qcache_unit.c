@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Quantum caches in front of a range arena: sizes, alignment, owners seen by
- * lookup, pass-through sizes, bad frees (the arena's error, nothing changed),
+ * lookup, pass-through sizes, bad frees (the arena's error, nothing changed;
+ * every wrong size, address and owner against every size of range),
  * conservation (allocated + cached + free in the arena == the span), and
  * exhaustion while every free range sits in other CPUs' caches, of a span
  * and of a frames source.
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../check.h"
 #include "../frames_total.h"
@@ -130,6 +132,124 @@ static void test_basic(void)
 	cairn_host_reports_quiet(1);
 	CHECK_EQ(cairn_qcache_free(qc, addr[0][0], Q), CAIRN_EFREE);
 	cairn_host_reports_quiet(0);
+	cairn_qcache_destroy(qc);
+	CHECK_EQ(cairn_arena_validate(&a), 0);
+	cairn_arena_destroy(&a);
+}
+
+/* ---- every wrong free refused, with nothing changed ---- */
+
+#define MQ 4          /* cached sizes: 1..MQ quanta */
+#define MSPAN 48      /* quanta in the span */
+
+/* What a free could change: every quantum's lookup, the cached quanta,
+ * every size's operations on CPU 0. */
+struct qc_snap {
+	int err[MSPAN];
+	uint64_t start[MSPAN], len[MSPAN], cookie[MSPAN];
+	uint64_t cached, ops[MQ];
+};
+
+static void qc_snap(struct cairn_arena *a, struct cairn_qcache *qc, struct qc_snap *sn)
+{
+	memset(sn, 0, sizeof(*sn));
+	for (unsigned i = 0; i < MSPAN; i++)
+		sn->err[i] = cairn_arena_lookup(a, VA + i * Q, &sn->start[i], &sn->len[i],
+						&sn->cookie[i]);
+	sn->cached = cairn_qcache_cached_quanta(qc);
+	for (unsigned q = 1; q <= MQ; q++) {
+		struct cairn_mag_cpu_stats st;
+		REQUIRE(cairn_mag_cpu_stats(cairn_qcache_mags(qc, q), 0, &st) == 0);
+		sn->ops[q - 1] = st.hits + st.misses;
+	}
+}
+
+/* The size the arena gives a request of `size` bytes (0: none). */
+static uint64_t qround(uint64_t size)
+{
+	return size && size <= UINT64_MAX - (Q - 1) ? (size + Q - 1) & ~(Q - 1) : 0;
+}
+
+/* Ranges of the cache at every cached size and one past them, and ranges
+ * of another owner (77) at the same sizes; every free of one of them at a
+ * size it was not allocated with (zero, a byte short of or past a class,
+ * past the largest, past 2^64), at an address inside it, of a free quantum
+ * and of an address outside the span: refused with the arena's error, and
+ * nothing changed: no quantum's owner, start or size, nothing cached, no
+ * operation on any size's magazines (a free the check let through would go
+ * into the magazines of the size it names, and the cache would hand the
+ * range out as that size). Then every range freed at its own size. */
+static void test_misfree(void)
+{
+	struct cairn_arena a;
+	struct cairn_arena_config acfg = { .quantum = Q };
+	REQUIRE(cairn_arena_create(&a, frames, VA, MSPAN * Q, &acfg) == 0);
+	struct cairn_qcache *qc;
+	struct cairn_qcache_config qcfg = { .max_quanta = MQ, .ncpus = NCPUS, .mag_size = 2,
+					    .depot_full = 1, .depot_empty = 1 };
+	REQUIRE(cairn_qcache_create(&qc, &a, frames, &qcfg) == 0);
+	bind(0);
+	enum { NR = 3 * (MQ + 1) };
+	uint64_t r[NR], len[NR];
+	bool ours[NR];
+	unsigned n = 0;
+	for (unsigned rep = 0; rep < 2; rep++)
+		for (unsigned q = 1; q <= MQ + 1; q++, n++) {
+			REQUIRE(cairn_qcache_alloc(qc, q * Q, &r[n]) == 0);
+			len[n] = q * Q;
+			ours[n] = true;
+		}
+	for (unsigned q = 1; q <= MQ + 1; q++, n++) {
+		REQUIRE(cairn_arena_alloc(&a, q * Q, 77, &r[n]) == 0);
+		len[n] = q * Q;
+		ours[n] = false;
+	}
+	const uint64_t sizes[] = { 0, 1, Q - 1, Q, Q + 1, 2 * Q - 1, 2 * Q, 2 * Q + 1, 3 * Q,
+				   MQ * Q, MQ * Q + 1, (MQ + 1) * Q, (MQ + 2) * Q, MSPAN * Q,
+				   UINT64_MAX, UINT64_MAX - Q + 2 };
+	unsigned refused = 0;
+	cairn_host_reports_quiet(1);
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+			for (uint64_t off = 0; off < len[i]; off += Q) {
+				uint64_t size = sizes[k];
+				if (!off && qround(size) == len[i])
+					continue; /* its own size */
+				struct qc_snap was, now;
+				qc_snap(&a, qc, &was);
+				int err = cairn_qcache_free(qc, r[i] + off, size);
+				qc_snap(&a, qc, &now);
+				if (!err || memcmp(&was, &now, sizeof(was)))
+					fprintf(stderr, "%s range %#llx of %llu quanta, free at +%llu of "
+						"%llu bytes: %d\n", ours[i] ? "cache" : "owner 77",
+						(unsigned long long)r[i],
+						(unsigned long long)(len[i] / Q),
+						(unsigned long long)off, (unsigned long long)size, err);
+				CHECK(err != 0);
+				CHECK(!memcmp(&was, &now, sizeof(was)));
+				refused++;
+			}
+	/* a free quantum, and outside the span */
+	struct qc_snap was, now;
+	qc_snap(&a, qc, &was);
+	uint64_t start, l, cookie, hole = VA;
+	while (cairn_arena_lookup(&a, hole, &start, &l, &cookie) == 0)
+		hole = start + l;
+	REQUIRE(hole < VA + MSPAN * Q);
+	CHECK_EQ(cairn_qcache_free(qc, hole, Q), CAIRN_EFREE);
+	CHECK_EQ(cairn_qcache_free(qc, VA + MSPAN * Q, Q), CAIRN_ERANGE);
+	CHECK_EQ(cairn_qcache_free(qc, VA - Q, 2 * Q), CAIRN_ERANGE);
+	qc_snap(&a, qc, &now);
+	CHECK(!memcmp(&was, &now, sizeof(was)));
+	cairn_host_reports_quiet(0);
+	CHECK(refused > 500);
+
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(ours[i] ? cairn_qcache_free(qc, r[i], len[i])
+				 : cairn_arena_free(&a, r[i], len[i]), 0);
+	cairn_qcache_drain_all(qc);
+	CHECK_EQ(cairn_qcache_cached_quanta(qc), 0);
+	CHECK_EQ(arena_free_quanta(&a, MSPAN * Q), MSPAN);
 	cairn_qcache_destroy(qc);
 	CHECK_EQ(cairn_arena_validate(&a), 0);
 	cairn_arena_destroy(&a);
@@ -360,6 +480,7 @@ int main(void)
 	REQUIRE(cairn_frames_init(&frames, map, 1, &fcfg) == 0);
 	uint64_t before = frames_free_total(frames);
 	test_basic();
+	test_misfree();
 	test_destroy_outstanding();
 	test_exhaustion();
 	test_frames_exhaustion();
