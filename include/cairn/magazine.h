@@ -119,9 +119,11 @@ void cairn_mag_poll(struct cairn_mag_cache *mc);
 
 /* Empty CPU `cpu`'s magazines into the source and free them. The caller is
  * that CPU, or the CPU runs no cache operation any more and everything it
- * did happens-before this call (it is offline; on the host its thread was
- * joined or the caller took over its slot). The slot is then ready for
- * reuse. CAIRN_EINVAL for a CPU outside the cache. */
+ * did happens-before this call (it is offline; on the host the caller took
+ * over its slot, or its thread was joined and no thread has taken the slot
+ * since: a thread unregisters before it exits, and the next one to
+ * register may get the slot and operate in it at once). The slot is then
+ * ready for reuse. CAIRN_EINVAL for a CPU outside the cache. */
 int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
 
 /* Empty the caller's CPU, the depot, and ask every other CPU holding
