@@ -20,6 +20,12 @@
  *                  free list would follow p's batch link to a, still held
  *   collected      p freed by h1 and collected, then freed by h1 again
  *   released       p's slab went back to the page layer, then p freed by h1
+ *   realloc_pending   p freed by h1 (in its batch, then posted), then
+ *                     realloc'd on h1 and h2 to sizes it holds and to
+ *                     larger ones: refused, nothing kept or copied (kept,
+ *                     p was the caller's while its owner handed it out
+ *                     again)
+ *   realloc_collected the same after h0 collected p
  *
  * A double free after the object was handed out again is a free of the new
  * allocation: no allocator can tell, and none is tried here.
@@ -208,6 +214,52 @@ static void test_released(void)
 	settle(NULL, 0, NULL, 0);
 }
 
+/* A realloc of p, freed: NULL with CAIRN_EFREE, reported once, and no
+ * new object (held() counts every object handed out). */
+static void freed_realloc(struct cairn_heap *h, void *p, size_t size)
+{
+	uint64_t before = cairn_host_reports(), objs = held();
+	int err = 0;
+	CHECK(cairn_heap_realloc_err(h, p, size, &err) == NULL);
+	CHECK_EQ(err, CAIRN_EFREE);
+	CHECK_EQ(cairn_host_reports(), before + 1);
+	CHECK_EQ(held(), objs);
+}
+
+/* Sizes p's 64 bytes hold (kept in place), larger ones (moved), and 0
+ * (a free), on the heap that freed p and on a third. */
+static void freed_reallocs(void *p)
+{
+	static const size_t sizes[] = { SZ, SZ - 20, 200, 5000, 100000, 0 };
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		freed_realloc(h1, p, sizes[i]);
+		freed_realloc(h2, p, sizes[i]);
+	}
+}
+
+static void test_realloc_pending(void)
+{
+	void *k = obj(), *a = obj(), *p = obj();
+	CHECK_EQ(cairn_heap_free(h1, p), 0);
+	CHECK_EQ(cairn_heap_free(h1, a), 0);
+	freed_reallocs(p);
+	cairn_heap_flush(h1);
+	freed_reallocs(p);
+	settle(&k, 1, (void *[]){ a, p }, 2);
+}
+
+static void test_realloc_collected(void)
+{
+	void *k = obj(), *a = obj(), *p = obj();
+	CHECK_EQ(cairn_heap_free(h1, p), 0);
+	CHECK_EQ(cairn_heap_free(h1, a), 0);
+	cairn_heap_flush(h1);
+	cairn_heap_flush(h0);
+	CHECK_EQ(held(), 1);
+	freed_reallocs(p);
+	settle(&k, 1, (void *[]){ a, p }, 2);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -219,6 +271,8 @@ int main(int argc, char **argv)
 		{ "remote_local", test_remote_local }, { "pending_local", test_pending_local },
 		{ "local_remote", test_local_remote }, { "collected", test_collected },
 		{ "released", test_released },
+		{ "realloc_pending", test_realloc_pending },
+		{ "realloc_collected", test_realloc_collected },
 	};
 	objtest_init(3, 64);
 	uint64_t free0 = objtest_free_frames();
