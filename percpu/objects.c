@@ -1314,14 +1314,19 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 		*err = CAIRN_ERANGE;
 		return NULL;
 	}
-	/* Hardened, a freed object of our own slab (its live bitmap is ours
-	 * to read) is refused before anything happens to it: kept in place it
-	 * would be handed back while its free list still holds it (two
-	 * holders), moved it would be copied and then fail the free. Another
-	 * heap's object is left to its free, as a remote free is. */
+	/* Hardened, a freed object is refused before anything happens to it:
+	 * kept in place it would be handed back while its owner's free list
+	 * holds it, or will once the owner collects its remote free (two
+	 * holders); moved it would be copied and then fail the free. Of any
+	 * heap's slab: its live bit clear (its owner holds it free) or its
+	 * pending bit set (a remote free of it not collected yet). Both are
+	 * relaxed loads, as in remote_claim: a valid realloc comes after the
+	 * allocation that set the live bit, which came after the collection
+	 * that cleared the pending bit, so it reads the bit set and the
+	 * other clear. */
 	uintptr_t e = heap_pm_lookup(h, (uintptr_t)p);
 	struct slab *s = (struct slab *)e;
-	if (h->harden && e && !(e & PM_TAG_MASK) && s->owner == h &&
+	if (h->harden && e && !(e & PM_TAG_MASK) &&
 	    (!live_test(s, slab_index(s, (uintptr_t)p)) ||
 	     pending_test(s, slab_index(s, (uintptr_t)p)))) {
 		cairn__obj_report(CAIRN_EFREE, "objects: realloc of a freed object", (uintptr_t)p, s->base);

@@ -210,7 +210,8 @@ void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size);
  * memory for the new object; p untouched, nothing reported: an embedder
  * that can add memory retries), or the error reported for p (refused,
  * p untouched: CAIRN_ERANGE, not the start of an object of this instance,
- * or CAIRN_EFREE, hardened, a freed object of h's own slabs). Size 0
+ * or CAIRN_EFREE, hardened, a freed small object of any heap: its owner
+ * holds it free, or a free of it has not been collected yet). Size 0
  * frees: NULL, and *err is the free's. */
 void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *err);
 int cairn_heap_free(struct cairn_heap *h, void *p);
