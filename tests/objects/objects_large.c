@@ -4,9 +4,10 @@
  * (not powers of two), the instance as owner in the arena's tree,
  * usable_size, aligned requests, calloc and realloc across the small/large
  * boundary; every error path (double free, interior pointer, a range of
- * another owner, a pointer nobody handed out) reported with its own code
- * and changing nothing; exhaustion; the quantum cache in front (unhardened
- * only); destroy with live large objects; bad configurations. Run for the
+ * another owner or instance and a pointer inside one, a pointer nobody
+ * handed out) reported with its own code and changing nothing;
+ * exhaustion; the quantum cache in front (unhardened only); destroy with
+ * live large objects; bad configurations. Run for the
  * arena in place and mapped at addresses of a VA arena, and in place with
  * the heaps' large caches and the instance's released blocks: reuse by
  * bin, the bound, second frees and interior frees of cached ranges, a
@@ -187,7 +188,10 @@ static void test_errors(struct cairn_objects *o, struct cairn_objects *other, bo
 		{ p + 16, CAIRN_EALIGN },                /* interior */
 		{ p + 199999, CAIRN_EALIGN },            /* last byte */
 		{ theirs, CAIRN_ERANGE },                /* another instance's */
+		{ theirs + 4096, CAIRN_ERANGE },         /* inside it: still foreign */
+		{ theirs + 16, CAIRN_ERANGE },
 		{ (void *)(uintptr_t)raw, CAIRN_ERANGE },  /* another owner's range */
+		{ (void *)(uintptr_t)(raw + 8192), CAIRN_ERANGE },
 		{ &local, CAIRN_ERANGE },                /* nobody's */
 		{ (void *)(uintptr_t)0x10000, CAIRN_ERANGE },
 	};
