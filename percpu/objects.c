@@ -709,18 +709,24 @@ static uint64_t arena_find(struct cairn_objects *o, uintptr_t p, uint64_t *cooki
 }
 
 /* One tree update checks the owner and frees; a range of the quantum
- * cache (another cookie) is looked up and goes back to the cache. */
+ * cache (another cookie) is looked up and goes back to the cache. The
+ * tree reports a pointer inside an allocated range (EALIGN) before it
+ * compares owners: inside another owner's range, p is foreign (ERANGE,
+ * as that range's start is), which one lookup on this error path tells. */
 static int __attribute__((noinline)) arena_free(struct cairn_heap *h, uintptr_t p)
 {
 	struct cairn_objects *o = h->o;
-	uint64_t len;
+	uint64_t len, cookie;
 	arena_enter(o);
 	int err = cairn_arena_free_owned(o->arena, p, arena_cookie(o), &len);
 	if (err == CAIRN_EBUSY && o->qc) {
-		uint64_t cookie;
 		len = arena_find(o, p, &cookie, &err);
 		if (!err && cairn_qcache_free(o->qc, p, len))
 			err = CAIRN_EFREE; /* a racing free of the same block won */
+	} else if (err == CAIRN_EALIGN) {
+		(void)arena_find(o, p, &cookie, &err);
+		if (err != CAIRN_ERANGE) /* not foreign (nor in no span by now) */
+			err = CAIRN_EALIGN;
 	}
 	arena_leave(o);
 	if (!err) {
