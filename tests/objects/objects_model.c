@@ -15,7 +15,11 @@
  * then a large object's usable size is its size rounded to pages (mode 4:
  * up to twice that, a longer range from a heap's large cache), and a
  * range of the arena that another owner holds is foreign.
- * usage: objects_model seed ops [mode]
+ * With a fourth argument of 1, a heap now and then goes offline for a
+ * while (the others free its objects, claiming it, and realloc them) and
+ * comes back: at once it keeps no cached block or range and no empty
+ * slab, validate passes, and the counts stay the model's.
+ * usage: objects_model seed ops [mode [offline]]
  */
 #include <string.h>
 
@@ -57,6 +61,19 @@ static int cmp_live(const void *a, const void *b)
 	return (x->p > y->p) - (x->p < y->p);
 }
 
+/* Heaps taken offline by the offline operations (never called then). */
+static bool heap_off[3];
+
+static void flush_online(struct cairn_heap **h, unsigned nh)
+{
+	/* post everything, then collect everything (an offline heap's
+	 * messages are collected by their posters) */
+	for (unsigned r = 0; r < 2; r++)
+		for (unsigned i = 0; i < nh; i++)
+			if (!heap_off[i])
+				cairn_heap_flush(h[i]);
+}
+
 static void check_all(struct cairn_objects *o, struct cairn_heap **h, unsigned nh)
 {
 	qsort(live, nlive, sizeof live[0], cmp_live);
@@ -77,10 +94,7 @@ static void check_all(struct cairn_objects *o, struct cairn_heap **h, unsigned n
 		else
 			small++;
 	}
-	/* post everything, then collect everything */
-	for (unsigned r = 0; r < 2; r++)
-		for (unsigned i = 0; i < nh; i++)
-			cairn_heap_flush(h[i]);
+	flush_online(h, nh);
 	struct cairn_objects_stats st;
 	cairn_objects_stats(o, &st);
 	CHECK_EQ(st.objects, small);
@@ -90,12 +104,51 @@ static void check_all(struct cairn_objects *o, struct cairn_heap **h, unsigned n
 		CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
 }
 
+/* An offline heap keeps no cached block or range and no empty slab: as
+ * it went offline, and after every claim (the frees of its objects on the
+ * other heaps) since. */
+static void offline_holds(struct cairn_objects *o, unsigned off)
+{
+	struct cairn_objects_stats st;
+	cairn_objects_heap_stats(o, off, &st);
+	CHECK_EQ(st.cached_frames, 0);
+	CHECK_EQ(st.large_cached_frames, 0);
+	CHECK(st.objects >= st.slabs); /* every slab holds an object */
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
+/* Offline operations: now and then one heap goes offline for a while
+ * (never two: a heap must be left to run the operations). */
+static void offline_step(struct cairn_objects *o, struct cairn_heap **h, unsigned long n,
+			 unsigned long *until)
+{
+	unsigned off = 3;
+	for (unsigned i = 0; i < 3; i++)
+		if (heap_off[i])
+			off = i;
+	if (off < 3 && n >= *until) {
+		offline_holds(o, off);
+		cairn_heap_online(h[off]);
+		heap_off[off] = false;
+		return;
+	}
+	if (off < 3 || rnd() % 500)
+		return;
+	off = (unsigned)(rnd() % 3);
+	cairn_heap_offline(h[off]);
+	heap_off[off] = true;
+	*until = n + 20 + rnd() % 400;
+	offline_holds(o, off);
+}
+
 int main(int argc, char **argv)
 {
 	rng = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
 	uint64_t argv_seed = rng;
 	unsigned long ops = argc > 2 ? strtoul(argv[2], NULL, 0) : 20000;
 	unsigned mode = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 0) : 0;
+	bool offline = argc > 4 && strtoul(argv[4], NULL, 0);
+	unsigned long off_until = 0; /* the op at which the offline heap returns */
 	objtest_init(3, 1024);
 	uint64_t free0 = objtest_free_frames();
 	objtest_large_init((enum objtest_large)mode, 2 << 20);
@@ -111,7 +164,12 @@ int main(int argc, char **argv)
 	cairn_host_reports_quiet(1);
 
 	for (unsigned long n = 0; n < ops; n++) {
-		struct cairn_heap *on = h[rnd() % 3];
+		if (offline)
+			offline_step(o, h, n, &off_until);
+		unsigned on_i = (unsigned)(rnd() % 3);
+		while (heap_off[on_i])
+			on_i = (on_i + 1) % 3;
+		struct cairn_heap *on = h[on_i];
 		unsigned k = (unsigned)(rnd() % 100);
 		if (nlive && (k < 35 || nlive == MAX_LIVE)) {
 			unsigned i = (unsigned)(rnd() % nlive);
@@ -124,17 +182,13 @@ int main(int argc, char **argv)
 				 * owner: local ones are caught now, remote ones when
 				 * the owner collects. (A second free racing the first
 				 * one's message is beyond detection: see the notes.) */
-				for (unsigned r = 0; r < 2; r++)
-					for (unsigned j = 0; j < 3; j++)
-						cairn_heap_flush(h[j]);
+				flush_online(h, 3);
 				int err = cairn_heap_free(on, gone);
 				CHECK(err == CAIRN_EFREE || err == CAIRN_ERANGE || err == 0);
 				if (was_large) /* the arena saw it at once */
 					CHECK(err == CAIRN_EFREE || err == CAIRN_ERANGE);
 				if (err == 0) /* remote: reported at collection */
-					for (unsigned r = 0; r < 2; r++)
-						for (unsigned j = 0; j < 3; j++)
-							cairn_heap_flush(h[j]);
+					flush_online(h, 3);
 			}
 		} else if (nlive && k < 45) {
 			unsigned i = (unsigned)(rnd() % nlive);
@@ -222,6 +276,11 @@ int main(int argc, char **argv)
 			break;
 	}
 	check_all(o, h, 3);
+	for (unsigned i = 0; i < 3; i++)
+		if (heap_off[i]) {
+			cairn_heap_online(h[i]);
+			heap_off[i] = false;
+		}
 	while (nlive)
 		CHECK_EQ(cairn_heap_free(h[rnd() % 3], live[--nlive].p), 0);
 	for (unsigned i = 0; i < 3; i++)
