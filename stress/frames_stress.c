@@ -83,14 +83,38 @@ static void mixed_op(struct stress_frames *s, struct stress_cpu *c, unsigned me)
 
 /* Take up to 64 order-0 frames: in bulk, or (`single`) one at a time
  * through cairn_frames_alloc's fast path, which must find every frame as
- * well (parked ones included). */
-static size_t take_some(struct stress_frames *s, bool single, cairn_phys_t *v)
+ * well (parked ones included). *empty: the allocator said nothing is free
+ * (bulk: it stored none; single: a call returned ENOMEM). */
+static size_t take_some(struct stress_frames *s, bool single, cairn_phys_t *v, bool *empty)
 {
-	if (!single)
-		return cairn_frames_alloc_bulk(s->f, 0, v, 64);
+	if (!single) {
+		size_t n = cairn_frames_alloc_bulk(s->f, 0, v, 64);
+		*empty = n == 0;
+		return n;
+	}
 	size_t n = 0;
 	while (n < 64 && cairn_frames_alloc(s->f, 0, 0, &v[n]) == 0)
 		n++;
+	*empty = n < 64;
+	return n;
+}
+
+/* One batch of an exhaustion phase, checked against the others' ENOMEM.
+ * Nobody frees while the phase allocates, so free memory only shrinks: an
+ * ENOMEM returned before a call starts leaves nothing for that call. The
+ * flag is stored after an ENOMEM returned and loaded before the next call
+ * (both seq_cst); a call that sees it set and still gets a frame proves
+ * the earlier ENOMEM false, though the phase's end would find the memory
+ * exhausted all the same. */
+static size_t exhaust_batch(struct stress_frames *s, bool single, cairn_phys_t *v)
+{
+	bool empty, after = atomic_load(&s->enomem_seen) != 0;
+	size_t n = take_some(s, single, v, &empty);
+	if (after && n)
+		fail(s, CAIRN_ENOMEM, "stress: a frame allocated after an ENOMEM of the "
+		     "exhaustion phase", v[0], n);
+	if (empty)
+		atomic_store(&s->enomem_seen, 1);
 	return n;
 }
 
@@ -100,7 +124,7 @@ static void exhaust(struct stress_frames *s, struct stress_cpu *c, unsigned me, 
 {
 	cairn_phys_t list = 0, v[64];
 	size_t n;
-	while ((n = take_some(s, single, v)) > 0) {
+	while ((n = exhaust_batch(s, single, v)) > 0) {
 		for (size_t i = 0; i < n; i++) {
 			if (!stress_move(&s->blocks, v[i], 0, 0, me + 1))
 				continue;
@@ -112,6 +136,7 @@ static void exhaust(struct stress_frames *s, struct stress_cpu *c, unsigned me, 
 	barrier(s);
 	if (me == 0) {
 		cairn_phys_t p;
+		atomic_store(&s->enomem_seen, 0); /* the next phase starts afresh */
 		if (stress_free_frames(s->f) != 0)
 			fail(s, CAIRN_ENOMEM, "stress: ENOMEM while frames are free", stress_free_frames(s->f), 0);
 		if (cairn_frames_alloc(s->f, 0, 0, &p) != CAIRN_ENOMEM)
@@ -138,6 +163,7 @@ void stress_frames_init(struct stress_frames *s)
 {
 	stress_barrier_init(&s->barrier);
 	stress_blocks_init(&s->blocks);
+	atomic_init(&s->enomem_seen, 0);
 	s->free_at_start = stress_free_frames(s->f);
 	for (unsigned i = 0; i < s->ncpus; i++)
 		stress_cpu_init(&s->cpu[i], s->seed * 0x100000001b3ull + i);

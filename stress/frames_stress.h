@@ -6,8 +6,9 @@
  * Every CPU runs stress_frames_cpu() at once on one shared struct
  * stress_frames. An ownership oracle (one atomic owner word per frame)
  * catches any frame handed to two holders; phases of memory exhaustion check
- * that ENOMEM means empty; at the end every frame must be free again and
- * validate() must pass.
+ * that ENOMEM means empty (no CPU gets a frame once an ENOMEM of the phase
+ * has returned, and none is free when all have stopped); at the end every
+ * frame must be free again and validate() must pass.
  */
 #ifndef CAIRN_FRAMES_STRESS_H
 #define CAIRN_FRAMES_STRESS_H
@@ -29,6 +30,7 @@ struct stress_frames {
 	/* shared state, set up by stress_frames_init */
 	struct stress_barrier barrier;
 	uint64_t free_at_start;
+	_Atomic int enomem_seen; /* an exhaustion phase's ENOMEM has returned */
 };
 
 /* Prepare the shared state (call once, before the CPUs start). */
