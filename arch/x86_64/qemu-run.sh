@@ -8,7 +8,8 @@
 #               [--expect-output REGEX] -- CMDLINE...
 #
 # The console streams to stdout. The last line is one of
-#   qemu-run: PASS ...                         guest verdict PASS
+#   qemu-run: PASS ...                         guest verdict PASS (and no
+#                                              CPU's verdict FAIL)
 #   qemu-run: FAIL: guest reported a failure   a check failed (exit value 0x11)
 #   qemu-run: FAIL: guest trapped              unexpected exception (0x12)
 #   qemu-run: FAIL: guest could not boot       (0x13)
@@ -117,6 +118,12 @@ case $status in
 esac
 if [ "$outcome" = pass ] && [ "$verdict_pass" != 1 ]; then
 	outcome=qemu what="exit value PASS but no 'verdict: PASS' line"
+fi
+# The exit device takes whichever CPU writes it first: CPU 0 may exit with
+# PASS after another CPU has printed its own failure (a trap, a panic). A
+# FAIL verdict anywhere on the console makes the run a failure.
+if [ "$outcome" = pass ] && [ "$verdict_fail" = 1 ]; then
+	outcome=fail what="exit value PASS, but the console has a 'verdict: FAIL' line"
 fi
 if [ "$outcome" = fail ] && [ "$verdict_fail" != 1 ]; then
 	what="$what, without a verdict line"
