@@ -1148,7 +1148,8 @@ static void percpu_setup(void)
 	sp->ops = opt.ops;
 	sp->seed = opt.seed;
 	sp->phases = 2;
-	sp->plant = 0;
+	sp->plant = opt.plant && !strncmp(opt.plant, "double", 7) ? STRESS_PLANT_DOUBLE
+								  : STRESS_PLANT_NONE;
 	stress_percpu_init(sp);
 }
 
