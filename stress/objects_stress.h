@@ -64,6 +64,10 @@ struct stress_objects {
 	_Atomic uint64_t *oracle_va;
 	uintptr_t oracle_va_base;
 	uint64_t oracle_va_granules;
+	/* Optional: the frame allocator under the instance. A NULL from
+	 * cairn while it still has a free block the request would fit in
+	 * fails the run; NULL: ENOMEM is only counted. */
+	struct cairn_frames *frames;
 	unsigned ncpus;            /* CPUs taking part in a round (barrier count) */
 	uint64_t ops;              /* per CPU per round */
 	uint64_t seed;

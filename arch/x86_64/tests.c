@@ -1042,6 +1042,7 @@ static void objects_setup(void)
 		so->oracle_va = alloc_pages(so_va_oracle_order);
 	}
 	so->o = ko;
+	so->frames = frames;
 	so->ncpus = opt.cpus;
 	so->ops = opt.ops / 8 + 1000;
 	so->seed = opt.seed;
@@ -1069,9 +1070,9 @@ static void objects_run(unsigned idx, unsigned n)
 	this_cpu()->ops += c->ops;
 	if (opt.verbose)
 		kprintf("cpu %u: objects: ops %lu allocs %lu frees %lu from other cpus %lu "
-			"handed over %lu reallocs %lu large %lu aligned %lu offline cycles %lu\n",
-			idx, c->ops, c->allocs, c->frees, c->remote, c->handed, c->reallocs,
-			c->large, c->aligned, c->offlines);
+			"handed over %lu reallocs %lu large %lu aligned %lu offline cycles %lu "
+			"NULLs %lu\n", idx, c->ops, c->allocs, c->frees, c->remote, c->handed,
+			c->reallocs, c->large, c->aligned, c->offlines, c->enomem);
 }
 
 static void objects_check(void)

@@ -81,6 +81,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "objects stress: not the hardening asked for\n");
 		return 2;
 	}
+	s.frames = objtest_frames;
 	s.oracle_base = (uintptr_t)cairn_port_phys_to_virt(0);
 	s.oracle_granules = objtest_mem / 16;
 	s.oracle = calloc(s.oracle_granules / 64, sizeof(*s.oracle));
@@ -120,11 +121,13 @@ int main(int argc, char **argv)
 
 	struct cairn_objects_stats st;
 	cairn_objects_stats(s.o, &st);
-	uint64_t ops_total = 0, remote = 0, offl = 0;
+	uint64_t ops_total = 0, remote = 0, handed = 0, offl = 0, enomem = 0;
 	for (unsigned i = 0; i < slots; i++) {
 		ops_total += s.cpu[i].ops;
 		remote += s.cpu[i].remote;
+		handed += s.cpu[i].handed;
 		offl += s.cpu[i].offlines;
+		enomem += s.cpu[i].enomem;
 	}
 	cairn_objects_destroy(s.o);
 	if (fc)
@@ -150,10 +153,12 @@ int main(int argc, char **argv)
 		errors++;
 	}
 	printf("objects stress%s%s: %u threads, %u waves, seed %llu: %llu ops, %llu handed over, "
-	       "%llu offline cycles, %llu batches posted (%llu objects), %llu collected by their "
-	       "heaps, %llu for offline heaps, errors %llu%s\n",
+	       "%llu taken from other cpus, %llu NULLs, %llu offline cycles, %llu batches posted "
+	       "(%llu objects), %llu collected by their heaps, %llu for offline heaps, "
+	       "errors %llu%s\n",
 	       fc ? " (frame cache)" : "", large_name[large], threads, waves, (unsigned long long)seed, (unsigned long long)ops_total,
-	       (unsigned long long)remote, (unsigned long long)offl,
+	       (unsigned long long)handed, (unsigned long long)remote, (unsigned long long)enomem,
+	       (unsigned long long)offl,
 	       (unsigned long long)st.remote_posted, (unsigned long long)st.remote_objects,
 	       (unsigned long long)st.remote_collected, (unsigned long long)st.offline_collects, (unsigned long long)errors,
 	       plant ? " (planted fault: errors expected)" : "");
