@@ -1776,6 +1776,34 @@ static void test_validate_catches(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* The bytes a region was given in its partial frames (lead, trail) are
+ * under a frame each, and none lies below byte 0: a region at frame 0 has
+ * no lead. A lead there would put the range's start at the top of the
+ * address space, past its end, and no add would ever be judged to
+ * overlap it. */
+static void test_validate_given_range(void)
+{
+	const struct cairn_mem_range map[] = { { 0, 4 * MiB }, { 34 * GiB + 0x400, 4 * MiB } };
+	struct cairn_frames *f = make(map, 2, false);
+	struct region *r0 = region_find(f, 0);
+	struct region *r1 = region_find(f, ((34 * GiB) >> CAIRN_FRAME_SHIFT) + 1);
+	REQUIRE(r0 && r1);
+	CHECK_EQ(r0->lead, 0);
+	CHECK_EQ(r1->lead, 0xc00);
+	cairn_host_reports_quiet(1);
+	r0->lead = 1;
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	r0->lead = 0;
+	r1->lead = CAIRN_FRAME_SIZE;
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	r1->lead = 0xc00;
+	r1->trail = CAIRN_FRAME_SIZE;
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	r1->trail = 0x400;
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 /* A full area is skipped: the search that finds a region without a
  * counted frame marks it exhausted, and requests of any area pass it by
  * until a free gives it frames again. Every kind of free must clear the
@@ -1927,6 +1955,7 @@ int main(void)
 	test_unreserve_race();
 	test_reserve_undo_vs_free();
 	test_validate_catches();
+	test_validate_given_range();
 	test_exhausted_region();
 	return check_done("frames_unit");
 }
