@@ -161,7 +161,11 @@ int cairn_frames_validate(struct cairn_frames *f)
 		    area_of(r->meta_end - 1) != r->area ||
 		    r->nchunks != ((r->end - 1) >> CHUNK_SHIFT) - r->chunk0 + 1)
 			return broken("frames: region bounds", r->first, r->end);
-		if (r->lead >= CAIRN_FRAME_SIZE || r->trail >= CAIRN_FRAME_SIZE)
+		/* each under a frame, and no given byte below byte 0 (else
+		 * region_given_base wraps past the range's end, and the
+		 * overlap checks, add's too, never meet the range) */
+		if (r->lead >= CAIRN_FRAME_SIZE || r->trail >= CAIRN_FRAME_SIZE ||
+		    r->lead > r->first << CAIRN_FRAME_SHIFT)
 			return broken("frames: region's partial frames", r->lead, r->trail);
 		present |= 1u << r->area;
 		/* on the bytes given, which hold the frames, carves too */
