@@ -18,10 +18,11 @@
  * the first bad block with those before it freed, and reserve/unreserve
  * see there):
  *   CAIRN_EINVAL  order or align_order above CAIRN_MAX_ORDER, align_order
- *                 below order, a flag not defined here; init: an empty map,
- *                 a range whose end (base + size) is not below 2^64,
- *                 ncpus 0 or above 65534,
- *                 cfg->meta_size too small; add_region: a range that
+ *                 below order, a flag not defined here; init: an empty map
+ *                 (no whole frame in it), a range whose end (base + size)
+ *                 is not below 2^64, ncpus 0 or above 65534,
+ *                 cfg->meta_size too small; add_region: a range of no
+ *                 whole frame (whatever it overlaps), a range that
  *                 straddles an area boundary (add each part), meta_size too
  *                 small; reserve/unreserve: size 0 or a wrapping range
  *   CAIRN_EALIGN  an address not aligned to its block (or not to a frame)
@@ -43,7 +44,9 @@
  *   CAIRN_EEXIST  init: ranges overlap (by a byte too); add_region:
  *                 shares a byte with the range an active region was
  *                 given (its carved metadata and its partial frames
- *                 too: judged as init judges its map; touching passes)
+ *                 too: judged as init judges its map; touching passes).
+ *                 A map entry of no whole frame is in no region: init
+ *                 judges it, a later add does not
  *   CAIRN_ENOSPC  more than CAIRN_MAX_REGIONS regions (after the split at
  *                 the area boundaries; a removed region keeps its slot
  *                 until reclaimed: cairn_frames_reclaim_region)
