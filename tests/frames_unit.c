@@ -887,16 +887,6 @@ static void high_region_round(cairn_phys_t base, uint64_t size)
 	}
 }
 
-/* Regions added and removed again and again (a hypervisor handing chunks
- * to and from a guest): a removed region's slot is reused once the caller
- * reclaims it, after the grace period that also frees its metadata, so
- * an instance outlives any number of cycles. Each cycle puts another
- * range into the same slot. The hints, seed and park slot a CPU kept from
- * the slot's previous region are planted back after the reclaim, as a
- * CPU that loaded them before the reclaim cleared them would use them:
- * they must miss (the old metadata is freed: ASan catches a look into it)
- * and never reach a word of the new region through the old one's word
- * number. */
 /* An add is judged on the bytes it is given against the bytes every active
  * region was given (cairn_frames_init's entries, merged and cut at the
  * area lines; an add's range; the carved metadata and the partial frames
@@ -994,6 +984,16 @@ static void test_add_region_bytes(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* Regions added and removed again and again (a hypervisor handing chunks
+ * to and from a guest): a removed region's slot is reused once the caller
+ * reclaims it, after the grace period that also frees its metadata, so
+ * an instance outlives any number of cycles. Each cycle puts another
+ * range into the same slot. The hints, seed and park slot a CPU kept from
+ * the slot's previous region are planted back after the reclaim, as a
+ * CPU that loaded them before the reclaim cleared them would use them:
+ * they must miss (the old metadata is freed: ASan catches a look into it)
+ * and never reach a word of the new region through the old one's word
+ * number. */
 static void test_regions_reuse(void)
 {
 	const cairn_phys_t base = 20 * GiB;
