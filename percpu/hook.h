@@ -43,6 +43,9 @@ enum cairn_percpu_hook_point {
 	/* cairn_heap_offline: the heap collected and emptied, its tail not
 	 * yet read and its state not yet OFFLINE (the heap) */
 	CAIRN_HOOK_GOING_OFFLINE,
+	/* cairn_heap_realloc_err: p's usable size known, its hardened check
+	 * not made yet (the calling heap) */
+	CAIRN_HOOK_REALLOC_SIZED,
 };
 
 #ifdef CAIRN_PERCPU_TEST_HOOK

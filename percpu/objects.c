@@ -1320,6 +1320,7 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 		*err = CAIRN_ERANGE;
 		return NULL;
 	}
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_REALLOC_SIZED, h);
 	/* Hardened, a freed object is refused before anything happens to it:
 	 * kept in place it would be handed back while its owner's free list
 	 * holds it, or will once the owner collects its remote free (two
