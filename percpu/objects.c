@@ -1198,10 +1198,10 @@ int cairn_heap_free(struct cairn_heap *h, void *ptr)
 	return free_slow(h, p, e);
 }
 
-size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
+/* The bytes usable at p, whose pagemap entry is e; 0 if p is not an
+ * object start of this instance. */
+static size_t usable_at(struct cairn_objects *o, uintptr_t p, uintptr_t e)
 {
-	uintptr_t p = (uintptr_t)ptr;
-	uintptr_t e = pm_lookup(o, p);
 	if (!e && o->arena && p) {
 		uint64_t cookie;
 		int err;
@@ -1219,6 +1219,11 @@ size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
 		return (p & (OBJ_PAGE - 1)) ? 0 : (size_t)OBJ_PAGE << PM_LARGE_ORDER(e);
 	struct slab *s = (struct slab *)e;
 	return slab_is_object(s, p) ? s->size : 0;
+}
+
+size_t cairn_objects_usable_size(struct cairn_objects *o, const void *ptr)
+{
+	return usable_at(o, (uintptr_t)ptr, pm_lookup(o, (uintptr_t)ptr));
 }
 
 /* ---- the calling CPU's heap ---- */
@@ -1302,6 +1307,14 @@ void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size)
 	return p;
 }
 
+/* Hardened: is p, an object of s, freed? Its live bit clear or its
+ * pending bit set. */
+static bool realloc_freed(const struct slab *s, uintptr_t p)
+{
+	uint32_t i = slab_index(s, p);
+	return !live_test(s, i) || pending_test(s, i);
+}
+
 /* *err: 0, CAIRN_ENOMEM (no new object: p untouched, nothing reported),
  * or the error reported for p (refused, untouched). */
 void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *err)
@@ -1313,7 +1326,12 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 			*err = CAIRN_ENOMEM;
 		return q;
 	}
-	size_t have = cairn_objects_usable_size(h->o, p);
+	/* One lookup for the size and the check below: a second one could
+	 * find p's slab given back meanwhile (its free collected) and no
+	 * slab to check, and keep p or move it with no error
+	 * (objects_realloc_order). */
+	uintptr_t e = heap_pm_lookup(h, (uintptr_t)p);
+	size_t have = usable_at(h->o, (uintptr_t)p, e);
 	if (!have) {
 		cairn__obj_report(CAIRN_ERANGE, "objects: realloc of a pointer this instance never handed out",
 				  (uintptr_t)p, size);
@@ -1330,12 +1348,13 @@ void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *er
 	 * relaxed loads, as in remote_claim: a valid realloc comes after the
 	 * allocation that set the live bit, which came after the collection
 	 * that cleared the pending bit, so it reads the bit set and the
-	 * other clear. */
-	uintptr_t e = heap_pm_lookup(h, (uintptr_t)p);
+	 * other clear; and p's slab, holding p, cannot be given back. The
+	 * slab of a freed p of another heap can be, once its owner collected
+	 * p, between the lookup above and these loads: its descriptor stays
+	 * (type-stable, on the spares with p's live bit clear until a new
+	 * slab clears every bit), so p is still found freed. */
 	struct slab *s = (struct slab *)e;
-	if (h->harden && e && !(e & PM_TAG_MASK) &&
-	    (!live_test(s, slab_index(s, (uintptr_t)p)) ||
-	     pending_test(s, slab_index(s, (uintptr_t)p)))) {
+	if (h->harden && e && !(e & PM_TAG_MASK) && realloc_freed(s, (uintptr_t)p)) {
 		cairn__obj_report(CAIRN_EFREE, "objects: realloc of a freed object", (uintptr_t)p, s->base);
 		*err = CAIRN_EFREE;
 		return NULL;
