@@ -441,7 +441,7 @@ static void lcache_corrupt(struct cairn_heap *h, unsigned bin, uintptr_t prev, u
 		h->lcache_lost += was - n;
 		h->lcache_n[b] = n;
 	}
-	h->lcache_pages = (unsigned)pages;
+	atomic_store_explicit(&h->lcache_pages, (unsigned)pages, memory_order_relaxed);
 }
 
 /* A cached range of at least `pages` (its length in *len), or 0: one of
@@ -469,7 +469,7 @@ static uintptr_t lcache_take(struct cairn_heap *h, uint64_t pages, uint64_t *len
 				else
 					h->lcache[bin] = next;
 				h->lcache_n[bin]--;
-				h->lcache_pages -= (unsigned)l;
+				holder_add(&h->lcache_pages, -(unsigned)l);
 				atomic_store_explicit(pm_slot(h->o, r), PM_X_ENTRY(PM_X_LIVE, l),
 						      memory_order_relaxed);
 				*len = l;
@@ -510,7 +510,7 @@ again:;
 		n[i] = h->lcache_n[i];
 		evict[i] = 0;
 	}
-	for (uint64_t left = h->lcache_pages; left + pages > o->large_cache_pages;) {
+	for (uint64_t left = holder_get(&h->lcache_pages); left + pages > o->large_cache_pages;) {
 		unsigned m = first;
 		for (unsigned i = first + 1; i < OBJ_LC_BINS; i++)
 			if (n[i] > n[m])
@@ -522,7 +522,7 @@ again:;
 		uint64_t l = lc_is_cached(o, r) ? PM_X_VALUE(pm_lookup(o, r)) : 0;
 		if (unlikely(!l || lc_bin(l) != m)) { /* as in lcache_take */
 			lcache_corrupt(h, m, prev, r);
-			if (h->lcache_pages + pages <= o->large_cache_pages)
+			if (holder_get(&h->lcache_pages) + pages <= o->large_cache_pages)
 				return true;
 			goto again;
 		}
@@ -538,7 +538,7 @@ again:;
 			uintptr_t r = h->lcache[m];
 			h->lcache[m] = obj_decode(h, r, obj_word(r));
 			h->lcache_n[m]--;
-			h->lcache_pages -= (unsigned)PM_X_VALUE(pm_lookup(o, r));
+			holder_add(&h->lcache_pages, -(unsigned)PM_X_VALUE(pm_lookup(o, r)));
 			arena_give_back(h, r);
 		}
 	return true;
@@ -594,13 +594,13 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 		arena_give_back(h, p);
 		return 0;
 	}
-	bool room = h->lcache_pages + pages <= o->large_cache_pages ||
+	bool room = holder_get(&h->lcache_pages) + pages <= o->large_cache_pages ||
 		    lcache_make_room(h, b, pages);
 	if (room) {
 		obj_set_word(p, obj_encode(h, p, h->lcache[b]));
 		h->lcache[b] = p;
 		h->lcache_n[b]++;
-		h->lcache_pages += (unsigned)pages;
+		holder_add(&h->lcache_pages, (unsigned)pages);
 	}
 	caches_done(h);
 	if (!room)
@@ -631,7 +631,7 @@ void cairn__large_cache_flush_held(struct cairn_heap *h, struct cairn_heap *by)
 			r = next;
 		}
 	}
-	h->lcache_pages = 0;
+	atomic_store_explicit(&h->lcache_pages, 0, memory_order_relaxed);
 }
 
 /* Offline or this heap's exhaustion: nothing to do when a reclaimer has
@@ -806,7 +806,7 @@ static void *__attribute__((noinline)) slab_pop_hardened(struct cairn_heap *h, s
 	}
 	live_flip(s, slab_index(s, p));
 	s->free = next;
-	s->used++;
+	slab_used_set(s, slab_used(s) + 1);
 	return (void *)p;
 }
 
@@ -815,7 +815,7 @@ static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
 	if (unlikely(h->harden))
 		return slab_pop_hardened(h, s, p);
 	s->free = obj_word(p); /* unhardened: a plain link */
-	s->used++;
+	slab_used_set(s, slab_used(s) + 1);
 	return (void *)p;
 }
 
@@ -836,7 +836,7 @@ static inline void *heap_pop(struct cairn_heap *h, size_t size)
 	if (unlikely(!p))
 		return NULL;
 	s->free = obj_word(p); /* unhardened: a plain link */
-	s->used++;
+	slab_used_set(s, slab_used(s) + 1);
 	return (void *)p;
 }
 
@@ -975,7 +975,7 @@ void cairn__slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
 		cairn__avail_push(h, s); /* (a collected run may also have emptied it) */
-	if (unlikely(s->used == 0) &&
+	if (unlikely(slab_used(s) == 0) &&
 	    (offline || (s->state != SLAB_CUR &&
 			 (s->next || s->prev || s->order > OBJ_SLAB_MIN_ORDER || s->damaged))))
 		cairn__slab_release(h, s);
@@ -1009,7 +1009,7 @@ static inline __attribute__((always_inline)) void owned_push(struct cairn_heap *
 {
 	obj_set_word(p, obj_encode(h, p, s->local_free));
 	s->local_free = p;
-	s->used--;
+	slab_used_set(s, slab_used(s) - 1);
 	cairn__slab_after_free(h, s, offline);
 }
 
@@ -1183,8 +1183,11 @@ static int free_slow(struct cairn_heap *h, uintptr_t p, uintptr_t e)
  * An emptied CUR slab stays as it is (cairn__slab_after_free keeps it online), so
  * its state, on the line just written, is tested here: an allocation and
  * its free in turn (one object in and out of the current slab, which
- * every such free empties) make no call. */
-int cairn_heap_free(struct cairn_heap *h, void *ptr)
+ * every such free empties) make no call. Declared inline (an external
+ * definition still: the header's declaration is not) so that, with LTO,
+ * a caller's free takes it whole: GCC's size estimate counts each atomic
+ * load and store as a call, and used's relaxed pair tipped it over. */
+inline int cairn_heap_free(struct cairn_heap *h, void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	uintptr_t e = heap_pm_lookup(h, p);

@@ -1,30 +1,43 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cairn objects: statistics and the invariant checker (quiescent instance).
+ * cairn objects: statistics (any time) and the invariant checker
+ * (quiescent instance).
  */
 #include "objects_layout.h"
 
 #include <cairn/arena.h>
 
 #define for_each_slab(h, f, s)                                                   \
-	for (struct slab *f = (h)->desc_frames; f; f = f->frame_next)            \
+	for (struct slab *f = atomic_load_explicit(&(h)->desc_frames,            \
+						   memory_order_relaxed);        \
+	     f; f = f->frame_next)                                               \
 		for (struct slab *s = f; (uintptr_t)s < (uintptr_t)f + OBJ_PAGE;  \
 		     s = (struct slab *)((uintptr_t)s + OBJ_DESC_SIZE))          \
 			if (s->state != SLAB_UNUSED)
 
-/* Heap i's share, added to *st. */
+/*
+ * Heap i's share, added to *st. Called while the heap's holder works:
+ * every field read here is an atomic of one writer at a time, loaded
+ * relaxed (a snapshot: each figure a value its field held). The
+ * descriptor frames are reached with acquire (objects_slab.c, desc_get),
+ * so their zeroed descriptors and links are seen; a frame is never taken
+ * off before destroy. A descriptor not in use has used == 0 (zeroed with
+ * its frame; a slab is released only when empty), so summing every
+ * descriptor's used needs no look at its state.
+ */
 static void heap_stats(struct cairn_objects *o, unsigned i, struct cairn_objects_stats *st)
 {
 	if (i >= o->ncpus || !heap_is_made(o, i))
 		return;
 	struct cairn_heap *h = &o->heaps[i];
-	for_each_slab(h, f, s) {
-		st->slabs++;
-		st->slab_frames += (uint64_t)1 << s->order;
-		st->objects += s->used;
-	}
-	st->cached_frames += h->block_frames;
-	st->large_cached_frames += h->lcache_pages;
+	for (struct slab *f = atomic_load_explicit(&h->desc_frames, memory_order_acquire); f;
+	     f = f->frame_next)
+		for (uintptr_t d = 0; d < OBJ_PAGE; d += OBJ_DESC_SIZE)
+			st->objects += slab_used((struct slab *)((uintptr_t)f + d));
+	st->slabs += atomic_load_explicit(&h->st.slabs, memory_order_relaxed);
+	st->slab_frames += atomic_load_explicit(&h->st.slab_frames, memory_order_relaxed);
+	st->cached_frames += holder_get(&h->block_frames);
+	st->large_cached_frames += holder_get(&h->lcache_pages);
 	st->remote_posted += atomic_load_explicit(&h->st.posted, memory_order_relaxed);
 	st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
 	st->remote_collected += atomic_load_explicit(&h->st.collected, memory_order_relaxed);
@@ -89,8 +102,8 @@ static int lcache_check(struct cairn_heap *h)
 		if (n != h->lcache_n[b])
 			return bad("objects: large cache bin count", n, h->lcache_n[b]);
 	}
-	if (pages != h->lcache_pages)
-		return bad("objects: large cache pages", pages, h->lcache_pages);
+	if (pages != holder_get(&h->lcache_pages))
+		return bad("objects: large cache pages", pages, holder_get(&h->lcache_pages));
 	return 0;
 }
 
@@ -144,9 +157,9 @@ static int pm_check(struct cairn_objects *o)
 			return bad("objects: the zero leaf was written", i,
 				   atomic_load_explicit(&o->zero_leaf[i], memory_order_relaxed));
 	/* the shared empty slab: a pop or a free must never find anything */
-	if (o->empty.free || o->empty.local_free || o->empty.used)
+	if (o->empty.free || o->empty.local_free || slab_used(&o->empty))
 		return bad("objects: the empty slab was written", o->empty.free,
-			   (uint64_t)o->empty.used << 32 | (o->empty.local_free != 0));
+			   (uint64_t)slab_used(&o->empty) << 32 | (o->empty.local_free != 0));
 	uintptr_t leaves = (o->span + ((uintptr_t)1 << OBJ_LEAF_SPAN_SHIFT) - 1) >> OBJ_LEAF_SPAN_SHIFT;
 	for (uintptr_t l = 0; l < leaves; l++) {
 		_Atomic uintptr_t *leaf = atomic_load_explicit(&o->pagemap[l], memory_order_acquire);
@@ -202,6 +215,14 @@ int cairn_objects_validate(struct cairn_objects *o)
 				    (s->next && s->next->prev != s))
 					return bad("objects: avail list broken", (uintptr_t)s, c);
 		}
+		uint64_t slabs = 0, frames = 0;
+		for_each_slab(h, f, s) {
+			slabs++;
+			frames += (uint64_t)1 << s->order;
+		}
+		if (slabs != atomic_load_explicit(&h->st.slabs, memory_order_relaxed) ||
+		    frames != atomic_load_explicit(&h->st.slab_frames, memory_order_relaxed))
+			return bad("objects: slabs counted != slabs held", slabs, frames);
 		for_each_slab(h, f, s) {
 			if (s->owner != h || s->size != obj_class_size(s->cls) ||
 			    s->capacity > s->nobjs || s->order != o->cls_order[s->cls])
@@ -209,9 +230,9 @@ int cairn_objects_validate(struct cairn_objects *o)
 			long nf = list_len(h, s, s->free), nl = list_len(h, s, s->local_free);
 			if (nf < 0 || nl < 0)
 				return bad("objects: slab free list broken", (uintptr_t)s, s->base);
-			if (!s->damaged && (uint64_t)nf + (uint64_t)nl + s->used != s->capacity)
+			if (!s->damaged && (uint64_t)nf + (uint64_t)nl + slab_used(s) != s->capacity)
 				return bad("objects: slab counts (free + local_free + used != carved)",
-					   s->base, ((uint64_t)nf + (uint64_t)nl) << 32 | s->used);
+					   s->base, ((uint64_t)nf + (uint64_t)nl) << 32 | slab_used(s));
 			if (s->state == SLAB_FULL && (nf || nl || s->capacity != s->nobjs))
 				return bad("objects: full slab with free objects", s->base, (uint64_t)nf);
 			if (h->harden && !s->damaged) {
@@ -221,7 +242,7 @@ int cairn_objects_validate(struct cairn_objects *o)
 									       memory_order_relaxed);
 					     x; x &= x - 1)
 						live++;
-				if (live != s->used)
+				if (live != slab_used(s))
 					return bad("objects: live bits != used", s->base, live);
 			}
 			/* a remote free on its way names an object handed out */

@@ -118,7 +118,7 @@ struct slab {
 	/* Line 0, the owner's alone: what its fast paths write. */
 	uintptr_t free;
 	uintptr_t local_free;
-	uint32_t used;
+	_Atomic uint32_t used;    /* slab_used, slab_used_set: read by stats */
 	uint32_t capacity;        /* objects carved so far */
 	uint8_t state;
 	uint8_t damaged;          /* a corrupted link made us drop objects */
@@ -177,12 +177,45 @@ enum heap_state { HEAP_ONLINE = 0, HEAP_OFFLINE = 1, HEAP_CLAIMED = 2 };
 struct heap_stats {
 	_Atomic uint64_t posted, remote_objects, collected, offline_collects;
 	_Atomic uint64_t large, large_frames;
+	_Atomic uint64_t slabs, slab_frames; /* slabs held, and their frames */
 };
 
 static inline void heap_stat_add(_Atomic uint64_t *c, uint64_t n)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
 			      memory_order_relaxed);
+}
+
+/*
+ * Fields the statistics read while other CPUs may write them: a slab's
+ * `used`, a heap's block_frames and lcache_pages. Each has one writer at
+ * a time (the slab's owner or claimer; the holder of the heap's caches),
+ * so a relaxed load and a relaxed store make its update, never a
+ * read-modify-write: on the owner's fast path the same load and store a
+ * plain increment makes, no lock (GCC spells them two instructions
+ * longer). Relaxed is enough for the reader: stats is a snapshot, each
+ * term a value its field held, no term ordered against another; exact
+ * once every writer is quiet and the reader ordered after them.
+ */
+static inline uint32_t slab_used(const struct slab *s)
+{
+	return atomic_load_explicit(&s->used, memory_order_relaxed);
+}
+
+static inline void slab_used_set(struct slab *s, uint32_t n)
+{
+	atomic_store_explicit(&s->used, n, memory_order_relaxed);
+}
+
+static inline void holder_add(_Atomic unsigned *c, unsigned n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+static inline unsigned holder_get(const _Atomic unsigned *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
 /* Sizes up to OBJ_CLASS_TABLE_MAX go by 16-byte steps: (size + 15) >> 4. */
@@ -216,18 +249,22 @@ struct cairn_heap {
 	 * through their first word: a new slab reuses memory that is still
 	 * hot (and, on a host, already resident) before it asks for more. */
 	uintptr_t blocks[OBJ_SLAB_ORDERS];
-	unsigned block_frames;
+	_Atomic unsigned block_frames; /* read by stats: holder_add */
 	/* Freed large objects of the arena, by bin of page count, last in
 	 * first out, linked through their first word; their pagemap entries
 	 * say CACHED (a second free of one is refused there). */
 	uintptr_t lcache[OBJ_LC_BINS];
 	unsigned lcache_n[OBJ_LC_BINS]; /* ranges in each bin */
-	unsigned lcache_pages;
+	_Atomic unsigned lcache_pages; /* read by stats: holder_add */
 	/* Ranges dropped with a corrupted link: still CACHED in the pagemap
 	 * and allocated in the arena, on no list (leaked knowingly; a free of
 	 * one is refused at its entry). validate counts them as listed. */
 	unsigned lcache_lost;
-	struct slab *desc_frames;  /* descriptor frames, linked by frame_next */
+	/* Descriptor frames, linked by frame_next: a frame is pushed with
+	 * release (its zeroed descriptors and link before it), never taken
+	 * off before destroy, so stats may walk the list (acquire) while
+	 * the holder works. */
+	_Atomic(struct slab *) desc_frames;
 	struct obj_out out[OBJ_OUT_SLOTS];
 	size_t out_bytes;          /* pushed since the last flush (OBJ_OUT_BYTES_MAX) */
 	uintptr_t in_tail;         /* message queue: the consumer's end */
@@ -682,7 +719,9 @@ static inline bool slab_push_plain(struct slab *s, uintptr_t p)
 {
 	obj_set_word(p, s->local_free);
 	s->local_free = p;
-	return --s->used != 0;
+	uint32_t used = slab_used(s) - 1;
+	slab_used_set(s, used);
+	return used != 0;
 }
 void cairn__obj_report(int err, const char *what, uintptr_t a, uintptr_t b);
 

@@ -172,10 +172,10 @@ static void collect_plain(struct cairn_heap *h, uintptr_t head, uint32_t left, b
 		} while (--left && p && p - base < span);
 		obj_set_word(last, s->local_free);
 		s->local_free = first;
-		s->used -= n;
+		slab_used_set(s, slab_used(s) - n);
 		/* Off the run's common case (CUR or AVAIL, objects left) only
 		 * when the slab was FULL or is now empty. */
-		if (unlikely(s->state == SLAB_FULL || s->used == 0))
+		if (unlikely(s->state == SLAB_FULL || slab_used(s) == 0))
 			cairn__slab_after_free(h, s, offline);
 	} while (p && left);
 	if (unlikely(p || left))
@@ -269,8 +269,8 @@ static void collect_msg(struct cairn_heap *h, uintptr_t m, bool offline)
 		uint32_t n = first == m ? 1 : (uint32_t)obj_word(first + sizeof(uintptr_t));
 		obj_set_word(m, s->local_free);
 		s->local_free = first;
-		s->used -= n;
-		if (unlikely(s->state == SLAB_FULL || s->used == 0))
+		slab_used_set(s, slab_used(s) - n);
+		if (unlikely(s->state == SLAB_FULL || slab_used(s) == 0))
 			cairn__slab_after_free(h, s, offline);
 		return;
 	}

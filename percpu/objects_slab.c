@@ -45,8 +45,10 @@ static struct slab *desc_get(struct cairn_heap *h, uintptr_t b, unsigned order)
 	/* never 0: a frame has a slot off every ruled-out line (static assertion) */
 	unsigned line = (unsigned)__builtin_ctzll(~ruled_out & DESC_LINE_STARTS);
 	struct slab *first = (struct slab *)frame, *d = (struct slab *)(frame + line * 64);
-	first->frame_next = h->desc_frames;
-	h->desc_frames = first;
+	/* release: stats, reaching the frame through desc_frames, reads its
+	 * descriptors' used (zeroed above) and the link */
+	first->frame_next = atomic_load_explicit(&h->desc_frames, memory_order_relaxed);
+	atomic_store_explicit(&h->desc_frames, first, memory_order_release);
 	for (unsigned i = OBJ_PAGE / OBJ_DESC_SIZE; i-- > 0;) {
 		struct slab *s = (struct slab *)(frame + i * OBJ_DESC_SIZE);
 		if (s != d) {
@@ -184,7 +186,7 @@ static bool block_steal(struct cairn_heap *h, unsigned order)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 		struct slab *s = h->avail[c];
-		if (s && s->used == 0 && s->order == order) {
+		if (s && slab_used(s) == 0 && s->order == order) {
 			cairn__slab_release(h, s);
 			return true;
 		}
@@ -201,7 +203,7 @@ static uintptr_t cache_pop(struct cairn_heap *h, unsigned order)
 		b = h->blocks[order];
 		if (b) {
 			h->blocks[order] = obj_word(b);
-			h->block_frames -= 1u << order;
+			holder_add(&h->block_frames, -(1u << order));
 		}
 		caches_done(h);
 	}
@@ -223,11 +225,12 @@ static uintptr_t block_get(struct cairn_heap *h, unsigned order)
 static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order)
 {
 	if (caches_try(h)) {
-		bool room = h->block_frames + (1u << order) <= h->o->block_cache_frames;
+		bool room = holder_get(&h->block_frames) + (1u << order) <=
+			    h->o->block_cache_frames;
 		if (room) {
 			obj_set_word(b, h->blocks[order]);
 			h->blocks[order] = b;
-			h->block_frames += 1u << order;
+			holder_add(&h->block_frames, 1u << order);
 		}
 		caches_done(h);
 		if (room)
@@ -245,7 +248,7 @@ static void flush_blocks_held(struct cairn_heap *h)
 			h->blocks[order] = obj_word(b);
 			block_away(h->o, b, order);
 		}
-	h->block_frames = 0;
+	atomic_store_explicit(&h->block_frames, 0, memory_order_relaxed);
 }
 
 /* Every cached block away, by the holder; nothing to do when a reclaimer
@@ -299,7 +302,7 @@ struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls)
 	}
 	uint32_t size = (uint32_t)obj_class_size(cls);
 	s->free = s->local_free = 0;
-	s->used = 0;
+	slab_used_set(s, 0);
 	s->capacity = 0;
 	s->size = size;
 	s->recip = (uint32_t)(((uint64_t)1 << 32) / size + 1);
@@ -319,6 +322,8 @@ struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls)
 		}
 	cairn__pm_set(o, base, (uintptr_t)1 << order, (uintptr_t)s);
 	cairn__slab_extend(h, s);
+	heap_stat_add(&h->st.slabs, 1);
+	heap_stat_add(&h->st.slab_frames, (uint64_t)1 << order);
 	return s;
 }
 
@@ -349,6 +354,8 @@ void cairn__slab_release(struct cairn_heap *h, struct slab *s)
 	else if (s->state == SLAB_CUR)
 		heap_set_cur(h, s->cls, &o->empty);
 	cairn__pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
+	heap_stat_add(&h->st.slabs, (uint64_t)-1);
+	heap_stat_add(&h->st.slab_frames, -((uint64_t)1 << s->order));
 	block_put(h, s->base, s->order);
 	desc_put(h, s);
 }
@@ -359,11 +366,11 @@ void cairn__heap_release_empty(struct cairn_heap *h)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
 		struct slab *s = h->cur[c];
-		if (s != &h->o->empty && s->used == 0)
+		if (s != &h->o->empty && slab_used(s) == 0)
 			cairn__slab_release(h, s);
 		for (s = h->avail[c]; s;) {
 			struct slab *next = s->next;
-			if (s->used == 0)
+			if (slab_used(s) == 0)
 				cairn__slab_release(h, s);
 			s = next;
 		}
@@ -377,7 +384,7 @@ void cairn__heap_destroy_slabs(struct cairn_heap *h)
 {
 	struct cairn_objects *o = h->o;
 	cairn__heap_flush_blocks(h);
-	for (struct slab *f = h->desc_frames; f;) {
+	for (struct slab *f = atomic_load_explicit(&h->desc_frames, memory_order_relaxed); f;) {
 		struct slab *next = f->frame_next;
 		for (unsigned i = 0; i < OBJ_PAGE / OBJ_DESC_SIZE; i++) {
 			struct slab *s = (struct slab *)((uintptr_t)f + i * OBJ_DESC_SIZE);
@@ -389,6 +396,6 @@ void cairn__heap_destroy_slabs(struct cairn_heap *h)
 		pages_put(o, (uintptr_t)f, desc_frame_order(h));
 		f = next;
 	}
-	h->desc_frames = NULL;
+	atomic_store_explicit(&h->desc_frames, NULL, memory_order_relaxed);
 	h->spare = NULL;
 }

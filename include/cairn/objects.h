@@ -241,8 +241,10 @@ struct cairn_objects_stats {
 	uint64_t offline_collects; /* messages collected on an offline heap's behalf */
 };
 
-/* A snapshot; exact when no CPU is inside the instance. Every message
- * posted is collected once: with every CPU offline and nothing in flight,
+/* A snapshot, callable from any CPU at any time (each figure a sum of
+ * values its counters held while the call ran, not one instant's); exact
+ * when no CPU is inside the instance. Every message posted is collected
+ * once: with every CPU offline and nothing in flight,
  * remote_posted == remote_collected + offline_collects. */
 void cairn_objects_stats(struct cairn_objects *o, struct cairn_objects_stats *st);
 /* The same for heap `cpu` alone (what its CPU posted and collected, and
