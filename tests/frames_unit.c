@@ -1804,6 +1804,99 @@ static void test_validate_given_range(void)
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
 
+/* Frame numbers are below 2^52: a physical address has 64 bits, so every
+ * frame a range can hold is, and frame << CAIRN_FRAME_SHIFT, the byte
+ * every path computes from one, must not wrap. init and add_region refuse
+ * a range whose end is not below 2^64 and change nothing; the last whole
+ * frame under 2^64 is a region like any; and validate names a region whose
+ * bounds lie past 2^52 frames as corrupt, even when everything else about
+ * it is consistent (bounds moved by 2^52 frames, whose bytes wrap to the
+ * same addresses). */
+static void test_frame_bound(void)
+{
+	const uint64_t limit = 1ull << (64 - CAIRN_FRAME_SHIFT);
+	const cairn_phys_t top = 0ull - 2 * FRAME; /* frame limit - 2 */
+	const struct cairn_mem_range map[] = { { 40 * GiB, 4 * MiB } };
+	const struct cairn_mem_range wraps[][2] = {
+		{ { 40 * GiB, 4 * MiB }, { 0ull - FRAME, FRAME } },      /* ends at 2^64 */
+		{ { 40 * GiB, 4 * MiB }, { top, 2 * FRAME + 1 } },       /* past it */
+		{ { 40 * GiB, 4 * MiB }, { 1ull << 63, 1ull << 63 } },
+	};
+	static unsigned char buf[1 << 16], before[1 << 16];
+	for (unsigned i = 0; i < 3; i++) {
+		struct cairn_frames *g = (struct cairn_frames *)buf;
+		struct cairn_frames_config cfg = { .ncpus = 4, .meta = buf, .meta_size = sizeof(buf) };
+		memset(buf, 0x5a, sizeof(buf));
+		memcpy(before, buf, sizeof(buf));
+		CHECK_EQ(cairn_frames_meta_size(wraps[i], 2, 4), 0);
+		CHECK_EQ(cairn_frames_init(&g, wraps[i], 2, &cfg), CAIRN_EINVAL);
+		CHECK(g == (struct cairn_frames *)buf);
+		CHECK(memcmp(buf, before, sizeof(buf)) == 0);
+		CHECK_EQ(cairn_frames_init(&g, wraps[i], 2, NULL), CAIRN_EINVAL);
+		CHECK(g == (struct cairn_frames *)buf);
+	}
+
+	struct cairn_frames *f = make(map, 1, false);
+	struct cairn_frames_stats st0, st;
+	cairn_frames_stats(f, &st0);
+	size_t msize = cairn_frames_region_meta_size(top, 2 * FRAME - 1);
+	void *meta = malloc(msize);
+	REQUIRE(meta && msize);
+	for (unsigned i = 0; i < 3; i++) {
+		CHECK_EQ(cairn_frames_region_meta_size(wraps[i][1].base, wraps[i][1].size), 0);
+		CHECK_EQ(cairn_frames_add_region(f, wraps[i][1].base, wraps[i][1].size, meta, msize),
+			 CAIRN_EINVAL);
+		CHECK_EQ(cairn_frames_add_region(f, wraps[i][1].base, wraps[i][1].size, NULL, 0),
+			 CAIRN_EINVAL);
+		cairn_frames_stats(f, &st);
+		CHECK(memcmp(&st, &st0, sizeof(st)) == 0);
+		CHECK_EQ(atomic_load(&f->nregions), 1);
+	}
+	CHECK_EQ(cairn_frames_validate(f), 0);
+
+	/* the highest whole frame there is: frame limit - 2, its range's
+	 * last byte the address space's last but one */
+	CHECK_EQ(cairn_frames_add_region(f, top, 2 * FRAME - 1, meta, msize), 0);
+	struct region *r = region_find(f, limit - 2);
+	REQUIRE(r);
+	CHECK_EQ(r->meta_end, limit - 1);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	CHECK(cairn_frames_is_allocated(f, top, 0) == false);
+	CHECK_EQ(cairn_frames_alloc_at(f, top, 0), 0);
+	CHECK(cairn_frames_is_allocated(f, top, 0));
+	CHECK_EQ(cairn_frames_free(f, top, 0), 0);
+	CHECK_EQ(cairn_frames_remove_region(f, top), 0);
+	CHECK_EQ(cairn_frames_reclaim_region(f, top), 0);
+	free(meta);
+
+	/* a region past the bound, consistent in all else: first, end,
+	 * meta_end and chunk0 moved up by 2^52 frames (2^43 chunks) */
+	r = region_find(f, (40 * GiB) >> CAIRN_FRAME_SHIFT);
+	REQUIRE(r);
+	const struct region keep = *r;
+	cairn_host_reports_quiet(1);
+	r->first += limit;
+	r->end += limit;
+	r->meta_end += limit;
+	r->chunk0 += limit >> CHUNK_SHIFT;
+	r->nframes = r->end - r->first;
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	/* only the end of the metadata carved (or the range given) past it */
+	r->first = keep.first;
+	r->end = keep.end;
+	r->chunk0 = keep.chunk0;
+	r->nframes = keep.nframes;
+	r->meta_end = limit;
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	r->meta_end = limit - 1; /* (the range's end at 2^64 - 4096 + trail) */
+	r->trail = 0;
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	r->meta_end = keep.meta_end;
+	r->trail = keep.trail;
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+}
+
 /* A full area is skipped: the search that finds a region without a
  * counted frame marks it exhausted, and requests of any area pass it by
  * until a free gives it frames again. Every kind of free must clear the
@@ -1956,6 +2049,7 @@ int main(void)
 	test_reserve_undo_vs_free();
 	test_validate_catches();
 	test_validate_given_range();
+	test_frame_bound();
 	test_exhausted_region();
 	return check_done("frames_unit");
 }
