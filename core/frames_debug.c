@@ -87,6 +87,9 @@ void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st)
 	}
 }
 
+/* Frame numbers of a 64-bit physical address: all below this one. */
+#define FRAME_LIMIT (1ull << (64 - CAIRN_FRAME_SHIFT))
+
 static int broken(const char *what, uint64_t a, uint64_t b)
 {
 	cairn_port_report(CAIRN_ECORRUPT, what, a, b);
@@ -157,6 +160,12 @@ int cairn_frames_validate(struct cairn_frames *f)
 		}
 		if (state != r->tag >> HINT_SLOT_SHIFT || (state & TAG_SLOT_MASK) != i)
 			return broken("frames: region tag", i, state);
+		/* every frame below 2^52, the end of what the range was given
+		 * too: frame << CAIRN_FRAME_SHIFT, the byte every path makes of
+		 * a frame (region_given_end, the hints' places), must not wrap,
+		 * and no range init or add_region takes ends at 2^64 */
+		if (r->meta_end >= FRAME_LIMIT)
+			return broken("frames: region past 2^52 frames", r->first, r->meta_end);
 		if (r->first >= r->end || r->end > r->meta_end || r->area != area_of(r->first) ||
 		    area_of(r->meta_end - 1) != r->area ||
 		    r->nchunks != ((r->end - 1) >> CHUNK_SHIFT) - r->chunk0 + 1)
