@@ -31,6 +31,9 @@
  * or only touch it, must be EEXIST exactly when they share a byte with an
  * entry of a whole frame: a region keeps the bytes of the entries merged
  * into it, partial frames too, cut at the area lines.
+ * A map of thousands of entries must give the same instance listed in
+ * address order (walked as it stands), shuffled, and nearly in order
+ * (walked by selection), and the same EEXIST for an overlap in each.
  *
  * usage: frames_boot [seed] [rounds]
  */
@@ -650,6 +653,108 @@ static void fixed_maps(void)
 	}
 }
 
+/* A map of many entries (BIG_N), as a firmware that lists every range
+ * apart makes: 60 spans of entries that meet (on frame lines and inside
+ * frames), with entries of no whole frame and empty ones among them.
+ * Walked as listed (sorted), shuffled, and sorted but for one pair, it
+ * must give the same instance: meta_size, statistics and validate; and
+ * one overlap added, in each order, EEXIST. Not timed: only the answer
+ * counts here. */
+#define BIG_N 3000u
+
+static void big_shuffle(struct cairn_mem_range *m, size_t n)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t j = below(i);
+		struct cairn_mem_range t = m[i - 1];
+		m[i - 1] = m[j];
+		m[j] = t;
+	}
+}
+
+static int big_init(const struct cairn_mem_range *m, size_t n, struct cairn_frames_stats *st,
+		    size_t *msize)
+{
+	*msize = cairn_frames_meta_size(m, n, NCPUS);
+	void *meta = malloc(*msize ? *msize : 1);
+	REQUIRE(meta);
+	struct cairn_frames_config cfg = { .ncpus = NCPUS, .meta = meta, .meta_size = *msize };
+	struct cairn_frames *f = NULL;
+	int err = cairn_frames_init(&f, m, n, &cfg);
+	if (!err) {
+		cairn_frames_stats(f, st);
+		CHECK_EQ(cairn_frames_validate(f), 0);
+	}
+	free(meta);
+	return err;
+}
+
+static void big_maps(void)
+{
+	struct cairn_mem_range *m = malloc(BIG_N * sizeof(*m));
+	struct cairn_mem_range *s = malloc(BIG_N * sizeof(*s));
+	REQUIRE(m && s);
+	size_t n = 0;
+	uint64_t at = 5 * GiB;
+	while (n < BIG_N) {
+		/* a gap, with an entry of no whole frame in it */
+		at += MiB + below(FRAME);
+		m[n++] = (struct cairn_mem_range){ at, below(FRAME - at % FRAME) };
+		at = (at + (1 + below(4)) * MiB) & ~(FRAME - 1);
+		/* a span: entries that meet on frame lines, the first and the
+		 * last reaching into the partial frames around it */
+		uint64_t lead = below(FRAME);
+		for (unsigned i = 0; i < BIG_N / 60 && n < BIG_N; i++) {
+			uint64_t len = below(16) ? FRAME * (1 + below(8)) : 0; /* empty: left out */
+			m[n++] = (struct cairn_mem_range){ at - lead, len + lead };
+			at += len;
+			lead = 0;
+		}
+		m[n - 1].size += below(FRAME);
+		at += FRAME;
+	}
+	REQUIRE(at < TOP + 64 * GiB);
+	struct cairn_frames_stats st_sorted, st;
+	size_t ms_sorted, ms;
+	CHECK_EQ(big_init(m, n, &st_sorted, &ms_sorted), 0);
+	CHECK(st_sorted.regions >= 50 && st_sorted.regions <= CAIRN_MAX_REGIONS);
+
+	memcpy(s, m, n * sizeof(*m));
+	big_shuffle(s, n);
+	memset(&st, 0, sizeof(st));
+	CHECK_EQ(big_init(s, n, &st, &ms), 0);
+	CHECK_EQ(ms, ms_sorted);
+	CHECK(memcmp(&st, &st_sorted, sizeof(st)) == 0);
+
+	/* sorted but for one pair of neighbours */
+	memcpy(s, m, n * sizeof(*m));
+	s[n / 2] = m[n / 2 + 1];
+	s[n / 2 + 1] = m[n / 2];
+	memset(&st, 0, sizeof(st));
+	CHECK_EQ(big_init(s, n, &st, &ms), 0);
+	CHECK_EQ(ms, ms_sorted);
+	CHECK(memcmp(&st, &st_sorted, sizeof(st)) == 0);
+
+	/* one byte shared with the entry before, in sorted order and not */
+	size_t i = n / 3;
+	while (!m[i].size || !m[i - 1].size)
+		i++;
+	m[i].base--;
+	m[i].size++;
+	CHECK_EQ(big_init(m, n, &st, &ms), CAIRN_EEXIST);
+	CHECK_EQ(ms, 0);
+	memcpy(s, m, n * sizeof(*m));
+	big_shuffle(s, n);
+	CHECK_EQ(big_init(s, n, &st, &ms), CAIRN_EEXIST);
+	m[i].base++;
+	m[i].size--;
+	/* two entries at one base: an overlap, the first listed or not */
+	m[i] = (struct cairn_mem_range){ m[i - 1].base, m[i].size ? 1 : 0 };
+	CHECK_EQ(big_init(m, n, &st, &ms), CAIRN_EEXIST);
+	free(m);
+	free(s);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
@@ -660,6 +765,7 @@ int main(int argc, char **argv)
 	got = malloc(TOP / FRAME * sizeof(*got));
 	REQUIRE(seen && got);
 	fixed_maps();
+	big_maps();
 	int fixed_failures = check_failures; /* the random rounds stop at their first */
 	for (unsigned r = 0; r < rounds && check_failures == fixed_failures; r++)
 		round_check(r, r % 2);
