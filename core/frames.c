@@ -1530,6 +1530,7 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 				continue;
 			at -= pw.hi - pw.lo; /* (piece_reserve undid the failed piece) */
 			err = CAIRN_EBUSY;
+			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_RESERVE_UNDO, pw.r);
 			break;
 		}
 		if (!err)

@@ -33,6 +33,9 @@ enum cairn_frames_hook_point {
 	/* chunks_take: a chunk's entry read free (512, not HUGE) after the
 	 * take's check, its CAS not yet made (the entry) */
 	CAIRN_FRAMES_HOOK_CHUNK_CAS,
+	/* cairn_frames_reserve: a piece found busy (and undone), the pieces
+	 * before it still taken, not yet undone (the busy piece's region) */
+	CAIRN_FRAMES_HOOK_RESERVE_UNDO,
 };
 
 #ifdef CAIRN_FRAMES_TEST_HOOK
