@@ -1368,16 +1368,24 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
  * between the reserve and its undo: that free cleared (and counted) its
  * frame, or parked it (uncounted, and clearing it unparks it). Counting
  * what the clear found, not the piece's length, keeps FREE equal to the
- * free bits whatever such a caller does. */
-static unsigned words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi)
+ * free bits whatever such a caller does. Such a frame is no longer
+ * ALLOCATED, which nothing but a free of a frame nobody held makes it:
+ * *freed counts them, *first_freed is the first (offset in the chunk). */
+static unsigned words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi,
+			    unsigned *freed, unsigned *first_freed)
 {
 	unsigned cleared = 0;
+	*freed = 0;
 	for (unsigned at = lo; at < hi;) {
 		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
 		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
 		uint64_t m = run_mask(n) << p;
 		uint64_t v = atomic_fetch_and_explicit(&w[wi], ~(m | m << 32), ACQ_REL);
+		uint32_t gone = (uint32_t)(m & ~v);
 		cleared += bit_count((v | v >> 32) & m);
+		if (gone && !*freed)
+			*first_freed = wi * WORD_FRAMES + (unsigned)__builtin_ctz(gone);
+		*freed += bit_count(gone);
 		at += n;
 	}
 	return cleared;
@@ -1385,12 +1393,19 @@ static unsigned words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi)
 
 /* Undo frames [lo, hi) of chunk c taken by a reserve whose claim was
  * `claimed`: give back the claim of the frames it never took, then count
- * the ones it clears. */
+ * the ones it clears. A frame of its own that a free gave back meanwhile
+ * was a bad free the free could not see (its marks are order-0
+ * allocations: docs/design.md, "A free of a reserve's frames"): report
+ * it here, on this rare path, not on every free's. */
 static void piece_undo(struct region *r, uint64_t c, unsigned lo, unsigned hi,
 		       unsigned claimed)
 {
-	unsigned cleared = words_clear(chunk_words(r, c), lo, hi);
+	unsigned freed, first;
+	unsigned cleared = words_clear(chunk_words(r, c), lo, hi, &freed, &first);
 	chunk_unclaim(r, &r->chunk[c], claimed - (hi - lo) + cleared);
+	if (__builtin_expect(freed, 0))
+		misuse(CAIRN_EFREE, "frames: free of a frame a failing reserve held",
+		       ((r->chunk0 + c) * CHUNK_FRAMES + first) << CAIRN_FRAME_SHIFT, freed);
 }
 
 /* Reserve frames [lo, hi) of one chunk as order-0 blocks: claim FREE first,

@@ -177,7 +177,15 @@ int cairn_frames_free_bulk_huge(struct cairn_frames *f, const cairn_phys_t *bloc
  * EBUSY and no change if any frame is in use. Reserved frames are order-0
  * allocations; unreserve frees them, again all or nothing, but for a free
  * of the same frames racing with it (two unreserves of one range): that
- * double free stops the call with EFREE, the frames before it freed. */
+ * double free stops the call with EFREE, the frames before it freed.
+ * A reserve that fails holds the frames before the busy one for a moment,
+ * as order-0 allocations: a free of one of them then (of a frame nobody
+ * was given) returns 0, since telling such a hold from an allocation
+ * would cost every free (docs/design.md, "A free of a reserve's
+ * frames"). The reserve's undo reports it through cairn_port_report
+ * (EFREE) when it finds the frame freed; if the frame was allocated again
+ * before the undo, the undo frees that allocation, as a double free of a
+ * block given out again does. The counts stay right. */
 int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys,
 			 uint64_t size);
 int cairn_frames_unreserve(struct cairn_frames *f, cairn_phys_t phys,
