@@ -62,15 +62,44 @@ static bool spans_add(struct span *out, int *k, struct span s)
 	return true;
 }
 
+/* The entry after `last` (n: none yet) in (base, index) order, empty
+ * entries left out; n when there is none. In a sorted map (the bases of
+ * its non-empty entries never fall) that is the next non-empty index. */
+static size_t map_next(const struct cairn_mem_range *map, size_t n, size_t last,
+		       bool sorted)
+{
+	size_t next = n;
+	if (sorted) {
+		for (next = last < n ? last + 1 : 0; next < n && !map[next].size; next++)
+			;
+		return next;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct cairn_mem_range *e = &map[i];
+		if (!e->size)
+			continue;
+		if (last < n && (e->base < map[last].base ||
+				 (e->base == map[last].base && i <= last)))
+			continue; /* visited */
+		if (next == n || e->base < map[next].base)
+			next = i;
+	}
+	return next;
+}
+
 /* Reject overlaps, trim to whole frames, sort, merge neighbours, split at
  * the area boundaries. Returns the number of spans or a negative error.
  *
  * The map may list far more entries than the table has regions (firmware
  * lists neighbouring ranges apart), so entries are not gathered first: the
- * walk visits them in address order by selection, the next being the least
- * (base, index) above the last, n steps of n compares and no memory but
- * the spans. An overlap is judged on the bytes listed, before the trim: a
- * byte in two entries is the map's error whether or not either holds its
+ * walk visits them in address order, the next being the least (base,
+ * index) above the last, with no memory but the spans. A map already in
+ * that order (firmware's usually is) is walked as it stands, n steps of
+ * one; any other by selection, n steps of n compares (map_next). The map
+ * is the caller's, read only (perhaps the firmware's own table), and a
+ * sorted copy would need memory init does not have yet, so none is made.
+ * An overlap is judged on the bytes listed, before the trim: a byte in two
+ * entries is the map's error whether or not either holds its
  * frame whole (an entry of no whole frame too), so the verdict does not
  * depend on where the frame lines fall. Only what is left after the merge
  * counts against the table; an overlap is the map's error wherever it
@@ -79,26 +108,23 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 {
 	if (!map || n == 0)
 		return CAIRN_EINVAL;
-	for (size_t i = 0; i < n; i++)
+	bool sorted = true;
+	cairn_phys_t prev = 0;
+	for (size_t i = 0; i < n; i++) {
 		if (map[i].base + map[i].size < map[i].base)
 			return CAIRN_EINVAL;
+		if (!map[i].size)
+			continue;
+		sorted = sorted && map[i].base >= prev;
+		prev = map[i].base;
+	}
 	int k = 0;
 	bool any = false, full = false;
 	struct span cur = { 0, 0, 0, 0 }; /* the span being merged */
 	uint64_t reach = 0; /* the end of the bytes visited (none: last == n) */
 	size_t last = n;    /* the entry visited last */
 	for (;;) {
-		size_t next = n;
-		for (size_t i = 0; i < n; i++) {
-			const struct cairn_mem_range *e = &map[i];
-			if (!e->size)
-				continue;
-			if (last < n && (e->base < map[last].base ||
-					 (e->base == map[last].base && i <= last)))
-				continue; /* visited */
-			if (next == n || e->base < map[next].base)
-				next = i;
-		}
+		size_t next = map_next(map, n, last, sorted);
 		if (next == n)
 			break;
 		/* in base order no overlap means each entry starts at or

@@ -110,8 +110,10 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
 /* Create an instance over the usable ranges of `map` (need not be sorted or
  * aligned; partial frames are dropped, neighbours merged, ranges split at
  * area boundaries; any number of entries, only the regions left count
- * against CAIRN_MAX_REGIONS; quadratic in n). Entries may touch but not
- * overlap: a byte in two entries is EEXIST, whole frames or not.
+ * against CAIRN_MAX_REGIONS; linear in n for a map listed by base, as
+ * firmware lists it, else quadratic: the map is only read). Entries may
+ * touch but not overlap: a byte in two entries is EEXIST, whole frames or
+ * not.
  * With cfg->meta == NULL the metadata is carved from the top of the highest
  * range that holds it, through cairn_port_phys_to_virt (so the identity map
  * must already cover it), and those frames are in use for the life of the
