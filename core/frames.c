@@ -1376,6 +1376,7 @@ static unsigned words_clear(_Atomic uint64_t *w, unsigned lo, unsigned hi,
 {
 	unsigned cleared = 0;
 	*freed = 0;
+	*first_freed = hi;
 	for (unsigned at = lo; at < hi;) {
 		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
 		unsigned n = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
