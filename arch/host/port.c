@@ -97,21 +97,52 @@ int cairn_host_hole(cairn_phys_t phys, uint64_t size)
 	return mprotect(mem_base + (phys - mem_phys), size, PROT_NONE) ? CAIRN_EINVAL : 0;
 }
 
+/* ---- VA windows: where cairn_port_map may map, page by page ----
+ *
+ * A window's bitmap has a bit per page, set while the page is mapped.
+ * A map claims its pages' bits (acquire) before it maps, so of two maps
+ * of one page only one gets to mremap; an unmap makes the pages
+ * inaccessible first and clears their bits after (release), so a map
+ * that claims a page cleared finds it unmapped. A window is published by
+ * its base (release) after its size and bitmap; slots are taken for good. */
+#define HOST_MAX_WINDOWS 64
+
+static struct {
+	_Atomic uintptr_t base; /* 0 until published */
+	uint64_t size;
+	_Atomic uint64_t *bits;
+} windows[HOST_MAX_WINDOWS];
+static atomic_uint nwindows;
+
 uint64_t cairn_host_va_window(uint64_t size, uint64_t align)
 {
 	if (!size || (size & 0xfff) || !align || (align & (align - 1)) ||
 	    size + align < size)
 		return 0;
+	unsigned w = atomic_fetch_add_explicit(&nwindows, 1, memory_order_relaxed);
+	if (w >= HOST_MAX_WINDOWS)
+		return 0;
+	size_t bytes = (size / 4096 + 63) / 64 * sizeof(uint64_t);
+	void *bits = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	void *r = mmap(NULL, size + align, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (r == MAP_FAILED)
-		return 0;
+	if (bits == MAP_FAILED || r == MAP_FAILED) {
+		if (bits != MAP_FAILED)
+			munmap(bits, bytes);
+		if (r != MAP_FAILED)
+			munmap(r, size + align);
+		return 0; /* (the slot stays unused) */
+	}
 	/* Keep the aligned window, give back what lies around it. */
 	uintptr_t lo = (uintptr_t)r, at = (lo + align - 1) & ~(uintptr_t)(align - 1);
 	if (at > lo)
 		munmap(r, at - lo);
 	if (align > at - lo)
 		munmap((void *)(at + size), align - (at - lo));
+	windows[w].size = size;
+	windows[w].bits = bits;
+	atomic_store_explicit(&windows[w].base, at, memory_order_release);
 	return at;
 }
 
@@ -225,28 +256,114 @@ cairn_phys_t cairn_port_virt_to_phys(const void *virt)
 	return mem_phys + (cairn_phys_t)((const unsigned char *)virt - mem_base);
 }
 
+/* The window that holds [virt, virt + len), or -1. */
+static int window_of(uintptr_t virt, size_t len)
+{
+	unsigned n = atomic_load_explicit(&nwindows, memory_order_relaxed);
+	for (unsigned w = 0; w < n && w < HOST_MAX_WINDOWS; w++) {
+		uintptr_t base = atomic_load_explicit(&windows[w].base, memory_order_acquire);
+		if (base && virt >= base && virt - base <= windows[w].size &&
+		    len <= windows[w].size - (virt - base))
+			return (int)w;
+	}
+	return -1;
+}
+
+/* The bits of pages [first, first + n) that lie in word `i`. */
+static uint64_t page_mask(uint64_t first, uint64_t n, uint64_t i)
+{
+	uint64_t lo = first > i * 64 ? first - i * 64 : 0;
+	uint64_t hi = first + n < (i + 1) * 64 ? first + n - i * 64 : 64;
+	return (hi - lo == 64 ? ~0ull : ((1ull << (hi - lo)) - 1)) << lo;
+}
+
+/* Clear the bits of pages [first, first + n) (a release: what the caller
+ * did to them before, unmapping them, comes first). */
+static void pages_clear(_Atomic uint64_t *bits, uint64_t first, uint64_t n)
+{
+	for (uint64_t i = first / 64; n && i <= (first + n - 1) / 64; i++)
+		atomic_fetch_and_explicit(&bits[i], ~page_mask(first, n, i),
+					  memory_order_release);
+}
+
+/* Set the bits of pages [first, first + n), all or none: false if one
+ * was set already (every bit this call set is cleared again). */
+static bool pages_claim(_Atomic uint64_t *bits, uint64_t first, uint64_t n)
+{
+	for (uint64_t i = first / 64; i <= (first + n - 1) / 64; i++) {
+		uint64_t m = page_mask(first, n, i);
+		uint64_t old = atomic_fetch_or_explicit(&bits[i], m, memory_order_acquire);
+		if (old & m) {
+			atomic_fetch_and_explicit(&bits[i], ~(m & ~old), memory_order_relaxed);
+			pages_clear(bits, first, i * 64 - first > n ? 0 : i * 64 - first);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Are all the bits of pages [first, first + n) set? */
+static bool pages_all(_Atomic uint64_t *bits, uint64_t first, uint64_t n)
+{
+	for (uint64_t i = first / 64; i <= (first + n - 1) / 64; i++) {
+		uint64_t m = page_mask(first, n, i);
+		if ((atomic_load_explicit(&bits[i], memory_order_acquire) & m) != m)
+			return false;
+	}
+	return true;
+}
+
+/* The kernel's contract (port.h): a page already mapped, by an earlier
+ * map or as the identity map, makes the map CAIRN_EEXIST, nothing mapped.
+ * The host maps only into its VA windows, where it knows which pages are
+ * mapped: anywhere else something of the process may be (mremap with
+ * MREMAP_FIXED would replace it), so that is CAIRN_EINVAL. */
 int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 {
 	/* Map the frames' pages of the shared mapping again at `virt`. */
-	if ((virt | phys | len) & 0xfff || phys < mem_phys ||
+	if ((virt | phys | len) & 0xfff || !len || phys < mem_phys ||
 	    phys + len > mem_phys + mem_size)
 		return CAIRN_EINVAL;
+	uintptr_t ident = (uintptr_t)mem_base;
+	if (virt < ident + mem_size && virt + len > ident)
+		return CAIRN_EEXIST;
+	int w = window_of(virt, len);
+	if (w < 0)
+		return CAIRN_EINVAL;
+	uint64_t first = (virt - atomic_load_explicit(&windows[w].base,
+						      memory_order_relaxed)) / 4096;
+	if (!pages_claim(windows[w].bits, first, len / 4096))
+		return CAIRN_EEXIST;
 	void *p = mremap(cairn_port_phys_to_virt(phys), 0, len,
 			 MREMAP_MAYMOVE | MREMAP_FIXED, (void *)virt);
-	return p == MAP_FAILED ? CAIRN_ENOMEM : 0;
+	if (p == MAP_FAILED) {
+		pages_clear(windows[w].bits, first, len / 4096);
+		return CAIRN_ENOMEM;
+	}
+	return 0;
 }
 
+/* All or nothing, as the kernel's: a page of the range not mapped (by
+ * cairn_port_map) is CAIRN_ERANGE, nothing unmapped. */
 int cairn_port_unmap(uintptr_t virt, size_t len)
 {
-	if ((virt | len) & 0xfff)
+	if ((virt | len) & 0xfff || !len)
 		return CAIRN_EINVAL;
-	if (unmap_fails()) /* as the kernel's on a page it finds unmapped */
-		return CAIRN_ERANGE;
+	int w = window_of(virt, len);
+	if (w < 0)
+		return CAIRN_EINVAL;
+	uint64_t first = (virt - atomic_load_explicit(&windows[w].base,
+						      memory_order_relaxed)) / 4096;
+	if (unmap_fails() || !pages_all(windows[w].bits, first, len / 4096))
+		return CAIRN_ERANGE; /* (planted: as the kernel's on a page it finds unmapped) */
 	/* Leave the range reserved but inaccessible rather than unmapped, so
 	 * nothing else in the process can land there. */
 	void *p = mmap((void *)virt, len, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? CAIRN_EINVAL : 0;
+	if (p == MAP_FAILED)
+		return CAIRN_EINVAL;
+	pages_clear(windows[w].bits, first, len / 4096);
+	return 0;
 }
 
 void cairn_port_report(int err, const char *what, uint64_t a, uint64_t b)

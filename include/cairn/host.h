@@ -32,7 +32,10 @@ int cairn_host_hole(cairn_phys_t phys, uint64_t size);
 /* Reserve `size` bytes of address space (inaccessible until mapped),
  * aligned to `align` (a power of two), for cairn_port_map to map frames
  * into: a VA arena's span. The address, or 0 when none can be had. The
- * process's own allocator, or a sanitizer's, never lands there. */
+ * process's own allocator, or a sanitizer's, never lands there. The host's
+ * cairn_port_map maps only into such windows (elsewhere it cannot tell
+ * what of the process is mapped there: CAIRN_EINVAL), at most 64 of them
+ * per process. */
 uint64_t cairn_host_va_window(uint64_t size, uint64_t align);
 
 /* Bind the calling thread to a free CPU slot (returns its index, or a

@@ -52,7 +52,13 @@ cairn_phys_t cairn_port_virt_to_phys(const void *virt);
  * cairn_arena_source_frames with a `va` arena, possibly on every CPU at
  * once and with interrupts off; a port without such arenas may return
  * CAIRN_EINVAL. Return 0 or a negative cairn error code (map: nothing
- * mapped; the import then fails). Unmap must have removed the mapping from
+ * mapped; the import then fails). A map never replaces a mapping: if any
+ * page of the range is mapped already (by an earlier map not yet undone,
+ * or as part of the direct region), it returns CAIRN_EEXIST and maps
+ * nothing, so that two imports of one VA range (a bug) cannot silently
+ * alias each other's frames; of maps racing for a page, one wins. Unmap
+ * is all or nothing too: a page of the range that is not mapped makes it
+ * CAIRN_ERANGE, nothing unmapped. Unmap must have removed the mapping from
  * every CPU's TLB when it returns: the frames are freed right after. An
  * unmap that fails is reported, and the frames and the VA range are kept
  * (never reused while the mapping may still reach them). */
