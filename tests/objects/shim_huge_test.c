@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Requests no span of the memory holds (more than 1 GiB, or an alignment
+ * that makes the span so): glibc serves them (python3's bytearray of
+ * 2 GiB), and so must the shim, from mappings of their own, without
+ * growing the memory. Every entry point, realloc into and out of such a
+ * block and between two of them (the contents kept), calloc's zeros,
+ * frees from another thread and from a forked child, errno untouched on
+ * success.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "shim.h"
+
+#define MIB ((size_t)1 << 20)
+#define GIB ((size_t)1 << 30)
+
+/* p of `size` bytes aligned to `align`, usable, its ends writable. */
+static int huge_ok(unsigned char *p, size_t size, size_t align)
+{
+	if (!p || ((uintptr_t)p & (align - 1)) || cairn_malloc_usable_size(p) < size)
+		return 0;
+	p[0] = 0x11;
+	p[size - 1] = 0x22;
+	return p[0] == 0x11 && p[size - 1] == 0x22;
+}
+
+static void test_entry_points(void)
+{
+	struct { size_t align, size; } req[] = {
+		{ 16, GIB + 1 }, { 4096, 3 * GIB / 2 }, { GIB, GIB }, { 2 * GIB, 16 },
+		{ 512 * MIB, 600 * MIB }, { 64, 2 * GIB + 12345 },
+	};
+	for (unsigned i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
+		size_t a = req[i].align, n = req[i].size;
+		errno = 321;
+		unsigned char *p = a <= 16 ? cairn_malloc(n) : cairn_aligned_alloc(a, n);
+		CHECK(huge_ok(p, n, a));
+		CHECK_EQ(errno, 321);
+		cairn_free(p);
+		void *q = NULL;
+		CHECK_EQ(cairn_posix_memalign(&q, a < 8 ? 8 : a, n), 0);
+		CHECK(huge_ok(q, n, a));
+		cairn_free(q);
+		p = cairn_memalign(a, n);
+		CHECK(huge_ok(p, n, a));
+		cairn_free(p);
+		CHECK_EQ(errno, 321);
+	}
+	unsigned char *v = cairn_valloc(GIB + 1);
+	CHECK(huge_ok(v, GIB + 1, 4096));
+	cairn_free(v);
+	v = cairn_pvalloc(GIB + 1);
+	CHECK(huge_ok(v, GIB + 4096, 4096));
+	cairn_free(v);
+}
+
+static void test_calloc(void)
+{
+	size_t n = 2 * GIB + 5;
+	unsigned char *p = cairn_calloc(1, n);
+	REQUIRE(p);
+	int zero = 1;
+	for (size_t off = 0; off < n; off += 61 * MIB + 17)
+		zero &= p[off] == 0;
+	CHECK(zero && p[n - 1] == 0);
+	cairn_free(p);
+	p = cairn_calloc(GIB / 8 + 1, 8);
+	CHECK(p != NULL && p[0] == 0 && p[GIB + 7] == 0);
+	cairn_free(p);
+}
+
+static void fill(unsigned char *p, size_t n, unsigned char c)
+{
+	for (size_t off = 0; off < n; off += 65536 + 3)
+		p[off] = c;
+	p[n - 1] = c;
+}
+
+static int filled(const unsigned char *p, size_t n, unsigned char c)
+{
+	int ok = p[n - 1] == c;
+	for (size_t off = 0; off < n; off += 65536 + 3)
+		ok &= p[off] == c;
+	return ok;
+}
+
+/* small -> huge -> larger huge -> smaller huge -> small, and a failed
+ * realloc of a huge block that keeps it */
+static void test_realloc(void)
+{
+	unsigned char *p = cairn_malloc(100);
+	REQUIRE(p);
+	memset(p, 0x5a, 100);
+	unsigned char *q = cairn_realloc(p, GIB + 100);
+	REQUIRE(q);
+	CHECK(filled(q, 100, 0x5a));
+	fill(q + 100, 100 * MIB, 0x6b);
+	q[GIB + 99] = 0x7c;
+	unsigned char *r = cairn_realloc(q, 3 * GIB);
+	REQUIRE(r);
+	CHECK(filled(r, 100, 0x5a) && filled(r + 100, 100 * MIB, 0x6b) && r[GIB + 99] == 0x7c);
+	CHECK(cairn_malloc_usable_size(r) >= 3 * GIB);
+	r[3 * GIB - 1] = 1;
+	q = cairn_realloc(r, GIB + 200);
+	REQUIRE(q);
+	CHECK(filled(q, 100, 0x5a) && q[GIB + 99] == 0x7c);
+	errno = 0;
+	CHECK(cairn_realloc(q, SIZE_MAX - 8192) == NULL && errno == ENOMEM);
+	CHECK(filled(q, 100, 0x5a) && q[GIB + 99] == 0x7c);
+	p = cairn_realloc(q, 50);
+	REQUIRE(p);
+	CHECK(filled(p, 50, 0x5a));
+	CHECK(cairn_malloc_usable_size(p) < GIB);
+	cairn_free(p);
+	/* realloc to 0 frees it */
+	p = cairn_malloc(GIB + 1);
+	REQUIRE(p);
+	CHECK(cairn_realloc(p, 0) == NULL);
+}
+
+static void *free_thread(void *arg)
+{
+	cairn_free(arg);
+	return NULL;
+}
+
+static void test_elsewhere(void)
+{
+	unsigned char *p = cairn_malloc(GIB + 3);
+	REQUIRE(p);
+	fill(p, GIB + 3, 0x3d);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int ok = filled(p, GIB + 3, 0x3d);
+		unsigned char *q = cairn_realloc(p, 2 * GIB);
+		ok = ok && q && filled(q, GIB + 3, 0x3d);
+		cairn_free(q);
+		_exit(!ok);
+	}
+	int st;
+	REQUIRE(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(filled(p, GIB + 3, 0x3d));
+	pthread_t t;
+	REQUIRE(pthread_create(&t, NULL, free_thread, p) == 0);
+	pthread_join(t, NULL);
+}
+
+int main(void)
+{
+	cairn_free(cairn_malloc(1)); /* the instance, with its first GiB */
+	uint64_t gib = cairn_shim_memory_gib();
+	test_entry_points();
+	test_calloc();
+	test_realloc();
+	test_elsewhere();
+	/* all of it beside the memory, none of it grown for them */
+	CHECK_EQ(cairn_shim_memory_gib(), gib);
+	return check_done("shim_huge_test");
+}
