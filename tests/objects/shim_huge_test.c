@@ -6,7 +6,7 @@
  * growing the memory. Every entry point, realloc into and out of such a
  * block and between two of them (the contents kept), calloc's zeros,
  * frees from another thread and from a forked child, errno untouched on
- * success.
+ * success; a second free of one reported.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cairn/host.h>
 
 #include "../check.h"
 #include "shim.h"
@@ -154,6 +156,27 @@ static void test_elsewhere(void)
 	pthread_join(t, NULL);
 }
 
+/* A huge block freed twice, or at an inner address: reported, errno
+ * untouched, nothing unmapped twice. */
+static void test_bad_frees(void)
+{
+	unsigned char *p = cairn_malloc(GIB + 1);
+	REQUIRE(p);
+	uint64_t r = cairn_host_reports();
+	cairn_host_reports_quiet(1);
+	errno = 55;
+	cairn_free(p + 4096);
+	CHECK_EQ(cairn_host_reports(), r + 1);
+	CHECK(huge_ok(p, GIB + 1, 16));
+	cairn_free(p);
+	cairn_free(p);
+	CHECK_EQ(cairn_host_reports(), r + 2);
+	CHECK_EQ(cairn_malloc_usable_size(p), 0);
+	CHECK_EQ(cairn_host_reports(), r + 3);
+	CHECK_EQ(errno, 55);
+	cairn_host_reports_quiet(0);
+}
+
 int main(void)
 {
 	cairn_free(cairn_malloc(1)); /* the instance, with its first GiB */
@@ -162,6 +185,7 @@ int main(void)
 	test_calloc();
 	test_realloc();
 	test_elsewhere();
+	test_bad_frees();
 	/* all of it beside the memory, none of it grown for them */
 	CHECK_EQ(cairn_shim_memory_gib(), gib);
 	return check_done("shim_huge_test");

@@ -18,6 +18,11 @@
  * pthread_atfork allocates), requests are served from a static buffer by
  * a bump pointer; such blocks are never reused.
  *
+ * Huge requests, those no span of the memory holds (above 1 GiB, or so
+ * aligned that the span is), get a private mapping each, with a header
+ * in the page before the block; a pointer outside both the memory and
+ * the bootstrap buffer is one of them.
+ *
  * Large objects (above 64 KiB) come from a range arena whose spans are
  * 64 MiB blocks of frames used in place (the identity map of the private
  * mapping: no remapping, so a forked child's copy is whole). The arena's
@@ -34,9 +39,11 @@
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
+#include <cairn/error.h>
 #include <cairn/frames.h>
 #include <cairn/host.h>
 #include <cairn/objects.h>
+#include <cairn/port.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -63,6 +70,10 @@ static _Atomic int state;
 static struct cairn_objects *objs;
 static struct cairn_frames *frames;
 static uint64_t mem_size;              /* bytes: GiB, or a power of two below one */
+/* The memory's addresses, [mem_lo, mem_lo + mem_span): written by the
+ * instance's maker before its READY (release), read only by threads that
+ * saw READY (acquire; a thread with a heap did). */
+static uintptr_t mem_lo, mem_span;
 static _Atomic uint64_t grown_gib;     /* GiB handed to the frame allocator */
 static atomic_flag grow_lock = ATOMIC_FLAG_INIT;
 static pthread_key_t exit_key;
@@ -147,6 +158,146 @@ static void *boot_alloc(size_t size, size_t align)
 static size_t boot_size(const void *p)
 {
 	return *(const size_t *)((const unsigned char *)p - 16);
+}
+
+/* ---- huge blocks: a mapping each ---- */
+
+/* Where the mapping is, in the page before the block. */
+struct huge_hdr {
+	uintptr_t base;
+	size_t len;
+};
+
+/* The live huge blocks' addresses, 0 for none: a pointer outside the
+ * memory is one only if found here (a foreign one is reported, never
+ * followed), and of two frees of one block only one takes it out (CAS).
+ * Open addressing from a hash of the address; a slot emptied leaves a
+ * hole, so a search goes round the whole table before it gives up, which
+ * only a pointer that is not a huge block makes it do. Full: ENOMEM. */
+#define HUGE_SLOTS 4096
+static _Atomic uintptr_t huge_live[HUGE_SLOTS];
+
+static unsigned huge_hash(uintptr_t p)
+{
+	return (unsigned)(((p >> 12) * 0x9e3779b97f4a7c15ull) >> 52) & (HUGE_SLOTS - 1);
+}
+
+/* Release: the header written before is seen by whoever finds p. */
+static bool huge_register(uintptr_t p)
+{
+	unsigned h = huge_hash(p);
+	for (unsigned i = 0; i < HUGE_SLOTS; i++) {
+		_Atomic uintptr_t *s = &huge_live[(h + i) & (HUGE_SLOTS - 1)];
+		uintptr_t empty = 0;
+		if (!atomic_load_explicit(s, memory_order_relaxed) &&
+		    atomic_compare_exchange_strong_explicit(s, &empty, p, memory_order_release,
+							    memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+static _Atomic uintptr_t *huge_find(uintptr_t p)
+{
+	unsigned h = huge_hash(p);
+	for (unsigned i = 0; i < HUGE_SLOTS; i++) {
+		_Atomic uintptr_t *s = &huge_live[(h + i) & (HUGE_SLOTS - 1)];
+		if (atomic_load_explicit(s, memory_order_acquire) == p)
+			return s;
+	}
+	return NULL;
+}
+
+static inline bool in_memory(const void *p)
+{
+	return (uintptr_t)p - mem_lo < mem_span;
+}
+
+/* p (not NULL, not a boot block) is a huge block: before the instance is
+ * READY nothing else can exist, after it everything else is in the
+ * memory. */
+static bool is_huge(const void *p)
+{
+	return atomic_load_explicit(&state, memory_order_acquire) != READY || !in_memory(p);
+}
+
+static struct huge_hdr *huge_hdr(const void *p)
+{
+	return (struct huge_hdr *)p - 1;
+}
+
+/* Could a span of the memory's arena hold this request? One is a buddy
+ * block: the object's pages plus its alignment beyond a page, rounded up
+ * to a power of two, at most 1 GiB. What none holds is a huge block. */
+static bool span_fits(size_t size, size_t align)
+{
+	if (size > GIB || align > GIB)
+		return false;
+	size_t pages = (size + PAGE - 1) & ~(PAGE - 1); /* no overflow: size <= 1 GiB */
+	return pages + (align > PAGE ? align - PAGE : 0) <= GIB;
+}
+
+/* A mapping of the header's page, the block's pages and the alignment's
+ * slack, trimmed to the aligned block. errno is left as it was (the
+ * caller says ENOMEM, or for posix_memalign returns it). */
+static void *huge_alloc(size_t size, size_t align)
+{
+	size_t a = align > PAGE ? align : PAGE;
+	if (size > (SIZE_MAX >> 2) || a > (SIZE_MAX >> 2))
+		return NULL; /* (below that, nothing that follows overflows) */
+	size_t pages = (size + PAGE - 1) & ~(PAGE - 1);
+	size_t len = PAGE + pages + (a - PAGE);
+	int saved = errno;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	errno = saved;
+	if (m == MAP_FAILED)
+		return NULL;
+	uintptr_t base = (uintptr_t)m, end = base + len;
+	uintptr_t p = (base + PAGE + a - 1) & ~(uintptr_t)(a - 1);
+	if (p - PAGE > base)
+		munmap((void *)base, p - PAGE - base);
+	if (p + pages < end)
+		munmap((void *)(p + pages), end - (p + pages));
+	struct huge_hdr *h = huge_hdr((void *)p);
+	h->base = p - PAGE;
+	h->len = PAGE + pages;
+	if (!huge_register(p)) {
+		munmap((void *)h->base, h->len);
+		errno = saved;
+		return NULL;
+	}
+	errno = saved;
+	return (void *)p;
+}
+
+/* p outside the memory: one of the huge blocks, or reported. */
+static bool huge_valid(const void *p)
+{
+	if (huge_find((uintptr_t)p))
+		return true;
+	cairn_port_report(CAIRN_EINVAL, "shim: not a block it handed out", (uintptr_t)p, 0);
+	return false;
+}
+
+static void huge_free(void *p)
+{
+	_Atomic uintptr_t *s = huge_find((uintptr_t)p);
+	uintptr_t v = (uintptr_t)p;
+	if (!s || !atomic_compare_exchange_strong_explicit(s, &v, 0, memory_order_acquire,
+							   memory_order_relaxed)) {
+		cairn_port_report(CAIRN_EINVAL, "shim: not a block it handed out", (uintptr_t)p, 0);
+		return;
+	}
+	struct huge_hdr *h = huge_hdr(p);
+	int saved = errno;
+	munmap((void *)h->base, h->len);
+	errno = saved;
+}
+
+static size_t huge_usable(const void *p)
+{
+	const struct huge_hdr *h = huge_hdr(p);
+	return h->base + h->len - (uintptr_t)p;
 }
 
 /* ---- the instance ---- */
@@ -357,6 +508,8 @@ static bool make_instance(void)
 		return false;
 	if (pthread_key_create(&exit_key, thread_exit))
 		return false;
+	mem_lo = (uintptr_t)cairn_port_phys_to_virt(0);
+	mem_span = mem_size;
 	return true;
 }
 
@@ -536,14 +689,13 @@ static bool may_fit(size_t size, size_t align)
 		return false;
 	if (size <= CAIRN_OBJ_SMALL_MAX && align <= CAIRN_OBJ_SMALL_MAX)
 		return true;
-	if (size > GIB)
-		return false;
-	size_t pages = (size + PAGE - 1) & ~(PAGE - 1); /* no overflow: size <= 1 GiB */
-	return pages + (align > PAGE ? align - PAGE : 0) <= GIB;
+	return span_fits(size, align);
 }
 
 static void *alloc_aligned(size_t size, size_t align)
 {
+	if (!span_fits(size, align))
+		return huge_alloc(size, align);
 	struct cairn_heap *h = heap();
 	void *p;
 	if (!h && atomic_load_explicit(&state, memory_order_acquire) != READY)
@@ -573,6 +725,8 @@ static void *__attribute__((noinline)) malloc_slow(size_t size)
 /* The thread's heap had nothing at hand: refill (and grow if need be). */
 static void *__attribute__((noinline)) malloc_refill(struct cairn_heap *h, size_t size)
 {
+	if (size > GIB) /* a huge block: no use asking the heap (nor emptying caches) */
+		return malloc_slow(size);
 	void *p = cairn_heap_alloc_slow(h, size);
 	return __builtin_expect(p != NULL, 1) ? p : malloc_slow(size);
 }
@@ -596,13 +750,15 @@ static void __attribute__((noinline)) free_slow(void *p)
 {
 	if (!p || is_boot(p))
 		return;
+	if (is_huge(p)) {
+		huge_free(p);
+		return;
+	}
 	struct cairn_heap *h = heap();
 	if (h) {
 		cairn_heap_free(h, p);
 		return;
 	}
-	if (atomic_load_explicit(&state, memory_order_acquire) != READY)
-		return; /* nothing but boot blocks can exist yet */
 	h = shared_enter();
 	cairn_heap_free(h, p);
 	shared_leave();
@@ -611,7 +767,8 @@ static void __attribute__((noinline)) free_slow(void *p)
 void cairn_free(void *p)
 {
 	struct cairn_heap *h = my_heap;
-	if (__builtin_expect(h != NULL && !is_boot(p), 1))
+	/* (a heap: the instance is READY, mem_lo and mem_span are set) */
+	if (__builtin_expect(h != NULL && in_memory(p), 1))
 		cairn_heap_free(h, p);
 	else
 		free_slow(p);
@@ -623,8 +780,8 @@ size_t cairn_malloc_usable_size(void *p)
 		return 0;
 	if (is_boot(p))
 		return boot_size(p);
-	if (atomic_load_explicit(&state, memory_order_acquire) != READY)
-		return 0;
+	if (is_huge(p))
+		return huge_valid(p) ? huge_usable(p) : 0;
 	return cairn_objects_usable_size(objs, p);
 }
 
@@ -635,10 +792,64 @@ void *cairn_calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
+	if (!span_fits(bytes, 16)) { /* a fresh mapping: zero */
+		void *h = huge_alloc(bytes, 16);
+		if (!h)
+			errno = ENOMEM;
+		return h;
+	}
 	void *p = cairn_malloc(bytes);
 	if (p && !is_boot(p)) /* the boot buffer is zero and never reused */
 		memset(p, 0, bytes);
 	return p;
+}
+
+/* p's `have` bytes (or the first `size` of them) to a new block, p freed;
+ * a failure keeps p, and so does one to a smaller size that p holds. */
+static void *realloc_move(void *p, size_t have, size_t size)
+{
+	void *q = cairn_malloc(size);
+	if (!q)
+		return size <= have ? p : NULL; /* (errno: ENOMEM, from malloc) */
+	memcpy(q, p, have < size ? have : size);
+	cairn_free(p);
+	return q;
+}
+
+/* A huge block to another huge block: its mapping moved and resized in
+ * place by the kernel, no copy; or out to the memory. */
+static void *huge_realloc(void *p, size_t size)
+{
+	if (!huge_valid(p)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (span_fits(size, 16))
+		return realloc_move(p, huge_usable(p), size);
+	struct huge_hdr *h = huge_hdr(p);
+	size_t off = (uintptr_t)p - h->base;
+	if (size > (SIZE_MAX >> 2)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	size_t len = off + ((size + PAGE - 1) & ~(PAGE - 1));
+	void *m = mremap((void *)h->base, h->len, len, MREMAP_MAYMOVE);
+	if (m == MAP_FAILED) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	uintptr_t q = (uintptr_t)m + off;
+	h = huge_hdr((void *)q);
+	h->base = (uintptr_t)m;
+	h->len = len;
+	/* q in p's stead, in its own hash's slot if one is free, else in p's
+	 * (found there too: a search goes round the table). A realloc of p
+	 * racing a free of it is the caller's bug: nothing guards that. */
+	_Atomic uintptr_t *s = huge_find((uintptr_t)p);
+	atomic_store_explicit(s, 0, memory_order_relaxed);
+	if (!huge_register(q))
+		atomic_store_explicit(s, q, memory_order_release);
+	return (void *)q;
 }
 
 /* Through cairn_heap_realloc_err, so that what it refuses (hardened: a
@@ -659,6 +870,10 @@ void *cairn_realloc(void *p, size_t size)
 			memcpy(q, p, have < size ? have : size);
 		return q;
 	}
+	if (is_huge(p))
+		return huge_realloc(p, size);
+	if (!span_fits(size, 16)) /* into a huge block */
+		return realloc_move(p, cairn_malloc_usable_size(p), size);
 	for (;;) {
 		uint64_t seen = atomic_load_explicit(&grown_gib, memory_order_acquire);
 		struct cairn_heap *h = heap();
