@@ -19,6 +19,7 @@ cases=(
 	"gzip" "gzip -9 -c \"\$work/input\" | gzip -d -c | md5sum; gzip -6 -c \"\$work/input\" | wc -c"
 	"lua5.4" "lua5.4 \"\$src/preload.lua\""
 	"python3" "/usr/bin/python3 \"\$src/preload.py\""
+	"python3-huge" "/usr/bin/python3 -c 'b = bytes(2 * 1024**3 + 5); c = bytearray(b[:16]); c += b\"x\"; print(len(b), b[-1], b.count(0, 0, 4096), c)'"
 	"perl" "perl -e 'my %h; \$h{\$_ % 9973} .= \"x\" x (\$_ % 11) for 1..300000; my \$t = 0; \$t += length(\$h{\$_}) for sort keys %h; print scalar(keys %h), \" \$t\\n\"'"
 	"awk" "awk '{ a[\$1] = a[\$1] \$3 } END { n = 0; for (k in a) n += length(a[k]); print n }' \"\$work/input\""
 )
