@@ -125,9 +125,10 @@ static _Atomic uint32_t owner_seq;
 static _Alignas(4096) unsigned char boot[BOOT_SIZE];
 static _Atomic size_t boot_used;
 
-/* One compare (unsigned: below the buffer wraps high), so that free's
- * fast path can afford it: a bootstrap block is freed by threads that
- * have a heap, and the heap would report it as never handed out. */
+/* One compare (unsigned: below the buffer wraps high). A bootstrap
+ * block is freed by threads that have a heap, and the heap would report
+ * it as never handed out: free's fast path takes only addresses in the
+ * memory (in_memory), which the buffer is not. */
 static inline bool is_boot(const void *p)
 {
 	return (uintptr_t)p - (uintptr_t)boot < BOOT_SIZE;
