@@ -229,9 +229,10 @@ static void validate(void)
 
 /* ---- the reader and its hook ---- */
 
-enum rkind { R_LOOKUP, R_FIT_FAST, R_FIT_GENERAL };
+enum rkind { R_LOOKUP, R_FIT_FAST, R_FIT_GENERAL, R_CARVE };
 static const char *const rname[] = { "lookup", "fit (fast descent)",
-				     "fit (general search, step)" };
+				     "fit (general search, step)",
+				     "carve (general search, at once)" };
 
 static struct {
 	enum rkind kind;
@@ -280,6 +281,29 @@ static int plan_look(const struct cairn_bt_view *v, void *arg,
 	return CAIRN_EBUSY;
 }
 
+/* A writer: [lo, lo + need) allocated out of the free extent found, as an
+ * arena's constrained alloc carves it (a cur_only query): cur keeps its
+ * head, the range and the rest are inserted after it. */
+static int plan_carve(const struct cairn_bt_view *v, void *arg,
+		      struct cairn_bt_edit *e)
+{
+	(void)arg;
+	const struct cairn_ext *c = &v->cur;
+	uint64_t end = c->start + c->len;
+	if (!v->has_cur || c->start >= rq.lo || end - rq.lo <= rq.need)
+		return CAIRN_EINVAL; /* not the case this test builds */
+	rq.has_out = true;
+	rq.out = *c;
+	e->act[1] = CAIRN_BT_SET;
+	e->val[1] = (struct cairn_ext){ c->start, rq.lo - c->start, c->cookie,
+					c->flags };
+	e->ins[0] = (struct cairn_ext){ rq.lo, rq.need, COOKIE | rq.lo, 0 };
+	e->ins[1] = (struct cairn_ext){ rq.lo + rq.need, end - rq.lo - rq.need,
+					COOKIE | (rq.lo + rq.need), CAIRN_EXT_FREE };
+	e->nins = 2;
+	return 0;
+}
+
 static void *reader(void *arg)
 {
 	(void)arg;
@@ -287,6 +311,12 @@ static void *reader(void *arg)
 	REQUIRE(cairn_host_cpu_register() >= 0);
 	if (rq.kind == R_LOOKUP) {
 		rq.rc = cairn_btree_lookup(&tree, rq.addr, &rq.out);
+	} else if (rq.kind == R_CARVE) {
+		struct cairn_bt_query q = { .find = CAIRN_BT_FIT_LOW,
+					    .lo = rq.lo, .hi = UINT64_MAX,
+					    .need = rq.need, .cur_only = true,
+					    .plan = plan_carve };
+		rq.rc = cairn_btree_update(&tree, &q);
 	} else {
 		struct cairn_bt_query q = { .find = CAIRN_BT_FIT_LOW,
 					    .lo = rq.lo, .hi = UINT64_MAX,
@@ -578,6 +608,102 @@ static void inner_case(unsigned site, enum inner_reuse how)
 	tree_done();
 }
 
+/* ---- a writer: an error decided from a stale node ---- */
+
+/*
+ * Fanout 8, the leaves of leaf_case (A full). A constrained fit (the
+ * general search: lo is not 0) for [K, K + LEN) with K inside X's key
+ * range, which carves what it finds and inserts the pieces after it
+ * (cur_only, as an arena's xalloc), is parked at X. Meanwhile X is
+ * emptied (retired), W's extents move to the top of its range (X's
+ * unlink gave it X's), X is reused as the upper half of A's split and
+ * filled up, its last extent E a free one from X's range over K, the
+ * free list is empty and no frame is left. In the tree as it is now,
+ * K's key range is W's, the fit finds E (the step back from W), and the
+ * pieces, past X's upper separator, go into W, which has room: no node
+ * is needed, and the carve must succeed. A writer that goes on reading
+ * X finds E at once (no step, so no validation on the way); through
+ * its stale path X's upper separator is Y's, the pieces seem to belong
+ * in X, which is full, and a split fails for want of a node. That is
+ * X's state, not the tree's: like every error, a failure to split must
+ * come from a snapshot that validates, or the writer restarts.
+ */
+static void writer_case(unsigned site)
+{
+	char what[160];
+	snprintf(what, sizeof(what), "leaf, %s, parked %s, reused full",
+		 rname[R_CARVE], site_name[site]);
+	tree_init(8);
+	for (uint64_t k = 1; k <= 24; k++)
+		ins(k * 0x1000, LEN, false);
+	struct bt_node *r = root();
+	REQUIRE(rd(r->level) == 1 && cnt(r) >= 5);
+	struct bt_node *a = child(r, 0), *w = child(r, 1), *x = child(r, 2),
+		       *y = child(r, 3);
+	REQUIRE(cnt(w) == 4 && cnt(x) == 4 && key(x, 0) == 9 * 0x1000);
+	while (cnt(a) < 8)
+		ins(key(a, cnt(a) - 1) + 0x100, LEN, false);
+
+	rq.kind = R_CARVE;
+	rq.lo = key(x, 0) + 0x800;
+	rq.need = LEN;
+	rq.has_out = false;
+	uint64_t e_end = key(x, 1);
+	pthread_t th = start_reader(site, x);
+
+	empty_node(x);
+	REQUIRE(on_free_list(x) && cairn__bt_freelist_peek(&tree) == x);
+	/* W: one extent, above E */
+	uint64_t w_keys[4] = { key(w, 0), key(w, 1), key(w, 2), key(w, 3) };
+	ins(key(y, 0) - 0x800, LEN, false);
+	for (unsigned i = 0; i < 4; i++)
+		del(w_keys[i]);
+	REQUIRE(cnt(w) == 1 && key(w, 0) == key(y, 0) - 0x800);
+	split_until_popped(a, x);
+	struct bt_node *p;
+	unsigned i;
+	REQUIRE(find_node(r, x, &p, &i) && p == r && i == 1 &&
+		rd(x->level) == 0);
+	while (cnt(x) < 7)
+		ins(key(x, cnt(x) - 1) + 0x100, LEN, false);
+	uint64_t e_start = key(x, 6) + 0x100;
+	ins(e_start, e_end - e_start, true); /* E */
+	REQUIRE(cnt(x) == 8 && child(r, 2) == w && child(r, 3) == y);
+	REQUIRE(cairn__bt_freelist_peek(&tree) == NULL);
+	env_drain();
+
+	printf("%s\n", what);
+	fflush(stdout);
+	sem_post(&resume);
+	pthread_join(th, NULL);
+	sem_wait(&parked);
+	env_undrain();
+	if (rq.rc != 0)
+		fprintf(stderr, "%s: carve at %#" PRIx64 " gave %d, want 0\n",
+			what, rq.lo, rq.rc);
+	CHECK_EQ(rq.rc, 0);
+	struct cairn_ext got;
+	if (rq.rc == 0) {
+		CHECK(rq.has_out && rq.out.start == e_start);
+		ref_del(e_start);
+		ref_add((struct cairn_ext){ e_start, rq.lo - e_start,
+					    COOKIE | e_start, CAIRN_EXT_FREE });
+		ref_add((struct cairn_ext){ rq.lo, rq.need, COOKIE | rq.lo, 0 });
+		ref_add((struct cairn_ext){ rq.lo + rq.need, e_end - rq.lo - rq.need,
+					    COOKIE | (rq.lo + rq.need),
+					    CAIRN_EXT_FREE });
+	}
+	/* the tree is the reference, and nothing else */
+	for (unsigned k = 0; k < nref; k++) {
+		CHECK_EQ(cairn_btree_lookup(&tree, ref[k].start, &got), 0);
+		CHECK_EQ(got.start, ref[k].start);
+		CHECK_EQ(got.len, ref[k].len);
+		CHECK_EQ(got.cookie, ref[k].cookie);
+		CHECK_EQ(got.flags, ref[k].flags);
+	}
+	tree_done();
+}
+
 int main(void)
 {
 	env_init(2, 64);
@@ -591,6 +717,7 @@ int main(void)
 				leaf_case(k, site, u);
 		for (enum inner_reuse h = AS_INNER; h <= INNER_FREE; h++)
 			inner_case(site, h);
+		writer_case(site);
 	}
 	CHECK_EQ(env_free_frames(), frames0);
 	cairn_host_cpu_unregister();
