@@ -1115,6 +1115,20 @@ static void fill(const struct cairn_btree *t, struct bt_node *dst,
 	wr(dst->count, to - from);
 }
 
+/*
+ * A split that cannot be made (no node to be had, or a root split beyond
+ * the depth limit) fails the update only if what called for it still
+ * holds: the path and the counts make_room read, and the root's level,
+ * were read optimistically, and a stale leaf (reused, full, elsewhere)
+ * may seem to need a split the tree does not. Like every error, this
+ * one is returned after the read set validates; otherwise the update
+ * restarts.
+ */
+static int split_fail(struct bt_op *op, int err)
+{
+	return rs_validate(op, NULL) ? err : R_RESTART;
+}
+
 /* Split the node at depth d of c (its parent, if any, has room). */
 static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 		 struct bt_spares *sp)
@@ -1127,14 +1141,14 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 	while (sp->cnt < want) {
 		struct bt_node *x = cairn__bt_node_alloc(t);
 		if (!x)
-			return CAIRN_ENOMEM;
+			return split_fail(op, CAIRN_ENOMEM);
 		sp->n[sp->cnt++] = x;
 	}
 
 	if (d == 0) {
 		unsigned level = bt_level(n);
 		if (level + 1 >= CAIRN_BTREE_DEPTH_MAX)
-			return CAIRN_ENOSPC;
+			return split_fail(op, CAIRN_ENOSPC);
 		if (!olc_upgrade(&n->version, v))
 			return R_RESTART;
 		unsigned cnt = rd(n->count), mid = cnt / 2;
