@@ -45,6 +45,14 @@ static int at(struct cairn_btree *t, uint64_t key, struct ins_req *r)
 	return cairn_btree_update(t, &q);
 }
 
+static int at_shape(struct cairn_btree *t, uint64_t key, struct ins_req *r,
+		    enum cairn_bt_shape shape)
+{
+	struct cairn_bt_query q = { .find = CAIRN_BT_AT, .key = key,
+				    .plan = plan_fixed, .arg = r, .shape = shape };
+	return cairn_btree_update(t, &q);
+}
+
 static int insert(struct cairn_btree *t, uint64_t s, uint64_t len, bool free_)
 {
 	struct ins_req r = { .nins = 1 };
@@ -132,7 +140,7 @@ static uint64_t fit(struct cairn_btree *t, enum cairn_bt_find how,
 }
 
 /* Edits that the checks must reject, around the extent 5000+10 (the next
- * extent starts at 6000, none lies past 2^64 - 5). On a full-fanout tree
+ * extents start at 6000 and 7000, none lies past 2^64 - 5). On a full-fanout tree
  * these take the one-leaf fast path, whose checks are its own. */
 static void malformed_edits(struct cairn_btree *t)
 {
@@ -190,6 +198,34 @@ static void malformed_edits(struct cairn_btree *t)
 		r.val[1] = (struct cairn_ext){ 5000, 1500, 0, 0 };
 		CHECK_EQ(cairn_btree_update(t, &q), CAIRN_EINVAL);
 	}
+	/* With succ (6000, 16 or 10 long) deleted, nothing in view bounds
+	 * the sequence above: what follows succ is not in view either
+	 * (7000), so the last extent may not reach past succ's end, whether
+	 * an insert or a replacement of cur or pred; on the fast path and
+	 * in the general writer. (Up to succ's end is a merge: the arenas'
+	 * free.) */
+	CHECK_EQ(cairn_btree_lookup(t, 6005, &e), 0);
+	uint64_t slen = e.len;
+	for (unsigned g = 0; g < 2; g++) {
+		enum cairn_bt_shape sh = g ? CAIRN_BT_GENERAL : CAIRN_BT_PLANNED;
+		r = (struct ins_req){ .act = { 0, 0, CAIRN_BT_DEL }, .nins = 1 };
+		r.ins[0] = (struct cairn_ext){ 5500, 1505, 0, 0 }; /* to 7005 */
+		CHECK_EQ(at_shape(t, 5000, &r, sh), CAIRN_EINVAL);
+		r = (struct ins_req){ .act = { 0, CAIRN_BT_SET, CAIRN_BT_DEL } };
+		r.val[1] = (struct cairn_ext){ 5000, 2005, 0, 0 };
+		CHECK_EQ(at_shape(t, 5000, &r, sh), CAIRN_EINVAL);
+		/* key 5500: in the gap, pred 5000+10 */
+		r = (struct ins_req){ .act = { CAIRN_BT_SET, 0, CAIRN_BT_DEL } };
+		r.val[0] = (struct cairn_ext){ 5000, 2005, 0, 0 };
+		CHECK_EQ(at_shape(t, 5500, &r, sh), CAIRN_EINVAL);
+		r = (struct ins_req){ .act = { 0, 0, CAIRN_BT_DEL }, .nins = 1 };
+		r.ins[0] = (struct cairn_ext){ 5500, 1600, 0, 0 };
+		CHECK_EQ(at_shape(t, 5500, &r, sh), CAIRN_EINVAL);
+	}
+	CHECK_EQ(cairn_btree_lookup(t, 6005, &e), 0);
+	CHECK(e.start == 6000 && e.len == slen);
+	CHECK_EQ(cairn_btree_lookup(t, 7005, &e), 0);
+	CHECK(e.start == 7000 && e.len == 10);
 	CHECK_EQ(cairn_btree_validate(t, NULL), 0);
 }
 
