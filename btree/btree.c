@@ -1290,6 +1290,17 @@ static inline bool ext_fits(const struct cairn_ext *x)
 	return x->start + x->len >= x->start || x->start + x->len == 0;
 }
 
+/* With succ deleted, may x, the new sequence's last extent (it starts
+ * before succ), end where it does? What follows succ is not in view and
+ * may start right at succ's end, so x may reach that far (a merge) and
+ * no further; nothing follows a succ that ends at 2^64. */
+static inline bool within_succ(const struct cairn_ext *succ,
+			       const struct cairn_ext *x)
+{
+	uint64_t end = succ->start + succ->len;
+	return end == 0 || (x->start < end && x->len <= end - x->start);
+}
+
 /* Is view slot k (0 pred, 1 cur, 2 succ) one whose successor the view does
  * not show, so that a SET of it may not lengthen it? succ's never is in
  * view, nor is cur's for a cur_only query (`inside`); pred's successor is
@@ -1303,9 +1314,10 @@ static inline __attribute__((always_inline)) bool set_capped(unsigned k,
 
 /* The planned sequence pred, cur, inserts, succ must stay ordered and
  * disjoint, SET must keep the start (and not lengthen an extent whose
- * successor is out of view: set_capped), and inserts lie between
- * neighbours. (The fast path makes the same checks in its own pass over
- * the edit.) */
+ * successor is out of view: set_capped), inserts lie between
+ * neighbours, and with succ deleted nothing reaches past its end (what
+ * follows it is out of view too: within_succ). (The fast path makes the
+ * same checks in its own pass over the edit.) */
 static bool edit_ok(const struct cairn_bt_view *v,
 		    const struct cairn_bt_edit *e, bool inside)
 {
@@ -1344,7 +1356,8 @@ static bool edit_ok(const struct cairn_bt_view *v,
 		if (k > 0 && !ext_before(seq[k - 1], seq[k]))
 			return false;
 	}
-	return true;
+	return !(has[2] && e->act[2] == CAIRN_BT_DEL && n > 0 &&
+		 !within_succ(old[2], seq[n - 1]));
 }
 
 /* A planner's error as the update returns it. Errors are negative; any
@@ -1989,6 +2002,9 @@ static int fast_update(struct cairn_btree *t, const struct cairn_bt_query *q,
 			goto bad;
 		m = max2(m, ext_gap(seq[k]));
 	}
+	if (slot[2] >= 0 && e->act[2] == CAIRN_BT_DEL && nn > 0 &&
+	    !within_succ(&v->succ, seq[nn - 1]))
+		goto bad; /* past succ's end: out of view */
 	if (w0 > w1) /* empty view: only the first leaf, before slot 0 */
 		w0 = w1 = 0;
 	unsigned newcnt = cnt - (w1 - w0) + nn;

@@ -125,7 +125,8 @@ enum cairn_bt_action { CAIRN_BT_KEEP = 0, CAIRN_BT_SET, CAIRN_BT_DEL };
  * must stay disjoint; the tree checks the new sequence in view (ordered,
  * disjoint, below 2^64) and rejects a malformed edit with CAIRN_EINVAL.
  * What follows the view is unseen: a replacement may not lengthen succ,
- * nor cur for a cur_only query. */
+ * nor cur for a cur_only query, and with succ deleted no extent of the
+ * new sequence may reach past succ's end. */
 struct cairn_bt_edit {
 	unsigned char act[3];
 	struct cairn_ext val[3];
