@@ -46,6 +46,13 @@ enum cairn_percpu_hook_point {
 	/* cairn_heap_realloc_err: p's usable size known, its hardened check
 	 * not made yet (the calling heap) */
 	CAIRN_HOOK_REALLOC_SIZED,
+	/* free_remote_slow: hardened, p found an object start of its slab,
+	 * its bitmaps not looked at yet (the freeing heap) */
+	CAIRN_HOOK_REMOTE_CHECKED,
+	/* remote_claim, realloc_freed: hardened, p's index in its slab's
+	 * bitmaps computed by a CPU that need not own the slab, about to be
+	 * used (a const uint32_t *: the index) */
+	CAIRN_HOOK_BITMAP_INDEX,
 };
 
 #ifdef CAIRN_PERCPU_TEST_HOOK

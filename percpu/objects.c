@@ -1097,6 +1097,7 @@ static inline int remote_push(struct cairn_heap *h, struct obj_out *b, struct sl
 static bool __attribute__((noinline)) remote_claim(struct slab *s, uintptr_t p)
 {
 	uint32_t i = slab_index(s, p);
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_BITMAP_INDEX, &i);
 	uint64_t bit = (uint64_t)1 << (i % 64);
 	if (unlikely(!live_test(s, i))) {
 		cairn__obj_report(CAIRN_EFREE, "objects: double free on another CPU (its owner holds "
@@ -1121,6 +1122,7 @@ static int __attribute__((noinline)) free_remote_slow(struct cairn_heap *h, stru
 					  "objects: free of an interior or misaligned pointer", p, s->base);
 			return CAIRN_EALIGN;
 		}
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_REMOTE_CHECKED, h);
 		if (unlikely(!remote_claim(s, p)))
 			return CAIRN_EFREE;
 	}
@@ -1315,6 +1317,7 @@ void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size)
 static bool realloc_freed(const struct slab *s, uintptr_t p)
 {
 	uint32_t i = slab_index(s, p);
+	CAIRN_PERCPU_HOOK(CAIRN_HOOK_BITMAP_INDEX, &i);
 	return !live_test(s, i) || pending_test(s, i);
 }
 
