@@ -1093,10 +1093,20 @@ static inline int remote_push(struct cairn_heap *h, struct obj_out *b, struct sl
  * still uses them, or while the owner's free list links through it.
  * The live bit is read with a relaxed load: a valid free reads it set
  * (objects_layout.h). The fetch-or marks p pending for the owner, which
- * clears the mark when it collects p, before p can be handed out again. */
+ * clears the mark when it collects p, before p can be handed out again.
+ * An index past s's objects is such a double free too, whose slab was
+ * given back and made anew since p was checked against it
+ * (slab_index_bounded): refused before either bitmap is touched
+ * (objects_reuse_order). */
 static bool __attribute__((noinline)) remote_claim(struct slab *s, uintptr_t p)
 {
-	uint32_t i = slab_index(s, p);
+	int64_t at = slab_index_bounded(s, p);
+	if (unlikely(at < 0)) {
+		cairn__obj_report(CAIRN_EFREE, "objects: double free on another CPU (its slab was "
+				  "given back and made anew meanwhile)", p, s->base);
+		return false;
+	}
+	uint32_t i = (uint32_t)at;
 	CAIRN_PERCPU_HOOK(CAIRN_HOOK_BITMAP_INDEX, &i);
 	uint64_t bit = (uint64_t)1 << (i % 64);
 	if (unlikely(!live_test(s, i))) {
@@ -1313,10 +1323,15 @@ void *cairn_heap_calloc(struct cairn_heap *h, size_t n, size_t size)
 }
 
 /* Hardened: is p, an object of s, freed? Its live bit clear or its
- * pending bit set. */
+ * pending bit set; or its index past s's objects: s was given back and
+ * made anew since usable_at found p in it (slab_index_bounded), so p was
+ * freed (objects_reuse_order). */
 static bool realloc_freed(const struct slab *s, uintptr_t p)
 {
-	uint32_t i = slab_index(s, p);
+	int64_t at = slab_index_bounded(s, p);
+	if (unlikely(at < 0))
+		return true;
+	uint32_t i = (uint32_t)at;
 	CAIRN_PERCPU_HOOK(CAIRN_HOOK_BITMAP_INDEX, &i);
 	return !live_test(s, i) || pending_test(s, i);
 }

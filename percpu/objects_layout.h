@@ -429,6 +429,25 @@ static inline uint32_t slab_index(const struct slab *s, uintptr_t p)
 	return (uint32_t)(((uint64_t)(p - s->base) * s->recip) >> 32);
 }
 
+/* Hardened, for a reader that does not own s (a remote free, a realloc
+ * on another heap): p's index in s's bitmaps, or -1 when it is past s's
+ * objects. Such a reader's reads of s's layout are not one snapshot: for
+ * a freed p (a double free), s may be given back and its descriptor made
+ * into a slab of another class between the reads that found p an object
+ * of s and the ones here (descriptors are type-stable, not their
+ * layout), and an index from the new base and size with p, an object of
+ * neither, lies anywhere, past the bitmaps too. The count bounds it,
+ * read after the index: every slab's is at most OBJ_MAX_OBJS (the
+ * bitmaps' size; classes_init caps it, o->empty's is 0); the constant
+ * keeps the bitmaps' bound free of any argument about what a racing
+ * read returns. A valid p's slab cannot change (p holds it): its index
+ * always passes. */
+static inline int64_t slab_index_bounded(const struct slab *s, uintptr_t p)
+{
+	uint32_t i = slab_index(s, p);
+	return i < s->nobjs && i < OBJ_MAX_OBJS ? (int64_t)i : -1;
+}
+
 /* Is p the start of an object of s? */
 static inline bool slab_is_object(const struct slab *s, uintptr_t p)
 {
