@@ -212,7 +212,7 @@ static void op_alloc(struct stress_objects *s, struct stress_obj_cpu *c, unsigne
 		p = (uintptr_t)cairn_objects_alloc(s->o, size);
 	}
 	if (!p) {
-		check_enomem(s, c, size, k < 10 ? align : 0);
+		check_enomem(s, c, size, align);
 		return;
 	}
 	if (p & 15)
