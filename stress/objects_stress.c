@@ -124,6 +124,24 @@ static bool stamp_moved(uintptr_t q, size_t old, size_t new, uint64_t tag)
 
 /* ---- operations ---- */
 
+/* The message for a free block of order CAIRN_HUGE_ORDER + i: its size. */
+static const char *const enomem_what[] = {
+	"stress: NULL from cairn while the frame allocator had a 2 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 4 MiB block free",
+	"stress: NULL from cairn while the frame allocator had an 8 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 16 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 32 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 64 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 128 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 256 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 512 MiB block free",
+	"stress: NULL from cairn while the frame allocator had a 1 GiB block free",
+};
+_Static_assert(((uint64_t)CAIRN_FRAME_SIZE << CAIRN_HUGE_ORDER) == 2u << 20 &&
+		       sizeof(enomem_what) / sizeof(enomem_what[0]) ==
+			       CAIRN_MAX_ORDER - CAIRN_HUGE_ORDER + 1,
+	       "a message for each order check_enomem may look at, from 2 MiB up");
+
 /* cairn returned NULL for `size` bytes aligned to `align` (0: none): an
  * allocation may fail only when its memory is gone. Frames are taken only
  * by allocations, so a free 2 MiB block of the frame allocator just after
@@ -146,8 +164,7 @@ static void check_enomem(struct stress_objects *s, struct stress_obj_cpu *c, siz
 	if (cairn_frames_alloc(s->frames, order, 0, &p) != 0)
 		return;
 	cairn_frames_free(s->frames, p, order);
-	fail(s, "stress: NULL from cairn while the frame allocator had a 2 MiB block free", size,
-	     align);
+	fail(s, enomem_what[order - CAIRN_HUGE_ORDER], size, align);
 }
 
 static size_t pick_size(uint64_t *r)
