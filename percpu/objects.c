@@ -211,8 +211,8 @@ static void large_count(struct cairn_heap *h, uint64_t objects, uint64_t frames)
 {
 	if (!h)
 		return;
-	heap_stat_add(&h->st.large, objects);
-	heap_stat_add(&h->st.large_frames, frames);
+	stat_add(&h->st.large, objects);
+	stat_add(&h->st.large_frames, frames);
 }
 
 static void large_count_reset(struct cairn_objects *o)
@@ -469,7 +469,7 @@ static uintptr_t lcache_take(struct cairn_heap *h, uint64_t pages, uint64_t *len
 				else
 					h->lcache[bin] = next;
 				h->lcache_n[bin]--;
-				holder_add(&h->lcache_pages, -(unsigned)l);
+				stat_add(&h->lcache_pages, -(unsigned)l);
 				atomic_store_explicit(pm_slot(h->o, r), PM_X_ENTRY(PM_X_LIVE, l),
 						      memory_order_relaxed);
 				*len = l;
@@ -510,7 +510,7 @@ again:;
 		n[i] = h->lcache_n[i];
 		evict[i] = 0;
 	}
-	for (uint64_t left = holder_get(&h->lcache_pages); left + pages > o->large_cache_pages;) {
+	for (uint64_t left = stat_get(&h->lcache_pages); left + pages > o->large_cache_pages;) {
 		unsigned m = first;
 		for (unsigned i = first + 1; i < OBJ_LC_BINS; i++)
 			if (n[i] > n[m])
@@ -522,7 +522,7 @@ again:;
 		uint64_t l = lc_is_cached(o, r) ? PM_X_VALUE(pm_lookup(o, r)) : 0;
 		if (unlikely(!l || lc_bin(l) != m)) { /* as in lcache_take */
 			lcache_corrupt(h, m, prev, r);
-			if (holder_get(&h->lcache_pages) + pages <= o->large_cache_pages)
+			if (stat_get(&h->lcache_pages) + pages <= o->large_cache_pages)
 				return true;
 			goto again;
 		}
@@ -538,7 +538,7 @@ again:;
 			uintptr_t r = h->lcache[m];
 			h->lcache[m] = obj_decode(h, r, obj_word(r));
 			h->lcache_n[m]--;
-			holder_add(&h->lcache_pages, -(unsigned)PM_X_VALUE(pm_lookup(o, r)));
+			stat_add(&h->lcache_pages, -(unsigned)PM_X_VALUE(pm_lookup(o, r)));
 			arena_give_back(h, r);
 		}
 	return true;
@@ -594,13 +594,13 @@ static int __attribute__((noinline)) lcache_free(struct cairn_heap *h, uintptr_t
 		arena_give_back(h, p);
 		return 0;
 	}
-	bool room = holder_get(&h->lcache_pages) + pages <= o->large_cache_pages ||
+	bool room = stat_get(&h->lcache_pages) + pages <= o->large_cache_pages ||
 		    lcache_make_room(h, b, pages);
 	if (room) {
 		obj_set_word(p, obj_encode(h, p, h->lcache[b]));
 		h->lcache[b] = p;
 		h->lcache_n[b]++;
-		holder_add(&h->lcache_pages, (unsigned)pages);
+		stat_add(&h->lcache_pages, (unsigned)pages);
 	}
 	caches_done(h);
 	if (!room)

@@ -36,8 +36,8 @@ static void heap_stats(struct cairn_objects *o, unsigned i, struct cairn_objects
 			st->objects += slab_used((struct slab *)((uintptr_t)f + d));
 	st->slabs += atomic_load_explicit(&h->st.slabs, memory_order_relaxed);
 	st->slab_frames += atomic_load_explicit(&h->st.slab_frames, memory_order_relaxed);
-	st->cached_frames += holder_get(&h->block_frames);
-	st->large_cached_frames += holder_get(&h->lcache_pages);
+	st->cached_frames += stat_get(&h->block_frames);
+	st->large_cached_frames += stat_get(&h->lcache_pages);
 	st->remote_posted += atomic_load_explicit(&h->st.posted, memory_order_relaxed);
 	st->remote_objects += atomic_load_explicit(&h->st.remote_objects, memory_order_relaxed);
 	st->remote_collected += atomic_load_explicit(&h->st.collected, memory_order_relaxed);
@@ -102,8 +102,8 @@ static int lcache_check(struct cairn_heap *h)
 		if (n != h->lcache_n[b])
 			return bad("objects: large cache bin count", n, h->lcache_n[b]);
 	}
-	if (pages != holder_get(&h->lcache_pages))
-		return bad("objects: large cache pages", pages, holder_get(&h->lcache_pages));
+	if (pages != stat_get(&h->lcache_pages))
+		return bad("objects: large cache pages", pages, stat_get(&h->lcache_pages));
 	return 0;
 }
 

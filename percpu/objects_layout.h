@@ -170,7 +170,7 @@ struct obj_out {
 
 enum heap_state { HEAP_ONLINE = 0, HEAP_OFFLINE = 1, HEAP_CLAIMED = 2 };
 
-/* Written by the heap's holder only (heap_stat_add: no RMW), read by
+/* Written by the heap's holder only (stat_add: no RMW), read by
  * anyone. A large object may be freed on another heap than the one that
  * allocated it, so one heap's large counts may wrap below zero; their sum
  * over all heaps is exact (mod 2^64) when no CPU is inside the instance. */
@@ -180,18 +180,12 @@ struct heap_stats {
 	_Atomic uint64_t slabs, slab_frames; /* slabs held, and their frames */
 };
 
-static inline void heap_stat_add(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
 /*
  * Fields the statistics read while other CPUs may write them: a slab's
- * `used`, a heap's block_frames and lcache_pages. Each has one writer at
- * a time (the slab's owner or claimer; the holder of the heap's caches),
- * so a relaxed load and a relaxed store make its update, never a
- * read-modify-write: on the owner's fast path the same load and store a
+ * `used`, a heap's block_frames and lcache_pages, its heap_stats. Each
+ * has one writer at a time (the slab's owner or claimer; the holder of
+ * the heap's caches; the heap's holder), so a relaxed load and a relaxed
+ * store make its update, never a read-modify-write: on the owner's fast path the same load and store a
  * plain increment makes, no lock (GCC spells them two instructions
  * longer). Relaxed is enough for the reader: stats is a snapshot, each
  * term a value its field held, no term ordered against another; exact
@@ -207,16 +201,17 @@ static inline void slab_used_set(struct slab *s, uint32_t n)
 	atomic_store_explicit(&s->used, n, memory_order_relaxed);
 }
 
-static inline void holder_add(_Atomic unsigned *c, unsigned n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
-static inline unsigned holder_get(const _Atomic unsigned *c)
-{
-	return atomic_load_explicit(c, memory_order_relaxed);
-}
+/* The update and the read of any of them but `used` (32 or 64 bits, the
+ * sum wrapping at the field's width): its one writer's relaxed load and
+ * store, and anyone's relaxed load. */
+#define stat_add(c, n)                                                             \
+	do {                                                                       \
+		__typeof__(c) stat_c_ = (c);                                       \
+		atomic_store_explicit(stat_c_,                                     \
+				      atomic_load_explicit(stat_c_, memory_order_relaxed) + (n), \
+				      memory_order_relaxed);                       \
+	} while (0)
+#define stat_get(c) atomic_load_explicit((c), memory_order_relaxed)
 
 /* Sizes up to OBJ_CLASS_TABLE_MAX go by 16-byte steps: (size + 15) >> 4. */
 #define OBJ_CLASS_TABLE_MAX 1024u
@@ -249,13 +244,13 @@ struct cairn_heap {
 	 * through their first word: a new slab reuses memory that is still
 	 * hot (and, on a host, already resident) before it asks for more. */
 	uintptr_t blocks[OBJ_SLAB_ORDERS];
-	_Atomic unsigned block_frames; /* read by stats: holder_add */
+	_Atomic unsigned block_frames; /* read by stats: stat_add */
 	/* Freed large objects of the arena, by bin of page count, last in
 	 * first out, linked through their first word; their pagemap entries
 	 * say CACHED (a second free of one is refused there). */
 	uintptr_t lcache[OBJ_LC_BINS];
 	unsigned lcache_n[OBJ_LC_BINS]; /* ranges in each bin */
-	_Atomic unsigned lcache_pages; /* read by stats: holder_add */
+	_Atomic unsigned lcache_pages; /* read by stats: stat_add */
 	/* Ranges dropped with a corrupted link: still CACHED in the pagemap
 	 * and allocated in the arena, on no list (leaked knowingly; a free of
 	 * one is refused at its entry). validate counts them as listed. */

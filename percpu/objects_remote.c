@@ -306,7 +306,7 @@ void cairn__heap_collect(struct cairn_heap *h, bool offline)
 		collect_msg(h, m, offline);
 	}
 	if (msgs)
-		heap_stat_add(offline ? &h->st.offline_collects : &h->st.collected, msgs);
+		stat_add(offline ? &h->st.offline_collects : &h->st.collected, msgs);
 }
 
 /* The claims pass the embedder's gate (arena_enter), as the posts do,
@@ -346,8 +346,8 @@ static void offline_collect(struct cairn_heap *h)
 void cairn__remote_post(struct cairn_heap *h, struct obj_out *b)
 {
 	struct cairn_heap *dest = b->dest;
-	heap_stat_add(&h->st.posted, 1);
-	heap_stat_add(&h->st.remote_objects, b->n);
+	stat_add(&h->st.posted, 1);
+	stat_add(&h->st.remote_objects, b->n);
 	uintptr_t head = b->head, tail = b->tail;
 	if (head != tail)
 		obj_set_word(head + sizeof(uintptr_t), b->n);

@@ -203,7 +203,7 @@ static uintptr_t cache_pop(struct cairn_heap *h, unsigned order)
 		b = h->blocks[order];
 		if (b) {
 			h->blocks[order] = obj_word(b);
-			holder_add(&h->block_frames, -(1u << order));
+			stat_add(&h->block_frames, -(1u << order));
 		}
 		caches_done(h);
 	}
@@ -225,12 +225,12 @@ static uintptr_t block_get(struct cairn_heap *h, unsigned order)
 static void block_put(struct cairn_heap *h, uintptr_t b, unsigned order)
 {
 	if (caches_try(h)) {
-		bool room = holder_get(&h->block_frames) + (1u << order) <=
+		bool room = stat_get(&h->block_frames) + (1u << order) <=
 			    h->o->block_cache_frames;
 		if (room) {
 			obj_set_word(b, h->blocks[order]);
 			h->blocks[order] = b;
-			holder_add(&h->block_frames, 1u << order);
+			stat_add(&h->block_frames, 1u << order);
 		}
 		caches_done(h);
 		if (room)
@@ -322,8 +322,8 @@ struct slab *cairn__slab_new(struct cairn_heap *h, unsigned cls)
 		}
 	cairn__pm_set(o, base, (uintptr_t)1 << order, (uintptr_t)s);
 	cairn__slab_extend(h, s);
-	heap_stat_add(&h->st.slabs, 1);
-	heap_stat_add(&h->st.slab_frames, (uint64_t)1 << order);
+	stat_add(&h->st.slabs, 1);
+	stat_add(&h->st.slab_frames, (uint64_t)1 << order);
 	return s;
 }
 
@@ -354,8 +354,8 @@ void cairn__slab_release(struct cairn_heap *h, struct slab *s)
 	else if (s->state == SLAB_CUR)
 		heap_set_cur(h, s->cls, &o->empty);
 	cairn__pm_set(o, s->base, (uintptr_t)1 << s->order, 0);
-	heap_stat_add(&h->st.slabs, (uint64_t)-1);
-	heap_stat_add(&h->st.slab_frames, -((uint64_t)1 << s->order));
+	stat_add(&h->st.slabs, (uint64_t)-1);
+	stat_add(&h->st.slab_frames, -((uint64_t)1 << s->order));
 	block_put(h, s->base, s->order);
 	desc_put(h, s);
 }
