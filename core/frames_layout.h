@@ -59,6 +59,8 @@
 
 #include <stdatomic.h>
 
+#include "hook.h"
+
 #define WORD_FRAMES 32u
 #define CHUNK_WORDS 16u
 #define CHUNK_FRAMES 512u
@@ -341,6 +343,7 @@ static inline unsigned word_unpark(_Atomic uint64_t *w, _Atomic uint64_t *ce, ui
 		if (atomic_compare_exchange_weak_explicit(w, &v, v & ~((uint64_t)m << 32),
 							  memory_order_acq_rel,
 							  memory_order_relaxed)) {
+			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_UNPARK, w);
 			atomic_fetch_add_explicit(ce, bit_count(m), REFILL);
 			return bit_count(m);
 		}

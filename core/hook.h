@@ -36,6 +36,12 @@ enum cairn_frames_hook_point {
 	/* cairn_frames_reserve: a piece found busy (and undone), the pieces
 	 * before it still taken, not yet undone (the busy piece's region) */
 	CAIRN_FRAMES_HOOK_RESERVE_UNDO,
+	/* word_unpark: parked frames' HEAD bits cleared by the word's CAS,
+	 * FREE not yet counting them (the word) */
+	CAIRN_FRAMES_HOOK_UNPARK,
+	/* alloc_request: a request that came up short, about to fail, waits
+	 * for unparks in flight in its areas (the instance) */
+	CAIRN_FRAMES_HOOK_UNPARK_WAIT,
 };
 
 #ifdef CAIRN_FRAMES_TEST_HOOK
