@@ -508,7 +508,8 @@ static __attribute__((noinline)) uint64_t slots_unpark(struct cairn_frames *f,
 		uint64_t frame = pk - 1; /* frame number + 1 in the slot */
 		struct region *r = region_find(f, frame);
 		if (r && r->area == area &&
-		    word_unpark(frame_word(r, frame), frame_entry(r, frame), 1u << (frame % WORD_FRAMES))) {
+		    word_unpark(&f->transit[area], frame_word(r, frame), frame_entry(r, frame),
+				1u << (frame % WORD_FRAMES))) {
 			region_refilled(r);
 			n++;
 		}
@@ -541,7 +542,7 @@ static __attribute__((noinline)) uint64_t area_unpark(struct cairn_frames *f,
 			       !(uint32_t)ld(&r->bits[c * CHUNK_WORDS + wi]))
 				wi++;
 			if (!whole || wi == CHUNK_WORDS)
-				n += chunk_unpark(r, c, 0, CHUNK_FRAMES);
+				n += chunk_unpark(f, r, c, 0, CHUNK_FRAMES);
 		}
 	}
 	return n;
@@ -559,6 +560,73 @@ static bool area_alloc(struct cairn_frames *f, enum cairn_area area, struct requ
 {
 	return q->a >= CAIRN_HUGE_ORDER ? area_alloc_chunks(f, area, q, all)
 					: area_alloc_small(f, area, q, all);
+}
+
+/* The transit words of `areas`, summed: the low half is 0 only if no
+ * unpark was in flight in any of them, and the high half changes if one
+ * ended in any (the low halves never carry: an area has fewer unparks in
+ * flight than there are threads). */
+static uint64_t transit_read(struct cairn_frames *f, unsigned areas)
+{
+	uint64_t t = 0;
+	for (unsigned a = 0; a < CAIRN_AREAS; a++)
+		if (areas & (1u << a))
+			t += atomic_load_explicit(&f->transit[a], ACQUIRE);
+	return t;
+}
+
+/* What a request about to fail spends on unparks in flight: TRANSIT_WAIT
+ * pause iterations in all waiting for them, and TRANSIT_LOOKS looks more.
+ * An unparker is two RMWs from done unless it was stopped there: this
+ * waits out an interrupt or a virtual machine's exit, not a preemption
+ * (docs/design.md, "Unparks in flight"). */
+#define TRANSIT_WAIT (1u << 16)
+#define TRANSIT_LOOKS 4u
+
+struct transit_wait {
+	uint64_t seen;    /* the transit words before the last look began */
+	unsigned pauses;  /* left of TRANSIT_WAIT */
+	unsigned looks;   /* left of TRANSIT_LOOKS */
+};
+
+/* A request found nothing in `areas` by a look that began after it read
+ * tw->seen from their transit words: true if it must look once more,
+ * because an unpark was in flight after its look or ended since then
+ * (its frames may have been neither parked nor counted when the look
+ * passed them). Waits for the unparks in flight first. */
+static __attribute__((noinline)) bool transit_recheck(struct cairn_frames *f, unsigned areas,
+						      struct transit_wait *tw)
+{
+	/* The look's loads of words (relaxed) that read an unpark's CAS:
+	 * this fence makes the raise before that CAS seen below. */
+	atomic_thread_fence(ACQUIRE);
+	uint64_t t = transit_read(f, areas);
+	while ((t & TRANSIT_LIVE) && tw->pauses) {
+		CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_UNPARK_WAIT, f);
+		cairn_port_pause();
+		tw->pauses--;
+		t = transit_read(f, areas);
+	}
+	if ((t & TRANSIT_LIVE) || t >> 32 == tw->seen >> 32 || !tw->looks)
+		return false;
+	tw->seen = t;
+	tw->looks--;
+	return true;
+}
+
+/* Every area short, every region looked at, exhausted or not (a free
+ * may have missed the mark a search was setting), then every parked
+ * frame in each area's bitmap. */
+static bool areas_last_look(struct cairn_frames *f, unsigned areas, struct request *q)
+{
+	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
+		enum cairn_area area = area_order[i];
+		if ((areas & (1u << area)) &&
+		    (area_alloc(f, area, q, true) ||
+		     (area_unpark(f, area, q->k >= CAIRN_HUGE_ORDER) && area_alloc(f, area, q, true))))
+			return true;
+	}
+	return false;
 }
 
 static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request *q)
@@ -579,19 +647,18 @@ static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request
 		     (slots_unpark(f, area) && area_alloc(f, area, q, false))))
 			return true;
 	}
-	/* Every area short: every region, exhausted or not (a free may have
-	 * missed the mark a search was setting), then every parked frame in
-	 * each area's bitmap, before the request fails. Two threads running
-	 * as one CPU index lose slots, and their frames would otherwise stay
-	 * parked (counted free, taken by nobody). Not before the next area:
-	 * the walk reads every word of the area. */
-	for (unsigned i = 0; i < CAIRN_AREAS; i++) {
-		enum cairn_area area = area_order[i];
-		if ((areas & (1u << area)) &&
-		    (area_alloc(f, area, q, true) ||
-		     (area_unpark(f, area, q->k >= CAIRN_HUGE_ORDER) && area_alloc(f, area, q, true))))
+	/* Every area short: the last look (areas_last_look), before the
+	 * request fails. Two threads running as one CPU index lose slots, and
+	 * their frames would otherwise stay parked (counted free, taken by
+	 * nobody). Not before the next area: the walk reads every word of the
+	 * area. And once more while an unpark in the areas was in flight
+	 * during the look or ended after it began: its frames may have been
+	 * in neither state the look finds (transit_recheck). */
+	struct transit_wait tw = { transit_read(f, areas), TRANSIT_WAIT, TRANSIT_LOOKS };
+	do
+		if (areas_last_look(f, areas, q))
 			return true;
-	}
+	while (transit_recheck(f, areas, &tw));
 	return false;
 }
 
@@ -1345,7 +1412,7 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 			/* a parked frame in the range: unpark, then once more */
 			uint64_t n = 0;
 			for (uint64_t j = 0; again && j < nc; j++)
-				n += chunk_unpark(r, c + j, 0, CHUNK_FRAMES);
+				n += chunk_unpark(f, r, c + j, 0, CHUNK_FRAMES);
 			if (!n)
 				return CAIRN_EBUSY;
 		}
@@ -1358,7 +1425,7 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 				return 0;
 			chunk_unclaim(r, &r->chunk[c], n);
 		}
-		if (!again || !chunk_unpark(r, c, off, off + (unsigned)n))
+		if (!again || !chunk_unpark(f, r, c, off, off + (unsigned)n))
 			return CAIRN_EBUSY;
 	}
 }
@@ -1562,7 +1629,7 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 		/* a parked frame in the range: unpark them all, then once more */
 		uint64_t n = 0;
 		for (at = first; again && piece_next(f, &at, end, &pw) > 0;)
-			n += chunk_unpark(pw.r, pw.c, pw.lo, pw.hi);
+			n += chunk_unpark(f, pw.r, pw.c, pw.lo, pw.hi);
 		if (!n)
 			return CAIRN_EBUSY;
 	}

@@ -218,6 +218,11 @@ int cairn_frames_validate(struct cairn_frames *f)
 	uint32_t bits = atomic_load_explicit(&f->areas_present, memory_order_relaxed);
 	if (bits != present)
 		return broken("frames: areas present", bits, present);
+	for (unsigned a = 0; a < CAIRN_AREAS; a++) {
+		uint64_t t = atomic_load_explicit(&f->transit[a], memory_order_relaxed);
+		if (t & TRANSIT_LIVE) /* quiescent: no unpark in flight */
+			return broken("frames: unparks in flight", a, t);
+	}
 	return 0;
 }
 

@@ -246,6 +246,8 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	atomic_init(&f->areas_present, 0);
 	f->meta_bytes = instance_bytes(ncpus);
 	f->removals = 0;
+	for (unsigned a = 0; a < CAIRN_AREAS; a++)
+		atomic_init(&f->transit[a], 0);
 	f->cpu = (struct cpu_hint *)(meta + ALIGN_UP(sizeof(struct cairn_frames), 64));
 	for (unsigned c = 0; c < ncpus; c++)
 		for (unsigned a = 0; a < CAIRN_AREAS; a++) {
@@ -412,7 +414,7 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 						break;
 				/* parked frames are free but not counted: unpark
 				 * the chunk's, then once more */
-				if (ok || !again || !chunk_unpark(r, c, 0, CHUNK_FRAMES))
+				if (ok || !again || !chunk_unpark(f, r, c, 0, CHUNK_FRAMES))
 					break;
 				e = atomic_load_explicit(&r->chunk[c], memory_order_relaxed);
 			}

@@ -34,7 +34,8 @@
  * the frame (one word CAS, no FREE add) and names it in the slot; that
  * CPU's next plain order-0 allocation CASes it straight back to allocated
  * (no claim). Anybody may unpark a parked frame: CAS HEAD off, then add 1
- * to FREE. The word CAS alone decides who has the frame. So the counting
+ * to FREE, the two inside the area's transit count (word_unpark). The word
+ * CAS alone decides who has the frame. So the counting
  * rule reads: FREE + parked <= free bits - claims, and FREE alone never
  * exceeds the unparked free bits (neither bit set) minus claims, which is
  * why every search takes only frames with neither bit set, and why every
@@ -303,6 +304,10 @@ struct cairn_frames {
 	 * the reclaim takes the oldest. Apart from struct region, which the
 	 * short paths index: its size stays a cheap multiply. */
 	uint64_t removed[CAIRN_MAX_REGIONS];
+	/* Unparks in flight, one word per area (TRANSIT_*, below): written by
+	 * unparks only, read by a request about to fail. A line apart from
+	 * everything the short paths read. */
+	_Atomic uint64_t transit[CAIRN_AREAS] __attribute__((aligned(64)));
 };
 
 static inline enum cairn_area area_of(uint64_t frame)
@@ -330,37 +335,59 @@ static inline _Atomic uint64_t *chunk_words(const struct region *r, uint64_t c)
 	return &r->bits[c * CHUNK_WORDS];
 }
 
+/* An area's transit word: the low half counts the unparks in flight in
+ * the area (from before their word's CAS until after their add to FREE),
+ * the high half the unparks that ended there, mod 2^32. An ending does
+ * both in one add. A request that saw no unpark in flight after its scan,
+ * and none ended since it read the word before its scan, missed no frame
+ * of the area to an unpark (docs/design.md, "Unparks in flight"). */
+#define TRANSIT_LIVE 0xffffffffull
+#define TRANSIT_END ((1ull << 32) - 1) /* ended + 1, in flight - 1 */
+
 /* Unpark the parked frames among `within` (a mask of frames) of word w of
- * a chunk whose entry is ce: one CAS takes HEAD off all of them (the CAS
- * decides: a frame another CPU took or unparked first is no longer
- * parked in the value it compares), then FREE counts them, bits first as
- * in every free. Returns how many. */
-static inline unsigned word_unpark(_Atomic uint64_t *w, _Atomic uint64_t *ce, uint32_t within)
+ * a chunk whose entry is ce, in the area whose transit word is tr: one CAS
+ * takes HEAD off all of them (the CAS decides: a frame another CPU took
+ * or unparked first is no longer parked in the value it compares), then
+ * FREE counts them, bits first as in every free. Between the two the
+ * frames are neither parked nor counted; tr says so to every request that
+ * comes up short meanwhile. It is raised (relaxed) before the CAS, whose
+ * release makes it seen by whoever reads the word the CAS wrote and then
+ * acquires; it is lowered (release) after the add, so whoever acquires
+ * the lowered word sees the add. An unpark that finds nothing lowers it
+ * without ending: it changed nothing. Returns how many. */
+static inline unsigned word_unpark(_Atomic uint64_t *tr, _Atomic uint64_t *w,
+				   _Atomic uint64_t *ce, uint32_t within)
 {
 	uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
 	uint32_t m;
+	if (!(word_parked(v) & within))
+		return 0;
+	atomic_fetch_add_explicit(tr, 1, memory_order_relaxed);
 	while ((m = word_parked(v) & within))
 		if (atomic_compare_exchange_weak_explicit(w, &v, v & ~((uint64_t)m << 32),
 							  memory_order_acq_rel,
 							  memory_order_relaxed)) {
 			CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_UNPARK, w);
 			atomic_fetch_add_explicit(ce, bit_count(m), REFILL);
+			atomic_fetch_add_explicit(tr, TRANSIT_END, memory_order_release);
 			return bit_count(m);
 		}
+	atomic_fetch_sub_explicit(tr, 1, memory_order_relaxed);
 	return 0;
 }
 
 /* Unpark every parked frame of chunk c's frames [lo, hi). A huge chunk's
  * words are zero: nothing there. Returns how many. */
-static inline uint64_t chunk_unpark(struct region *r, uint64_t c, unsigned lo, unsigned hi)
+static inline uint64_t chunk_unpark(struct cairn_frames *f, struct region *r, uint64_t c,
+				    unsigned lo, unsigned hi)
 {
-	_Atomic uint64_t *w = &r->bits[c * CHUNK_WORDS];
+	_Atomic uint64_t *w = &r->bits[c * CHUNK_WORDS], *tr = &f->transit[r->area];
 	uint64_t n = 0;
 	for (unsigned at = lo; at < hi;) {
 		unsigned wi = at / WORD_FRAMES, p = at % WORD_FRAMES;
 		unsigned k = hi - at < WORD_FRAMES - p ? hi - at : WORD_FRAMES - p;
 		uint32_t within = (uint32_t)((k >= 32 ? 0xffffffffull : (1ull << k) - 1) << p);
-		n += word_unpark(&w[wi], &r->chunk[c], within);
+		n += word_unpark(tr, &w[wi], &r->chunk[c], within);
 		at += k;
 	}
 	if (n)
