@@ -18,6 +18,11 @@
  * reserve of X's buddy pair, and removal of the region. None of them can
  * use X alone: U's call fails, and F's gets X.
  *
+ * Then the other way round: U is the short request (through the slots,
+ * and through the bitmap), F an alloc_at of X, a reserve of X, or, with
+ * every other frame of the region free, the removal of the region. X is
+ * free all along: F must succeed, not fail with EBUSY.
+ *
  * After every case: validate, the free total, every frame back.
  */
 #include <cairn/frames.h>
@@ -56,6 +61,7 @@ static _Atomic int f_state;
 static _Atomic bool f_quit;
 static int f_res;
 static cairn_phys_t f_got;
+static int (*f_op)(void); /* F's call; sets f_got if it took X */
 static _Thread_local bool is_u, is_f;
 
 /* U's call has returned: F's wait point holds F until then. */
@@ -106,7 +112,7 @@ static void *cpu1(void *arg)
 			sched_yield();
 		if (atomic_load_explicit(&f_quit, memory_order_acquire))
 			break;
-		f_res = cairn_frames_alloc(f, 0, CAIRN_F_ANY, &f_got);
+		f_res = f_op();
 		atomic_store_explicit(&f_state, F_DONE, memory_order_release);
 	}
 	cairn_host_cpu_unregister();
@@ -149,21 +155,29 @@ static bool parked(cairn_phys_t p)
 		     ((p >> CAIRN_FRAME_SHIFT) % WORD_FRAMES) & 1);
 }
 
-/* A fresh instance, every frame allocated, X parked: in CPU 0's park
- * slot, or (slot) in none, as when two threads ran as one CPU index. */
-static void fresh(bool slot)
+static size_t nheld;
+
+/* A fresh instance, every frame allocated but X (or, !all, no frame
+ * allocated but X), X parked: in CPU 0's park slot, or (!slot) in none,
+ * as when two threads ran as one CPU index. */
+static void fresh(bool slot, bool all)
 {
 	const struct cairn_mem_range map[] = { { BASE, 2 * MiB } };
 	struct cairn_frames_config cfg = { .ncpus = 2, .meta = meta, .meta_size = meta_size };
 	REQUIRE(cairn_frames_init(&f, map, 1, &cfg) == 0);
 	total = frames_free_total(f);
 	REQUIRE(total == NFRAMES);
-	for (size_t i = 0; i < NFRAMES; i++)
-		REQUIRE(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &held[i]) == 0);
-	cairn_phys_t p;
-	REQUIRE(cairn_frames_alloc(f, 0, CAIRN_F_ANY, &p) == CAIRN_ENOMEM);
 	X = (BASE >> CAIRN_FRAME_SHIFT) + X_INDEX;
 	X <<= CAIRN_FRAME_SHIFT;
+	nheld = 0;
+	if (all) {
+		for (nheld = 0; nheld < NFRAMES; nheld++)
+			REQUIRE(cairn_frames_alloc(f, 0, CAIRN_F_HIGH, &held[nheld]) == 0);
+		cairn_phys_t p;
+		REQUIRE(cairn_frames_alloc(f, 0, CAIRN_F_ANY, &p) == CAIRN_ENOMEM);
+	} else {
+		REQUIRE(cairn_frames_alloc_at(f, X, 0) == 0);
+	}
 	REQUIRE(cairn_frames_free(f, X, 0) == 0);
 	REQUIRE(parked(X));
 	if (!slot)
@@ -194,38 +208,114 @@ static int u_remove(void)
 	return cairn_frames_remove_region(f, BASE);
 }
 
-static void run_case(const char *what, bool slot, int (*u)(void), int u_want)
+/* A request no region can serve (4 MiB, the region is 2): short even
+ * with every frame free, so it unparks X. */
+static int u_order10(void)
 {
-	fresh(slot);
+	cairn_phys_t p;
+	return cairn_frames_alloc(f, 10, CAIRN_F_ANY, &p);
+}
+
+/* F's calls, and how each gives back what it took */
+
+static int f_alloc(void)
+{
+	return cairn_frames_alloc(f, 0, CAIRN_F_ANY, &f_got);
+}
+
+static int f_alloc_at(void)
+{
+	int res = cairn_frames_alloc_at(f, X, 0);
+	if (res == 0)
+		f_got = X;
+	return res;
+}
+
+static int f_reserve(void)
+{
+	int res = cairn_frames_reserve(f, X, CAIRN_FRAME_SIZE);
+	if (res == 0)
+		f_got = X;
+	return res;
+}
+
+static int f_remove(void)
+{
+	int res = cairn_frames_remove_region(f, BASE);
+	if (res == 0)
+		f_got = X; /* X went with the region */
+	return res;
+}
+
+static int undo_free(void)
+{
+	return cairn_frames_free(f, f_got, 0);
+}
+
+static int undo_unreserve(void)
+{
+	return cairn_frames_unreserve(f, f_got, CAIRN_FRAME_SIZE);
+}
+
+struct race {
+	const char *what;
+	bool slot, all;      /* fresh()'s */
+	int (*u)(void);      /* U's call, held in its unpark of X */
+	int u_want;
+	int (*f)(void);      /* F's call, which must take X */
+	int (*undo)(void);   /* gives X back; none: F removed the region */
+};
+
+static void run_case(const struct race *c)
+{
+	fresh(c->slot, c->all);
 	struct region *r = region_find(f, X >> CAIRN_FRAME_SHIFT);
 	atomic_store_explicit(&u_done, false, memory_order_release);
 	atomic_store_explicit(&f_state, F_IDLE, memory_order_release);
+	f_op = c->f;
+	f_got = 0;
 	armed_word = frame_word(r, X >> CAIRN_FRAME_SHIFT);
 	unsigned fired0 = fired;
 
-	int res = u();
+	int res = c->u();
 	atomic_store_explicit(&u_done, true, memory_order_release);
 	CHECK_EQ(fired, fired0 + 1);
-	CHECK_EQ(res, u_want);
+	CHECK_EQ(res, c->u_want);
 	REQUIRE(wait_until(f_done));
 	CHECK(!f_stuck);
 	CHECK_EQ(f_res, 0);
 	if (f_res == 0)
 		CHECK_EQ(f_got, X);
 	else
-		fprintf(stderr, "  %s: CPU 1's request failed (%s) with X %#llx free, "
-			"its unpark in flight\n", what, cairn_strerror(f_res),
+		fprintf(stderr, "  %s: CPU 1's call failed (%s) with X %#llx free, "
+			"its unpark in flight\n", c->what, cairn_strerror(f_res),
 			(unsigned long long)X);
 
 	/* everything back */
-	for (size_t i = 0; i < NFRAMES; i++)
+	for (size_t i = 0; i < nheld; i++)
 		if (held[i] != X)
 			CHECK_EQ(cairn_frames_free(f, held[i], 0), 0);
-	if (f_res == 0)
-		CHECK_EQ(cairn_frames_free(f, f_got, 0), 0);
+	if (f_res == 0 && c->undo)
+		CHECK_EQ(c->undo(), 0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
-	CHECK_EQ(frames_free_total(f), total);
+	CHECK_EQ(frames_free_total(f), f_res == 0 && !c->undo ? 0 : total);
 }
+
+static const struct race races[] = {
+	/* U: the unparker that fails; F: a request for one frame */
+	{ "a short request, X in a park slot", true, true, u_order1, CAIRN_ENOMEM, f_alloc, undo_free },
+	{ "a short request, X in no slot", false, true, u_order1, CAIRN_ENOMEM, f_alloc, undo_free },
+	{ "alloc_at of X's pair", true, true, u_alloc_at, CAIRN_EBUSY, f_alloc, undo_free },
+	{ "reserve of X's pair", true, true, u_reserve, CAIRN_EBUSY, f_alloc, undo_free },
+	{ "removal of the region", true, true, u_remove, CAIRN_EBUSY, f_alloc, undo_free },
+	/* U: a short request; F: a call over X that must not fail EBUSY */
+	{ "alloc_at of X, X in a park slot", true, true, u_order1, CAIRN_ENOMEM, f_alloc_at, undo_free },
+	{ "alloc_at of X, X in no slot", false, true, u_order1, CAIRN_ENOMEM, f_alloc_at, undo_free },
+	{ "reserve of X, X in a park slot", true, true, u_order1, CAIRN_ENOMEM, f_reserve, undo_unreserve },
+	{ "reserve of X, X in no slot", false, true, u_order1, CAIRN_ENOMEM, f_reserve, undo_unreserve },
+	{ "removal, X in a park slot", true, false, u_order10, CAIRN_ENOMEM, f_remove, NULL },
+	{ "removal, X in no slot", false, false, u_order10, CAIRN_ENOMEM, f_remove, NULL },
+};
 
 int main(void)
 {
@@ -240,11 +330,8 @@ int main(void)
 	pthread_t t;
 	REQUIRE(pthread_create(&t, NULL, cpu1, NULL) == 0);
 
-	run_case("a short request, X in a park slot", true, u_order1, CAIRN_ENOMEM);
-	run_case("a short request, X in no slot", false, u_order1, CAIRN_ENOMEM);
-	run_case("alloc_at of X's pair", true, u_alloc_at, CAIRN_EBUSY);
-	run_case("reserve of X's pair", true, u_reserve, CAIRN_EBUSY);
-	run_case("removal of the region", true, u_remove, CAIRN_EBUSY);
+	for (size_t i = 0; i < sizeof(races) / sizeof(races[0]); i++)
+		run_case(&races[i]);
 
 	atomic_store_explicit(&f_quit, true, memory_order_release);
 	pthread_join(t, NULL);
