@@ -562,58 +562,6 @@ static bool area_alloc(struct cairn_frames *f, enum cairn_area area, struct requ
 					: area_alloc_small(f, area, q, all);
 }
 
-/* The transit words of `areas`, summed: the low half is 0 only if no
- * unpark was in flight in any of them, and the high half changes if one
- * ended in any (the low halves never carry: an area has fewer unparks in
- * flight than there are threads). */
-static uint64_t transit_read(struct cairn_frames *f, unsigned areas)
-{
-	uint64_t t = 0;
-	for (unsigned a = 0; a < CAIRN_AREAS; a++)
-		if (areas & (1u << a))
-			t += atomic_load_explicit(&f->transit[a], ACQUIRE);
-	return t;
-}
-
-/* What a request about to fail spends on unparks in flight: TRANSIT_WAIT
- * pause iterations in all waiting for them, and TRANSIT_LOOKS looks more.
- * An unparker is two RMWs from done unless it was stopped there: this
- * waits out an interrupt or a virtual machine's exit, not a preemption
- * (docs/design.md, "Unparks in flight"). */
-#define TRANSIT_WAIT (1u << 16)
-#define TRANSIT_LOOKS 4u
-
-struct transit_wait {
-	uint64_t seen;    /* the transit words before the last look began */
-	unsigned pauses;  /* left of TRANSIT_WAIT */
-	unsigned looks;   /* left of TRANSIT_LOOKS */
-};
-
-/* A request found nothing in `areas` by a look that began after it read
- * tw->seen from their transit words: true if it must look once more,
- * because an unpark was in flight after its look or ended since then
- * (its frames may have been neither parked nor counted when the look
- * passed them). Waits for the unparks in flight first. */
-static __attribute__((noinline)) bool transit_recheck(struct cairn_frames *f, unsigned areas,
-						      struct transit_wait *tw)
-{
-	/* The look's loads of words (relaxed) that read an unpark's CAS:
-	 * this fence makes the raise before that CAS seen below. */
-	atomic_thread_fence(ACQUIRE);
-	uint64_t t = transit_read(f, areas);
-	while ((t & TRANSIT_LIVE) && tw->pauses) {
-		CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_UNPARK_WAIT, f);
-		cairn_port_pause();
-		tw->pauses--;
-		t = transit_read(f, areas);
-	}
-	if ((t & TRANSIT_LIVE) || t >> 32 == tw->seen >> 32 || !tw->looks)
-		return false;
-	tw->seen = t;
-	tw->looks--;
-	return true;
-}
-
 /* Every area short, every region looked at, exhausted or not (a free
  * may have missed the mark a search was setting), then every parked
  * frame in each area's bitmap. */
@@ -654,7 +602,7 @@ static bool alloc_request(struct cairn_frames *f, unsigned flags, struct request
 	 * area. And once more while an unpark in the areas was in flight
 	 * during the look or ended after it began: its frames may have been
 	 * in neither state the look finds (transit_recheck). */
-	struct transit_wait tw = { transit_read(f, areas), TRANSIT_WAIT, TRANSIT_LOOKS };
+	struct transit_wait tw = transit_start(f, areas);
 	do
 		if (areas_last_look(f, areas, q))
 			return true;
@@ -1401,6 +1349,14 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 		return CAIRN_EBUSY; /* carved metadata: in use for good */
 	if (err)
 		return err;
+	/* A parked frame in the block: unpark the block's (once), then try
+	 * once more. Before failing, once more while an unpark in the area
+	 * was in flight during the tries or ended since they began: a frame
+	 * of the block may have been neither parked nor counted when they
+	 * passed it (transit_recheck; the unpark read every word of the
+	 * block). */
+	unsigned areas = 1u << r->area;
+	struct transit_wait tw = transit_start(f, areas);
 	if (order >= CAIRN_HUGE_ORDER) {
 		uint64_t nc = 1ull << (order - CAIRN_HUGE_ORDER);
 		for (uint64_t j = 0; j < nc; j++)
@@ -1409,11 +1365,10 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 		for (int again = 1;; again = 0) {
 			if (chunks_take(r, c, order))
 				return 0;
-			/* a parked frame in the range: unpark, then once more */
 			uint64_t n = 0;
 			for (uint64_t j = 0; again && j < nc; j++)
 				n += chunk_unpark(f, r, c + j, 0, CHUNK_FRAMES);
-			if (!n)
+			if (!n && !transit_recheck(f, areas, &tw))
 				return CAIRN_EBUSY;
 		}
 	}
@@ -1425,7 +1380,8 @@ int cairn_frames_alloc_at(struct cairn_frames *f, cairn_phys_t phys, unsigned or
 				return 0;
 			chunk_unclaim(r, &r->chunk[c], n);
 		}
-		if (!again || !chunk_unpark(f, r, c, off, off + (unsigned)n))
+		if (!(again && chunk_unpark(f, r, c, off, off + (unsigned)n)) &&
+		    !transit_recheck(f, areas, &tw))
 			return CAIRN_EBUSY;
 	}
 }
@@ -1606,6 +1562,10 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 		return err;
 	if (carved)
 		return CAIRN_EBUSY; /* metadata: in use for good */
+	/* Regions do not cross an area's bounds, and the areas are in address
+	 * order: the range's are those from its first frame's to its last's. */
+	unsigned areas = (2u << area_of(end - 1)) - (1u << area_of(first));
+	struct transit_wait tw = transit_start(f, areas);
 	struct piece_walk pw;
 	for (int again = 1;; again = 0) {
 		for (at = first; (err = piece_next(f, &at, end, &pw)) > 0;) {
@@ -1626,11 +1586,14 @@ int cairn_frames_reserve(struct cairn_frames *f, cairn_phys_t phys, uint64_t siz
 			piece_undo(pw.r, pw.c, pw.lo, pw.hi, pw.hi - pw.lo);
 		if (err == CAIRN_ERANGE)
 			return err;
-		/* a parked frame in the range: unpark them all, then once more */
+		/* A parked frame in the range: unpark them all (once), then
+		 * once more. Before failing, once more while an unpark in the
+		 * range's areas was in flight or ended since the first try
+		 * (as alloc_at). */
 		uint64_t n = 0;
 		for (at = first; again && piece_next(f, &at, end, &pw) > 0;)
 			n += chunk_unpark(f, pw.r, pw.c, pw.lo, pw.hi);
-		if (!n)
+		if (!n && !transit_recheck(f, areas, &tw))
 			return CAIRN_EBUSY;
 	}
 }

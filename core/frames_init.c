@@ -401,6 +401,8 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 		}
 		/* Take every chunk as if allocating it whole: FREE == capacity
 		 * means no frame is allocated and nothing is in flight. */
+		unsigned areas = 1u << r->area;
+		struct transit_wait tw = transit_start(f, areas);
 		uint64_t c;
 		for (c = 0; c < r->nchunks; c++) {
 			uint64_t e = atomic_load_explicit(&r->chunk[c], memory_order_relaxed);
@@ -412,9 +414,13 @@ int cairn_frames_remove_region(struct cairn_frames *f, cairn_phys_t base)
 						     &r->chunk[c], &e, CE_HUGE, memory_order_acq_rel,
 						     memory_order_relaxed)))
 						break;
-				/* parked frames are free but not counted: unpark
-				 * the chunk's, then once more */
-				if (ok || !again || !chunk_unpark(f, r, c, 0, CHUNK_FRAMES))
+				/* Parked frames are free but not counted: unpark the
+				 * chunk's (once), then once more. Before giving up,
+				 * once more while an unpark in the area was in flight
+				 * or ended since the first chunk's try (as alloc_at;
+				 * its wait is bounded, under the table lock). */
+				if (ok || (!(again && chunk_unpark(f, r, c, 0, CHUNK_FRAMES)) &&
+					   !transit_recheck(f, areas, &tw)))
 					break;
 				e = atomic_load_explicit(&r->chunk[c], memory_order_relaxed);
 			}

@@ -395,6 +395,70 @@ static inline uint64_t chunk_unpark(struct cairn_frames *f, struct region *r, ui
 	return n;
 }
 
+/* The transit words of `areas`, summed: the low half is 0 only if no
+ * unpark was in flight in any of them, and the high half changes if one
+ * ended in any (the low halves never carry: an area has fewer unparks in
+ * flight than there are threads). */
+static inline uint64_t transit_read(struct cairn_frames *f, unsigned areas)
+{
+	uint64_t t = 0;
+	for (unsigned a = 0; a < CAIRN_AREAS; a++)
+		if (areas & (1u << a))
+			t += atomic_load_explicit(&f->transit[a], memory_order_acquire);
+	return t;
+}
+
+/* What a call about to fail spends on unparks in flight: TRANSIT_WAIT
+ * pause iterations in all waiting for them, and TRANSIT_LOOKS looks more.
+ * An unparker is two RMWs from done unless it was stopped there: this
+ * waits out an interrupt or a virtual machine's exit, not a preemption
+ * (docs/design.md, "Unparks in flight"). */
+#define TRANSIT_WAIT (1u << 16)
+#define TRANSIT_LOOKS 4u
+
+struct transit_wait {
+	uint64_t seen;    /* the transit words before the last look began */
+	unsigned pauses;  /* left of TRANSIT_WAIT */
+	unsigned looks;   /* left of TRANSIT_LOOKS */
+};
+
+/* Read before the first look of a call that may fail for want of free
+ * frames in `areas`: a request's last look, or alloc_at's, reserve's or a
+ * region removal's tries over their range. */
+static inline struct transit_wait transit_start(struct cairn_frames *f, unsigned areas)
+{
+	return (struct transit_wait){ transit_read(f, areas), TRANSIT_WAIT, TRANSIT_LOOKS };
+}
+
+/* A call found no (or not every) frame it needs in `areas` by a look that
+ * began after it read tw->seen from their transit words and that read the
+ * words of every frame it needs that was parked then (its unpark did): true
+ * if it must look once more, because an unpark was in flight after its
+ * look or ended since then (its frames may have been neither parked nor
+ * counted when the look passed them). Waits for the unparks in flight
+ * first. Out of line: only a call about to fail comes here (unused in a
+ * file that includes this and fails nothing). */
+static __attribute__((noinline, unused)) bool transit_recheck(struct cairn_frames *f,
+							      unsigned areas,
+							      struct transit_wait *tw)
+{
+	/* The look's loads of words (relaxed) that read an unpark's CAS:
+	 * this fence makes the raise before that CAS seen below. */
+	atomic_thread_fence(memory_order_acquire);
+	uint64_t t = transit_read(f, areas);
+	while ((t & TRANSIT_LIVE) && tw->pauses) {
+		CAIRN_FRAMES_HOOK(CAIRN_FRAMES_HOOK_UNPARK_WAIT, f);
+		cairn_port_pause();
+		tw->pauses--;
+		t = transit_read(f, areas);
+	}
+	if ((t & TRANSIT_LIVE) || t >> 32 == tw->seen >> 32 || !tw->looks)
+		return false;
+	tw->seen = t;
+	tw->looks--;
+	return true;
+}
+
 /* The active region holding `frame`, or NULL. The state first (acquire):
  * a slot is refilled once reclaimed, so its bounds are only read under a
  * state read active, and then they are that filling's (struct region). A

@@ -39,8 +39,9 @@ enum cairn_frames_hook_point {
 	/* word_unpark: parked frames' HEAD bits cleared by the word's CAS,
 	 * FREE not yet counting them (the word) */
 	CAIRN_FRAMES_HOOK_UNPARK,
-	/* transit_recheck: a request that came up short, about to fail,
-	 * waits for unparks in flight in its areas (the instance) */
+	/* transit_recheck: a request that came up short, or an alloc_at,
+	 * reserve or region removal, about to fail, waits for unparks in
+	 * flight in its areas (the instance) */
 	CAIRN_FRAMES_HOOK_UNPARK_WAIT,
 };
 
