@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The shim hardened (CAIRN_HARDEN=1, set before the instance is made): a
- * realloc of a freed object is refused and reported, whatever the size,
- * and the object is handed out once afterwards, not twice. Then frees of
+ * realloc of a freed object is refused and reported, whatever the size
+ * (one no span of the memory holds too), and the object is handed out once afterwards, not twice. Then frees of
  * pointers it never handed out: reported, and nothing corrupted.
  */
 #define _GNU_SOURCE
@@ -124,6 +124,7 @@ int main(void)
 	freed_realloc(100);
 	freed_realloc(5000);  /* larger: moved */
 	freed_realloc(1 << 20);
+	freed_realloc((size_t)2 << 30); /* no span holds it: a mapping of its own */
 	invalid_frees();
 	return check_done("shim_harden_test");
 }
