@@ -855,7 +855,8 @@ static void *huge_realloc(void *p, size_t size)
 
 /* Through cairn_heap_realloc_err, so that what it refuses (hardened: a
  * freed object) stays refused: only a failed allocation falls back, to
- * growing the memory and trying again, or to keeping p when it fits. */
+ * a huge block for a size no span holds, to growing the memory and
+ * trying again, or to keeping p when it fits. */
 void *cairn_realloc(void *p, size_t size)
 {
 	if (!p)
@@ -873,8 +874,6 @@ void *cairn_realloc(void *p, size_t size)
 	}
 	if (is_huge(p))
 		return huge_realloc(p, size);
-	if (!span_fits(size, 16)) /* into a huge block */
-		return realloc_move(p, cairn_malloc_usable_size(p), size);
 	for (;;) {
 		uint64_t seen = atomic_load_explicit(&grown_gib, memory_order_acquire);
 		struct cairn_heap *h = heap();
@@ -897,6 +896,10 @@ void *cairn_realloc(void *p, size_t size)
 			errno = EINVAL;
 			return NULL;
 		}
+		/* p found live (the heap refuses a freed one first, so
+		 * that no size moves it): into a huge block */
+		if (!span_fits(size, 16))
+			return realloc_move(p, cairn_malloc_usable_size(p), size);
 		if (!may_fit(size, 16) || !grow(seen)) {
 			if (size <= cairn_malloc_usable_size(p))
 				return p; /* a shrink that found no smaller block */
