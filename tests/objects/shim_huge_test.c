@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -177,6 +178,63 @@ static void test_bad_frees(void)
 	cairn_host_reports_quiet(0);
 }
 
+/* The shim tracks its live huge blocks in a table of HUGE_SLOTS (4096):
+ * full, a new one fails (ENOMEM). A realloc moving one block's entry
+ * while another thread asks for a new block must not hand that thread
+ * the entry's slot meanwhile: the realloc, finding no other, would take
+ * it back, and the new block would be forgotten (its free reported). */
+#define HUGE_SLOTS 4096
+#define RACE_REALLOCS 20000
+
+static _Atomic int race_done;
+
+static void *steal_thread(void *arg)
+{
+	unsigned *stolen = arg;
+	while (!atomic_load_explicit(&race_done, memory_order_relaxed)) {
+		void *x = cairn_malloc(GIB + 1);
+		if (x) {
+			(*stolen)++;
+			cairn_free(x);
+		}
+	}
+	return NULL;
+}
+
+static void test_full_table(void)
+{
+	static void *v[HUGE_SLOTS + 1];
+	unsigned n = 0;
+	while (n <= HUGE_SLOTS && (v[n] = cairn_malloc(GIB + 1)))
+		n++;
+	/* full: the table's limit, not the address space's */
+	REQUIRE(n == HUGE_SLOTS);
+	cairn_free(v[--n]);
+	unsigned char *a = cairn_malloc(GIB + 1);
+	REQUIRE(a);
+	a[0] = 0x4e;
+	uint64_t r = cairn_host_reports();
+	unsigned stolen = 0;
+	pthread_t t;
+	REQUIRE(pthread_create(&t, NULL, steal_thread, &stolen) == 0);
+	int ok = 1;
+	for (unsigned i = 0; i < RACE_REALLOCS && ok; i++) {
+		unsigned char *b = cairn_realloc(a, GIB + 4096 * (1 + i % 2));
+		ok = b != NULL && b[0] == 0x4e;
+		if (b)
+			a = b;
+	}
+	atomic_store(&race_done, 1);
+	pthread_join(t, NULL);
+	CHECK(ok);
+	/* every block still known: freed without a report */
+	cairn_free(a);
+	for (unsigned i = 0; i < n; i++)
+		cairn_free(v[i]);
+	CHECK_EQ(cairn_host_reports(), r);
+	CHECK_EQ(stolen, 0);
+}
+
 int main(void)
 {
 	cairn_free(cairn_malloc(1)); /* the instance, with its first GiB */
@@ -186,6 +244,7 @@ int main(void)
 	test_realloc();
 	test_elsewhere();
 	test_bad_frees();
+	test_full_table();
 	/* all of it beside the memory, none of it grown for them */
 	CHECK_EQ(cairn_shim_memory_gib(), gib);
 	return check_done("shim_huge_test");
