@@ -178,6 +178,13 @@ struct huge_hdr {
 #define HUGE_SLOTS 4096
 static _Atomic uintptr_t huge_live[HUGE_SLOTS];
 
+/* A slot's value while a realloc moves its block: the old address
+ * marked (a huge block is page aligned). No search matches it, so a free
+ * or usable size of the old address meanwhile (the caller's bug) is
+ * reported, not followed; and no register takes the slot, which is not
+ * empty: the moved block always has it to go back to. */
+#define HUGE_MOVING 1u
+
 static unsigned huge_hash(uintptr_t p)
 {
 	return (unsigned)(((p >> 12) * 0x9e3779b97f4a7c15ull) >> 52) & (HUGE_SLOTS - 1);
@@ -198,8 +205,12 @@ static bool huge_register(uintptr_t p)
 	return false;
 }
 
+/* (A huge block is page aligned: no other address is one, nor matches a
+ * slot marked HUGE_MOVING.) */
 static _Atomic uintptr_t *huge_find(uintptr_t p)
 {
+	if (p & (PAGE - 1))
+		return NULL;
 	unsigned h = huge_hash(p);
 	for (unsigned i = 0; i < HUGE_SLOTS; i++) {
 		_Atomic uintptr_t *s = &huge_live[(h + i) & (HUGE_SLOTS - 1)];
@@ -827,15 +838,27 @@ static void *huge_realloc(void *p, size_t size)
 	}
 	if (span_fits(size, 16))
 		return realloc_move(p, huge_usable(p), size);
-	struct huge_hdr *h = huge_hdr(p);
-	size_t off = (uintptr_t)p - h->base;
 	if (size > (SIZE_MAX >> 2)) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	/* p's entry marked moving (acquire: as huge_find, p's header); a
+	 * free of p that took it out first makes the realloc's p a freed one */
+	_Atomic uintptr_t *s = huge_find((uintptr_t)p);
+	uintptr_t v = (uintptr_t)p;
+	if (!s || !atomic_compare_exchange_strong_explicit(s, &v, v | HUGE_MOVING,
+							   memory_order_acquire,
+							   memory_order_relaxed)) {
+		cairn_port_report(CAIRN_EINVAL, "shim: not a block it handed out", (uintptr_t)p, 0);
+		errno = EINVAL;
+		return NULL;
+	}
+	struct huge_hdr *h = huge_hdr(p);
+	size_t off = (uintptr_t)p - h->base;
 	size_t len = off + ((size + PAGE - 1) & ~(PAGE - 1));
 	void *m = mremap((void *)h->base, h->len, len, MREMAP_MAYMOVE);
 	if (m == MAP_FAILED) {
+		atomic_store_explicit(s, (uintptr_t)p, memory_order_release);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -843,12 +866,12 @@ static void *huge_realloc(void *p, size_t size)
 	h = huge_hdr((void *)q);
 	h->base = (uintptr_t)m;
 	h->len = len;
-	/* q in p's stead, in its own hash's slot if one is free, else in p's
-	 * (found there too: a search goes round the table). A realloc of p
-	 * racing a free of it is the caller's bug: nothing guards that. */
-	_Atomic uintptr_t *s = huge_find((uintptr_t)p);
-	atomic_store_explicit(s, 0, memory_order_relaxed);
-	if (!huge_register(q))
+	/* q in its own hash's slot if one is free (then p's slot emptied),
+	 * else in p's, kept for it by the mark (found there too: a search
+	 * goes round the table). Release: q's header, as huge_register. */
+	if (huge_register(q))
+		atomic_store_explicit(s, 0, memory_order_release);
+	else
 		atomic_store_explicit(s, q, memory_order_release);
 	return (void *)q;
 }
