@@ -146,7 +146,8 @@ int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
 int strncmp(const char *a, const char *b, size_t n);
 /* Parse an unsigned number (decimal or 0x hex, optional K/M/G suffix);
- * returns the character after it. */
+ * returns the character after it, or NULL (and *out untouched) if there is
+ * no digit or the value does not fit in 64 bits. */
 const char *parse_u64(const char *s, uint64_t *out);
 
 /* ---- cpu.c ---- */

@@ -66,13 +66,13 @@ int strncmp(const char *a, const char *b, size_t n)
 const char *parse_u64(const char *s, uint64_t *out)
 {
 	uint64_t v = 0;
-	unsigned base = 10;
+	unsigned base = 10, digits = 0;
 
 	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
 		base = 16;
 		s += 2;
 	}
-	for (;; s++) {
+	for (;; s++, digits++) {
 		unsigned d;
 		if (*s >= '0' && *s <= '9')
 			d = (unsigned)(*s - '0');
@@ -82,12 +82,23 @@ const char *parse_u64(const char *s, uint64_t *out)
 			d = (unsigned)(*s - 'A' + 10);
 		else
 			break;
+		if (v > (UINT64_MAX - d) / base)
+			return NULL; /* past 2^64 */
 		v = v * base + d;
 	}
+	if (!digits)
+		return NULL;
+	unsigned shift = 0;
 	switch (*s) {
-	case 'K': case 'k': v <<= 10; s++; break;
-	case 'M': case 'm': v <<= 20; s++; break;
-	case 'G': case 'g': v <<= 30; s++; break;
+	case 'K': case 'k': shift = 10; break;
+	case 'M': case 'm': shift = 20; break;
+	case 'G': case 'g': shift = 30; break;
+	}
+	if (shift) {
+		if (v >> (64 - shift))
+			return NULL;
+		v <<= shift;
+		s++;
 	}
 	*out = v;
 	return s;

@@ -51,38 +51,61 @@ static bool key(const char *tok, const char *k, const char **val)
 	return true;
 }
 
-static void parse_holes(const char *s)
+/* A number of a holes= or memmap= list: one that cannot be read stops the
+ * boot, since a range dropped or cut short would let cairn own memory the
+ * command line keeps out of its hands. */
+static const char *list_num(const char *s, uint64_t *v, const char *key, const char *list)
 {
-	while (*s) {
+	const char *end = parse_u64(s, v);
+	if (!end)
+		panic("%s: no number, or one past 2^64, at '%s' in '%s'", key, s, list);
+	return end;
+}
+
+static const char *list_range(const char *s, uint64_t *b, uint64_t *e, const char *key,
+			      const char *list)
+{
+	s = list_num(s, b, key, list);
+	if (*s != '-')
+		panic("%s: expected A-B at '%s'", key, s);
+	s = list_num(s + 1, e, key, list);
+	if (*b >= *e)
+		panic("%s: empty or inverted range %#lx-%#lx in '%s'", key, *b, *e, list);
+	return s;
+}
+
+static const char *list_next(const char *s, const char *key)
+{
+	if (*s == ',')
+		return s + 1;
+	if (*s)
+		panic("%s: junk at '%s'", key, s);
+	return s;
+}
+
+static void parse_holes(const char *list)
+{
+	for (const char *s = list; *s;) {
 		uint64_t b, e;
-		s = parse_u64(s, &b);
-		if (*s != '-')
-			panic("holes=: expected A-B at '%s'", s);
-		s = parse_u64(s + 1, &e);
+		s = list_range(s, &b, &e, "holes=", list);
 		mm_add_hole(b, e);
-		if (*s == ',')
-			s++;
-		else if (*s)
-			panic("holes=: junk at '%s'", s);
+		s = list_next(s, "holes=");
 	}
 }
 
-static void parse_memmap(const char *s)
+static void parse_memmap(const char *list)
 {
-	while (*s) {
+	for (const char *s = list; *s;) {
 		uint64_t t, b, e;
-		s = parse_u64(s, &t);
+		s = list_num(s, &t, "memmap=", list);
+		/* A type cut to 32 bits could become 1, RAM. */
+		if (t > UINT32_MAX)
+			panic("memmap=: type %#lx is not a Multiboot type, in '%s'", t, list);
 		if (*s != ':')
 			panic("memmap=: expected T:A-B at '%s'", s);
-		s = parse_u64(s + 1, &b);
-		if (*s != '-')
-			panic("memmap=: expected T:A-B at '%s'", s);
-		s = parse_u64(s + 1, &e);
+		s = list_range(s + 1, &b, &e, "memmap=", list);
 		mm_add_fw_range((uint32_t)t, b, e);
-		if (*s == ',')
-			s++;
-		else if (*s)
-			panic("memmap=: junk at '%s'", s);
+		s = list_next(s, "memmap=");
 	}
 }
 
