@@ -778,6 +778,26 @@ static void cross_reader_round(uintptr_t theirs, unsigned owner, uint64_t round,
 	this_cpu()->ops++;
 }
 
+/* The identity map is no mapping of the port's: as a map over it is
+ * EEXIST, an unmap of it is ERANGE and leaves it mapped, whether it lies in
+ * 4 KiB pages (the first 2 MiB: below the AP trampoline, or the kernel's
+ * own image at 1 MiB) or in large ones. */
+static void map_unmap_direct(void)
+{
+	static const uintptr_t direct[] = { 0x7000, 0x400000 };
+	bool ok;
+	for (unsigned i = 0; i < sizeof direct / sizeof direct[0]; i++) {
+		uintptr_t v = direct[i];
+		int err = cairn_port_unmap(v, PAGE_SIZE);
+		if (err != CAIRN_ERANGE)
+			fail("unmap of %#lx, in the identity map, said %d, not ERANGE", v, err);
+		if (probe_read((void *)v, &ok), !ok) {
+			fail("map: %#lx, in the identity map, unmapped by the port", v);
+			cairn_port_map(v, v, PAGE_SIZE); /* the run goes on */
+		}
+	}
+}
+
 /* Both ends canonical, not every byte between them: page 0 (the NULL
  * guard) after the last page of the address space, the hole between the
  * halves, or all of it once round. EINVAL, and nothing mapped. */
@@ -816,6 +836,7 @@ static void map_bad_ranges(cairn_phys_t f)
 		if (probe_read((void *)0, &ok), ok)
 			fail("map: page 0 (the NULL guard) mapped by a map at 0");
 	}
+	map_unmap_direct();
 }
 
 static void map_run(unsigned idx, unsigned n)
