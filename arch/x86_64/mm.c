@@ -31,6 +31,11 @@
 #define PTE_PWT (1ull << 3)
 #define PTE_PCD (1ull << 4)
 #define PTE_PS (1ull << 7)
+/* Software bit (ignored by the MMU): a leaf made by cairn_port_map. Only
+ * those may be unmapped: the identity map's 4 KiB pages (the first 2 MiB,
+ * the kernel image among them) are the direct region, which a map refuses
+ * (EEXIST) and an unmap must too (ERANGE), as it does for large pages. */
+#define PTE_PORT (1ull << 9)
 #define PTE_ADDR 0x000ffffffffff000ull
 
 #define MB_MAGIC 0x2badb002
@@ -557,7 +562,7 @@ int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 		_Atomic uint64_t *e = pt_slot(kernel_cr3, virt + off, 1, true, &err);
 		uint64_t expect = 0;
 		if (!e || !atomic_compare_exchange_strong(e, &expect,
-							  (phys + off) | PTE_P | PTE_W)) {
+							  (phys + off) | PTE_P | PTE_W | PTE_PORT)) {
 			/* Undo our own entries; they may already be cached. */
 			for (size_t u = 0; u < off; u += PAGE_SIZE)
 				atomic_store(pt_slot(kernel_cr3, virt + u, 1, false, &err), 0);
@@ -577,7 +582,7 @@ int cairn_port_unmap(uintptr_t virt, size_t len)
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {
 		int err = 0;
 		_Atomic uint64_t *e = pt_slot(kernel_cr3, virt + off, 1, false, &err);
-		if (!e || !(atomic_load(e) & PTE_P))
+		if (!e || (atomic_load(e) & (PTE_P | PTE_PORT)) != (PTE_P | PTE_PORT))
 			return CAIRN_ERANGE;
 	}
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {
