@@ -51,6 +51,17 @@ static bool key(const char *tok, const char *k, const char **val)
 	return true;
 }
 
+/* A number option's value: all of it a number, or the boot stops (a run
+ * with a count it misread would test something else and could pass). */
+static uint64_t opt_num(const char *v, const char *key)
+{
+	uint64_t n;
+	const char *end = parse_u64(v, &n);
+	if (!end || *end)
+		panic("%s=: '%s' is not a number", key, v);
+	return n;
+}
+
 /* A number of a holes= or memmap= list: one that cannot be read stops the
  * boot, since a range dropped or cut short would let cairn own memory the
  * command line keeps out of its hands. */
@@ -128,18 +139,18 @@ static void parse_cmdline(void)
 			*p++ = 0;
 
 		const char *v;
-		uint64_t n;
 		if (key(tok, "test", &v))
 			opt.test = v;
 		else if (key(tok, "seed", &v))
-			parse_u64(v, &opt.seed);
+			opt.seed = opt_num(v, "seed");
 		else if (key(tok, "ops", &v))
-			parse_u64(v, &opt.ops);
+			opt.ops = opt_num(v, "ops");
 		else if (key(tok, "handoff", &v))
-			parse_u64(v, &opt.handoff);
+			opt.handoff = opt_num(v, "handoff");
 		else if (key(tok, "cpus", &v)) {
-			parse_u64(v, &n);
-			opt.cpus = (unsigned)n;
+			uint64_t n = opt_num(v, "cpus");
+			/* 0 and more than there are: every CPU (kmain). */
+			opt.cpus = n > MAX_CPUS ? 0 : (unsigned)n;
 		} else if (key(tok, "plant", &v))
 			opt.plant = v;
 		else if (key(tok, "holes", &v))
