@@ -186,8 +186,8 @@ extern unsigned fw_map_n;
 extern struct cairn_frames *frames;
 extern bool have_1g_pages;
 extern uint64_t kernel_cr3;
-extern uint64_t ram_top;
-extern _Atomic uint64_t pt_pages;   /* page-table pages taken from cairn */            /* end of the highest RAM range */
+extern uint64_t ram_top;            /* end of the highest RAM range */
+extern _Atomic uint64_t pt_pages;   /* page-table pages taken from cairn */
 void mm_read_multiboot(uint32_t magic, uint32_t info, char *cmdline, size_t len);
 void mm_add_hole(uint64_t base, uint64_t end);
 void mm_add_fw_range(uint32_t type, uint64_t base, uint64_t end); /* memmap= */
