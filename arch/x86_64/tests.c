@@ -128,6 +128,8 @@ static _Atomic unsigned port_holding; /* CPUs holding interrupts off for CPU 0 *
 static _Atomic uint64_t port_gen;     /* shootdown requests before CPU 0's */
 static _Atomic unsigned port_inside;  /* CPUs in the section of port_shootdown_turns */
 static _Atomic unsigned port_turn;    /* the CPU whose unmap is next */
+static _Atomic unsigned port_go;      /* port_unmap_race: the round under way */
+static _Atomic unsigned port_won;     /* port_unmap_race: unmaps that said 0 */
 
 static void port_setup(void)
 {
@@ -135,6 +137,7 @@ static void port_setup(void)
 	atomic_store(&port_holding, 0);
 	atomic_store(&port_inside, 0);
 	atomic_store(&port_turn, 0);
+	atomic_store(&port_go, 0);
 }
 
 static void port_index(unsigned idx)
@@ -302,6 +305,49 @@ static void port_shootdown_turns(unsigned idx, unsigned n)
 	barrier_wait();
 }
 
+/* Every CPU unmaps one 2 MiB range at once, from a spin start: of unmaps
+ * racing for a page one wins, and the others are ERANGE (a second unmap of
+ * a range is a bug the port must refuse, or the range's frames are freed
+ * twice). An unmap that checks every page and then clears them lets all of
+ * them through while their checks overlap. */
+#define PORT_RACE_VA (PORT_VA + ((uintptr_t)1 << 30))
+#define PORT_RACE_ORDER 9
+#define PORT_RACE_ROUNDS 8
+
+static void port_unmap_race(unsigned idx, unsigned n)
+{
+	size_t len = PAGE_SIZE << PORT_RACE_ORDER;
+	for (unsigned round = 1; round <= PORT_RACE_ROUNDS; round++) {
+		cairn_phys_t p = 0;
+		if (idx == 0) {
+			if (cairn_frames_alloc(frames, PORT_RACE_ORDER, 0, &p))
+				panic("port: no 2 MiB block");
+			int err = cairn_port_map(PORT_RACE_VA, p, len);
+			if (err)
+				fail("port: map of the race range: %d", err);
+			atomic_store(&port_won, 0);
+		}
+		barrier_wait();
+		if (idx == 0)
+			atomic_store(&port_go, round);
+		while (atomic_load(&port_go) != round)
+			cpu_relax();
+		if (cairn_port_unmap(PORT_RACE_VA, len) == 0)
+			atomic_fetch_add(&port_won, 1);
+		barrier_wait();
+		if (idx == 0) {
+			unsigned won = atomic_load(&port_won);
+			if (won != 1)
+				fail("port: %u of %u unmaps of one range at once said 0, round %u",
+				     won, n, round);
+			/* Freed only if unmapped once: never twice. */
+			if (won)
+				cairn_frames_free(frames, p, PORT_RACE_ORDER);
+		}
+		barrier_wait();
+	}
+}
+
 static void port_run(unsigned idx, unsigned n)
 {
 	port_index(idx);
@@ -309,6 +355,7 @@ static void port_run(unsigned idx, unsigned n)
 	if (n > 1) {
 		port_shootdown(idx, n);
 		port_shootdown_turns(idx, n);
+		port_unmap_race(idx, n);
 	}
 	this_cpu()->ops++;
 }
