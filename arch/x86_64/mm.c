@@ -574,21 +574,54 @@ int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 	return 0;
 }
 
+/* Take the page at virt from present to not present, keeping the rest of
+ * its leaf (the frame, PTE_PORT): true if it was a present leaf of ours. A
+ * CAS, not an AND: a leaf that is not ours is left as it is. */
+static bool unmap_take(uintptr_t virt)
+{
+	int err = 0;
+	_Atomic uint64_t *e = pt_slot(kernel_cr3, virt, 1, false, &err);
+	uint64_t v = e ? atomic_load(e) : 0;
+	do {
+		if ((v & (PTE_P | PTE_PORT)) != (PTE_P | PTE_PORT))
+			return false;
+	} while (!atomic_compare_exchange_weak(e, &v, v & ~PTE_P));
+	return true;
+}
+
+static _Atomic uint64_t *leaf(uintptr_t virt)
+{
+	int err = 0;
+	return pt_slot(kernel_cr3, virt, 1, false, &err);
+}
+
 int cairn_port_unmap(uintptr_t virt, size_t len)
 {
 	if (!range_ok(virt, len))
 		return CAIRN_EINVAL;
 	/* All or nothing: every page must be a 4 KiB mapping of ours. */
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {
-		int err = 0;
-		_Atomic uint64_t *e = pt_slot(kernel_cr3, virt + off, 1, false, &err);
+		_Atomic uint64_t *e = leaf(virt + off);
 		if (!e || (atomic_load(e) & (PTE_P | PTE_PORT)) != (PTE_P | PTE_PORT))
 			return CAIRN_ERANGE;
 	}
+	/* Then take every page, present to not present with a CAS: of unmaps
+	 * racing for a page (a second unmap of a range, a bug) the one that
+	 * takes it wins. One that finds a page taken loses: it sets the
+	 * present bit again on the pages it took, which nothing else touches
+	 * meanwhile (a map wants an empty leaf, an unmap a present one), and
+	 * says ERANGE. Nothing was read through them while they were not
+	 * present, and they come back as they were: no shootdown. Only then
+	 * are the leaves emptied for later maps. */
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {
-		int err = 0;
-		atomic_store(pt_slot(kernel_cr3, virt + off, 1, false, &err), 0);
+		if (!unmap_take(virt + off)) {
+			for (size_t u = 0; u < off; u += PAGE_SIZE)
+				atomic_fetch_or(leaf(virt + u), PTE_P);
+			return CAIRN_ERANGE;
+		}
 	}
+	for (size_t off = 0; off < len; off += PAGE_SIZE)
+		atomic_store(leaf(virt + off), 0);
 	tlb_shootdown();
 	return 0;
 }
