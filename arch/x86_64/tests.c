@@ -312,7 +312,7 @@ static void port_shootdown_turns(unsigned idx, unsigned n)
  * them through while their checks overlap. */
 #define PORT_RACE_VA (PORT_VA + ((uintptr_t)1 << 30))
 #define PORT_RACE_ORDER 9
-#define PORT_RACE_ROUNDS 8
+#define PORT_RACE_ROUNDS 32
 
 static void port_unmap_race(unsigned idx, unsigned n)
 {
