@@ -610,9 +610,9 @@ int cairn_port_unmap(uintptr_t virt, size_t len)
 	 * takes it wins. One that finds a page taken loses: it sets the
 	 * present bit again on the pages it took, which nothing else touches
 	 * meanwhile (a map wants an empty leaf, an unmap a present one), and
-	 * says ERANGE. Nothing was read through them while they were not
-	 * present, and they come back as they were: no shootdown. Only then
-	 * are the leaves emptied for later maps. */
+	 * says ERANGE. They come back as they were, so a translation another
+	 * CPU kept cached meanwhile is still right: no shootdown. Only the
+	 * winner empties the leaves (for later maps) and shoots down. */
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {
 		if (!unmap_take(virt + off)) {
 			for (size_t u = 0; u < off; u += PAGE_SIZE)
