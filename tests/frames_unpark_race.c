@@ -20,8 +20,12 @@
  *
  * Then the other way round: U is the short request (through the slots,
  * and through the bitmap), F an alloc_at of X, a reserve of X, or, with
- * every other frame of the region free, the removal of the region. X is
- * free all along: F must succeed, not fail with EBUSY.
+ * every other frame of the region free, the removal of the region or
+ * the alloc_at of the whole 2 MiB chunk that holds X (order 9: alloc_at's
+ * huge branch, which takes whole chunks by their FREE counts: X's, while
+ * its unpark is in flight, is one short, and the chunk's unpark finds X
+ * no longer parked). X is free all along: F must succeed, not fail with
+ * EBUSY.
  *
  * After every case: validate, the free total, every frame back.
  */
@@ -231,6 +235,15 @@ static int f_alloc_at(void)
 	return res;
 }
 
+/* The whole chunk (the region): X goes with it. */
+static int f_alloc_at_huge(void)
+{
+	int res = cairn_frames_alloc_at(f, BASE, CAIRN_HUGE_ORDER);
+	if (res == 0)
+		f_got = X;
+	return res;
+}
+
 static int f_reserve(void)
 {
 	int res = cairn_frames_reserve(f, X, CAIRN_FRAME_SIZE);
@@ -250,6 +263,11 @@ static int f_remove(void)
 static int undo_free(void)
 {
 	return cairn_frames_free(f, f_got, 0);
+}
+
+static int undo_free_huge(void)
+{
+	return cairn_frames_free(f, BASE, CAIRN_HUGE_ORDER);
 }
 
 static int undo_unreserve(void)
@@ -315,6 +333,10 @@ static const struct race races[] = {
 	{ "reserve of X, X in no slot", false, true, u_order1, CAIRN_ENOMEM, f_reserve, undo_unreserve },
 	{ "removal, X in a park slot", true, false, u_order10, CAIRN_ENOMEM, f_remove, NULL },
 	{ "removal, X in no slot", false, false, u_order10, CAIRN_ENOMEM, f_remove, NULL },
+	{ "alloc_at of X's 2 MiB chunk, X in a park slot", true, false, u_order10, CAIRN_ENOMEM,
+	  f_alloc_at_huge, undo_free_huge },
+	{ "alloc_at of X's 2 MiB chunk, X in no slot", false, false, u_order10, CAIRN_ENOMEM,
+	  f_alloc_at_huge, undo_free_huge },
 };
 
 int main(void)
