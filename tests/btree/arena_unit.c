@@ -608,11 +608,12 @@ static void import_window_served(void)
 	cairn_arena_destroy(&parent);
 }
 
-/* A source that hands out one base given by the test and records what
- * comes back. */
+/* A source that hands out one base given by the test (or fails with the
+ * test's error) and records what comes back. */
 struct fixed_source {
 	uint64_t base, released, released_size;
 	unsigned imports, releases;
+	int err;
 };
 
 static int fixed_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr)
@@ -621,6 +622,8 @@ static int fixed_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr
 	(void)size;
 	(void)align;
 	fs->imports++;
+	if (fs->err)
+		return fs->err;
 	*addr = fs->base;
 	return 0;
 }
@@ -663,6 +666,72 @@ static void import_refused(void)
 	CHECK(fs.releases == 3 && fs.released == 0x20000);
 	valid(&child);
 	cairn_arena_destroy(&child);
+}
+
+/* An import that fails says why: exhaustion (the source's CAIRN_ENOMEM)
+ * is CAIRN_ENOMEM, but a structural failure is its own code, not
+ * "nothing fits". Fanout 4, one span filled with one-quantum allocations
+ * in address order until the depth limit refuses a root split
+ * (CAIRN_ENOSPC, as deep()); then a request larger than the free rest
+ * imports a span above it, whose add needs a slot in the same full
+ * rightmost leaf and so the same refused split: CAIRN_ENOSPC, the span
+ * given straight back. A source that fails with another error (here
+ * CAIRN_EBUSY) passes it through. Each call changes nothing; a free then
+ * makes room and the import serves. */
+static void import_errors(void)
+{
+	enum { N = 1 << 16 };
+	struct fixed_source fs = { .base = 1ull << 40 };
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena a;
+	struct cairn_arena_config cfg = { .quantum = 1, .source = &src, .fanout = 4 };
+	struct cairn_btree_stats st, again;
+	uint64_t x, frames = env_free_frames();
+	const uint64_t big = 1ull << 33; /* more than the span's free rest */
+	CHECK_EQ(cairn_arena_create(&a, env_frames, 0, 1ull << 32, &cfg), 0);
+	unsigned n = 0;
+	int err = 0;
+	while (n < N && !(err = cairn_arena_alloc(&a, 1, n, &x)) && x == n)
+		n++;
+	REQUIRE(n < N && err == CAIRN_ENOSPC);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &st), 0);
+	CHECK_EQ(fs.imports, 0);
+
+	x = 7;
+	CHECK_EQ(cairn_arena_alloc(&a, big, 1, &x), CAIRN_ENOSPC);
+	CHECK_EQ(cairn_arena_xalloc(&a, big, 0, 0, 0, 0, 0, CAIRN_FIT_FIRST, 1, &x),
+		 CAIRN_ENOSPC);
+	CHECK_EQ(cairn_arena_xalloc(&a, big, 0, 0, 0, 0, 0, CAIRN_FIT_BEST, 1, &x),
+		 CAIRN_ENOSPC);
+	CHECK_EQ(x, 7);
+	CHECK_EQ(fs.imports, 3);
+	CHECK(fs.releases == 3 && fs.released == fs.base && fs.released_size == big);
+	CHECK_EQ(atomic_load(&a.imports), 0);
+
+	fs.err = CAIRN_EBUSY; /* the source's own error */
+	CHECK_EQ(cairn_arena_alloc(&a, big, 1, &x), CAIRN_EBUSY);
+	CHECK_EQ(cairn_arena_xalloc(&a, big, 0, 0, 0, 0, 0, CAIRN_FIT_HIGH, 1, &x),
+		 CAIRN_EBUSY);
+	fs.err = CAIRN_ENOMEM; /* exhaustion stays exhaustion */
+	CHECK_EQ(cairn_arena_alloc(&a, big, 1, &x), CAIRN_ENOMEM);
+	CHECK_EQ(x, 7);
+	CHECK_EQ(fs.releases, 3);
+	CHECK_EQ(cairn_btree_validate(&a.tree, &again), 0);
+	CHECK_EQ(again.extents, st.extents);
+	CHECK_EQ(again.tree_nodes, st.tree_nodes);
+
+	/* room in the rightmost leaf: the import serves */
+	fs.err = 0;
+	CHECK_EQ(cairn_arena_free(&a, n - 1, 1), 0);
+	CHECK_EQ(cairn_arena_free(&a, n - 2, 1), 0);
+	CHECK_EQ(cairn_arena_alloc(&a, big, 1, &x), 0);
+	CHECK_EQ(x, fs.base);
+	CHECK_EQ(atomic_load(&a.imports), 1);
+	CHECK_EQ(cairn_arena_free(&a, x, big), 0);
+	CHECK_EQ(fs.releases, 4);
+	valid(&a);
+	cairn_arena_destroy(&a);
+	CHECK_EQ(env_free_frames(), frames);
 }
 
 /* A source that serves spans of at most `cap` bytes, naturally aligned,
@@ -1195,6 +1264,7 @@ int main(void)
 	import_useless();
 	import_window_served();
 	import_refused();
+	import_errors();
 	import_short_source();
 	import_least_span();
 	frames_source();
