@@ -421,10 +421,11 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 	/* Every extent is quantum aligned (the unconstrained fits rely on it):
 	 * a source that breaks its contract is refused, not spread. A span
 	 * that ends at 2^64 is refused as cairn_arena_add refuses it: an
-	 * extent's end must be a number (nothing could be carved from it). */
+	 * extent's end must be a number (nothing could be carved from it).
+	 * Either serves nothing: the request is short, CAIRN_ENOMEM. */
 	if ((base & (a->quantum - 1)) || base + sz <= base) {
 		a->source.release(a->source.ctx, base, sz);
-		return base & (a->quantum - 1) ? CAIRN_ECORRUPT : CAIRN_ERANGE;
+		return CAIRN_ENOMEM;
 	}
 	struct areq add = { .base = base, .size = sz, .flags = SPAN_FLAGS };
 	struct cairn_ext whole = { base, sz, 0, EXT_FREE | SPAN_FLAGS };
@@ -443,10 +444,14 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 		 * alloc finds its span by it. */
 		add.tag = atomic_fetch_add_explicit(&a->tags, 1, memory_order_relaxed) + 1;
 	}
+	/* A span that overlaps one of the arena's breaks the source's
+	 * contract too and serves nothing; the tree's own failures (no node:
+	 * CAIRN_ENOMEM, a root split past the depth limit: CAIRN_ENOSPC) are
+	 * the request's. */
 	err = add_span(a, &add);
 	if (err) {
 		a->source.release(a->source.ctx, base, sz);
-		return err == CAIRN_EEXIST ? CAIRN_ECORRUPT : err;
+		return err == CAIRN_EEXIST ? CAIRN_ENOMEM : err;
 	}
 	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
 	if (*served)
@@ -555,10 +560,16 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 		else if (nspans == IMPORT_TRIES)
 			break;
 		/* Nothing fits (or no node): import, served there or tried
-		 * again. A span from a source need not satisfy minaddr/maxaddr. */
+		 * again. A span from a source need not satisfy minaddr/maxaddr.
+		 * An import that fails says why: CAIRN_ENOMEM when the source
+		 * is exhausted (or its span serves nothing), else its own
+		 * error (the source's, or the add's CAIRN_ENOSPC). */
 		bool served;
-		if (import(a, &r, &spans[nspans], &served, &fits) != 0)
+		int ierr = import(a, &r, &spans[nspans], &served, &fits);
+		if (ierr) {
+			err = ierr;
 			break;
+		}
 		if (served) {
 			err = 0;
 			break;

@@ -32,10 +32,18 @@
  *                 span); CAIRN_ERANGE if it runs into a gap instead
  *   CAIRN_EFREE   free: addr is not the start of an allocated range
  *   CAIRN_EORDER  free: the size is not the allocated size
- *   CAIRN_ENOMEM  nothing fits (after importing), or no tree node
+ *   CAIRN_ENOMEM  nothing fits and the source (if any) is exhausted:
+ *                 it refused with CAIRN_ENOMEM, or its span serves
+ *                 nothing (see struct cairn_arena_source); or no tree
+ *                 node
  *   CAIRN_ENOSPC  an insert needs a root split beyond the tree's depth
  *                 limit (CAIRN_BTREE_DEPTH_MAX; only small fanouts get
- *                 there): frees still succeed
+ *                 there), the add of an imported span's included (the
+ *                 span goes back): frees still succeed
+ *   other         alloc/xalloc: the error of a source's import that is
+ *                 not CAIRN_ENOMEM, as the source returned it (an arena
+ *                 source: its parent's alloc error; a frames source:
+ *                 cairn_frames_alloc's, the VA arena's, cairn_port_map's)
  */
 #ifndef CAIRN_ARENA_H
 #define CAIRN_ARENA_H
@@ -54,9 +62,12 @@ enum cairn_fit {
 };
 
 /* Where an arena imports from. import returns 0 and the base of a new
- * range of exactly `size` bytes, aligned to `align`, or an error; a range
- * off the quantum or ending at 2^64 is released at once and serves
- * nothing. release gives one back. */
+ * range of exactly `size` bytes, aligned to `align`, or an error:
+ * CAIRN_ENOMEM for exhaustion (the arena may ask for less, and otherwise
+ * fails the request with it), any other error to fail the request with
+ * that error. A range off the quantum, ending at 2^64 or overlapping the
+ * arena's spans is released at once and serves nothing (CAIRN_ENOMEM).
+ * release gives one back. */
 struct cairn_arena_source {
 	int (*import)(void *ctx, uint64_t size, uint64_t align, uint64_t *addr);
 	void (*release)(void *ctx, uint64_t addr, uint64_t size);
