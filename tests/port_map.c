@@ -5,13 +5,16 @@
  * or the identity map) is CAIRN_EEXIST and maps nothing, the earlier
  * mapping untouched; an unmap of a page not mapped is CAIRN_ERANGE and
  * unmaps nothing. Then threads racing to map the same pages: each page
- * mapped by exactly one of them.
+ * mapped by exactly one of them; and threads racing to unmap one range:
+ * exactly one of them unmaps it.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cairn/error.h>
 #include <cairn/host.h>
@@ -57,6 +60,17 @@ static void test_contract(void)
 	uintptr_t ident = (uintptr_t)cairn_port_phys_to_virt(4 * PG);
 	CHECK_EQ(cairn_port_map(ident, c, PG), CAIRN_EEXIST);
 	CHECK_EQ(*frame_word(4 * PG), 0);
+
+	/* unmap of pages the port did not map (the identity map, a range
+	 * running out of the window, or out of every window): ERANGE, as the
+	 * kernel's, and nothing unmapped */
+	CHECK_EQ(cairn_port_unmap(ident, PG), CAIRN_ERANGE);
+	CHECK_EQ(*frame_word(4 * PG), 0);
+	CHECK_EQ(cairn_port_map(win + WIN - PG, c, PG), 0);
+	CHECK_EQ(cairn_port_unmap(win + WIN - PG, 2 * PG), CAIRN_ERANGE);
+	CHECK_EQ(*(uint64_t *)(win + WIN - PG), 0xc);
+	CHECK_EQ(cairn_port_unmap(win + WIN - PG, PG), 0);
+	CHECK_EQ(cairn_port_unmap(win + WIN, PG), CAIRN_ERANGE);
 
 	/* unmap: of pages not all mapped, refused and nothing unmapped */
 	CHECK_EQ(cairn_port_unmap(win, 2 * PG), CAIRN_ERANGE);
@@ -154,6 +168,98 @@ static void test_race(void)
 	CHECK_EQ(atomic_load(&race_bad), 0);
 }
 
+/* ---- threads racing to unmap one range ----
+ *
+ * Each round the main thread maps UNMAP_PAGES pages (across a bitmap
+ * word, at an odd page) and lets every thread go at once from a spin;
+ * each unmaps the whole range. Exactly one may say 0, the others
+ * CAIRN_ERANGE: a second unmap that succeeds would have the range's
+ * frames freed twice, and one that lands after the range is mapped again
+ * tears the new mapping down. The range must then map again. */
+#define UNMAP_THREADS 3
+#define UNMAP_PAGES 40
+#define UNMAP_FIRST 61
+#define UNMAP_ROUNDS 2000 /* at least, and for UNMAP_NS at least */
+#define UNMAP_NS 2000000000ull
+#define UNMAP_STOP (~0u)
+
+static _Atomic unsigned unmap_go;   /* the round under way, from 1 */
+static _Atomic unsigned unmap_done; /* unmaps finished, this round */
+static _Atomic unsigned unmap_won;  /* unmaps that said 0, this round */
+static _Atomic unsigned unmap_bad;  /* unmaps that said neither 0 nor ERANGE */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *unmap_thread(void *arg)
+{
+	(void)arg;
+	uintptr_t va = win + UNMAP_FIRST * PG;
+	for (unsigned r = 1;; r++) {
+		/* a spin, not a barrier, so that the threads start the round
+		 * running rather than waking one by one; it yields now and
+		 * then, so that on a machine with fewer cores than threads
+		 * the main thread still gets to start the round */
+		unsigned go;
+		for (unsigned n = 1;
+		     (go = atomic_load_explicit(&unmap_go, memory_order_acquire)) != r &&
+		     go != UNMAP_STOP; n++)
+			if (n % 1024)
+				cairn_port_pause();
+			else
+				sched_yield();
+		if (go == UNMAP_STOP)
+			break;
+		int err = cairn_port_unmap(va, UNMAP_PAGES * PG);
+		if (!err)
+			atomic_fetch_add(&unmap_won, 1);
+		else if (err != CAIRN_ERANGE)
+			atomic_fetch_add(&unmap_bad, 1);
+		atomic_fetch_add_explicit(&unmap_done, 1, memory_order_release);
+	}
+	return NULL;
+}
+
+static void test_unmap_race(void)
+{
+	uintptr_t va = win + UNMAP_FIRST * PG;
+	const cairn_phys_t frames = 256 * PG;
+	unsigned rounds_bad = 0;
+	*frame_word(frames) = 0x5eed;
+	pthread_t th[UNMAP_THREADS];
+	for (unsigned t = 0; t < UNMAP_THREADS; t++)
+		REQUIRE(pthread_create(&th[t], NULL, unmap_thread, NULL) == 0);
+	uint64_t end = now_ns() + UNMAP_NS;
+	unsigned r = 1;
+	for (; r <= UNMAP_ROUNDS || now_ns() < end; r++) {
+		/* every page free again: the last round's winner cleared them
+		 * all, and no loser kept one */
+		CHECK_EQ(cairn_port_map(va, frames, UNMAP_PAGES * PG), 0);
+		CHECK_EQ(*(uint64_t *)va, 0x5eed);
+		atomic_store(&unmap_won, 0);
+		atomic_store(&unmap_done, 0);
+		atomic_store_explicit(&unmap_go, r, memory_order_release);
+		while (atomic_load_explicit(&unmap_done, memory_order_acquire) != UNMAP_THREADS)
+			sched_yield();
+		if (atomic_load(&unmap_won) != 1)
+			rounds_bad++;
+	}
+	atomic_store_explicit(&unmap_go, UNMAP_STOP, memory_order_release);
+	for (unsigned t = 0; t < UNMAP_THREADS; t++)
+		pthread_join(th[t], NULL);
+	if (rounds_bad)
+		fprintf(stderr, "port_map: %u of %u unmap rounds without exactly one winner\n",
+			rounds_bad, r - 1);
+	CHECK_EQ(rounds_bad, 0);
+	CHECK_EQ(atomic_load(&unmap_bad), 0);
+	/* the last winner left the range free */
+	CHECK_EQ(cairn_port_unmap(va, PG), CAIRN_ERANGE);
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(RACE_THREADS + 1, 0, MEM) == 0);
@@ -161,5 +267,6 @@ int main(void)
 	REQUIRE(win != 0);
 	test_contract();
 	test_race();
+	test_unmap_race();
 	return check_done("port_map");
 }
