@@ -99,12 +99,17 @@ int cairn_host_hole(cairn_phys_t phys, uint64_t size)
 
 /* ---- VA windows: where cairn_port_map may map, page by page ----
  *
- * A window's bitmap has a bit per page, set while the page is mapped.
- * A map claims its pages' bits (acquire) before it maps, so of two maps
- * of one page only one gets to mremap; an unmap makes the pages
- * inaccessible first and clears their bits after (release), so a map
- * that claims a page cleared finds it unmapped. A window is published by
- * its base (release) after its size and bitmap; slots are taken for good. */
+ * A window's bitmap has two bits per page, MAPPED and BUSY: 00 free, 11
+ * being mapped or unmapped, 10 mapped. A map takes its pages from 00 to
+ * 11 and an unmap from 10 to 11, a CAS per bitmap word (acquire), all or
+ * none, before either touches the pages; so of maps racing for a page
+ * one wins, and of unmaps racing for a range one wins: the others find a
+ * page taken and say EEXIST or ERANGE. A page stays taken while it is
+ * remapped or made inaccessible: a map never lands on a page an unmap is
+ * still tearing down, and an unmap never tears down a page whose map has
+ * not finished. The owner then lets the pages go (release): the map to
+ * 10, the unmap to 00. A window is published by its base (release) after
+ * its size and bitmap; slots are taken for good. */
 #define HOST_MAX_WINDOWS 64
 
 static struct {
@@ -122,7 +127,7 @@ uint64_t cairn_host_va_window(uint64_t size, uint64_t align)
 	unsigned w = atomic_fetch_add_explicit(&nwindows, 1, memory_order_relaxed);
 	if (w >= HOST_MAX_WINDOWS)
 		return 0;
-	size_t bytes = (size / 4096 + 63) / 64 * sizeof(uint64_t);
+	size_t bytes = (size / 4096 + 31) / 32 * sizeof(uint64_t);
 	void *bits = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	void *r = mmap(NULL, size + align, PROT_NONE,
@@ -269,48 +274,72 @@ static int window_of(uintptr_t virt, size_t len)
 	return -1;
 }
 
-/* The bits of pages [first, first + n) that lie in word `i`. */
+/* Two bits a page, 32 pages a word: page p's MAPPED bit is bit 2 * (p %
+ * 32) of word p / 32, its BUSY bit the one above. */
+#define PAGES_PER_WORD 32
+#define MAPPED_BITS 0x5555555555555555ull
+
+/* The MAPPED bits of pages [first, first + n) that lie in word `i` (their
+ * BUSY bits are this shifted left by one). */
 static uint64_t page_mask(uint64_t first, uint64_t n, uint64_t i)
 {
-	uint64_t lo = first > i * 64 ? first - i * 64 : 0;
-	uint64_t hi = first + n < (i + 1) * 64 ? first + n - i * 64 : 64;
-	return (hi - lo == 64 ? ~0ull : ((1ull << (hi - lo)) - 1)) << lo;
+	uint64_t w0 = i * PAGES_PER_WORD, w1 = w0 + PAGES_PER_WORD;
+	uint64_t lo = first > w0 ? first - w0 : 0;
+	uint64_t hi = first + n < w1 ? first + n - w0 : PAGES_PER_WORD;
+	uint64_t span = 2 * (hi - lo);
+	return (span == 64 ? ~0ull : ((1ull << span) - 1)) << 2 * lo & MAPPED_BITS;
 }
 
-/* Clear the bits of pages [first, first + n) (a release: what the caller
- * did to them before, unmapping them, comes first). */
-static void pages_clear(_Atomic uint64_t *bits, uint64_t first, uint64_t n)
+static uint64_t word_first(uint64_t first)
 {
-	for (uint64_t i = first / 64; n && i <= (first + n - 1) / 64; i++)
-		atomic_fetch_and_explicit(&bits[i], ~page_mask(first, n, i),
+	return first / PAGES_PER_WORD;
+}
+
+static uint64_t word_last(uint64_t first, uint64_t n)
+{
+	return (first + n - 1) / PAGES_PER_WORD;
+}
+
+/* Take pages [first, first + n), all or none: each from MAPPED `mapped`,
+ * BUSY clear, to both set. False if a page was in another state; the
+ * words taken before it are put back as they were, and the call then
+ * changed nothing. Acquire: what the pages' last owner did to them (its
+ * mremap or mmap) comes before what the caller does next. */
+static bool pages_take(_Atomic uint64_t *bits, uint64_t first, uint64_t n, bool mapped)
+{
+	for (uint64_t i = word_first(first); i <= word_last(first, n); i++) {
+		uint64_t m = page_mask(first, n, i), all = m | m << 1;
+		uint64_t want = mapped ? m : 0;
+		uint64_t v = atomic_load_explicit(&bits[i], memory_order_relaxed);
+		do {
+			if ((v & all) != want) {
+				/* Only this call set these bits meanwhile: a
+				 * page taken is touched by its taker alone. */
+				for (uint64_t u = word_first(first); u < i; u++) {
+					uint64_t um = page_mask(first, n, u);
+					atomic_fetch_and_explicit(&bits[u],
+								  ~((um | um << 1) & ~(mapped ? um : 0)),
+								  memory_order_relaxed);
+				}
+				return false;
+			}
+		} while (!atomic_compare_exchange_weak_explicit(&bits[i], &v, v | all,
+							       memory_order_acquire,
+							       memory_order_relaxed));
+	}
+	return true;
+}
+
+/* Let taken pages [first, first + n) go: still mapped (MAPPED kept, BUSY
+ * cleared) or not (both cleared). Release: what the caller did to them
+ * comes before whatever the next to take them does. */
+static void pages_let_go(_Atomic uint64_t *bits, uint64_t first, uint64_t n, bool mapped)
+{
+	for (uint64_t i = word_first(first); i <= word_last(first, n); i++) {
+		uint64_t m = page_mask(first, n, i);
+		atomic_fetch_and_explicit(&bits[i], ~(m << 1 | (mapped ? 0 : m)),
 					  memory_order_release);
-}
-
-/* Set the bits of pages [first, first + n), all or none: false if one
- * was set already (every bit this call set is cleared again). */
-static bool pages_claim(_Atomic uint64_t *bits, uint64_t first, uint64_t n)
-{
-	for (uint64_t i = first / 64; i <= (first + n - 1) / 64; i++) {
-		uint64_t m = page_mask(first, n, i);
-		uint64_t old = atomic_fetch_or_explicit(&bits[i], m, memory_order_acquire);
-		if (old & m) {
-			atomic_fetch_and_explicit(&bits[i], ~(m & ~old), memory_order_relaxed);
-			pages_clear(bits, first, i * 64 - first > n ? 0 : i * 64 - first);
-			return false;
-		}
 	}
-	return true;
-}
-
-/* Are all the bits of pages [first, first + n) set? */
-static bool pages_all(_Atomic uint64_t *bits, uint64_t first, uint64_t n)
-{
-	for (uint64_t i = first / 64; i <= (first + n - 1) / 64; i++) {
-		uint64_t m = page_mask(first, n, i);
-		if ((atomic_load_explicit(&bits[i], memory_order_acquire) & m) != m)
-			return false;
-	}
-	return true;
 }
 
 /* The kernel's contract (port.h): a page already mapped, by an earlier
@@ -332,38 +361,38 @@ int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 		return CAIRN_EINVAL;
 	uint64_t first = (virt - atomic_load_explicit(&windows[w].base,
 						      memory_order_relaxed)) / 4096;
-	if (!pages_claim(windows[w].bits, first, len / 4096))
+	if (!pages_take(windows[w].bits, first, len / 4096, false))
 		return CAIRN_EEXIST;
 	void *p = mremap(cairn_port_phys_to_virt(phys), 0, len,
 			 MREMAP_MAYMOVE | MREMAP_FIXED, (void *)virt);
-	if (p == MAP_FAILED) {
-		pages_clear(windows[w].bits, first, len / 4096);
-		return CAIRN_ENOMEM;
-	}
-	return 0;
+	pages_let_go(windows[w].bits, first, len / 4096, p != MAP_FAILED);
+	return p == MAP_FAILED ? CAIRN_ENOMEM : 0;
 }
 
-/* All or nothing, as the kernel's: a page of the range not mapped (by
- * cairn_port_map) is CAIRN_ERANGE, nothing unmapped. */
+/* All or nothing, as the kernel's: a page of the range not mapped by
+ * cairn_port_map is CAIRN_ERANGE, nothing unmapped. The host maps only
+ * into its windows, so a page outside them (of the identity map, or
+ * anything else of the process) is one it did not map. Of unmaps racing
+ * for a range, the one that takes its pages wins; the others say ERANGE. */
 int cairn_port_unmap(uintptr_t virt, size_t len)
 {
-	if ((virt | len) & 0xfff || !len)
+	if ((virt | len) & 0xfff || !len || virt + len - 1 < virt)
 		return CAIRN_EINVAL;
 	int w = window_of(virt, len);
 	if (w < 0)
-		return CAIRN_EINVAL;
+		return CAIRN_ERANGE;
 	uint64_t first = (virt - atomic_load_explicit(&windows[w].base,
 						      memory_order_relaxed)) / 4096;
-	if (unmap_fails() || !pages_all(windows[w].bits, first, len / 4096))
+	if (unmap_fails() || !pages_take(windows[w].bits, first, len / 4096, true))
 		return CAIRN_ERANGE; /* (planted: as the kernel's on a page it finds unmapped) */
 	/* Leave the range reserved but inaccessible rather than unmapped, so
 	 * nothing else in the process can land there. */
 	void *p = mmap((void *)virt, len, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return CAIRN_EINVAL;
-	pages_clear(windows[w].bits, first, len / 4096);
-	return 0;
+	/* Failed: the pages count as mapped still, so that nothing maps
+	 * over what may still reach the frames. */
+	pages_let_go(windows[w].bits, first, len / 4096, p == MAP_FAILED);
+	return p == MAP_FAILED ? CAIRN_EINVAL : 0;
 }
 
 void cairn_port_report(int err, const char *what, uint64_t a, uint64_t b)
