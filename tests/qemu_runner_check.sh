@@ -52,6 +52,11 @@ expect 1 33 "cairn test kernel\\nsmp: 1 CPUs up, tests on 1, TSC 1 MHz\\nverdict
 # panic) on the console. The exit status alone would call that a pass.
 expect 1 33 "$up\\ncpu 1: TRAP vector 14 (#PF page fault) error 0\\nverdict: FAIL (trap 14 on cpu 1)\\nverdict: PASS"
 expect 1 33 "$up\\ncpu 1: PANIC: out of stacks\\nverdict: FAIL (panic)\\nverdict: PASS"
+# ... or before its verdict line is out: the trap or panic line alone
+# (and for a trap, the register lines after it) is on the console.
+expect 1 33 "$up\\ncpu 1: TRAP vector 14 (#PF page fault) error 0\\nverdict: PASS"
+expect 1 33 "$up\\ncpu 1: TRAP vector 13 (#GP general protection) error 0\\ncpu 1:   rip 0x1000 cr2 0 rsp 0x2000 rflags 0x2\\nverdict: PASS"
+expect 1 33 "$up\\ncpu 1: PANIC: out of stacks\\nverdict: PASS"
 
 # Expected failures: seen for what they are, and only then.
 expect 0 35 "$up\\nverdict: FAIL (1 failed checks)" --expect-fail
