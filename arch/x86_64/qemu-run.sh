@@ -9,7 +9,8 @@
 #
 # The console streams to stdout. The last line is one of
 #   qemu-run: PASS ...                         guest verdict PASS (and no
-#                                              CPU's verdict FAIL)
+#                                              CPU's verdict FAIL, TRAP or
+#                                              PANIC line)
 #   qemu-run: FAIL: guest reported a failure   a check failed (exit value 0x11)
 #   qemu-run: FAIL: guest trapped              unexpected exception (0x12)
 #   qemu-run: FAIL: guest could not boot       (0x13)
@@ -103,9 +104,12 @@ timeout --kill-after=5 "$timeout_s" "${cmd[@]}" </dev/null 2>&1 | sed -u 's/\r$/
 status=${PIPESTATUS[0]}
 secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 
-verdict_pass=0 verdict_fail=0
+verdict_pass=0 verdict_fail=0 trapped=0
 grep -q '^verdict: PASS' "$log" && verdict_pass=1
 grep -q '^verdict: FAIL' "$log" && verdict_fail=1
+# What the kernel prints first on a trap (cpu.c) or a panic (console.c);
+# a passing run prints neither (a probe's expected fault prints nothing).
+grep -Eq 'cpu [0-9]+: (TRAP vector|PANIC: )' "$log" && trapped=1
 
 case $status in
 33) outcome=pass what="guest verdict PASS" ;;
@@ -124,6 +128,11 @@ fi
 # FAIL verdict anywhere on the console makes the run a failure.
 if [ "$outcome" = pass ] && [ "$verdict_fail" = 1 ]; then
 	outcome=fail what="exit value PASS, but the console has a 'verdict: FAIL' line"
+fi
+# It may even exit before that CPU's verdict line is out: a TRAP or PANIC
+# line is as good as its verdict.
+if [ "$outcome" = pass ] && [ "$trapped" = 1 ]; then
+	outcome=fail what="exit value PASS, but the console has a TRAP or PANIC line"
 fi
 if [ "$outcome" = fail ] && [ "$verdict_fail" != 1 ]; then
 	what="$what, without a verdict line"
