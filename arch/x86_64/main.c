@@ -174,7 +174,13 @@ void fail(const char *fmt, ...)
 	kvsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	atomic_fetch_add(&failures, 1);
+	/* An interrupt handler may fail() too (the irq test's does), on this
+	 * CPU, between the load and the store of an increment: interrupts off
+	 * around it, so that neither count is lost. Only this CPU writes its
+	 * count, so nothing more is needed. */
+	unsigned long f = irq_save();
 	this_cpu()->errors++;
+	irq_restore(f);
 	kprintf("cpu %u: FAIL: %s\n", this_cpu()->idx, buf);
 }
 
