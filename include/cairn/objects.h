@@ -114,6 +114,10 @@ struct cairn_objects_config {
 	 * free is refused there, hardened or not. Given back to the arena
 	 * when the CPU goes offline or any heap meets exhaustion. 0: none. */
 	unsigned large_cache_kib;
+	/* Optional, with large_arena: the largest large object the arena can
+	 * ever serve, counted as its size rounded to pages plus its alignment
+	 * beyond a page. 0: unknown. */
+	uint64_t large_max;
 	/* Optional, with large_arena: called before and after every call
 	 * into the arena (allocation, free, lookup; destroy excepted), around
 	 * every post of remote frees to another CPU's message queue, and

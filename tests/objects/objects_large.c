@@ -638,6 +638,161 @@ static void test_buddy_released(uint64_t free0)
 	CHECK_EQ(objtest_free_frames(), free0);
 }
 
+/* ---- requests above large_max: refused before anything changes ---- */
+
+#define BEYOND_MAX (64 * MiB) /* large_max of the instance below */
+
+/* Everything exhaustion would change: every heap's statistics and the
+ * instance's (slabs, cached and released blocks, cached large ranges,
+ * posted batches), the frames free, the arena's extents, the quantum
+ * cache's ranges. */
+struct beyond_snap {
+	struct cairn_objects_stats all, heap[4];
+	uint64_t free_frames, extents, qcached;
+};
+
+static struct beyond_snap beyond_snap(struct cairn_objects *o)
+{
+	struct beyond_snap s;
+	memset(&s, 0, sizeof(s));
+	cairn_objects_stats(o, &s.all);
+	for (unsigned i = 0; i < 4; i++)
+		cairn_objects_heap_stats(o, i, &s.heap[i]);
+	s.free_frames = objtest_free_frames();
+	s.extents = extents();
+	s.qcached = objtest_qc ? cairn_qcache_cached_quanta(objtest_qc) : 0;
+	return s;
+}
+
+static void beyond_same(struct cairn_objects *o, const struct beyond_snap *was, const char *what)
+{
+	_Static_assert(sizeof(struct beyond_snap) % sizeof(uint64_t) == 0, "all uint64_t");
+	struct beyond_snap now = beyond_snap(o);
+	const uint64_t *a = (const uint64_t *)was, *b = (const uint64_t *)&now;
+	for (size_t i = 0; i < sizeof(now) / sizeof(uint64_t); i++) {
+		if (a[i] != b[i])
+			fprintf(stderr, "%s: figure %zu was %llu, now %llu\n", what, i,
+				(unsigned long long)a[i], (unsigned long long)b[i]);
+		CHECK_EQ(a[i], b[i]);
+	}
+}
+
+/* Heaps with something to lose: slab blocks cached (heap 0) and released
+ * (heap 2 went offline), large ranges cached (the heaps' caches or the
+ * quantum cache), a remote free not posted yet (heap 1), and live objects
+ * (*large with a pattern, *small). */
+static void beyond_fill(struct cairn_objects *o, unsigned char **large, void **small)
+{
+	struct cairn_heap *h0 = cairn_objects_heap(o, 0), *h2 = cairn_objects_heap(o, 2);
+	enum { N = 600 };
+	static void *v[N];
+	for (struct cairn_heap *h = h0;; h = h2) {
+		for (unsigned i = 0; i < N; i++)
+			REQUIRE((v[i] = cairn_heap_alloc(h, 2048)) != NULL);
+		for (unsigned i = 1; i < N; i++)
+			CHECK_EQ(cairn_heap_free(h, v[i]), 0);
+		if (h == h2)
+			break;
+		*small = v[0];
+	}
+	CHECK_EQ(cairn_heap_free(h2, v[0]), 0);
+	cairn_heap_offline(h2);
+	cairn_heap_online(h2);
+	for (unsigned i = 0; i < 4; i++)
+		REQUIRE((v[i] = cairn_heap_alloc(h0, 100000)) != NULL);
+	for (unsigned i = 0; i < 4; i++)
+		CHECK_EQ(cairn_heap_free(h0, v[i]), 0);
+	void *remote = cairn_heap_alloc(h0, 64);
+	REQUIRE(remote);
+	CHECK_EQ(cairn_heap_free(cairn_objects_heap(o, 1), remote), 0);
+	*large = cairn_heap_alloc(h0, 200000);
+	REQUIRE(*large);
+	memset(*large, 0x5a, 200000);
+}
+
+static void test_beyond_max(enum objtest_large mode, bool harden)
+{
+	objtest_large_init(mode, 2 << 20);
+	objtest_large_max = BEYOND_MAX;
+	struct cairn_objects *o =
+		objtest_create(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	unsigned char *large;
+	void *small;
+	beyond_fill(o, &large, &small);
+	struct beyond_snap was = beyond_snap(o);
+	/* what the requests below would take back, were they tried */
+	CHECK(was.heap[0].slabs > 0);
+	CHECK(was.heap[0].cached_frames > 0);
+	if (objtest_released_kib)
+		CHECK(was.all.released_frames > 0);
+	if (objtest_large_cache_kib)
+		CHECK(was.all.large_cached_frames > 0);
+	if (mode == OBJTEST_QCACHE && !harden)
+		CHECK(was.qcached > 0);
+	size_t usable = cairn_objects_usable_size(o, large);
+	CHECK(usable >= 200000);
+
+	/* malloc-like: above the bound, by far and by a byte */
+	CHECK(cairn_heap_alloc(h, 2ull << 30) == NULL);
+	beyond_same(o, &was, "alloc 2 GiB");
+	CHECK(cairn_heap_alloc(h, BEYOND_MAX + 1) == NULL);
+	beyond_same(o, &was, "alloc large_max + 1");
+	CHECK(cairn_heap_alloc_slow(h, 2ull << 30) == NULL);
+	CHECK(cairn_heap_calloc(h, 2, 1ull << 30) == NULL);
+	CHECK(cairn_heap_alloc(h1, 2ull << 30) == NULL); /* its batch stays */
+	beyond_same(o, &was, "alloc_slow, calloc, heap 1");
+	/* aligned: an alignment no span has, and a size that fits only
+	 * without its alignment's slack (pages + align - 4 KiB) */
+	CHECK(cairn_heap_alloc_aligned(h, 100000, 1ull << 40) == NULL);
+	CHECK(cairn_heap_alloc_aligned(h, 16, 1ull << 40) == NULL);
+	beyond_same(o, &was, "aligned 2^40");
+	CHECK(cairn_heap_alloc_aligned(h, BEYOND_MAX / 2 + 8192 - 100, BEYOND_MAX / 2) == NULL);
+	beyond_same(o, &was, "aligned beyond by its slack");
+	/* realloc: ENOMEM, the object untouched */
+	int err = -1;
+	CHECK(cairn_heap_realloc_err(h, large, 2ull << 30, &err) == NULL);
+	CHECK_EQ(err, CAIRN_ENOMEM);
+	err = -1;
+	CHECK(cairn_heap_realloc_err(h, small, BEYOND_MAX + 1, &err) == NULL);
+	CHECK_EQ(err, CAIRN_ENOMEM);
+	CHECK(cairn_heap_realloc(h, large, 2ull << 30) == NULL);
+	beyond_same(o, &was, "realloc");
+	/* the calls on the calling CPU's heap */
+	CHECK(cairn_objects_alloc(o, 2ull << 30) == NULL);
+	CHECK(cairn_objects_alloc_aligned(o, 4096, 1ull << 40) == NULL);
+	CHECK(cairn_objects_calloc(o, 1, 2ull << 30) == NULL);
+	CHECK(cairn_objects_realloc(o, large, 2ull << 30) == NULL);
+	beyond_same(o, &was, "cairn_objects_*");
+	CHECK_EQ(cairn_objects_usable_size(o, large), usable);
+	for (size_t i = 0; i < 200000; i++)
+		if (large[i] != 0x5a) {
+			CHECK_EQ(large[i], 0x5a);
+			break;
+		}
+	CHECK_EQ(cairn_objects_validate(o), 0);
+
+	/* at the bound: tried, and served */
+	void *p = cairn_heap_alloc(h, BEYOND_MAX);
+	REQUIRE(p);
+	CHECK(cairn_objects_usable_size(o, p) >= BEYOND_MAX);
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	p = cairn_heap_alloc_aligned(h, BEYOND_MAX / 2, BEYOND_MAX / 2);
+	REQUIRE(p);
+	CHECK_EQ((uintptr_t)p & (BEYOND_MAX / 2 - 1), 0);
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	p = cairn_heap_realloc(h, large, BEYOND_MAX);
+	REQUIRE(p);
+	CHECK_EQ(((unsigned char *)p)[199999], 0x5a);
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	CHECK_EQ(cairn_heap_free(h, small), 0);
+	cairn_heap_flush(h1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_objects_destroy(o);
+	objtest_large_max = 0;
+	objtest_large_fini();
+}
+
 /* The embedder's gate around every arena call: the leave of the first
  * call after `window_action` is set, at depth 0, runs it (what another CPU
  * may do right then). */
@@ -789,6 +944,12 @@ int main(void)
 	objtest_large_cache_kib = objtest_released_kib = 0;
 	test_buddy_released(free0);
 	test_retiring_reuse(free0);
+	for (int harden = 0; harden < 2; harden++) {
+		test_beyond_max(OBJTEST_CACHES, harden);
+		test_beyond_max(OBJTEST_MAPPED, harden);
+		test_beyond_max(OBJTEST_QCACHE, harden);
+		CHECK_EQ(objtest_free_frames(), free0);
+	}
 
 	/* bad configurations */
 	objtest_large_init(OBJTEST_DIRECT, 2 << 20);
@@ -800,6 +961,9 @@ int main(void)
 	cfg.large_cache_kib = 1024;
 	CHECK_EQ(cairn_objects_create(&o, &cfg), CAIRN_EINVAL); /* large cache, no arena */
 	cfg.large_cache_kib = 0;
+	cfg.large_max = 1ull << 30;
+	CHECK_EQ(cairn_objects_create(&o, &cfg), CAIRN_EINVAL); /* large_max, no arena */
+	cfg.large_max = 0;
 	struct cairn_arena fine;
 	struct cairn_arena_config ac = { .quantum = 64 };
 	REQUIRE(cairn_arena_create(&fine, objtest_frames, 1u << 30, 1u << 20, &ac) == 0);

@@ -49,6 +49,8 @@ static struct cairn_qcache *objtest_qc;
 static uint64_t objtest_va_base; /* mapped mode: the VA arena's window */
 /* The heaps' large caches and the instance's released blocks (0: none). */
 static unsigned objtest_large_cache_kib, objtest_released_kib;
+/* large_max of the instances with an arena (0: unknown). */
+static uint64_t objtest_large_max;
 
 /* The VA arena's window (mapped mode): 4 GiB of host address space,
  * reserved at run time (under TSan, fixed addresses may lie outside what
@@ -127,6 +129,7 @@ static inline struct cairn_objects *objtest_create_with(enum cairn_obj_harden ha
 		.large_qcache = objtest_qc,
 		.large_cache_kib = objtest_mode != OBJTEST_BUDDY ? objtest_large_cache_kib : 0,
 		.released_kib = objtest_released_kib,
+		.large_max = objtest_mode != OBJTEST_BUDDY ? objtest_large_max : 0,
 	};
 	if (cairn_objects_create(&o, &cfg)) {
 		fprintf(stderr, "cairn_objects_create failed\n");
