@@ -76,7 +76,7 @@ static uint64_t mix64(uint64_t x)
 int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_config *cfg)
 {
 	if (!out || !cfg || !cfg->frames || cfg->phys_limit <= cfg->phys_base ||
-	    (cfg->large_cache_kib && !cfg->large_arena) ||
+	    ((cfg->large_cache_kib || cfg->large_max) && !cfg->large_arena) ||
 	    (cfg->phys_base & (OBJ_PAGE - 1)) || cfg->harden > CAIRN_OBJ_HARDEN_ON ||
 	    (cfg->large_arena && cfg->large_arena->quantum != OBJ_PAGE) ||
 	    (cfg->large_qcache && !cfg->large_arena) ||
@@ -121,6 +121,7 @@ int cairn_objects_create(struct cairn_objects **out, const struct cairn_objects_
 #endif
 	o->arena = cfg->large_arena;
 	o->qc = o->harden ? NULL : cfg->large_qcache;
+	o->large_max = cfg->large_max ? cfg->large_max : UINT64_MAX;
 	o->arena_enter = cfg->arena_enter;
 	o->arena_leave = cfg->arena_leave;
 	atomic_init(&o->meta_frames, (uint64_t)1 << order);
@@ -650,6 +651,12 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 	if (size > ((size_t)1 << 62))
 		return NULL;
 	uint64_t bytes = (size + OBJ_PAGE - 1) & ~(uint64_t)(OBJ_PAGE - 1), addr, pages = 0;
+	/* No span can hold it: fail now, as the buddy path does above its
+	 * largest order, before the exhaustion path below takes back every
+	 * heap's caches for a retry that cannot succeed either. No overflow:
+	 * bytes <= 2^62 and align <= 2^63. */
+	if (bytes + (align > OBJ_PAGE ? align - OBJ_PAGE : 0) > o->large_max)
+		return NULL;
 	bool small = o->large_cache_pages && bytes <= (uint64_t)OBJ_LC_MAX_PAGES << OBJ_PAGE_SHIFT;
 	if (small && align <= OBJ_PAGE && caches_try(h)) {
 		addr = lcache_take(h, bytes >> OBJ_PAGE_SHIFT, &pages);

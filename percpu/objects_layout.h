@@ -293,6 +293,9 @@ struct cairn_objects {
 	 * pagemap), optionally through a quantum cache (only unhardened). */
 	struct cairn_arena *arena;
 	struct cairn_qcache *qc;
+	/* The largest pages + alignment slack the arena can serve (the
+	 * config's large_max; unknown: UINT64_MAX, nothing refused). */
+	uint64_t large_max;
 	void (*arena_enter)(void), (*arena_leave)(void); /* NULL: no gate */
 	/* Heaps are made on first use (a heap is 2.4 KiB, and most of a
 	 * host's 256 slots are never used: their memory stays untouched).

@@ -116,7 +116,13 @@ struct cairn_objects_config {
 	unsigned large_cache_kib;
 	/* Optional, with large_arena: the largest large object the arena can
 	 * ever serve, counted as its size rounded to pages plus its alignment
-	 * beyond a page. 0: unknown. */
+	 * beyond a page (the slack that places it aligned anywhere in a
+	 * span): e.g. its largest span. A request above it fails at once,
+	 * nothing changed, as impossible requests do (alloc: NULL; realloc:
+	 * CAIRN_ENOMEM, p untouched); only the arena can tell otherwise, and
+	 * without it (0: unknown) such a request runs the exhaustion path
+	 * (every batch posted, every heap's caches taken back) before it
+	 * fails. A request within it may still fail on exhaustion. */
 	uint64_t large_max;
 	/* Optional, with large_arena: called before and after every call
 	 * into the arena (allocation, free, lookup; destroy excepted), around
@@ -139,7 +145,8 @@ struct cairn_heap;
  * cfg->frames (or cfg->fcache). CAIRN_EINVAL for a bad configuration
  * (frames missing, phys_base not page aligned or not below phys_limit,
  * ncpus below cairn_port_cpu_count(), an arena whose quantum is not
- * CAIRN_FRAME_SIZE, large_qcache or large_cache_kib without large_arena,
+ * CAIRN_FRAME_SIZE, large_qcache, large_cache_kib or large_max without
+ * large_arena,
  * one of arena_enter/arena_leave alone), CAIRN_ENOMEM when its memory
  * cannot be had. The arena, caches and frames given must outlive it. */
 int cairn_objects_create(struct cairn_objects **out,
@@ -154,8 +161,9 @@ void cairn_objects_destroy(struct cairn_objects *o);
 /* malloc-like calls on the calling CPU's heap. alloc(0) returns a minimal
  * object. NULL on exhaustion (after collecting and releasing what the heap
  * holds, and taking back every heap's caches) and for impossible requests
- * (EINVAL-like: align not a power of two, calloc overflow); nothing
- * changes then. */
+ * (EINVAL-like: align not a power of two, calloc overflow; ENOMEM-like: a
+ * large object above what the page layer can ever serve, the largest
+ * buddy block or the config's large_max); nothing changes then. */
 void *cairn_objects_alloc(struct cairn_objects *o, size_t size);
 void *cairn_objects_alloc_aligned(struct cairn_objects *o, size_t size,
 				  size_t align);
