@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cairn/host.h>
+#include <cairn/objects.h>
 
 #include "../check.h"
 #include "shim.h"
@@ -128,6 +129,46 @@ static void test_realloc(void)
 	p = cairn_malloc(GIB + 1);
 	REQUIRE(p);
 	CHECK(cairn_realloc(p, 0) == NULL);
+}
+
+/* A realloc above a GiB asks the heap first (it keeps p if it can): the
+ * heap refuses it at once, what it caches untouched, and p goes to a huge
+ * block. The caches: released slab blocks and freed large objects of this
+ * thread's heap, which an exhaustion would have taken back. */
+static void test_realloc_keeps_caches(void)
+{
+	struct cairn_objects *o = cairn_shim_objects();
+	enum { N = 600 };
+	static void *v[N];
+	for (unsigned i = 0; i < N; i++)
+		REQUIRE((v[i] = cairn_malloc(2048)) != NULL);
+	for (unsigned i = 1; i < N; i++)
+		cairn_free(v[i]);
+	for (unsigned i = 1; i < 5; i++)
+		REQUIRE((v[i] = cairn_malloc(100000)) != NULL);
+	for (unsigned i = 1; i < 5; i++)
+		cairn_free(v[i]);
+	unsigned char *p = cairn_malloc(200000);
+	REQUIRE(p);
+	fill(p, 200000, 0x3c);
+	struct cairn_objects_stats was, now;
+	cairn_objects_stats(o, &was);
+	CHECK(was.cached_frames > 0);
+	CHECK(was.large_cached_frames > 0);
+	unsigned char *q = cairn_realloc(p, 2 * GIB);
+	REQUIRE(q);
+	CHECK(filled(q, 200000, 0x3c));
+	CHECK(huge_ok(q, 2 * GIB, 16));
+	unsigned char *r = cairn_realloc(v[0], GIB + 100);
+	REQUIRE(r);
+	cairn_objects_stats(o, &now);
+	CHECK_EQ(now.slabs, was.slabs);
+	CHECK_EQ(now.cached_frames, was.cached_frames);
+	/* plus p's 49 pages, freed once moved */
+	CHECK_EQ(now.large_cached_frames, was.large_cached_frames + 49);
+	CHECK_EQ(now.remote_posted, was.remote_posted);
+	cairn_free(q);
+	cairn_free(r);
 }
 
 static void *free_thread(void *arg)
@@ -251,6 +292,7 @@ int main(void)
 {
 	cairn_free(cairn_malloc(1)); /* the instance, with its first GiB */
 	uint64_t gib = cairn_shim_memory_gib();
+	test_realloc_keeps_caches();
 	test_entry_points();
 	test_calloc();
 	test_realloc();
