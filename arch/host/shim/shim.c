@@ -350,18 +350,23 @@ static bool slots_sweep(void)
 	return freed;
 }
 
+static bool ready(void);
+
 static void atfork_prepare(void)
 {
 	if (forking) { /* a fork from a fork handler run inside ours */
 		forking++;
 		return;
 	}
-	/* A thread making the instance finishes first (it takes none of the
-	 * locks a fork holds, and forks nowhere): a child copied in the
-	 * middle would wait for it for ever. (in_shim: this thread is that
-	 * one, forking from a signal handler; it cannot wait for itself.) */
-	while (!in_shim && atomic_load_explicit(&state, memory_order_acquire) == INITIALISING)
-		sched_yield();
+	/* No fork copies the instance half made: a child would wait for
+	 * its maker, a thread it does not have, for ever. Waiting for a
+	 * maker seen at work is not enough, as a thread may start making it
+	 * just after the look; so the fork makes it, or waits for the thread
+	 * making it (it takes none of the locks a fork holds, and forks
+	 * nowhere). (in_shim: this thread is that one, forking from a signal
+	 * handler; it cannot wait for itself, and its child is its maker.) */
+	if (!in_shim)
+		(void)ready();
 	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
 		cairn_port_pause();
 	while (atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
@@ -537,7 +542,7 @@ static bool make_instance(void)
  *  - glibc runs the prepare handlers with that lock dropped around each,
  *    and only those registered when the fork began: a fork racing the
  *    registration runs none of ours, and copied the instance half made
- *    (the prepare handler waits for the maker: atfork_prepare).
+ *    (so the prepare handler makes it, or waits for its maker).
  * So the prepare handler runs after every later-registered one's. */
 __attribute__((constructor)) static void shim_load(void)
 {
