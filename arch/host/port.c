@@ -261,17 +261,20 @@ cairn_phys_t cairn_port_virt_to_phys(const void *virt)
 	return mem_phys + (cairn_phys_t)((const unsigned char *)virt - mem_base);
 }
 
-/* The window that holds [virt, virt + len), or -1. */
-static int window_of(uintptr_t virt, size_t len)
+/* The bitmap of the window that holds [virt, virt + len), and in *first
+ * the range's first page there; NULL if no window holds it whole. */
+static _Atomic uint64_t *window_pages(uintptr_t virt, size_t len, uint64_t *first)
 {
 	unsigned n = atomic_load_explicit(&nwindows, memory_order_relaxed);
 	for (unsigned w = 0; w < n && w < HOST_MAX_WINDOWS; w++) {
 		uintptr_t base = atomic_load_explicit(&windows[w].base, memory_order_acquire);
 		if (base && virt >= base && virt - base <= windows[w].size &&
-		    len <= windows[w].size - (virt - base))
-			return (int)w;
+		    len <= windows[w].size - (virt - base)) {
+			*first = (virt - base) / 4096;
+			return windows[w].bits;
+		}
 	}
-	return -1;
+	return NULL;
 }
 
 /* Two bits a page, 32 pages a word: page p's MAPPED bit is bit 2 * (p %
@@ -356,16 +359,15 @@ int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 	uintptr_t ident = (uintptr_t)mem_base;
 	if (virt < ident + mem_size && virt + len > ident)
 		return CAIRN_EEXIST;
-	int w = window_of(virt, len);
-	if (w < 0)
+	uint64_t first;
+	_Atomic uint64_t *bits = window_pages(virt, len, &first);
+	if (!bits)
 		return CAIRN_EINVAL;
-	uint64_t first = (virt - atomic_load_explicit(&windows[w].base,
-						      memory_order_relaxed)) / 4096;
-	if (!pages_take(windows[w].bits, first, len / 4096, false))
+	if (!pages_take(bits, first, len / 4096, false))
 		return CAIRN_EEXIST;
 	void *p = mremap(cairn_port_phys_to_virt(phys), 0, len,
 			 MREMAP_MAYMOVE | MREMAP_FIXED, (void *)virt);
-	pages_let_go(windows[w].bits, first, len / 4096, p != MAP_FAILED);
+	pages_let_go(bits, first, len / 4096, p != MAP_FAILED);
 	return p == MAP_FAILED ? CAIRN_ENOMEM : 0;
 }
 
@@ -378,12 +380,11 @@ int cairn_port_unmap(uintptr_t virt, size_t len)
 {
 	if ((virt | len) & 0xfff || !len || virt + len - 1 < virt)
 		return CAIRN_EINVAL;
-	int w = window_of(virt, len);
-	if (w < 0)
+	uint64_t first;
+	_Atomic uint64_t *bits = window_pages(virt, len, &first);
+	if (!bits)
 		return CAIRN_ERANGE;
-	uint64_t first = (virt - atomic_load_explicit(&windows[w].base,
-						      memory_order_relaxed)) / 4096;
-	if (unmap_fails() || !pages_take(windows[w].bits, first, len / 4096, true))
+	if (unmap_fails() || !pages_take(bits, first, len / 4096, true))
 		return CAIRN_ERANGE; /* (planted: as the kernel's on a page it finds unmapped) */
 	/* Leave the range reserved but inaccessible rather than unmapped, so
 	 * nothing else in the process can land there. */
@@ -391,7 +392,7 @@ int cairn_port_unmap(uintptr_t virt, size_t len)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	/* Failed: the pages count as mapped still, so that nothing maps
 	 * over what may still reach the frames. */
-	pages_let_go(windows[w].bits, first, len / 4096, p == MAP_FAILED);
+	pages_let_go(bits, first, len / 4096, p == MAP_FAILED);
 	return p == MAP_FAILED ? CAIRN_EINVAL : 0;
 }
 
