@@ -599,7 +599,9 @@ int cairn_port_unmap(uintptr_t virt, size_t len)
 {
 	if (!range_ok(virt, len))
 		return CAIRN_EINVAL;
-	/* All or nothing: every page must be a 4 KiB mapping of ours. */
+	/* All or nothing: every page must be a 4 KiB mapping of ours. A look
+	 * first, so that a plain bad unmap changes nothing even for a moment
+	 * (the takes below would clear and restore present bits). */
 	for (size_t off = 0; off < len; off += PAGE_SIZE) {
 		_Atomic uint64_t *e = leaf(virt + off);
 		if (!e || (atomic_load(e) & (PTE_P | PTE_PORT)) != (PTE_P | PTE_PORT))
