@@ -113,8 +113,8 @@ int main(int argc, char **argv)
 		return round_run();
 	}
 	unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 200;
-	unsigned hung[2] = {0, 0}, broken = 0;
-	for (unsigned r = 0; r < rounds && hung[0] + hung[1] < 3; r++) {
+	unsigned hung[2] = {0, 0}, broken = 0, r;
+	for (r = 0; r < rounds && hung[0] + hung[1] < 3; r++) {
 		char d[16];
 		snprintf(d, sizeof(d), "%u", r / 2 * 37 % 4000);
 		char *args[] = {argv[0], "--round", r % 2 ? "late" : "early", d, NULL};
@@ -126,9 +126,9 @@ int main(int argc, char **argv)
 		hung[r % 2] += rc == 1;
 		broken += rc == 3;
 	}
-	printf("fork while making the instance: %u rounds, children hung: %u early, %u late; "
-	       "%u rounds broken\n",
-	       rounds, hung[0], hung[1], broken);
+	printf("fork while making the instance: %u of %u rounds, children hung: %u early, "
+	       "%u late; %u rounds broken\n",
+	       r, rounds, hung[0], hung[1], broken);
 	CHECK_EQ(hung[0], 0);
 	CHECK_EQ(hung[1], 0);
 	CHECK_EQ(broken, 0);
