@@ -363,8 +363,11 @@ static void atfork_prepare(void)
 	 * maker seen at work is not enough, as a thread may start making it
 	 * just after the look; so the fork makes it, or waits for the thread
 	 * making it (it takes none of the locks a fork holds, and forks
-	 * nowhere). (in_shim: this thread is that one, forking from a signal
-	 * handler; it cannot wait for itself, and its child is its maker.) */
+	 * nowhere). (in_shim: this thread is inside the shim, forking from
+	 * a signal handler; it must not wait for itself. Beyond that, such a
+	 * fork is not provided for: fork is not async-signal-safe, and one
+	 * that interrupts a call may wait for what that call holds, as it
+	 * would in glibc's malloc.) */
 	if (!in_shim)
 		(void)ready();
 	while (atomic_flag_test_and_set_explicit(&grow_lock, memory_order_acquire))
