@@ -303,6 +303,18 @@ static uint64_t word_last(uint64_t first, uint64_t n)
 	return (first + n - 1) / PAGES_PER_WORD;
 }
 
+/* Let taken pages [first, first + n) go: still mapped (MAPPED kept, BUSY
+ * cleared) or not (both cleared). Release: what the caller did to them
+ * comes before whatever the next to take them does. */
+static void pages_let_go(_Atomic uint64_t *bits, uint64_t first, uint64_t n, bool mapped)
+{
+	for (uint64_t i = word_first(first); i <= word_last(first, n); i++) {
+		uint64_t m = page_mask(first, n, i);
+		atomic_fetch_and_explicit(&bits[i], ~(m << 1 | (mapped ? 0 : m)),
+					  memory_order_release);
+	}
+}
+
 /* Take pages [first, first + n), all or none: each from MAPPED `mapped`,
  * BUSY clear, to both set. False if a page was in another state; the
  * words taken before it are put back as they were, and the call then
@@ -316,14 +328,11 @@ static bool pages_take(_Atomic uint64_t *bits, uint64_t first, uint64_t n, bool 
 		uint64_t v = atomic_load_explicit(&bits[i], memory_order_relaxed);
 		do {
 			if ((v & all) != want) {
-				/* Only this call set these bits meanwhile: a
-				 * page taken is touched by its taker alone. */
-				for (uint64_t u = word_first(first); u < i; u++) {
-					uint64_t um = page_mask(first, n, u);
-					atomic_fetch_and_explicit(&bits[u],
-								  ~((um | um << 1) & ~(mapped ? um : 0)),
-								  memory_order_relaxed);
-				}
+				/* Let the pages of the words taken go as they
+				 * were: only this call set their bits meanwhile
+				 * (a page taken is touched by its taker alone). */
+				if (i > word_first(first))
+					pages_let_go(bits, first, i * PAGES_PER_WORD - first, mapped);
 				return false;
 			}
 		} while (!atomic_compare_exchange_weak_explicit(&bits[i], &v, v | all,
@@ -331,18 +340,6 @@ static bool pages_take(_Atomic uint64_t *bits, uint64_t first, uint64_t n, bool 
 							       memory_order_relaxed));
 	}
 	return true;
-}
-
-/* Let taken pages [first, first + n) go: still mapped (MAPPED kept, BUSY
- * cleared) or not (both cleared). Release: what the caller did to them
- * comes before whatever the next to take them does. */
-static void pages_let_go(_Atomic uint64_t *bits, uint64_t first, uint64_t n, bool mapped)
-{
-	for (uint64_t i = word_first(first); i <= word_last(first, n); i++) {
-		uint64_t m = page_mask(first, n, i);
-		atomic_fetch_and_explicit(&bits[i], ~(m << 1 | (mapped ? 0 : m)),
-					  memory_order_release);
-	}
 }
 
 /* The kernel's contract (port.h): a page already mapped, by an earlier
