@@ -574,25 +574,24 @@ int cairn_port_map(uintptr_t virt, cairn_phys_t phys, size_t len)
 	return 0;
 }
 
+static _Atomic uint64_t *leaf(uintptr_t virt)
+{
+	int err = 0;
+	return pt_slot(kernel_cr3, virt, 1, false, &err);
+}
+
 /* Take the page at virt from present to not present, keeping the rest of
  * its leaf (the frame, PTE_PORT): true if it was a present leaf of ours. A
  * CAS, not an AND: a leaf that is not ours is left as it is. */
 static bool unmap_take(uintptr_t virt)
 {
-	int err = 0;
-	_Atomic uint64_t *e = pt_slot(kernel_cr3, virt, 1, false, &err);
+	_Atomic uint64_t *e = leaf(virt);
 	uint64_t v = e ? atomic_load(e) : 0;
 	do {
 		if ((v & (PTE_P | PTE_PORT)) != (PTE_P | PTE_PORT))
 			return false;
 	} while (!atomic_compare_exchange_weak(e, &v, v & ~PTE_P));
 	return true;
-}
-
-static _Atomic uint64_t *leaf(uintptr_t virt)
-{
-	int err = 0;
-	return pt_slot(kernel_cr3, virt, 1, false, &err);
 }
 
 int cairn_port_unmap(uintptr_t virt, size_t len)
