@@ -4,7 +4,8 @@
  * in an empty and a filled tree, the edit checks (a malformed edit is
  * rejected with CAIRN_EINVAL and changes nothing), planner errors, fit
  * searches in both directions, walk, frame accounting, and the window of
- * slots a node's entries occupy (moved either way, recentred, full).
+ * slots a node's entries occupy (moved either way, recentred, full), and
+ * the depth limit (a refused root split changes nothing).
  */
 #include <string.h>
 #include <unistd.h>
@@ -744,9 +745,107 @@ static void shape_cases(unsigned fanout)
 	}
 }
 
+/* The extents depth_limit() inserts, 2i + [0, 1) with insert()'s cookie,
+ * in key order; arg counts them. */
+static int deep_check(const struct cairn_ext *e, void *arg)
+{
+	uint64_t *i = arg;
+	CHECK(e->start == 2 * *i && e->len == 1 && e->cookie == 6 * *i &&
+	      e->flags == 0);
+	++*i;
+	return 0;
+}
+
+static void same_stats(const struct cairn_btree_stats *a,
+		       const struct cairn_btree_stats *b)
+{
+	CHECK_EQ(a->extents, b->extents);
+	CHECK_EQ(a->nodes, b->nodes);
+	CHECK_EQ(a->tree_nodes, b->tree_nodes);
+	CHECK_EQ(a->free_nodes, b->free_nodes);
+	CHECK_EQ(a->depth, b->depth);
+	CHECK_EQ(a->max_free, b->max_free);
+}
+
+/*
+ * A root split beyond the depth limit. Fanout 4, one-unit extents inserted
+ * in key order (leaves about half full) until the insert that needs a root
+ * split at depth CAIRN_BTREE_DEPTH_MAX, which must come no sooner than
+ * btree.h promises (F * (F/2)^(DEPTH_MAX - 1) extents); the tree is then
+ * built again up to just before that insert. The insert, tried with no
+ * frame left, planned, as a free extent long enough to raise the longest
+ * free one, and on the general route, must return CAIRN_ENOSPC each time
+ * and change nothing: the validator passes, the extents are as before,
+ * every stat is equal (frames held, nodes in the tree and on its free
+ * list, depth, longest free extent) and the frame allocator has as many
+ * free frames as before. A delete in the last leaf then makes room, and
+ * the insert goes in.
+ */
+static void depth_limit(void)
+{
+	enum { CAP = 1 << 16 };
+	uint64_t bound = 4, frames0 = env_free_frames(), n = 0;
+	for (unsigned l = 1; l < CAIRN_BTREE_DEPTH_MAX; l++)
+		bound *= 2;
+	struct cairn_btree t;
+	struct cairn_btree_stats st, again;
+	struct cairn_ext e;
+	int err = 0;
+
+	CHECK_EQ(cairn_btree_init(&t, env_frames, 4), 0);
+	while (n < CAP && !(err = insert(&t, 2 * n, 1, false)))
+		n++;
+	REQUIRE(n < CAP);
+	CHECK_EQ(err, CAIRN_ENOSPC);
+	CHECK(n >= bound);
+	cairn_btree_destroy(&t);
+	CHECK_EQ(env_free_frames(), frames0);
+
+	CHECK_EQ(cairn_btree_init(&t, env_frames, 4), 0);
+	for (uint64_t i = 0; i < n; i++)
+		CHECK_EQ(insert(&t, 2 * i, 1, false), 0);
+	CHECK_EQ(cairn_btree_validate(&t, &st), 0);
+	CHECK_EQ(st.depth, CAIRN_BTREE_DEPTH_MAX);
+	CHECK_EQ(st.extents, n);
+	CHECK_EQ(st.free_nodes, 0);
+	uint64_t frames = env_free_frames();
+	CHECK_EQ(frames, frames0 - st.nodes);
+	for (unsigned round = 0; round < 4; round++) {
+		struct ins_req r = { .nins = 1 };
+		r.ins[0] = (struct cairn_ext){ 2 * n, round == 2 ? 100 : 1, 7,
+					       round == 2 ? CAIRN_EXT_FREE : 0 };
+		if (round == 0)
+			env_drain(); /* the refusal needs no frame */
+		err = round == 3 ? at_shape(&t, 2 * n, &r, CAIRN_BT_GENERAL)
+				 : at(&t, 2 * n, &r);
+		if (round == 0)
+			env_undrain();
+		CHECK_EQ(err, CAIRN_ENOSPC);
+		CHECK_EQ(cairn_btree_validate(&t, &again), 0);
+		same_stats(&again, &st);
+		CHECK_EQ(env_free_frames(), frames);
+		uint64_t i = 0;
+		CHECK_EQ(cairn_btree_walk(&t, deep_check, &i), 0);
+		CHECK_EQ(i, n);
+		CHECK_EQ(cairn_btree_lookup(&t, 2 * n, &e), CAIRN_ERANGE);
+	}
+
+	struct ins_req r = { .act = { 0, CAIRN_BT_DEL, 0 } };
+	CHECK_EQ(at(&t, 2 * (n - 1), &r), 0);
+	CHECK_EQ(insert(&t, 2 * n, 1, false), 0);
+	CHECK_EQ(cairn_btree_validate(&t, &again), 0);
+	CHECK_EQ(again.extents, n);
+	CHECK_EQ(again.depth, CAIRN_BTREE_DEPTH_MAX);
+	CHECK_EQ(cairn_btree_lookup(&t, 2 * n, &e), 0);
+	CHECK(e.start == 2 * n && e.len == 1 && e.cookie == 6 * n);
+	CHECK_EQ(cairn_btree_lookup(&t, 2 * (n - 1), &e), CAIRN_ERANGE);
+	cairn_btree_destroy(&t);
+	CHECK_EQ(env_free_frames(), frames0);
+}
+
 int main(void)
 {
-	env_init(1, 64);
+	env_init(1, 128);
 	uint64_t frames0 = env_free_frames();
 	struct cairn_btree t;
 	struct cairn_ext e;
@@ -891,6 +990,7 @@ int main(void)
 	shapes(CAIRN_BTREE_FANOUT_MAX);
 	shape_cases(4);
 	shape_cases(CAIRN_BTREE_FANOUT_MAX);
+	depth_limit();
 	CHECK_EQ(env_free_frames(), frames0);
 	CHECK_EQ(cairn_host_reports(), 0);
 	return check_done("btree_unit");
