@@ -1137,7 +1137,14 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 	struct bt_node *n = c->lv[d].n;
 	uint64_t v = c->lv[d].v;
 	unsigned want = d == 0 ? 2 : 1;
+	unsigned level = d == 0 ? bt_level(n) : 0;
 
+	/* The depth limit first: a root split it refuses needs no node, so
+	 * the refusal is CAIRN_ENOSPC with or without frames, and takes
+	 * none from the frame allocator (they would stay on the free list
+	 * until destroy). */
+	if (d == 0 && level + 1 >= CAIRN_BTREE_DEPTH_MAX)
+		return split_fail(op, CAIRN_ENOSPC);
 	while (sp->cnt < want) {
 		struct bt_node *x = cairn__bt_node_alloc(t);
 		if (!x)
@@ -1146,9 +1153,6 @@ static int split(struct bt_op *op, const struct bt_cur *c, unsigned d,
 	}
 
 	if (d == 0) {
-		unsigned level = bt_level(n);
-		if (level + 1 >= CAIRN_BTREE_DEPTH_MAX)
-			return split_fail(op, CAIRN_ENOSPC);
 		if (!olc_upgrade(&n->version, v))
 			return R_RESTART;
 		unsigned cnt = rd(n->count), mid = cnt / 2;

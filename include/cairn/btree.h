@@ -36,7 +36,7 @@
 /* Finger slots per tree (a power of two), indexed by CPU modulo this. */
 #define CAIRN_BTREE_FINGERS 8
 /* Levels, root included; a root split beyond this fails (CAIRN_ENOSPC,
- * tree unchanged). Every operation's bookkeeping (paths, read set, change
+ * tree unchanged, no node taken, whether or not frames are left). Every operation's bookkeeping (paths, read set, change
  * plan) is sized by it on the stack, so it stays small and fixed; the
  * capacity it gives follows from the fanout F. A node splits only when
  * full, into halves of at least m = F / 2 (rounded down) entries, and the
