@@ -636,9 +636,11 @@ static void fixed_release(void *ctx, uint64_t addr, uint64_t size)
 	fs->released_size = size;
 }
 
-/* Spans the arena cannot hold, from a source that breaks its contract or
- * ends a span at 2^64: each is given straight back, the request fails with
- * its own code, and nothing changes; a good span then serves. */
+/* A span the arena cannot hold although nothing is wrong with it: the
+ * last 4 KiB of the space, which ends at 2^64 (no extent can end there;
+ * cairn_arena_add refuses it too). It is given straight back, and serves
+ * nothing: the request fails with CAIRN_ENOMEM, nothing is reported, and
+ * nothing changes; a good span then serves. */
 static void import_refused(void)
 {
 	struct fixed_source fs = { 0 };
@@ -647,15 +649,13 @@ static void import_refused(void)
 	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
 					 .import_quantum = 0x1000, .fanout = 4 };
 	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
-	uint64_t x = 0, s, n, c;
-	fs.base = 0x10008; /* not quantum aligned */
-	CHECK_EQ(cairn_arena_alloc(&child, 16, 1, &x), CAIRN_ENOMEM);
-	CHECK(fs.releases == 1 && fs.released == 0x10008 && fs.released_size == 0x1000);
+	uint64_t x = 0, s, n, c, reports = cairn_host_reports();
 	fs.base = 0ull - 0x1000; /* the last 4 KiB: it ends at 2^64 */
 	CHECK_EQ(cairn_arena_alloc(&child, 16, 1, &x), CAIRN_ENOMEM);
-	CHECK(fs.releases == 2 && fs.released == fs.base && fs.released_size == 0x1000);
+	CHECK(fs.releases == 1 && fs.released == fs.base && fs.released_size == 0x1000);
 	CHECK_EQ(x, 0);
 	CHECK_EQ(atomic_load(&child.imports), 0);
+	CHECK_EQ(cairn_host_reports(), reports);
 	CHECK_EQ(cairn_arena_lookup(&child, fs.base, &s, &n, &c), CAIRN_ERANGE);
 	valid(&child);
 	fs.base = 0x20000;
@@ -663,9 +663,106 @@ static void import_refused(void)
 	CHECK_EQ(x, 0x20000);
 	CHECK_EQ(atomic_load(&child.imports), 1);
 	CHECK_EQ(cairn_arena_free(&child, x, 16), 0);
-	CHECK(fs.releases == 3 && fs.released == 0x20000);
+	CHECK(fs.releases == 2 && fs.released == 0x20000);
 	valid(&child);
 	cairn_arena_destroy(&child);
+}
+
+/*
+ * Spans no source may lend (each breaks struct cairn_arena_source's
+ * contract): one off the quantum, one running past 2^64, and one over a
+ * span the arena holds (added, or imported and lent again while the arena
+ * still holds it). Nothing is exhausted, so CAIRN_ENOMEM would send the
+ * caller after memory that cannot help: each is reported
+ * (cairn_port_report), given straight back, and the request fails with
+ * CAIRN_ECORRUPT, whether the add would have carved it (a plain alloc) or
+ * added the span free for a retry (a phase). Nothing changes: no import
+ * counted, the extents as before, the owner of what the span overlaps
+ * untouched. Through an arena source, the parent's CAIRN_ECORRUPT is the
+ * child's request's error, reported once.
+ */
+static void import_broken(void)
+{
+	struct fixed_source fs = { 0 };
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena child;
+	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
+					 .import_quantum = 0x1000, .fanout = 4 };
+	uint64_t x = 7, y, s, n, c, reports = cairn_host_reports();
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0x20000, 0x10, &cc), 0);
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 1, &y), 0); /* the span, whole */
+	CHECK_EQ(y, 0x20000);
+	cairn_host_reports_quiet(1);
+	fs.base = 0x10008; /* off the quantum */
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 2, &x), CAIRN_ECORRUPT);
+	CHECK(fs.releases == 1 && fs.released == 0x10008 && fs.released_size == 0x1000);
+	fs.base = 0ull - 0x800; /* 2 KiB of it past 2^64 */
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 2, &x), CAIRN_ECORRUPT);
+	CHECK(fs.releases == 2 && fs.released == fs.base && fs.released_size == 0x1000);
+	fs.base = 0x1f800; /* [0x1f800, 0x20800): over the added span */
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 2, &x), CAIRN_ECORRUPT);
+	CHECK(fs.releases == 3 && fs.released == fs.base && fs.released_size == 0x1000);
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 64, 32, 0, 0, 0, CAIRN_FIT_FIRST, 2, &x),
+		 CAIRN_ECORRUPT); /* room on both sides: it would be added free */
+	CHECK(fs.releases == 4 && fs.released == fs.base && fs.released_size == 0x1000);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_host_reports(), reports + 4);
+	CHECK_EQ(fs.imports, 4);
+	CHECK_EQ(x, 7);
+	CHECK_EQ(atomic_load(&child.imports), 0);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x20000, &s, &n, &c), 0);
+	CHECK(s == 0x20000 && n == 16 && c == 1);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x1f800, &s, &n, &c), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x20010, &s, &n, &c), CAIRN_ERANGE);
+	valid(&child);
+
+	/* A good span serves; lent again while the arena holds it (a larger
+	 * request than its rest: another import), it is refused so too. */
+	fs.base = 0x40000;
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 3, &x), 0);
+	CHECK_EQ(x, 0x40000);
+	CHECK_EQ(atomic_load(&child.imports), 1);
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_arena_alloc(&child, 0x2000, 4, &y), CAIRN_ECORRUPT);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_host_reports(), reports + 5);
+	CHECK(fs.releases == 5 && fs.released == 0x40000 && fs.released_size == 0x2000);
+	CHECK_EQ(atomic_load(&child.imports), 1);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x40000, &s, &n, &c), 0);
+	CHECK(s == 0x40000 && n == 16 && c == 3);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x40010, &s, &n, &c), CAIRN_EFREE);
+	valid(&child);
+	CHECK_EQ(cairn_arena_free(&child, 0x40000, 16), 0); /* the span goes back */
+	CHECK(fs.releases == 6 && fs.released == 0x40000 && fs.released_size == 0x1000);
+	CHECK_EQ(cairn_arena_free(&child, 0x20000, 16), 0);
+	valid(&child);
+	cairn_arena_destroy(&child);
+
+	/* A parent arena whose source lends off the quantum, under a child. */
+	struct fixed_source pfs = { .base = 0x10008 };
+	struct cairn_arena_source psrc = { fixed_import, fixed_release, &pfs };
+	struct cairn_arena parent;
+	struct cairn_arena_config pc = { .quantum = 16, .source = &psrc,
+					 .import_quantum = 0x10000 };
+	struct cairn_arena_source asrc;
+	CHECK_EQ(cairn_arena_create(&parent, env_frames, 0, 0, &pc), 0);
+	cairn_arena_source_arena(&asrc, &parent);
+	cc.source = &asrc;
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	x = 7;
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_arena_alloc(&child, 16, 1, &x), CAIRN_ECORRUPT);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_host_reports(), reports + 6);
+	CHECK(pfs.imports == 1 && pfs.releases == 1 && pfs.released == 0x10008);
+	CHECK_EQ(atomic_load(&parent.imports), 0);
+	CHECK_EQ(atomic_load(&child.imports), 0);
+	CHECK_EQ(x, 7);
+	valid(&child);
+	valid(&parent);
+	cairn_arena_destroy(&child);
+	cairn_arena_destroy(&parent);
+	planted_reports += 6;
 }
 
 /* An import that fails says why: exhaustion (the source's CAIRN_ENOMEM)
@@ -1264,6 +1361,7 @@ int main(void)
 	import_useless();
 	import_window_served();
 	import_refused();
+	import_broken();
 	import_errors();
 	import_short_source();
 	import_least_span();
