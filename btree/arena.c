@@ -377,6 +377,20 @@ static uint64_t span_align(const struct cairn_arena *a, const struct xreq *r, ui
 	return align;
 }
 
+/* A span the source must not have lent (struct cairn_arena_source): it
+ * is reported as the corruption it is, goes straight back (the source
+ * counts it lent; nothing of it entered the tree), and the request fails
+ * with CAIRN_ECORRUPT. CAIRN_ENOMEM would tell its caller that memory is
+ * short, which no amount of it would mend; and a parent arena's
+ * CAIRN_ENOMEM makes its child ask again, for less, of the same source. */
+static int source_broken(struct cairn_arena *a, const char *what,
+			 uint64_t base, uint64_t sz)
+{
+	cairn_port_report(CAIRN_ECORRUPT, what, base, sz);
+	a->source.release(a->source.ctx, base, sz);
+	return CAIRN_ECORRUPT;
+}
+
 /* Bring in a span from the source that can hold the request. Where the
  * request fits at the span's start or end, the update that adds the span
  * carves it too (*served, r->got): added free and retried in a second
@@ -419,11 +433,16 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 	if (err)
 		return err;
 	/* Every extent is quantum aligned (the unconstrained fits rely on it):
-	 * a source that breaks its contract is refused, not spread. A span
-	 * that ends at 2^64 is refused as cairn_arena_add refuses it: an
-	 * extent's end must be a number (nothing could be carved from it).
-	 * Either serves nothing: the request is short, CAIRN_ENOMEM. */
-	if ((base & (a->quantum - 1)) || base + sz <= base) {
+	 * a span off the quantum, or one that runs past 2^64, breaks the
+	 * source's contract and is refused, not spread (source_broken). A
+	 * span that ends exactly at 2^64 breaks nothing, but the arena cannot
+	 * hold it, as cairn_arena_add cannot: an extent's end must be a
+	 * number (nothing could be carved from it). It serves nothing: the
+	 * request is short, CAIRN_ENOMEM. */
+	if ((base & (a->quantum - 1)) || (base + sz < base && base + sz != 0))
+		return source_broken(a, "arena: the source lent a span off the "
+				     "quantum or past 2^64", base, sz);
+	if (base + sz == 0) {
 		a->source.release(a->source.ctx, base, sz);
 		return CAIRN_ENOMEM;
 	}
@@ -445,13 +464,17 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 		add.tag = atomic_fetch_add_explicit(&a->tags, 1, memory_order_relaxed) + 1;
 	}
 	/* A span that overlaps one of the arena's breaks the source's
-	 * contract too and serves nothing; the tree's own failures (no node:
-	 * CAIRN_ENOMEM, a root split past the depth limit: CAIRN_ENOSPC) are
-	 * the request's. */
+	 * contract too (a span leaves the tree before it goes back to the
+	 * source, so no source that keeps its contract lends one the arena
+	 * holds); the tree's own failures (no node: CAIRN_ENOMEM, a root
+	 * split past the depth limit: CAIRN_ENOSPC) are the request's. */
 	err = add_span(a, &add);
+	if (err == CAIRN_EEXIST)
+		return source_broken(a, "arena: the source lent a span the "
+				     "arena holds", base, sz);
 	if (err) {
 		a->source.release(a->source.ctx, base, sz);
-		return err == CAIRN_EEXIST ? CAIRN_ENOMEM : err;
+		return err;
 	}
 	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
 	if (*served)
@@ -562,8 +585,9 @@ static __attribute__((noinline)) int xalloc(struct cairn_arena *a, uint64_t size
 		/* Nothing fits (or no node): import, served there or tried
 		 * again. A span from a source need not satisfy minaddr/maxaddr.
 		 * An import that fails says why: CAIRN_ENOMEM when the source
-		 * is exhausted (or its span serves nothing), else its own
-		 * error (the source's, or the add's CAIRN_ENOSPC). */
+		 * is exhausted (or its span serves nothing), CAIRN_ECORRUPT
+		 * when it lent a span it must not have, else its own error
+		 * (the source's, or the add's CAIRN_ENOSPC). */
 		bool served;
 		int ierr = import(a, &r, &spans[nspans], &served, &fits);
 		if (ierr) {

@@ -36,6 +36,9 @@
  *                 it refused with CAIRN_ENOMEM, or its span serves
  *                 nothing (see struct cairn_arena_source); or no tree
  *                 node
+ *   CAIRN_ECORRUPT alloc/xalloc: the source lent a span it must not
+ *                 have (see struct cairn_arena_source); reported, and
+ *                 given back
  *   CAIRN_ENOSPC  an insert needs a root split beyond the tree's depth
  *                 limit (CAIRN_BTREE_DEPTH_MAX; only small fanouts get
  *                 there), the add of an imported span's included (the
@@ -65,8 +68,11 @@ enum cairn_fit {
  * range of exactly `size` bytes, aligned to `align`, or an error:
  * CAIRN_ENOMEM for exhaustion (the arena may ask for less, and otherwise
  * fails the request with it), any other error to fail the request with
- * that error. A range off the quantum, ending at 2^64 or overlapping the
- * arena's spans is released at once and serves nothing (CAIRN_ENOMEM).
+ * that error. A range that breaks this contract (off the arena's quantum,
+ * running past 2^64, or overlapping the arena's spans) is reported
+ * (cairn_port_report), released at once, and fails the request with
+ * CAIRN_ECORRUPT. A range ending exactly at 2^64 is released at once too
+ * and serves nothing (CAIRN_ENOMEM): no extent can end there.
  * release gives one back. */
 struct cairn_arena_source {
 	int (*import)(void *ctx, uint64_t size, uint64_t align, uint64_t *addr);

@@ -17,7 +17,9 @@ enum cairn_error {
 	CAIRN_EBUSY = -7,    /* reserve/alloc_at/remove over something in use */
 	CAIRN_EEXIST = -8,   /* adding a region/span that overlaps an existing one */
 	CAIRN_ENOSPC = -9,   /* a fixed-capacity table (regions, CPUs) is full */
-	CAIRN_ECORRUPT = -10, /* validate() found a broken invariant */
+	CAIRN_ECORRUPT = -10, /* a broken invariant: found by validate(), or met
+			       * on the way (corrupted metadata, a range source
+			       * that lent what it must not) */
 	CAIRN_EMETA = -11     /* freeing the allocator's own metadata */
 };
 
