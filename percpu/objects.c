@@ -1220,6 +1220,11 @@ inline int cairn_heap_free(struct cairn_heap *h, void *ptr)
 	return free_slow(h, p, e);
 }
 
+inline bool cairn_heap_covers(const struct cairn_heap *h, const void *p)
+{
+	return (uintptr_t)p - h->pm_vbase < h->pm_span;
+}
+
 /* The bytes usable at p, whose pagemap entry is e; 0 if p is not an
  * object start of this instance. */
 static size_t usable_at(struct cairn_objects *o, uintptr_t p, uintptr_t e)

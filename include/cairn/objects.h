@@ -227,6 +227,12 @@ void *cairn_heap_realloc(struct cairn_heap *h, void *p, size_t size);
  * frees: NULL, and *err is the free's. */
 void *cairn_heap_realloc_err(struct cairn_heap *h, void *p, size_t size, int *err);
 int cairn_heap_free(struct cairn_heap *h, void *p);
+/* Whether p lies in the instance's memory [phys_base, phys_limit), for an
+ * embedder with other allocators beside it: what lies outside is none of
+ * the instance's (cairn_heap_free would refuse it, and report it). The
+ * free looks the same fields up, so with the two inlined together (LTO)
+ * the range is tested once. */
+bool cairn_heap_covers(const struct cairn_heap *h, const void *p);
 void cairn_heap_flush(struct cairn_heap *h);
 void cairn_heap_offline(struct cairn_heap *h);
 void cairn_heap_online(struct cairn_heap *h);

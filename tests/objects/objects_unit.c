@@ -225,6 +225,35 @@ static void test_large(struct cairn_objects *o)
 	CHECK(cairn_heap_alloc(h, (size_t)1 << 50) == NULL);
 }
 
+/* cairn_heap_covers: the instance's memory, every byte of it and nothing
+ * else, whatever lies there (an object, a slab's free object, a page
+ * never used); it changes nothing and reports nothing. */
+static void test_covers(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	char *a = cairn_heap_alloc(h, 40);
+	REQUIRE(a);
+	uint64_t objs = stats(o).objects, r0 = cairn_host_reports();
+	uintptr_t lo = (uintptr_t)cairn_port_phys_to_virt(0), hi = lo + objtest_mem;
+	char local;
+	const void *outside[] = { NULL, &local, (void *)(lo - 1), (void *)hi,
+				  (void *)(hi + 4096), (void *)UINTPTR_MAX };
+	for (unsigned i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+		CHECK(!cairn_heap_covers(h, outside[i]));
+		CHECK(!cairn_heap_covers(h1, outside[i]));
+	}
+	const void *inside[] = { a, a + 1, (void *)lo, (void *)(hi - 1), (void *)(lo + objtest_mem / 2) };
+	for (unsigned i = 0; i < sizeof inside / sizeof inside[0]; i++) {
+		CHECK(cairn_heap_covers(h, inside[i]));
+		CHECK(cairn_heap_covers(h1, inside[i]));
+	}
+	CHECK(cairn_host_reports() == r0);
+	CHECK_EQ(stats(o).objects, objs);
+	cairn_heap_free(h, a);
+	CHECK(cairn_heap_covers(h, a)); /* freed: still the instance's memory */
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 /* Hardened: on CPU h1, free four objects of h into h1's pending batch,
  * then repeat one of them: the first freed (repeat 0: the batch's tail),
  * one in the middle (1, 2) or the last (3: its head). The repeat is refused
@@ -855,6 +884,7 @@ int main(void)
 			test_errors(o);
 		test_remote(o);
 		test_remote_runs(o);
+		test_covers(o);
 		test_slab_keep(o);
 		test_desc_placement(o);
 		if (harden)

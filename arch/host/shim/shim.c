@@ -128,7 +128,7 @@ static _Atomic size_t boot_used;
 /* One compare (unsigned: below the buffer wraps high). A bootstrap
  * block is freed by threads that have a heap, and the heap would report
  * it as never handed out: free's fast path takes only addresses in the
- * memory (in_memory), which the buffer is not. */
+ * memory (cairn_heap_covers), which the buffer is not. */
 static inline bool is_boot(const void *p)
 {
 	return (uintptr_t)p - (uintptr_t)boot < BOOT_SIZE;
@@ -791,8 +791,9 @@ static void __attribute__((noinline)) free_slow(void *p)
 void cairn_free(void *p)
 {
 	struct cairn_heap *h = my_heap;
-	/* (a heap: the instance is READY, mem_lo and mem_span are set) */
-	if (__builtin_expect(h != NULL && in_memory(p), 1))
+	/* (a heap: the instance is READY; its memory is the shim's, so
+	 * what it passes back is a boot or huge block, NULL or foreign) */
+	if (__builtin_expect(h != NULL && cairn_heap_covers(h, p), 1))
 		cairn_heap_free(h, p);
 	else
 		free_slow(p);
