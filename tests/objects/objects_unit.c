@@ -128,6 +128,38 @@ static void test_alloc_fast(struct cairn_objects *o, bool harden)
 	CHECK_EQ(stats(o).objects, 0);
 }
 
+/* Unhardened, the fast path takes the owner's own frees back: once the
+ * current slab's carved objects are handed out, an object its owner
+ * freed is the next one out (the objects of local_free become the free
+ * list there, not out of line). Hardened, it stays NULL. */
+static void test_alloc_fast_local(struct cairn_objects *o, bool harden)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	enum { MAX = 8192 };
+	static void *got[MAX];
+	unsigned n = 0;
+	REQUIRE((got[n++] = cairn_heap_alloc(h, 200)) != NULL);
+	while (n < MAX && (got[n] = cairn_heap_alloc_fast(h, 200)) != NULL)
+		n++;
+	REQUIRE(n < MAX);
+	if (harden) {
+		CHECK_EQ(n, 1);
+	} else {
+		void *x = got[n / 2];
+		CHECK_EQ(cairn_heap_free(h, x), 0);
+		void *y = cairn_heap_alloc_fast(h, 200), *z;
+		CHECK(y == x);
+		got[n / 2] = y ? y : cairn_heap_alloc(h, 200);
+		CHECK((z = cairn_heap_alloc_fast(h, 200)) == NULL);
+		if (z)
+			cairn_heap_free(h, z);
+	}
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(cairn_heap_free(h, got[i]), 0);
+	CHECK_EQ(stats(o).objects, 0);
+}
+
 static void test_alignment(struct cairn_objects *o)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -875,6 +907,7 @@ int main(void)
 								: CAIRN_OBJ_HARDEN_OFF);
 		test_every_class(o);
 		test_alloc_fast(o, harden);
+		test_alloc_fast_local(o, harden);
 		test_alignment(o);
 		test_calloc_realloc(o);
 		cairn_host_reports_quiet(1);
