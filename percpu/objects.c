@@ -828,7 +828,7 @@ static inline void *slab_pop(struct cairn_heap *h, struct slab *s, uintptr_t p)
 
 /* The fast path: an unhardened pop from the class's current slab, or NULL.
  * Up to 1 KiB the slab comes straight from the size (h->fast, &o->empty
- * when hardened, whose free list is always empty), so neither the class
+ * when hardened, whose two lists are always empty), so neither the class
  * nor the hardening flag is loaded. */
 static inline void *heap_pop(struct cairn_heap *h, size_t size)
 {
@@ -840,8 +840,14 @@ static inline void *heap_pop(struct cairn_heap *h, size_t size)
 	else
 		return NULL;
 	uintptr_t p = s->free;
-	if (unlikely(!p))
-		return NULL;
+	if (unlikely(!p)) {
+		/* the common refill, inline: what the owner freed into the
+		 * slab (o->empty has none: a hardened heap still gets NULL) */
+		p = s->local_free;
+		if (unlikely(!p))
+			return NULL;
+		s->local_free = 0;
+	}
 	s->free = obj_word(p); /* unhardened: a plain link */
 	slab_used_set(s, slab_used(s) + 1);
 	return (void *)p;
