@@ -17,8 +17,11 @@
  * after each call.
  *
  * Then large maps (MANY entries), listed in reverse and shuffled, must
- * give the instance the map listed by base gives. Their times are
- * printed, not judged.
+ * give the instance the map listed by base gives; their times are
+ * printed, not judged. And a large map with two entries at one base is
+ * EEXIST in every order, for every place of the pair among the first
+ * thousand entries in address order at and around each 64th (where a walk
+ * that sorts a batch at a time may cut).
  *
  * usage: frames_boot_order [seed] [rounds]
  */
@@ -223,17 +226,17 @@ static void boot(const struct cairn_mem_range *m, size_t n, bool carve, struct o
 	REQUIRE(copy);
 	memcpy(copy, m, n * sizeof(*m));
 	memset(o, 0, sizeof(*o));
-	double t0 = now();
-	o->msize = cairn_frames_meta_size(m, n, NCPUS);
 	struct cairn_frames_config cfg = { .ncpus = NCPUS };
 	if (!carve) {
-		REQUIRE(o->msize <= caller_meta_size);
 		memset(caller_meta, 0xa5, caller_meta_size);
 		cfg.meta = caller_meta;
-		cfg.meta_size = o->msize ? o->msize : caller_meta_size;
 	} else if (fill_at) {
 		memset((void *)fill_at, 0xa5, fill_bytes);
 	}
+	double t0 = now();
+	o->msize = cairn_frames_meta_size(m, n, NCPUS);
+	REQUIRE(o->msize <= caller_meta_size);
+	cfg.meta_size = carve ? 0 : o->msize ? o->msize : caller_meta_size;
 	struct cairn_frames *f = (struct cairn_frames *)0x1234;
 	o->err = cairn_frames_init(&f, m, n, &cfg);
 	o->seconds = now() - t0;
@@ -380,6 +383,35 @@ static void large_maps(void)
 		free(got.bytes);
 		free(want.bytes);
 	}
+	/* two entries at one base, the j-th non-empty entry in address order
+	 * and one added: EEXIST, listed by base or not, wherever j falls
+	 * among whatever batches the walk takes (about every 64th) */
+	make_large();
+	size_t nz[MAX_ENTRIES], k = 0;
+	for (size_t i = 0; i < nmap; i++)
+		if (map[i].size)
+			nz[k++] = i;
+	unsigned pairs = 0;
+	for (size_t m = 64; m + 2 < k && m <= 1024; m += 64)
+		for (size_t j = m - 2; j <= m + 2; j++) {
+			memcpy(sorted, map, nmap * sizeof(map[0]));
+			sorted[nmap] = (struct cairn_mem_range){ map[nz[j]].base, 1 };
+			size_t n = nmap + 1;
+			qsort(sorted, n, sizeof(sorted[0]), cmp_base);
+			struct outcome want, got;
+			boot(sorted, n, false, &want, 0, 0);
+			CHECK_EQ(want.err, CAIRN_EEXIST);
+			for (size_t i = 0; i < n; i++)
+				other[i] = sorted[n - 1 - i];
+			boot(other, n, false, &got, 0, 0);
+			same(&want, &got, "large, reversed, two at one base", (unsigned)j);
+			memcpy(other, map, nmap * sizeof(map[0]));
+			other[nmap] = (struct cairn_mem_range){ map[nz[j]].base, 1 };
+			boot(other, n, false, &got, 0, 0);
+			same(&want, &got, "large, two at one base, the second last", (unsigned)j);
+			pairs++;
+		}
+	CHECK(pairs >= 16 * 5);
 }
 
 int main(int argc, char **argv)
