@@ -62,28 +62,99 @@ static bool spans_add(struct span *out, int *k, struct span s)
 	return true;
 }
 
-/* The entry after `last` (n: none yet) in (base, index) order, empty
- * entries left out; n when there is none. In a sorted map (the bases of
- * its non-empty entries never fall) that is the next non-empty index. */
-static size_t map_next(const struct cairn_mem_range *map, size_t n, size_t last,
-		       bool sorted)
+/* The walk's order: by base, then by index (two entries at one base are
+ * an overlap, found when the second is visited). */
+static inline bool map_before(const struct cairn_mem_range *map, size_t a, size_t b)
 {
-	size_t next = n;
-	if (sorted) {
-		for (next = last < n ? last + 1 : 0; next < n && !map[next].size; next++)
+	return map[a].base < map[b].base || (map[a].base == map[b].base && a < b);
+}
+
+/* Entries a walk of a map not listed by base sorts at a time: a max-heap
+ * of indices on the stack (2 KiB), then the batch in order. */
+#define WALK_BATCH 256u
+
+struct walk {
+	const struct cairn_mem_range *map;
+	size_t n;
+	size_t last;              /* the entry visited last; n: none yet */
+	bool sorted;              /* listed by base: walked as it stands */
+	unsigned pos, len;        /* batch[pos, len): the next entries */
+	size_t batch[WALK_BATCH];
+};
+
+/* Restore the max-heap below heap[at] (len entries; larger: later in
+ * the walk's order). */
+static void heap_down(const struct cairn_mem_range *map, size_t *heap, unsigned len,
+		      unsigned at)
+{
+	for (;;) {
+		unsigned big = at, l = 2 * at + 1;
+		if (l < len && map_before(map, heap[big], heap[l]))
+			big = l;
+		if (l + 1 < len && map_before(map, heap[big], heap[l + 1]))
+			big = l + 1;
+		if (big == at)
+			return;
+		size_t t = heap[at];
+		heap[at] = heap[big];
+		heap[big] = t;
+		at = big;
+	}
+}
+
+/* The next WALK_BATCH non-empty entries after w->last in the walk's
+ * order, sorted: one pass over the map keeps the least of those seen in a
+ * max-heap (an entry past its top is dropped, one before it replaces the
+ * top), then heapsort. n log WALK_BATCH compares a batch. */
+static void walk_refill(struct walk *w)
+{
+	const struct cairn_mem_range *map = w->map;
+	size_t *heap = w->batch;
+	unsigned len = 0;
+	for (size_t i = 0; i < w->n; i++) {
+		if (!map[i].size || (w->last < w->n && !map_before(map, w->last, i)))
+			continue; /* empty, or visited */
+		if (len < WALK_BATCH) {
+			unsigned at = len++;
+			heap[at] = i;
+			while (at && map_before(map, heap[(at - 1) / 2], heap[at])) {
+				size_t t = heap[at];
+				heap[at] = heap[(at - 1) / 2];
+				heap[(at - 1) / 2] = t;
+				at = (at - 1) / 2;
+			}
+		} else if (map_before(map, i, heap[0])) {
+			heap[0] = i;
+			heap_down(map, heap, len, 0);
+		}
+	}
+	for (unsigned end = len; end > 1; end--) { /* the largest to the back */
+		size_t t = heap[0];
+		heap[0] = heap[end - 1];
+		heap[end - 1] = t;
+		heap_down(map, heap, end - 1, 0);
+	}
+	w->pos = 0;
+	w->len = len;
+}
+
+/* The next entry of the walk, empty ones left out; n at the end. A map
+ * listed by base (the bases of its non-empty entries never fall) is
+ * walked as it stands, one step an entry; any other a batch at a time. */
+static size_t walk_next(struct walk *w)
+{
+	size_t next;
+	if (w->sorted) {
+		for (next = w->last < w->n ? w->last + 1 : 0; next < w->n && !w->map[next].size;
+		     next++)
 			;
-		return next;
+	} else {
+		if (w->pos == w->len)
+			walk_refill(w);
+		next = w->pos < w->len ? w->batch[w->pos++] : w->n;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const struct cairn_mem_range *e = &map[i];
-		if (!e->size)
-			continue;
-		if (last < n && (e->base < map[last].base ||
-				 (e->base == map[last].base && i <= last)))
-			continue; /* visited */
-		if (next == n || e->base < map[next].base)
-			next = i;
-	}
+	if (next < w->n)
+		w->last = next;
 	return next;
 }
 
@@ -92,12 +163,16 @@ static size_t map_next(const struct cairn_mem_range *map, size_t n, size_t last,
  *
  * The map may list far more entries than the table has regions (firmware
  * lists neighbouring ranges apart), so entries are not gathered first: the
- * walk visits them in address order, the next being the least (base,
- * index) above the last, with no memory but the spans. A map already in
- * that order (firmware's usually is) is walked as it stands, n steps of
- * one; any other by selection, n steps of n compares (map_next). The map
- * is the caller's, read only (perhaps the firmware's own table), and a
- * sorted copy would need memory init does not have yet, so none is made.
+ * walk visits them in (base, index) order, with no memory but the spans
+ * and a batch of indices on the stack. A map already in that order
+ * (firmware's usually is) is walked as it stands, n steps of one; any
+ * other a batch of WALK_BATCH entries at a time, each found by one pass
+ * over the map (walk_refill): n log n compares for a map of up to
+ * WALK_BATCH entries, n / WALK_BATCH passes of n log WALK_BATCH for a
+ * larger one. The map is the caller's, read only (perhaps const), and
+ * neither meta_size nor init has memory for a sorted copy of any size:
+ * the caller's metadata is sized by this very walk, and the carve is
+ * placed by it.
  * An overlap is judged on the bytes listed, before the trim: a byte in two
  * entries is the map's error whether or not either holds its
  * frame whole (an entry of no whole frame too), so the verdict does not
@@ -108,30 +183,34 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 {
 	if (!map || n == 0)
 		return CAIRN_EINVAL;
-	bool sorted = true;
+	struct walk w; /* (the batch is written before it is read) */
+	w.map = map;
+	w.n = n;
+	w.last = n;
+	w.sorted = true;
+	w.pos = w.len = 0;
 	cairn_phys_t prev = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (map[i].base + map[i].size < map[i].base)
 			return CAIRN_EINVAL;
 		if (!map[i].size)
 			continue;
-		sorted = sorted && map[i].base >= prev;
+		w.sorted = w.sorted && map[i].base >= prev;
 		prev = map[i].base;
 	}
 	int k = 0;
 	bool any = false, full = false;
 	struct span cur = { 0, 0, 0, 0 }; /* the span being merged */
-	uint64_t reach = 0; /* the end of the bytes visited (none: last == n) */
-	size_t last = n;    /* the entry visited last */
+	uint64_t reach = 0; /* the end of the bytes visited (none: w.last == n) */
 	for (;;) {
-		size_t next = map_next(map, n, last, sorted);
+		bool first = w.last == n;
+		size_t next = walk_next(&w);
 		if (next == n)
 			break;
 		/* in base order no overlap means each entry starts at or
 		 * past the end of the one before, so reach only grows */
-		if (last < n && map[next].base < reach)
+		if (!first && map[next].base < reach)
 			return CAIRN_EEXIST;
-		last = next;
 		reach = map[next].base + map[next].size;
 		uint64_t nf, ne;
 		if (!entry_frames(&map[next], &nf, &ne))
@@ -193,6 +272,16 @@ static void region_init(struct region *r, struct span s, void *meta, uint64_t ca
 	}
 }
 
+/* Metadata bytes for the k spans of a map (cairn_frames_meta_size). */
+static uint64_t meta_bytes(const struct span *s, int k, unsigned ncpus)
+{
+	/* + 64: room to align a caller's buffer up to a cache line */
+	uint64_t bytes = 64 + instance_bytes(ncpus);
+	for (int i = 0; i < k; i++)
+		bytes += ALIGN_UP(region_meta_bytes(s[i].first, s[i].end), 64);
+	return bytes;
+}
+
 size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n, unsigned ncpus)
 {
 	struct span s[CAIRN_MAX_REGIONS];
@@ -201,11 +290,7 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n, unsig
 		ncpus = cairn_port_cpu_count();
 	if (k < 0 || ncpus == 0 || ncpus > FRAMES_MAX_CPUS)
 		return 0;
-	/* + 64: room to align a caller's buffer up to a cache line */
-	uint64_t bytes = 64 + instance_bytes(ncpus);
-	for (int i = 0; i < k; i++)
-		bytes += ALIGN_UP(region_meta_bytes(s[i].first, s[i].end), 64);
-	return (size_t)bytes;
+	return (size_t)meta_bytes(s, k, ncpus);
 }
 
 int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *map,
@@ -218,7 +303,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	int k = normalise(map, n, s);
 	if (k < 0)
 		return k;
-	uint64_t bytes = cairn_frames_meta_size(map, n, ncpus);
+	uint64_t bytes = meta_bytes(s, k, ncpus); /* (one walk of the map, not two) */
 	int carved = -1; /* the span the metadata is carved from */
 	uint64_t carve = 0;
 	char *meta;

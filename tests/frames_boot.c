@@ -33,7 +33,7 @@
  * into it, partial frames too, cut at the area lines.
  * A map of thousands of entries must give the same instance listed in
  * address order (walked as it stands), shuffled, and nearly in order
- * (walked by selection), and the same EEXIST for an overlap in each.
+ * (walked a batch at a time), and the same EEXIST for an overlap in each.
  *
  * usage: frames_boot [seed] [rounds]
  */

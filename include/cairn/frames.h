@@ -111,7 +111,9 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
  * aligned; partial frames are dropped, neighbours merged, ranges split at
  * area boundaries; any number of entries, only the regions left count
  * against CAIRN_MAX_REGIONS; linear in n for a map listed by base, as
- * firmware lists it, else quadratic: the map is only read). Entries may
+ * firmware lists it, else n log n up to 256 entries and n / 256 passes
+ * of n log 256 beyond: the map is only read, sorted 256 indices at a
+ * time on the stack). The same holds for cairn_frames_meta_size. Entries may
  * touch but not overlap: a byte in two entries is EEXIST, whole frames or
  * not.
  * With cfg->meta == NULL the metadata is carved from the top of the highest
