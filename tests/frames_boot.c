@@ -27,6 +27,9 @@
  * for small blocks) in random areas until ENOMEM must take exactly the
  * reference's count of aligned free blocks, highest area first: the
  * partial chunks at the ends of regions and areas hold such blocks too.
+ * What the map listed outside whole frames must be reported: the entries
+ * of no whole frame (skipped) and the bytes outside every entry's whole
+ * frames, which with the regions' frames make up the map's bytes.
  * Ranges added after init that share the first or last byte of an entry,
  * or only touch it, must be EEXIST exactly when they share a byte with an
  * entry of a whole frame: a region keeps the bytes of the entries merged
@@ -286,6 +289,7 @@ static void decompose(uint64_t a, uint64_t b, uint64_t blocks[CAIRN_AREAS][CAIRN
 
 static uint8_t *seen; /* one bit per frame of TOP */
 static unsigned outcomes[5], many_entries; /* created, EEXIST, ENOSPC, ENOMEM, EINVAL */
+static uint64_t boot_skipped; /* entries of no whole frame in created instances */
 static cairn_phys_t *got;
 
 static bool in_ref(uint64_t fr)
@@ -492,6 +496,24 @@ static void round_check(unsigned round, bool carve)
 	}
 	CHECK_EQ(st0.regions, nref);
 	CHECK_EQ(st0.meta_bytes + 64, msize);
+	/* what the map listed outside whole frames: entries of none skipped
+	 * and counted, every entry's partial frames counted in bytes */
+	uint64_t skipped = 0, skipped_bytes = 0, listed = 0;
+	for (size_t i = 0; i < nmap; i++) {
+		uint64_t first = (map[i].base + FRAME - 1) / FRAME;
+		uint64_t end = (map[i].base + map[i].size) / FRAME;
+		listed += map[i].size;
+		if (end <= first) {
+			skipped += map[i].size != 0;
+			skipped_bytes += map[i].size;
+		} else {
+			skipped_bytes += map[i].size - (end - first) * FRAME;
+		}
+	}
+	CHECK_EQ(st0.boot_skipped_entries, skipped);
+	CHECK_EQ(st0.boot_skipped_bytes, skipped_bytes);
+	CHECK_EQ(listed, st0.boot_skipped_bytes + (total[0] + total[1] + total[2]) * FRAME);
+	boot_skipped += skipped;
 	for (unsigned a = 0; a < CAIRN_AREAS; a++) {
 		CHECK_EQ(st0.total_frames[a], total[a]);
 		CHECK_EQ(st0.free_frames[a], freef[a]);
@@ -604,7 +626,31 @@ static void fixed_maps(void)
 	if (init_ok(&f, &cfg)) {
 		cairn_frames_stats(f, &st);
 		CHECK_EQ(st.regions, 1);
+		/* skipped, and said so (the map holds MAX_ENTRIES of them, a
+		 * half of no whole frame) */
+		CHECK_EQ(st.boot_skipped_entries, nmap / 2);
+		CHECK_EQ(st.boot_skipped_bytes, nmap / 2 * 3000);
 		CHECK_EQ(cairn_frames_validate(f), 0);
+		/* fixed at init: an add does not change it */
+		static char rmeta[4096];
+		CHECK_EQ(cairn_frames_add_region(f, 1 * GiB + 100, 4 * MiB, rmeta, sizeof(rmeta)), 0);
+		cairn_frames_stats(f, &st);
+		CHECK_EQ(st.regions, 2);
+		CHECK_EQ(st.boot_skipped_entries, nmap / 2);
+		CHECK_EQ(st.boot_skipped_bytes, nmap / 2 * 3000);
+	}
+
+	/* partial frames around whole ones are counted in bytes only; an
+	 * empty entry is nothing */
+	nmap = 0;
+	add_entry(64 * MiB + 100, 64 * MiB + 64 * FRAME + 7); /* 63 frames, 3996 + 7 bytes */
+	add_entry(80 * MiB, 80 * MiB);                         /* empty */
+	add_entry(96 * MiB + FRAME - 1, 96 * MiB + FRAME + 1); /* 2 bytes in two frames */
+	if (init_ok(&f, &cfg)) {
+		cairn_frames_stats(f, &st);
+		CHECK_EQ(st.regions, 1);
+		CHECK_EQ(st.boot_skipped_entries, 1);
+		CHECK_EQ(st.boot_skipped_bytes, (FRAME - 100) + 7 + 2);
 	}
 
 	/* 65 entries past a frame apart: 65 regions, one too many; but an
@@ -775,6 +821,8 @@ int main(int argc, char **argv)
 	       outcomes[2], outcomes[3], outcomes[4]);
 	printf("frames_boot: adds after init: %u EEXIST, %u accepted, %u other\n", probes[0],
 	       probes[1], probes[2]);
+	printf("frames_boot: %llu entries of no whole frame skipped in created instances\n",
+	       (unsigned long long)boot_skipped);
 	CHECK(probes[0] && probes[1]); /* both answers met */
 	return check_done("frames_boot");
 }

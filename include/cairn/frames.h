@@ -237,6 +237,16 @@ struct cairn_frames_stats {
 	uint64_t free_blocks[CAIRN_AREAS][CAIRN_MAX_ORDER + 1];
 	uint64_t meta_bytes; /* metadata of instance and regions */
 	unsigned regions;
+	/* What cairn_frames_init's map listed that no region holds, fixed at
+	 * init (regions added later do not change it): the entries of no
+	 * whole frame (empty ones not counted), skipped, and the bytes of
+	 * the map outside its entries' whole frames (those entries' and the
+	 * partial frames at the ends of every other). For a kernel to print,
+	 * as the memory listed but not used: the map's bytes are these plus
+	 * the frames the map's regions hold (total_frames at init, carved
+	 * metadata too). */
+	uint64_t boot_skipped_entries;
+	uint64_t boot_skipped_bytes;
 };
 
 /* A snapshot; exact only when no operation is in flight. */
