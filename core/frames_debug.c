@@ -65,7 +65,9 @@ static void count_chunks(struct region *r, uint64_t cn, unsigned k, uint64_t *bl
 
 void cairn_frames_stats(struct cairn_frames *f, struct cairn_frames_stats *st)
 {
-	*st = (struct cairn_frames_stats){ .meta_bytes = f->meta_bytes };
+	*st = (struct cairn_frames_stats){ .meta_bytes = f->meta_bytes,
+					   .boot_skipped_entries = f->boot_skipped.entries,
+					   .boot_skipped_bytes = f->boot_skipped.bytes };
 	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
 	for (uint32_t i = 0; i < n; i++) {
 		struct region *r = &f->region[i];
@@ -239,6 +241,15 @@ void cairn_frames_dump(struct cairn_frames *f)
 	fmt_dec(&l, f->ncpus);
 	fmt_str(&l, " cpus");
 	cairn_port_log(l.s);
+	if (st.boot_skipped_bytes) { /* listed by the boot map, in no region */
+		l.n = 0;
+		fmt_str(&l, "  boot map: ");
+		fmt_dec(&l, st.boot_skipped_bytes);
+		fmt_str(&l, " bytes outside whole frames, ");
+		fmt_dec(&l, st.boot_skipped_entries);
+		fmt_str(&l, " entries of no whole frame skipped");
+		cairn_port_log(l.s);
+	}
 	static const char *const names[CAIRN_AREAS] = { "low16m", "low4g", "high" };
 	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
 	for (uint32_t i = 0; i < n; i++) {

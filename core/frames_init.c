@@ -178,8 +178,12 @@ static size_t walk_next(struct walk *w)
  * frame whole (an entry of no whole frame too), so the verdict does not
  * depend on where the frame lines fall. Only what is left after the merge
  * counts against the table; an overlap is the map's error wherever it
- * lies, so the walk goes on to the end when the table is full. */
-static int normalise(const struct cairn_mem_range *map, size_t n, struct span *out)
+ * lies, so the walk goes on to the end when the table is full.
+ * What the map lists outside its entries' whole frames goes into no region
+ * and is counted in *skipped (if not NULL): the entries of no whole frame,
+ * and the bytes of them and of every entry's partial frames. */
+static int normalise(const struct cairn_mem_range *map, size_t n, struct span *out,
+		     struct boot_skipped *skipped)
 {
 	if (!map || n == 0)
 		return CAIRN_EINVAL;
@@ -202,6 +206,7 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 	bool any = false, full = false;
 	struct span cur = { 0, 0, 0, 0 }; /* the span being merged */
 	uint64_t reach = 0; /* the end of the bytes visited (none: w.last == n) */
+	struct boot_skipped skip = { 0, 0 };
 	for (;;) {
 		bool first = w.last == n;
 		size_t next = walk_next(&w);
@@ -213,8 +218,12 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 			return CAIRN_EEXIST;
 		reach = map[next].base + map[next].size;
 		uint64_t nf, ne;
-		if (!entry_frames(&map[next], &nf, &ne))
+		if (!entry_frames(&map[next], &nf, &ne)) {
+			skip.entries++;
+			skip.bytes += map[next].size;
 			continue;
+		}
+		skip.bytes += map[next].size - ((ne - nf) << CAIRN_FRAME_SHIFT);
 		/* (frames that meet come from bytes that meet: the entry
 		 * before ended on the frame line this one starts at) */
 		if (any && cur.end == nf) {
@@ -231,6 +240,8 @@ static int normalise(const struct cairn_mem_range *map, size_t n, struct span *o
 		return CAIRN_EINVAL;
 	if (!spans_add(out, &k, cur) || full)
 		return CAIRN_ENOSPC;
+	if (skipped)
+		*skipped = skip;
 	return k;
 }
 
@@ -285,7 +296,7 @@ static uint64_t meta_bytes(const struct span *s, int k, unsigned ncpus)
 size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n, unsigned ncpus)
 {
 	struct span s[CAIRN_MAX_REGIONS];
-	int k = normalise(map, n, s);
+	int k = normalise(map, n, s, NULL);
 	if (ncpus == 0)
 		ncpus = cairn_port_cpu_count();
 	if (k < 0 || ncpus == 0 || ncpus > FRAMES_MAX_CPUS)
@@ -300,7 +311,8 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	unsigned ncpus = cfg && cfg->ncpus ? cfg->ncpus : cairn_port_cpu_count();
 	if (!out || ncpus == 0 || ncpus > FRAMES_MAX_CPUS)
 		return CAIRN_EINVAL;
-	int k = normalise(map, n, s);
+	struct boot_skipped skipped;
+	int k = normalise(map, n, s, &skipped);
 	if (k < 0)
 		return k;
 	uint64_t bytes = meta_bytes(s, k, ncpus); /* (one walk of the map, not two) */
@@ -331,6 +343,7 @@ int cairn_frames_init(struct cairn_frames **out, const struct cairn_mem_range *m
 	atomic_init(&f->areas_present, 0);
 	f->meta_bytes = instance_bytes(ncpus);
 	f->removals = 0;
+	f->boot_skipped = skipped;
 	for (unsigned a = 0; a < CAIRN_AREAS; a++)
 		atomic_init(&f->transit[a], 0);
 	f->cpu = (struct cpu_hint *)(meta + ALIGN_UP(sizeof(struct cairn_frames), 64));
@@ -391,7 +404,7 @@ int cairn_frames_add_region(struct cairn_frames *f, cairn_phys_t base, uint64_t 
 {
 	struct cairn_mem_range one = { base, size };
 	struct span s[CAIRN_MAX_REGIONS];
-	int k = normalise(&one, 1, s);
+	int k = normalise(&one, 1, s, NULL);
 	if (k < 0)
 		return k;
 	if (k != 1)

@@ -291,6 +291,12 @@ static inline uint32_t word_avail(uint64_t v)
 	return ~(uint32_t)(v | v >> 32);
 }
 
+/* Map entries of no whole frame, and the map's bytes outside its
+ * entries' whole frames: listed, in no region. */
+struct boot_skipped {
+	uint64_t entries, bytes;
+};
+
 struct cairn_frames {
 	unsigned ncpus;
 	_Atomic uint32_t nregions;   /* slots [0, nregions) may be in use */
@@ -304,6 +310,9 @@ struct cairn_frames {
 	 * the reclaim takes the oldest. Apart from struct region, which the
 	 * short paths index: its size stays a cheap multiply. */
 	uint64_t removed[CAIRN_MAX_REGIONS];
+	/* What the boot map listed outside whole frames (the statistics'
+	 * boot_skipped_*), fixed at init. */
+	struct boot_skipped boot_skipped;
 	/* Unparks in flight, one word per area (TRANSIT_*, below): written by
 	 * unparks only, read by a request about to fail. A line apart from
 	 * everything the short paths read. */

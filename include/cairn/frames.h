@@ -108,7 +108,8 @@ size_t cairn_frames_meta_size(const struct cairn_mem_range *map, size_t n,
 			      unsigned ncpus);
 
 /* Create an instance over the usable ranges of `map` (need not be sorted or
- * aligned; partial frames are dropped, neighbours merged, ranges split at
+ * aligned; partial frames are dropped, an entry of no whole frame skipped,
+ * both counted in the statistics' boot_skipped_*, neighbours merged, ranges split at
  * area boundaries; any number of entries, only the regions left count
  * against CAIRN_MAX_REGIONS; linear in n for a map listed by base, as
  * firmware lists it, else n log n up to 256 entries and n / 256 passes
