@@ -472,6 +472,9 @@ void mm_init(void)
 	uint64_t free = st.free_frames[0] + st.free_frames[1] + st.free_frames[2];
 	kprintf("mem: %lu MiB usable, %lu regions, metadata %lu KiB, %lu MiB free\n",
 		total >> 20, (uint64_t)st.regions, st.meta_bytes >> 10, free >> 8);
+	if (st.boot_skipped_bytes)
+		kprintf("mem: %lu bytes of the map outside whole frames (%lu entries of none)\n",
+			st.boot_skipped_bytes, st.boot_skipped_entries);
 	kprintf("mem: identity map: %u x 1 GiB, %u x 2 MiB, 511 x 4 KiB pages (1 GiB pages %s)\n",
 		pages_1g, pages_2m, have_1g_pages ? "available" : "not available");
 }
