@@ -659,7 +659,7 @@ static struct beyond_snap beyond_snap(struct cairn_objects *o)
 	for (unsigned i = 0; i < 4; i++)
 		cairn_objects_heap_stats(o, i, &s.heap[i]);
 	s.free_frames = objtest_free_frames();
-	s.extents = extents();
+	s.extents = objtest_mode != OBJTEST_BUDDY ? extents() : 0;
 	s.qcached = objtest_qc ? cairn_qcache_cached_quanta(objtest_qc) : 0;
 	return s;
 }
@@ -790,6 +790,59 @@ static void test_beyond_max(enum objtest_large mode, bool harden)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_objects_destroy(o);
 	objtest_large_max = 0;
+	objtest_large_fini();
+}
+
+/* large_max 0 (unknown): a request no memory could ever hold (1 GiB,
+ * twice the frames the arena's spans and the buddy blocks come from)
+ * fails as one above large_max does, with nothing changed, rather than
+ * after the exhaustion path took every heap's caches back for a retry
+ * that fails too. Buddy blocks too, whose largest order (1 GiB) is beyond
+ * the memory. */
+static void test_impossible(enum objtest_large mode, bool harden)
+{
+	objtest_large_init(mode, 2 << 20);
+	objtest_large_max = 0;
+	struct cairn_objects *o =
+		objtest_create(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	unsigned char *large;
+	void *small;
+	beyond_fill(o, &large, &small);
+	struct beyond_snap was = beyond_snap(o);
+	CHECK(was.heap[0].slabs > 0);
+	CHECK(was.heap[0].cached_frames > 0);
+	size_t usable = cairn_objects_usable_size(o, large);
+	const size_t never = 2 * objtest_mem; /* 1 GiB: the largest order */
+
+	CHECK(cairn_heap_alloc(h, never) == NULL);
+	beyond_same(o, &was, "impossible: alloc");
+	CHECK(cairn_heap_alloc(h, never - 4096) == NULL);
+	CHECK(cairn_heap_calloc(h, 2, never / 2) == NULL);
+	CHECK(cairn_heap_alloc(h1, never) == NULL); /* its batch stays */
+	beyond_same(o, &was, "impossible: alloc below, calloc, heap 1");
+	int err = -1;
+	CHECK(cairn_heap_realloc_err(h, large, never, &err) == NULL);
+	CHECK_EQ(err, CAIRN_ENOMEM);
+	err = -1;
+	CHECK(cairn_heap_realloc_err(h, small, never, &err) == NULL);
+	CHECK_EQ(err, CAIRN_ENOMEM);
+	beyond_same(o, &was, "impossible: realloc");
+	CHECK(cairn_objects_alloc(o, never) == NULL);
+	CHECK(cairn_objects_realloc(o, large, never) == NULL);
+	beyond_same(o, &was, "impossible: cairn_objects_*");
+	CHECK_EQ(cairn_objects_usable_size(o, large), usable);
+	for (size_t i = 0; i < 200000; i++)
+		if (large[i] != 0x5a) {
+			CHECK_EQ(large[i], 0x5a);
+			break;
+		}
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK_EQ(cairn_heap_free(h, large), 0);
+	CHECK_EQ(cairn_heap_free(h, small), 0);
+	cairn_heap_flush(h1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_objects_destroy(o);
 	objtest_large_fini();
 }
 
@@ -948,6 +1001,10 @@ int main(void)
 		test_beyond_max(OBJTEST_CACHES, harden);
 		test_beyond_max(OBJTEST_MAPPED, harden);
 		test_beyond_max(OBJTEST_QCACHE, harden);
+		test_impossible(OBJTEST_BUDDY, harden);
+		test_impossible(OBJTEST_CACHES, harden);
+		test_impossible(OBJTEST_MAPPED, harden);
+		test_impossible(OBJTEST_QCACHE, harden);
 		CHECK_EQ(objtest_free_frames(), free0);
 	}
 
