@@ -341,7 +341,17 @@ int cairn_arena_add(struct cairn_arena *a, uint64_t base, uint64_t size)
 	if (base + size <= base)
 		return CAIRN_ERANGE;
 	struct areq r = { .base = base, .size = size, .flags = CAIRN_ARENA_SPAN };
-	return add_span(a, &r);
+	int err = add_span(a, &r);
+	if (err)
+		return err;
+	/* Only ever raised (relaxed: cairn_arena_could_hold answers for some
+	 * moment, and a span's add is rare). */
+	uint64_t m = atomic_load_explicit(&a->added_max, memory_order_relaxed);
+	while (m < size && !atomic_compare_exchange_weak_explicit(&a->added_max, &m, size,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+		;
+	return 0;
 }
 
 static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
@@ -810,6 +820,7 @@ int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
 	atomic_store_explicit(&a->imports, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->releases, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->tags, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->added_max, 0, memory_order_relaxed);
 	int err = cairn_btree_init(&a->tree, nodes, cfg->fanout);
 	if (err)
 		return err;
@@ -1028,4 +1039,35 @@ void cairn_arena_source_frames(struct cairn_arena_source *s,
 	s->import = frames_import;
 	s->release = frames_release;
 	s->ctx = fs;
+}
+
+/* Every span in the tree was added (none longer than added_max) or
+ * imported, and an import lends no less than `least` of import(): the
+ * size itself (with the phase, here 0) rounded to a power of two when the
+ * import quantum is one. An imported span that holds the size is at
+ * least that long, so a source that could not lend `least` now never
+ * lent a span that holds it either (a frames source's block is a power of
+ * two, and the frame allocator's regions and an arena's spans only grow).
+ * Any other source: unknown. */
+bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size)
+{
+	size = qround(a, size);
+	if (!size)
+		return false;
+	if (size <= atomic_load_explicit(&a->added_max, memory_order_relaxed))
+		return true;
+	if (!a->source.import)
+		return false;
+	uint64_t least = pow2(a->import_quantum) ? next_pow2(size) : size;
+	if (!least)
+		return false;
+	if (a->source.import == arena_import)
+		return cairn_arena_could_hold(a->source.ctx, least);
+	if (a->source.import != frames_import)
+		return true;
+	const struct cairn_frames_source *fs = a->source.ctx;
+	if (least < CAIRN_FRAME_SIZE)
+		least = CAIRN_FRAME_SIZE;
+	return cairn_frames_could_hold(fs->frames, order_of(least), fs->flags) &&
+	       (!fs->va || cairn_arena_could_hold(fs->va, least));
 }

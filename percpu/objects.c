@@ -258,7 +258,10 @@ static void *large_alloc(struct cairn_heap *h, size_t size)
 		return NULL;
 	unsigned order = large_order(size);
 	uintptr_t p = pages_get(o, order, false);
-	if (!p) {
+	/* What the caches hold can serve the retry only if some region of
+	 * the memory holds such a block at all: else fail with nothing
+	 * changed (a block beyond the whole memory). */
+	if (!p && cairn_frames_could_hold(o->frames, order, 0)) {
 		heap_exhausted(h);
 		p = pages_get(o, order, false);
 	}
@@ -676,7 +679,13 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 		arena_leave(o);
 		if (!err)
 			break;
-		if (err != CAIRN_ENOMEM || tries)
+		/* The exhaustion path gives back what could make room (cached
+		 * ranges and slab blocks, to the arena and its frames); with
+		 * no bound from the embedder (large_max 0) the arena says
+		 * whether any span could ever hold the request: if none
+		 * could, fail with nothing changed. Only after a failure, so
+		 * it costs a served request nothing. */
+		if (err != CAIRN_ENOMEM || tries || !cairn_arena_could_hold(o->arena, bytes))
 			return NULL;
 		heap_exhausted(h);
 	}

@@ -138,11 +138,11 @@ int cairn_qcache_alloc(struct cairn_qcache *qc, uint64_t size, uint64_t *addr)
 	unsigned q = size_class(qc, size);
 	if (!q) {
 		int err = cairn_arena_alloc(qc->a, size, cairn_qcache_cookie(qc), addr);
-		/* Cached ranges may be what is missing, unless the size rounds
-		 * past 2^64: no arena holds that, and a drain (every CPU asked,
-		 * every size lean) would change the caches for nothing. */
-		if (err == CAIRN_ENOMEM &&
-		    size <= UINT64_MAX - ((1ull << qc->shift) - 1)) {
+		/* Cached ranges may be what is missing, unless no span the
+		 * arena has or could import is that long (or the size rounds
+		 * past 2^64): then a drain (every CPU asked, every size lean)
+		 * would change the caches for nothing. */
+		if (err == CAIRN_ENOMEM && cairn_arena_could_hold(qc->a, size)) {
 			cairn_qcache_drain_all(qc);
 			err = cairn_arena_alloc(qc->a, size, cairn_qcache_cookie(qc), addr);
 		}

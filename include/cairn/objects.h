@@ -119,10 +119,14 @@ struct cairn_objects_config {
 	 * beyond a page (the slack that places it aligned anywhere in a
 	 * span): e.g. its largest span. A request above it fails at once,
 	 * nothing changed, as impossible requests do (alloc: NULL; realloc:
-	 * CAIRN_ENOMEM, p untouched); only the arena can tell otherwise, and
-	 * without it (0: unknown) such a request runs the exhaustion path
-	 * (every batch posted, every heap's caches taken back) before it
-	 * fails. A request within it may still fail on exhaustion. */
+	 * CAIRN_ENOMEM, p untouched). 0 (unknown): a request the arena
+	 * cannot serve is refused, nothing changed, when no span it has or
+	 * could import is as long as the request's pages
+	 * (cairn_arena_could_hold: beyond its spans and its frames source's
+	 * memory); otherwise (an alignment no span has, a source the arena
+	 * does not know) it runs the exhaustion path (every batch posted,
+	 * every heap's caches taken back) before it fails. A request within
+	 * it may still fail on exhaustion. */
 	uint64_t large_max;
 	/* Optional, with large_arena: called before and after every call
 	 * into the arena (allocation, free, lookup; destroy excepted), around
@@ -162,8 +166,10 @@ void cairn_objects_destroy(struct cairn_objects *o);
  * object. NULL on exhaustion (after collecting and releasing what the heap
  * holds, and taking back every heap's caches) and for impossible requests
  * (EINVAL-like: align not a power of two, calloc overflow; ENOMEM-like: a
- * large object above what the page layer can ever serve, the largest
- * buddy block or the config's large_max); nothing changes then. */
+ * large object above what the page layer can ever serve: the largest
+ * buddy block, a block no region of the frames holds, the config's
+ * large_max, or with large_max 0 a size no span of the arena could ever
+ * hold, see large_max); nothing changes then. */
 void *cairn_objects_alloc(struct cairn_objects *o, size_t size);
 void *cairn_objects_alloc_aligned(struct cairn_objects *o, size_t size,
 				  size_t align);

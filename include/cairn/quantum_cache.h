@@ -50,7 +50,8 @@ void cairn_qcache_destroy(struct cairn_qcache *qc);
 
 /* size rounded up to the quantum. CAIRN_ENOMEM only after every CPU's
  * cached ranges went back to the arena and the arena still had no room,
- * or at once (nothing drained) for a size that rounds past 2^64. "Every
+ * or at once (nothing drained) for a size no span of the arena could
+ * ever hold (cairn_arena_could_hold; one that rounds past 2^64). "Every
  * CPU" is every CPU that answers a drain (magazine.h): an online one at
  * its next operation or poll, one that went away once it was emptied
  * with cairn_qcache_drain_cpu. A slot left holding ranges with no one to

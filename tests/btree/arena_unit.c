@@ -1342,6 +1342,81 @@ static void node_failure_imports(void)
 	cairn_arena_destroy(&parent);
 }
 
+/* could_hold: the longest span added, else what the source could lend
+ * (the memory here is [1 MiB, 255 MiB): its largest block is 64 MiB);
+ * asking changes nothing. */
+static int could_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr)
+{
+	(void)ctx, (void)size, (void)align, (void)addr;
+	return CAIRN_ENOMEM;
+}
+
+static void could_release(void *ctx, uint64_t addr, uint64_t size)
+{
+	(void)ctx, (void)addr, (void)size;
+}
+
+static void could_hold(void)
+{
+	struct cairn_arena plain, child, direct;
+	struct cairn_arena_config pc = { .quantum = 64 };
+	uint64_t before = env_free_frames();
+	CHECK_EQ(cairn_arena_create(&plain, env_frames, 1ull << 40, 1 * MiB, &pc), 0);
+	CHECK(cairn_arena_could_hold(&plain, 1 * MiB));
+	CHECK(cairn_arena_could_hold(&plain, 1 * MiB - 100)); /* rounded: 1 MiB */
+	CHECK(!cairn_arena_could_hold(&plain, 1 * MiB + 1));
+	CHECK(!cairn_arena_could_hold(&plain, 0));
+	CHECK(!cairn_arena_could_hold(&plain, UINT64_MAX));
+	CHECK_EQ(cairn_arena_add(&plain, 1ull << 41, 3 * MiB), 0);
+	CHECK(cairn_arena_could_hold(&plain, 3 * MiB));
+	CHECK_EQ(cairn_arena_add(&plain, 1ull << 42, 2 * MiB), 0); /* never lowered */
+	CHECK(cairn_arena_could_hold(&plain, 3 * MiB));
+	CHECK(!cairn_arena_could_hold(&plain, 3 * MiB + 64));
+
+	/* an arena source: the parent's answer for what an import asks at
+	 * least (the size rounded to a power of two: 4 MiB for 3 MiB) */
+	struct cairn_arena_source asrc;
+	cairn_arena_source_arena(&asrc, &plain);
+	struct cairn_arena_config cc = { .quantum = 64, .source = &asrc };
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	CHECK(cairn_arena_could_hold(&child, 2 * MiB));
+	CHECK(!cairn_arena_could_hold(&child, 3 * MiB));
+	CHECK_EQ(atomic_load(&child.imports), 0);
+	cairn_arena_destroy(&child);
+
+	/* frames in place: blocks of up to 64 MiB */
+	struct cairn_frames_source fs = { .frames = env_frames };
+	struct cairn_arena_source fsrc;
+	cairn_arena_source_frames(&fsrc, &fs);
+	struct cairn_arena_config dc = { .quantum = 4096, .source = &fsrc,
+					 .import_quantum = 2 * MiB };
+	CHECK_EQ(cairn_arena_create(&direct, env_frames, 0, 0, &dc), 0);
+	uint64_t made = env_free_frames();
+	CHECK(cairn_arena_could_hold(&direct, 100));
+	CHECK(cairn_arena_could_hold(&direct, 64 * MiB));
+	CHECK(!cairn_arena_could_hold(&direct, 64 * MiB + 1));
+	CHECK(!cairn_arena_could_hold(&direct, 1ull << 62));
+	CHECK_EQ(env_free_frames(), made);
+	cairn_arena_destroy(&direct);
+
+	/* mapped: the VA arena (64 MiB) must hold the span too */
+	struct mapped_heap m;
+	mapped_heap_create(&m, 4096, 2 * MiB);
+	CHECK(cairn_arena_could_hold(&m.heap, 64 * MiB));
+	CHECK(!cairn_arena_could_hold(&m.heap, 64 * MiB + 64));
+	cairn_arena_destroy(&m.heap);
+	cairn_arena_destroy(&m.va);
+
+	/* a source it does not know may lend anything */
+	struct cairn_arena_source usrc = { could_import, could_release, NULL };
+	struct cairn_arena_config uc = { .quantum = 64, .source = &usrc };
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &uc), 0);
+	CHECK(cairn_arena_could_hold(&child, 1ull << 62));
+	cairn_arena_destroy(&child);
+	cairn_arena_destroy(&plain);
+	CHECK_EQ(env_free_frames(), before);
+}
+
 int main(void)
 {
 	env_init(1, 256);
@@ -1371,6 +1446,7 @@ int main(void)
 	frames_source_small_iq(false);
 	frames_source_small_iq(true);
 	frames_source_direct();
+	could_hold();
 	free_owned();
 	free_as();
 	node_failure();
