@@ -20,6 +20,9 @@
  *  lean ended by the pass: after a drain, a free that the pass hands to
  *    the frame allocator ends lean, so the next miss that reaches the
  *    frame allocator refills a magazine instead of taking one block.
+ *  a huge block freed twice while its first free is cached (room in the
+ *    magazine; everything full, where the pass gives frees to the frame
+ *    allocator): reported, and never handed to two owners.
  */
 #include <cairn/frame_cache.h>
 #include <cairn/host.h>
@@ -441,6 +444,97 @@ static void test_pass_ends_lean(void)
 	CHECK_EQ(frames_free_total(fa), start);
 }
 
+/* ---- a huge block freed twice while its first free is cached ---- */
+
+/* No two of n blocks alike. */
+static bool distinct(const cairn_phys_t *v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = i + 1; j < n; j++)
+			if (v[i] == v[j])
+				return false;
+	return true;
+}
+
+/* The second free of an order-9 block whose first free sits in a magazine
+ * is a double free: reported (EFREE, through the port's report hook),
+ * nothing cached or freed by it, and no block is ever handed to two
+ * owners. Twice: with room in the loaded magazine (the second copy would
+ * join the first in the magazines), and with both magazines and the depot
+ * full (the pass would give the block to the frame allocator while the
+ * first copy is still cached, and the frame allocator would give it to
+ * another owner; the flush of the cached copy would free it from under
+ * that owner). */
+static void test_huge_double_free(void)
+{
+	const unsigned k = CAIRN_HUGE_ORDER;
+	uint64_t start = frames_free_total(fa);
+	struct cairn_fcache *fc;
+	struct cairn_fcache_config cfg = { .ncpus = CACHE_CPUS,
+					   .mag_size = { 0, 0, 0, 0, 2 },
+					   .depot_full = 1 };
+	REQUIRE(cairn_fcache_create(&fc, fa, &cfg) == 0);
+	bind(0);
+
+	/* room in the loaded magazine */
+	cairn_phys_t b[8], c[8], r;
+	REQUIRE(cairn_fcache_alloc(fc, k, 0, &b[0]) == 0);
+	REQUIRE(cairn_fcache_alloc(fc, k, 0, &b[1]) == 0); /* loaded now empty */
+	CHECK_EQ(cairn_fcache_free(fc, b[0], k), 0);
+	uint64_t cached = cairn_fcache_cached_frames(fc), fr = frames_free_total(fa);
+	cairn_host_reports_quiet(1);
+	uint64_t reports = cairn_host_reports();
+	CHECK_EQ(cairn_fcache_free(fc, b[0], k), CAIRN_EFREE);
+	CHECK(cairn_host_reports() > reports);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
+	CHECK_EQ(frames_free_total(fa), fr);
+	REQUIRE(cairn_fcache_alloc(fc, k, 0, &c[0]) == 0);
+	REQUIRE(cairn_fcache_alloc(fc, k, 0, &c[1]) == 0);
+	c[2] = b[1];
+	CHECK(distinct(c, 3));
+	for (unsigned j = 0; j < 3; j++)
+		cairn_fcache_free(fc, c[j], k);
+	CHECK_EQ(cairn_fcache_drain_cpu(fc, 0), 0);
+
+	/* loaded and prev full, one full magazine in the depot: the pass */
+	for (unsigned j = 0; j < 7; j++)
+		REQUIRE(cairn_fcache_alloc(fc, k, 0, &b[j]) == 0);
+	for (unsigned j = 0; j < 6; j++)
+		CHECK_EQ(cairn_fcache_free(fc, b[j], k), 0);
+	cached = cairn_fcache_cached_frames(fc);
+	fr = frames_free_total(fa);
+	CHECK_EQ(cached, 6u << k);
+	cairn_host_reports_quiet(1);
+	reports = cairn_host_reports();
+	CHECK_EQ(cairn_fcache_free(fc, b[0], k), CAIRN_EFREE);
+	CHECK(cairn_host_reports() > reports);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), cached);
+	CHECK_EQ(frames_free_total(fa), fr);
+	/* another owner from the frame allocator (this CPU's huge hint would
+	 * name a block the pass freed), then everything cached, and a flush
+	 * of all of it: the other owner's block stays allocated */
+	REQUIRE(cairn_frames_alloc(fa, k, 0, &r) == 0);
+	for (unsigned j = 0; j < 6; j++)
+		REQUIRE(cairn_fcache_alloc(fc, k, 0, &c[j]) == 0);
+	c[6] = r;
+	c[7] = b[6];
+	CHECK(distinct(c, 8));
+	cairn_host_reports_quiet(1);
+	reports = cairn_host_reports();
+	for (unsigned j = 0; j < 6; j++)
+		cairn_fcache_free(fc, c[j], k);
+	cairn_fcache_free(fc, b[6], k);
+	CHECK_EQ(cairn_fcache_drain_cpu(fc, 0), 0);
+	CHECK(cairn_frames_is_allocated(fa, r, k));
+	CHECK_EQ(cairn_host_reports(), reports);
+	cairn_host_reports_quiet(0);
+	cairn_frames_free(fa, r, k);
+	cairn_fcache_destroy(fc);
+	CHECK_EQ(frames_free_total(fa), start);
+}
+
 int main(void)
 {
 	REQUIRE(cairn_host_init(NCPUS, 0, 64 * MiB) == 0);
@@ -454,6 +548,7 @@ int main(void)
 	test_bypass_ops();
 	test_zero_paths();
 	test_pass_ends_lean();
+	test_huge_double_free();
 	test_bypass_exhaustion();
 	CHECK_EQ(frames_free_total(fa), before_a);
 	CHECK_EQ(frames_free_total(fb), before_b);
