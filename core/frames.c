@@ -1010,6 +1010,8 @@ static int chunks_free(struct region *r, uint64_t c, unsigned k)
 			return CAIRN_EFREE;
 		if (!(e & CE_HEAD) || ce_order(e) != k)
 			return CAIRN_EORDER;
+		if (e & CE_HELD) /* in a frame cache: freed once already */
+			return CAIRN_EFREE;
 	} while (!atomic_compare_exchange_weak_explicit(&r->chunk[c], &e, CHUNK_FRAMES,
 							REFILL, RELAXED));
 	/* every chunk REFILL: another CPU may take the head chunk before a
@@ -1667,9 +1669,9 @@ static bool is_allocated_other(struct cairn_frames *f, cairn_phys_t phys, unsign
 	struct region *r;
 	uint64_t c;
 	unsigned off;
-	if (order == CAIRN_HUGE_ORDER) { /* a cached huge block: the order-9 free's checks */
+	if (order == CAIRN_HUGE_ORDER) { /* the order-9 free's checks; held or not */
 		_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
-		return ce && ld(ce) == HUGE9_HEAD;
+		return ce && (ld(ce) & ~CE_HELD) == HUGE9_HEAD;
 	}
 	if (locate(f, phys, order, &r, &c, &off))
 		return false;
@@ -1689,4 +1691,33 @@ static bool is_allocated_other(struct cairn_frames *f, cairn_phys_t phys, unsign
 		if (ld(&w[wi + j]) != ALLOC_HALF)
 			return false;
 	return check_block_word(ld(&w[wi]), 0, WORD_FRAMES, goes_on_past_word(w, off, n)) == 0;
+}
+
+/* A frame cache's mark on an order-9 block it holds (CE_HELD), set as the
+ * block goes into a magazine and cleared as it comes out. No free accepts
+ * a held head (free9_fast's and the bulk free's CAS expect the exact
+ * unheld value, chunks_free refuses it), so a second free of a block
+ * whose first free is cached is a double free here, wherever it goes.
+ * A plain load and store: only the block's holder (its caller, then the
+ * cache) changes an allocated head, and a free by anyone else fails on
+ * it, so nothing else writes the entry between them. A free of the same
+ * block on another CPU at the same moment (a double free racing its
+ * first free) is outside that: an RMW here would order the two, and this
+ * is the order-9 hit of the cache, which does without one. */
+bool cairn_frames_huge_hold(struct cairn_frames *f, cairn_phys_t phys)
+{
+	struct region *r;
+	_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
+	if (!ce || ld(ce) != HUGE9_HEAD)
+		return false;
+	atomic_store_explicit(ce, HUGE9_HEAD | CE_HELD, RELAXED);
+	return true;
+}
+
+void cairn_frames_huge_unhold(struct cairn_frames *f, cairn_phys_t phys)
+{
+	struct region *r;
+	_Atomic uint64_t *ce = entry_of_huge(f, phys, &r);
+	if (ce && ld(ce) == (HUGE9_HEAD | CE_HELD))
+		atomic_store_explicit(ce, HUGE9_HEAD, RELAXED);
 }

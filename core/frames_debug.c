@@ -205,7 +205,8 @@ int cairn_frames_validate(struct cairn_frames *f)
 			if (e & CE_HEAD) {
 				unsigned k = ce_order(e);
 				if (tail || k < CAIRN_HUGE_ORDER || k > CAIRN_MAX_ORDER ||
-				    cn & ((1ull << (k - CAIRN_HUGE_ORDER)) - 1))
+				    cn & ((1ull << (k - CAIRN_HUGE_ORDER)) - 1) ||
+				    ((e & CE_HELD) && k != CAIRN_HUGE_ORDER))
 					return broken("frames: bad huge head", cn, e);
 				tail = (1ull << (k - CAIRN_HUGE_ORDER)) - 1;
 			} else if (!tail) {

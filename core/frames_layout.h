@@ -19,6 +19,10 @@
  *      HEAD   first chunk of such a block, ORDER its order (9..18)
  *      OWNER  CPU index + 1 that prefers this chunk for small allocations
  *             (a soft reservation: others use it only when nothing else fits)
+ *      HELD   on an order-9 head only: the block sits in a frame cache's
+ *             magazine, not in a caller's hands (cairn_frames_huge_hold).
+ *             Allocated all the same; no free accepts it, so a second
+ *             free of a block whose first free is cached is refused.
  *
  * Counting rule (the core invariant): FREE never exceeds the number of free
  * unparked frames in the chunk (neither bit set; parked frames below) minus
@@ -73,6 +77,7 @@
 #define CE_HEAD (1ull << 11)
 #define CE_ORDER_SHIFT 12
 #define CE_ORDER_MASK (0x1full << CE_ORDER_SHIFT)
+#define CE_HELD (1ull << 17)
 #define CE_OWNER_SHIFT 32
 #define CE_OWNER_MASK (0xffffull << CE_OWNER_SHIFT)
 

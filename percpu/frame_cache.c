@@ -17,6 +17,7 @@ static const unsigned default_mag_size[CAIRN_FCACHE_ORDERS] = { 63, 31, 15, 15, 
 struct fc_source {
 	struct cairn_frames *f;
 	unsigned order;
+	bool hold; /* order 9 unless trust_frees: blocks in magazines held */
 };
 
 struct cairn_fcache {
@@ -30,9 +31,11 @@ struct cairn_fcache {
 
 _Static_assert(sizeof(struct cairn_fcache) <= CAIRN_FRAME_SIZE, "a frame cache lives in one frame");
 
+#define HUGE_INDEX 4
+
 static inline int order_index(unsigned order)
 {
-	return order <= 3 ? (int)order : order == CAIRN_HUGE_ORDER ? 4 : -1;
+	return order <= 3 ? (int)order : order == CAIRN_HUGE_ORDER ? HUGE_INDEX : -1;
 }
 
 /* ---- the frame allocator as a source of items ---- */
@@ -62,15 +65,28 @@ static void put0(void *ctx, const uint64_t *items, size_t n)
 	put_past_bad(cairn_frames_free_bulk, ((struct fc_source *)ctx)->f, items, n);
 }
 
+/* Order 9: every block in a magazine is held in the frame allocator
+ * (cairn_frames_huge_hold), so that a free of a block whose first free is
+ * cached is refused wherever it goes: the cache's check, the pass, the
+ * frame allocator's own free. Blocks come from a refill held, and leave
+ * the cache unheld: to the caller (the alloc paths) or to the frame
+ * allocator (here, before the bulk free, which frees unheld blocks only).
+ * With trust_frees nothing is held: the cache checks nothing. */
 static size_t get9(void *ctx, uint64_t *items, size_t n)
 {
 	struct fc_source *s = ctx;
-	return cairn_frames_alloc_bulk_huge(s->f, 0, items, n);
+	size_t got = cairn_frames_alloc_bulk_huge(s->f, 0, items, n);
+	for (size_t i = 0; s->hold && i < got; i++)
+		(void)cairn_frames_huge_hold(s->f, items[i]);
+	return got;
 }
 
 static void put9(void *ctx, const uint64_t *items, size_t n)
 {
-	put_past_bad(cairn_frames_free_bulk_huge, ((struct fc_source *)ctx)->f, items, n);
+	struct fc_source *s = ctx;
+	for (size_t i = 0; s->hold && i < n; i++)
+		cairn_frames_huge_unhold(s->f, items[i]);
+	put_past_bad(cairn_frames_free_bulk_huge, s->f, items, n);
 }
 
 static size_t getk(void *ctx, uint64_t *items, size_t n)
@@ -118,8 +134,8 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 	atomic_init(&fc->own_group.walkers, 0);
 	struct cairn_mag_group *group = cfg->group ? cfg->group : &fc->own_group;
 	for (unsigned i = 0; i < CAIRN_FCACHE_ORDERS; i++) {
-		fc->src[i] = (struct fc_source){ f, cached_order[i] };
 		unsigned k = cached_order[i];
+		fc->src[i] = (struct fc_source){ f, k, k == CAIRN_HUGE_ORDER && !cfg->trust_frees };
 		struct cairn_mag_config mcfg = {
 			.source = { k == 0 ? get0 : k == CAIRN_HUGE_ORDER ? get9 : getk,
 				    k == 0 ? put0 : k == CAIRN_HUGE_ORDER ? put9 : putk,
@@ -169,6 +185,23 @@ static void zero_block(cairn_phys_t phys, unsigned order)
 		p[i] = 0;
 }
 
+/* The check of a free of cached order i before the block enters a
+ * magazine: allocated in the frame allocator, and at order 9 not held
+ * (which it then becomes: see get9). Not with trust_frees. */
+static inline bool free_check(struct cairn_fcache *fc, int i, cairn_phys_t phys, unsigned order)
+{
+	return i == HUGE_INDEX ? cairn_frames_huge_hold(fc->f, phys)
+			       : cairn_frames_is_allocated(fc->f, phys, order);
+}
+
+/* A block of cached order i leaves the cache for the caller: at order 9
+ * no longer held, so that the caller's free is accepted. */
+static inline void block_out(struct cairn_fcache *fc, int i, cairn_phys_t phys)
+{
+	if (i == HUGE_INDEX && fc->src[i].hold)
+		cairn_frames_huge_unhold(fc->f, phys);
+}
+
 static __attribute__((noinline)) int alloc_slow(struct cairn_fcache *fc, unsigned order,
 						unsigned flags, cairn_phys_t *out)
 {
@@ -192,9 +225,12 @@ static __attribute__((noinline)) int alloc_slow(struct cairn_fcache *fc, unsigne
 		cairn_fcache_drain_all(fc);
 		err = cairn_mag_try_alloc(fc->mag[i], out);
 	}
-	if (!err && (flags & CAIRN_F_ZERO))
+	if (err)
+		return err;
+	block_out(fc, i, *out);
+	if (flags & CAIRN_F_ZERO)
 		zero_block(*out, order);
-	return err;
+	return 0;
 }
 
 int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
@@ -207,8 +243,10 @@ int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
 			return 0;
 	} else {
 		int i = order_index(order);
-		if (i >= 0 && flags == 0 && mag_hit_alloc(fc->mag[i], out))
+		if (i >= 0 && flags == 0 && mag_hit_alloc(fc->mag[i], out)) {
+			block_out(fc, i, *out);
 			return 0;
+		}
 	}
 	return alloc_slow(fc, order, flags, out);
 }
@@ -226,7 +264,7 @@ static __attribute__((noinline)) int free_slow(struct cairn_fcache *fc, cairn_ph
 	/* Checked before the block enters a magazine: if it is not a block of
 	 * this order allocated in the frame allocator, let the frame allocator
 	 * say what it is instead (it rejects it and changes nothing). */
-	if (!fc->trust_frees && !cairn_frames_is_allocated(fc->f, phys, order))
+	if (!fc->trust_frees && !free_check(fc, i, phys, order))
 		return cairn_frames_free(fc->f, phys, order);
 	cairn_mag_free(fc->mag[i], phys);
 	return 0;
@@ -284,7 +322,7 @@ static inline int free_other(struct cairn_fcache *fc, int i, cairn_phys_t phys, 
 	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
 	if (mag_likely(!mag_asked(c))) {
 		if (mag_likely(n < c->cap)) {
-			if (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, order)) {
+			if (fc->trust_frees || free_check(fc, i, phys, order)) {
 				mag_items(c->loaded)[n] = phys;
 				atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
 				stat_add(&c->hits, 1);

@@ -265,4 +265,13 @@ void cairn_frames_dump(struct cairn_frames *f);
 bool cairn_frames_is_allocated(struct cairn_frames *f, cairn_phys_t phys,
 			       unsigned order);
 
+/* For a frame cache: mark an allocated order-9 block as held in a
+ * magazine (true), or refuse (false: not an allocated order-9 block, or
+ * held already, i.e. freed twice). A held block is still allocated
+ * (cairn_frames_is_allocated says so), but no free accepts it (EFREE)
+ * until unhold clears the mark (a no-op on a block not held). Only the
+ * block's holder calls them. */
+bool cairn_frames_huge_hold(struct cairn_frames *f, cairn_phys_t phys);
+void cairn_frames_huge_unhold(struct cairn_frames *f, cairn_phys_t phys);
+
 #endif /* CAIRN_FRAMES_H */
