@@ -20,6 +20,9 @@
  *  lean ended by the pass: after a drain, a free that the pass hands to
  *    the frame allocator ends lean, so the next miss that reaches the
  *    frame allocator refills a magazine instead of taking one block.
+ *  a slot whose thread left without draining it (unregistered, or gone
+ *    and its slot given back): a CPU of the cache gets every frame of
+ *    memory, and the slot's next thread works in it.
  *  a huge block freed twice while its first free is cached (room in the
  *    magazine; everything full, where the pass gives frees to the frame
  *    allocator): reported, and never handed to two owners.
@@ -444,6 +447,82 @@ static void test_pass_ends_lean(void)
 	CHECK_EQ(frames_free_total(fa), start);
 }
 
+/* ---- a departed thread's slot ---- */
+
+/* A thread bound to slot 1 holds every frame of fb it can get in its
+ * magazines and the depot, and leaves: through cairn_host_cpu_unregister
+ * without draining (its items left to the slot's next thread), or by
+ * exiting still registered, its slot given back by
+ * cairn_host_cpu_release. */
+static struct cairn_fcache *dfc;
+
+static void *d_holder(void *arg)
+{
+	bool unregister = arg != NULL;
+	REQUIRE(cairn_host_cpu_bind(1) == 0);
+	cairn_phys_t *v = calloc(1u << 14, sizeof(*v));
+	unsigned n = 0;
+	while (n < 2 && cairn_fcache_alloc(dfc, CAIRN_HUGE_ORDER, 0, &v[n]) == 0)
+		n++;
+	unsigned huge = n;
+	while (n < 1u << 14 && cairn_fcache_alloc(dfc, 0, 0, &v[n]) == 0)
+		n++;
+	for (unsigned i = 0; i < n; i++)
+		REQUIRE(cairn_fcache_free(dfc, v[i], i < huge ? CAIRN_HUGE_ORDER : 0) == 0);
+	free(v);
+	if (unregister)
+		cairn_host_cpu_unregister();
+	return NULL;
+}
+
+/* What the departed slot holds is not lost to an allocation: CPU 0 (a CPU
+ * of the cache) gets every frame of memory, and the slot's next thread
+ * finds it empty and works in it. */
+static void test_departed_exhaustion(void)
+{
+	uint64_t start = frames_free_total(fb);
+	struct cairn_fcache_config cfg = { .ncpus = CACHE_CPUS, .depot_full = 100,
+					   .depot_empty = 4 };
+	for (unsigned way = 0; way < 2; way++) {
+		REQUIRE(cairn_fcache_create(&dfc, fb, &cfg) == 0);
+		uint64_t total = frames_free_total(fb);
+		bind(0);
+		pthread_t t;
+		REQUIRE(pthread_create(&t, NULL, d_holder, way ? NULL : (void *)1) == 0);
+		pthread_join(t, NULL);
+		if (way)
+			cairn_host_cpu_release(1);
+		struct cairn_mag_cpu_stats cs;
+		REQUIRE(cairn_mag_cpu_stats(cairn_fcache_mags(dfc, 0), 1, &cs) == 0);
+		CHECK(cs.held > 0);
+		uint64_t cached = cairn_fcache_cached_frames(dfc);
+		CHECK(cached > total / 4 * 3);
+		cairn_phys_t *v = calloc(total + 1, sizeof(*v));
+		uint64_t n = 0;
+		while (n <= total && cairn_fcache_alloc(dfc, 0, 0, &v[n]) == 0)
+			n++;
+		CHECK_EQ(n, total);
+		CHECK_EQ(frames_free_total(fb), 0);
+		CHECK_EQ(cairn_fcache_cached_frames(dfc), 0);
+		CHECK_EQ(magazines(dfc), 0);
+		for (uint64_t i = 0; i < n; i++)
+			CHECK_EQ(cairn_fcache_free(dfc, v[i], 0), 0);
+		free(v);
+		/* the slot's next thread */
+		cairn_host_cpu_unregister();
+		bind(1);
+		cairn_phys_t p;
+		CHECK_EQ(cairn_fcache_alloc(dfc, CAIRN_HUGE_ORDER, 0, &p), 0);
+		CHECK_EQ(cairn_fcache_free(dfc, p, CAIRN_HUGE_ORDER), 0);
+		CHECK_EQ(cairn_fcache_drain_cpu(dfc, 1), 0);
+		bind(0);
+		cairn_fcache_drain_all(dfc);
+		CHECK_EQ(cairn_fcache_cached_frames(dfc), 0);
+		cairn_fcache_destroy(dfc);
+		CHECK_EQ(frames_free_total(fb), start);
+	}
+}
+
 /* ---- a huge block freed twice while its first free is cached ---- */
 
 /* No two of n blocks alike. */
@@ -550,6 +629,7 @@ int main(void)
 	test_pass_ends_lean();
 	test_huge_double_free();
 	test_bypass_exhaustion();
+	test_departed_exhaustion();
 	CHECK_EQ(frames_free_total(fa), before_a);
 	CHECK_EQ(frames_free_total(fb), before_b);
 	CHECK_EQ(cairn_frames_validate(fa), 0);
