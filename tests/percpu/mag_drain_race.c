@@ -22,6 +22,11 @@
  *    answers the request.
  *  leaving while drained: a drainer parked after asking; the owner leaves
  *    (drain_cpu) before the drainer waits; the drainer returns on that.
+ *  left while drained: a drainer parked after asking; the owner's thread
+ *    unregisters and exits without draining, its slot full. The drainer
+ *    waits, and empties the slot itself once the port lends it (no thread
+ *    holds it): it returns with every item back, the request answered,
+ *    and a new thread finds the slot empty.
  *
  * Expected every time: each item exactly once (in a thread's hands, a
  * magazine, or the source: the reference source counts a put of an item
@@ -299,6 +304,30 @@ static void leave_while_drained(void)
 	teardown("leaving while drained");
 }
 
+static void left_while_drained(void)
+{
+	setup();
+	struct cpu_thread *o = &cpu[1], *d = &cpu[2];
+	watched = 1;
+	run_wait(o, step_alloc4);
+	run_wait(o, step_free_all);
+	CHECK_EQ(cpu_stats(1).held, MAG);
+	run_parked(d, step_drain, CAIRN_HOOK_DRAIN_ASKED, NULL);
+	cpu_stop(o); /* unregistered, its slot as it was */
+	CHECK_EQ(cpu_stats(1).magazines, 1);
+	d->noted = false;
+	let_go(d);
+	wait_done(d);
+	CHECK(d->noted); /* it waited for an answer first */
+	CHECK_EQ(ret_nmag[2], 0);
+	CHECK_EQ(ref_free(&src), NITEMS);
+	CHECK_EQ(atomic_load(&mc->cpu[1].req), atomic_load(&mc->cpu[1].ack));
+	cpu_start(o, 1);
+	run_wait(o, step_alloc4);
+	CHECK_EQ(o->nhand, 4);
+	teardown("left while drained");
+}
+
 int main(void)
 {
 	alarm(40); /* a wait the timed waits do not see */
@@ -312,6 +341,7 @@ int main(void)
 	two_drainers();
 	departure();
 	leave_while_drained();
+	left_while_drained();
 	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	cairn_host_cpu_unregister();
