@@ -176,20 +176,45 @@ static void poll_group(struct cairn_mag_cache *mc)
 	atomic_fetch_sub_explicit(&g->walkers, 1, memory_order_release);
 }
 
+/* Empty slot cpu ourselves if the port lends it: nothing runs as that
+ * CPU (on the host, a slot whose thread left without draining it), so no
+ * one would answer until a thread takes the slot again, maybe never, and
+ * what it holds would be lost to every allocation meanwhile. The port's
+ * lending orders the slot's last operation before our answer, and our
+ * answer before the slot's next thread: drain_cpu's premise. The answer
+ * settles every request up to the one it reads, ours included. */
+static bool drain_lent(struct cairn_mag_cache *mc, unsigned cpu)
+{
+	if (!cairn_port_cpu_borrow(cpu))
+		return false;
+	unsigned long irq = cairn_port_local_enter();
+	cairn__mag_answer(mc, &mc->cpu[cpu]);
+	cairn_port_local_leave(irq);
+	cairn_port_cpu_giveback(cpu);
+	return true;
+}
+
+/* How often a wait asks the port whether the CPU it waits for was left. */
+#define LENT_EVERY 64
+
 /* Until the answer, or until the slot holds no magazine: an owner that
  * emptied it after our request was taken (another drainer's answer, its
  * own departure) has nothing left for us, and a departed slot may not
  * operate again for a long time. nmag's release store follows the puts of
  * the emptying (and any push to the depot, which our last depot_drain
  * takes), so the acquire load orders them before our retry as ack's
- * would. */
-static void wait_answer(struct cairn_mag_cache *mc, struct mag_cpu *c, uint32_t gen)
+ * would. A thread that leaves its slot unanswered while we wait is gone
+ * without emptying it: we take the slot from the port and empty it. */
+static void wait_answer(struct cairn_mag_cache *mc, unsigned cpu, uint32_t gen)
 {
+	struct mag_cpu *c = &mc->cpu[cpu];
 	for (unsigned spin = 0; spin < mc->drain_wait; spin++) {
 		if ((int32_t)(atomic_load_explicit(&c->ack, memory_order_acquire) - gen) >= 0 ||
 		    !atomic_load_explicit(&c->nmag, memory_order_acquire))
 			return;
 		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_WAITING, c);
+		if (spin % LENT_EVERY == LENT_EVERY - 1 && drain_lent(mc, cpu))
+			return;
 		poll_group(mc);
 		cairn_port_pause();
 	}
@@ -219,8 +244,10 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 		unsigned n = mc->ncpus - base < ASK_BATCH ? mc->ncpus - base : ASK_BATCH;
 		for (unsigned i = 0; i < n; i++) {
 			struct mag_cpu *c = &mc->cpu[base + i];
+			/* A CPU nothing runs as is emptied here, not asked. */
 			asked[i] = base + i != me &&
-				   atomic_load_explicit(&c->nmag, memory_order_relaxed);
+				   atomic_load_explicit(&c->nmag, memory_order_relaxed) &&
+				   !drain_lent(mc, base + i);
 			if (asked[i])
 				gen[i] = atomic_fetch_add_explicit(&c->req, 1,
 								   memory_order_relaxed) + 1;
@@ -228,7 +255,7 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_ASKED, mc);
 		for (unsigned i = 0; i < n; i++)
 			if (asked[i])
-				wait_answer(mc, &mc->cpu[base + i], gen[i]);
+				wait_answer(mc, base + i, gen[i]);
 	}
 	/* Magazines the answering CPUs had pushed meanwhile. */
 	depot_drain(mc);

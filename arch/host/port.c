@@ -2,7 +2,10 @@
 /*
  * The hosted port. A thread registers as a CPU by claiming a slot with a CAS
  * (acquire), and gives it back with a release store, so everything the last
- * owner did with the slot's per-CPU data happens-before the next owner.
+ * owner did with the slot's per-CPU data happens-before the next owner. A
+ * drain borrows a free slot the same way (SLOT_LENT) to empty what its
+ * last thread left; a thread that binds to the slot meanwhile waits for
+ * it, one that registers takes another.
  */
 #define _GNU_SOURCE
 #include <cairn/error.h>
@@ -23,6 +26,7 @@ static unsigned char *mem_base;
 static cairn_phys_t mem_phys;
 static uint64_t mem_size;
 static unsigned max_cpus = 1;
+enum { SLOT_FREE, SLOT_HELD, SLOT_LENT };
 static _Atomic unsigned char slot_taken[HOST_MAX_CPUS];
 /* initial-exec: the static library is built position-independent, and the
  * default (general-dynamic) model makes every read of the CPU index look
@@ -151,19 +155,36 @@ uint64_t cairn_host_va_window(uint64_t size, uint64_t align)
 	return at;
 }
 
+/* Take slot i for this thread unless a thread holds it. A slot lent to a
+ * drain is back when the drain has emptied one cache's part of it: bind
+ * (a thread that wants this very slot) waits for it, register takes
+ * another. Register must not wait: a slot lent when a thread forked stays
+ * lent in the child, where no drain gives it back. Loads first: a thread
+ * that finds every slot taken reads them, it does not take each line for
+ * a failing CAS. */
+static bool slot_take(unsigned i, bool wait_lent)
+{
+	for (;;) {
+		unsigned char v = atomic_load_explicit(&slot_taken[i], memory_order_relaxed);
+		if (v == SLOT_HELD || (v == SLOT_LENT && !wait_lent))
+			return false;
+		if (v == SLOT_LENT) {
+			cairn_port_pause();
+			continue;
+		}
+		if (atomic_compare_exchange_strong_explicit(&slot_taken[i], &v, SLOT_HELD,
+							    memory_order_acquire,
+							    memory_order_relaxed))
+			return true;
+	}
+}
+
 int cairn_host_cpu_register(void)
 {
 	if (this_cpu >= 0)
 		return this_cpu;
 	for (unsigned i = 0; i < max_cpus; i++) {
-		unsigned char expect = 0;
-		/* a load first: a thread that finds every slot taken reads
-		 * them, it does not take each line for a failing CAS */
-		if (atomic_load_explicit(&slot_taken[i], memory_order_relaxed))
-			continue;
-		if (atomic_compare_exchange_strong_explicit(&slot_taken[i], &expect, 1,
-							    memory_order_acquire,
-							    memory_order_relaxed)) {
+		if (slot_take(i, false)) {
 			this_cpu = (int)i;
 			cpu_index = i;
 			return (int)i;
@@ -174,35 +195,54 @@ int cairn_host_cpu_register(void)
 
 int cairn_host_cpu_bind(unsigned cpu)
 {
-	unsigned char expect = 0;
 	if (cpu >= max_cpus)
 		return CAIRN_EINVAL;
 	/* One slot per thread: moving on would leave the old one taken with
 	 * no thread to answer its drains or unregister it. */
 	if (this_cpu >= 0)
 		return (unsigned)this_cpu == cpu ? 0 : CAIRN_EBUSY;
-	if (!atomic_compare_exchange_strong_explicit(&slot_taken[cpu], &expect, 1,
-						     memory_order_acquire,
-						     memory_order_relaxed))
+	if (!slot_take(cpu, true))
 		return CAIRN_EBUSY;
 	this_cpu = (int)cpu;
 	cpu_index = cpu;
 	return 0;
 }
 
+/* A slot no thread holds, to a drain (cairn_port_cpu_borrow): acquire,
+ * as a thread's claim, so what the slot's last thread did happens-before
+ * the drain; the giveback is a release store, as an unregister. */
+int cairn_port_cpu_borrow(unsigned cpu)
+{
+	unsigned char expect = SLOT_FREE;
+	return cpu < max_cpus &&
+	       atomic_load_explicit(&slot_taken[cpu], memory_order_relaxed) == SLOT_FREE &&
+	       atomic_compare_exchange_strong_explicit(&slot_taken[cpu], &expect, SLOT_LENT,
+						       memory_order_acquire,
+						       memory_order_relaxed);
+}
+
+void cairn_port_cpu_giveback(unsigned cpu)
+{
+	atomic_store_explicit(&slot_taken[cpu], SLOT_FREE, memory_order_release);
+}
+
 void cairn_host_cpu_unregister(void)
 {
 	if (this_cpu < 0)
 		return;
-	atomic_store_explicit(&slot_taken[this_cpu], 0, memory_order_release);
+	atomic_store_explicit(&slot_taken[this_cpu], SLOT_FREE, memory_order_release);
 	this_cpu = -1;
 	cpu_index = 0;
 }
 
 void cairn_host_cpu_release(unsigned cpu)
 {
+	/* Only a held slot: a free one may be lent to a drain right now. */
+	unsigned char expect = SLOT_HELD;
 	if (cpu < max_cpus)
-		atomic_store_explicit(&slot_taken[cpu], 0, memory_order_release);
+		atomic_compare_exchange_strong_explicit(&slot_taken[cpu], &expect, SLOT_FREE,
+							memory_order_release,
+							memory_order_relaxed);
 }
 
 uint64_t cairn_host_reports(void)

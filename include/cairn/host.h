@@ -43,7 +43,8 @@ uint64_t cairn_host_va_window(uint64_t size, uint64_t align);
  * that never registered runs as CPU 0, so it must not use per-CPU caches
  * while another thread holds slot 0. A thread unregisters before it exits
  * (after draining its slot from caches, or leaving what it holds to the
- * slot's next thread): the port cannot see a thread go, and its slot
+ * slot's next thread, or to any drain meanwhile, which borrows the free
+ * slot and empties it): the port cannot see a thread go, and its slot
  * stays taken otherwise. The malloc shim does this in a thread-exit key
  * destructor. */
 int cairn_host_cpu_register(void);
@@ -56,7 +57,9 @@ void cairn_host_cpu_release(unsigned cpu);
 
 /* Bind the calling thread to slot `cpu` (tests that need a fixed mapping).
  * CAIRN_EBUSY when the slot is taken, or when the thread holds another
- * one (unregister first); 0 when it holds this one already. */
+ * one (unregister first); 0 when it holds this one already. A slot a
+ * drain has borrowed (cairn_port_cpu_borrow) is waited for; register
+ * takes another slot instead. */
 int cairn_host_cpu_bind(unsigned cpu);
 
 /* Misuse reports: count them, and optionally stay quiet (tests that plant

@@ -22,7 +22,10 @@
  * therefore keep answering: a kernel calls cairn_mag_poll from its idle loop
  * (or timer tick), a host thread registered as a CPU does the same while it
  * waits for anything. A CPU that goes away (CPU offline, host thread exiting)
- * is emptied with cairn_mag_drain_cpu. When the source is exhausted,
+ * is emptied with cairn_mag_drain_cpu; one that went without it (a host
+ * thread that left its slot's items to the slot's next thread) is emptied
+ * by the next drain, if the port lends it (cairn_port_cpu_borrow). When
+ * the source is exhausted,
  * cairn_mag_alloc drains every CPU and the depot back to the source and
  * tries again before it reports CAIRN_ENOMEM.
  *
@@ -128,7 +131,10 @@ int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
 
 /* Empty the caller's CPU, the depot, and ask every other CPU holding
  * anything to drain, waiting (up to drain_wait for each) for its answer
- * while answering its own CPU's requests in the caches of the group.
+ * while answering its own CPU's requests in the caches of the group. A
+ * CPU that nothing runs as (the port lends it: on the host, a slot no
+ * thread holds) is emptied by the drainer itself, before the asking or
+ * while it waits for that CPU.
  * Callable from any thread or CPU, concurrently with everything.
  * Memory is short when anyone drains, so the cache then goes lean: a miss
  * that the depot cannot serve takes one item from the source instead of

@@ -32,6 +32,18 @@ unsigned cairn_port_cpu(void);
  * per-CPU tables by it (a config's ncpus 0 means this value). */
 unsigned cairn_port_cpu_count(void);
 
+/* Lend CPU index `cpu` to the caller when nothing runs as it, so that a
+ * drain can empty what it left in per-CPU caches: on the host a slot no
+ * thread holds (its thread unregistered, or was given back after it
+ * exited). 1 when lent: everything done as that CPU before it was given
+ * up happens-before the caller's next access to its per-CPU data, nothing
+ * runs as it until cairn_port_cpu_giveback(cpu), and what the caller did
+ * meanwhile happens-before the CPU's next user. 0 when the CPU is in use,
+ * or when the port never lends (a kernel drains a CPU as it goes
+ * offline). Called outside every CPU-local section; never waits. */
+int cairn_port_cpu_borrow(unsigned cpu);
+void cairn_port_cpu_giveback(unsigned cpu);
+
 /* Enter/leave a CPU-local section: in a kernel, interrupts (or preemption)
  * off so that per-CPU data cannot be touched by another context on the same
  * CPU; on the host a registered thread owns its slot, so nothing to do.
