@@ -72,6 +72,28 @@ static void dirty(cairn_phys_t p, unsigned k)
 	memset(cairn_port_phys_to_virt(p), 0xa5, CAIRN_FRAME_SIZE << k);
 }
 
+/* The calling CPU takes two huge blocks, then order-0 frames until none
+ * is left, and frees them all: as much as its caches hold ends there
+ * (dirtied first if asked, for a later zeroed allocation to prove). */
+static void cache_all(struct cairn_fcache *fc, bool dirty_them)
+{
+	cairn_phys_t *v = calloc(1u << 14, sizeof(*v));
+	REQUIRE(v);
+	unsigned n = 0;
+	while (n < 2 && cairn_fcache_alloc(fc, CAIRN_HUGE_ORDER, 0, &v[n]) == 0)
+		n++;
+	unsigned huge = n;
+	while (n < 1u << 14 && cairn_fcache_alloc(fc, 0, 0, &v[n]) == 0)
+		n++;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned k = i < huge ? CAIRN_HUGE_ORDER : 0;
+		if (dirty_them)
+			dirty(v[i], k);
+		REQUIRE(cairn_fcache_free(fc, v[i], k) == 0);
+	}
+	free(v);
+}
+
 static bool zeroed(cairn_phys_t p, unsigned k)
 {
 	const uint64_t *v = cairn_port_phys_to_virt(p);
@@ -274,19 +296,7 @@ static void *x_holder(void *arg)
 {
 	(void)arg;
 	REQUIRE(cairn_host_cpu_bind(1) == 0);
-	cairn_phys_t *v = calloc(1u << 14, sizeof(*v));
-	unsigned n = 0;
-	while (n < 2 && cairn_fcache_alloc(xfc, CAIRN_HUGE_ORDER, 0, &v[n]) == 0)
-		n++;
-	unsigned huge = n;
-	while (n < 1u << 14 && cairn_fcache_alloc(xfc, 0, 0, &v[n]) == 0)
-		n++;
-	for (unsigned i = 0; i < n; i++) {
-		unsigned k = i < huge ? CAIRN_HUGE_ORDER : 0;
-		dirty(v[i], k);
-		REQUIRE(cairn_fcache_free(xfc, v[i], k) == 0);
-	}
-	free(v);
+	cache_all(xfc, true);
 	atomic_store(&x_step, 1);
 	while (atomic_load(&x_step) == 1)
 		cairn_fcache_poll(xfc); /* an online CPU keeps answering */
@@ -460,16 +470,7 @@ static void *d_holder(void *arg)
 {
 	bool unregister = arg != NULL;
 	REQUIRE(cairn_host_cpu_bind(1) == 0);
-	cairn_phys_t *v = calloc(1u << 14, sizeof(*v));
-	unsigned n = 0;
-	while (n < 2 && cairn_fcache_alloc(dfc, CAIRN_HUGE_ORDER, 0, &v[n]) == 0)
-		n++;
-	unsigned huge = n;
-	while (n < 1u << 14 && cairn_fcache_alloc(dfc, 0, 0, &v[n]) == 0)
-		n++;
-	for (unsigned i = 0; i < n; i++)
-		REQUIRE(cairn_fcache_free(dfc, v[i], i < huge ? CAIRN_HUGE_ORDER : 0) == 0);
-	free(v);
+	cache_all(dfc, false);
 	if (unregister)
 		cairn_host_cpu_unregister();
 	return NULL;
