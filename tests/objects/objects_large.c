@@ -713,20 +713,44 @@ static void beyond_fill(struct cairn_objects *o, unsigned char **large, void **s
 	memset(*large, 0x5a, 200000);
 }
 
-static void test_beyond_max(enum objtest_large mode, bool harden)
+/* An instance of the mode, filled (beyond_fill) and its state taken: what
+ * the refused requests of the tests below must leave as it is. */
+static struct cairn_objects *beyond_begin(enum objtest_large mode, bool harden,
+					  unsigned char **large, void **small,
+					  struct beyond_snap *was)
 {
 	objtest_large_init(mode, 2 << 20);
-	objtest_large_max = BEYOND_MAX;
 	struct cairn_objects *o =
 		objtest_create(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
-	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	beyond_fill(o, large, small);
+	*was = beyond_snap(o);
+	CHECK(was->heap[0].slabs > 0);
+	CHECK(was->heap[0].cached_frames > 0);
+	return o;
+}
+
+/* The large object beyond_fill wrote, with its bytes as written. */
+static void beyond_large_intact(struct cairn_objects *o, const unsigned char *large,
+				size_t usable)
+{
+	CHECK_EQ(cairn_objects_usable_size(o, large), usable);
+	for (size_t i = 0; i < 200000; i++)
+		if (large[i] != 0x5a) {
+			CHECK_EQ(large[i], 0x5a);
+			break;
+		}
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
+static void test_beyond_max(enum objtest_large mode, bool harden)
+{
+	objtest_large_max = BEYOND_MAX;
 	unsigned char *large;
 	void *small;
-	beyond_fill(o, &large, &small);
-	struct beyond_snap was = beyond_snap(o);
+	struct beyond_snap was;
+	struct cairn_objects *o = beyond_begin(mode, harden, &large, &small, &was);
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
 	/* what the requests below would take back, were they tried */
-	CHECK(was.heap[0].slabs > 0);
-	CHECK(was.heap[0].cached_frames > 0);
 	if (objtest_released_kib)
 		CHECK(was.all.released_frames > 0);
 	if (objtest_large_cache_kib)
@@ -767,13 +791,7 @@ static void test_beyond_max(enum objtest_large mode, bool harden)
 	CHECK(cairn_objects_calloc(o, 1, 2ull << 30) == NULL);
 	CHECK(cairn_objects_realloc(o, large, 2ull << 30) == NULL);
 	beyond_same(o, &was, "cairn_objects_*");
-	CHECK_EQ(cairn_objects_usable_size(o, large), usable);
-	for (size_t i = 0; i < 200000; i++)
-		if (large[i] != 0x5a) {
-			CHECK_EQ(large[i], 0x5a);
-			break;
-		}
-	CHECK_EQ(cairn_objects_validate(o), 0);
+	beyond_large_intact(o, large, usable);
 
 	/* at the bound: tried, and served */
 	void *p = cairn_heap_alloc(h, BEYOND_MAX);
@@ -804,17 +822,12 @@ static void test_beyond_max(enum objtest_large mode, bool harden)
  * the memory. */
 static void test_impossible(enum objtest_large mode, bool harden)
 {
-	objtest_large_init(mode, 2 << 20);
 	objtest_large_max = 0;
-	struct cairn_objects *o =
-		objtest_create(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
-	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
 	unsigned char *large;
 	void *small;
-	beyond_fill(o, &large, &small);
-	struct beyond_snap was = beyond_snap(o);
-	CHECK(was.heap[0].slabs > 0);
-	CHECK(was.heap[0].cached_frames > 0);
+	struct beyond_snap was;
+	struct cairn_objects *o = beyond_begin(mode, harden, &large, &small, &was);
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
 	size_t usable = cairn_objects_usable_size(o, large);
 	const size_t never = 2 * objtest_mem; /* 1 GiB: the largest order */
 
@@ -834,13 +847,7 @@ static void test_impossible(enum objtest_large mode, bool harden)
 	CHECK(cairn_objects_alloc(o, never) == NULL);
 	CHECK(cairn_objects_realloc(o, large, never) == NULL);
 	beyond_same(o, &was, "impossible: cairn_objects_*");
-	CHECK_EQ(cairn_objects_usable_size(o, large), usable);
-	for (size_t i = 0; i < 200000; i++)
-		if (large[i] != 0x5a) {
-			CHECK_EQ(large[i], 0x5a);
-			break;
-		}
-	CHECK_EQ(cairn_objects_validate(o), 0);
+	beyond_large_intact(o, large, usable);
 	CHECK_EQ(cairn_heap_free(h, large), 0);
 	CHECK_EQ(cairn_heap_free(h, small), 0);
 	cairn_heap_flush(h1);
