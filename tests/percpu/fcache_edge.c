@@ -317,6 +317,29 @@ static uint64_t magazines(struct cairn_fcache *fc)
 	return m;
 }
 
+/* On this CPU, order-0 frames (with flags) until none is left: exactly
+ * the total of fb, which every cache gave back for them, zeroed if asked;
+ * then all freed again. */
+static void take_all(struct cairn_fcache *fc, uint64_t total, unsigned flags)
+{
+	cairn_phys_t *v = calloc(total + 1, sizeof(*v));
+	REQUIRE(v);
+	uint64_t n = 0, dirty_frames = 0;
+	while (n <= total && cairn_fcache_alloc(fc, 0, flags, &v[n]) == 0) {
+		if (flags & CAIRN_F_ZERO)
+			dirty_frames += !zeroed(v[n], 0);
+		n++;
+	}
+	CHECK_EQ(dirty_frames, 0);
+	CHECK_EQ(n, total);
+	CHECK_EQ(frames_free_total(fb), 0);
+	CHECK_EQ(cairn_fcache_cached_frames(fc), 0);
+	CHECK_EQ(magazines(fc), 0);
+	for (uint64_t i = 0; i < n; i++)
+		CHECK_EQ(cairn_fcache_free(fc, v[i], 0), 0);
+	free(v);
+}
+
 static void test_bypass_exhaustion(void)
 {
 	uint64_t start = frames_free_total(fb);
@@ -337,20 +360,7 @@ static void test_bypass_exhaustion(void)
 	/* (the first free of each order finds no frame for a magazine and
 	 * gives its block back: a 2 MiB block of the two is free) */
 	CHECK(cached > total / 4 * 3);
-	cairn_phys_t *v = calloc(total + 1, sizeof(*v));
-	uint64_t n = 0, dirty_frames = 0;
-	while (n <= total && cairn_fcache_alloc(xfc, 0, CAIRN_F_ZERO, &v[n]) == 0) {
-		dirty_frames += !zeroed(v[n], 0);
-		n++;
-	}
-	CHECK_EQ(dirty_frames, 0);
-	CHECK_EQ(n, total);
-	CHECK_EQ(frames_free_total(fb), 0);
-	CHECK_EQ(cairn_fcache_cached_frames(xfc), 0);
-	CHECK_EQ(magazines(xfc), 0);
-	for (uint64_t i = 0; i < n; i++)
-		CHECK_EQ(cairn_fcache_free(xfc, v[i], 0), 0);
-	free(v);
+	take_all(xfc, total, CAIRN_F_ZERO);
 	CHECK_EQ(frames_free_total(fb), total);
 	atomic_store(&x_step, 2);
 	pthread_join(t, NULL);
@@ -498,17 +508,7 @@ static void test_departed_exhaustion(void)
 		CHECK(cs.held > 0);
 		uint64_t cached = cairn_fcache_cached_frames(dfc);
 		CHECK(cached > total / 4 * 3);
-		cairn_phys_t *v = calloc(total + 1, sizeof(*v));
-		uint64_t n = 0;
-		while (n <= total && cairn_fcache_alloc(dfc, 0, 0, &v[n]) == 0)
-			n++;
-		CHECK_EQ(n, total);
-		CHECK_EQ(frames_free_total(fb), 0);
-		CHECK_EQ(cairn_fcache_cached_frames(dfc), 0);
-		CHECK_EQ(magazines(dfc), 0);
-		for (uint64_t i = 0; i < n; i++)
-			CHECK_EQ(cairn_fcache_free(dfc, v[i], 0), 0);
-		free(v);
+		take_all(dfc, total, 0);
 		/* the slot's next thread */
 		cairn_host_cpu_unregister();
 		bind(1);
