@@ -233,8 +233,12 @@ static __attribute__((noinline)) int alloc_slow(struct cairn_fcache *fc, unsigne
 	return 0;
 }
 
-int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
-		       cairn_phys_t *out)
+/* Declared inline (still an external definition: the header's declaration
+ * is not), as cairn_heap_free: with LTO a caller's allocation then takes
+ * the hit whole instead of a call; GCC's size estimate, which counts each
+ * atomic load and store as a call, kept it out of line before. */
+inline int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned flags,
+			      cairn_phys_t *out)
 {
 	/* Order 0 first, with its cache named outright: the common request
 	 * pays for no index. */
