@@ -486,12 +486,14 @@ static inline bool region_holds(const struct region *r, uint64_t frame)
 
 static inline struct region *region_find(struct cairn_frames *f, uint64_t frame)
 {
-	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
 	struct region *r = f->region;
-	/* The first slot apart: with one region (or a frame in the first) the
-	 * search is one compare and no loop to set up. */
-	if (__builtin_expect(n && region_holds(r, frame), 1))
+	/* The first slot apart, before the count: every slot's state starts
+	 * UNUSED, so its state alone answers (as in active_region). With one
+	 * region, or a frame in the first, the search is one compare, with
+	 * no count to read and no loop to set up. */
+	if (__builtin_expect(region_holds(r, frame), 1))
 		return r;
+	uint32_t n = atomic_load_explicit(&f->nregions, memory_order_acquire);
 	for (uint32_t i = 1; i < n; i++)
 		if (region_holds(&r[i], frame))
 			return &r[i];
