@@ -27,6 +27,13 @@
  *    waits, and empties the slot itself once the port lends it (no thread
  *    holds it): it returns with every item back, the request answered,
  *    and a new thread finds the slot empty.
+ *  joiner and drain: a thread leaves its slot full and is joined; its
+ *    joiner empties the slot with drain_cpu (it knows that no thread took
+ *    the slot since) while a drain runs. The drain borrowed the slot and
+ *    is parked in its answer when the joiner's drain_cpu starts, or the
+ *    joiner is parked in its answer when the drain starts: either way the
+ *    second must wait for the first to be done with the slot, not empty
+ *    it at the same time.
  *
  * Expected every time: each item exactly once (in a thread's hands, a
  * magazine, or the source: the reference source counts a put of an item
@@ -102,6 +109,14 @@ static void step_leave(struct cpu_thread *ct)
 	CHECK_EQ(cairn_mag_drain_cpu(mc, ct->cpu), 0);
 }
 
+/* The joiner of the thread that left slot `watched`: empties it. */
+static void step_drain_left(struct cpu_thread *ct)
+{
+	CHECK_EQ(cairn_mag_drain_cpu(mc, watched), 0);
+	atomic_store(&ct->drained, true);
+	sem_post(&ct->event);
+}
+
 static void step_drain(struct cpu_thread *ct)
 {
 	cairn_mag_drain_all(mc);
@@ -156,19 +171,26 @@ static void check_conserved(const char *when)
 	CHECK_EQ(src.errors, 0);
 }
 
-static void setup(void)
+/* no drainer here may give up unless the case says so: it waits for
+ * every answer (the timed waits end a run where one never comes) */
+#define WAIT_ALL (1u << 31)
+
+static void setup_wait(unsigned drain_wait)
 {
 	ref_init(&src, NITEMS);
 	struct cairn_mag_config c = {
 		.source = ref_as_source(&src), .frames = frames, .ncpus = NCPUS,
 		.mag_size = MAG, .depot_full = 4, .depot_empty = 4,
-		/* no drainer here may give up: it waits for every answer (the
-		 * timed waits end a run where one never comes) */
-		.drain_wait = 1u << 31,
+		.drain_wait = drain_wait,
 	};
 	REQUIRE(cairn_mag_create(&mc, &c) == 0);
 	for (unsigned i = 1; i < NCPUS; i++)
 		cpu_start(&cpu[i], i);
+}
+
+static void setup(void)
+{
+	setup_wait(WAIT_ALL);
 }
 
 static void teardown(const char *name)
@@ -328,6 +350,113 @@ static void left_while_drained(void)
 	teardown("left while drained");
 }
 
+/* Run fn on ct armed to park in slot `watched`'s answer, and say which
+ * comes first: that park (true), or the step's first wait for a slot or
+ * an answer (false). */
+static bool enters_slot(struct cpu_thread *ct, void (*fn)(struct cpu_thread *))
+{
+	ct->noted = false;
+	atomic_store(&ct->drained, false);
+	ct->at = CAIRN_HOOK_ANSWER;
+	ct->obj = &mc->cpu[watched];
+	ct->arm = true;
+	run(ct, fn);
+	for (unsigned ms = 0; ms < 10000; ms++) {
+		if (sem_trywait(&ct->parked) == 0)
+			return true;
+		if (sem_trywait(&ct->event) == 0) {
+			/* a wait, not the step's end */
+			CHECK(!atomic_load(&ct->drained));
+			return false;
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	fprintf(stderr, "CPU %u: neither a park nor a wait came\n", ct->cpu);
+	exit(1);
+}
+
+/* The end of ct's step, letting it go if it parks at the point it was
+ * armed for (a drain that waited may still take the slot from the port
+ * once the other gave it back, and answer in it). */
+static void finish(struct cpu_thread *ct)
+{
+	for (unsigned ms = 0; ms < 10000; ms++) {
+		if (sem_trywait(&ct->done) == 0)
+			return;
+		if (sem_trywait(&ct->parked) == 0)
+			let_go(ct);
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	fprintf(stderr, "CPU %u: the end of a step never came\n", ct->cpu);
+	exit(1);
+}
+
+/* Slot 1 full, its thread unregistered and joined. */
+static void leave_full(struct cpu_thread *o)
+{
+	run_wait(o, step_alloc4);
+	run_wait(o, step_free_all);
+	CHECK_EQ(cpu_stats(1).held, MAG);
+	cpu_stop(o);
+}
+
+static void joiner_after_drain(void)
+{
+	setup();
+	struct cpu_thread *o = &cpu[1], *d = &cpu[2], *j = &cpu[3];
+	watched = 1;
+	leave_full(o);
+	/* The drain borrowed the slot: parked in its answer. */
+	run_parked(d, step_drain, CAIRN_HOOK_ANSWER, &mc->cpu[1]);
+	bool inside = enters_slot(j, step_drain_left);
+	if (inside)
+		fprintf(stderr, "joiner after drain: the joiner's drain_cpu empties "
+			"slot 1 while a drain empties it\n");
+	CHECK(!inside);
+	let_go(d);
+	wait_done(d);
+	CHECK_EQ(ret_nmag[2], 0);
+	if (!inside) /* the slot given back: the joiner takes it in turn */
+		wait_for(&j->parked, j, "the park at a hook point");
+	let_go(j);
+	wait_done(j);
+	CHECK_EQ(cpu_stats(1).magazines, 0);
+	CHECK_EQ(ref_free(&src), NITEMS);
+	CHECK_EQ(atomic_load(&mc->cpu[1].req), atomic_load(&mc->cpu[1].ack));
+	cpu_start(o, 1);
+	run_wait(o, step_alloc4);
+	CHECK_EQ(o->nhand, 4);
+	teardown("joiner after drain");
+}
+
+static void drain_after_joiner(void)
+{
+	setup();
+	struct cpu_thread *o = &cpu[1], *d = &cpu[2], *j = &cpu[3];
+	watched = 1;
+	leave_full(o);
+	/* The joiner in its drain_cpu: parked in the answer. */
+	run_parked(j, step_drain_left, CAIRN_HOOK_ANSWER, &mc->cpu[1]);
+	bool inside = enters_slot(d, step_drain);
+	if (inside)
+		fprintf(stderr, "drain after joiner: a drain empties slot 1 while "
+			"the joiner's drain_cpu empties it\n");
+	CHECK(!inside);
+	let_go(j);
+	wait_done(j);
+	if (inside)
+		let_go(d);
+	finish(d); /* (on the emptied slot) */
+	CHECK_EQ(ret_nmag[2], 0);
+	CHECK_EQ(cpu_stats(1).magazines, 0);
+	CHECK_EQ(ref_free(&src), NITEMS);
+	cpu_start(o, 1);
+	run_wait(o, step_alloc4); /* answers what is pending first */
+	CHECK_EQ(atomic_load(&mc->cpu[1].req), atomic_load(&mc->cpu[1].ack));
+	CHECK_EQ(o->nhand, 4);
+	teardown("drain after joiner");
+}
+
 int main(void)
 {
 	alarm(40); /* a wait the timed waits do not see */
@@ -342,6 +471,8 @@ int main(void)
 	departure();
 	leave_while_drained();
 	left_while_drained();
+	joiner_after_drain();
+	drain_after_joiner();
 	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	cairn_host_cpu_unregister();
