@@ -19,7 +19,8 @@ enum cairn_percpu_hook_point {
 	/* cairn_mag_drain_all: a batch of CPUs asked, before the waits (the
 	 * cache) */
 	CAIRN_HOOK_DRAIN_ASKED,
-	/* wait_answer: a CPU's answer not there yet, at every turn (the
+	/* wait_answer: a CPU's answer not there yet, at every turn;
+	 * cairn_mag_drain_cpu: the CPU lent to a drain, at every turn (the
 	 * CPU's slot) */
 	CAIRN_HOOK_DRAIN_WAITING,
 	/* cairn__caches_reclaim: another heap's blocks flushed, its large

@@ -77,10 +77,24 @@ int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu)
 		return CAIRN_EINVAL;
 	/* The section matters when cpu is the caller's own; for a CPU that is
 	 * gone, the caller's ordering after its last operation makes the slot
-	 * ours. Answering also settles requests the slot never saw. */
+	 * ours, but for one thing: a drain may borrow a CPU that nothing runs
+	 * as (drain_lent) and empty it at this very moment, and two emptyings
+	 * at once flush one magazine twice. So we borrow it as well: lent (on
+	 * the host, a free slot: a joiner's case), it is ours until we give it
+	 * back; in use (the caller's own, or one it took over) or never lent
+	 * (a kernel), it is ours by the premise. While a drain has it we wait:
+	 * the drain gives it back after one answer and waits for nothing
+	 * meanwhile. Answering also settles requests the slot never saw. */
+	int lent;
+	while ((lent = cairn_port_cpu_borrow(cpu)) < 0) {
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_WAITING, &mc->cpu[cpu]);
+		cairn_port_pause();
+	}
 	unsigned long irq = cairn_port_local_enter();
 	cairn__mag_answer(mc, &mc->cpu[cpu]);
 	cairn_port_local_leave(irq);
+	if (lent)
+		cairn_port_cpu_giveback(cpu);
 	return 0;
 }
 
@@ -182,10 +196,12 @@ static void poll_group(struct cairn_mag_cache *mc)
  * what it holds would be lost to every allocation meanwhile. The port's
  * lending orders the slot's last operation before our answer, and our
  * answer before the slot's next thread: drain_cpu's premise. The answer
- * settles every request up to the one it reads, ours included. */
+ * settles every request up to the one it reads, ours included. A CPU
+ * lent to someone else (another drain, a joiner's drain_cpu) is theirs
+ * to empty: we ask it and wait, as for a CPU in use. */
 static bool drain_lent(struct cairn_mag_cache *mc, unsigned cpu)
 {
-	if (!cairn_port_cpu_borrow(cpu))
+	if (cairn_port_cpu_borrow(cpu) <= 0)
 		return false;
 	unsigned long irq = cairn_port_local_enter();
 	cairn__mag_answer(mc, &mc->cpu[cpu]);

@@ -210,15 +210,25 @@ int cairn_host_cpu_bind(unsigned cpu)
 
 /* A slot no thread holds, to a drain (cairn_port_cpu_borrow): acquire,
  * as a thread's claim, so what the slot's last thread did happens-before
- * the drain; the giveback is a release store, as an unregister. */
+ * the drain; the giveback is a release store, as an unregister. A slot
+ * lent already is CAIRN_EBUSY, not 0: its borrower is emptying it, and a
+ * joiner's drain_cpu must wait for that, not empty it too. A load first,
+ * as in slot_take. */
 int cairn_port_cpu_borrow(unsigned cpu)
 {
-	unsigned char expect = SLOT_FREE;
-	return cpu < max_cpus &&
-	       atomic_load_explicit(&slot_taken[cpu], memory_order_relaxed) == SLOT_FREE &&
-	       atomic_compare_exchange_strong_explicit(&slot_taken[cpu], &expect, SLOT_LENT,
-						       memory_order_acquire,
-						       memory_order_relaxed);
+	if (cpu >= max_cpus)
+		return 0;
+	unsigned char v = atomic_load_explicit(&slot_taken[cpu], memory_order_relaxed);
+	for (;;) {
+		if (v == SLOT_HELD)
+			return 0;
+		if (v == SLOT_LENT)
+			return CAIRN_EBUSY;
+		if (atomic_compare_exchange_weak_explicit(&slot_taken[cpu], &v, SLOT_LENT,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return 1;
+	}
 }
 
 void cairn_port_cpu_giveback(unsigned cpu)

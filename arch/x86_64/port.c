@@ -32,7 +32,7 @@ unsigned cairn_port_cpu_count(void)
 }
 
 /* A CPU of the test kernel that stops drains its own caches first: none
- * is ever lent. */
+ * is ever lent (0, never CAIRN_EBUSY). */
 int cairn_port_cpu_borrow(unsigned cpu)
 {
 	(void)cpu;

@@ -58,8 +58,8 @@ void cairn_host_cpu_release(unsigned cpu);
 /* Bind the calling thread to slot `cpu` (tests that need a fixed mapping).
  * CAIRN_EBUSY when the slot is taken, or when the thread holds another
  * one (unregister first); 0 when it holds this one already. A slot a
- * drain has borrowed (cairn_port_cpu_borrow) is waited for; register
- * takes another slot instead. */
+ * drain has borrowed (cairn_port_cpu_borrow) is waited for, as
+ * cairn_mag_drain_cpu of it waits; register takes another slot instead. */
 int cairn_host_cpu_bind(unsigned cpu);
 
 /* Misuse reports: count them, and optionally stay quiet (tests that plant

@@ -125,8 +125,11 @@ void cairn_mag_poll(struct cairn_mag_cache *mc);
  * did happens-before this call (it is offline; on the host the caller took
  * over its slot, or its thread was joined and no thread has taken the slot
  * since: a thread unregisters before it exits, and the next one to
- * register may get the slot and operate in it at once). The slot is then
- * ready for reuse. CAIRN_EINVAL for a CPU outside the cache. */
+ * register may get the slot and operate in it at once). A CPU nothing runs
+ * as may be emptied by a drain at the same moment (the port lends it to
+ * drains: cairn_port_cpu_borrow); the call borrows it too, and waits while
+ * a drain has it. The slot is then ready for reuse. CAIRN_EINVAL for a
+ * CPU outside the cache. */
 int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu);
 
 /* Empty the caller's CPU, the depot, and ask every other CPU holding

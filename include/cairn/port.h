@@ -40,7 +40,11 @@ unsigned cairn_port_cpu_count(void);
  * runs as it until cairn_port_cpu_giveback(cpu), and what the caller did
  * meanwhile happens-before the CPU's next user. 0 when the CPU is in use,
  * or when the port never lends (a kernel drains a CPU as it goes
- * offline). Called outside every CPU-local section; never waits. */
+ * offline). CAIRN_EBUSY when it is lent to another caller right now: that
+ * one gives it back after one answer, waiting for nothing meanwhile, so
+ * cairn_mag_drain_cpu waits for it. Never waits; called by drains outside
+ * every CPU-local section, and by cairn_mag_drain_cpu, perhaps inside the
+ * caller's own. */
 int cairn_port_cpu_borrow(unsigned cpu);
 void cairn_port_cpu_giveback(unsigned cpu);
 
