@@ -34,6 +34,9 @@
  *    joiner is parked in its answer when the drain starts: either way the
  *    second must wait for the first to be done with the slot, not empty
  *    it at the same time.
+ *  left in a short wait: as left while drained, with a drain_wait shorter
+ *    than the turns between the drainer's looks at the port. The drainer
+ *    still empties the slot before it gives up on it.
  *
  * Expected every time: each item exactly once (in a thread's hands, a
  * magazine, or the source: the reference source counts a put of an item
@@ -457,6 +460,26 @@ static void drain_after_joiner(void)
 	teardown("drain after joiner");
 }
 
+static void left_in_short_wait(void)
+{
+	setup_wait(8); /* fewer turns than between two looks at the port */
+	struct cpu_thread *o = &cpu[1], *d = &cpu[2];
+	watched = 1;
+	run_wait(o, step_alloc4);
+	run_wait(o, step_free_all);
+	run_parked(d, step_drain, CAIRN_HOOK_DRAIN_ASKED, NULL);
+	cpu_stop(o); /* unregistered, its slot as it was */
+	let_go(d);
+	wait_done(d);
+	if (ret_nmag[2])
+		fprintf(stderr, "left in a short wait: the drain gave up on a slot "
+			"no thread holds, still full\n");
+	CHECK_EQ(ret_nmag[2], 0);
+	CHECK_EQ(ref_free(&src), NITEMS);
+	cpu_start(o, 1);
+	teardown("left in a short wait");
+}
+
 int main(void)
 {
 	alarm(40); /* a wait the timed waits do not see */
@@ -473,6 +496,7 @@ int main(void)
 	left_while_drained();
 	joiner_after_drain();
 	drain_after_joiner();
+	left_in_short_wait();
 	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
 	cairn_host_cpu_unregister();
