@@ -220,7 +220,9 @@ static bool drain_lent(struct cairn_mag_cache *mc, unsigned cpu)
  * the emptying (and any push to the depot, which our last depot_drain
  * takes), so the acquire load orders them before our retry as ack's
  * would. A thread that leaves its slot unanswered while we wait is gone
- * without emptying it: we take the slot from the port and empty it. */
+ * without emptying it: we take the slot from the port and empty it,
+ * every LENT_EVERY turns and once more as we give up (a wait shorter
+ * than LENT_EVERY, or a thread that left in its last turns). */
 static void wait_answer(struct cairn_mag_cache *mc, unsigned cpu, uint32_t gen)
 {
 	struct mag_cpu *c = &mc->cpu[cpu];
@@ -234,6 +236,7 @@ static void wait_answer(struct cairn_mag_cache *mc, unsigned cpu, uint32_t gen)
 		poll_group(mc);
 		cairn_port_pause();
 	}
+	(void)drain_lent(mc, cpu);
 }
 
 void cairn_mag_drain_all(struct cairn_mag_cache *mc)

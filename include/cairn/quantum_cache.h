@@ -54,9 +54,11 @@ void cairn_qcache_destroy(struct cairn_qcache *qc);
  * ever hold (cairn_arena_could_hold; one that rounds past 2^64). "Every
  * CPU" is every CPU that answers a drain (magazine.h): an online one at
  * its next operation or poll, one that went away once it was emptied
- * with cairn_qcache_drain_cpu. A slot left holding ranges with no one to
- * answer (a host thread that unregistered without draining) keeps them
- * after drain_wait, and the allocation may fail. */
+ * with cairn_qcache_drain_cpu, or once the port lent it to the drain (a
+ * host thread that unregistered without draining). A slot left holding
+ * ranges with no one to answer and not lent (a host thread that exited
+ * still registered, its slot not given back) keeps them after
+ * drain_wait, and the allocation may fail. */
 int cairn_qcache_alloc(struct cairn_qcache *qc, uint64_t size, uint64_t *addr);
 
 /* Free a range of this size allocated from the cache. Unless trust_frees,
