@@ -1772,6 +1772,22 @@ static void test_validate_catches(void)
 	atomic_fetch_sub(&r->chunk[1], 1);
 	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
 	atomic_fetch_add(&r->chunk[1], 1);
+	/* The HELD mark anywhere but on an order-9 head: on a small chunk,
+	 * and on the second chunk of an order-10 block (the region's two) */
+	atomic_fetch_or(&r->chunk[1], CE_HELD);
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	atomic_fetch_and(&r->chunk[1], ~CE_HELD);
+	cairn_phys_t b;
+	REQUIRE(cairn_frames_alloc(f, 10, 0, &b) == 0);
+	CHECK_EQ(b, 34 * GiB);
+	CHECK_EQ(cairn_frames_validate(f), 0);
+	atomic_fetch_or(&r->chunk[1], CE_HELD);
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	atomic_fetch_and(&r->chunk[1], ~CE_HELD);
+	atomic_fetch_or(&r->chunk[0], CE_HELD); /* an order-10 head */
+	CHECK_EQ(cairn_frames_validate(f), CAIRN_ECORRUPT);
+	atomic_fetch_and(&r->chunk[0], ~CE_HELD);
+	CHECK_EQ(cairn_frames_free(f, b, 10), 0);
 	cairn_host_reports_quiet(0);
 	CHECK_EQ(cairn_frames_validate(f), 0);
 }
