@@ -105,8 +105,8 @@ static int check_chunk(struct cairn_frames *f, struct region *r, uint64_t c)
 {
 	uint64_t e = ld(&r->chunk[c]), base = (r->chunk0 + c) << CHUNK_SHIFT, free = 0, parked = 0;
 	_Atomic uint64_t *w = chunk_words(r, c);
-	if (e & (CE_HEAD | CE_ORDER_MASK))
-		return broken("frames: head/order on a small chunk", base, e);
+	if (e & (CE_HEAD | CE_ORDER_MASK | CE_HELD))
+		return broken("frames: head/order/held on a small chunk", base, e);
 	if (ce_owner(e) > f->ncpus)
 		return broken("frames: chunk owner out of range", base, e);
 	unsigned head = 0, len = 0; /* the block being walked */
@@ -211,6 +211,9 @@ int cairn_frames_validate(struct cairn_frames *f)
 				tail = (1ull << (k - CAIRN_HUGE_ORDER)) - 1;
 			} else if (!tail) {
 				return broken("frames: huge chunk without a head", cn, e);
+			} else if (e & CE_HELD) { /* (an order-9 head's mark only) */
+				return broken("frames: held mark on a huge block's later chunk",
+					      cn, e);
 			} else {
 				tail--;
 			}
