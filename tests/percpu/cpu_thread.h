@@ -47,6 +47,7 @@ struct cpu_thread {
 	void *obj;
 	bool noted;          /* a drainer found an answer missing */
 	atomic_bool drained; /* a drainer's step returned (the test sets it) */
+	bool unbound;        /* never registered: runs as CPU 0 (cpu_start_unbound) */
 	CPU_THREAD_OWN
 };
 
@@ -72,7 +73,8 @@ static void *cpu_main(void *arg)
 {
 	struct cpu_thread *ct = arg;
 	me = ct;
-	REQUIRE(cairn_host_cpu_bind(ct->cpu) == 0);
+	if (!ct->unbound)
+		REQUIRE(cairn_host_cpu_bind(ct->cpu) == 0);
 	for (;;) {
 		sem_wait(&ct->cmd);
 		if (ct->quit)
@@ -87,15 +89,21 @@ static void *cpu_main(void *arg)
 	return NULL;
 }
 
-/* A thread for CPU `cpu`, everything else zero. */
-static inline void cpu_start(struct cpu_thread *ct, unsigned cpu)
+/* A thread for CPU `cpu` (bound to it, unless `unbound`: a thread that
+ * never registers, which the port runs as CPU 0), everything else zero. */
+static inline void cpu_start_as(struct cpu_thread *ct, unsigned cpu, bool unbound)
 {
-	*ct = (struct cpu_thread){ .cpu = cpu };
+	*ct = (struct cpu_thread){ .cpu = cpu, .unbound = unbound };
 	atomic_init(&ct->drained, false);
 	REQUIRE(sem_init(&ct->cmd, 0, 0) == 0 && sem_init(&ct->done, 0, 0) == 0);
 	REQUIRE(sem_init(&ct->parked, 0, 0) == 0 && sem_init(&ct->go, 0, 0) == 0);
 	REQUIRE(sem_init(&ct->event, 0, 0) == 0);
 	REQUIRE(pthread_create(&ct->t, NULL, cpu_main, ct) == 0);
+}
+
+static inline void cpu_start(struct cpu_thread *ct, unsigned cpu)
+{
+	cpu_start_as(ct, cpu, false);
 }
 
 static inline void cpu_stop(struct cpu_thread *ct)

@@ -34,6 +34,10 @@
  *    joiner is parked in its answer when the drain starts: either way the
  *    second must wait for the first to be done with the slot, not empty
  *    it at the same time.
+ *  an unregistered drainer: the thread of slot 0 leaves it full; a drain
+ *    borrows it and parks in its answer; a thread that never registered
+ *    (it runs as CPU 0) drains: its own CPU's part must wait for the
+ *    slot, not empty it at the same time.
  *  left in a short wait: as left while drained, with a drain_wait shorter
  *    than the turns between the drainer's looks at the port. The drainer
  *    still empties the slot before it gives up on it.
@@ -460,6 +464,38 @@ static void drain_after_joiner(void)
 	teardown("drain after joiner");
 }
 
+static void unregistered_drainer(void)
+{
+	setup();
+	struct cpu_thread *d = &cpu[2], u;
+	watched = 0;
+	/* This thread fills slot 0 and leaves it. */
+	uint64_t hand[MAG];
+	for (unsigned i = 0; i < MAG; i++)
+		REQUIRE(cairn_mag_alloc(mc, &hand[i]) == 0);
+	for (unsigned i = 0; i < MAG; i++)
+		cairn_mag_free(mc, hand[i]);
+	CHECK_EQ(cpu_stats(0).held, MAG);
+	cairn_host_cpu_unregister();
+	run_parked(d, step_drain, CAIRN_HOOK_ANSWER, &mc->cpu[0]);
+	cpu_start_as(&u, 0, true);
+	bool inside = enters_slot(&u, step_drain);
+	if (inside)
+		fprintf(stderr, "unregistered drainer: it empties slot 0 while a "
+			"drain empties it\n");
+	CHECK(!inside);
+	let_go(d);
+	wait_done(d);
+	if (inside)
+		let_go(&u);
+	finish(&u);
+	CHECK_EQ(cpu_stats(0).magazines, 0);
+	CHECK_EQ(ref_free(&src), NITEMS);
+	cpu_stop(&u);
+	REQUIRE(cairn_host_cpu_bind(0) == 0);
+	teardown("unregistered drainer");
+}
+
 static void left_in_short_wait(void)
 {
 	setup_wait(8); /* fewer turns than between two looks at the port */
@@ -496,6 +532,7 @@ int main(void)
 	left_while_drained();
 	joiner_after_drain();
 	drain_after_joiner();
+	unregistered_drainer();
 	left_in_short_wait();
 	CHECK_EQ(frames_free_total(frames), before);
 	CHECK_EQ(cairn_frames_validate(frames), 0);
