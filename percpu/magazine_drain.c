@@ -71,30 +71,40 @@ void cairn_mag_poll(struct cairn_mag_cache *mc)
 	cairn_port_local_leave(irq);
 }
 
+/* Answer for CPU cpu, inside the caller's section: the caller's own CPU,
+ * or one that is gone and whose last operation happens-before the call.
+ * A drain may borrow a CPU that nothing runs as (drain_lent) and empty it
+ * at this very moment: a departed thread's free slot, and on the host
+ * slot 0 too when the caller is a thread that never registered, which
+ * the port runs as CPU 0. Two emptyings at once flush one magazine twice.
+ * So we borrow it as well: lent, it is ours until we give it back; in use
+ * (the caller's own, or one it took over) or never lent (a kernel), it is
+ * ours by the premise. While a drain has it we wait: the drain gives it
+ * back after one answer and waits for nothing meanwhile (a port that
+ * lends nothing never says so, so no kernel waits in a section). */
+static void answer_for(struct cairn_mag_cache *mc, unsigned cpu)
+{
+	int lent;
+	while ((lent = cairn_port_cpu_borrow(cpu)) < 0) {
+		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_WAITING, &mc->cpu[cpu]);
+		cairn_port_pause();
+	}
+	cairn__mag_answer(mc, &mc->cpu[cpu]);
+	if (lent)
+		cairn_port_cpu_giveback(cpu);
+}
+
 int cairn_mag_drain_cpu(struct cairn_mag_cache *mc, unsigned cpu)
 {
 	if (cpu >= mc->ncpus)
 		return CAIRN_EINVAL;
 	/* The section matters when cpu is the caller's own; for a CPU that is
 	 * gone, the caller's ordering after its last operation makes the slot
-	 * ours, but for one thing: a drain may borrow a CPU that nothing runs
-	 * as (drain_lent) and empty it at this very moment, and two emptyings
-	 * at once flush one magazine twice. So we borrow it as well: lent (on
-	 * the host, a free slot: a joiner's case), it is ours until we give it
-	 * back; in use (the caller's own, or one it took over) or never lent
-	 * (a kernel), it is ours by the premise. While a drain has it we wait:
-	 * the drain gives it back after one answer and waits for nothing
-	 * meanwhile. Answering also settles requests the slot never saw. */
-	int lent;
-	while ((lent = cairn_port_cpu_borrow(cpu)) < 0) {
-		CAIRN_PERCPU_HOOK(CAIRN_HOOK_DRAIN_WAITING, &mc->cpu[cpu]);
-		cairn_port_pause();
-	}
+	 * ours (answer_for). Answering also settles requests the slot never
+	 * saw. */
 	unsigned long irq = cairn_port_local_enter();
-	cairn__mag_answer(mc, &mc->cpu[cpu]);
+	answer_for(mc, cpu);
 	cairn_port_local_leave(irq);
-	if (lent)
-		cairn_port_cpu_giveback(cpu);
 	return 0;
 }
 
@@ -252,7 +262,7 @@ void cairn_mag_drain_all(struct cairn_mag_cache *mc)
 	unsigned long irq = cairn_port_local_enter();
 	unsigned me = cairn_port_cpu();
 	if (me < mc->ncpus)
-		cairn__mag_answer(mc, &mc->cpu[me]);
+		answer_for(mc, me);
 	cairn_port_local_leave(irq);
 
 	depot_drain(mc);

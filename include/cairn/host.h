@@ -41,7 +41,8 @@ uint64_t cairn_host_va_window(uint64_t size, uint64_t align);
 /* Bind the calling thread to a free CPU slot (returns its index, or a
  * negative error when every slot is taken) and release it again. A thread
  * that never registered runs as CPU 0, so it must not use per-CPU caches
- * while another thread holds slot 0. A thread unregisters before it exits
+ * while another thread holds slot 0 (its drain of slot 0 waits while a
+ * drain has borrowed the free slot). A thread unregisters before it exits
  * (after draining its slot from caches, or leaving what it holds to the
  * slot's next thread, or to any drain meanwhile, which borrows the free
  * slot and empties it): the port cannot see a thread go, and its slot

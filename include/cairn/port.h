@@ -43,8 +43,9 @@ unsigned cairn_port_cpu_count(void);
  * offline). CAIRN_EBUSY when it is lent to another caller right now: that
  * one gives it back after one answer, waiting for nothing meanwhile, so
  * cairn_mag_drain_cpu waits for it. Never waits; called by drains outside
- * every CPU-local section, and by cairn_mag_drain_cpu, perhaps inside the
- * caller's own. */
+ * every CPU-local section, and inside the caller's section for the CPU a
+ * drain empties as its own or as a departed one (cairn_mag_drain_cpu, the
+ * first step of cairn_mag_drain_all). */
 int cairn_port_cpu_borrow(unsigned cpu);
 void cairn_port_cpu_giveback(unsigned cpu);
 
