@@ -54,6 +54,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "hook.h"
 #include "shim.h"
 
 #define SHIM_SLOTS 255                 /* host CPU slots for threads */
@@ -377,8 +378,10 @@ static void atfork_prepare(void)
 	forking = 1;
 	atomic_store_explicit(&fork_gate, 1, memory_order_seq_cst);
 	for (unsigned i = 0; i < SHIM_SLOTS; i++)
-		while (atomic_load_explicit(&in_large[i].in, memory_order_seq_cst))
+		while (atomic_load_explicit(&in_large[i].in, memory_order_seq_cst)) {
+			CAIRN_SHIM_HOOK(CAIRN_SHIM_HOOK_GATE_WAIT, &in_large[i]);
 			cairn_port_pause();
+		}
 }
 
 static void atfork_parent(void)
@@ -866,6 +869,7 @@ static void *huge_realloc(void *p, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
+	CAIRN_SHIM_HOOK(CAIRN_SHIM_HOOK_HUGE_MOVING, p);
 	struct huge_hdr *h = huge_hdr(p);
 	size_t off = (uintptr_t)p - h->base;
 	size_t len = off + ((size + PAGE - 1) & ~(PAGE - 1));
