@@ -5,13 +5,15 @@
  * owner did with the slot's per-CPU data happens-before the next owner. A
  * drain borrows a free slot the same way (SLOT_LENT) to empty what its
  * last thread left; a thread that binds to the slot meanwhile waits for
- * it, one that registers takes another.
+ * it, one that registers takes another. No slot is lent across a fork:
+ * the drain is a thread the child does not have (fork_prepare).
  */
 #define _GNU_SOURCE
 #include <cairn/error.h>
 #include <cairn/host.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +30,13 @@ static uint64_t mem_size;
 static unsigned max_cpus = 1;
 enum { SLOT_FREE, SLOT_HELD, SLOT_LENT };
 static _Atomic unsigned char slot_taken[HOST_MAX_CPUS];
+/* Set while a fork is prepared: no slot is lent (cairn_port_cpu_borrow). */
+static atomic_int lend_closed;
+/* The slots lent to this thread (a drain may nest in a source's put), and
+ * the fork handlers of this thread not yet matched (a fork handler may
+ * fork again). */
+static _Thread_local uint64_t lent_here[HOST_MAX_CPUS / 64];
+static _Thread_local unsigned forking;
 /* initial-exec: the static library is built position-independent, and the
  * default (general-dynamic) model makes every read of the CPU index look
  * like a call to the compiler, which then saves registers around it on
@@ -158,10 +167,10 @@ uint64_t cairn_host_va_window(uint64_t size, uint64_t align)
 /* Take slot i for this thread unless a thread holds it. A slot lent to a
  * drain is back when the drain has emptied one cache's part of it: bind
  * (a thread that wants this very slot) waits for it, register takes
- * another. Register must not wait: a slot lent when a thread forked stays
- * lent in the child, where no drain gives it back. Loads first: a thread
- * that finds every slot taken reads them, it does not take each line for
- * a failing CAS. */
+ * another (any slot will do). No slot is lent across a fork but to the
+ * forking thread (fork_prepare), so in a child the wait ends too. Loads
+ * first: a thread that finds every slot taken reads them, it does not
+ * take each line for a failing CAS. */
 static bool slot_take(unsigned i, bool wait_lent)
 {
 	for (;;) {
@@ -208,12 +217,25 @@ int cairn_host_cpu_bind(unsigned cpu)
 	return 0;
 }
 
+static bool lent_to_me(unsigned cpu)
+{
+	return lent_here[cpu / 64] >> cpu % 64 & 1;
+}
+
 /* A slot no thread holds, to a drain (cairn_port_cpu_borrow): acquire,
  * as a thread's claim, so what the slot's last thread did happens-before
  * the drain; the giveback is a release store, as an unregister. A slot
  * lent already is CAIRN_EBUSY, not 0: its borrower is emptying it, and a
  * joiner's drain_cpu must wait for that, not empty it too. A load first,
- * as in slot_take. */
+ * as in slot_take.
+ *
+ * Not while a fork is prepared (but to the forking thread): the CAS and
+ * the load of lend_closed after it are seq_cst, as are fork_prepare's
+ * store of lend_closed and its loads of the slots after it (store-load,
+ * Dekker). So either fork_prepare sees the slot lent and waits for the
+ * giveback, or this borrow sees lending closed and undoes its CAS, having
+ * touched nothing of the slot's per-CPU data; the fork may copy the slot
+ * lent in that window, and the child frees it (fork_child). */
 int cairn_port_cpu_borrow(unsigned cpu)
 {
 	if (cpu >= max_cpus)
@@ -225,15 +247,77 @@ int cairn_port_cpu_borrow(unsigned cpu)
 		if (v == SLOT_LENT)
 			return CAIRN_EBUSY;
 		if (atomic_compare_exchange_weak_explicit(&slot_taken[cpu], &v, SLOT_LENT,
-							  memory_order_acquire,
+							  memory_order_seq_cst,
 							  memory_order_relaxed))
-			return 1;
+			break;
 	}
+	if (atomic_load_explicit(&lend_closed, memory_order_seq_cst) && !forking) {
+		atomic_store_explicit(&slot_taken[cpu], SLOT_FREE, memory_order_release);
+		return 0;
+	}
+	lent_here[cpu / 64] |= 1ull << cpu % 64;
+	return 1;
 }
 
 void cairn_port_cpu_giveback(unsigned cpu)
 {
+	lent_here[cpu / 64] &= ~(1ull << cpu % 64);
 	atomic_store_explicit(&slot_taken[cpu], SLOT_FREE, memory_order_release);
+}
+
+/* A fork copies memory, not threads: a slot lent to a drain of another
+ * thread would stay lent in the child, where no giveback comes (a bind
+ * to it waited for ever), and what the drain had emptied of it when the
+ * fork copied it is half done (an answer takes the magazines out of the
+ * slot before it flushes them and publishes the empty slot), so the
+ * child could not just free it either. So the fork closes lending and
+ * waits for every slot lent to another thread to come back (acquire: its
+ * drain is whole before the fork copies it). A drain's work on a lent
+ * slot waits for nothing a fork holds: its puts go to the cache's source
+ * and its magazines' frames to the frame allocator. The forking thread's
+ * own lent slots (a fork from inside a drain: a source's put, a signal
+ * handler) stay lent to it, in the child too, where its drain goes on and
+ * gives them back. */
+static void fork_prepare(void)
+{
+	if (forking++)
+		return; /* the outer fork closed lending and waited */
+	atomic_store_explicit(&lend_closed, 1, memory_order_seq_cst);
+	for (unsigned i = 0; i < max_cpus; i++)
+		while (!lent_to_me(i) &&
+		       atomic_load_explicit(&slot_taken[i], memory_order_seq_cst) == SLOT_LENT)
+			sched_yield();
+}
+
+static void fork_parent(void)
+{
+	if (--forking)
+		return;
+	atomic_store_explicit(&lend_closed, 0, memory_order_release);
+}
+
+/* A slot lent to another thread here was taken by a borrow after the
+ * prepare looked at it, which then finds lending closed and undoes it,
+ * having done nothing with the slot: in the child, where it does not run,
+ * the slot is free (in a child of a nested fork too: no other thread is
+ * here). Slots held by the parent's other threads stay held: a thread may
+ * have been half way through an operation on its slot's per-CPU data,
+ * which no one may then use. */
+static void fork_child(void)
+{
+	for (unsigned i = 0; i < max_cpus; i++)
+		if (!lent_to_me(i) &&
+		    atomic_load_explicit(&slot_taken[i], memory_order_relaxed) == SLOT_LENT)
+			atomic_store_explicit(&slot_taken[i], SLOT_FREE, memory_order_relaxed);
+	fork_parent(); /* (inside an outer fork: its handlers go on here) */
+}
+
+/* At load, not in cairn_host_init: as malloc (the shim), the instance,
+ * and with it the port, may be made inside pthread_atfork, which holds
+ * glibc's handler list's lock. */
+__attribute__((constructor)) static void port_load(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 void cairn_host_cpu_unregister(void)

@@ -39,13 +39,14 @@ unsigned cairn_port_cpu_count(void);
  * up happens-before the caller's next access to its per-CPU data, nothing
  * runs as it until cairn_port_cpu_giveback(cpu), and what the caller did
  * meanwhile happens-before the CPU's next user. 0 when the CPU is in use,
- * or when the port never lends (a kernel drains a CPU as it goes
- * offline). CAIRN_EBUSY when it is lent to another caller right now: that
- * one gives it back after one answer, waiting for nothing meanwhile, so
- * cairn_mag_drain_cpu waits for it. Never waits; called by drains outside
- * every CPU-local section, and inside the caller's section for the CPU a
- * drain empties as its own or as a departed one (cairn_mag_drain_cpu, the
- * first step of cairn_mag_drain_all). */
+ * or when the port does not lend it now (the host while another thread
+ * prepares a fork), or when the port never lends (a kernel drains a CPU
+ * as it goes offline). CAIRN_EBUSY when it is lent to another caller
+ * right now: that one gives it back after one answer, waiting for nothing
+ * meanwhile, so cairn_mag_drain_cpu waits for it. Never waits; called by
+ * drains outside every CPU-local section, and inside the caller's section
+ * for the CPU a drain empties as its own or as a departed one
+ * (cairn_mag_drain_cpu, the first step of cairn_mag_drain_all). */
 int cairn_port_cpu_borrow(unsigned cpu);
 void cairn_port_cpu_giveback(unsigned cpu);
 
