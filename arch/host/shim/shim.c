@@ -35,7 +35,8 @@
  * have: a heap going offline waits for such a link) and to claim a
  * departed thread's heap to collect its messages (nor a heap claimed by
  * such a thread: its slot is free, so the child's next thread would wait
- * for ever to bring that heap online).
+ * for ever to bring that heap online). So does a huge block's move by
+ * realloc (nor an entry marked moving, which no free would find).
  */
 #define _GNU_SOURCE
 #include <cairn/arena.h>
@@ -844,31 +845,37 @@ static void *realloc_move(void *p, size_t have, size_t size)
 	return q;
 }
 
-/* A huge block to another huge block: its mapping moved and resized in
- * place by the kernel, no copy; or out to the memory. */
-static void *huge_realloc(void *p, size_t size)
+/* Around a huge block's move, the fork gate: a child forked between the
+ * entry's mark and the moved block's entry had the entry marked for ever,
+ * the block found by no free (the mapping leaked there, and a free of the
+ * block as the child has it reported as never handed out). A thread
+ * without a heap has no gate flag: it takes shared_lock, which the
+ * forking thread holds from its prepare handler on (and passes, as it
+ * passes its own gate). True when the caller took shared_lock. */
+static bool huge_gate_enter(void)
 {
-	if (!huge_valid(p)) {
-		errno = EINVAL;
-		return NULL;
+	if (my_heap) {
+		large_enter();
+		return false;
 	}
-	if (span_fits(size, 16))
-		return realloc_move(p, huge_usable(p), size);
-	if (size > (SIZE_MAX >> 2)) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	/* p's entry marked moving (acquire: as huge_find, p's header); a
-	 * free of p that took it out first makes the realloc's p a freed one */
-	_Atomic uintptr_t *s = huge_find((uintptr_t)p);
-	uintptr_t v = (uintptr_t)p;
-	if (!s || !atomic_compare_exchange_strong_explicit(s, &v, v | HUGE_MOVING,
-							   memory_order_acquire,
-							   memory_order_relaxed)) {
-		cairn_port_report(CAIRN_EINVAL, "shim: not a block it handed out", (uintptr_t)p, 0);
-		errno = EINVAL;
-		return NULL;
-	}
+	while (!forking && atomic_flag_test_and_set_explicit(&shared_lock, memory_order_acquire))
+		cairn_port_pause();
+	return true;
+}
+
+static void huge_gate_leave(bool locked)
+{
+	if (!locked)
+		large_leave();
+	else if (!forking)
+		atomic_flag_clear_explicit(&shared_lock, memory_order_release);
+}
+
+/* p's mapping moved and resized by the kernel to hold `size` bytes, no
+ * copy; its entry s, marked moving, names the moved block after. NULL
+ * when mremap fails (p and its entry as they were). */
+static void *huge_move(void *p, _Atomic uintptr_t *s, size_t size)
+{
 	CAIRN_SHIM_HOOK(CAIRN_SHIM_HOOK_HUGE_MOVING, p);
 	struct huge_hdr *h = huge_hdr(p);
 	size_t off = (uintptr_t)p - h->base;
@@ -876,7 +883,6 @@ static void *huge_realloc(void *p, size_t size)
 	void *m = mremap((void *)h->base, h->len, len, MREMAP_MAYMOVE);
 	if (m == MAP_FAILED) {
 		atomic_store_explicit(s, (uintptr_t)p, memory_order_release);
-		errno = ENOMEM;
 		return NULL;
 	}
 	uintptr_t q = (uintptr_t)m + off;
@@ -891,6 +897,39 @@ static void *huge_realloc(void *p, size_t size)
 	else
 		atomic_store_explicit(s, q, memory_order_release);
 	return (void *)q;
+}
+
+/* A huge block to another huge block (huge_move, inside the fork gate),
+ * or out to the memory. */
+static void *huge_realloc(void *p, size_t size)
+{
+	if (!huge_valid(p)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (span_fits(size, 16))
+		return realloc_move(p, huge_usable(p), size);
+	if (size > (SIZE_MAX >> 2)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	bool locked = huge_gate_enter();
+	/* p's entry marked moving (acquire: as huge_find, p's header); a
+	 * free of p that took it out first makes the realloc's p a freed one */
+	_Atomic uintptr_t *s = huge_find((uintptr_t)p);
+	uintptr_t v = (uintptr_t)p;
+	bool marked = s && atomic_compare_exchange_strong_explicit(s, &v, v | HUGE_MOVING,
+								   memory_order_acquire,
+								   memory_order_relaxed);
+	void *q = marked ? huge_move(p, s, size) : NULL;
+	huge_gate_leave(locked);
+	if (!marked) {
+		cairn_port_report(CAIRN_EINVAL, "shim: not a block it handed out", (uintptr_t)p, 0);
+		errno = EINVAL;
+	} else if (!q) {
+		errno = ENOMEM;
+	}
+	return q;
 }
 
 /* Through cairn_heap_realloc_err, so that what it refuses (hardened: a
