@@ -55,10 +55,10 @@ static void child_exit(int code)
 static void *lender(void *arg)
 {
 	(void)arg;
-	REQUIRE(cairn_port_cpu_borrow(LENT));
+	REQUIRE(cairn_port_cpu_borrow(LENT) == 1);
 	atomic_store(&lent, 1);
 	while (!atomic_load(&forked)) {
-		if (!cairn_port_cpu_borrow(PROBE))
+		if (cairn_port_cpu_borrow(PROBE) != 1)
 			break; /* lending closed: a fork waits for our slot */
 		cairn_port_cpu_giveback(PROBE);
 		sched_yield();
@@ -77,7 +77,7 @@ static int child_lent(void)
 		return 1;
 	if (!atomic_load(&done))
 		return 3; /* the slot freed with its drain half done */
-	if (!cairn_port_cpu_borrow(PROBE))
+	if (cairn_port_cpu_borrow(PROBE) != 1)
 		return 2;
 	cairn_port_cpu_giveback(PROBE);
 	return 0;
@@ -116,19 +116,20 @@ static void test_lent_across_fork(void)
 	pthread_join(t, NULL);
 	CHECK_EQ(child_status(pid, "lent across a fork"), 0);
 	/* and in the parent, the slot came back */
-	CHECK(cairn_port_cpu_borrow(LENT));
+	CHECK_EQ(cairn_port_cpu_borrow(LENT), 1);
 	cairn_port_cpu_giveback(LENT);
 }
 
 /* In the child of a fork from inside a drain: the slot is still lent to
- * this thread, and its giveback frees it. */
+ * this thread (another borrow of it is CAIRN_EBUSY), and its giveback
+ * frees it. */
 static int child_own(void)
 {
 	alarm(10);
-	if (cairn_port_cpu_borrow(OWN))
+	if (cairn_port_cpu_borrow(OWN) != CAIRN_EBUSY)
 		return 1; /* lent to no one any more */
 	cairn_port_cpu_giveback(OWN);
-	if (!cairn_port_cpu_borrow(OWN))
+	if (cairn_port_cpu_borrow(OWN) != 1)
 		return 2;
 	cairn_port_cpu_giveback(OWN);
 	return 0;
@@ -139,7 +140,7 @@ static int child_own(void)
  * giveback comes after the fork. */
 static void test_own_lent_fork(void)
 {
-	REQUIRE(cairn_port_cpu_borrow(OWN));
+	REQUIRE(cairn_port_cpu_borrow(OWN) == 1);
 	alarm(20); /* a fork waiting for its own thread */
 	pid_t pid = fork();
 	REQUIRE(pid >= 0);
