@@ -765,6 +765,63 @@ static void import_broken(void)
 	planted_reports += 6;
 }
 
+/*
+ * A span on the quantum but not at the alignment the import asked for
+ * breaks the source's contract as well (import returns a range aligned to
+ * `align`): an aligned request (0x1000), a nocross one (the span aligned
+ * to the boundary, 0x100) and one whose span would have room for it past
+ * the misaligned start (0x1000 at 0x1000: a span of 0x2000), each from a
+ * span of its own. Each is
+ * reported, the span goes straight back, and the request fails with
+ * CAIRN_ECORRUPT, nothing changed: no import counted, no span in the
+ * tree. The arena served them before, from the aligned part of the span
+ * it accepted. A span at the alignment asked then serves.
+ */
+static void import_misaligned(void)
+{
+	struct fixed_source fs = { .base = 0x20010 }; /* on the quantum, 16 */
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena child;
+	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
+					 .import_quantum = 0x1000, .fanout = 4 };
+	uint64_t x = 7, s, n, c, reports = cairn_host_reports();
+	struct cairn_btree_stats st;
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
+	cairn_host_reports_quiet(1);
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0x1000, 0, 0, 0, 0, CAIRN_FIT_FIRST, 1, &x),
+		 CAIRN_ECORRUPT);
+	CHECK(fs.releases == 1 && fs.released == 0x20010 && fs.released_size == 0x1000);
+	fs.base = 0x40010;
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0, 0, 0x100, 0, 0, CAIRN_FIT_FIRST, 2, &x),
+		 CAIRN_ECORRUPT);
+	CHECK(fs.releases == 2 && fs.released == 0x40010 && fs.released_size == 0x1000);
+	fs.base = 0x60010;
+	CHECK_EQ(cairn_arena_xalloc(&child, 0x1000, 0x1000, 0, 0, 0, 0, CAIRN_FIT_HIGH, 3,
+				    &x), CAIRN_ECORRUPT);
+	CHECK(fs.releases == 3 && fs.released == 0x60010 && fs.released_size == 0x2000);
+	cairn_host_reports_quiet(0);
+	CHECK_EQ(cairn_host_reports(), reports + 3);
+	CHECK_EQ(fs.imports, 3);
+	CHECK_EQ(x, 7);
+	CHECK_EQ(atomic_load(&child.imports), 0);
+	CHECK_EQ(atomic_load(&child.releases), 0);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x21000, &s, &n, &c), CAIRN_ERANGE);
+	CHECK_EQ(cairn_arena_lookup(&child, 0x61000, &s, &n, &c), CAIRN_ERANGE);
+	CHECK_EQ(cairn_btree_validate(&child.tree, &st), 0);
+	CHECK_EQ(st.extents, 0);
+	valid(&child);
+
+	fs.base = 0x30000; /* aligned as asked: served at its start */
+	CHECK_EQ(cairn_arena_xalloc(&child, 16, 0x1000, 0, 0, 0, 0, CAIRN_FIT_FIRST, 4, &x), 0);
+	CHECK_EQ(x, 0x30000);
+	CHECK_EQ(atomic_load(&child.imports), 1);
+	CHECK_EQ(cairn_arena_free(&child, x, 16), 0);
+	CHECK(fs.releases == 4 && fs.released == 0x30000 && fs.released_size == 0x1000);
+	valid(&child);
+	cairn_arena_destroy(&child);
+	planted_reports += 3;
+}
+
 /* An import that fails says why: exhaustion (the source's CAIRN_ENOMEM)
  * is CAIRN_ENOMEM, but a structural failure is its own code, not
  * "nothing fits". Fanout 4, one span filled with one-quantum allocations
@@ -1437,6 +1494,7 @@ int main(void)
 	import_window_served();
 	import_refused();
 	import_broken();
+	import_misaligned();
 	import_errors();
 	import_short_source();
 	import_least_span();
