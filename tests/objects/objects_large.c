@@ -713,13 +713,37 @@ static void beyond_fill(struct cairn_objects *o, unsigned char **large, void **s
 	memset(*large, 0x5a, 200000);
 }
 
-/* An instance of the mode, filled (beyond_fill) and its state taken: what
- * the refused requests of the tests below must leave as it is. */
-static struct cairn_objects *beyond_begin(enum objtest_large mode, bool harden,
+/* Set-ups beyond objtest's modes: the large arena imports from a parent
+ * arena, which imports frames in place (objtest_va stands for the parent,
+ * so objtest_large_fini destroys both). */
+#define SETUP_PARENT (OBJTEST_CACHES + 1)
+
+static void large_setup(int setup)
+{
+	if (setup != SETUP_PARENT) {
+		objtest_large_init((enum objtest_large)setup, 2 << 20);
+		return;
+	}
+	static struct cairn_arena_source parent_src;
+	objtest_mode = OBJTEST_MAPPED;
+	objtest_fs = (struct cairn_frames_source){ .frames = objtest_frames };
+	cairn_arena_source_frames(&objtest_src, &objtest_fs);
+	struct cairn_arena_config pc = { .quantum = 4096, .source = &objtest_src,
+					 .import_quantum = 2 << 20 };
+	REQUIRE(cairn_arena_create(&objtest_va, objtest_frames, 0, 0, &pc) == 0);
+	cairn_arena_source_arena(&parent_src, &objtest_va);
+	struct cairn_arena_config ac = { .quantum = 4096, .source = &parent_src,
+					 .import_quantum = 2 << 20 };
+	REQUIRE(cairn_arena_create(&objtest_arena, objtest_frames, 0, 0, &ac) == 0);
+}
+
+/* An instance of the set-up, filled (beyond_fill) and its state taken:
+ * what the refused requests of the tests below must leave as it is. */
+static struct cairn_objects *beyond_begin(int mode, bool harden,
 					  unsigned char **large, void **small,
 					  struct beyond_snap *was)
 {
-	objtest_large_init(mode, 2 << 20);
+	large_setup(mode);
 	struct cairn_objects *o =
 		objtest_create(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
 	beyond_fill(o, large, small);
@@ -853,6 +877,57 @@ static void test_impossible(enum objtest_large mode, bool harden)
 	cairn_heap_flush(h1);
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	cairn_objects_destroy(o);
+	objtest_large_fini();
+}
+
+/* large_max 0 (unknown), and an alignment no span has or could be lent
+ * at: 2^47 lies above every address of the host's user space, so no span
+ * of the arena (frames in place, mapped in the VA window, or lent by a
+ * parent arena) and no range of the VA arena starts at a multiple of it,
+ * whatever the size; the buddy path rounds the request to a block beyond
+ * its largest order. Such a request fails at once with nothing changed
+ * (NULL), as one of a size no memory holds does, rather than after the
+ * exhaustion path took every heap's caches and the quantum cache back
+ * for a retry that fails too. An alignment some span can have is still
+ * served. */
+static void test_impossible_aligned(int setup, bool harden)
+{
+	objtest_large_max = 0;
+	unsigned char *large;
+	void *small;
+	struct beyond_snap was;
+	struct cairn_objects *o = beyond_begin(setup, harden, &large, &small, &was);
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	size_t usable = cairn_objects_usable_size(o, large);
+	const size_t never = 1ull << 47;
+	if (setup == OBJTEST_QCACHE && !harden)
+		CHECK(was.qcached > 0); /* what a drain would send back */
+
+	CHECK(cairn_heap_alloc_aligned(h, 16, never) == NULL);
+	beyond_same(o, &was, "impossible aligned: 16 B");
+	CHECK(cairn_heap_alloc_aligned(h, 100000, never) == NULL);
+	CHECK(cairn_heap_alloc_aligned(h, 2 << 20, never) == NULL);
+	CHECK(cairn_heap_alloc_aligned(h, 100000, never << 1) == NULL);
+	beyond_same(o, &was, "impossible aligned: large sizes");
+	CHECK(cairn_heap_alloc_aligned(h1, 4096, never) == NULL); /* its batch stays */
+	CHECK(cairn_objects_alloc_aligned(o, 4096, never) == NULL);
+	beyond_same(o, &was, "impossible aligned: heap 1, cairn_objects_*");
+	beyond_large_intact(o, large, usable);
+
+	/* an alignment the memory has: served */
+	void *p = cairn_heap_alloc_aligned(h, 100000, 1 << 20);
+	REQUIRE(p);
+	CHECK_EQ((uintptr_t)p & ((1 << 20) - 1), 0);
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	CHECK_EQ(cairn_heap_free(h, large), 0);
+	CHECK_EQ(cairn_heap_free(h, small), 0);
+	cairn_heap_flush(h1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_objects_destroy(o);
+	if (setup != OBJTEST_BUDDY) {
+		CHECK_EQ(extents(), 0);
+		CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
+	}
 	objtest_large_fini();
 }
 
@@ -1015,6 +1090,11 @@ int main(void)
 		test_impossible(OBJTEST_CACHES, harden);
 		test_impossible(OBJTEST_MAPPED, harden);
 		test_impossible(OBJTEST_QCACHE, harden);
+		test_impossible_aligned(OBJTEST_BUDDY, harden);
+		test_impossible_aligned(OBJTEST_CACHES, harden);
+		test_impossible_aligned(OBJTEST_MAPPED, harden);
+		test_impossible_aligned(OBJTEST_QCACHE, harden);
+		test_impossible_aligned(SETUP_PARENT, harden);
 		CHECK_EQ(objtest_free_frames(), free0);
 	}
 
