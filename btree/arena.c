@@ -323,6 +323,36 @@ static int plan_add(const struct cairn_bt_view *v, void *arg,
 	return 0;
 }
 
+/* ---- the record of spans held (cairn_arena_could_hold) ---- */
+
+/* The largest power of two with a multiple in [lo, hi] (lo <= hi): the
+ * highest bit in which hi and lo - 1 differ (above it they agree, so a
+ * multiple of twice that would be at most lo - 1); 2^63 for lo 0. */
+static uint64_t reach(uint64_t lo, uint64_t hi)
+{
+	if (!lo)
+		return 1ull << 63;
+	return 1ull << (63 - __builtin_clzll(hi ^ (lo - 1)));
+}
+
+static void raise_to(_Atomic uint64_t *v, uint64_t x)
+{
+	uint64_t m = atomic_load_explicit(v, memory_order_relaxed);
+	while (m < x && !atomic_compare_exchange_weak_explicit(v, &m, x, memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+}
+
+/* The arena now holds [base, base + len), added or imported: raise the
+ * record of the longest span held and of the largest alignment any span
+ * held has a quantum at. Only ever raised; relaxed: could_hold answers
+ * for some moment, and a span's add or import is rare (a slow path). */
+static void held_note(struct cairn_arena *a, uint64_t base, uint64_t len)
+{
+	raise_to(&a->held_max, len);
+	raise_to(&a->held_align, reach(base, base + len - a->quantum));
+}
+
 /* ---- operations ---- */
 
 static int add_span(struct cairn_arena *a, struct areq *r)
@@ -344,13 +374,7 @@ int cairn_arena_add(struct cairn_arena *a, uint64_t base, uint64_t size)
 	int err = add_span(a, &r);
 	if (err)
 		return err;
-	/* Only ever raised (relaxed: cairn_arena_could_hold answers for some
-	 * moment, and a span's add is rare). */
-	uint64_t m = atomic_load_explicit(&a->added_max, memory_order_relaxed);
-	while (m < size && !atomic_compare_exchange_weak_explicit(&a->added_max, &m, size,
-								  memory_order_relaxed,
-								  memory_order_relaxed))
-		;
+	held_note(a, base, size);
 	return 0;
 }
 
@@ -487,6 +511,7 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 		return err;
 	}
 	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
+	held_note(a, base, sz);
 	if (*served)
 		r->got = (struct cairn_ext){ at, r->size, r->cookie,
 					     at == base ? SPAN_FLAGS : 0 };
@@ -820,7 +845,8 @@ int cairn_arena_create(struct cairn_arena *a, struct cairn_frames *nodes,
 	atomic_store_explicit(&a->imports, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->releases, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->tags, 0, memory_order_relaxed);
-	atomic_store_explicit(&a->added_max, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->held_max, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->held_align, 0, memory_order_relaxed);
 	int err = cairn_btree_init(&a->tree, nodes, cfg->fanout);
 	if (err)
 		return err;
@@ -1041,20 +1067,27 @@ void cairn_arena_source_frames(struct cairn_arena_source *s,
 	s->ctx = fs;
 }
 
-/* Every span in the tree was added (none longer than added_max) or
- * imported, and an import lends no less than `least` of import(): the
- * size itself (with the phase, here 0) rounded to a power of two when the
- * import quantum is one. An imported span that holds the size is at
- * least that long, so a source that could not lend `least` now never
- * lent a span that holds it either (a frames source's block is a power of
+/* Every span in the tree was added or imported, and each raised the
+ * record (held_note): a span that holds the request is at least the size
+ * long and has a multiple of the alignment with a quantum after it, so
+ * none was held while the size is above held_max or the alignment above
+ * held_align (both needed, perhaps of different spans: true may still
+ * fail). The spans a source has not lent yet: an import for the request
+ * asks for no less than `least` of import() (the size, here with phase 0,
+ * rounded to a power of two when the import quantum is one) at the
+ * alignment (span_align), so a source that could not lend `least` at the
+ * alignment now never will for it (a frames source's block is a power of
  * two, and the frame allocator's regions and an arena's spans only grow).
  * Any other source: unknown. */
-bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size)
+bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size, uint64_t align)
 {
 	size = qround(a, size);
-	if (!size)
+	if (!size || (align & (align - 1)))
 		return false;
-	if (size <= atomic_load_explicit(&a->added_max, memory_order_relaxed))
+	if (align < a->quantum)
+		align = a->quantum;
+	if (size <= atomic_load_explicit(&a->held_max, memory_order_relaxed) &&
+	    align <= atomic_load_explicit(&a->held_align, memory_order_relaxed))
 		return true;
 	if (!a->source.import)
 		return false;
@@ -1062,12 +1095,18 @@ bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size)
 	if (!least)
 		return false;
 	if (a->source.import == arena_import)
-		return cairn_arena_could_hold(a->source.ctx, least);
+		return cairn_arena_could_hold(a->source.ctx, least, align);
 	if (a->source.import != frames_import)
 		return true;
 	const struct cairn_frames_source *fs = a->source.ctx;
 	if (least < CAIRN_FRAME_SIZE)
 		least = CAIRN_FRAME_SIZE;
+	/* In place, the block's own alignment is the span's: frames_import
+	 * refuses an alignment above the size. Mapped, the VA arena aligns
+	 * the range to both. */
+	if (!fs->va)
+		return cairn_frames_could_hold(fs->frames, order_of(least > align ? least : align),
+					       fs->flags);
 	return cairn_frames_could_hold(fs->frames, order_of(least), fs->flags) &&
-	       (!fs->va || cairn_arena_could_hold(fs->va, least));
+	       cairn_arena_could_hold(fs->va, least, align > least ? align : least);
 }

@@ -682,10 +682,11 @@ static void *__attribute__((noinline)) arena_alloc(struct cairn_heap *h, size_t 
 		/* The exhaustion path gives back what could make room (cached
 		 * ranges and slab blocks, to the arena and its frames); with
 		 * no bound from the embedder (large_max 0) the arena says
-		 * whether any span could ever hold the request: if none
-		 * could, fail with nothing changed. Only after a failure, so
-		 * it costs a served request nothing. */
-		if (err != CAIRN_ENOMEM || tries || !cairn_arena_could_hold(o->arena, bytes))
+		 * whether any span could ever hold the request, its alignment
+		 * counted: if none could, fail with nothing changed. Only
+		 * after a failure, so it costs a served request nothing. */
+		if (err != CAIRN_ENOMEM || tries ||
+		    !cairn_arena_could_hold(o->arena, bytes, align > OBJ_PAGE ? align : 0))
 			return NULL;
 		heap_exhausted(h);
 	}

@@ -142,7 +142,7 @@ int cairn_qcache_alloc(struct cairn_qcache *qc, uint64_t size, uint64_t *addr)
 		 * arena has or could import is that long (or the size rounds
 		 * past 2^64): then a drain (every CPU asked, every size lean)
 		 * would change the caches for nothing. */
-		if (err == CAIRN_ENOMEM && cairn_arena_could_hold(qc->a, size)) {
+		if (err == CAIRN_ENOMEM && cairn_arena_could_hold(qc->a, size, 0)) {
 			cairn_qcache_drain_all(qc);
 			err = cairn_arena_alloc(qc->a, size, cairn_qcache_cookie(qc), addr);
 		}

@@ -98,7 +98,9 @@ struct cairn_arena {
 	struct cairn_arena_source source;
 	_Atomic uint64_t imports, releases;
 	_Atomic uint64_t tags; /* the last tag an imported span was given */
-	_Atomic uint64_t added_max; /* the longest span cairn_arena_add added */
+	/* Of every span the arena has held (added or imported): the longest,
+	 * and the largest alignment at which one had a quantum. */
+	_Atomic uint64_t held_max, held_align;
 };
 
 /* Extent flags the arena keeps in the tree (beside CAIRN_EXT_FREE). A free
@@ -165,17 +167,20 @@ int cairn_arena_reserve(struct cairn_arena *a, uint64_t addr, uint64_t size,
 int cairn_arena_lookup(struct cairn_arena *a, uint64_t addr,
 		       uint64_t *start, uint64_t *size, uint64_t *cookie);
 
-/* Could an allocation of size bytes ever succeed? False when no span
- * the arena was given (cairn_arena_add, create) and none its source could
- * lend now is that long (size rounded to the quantum; the alignment is
- * not counted): then alloc and xalloc of it fail with CAIRN_ENOMEM
- * however much is freed, here or in the source, until a span, or a
- * region of the source's frames, is added. So a cache in front of the
- * arena need not give anything back for it. Knows the frames source
- * (cairn_frames_could_hold, and its VA arena's answer) and the arena
- * source (the parent's answer); any other source may lend anything: true.
- * True does not promise success. Lock-free: no tree node is read. */
-bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size);
+/* Could an allocation of size bytes at this alignment (0: the quantum;
+ * phase 0) ever succeed? False when no span the arena has held (added,
+ * or imported) was that long and had a multiple of the alignment, and no
+ * span its source could lend now for the request is that long at that
+ * alignment (size rounded to the quantum): then alloc and xalloc of it
+ * fail with CAIRN_ENOMEM however much is freed, here or in the source,
+ * until a span, or a region of the source's frames, is added (or an
+ * import for another request brings in a span that holds it). So a cache
+ * in front of the arena need not give anything back for it. Knows the
+ * frames source (cairn_frames_could_hold, and its VA arena's answer) and
+ * the arena source (the parent's answer); any other source may lend
+ * anything: true. True does not promise success. False for an alignment
+ * that is not a power of two. Lock-free: no tree node is read. */
+bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size, uint64_t align);
 
 /* Quiescent checks: the tree's invariants, spans tiled by extents, free
  * neighbours coalesced. */

@@ -120,13 +120,14 @@ struct cairn_objects_config {
 	 * span): e.g. its largest span. A request above it fails at once,
 	 * nothing changed, as impossible requests do (alloc: NULL; realloc:
 	 * CAIRN_ENOMEM, p untouched). 0 (unknown): a request the arena
-	 * cannot serve is refused, nothing changed, when no span it has or
-	 * could import is as long as the request's pages
+	 * cannot serve is refused, nothing changed, when no span it has held
+	 * or could import holds the request's pages at its alignment
 	 * (cairn_arena_could_hold: beyond its spans and its frames source's
-	 * memory); otherwise (an alignment no span has, a source the arena
-	 * does not know) it runs the exhaustion path (every batch posted,
-	 * every heap's caches taken back) before it fails. A request within
-	 * it may still fail on exhaustion. */
+	 * memory); otherwise (a source the arena does not know, or spans of
+	 * which one is long enough and another aligned enough) it runs the
+	 * exhaustion path (every batch posted, every heap's caches taken
+	 * back) before it fails. A request within it may still fail on
+	 * exhaustion. */
 	uint64_t large_max;
 	/* Optional, with large_arena: called before and after every call
 	 * into the arena (allocation, free, lookup; destroy excepted), around

@@ -1399,9 +1399,10 @@ static void node_failure_imports(void)
 	cairn_arena_destroy(&parent);
 }
 
-/* could_hold: the longest span added, else what the source could lend
- * (the memory here is [1 MiB, 255 MiB): its largest block is 64 MiB);
- * asking changes nothing. */
+/* could_hold: the spans held (the longest, and the largest alignment one
+ * had), else what the source could lend at the alignment (the memory here
+ * is [1 MiB, 255 MiB): its largest block is 64 MiB); asking changes
+ * nothing. */
 static int could_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr)
 {
 	(void)ctx, (void)size, (void)align, (void)addr;
@@ -1419,16 +1420,25 @@ static void could_hold(void)
 	struct cairn_arena_config pc = { .quantum = 64 };
 	uint64_t before = env_free_frames();
 	CHECK_EQ(cairn_arena_create(&plain, env_frames, 1ull << 40, 1 * MiB, &pc), 0);
-	CHECK(cairn_arena_could_hold(&plain, 1 * MiB));
-	CHECK(cairn_arena_could_hold(&plain, 1 * MiB - 100)); /* rounded: 1 MiB */
-	CHECK(!cairn_arena_could_hold(&plain, 1 * MiB + 1));
-	CHECK(!cairn_arena_could_hold(&plain, 0));
-	CHECK(!cairn_arena_could_hold(&plain, UINT64_MAX));
+	CHECK(cairn_arena_could_hold(&plain, 1 * MiB, 0));
+	CHECK(cairn_arena_could_hold(&plain, 1 * MiB - 100, 0)); /* rounded: 1 MiB */
+	CHECK(!cairn_arena_could_hold(&plain, 1 * MiB + 1, 0));
+	CHECK(!cairn_arena_could_hold(&plain, 0, 0));
+	CHECK(!cairn_arena_could_hold(&plain, UINT64_MAX, 0));
+	/* the alignment: the span's start is a multiple of 2^40, no more */
+	CHECK(cairn_arena_could_hold(&plain, 64, 1ull << 40));
+	CHECK(cairn_arena_could_hold(&plain, 1 * MiB, 1ull << 40));
+	CHECK(cairn_arena_could_hold(&plain, 1 * MiB, 1)); /* below the quantum */
+	CHECK(!cairn_arena_could_hold(&plain, 64, 1ull << 41));
+	CHECK(!cairn_arena_could_hold(&plain, 64, 1ull << 63));
+	CHECK(!cairn_arena_could_hold(&plain, 64, 3 << 12)); /* not a power of two */
 	CHECK_EQ(cairn_arena_add(&plain, 1ull << 41, 3 * MiB), 0);
-	CHECK(cairn_arena_could_hold(&plain, 3 * MiB));
+	CHECK(cairn_arena_could_hold(&plain, 3 * MiB, 0));
 	CHECK_EQ(cairn_arena_add(&plain, 1ull << 42, 2 * MiB), 0); /* never lowered */
-	CHECK(cairn_arena_could_hold(&plain, 3 * MiB));
-	CHECK(!cairn_arena_could_hold(&plain, 3 * MiB + 64));
+	CHECK(cairn_arena_could_hold(&plain, 3 * MiB, 0));
+	CHECK(!cairn_arena_could_hold(&plain, 3 * MiB + 64, 0));
+	CHECK(cairn_arena_could_hold(&plain, 64, 1ull << 42));
+	CHECK(!cairn_arena_could_hold(&plain, 64, 1ull << 43));
 
 	/* an arena source: the parent's answer for what an import asks at
 	 * least (the size rounded to a power of two: 4 MiB for 3 MiB) */
@@ -1436,8 +1446,10 @@ static void could_hold(void)
 	cairn_arena_source_arena(&asrc, &plain);
 	struct cairn_arena_config cc = { .quantum = 64, .source = &asrc };
 	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &cc), 0);
-	CHECK(cairn_arena_could_hold(&child, 2 * MiB));
-	CHECK(!cairn_arena_could_hold(&child, 3 * MiB));
+	CHECK(cairn_arena_could_hold(&child, 2 * MiB, 0));
+	CHECK(!cairn_arena_could_hold(&child, 3 * MiB, 0));
+	CHECK(cairn_arena_could_hold(&child, 2 * MiB, 1ull << 42));
+	CHECK(!cairn_arena_could_hold(&child, 64, 1ull << 43));
 	CHECK_EQ(atomic_load(&child.imports), 0);
 	cairn_arena_destroy(&child);
 
@@ -1449,18 +1461,24 @@ static void could_hold(void)
 					 .import_quantum = 2 * MiB };
 	CHECK_EQ(cairn_arena_create(&direct, env_frames, 0, 0, &dc), 0);
 	uint64_t made = env_free_frames();
-	CHECK(cairn_arena_could_hold(&direct, 100));
-	CHECK(cairn_arena_could_hold(&direct, 64 * MiB));
-	CHECK(!cairn_arena_could_hold(&direct, 64 * MiB + 1));
-	CHECK(!cairn_arena_could_hold(&direct, 1ull << 62));
+	CHECK(cairn_arena_could_hold(&direct, 100, 0));
+	CHECK(cairn_arena_could_hold(&direct, 64 * MiB, 0));
+	CHECK(!cairn_arena_could_hold(&direct, 64 * MiB + 1, 0));
+	CHECK(!cairn_arena_could_hold(&direct, 1ull << 62, 0));
+	/* in place, a span is aligned to its own block: 64 MiB at most */
+	CHECK(cairn_arena_could_hold(&direct, 100, 64 * MiB));
+	CHECK(!cairn_arena_could_hold(&direct, 100, 128 * MiB));
 	CHECK_EQ(env_free_frames(), made);
 	cairn_arena_destroy(&direct);
 
 	/* mapped: the VA arena (64 MiB) must hold the span too */
 	struct mapped_heap m;
 	mapped_heap_create(&m, 4096, 2 * MiB);
-	CHECK(cairn_arena_could_hold(&m.heap, 64 * MiB));
-	CHECK(!cairn_arena_could_hold(&m.heap, 64 * MiB + 64));
+	CHECK(cairn_arena_could_hold(&m.heap, 64 * MiB, 0));
+	CHECK(!cairn_arena_could_hold(&m.heap, 64 * MiB + 64, 0));
+	/* no VA range of the window (host user space) starts at 2^47 */
+	CHECK(cairn_arena_could_hold(&m.heap, 4096, 2 * MiB));
+	CHECK(!cairn_arena_could_hold(&m.heap, 4096, 1ull << 47));
 	cairn_arena_destroy(&m.heap);
 	cairn_arena_destroy(&m.va);
 
@@ -1468,7 +1486,7 @@ static void could_hold(void)
 	struct cairn_arena_source usrc = { could_import, could_release, NULL };
 	struct cairn_arena_config uc = { .quantum = 64, .source = &usrc };
 	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &uc), 0);
-	CHECK(cairn_arena_could_hold(&child, 1ull << 62));
+	CHECK(cairn_arena_could_hold(&child, 1ull << 62, 0));
 	cairn_arena_destroy(&child);
 	cairn_arena_destroy(&plain);
 	CHECK_EQ(env_free_frames(), before);
