@@ -458,24 +458,33 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 		sz = iq;
 	if (sz < need || least < hold) /* next_pow2 found none, or the rounding wrapped */
 		return CAIRN_ENOMEM;
-	uint64_t base;
+	uint64_t base, align;
 	int err;
-	while ((err = a->source.import(a->source.ctx, sz, span_align(a, r, sz), &base)) ==
-		       CAIRN_ENOMEM &&
-	       sz > least)
+	for (;;) {
+		align = span_align(a, r, sz);
+		err = a->source.import(a->source.ctx, sz, align, &base);
+		if (err != CAIRN_ENOMEM || sz <= least)
+			break;
 		sz = pow2(iq) ? sz / 2 : least;
+	}
 	if (err)
 		return err;
-	/* Every extent is quantum aligned (the unconstrained fits rely on it):
-	 * a span off the quantum, or one that runs past 2^64, breaks the
-	 * source's contract and is refused, not spread (source_broken). A
+	/* Every extent is quantum aligned (the unconstrained fits rely on it),
+	 * and the span is aligned as asked (at least the quantum): the sizes
+	 * asked for count on it (least holds the request at the span's start
+	 * plus the phase, a nocross request lies between two boundaries). A
+	 * span off that alignment, or one that runs past 2^64, breaks the
+	 * source's contract and is refused, not spread (source_broken): used
+	 * where it happened to fit, it hid the broken source, and where it did
+	 * not, the request imported again and failed with CAIRN_ENOMEM. A
 	 * span that ends exactly at 2^64 breaks nothing, but the arena cannot
 	 * hold it, as cairn_arena_add cannot: an extent's end must be a
 	 * number (nothing could be carved from it). It serves nothing: the
 	 * request is short, CAIRN_ENOMEM. */
-	if ((base & (a->quantum - 1)) || (base + sz < base && base + sz != 0))
+	if ((base & (align - 1)) || (base + sz < base && base + sz != 0))
 		return source_broken(a, "arena: the source lent a span off the "
-				     "quantum or past 2^64", base, sz);
+				     "alignment asked (or the quantum) or past 2^64",
+				     base, sz);
 	if (base + sz == 0) {
 		a->source.release(a->source.ctx, base, sz);
 		return CAIRN_ENOMEM;

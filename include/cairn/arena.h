@@ -68,12 +68,12 @@ enum cairn_fit {
  * range of exactly `size` bytes, aligned to `align`, or an error:
  * CAIRN_ENOMEM for exhaustion (the arena may ask for less, and otherwise
  * fails the request with it), any other error to fail the request with
- * that error. A range that breaks this contract (off the arena's quantum,
- * running past 2^64, or overlapping the arena's spans) is reported
- * (cairn_port_report), released at once, and fails the request with
- * CAIRN_ECORRUPT. A range ending exactly at 2^64 is released at once too
- * and serves nothing (CAIRN_ENOMEM): no extent can end there.
- * release gives one back. */
+ * that error. A range that breaks this contract (off the alignment asked,
+ * which is at least the arena's quantum, running past 2^64, or
+ * overlapping the arena's spans) is reported (cairn_port_report),
+ * released at once, and fails the request with CAIRN_ECORRUPT. A range
+ * ending exactly at 2^64 is released at once too and serves nothing
+ * (CAIRN_ENOMEM): no extent can end there. release gives one back. */
 struct cairn_arena_source {
 	int (*import)(void *ctx, uint64_t size, uint64_t align, uint64_t *addr);
 	void (*release)(void *ctx, uint64_t addr, uint64_t size);
