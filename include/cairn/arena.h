@@ -73,11 +73,18 @@ enum cairn_fit {
  * overlapping the arena's spans) is reported (cairn_port_report),
  * released at once, and fails the request with CAIRN_ECORRUPT. A range
  * ending exactly at 2^64 is released at once too and serves nothing
- * (CAIRN_ENOMEM): no extent can end there. release gives one back. */
+ * (CAIRN_ENOMEM): no extent can end there. release gives one back.
+ * could_lend (optional) says whether an import of `size` bytes aligned
+ * to `align` could ever succeed: false only if every import of at least
+ * that size at that alignment or more fails with CAIRN_ENOMEM however
+ * much is given back to the source, for as long as the arena lives (a
+ * source that can grow answers for what it may grow to). It is asked only
+ * by cairn_arena_could_hold, on slow paths; NULL: anything may be lent. */
 struct cairn_arena_source {
 	int (*import)(void *ctx, uint64_t size, uint64_t align, uint64_t *addr);
 	void (*release)(void *ctx, uint64_t addr, uint64_t size);
 	void *ctx;
+	bool (*could_lend)(void *ctx, uint64_t size, uint64_t align);
 };
 
 struct cairn_arena_config {

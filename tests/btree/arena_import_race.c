@@ -217,7 +217,7 @@ static void race(enum kind k)
 	unsigned imports0 = atomic_load(&imports);
 	unsigned releases0 = atomic_load(&releases);
 
-	struct cairn_arena_source src = { src_import, src_release, NULL };
+	struct cairn_arena_source src = { src_import, src_release, NULL, NULL };
 	struct cairn_arena_config cfg = { .quantum = Q, .source = &src,
 					  .import_quantum = SPAN, .fanout = 4 };
 	REQUIRE(cairn_arena_create(&arena, env_frames, LOW, 3 * Q, &cfg) == 0);

@@ -157,7 +157,7 @@ static void steal(const struct vcase *k)
 	unsigned imports0 = atomic_load(&imports), releases0 = atomic_load(&releases);
 	uint64_t frames0 = env_free_frames();
 
-	struct cairn_arena_source src = { src_import, src_release, NULL };
+	struct cairn_arena_source src = { src_import, src_release, NULL, NULL };
 	struct cairn_arena_config cfg = { .quantum = Q, .source = &src,
 					  .import_quantum = SPAN, .fanout = 4 };
 	REQUIRE(cairn_arena_create(&arena, env_frames, 0, 0, &cfg) == 0);

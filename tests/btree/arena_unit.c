@@ -644,7 +644,7 @@ static void fixed_release(void *ctx, uint64_t addr, uint64_t size)
 static void import_refused(void)
 {
 	struct fixed_source fs = { 0 };
-	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs, NULL };
 	struct cairn_arena child;
 	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
 					 .import_quantum = 0x1000, .fanout = 4 };
@@ -684,7 +684,7 @@ static void import_refused(void)
 static void import_broken(void)
 {
 	struct fixed_source fs = { 0 };
-	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs, NULL };
 	struct cairn_arena child;
 	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
 					 .import_quantum = 0x1000, .fanout = 4 };
@@ -740,7 +740,7 @@ static void import_broken(void)
 
 	/* A parent arena whose source lends off the quantum, under a child. */
 	struct fixed_source pfs = { .base = 0x10008 };
-	struct cairn_arena_source psrc = { fixed_import, fixed_release, &pfs };
+	struct cairn_arena_source psrc = { fixed_import, fixed_release, &pfs, NULL };
 	struct cairn_arena parent;
 	struct cairn_arena_config pc = { .quantum = 16, .source = &psrc,
 					 .import_quantum = 0x10000 };
@@ -780,7 +780,7 @@ static void import_broken(void)
 static void import_misaligned(void)
 {
 	struct fixed_source fs = { .base = 0x20010 }; /* on the quantum, 16 */
-	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs, NULL };
 	struct cairn_arena child;
 	struct cairn_arena_config cc = { .quantum = 16, .source = &src,
 					 .import_quantum = 0x1000, .fanout = 4 };
@@ -836,7 +836,7 @@ static void import_errors(void)
 {
 	enum { N = 1 << 16 };
 	struct fixed_source fs = { .base = 1ull << 40 };
-	struct cairn_arena_source src = { fixed_import, fixed_release, &fs };
+	struct cairn_arena_source src = { fixed_import, fixed_release, &fs, NULL };
 	struct cairn_arena a;
 	struct cairn_arena_config cfg = { .quantum = 1, .source = &src, .fanout = 4 };
 	struct cairn_btree_stats st, again;
@@ -929,7 +929,7 @@ static void short_release(void *ctx, uint64_t addr, uint64_t size)
 static void import_short_source(void)
 {
 	struct short_source ss = { .next = 1ull << 40, .cap = 2 * MiB };
-	struct cairn_arena_source src = { short_import, short_release, &ss };
+	struct cairn_arena_source src = { short_import, short_release, &ss, NULL };
 	struct cairn_arena a;
 	struct cairn_arena_config cfg = { .quantum = 4096, .source = &src,
 					  .import_quantum = 64 * MiB };
@@ -1483,7 +1483,7 @@ static void could_hold(void)
 	cairn_arena_destroy(&m.va);
 
 	/* a source it does not know may lend anything */
-	struct cairn_arena_source usrc = { could_import, could_release, NULL };
+	struct cairn_arena_source usrc = { could_import, could_release, NULL, NULL };
 	struct cairn_arena_config uc = { .quantum = 64, .source = &usrc };
 	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &uc), 0);
 	CHECK(cairn_arena_could_hold(&child, 1ull << 62, 0));

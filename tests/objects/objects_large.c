@@ -717,9 +717,58 @@ static void beyond_fill(struct cairn_objects *o, unsigned char **large, void **s
  * arena, which imports frames in place (objtest_va stands for the parent,
  * so objtest_large_fini destroys both). */
 #define SETUP_PARENT (OBJTEST_CACHES + 1)
+/* ... or from an embedder's source the arena does not know (frames in
+ * place, in spans of at most USER_SPAN_MAX, which it says it can ever
+ * lend), with or without the quantum cache in front. */
+#define SETUP_USER (OBJTEST_CACHES + 2)
+#define SETUP_USER_QCACHE (OBJTEST_CACHES + 3)
+#define USER_SPAN_MAX (64 * MiB)
+
+static int user_import(void *ctx, uint64_t size, uint64_t align, uint64_t *addr)
+{
+	(void)ctx;
+	if (size > USER_SPAN_MAX)
+		return CAIRN_ENOMEM;
+	return objtest_src.import(objtest_src.ctx, size, align, addr);
+}
+
+static void user_release(void *ctx, uint64_t addr, uint64_t size)
+{
+	(void)ctx;
+	objtest_src.release(objtest_src.ctx, addr, size);
+}
+
+/* A block of frames in place is aligned to its size, which the frames
+ * import takes as at least the alignment: what user_import can ever lend
+ * is one of at most USER_SPAN_MAX at that alignment. */
+static bool user_could_lend(void *ctx, uint64_t size, uint64_t align)
+{
+	(void)ctx;
+	return (size > align ? size : align) <= USER_SPAN_MAX;
+}
+
+static void user_setup(bool qcached)
+{
+	static const struct cairn_arena_source user_src = { user_import, user_release, NULL,
+							    user_could_lend };
+	objtest_mode = OBJTEST_DIRECT;
+	objtest_fs = (struct cairn_frames_source){ .frames = objtest_frames };
+	cairn_arena_source_frames(&objtest_src, &objtest_fs);
+	struct cairn_arena_config ac = { .quantum = 4096, .source = &user_src,
+					 .import_quantum = 2 << 20 };
+	REQUIRE(cairn_arena_create(&objtest_arena, objtest_frames, 0, 0, &ac) == 0);
+	struct cairn_qcache_config qc = { .max_quanta = 64, .mag_size = 4, .depot_full = 4,
+					  .depot_empty = 4, .drain_wait = 1u << 16 };
+	if (qcached)
+		REQUIRE(cairn_qcache_create(&objtest_qc, &objtest_arena, objtest_frames, &qc) == 0);
+}
 
 static void large_setup(int setup)
 {
+	if (setup == SETUP_USER || setup == SETUP_USER_QCACHE) {
+		user_setup(setup == SETUP_USER_QCACHE);
+		return;
+	}
 	if (setup != SETUP_PARENT) {
 		objtest_large_init((enum objtest_large)setup, 2 << 20);
 		return;
@@ -931,6 +980,65 @@ static void test_impossible_aligned(int setup, bool harden)
 	objtest_large_fini();
 }
 
+/* large_max 0, and an arena whose source is the embedder's own: the
+ * arena cannot know what it lends but asks it (could_lend). A size beyond
+ * its spans (though within the memory) or an alignment no span of it can
+ * have fails at once with nothing changed, here and in the quantum cache
+ * in front, rather than after the exhaustion path (and the cache's drain)
+ * for a retry that fails too. What it lends is still served. */
+static void test_impossible_user(int setup, bool harden)
+{
+	objtest_large_max = 0;
+	unsigned char *large;
+	void *small;
+	struct beyond_snap was;
+	struct cairn_objects *o = beyond_begin(setup, harden, &large, &small, &was);
+	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	size_t usable = cairn_objects_usable_size(o, large);
+	if (setup == SETUP_USER_QCACHE && !harden)
+		CHECK(was.qcached > 0); /* what a drain would send back */
+
+	CHECK(cairn_heap_alloc(h, 2 * USER_SPAN_MAX) == NULL);
+	beyond_same(o, &was, "user source: twice its spans");
+	CHECK(cairn_heap_alloc(h, USER_SPAN_MAX + 1) == NULL); /* imports 2x */
+	CHECK(cairn_heap_alloc(h1, 2 * USER_SPAN_MAX) == NULL); /* its batch stays */
+	CHECK(cairn_heap_calloc(h, 2, USER_SPAN_MAX) == NULL);
+	beyond_same(o, &was, "user source: above its spans");
+	/* 512 MiB: the memory's spans lie inside one such block, off its
+	 * start (frames from 1 MiB): none ever held has a multiple of it */
+	CHECK(cairn_heap_alloc_aligned(h, 100000, 8 * USER_SPAN_MAX) == NULL);
+	CHECK(cairn_heap_alloc_aligned(h, 16, 1ull << 47) == NULL);
+	beyond_same(o, &was, "user source: aligned");
+	int err = -1;
+	CHECK(cairn_heap_realloc_err(h, large, 2 * USER_SPAN_MAX, &err) == NULL);
+	CHECK_EQ(err, CAIRN_ENOMEM);
+	CHECK(cairn_objects_alloc(o, 2 * USER_SPAN_MAX) == NULL);
+	beyond_same(o, &was, "user source: realloc, cairn_objects_*");
+	if (objtest_qc) {
+		uint64_t addr = 7;
+		CHECK_EQ(cairn_qcache_alloc(objtest_qc, 2 * USER_SPAN_MAX, &addr), CAIRN_ENOMEM);
+		CHECK_EQ(addr, 7);
+		beyond_same(o, &was, "user source: the quantum cache");
+	}
+	beyond_large_intact(o, large, usable);
+
+	/* what the source lends: served */
+	void *p = cairn_heap_alloc(h, USER_SPAN_MAX / 2);
+	REQUIRE(p);
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	p = cairn_heap_alloc_aligned(h, 100000, USER_SPAN_MAX / 2);
+	REQUIRE(p);
+	CHECK_EQ((uintptr_t)p & (USER_SPAN_MAX / 2 - 1), 0);
+	CHECK_EQ(cairn_heap_free(h, p), 0);
+	CHECK_EQ(cairn_heap_free(h, large), 0);
+	CHECK_EQ(cairn_heap_free(h, small), 0);
+	cairn_heap_flush(h1);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_objects_destroy(o);
+	CHECK_EQ(extents(), 0);
+	objtest_large_fini();
+}
+
 /* The embedder's gate around every arena call: the leave of the first
  * call after `window_action` is set, at depth 0, runs it (what another CPU
  * may do right then). */
@@ -1095,6 +1203,8 @@ int main(void)
 		test_impossible_aligned(OBJTEST_MAPPED, harden);
 		test_impossible_aligned(OBJTEST_QCACHE, harden);
 		test_impossible_aligned(SETUP_PARENT, harden);
+		test_impossible_user(SETUP_USER, harden);
+		test_impossible_user(SETUP_USER_QCACHE, harden);
 		CHECK_EQ(objtest_free_frames(), free0);
 	}
 
