@@ -991,12 +991,19 @@ static void arena_release(void *ctx, uint64_t addr, uint64_t size)
 				  "arena does not lend", addr, size);
 }
 
+/* The parent's spans (held, or its own source's) answer. */
+static bool arena_could_lend(void *ctx, uint64_t size, uint64_t align)
+{
+	return cairn_arena_could_hold(ctx, size, align);
+}
+
 void cairn_arena_source_arena(struct cairn_arena_source *s,
 			      struct cairn_arena *parent)
 {
 	s->import = arena_import;
 	s->release = arena_release;
 	s->ctx = parent;
+	s->could_lend = arena_could_lend;
 }
 
 static unsigned order_of(uint64_t size)
@@ -1068,12 +1075,33 @@ static void frames_release(void *ctx, uint64_t addr, uint64_t size)
 	cairn_arena_free(fs->va, addr, size);
 }
 
+/* A block of the size (a power of two of at least a frame, as
+ * frames_import takes) that some region holds: the frame allocator's
+ * regions only grow. In place, the block's own alignment is the span's
+ * (frames_import refuses an alignment above the size); mapped, the VA
+ * arena must hold a range of the size aligned to both. */
+static bool frames_could_lend(void *ctx, uint64_t size, uint64_t align)
+{
+	const struct cairn_frames_source *fs = ctx;
+	size = next_pow2(size);
+	if (!size)
+		return false;
+	if (size < CAIRN_FRAME_SIZE)
+		size = CAIRN_FRAME_SIZE;
+	if (!fs->va)
+		return cairn_frames_could_hold(fs->frames, order_of(size > align ? size : align),
+					       fs->flags);
+	return cairn_frames_could_hold(fs->frames, order_of(size), fs->flags) &&
+	       cairn_arena_could_hold(fs->va, size, align > size ? align : size);
+}
+
 void cairn_arena_source_frames(struct cairn_arena_source *s,
 			       struct cairn_frames_source *fs)
 {
 	s->import = frames_import;
 	s->release = frames_release;
 	s->ctx = fs;
+	s->could_lend = frames_could_lend;
 }
 
 /* Every span in the tree was added or imported, and each raised the
@@ -1084,10 +1112,8 @@ void cairn_arena_source_frames(struct cairn_arena_source *s,
  * fail). The spans a source has not lent yet: an import for the request
  * asks for no less than `least` of import() (the size, here with phase 0,
  * rounded to a power of two when the import quantum is one) at the
- * alignment (span_align), so a source that could not lend `least` at the
- * alignment now never will for it (a frames source's block is a power of
- * two, and the frame allocator's regions and an arena's spans only grow).
- * Any other source: unknown. */
+ * alignment (span_align), which could_lend answers for. A source without
+ * it: unknown. */
 bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size, uint64_t align)
 {
 	size = qround(a, size);
@@ -1103,19 +1129,5 @@ bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size, uint64_t align
 	uint64_t least = pow2(a->import_quantum) ? next_pow2(size) : size;
 	if (!least)
 		return false;
-	if (a->source.import == arena_import)
-		return cairn_arena_could_hold(a->source.ctx, least, align);
-	if (a->source.import != frames_import)
-		return true;
-	const struct cairn_frames_source *fs = a->source.ctx;
-	if (least < CAIRN_FRAME_SIZE)
-		least = CAIRN_FRAME_SIZE;
-	/* In place, the block's own alignment is the span's: frames_import
-	 * refuses an alignment above the size. Mapped, the VA arena aligns
-	 * the range to both. */
-	if (!fs->va)
-		return cairn_frames_could_hold(fs->frames, order_of(least > align ? least : align),
-					       fs->flags);
-	return cairn_frames_could_hold(fs->frames, order_of(least), fs->flags) &&
-	       cairn_arena_could_hold(fs->va, least, align > least ? align : least);
+	return !a->source.could_lend || a->source.could_lend(a->source.ctx, least, align);
 }

@@ -176,17 +176,19 @@ int cairn_arena_lookup(struct cairn_arena *a, uint64_t addr,
 
 /* Could an allocation of size bytes at this alignment (0: the quantum;
  * phase 0) ever succeed? False when no span the arena has held (added,
- * or imported) was that long and had a multiple of the alignment, and no
- * span its source could lend now for the request is that long at that
- * alignment (size rounded to the quantum): then alloc and xalloc of it
- * fail with CAIRN_ENOMEM however much is freed, here or in the source,
- * until a span, or a region of the source's frames, is added (or an
- * import for another request brings in a span that holds it). So a cache
- * in front of the arena need not give anything back for it. Knows the
- * frames source (cairn_frames_could_hold, and its VA arena's answer) and
- * the arena source (the parent's answer); any other source may lend
- * anything: true. True does not promise success. False for an alignment
- * that is not a power of two. Lock-free: no tree node is read. */
+ * or imported) was that long and had a multiple of the alignment, and its
+ * source could not lend a span for the request (could_lend of what an
+ * import asks at least: the size rounded to the quantum, and to a power
+ * of two with a power-of-two import quantum, at the alignment): then
+ * alloc and xalloc of it fail with CAIRN_ENOMEM however much is freed,
+ * here or in the source, until a span, or a region of the source's
+ * frames, is added (or an import for another request brings in a span
+ * that holds it). So a cache in front of the arena need not give
+ * anything back for it. The frames source answers by
+ * cairn_frames_could_hold (and its VA arena's answer), the arena source
+ * by the parent's answer; a source without could_lend may lend anything:
+ * true. True does not promise success. False for an alignment that is
+ * not a power of two. Lock-free: no tree node is read. */
 bool cairn_arena_could_hold(struct cairn_arena *a, uint64_t size, uint64_t align);
 
 /* Quiescent checks: the tree's invariants, spans tiled by extents, free

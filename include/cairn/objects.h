@@ -122,11 +122,11 @@ struct cairn_objects_config {
 	 * CAIRN_ENOMEM, p untouched). 0 (unknown): a request the arena
 	 * cannot serve is refused, nothing changed, when no span it has held
 	 * or could import holds the request's pages at its alignment
-	 * (cairn_arena_could_hold: beyond its spans and its frames source's
-	 * memory); otherwise (a source the arena does not know, or spans of
-	 * which one is long enough and another aligned enough) it runs the
-	 * exhaustion path (every batch posted, every heap's caches taken
-	 * back) before it fails. A request within it may still fail on
+	 * (cairn_arena_could_hold: beyond its spans and what its source says
+	 * it could lend); otherwise (a source without could_lend, or spans
+	 * of which one is long enough and another aligned enough) it runs
+	 * the exhaustion path (every batch posted, every heap's caches
+	 * taken back) before it fails. A request within it may still fail on
 	 * exhaustion. */
 	uint64_t large_max;
 	/* Optional, with large_arena: called before and after every call

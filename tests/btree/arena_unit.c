@@ -1414,6 +1414,13 @@ static void could_release(void *ctx, uint64_t addr, uint64_t size)
 	(void)ctx, (void)addr, (void)size;
 }
 
+/* Spans of up to 1 MiB, at up to their own size's alignment. */
+static bool could_lend_mib(void *ctx, uint64_t size, uint64_t align)
+{
+	(void)ctx;
+	return (size > align ? size : align) <= 1 * MiB;
+}
+
 static void could_hold(void)
 {
 	struct cairn_arena plain, child, direct;
@@ -1487,6 +1494,16 @@ static void could_hold(void)
 	struct cairn_arena_config uc = { .quantum = 64, .source = &usrc };
 	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &uc), 0);
 	CHECK(cairn_arena_could_hold(&child, 1ull << 62, 0));
+	cairn_arena_destroy(&child);
+	/* one that says what it could ever lend: the size at least an
+	 * import asks (a power of two here), at the alignment */
+	usrc.could_lend = could_lend_mib;
+	CHECK_EQ(cairn_arena_create(&child, env_frames, 0, 0, &uc), 0);
+	CHECK(cairn_arena_could_hold(&child, 1 * MiB, 0));
+	CHECK(!cairn_arena_could_hold(&child, 1 * MiB + 64, 0)); /* 2 MiB asked */
+	CHECK(cairn_arena_could_hold(&child, 64, 1 * MiB));
+	CHECK(!cairn_arena_could_hold(&child, 64, 2 * MiB));
+	CHECK_EQ(atomic_load(&child.imports), 0);
 	cairn_arena_destroy(&child);
 	cairn_arena_destroy(&plain);
 	CHECK_EQ(env_free_frames(), before);
