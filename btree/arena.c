@@ -343,10 +343,15 @@ static void raise_to(_Atomic uint64_t *v, uint64_t x)
 		;
 }
 
-/* The arena now holds [base, base + len), added or imported: raise the
- * record of the longest span held and of the largest alignment any span
- * held has a quantum at. Only ever raised; relaxed: could_hold answers
- * for some moment, and a span's add or import is rare (a slow path). */
+/* The arena is about to hold [base, base + len), added or imported:
+ * raise the record of the longest span held and of the largest alignment
+ * any span held has a quantum at. Only ever raised, and before the update
+ * that puts the span in the tree (a span refused there counts too: the
+ * record is a bound): whoever sees the span, or a range of it, through
+ * the tree (node versions: release by the writer, acquire by readers)
+ * comes after the raise, so a request that failed while the span held
+ * cached ranges it could use finds it in the record. Relaxed otherwise:
+ * could_hold answers for some moment, and adds and imports are rare. */
 static void held_note(struct cairn_arena *a, uint64_t base, uint64_t len)
 {
 	raise_to(&a->held_max, len);
@@ -371,11 +376,8 @@ int cairn_arena_add(struct cairn_arena *a, uint64_t base, uint64_t size)
 	if (base + size <= base)
 		return CAIRN_ERANGE;
 	struct areq r = { .base = base, .size = size, .flags = CAIRN_ARENA_SPAN };
-	int err = add_span(a, &r);
-	if (err)
-		return err;
 	held_note(a, base, size);
-	return 0;
+	return add_span(a, &r);
 }
 
 static void try_release(struct cairn_arena *a, const struct cairn_ext *m)
@@ -511,6 +513,7 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 	 * source, so no source that keeps its contract lends one the arena
 	 * holds); the tree's own failures (no node: CAIRN_ENOMEM, a root
 	 * split past the depth limit: CAIRN_ENOSPC) are the request's. */
+	held_note(a, base, sz);
 	err = add_span(a, &add);
 	if (err == CAIRN_EEXIST)
 		return source_broken(a, "arena: the source lent a span the "
@@ -520,7 +523,6 @@ static int import(struct cairn_arena *a, struct xreq *r, struct cairn_ext *span,
 		return err;
 	}
 	atomic_fetch_add_explicit(&a->imports, 1, memory_order_relaxed);
-	held_note(a, base, sz);
 	if (*served)
 		r->got = (struct cairn_ext){ at, r->size, r->cookie,
 					     at == base ? SPAN_FLAGS : 0 };
