@@ -52,7 +52,9 @@
 
 #define ASK_BATCH 64
 
-void cairn__mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c)
+/* Out of line: the misses that answer are inlined into their callers
+ * under LTO, and this body with them pushed a caller's hit path apart. */
+__attribute__((noinline)) void cairn__mag_answer(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	/* Relaxed: the drainer passes us nothing but the request itself. */
 	uint32_t r = atomic_load_explicit(&c->req, memory_order_relaxed);
