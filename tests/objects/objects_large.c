@@ -815,6 +815,26 @@ static void beyond_large_intact(struct cairn_objects *o, const unsigned char *la
 	CHECK_EQ(cairn_objects_validate(o), 0);
 }
 
+/* The end of each test below: large (unless NULL, freed already) and
+ * small freed, heap 1's batch flushed, the instance whole and gone; with
+ * arena_empty, the arena holds nothing and is whole. */
+static void beyond_end(struct cairn_objects *o, void *large, void *small, bool arena_empty)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	if (large)
+		CHECK_EQ(cairn_heap_free(h, large), 0);
+	CHECK_EQ(cairn_heap_free(h, small), 0);
+	cairn_heap_flush(cairn_objects_heap(o, 1));
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	cairn_objects_destroy(o);
+	if (arena_empty) {
+		CHECK_EQ(extents(), 0);
+		CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
+	}
+	objtest_large_max = 0;
+	objtest_large_fini();
+}
+
 static void test_beyond_max(enum objtest_large mode, bool harden)
 {
 	objtest_large_max = BEYOND_MAX;
@@ -878,13 +898,7 @@ static void test_beyond_max(enum objtest_large mode, bool harden)
 	p = cairn_heap_realloc(h, large, BEYOND_MAX);
 	REQUIRE(p);
 	CHECK_EQ(((unsigned char *)p)[199999], 0x5a);
-	CHECK_EQ(cairn_heap_free(h, p), 0);
-	CHECK_EQ(cairn_heap_free(h, small), 0);
-	cairn_heap_flush(h1);
-	CHECK_EQ(cairn_objects_validate(o), 0);
-	cairn_objects_destroy(o);
-	objtest_large_max = 0;
-	objtest_large_fini();
+	beyond_end(o, p, small, false);
 }
 
 /* large_max 0 (unknown): a request no memory could ever hold (1 GiB,
@@ -921,12 +935,7 @@ static void test_impossible(enum objtest_large mode, bool harden)
 	CHECK(cairn_objects_realloc(o, large, never) == NULL);
 	beyond_same(o, &was, "impossible: cairn_objects_*");
 	beyond_large_intact(o, large, usable);
-	CHECK_EQ(cairn_heap_free(h, large), 0);
-	CHECK_EQ(cairn_heap_free(h, small), 0);
-	cairn_heap_flush(h1);
-	CHECK_EQ(cairn_objects_validate(o), 0);
-	cairn_objects_destroy(o);
-	objtest_large_fini();
+	beyond_end(o, large, small, false);
 }
 
 /* large_max 0 (unknown), and an alignment no span has or could be lent
@@ -968,16 +977,7 @@ static void test_impossible_aligned(int setup, bool harden)
 	REQUIRE(p);
 	CHECK_EQ((uintptr_t)p & ((1 << 20) - 1), 0);
 	CHECK_EQ(cairn_heap_free(h, p), 0);
-	CHECK_EQ(cairn_heap_free(h, large), 0);
-	CHECK_EQ(cairn_heap_free(h, small), 0);
-	cairn_heap_flush(h1);
-	CHECK_EQ(cairn_objects_validate(o), 0);
-	cairn_objects_destroy(o);
-	if (setup != OBJTEST_BUDDY) {
-		CHECK_EQ(extents(), 0);
-		CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
-	}
-	objtest_large_fini();
+	beyond_end(o, large, small, setup != OBJTEST_BUDDY);
 }
 
 /* large_max 0, and an arena whose source is the embedder's own: the
@@ -1030,13 +1030,7 @@ static void test_impossible_user(int setup, bool harden)
 	REQUIRE(p);
 	CHECK_EQ((uintptr_t)p & (USER_SPAN_MAX / 2 - 1), 0);
 	CHECK_EQ(cairn_heap_free(h, p), 0);
-	CHECK_EQ(cairn_heap_free(h, large), 0);
-	CHECK_EQ(cairn_heap_free(h, small), 0);
-	cairn_heap_flush(h1);
-	CHECK_EQ(cairn_objects_validate(o), 0);
-	cairn_objects_destroy(o);
-	CHECK_EQ(extents(), 0);
-	objtest_large_fini();
+	beyond_end(o, large, small, true);
 }
 
 /* The embedder's gate around every arena call: the leave of the first
