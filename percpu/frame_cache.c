@@ -24,6 +24,7 @@ struct cairn_fcache {
 	struct cairn_frames *f;
 	struct fc_source src[CAIRN_FCACHE_ORDERS];
 	struct cairn_mag_cache *mag[CAIRN_FCACHE_ORDERS];
+	struct mag_cpu *slots[CAIRN_FCACHE_ORDERS]; /* mag[i]->cpu, for the hits */
 	cairn_phys_t self; /* the frame this structure lives in */
 	bool trust_frees;
 	struct cairn_mag_group own_group; /* unless the config names one */
@@ -154,6 +155,7 @@ int cairn_fcache_create(struct cairn_fcache **out, struct cairn_frames *f,
 			cairn_frames_free(f, self, 0);
 			return err;
 		}
+		fc->slots[i] = fc->mag[i]->cpu;
 	}
 	*out = fc;
 	return 0;
@@ -243,11 +245,11 @@ inline int cairn_fcache_alloc(struct cairn_fcache *fc, unsigned order, unsigned 
 	/* Order 0 first, with its cache named outright: the common request
 	 * pays for no index. */
 	if (__builtin_expect(order == 0 && flags == 0, 1)) {
-		if (mag_hit_alloc(fc->mag[0], out))
+		if (mag_hit_alloc(fc->slots[0], out))
 			return 0;
 	} else {
 		int i = order_index(order);
-		if (i >= 0 && flags == 0 && mag_hit_alloc(fc->mag[i], out)) {
+		if (i >= 0 && flags == 0 && mag_hit_alloc(fc->slots[i], out)) {
 			block_out(fc, i, *out);
 			return 0;
 		}
@@ -280,7 +282,7 @@ static inline bool free_hit0(struct cairn_fcache *fc, cairn_phys_t phys)
 {
 	return !(phys & (CAIRN_FRAME_SIZE - 1)) &&
 	       (fc->trust_frees || cairn_frames_is_allocated(fc->f, phys, 0)) &&
-	       mag_hit_free(fc->mag[0], phys);
+	       mag_hit_free(fc->slots[0], phys);
 }
 
 /* A free of the other cached orders that finds both of its CPU's
@@ -323,13 +325,13 @@ static inline int free_other(struct cairn_fcache *fc, int i, cairn_phys_t phys, 
 	int ret = 1;
 	unsigned long irq = cairn_port_local_enter();
 	struct mag_cpu *c = mag_my_slot(mc);
-	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint32_t n = count_n(w);
 	if (mag_likely(!mag_asked(c))) {
 		if (mag_likely(n < c->cap)) {
 			if (fc->trust_frees || free_check(fc, i, phys, order)) {
 				mag_items(c->loaded)[n] = phys;
-				atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
-				stat_add(&c->hits, 1);
+				slot_count(c, w, MAG_HIT_FREE);
 				ret = 0;
 			}
 		} else if (!fc->trust_frees && mag_full_past_depot(mc, c)) {

@@ -7,8 +7,9 @@
  * The fast paths run inside a CPU-local section, on the slot of the CPU
  * they run on, and touch nothing any other CPU writes except the slot's req
  * word (one relaxed load). Everything they write is either the slot's own
- * magazine (plain memory, held by this CPU only) or the slot's count and hit
- * counter, atomics with a single writer (relaxed stores), so they need no atomic
+ * magazine (plain memory, held by this CPU only) or the slot's count word
+ * (its item count and hits), an atomic with a single writer (relaxed
+ * stores), so they need no atomic
  * read-modify-write and no lock. The section keeps the slot ours: in a
  * kernel interrupts are off, so no other context of this CPU can enter it
  * half way; on the host a thread owns its CPU slot.
@@ -110,12 +111,12 @@ int cairn_mag_create(struct cairn_mag_cache **out, const struct cairn_mag_config
 		c->loaded = c->prev = &mc->none;
 		c->cap = 0;
 		c->seen = 0;
-		atomic_init(&c->n, 0);
+		atomic_init(&c->count, 0);
+		atomic_init(&c->hit_wraps, 0);
 		atomic_init(&c->prev_n, 0);
 		atomic_init(&c->req, 0);
 		atomic_init(&c->ack, 0);
 		atomic_init(&c->nmag, 0);
-		atomic_init(&c->hits, 0);
 		atomic_init(&c->misses, 0);
 		atomic_init(&c->exchanges, 0);
 	}
@@ -213,13 +214,22 @@ void cairn__mag_slot_empty(struct cairn_mag_cache *mc, struct mag_cpu *c)
 void cairn__mag_slot_publish(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	c->cap = c->loaded->cap;
-	atomic_store_explicit(&c->n, c->loaded->n, memory_order_relaxed);
+	slot_set_n(c, c->loaded->n);
 	atomic_store_explicit(&c->prev_n, (uint16_t)c->prev->n, memory_order_relaxed);
 	/* release: a drainer that reads 0 returns, and its retry must find
 	 * what the slow path put back or pushed (wait_answer) */
 	atomic_store_explicit(&c->nmag,
 			      (uint16_t)((c->loaded != &mc->none) + (c->prev != &mc->none)),
 			      memory_order_release);
+}
+
+/* The hits field of a slot's count carried out of the word (slot_count):
+ * 2^48 hits more. Out of line, as it happens once in days. */
+__attribute__((noinline, cold)) void cairn__mag_hit_wrapped(struct mag_cpu *c)
+{
+	atomic_store_explicit(&c->hit_wraps,
+			      atomic_load_explicit(&c->hit_wraps, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 }
 
 /* ---- lean: after a drain, no refills ---- */
@@ -255,12 +265,12 @@ void cairn__mag_end_lean(struct cairn_mag_cache *mc)
 
 static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t *item)
 {
-	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint32_t n = count_n(w);
 	if (n) { /* a hit after all (we may run on another CPU than the fast
 		    path did, or an interrupt freed meanwhile) */
 		*item = mag_items(c->loaded)[n - 1];
-		atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
-		stat_add(&c->hits, 1);
+		slot_count(c, w, MAG_HIT_ALLOC);
 		return 0;
 	}
 	mag_slot_sync(mc, c);
@@ -269,7 +279,7 @@ static slow_path int alloc_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		c->loaded = p;
 		c->prev = l;
 		*item = mag_items(p)[--p->n];
-		stat_add(&c->hits, 1);
+		slot_count_hit(c);
 		cairn__mag_slot_publish(mc, c);
 		return 0;
 	}
@@ -343,7 +353,7 @@ static slow_path int alloc_miss(struct cairn_mag_cache *mc, uint64_t *item)
 
 int cairn_mag_try_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 {
-	if (likely(mag_hit_alloc(mc, item)))
+	if (likely(mag_hit_alloc(mc->cpu, item)))
 		return 0;
 	return alloc_miss(mc, item);
 }
@@ -361,11 +371,11 @@ int cairn_mag_alloc(struct cairn_mag_cache *mc, uint64_t *item)
 
 static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, uint64_t item)
 {
-	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint32_t n = count_n(w);
 	if (n < c->cap) { /* a hit after all (see alloc_slow) */
 		mag_items(c->loaded)[n] = item;
-		atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
-		stat_add(&c->hits, 1);
+		slot_count(c, w, MAG_HIT_FREE);
 		return;
 	}
 	mag_slot_sync(mc, c);
@@ -374,7 +384,7 @@ static slow_path void free_slow(struct cairn_mag_cache *mc, struct mag_cpu *c, u
 		c->loaded = p;
 		c->prev = l;
 		mag_items(p)[p->n++] = item;
-		stat_add(&c->hits, 1);
+		slot_count_hit(c);
 		cairn__mag_slot_publish(mc, c);
 		return;
 	}
@@ -431,7 +441,7 @@ static slow_path void free_miss(struct cairn_mag_cache *mc, uint64_t item)
 
 void cairn_mag_free(struct cairn_mag_cache *mc, uint64_t item)
 {
-	if (likely(mag_hit_free(mc, item)))
+	if (likely(mag_hit_free(mc->cpu, item)))
 		return;
 	free_miss(mc, item);
 }

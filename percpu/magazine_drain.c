@@ -309,7 +309,7 @@ int cairn_mag_cpu_stats(struct cairn_mag_cache *mc, unsigned cpu,
 	if (cpu >= mc->ncpus || !st)
 		return CAIRN_EINVAL;
 	struct mag_cpu *c = &mc->cpu[cpu];
-	st->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
+	st->hits = slot_hits(c);
 	st->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
 	st->exchanges = atomic_load_explicit(&c->exchanges, memory_order_relaxed);
 	st->held = mag_cpu_held(c);

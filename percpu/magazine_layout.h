@@ -28,19 +28,21 @@
  * Per-CPU slots. loaded/prev/cap/seen are plain fields: only the slot's
  * CPU touches them, inside its CPU-local section (or drain_cpu when that
  * CPU is gone). While a magazine is a slot's loaded one, its count lives in
- * the slot (`n`), not in its header: the hits change that one word, and
- * the slow paths write it back to the header before they look at or move
- * the magazine (mag_slot_sync) and take it from the header again when they
- * are done (cairn__mag_slot_publish). `n`, `prev_n` (prev's count) and the other
- * counters are atomics written only by the slot's CPU with relaxed stores
- * (one writer: no RMW), so statistics may read them from anywhere:
+ * the slot (n, the low bits of `count`), not in its header: the hits change
+ * that one word, and the slow paths write it back to the header before
+ * they look at or move the magazine (mag_slot_sync) and take it from the
+ * header again when they are done (cairn__mag_slot_publish). `count`,
+ * `prev_n` (prev's count) and the other counters are atomics written only
+ * by the slot's CPU with relaxed stores (one writer: no RMW), so
+ * statistics may read them from anywhere:
  *	held = n + prev_n = the items in the slot's magazines
  * after every operation, exact when no operation is in flight. Every
- * operation on a slot adds one to `hits` (served by loaded, or by prev
- * after a swap) or to `misses` (everything else); the hit's counter sits on
- * the line the hit already writes (the first half of the slot, with `n`),
- * a relaxed load and store like the count: one writer, so exact, and
- * monotonic for a reader on another CPU. Drainers
+ * operation on a slot adds one hit (served by loaded, or by prev after a
+ * swap) or one to `misses` (everything else). The hits are the high bits
+ * of `count` (slot_count): a hit adds one constant to the word, which
+ * counts the hit and moves n at once, and stores it: one writer, so
+ * exact, and monotonic for a reader on another CPU but for the moment of
+ * a carry out of the field (slot_hits). Drainers
  * decide whom to ask from `nmag` alone (items live only in magazines, so a
  * CPU without one holds nothing). req/ack are the drain handshake
  * (magazine_drain.c); `seen` is the owner's copy of ack.
@@ -77,11 +79,11 @@ static inline uint64_t *mag_items(struct mag *m)
 struct mag_cpu {
 	/* read or written by every hit */
 	struct mag *loaded;           /* owner only; its items are the hits' */
-	_Atomic uint32_t n;           /* items in loaded (its header's n is stale) */
+	_Atomic uint64_t count;       /* n | hits << MAG_N_BITS (slot_n, slot_hits) */
 	uint32_t cap;                 /* owner only: loaded->cap, 0 for none */
 	_Atomic uint32_t req;         /* drain generation asked for (drainers) */
 	uint32_t seen;                /* owner only: the last ack it stored */
-	_Atomic uint64_t hits;        /* operations the loaded/prev served */
+	_Atomic uint32_t hit_wraps;   /* times count's hits wrapped (rare) */
 	/* slow paths only */
 	_Atomic uint32_t ack;         /* last generation answered (owner) */
 	_Atomic uint16_t prev_n;      /* items in prev (<= CAIRN_MAG_MAX) */
@@ -128,6 +130,65 @@ static inline void stat_add(_Atomic uint64_t *v, uint64_t d)
 			      memory_order_relaxed);
 }
 
+/* The slot's count word: the loaded magazine's item count n in the low
+ * MAG_N_BITS, the slot's hits above it. A hit changes both with one add
+ * to the word it loaded and one store (a separate hit counter cost the
+ * hot paths a load, an add and a store each). The hits field carries out
+ * of the word once every 2^48 hits; the add's carry counts that in
+ * hit_wraps (cairn__mag_hit_wrapped). */
+#define MAG_N_BITS 16
+#define MAG_N_MASK ((1ull << MAG_N_BITS) - 1)
+#define MAG_HIT (1ull << MAG_N_BITS)
+#define MAG_HIT_ALLOC (MAG_HIT - 1) /* one hit, one item fewer */
+#define MAG_HIT_FREE (MAG_HIT + 1)  /* one hit, one item more */
+_Static_assert(CAIRN_MAG_MAX <= MAG_N_MASK, "a magazine's count fits its field");
+
+static inline uint32_t count_n(uint64_t w)
+{
+	return (uint32_t)(w & MAG_N_MASK);
+}
+
+static inline uint32_t slot_n(struct mag_cpu *c)
+{
+	return count_n(atomic_load_explicit(&c->count, memory_order_relaxed));
+}
+
+void cairn__mag_hit_wrapped(struct mag_cpu *c);
+
+/* Store w + d (d one of MAG_HIT*), w being the word as the owner loaded
+ * it in this operation. */
+static inline void slot_count(struct mag_cpu *c, uint64_t w, uint64_t d)
+{
+	uint64_t next;
+	if (__builtin_expect(__builtin_add_overflow(w, d, &next), 0))
+		cairn__mag_hit_wrapped(c);
+	atomic_store_explicit(&c->count, next, memory_order_relaxed);
+}
+
+/* n items in loaded now, the hits as they are (the slow paths). */
+static inline void slot_set_n(struct mag_cpu *c, uint32_t n)
+{
+	uint64_t w = atomic_load_explicit(&c->count, memory_order_relaxed);
+	atomic_store_explicit(&c->count, (w & ~MAG_N_MASK) | n, memory_order_relaxed);
+}
+
+/* One hit more, n as it is (the slow paths' hits: a swap with prev). */
+static inline void slot_count_hit(struct mag_cpu *c)
+{
+	slot_count(c, atomic_load_explicit(&c->count, memory_order_relaxed), MAG_HIT);
+}
+
+/* The slot's hits. Exact for the owner and for a reader ordered after
+ * the owner's last operation; another reader reads the two words apart,
+ * and one that races the owner's wrap of the field (every 2^48 hits, days
+ * of hits on one CPU) is 2^48 off for that read. */
+static inline uint64_t slot_hits(struct mag_cpu *c)
+{
+	uint64_t w = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint64_t wraps = atomic_load_explicit(&c->hit_wraps, memory_order_relaxed);
+	return (wraps << (64 - MAG_N_BITS)) + (w >> MAG_N_BITS);
+}
+
 /* Shared by magazine.c and magazine_drain.c. */
 void cairn__mag_flush(struct cairn_mag_cache *mc, struct mag *m);
 void cairn__mag_release(struct cairn_mag_cache *mc, struct mag *m);
@@ -140,15 +201,22 @@ void cairn__mag_end_lean(struct cairn_mag_cache *mc);
 void cairn__mag_group_join(struct cairn_mag_cache *mc);
 void cairn__mag_group_leave(struct cairn_mag_cache *mc);
 
-/* The slot of the CPU running the caller (inside its CPU-local section).
- * The empty asm makes the compiler form the slot's address once and reach
- * each field from it; left alone, it adds the array's offset into the
- * scaled index of every field separately. */
-static inline struct mag_cpu *mag_my_slot(struct cairn_mag_cache *mc)
+/* The slot of the CPU running the caller (inside its CPU-local section),
+ * in a cache's slot array (mc->cpu; callers of the hits keep that address
+ * so that a hit forms its slot's with a shift and an add, not also the
+ * array's offset in the cache). The empty asm makes the compiler form the
+ * slot's address once and reach each field from it; left alone, it adds
+ * the index into the address of every field separately. */
+static inline struct mag_cpu *mag_slot_in(struct mag_cpu *slots)
 {
-	struct mag_cpu *c = &mc->cpu[cairn_port_cpu()];
+	struct mag_cpu *c = &slots[cairn_port_cpu()];
 	__asm__("" : "+r"(c));
 	return c;
+}
+
+static inline struct mag_cpu *mag_my_slot(struct cairn_mag_cache *mc)
+{
+	return mag_slot_in(mc->cpu);
 }
 
 /* A drain request not answered yet: the drainers' word against the
@@ -163,14 +231,14 @@ static inline bool mag_asked(struct mag_cpu *c)
 static inline void mag_slot_sync(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	if (c->loaded != &mc->none)
-		c->loaded->n = atomic_load_explicit(&c->n, memory_order_relaxed);
+		c->loaded->n = slot_n(c);
 }
 
 /* Items in a slot's magazines: exact for the owner, and for others when the
  * owner is between operations and they are ordered after it. */
 static inline uint64_t mag_cpu_held(struct mag_cpu *c)
 {
-	return (uint64_t)atomic_load_explicit(&c->n, memory_order_relaxed) +
+	return (uint64_t)slot_n(c) +
 	       atomic_load_explicit(&c->prev_n, memory_order_relaxed);
 }
 
@@ -186,7 +254,7 @@ static inline uint64_t mag_cpu_held(struct mag_cpu *c)
 static inline bool mag_full_past_depot(struct cairn_mag_cache *mc, struct mag_cpu *c)
 {
 	return atomic_load_explicit(&c->nmag, memory_order_relaxed) == 2 &&
-	       atomic_load_explicit(&c->n, memory_order_relaxed) == c->cap &&
+	       slot_n(c) == c->cap &&
 	       atomic_load_explicit(&c->prev_n, memory_order_relaxed) == mc->mag_size &&
 	       ds_size(&mc->full) >= mc->full.limit;
 }
@@ -195,39 +263,39 @@ static inline bool mag_full_past_depot(struct cairn_mag_cache *mc, struct mag_cp
  * the magazine layer (everyone else through cairn_mag_try_alloc/free).
  * Inside a CPU-local section on the caller's slot: one relaxed load of the
  * drainers' word, compared with the owner's copy of its last answer; then
- * the slot's count and hit counter (single-writer atomics: a relaxed load
- * and store each) and a plain access to the loaded magazine's items (ours
+ * the slot's count word (a single-writer atomic: a relaxed load, one add
+ * for the count and the hit, a relaxed store) and a plain access to the loaded magazine's items (ours
  * alone). A drain request
  * that arrives after the check is answered at the next operation: the hit
  * finishes on a magazine only this CPU touches, and the drainer waits for
  * ack, which only this CPU stores (magazine_drain.c). Anything else (a
  * bypass slot, a request, an empty or full magazine) returns false with
  * nothing changed, and the caller takes the slow path, which looks again. */
-static inline bool mag_hit_alloc(struct cairn_mag_cache *mc, uint64_t *item)
+static inline bool mag_hit_alloc(struct mag_cpu *slots, uint64_t *item)
 {
 	unsigned long irq = cairn_port_local_enter();
-	struct mag_cpu *c = mag_my_slot(mc);
-	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	struct mag_cpu *c = mag_slot_in(slots);
+	uint64_t w = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint32_t n = count_n(w);
 	bool hit = mag_likely(!mag_asked(c) && n);
 	if (hit) {
 		*item = mag_items(c->loaded)[n - 1];
-		atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
-		stat_add(&c->hits, 1);
+		slot_count(c, w, MAG_HIT_ALLOC);
 	}
 	cairn_port_local_leave(irq);
 	return hit;
 }
 
-static inline bool mag_hit_free(struct cairn_mag_cache *mc, uint64_t item)
+static inline bool mag_hit_free(struct mag_cpu *slots, uint64_t item)
 {
 	unsigned long irq = cairn_port_local_enter();
-	struct mag_cpu *c = mag_my_slot(mc);
-	uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+	struct mag_cpu *c = mag_slot_in(slots);
+	uint64_t w = atomic_load_explicit(&c->count, memory_order_relaxed);
+	uint32_t n = count_n(w);
 	bool hit = mag_likely(!mag_asked(c) && n < c->cap);
 	if (hit) {
 		mag_items(c->loaded)[n] = item;
-		atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
-		stat_add(&c->hits, 1);
+		slot_count(c, w, MAG_HIT_FREE);
 	}
 	cairn_port_local_leave(irq);
 	return hit;
