@@ -4,7 +4,7 @@
  *
  * Fast paths (the heap's own CPU, no atomics):
  *   alloc: class from the size, pop the class's current slab's free list.
- *   free:  the pagemap names the slab; if ours, push onto its local_free.
+ *   free:  the pagemap names the slab; if ours, push onto its free list.
  * Everything else is out of line: refilling a class, remote frees, large
  * blocks, and the hardened checks' reports.
  */
@@ -851,7 +851,7 @@ static inline void *heap_pop(struct cairn_heap *h, size_t size)
 		return NULL;
 	uintptr_t p = s->free;
 	if (unlikely(!p)) {
-		/* the common refill, inline: what the owner freed into the
+		/* the refill inline: the remote frees collected into the
 		 * slab (o->empty has none: a hardened heap still gets NULL) */
 		p = s->local_free;
 		if (unlikely(!p))
@@ -913,8 +913,12 @@ static bool refill(struct cairn_heap *h, unsigned cls)
 		 * looks at it, so the fast slots are written once) */
 		cairn__avail_remove(h, next);
 		slab_set_state(h, next, SLAB_CUR);
-		next->free = next->local_free;
-		next->local_free = 0;
+		/* the owner's frees first (on free); the collected ones
+		 * when those run out */
+		if (!next->free) {
+			next->free = next->local_free;
+			next->local_free = 0;
+		}
 		heap_set_cur(h, cls, next);
 		return true;
 	}
@@ -956,7 +960,7 @@ static void *__attribute__((noinline)) alloc_slow(struct cairn_heap *h, size_t s
 	if (!s->free) {
 		if (!s->local_free) /* (always so for o->empty) */
 			return alloc_refill(h, cls);
-		/* the common refill: what the owner freed into the slab */
+		/* the remote frees collected into the slab */
 		s->free = s->local_free;
 		s->local_free = 0;
 	}
@@ -985,15 +989,16 @@ void *cairn_heap_alloc_aligned(struct cairn_heap *h, size_t size, size_t align)
 
 /* ---- free ---- */
 
-/* After a push onto s's local_free: a full slab becomes available, an
- * empty one goes back, unless the heap is online and it is the current
- * slab of its class, or a slab of at most 64 KiB alone on the class's
- * avail list: the next refill of the class takes it as it is, carved,
- * where a released one would have to be made again (a batch of
- * allocations a little over a slab, then its frees, made and released a
- * slab every round). So a class keeps at most one empty slab besides
- * the current one; offline and the heap's exhaustion release them. A
- * damaged slab is never kept: the objects it dropped go back with it. */
+/* After a free into s (the owner's push, or a collected remote free): a
+ * full slab becomes available, an empty one goes back, unless the heap
+ * is online and it is the current slab of its class, or a slab of at
+ * most 64 KiB alone on the class's avail list: the next refill of the
+ * class takes it as it is, carved, where a released one would have to
+ * be made again (a batch of allocations a little over a slab, then its
+ * frees, made and released a slab every round). So a class keeps at
+ * most one empty slab besides the current one; offline and the heap's
+ * exhaustion release them. A damaged slab is never kept: the objects it
+ * dropped go back with it. */
 void cairn__slab_after_free(struct cairn_heap *h, struct slab *s, bool offline)
 {
 	if (unlikely(s->state == SLAB_FULL))
@@ -1027,19 +1032,22 @@ static inline __attribute__((always_inline)) int64_t owned_check(const struct sl
 	return i;
 }
 
+/* p onto `list`, s's free (the owner's free) or local_free (a collected
+ * remote free), its link encoded. */
 static inline __attribute__((always_inline)) void owned_push(struct cairn_heap *h, struct slab *s,
-							     uintptr_t p, bool offline)
+							     uintptr_t *list, uintptr_t p, bool offline)
 {
-	obj_set_word(p, obj_encode(h, p, s->local_free));
-	s->local_free = p;
+	obj_set_word(p, obj_encode(h, p, *list));
+	*list = p;
 	slab_used_set(s, slab_used(s) - 1);
 	cairn__slab_after_free(h, s, offline);
 }
 
-/* An object of a slab this heap owns, freed by the owner, goes onto
- * local_free. Hardened, also refused while a remote free of it is on its
- * way to us (its pending bit, objects_layout.h: a double free). Out of
- * line: inlined into the free path, it costs that path registers. */
+/* An object of a slab this heap owns, freed by the owner, goes onto the
+ * slab's free list (objects_layout.h). Hardened, also refused while a
+ * remote free of it is on its way to us (its pending bit,
+ * objects_layout.h: a double free). Out of line: inlined into the free
+ * path, it costs that path registers. */
 int __attribute__((noinline)) cairn__slab_free_owned(struct cairn_heap *h, struct slab *s,
 						   uintptr_t p, bool offline)
 {
@@ -1054,14 +1062,14 @@ int __attribute__((noinline)) cairn__slab_free_owned(struct cairn_heap *h, struc
 		}
 		live_flip(s, (uint32_t)i);
 	}
-	owned_push(h, s, p, offline);
+	owned_push(h, s, &s->free, p, offline);
 	return 0;
 }
 
-/* Hardened: p, collected from a message, goes onto local_free as the
- * owner's free does, and its pending bit is cleared before p can be
- * handed out again (a fetch-and: remote freers set other bits of the
- * word meanwhile). */
+/* Hardened: p, collected from a message, goes onto local_free as an
+ * unhardened collection's objects do, and its pending bit is cleared
+ * before p can be handed out again (a fetch-and: remote freers set other
+ * bits of the word meanwhile). */
 int cairn__slab_free_collected(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline)
 {
 	int64_t i = owned_check(s, p);
@@ -1070,7 +1078,7 @@ int cairn__slab_free_collected(struct cairn_heap *h, struct slab *s, uintptr_t p
 	atomic_fetch_and_explicit(slab_pending(s, (uint32_t)i), ~((uint64_t)1 << (i % 64)),
 				  memory_order_relaxed);
 	live_flip(s, (uint32_t)i);
-	owned_push(h, s, p, offline);
+	owned_push(h, s, &s->local_free, p, offline);
 	return 0;
 }
 

@@ -15,10 +15,12 @@
  * an object cannot reach the metadata). Its objects are in exactly one of:
  *   - not yet carved (index >= capacity: the slab grows its free list lazily
  *     one page at a time, so untouched memory stays untouched),
- *   - on `free` (the list allocation pops from),
- *   - on `local_free` (frees by the owner and collected remote frees; it
- *     becomes `free` when `free` runs dry: mimalloc's free-list sharding,
- *     which also gives the owner a regular slow path to collect on),
+ *   - on `free` (the list allocation pops from, and the owner's frees
+ *     push onto: last in, first out, so the object freed last, still hot,
+ *     is the next one out, and `free` runs dry only when the slab has no
+ *     free object left but collected ones),
+ *   - on `local_free` (collected remote frees; it becomes `free` when
+ *     `free` runs dry),
  *   - handed out, counted by `used` (this includes objects freed on another
  *     CPU whose message the owner has not collected yet).
  * So: free + local_free + used + (nobjs - capacity) == nobjs, always.
@@ -108,7 +110,7 @@ _Static_assert(OBJ_LC_MAX_PAGES < (1u << PM_RETIRING_BY_SHIFT), "RETIRING's page
 enum slab_state {
 	SLAB_UNUSED = 0,  /* descriptor on the heap's spare list */
 	SLAB_CUR = 1,     /* the class's allocation slab (h->cur[cls]) */
-	SLAB_AVAIL = 2,   /* on the class's avail list: has objects on local_free */
+	SLAB_AVAIL = 2,   /* on the class's avail list: has free objects (either list) */
 	SLAB_FULL = 3,    /* every object handed out: on no list */
 };
 
@@ -727,15 +729,17 @@ void cairn__heap_queue_init(struct cairn_heap *h);
 int cairn__slab_free_owned(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
 /* Hardened: the same for an object collected from a message. */
 int cairn__slab_free_collected(struct cairn_heap *h, struct slab *s, uintptr_t p, bool offline);
-/* After a push onto s's local_free: FULL -> AVAIL, or an empty slab back. */
+/* After a free into s (its owner's, or a collected one): FULL -> AVAIL, or
+ * an empty slab back. */
 void cairn__slab_after_free(struct cairn_heap *h, struct slab *s, bool offline);
 
-/* The free of p by h when s->fast_owner == h (unhardened: a plain link).
+/* The free of p by h when s->fast_owner == h (unhardened: a plain link),
+ * onto `free`, where the next allocation from s takes it.
  * False when p was the last object out: then cairn__slab_after_free. */
 static inline bool slab_push_plain(struct slab *s, uintptr_t p)
 {
-	obj_set_word(p, s->local_free);
-	s->local_free = p;
+	obj_set_word(p, s->free);
+	s->free = p;
 	uint32_t used = slab_used(s) - 1;
 	slab_used_set(s, used);
 	return used != 0;

@@ -160,6 +160,66 @@ static void test_alloc_fast_local(struct cairn_objects *o, bool harden)
 	CHECK_EQ(stats(o).objects, 0);
 }
 
+/* The owner's free of an object of its class's current slab is the next
+ * object out, even while that slab's free list still holds others (it goes
+ * onto that list, not onto local_free). An object of another of its slabs
+ * (full, then available), freed by the owner or freed remotely and
+ * collected, waits in that slab until the current slab runs dry; then
+ * the refill takes that slab with both, and every object comes out once. */
+static void test_cur_free_first(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	cairn_heap_offline(h); /* no slab left: a fresh one for the class */
+	cairn_heap_online(h);
+	enum { SIZE = 512, MAX = 4096 };
+	static void *got[MAX];
+	void *a = cairn_heap_alloc(h, SIZE), *b = cairn_heap_alloc(h, SIZE), *c;
+	REQUIRE(a && b);
+	CHECK_EQ(cairn_heap_free(h, a), 0);
+	CHECK((c = cairn_heap_alloc(h, SIZE)) == a);
+	CHECK_EQ(cairn_heap_free(h, b), 0);
+	CHECK((b = cairn_heap_alloc(h, SIZE)) != NULL);
+	CHECK(cairn_objects_usable_size(o, b) == SIZE);
+	CHECK_EQ(cairn_heap_free(h, c), 0);
+	CHECK_EQ(cairn_heap_free(h, b), 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+
+	/* Fill the first slab and start a second; free two objects of the
+	 * first (FULL, then AVAIL). */
+	uint64_t slabs0 = stats(o).slabs;
+	unsigned n = 0;
+	while (n < MAX && stats(o).slabs < slabs0 + 2)
+		REQUIRE((got[n++] = cairn_heap_alloc(h, SIZE)));
+	REQUIRE(n < MAX && n > 2);
+	void *x = got[0], *y = got[1];
+	struct cairn_heap *h1 = cairn_objects_heap(o, 1);
+	CHECK_EQ(cairn_heap_free(h, x), 0);
+	CHECK_EQ(cairn_heap_free(h1, y), 0);
+	cairn_heap_flush(h1); /* y's message posted, not collected */
+	got[0] = got[1] = NULL;
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	/* The current slab runs dry first (every object carved), then the
+	 * refill collects y and takes the first slab back with x and y. */
+	size_t per = (CAIRN_FRAME_SIZE << cairn_obj_class_order(o, cairn_obj_class(SIZE))) / SIZE;
+	unsigned seen = 0, m = n, first = 0;
+	while (m < MAX && seen < 2) {
+		void *p = cairn_heap_alloc(h, SIZE);
+		REQUIRE(p);
+		if (p == x || p == y)
+			first = seen++ ? first : m - n;
+		got[m++] = p;
+	}
+	CHECK_EQ(seen, 2);
+	CHECK_EQ(first, per - 1); /* the second slab held one object */
+	CHECK_EQ(stats(o).slabs, slabs0 + 2);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 0; i < m; i++)
+		if (got[i])
+			CHECK_EQ(cairn_heap_free(h, got[i]), 0);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 static void test_alignment(struct cairn_objects *o)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -908,6 +968,7 @@ int main(void)
 		test_every_class(o);
 		test_alloc_fast(o, harden);
 		test_alloc_fast_local(o, harden);
+		test_cur_free_first(o);
 		test_alignment(o);
 		test_calloc_realloc(o);
 		cairn_host_reports_quiet(1);
