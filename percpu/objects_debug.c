@@ -212,8 +212,12 @@ int cairn_objects_validate(struct cairn_objects *o)
 					   (uintptr_t)s, c);
 			for (s = h->avail[c]; s; s = s->next)
 				if (s->state != SLAB_AVAIL || s->cls != c || s->owner != h ||
-				    (s->next && s->next->prev != s))
+				    (s->next && s->next->prev != s) ||
+				    (!s->next && h->avail_tail[c] != s))
 					return bad("objects: avail list broken", (uintptr_t)s, c);
+			if (!h->avail[c] && h->avail_tail[c])
+				return bad("objects: avail tail of an empty list",
+					   (uintptr_t)h->avail_tail[c], c);
 		}
 		uint64_t slabs = 0, frames = 0;
 		for_each_slab(h, f, s) {

@@ -237,7 +237,12 @@ struct cairn_heap {
 	 * path). Written only through heap_set_cur, with cur. */
 	_Alignas(64) struct slab *fast[OBJ_FAST_SLOTS];
 	struct slab *cur[CAIRN_OBJ_CLASSES]; /* never NULL: &o->empty when none */
-	struct slab *avail[CAIRN_OBJ_CLASSES]; /* doubly linked through next/prev */
+	/* Slabs with free objects besides the current one, doubly linked
+	 * through next/prev, first in first out: a slab joins at the tail
+	 * (its first free since it went FULL) and a refill takes the head,
+	 * the one that has gathered frees the longest (objects_slab.c). */
+	struct slab *avail[CAIRN_OBJ_CLASSES];
+	struct slab *avail_tail[CAIRN_OBJ_CLASSES]; /* the last, or NULL */
 	struct slab *spare;        /* unused descriptors */
 	/* The two caches below are the holder's, and an exhausted heap's
 	 * (caches_try): whoever holds caches_busy. */
@@ -299,7 +304,7 @@ struct cairn_objects {
 	 * config's large_max; unknown: UINT64_MAX, nothing refused). */
 	uint64_t large_max;
 	void (*arena_enter)(void), (*arena_leave)(void); /* NULL: no gate */
-	/* Heaps are made on first use (a heap is 2.4 KiB, and most of a
+	/* Heaps are made on first use (a heap is 2.9 KiB, and most of a
 	 * host's 256 slots are never used: their memory stays untouched).
 	 * heap_made[i] goes UNMADE -> MAKING -> MADE once; MADE is stored
 	 * with release after the heap is written, and read with acquire. */

@@ -220,6 +220,39 @@ static void test_cur_free_first(struct cairn_objects *o)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 }
 
+/* The avail list is first in, first out: of two full slabs that each get
+ * a free, the one freed into first is the next current slab, then the
+ * other; validate checks the list's tail all along. */
+static void test_avail_fifo(struct cairn_objects *o)
+{
+	struct cairn_heap *h = cairn_objects_heap(o, 0);
+	cairn_heap_offline(h);
+	cairn_heap_online(h);
+	enum { SIZE = 512, MAX = 4096 };
+	static void *got[MAX];
+	size_t per = (CAIRN_FRAME_SIZE << cairn_obj_class_order(o, cairn_obj_class(SIZE))) / SIZE;
+	unsigned n = 0;
+	/* two full slabs and a current one holding one object */
+	while (n < 2 * per + 1)
+		REQUIRE((got[n++] = cairn_heap_alloc(h, SIZE)));
+	void *x = got[per], *y = got[0]; /* the second slab's, then the first's */
+	CHECK_EQ(cairn_heap_free(h, x), 0);
+	CHECK_EQ(cairn_heap_free(h, y), 0);
+	got[per] = got[0] = NULL;
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 0; i < per - 1; i++) /* the current slab runs dry */
+		REQUIRE((got[n++] = cairn_heap_alloc(h, SIZE)));
+	CHECK((got[n++] = cairn_heap_alloc(h, SIZE)) == x);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK((got[n++] = cairn_heap_alloc(h, SIZE)) == y);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+	for (unsigned i = 0; i < n; i++)
+		if (got[i])
+			CHECK_EQ(cairn_heap_free(h, got[i]), 0);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 static void test_alignment(struct cairn_objects *o)
 {
 	struct cairn_heap *h = cairn_objects_heap(o, 0);
@@ -969,6 +1002,7 @@ int main(void)
 		test_alloc_fast(o, harden);
 		test_alloc_fast_local(o, harden);
 		test_cur_free_first(o);
+		test_avail_fifo(o);
 		test_alignment(o);
 		test_calloc_realloc(o);
 		cairn_host_reports_quiet(1);
