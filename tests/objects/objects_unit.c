@@ -160,6 +160,16 @@ static void test_alloc_fast_local(struct cairn_objects *o, bool harden)
 	CHECK_EQ(stats(o).objects, 0);
 }
 
+/* Everything of got[0..n) still held back to h, and the instance empty. */
+static void free_got(struct cairn_objects *o, struct cairn_heap *h, void **got, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (got[i])
+			CHECK_EQ(cairn_heap_free(h, got[i]), 0);
+	CHECK_EQ(stats(o).objects, 0);
+	CHECK_EQ(cairn_objects_validate(o), 0);
+}
+
 /* The owner's free of an object of its class's current slab is the next
  * object out, even while that slab's free list still holds others (it goes
  * onto that list, not onto local_free). An object of another of its slabs
@@ -213,11 +223,7 @@ static void test_cur_free_first(struct cairn_objects *o)
 	CHECK_EQ(first, per - 1); /* the second slab held one object */
 	CHECK_EQ(stats(o).slabs, slabs0 + 2);
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	for (unsigned i = 0; i < m; i++)
-		if (got[i])
-			CHECK_EQ(cairn_heap_free(h, got[i]), 0);
-	CHECK_EQ(stats(o).objects, 0);
-	CHECK_EQ(cairn_objects_validate(o), 0);
+	free_got(o, h, got, m);
 }
 
 /* The avail list is first in, first out: of two full slabs that each get
@@ -246,11 +252,7 @@ static void test_avail_fifo(struct cairn_objects *o)
 	CHECK_EQ(cairn_objects_validate(o), 0);
 	CHECK((got[n++] = cairn_heap_alloc(h, SIZE)) == y);
 	CHECK_EQ(cairn_objects_validate(o), 0);
-	for (unsigned i = 0; i < n; i++)
-		if (got[i])
-			CHECK_EQ(cairn_heap_free(h, got[i]), 0);
-	CHECK_EQ(stats(o).objects, 0);
-	CHECK_EQ(cairn_objects_validate(o), 0);
+	free_got(o, h, got, n);
 }
 
 static void test_alignment(struct cairn_objects *o)
