@@ -188,9 +188,10 @@ static void block_away(struct cairn_objects *o, uintptr_t b, unsigned order)
 /* An empty slab of the order kept on another class's avail list (see
  * cairn__slab_after_free), released: its block serves the new slab, so a kept
  * slab seldom makes the heap ask for more memory. Only list heads are
- * looked at: a kept slab was alone when it emptied, but a slab that gets a
- * free later goes in front of it; that one is found by cairn__heap_release_empty
- * on exhaustion. */
+ * looked at: a kept slab was alone when it emptied, and a slab that gets a
+ * free later joins behind it (the list is first in, first out), so it
+ * stays the head until a refill takes it; one that emptied behind another
+ * slab is found by cairn__heap_release_empty on exhaustion. */
 static bool block_steal(struct cairn_heap *h, unsigned order)
 {
 	for (unsigned c = 0; c < CAIRN_OBJ_CLASSES; c++) {
