@@ -667,11 +667,22 @@ static struct beyond_snap beyond_snap(struct cairn_objects *o)
 	return s;
 }
 
-static void beyond_same(struct cairn_objects *o, const struct beyond_snap *was, const char *what)
+/* A test's instance after beyond_begin: its heaps 0 and 1, the live
+ * objects beyond_fill left, and the state taken then. */
+struct beyond {
+	struct cairn_objects *o;
+	struct cairn_heap *h, *h1;
+	unsigned char *large;
+	void *small;
+	size_t usable; /* large's */
+	struct beyond_snap was;
+};
+
+static void beyond_same(const struct beyond *t, const char *what)
 {
 	_Static_assert(sizeof(struct beyond_snap) % sizeof(uint64_t) == 0, "all uint64_t");
-	struct beyond_snap now = beyond_snap(o);
-	const uint64_t *a = (const uint64_t *)was, *b = (const uint64_t *)&now;
+	struct beyond_snap now = beyond_snap(t->o);
+	const uint64_t *a = (const uint64_t *)&t->was, *b = (const uint64_t *)&now;
 	for (size_t i = 0; i < sizeof(now) / sizeof(uint64_t); i++) {
 		if (a[i] != b[i])
 			fprintf(stderr, "%s: figure %zu was %llu, now %llu\n", what, i,
@@ -788,45 +799,41 @@ static void large_setup(int setup)
 
 /* An instance of the set-up, filled (beyond_fill) and its state taken:
  * what the refused requests of the tests below must leave as it is. */
-static struct cairn_objects *beyond_begin(int mode, bool harden,
-					  unsigned char **large, void **small,
-					  struct beyond_snap *was)
+static void beyond_begin(int mode, bool harden, struct beyond *t)
 {
 	large_setup(mode);
-	struct cairn_objects *o =
-		objtest_create(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
-	beyond_fill(o, large, small);
-	*was = beyond_snap(o);
-	CHECK(was->heap[0].slabs > 0);
-	CHECK(was->heap[0].cached_frames > 0);
-	return o;
+	t->o = objtest_create(harden ? CAIRN_OBJ_HARDEN_ON : CAIRN_OBJ_HARDEN_OFF);
+	beyond_fill(t->o, &t->large, &t->small);
+	t->was = beyond_snap(t->o);
+	CHECK(t->was.heap[0].slabs > 0);
+	CHECK(t->was.heap[0].cached_frames > 0);
+	t->h = cairn_objects_heap(t->o, 0);
+	t->h1 = cairn_objects_heap(t->o, 1);
+	t->usable = cairn_objects_usable_size(t->o, t->large);
 }
 
 /* The large object beyond_fill wrote, with its bytes as written. */
-static void beyond_large_intact(struct cairn_objects *o, const unsigned char *large,
-				size_t usable)
+static void beyond_large_intact(const struct beyond *t)
 {
-	CHECK_EQ(cairn_objects_usable_size(o, large), usable);
+	CHECK_EQ(cairn_objects_usable_size(t->o, t->large), t->usable);
 	for (size_t i = 0; i < 200000; i++)
-		if (large[i] != 0x5a) {
-			CHECK_EQ(large[i], 0x5a);
+		if (t->large[i] != 0x5a) {
+			CHECK_EQ(t->large[i], 0x5a);
 			break;
 		}
-	CHECK_EQ(cairn_objects_validate(o), 0);
+	CHECK_EQ(cairn_objects_validate(t->o), 0);
 }
 
-/* The end of each test below: large (unless NULL, freed already) and
- * small freed, heap 1's batch flushed, the instance whole and gone; with
- * arena_empty, the arena holds nothing and is whole. */
-static void beyond_end(struct cairn_objects *o, void *large, void *small, bool arena_empty)
+/* The end of each test below: large (the large object where it is now)
+ * and the small one freed, heap 1's batch flushed, the instance whole and
+ * gone; with arena_empty, the arena holds nothing and is whole. */
+static void beyond_end(const struct beyond *t, void *large, bool arena_empty)
 {
-	struct cairn_heap *h = cairn_objects_heap(o, 0);
-	if (large)
-		CHECK_EQ(cairn_heap_free(h, large), 0);
-	CHECK_EQ(cairn_heap_free(h, small), 0);
-	cairn_heap_flush(cairn_objects_heap(o, 1));
-	CHECK_EQ(cairn_objects_validate(o), 0);
-	cairn_objects_destroy(o);
+	CHECK_EQ(cairn_heap_free(t->h, large), 0);
+	CHECK_EQ(cairn_heap_free(t->h, t->small), 0);
+	cairn_heap_flush(t->h1);
+	CHECK_EQ(cairn_objects_validate(t->o), 0);
+	cairn_objects_destroy(t->o);
 	if (arena_empty) {
 		CHECK_EQ(extents(), 0);
 		CHECK_EQ(cairn_arena_validate(&objtest_arena), 0);
@@ -838,67 +845,63 @@ static void beyond_end(struct cairn_objects *o, void *large, void *small, bool a
 static void test_beyond_max(enum objtest_large mode, bool harden)
 {
 	objtest_large_max = BEYOND_MAX;
-	unsigned char *large;
-	void *small;
-	struct beyond_snap was;
-	struct cairn_objects *o = beyond_begin(mode, harden, &large, &small, &was);
-	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
+	struct beyond t;
+	beyond_begin(mode, harden, &t);
 	/* what the requests below would take back, were they tried */
 	if (objtest_released_kib)
-		CHECK(was.all.released_frames > 0);
+		CHECK(t.was.all.released_frames > 0);
 	if (objtest_large_cache_kib)
-		CHECK(was.all.large_cached_frames > 0);
+		CHECK(t.was.all.large_cached_frames > 0);
 	if (mode == OBJTEST_QCACHE && !harden)
-		CHECK(was.qcached > 0);
-	size_t usable = cairn_objects_usable_size(o, large);
-	CHECK(usable >= 200000);
+		CHECK(t.was.qcached > 0);
+	CHECK(t.usable >= 200000);
 
 	/* malloc-like: above the bound, by far and by a byte */
-	CHECK(cairn_heap_alloc(h, 2ull << 30) == NULL);
-	beyond_same(o, &was, "alloc 2 GiB");
-	CHECK(cairn_heap_alloc(h, BEYOND_MAX + 1) == NULL);
-	beyond_same(o, &was, "alloc large_max + 1");
-	CHECK(cairn_heap_alloc_slow(h, 2ull << 30) == NULL);
-	CHECK(cairn_heap_calloc(h, 2, 1ull << 30) == NULL);
-	CHECK(cairn_heap_alloc(h1, 2ull << 30) == NULL); /* its batch stays */
-	beyond_same(o, &was, "alloc_slow, calloc, heap 1");
+	CHECK(cairn_heap_alloc(t.h, 2ull << 30) == NULL);
+	beyond_same(&t, "alloc 2 GiB");
+	CHECK(cairn_heap_alloc(t.h, BEYOND_MAX + 1) == NULL);
+	beyond_same(&t, "alloc large_max + 1");
+	CHECK(cairn_heap_alloc_slow(t.h, 2ull << 30) == NULL);
+	CHECK(cairn_heap_calloc(t.h, 2, 1ull << 30) == NULL);
+	CHECK(cairn_heap_alloc(t.h1, 2ull << 30) == NULL); /* its batch stays */
+	beyond_same(&t, "alloc_slow, calloc, heap 1");
 	/* aligned: an alignment no span has, and a size that fits only
 	 * without its alignment's slack (pages + align - 4 KiB) */
-	CHECK(cairn_heap_alloc_aligned(h, 100000, 1ull << 40) == NULL);
-	CHECK(cairn_heap_alloc_aligned(h, 16, 1ull << 40) == NULL);
-	beyond_same(o, &was, "aligned 2^40");
-	CHECK(cairn_heap_alloc_aligned(h, BEYOND_MAX / 2 + 8192 - 100, BEYOND_MAX / 2) == NULL);
-	beyond_same(o, &was, "aligned beyond by its slack");
+	CHECK(cairn_heap_alloc_aligned(t.h, 100000, 1ull << 40) == NULL);
+	CHECK(cairn_heap_alloc_aligned(t.h, 16, 1ull << 40) == NULL);
+	beyond_same(&t, "aligned 2^40");
+	CHECK(cairn_heap_alloc_aligned(t.h, BEYOND_MAX / 2 + 8192 - 100, BEYOND_MAX / 2) == NULL);
+	beyond_same(&t, "aligned beyond by its slack");
 	/* realloc: ENOMEM, the object untouched */
 	int err = -1;
-	CHECK(cairn_heap_realloc_err(h, large, 2ull << 30, &err) == NULL);
+	CHECK(cairn_heap_realloc_err(t.h, t.large, 2ull << 30, &err) == NULL);
 	CHECK_EQ(err, CAIRN_ENOMEM);
 	err = -1;
-	CHECK(cairn_heap_realloc_err(h, small, BEYOND_MAX + 1, &err) == NULL);
+	CHECK(cairn_heap_realloc_err(t.h, t.small, BEYOND_MAX + 1, &err) == NULL);
 	CHECK_EQ(err, CAIRN_ENOMEM);
-	CHECK(cairn_heap_realloc(h, large, 2ull << 30) == NULL);
-	beyond_same(o, &was, "realloc");
+	CHECK(cairn_heap_realloc(t.h, t.large, 2ull << 30) == NULL);
+	beyond_same(&t, "realloc");
 	/* the calls on the calling CPU's heap */
-	CHECK(cairn_objects_alloc(o, 2ull << 30) == NULL);
-	CHECK(cairn_objects_alloc_aligned(o, 4096, 1ull << 40) == NULL);
-	CHECK(cairn_objects_calloc(o, 1, 2ull << 30) == NULL);
-	CHECK(cairn_objects_realloc(o, large, 2ull << 30) == NULL);
-	beyond_same(o, &was, "cairn_objects_*");
-	beyond_large_intact(o, large, usable);
+	CHECK(cairn_objects_alloc(t.o, 2ull << 30) == NULL);
+	CHECK(cairn_objects_alloc_aligned(t.o, 4096, 1ull << 40) == NULL);
+	CHECK(cairn_objects_calloc(t.o, 1, 2ull << 30) == NULL);
+	CHECK(cairn_objects_realloc(t.o, t.large, 2ull << 30) == NULL);
+	beyond_same(&t, "cairn_objects_*");
+	beyond_large_intact(&t);
 
 	/* at the bound: tried, and served */
-	void *p = cairn_heap_alloc(h, BEYOND_MAX);
+	void *p = cairn_heap_alloc(t.h, BEYOND_MAX);
 	REQUIRE(p);
-	CHECK(cairn_objects_usable_size(o, p) >= BEYOND_MAX);
-	CHECK_EQ(cairn_heap_free(h, p), 0);
-	p = cairn_heap_alloc_aligned(h, BEYOND_MAX / 2, BEYOND_MAX / 2);
+	CHECK(cairn_objects_usable_size(t.o, p) >= BEYOND_MAX);
+	CHECK_EQ(cairn_heap_free(t.h, p), 0);
+	p = cairn_heap_alloc_aligned(t.h, BEYOND_MAX / 2, BEYOND_MAX / 2);
 	REQUIRE(p);
 	CHECK_EQ((uintptr_t)p & (BEYOND_MAX / 2 - 1), 0);
-	CHECK_EQ(cairn_heap_free(h, p), 0);
-	p = cairn_heap_realloc(h, large, BEYOND_MAX);
+	CHECK_EQ(cairn_heap_free(t.h, p), 0);
+	p = cairn_heap_realloc(t.h, t.large, BEYOND_MAX);
 	REQUIRE(p);
 	CHECK_EQ(((unsigned char *)p)[199999], 0x5a);
-	beyond_end(o, p, small, false);
+	beyond_end(&t, p, false);
 }
 
 /* large_max 0 (unknown): a request no memory could ever hold (1 GiB,
@@ -910,32 +913,28 @@ static void test_beyond_max(enum objtest_large mode, bool harden)
 static void test_impossible(enum objtest_large mode, bool harden)
 {
 	objtest_large_max = 0;
-	unsigned char *large;
-	void *small;
-	struct beyond_snap was;
-	struct cairn_objects *o = beyond_begin(mode, harden, &large, &small, &was);
-	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
-	size_t usable = cairn_objects_usable_size(o, large);
+	struct beyond t;
+	beyond_begin(mode, harden, &t);
 	const size_t never = 2 * objtest_mem; /* 1 GiB: the largest order */
 
-	CHECK(cairn_heap_alloc(h, never) == NULL);
-	beyond_same(o, &was, "impossible: alloc");
-	CHECK(cairn_heap_alloc(h, never - 4096) == NULL);
-	CHECK(cairn_heap_calloc(h, 2, never / 2) == NULL);
-	CHECK(cairn_heap_alloc(h1, never) == NULL); /* its batch stays */
-	beyond_same(o, &was, "impossible: alloc below, calloc, heap 1");
+	CHECK(cairn_heap_alloc(t.h, never) == NULL);
+	beyond_same(&t, "impossible: alloc");
+	CHECK(cairn_heap_alloc(t.h, never - 4096) == NULL);
+	CHECK(cairn_heap_calloc(t.h, 2, never / 2) == NULL);
+	CHECK(cairn_heap_alloc(t.h1, never) == NULL); /* its batch stays */
+	beyond_same(&t, "impossible: alloc below, calloc, heap 1");
 	int err = -1;
-	CHECK(cairn_heap_realloc_err(h, large, never, &err) == NULL);
+	CHECK(cairn_heap_realloc_err(t.h, t.large, never, &err) == NULL);
 	CHECK_EQ(err, CAIRN_ENOMEM);
 	err = -1;
-	CHECK(cairn_heap_realloc_err(h, small, never, &err) == NULL);
+	CHECK(cairn_heap_realloc_err(t.h, t.small, never, &err) == NULL);
 	CHECK_EQ(err, CAIRN_ENOMEM);
-	beyond_same(o, &was, "impossible: realloc");
-	CHECK(cairn_objects_alloc(o, never) == NULL);
-	CHECK(cairn_objects_realloc(o, large, never) == NULL);
-	beyond_same(o, &was, "impossible: cairn_objects_*");
-	beyond_large_intact(o, large, usable);
-	beyond_end(o, large, small, false);
+	beyond_same(&t, "impossible: realloc");
+	CHECK(cairn_objects_alloc(t.o, never) == NULL);
+	CHECK(cairn_objects_realloc(t.o, t.large, never) == NULL);
+	beyond_same(&t, "impossible: cairn_objects_*");
+	beyond_large_intact(&t);
+	beyond_end(&t, t.large, false);
 }
 
 /* large_max 0 (unknown), and an alignment no span has or could be lent
@@ -951,33 +950,29 @@ static void test_impossible(enum objtest_large mode, bool harden)
 static void test_impossible_aligned(int setup, bool harden)
 {
 	objtest_large_max = 0;
-	unsigned char *large;
-	void *small;
-	struct beyond_snap was;
-	struct cairn_objects *o = beyond_begin(setup, harden, &large, &small, &was);
-	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
-	size_t usable = cairn_objects_usable_size(o, large);
+	struct beyond t;
+	beyond_begin(setup, harden, &t);
 	const size_t never = 1ull << 47;
 	if (setup == OBJTEST_QCACHE && !harden)
-		CHECK(was.qcached > 0); /* what a drain would send back */
+		CHECK(t.was.qcached > 0); /* what a drain would send back */
 
-	CHECK(cairn_heap_alloc_aligned(h, 16, never) == NULL);
-	beyond_same(o, &was, "impossible aligned: 16 B");
-	CHECK(cairn_heap_alloc_aligned(h, 100000, never) == NULL);
-	CHECK(cairn_heap_alloc_aligned(h, 2 << 20, never) == NULL);
-	CHECK(cairn_heap_alloc_aligned(h, 100000, never << 1) == NULL);
-	beyond_same(o, &was, "impossible aligned: large sizes");
-	CHECK(cairn_heap_alloc_aligned(h1, 4096, never) == NULL); /* its batch stays */
-	CHECK(cairn_objects_alloc_aligned(o, 4096, never) == NULL);
-	beyond_same(o, &was, "impossible aligned: heap 1, cairn_objects_*");
-	beyond_large_intact(o, large, usable);
+	CHECK(cairn_heap_alloc_aligned(t.h, 16, never) == NULL);
+	beyond_same(&t, "impossible aligned: 16 B");
+	CHECK(cairn_heap_alloc_aligned(t.h, 100000, never) == NULL);
+	CHECK(cairn_heap_alloc_aligned(t.h, 2 << 20, never) == NULL);
+	CHECK(cairn_heap_alloc_aligned(t.h, 100000, never << 1) == NULL);
+	beyond_same(&t, "impossible aligned: large sizes");
+	CHECK(cairn_heap_alloc_aligned(t.h1, 4096, never) == NULL); /* its batch stays */
+	CHECK(cairn_objects_alloc_aligned(t.o, 4096, never) == NULL);
+	beyond_same(&t, "impossible aligned: heap 1, cairn_objects_*");
+	beyond_large_intact(&t);
 
 	/* an alignment the memory has: served */
-	void *p = cairn_heap_alloc_aligned(h, 100000, 1 << 20);
+	void *p = cairn_heap_alloc_aligned(t.h, 100000, 1 << 20);
 	REQUIRE(p);
 	CHECK_EQ((uintptr_t)p & ((1 << 20) - 1), 0);
-	CHECK_EQ(cairn_heap_free(h, p), 0);
-	beyond_end(o, large, small, setup != OBJTEST_BUDDY);
+	CHECK_EQ(cairn_heap_free(t.h, p), 0);
+	beyond_end(&t, t.large, setup != OBJTEST_BUDDY);
 }
 
 /* large_max 0, and an arena whose source is the embedder's own: the
@@ -989,48 +984,44 @@ static void test_impossible_aligned(int setup, bool harden)
 static void test_impossible_user(int setup, bool harden)
 {
 	objtest_large_max = 0;
-	unsigned char *large;
-	void *small;
-	struct beyond_snap was;
-	struct cairn_objects *o = beyond_begin(setup, harden, &large, &small, &was);
-	struct cairn_heap *h = cairn_objects_heap(o, 0), *h1 = cairn_objects_heap(o, 1);
-	size_t usable = cairn_objects_usable_size(o, large);
+	struct beyond t;
+	beyond_begin(setup, harden, &t);
 	if (setup == SETUP_USER_QCACHE && !harden)
-		CHECK(was.qcached > 0); /* what a drain would send back */
+		CHECK(t.was.qcached > 0); /* what a drain would send back */
 
-	CHECK(cairn_heap_alloc(h, 2 * USER_SPAN_MAX) == NULL);
-	beyond_same(o, &was, "user source: twice its spans");
-	CHECK(cairn_heap_alloc(h, USER_SPAN_MAX + 1) == NULL); /* imports 2x */
-	CHECK(cairn_heap_alloc(h1, 2 * USER_SPAN_MAX) == NULL); /* its batch stays */
-	CHECK(cairn_heap_calloc(h, 2, USER_SPAN_MAX) == NULL);
-	beyond_same(o, &was, "user source: above its spans");
+	CHECK(cairn_heap_alloc(t.h, 2 * USER_SPAN_MAX) == NULL);
+	beyond_same(&t, "user source: twice its spans");
+	CHECK(cairn_heap_alloc(t.h, USER_SPAN_MAX + 1) == NULL); /* imports 2x */
+	CHECK(cairn_heap_alloc(t.h1, 2 * USER_SPAN_MAX) == NULL); /* its batch stays */
+	CHECK(cairn_heap_calloc(t.h, 2, USER_SPAN_MAX) == NULL);
+	beyond_same(&t, "user source: above its spans");
 	/* 512 MiB: the memory's spans lie inside one such block, off its
 	 * start (frames from 1 MiB): none ever held has a multiple of it */
-	CHECK(cairn_heap_alloc_aligned(h, 100000, 8 * USER_SPAN_MAX) == NULL);
-	CHECK(cairn_heap_alloc_aligned(h, 16, 1ull << 47) == NULL);
-	beyond_same(o, &was, "user source: aligned");
+	CHECK(cairn_heap_alloc_aligned(t.h, 100000, 8 * USER_SPAN_MAX) == NULL);
+	CHECK(cairn_heap_alloc_aligned(t.h, 16, 1ull << 47) == NULL);
+	beyond_same(&t, "user source: aligned");
 	int err = -1;
-	CHECK(cairn_heap_realloc_err(h, large, 2 * USER_SPAN_MAX, &err) == NULL);
+	CHECK(cairn_heap_realloc_err(t.h, t.large, 2 * USER_SPAN_MAX, &err) == NULL);
 	CHECK_EQ(err, CAIRN_ENOMEM);
-	CHECK(cairn_objects_alloc(o, 2 * USER_SPAN_MAX) == NULL);
-	beyond_same(o, &was, "user source: realloc, cairn_objects_*");
+	CHECK(cairn_objects_alloc(t.o, 2 * USER_SPAN_MAX) == NULL);
+	beyond_same(&t, "user source: realloc, cairn_objects_*");
 	if (objtest_qc) {
 		uint64_t addr = 7;
 		CHECK_EQ(cairn_qcache_alloc(objtest_qc, 2 * USER_SPAN_MAX, &addr), CAIRN_ENOMEM);
 		CHECK_EQ(addr, 7);
-		beyond_same(o, &was, "user source: the quantum cache");
+		beyond_same(&t, "user source: the quantum cache");
 	}
-	beyond_large_intact(o, large, usable);
+	beyond_large_intact(&t);
 
 	/* what the source lends: served */
-	void *p = cairn_heap_alloc(h, USER_SPAN_MAX / 2);
+	void *p = cairn_heap_alloc(t.h, USER_SPAN_MAX / 2);
 	REQUIRE(p);
-	CHECK_EQ(cairn_heap_free(h, p), 0);
-	p = cairn_heap_alloc_aligned(h, 100000, USER_SPAN_MAX / 2);
+	CHECK_EQ(cairn_heap_free(t.h, p), 0);
+	p = cairn_heap_alloc_aligned(t.h, 100000, USER_SPAN_MAX / 2);
 	REQUIRE(p);
 	CHECK_EQ((uintptr_t)p & (USER_SPAN_MAX / 2 - 1), 0);
-	CHECK_EQ(cairn_heap_free(h, p), 0);
-	beyond_end(o, large, small, true);
+	CHECK_EQ(cairn_heap_free(t.h, p), 0);
+	beyond_end(&t, t.large, true);
 }
 
 /* The embedder's gate around every arena call: the leave of the first
